@@ -1,0 +1,1 @@
+"""Deterministic simulation: sim adapters for every port, virtual time, fault injection."""

@@ -1,0 +1,1 @@
+"""Services that execute the log state machines against the ports."""

@@ -1,0 +1,137 @@
+"""Error types of the engine, each carrying a Kafka error code and who is to blame."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.IntEnum):
+    """Kafka protocol error codes used by StreamHouse (values from the Kafka protocol)."""
+
+    NONE = 0
+    OFFSET_OUT_OF_RANGE = 1
+    CORRUPT_MESSAGE = 2
+    UNKNOWN_TOPIC_OR_PARTITION = 3
+    INVALID_FETCH_SIZE = 4
+    LEADER_NOT_AVAILABLE = 5
+    NOT_LEADER_OR_FOLLOWER = 6
+    REQUEST_TIMED_OUT = 7
+    MESSAGE_TOO_LARGE = 10
+    NETWORK_EXCEPTION = 13
+    INVALID_TOPIC_EXCEPTION = 17
+    RECORD_LIST_TOO_LARGE = 18
+    NOT_ENOUGH_REPLICAS = 19
+    INVALID_REQUIRED_ACKS = 21
+    TOPIC_ALREADY_EXISTS = 36
+    INVALID_PARTITIONS = 37
+    UNSUPPORTED_VERSION = 35
+    INVALID_REQUEST = 42
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+    DUPLICATE_SEQUENCE_NUMBER = 46
+    INVALID_PRODUCER_EPOCH = 47
+    KAFKA_STORAGE_ERROR = 56
+    FENCED_LEADER_EPOCH = 74
+    UNKNOWN_LEADER_EPOCH = 75
+    THROTTLING_QUOTA_EXCEEDED = 89
+
+
+class Blame(enum.Enum):
+    """Whose mistake an error is: the remote side's (a bad request) or ours/our environment's."""
+
+    REMOTE = "remote"
+    LOCAL = "local"
+
+
+class StreamHouseError(Exception):
+    """Base of every error the engine raises on purpose; carries a Kafka error code."""
+
+    code: ErrorCode = ErrorCode.KAFKA_STORAGE_ERROR
+    blame: Blame = Blame.LOCAL
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class InvalidRecordBatch(StreamHouseError):
+    """A record batch failed validation (wrong magic, bad CRC, inconsistent sizes)."""
+
+    code = ErrorCode.CORRUPT_MESSAGE
+    blame = Blame.REMOTE
+
+
+class MessageTooLarge(StreamHouseError):
+    """A batch exceeds the configured maximum size."""
+
+    code = ErrorCode.MESSAGE_TOO_LARGE
+    blame = Blame.REMOTE
+
+
+class UnknownTopicOrPartition(StreamHouseError):
+    """The topic or partition does not exist."""
+
+    code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    blame = Blame.REMOTE
+
+
+class TopicAlreadyExists(StreamHouseError):
+    """A topic of that name exists already."""
+
+    code = ErrorCode.TOPIC_ALREADY_EXISTS
+    blame = Blame.REMOTE
+
+
+class OffsetOutOfRange(StreamHouseError):
+    """A fetch asked for an offset below the log start or above the log end."""
+
+    code = ErrorCode.OFFSET_OUT_OF_RANGE
+    blame = Blame.REMOTE
+
+
+class NotLeader(StreamHouseError):
+    """This agent does not hold the partition's lease."""
+
+    code = ErrorCode.NOT_LEADER_OR_FOLLOWER
+    blame = Blame.REMOTE
+
+
+class StorageError(StreamHouseError):
+    """Local storage (disk, object store, metadata store) failed; the request may be retried."""
+
+    code = ErrorCode.KAFKA_STORAGE_ERROR
+
+
+class DiskFull(StorageError):
+    """The disk has no room for the write."""
+
+
+class DiskIOError(StorageError):
+    """A disk write or fsync failed; data not fsynced may be lost."""
+
+
+class ObjectStoreUnavailable(StorageError):
+    """The object store refused or failed the request (throttled, timed out, down)."""
+
+
+class ObjectNotFound(StorageError):
+    """The object store has no object under the key."""
+
+
+class CorruptObject(StorageError):
+    """An object's bytes fail their checksum or structure checks."""
+
+
+class MetadataUnavailable(StorageError):
+    """The metadata store failed the operation; nothing was committed."""
+
+
+class MetadataUnknownOutcome(StorageError):
+    """The metadata commit may or may not have happened (e.g. the connection died at commit)."""
+
+
+class Backpressure(StorageError):
+    """A bounded queue is full and stayed full for the allowed wait."""
+
+    code = ErrorCode.REQUEST_TIMED_OUT

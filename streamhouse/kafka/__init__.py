@@ -1,0 +1,1 @@
+"""Sans-IO Kafka wire protocol: bytes in, typed values out."""

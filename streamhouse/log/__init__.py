@@ -1,0 +1,1 @@
+"""Pure state machines and formats of the log: no awaits, no IO."""

@@ -1,0 +1,1 @@
+"""Ports: the small abstract interfaces through which the engine sees the world."""

@@ -1,0 +1,184 @@
+"""Metadata store port: topics, partition leases, durable offsets and segment rows.
+
+The metadata store is the source of truth for what exists (DESIGN §2-§3).
+Every write that concerns a partition is fenced by the partition's lease
+epoch: a writer whose epoch has moved on is left out.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class TopicPartition:
+    """A partition of a topic."""
+
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}-{self.partition}"
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """A topic and its configuration overrides."""
+
+    name: str
+    partition_count: int
+    configs: Mapping[str, str]
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class PartitionRecord:
+    """The durable state of one partition.
+
+    `durable_end_offset` is the offset after the last record committed to the
+    object store; `log_start_offset` the first offset still readable.
+    """
+
+    topic: str
+    partition: int
+    leader_agent: str | None
+    leader_epoch: int
+    lease_expires_ms: int
+    durable_end_offset: int
+    log_start_offset: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A granted or renewed partition lease."""
+
+    tp: TopicPartition
+    agent: str
+    epoch: int
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """One block of an object: offsets [base_offset, last_offset] of one partition."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    last_offset: int
+    leader_epoch: int
+    max_timestamp_ms: int
+    object_key: str
+    position: int
+    length: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """An object written by a flush."""
+
+    key: str
+    agent: str
+    org: str
+    size_bytes: int
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class FlushCommit:
+    """Everything one flush commits in one transaction.
+
+    `epochs` holds, per partition in the object, the lease epoch the writer
+    holds; partitions whose epoch has moved on are left out of the commit.
+    """
+
+    obj: ObjectRecord
+    segments: Sequence[SegmentRecord]
+    epochs: Mapping[TopicPartition, int]
+
+
+@dataclass(frozen=True)
+class FlushOutcome:
+    """Which partitions of a flush were committed and which were fenced out."""
+
+    committed: frozenset[TopicPartition] = field(default_factory=frozenset)
+    fenced: frozenset[TopicPartition] = field(default_factory=frozenset)
+
+
+class MetadataStore(ABC):
+    """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
+
+    @abstractmethod
+    async def create_topic(
+        self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
+    ) -> TopicRecord:
+        """Create a topic and its partitions. Raises TopicAlreadyExists."""
+
+    @abstractmethod
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        """The topic, or None."""
+
+    @abstractmethod
+    async def list_topics(self) -> list[TopicRecord]:
+        """Every topic, sorted by name."""
+
+    @abstractmethod
+    async def delete_topic(self, name: str) -> None:
+        """Delete the topic, its partitions and segment rows. Raises UnknownTopicOrPartition."""
+
+    @abstractmethod
+    async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
+        """The partition's state. Raises UnknownTopicOrPartition."""
+
+    @abstractmethod
+    async def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        """Take or renew the partition's lease.
+
+        The holder renews without changing the epoch (even after expiry, as long
+        as nobody took it meanwhile). Anyone else gets it only when it has
+        expired, and then the epoch is bumped. Returns None when another agent
+        holds an unexpired lease. Raises UnknownTopicOrPartition.
+        """
+
+    @abstractmethod
+    async def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        """Expire the lease now if `agent` holds it (the epoch stays)."""
+
+    @abstractmethod
+    async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        """Commit an uploaded object's segment rows in one transaction.
+
+        For each partition whose epoch still matches, its rows are inserted and
+        its durable end offset moves to the last row's end. Idempotent by object
+        key: committing the same object again returns the first outcome.
+        """
+
+    @abstractmethod
+    async def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        """Segment rows of the partition whose last offset is >= from_offset, by offset."""
+
+    @abstractmethod
+    async def list_objects(self) -> list[ObjectRecord]:
+        """Every committed object, sorted by key."""
+
+    @abstractmethod
+    async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        """Move the log start forward (never back); returns the resulting log start."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
