@@ -1,0 +1,242 @@
+"""The agent's write-ahead log: segmented files on the Disk port, group commit, recovery.
+
+Appends queue in memory (bounded by `wal_queue_bytes_max`); one committer task
+writes whatever is queued (up to `wal_group_bytes_max`) with one write and one
+fsync, then resolves the appends' futures with the segment number they landed
+in. A failed write or fsync fails that group and everything queued behind it
+(the caller rolls its offsets back) and rolls to a new segment. Segments are
+deleted front to back once every entry in them has been released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from streamhouse.config import Settings
+from streamhouse.errors import StorageError
+from streamhouse.log.wal_format import EntryKind, decode_frames, encode_frame
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.disk import Disk, DiskFile
+
+WAL_DIRECTORY = "wal"
+SEGMENT_SUFFIX = ".wal"
+
+
+def segment_path(segment: int) -> str:
+    return f"{WAL_DIRECTORY}/{segment:020d}{SEGMENT_SUFFIX}"
+
+
+@dataclass
+class WalAppend:
+    """A queued entry; `synced` resolves to its segment number once fsynced."""
+
+    kind: EntryKind
+    payload: bytes
+    frame: bytes
+    synced: asyncio.Future[int]
+
+
+@dataclass(frozen=True)
+class RecoveredEntry:
+    """An intact entry found on disk at open."""
+
+    kind: EntryKind
+    payload: bytes
+    segment: int
+
+
+@dataclass
+class WalStats:
+    """Counters for metrics and benchmarks."""
+
+    appended_bytes: int = 0
+    appended_entries: int = 0
+    group_commits: int = 0
+    failed_groups: int = 0
+    truncated_bytes: int = 0
+    deleted_segments: int = 0
+    segments_live: dict[int, int] = field(default_factory=dict)
+
+
+FailureHandler = Callable[[list[WalAppend], StorageError], None]
+
+
+class Wal:
+    """One per agent. Call `recover()`, then `start()`, then `append()` freely."""
+
+    def __init__(
+        self, disk: Disk, clock: Clock, settings: Settings, on_failure: FailureHandler | None = None
+    ) -> None:
+        self._disk = disk
+        self._clock = clock
+        self._settings = settings
+        self._on_failure = on_failure
+        self._queue: deque[WalAppend] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._file: DiskFile | None = None
+        self._next_segment = 0
+        self._live: dict[int, int] = {}  # segment -> entries not yet released
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.stats = WalStats(segments_live=self._live)
+
+    def recover(self) -> list[RecoveredEntry]:
+        """Read every segment, cut torn or corrupt tails, and return the intact entries in order.
+
+        Every returned entry holds a reference on its segment until `release`d.
+        """
+        assert self._task is None, "recover before start"
+        recovered: list[RecoveredEntry] = []
+        for segment in self._segments_on_disk():
+            path = segment_path(segment)
+            result = decode_frames(self._disk.read(path), self._settings.wal_entry_bytes_max)
+            if result.stopped_early:
+                self.stats.truncated_bytes += self._disk.size(path) - result.valid_bytes
+                self._disk.truncate(path, result.valid_bytes)
+            recovered += [RecoveredEntry(f.kind, f.payload, segment) for f in result.frames]
+            self._live[segment] = len(result.frames)
+            self._next_segment = segment + 1
+        self._delete_released_segments()
+        return recovered
+
+    def _segments_on_disk(self) -> list[int]:
+        names = self._disk.list_dir(WAL_DIRECTORY)
+        return sorted(int(n[: -len(SEGMENT_SUFFIX)]) for n in names if n.endswith(SEGMENT_SUFFIX))
+
+    def start(self) -> None:
+        assert self._task is None
+        self._task = asyncio.get_running_loop().create_task(self._commit_loop(), name="wal-commit")
+
+    async def close(self) -> None:
+        """Write out what is queued, then stop the committer."""
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def has_room(self, payload_bytes: int) -> bool:
+        return self._queued_bytes + payload_bytes <= self._settings.wal_queue_bytes_max
+
+    async def wait_for_room(self) -> None:
+        """Wait until the queue drains below its bound (at least one group is written)."""
+        while self._queued_bytes >= self._settings.wal_queue_bytes_max:
+            self._room.clear()
+            await self._room.wait()
+
+    def append(self, kind: EntryKind, payload: bytes) -> WalAppend:
+        """Queue an entry. The caller checks `has_room` first; the bound is soft by one entry."""
+        assert not self._closing, "append after close"
+        assert len(payload) < self._settings.wal_entry_bytes_max, len(payload)
+        loop = asyncio.get_running_loop()
+        entry = WalAppend(kind, payload, encode_frame(kind, payload), loop.create_future())
+        self._queue.append(entry)
+        self._queued_bytes += len(entry.frame)
+        self._wakeup.set()
+        return entry
+
+    def release(self, segment: int) -> None:
+        """One entry of `segment` no longer needs the WAL (durable elsewhere, or dropped)."""
+        remaining = self._live[segment] - 1
+        assert remaining >= 0, segment
+        self._live[segment] = remaining
+        if remaining == 0:
+            self._delete_released_segments()
+
+    def _active_segment(self) -> int | None:
+        return self._next_segment - 1 if self._file is not None else None
+
+    def _delete_released_segments(self) -> None:
+        active = self._active_segment()
+        for segment in sorted(self._live):
+            if self._live[segment] > 0 or segment == active:
+                return
+            self._disk.remove(segment_path(segment))
+            del self._live[segment]
+            self.stats.deleted_segments += 1
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._settings.wal_group_wait_ms > 0 and not self._closing:
+                await self._clock.sleep_ms(self._settings.wal_group_wait_ms)
+            await self._commit_group(self._take_group())
+
+    def _take_group(self) -> list[WalAppend]:
+        group = [self._queue.popleft()]
+        group_bytes = len(group[0].frame)
+        while self._queue and group_bytes + len(self._queue[0].frame) <= (
+            self._settings.wal_group_bytes_max
+        ):
+            entry = self._queue.popleft()
+            group.append(entry)
+            group_bytes += len(entry.frame)
+        return group
+
+    def _writable_file(self) -> DiskFile:
+        if self._file is not None and self._file.size >= self._settings.wal_segment_bytes_max:
+            self._seal()
+        if self._file is None:
+            self._file = self._disk.open_append(segment_path(self._next_segment))
+            self._live.setdefault(self._next_segment, 0)
+            self._next_segment += 1
+        return self._file
+
+    def _seal(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._delete_released_segments()
+
+    async def _commit_group(self, group: list[WalAppend]) -> None:
+        data = b"".join(entry.frame for entry in group)
+        try:
+            file = self._writable_file()
+            segment = self._next_segment - 1
+            file.write(data)
+            await file.fsync()
+        except StorageError as exc:
+            self._fail(group, exc)
+            return
+        self._dequeued(len(data))
+        self._live[segment] += len(group)
+        self.stats.appended_bytes += len(data)
+        self.stats.appended_entries += len(group)
+        self.stats.group_commits += 1
+        for entry in group:
+            if not entry.synced.done():
+                entry.synced.set_result(segment)
+
+    def _fail(self, group: list[WalAppend], exc: StorageError) -> None:
+        """Fail the group and everything queued behind it, and start a fresh segment."""
+        failed = group + list(self._queue)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._room.set()
+        self.stats.failed_groups += 1
+        self._seal()
+        if self._on_failure is not None:
+            self._on_failure(failed, exc)
+        for entry in failed:
+            if not entry.synced.done():
+                entry.synced.set_exception(exc)
+                entry.synced.exception()  # a caller that gave up must not log "never retrieved"
+
+    def _dequeued(self, size_bytes: int) -> None:
+        self._queued_bytes -= size_bytes
+        if self._queued_bytes < self._settings.wal_queue_bytes_max:
+            self._room.set()
