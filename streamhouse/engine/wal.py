@@ -61,6 +61,7 @@ class WalStats:
     segments_live: dict[int, int] = field(default_factory=dict)
 
 
+SyncedHandler = Callable[[list[WalAppend], int], None]
 FailureHandler = Callable[[list[WalAppend], StorageError], None]
 
 
@@ -68,11 +69,19 @@ class Wal:
     """One per agent. Call `recover()`, then `start()`, then `append()` freely."""
 
     def __init__(
-        self, disk: Disk, clock: Clock, settings: Settings, on_failure: FailureHandler | None = None
+        self,
+        disk: Disk,
+        clock: Clock,
+        settings: Settings,
+        on_synced: SyncedHandler | None = None,
+        on_failure: FailureHandler | None = None,
     ) -> None:
+        """`on_synced(group, segment)` and `on_failure(entries, error)` run synchronously,
+        in WAL order, before the entries' futures resolve."""
         self._disk = disk
         self._clock = clock
         self._settings = settings
+        self._on_synced = on_synced
         self._on_failure = on_failure
         self._queue: deque[WalAppend] = deque()
         self._queued_bytes = 0
@@ -86,10 +95,11 @@ class Wal:
         self._closing = False
         self.stats = WalStats(segments_live=self._live)
 
-    def recover(self) -> list[RecoveredEntry]:
+    async def recover(self) -> list[RecoveredEntry]:
         """Read every segment, cut torn or corrupt tails, and return the intact entries in order.
 
-        Every returned entry holds a reference on its segment until `release`d.
+        Survivors are fsynced (a crash may have left unsynced bytes that happen to be
+        intact), and every returned entry holds a reference on its segment until `release`d.
         """
         assert self._task is None, "recover before start"
         recovered: list[RecoveredEntry] = []
@@ -102,6 +112,9 @@ class Wal:
             recovered += [RecoveredEntry(f.kind, f.payload, segment) for f in result.frames]
             self._live[segment] = len(result.frames)
             self._next_segment = segment + 1
+            survivor = self._disk.open_append(path)
+            await survivor.fsync()
+            survivor.close()
         self._delete_released_segments()
         return recovered
 
@@ -217,6 +230,8 @@ class Wal:
         self.stats.appended_bytes += len(data)
         self.stats.appended_entries += len(group)
         self.stats.group_commits += 1
+        if self._on_synced is not None:
+            self._on_synced(group, segment)
         for entry in group:
             if not entry.synced.done():
                 entry.synced.set_result(segment)

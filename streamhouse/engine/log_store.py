@@ -1,0 +1,362 @@
+"""The agent's log: appends through the WAL, reads from tail or objects, recovery at open.
+
+It owns the partitions this agent leads (one `PartitionLog` per lease epoch),
+mirrors the WAL's queue to move high watermarks when entries are fsynced,
+rolls offsets back when a WAL write fails, and hands synced batches to the
+flusher. `open()` replays the WAL against metadata: entries already durable
+are released, entries of the current lease epoch are re-appended at their
+offsets, entries whose epoch moved on are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from streamhouse.config import Settings
+from streamhouse.engine.flush import Flusher, PendingBatch
+from streamhouse.engine.object_reader import ObjectReader
+from streamhouse.engine.partition_log import PartitionLog
+from streamhouse.engine.wal import RecoveredEntry, Wal, WalAppend
+from streamhouse.errors import (
+    MessageTooLarge,
+    NotLeader,
+    OffsetOutOfRange,
+    StorageError,
+    UnknownTopicOrPartition,
+)
+from streamhouse.kafka.record_batch import iter_batches, validate_batch, with_base_offset
+from streamhouse.log.partition import PartitionState
+from streamhouse.log.tail import TailBatch
+from streamhouse.log.wal_format import (
+    BatchEntry,
+    EntryKind,
+    TruncateEntry,
+    decode_batch_entry,
+    decode_truncate_entry,
+    encode_batch_entry,
+    encode_truncate_entry,
+)
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.disk import Disk
+from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+from streamhouse.ports.object_store import ObjectStore
+from streamhouse.ports.rng import Rng
+
+SEGMENT_ROWS_PER_READ = 16
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Where a batch landed and the futures its ack modes wait on."""
+
+    base_offset: int
+    last_offset: int
+    synced: asyncio.Future[int]  # acks=1: the WAL entry is fsynced
+    durable: asyncio.Future[None] | None  # acks=all: in a committed object
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Batches from an offset, and the partition's offsets at the time of the read."""
+
+    batches: list[bytes]
+    high_watermark: int
+    log_start_offset: int
+
+
+@dataclass
+class _Inflight:
+    """One WAL append as the log store sees it, in WAL order."""
+
+    wal_append: WalAppend
+    plog: PartitionLog
+    pending: PendingBatch | None  # None for a truncate marker
+
+
+@dataclass
+class RecoveryStats:
+    replayed_batches: int = 0
+    already_durable_batches: int = 0
+    dropped_batches: int = 0
+
+
+class LogStore:
+    """Appends, reads and recovery for the partitions this agent leads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        rng: Rng,
+        disk: Disk,
+        objects: ObjectStore,
+        metadata: MetadataStore,
+        agent_id: str,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._metadata = metadata
+        self.agent_id = agent_id
+        self.wal = Wal(
+            disk, clock, settings, on_synced=self._wal_synced, on_failure=self._wal_failed
+        )
+        self.flusher = Flusher(
+            settings, clock, rng, objects, metadata, agent_id, self.wal.release, self._fenced
+        )
+        self.reader = ObjectReader(objects)
+        self._partitions: dict[TopicPartition, PartitionLog] = {}
+        self._opening: dict[TopicPartition, asyncio.Lock] = {}
+        self._inflight: deque[_Inflight] = deque()
+        self._flush_task: asyncio.Task[None] | None = None
+        self.recovery = RecoveryStats()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self, *, run_flusher: bool = True) -> None:
+        """Recover from the WAL and metadata, then start the WAL committer (and flusher)."""
+        recovered = await self.wal.recover()
+        self.wal.start()
+        await self._replay(recovered)
+        if run_flusher:
+            loop = asyncio.get_running_loop()
+            self._flush_task = loop.create_task(self.flusher.run(), name="flusher")
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Stop taking work; with `flush`, make everything synced durable first."""
+        self.flusher.stop()
+        if self._flush_task is not None:
+            await self._flush_task
+        await self.wal.close()
+        if flush:
+            await self.flusher.flush_once()
+
+    # --- topics and partitions ---------------------------------------------------------------
+
+    async def create_topic(
+        self, name: str, partition_count: int, configs: Mapping[str, str] | None = None
+    ) -> TopicRecord:
+        return await self._metadata.create_topic(
+            name, partition_count, configs or {}, self._clock.now_ms()
+        )
+
+    def led_partition(self, tp: TopicPartition) -> PartitionLog | None:
+        return self._partitions.get(tp)
+
+    async def partition(self, tp: TopicPartition) -> PartitionLog:
+        """The led partition, taking its lease first if needed. Raises NotLeader."""
+        plog = self._partitions.get(tp)
+        if plog is not None:
+            return plog
+        lock = self._opening.setdefault(tp, asyncio.Lock())
+        async with lock:
+            plog = self._partitions.get(tp)
+            if plog is None:
+                plog = await self._take_lease(tp)
+            return plog
+
+    async def _take_lease(self, tp: TopicPartition) -> PartitionLog:
+        lease = await self._metadata.acquire_lease(
+            tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
+        )
+        if lease is None:
+            raise NotLeader(f"partition {tp} is led by another agent; refresh metadata")
+        record = await self._metadata.get_partition(tp)
+        state = PartitionState.opened(
+            tp, lease.epoch, record.log_start_offset, record.durable_end_offset
+        )
+        plog = PartitionLog.opened(state)
+        self._partitions[tp] = plog
+        return plog
+
+    def _fenced(self, plog: PartitionLog) -> None:
+        if self._partitions.get(plog.state.tp) is plog:
+            del self._partitions[plog.state.tp]
+
+    # --- append ------------------------------------------------------------------------------
+
+    async def append(self, tp: TopicPartition, batch: bytes, *, durable: bool) -> AppendResult:
+        """Validate, assign offsets and queue a producer's batch.
+
+        Returns at once after queueing (waiting only for room in bounded queues);
+        the caller awaits `synced` or `durable` according to its ack mode.
+        """
+        if len(batch) > self._settings.batch_bytes_max:
+            raise MessageTooLarge(
+                f"batch of {len(batch)} bytes exceeds batch_bytes_max "
+                f"{self._settings.batch_bytes_max}"
+            )
+        header = validate_batch(batch)
+        plog = await self.partition(tp)
+        await self._wait_for_room(len(batch))
+        if plog.fenced:
+            raise NotLeader(f"lease of {tp} moved to another agent; refresh metadata")
+        # From here to the return nothing awaits: offset order equals WAL order.
+        state = plog.state
+        if plog.truncate_marker_offset is not None:
+            # Written once, ahead of the partition's next batch and in the same fsync: if the
+            # marker fails, so does the batch, and the rollback asks for a marker again.
+            marker = TruncateEntry(tp.topic, tp.partition, plog.truncate_marker_offset)
+            plog.truncate_marker_offset = None
+            self._queue(plog, EntryKind.TRUNCATE, encode_truncate_entry(marker), None)
+        base_offset = state.assign(header.last_offset_delta + 1)
+        stamped = with_base_offset(batch, base_offset, state.leader_epoch)
+        tail_batch = TailBatch(
+            base_offset, header.last_offset_delta + base_offset, header.max_timestamp, stamped
+        )
+        plog.append(tail_batch)
+        entry = BatchEntry(tp.topic, tp.partition, state.leader_epoch, stamped)
+        pending = PendingBatch(plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms())
+        self.flusher.add(pending)
+        wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)
+        durable_future = plog.wait_durable(tail_batch.end_offset) if durable else None
+        return AppendResult(base_offset, tail_batch.last_offset, wal_append.synced, durable_future)
+
+    async def _wait_for_room(self, size_bytes: int) -> None:
+        while not (self.wal.has_room(size_bytes) and self.flusher.has_room()):
+            await self.wal.wait_for_room()
+            await self.flusher.wait_for_room()
+
+    def _queue(
+        self, plog: PartitionLog, kind: EntryKind, payload: bytes, pending: PendingBatch | None
+    ) -> WalAppend:
+        wal_append = self.wal.append(kind, payload)
+        self._inflight.append(_Inflight(wal_append, plog, pending))
+        return wal_append
+
+    def _wal_synced(self, group: list[WalAppend], segment: int) -> None:
+        for wal_append in group:
+            inflight = self._inflight.popleft()
+            assert inflight.wal_append is wal_append, "WAL and log store disagree on order"
+            if inflight.pending is None:
+                self.wal.release(segment)  # a marker pins nothing once written
+                continue
+            inflight.plog.synced(inflight.pending.batch.end_offset)
+            self.flusher.mark_synced(inflight.pending, segment)
+
+    def _wal_failed(self, failed: list[WalAppend], error: StorageError) -> None:
+        assert len(failed) == len(self._inflight), "a WAL failure fails everything queued"
+        touched = {id(i.plog): i.plog for i in self._inflight}
+        self._inflight.clear()
+        self.flusher.drop_unsynced()
+        for plog in touched.values():
+            plog.roll_back_unsynced(error)
+
+    # --- read --------------------------------------------------------------------------------
+
+    async def read(self, tp: TopicPartition, offset: int, bytes_max: int) -> ReadResult:
+        """Batches holding `offset` and after, up to the high watermark and about `bytes_max`."""
+        plog = await self.partition(tp)
+        state = plog.state
+        high_watermark, log_start = state.high_watermark, state.log_start_offset
+        if offset < log_start or offset > high_watermark:
+            raise OffsetOutOfRange(
+                f"offset {offset} of {tp} is outside [{log_start}, {high_watermark}]"
+            )
+        if offset >= plog.tail.start_offset:
+            found = plog.tail.read(offset, high_watermark, bytes_max)
+            return ReadResult([b.data for b in found], high_watermark, log_start)
+        batches = await self._read_objects(tp, offset, plog.tail.start_offset, bytes_max)
+        return ReadResult(batches, high_watermark, log_start)
+
+    async def _read_objects(
+        self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
+    ) -> list[bytes]:
+        found: list[bytes] = []
+        size_bytes = 0
+        segments = await self._metadata.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
+        for segment in segments:
+            raw = await self.reader.read_segment(segment)
+            for header, view in iter_batches(raw, from_producer=False):
+                if header.last_offset < offset or header.base_offset >= end_offset:
+                    continue
+                if found and size_bytes + len(view) > bytes_max:
+                    return found
+                found.append(bytes(view))
+                size_bytes += len(view)
+        return found
+
+    # --- recovery ----------------------------------------------------------------------------
+
+    async def _replay(self, recovered: list[RecoveredEntry]) -> None:
+        by_partition = _surviving_batches(recovered, self.wal.release)
+        for tp, entries in sorted(by_partition.items()):
+            await self._replay_partition(tp, entries)
+
+    async def _replay_partition(
+        self, tp: TopicPartition, entries: list[tuple[BatchEntry, int]]
+    ) -> None:
+        try:
+            plog = await self.partition(tp)
+        except (NotLeader, UnknownTopicOrPartition):
+            self._drop(entries)
+            return
+        for entry, segment in entries:
+            header = validate_batch(entry.batch, from_producer=False)
+            state = plog.state
+            if header.next_offset <= state.durable_end_offset:
+                self.recovery.already_durable_batches += 1
+                self.wal.release(segment)
+            elif entry.leader_epoch != state.leader_epoch or header.base_offset != (
+                state.log_end_offset
+            ):
+                self._drop([(entry, segment)])
+            else:
+                self._reappend(
+                    plog,
+                    header.base_offset,
+                    header.last_offset,
+                    header.max_timestamp,
+                    entry.batch,
+                    segment,
+                )
+
+    def _reappend(
+        self,
+        plog: PartitionLog,
+        base_offset: int,
+        last_offset: int,
+        max_timestamp_ms: int,
+        data: bytes,
+        segment: int,
+    ) -> None:
+        state = plog.state
+        assert state.assign(last_offset - base_offset + 1) == base_offset
+        tail_batch = TailBatch(base_offset, last_offset, max_timestamp_ms, data)
+        plog.append(tail_batch)
+        plog.synced(tail_batch.end_offset)
+        pending = PendingBatch(plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms())
+        self.flusher.add(pending)
+        self.flusher.mark_synced(pending, segment)
+        self.recovery.replayed_batches += 1
+
+    def _drop(self, entries: list[tuple[BatchEntry, int]]) -> None:
+        for _, segment in entries:
+            self.wal.release(segment)
+        self.recovery.dropped_batches += len(entries)
+
+
+def _surviving_batches(
+    recovered: list[RecoveredEntry], release: Callable[[int], None]
+) -> dict[TopicPartition, list[tuple[BatchEntry, int]]]:
+    """Batch entries per partition after applying truncate markers, in WAL order."""
+    by_partition: dict[TopicPartition, list[tuple[BatchEntry, int]]] = {}
+    for item in recovered:
+        if item.kind == EntryKind.TRUNCATE:
+            marker = decode_truncate_entry(item.payload)
+            tp = TopicPartition(marker.topic, marker.partition)
+            kept = []
+            for entry, segment in by_partition.get(tp, []):
+                if validate_batch(entry.batch, from_producer=False).base_offset >= marker.offset:
+                    release(segment)
+                else:
+                    kept.append((entry, segment))
+            by_partition[tp] = kept
+            release(item.segment)
+        else:
+            entry = decode_batch_entry(item.payload)
+            tp = TopicPartition(entry.topic, entry.partition)
+            by_partition.setdefault(tp, []).append((entry, item.segment))
+    return by_partition

@@ -1,0 +1,70 @@
+"""Reads record batches back from objects: footer (cached, bounded), then single blocks."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from streamhouse.errors import CorruptObject
+from streamhouse.log.object_format import (
+    FOOTER_READ_GUESS_BYTES,
+    BlockIndexEntry,
+    ObjectFooter,
+    decode_block,
+    footer_from_tail,
+)
+from streamhouse.ports.metadata import SegmentRecord
+from streamhouse.ports.object_store import ObjectStore
+
+FOOTER_CACHE_ENTRIES_MAX = 4096
+
+
+class ObjectReader:
+    """Range reads of blocks, with the footers of recently read objects kept in memory."""
+
+    def __init__(self, objects: ObjectStore, footer_cache_entries_max: int = 0) -> None:
+        self._objects = objects
+        self._footers: OrderedDict[str, ObjectFooter] = OrderedDict()
+        self._footer_cache_entries_max = footer_cache_entries_max or FOOTER_CACHE_ENTRIES_MAX
+        self.footer_reads = 0
+        self.block_reads = 0
+
+    async def footer(self, key: str) -> ObjectFooter:
+        """The object's footer: one suffix read, a second only for footers over the guess."""
+        cached = self._footers.get(key)
+        if cached is not None:
+            self._footers.move_to_end(key)
+            return cached
+        self.footer_reads += 1
+        tail, size = await self._objects.get_suffix(key, FOOTER_READ_GUESS_BYTES)
+        found = footer_from_tail(tail, size)
+        if isinstance(found, int):
+            tail, size = await self._objects.get_suffix(key, found)
+            found = footer_from_tail(tail, size)
+            assert not isinstance(found, int), key
+        self._remember(key, found)
+        return found
+
+    def _remember(self, key: str, footer: ObjectFooter) -> None:
+        self._footers[key] = footer
+        while len(self._footers) > self._footer_cache_entries_max:
+            self._footers.popitem(last=False)
+
+    async def read_segment(self, segment: SegmentRecord) -> bytes:
+        """The raw record batches of the block a segment row points at."""
+        footer = await self.footer(segment.object_key)
+        entry = _entry_for(footer, segment)
+        self.block_reads += 1
+        packed = await self._objects.get_range(segment.object_key, entry.position, entry.length)
+        return decode_block(packed, entry)
+
+
+def _entry_for(footer: ObjectFooter, segment: SegmentRecord) -> BlockIndexEntry:
+    for entry in footer.blocks:
+        if entry.position == segment.position and entry.length == segment.length:
+            same_partition = (entry.topic, entry.partition) == (segment.topic, segment.partition)
+            if same_partition and entry.first_offset == segment.base_offset:
+                return entry
+    raise CorruptObject(
+        f"object {segment.object_key} has no block for {segment.topic}-{segment.partition}"
+        f"@{segment.base_offset} at byte {segment.position}: metadata and bucket disagree"
+    )
