@@ -3,7 +3,7 @@
     [header 8 B: magic "SHO1", version, flags, reserved]
     [block]*      one partition each, zstd of concatenated Kafka record batches
     [footer]      org, agent, created_ms, then one index entry per block
-    [trailer 16 B: footer length, footer CRC32C, magic "SHOF", version, pad]
+    [trailer 16 B: footer length, footer CRC32C, magic "SHOF", version, flags, reserved]
 
 A reader fetches the tail of the object (the trailer and, usually, the whole
 footer in one range read), then only the blocks it needs. Each index entry
@@ -24,7 +24,7 @@ from streamhouse.errors import CorruptObject
 FORMAT_VERSION = 1
 HEADER = struct.Struct(">4sBBH")
 HEADER_MAGIC = b"SHO1"
-TRAILER = struct.Struct(">II4sB3x")
+TRAILER = struct.Struct(">II4sBBH")
 TRAILER_MAGIC = b"SHOF"
 TRAILER_BYTES = TRAILER.size
 FOOTER_READ_GUESS_BYTES = 64 * 1024
@@ -117,7 +117,9 @@ def encode_object(
         position += len(packed)
     footer = ObjectFooter(org, agent, created_ms, tuple(entries))
     footer_bytes = encode_footer(footer)
-    trailer = TRAILER.pack(len(footer_bytes), crc32c.crc32c(footer_bytes), TRAILER_MAGIC, 1)
+    trailer = TRAILER.pack(
+        len(footer_bytes), crc32c.crc32c(footer_bytes), TRAILER_MAGIC, FORMAT_VERSION, 0, 0
+    )
     parts += [footer_bytes, trailer]
     return b"".join(parts), footer
 
@@ -147,8 +149,9 @@ def parse_trailer(tail: bytes, object_size: int) -> tuple[int, int]:
     """From the object's last bytes: (footer position, footer length). Raises CorruptObject."""
     if len(tail) < TRAILER_BYTES or object_size < HEADER.size + TRAILER_BYTES:
         raise CorruptObject(f"object of {object_size} bytes is too small to hold a trailer")
-    length, _checksum, magic, version = TRAILER.unpack_from(tail, len(tail) - TRAILER_BYTES)
-    if magic != TRAILER_MAGIC or version != 1:
+    fields = TRAILER.unpack_from(tail, len(tail) - TRAILER_BYTES)
+    length, _checksum, magic, version, flags, reserved = fields
+    if magic != TRAILER_MAGIC or (version, flags, reserved) != (FORMAT_VERSION, 0, 0):
         raise CorruptObject(f"object trailer has magic {magic!r} version {version}: not ours")
     position = object_size - TRAILER_BYTES - length
     if length > FOOTER_BYTES_MAX or position < HEADER.size:
@@ -158,7 +161,7 @@ def parse_trailer(tail: bytes, object_size: int) -> tuple[int, int]:
 
 def decode_footer(footer_bytes: bytes, trailer: bytes) -> ObjectFooter:
     """Check the footer against the trailer's CRC and decode it. Raises CorruptObject."""
-    length, checksum, _, _ = TRAILER.unpack_from(trailer, len(trailer) - TRAILER_BYTES)
+    length, checksum, *_ = TRAILER.unpack_from(trailer, len(trailer) - TRAILER_BYTES)
     if len(footer_bytes) != length or crc32c.crc32c(footer_bytes) != checksum:
         raise CorruptObject("object footer fails its checksum")
     try:
@@ -210,8 +213,8 @@ def decode_block(packed: bytes, entry: BlockIndexEntry) -> bytes:
 
 def decode_object(data: bytes) -> tuple[ObjectFooter, list[bytes]]:
     """A whole object's footer and every block's raw bytes (for tools and tests)."""
-    if data[: len(HEADER_MAGIC)] != HEADER_MAGIC:
-        raise CorruptObject("object header magic is not SHO1")
+    if len(data) < HEADER.size or HEADER.unpack_from(data) != (HEADER_MAGIC, FORMAT_VERSION, 0, 0):
+        raise CorruptObject("object header is not SHO1 version 1")
     footer = footer_from_tail(data, len(data))
     assert isinstance(footer, ObjectFooter)
     blocks = [
