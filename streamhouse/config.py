@@ -41,6 +41,8 @@ class Settings:
     default_partition_count: int = 1
 
     # Object store client (S3)
+    s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
+    s3_region: str = "us-east-1"
     s3_multipart_threshold_bytes: int = 16 * MIB
     s3_part_bytes: int = 8 * MIB
     s3_timeout_ms: int = 10_000

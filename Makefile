@@ -1,0 +1,36 @@
+# StreamHouse developer commands. Everything runs from a local virtualenv (.venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CODE := streamhouse sim tests bench
+
+.PHONY: install run lint test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: install  ## start an agent on embedded defaults (SQLite + ./data/objects)
+	$(BIN)/streamhouse agent
+
+lint: install
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/mypy
+
+test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minutes
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/sim
+
+test-all: lint  ## every suite, as CI runs it
+	$(BIN)/pytest -q tests
+
+bench: install  ## benchmarks; prints one JSON document
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+"""`python -m streamhouse` runs the `streamhouse` command."""
+
+from streamhouse.cli.main import app
+
+app()

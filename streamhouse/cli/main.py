@@ -1,0 +1,94 @@
+"""`streamhouse`: run an agent."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streamhouse import __version__
+from streamhouse.cli.options import DataDir, MetadataUrl, ObjectStoreUrl, S3Endpoint
+from streamhouse.config import Settings
+from streamhouse.engine.broker import Broker, metadata_url, object_store_location, open_broker
+
+app = typer.Typer(help="StreamHouse: an S3-native event streaming agent.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.command()
+def agent(
+    data_dir: DataDir = "./data",
+    metadata: MetadataUrl = "",
+    object_store: ObjectStoreUrl = "",
+    s3_endpoint: S3Endpoint = "",
+    agent_id: str = typer.Option(
+        "", envvar="STREAMHOUSE_AGENT_ID", help="Default: kept in data dir."
+    ),
+    flush_interval_ms: int = typer.Option(
+        200,
+        envvar="STREAMHOUSE_FLUSH_INTERVAL_MS",
+        help="Longest wait before pending data is flushed.",
+    ),
+) -> None:
+    """Start an agent on embedded defaults (SQLite + local object store) until SIGTERM/SIGINT."""
+    settings = Settings(
+        data_dir=data_dir,
+        metadata_url=metadata,
+        object_store_url=object_store,
+        s3_endpoint_url=s3_endpoint,
+        agent_id=agent_id,
+        flush_interval_ms=flush_interval_ms,
+    )
+    asyncio.run(_run_agent(settings))
+
+
+async def _run_agent(settings: Settings) -> None:
+    broker = await open_broker(settings)
+    _print_banner(broker)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    console.print("[yellow]stopping: flushing pending data…[/yellow]")
+    await broker.close()
+    console.print("[green]stopped cleanly[/green]")
+
+
+def _print_banner(broker: Broker) -> None:
+    settings = broker.settings
+    table = Table(title=f"StreamHouse {__version__} agent {broker.agent_id}", show_header=False)
+    table.add_row("metadata", _redacted(metadata_url(settings)))
+    table.add_row("objects", object_store_location(settings))
+    table.add_row("WAL", f"{settings.data_dir}/local/wal")
+    table.add_row("flush", f"every {settings.flush_interval_ms} ms or {settings.flush_bytes_max} B")
+    recovery = broker.log.recovery
+    table.add_row(
+        "recovered",
+        f"{recovery.replayed_batches} batches replayed, {recovery.dropped_batches} dropped",
+    )
+    table.add_row("kafka", "listener arrives with the Kafka front door (issue F2)")
+    console.print(table)
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for printing."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,93 @@
+"""The composition root: builds the real adapters from settings and wires the engine to them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from streamhouse.config import Settings
+from streamhouse.engine.log_store import LogStore
+from streamhouse.io.local_disk import LocalDisk
+from streamhouse.io.local_object_store import LocalObjectStore
+from streamhouse.io.s3_object_store import S3ObjectStore
+from streamhouse.io.sql_metadata import open_sql_metadata
+from streamhouse.io.system_clock import SystemClock
+from streamhouse.io.system_rng import SystemRng
+from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.disk import Disk
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.object_store import ObjectStore
+from streamhouse.ports.rng import Rng
+
+AGENT_ID_FILE = "agent-id"
+WAL_DISK_DIRECTORY = "local"
+
+
+def metadata_url(settings: Settings) -> str:
+    """The metadata store's URL: the configured one, else a SQLite file in the data directory
+    (which is created if missing)."""
+    if settings.metadata_url:
+        return settings.metadata_url
+    os.makedirs(settings.data_dir, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(settings.data_dir, 'metadata.db'))}"
+
+
+def object_store_location(settings: Settings) -> str:
+    """Where objects go: the configured s3:// URL, else a directory in the data directory."""
+    return settings.object_store_url or os.path.abspath(os.path.join(settings.data_dir, "objects"))
+
+
+async def open_object_store(settings: Settings) -> ObjectStore:
+    location = object_store_location(settings)
+    if not location.startswith("s3://"):
+        return LocalObjectStore(location.removeprefix("file://"))
+    store = S3ObjectStore.from_url(
+        location,
+        settings,
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region,
+        access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+    )
+    await store.ensure_bucket()
+    return store
+
+
+async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) -> str:
+    """The configured agent id, else the one kept on disk, else a new one kept from now on."""
+    if configured:
+        return configured
+    if disk.exists(AGENT_ID_FILE):
+        return disk.read(AGENT_ID_FILE).decode().strip()
+    agent_id = "agent-" + ulid(clock.now_ms(), rng.randbytes(ULID_RANDOM_BYTES)).lower()
+    await disk.write_atomic(AGENT_ID_FILE, agent_id.encode())
+    return agent_id
+
+
+@dataclass
+class Broker:
+    """A running agent's engine and the adapters it owns."""
+
+    settings: Settings
+    agent_id: str
+    log: LogStore
+    metadata: MetadataStore
+    objects: ObjectStore
+
+    async def close(self) -> None:
+        """Flush what is pending, stop background work, release connections."""
+        await self.log.close(flush=True)
+        await self.metadata.close()
+
+
+async def open_broker(settings: Settings) -> Broker:
+    """Build every real adapter, recover the log and start the background services."""
+    clock, rng = SystemClock(), SystemRng()
+    disk = LocalDisk(os.path.join(settings.data_dir, WAL_DISK_DIRECTORY))
+    agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
+    metadata = open_sql_metadata(metadata_url(settings))
+    objects = await open_object_store(settings)
+    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
+    await log.open()
+    return Broker(settings, agent_id, log, metadata, objects)
