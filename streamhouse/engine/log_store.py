@@ -46,6 +46,7 @@ from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 
 SEGMENT_ROWS_PER_READ = 16
+LEASE_RENEWALS_PER_TTL = 3
 
 
 @dataclass(frozen=True)
@@ -110,25 +111,33 @@ class LogStore:
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._inflight: deque[_Inflight] = deque()
-        self._flush_task: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
+        self._closing = False
         self.recovery = RecoveryStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def open(self, *, run_flusher: bool = True) -> None:
-        """Recover from the WAL and metadata, then start the WAL committer (and flusher)."""
+    async def open(self, *, run_background: bool = True) -> None:
+        """Recover from the WAL and metadata, then start the WAL committer, and (with
+        `run_background`) the flusher and the lease keeper."""
         recovered = await self.wal.recover()
         self.wal.start()
         await self._replay(recovered)
-        if run_flusher:
+        if run_background:
             loop = asyncio.get_running_loop()
-            self._flush_task = loop.create_task(self.flusher.run(), name="flusher")
+            self._background = [
+                loop.create_task(self.flusher.run(), name="flusher"),
+                loop.create_task(self._keep_leases(), name="lease-keeper"),
+            ]
 
     async def close(self, *, flush: bool = True) -> None:
         """Stop taking work; with `flush`, make everything synced durable first."""
+        self._closing = True
         self.flusher.stop()
-        if self._flush_task is not None:
-            await self._flush_task
+        for task in self._background:
+            if task.get_name() == "lease-keeper":
+                task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.wal.close()
         if flush:
             await self.flusher.flush_once()
@@ -170,6 +179,24 @@ class LogStore:
         plog = PartitionLog.opened(state)
         self._partitions[tp] = plog
         return plog
+
+    async def _keep_leases(self) -> None:
+        while not self._closing:
+            await self._clock.sleep_ms(self._settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL)
+            try:
+                await self.renew_leases()
+            except StorageError:
+                continue  # the next round retries; the lease lasts a whole TTL
+
+    async def renew_leases(self) -> None:
+        """Renew every led partition's lease; fence those whose lease moved on."""
+        for tp, plog in sorted(self._partitions.items()):
+            lease = await self._metadata.acquire_lease(
+                tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
+            )
+            if lease is None or lease.epoch != plog.state.leader_epoch:
+                plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
+                self._fenced(plog)
 
     def _fenced(self, plog: PartitionLog) -> None:
         if self._partitions.get(plog.state.tp) is plog:
