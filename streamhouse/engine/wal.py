@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.config import Settings
 from streamhouse.errors import StorageError
-from streamhouse.log.wal_format import EntryKind, decode_frames, encode_frame
+from streamhouse.log.wal_format import EntryKind, decode_frames, frame_head
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk, DiskFile
 
@@ -35,8 +35,12 @@ class WalAppend:
 
     kind: EntryKind
     payload: bytes
-    frame: bytes
+    head: bytes  # the frame's length, CRC and kind; the payload follows it uncopied
     synced: asyncio.Future[int]
+
+    @property
+    def frame_bytes(self) -> int:
+        return len(self.head) + len(self.payload)
 
 
 @dataclass(frozen=True)
@@ -151,9 +155,9 @@ class Wal:
         assert not self._closing, "append after close"
         assert len(payload) < self._settings.wal_entry_bytes_max, len(payload)
         loop = asyncio.get_running_loop()
-        entry = WalAppend(kind, payload, encode_frame(kind, payload), loop.create_future())
+        entry = WalAppend(kind, payload, frame_head(kind, payload), loop.create_future())
         self._queue.append(entry)
-        self._queued_bytes += len(entry.frame)
+        self._queued_bytes += entry.frame_bytes
         self._wakeup.set()
         return entry
 
@@ -191,13 +195,13 @@ class Wal:
 
     def _take_group(self) -> list[WalAppend]:
         group = [self._queue.popleft()]
-        group_bytes = len(group[0].frame)
-        while self._queue and group_bytes + len(self._queue[0].frame) <= (
+        group_bytes = group[0].frame_bytes
+        while self._queue and group_bytes + self._queue[0].frame_bytes <= (
             self._settings.wal_group_bytes_max
         ):
             entry = self._queue.popleft()
             group.append(entry)
-            group_bytes += len(entry.frame)
+            group_bytes += entry.frame_bytes
         return group
 
     def _writable_file(self) -> DiskFile:
@@ -216,18 +220,18 @@ class Wal:
             self._delete_released_segments()
 
     async def _commit_group(self, group: list[WalAppend]) -> None:
-        data = b"".join(entry.frame for entry in group)
+        parts = [part for entry in group for part in (entry.head, entry.payload)]
+        group_bytes = sum(entry.frame_bytes for entry in group)
         try:
             file = self._writable_file()
             segment = self._next_segment - 1
-            file.write(data)
-            await file.fsync()
+            await file.append_durably(parts)
         except StorageError as exc:
             self._fail(group, exc)
             return
-        self._dequeued(len(data))
+        self._dequeued(group_bytes)
         self._live[segment] += len(group)
-        self.stats.appended_bytes += len(data)
+        self.stats.appended_bytes += group_bytes
         self.stats.appended_entries += len(group)
         self.stats.group_commits += 1
         if self._on_synced is not None:

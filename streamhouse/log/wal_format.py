@@ -46,9 +46,15 @@ class DecodeResult:
     stopped_early: bool
 
 
+def frame_head(kind: EntryKind, payload: bytes) -> bytes:
+    """The bytes that go before `payload` in its frame (length, CRC, kind): no payload copy."""
+    kind_byte = _KIND_BYTES[kind]
+    checksum = crc32c.crc32c(payload, crc32c.crc32c(kind_byte))
+    return FRAME.pack(len(payload) + 1, checksum) + kind_byte
+
+
 def encode_frame(kind: EntryKind, payload: bytes) -> bytes:
-    body = bytes([kind]) + payload
-    return FRAME.pack(len(body), crc32c.crc32c(body)) + body
+    return frame_head(kind, payload) + payload
 
 
 def decode_frames(buf: bytes, entry_bytes_max: int) -> DecodeResult:
@@ -74,6 +80,7 @@ def decode_frames(buf: bytes, entry_bytes_max: int) -> DecodeResult:
 
 
 _KIND_VALUES = frozenset(int(kind) for kind in EntryKind)
+_KIND_BYTES = {kind: bytes([kind]) for kind in EntryKind}
 
 
 @dataclass(frozen=True)

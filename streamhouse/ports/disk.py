@@ -8,6 +8,7 @@ since the last fsync of that file (the sim disk does exactly that).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 
 class DiskFile(ABC):
@@ -30,6 +31,12 @@ class DiskFile(ABC):
     @abstractmethod
     async def fsync(self) -> None:
         """Make every byte written so far durable. Raises DiskIOError on failure."""
+
+    async def append_durably(self, parts: Sequence[bytes]) -> None:
+        """`write` the concatenated `parts` then `fsync`, as one step (adapters may gather
+        the parts and do both off the event loop)."""
+        self.write(b"".join(parts))
+        await self.fsync()
 
     @abstractmethod
     def close(self) -> None:

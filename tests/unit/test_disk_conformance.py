@@ -149,3 +149,13 @@ def test_sim_is_deterministic_per_seed() -> None:
         return disk.read("f")
 
     assert run(42) == run(42)
+
+
+def test_append_durably_gathers_many_parts(disk: Disk) -> None:
+    parts = [bytes([index % 251]) * (index % 7) for index in range(3000)]  # > IOV_MAX parts
+    handle = disk.open_append("wal/gathered")
+    handle.write(b"head")
+    asyncio.run(handle.append_durably(parts))
+    assert handle.size == 4 + sum(len(part) for part in parts)
+    assert disk.read("wal/gathered") == b"head" + b"".join(parts)
+    handle.close()
