@@ -1,0 +1,118 @@
+"""Simulated metadata store: the real SQL adapter on in-memory SQLite, with seeded faults.
+
+Writes may fail cleanly (`MetadataUnavailable`, nothing happened) or with an
+unknown outcome (`MetadataUnknownOutcome`, raised after the write happened);
+reads may fail cleanly. Every draw comes from the given SeededRng, so a seed
+replays the same faults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sim.rng import SeededRng
+from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
+from streamhouse.io.sql_metadata import SqlMetadataStore, create_metadata_engine, run_inline
+from streamhouse.ports.metadata import (
+    FlushCommit,
+    FlushOutcome,
+    Lease,
+    MetadataStore,
+    ObjectRecord,
+    PartitionRecord,
+    SegmentRecord,
+    TopicPartition,
+    TopicRecord,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MetadataFaults:
+    """Per-call fault probabilities (0 = never, 1 = always)."""
+
+    unavailable_rate: float = 0.0
+    unknown_outcome_rate: float = 0.0
+
+
+class SimMetadataStore(MetadataStore):
+    """A SqlMetadataStore on one shared in-memory SQLite connection, no threads, with faults.
+
+    `faults` may be replaced at any time (e.g. healed for a liveness phase).
+    """
+
+    def __init__(self, rng: SeededRng | None = None, faults: MetadataFaults | None = None) -> None:
+        self.faults = faults if faults is not None else MetadataFaults()
+        self._rng = rng if rng is not None else SeededRng(0)
+        self.inner = SqlMetadataStore(create_metadata_engine("sqlite://"), run_inline)
+        self.inner.core.migrate()
+
+    async def create_topic(
+        self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
+    ) -> TopicRecord:
+        return await self._write(
+            "create_topic", lambda: self.inner.create_topic(name, partition_count, configs, now_ms)
+        )
+
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        return await self._read("get_topic", lambda: self.inner.get_topic(name))
+
+    async def list_topics(self) -> list[TopicRecord]:
+        return await self._read("list_topics", self.inner.list_topics)
+
+    async def delete_topic(self, name: str) -> None:
+        await self._write("delete_topic", lambda: self.inner.delete_topic(name))
+
+    async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
+        return await self._read("get_partition", lambda: self.inner.get_partition(tp))
+
+    async def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        return await self._write(
+            "acquire_lease", lambda: self.inner.acquire_lease(tp, agent, now_ms, ttl_ms)
+        )
+
+    async def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        await self._write("release_lease", lambda: self.inner.release_lease(tp, agent))
+
+    async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        return await self._write("commit_flush", lambda: self.inner.commit_flush(commit))
+
+    async def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        return await self._read(
+            "list_segments", lambda: self.inner.list_segments(tp, from_offset, limit)
+        )
+
+    async def list_objects(self) -> list[ObjectRecord]:
+        return await self._read("list_objects", self.inner.list_objects)
+
+    async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        return await self._write(
+            "set_log_start_offset", lambda: self.inner.set_log_start_offset(tp, offset)
+        )
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def _read(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        self._maybe_unavailable(op)
+        return await call()
+
+    async def _write(self, op: str, call: Callable[[], Awaitable[T]]) -> T:
+        self._maybe_unavailable(op)
+        result = await call()
+        if self._rng.chance(self.faults.unknown_outcome_rate):
+            raise MetadataUnknownOutcome(
+                f"simulated fault: {op} was applied but its outcome was lost"
+            )
+        return result
+
+    def _maybe_unavailable(self, op: str) -> None:
+        if self._rng.chance(self.faults.unavailable_rate):
+            raise MetadataUnavailable(f"simulated fault: metadata store unavailable for {op}")

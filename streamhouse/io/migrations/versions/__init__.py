@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the metadata store, one file per schema change."""

@@ -1,0 +1,651 @@
+"""SQL adapter of the MetadataStore port: SQLite (embedded) or PostgreSQL through SQLAlchemy Core.
+
+`SqlMetadataCore` does the work synchronously, one transaction per call;
+`SqlMetadataStore` exposes it as the async port through a `BlockingRunner`
+(a thread hop for the real agent, a direct call under simulation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import URL, RootTransaction, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import StaticPool
+
+from streamhouse.errors import (
+    ErrorCode,
+    MetadataUnavailable,
+    MetadataUnknownOutcome,
+    StreamHouseError,
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+)
+from streamhouse.io.migrations import upgrade_to_head
+from streamhouse.io.sql_schema import flush_outcomes, objects, partitions, segments, topics
+from streamhouse.ports.metadata import (
+    FlushCommit,
+    FlushOutcome,
+    Lease,
+    MetadataStore,
+    ObjectRecord,
+    PartitionRecord,
+    SegmentRecord,
+    TopicPartition,
+    TopicRecord,
+)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+POSTGRES_CONNECT_TIMEOUT_S = 10
+
+# Execution option marking a connection whose transaction writes: SQLite then
+# begins with BEGIN IMMEDIATE, taking the write lock up front.
+_WRITE_OPTION = "streamhouse_write"
+
+
+class BlockingRunner(Protocol):
+    """Runs a blocking function and awaits its result (`asyncio.to_thread`, or inline)."""
+
+    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+async def run_inline(fn: Callable[[], T]) -> T:
+    """A BlockingRunner that calls `fn` on the event loop's thread (simulation: no threads)."""
+    return fn()
+
+
+# ---------------------------------------------------------------- engines
+
+
+def create_metadata_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+    """An Engine for "sqlite:///path", "sqlite://" (in memory) or "postgresql://..."."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed, busy_timeout_ms)
+    if backend in ("postgresql", "postgres"):
+        return _postgres_engine(parsed)
+    shown = parsed.render_as_string(hide_password=True)
+    raise ValueError(
+        f"unsupported metadata store URL {shown!r}: use sqlite:///path/to/file.db "
+        "or postgresql://user@host:port/database"
+    )
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+    in_memory = url.database in (None, "", ":memory:")
+    connect_args = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+    if in_memory:
+        engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+    else:
+        engine = create_engine(url, connect_args=connect_args)
+    event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_ms, on_file=not in_memory))
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(busy_timeout_ms: int, *, on_file: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Stop the driver from issuing its own BEGIN; `_sqlite_begin` does it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if on_file:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    writes = bool(connection.get_execution_options().get(_WRITE_OPTION))
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _postgres_engine(url: URL) -> Engine:
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {"application_name": "streamhouse"}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+
+
+# ---------------------------------------------------------------- store
+
+
+def open_sql_metadata(
+    url: str,
+    *,
+    run_blocking: BlockingRunner = asyncio.to_thread,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> SqlMetadataStore:
+    """Open the store (by default blocking calls run on threads) and migrate it to head."""
+    engine = create_metadata_engine(url, busy_timeout_ms=busy_timeout_ms)
+    store = SqlMetadataStore(engine, run_blocking)
+    try:
+        store.core.migrate()
+    except BaseException:
+        engine.dispose()
+        raise
+    return store
+
+
+class SqlMetadataStore(MetadataStore):
+    """The MetadataStore port over `SqlMetadataCore`; blocking work goes through `run_blocking`."""
+
+    def __init__(self, engine: Engine, run_blocking: BlockingRunner) -> None:
+        self.core = SqlMetadataCore(engine)
+        self._run = run_blocking
+
+    async def create_topic(
+        self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
+    ) -> TopicRecord:
+        return await self._run(
+            lambda: self.core.create_topic(name, partition_count, configs, now_ms)
+        )
+
+    async def get_topic(self, name: str) -> TopicRecord | None:
+        return await self._run(lambda: self.core.get_topic(name))
+
+    async def list_topics(self) -> list[TopicRecord]:
+        return await self._run(self.core.list_topics)
+
+    async def delete_topic(self, name: str) -> None:
+        await self._run(lambda: self.core.delete_topic(name))
+
+    async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
+        return await self._run(lambda: self.core.get_partition(tp))
+
+    async def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        return await self._run(lambda: self.core.acquire_lease(tp, agent, now_ms, ttl_ms))
+
+    async def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        await self._run(lambda: self.core.release_lease(tp, agent))
+
+    async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        return await self._run(lambda: self.core.commit_flush(commit))
+
+    async def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        return await self._run(lambda: self.core.list_segments(tp, from_offset, limit))
+
+    async def list_objects(self) -> list[ObjectRecord]:
+        return await self._run(self.core.list_objects)
+
+    async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        return await self._run(lambda: self.core.set_log_start_offset(tp, offset))
+
+    async def close(self) -> None:
+        await self._run(self.core.close)
+
+
+class _ObjectKeyTaken(Exception):
+    """Another transaction inserted the object first (a concurrent replay of one flush)."""
+
+
+class SqlMetadataCore:
+    """Synchronous implementation of every port method, one transaction per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._where = engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Apply pending schema migrations (idempotent; safe with several agents)."""
+        self._write("migrate", upgrade_to_head)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # topics
+
+    def create_topic(
+        self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
+    ) -> TopicRecord:
+        if partition_count < 1:
+            raise StreamHouseError(
+                f"topic {name!r} needs at least one partition, got {partition_count}",
+                code=ErrorCode.INVALID_PARTITIONS,
+            )
+        record = TopicRecord(name, partition_count, dict(configs), now_ms)
+        return self._write("create_topic", lambda conn: _insert_topic(conn, record))
+
+    def get_topic(self, name: str) -> TopicRecord | None:
+        return self._read("get_topic", lambda conn: _select_topic(conn, name))
+
+    def list_topics(self) -> list[TopicRecord]:
+        query = select(topics).order_by(topics.c.name)
+        return self._read(
+            "list_topics", lambda conn: [_topic_record(row) for row in conn.execute(query)]
+        )
+
+    def delete_topic(self, name: str) -> None:
+        self._write("delete_topic", lambda conn: _delete_topic(conn, name))
+
+    # partitions and leases
+
+    def get_partition(self, tp: TopicPartition) -> PartitionRecord:
+        return self._read("get_partition", lambda conn: _partition(conn, tp, lock=False))
+
+    def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        assert ttl_ms > 0, f"lease ttl must be positive, got {ttl_ms} ms"
+        return self._write(
+            "acquire_lease", lambda conn: _acquire_lease(conn, tp, agent, now_ms, ttl_ms)
+        )
+
+    def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        self._write("release_lease", lambda conn: _release_lease(conn, tp, agent))
+
+    def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        return self._write("set_log_start_offset", lambda conn: _raise_log_start(conn, tp, offset))
+
+    # flushes
+
+    def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        _check_commit_shape(commit)
+        try:
+            return self._write("commit_flush", lambda conn: _commit_flush(conn, commit))
+        except _ObjectKeyTaken:
+            key = commit.obj.key
+            stored = self._read("commit_flush", lambda conn: _stored_outcome(conn, key))
+            if stored is None:
+                raise AssertionError(
+                    f"object {key!r} is in the objects table but has no flush outcome"
+                ) from None
+            return stored
+
+    def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        return self._read(
+            "list_segments", lambda conn: _select_segments(conn, tp, from_offset, limit)
+        )
+
+    def list_objects(self) -> list[ObjectRecord]:
+        query = select(objects).order_by(objects.c.key)
+        return self._read(
+            "list_objects", lambda conn: [_object_record(row) for row in conn.execute(query)]
+        )
+
+    # transactions and error mapping
+
+    def _read(self, op: str, work: Callable[[Connection], T]) -> T:
+        return self._transact(op, work, writes=False)
+
+    def _write(self, op: str, work: Callable[[Connection], T]) -> T:
+        return self._transact(op, work, writes=True)
+
+    def _transact(self, op: str, work: Callable[[Connection], T], *, writes: bool) -> T:
+        try:
+            with self.engine.connect() as conn:
+                if writes:
+                    conn.execution_options(**{_WRITE_OPTION: True})
+                with conn.begin() as transaction:
+                    result = work(conn)
+                    self._commit(op, conn, transaction, writes=writes)
+                return result
+        except (DBAPIError, PoolTimeoutError) as exc:
+            if not _is_unavailable(exc):
+                raise
+            raise MetadataUnavailable(self._unavailable_message(op, exc)) from exc
+
+    def _commit(
+        self, op: str, conn: Connection, transaction: RootTransaction, *, writes: bool
+    ) -> None:
+        try:
+            transaction.commit()
+        except DBAPIError as exc:
+            # The session's state is unknown (SQLite may even still be inside the
+            # transaction): never hand this connection out again.
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+            if not writes:
+                raise
+            raise MetadataUnknownOutcome(
+                f"metadata store {self._where} failed while committing {op}: "
+                f"{_first_line(exc)}. The change may or may not have been applied; "
+                "re-read the state before acting on it (commit_flush may simply be retried)."
+            ) from exc
+
+    def _unavailable_message(self, op: str, exc: Exception) -> str:
+        return (
+            f"metadata store {self._where} unavailable during {op}: {_first_line(exc)}. "
+            "Nothing was committed. Check that the database is running and reachable "
+            "(for SQLite: that the file's directory exists and is writable and no other "
+            "process holds a long write transaction), then retry."
+        )
+
+
+def _is_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, OperationalError | PoolTimeoutError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def _first_line(exc: Exception) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+# ---------------------------------------------------------------- topic statements
+
+
+def _insert_topic(conn: Connection, record: TopicRecord) -> TopicRecord:
+    if _select_topic(conn, record.name) is not None:
+        raise TopicAlreadyExists(f"topic {record.name!r} already exists")
+    values = {
+        "name": record.name,
+        "partition_count": record.partition_count,
+        "configs": json.dumps(dict(record.configs), sort_keys=True),
+        "created_ms": record.created_ms,
+    }
+    try:
+        conn.execute(insert(topics).values(values))
+    except IntegrityError as exc:  # created concurrently since the check above
+        raise TopicAlreadyExists(f"topic {record.name!r} already exists") from exc
+    conn.execute(
+        insert(partitions),
+        [_new_partition_row(record.name, index) for index in range(record.partition_count)],
+    )
+    return record
+
+
+def _new_partition_row(topic: str, partition: int) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "partition": partition,
+        "leader_agent": None,
+        "leader_epoch": 0,
+        "lease_expires_ms": 0,
+        "durable_end_offset": 0,
+        "log_start_offset": 0,
+    }
+
+
+def _select_topic(conn: Connection, name: str) -> TopicRecord | None:
+    row = conn.execute(select(topics).where(topics.c.name == name)).first()
+    return None if row is None else _topic_record(row)
+
+
+def _delete_topic(conn: Connection, name: str) -> None:
+    # Lock the partitions in key order first, as commit_flush does, so the two
+    # cannot deadlock on PostgreSQL.
+    conn.execute(
+        select(partitions.c.partition)
+        .where(partitions.c.topic == name)
+        .order_by(partitions.c.partition)
+        .with_for_update()
+    ).all()
+    conn.execute(delete(segments).where(segments.c.topic == name))
+    conn.execute(delete(partitions).where(partitions.c.topic == name))
+    deleted = conn.execute(delete(topics).where(topics.c.name == name))
+    if deleted.rowcount == 0:
+        raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+
+
+# ---------------------------------------------------------------- partition statements
+
+
+def _partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> PartitionRecord:
+    record = _find_partition(conn, tp, lock=lock)
+    if record is None:
+        raise UnknownTopicOrPartition(f"partition {tp} does not exist")
+    return record
+
+
+def _find_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> PartitionRecord | None:
+    query = select(partitions).where(
+        partitions.c.topic == tp.topic, partitions.c.partition == tp.partition
+    )
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return None if row is None else _partition_record(row)
+
+
+def _update_partition(conn: Connection, tp: TopicPartition, **values: Any) -> None:
+    conn.execute(
+        update(partitions)
+        .where(partitions.c.topic == tp.topic, partitions.c.partition == tp.partition)
+        .values(**values)
+    )
+
+
+def _acquire_lease(
+    conn: Connection, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+) -> Lease | None:
+    current = _partition(conn, tp, lock=True)
+    if current.leader_agent == agent:
+        epoch = current.leader_epoch
+    elif current.leader_agent is not None and current.lease_expires_ms > now_ms:
+        return None
+    else:
+        epoch = current.leader_epoch + 1
+    expires_ms = now_ms + ttl_ms
+    _update_partition(conn, tp, leader_agent=agent, leader_epoch=epoch, lease_expires_ms=expires_ms)
+    return Lease(tp, agent, epoch, expires_ms)
+
+
+def _release_lease(conn: Connection, tp: TopicPartition, agent: str) -> None:
+    current = _partition(conn, tp, lock=True)
+    if current.leader_agent == agent:
+        # Expired at any time; the holder stays recorded so that it renews the
+        # same epoch if it comes back before anyone else takes the lease.
+        _update_partition(conn, tp, lease_expires_ms=0)
+
+
+def _raise_log_start(conn: Connection, tp: TopicPartition, offset: int) -> int:
+    current = _partition(conn, tp, lock=True)
+    if offset <= current.log_start_offset:
+        return current.log_start_offset
+    _update_partition(conn, tp, log_start_offset=offset)
+    return offset
+
+
+# ---------------------------------------------------------------- flush statements
+
+
+def _check_commit_shape(commit: FlushCommit) -> None:
+    """A flush whose rows name another object or an unlisted partition is an engine bug."""
+    for segment in commit.segments:
+        if segment.object_key != commit.obj.key:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r} carries a segment of object "
+                f"{segment.object_key!r}"
+            )
+        if segment.tp not in commit.epochs:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r} has rows for {segment.tp} "
+                "but no lease epoch for it"
+            )
+        if segment.last_offset < segment.base_offset:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r}: segment of {segment.tp} ends at "
+                f"{segment.last_offset}, before its base offset {segment.base_offset}"
+            )
+
+
+def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
+    stored = _stored_outcome(conn, commit.obj.key)
+    if stored is not None:
+        return stored
+    _insert_object(conn, commit.obj)
+    rows_by_tp = _segments_by_partition(commit.segments)
+    committed: set[TopicPartition] = set()
+    fenced: set[TopicPartition] = set()
+    for tp in sorted(commit.epochs):  # one lock order for every writer
+        current = _find_partition(conn, tp, lock=True)
+        if current is None or current.leader_epoch != commit.epochs[tp]:
+            fenced.add(tp)
+            continue
+        _append_segments(conn, commit.obj.key, current, rows_by_tp.get(tp, []))
+        committed.add(tp)
+    outcome = FlushOutcome(frozenset(committed), frozenset(fenced))
+    conn.execute(
+        insert(flush_outcomes).values(
+            object_key=commit.obj.key,
+            committed=_encode_partitions(outcome.committed),
+            fenced=_encode_partitions(outcome.fenced),
+        )
+    )
+    return outcome
+
+
+def _insert_object(conn: Connection, obj: ObjectRecord) -> None:
+    try:
+        conn.execute(
+            insert(objects).values(
+                key=obj.key,
+                agent=obj.agent,
+                org=obj.org,
+                size_bytes=obj.size_bytes,
+                created_ms=obj.created_ms,
+            )
+        )
+    except IntegrityError as exc:
+        raise _ObjectKeyTaken(obj.key) from exc
+
+
+def _segments_by_partition(
+    rows: Sequence[SegmentRecord],
+) -> dict[TopicPartition, list[SegmentRecord]]:
+    grouped: dict[TopicPartition, list[SegmentRecord]] = {}
+    for row in rows:
+        grouped.setdefault(row.tp, []).append(row)
+    for group in grouped.values():
+        group.sort(key=lambda row: row.base_offset)
+    return grouped
+
+
+def _append_segments(
+    conn: Connection, key: str, current: PartitionRecord, rows: list[SegmentRecord]
+) -> None:
+    if not rows:
+        return
+    _check_contiguous(key, current, rows)
+    conn.execute(insert(segments), [_segment_values(row) for row in rows])
+    _update_partition(conn, current.tp, durable_end_offset=rows[-1].last_offset + 1)
+
+
+def _check_contiguous(key: str, current: PartitionRecord, rows: list[SegmentRecord]) -> None:
+    expected = current.durable_end_offset
+    for row in rows:
+        if row.base_offset != expected:
+            kind = "gap" if row.base_offset > expected else "overlap"
+            raise AssertionError(
+                f"engine bug: flush of object {key!r} to {current.tp} starts a segment at "
+                f"offset {row.base_offset} but offset {expected} comes next ({kind}); "
+                "nothing was committed"
+            )
+        expected = row.last_offset + 1
+
+
+def _segment_values(row: SegmentRecord) -> dict[str, Any]:
+    return {
+        "topic": row.topic,
+        "partition": row.partition,
+        "base_offset": row.base_offset,
+        "last_offset": row.last_offset,
+        "leader_epoch": row.leader_epoch,
+        "max_timestamp_ms": row.max_timestamp_ms,
+        "object_key": row.object_key,
+        "position": row.position,
+        "length": row.length,
+    }
+
+
+def _stored_outcome(conn: Connection, key: str) -> FlushOutcome | None:
+    row = conn.execute(select(flush_outcomes).where(flush_outcomes.c.object_key == key)).first()
+    if row is None:
+        return None
+    return FlushOutcome(_decode_partitions(row.committed), _decode_partitions(row.fenced))
+
+
+def _encode_partitions(tps: frozenset[TopicPartition]) -> str:
+    return json.dumps([[tp.topic, tp.partition] for tp in sorted(tps)])
+
+
+def _decode_partitions(text: str) -> frozenset[TopicPartition]:
+    return frozenset(TopicPartition(topic, partition) for topic, partition in json.loads(text))
+
+
+def _select_segments(
+    conn: Connection, tp: TopicPartition, from_offset: int, limit: int
+) -> list[SegmentRecord]:
+    _partition(conn, tp, lock=False)
+    query = (
+        select(segments)
+        .where(
+            segments.c.topic == tp.topic,
+            segments.c.partition == tp.partition,
+            segments.c.last_offset >= from_offset,
+        )
+        .order_by(segments.c.base_offset)
+        .limit(limit)
+    )
+    return [_segment_record(row) for row in conn.execute(query)]
+
+
+# ---------------------------------------------------------------- row conversion
+
+
+def _topic_record(row: Row[Any]) -> TopicRecord:
+    configs = json.loads(row.configs)
+    return TopicRecord(row.name, row.partition_count, configs, row.created_ms)
+
+
+def _partition_record(row: Row[Any]) -> PartitionRecord:
+    return PartitionRecord(
+        topic=row.topic,
+        partition=row.partition,
+        leader_agent=row.leader_agent,
+        leader_epoch=row.leader_epoch,
+        lease_expires_ms=row.lease_expires_ms,
+        durable_end_offset=row.durable_end_offset,
+        log_start_offset=row.log_start_offset,
+    )
+
+
+def _segment_record(row: Row[Any]) -> SegmentRecord:
+    return SegmentRecord(
+        topic=row.topic,
+        partition=row.partition,
+        base_offset=row.base_offset,
+        last_offset=row.last_offset,
+        leader_epoch=row.leader_epoch,
+        max_timestamp_ms=row.max_timestamp_ms,
+        object_key=row.object_key,
+        position=row.position,
+        length=row.length,
+    )
+
+
+def _object_record(row: Row[Any]) -> ObjectRecord:
+    return ObjectRecord(row.key, row.agent, row.org, row.size_bytes, row.created_ms)

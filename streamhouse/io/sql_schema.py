@@ -1,0 +1,97 @@
+"""The metadata store's relational schema: SQLAlchemy Core tables, one MetaData.
+
+The Alembic migrations in `streamhouse/io/migrations/versions/` create these
+tables explicitly; this module is what queries are written against.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Deterministic constraint names, so later migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+topics = Table(
+    "topics",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("partition_count", Integer, nullable=False),
+    Column("configs", Text, nullable=False),  # JSON object of str -> str
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+partitions = Table(
+    "partitions",
+    metadata,
+    Column(
+        "topic",
+        String,
+        ForeignKey("topics.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("partition", Integer, primary_key=True),
+    Column("leader_agent", String, nullable=True),
+    Column("leader_epoch", BigInteger, nullable=False),
+    Column("lease_expires_ms", BigInteger, nullable=False),
+    Column("durable_end_offset", BigInteger, nullable=False),
+    Column("log_start_offset", BigInteger, nullable=False),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("agent", String, nullable=False),
+    Column("org", String, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("base_offset", BigInteger, primary_key=True),
+    Column("last_offset", BigInteger, nullable=False),
+    Column("leader_epoch", BigInteger, nullable=False),
+    Column("max_timestamp_ms", BigInteger, nullable=False),
+    Column("object_key", String, ForeignKey("objects.key"), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("length", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["topic", "partition"],
+        ["partitions.topic", "partitions.partition"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_segments_object_key", "object_key"),
+)
+
+# The first outcome of each flush commit, so a replay returns it even when
+# every partition was fenced (and so no segment row names the object).
+flush_outcomes = Table(
+    "flush_outcomes",
+    metadata,
+    Column("object_key", String, primary_key=True),
+    Column("committed", Text, nullable=False),  # JSON list of [topic, partition]
+    Column("fenced", Text, nullable=False),  # JSON list of [topic, partition]
+)
