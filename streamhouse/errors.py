@@ -83,6 +83,13 @@ class TopicAlreadyExists(StreamHouseError):
     blame = Blame.REMOTE
 
 
+class InvalidPartitions(StreamHouseError):
+    """A partition count below one (or a decrease) was asked for."""
+
+    code = ErrorCode.INVALID_PARTITIONS
+    blame = Blame.REMOTE
+
+
 class OffsetOutOfRange(StreamHouseError):
     """A fetch asked for an offset below the log start or above the log end."""
 

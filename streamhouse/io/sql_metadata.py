@@ -30,10 +30,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import StaticPool
 
 from streamhouse.errors import (
-    ErrorCode,
+    InvalidPartitions,
     MetadataUnavailable,
     MetadataUnknownOutcome,
-    StreamHouseError,
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
@@ -227,9 +226,8 @@ class SqlMetadataCore:
         self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
     ) -> TopicRecord:
         if partition_count < 1:
-            raise StreamHouseError(
-                f"topic {name!r} needs at least one partition, got {partition_count}",
-                code=ErrorCode.INVALID_PARTITIONS,
+            raise InvalidPartitions(
+                f"topic {name!r} needs at least one partition, got {partition_count}"
             )
         record = TopicRecord(name, partition_count, dict(configs), now_ms)
         return self._write("create_topic", lambda conn: _insert_topic(conn, record))
