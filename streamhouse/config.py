@@ -22,7 +22,7 @@ class Settings:
     # WAL
     wal_segment_bytes_max: int = 64 * MIB
     wal_group_bytes_max: int = 4 * MIB
-    wal_group_wait_ms: int = 2
+    wal_group_wait_ms: int = 0  # extra wait to grow a group; appends queue up during fsync anyway
     wal_queue_bytes_max: int = 64 * MIB
     wal_entry_bytes_max: int = 16 * MIB
     wal_disk_reserve_bytes: int = 64 * MIB

@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 
 from streamhouse.errors import DiskFull, DiskIOError
+from streamhouse.io.files import fsync_directory, read_range
 from streamhouse.ports.disk import Disk, DiskFile
 
 IOV_PARTS_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
@@ -18,14 +19,6 @@ def _storage_error(exc: OSError, path: str) -> DiskFull | DiskIOError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"disk full writing {path}: free space on the data directory")
     return DiskIOError(f"disk error on {path}: {exc.strerror or exc}")
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalDiskFile(DiskFile):
@@ -91,7 +84,7 @@ class LocalDiskFile(DiskFile):
             # timestamps: all an append-only log requires.
             os.fdatasync(self._fd)
             if self._new_file_dir is not None:
-                _fsync_dir(self._new_file_dir)
+                fsync_directory(self._new_file_dir)
                 self._new_file_dir = None
         except OSError as exc:
             raise DiskIOError(f"fsync failed on {self._path}: {exc.strerror or exc}") from exc
@@ -128,9 +121,7 @@ class LocalDisk(Disk):
         return handle
 
     def read(self, path: str, start: int = 0, length: int | None = None) -> bytes:
-        with open(self._full(path), "rb") as file:
-            file.seek(start)
-            return file.read() if length is None else file.read(length)
+        return read_range(self._full(path), start, length)
 
     def size(self, path: str) -> int:
         return os.stat(self._full(path)).st_size
@@ -165,7 +156,7 @@ class LocalDisk(Disk):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temp, full)
-            _fsync_dir(directory)
+            fsync_directory(directory)
         except OSError as exc:
             raise _storage_error(exc, path) from exc
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 from streamhouse.errors import ObjectNotFound, ObjectStoreUnavailable
+from streamhouse.io.files import fsync_directory, read_range
 from streamhouse.ports.object_store import ObjectInfo, ObjectStore
 
 # Temp files live next to their final name until os.replace; list() must never report them.
@@ -43,12 +44,12 @@ class LocalObjectStore(ObjectStore):
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-        return await asyncio.to_thread(_guard, key, _read_range, path, 0, None)
+        return await asyncio.to_thread(_guard, key, read_range, path, 0, None)
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         _check_range(start, length)
         path = self._path(key)
-        return await asyncio.to_thread(_guard, key, _read_range, path, start, length)
+        return await asyncio.to_thread(_guard, key, read_range, path, start, length)
 
     async def get_suffix(self, key: str, length: int) -> tuple[bytes, int]:
         _check_range(0, length)
@@ -149,7 +150,7 @@ def _write_atomically(path: str, data: bytes) -> None:
         _unlink_if_present(temp_path)
         raise
     # The rename is durable only once the directory entry is on disk.
-    _fsync_dir(directory)
+    fsync_directory(directory)
 
 
 def _make_dirs_durable(directory: str) -> None:
@@ -162,22 +163,7 @@ def _make_dirs_durable(directory: str) -> None:
     for new_dir in reversed(missing):
         # exist_ok: a concurrent put may create the same directory first.
         os.makedirs(new_dir, exist_ok=True)
-        _fsync_dir(os.path.dirname(new_dir))
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_range(path: str, start: int, length: int | None) -> bytes:
-    """`length` bytes from `start` (to the end when None); fewer if the file ends first."""
-    with open(path, "rb") as file:
-        file.seek(start)
-        return file.read() if length is None else file.read(length)
+        fsync_directory(os.path.dirname(new_dir))
 
 
 def _read_suffix(path: str, length: int) -> tuple[bytes, int]:
