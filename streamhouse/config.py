@@ -7,6 +7,7 @@ from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB
+WAL_ENTRY_OVERHEAD_BYTES_MAX = 64 * KIB  # frame + topic name + partition header, generously
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,29 @@ class Settings:
     s3_part_bytes: int = 8 * MIB
     s3_timeout_ms: int = 10_000
     s3_attempts_max: int = 5
+
+    def __post_init__(self) -> None:
+        """Bounds that must hold together; a breach is a configuration error, said at start."""
+        checks = {
+            "batch_bytes_max must leave room for WAL framing under wal_entry_bytes_max": (
+                self.batch_bytes_max + WAL_ENTRY_OVERHEAD_BYTES_MAX <= self.wal_entry_bytes_max
+            ),
+            "flush_bytes_max must not exceed flush_pending_bytes_max": (
+                self.flush_bytes_max <= self.flush_pending_bytes_max
+            ),
+            "wal_group_bytes_max must not exceed wal_queue_bytes_max": (
+                self.wal_group_bytes_max <= self.wal_queue_bytes_max
+            ),
+            "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
+                self.lease_ttl_ms >= 3
+            ),
+            "flush_interval_ms and wal_group_wait_ms must not be negative": (
+                self.flush_interval_ms >= 0 and self.wal_group_wait_ms >= 0
+            ),
+        }
+        broken = [rule for rule, holds in checks.items() if not holds]
+        if broken:
+            raise ValueError("invalid settings: " + "; ".join(broken))
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced."""

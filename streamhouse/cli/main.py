@@ -46,13 +46,19 @@ def agent(
 
 
 async def _run_agent(settings: Settings) -> None:
-    broker = await open_broker(settings)
-    _print_banner(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    broker = await open_broker(settings)
+    _print_banner(broker)
+    crashed = broker.log.crashed
+    assert crashed is not None
+    crashed.add_done_callback(lambda _: stop.set())
     await stop.wait()
+    if crashed.done():
+        console.print(f"[red]agent failed:[/red] {crashed.exception()!r}")
+        raise typer.Exit(70)  # EX_SOFTWARE: an invariant broke; the WAL keeps the data
     console.print("[yellow]stopping: flushing pending data…[/yellow]")
     await broker.close()
     console.print("[green]stopped cleanly[/green]")

@@ -113,6 +113,7 @@ class LogStore:
         self._inflight: deque[_Inflight] = deque()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
+        self.crashed: asyncio.Future[None] | None = None  # fails if a background task dies
         self.recovery = RecoveryStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -125,10 +126,20 @@ class LogStore:
         await self._replay(recovered)
         if run_background:
             loop = asyncio.get_running_loop()
+            self.crashed = loop.create_future()
             self._background = [
                 loop.create_task(self.flusher.run(), name="flusher"),
                 loop.create_task(self._keep_leases(), name="lease-keeper"),
             ]
+            for task in self._background:
+                task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        """A background service must never stop on its own: surface its death loudly."""
+        if task.cancelled() or self._closing or self.crashed is None or self.crashed.done():
+            return
+        error = task.exception() or RuntimeError(f"{task.get_name()} stopped unexpectedly")
+        self.crashed.set_exception(error)
 
     async def close(self, *, flush: bool = True) -> None:
         """Stop taking work; with `flush`, make everything synced durable first."""
@@ -141,6 +152,15 @@ class LogStore:
         await self.wal.close()
         if flush:
             await self.flusher.flush_once()
+            await self._release_leases()
+
+    async def _release_leases(self) -> None:
+        """Let another agent take over at once instead of waiting out the TTL."""
+        for tp in sorted(self._partitions):
+            try:
+                await self._metadata.release_lease(tp, self.agent_id)
+            except StorageError:
+                return  # the leases expire on their own
 
     # --- topics and partitions ---------------------------------------------------------------
 

@@ -84,3 +84,31 @@ def test_one_object_per_flush_for_many_partitions() -> None:
         assert len(segments) == 1 and segments[0].base_offset == 0
 
     asyncio.run(main())
+
+
+def test_a_dying_background_service_is_surfaced() -> None:
+    class BrokenMetadata(SimMetadataStore):
+        async def commit_flush(self, commit: object) -> object:  # type: ignore[override]
+            raise RuntimeError("invariant broken in the metadata layer")
+
+    async def main() -> None:
+        rng = SeededRng(4)
+        clock = VirtualClock()
+        metadata = BrokenMetadata(rng.fork("metadata"))
+        await metadata.create_topic("t", 1, {}, clock.now_ms())
+        objects = SimObjectStore(None, rng.fork("objects"))
+        store = LogStore(Settings(), clock, rng, SimDisk(rng.fork("d")), objects, metadata, "a")
+        await store.open()
+        result = await store.append(TP, _batch(10), durable=False)
+        await result.synced
+        await _settle()  # virtual time moves only once every task is blocked
+        clock.advance_ms(Settings().flush_interval_ms)
+        assert store.crashed is not None
+        try:
+            await store.crashed
+        except RuntimeError as error:
+            assert "invariant broken" in str(error)
+        else:
+            raise AssertionError("the crash was not surfaced")
+
+    asyncio.run(main())
