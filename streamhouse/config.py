@@ -7,7 +7,7 @@ from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB
-WAL_ENTRY_OVERHEAD_BYTES_MAX = 64 * KIB  # frame + topic name + partition header, generously
+WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
 
 @dataclass(frozen=True)

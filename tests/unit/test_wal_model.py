@@ -29,6 +29,8 @@ WAL_SETTINGS = Settings(
     wal_group_bytes_max=200,
     wal_group_wait_ms=0,
     wal_entry_bytes_max=4096,
+    batch_bytes_max=1024,
+    wal_queue_bytes_max=4096,
 )
 RECOVERY_ATTEMPTS_MAX = 50
 payloads = st.binary(min_size=0, max_size=120)
