@@ -10,7 +10,7 @@ import tempfile
 import time
 from typing import Any
 
-from streamhouse.config import MIB, Settings
+from streamhouse.config import KIB, MIB, Settings
 from streamhouse.engine.wal import Wal
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.system_clock import SystemClock
@@ -135,30 +135,35 @@ def _median_run(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
-def run(total_mb: int, directory: str | None, rounds: int) -> dict[str, Any]:
-    """Every storage benchmark on one scratch directory of the chosen disk.
+def _wal_against_raw(scratch: str, entry_bytes: int, total_bytes: int, rounds: int) -> Any:
+    """Raw and WAL runs alternate, `rounds` times, so both see the same disk weather."""
+    raws, wals = [], []
+    for index in range(rounds):
+        raws.append(raw_fsync_rate(scratch, MIB, total_bytes))
+        wal_dir = os.path.join(scratch, f"wal-{entry_bytes}-{index}")
+        wals.append(wal_rate(wal_dir, entry_bytes, total_bytes, MIB))
+        shutil.rmtree(wal_dir)
+    raw, wal = _median_run(raws, "mb_per_s"), _median_run(wals, "mb_per_s")
+    return {"raw": raw, "wal": wal, "wal_vs_raw_ratio": wal["mb_per_s"] / raw["mb_per_s"]}
 
-    Raw and WAL runs alternate, `rounds` times, so both see the same disk weather;
-    the median of each is reported.
-    """
+
+def run(total_mb: int, directory: str | None, rounds: int) -> dict[str, Any]:
+    """Every storage benchmark on one scratch directory of the chosen disk (medians)."""
     scratch = tempfile.mkdtemp(prefix="streamhouse-bench-", dir=directory)
     try:
         total_bytes = total_mb * MIB
-        raws, wals = [], []
-        for index in range(rounds):
-            raws.append(raw_fsync_rate(scratch, MIB, total_bytes))
-            wal_dir = os.path.join(scratch, f"wal-{index}")
-            wals.append(wal_rate(wal_dir, 16 * 1024, total_bytes, MIB))
-            shutil.rmtree(wal_dir)
-        raw, wal = _median_run(raws, "mb_per_s"), _median_run(wals, "mb_per_s")
-        small = wal_rate(os.path.join(scratch, "small"), 1024, total_bytes // 4, MIB)
         return {
             "disk_dir": scratch,
             "rounds": rounds,
-            "raw_write_fsync_1mib": raw,
-            "wal_group_commit_1mib": wal,
-            "wal_vs_raw_ratio": wal["mb_per_s"] / raw["mb_per_s"],
-            "wal_small_entries": small,
+            "wal_1mib_groups_16kib_entries": _wal_against_raw(
+                scratch, 16 * KIB, total_bytes, rounds
+            ),
+            "wal_1mib_groups_256kib_entries": _wal_against_raw(
+                scratch, 256 * KIB, total_bytes, rounds
+            ),
+            "wal_small_entries": wal_rate(
+                os.path.join(scratch, "small"), KIB, total_bytes // 4, MIB
+            ),
             "object_codec": object_codec_rate(),
         }
     finally:

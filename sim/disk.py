@@ -9,11 +9,15 @@ rates and sizes drawn from the simulation's seed.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sim.rng import SeededRng
 from streamhouse.errors import DiskFull, DiskIOError
 from streamhouse.ports.disk import Disk, DiskFile
+
+SYNC_DELAY_STEPS_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class SimDiskFile(DiskFile):
         self._disk = disk
         self._path = path
         self._generation = disk.generation
+        self._busy = 0  # append_durably calls under way; close waits for them, as a real fd
+        self._close_requested = False
 
     @property
     def path(self) -> str:
@@ -68,8 +74,24 @@ class SimDiskFile(DiskFile):
         file.ever_synced = True
         self._disk.fsync_count += 1
 
+    async def append_durably(self, parts: Sequence[bytes]) -> None:
+        """Write now, then yield a seed-chosen number of times before syncing, so later
+        groups get written while this one is still unsynced (as on a real disk)."""
+        self._busy += 1
+        try:
+            self.write(b"".join(parts))
+            for _ in range(self._disk.rng.randint(0, SYNC_DELAY_STEPS_MAX)):
+                await asyncio.sleep(0)
+            await self.fsync()
+        finally:
+            self._busy -= 1
+            if self._close_requested and self._busy == 0:
+                self._generation = -1
+
     def close(self) -> None:
-        self._generation = -1
+        self._close_requested = True
+        if self._busy == 0:
+            self._generation = -1
 
 
 class SimDisk(Disk):

@@ -25,6 +25,7 @@ class Settings:
     wal_group_bytes_max: int = 4 * MIB
     wal_group_wait_ms: int = 0  # extra wait to grow a group; appends queue up during fsync anyway
     wal_queue_bytes_max: int = 64 * MIB
+    wal_groups_in_flight_max: int = 2  # the disk writes the next group while one syncs
     wal_entry_bytes_max: int = 16 * MIB
     wal_disk_reserve_bytes: int = 64 * MIB
 
@@ -61,6 +62,7 @@ class Settings:
             "wal_group_bytes_max must not exceed wal_queue_bytes_max": (
                 self.wal_group_bytes_max <= self.wal_queue_bytes_max
             ),
+            "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),

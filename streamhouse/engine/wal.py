@@ -65,6 +65,23 @@ class WalStats:
     segments_live: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class _InFlightGroup:
+    """A group handed to the disk; `done` resolves when it is written and fsynced."""
+
+    group: list[WalAppend]
+    group_bytes: int
+    segment: int
+    done: asyncio.Future[None]
+
+
+def _consume_outcome(future: asyncio.Future[None]) -> None:
+    """Mark a group's outcome as seen: `_finish` reads it, unless an earlier group's
+    failure (or the process dying) made it moot."""
+    if not future.cancelled():
+        future.exception()
+
+
 SyncedHandler = Callable[[list[WalAppend], int], None]
 FailureHandler = Callable[[list[WalAppend], StorageError], None]
 
@@ -96,6 +113,9 @@ class Wal:
         self._next_segment = 0
         self._live: dict[int, int] = {}  # segment -> entries not yet released
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: deque[_InFlightGroup] = deque()
+        self._segment_bytes = 0
+        self._group_timer: asyncio.Future[None] | None = None
         self._closing = False
         self.stats = WalStats(segments_live=self._live)
 
@@ -183,15 +203,58 @@ class Wal:
 
     async def _commit_loop(self) -> None:
         while True:
-            if not self._queue:
-                if self._closing:
+            self._submit_ready_groups()
+            if not self._in_flight:
+                if self._closing and not self._queue:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if self._settings.wal_group_wait_ms > 0 and not self._closing:
-                await self._clock.sleep_ms(self._settings.wal_group_wait_ms)
-            await self._commit_group(self._take_group())
+            head = self._in_flight[0]
+            if self._queue:  # entries wait, yet no group could start: the head must finish
+                await asyncio.wait({head.done})
+            else:
+                await self._head_done_or_more_queued(head.done)
+            if head.done.done():
+                self._in_flight.popleft()
+                self._finish(head)
+
+    async def _head_done_or_more_queued(self, head_done: asyncio.Future[None]) -> None:
+        """Wait for the oldest group to finish, or for entries to start the next group with."""
+        self._wakeup.clear()
+        queued = asyncio.ensure_future(self._wait_for_wakeup())
+        await asyncio.wait({head_done, queued}, return_when=asyncio.FIRST_COMPLETED)
+        queued.cancel()
+
+    async def _wait_for_wakeup(self) -> None:
+        await self._wakeup.wait()
+
+    def _submit_ready_groups(self) -> None:
+        """Start writing groups while fewer than `wal_groups_in_flight_max` are in flight.
+
+        The disk writes them in submission order; a segment is rolled only once nothing
+        is in flight on it, so a later group is never durable in a newer segment while
+        an earlier one may still be lost.
+        """
+        while self._queue and len(self._in_flight) < self._settings.wal_groups_in_flight_max:
+            segment_full = self._segment_bytes >= self._settings.wal_segment_bytes_max
+            if segment_full and self._in_flight:
+                return
+            if self._settings.wal_group_wait_ms > 0 and not self._in_flight and not self._closing:
+                return self._delay_group()
+            self._in_flight.append(self._submit(self._take_group()))
+
+    def _delay_group(self) -> None:
+        """Grow the next group for `wal_group_wait_ms` before writing it."""
+        if self._group_timer is None or self._group_timer.done():
+            self._group_timer = asyncio.ensure_future(self._group_timer_fired())
+
+    async def _group_timer_fired(self) -> None:
+        await self._clock.sleep_ms(self._settings.wal_group_wait_ms)
+        group = self._take_group() if self._queue else None
+        if group is not None:
+            self._in_flight.append(self._submit(group))
+        self._wakeup.set()
 
     def _take_group(self) -> list[WalAppend]:
         group = [self._queue.popleft()]
@@ -204,11 +267,26 @@ class Wal:
             group_bytes += entry.frame_bytes
         return group
 
+    def _submit(self, group: list[WalAppend]) -> _InFlightGroup:
+        parts = [part for entry in group for part in (entry.head, entry.payload)]
+        group_bytes = sum(entry.frame_bytes for entry in group)
+        try:
+            file = self._writable_file()
+        except StorageError as exc:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return _InFlightGroup(group, group_bytes, -1, failed)
+        self._segment_bytes += group_bytes
+        done = asyncio.ensure_future(file.append_durably(parts))
+        done.add_done_callback(_consume_outcome)  # read by _finish, or moot after a failure
+        return _InFlightGroup(group, group_bytes, self._next_segment - 1, done)
+
     def _writable_file(self) -> DiskFile:
-        if self._file is not None and self._file.size >= self._settings.wal_segment_bytes_max:
+        if self._file is not None and self._segment_bytes >= self._settings.wal_segment_bytes_max:
             self._seal()
         if self._file is None:
             self._file = self._disk.open_append(segment_path(self._next_segment))
+            self._segment_bytes = self._file.size
             self._live.setdefault(self._next_segment, 0)
             self._next_segment += 1
         return self._file
@@ -219,19 +297,16 @@ class Wal:
             self._file = None
             self._delete_released_segments()
 
-    async def _commit_group(self, group: list[WalAppend]) -> None:
-        parts = [part for entry in group for part in (entry.head, entry.payload)]
-        group_bytes = sum(entry.frame_bytes for entry in group)
-        try:
-            file = self._writable_file()
-            segment = self._next_segment - 1
-            await file.append_durably(parts)
-        except StorageError as exc:
-            self._fail(group, exc)
+    def _finish(self, head: _InFlightGroup) -> None:
+        error = head.done.exception()
+        if error is not None:
+            assert isinstance(error, StorageError), error
+            self._fail(head.group, error)
             return
-        self._dequeued(group_bytes)
+        group, segment = head.group, head.segment
+        self._dequeued(head.group_bytes)
         self._live[segment] += len(group)
-        self.stats.appended_bytes += group_bytes
+        self.stats.appended_bytes += head.group_bytes
         self.stats.appended_entries += len(group)
         self.stats.group_commits += 1
         if self._on_synced is not None:
@@ -241,8 +316,13 @@ class Wal:
                 entry.synced.set_result(segment)
 
     def _fail(self, group: list[WalAppend], exc: StorageError) -> None:
-        """Fail the group and everything queued behind it, and start a fresh segment."""
-        failed = group + list(self._queue)
+        """Fail the group, every later group in flight and everything queued behind them,
+        and start a fresh segment."""
+        failed = list(group)
+        for later in self._in_flight:
+            failed += later.group
+        self._in_flight.clear()
+        failed += self._queue
         self._queue.clear()
         self._queued_bytes = 0
         self._room.set()

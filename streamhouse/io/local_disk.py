@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from streamhouse.errors import DiskFull, DiskIOError
 from streamhouse.io.files import fsync_directory, read_range
@@ -27,6 +28,9 @@ class LocalDiskFile(DiskFile):
     def __init__(self, path: str, full_path: str) -> None:
         self._path = path
         self._fd = os.open(full_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # One worker per file runs its syncs and gathered writes in submission order, so a
+        # caller may hand over the next group while the previous one is still syncing.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk:{path}")
         self._size = os.fstat(self._fd).st_size
         self._new_file_dir: str | None = None
 
@@ -51,12 +55,13 @@ class LocalDiskFile(DiskFile):
         self._size += len(view)
 
     async def fsync(self) -> None:
-        await asyncio.to_thread(self._sync_blocking)
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._sync_blocking)
 
     async def append_durably(self, parts: Sequence[bytes]) -> None:
-        # One trip to a worker thread for the gathered write and the sync, so the event
+        # One trip to the file's worker for the gathered write and the sync, so the event
         # loop neither copies the parts together nor waits on the disk.
-        await asyncio.to_thread(self._append_durably_blocking, parts)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._worker, self._append_durably_blocking, parts)
 
     def _append_durably_blocking(self, parts: Sequence[bytes]) -> None:
         self._write_gathered(parts)
@@ -90,7 +95,9 @@ class LocalDiskFile(DiskFile):
             raise DiskIOError(f"fsync failed on {self._path}: {exc.strerror or exc}") from exc
 
     def close(self) -> None:
-        os.close(self._fd)
+        # Queued behind any write still in flight: the descriptor is never closed under it.
+        self._worker.submit(os.close, self._fd)
+        self._worker.shutdown(wait=False)
 
     def mark_new(self, directory: str) -> None:
         """The file was just created: its directory entry needs an fsync too."""

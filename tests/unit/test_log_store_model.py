@@ -105,6 +105,8 @@ class LogStoreMachine(RuleBasedStateMachine):
         except NotLeader:
             return
         self._observe_failures()
+        if result.synced.done() and result.synced.exception() is not None:
+            return  # failed together with an earlier write: its offsets are void already
         assert result.base_offset == len(self.values[partition])
         self.values[partition] += values
         self.ever_appended[partition].update(values)

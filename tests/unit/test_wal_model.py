@@ -132,7 +132,7 @@ class WalMachine(RuleBasedStateMachine):
             self.released.add(payload)
         self.unreleased = self.unreleased[count:]
 
-    @rule(steps=st.integers(0, 3))
+    @rule(steps=st.integers(0, 8))
     @precondition(lambda self: self.wal is not None)
     def crash(self, steps: int) -> None:
         """Let the committer run a few loop steps (maybe mid-group), then kill the process."""
