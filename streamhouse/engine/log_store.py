@@ -79,6 +79,9 @@ class _Inflight:
 
 @dataclass
 class RecoveryStats:
+    """What the last WAL replay did."""
+
+    voided_batches: int = 0  # failed writes cancelled by a truncate marker
     replayed_batches: int = 0
     already_durable_batches: int = 0
     dropped_batches: int = 0
@@ -328,7 +331,8 @@ class LogStore:
     # --- recovery ----------------------------------------------------------------------------
 
     async def _replay(self, recovered: list[RecoveredEntry]) -> None:
-        by_partition = _surviving_batches(recovered, self.wal.release)
+        by_partition, voided = _surviving_batches(recovered, self.wal.release)
+        self.recovery.voided_batches += voided
         for tp, entries in sorted(by_partition.items()):
             await self._replay_partition(tp, entries)
 
@@ -387,9 +391,11 @@ class LogStore:
 
 def _surviving_batches(
     recovered: list[RecoveredEntry], release: Callable[[int], None]
-) -> dict[TopicPartition, list[tuple[BatchEntry, int]]]:
-    """Batch entries per partition after applying truncate markers, in WAL order."""
+) -> tuple[dict[TopicPartition, list[tuple[BatchEntry, int]]], int]:
+    """Batch entries per partition after applying truncate markers, in WAL order, and how
+    many entries the markers voided (their WAL references are released here)."""
     by_partition: dict[TopicPartition, list[tuple[BatchEntry, int]]] = {}
+    voided = 0
     for item in recovered:
         if item.kind == EntryKind.TRUNCATE:
             marker = decode_truncate_entry(item.payload)
@@ -398,6 +404,7 @@ def _surviving_batches(
             for entry, segment in by_partition.get(tp, []):
                 if validate_batch(entry.batch, from_producer=False).base_offset >= marker.offset:
                     release(segment)
+                    voided += 1
                 else:
                     kept.append((entry, segment))
             by_partition[tp] = kept
@@ -406,4 +413,4 @@ def _surviving_batches(
             entry = decode_batch_entry(item.payload)
             tp = TopicPartition(entry.topic, entry.partition)
             by_partition.setdefault(tp, []).append((entry, item.segment))
-    return by_partition
+    return by_partition, voided
