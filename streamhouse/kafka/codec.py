@@ -1,0 +1,348 @@
+"""Request bodies from bytes and response bodies to bytes, on kio's generated entities.
+
+`decode_request` first walks the body against the schema (`_shape_checker`) and only then
+hands it to kio's native reader: that reader preallocates every array from the count on
+the wire, so a 20-byte frame claiming 2**32 elements aborts the whole process (Rust OOM,
+kio 0.6.5). The walk rejects any count or length larger than the bytes that remain, and
+any tagged field whose content does not fill its declared size exactly.
+
+`error_body` builds the response Kafka would send for a request failed as a whole:
+every error code field set, everything else empty or zero; Produce mirrors the request's
+partitions. Produce v0..v2 (below kio's schemas) are decoded as v3 with a null
+transactional id and answered by a small hand-written encoder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import struct
+import types
+import uuid
+from collections.abc import Callable
+from dataclasses import MISSING, Field, fields, is_dataclass
+from functools import cache
+from typing import Any, Union, cast, get_args, get_origin
+
+from kio.index import load_request_schema, load_response_schema
+from kio.schema.errors import ErrorCode as KioErrorCode
+from kio.schema.produce.v3.request import ProduceRequest as ProduceRequestV3
+from kio.serial import entity_reader, entity_writer
+from kio.serial.errors import SerialError
+from kio.static.protocol import Entity, RequestPayload, ResponsePayload
+
+from streamhouse.errors import ErrorCode
+from streamhouse.kafka.apis import ApiKey
+
+PRODUCE_LEGACY_VERSIONS = range(0, 3)
+"""Produce versions whose body is v3's minus the leading transactional id."""
+NULL_LEGACY_STRING = b"\xff\xff"
+UVARINT_BYTES_MAX = 5
+KIO_DECODE_ERRORS = (SerialError, ValueError, KeyError, OverflowError, TypeError)
+"""What kio's reader raises on malformed bytes (ValueError includes UnicodeDecodeError)."""
+
+_INT16 = struct.Struct(">h")
+_INT32 = struct.Struct(">i")
+_FIXED_SIZES = {
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+    "int16": 2,
+    "uint16": 2,
+    "error_code": 2,
+    "int32": 4,
+    "uint32": 4,
+    "timedelta_i32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "float64": 8,
+    "timedelta_i64": 8,
+    "datetime_i64": 8,
+    "uuid": 16,
+}
+
+Checker = Callable[[bytes, int, int], int]
+"""Given (data, position, end), checks one value's shape and returns the position after it."""
+
+
+class MalformedBody(ValueError):
+    """A request body does not match its schema (the remote side's mistake)."""
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_request(api_key: int, api_version: int, body: bytes) -> RequestPayload:
+    """The kio entity for a whole request body; raises MalformedBody."""
+    if api_key == ApiKey.PRODUCE and api_version in PRODUCE_LEGACY_VERSIONS:
+        return _decode(ProduceRequestV3, NULL_LEGACY_STRING + body)
+    return _decode(request_schema(api_key, api_version), body)
+
+
+@cache
+def request_schema(api_key: int, api_version: int) -> type[RequestPayload]:
+    return load_request_schema(api_key, api_version)
+
+
+def _decode(schema: type[RequestPayload], body: bytes) -> RequestPayload:
+    end = _shape_checker(schema, False)(body, 0, len(body))
+    if end != len(body):
+        raise MalformedBody(f"{len(body) - end} trailing bytes after {schema.__name__}")
+    try:
+        entity, size = _reader(schema)(body, 0)
+    except KIO_DECODE_ERRORS as error:
+        raise MalformedBody(f"{schema.__name__}: {error}") from error
+    assert size == end, (schema, size, end)
+    return entity
+
+
+@cache
+def _reader(schema: type[RequestPayload]) -> Callable[[bytes, int], tuple[RequestPayload, int]]:
+    return cast(Callable[[bytes, int], tuple[RequestPayload, int]], entity_reader(schema))
+
+
+# ---------------------------------------------------------------- shape checks
+
+
+def _need(end: int, pos: int, size: int) -> None:
+    if size < 0 or pos + size > end:
+        raise MalformedBody(f"{size} bytes needed at {pos}, {end - pos} left")
+
+
+def _read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    for index in range(pos, min(end, pos + UVARINT_BYTES_MAX)):
+        byte = data[index]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, index + 1
+        shift += 7
+    raise MalformedBody(f"bad unsigned varint at {pos}")
+
+
+def _read_length(data: bytes, pos: int, end: int, flexible: bool, width: int) -> tuple[int, int]:
+    """A length or count: compact (uvarint N+1) or int16/int32; -1 means null."""
+    if flexible:
+        value, pos = _read_uvarint(data, pos, end)
+        return value - 1, pos
+    _need(end, pos, width)
+    layout = _INT16 if width == 2 else _INT32
+    return layout.unpack_from(data, pos)[0], pos + width
+
+
+def _fixed(size: int) -> Checker:
+    def check(data: bytes, pos: int, end: int) -> int:
+        _need(end, pos, size)
+        return pos + size
+
+    return check
+
+
+def _sized(flexible: bool, width: int, nullable: bool) -> Checker:
+    def check(data: bytes, pos: int, end: int) -> int:
+        length, pos = _read_length(data, pos, end, flexible, width)
+        if length == -1 and nullable:
+            return pos
+        _need(end, pos, length)
+        return pos + length
+
+    return check
+
+
+def _array(item: Checker, flexible: bool, nullable: bool) -> Checker:
+    def check(data: bytes, pos: int, end: int) -> int:
+        count, pos = _read_length(data, pos, end, flexible, 4)
+        if count == -1 and nullable:
+            return pos
+        if count < 0 or count > end - pos:
+            raise MalformedBody(f"array of {count} items with {end - pos} bytes left")
+        for _ in range(count):
+            pos = item(data, pos, end)
+        return pos
+
+    return check
+
+
+def _nullable_entity(inner: Checker) -> Checker:
+    def check(data: bytes, pos: int, end: int) -> int:
+        _need(end, pos, 1)
+        return pos + 1 if data[pos] == 0xFF else inner(data, pos + 1, end)
+
+    return check
+
+
+def _is_optional(annotation: Any) -> tuple[bool, Any]:
+    if get_origin(annotation) in (types.UnionType, Union):
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return len(inner) < len(get_args(annotation)), inner[0]
+    return False, annotation
+
+
+def _primitive(kafka_type: str, flexible: bool, nullable: bool) -> Checker:
+    if kafka_type in _FIXED_SIZES:
+        return _fixed(_FIXED_SIZES[kafka_type])
+    if kafka_type in ("string", "bytes", "records"):
+        return _sized(flexible, 2 if kafka_type == "string" else 4, nullable)
+    raise NotImplementedError(f"no shape check for kafka type {kafka_type!r}")
+
+
+def _field_checker(field: Field[Any], flexible: bool, tagged: bool) -> Checker:
+    nullable, inner = _is_optional(field.type)
+    nullable = nullable and not tagged
+    if get_origin(inner) is tuple:
+        item_type = get_args(inner)[0]
+        if is_dataclass(item_type):
+            return _array(_shape_checker(cast(type[Entity], item_type), False), flexible, nullable)
+        return _array(_primitive(field.metadata["kafka_type"], flexible, False), flexible, nullable)
+    if is_dataclass(inner):
+        return _shape_checker(cast(type[Entity], inner), nullable)
+    return _primitive(field.metadata["kafka_type"], flexible, nullable)
+
+
+def _tag_section(tagged: dict[int, Checker]) -> Checker:
+    def check(data: bytes, pos: int, end: int) -> int:
+        count, pos = _read_uvarint(data, pos, end)
+        for _ in range(count):
+            tag, pos = _read_uvarint(data, pos, end)
+            size, pos = _read_uvarint(data, pos, end)
+            _need(end, pos, size)
+            if tag not in tagged:
+                raise MalformedBody(f"unknown tagged field {tag}")
+            if tagged[tag](data, pos, pos + size) != pos + size:
+                raise MalformedBody(f"tagged field {tag} does not fill its {size} bytes")
+            pos += size
+        return pos
+
+    return check
+
+
+@cache
+def _shape_checker(entity: type[Entity], nullable: bool) -> Checker:
+    """A checker for one entity, compiled once from its dataclass fields."""
+    flexible = entity.__flexible__
+    steps: list[Checker] = []
+    tagged: dict[int, Checker] = {}
+    for field in fields(entity):
+        tag = field.metadata.get("tag")
+        if tag is None:
+            steps.append(_field_checker(field, flexible, False))
+        else:
+            tagged[tag] = _field_checker(field, flexible, True)
+    if flexible:
+        steps.append(_tag_section(tagged))
+
+    def check(data: bytes, pos: int, end: int) -> int:
+        for step in steps:
+            pos = step(data, pos, end)
+        return pos
+
+    return _nullable_entity(check) if nullable else check
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_body(body: Entity) -> bytes:
+    """The wire bytes of a kio entity (request or response body)."""
+    buffer = io.BytesIO()
+    entity_writer(type(body))(buffer, body)
+    return buffer.getvalue()
+
+
+@cache
+def response_schema(api_key: int, api_version: int) -> type[ResponsePayload]:
+    return load_response_schema(api_key, api_version)
+
+
+def error_body(
+    api_key: int, api_version: int, request: RequestPayload, code: ErrorCode
+) -> ResponsePayload | bytes:
+    """The response to `request` failed as a whole with `code` (bytes for Produce v0..v2)."""
+    error = KioErrorCode(int(code))
+    if api_key == ApiKey.PRODUCE and api_version in PRODUCE_LEGACY_VERSIONS:
+        return legacy_produce_error(request, code, api_version)
+    schema = response_schema(api_key, api_version)
+    if api_key == ApiKey.PRODUCE:
+        return cast(ResponsePayload, _produce_error(schema, request, error))
+    return cast(ResponsePayload, _default_entity(schema, error, {}))
+
+
+def _item_type(entity: type[Any], name: str) -> type[Any]:
+    """The element class of the array field `name` of `entity`."""
+    field = next(field for field in fields(entity) if field.name == name)
+    return cast(type[Any], get_args(_is_optional(field.type)[1])[0])
+
+
+def _produce_error(schema: type[Any], request: Any, error: KioErrorCode) -> Any:
+    """Every partition of the produce request answered with `error`."""
+    topic_type = _item_type(schema, "responses")
+    partition_type = _item_type(topic_type, "partition_responses")
+    topics = tuple(
+        _default_entity(
+            topic_type,
+            error,
+            _topic_identity(topic),
+            partition_responses=tuple(
+                _default_entity(partition_type, error, {"index": partition.index})
+                for partition in topic.partition_data
+            ),
+        )
+        for topic in request.topic_data
+    )
+    return _default_entity(schema, error, {"responses": topics})
+
+
+def _topic_identity(topic: Any) -> dict[str, Any]:
+    return {name: getattr(topic, name) for name in ("name", "topic_id") if hasattr(topic, name)}
+
+
+def legacy_produce_error(request: Any, code: ErrorCode, api_version: int) -> bytes:
+    """Produce v0..v2 response bytes: every partition gets `code` (kio has no such schema)."""
+    parts = [_INT32.pack(len(request.topic_data))]
+    for topic in request.topic_data:
+        name = topic.name.encode()
+        parts += [_INT16.pack(len(name)), name, _INT32.pack(len(topic.partition_data))]
+        for partition in topic.partition_data:
+            parts.append(struct.pack(">ihq", partition.index, int(code), -1))
+            if api_version >= 2:
+                parts.append(struct.pack(">q", -1))  # log_append_time
+    if api_version >= 1:
+        parts.append(_INT32.pack(0))  # throttle_time_ms
+    return b"".join(parts)
+
+
+_ZERO_BY_KAFKA_TYPE: dict[str, object] = {
+    "string": "",
+    "bytes": b"",
+    "records": b"",
+    "bool": False,
+    "uuid": uuid.UUID(int=0),
+    "timedelta_i32": datetime.timedelta(0),
+    "timedelta_i64": datetime.timedelta(0),
+    "datetime_i64": datetime.datetime.fromtimestamp(0, datetime.UTC),
+}
+
+
+def _default_entity(
+    entity: type[Any], error: KioErrorCode, given: dict[str, Any], **more: Any
+) -> Any:
+    """An instance with `given`/`more` set, error codes = `error`, the rest empty or zero."""
+    values = {**given, **more}
+    for field in fields(entity):
+        if field.name not in values and field.default is MISSING:
+            values[field.name] = _default_value(field, error)
+    return entity(**values)
+
+
+def _default_value(field: Field[Any], error: KioErrorCode) -> object:
+    nullable, inner = _is_optional(field.type)
+    if get_origin(inner) is tuple:
+        return ()
+    if is_dataclass(inner):
+        return None if nullable else _default_entity(cast(type[Any], inner), error, {})
+    kafka_type = field.metadata["kafka_type"]
+    if kafka_type == "error_code":
+        return error
+    if nullable:
+        return None
+    return _ZERO_BY_KAFKA_TYPE.get(kafka_type, 0)
