@@ -39,6 +39,7 @@ class Settings:
     # Partitions and leases
     lease_ttl_ms: int = 10_000
     tail_bytes_max: int = 256 * MIB
+    block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
     default_partition_count: int = 1
 

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from streamhouse.config import Settings
 from streamhouse.engine.partition_log import PartitionLog
+from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import NotLeader, StorageError
 from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import BlockSpec, encode_object
@@ -151,16 +152,9 @@ class Flusher:
             due_in_ms = oldest_ms + self._settings.flush_interval_ms - self._clock.monotonic_ms()
             if self._synced_bytes < self._settings.flush_bytes_max and due_in_ms > 0:
                 self._wake.clear()
-                await self._sleep_or_wake(due_in_ms)
+                await sleep_or_until(self._clock, due_in_ms, self._wake.wait())
                 continue
             await self.flush_once()
-
-    async def _sleep_or_wake(self, duration_ms: int) -> None:
-        sleeper = asyncio.ensure_future(self._clock.sleep_ms(duration_ms))
-        waker = asyncio.ensure_future(self._wake.wait())
-        _, still_running = await asyncio.wait({sleeper, waker}, return_when="FIRST_COMPLETED")
-        for task in still_running:
-            task.cancel()
 
     def stop(self) -> None:
         self._stopping = True

@@ -19,6 +19,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.flush import Flusher, PendingBatch
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
+from streamhouse.engine.waiting import any_done, sleep_or_until
 from streamhouse.engine.wal import RecoveredEntry, Wal, WalAppend
 from streamhouse.errors import (
     MessageTooLarge,
@@ -47,6 +48,7 @@ from streamhouse.ports.rng import Rng
 
 SEGMENT_ROWS_PER_READ = 16
 LEASE_RENEWALS_PER_TTL = 3
+DELETE_TO_HIGH_WATERMARK = -1
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class LogStore:
         self.flusher = Flusher(
             settings, clock, rng, objects, metadata, agent_id, self.wal.release, self._fenced
         )
-        self.reader = ObjectReader(objects)
+        self.reader = ObjectReader(objects, settings.block_cache_bytes_max)
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._inflight: deque[_Inflight] = deque()
@@ -310,6 +312,36 @@ class LogStore:
             return ReadResult([b.data for b in found], high_watermark, log_start)
         batches = await self._read_objects(tp, offset, plog.tail.start_offset, bytes_max)
         return ReadResult(batches, high_watermark, log_start)
+
+    async def wait_for_data(self, positions: Mapping[TopicPartition, int], wait_ms: int) -> bool:
+        """Long-poll: wait up to `wait_ms` until some partition's high watermark passes its
+        position (or its lease is lost). True if woken early; partitions not led are skipped."""
+        watched = []
+        for tp, offset in positions.items():
+            plog = self._partitions.get(tp)
+            if plog is None:
+                continue
+            if plog.state.high_watermark > offset or plog.fenced:
+                return True
+            watched.append(plog.watch_high_watermark())
+        if not watched or wait_ms <= 0:
+            return False
+        return await sleep_or_until(self._clock, wait_ms, any_done(watched))
+
+    async def delete_records(self, tp: TopicPartition, offset: int) -> int:
+        """Move the log start to `offset` (-1: the high watermark); returns the new log start.
+        An offset below the current log start changes nothing, as in Kafka."""
+        plog = await self.partition(tp)
+        high_watermark = plog.state.high_watermark
+        target = high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
+        if not 0 <= target <= high_watermark:
+            raise OffsetOutOfRange(
+                f"cannot delete {tp} up to {offset}: the log holds "
+                f"[{plog.state.log_start_offset}, {high_watermark}]"
+            )
+        log_start = await self._metadata.set_log_start_offset(tp, target)
+        plog.state.advance_log_start(log_start)
+        return plog.state.log_start_offset
 
     async def _read_objects(
         self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int

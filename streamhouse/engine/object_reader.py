@@ -1,4 +1,5 @@
-"""Reads record batches back from objects: footer (cached, bounded), then single blocks."""
+"""Reads record batches back from objects: footers and decompressed blocks, both cached
+with named bounds, then single-block range reads."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ FOOTER_CACHE_ENTRIES_MAX = 4096
 class ObjectReader:
     """Range reads of blocks, with the footers of recently read objects kept in memory."""
 
-    def __init__(self, objects: ObjectStore, footer_cache_entries_max: int = 0) -> None:
+    def __init__(self, objects: ObjectStore, block_cache_bytes_max: int = 0) -> None:
         self._objects = objects
         self._footers: OrderedDict[str, ObjectFooter] = OrderedDict()
-        self._footer_cache_entries_max = footer_cache_entries_max or FOOTER_CACHE_ENTRIES_MAX
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._block_cache_bytes = 0
+        self._block_cache_bytes_max = block_cache_bytes_max
         self.footer_reads = 0
         self.block_reads = 0
+        self.block_cache_hits = 0
 
     async def footer(self, key: str) -> ObjectFooter:
         """The object's footer: one suffix read, a second only for footers over the guess."""
@@ -46,16 +50,33 @@ class ObjectReader:
 
     def _remember(self, key: str, footer: ObjectFooter) -> None:
         self._footers[key] = footer
-        while len(self._footers) > self._footer_cache_entries_max:
+        while len(self._footers) > FOOTER_CACHE_ENTRIES_MAX:
             self._footers.popitem(last=False)
 
     async def read_segment(self, segment: SegmentRecord) -> bytes:
         """The raw record batches of the block a segment row points at."""
+        cache_key = (segment.object_key, segment.position)
+        cached = self._blocks.get(cache_key)
+        if cached is not None:
+            self._blocks.move_to_end(cache_key)
+            self.block_cache_hits += 1
+            return cached
         footer = await self.footer(segment.object_key)
         entry = _entry_for(footer, segment)
         self.block_reads += 1
         packed = await self._objects.get_range(segment.object_key, entry.position, entry.length)
-        return decode_block(packed, entry)
+        raw = decode_block(packed, entry)
+        self._cache_block(cache_key, raw)
+        return raw
+
+    def _cache_block(self, cache_key: tuple[str, int], raw: bytes) -> None:
+        if len(raw) > self._block_cache_bytes_max // 4:
+            return  # one huge block must not flush the whole cache
+        self._blocks[cache_key] = raw
+        self._block_cache_bytes += len(raw)
+        while self._block_cache_bytes > self._block_cache_bytes_max:
+            _, evicted = self._blocks.popitem(last=False)
+            self._block_cache_bytes -= len(evicted)
 
 
 def _entry_for(footer: ObjectFooter, segment: SegmentRecord) -> BlockIndexEntry:

@@ -19,7 +19,7 @@ class PartitionLog:
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     truncate_marker_offset: int | None = None  # a void range awaits its WAL marker
     fenced: bool = False
-    high_watermark_moved: asyncio.Event = field(default_factory=asyncio.Event)
+    _watermark_moved: asyncio.Future[None] | None = None
 
     @classmethod
     def opened(cls, state: PartitionState) -> PartitionLog:
@@ -30,7 +30,20 @@ class PartitionLog:
 
     def synced(self, end_offset: int) -> None:
         self.state.synced(end_offset)
-        self.high_watermark_moved.set()
+        self._wake_watchers()
+
+    def watch_high_watermark(self) -> asyncio.Future[None]:
+        """A future resolved the next time the high watermark moves (or the lease is lost);
+        shared by every watcher, so long-polling fetches cost one future per partition."""
+        if self._watermark_moved is None:
+            self._watermark_moved = asyncio.get_running_loop().create_future()
+        return self._watermark_moved
+
+    def _wake_watchers(self) -> None:
+        if self._watermark_moved is not None:
+            if not self._watermark_moved.done():
+                self._watermark_moved.set_result(None)
+            self._watermark_moved = None
 
     def made_durable(self, end_offset: int, tail_bytes_max: int) -> None:
         self.state.made_durable(end_offset)
@@ -60,7 +73,7 @@ class PartitionLog:
         """The lease moved on: this agent no longer leads the partition."""
         self.fenced = True
         self._fail_waiters_above(-1, error)
-        self.high_watermark_moved.set()
+        self._wake_watchers()
 
     def _fail_waiters_above(self, offset: int, error: StreamHouseError) -> None:
         keep = []

@@ -1,0 +1,127 @@
+"""Reads beyond the basics: long-polling, DeleteRecords, the bounded block cache."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sim.clock import VirtualClock
+from sim.disk import SimDisk
+from sim.metadata import SimMetadataStore
+from sim.object_store import SimObjectStore
+from sim.rng import SeededRng
+from streamhouse.config import Settings
+from streamhouse.engine.log_store import LogStore
+from streamhouse.errors import OffsetOutOfRange
+from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.ports.metadata import TopicPartition
+
+TP = TopicPartition("t", 0)
+OTHER = TopicPartition("t", 1)
+
+
+class World:
+    """A log store on sim adapters that survive restarts of the store."""
+
+    def __init__(self, settings: Settings) -> None:
+        rng = SeededRng(11)
+        self.settings = settings
+        self.rng = rng
+        self.clock = VirtualClock()
+        self.disk = SimDisk(rng.fork("disk"))
+        self.objects = SimObjectStore(None, rng.fork("objects"))
+        self.metadata = SimMetadataStore(rng.fork("metadata"))
+
+    async def open(self) -> LogStore:
+        if await self.metadata.get_topic("t") is None:
+            await self.metadata.create_topic("t", 2, {}, self.clock.now_ms())
+        store = LogStore(
+            self.settings, self.clock, self.rng, self.disk, self.objects, self.metadata, "a"
+        )
+        await store.open(run_background=False)
+        return store
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def _append(store: LogStore, tp: TopicPartition, value: bytes) -> int:
+    result = await store.append(tp, build_batch([SimpleRecord(None, value, (), 5)]), durable=False)
+    await result.synced
+    return result.base_offset
+
+
+def test_long_poll_wakes_on_new_data_and_times_out_otherwise() -> None:
+    async def main() -> None:
+        world = World(Settings())
+        store = await world.open()
+        await store.partition(TP)
+        await store.partition(OTHER)
+        waiting = asyncio.ensure_future(store.wait_for_data({TP: 0, OTHER: 0}, 500))
+        await _settle()
+        assert not waiting.done()
+        await _append(store, OTHER, b"hello")
+        assert await waiting is True
+        assert world.clock.monotonic_ms() == 0  # woken by data, not by time
+
+        timing_out = asyncio.ensure_future(store.wait_for_data({TP: 0, OTHER: 1}, 500))
+        await _settle()
+        world.clock.advance_ms(499)
+        await _settle()
+        assert not timing_out.done()
+        world.clock.advance_ms(1)
+        assert await timing_out is False
+
+        assert await store.wait_for_data({OTHER: 0}, 500) is True  # data already there
+
+    asyncio.run(main())
+
+
+def test_delete_records_moves_log_start_and_survives_restart() -> None:
+    async def main() -> None:
+        world = World(Settings())
+        store = await world.open()
+        for index in range(5):
+            await _append(store, TP, b"v%d" % index)
+        assert await store.delete_records(TP, 2) == 2
+        assert await store.delete_records(TP, 1) == 2  # never moves back
+        for beyond in (6, -2):
+            with pytest.raises(OffsetOutOfRange):
+                await store.delete_records(TP, beyond)
+        with pytest.raises(OffsetOutOfRange):
+            await store.read(TP, 1, 1 << 20)
+        assert (await store.read(TP, 2, 1 << 20)).log_start_offset == 2
+        await store.close()
+        store = await world.open()
+        result = await store.read(TP, 2, 1 << 20)
+        assert result.log_start_offset == 2 and result.high_watermark == 5
+        assert await store.delete_records(TP, -1) == 5
+
+    asyncio.run(main())
+
+
+def test_block_cache_serves_repeated_cold_reads_within_its_bound() -> None:
+    async def main() -> None:
+        world = World(Settings(block_cache_bytes_max=100_000, tail_bytes_max=0))
+        store = await world.open()
+        for index in range(3):
+            await _append(store, TP, b"x" * 1000 + bytes([index]))
+            await store.flusher.flush_once()
+        await store.close()
+        store = await world.open()
+        for _ in range(3):
+            assert len((await store.read(TP, 0, 1 << 20)).batches) >= 1
+        assert store.reader.block_reads == 3  # one block in each of the three objects
+        assert store.reader.block_cache_hits == 6
+
+        small = World(Settings(block_cache_bytes_max=1000, tail_bytes_max=0))
+        small.disk, small.objects, small.metadata = world.disk, world.objects, world.metadata
+        store = await small.open()
+        for _ in range(3):
+            await store.read(TP, 0, 1 << 20)
+        assert store.reader.block_cache_hits == 0, "blocks over a quarter of the bound skip it"
+
+    asyncio.run(main())
