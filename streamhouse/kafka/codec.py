@@ -109,7 +109,7 @@ def _need(end: int, pos: int, size: int) -> None:
         raise MalformedBody(f"{size} bytes needed at {pos}, {end - pos} left")
 
 
-def _read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+def read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     value = shift = 0
     for index in range(pos, min(end, pos + UVARINT_BYTES_MAX)):
         byte = data[index]
@@ -123,7 +123,7 @@ def _read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 def _read_length(data: bytes, pos: int, end: int, flexible: bool, width: int) -> tuple[int, int]:
     """A length or count: compact (uvarint N+1) or int16/int32; -1 means null."""
     if flexible:
-        value, pos = _read_uvarint(data, pos, end)
+        value, pos = read_uvarint(data, pos, end)
         return value - 1, pos
     _need(end, pos, width)
     layout = _INT16 if width == 2 else _INT32
@@ -201,10 +201,10 @@ def _field_checker(field: Field[Any], flexible: bool, tagged: bool) -> Checker:
 
 def _tag_section(tagged: dict[int, Checker]) -> Checker:
     def check(data: bytes, pos: int, end: int) -> int:
-        count, pos = _read_uvarint(data, pos, end)
+        count, pos = read_uvarint(data, pos, end)
         for _ in range(count):
-            tag, pos = _read_uvarint(data, pos, end)
-            size, pos = _read_uvarint(data, pos, end)
+            tag, pos = read_uvarint(data, pos, end)
+            size, pos = read_uvarint(data, pos, end)
             _need(end, pos, size)
             if tag not in tagged:
                 raise MalformedBody(f"unknown tagged field {tag}")
