@@ -28,9 +28,11 @@ from streamhouse.errors import (
     StorageError,
     UnknownTopicOrPartition,
 )
+from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.record_batch import iter_batches, validate_batch, with_base_offset
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.tail import TailBatch
+from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
@@ -49,6 +51,7 @@ from streamhouse.ports.rng import Rng
 SEGMENT_ROWS_PER_READ = 16
 LEASE_RENEWALS_PER_TTL = 3
 DELETE_TO_HIGH_WATERMARK = -1
+DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
 
 
 @dataclass(frozen=True)
@@ -342,6 +345,32 @@ class LogStore:
         log_start = await self._metadata.set_log_start_offset(tp, target)
         plog.state.advance_log_start(log_start)
         return plog.state.log_start_offset
+
+    async def offset_for_timestamp(
+        self, tp: TopicPartition, timestamp_ms: int
+    ) -> tuple[int, int] | None:
+        """ListOffsets by time: (offset, timestamp) of the first record stamped at or after
+        `timestamp_ms`, below the high watermark; None when there is none."""
+        plog = await self.partition(tp)
+        state = plog.state
+        decompress = decompressor(self._settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
+        offset = state.log_start_offset
+        while offset < plog.tail.start_offset:
+            segments = await self._metadata.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
+            if not segments:
+                break
+            for segment in segments:
+                if segment.max_timestamp_ms >= timestamp_ms:
+                    raw = await self.reader.read_segment(segment)
+                    batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
+                    found = first_at_or_after(batches, timestamp_ms, offset, decompress)
+                    if found is not None:
+                        return found
+            offset = segments[-1].last_offset + 1
+        tail_from = max(offset, plog.tail.start_offset)
+        in_tail = plog.tail.read(tail_from, state.high_watermark, plog.tail.byte_count)
+        tail_batches = (batch.data for batch in in_tail)
+        return first_at_or_after(tail_batches, timestamp_ms, state.log_start_offset, decompress)
 
     async def _read_objects(
         self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int

@@ -125,3 +125,33 @@ def test_block_cache_serves_repeated_cold_reads_within_its_bound() -> None:
         assert store.reader.block_cache_hits == 0, "blocks over a quarter of the bound skip it"
 
     asyncio.run(main())
+
+
+def test_offset_for_timestamp_across_objects_and_tail_and_codecs() -> None:
+    from streamhouse.kafka.compression import compress
+    from streamhouse.kafka.record_batch import Compression
+
+    async def main() -> None:
+        world = World(Settings(tail_bytes_max=0))
+        store = await world.open()
+        codecs = [Compression.NONE, Compression.GZIP, Compression.SNAPPY, Compression.LZ4]
+        for index, codec in enumerate([*codecs, Compression.ZSTD]):
+            records = [SimpleRecord(None, b"r", (), 1000 * index + 10 * r) for r in range(3)]
+            batch = build_batch(
+                records,
+                compression=codec,
+                compressor=(lambda data, c=codec: compress(c, data)) if codec else None,
+            )
+            result = await store.append(TP, batch, durable=False)
+            await result.synced
+            if index < len(codecs):  # the last batch stays in the tail only
+                await store.flusher.flush_once()
+        assert await store.offset_for_timestamp(TP, 0) == (0, 0)
+        assert await store.offset_for_timestamp(TP, 15) == (2, 20)  # inside the first batch
+        assert await store.offset_for_timestamp(TP, 2001) == (7, 2010)  # snappy, from an object
+        assert await store.offset_for_timestamp(TP, 4005) == (13, 4010)  # zstd, in the tail
+        assert await store.offset_for_timestamp(TP, 9999) is None
+        await store.delete_records(TP, 4)
+        assert await store.offset_for_timestamp(TP, 0) == (4, 1010)  # never below log start
+
+    asyncio.run(main())

@@ -1,0 +1,49 @@
+"""Finding offsets by timestamp inside record batches (ListOffsets with a target time)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from streamhouse.kafka.record_batch import (
+    BatchHeader,
+    Decompressor,
+    TimestampType,
+    decode_records,
+    parse_header,
+)
+
+
+def first_at_or_after(
+    batches: Iterable[bytes], timestamp_ms: int, log_start_offset: int, decompress: Decompressor
+) -> tuple[int, int] | None:
+    """(offset, timestamp) of the first record at or after `log_start_offset` whose timestamp
+    is >= `timestamp_ms`, or None. Batches whose max timestamp is too small are skipped
+    without decoding their records."""
+    for batch in batches:
+        header = parse_header(batch)
+        if header.max_timestamp < timestamp_ms or header.last_offset < log_start_offset:
+            continue
+        found = _first_in_batch(batch, header, timestamp_ms, log_start_offset, decompress)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_in_batch(
+    batch: bytes,
+    header: BatchHeader,
+    timestamp_ms: int,
+    log_start_offset: int,
+    decompress: Decompressor,
+) -> tuple[int, int] | None:
+    log_append_time = header.timestamp_type == TimestampType.LOG_APPEND_TIME
+    for record in decode_records(batch, decompress):
+        offset = header.base_offset + record.offset_delta
+        stamp = (
+            header.max_timestamp
+            if log_append_time
+            else (header.base_timestamp + record.timestamp_delta)
+        )
+        if offset >= log_start_offset and stamp >= timestamp_ms:
+            return offset, stamp
+    return None
