@@ -238,12 +238,18 @@ class KafkaConnection:
 
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
         """Complete `request` with the response Kafka sends when it fails with `error`."""
-        if request.api_key == ApiKey.API_VERSIONS and error == ErrorCode.UNSUPPORTED_VERSION:
+        if request.api_key == ApiKey.API_VERSIONS and (
+            error == ErrorCode.UNSUPPORTED_VERSION or not self._serves(request)
+        ):
             return self._complete(request, codec.encode_body(self._versions_v0(error)), False)
         body = codec.error_body(request.api_key, request.api_version, request.body, error)
         if isinstance(body, bytes):  # Produce v0..v2, never flexible
             return self._complete(request, body, False)
         return self._complete(request, codec.encode_body(body), type(body).__flexible__)
+
+    def _serves(self, request: Request) -> bool:
+        api = self.apis.get(request.api_key)
+        return api is not None and api.serves(request.api_version)
 
     def _versions_v0(self, error: ErrorCode) -> ApiVersionsResponseV0:
         return ApiVersionsResponseV0(
