@@ -264,7 +264,7 @@ def error_body(
     schema = response_schema(api_key, api_version)
     if api_key == ApiKey.PRODUCE:
         return cast(ResponsePayload, _produce_error(schema, request, error))
-    return cast(ResponsePayload, _default_entity(schema, error, {}))
+    return cast(ResponsePayload, default_entity(schema, error, {}))
 
 
 def _item_type(entity: type[Any], name: str) -> type[Any]:
@@ -278,18 +278,18 @@ def _produce_error(schema: type[Any], request: Any, error: KioErrorCode) -> Any:
     topic_type = _item_type(schema, "responses")
     partition_type = _item_type(topic_type, "partition_responses")
     topics = tuple(
-        _default_entity(
+        default_entity(
             topic_type,
             error,
             _topic_identity(topic),
             partition_responses=tuple(
-                _default_entity(partition_type, error, {"index": partition.index})
+                default_entity(partition_type, error, {"index": partition.index})
                 for partition in topic.partition_data
             ),
         )
         for topic in request.topic_data
     )
-    return _default_entity(schema, error, {"responses": topics})
+    return default_entity(schema, error, {"responses": topics})
 
 
 def _topic_identity(topic: Any) -> dict[str, Any]:
@@ -323,7 +323,7 @@ _ZERO_BY_KAFKA_TYPE: dict[str, object] = {
 }
 
 
-def _default_entity(
+def default_entity(
     entity: type[Any], error: KioErrorCode, given: dict[str, Any], **more: Any
 ) -> Any:
     """An instance with `given`/`more` set, error codes = `error`, the rest empty or zero."""
@@ -339,7 +339,7 @@ def _default_value(field: Field[Any], error: KioErrorCode) -> object:
     if get_origin(inner) is tuple:
         return ()
     if is_dataclass(inner):
-        return None if nullable else _default_entity(cast(type[Any], inner), error, {})
+        return None if nullable else default_entity(cast(type[Any], inner), error, {})
     kafka_type = field.metadata["kafka_type"]
     if kafka_type == "error_code":
         return error

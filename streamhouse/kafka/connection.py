@@ -237,7 +237,11 @@ class KafkaConnection:
         return self._complete(request, codec.encode_body(body), schema.__flexible__)
 
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
-        """Complete `request` with the response Kafka sends when it fails with `error`."""
+        """Complete `request` with the response Kafka sends when it fails with `error`.
+
+        Every error code field is set (Produce: each requested partition); ApiVersions at
+        a version we do not serve is answered in v0 with the whole table, as Kafka does.
+        """
         if request.api_key == ApiKey.API_VERSIONS and (
             error == ErrorCode.UNSUPPORTED_VERSION or not self._serves(request)
         ):

@@ -82,7 +82,7 @@ def request_frame(entity: Entity, correlation_id: int = 7) -> bytes:
 
 def default_request(api_key: int, version: int) -> Any:
     schema = codec.request_schema(api_key, version)
-    return codec._default_entity(schema, KioErrorCode.none, {})
+    return codec.default_entity(schema, KioErrorCode.none, {})
 
 
 def api_versions_request(version: int) -> Any:
@@ -245,7 +245,7 @@ def test_api_versions_round_trip(version: int) -> None:
     request = connection.next_event()
     assert isinstance(request, Request)
     schema: Any = load_response_schema(ApiKey.API_VERSIONS, version)
-    response = codec._default_entity(schema, KioErrorCode.none, {})
+    response = codec.default_entity(schema, KioErrorCode.none, {})
     data = connection.send_response(request, response)
     # ApiVersions responses always use response header v0 (no tagged fields), so a client
     # can read them whatever version it asked for.
