@@ -20,6 +20,15 @@ class Settings:
     org: str = "default"
     agent_id: str = ""  # empty: generated once and kept in data_dir
 
+    # Kafka listener
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = 9092  # 0: any free port (tests)
+    advertised_host: str = ""  # empty: kafka_host, or this machine's IPv4 when bound to 0.0.0.0
+    node_id: int = 0
+    auto_create_topics: bool = True
+    frame_bytes_max: int = 100 * MIB
+    requests_in_flight_max: int = 64  # per connection; reading pauses past it
+
     # WAL
     wal_segment_bytes_max: int = 64 * MIB
     wal_group_bytes_max: int = 4 * MIB

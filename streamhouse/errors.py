@@ -8,6 +8,7 @@ import enum
 class ErrorCode(enum.IntEnum):
     """Kafka protocol error codes used by StreamHouse (values from the Kafka protocol)."""
 
+    UNKNOWN_SERVER_ERROR = -1
     NONE = 0
     OFFSET_OUT_OF_RANGE = 1
     CORRUPT_MESSAGE = 2
@@ -26,6 +27,7 @@ class ErrorCode(enum.IntEnum):
     INVALID_PARTITIONS = 37
     UNSUPPORTED_VERSION = 35
     INVALID_REQUEST = 42
+    INVALID_RECORD = 87
     UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45
     DUPLICATE_SEQUENCE_NUMBER = 46

@@ -27,6 +27,13 @@ def agent(
     agent_id: str = typer.Option(
         "", envvar="STREAMHOUSE_AGENT_ID", help="Default: kept in data dir."
     ),
+    kafka_host: str = typer.Option(
+        "127.0.0.1", envvar="STREAMHOUSE_KAFKA_HOST", help="Address the Kafka listener binds."
+    ),
+    kafka_port: int = typer.Option(9092, envvar="STREAMHOUSE_KAFKA_PORT", help="Kafka port."),
+    advertised_host: str = typer.Option(
+        "", envvar="STREAMHOUSE_ADVERTISED_HOST", help="Host clients are told to connect to."
+    ),
     flush_interval_ms: int = typer.Option(
         200,
         envvar="STREAMHOUSE_FLUSH_INTERVAL_MS",
@@ -41,6 +48,9 @@ def agent(
         s3_endpoint_url=s3_endpoint,
         agent_id=agent_id,
         flush_interval_ms=flush_interval_ms,
+        kafka_host=kafka_host,
+        kafka_port=kafka_port,
+        advertised_host=advertised_host,
     )
     asyncio.run(_run_agent(settings))
 
@@ -76,7 +86,7 @@ def _print_banner(broker: Broker) -> None:
         "recovered",
         f"{recovery.replayed_batches} batches replayed, {recovery.dropped_batches} dropped",
     )
-    table.add_row("kafka", "listener arrives with the Kafka front door (issue F2)")
+    table.add_row("kafka", f"{broker.kafka.context.advertised_host}:{broker.kafka_port}")
     console.print(table)
 
 

@@ -19,6 +19,8 @@ from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
+from streamhouse.server.kafka_handlers import KafkaContext
+from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
 
 AGENT_ID_FILE = "agent-id"
 WAL_DISK_DIRECTORY = "local"
@@ -67,16 +69,19 @@ async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) ->
 
 @dataclass
 class Broker:
-    """A running agent's engine and the adapters it owns."""
+    """A running agent's engine, its front doors and the adapters it owns."""
 
     settings: Settings
     agent_id: str
     log: LogStore
     metadata: MetadataStore
     objects: ObjectStore
+    kafka: KafkaListener
+    kafka_port: int
 
     async def close(self) -> None:
-        """Flush what is pending, stop background work, release connections."""
+        """Stop accepting requests, flush what is pending, release connections."""
+        await self.kafka.close()
         await self.log.close(flush=True)
         await self.metadata.close()
 
@@ -90,4 +95,11 @@ async def open_broker(settings: Settings) -> Broker:
     objects = await open_object_store(settings)
     log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
     await log.open()
-    return Broker(settings, agent_id, log, metadata, objects)
+    host = advertised_host(settings.kafka_host, settings.advertised_host)
+    context = KafkaContext(
+        settings, clock, log, metadata, advertised_apis(), host, 0, f"streamhouse-{settings.org}"
+    )
+    kafka = KafkaListener(context)
+    port = await kafka.start(settings.kafka_host, settings.kafka_port)
+    context.advertised_port = port
+    return Broker(settings, agent_id, log, metadata, objects, kafka, port)

@@ -171,7 +171,7 @@ def _nullable_entity(inner: Checker) -> Checker:
     return check
 
 
-def _is_optional(annotation: Any) -> tuple[bool, Any]:
+def is_optional(annotation: Any) -> tuple[bool, Any]:
     if get_origin(annotation) in (types.UnionType, Union):
         inner = [arg for arg in get_args(annotation) if arg is not type(None)]
         return len(inner) < len(get_args(annotation)), inner[0]
@@ -187,7 +187,7 @@ def _primitive(kafka_type: str, flexible: bool, nullable: bool) -> Checker:
 
 
 def _field_checker(field: Field[Any], flexible: bool, tagged: bool) -> Checker:
-    nullable, inner = _is_optional(field.type)
+    nullable, inner = is_optional(field.type)
     nullable = nullable and not tagged
     if get_origin(inner) is tuple:
         item_type = get_args(inner)[0]
@@ -270,7 +270,7 @@ def error_body(
 def _item_type(entity: type[Any], name: str) -> type[Any]:
     """The element class of the array field `name` of `entity`."""
     field = next(field for field in fields(entity) if field.name == name)
-    return cast(type[Any], get_args(_is_optional(field.type)[1])[0])
+    return cast(type[Any], get_args(is_optional(field.type)[1])[0])
 
 
 def _produce_error(schema: type[Any], request: Any, error: KioErrorCode) -> Any:
@@ -335,7 +335,7 @@ def default_entity(
 
 
 def _default_value(field: Field[Any], error: KioErrorCode) -> object:
-    nullable, inner = _is_optional(field.type)
+    nullable, inner = is_optional(field.type)
     if get_origin(inner) is tuple:
         return ()
     if is_dataclass(inner):

@@ -18,14 +18,23 @@ STARTUP_WAIT_S = 30
 
 def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(tmp_path / "data")],
+        [
+            sys.executable,
+            "-m",
+            "streamhouse",
+            "agent",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--kafka-port",
+            "0",
+        ],
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.monotonic() + STARTUP_WAIT_S
     banner = ""
     assert process.stderr is not None
-    while "kafka" not in banner and time.monotonic() < deadline:
+    while "kafka " not in banner.replace("│", " ") and time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line:
             break

@@ -98,9 +98,9 @@ async def _scenario(settings: Settings) -> None:
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
-    return Settings(data_dir=str(tmp_path / "data"), flush_interval_ms=20).with_overrides(
-        **overrides
-    )
+    return Settings(
+        data_dir=str(tmp_path / "data"), flush_interval_ms=20, kafka_port=0
+    ).with_overrides(**overrides)
 
 
 def test_embedded_defaults(tmp_path: Path) -> None:

@@ -1,0 +1,405 @@
+"""Kafka request handlers: each turns a decoded request into version-agnostic response values.
+
+A handler returns a coroutine that yields the response values; the produce handler
+appends its batches before returning (so appends keep the connection's request
+order) and leaves only the ack wait to the coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from streamhouse.config import Settings
+from streamhouse.engine.log_store import AppendResult, LogStore
+from streamhouse.engine.waiting import sleep_or_until
+from streamhouse.errors import (
+    ErrorCode,
+    InvalidPartitions,
+    OffsetOutOfRange,
+    StreamHouseError,
+    UnknownTopicOrPartition,
+)
+from streamhouse.kafka.apis import ApiKey, ApiTable
+from streamhouse.kafka.connection import Request
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+
+Values = dict[str, Any]
+Completion = Coroutine[Any, Any, Values]
+EARLIEST_TIMESTAMP = -2
+LATEST_TIMESTAMP = -1
+NO_OFFSET = -1
+ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
+NO_PREFERRED_REPLICA = -1
+FETCH_PARTITION_BYTES_MIN = 1
+
+
+@dataclass
+class KafkaContext:
+    """What handlers need from the agent."""
+
+    settings: Settings
+    clock: Clock
+    log: LogStore
+    metadata: MetadataStore
+    apis: ApiTable
+    advertised_host: str
+    advertised_port: int
+    cluster_id: str
+
+
+async def _done(values: Values) -> Values:
+    return values
+
+
+def _topic_id(topic: TopicRecord) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
+
+
+def _error_code(error: Exception) -> int:
+    return (
+        int(error.code) if isinstance(error, StreamHouseError) else ErrorCode.UNKNOWN_SERVER_ERROR
+    )
+
+
+# --- ApiVersions ---------------------------------------------------------------------------
+
+
+async def api_versions(ctx: KafkaContext, request: Request) -> Completion:
+    keys = [
+        {"api_key": api.key, "min_version": api.min_version, "max_version": api.max_version}
+        for api in ctx.apis
+    ]
+    return _done({"error_code": 0, "api_keys": keys, "throttle_time": 0})
+
+
+# --- Metadata --------------------------------------------------------------------------------
+
+
+async def metadata(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    names = None if body.topics is None else [t.name for t in body.topics if t.name]
+    if names is None:
+        topics = [await _topic_metadata(ctx, t) for t in await ctx.metadata.list_topics()]
+    else:
+        auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
+        topics = [await _named_topic_metadata(ctx, name, auto_create) for name in names]
+    broker = {
+        "node_id": ctx.settings.node_id,
+        "host": ctx.advertised_host,
+        "port": ctx.advertised_port,
+        "rack": None,
+    }
+    return _done(
+        {
+            "throttle_time": 0,
+            "brokers": [broker],
+            "cluster_id": ctx.cluster_id,
+            "controller_id": ctx.settings.node_id,
+            "topics": topics,
+            "cluster_authorized_operations": -2147483648,
+        }
+    )
+
+
+async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool) -> Values:
+    topic = await ctx.metadata.get_topic(name)
+    if topic is None and auto_create and ctx.settings.auto_create_topics:
+        try:
+            topic = await ctx.log.create_topic(name, ctx.settings.default_partition_count)
+        except StreamHouseError:
+            topic = await ctx.metadata.get_topic(name)  # created concurrently
+    if topic is None:
+        return {
+            "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+            "name": name,
+            "partitions": [],
+            "topic_authorized_operations": -2147483648,
+        }
+    return await _topic_metadata(ctx, topic)
+
+
+async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
+    node = ctx.settings.node_id
+    partitions = []
+    for index in range(topic.partition_count):
+        record = await ctx.metadata.get_partition(TopicPartition(topic.name, index))
+        partitions.append(
+            {
+                "error_code": 0,
+                "partition_index": index,
+                "leader_id": node,
+                "leader_epoch": record.leader_epoch,
+                "replica_nodes": [node],
+                "isr_nodes": [node],
+                "offline_replicas": [],
+            }
+        )
+    return {
+        "error_code": 0,
+        "name": topic.name,
+        "topic_id": _topic_id(topic),
+        "is_internal": False,
+        "partitions": partitions,
+        "topic_authorized_operations": -2147483648,
+    }
+
+
+# --- Produce ---------------------------------------------------------------------------------
+
+
+async def produce(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    acks = int(body.acks)
+    if acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
+        return _done(_produce_all_failed(body, ErrorCode.INVALID_REQUIRED_ACKS))
+    appended: list[tuple[str, int, AppendResult | Exception]] = []
+    for topic in body.topic_data:
+        for partition in topic.partition_data:
+            tp = TopicPartition(topic.name, partition.index)
+            appended.append(
+                (topic.name, partition.index, await _append(ctx, tp, partition.records, acks))
+            )
+    timeout_ms = int(body.timeout.total_seconds() * 1000)
+    return _produce_acks(ctx, appended, acks, timeout_ms)
+
+
+async def _append(
+    ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
+) -> AppendResult | Exception:
+    try:
+        topic = await ctx.metadata.get_topic(tp.topic)
+        if topic is None or not 0 <= tp.partition < topic.partition_count:
+            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
+    except StreamHouseError as error:
+        return error
+
+
+async def _produce_acks(
+    ctx: KafkaContext,
+    appended: list[tuple[str, int, AppendResult | Exception]],
+    acks: int,
+    timeout_ms: int,
+) -> Values:
+    by_topic: dict[str, list[Values]] = {}
+    for name, index, outcome in appended:
+        by_topic.setdefault(name, []).append(
+            await _partition_ack(ctx, index, outcome, acks, timeout_ms)
+        )
+    responses = [{"name": name, "partition_responses": parts} for name, parts in by_topic.items()]
+    return {"responses": responses, "throttle_time": 0}
+
+
+async def _partition_ack(
+    ctx: KafkaContext, index: int, outcome: AppendResult | Exception, acks: int, timeout_ms: int
+) -> Values:
+    answer: Values = {"index": index, "base_offset": NO_OFFSET, "log_start_offset": NO_OFFSET}
+    if isinstance(outcome, Exception):
+        return {**answer, "error_code": _error_code(outcome), "error_message": str(outcome)}
+    if acks == ACKS_NONE:
+        return {**answer, "error_code": 0, "base_offset": outcome.base_offset}
+    waited: asyncio.Future[Any] | None = outcome.durable if acks == ACKS_ALL else outcome.synced
+    assert waited is not None
+    try:
+        # shield: giving up on time must not cancel the future the engine resolves
+        if not await sleep_or_until(ctx.clock, max(timeout_ms, 1), asyncio.shield(waited)):
+            return {
+                **answer,
+                "error_code": ErrorCode.REQUEST_TIMED_OUT,
+                "error_message": f"not acknowledged within {timeout_ms} ms",
+            }
+        await waited
+    except StreamHouseError as error:
+        return {**answer, "error_code": _error_code(error), "error_message": str(error)}
+    return {**answer, "error_code": 0, "base_offset": outcome.base_offset, "log_start_offset": 0}
+
+
+def _produce_all_failed(body: Any, code: ErrorCode) -> Values:
+    responses = [
+        {
+            "name": topic.name,
+            "partition_responses": [
+                {"index": p.index, "error_code": code, "base_offset": NO_OFFSET}
+                for p in topic.partition_data
+            ],
+        }
+        for topic in body.topic_data
+    ]
+    return {"responses": responses, "throttle_time": 0}
+
+
+# --- Fetch -----------------------------------------------------------------------------------
+
+
+async def fetch(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    wanted = [
+        (TopicPartition(t.topic, p.partition), p.fetch_offset, p.partition_max_bytes)
+        for t in body.topics
+        for p in t.partitions
+    ]
+    answers = await _read_all(ctx, wanted, body.max_bytes)
+    total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
+    max_wait_ms = int(body.max_wait.total_seconds() * 1000)
+    if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
+        positions = {tp: offset for tp, offset, _ in wanted}
+        if await ctx.log.wait_for_data(positions, max_wait_ms):
+            answers = await _read_all(ctx, wanted, body.max_bytes)
+    return _done(_fetch_response(wanted, answers))
+
+
+def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
+    return any(a["error_code"] for a in answers.values())
+
+
+async def _read_all(
+    ctx: KafkaContext, wanted: list[tuple[TopicPartition, int, int]], max_bytes: int
+) -> dict[TopicPartition, Values]:
+    answers: dict[TopicPartition, Values] = {}
+    budget = max_bytes
+    for tp, offset, partition_max in wanted:
+        answers[tp] = await _read_partition(
+            ctx, tp, offset, max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN)
+        )
+        budget -= len(answers[tp].get("records") or b"")
+    return answers
+
+
+async def _read_partition(
+    ctx: KafkaContext, tp: TopicPartition, offset: int, bytes_max: int
+) -> Values:
+    base: Values = {
+        "partition_index": tp.partition,
+        "preferred_read_replica": NO_PREFERRED_REPLICA,
+        "aborted_transactions": None,
+    }
+    try:
+        topic = await ctx.metadata.get_topic(tp.topic)
+        if topic is None or not 0 <= tp.partition < topic.partition_count:
+            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        result = await ctx.log.read(tp, offset, bytes_max)
+    except OffsetOutOfRange as error:
+        plog = ctx.log.led_partition(tp)
+        high_watermark = plog.state.high_watermark if plog else NO_OFFSET
+        return {
+            **base,
+            "error_code": error.code,
+            "high_watermark": high_watermark,
+            "last_stable_offset": high_watermark,
+            "log_start_offset": NO_OFFSET,
+            "records": None,
+        }
+    except StreamHouseError as error:
+        return {
+            **base,
+            "error_code": error.code,
+            "high_watermark": NO_OFFSET,
+            "last_stable_offset": NO_OFFSET,
+            "log_start_offset": NO_OFFSET,
+            "records": None,
+        }
+    return {
+        **base,
+        "error_code": 0,
+        "high_watermark": result.high_watermark,
+        "last_stable_offset": result.high_watermark,
+        "log_start_offset": result.log_start_offset,
+        "records": b"".join(result.batches),
+    }
+
+
+def _fetch_response(
+    wanted: list[tuple[TopicPartition, int, int]], answers: dict[TopicPartition, Values]
+) -> Values:
+    by_topic: dict[str, list[Values]] = {}
+    for tp, _, _ in wanted:
+        by_topic.setdefault(tp.topic, []).append(answers[tp])
+    topics = [{"topic": name, "partitions": parts} for name, parts in by_topic.items()]
+    return {"throttle_time": 0, "error_code": 0, "session_id": 0, "responses": topics}
+
+
+# --- ListOffsets -----------------------------------------------------------------------------
+
+
+async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
+    topics = []
+    body: Any = request.body
+    for topic in body.topics:
+        parts = [
+            await _list_offset(ctx, TopicPartition(topic.name, p.partition_index), p.timestamp)
+            for p in topic.partitions
+        ]
+        topics.append({"name": topic.name, "partitions": parts})
+    return _done({"throttle_time": 0, "topics": topics})
+
+
+async def _list_offset(ctx: KafkaContext, tp: TopicPartition, timestamp_ms: int) -> Values:
+    answer: Values = {"partition_index": tp.partition, "timestamp": NO_OFFSET, "offset": NO_OFFSET}
+    try:
+        topic = await ctx.metadata.get_topic(tp.topic)
+        if topic is None or not 0 <= tp.partition < topic.partition_count:
+            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        plog = await ctx.log.partition(tp)
+        state = plog.state
+        answer["leader_epoch"] = state.leader_epoch
+        if timestamp_ms == EARLIEST_TIMESTAMP:
+            return {**answer, "error_code": 0, "offset": state.log_start_offset}
+        if timestamp_ms == LATEST_TIMESTAMP:
+            return {**answer, "error_code": 0, "offset": state.high_watermark}
+        found = await ctx.log.offset_for_timestamp(tp, timestamp_ms)
+    except StreamHouseError as error:
+        return {**answer, "error_code": error.code}
+    if found is None:
+        return {**answer, "error_code": 0}
+    return {**answer, "error_code": 0, "offset": found[0], "timestamp": found[1]}
+
+
+# --- CreateTopics ----------------------------------------------------------------------------
+
+
+async def create_topics(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    results = [await _create_topic(ctx, topic, bool(body.validate_only)) for topic in body.topics]
+    return _done({"throttle_time": 0, "topics": results})
+
+
+async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
+    count = (
+        ctx.settings.default_partition_count if topic.num_partitions == -1 else topic.num_partitions
+    )
+    answer: Values = {
+        "name": topic.name,
+        "num_partitions": count,
+        "replication_factor": 1,
+        "configs": [],
+    }
+    try:
+        if count < 1:
+            raise InvalidPartitions(f"topic {topic.name!r} needs at least one partition")
+        if await ctx.metadata.get_topic(topic.name) is not None:
+            raise StreamHouseError(
+                f"topic {topic.name!r} already exists", ErrorCode.TOPIC_ALREADY_EXISTS
+            )
+        if not validate_only:
+            configs = {c.name: c.value for c in topic.configs if c.value is not None}
+            await ctx.log.create_topic(topic.name, count, configs)
+    except StreamHouseError as error:
+        return {**answer, "error_code": error.code, "error_message": str(error)}
+    return {**answer, "error_code": 0}
+
+
+Handler = Callable[[KafkaContext, Request], Awaitable[Completion]]
+HANDLERS: dict[ApiKey, Handler] = {
+    ApiKey.API_VERSIONS: api_versions,
+    ApiKey.METADATA: metadata,
+    ApiKey.PRODUCE: produce,
+    ApiKey.FETCH: fetch,
+    ApiKey.LIST_OFFSETS: list_offsets,
+    ApiKey.CREATE_TOPICS: create_topics,
+}
+MAX_VERSIONS = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}  # later versions name topics by id

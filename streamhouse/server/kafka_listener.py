@@ -1,0 +1,159 @@
+"""The Kafka listener: asyncio streams in, the sans-IO connection in the middle, handlers out.
+
+Requests of one connection are dispatched in order (so appends keep the order a
+producer sent them in); their ack waits run concurrently and responses leave in
+request order. At most `requests_in_flight_max` requests wait per connection;
+reading pauses beyond that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass, field
+
+from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.kafka.apis import ApiKey, ApiTable, advertise
+from streamhouse.kafka.codec import response_schema
+from streamhouse.kafka.connection import (
+    ConnectionClosed,
+    KafkaConnection,
+    NeedData,
+    ProtocolError,
+    Rejected,
+    Request,
+)
+from streamhouse.kafka.entities import build
+from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS, Completion, KafkaContext
+
+READ_CHUNK_BYTES = 256 * 1024
+log = logging.getLogger("streamhouse.kafka")
+
+
+def advertised_apis() -> ApiTable:
+    return advertise(HANDLERS, MAX_VERSIONS)
+
+
+@dataclass
+class KafkaListener:
+    """Serves the Kafka protocol for one agent."""
+
+    context: KafkaContext
+    server: asyncio.Server | None = None
+    connections: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; returns the bound port (useful when `port` is 0)."""
+        self.server = await asyncio.start_server(self._serve, host, port)
+        bound: int = self.server.sockets[0].getsockname()[1]
+        return bound
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for task in list(self.connections):
+                task.cancel()
+            await asyncio.gather(*self.connections, return_exceptions=True)
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        try:
+            await _Session(self.context, reader, writer).run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.connections.discard(task)
+            writer.close()
+
+
+class _Session:
+    """One client connection."""
+
+    def __init__(
+        self, ctx: KafkaContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._ctx = ctx
+        self._reader = reader
+        self._writer = writer
+        self._connection = KafkaConnection(ctx.apis, ctx.settings.frame_bytes_max)
+        self._in_flight = asyncio.Semaphore(ctx.settings.requests_in_flight_max)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK_BYTES)
+                self._connection.receive_data(data)
+                if not await self._drain_events():
+                    return
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    async def _drain_events(self) -> bool:
+        while True:
+            event = self._connection.next_event()
+            if isinstance(event, NeedData):
+                return True
+            if isinstance(event, ConnectionClosed):
+                return False
+            if isinstance(event, ProtocolError):
+                log.info("closing Kafka connection: %s", event.message)
+                return False
+            if isinstance(event, Rejected):
+                self._write(self._connection.send_error(event.request, event.error))
+                continue
+            await self._dispatch(event)
+
+    async def _dispatch(self, request: Request) -> None:
+        await self._in_flight.acquire()
+        try:
+            completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, request)
+        except Exception as error:
+            self._in_flight.release()
+            self._fail(request, error)
+            return
+        task = asyncio.ensure_future(self._respond(request, completion))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _respond(self, request: Request, completion: Completion) -> None:
+        try:
+            values = await completion
+            schema = response_schema(request.api_key, request.api_version)
+            self._write(self._connection.send_response(request, build(schema, values)))
+            await self._writer.drain()  # a slow reader slows its own connection only
+        except Exception as error:
+            self._fail(request, error)
+        finally:
+            self._in_flight.release()
+
+    def _fail(self, request: Request, error: Exception) -> None:
+        if isinstance(error, StreamHouseError):
+            code = error.code
+        else:
+            log.exception("handler for api %s failed", request.api_key)
+            code = ErrorCode.UNKNOWN_SERVER_ERROR
+        self._write(self._connection.send_error(request, code))
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._writer.write(data)
+
+
+def advertised_host(bind_host: str, configured: str) -> str:
+    """The host clients are sent to: the configured one, the bind address, or, when bound to
+    every interface, this machine's IPv4 address (clients cannot connect to 0.0.0.0)."""
+    if configured:
+        return configured
+    if bind_host not in ("0.0.0.0", "", "::"):
+        return "127.0.0.1" if bind_host == "localhost" else bind_host
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    return address if ":" not in address else "127.0.0.1"
