@@ -63,8 +63,8 @@ class KafkaListener:
         self.connections.add(task)
         try:
             await _Session(self.context, reader, writer).run()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the peer went away, or the agent is shutting the connection down
         finally:
             self.connections.discard(task)
             writer.close()
