@@ -8,13 +8,15 @@ import os
 import platform
 import sys
 
-from bench import storage
+from bench import kafka, storage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="StreamHouse benchmarks (prints JSON).")
     parser.add_argument("--wal-mb", type=int, default=64, help="MiB written per WAL/raw run.")
     parser.add_argument("--rounds", type=int, default=7, help="Alternating raw/WAL rounds.")
+    parser.add_argument("--records", type=int, default=300_000, help="Records per Kafka run.")
+    parser.add_argument("--value-bytes", type=int, default=100, help="Bytes per record value.")
     parser.add_argument(
         "--dir", default=".", help="Scratch directory on the disk to measure (default: here)."
     )
@@ -26,6 +28,7 @@ def main() -> None:
             "platform": platform.platform(),
         },
         "storage": storage.run(args.wal_mb, args.dir, args.rounds),
+        "kafka": kafka.run(args.records, args.value_bytes),
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
