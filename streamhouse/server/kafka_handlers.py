@@ -27,6 +27,11 @@ from streamhouse.kafka.apis import ApiKey, ApiTable
 from streamhouse.kafka.connection import Request
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+from streamhouse.server.kafka_offsets import (
+    delete_records,
+    describe_cluster,
+    offset_for_leader_epoch,
+)
 
 Values = dict[str, Any]
 Completion = Coroutine[Any, Any, Values]
@@ -401,5 +406,8 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.FETCH: fetch,
     ApiKey.LIST_OFFSETS: list_offsets,
     ApiKey.CREATE_TOPICS: create_topics,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
+    ApiKey.DELETE_RECORDS: delete_records,
+    ApiKey.DESCRIBE_CLUSTER: describe_cluster,
 }
 MAX_VERSIONS = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}  # later versions name topics by id
