@@ -1,0 +1,157 @@
+"""Phase 5: keyed records land where the Java client would put them, in order.
+
+confluent-kafka (partitioner murmur2_random) and kafka-python (default
+partitioner) send keyed records to a 6-partition topic; each key's partition
+equals Java's murmur2 formula computed here, and each partition reads back in
+the order its records were sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from confluent_kafka import Producer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+
+from tests.e2e.conftest import Agent
+
+PARTITIONS = 6
+RECORDS = 300
+KEYS = 40
+TIMEOUT_S = 15
+MASK32 = 0xFFFFFFFF
+SEED = 0x9747B28C
+M = 0x5BD1E995
+R = 24
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as an unsigned 32-bit int."""
+    length = len(data)
+    h = (SEED ^ length) & MASK32
+    for start in range(0, length - length % 4, 4):
+        k = int.from_bytes(data[start : start + 4], "little")
+        k = (k * M) & MASK32
+        k ^= k >> R
+        k = (k * M) & MASK32
+        h = (h * M) & MASK32
+        h ^= k
+    tail = data[length - length % 4 :]
+    if len(tail) >= 3:
+        h ^= tail[2] << 16
+    if len(tail) >= 2:
+        h ^= tail[1] << 8
+    if tail:
+        h ^= tail[0]
+        h = (h * M) & MASK32
+    h ^= h >> 13
+    h = (h * M) & MASK32
+    h ^= h >> 15
+    return h
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def test_murmur2_known_values() -> None:
+    # values from Kafka's UtilsTest.testMurmur2 (as signed ints there)
+    assert murmur2(b"21") & MASK32 == -973932308 & MASK32
+    assert murmur2(b"foobar") & MASK32 == -790332482 & MASK32
+    assert murmur2(b"a-little-bit-long-string") & MASK32 == -985981536 & MASK32
+    assert murmur2(b"a-little-bit-longer-string") & MASK32 == -1486304829 & MASK32
+    assert murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") & MASK32 == (
+        -58897971 & MASK32
+    )
+    assert murmur2(b"abc") & MASK32 == 479470107
+
+
+def _key(index: int) -> bytes:
+    return f"key-{index % KEYS}-{'x' * (index % 5)}".encode()
+
+
+def _create(agent: Agent, topic: str) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=agent.bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    admin.close()
+
+
+def _send_confluent(agent: Agent, topic: str) -> dict[int, int]:
+    producer = Producer(
+        {
+            "bootstrap.servers": agent.bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",
+            "max.in.flight.requests.per.connection": 1,
+        }
+    )
+    placed: dict[int, int] = {}
+
+    def delivered(index: int) -> Callable[[object, object], None]:
+        def report(error: object, message: object) -> None:
+            assert error is None
+            placed[index] = message.partition()  # type: ignore[attr-defined]
+
+        return report
+
+    for index in range(RECORDS):
+        producer.produce(topic, key=_key(index), value=b"%d" % index, on_delivery=delivered(index))
+    assert producer.flush(TIMEOUT_S) == 0
+    return placed
+
+
+def _send_kafka_python(agent: Agent, topic: str) -> dict[int, int]:
+    producer = KafkaProducer(
+        bootstrap_servers=agent.bootstrap,
+        acks=1,
+        enable_idempotence=False,
+        max_in_flight_requests_per_connection=1,
+    )
+    futures = [
+        producer.send(topic, key=_key(index), value=b"%d" % index) for index in range(RECORDS)
+    ]
+    producer.flush(TIMEOUT_S)
+    placed = {index: future.get(TIMEOUT_S).partition for index, future in enumerate(futures)}
+    producer.close()
+    return placed
+
+
+def _consume(agent: Agent, topic: str) -> dict[int, list[tuple[bytes, int]]]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=agent.bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=TIMEOUT_S * 1000,
+    )
+    consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    found: dict[int, list[tuple[bytes, int]]] = {p: [] for p in range(PARTITIONS)}
+    for count, message in enumerate(consumer, start=1):
+        found[message.partition].append((message.key, int(message.value)))
+        if count == RECORDS:
+            break
+    consumer.close()
+    return found
+
+
+def _check(agent: Agent, topic: str, placed: dict[int, int]) -> None:
+    assert len(placed) == RECORDS
+    for index, partition in placed.items():
+        assert partition == java_partition(_key(index), PARTITIONS), index
+    assert len(set(placed.values())) == PARTITIONS  # the keys spread over every partition
+    found = _consume(agent, topic)
+    for partition in range(PARTITIONS):
+        expected = [(_key(index), index) for index in range(RECORDS) if placed[index] == partition]
+        assert found[partition] == expected
+
+
+def test_confluent_murmur2_random_matches_java(agent: Agent) -> None:
+    _create(agent, "phase5-ck")
+    _check(agent, "phase5-ck", _send_confluent(agent, "phase5-ck"))
+
+
+def test_kafka_python_default_partitioner_matches_java(agent: Agent) -> None:
+    _create(agent, "phase5-kp")
+    _check(agent, "phase5-kp", _send_kafka_python(agent, "phase5-kp"))
