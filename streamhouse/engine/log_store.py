@@ -60,6 +60,7 @@ class AppendResult:
 
     base_offset: int
     last_offset: int
+    log_start_offset: int
     synced: asyncio.Future[int]  # acks=1: the WAL entry is fsynced
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
 
@@ -267,7 +268,13 @@ class LogStore:
         self.flusher.add(pending)
         wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)
         durable_future = plog.wait_durable(tail_batch.end_offset) if durable else None
-        return AppendResult(base_offset, tail_batch.last_offset, wal_append.synced, durable_future)
+        return AppendResult(
+            base_offset,
+            tail_batch.last_offset,
+            state.log_start_offset,
+            wal_append.synced,
+            durable_future,
+        )
 
     async def _wait_for_room(self, size_bytes: int) -> None:
         while not (self.wal.has_room(size_bytes) and self.flusher.has_room()):

@@ -19,7 +19,6 @@ from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import (
     ErrorCode,
     InvalidPartitions,
-    OffsetOutOfRange,
     StreamHouseError,
     UnknownTopicOrPartition,
 )
@@ -63,6 +62,13 @@ async def _done(values: Values) -> Values:
 
 def _topic_id(topic: TopicRecord) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
+
+
+async def _check_partition(ctx: KafkaContext, tp: TopicPartition) -> None:
+    """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
+    topic = await ctx.metadata.get_topic(tp.topic)
+    if topic is None or not 0 <= tp.partition < topic.partition_count:
+        raise UnknownTopicOrPartition(f"{tp} does not exist")
 
 
 def _error_code(error: Exception) -> int:
@@ -177,9 +183,7 @@ async def _append(
     ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
 ) -> AppendResult | Exception:
     try:
-        topic = await ctx.metadata.get_topic(tp.topic)
-        if topic is None or not 0 <= tp.partition < topic.partition_count:
-            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        await _check_partition(ctx, tp)
         return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
     except StreamHouseError as error:
         return error
@@ -221,7 +225,12 @@ async def _partition_ack(
         await waited
     except StreamHouseError as error:
         return {**answer, "error_code": _error_code(error), "error_message": str(error)}
-    return {**answer, "error_code": 0, "base_offset": outcome.base_offset, "log_start_offset": 0}
+    return {
+        **answer,
+        "error_code": 0,
+        "base_offset": outcome.base_offset,
+        "log_start_offset": outcome.log_start_offset,
+    }
 
 
 def _produce_all_failed(body: Any, code: ErrorCode) -> Values:
@@ -284,29 +293,20 @@ async def _read_partition(
         "aborted_transactions": None,
     }
     try:
-        topic = await ctx.metadata.get_topic(tp.topic)
-        if topic is None or not 0 <= tp.partition < topic.partition_count:
-            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        await _check_partition(ctx, tp)
         result = await ctx.log.read(tp, offset, bytes_max)
-    except OffsetOutOfRange as error:
+    except StreamHouseError as error:
+        # Empty records, not null: librdkafka cannot parse a null records field (size -1).
         plog = ctx.log.led_partition(tp)
         high_watermark = plog.state.high_watermark if plog else NO_OFFSET
+        log_start = plog.state.log_start_offset if plog else NO_OFFSET
         return {
             **base,
             "error_code": error.code,
             "high_watermark": high_watermark,
             "last_stable_offset": high_watermark,
-            "log_start_offset": NO_OFFSET,
-            "records": None,
-        }
-    except StreamHouseError as error:
-        return {
-            **base,
-            "error_code": error.code,
-            "high_watermark": NO_OFFSET,
-            "last_stable_offset": NO_OFFSET,
-            "log_start_offset": NO_OFFSET,
-            "records": None,
+            "log_start_offset": log_start,
+            "records": b"",
         }
     return {
         **base,
@@ -346,9 +346,7 @@ async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
 async def _list_offset(ctx: KafkaContext, tp: TopicPartition, timestamp_ms: int) -> Values:
     answer: Values = {"partition_index": tp.partition, "timestamp": NO_OFFSET, "offset": NO_OFFSET}
     try:
-        topic = await ctx.metadata.get_topic(tp.topic)
-        if topic is None or not 0 <= tp.partition < topic.partition_count:
-            raise UnknownTopicOrPartition(f"{tp} does not exist")
+        await _check_partition(ctx, tp)
         plog = await ctx.log.partition(tp)
         state = plog.state
         answer["leader_epoch"] = state.leader_epoch

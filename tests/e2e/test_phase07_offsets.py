@@ -151,3 +151,11 @@ def test_delete_records_moves_log_start(agent: Agent) -> None:
     assert found == [
         (index, b"v%d" % index, _timestamp(index)) for index in range(DELETE_BEFORE, RECORDS)
     ]
+
+    # librdkafka too: an out-of-range fetch at 0 resets to the new log start
+    confluent = _confluent_consumer(agent)
+    confluent.assign([CTopicPartition("phase7-del", 0, 0)])
+    message = confluent.poll(TIMEOUT_S)
+    confluent.close()
+    assert message is not None and message.error() is None
+    assert message.offset() == DELETE_BEFORE
