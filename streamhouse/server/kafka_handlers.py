@@ -26,6 +26,10 @@ from streamhouse.kafka.apis import ApiKey, ApiTable
 from streamhouse.kafka.connection import Request
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+from streamhouse.server.kafka_admin import (
+    delete_topics,
+    describe_configs,
+)
 from streamhouse.server.kafka_offsets import (
     delete_records,
     describe_cluster,
@@ -66,6 +70,8 @@ def _topic_id(topic: TopicRecord) -> uuid.UUID:
 
 async def _check_partition(ctx: KafkaContext, tp: TopicPartition) -> None:
     """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
+    if ctx.log.led_partition(tp) is not None:
+        return  # led here, so it exists: no metadata round trip on the hot path
     topic = await ctx.metadata.get_topic(tp.topic)
     if topic is None or not 0 <= tp.partition < topic.partition_count:
         raise UnknownTopicOrPartition(f"{tp} does not exist")
@@ -407,5 +413,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
     ApiKey.DELETE_RECORDS: delete_records,
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
+    ApiKey.DELETE_TOPICS: delete_topics,
+    ApiKey.DESCRIBE_CONFIGS: describe_configs,
 }
 MAX_VERSIONS = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}  # later versions name topics by id
