@@ -1,0 +1,137 @@
+"""Phase 10: ack modes. acks=all is answered only once the object holding the record is in
+the object store and its rows are committed; acks=1 and acks=0 data become durable within
+the flush interval; the object count per second does not grow with the partition count."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.e2e.conftest import Agent, start_agent
+
+FLUSH_INTERVAL_MS = 100
+TIMEOUT_S = 30
+PRODUCE_WINDOW_S = 2.0
+
+
+def _durable_end(data_dir: Path, topic: str, partition: int) -> int:
+    uri = f"file:{data_dir / 'metadata.db'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        row = db.execute(
+            "SELECT durable_end_offset FROM partitions WHERE topic = ? AND partition = ?",
+            (topic, partition),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _object_keys_covering(data_dir: Path, topic: str, offset: int) -> list[str]:
+    uri = f"file:{data_dir / 'metadata.db'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        rows = db.execute(
+            "SELECT object_key FROM segments WHERE topic = ? AND base_offset <= ? "
+            "AND last_offset >= ?",
+            (topic, offset, offset),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _objects(data_dir: Path) -> set[Path]:
+    return set((data_dir / "objects").rglob("*.obj"))
+
+
+def _create(agent: Agent, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(TIMEOUT_S)
+
+
+def test_acks_all_answers_after_object_and_rows(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "data", "--flush-interval-ms", str(FLUSH_INTERVAL_MS))
+    try:
+        _create(agent, "durable", 1)
+        checked: list[int] = []
+
+        def on_delivery(error: object, message: object) -> None:
+            assert error is None, error
+            offset = message.offset()  # type: ignore[attr-defined]
+            assert _durable_end(agent.data_dir, "durable", 0) > offset
+            [key] = _object_keys_covering(agent.data_dir, "durable", offset)
+            assert (agent.data_dir / "objects" / key).is_file()
+            checked.append(offset)
+
+        producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all"})
+        for index in range(20):
+            producer.produce("durable", value=b"v%d" % index, partition=0, on_delivery=on_delivery)
+            producer.poll(0)
+            time.sleep(0.01)
+        assert producer.flush(TIMEOUT_S) == 0
+        assert sorted(checked) == list(range(20))
+    finally:
+        assert agent.stop() == 0
+
+
+def test_acks_1_and_0_become_durable_within_the_flush_interval(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "data", "--flush-interval-ms", str(FLUSH_INTERVAL_MS))
+    try:
+        _create(agent, "quick", 2)
+        for partition, acks in ((0, "1"), (1, "0")):
+            producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": acks})
+            for index in range(10):
+                producer.produce("quick", value=b"x%d" % index, partition=partition)
+            assert producer.flush(TIMEOUT_S) == 0
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            ends = [_durable_end(agent.data_dir, "quick", p) for p in (0, 1)]
+            if ends == [10, 10]:
+                break
+            time.sleep(FLUSH_INTERVAL_MS / 1000)
+        assert ends == [10, 10]
+    finally:
+        assert agent.stop() == 0
+
+
+def _object_rate_per_s(data_dir: Path, topic: str) -> float:
+    """Objects per second holding `topic`, from their creation times in metadata."""
+    uri = f"file:{data_dir / 'metadata.db'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        rows = db.execute(
+            "SELECT DISTINCT o.key, o.created_ms FROM objects o JOIN segments s "
+            "ON s.object_key = o.key WHERE s.topic = ?",
+            (topic,),
+        ).fetchall()
+    times = sorted(created_ms for _, created_ms in rows)
+    assert len(times) >= 3, times
+    return (len(times) - 1) / max((times[-1] - times[0]) / 1000, 1e-3)
+
+
+def _produce_for_a_while(agent: Agent, topic: str, partitions: int) -> None:
+    _create(agent, topic, partitions)
+    producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "1", "linger.ms": 1})
+    stop_at = time.monotonic() + PRODUCE_WINDOW_S
+    index = 0
+    while time.monotonic() < stop_at:
+        producer.produce(topic, value=b"p" * 100, partition=index % partitions)
+        producer.poll(0)
+        index += 1
+        if index % 100 == 0:
+            time.sleep(0.005)
+    assert producer.flush(TIMEOUT_S) == 0
+
+
+def test_object_rate_is_flat_from_1_to_100_partitions(tmp_path: Path) -> None:
+    agent = start_agent(tmp_path / "data", "--flush-interval-ms", str(FLUSH_INTERVAL_MS))
+    try:
+        _produce_for_a_while(agent, "narrow", 1)
+        _produce_for_a_while(agent, "wide", 100)
+        time.sleep(3 * FLUSH_INTERVAL_MS / 1000)
+        narrow = _object_rate_per_s(agent.data_dir, "narrow")
+        wide = _object_rate_per_s(agent.data_dir, "wide")
+    finally:
+        assert agent.stop() == 0
+    # at most one object per flush interval (a flush may be due right after the previous
+    # one ends), whatever the partition count
+    ceiling = 1.5 * 1000 / FLUSH_INTERVAL_MS
+    assert narrow <= ceiling and wide <= ceiling, (narrow, wide, ceiling)
