@@ -66,6 +66,19 @@ class SimMetadataStore(MetadataStore):
     async def delete_topic(self, name: str) -> None:
         await self._write("delete_topic", lambda: self.inner.delete_topic(name))
 
+    async def add_partitions(self, name: str, new_total: int) -> TopicRecord:
+        return await self._write(
+            "add_partitions", lambda: self.inner.add_partitions(name, new_total)
+        )
+
+    async def set_topic_configs(
+        self, name: str, configs: Mapping[str, str | None], *, incremental: bool
+    ) -> TopicRecord:
+        return await self._write(
+            "set_topic_configs",
+            lambda: self.inner.set_topic_configs(name, configs, incremental=incremental),
+        )
+
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
         return await self._read("get_partition", lambda: self.inner.get_partition(tp))
 

@@ -173,6 +173,16 @@ class SqlMetadataStore(MetadataStore):
     async def delete_topic(self, name: str) -> None:
         await self._run(lambda: self.core.delete_topic(name))
 
+    async def add_partitions(self, name: str, new_total: int) -> TopicRecord:
+        return await self._run(lambda: self.core.add_partitions(name, new_total))
+
+    async def set_topic_configs(
+        self, name: str, configs: Mapping[str, str | None], *, incremental: bool
+    ) -> TopicRecord:
+        return await self._run(
+            lambda: self.core.set_topic_configs(name, configs, incremental=incremental)
+        )
+
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
         return await self._run(lambda: self.core.get_partition(tp))
 
@@ -243,6 +253,17 @@ class SqlMetadataCore:
 
     def delete_topic(self, name: str) -> None:
         self._write("delete_topic", lambda conn: _delete_topic(conn, name))
+
+    def add_partitions(self, name: str, new_total: int) -> TopicRecord:
+        return self._write("add_partitions", lambda conn: _add_partitions(conn, name, new_total))
+
+    def set_topic_configs(
+        self, name: str, configs: Mapping[str, str | None], *, incremental: bool
+    ) -> TopicRecord:
+        return self._write(
+            "set_topic_configs",
+            lambda conn: _set_topic_configs(conn, name, dict(configs), incremental=incremental),
+        )
 
     # partitions and leases
 
@@ -406,6 +427,46 @@ def _delete_topic(conn: Connection, name: str) -> None:
     deleted = conn.execute(delete(topics).where(topics.c.name == name))
     if deleted.rowcount == 0:
         raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+
+
+def _locked_topic(conn: Connection, name: str) -> TopicRecord:
+    row = conn.execute(select(topics).where(topics.c.name == name).with_for_update()).first()
+    if row is None:
+        raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+    return _topic_record(row)
+
+
+def _add_partitions(conn: Connection, name: str, new_total: int) -> TopicRecord:
+    topic = _locked_topic(conn, name)
+    if new_total <= topic.partition_count:
+        raise InvalidPartitions(
+            f"topic {name!r} has {topic.partition_count} partitions; "
+            f"asked for {new_total}, which is not more"
+        )
+    conn.execute(update(topics).where(topics.c.name == name).values(partition_count=new_total))
+    conn.execute(
+        insert(partitions),
+        [_new_partition_row(name, index) for index in range(topic.partition_count, new_total)],
+    )
+    return TopicRecord(name, new_total, topic.configs, topic.created_ms)
+
+
+def _set_topic_configs(
+    conn: Connection, name: str, changes: dict[str, str | None], *, incremental: bool
+) -> TopicRecord:
+    topic = _locked_topic(conn, name)
+    configs = dict(topic.configs) if incremental else {}
+    for key, value in changes.items():
+        if value is None:
+            configs.pop(key, None)
+        else:
+            configs[key] = value
+    conn.execute(
+        update(topics)
+        .where(topics.c.name == name)
+        .values(configs=json.dumps(configs, sort_keys=True))
+    )
+    return TopicRecord(name, topic.partition_count, configs, topic.created_ms)
 
 
 # ---------------------------------------------------------------- partition statements

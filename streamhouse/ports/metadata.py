@@ -137,6 +137,25 @@ class MetadataStore(ABC):
         """Delete the topic, its partitions and segment rows. Raises UnknownTopicOrPartition."""
 
     @abstractmethod
+    async def add_partitions(self, name: str, new_total: int) -> TopicRecord:
+        """Grow the topic to `new_total` fresh partitions.
+
+        Raises InvalidPartitions unless `new_total` exceeds the current count, and
+        UnknownTopicOrPartition if the topic does not exist.
+        """
+
+    @abstractmethod
+    async def set_topic_configs(
+        self, name: str, configs: Mapping[str, str | None], *, incremental: bool
+    ) -> TopicRecord:
+        """Change the topic's configuration overrides.
+
+        Incremental: each key is set, or deleted where its value is None; other
+        keys stay. Otherwise the overrides become exactly `configs` (None values
+        left out). Raises UnknownTopicOrPartition.
+        """
+
+    @abstractmethod
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
         """The partition's state. Raises UnknownTopicOrPartition."""
 

@@ -16,6 +16,7 @@ from alembic import command
 from sim.metadata import SimMetadataStore
 from streamhouse.errors import (
     ErrorCode,
+    InvalidPartitions,
     MetadataUnavailable,
     MetadataUnknownOutcome,
     StreamHouseError,
@@ -160,6 +161,60 @@ def test_delete_unknown_topic_raises(store: MetadataStore) -> None:
     with pytest.raises(UnknownTopicOrPartition) as raised:
         run(store.delete_topic("nope"))
     assert raised.value.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION == 3
+
+
+def test_add_partitions_creates_fresh_partitions_and_keeps_old(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 9)])))
+    record = run(store.add_partitions("orders", 5))
+    assert (record.name, record.partition_count, record.created_ms) == ("orders", 5, T0_MS)
+    assert run(store.get_topic("orders")) == record
+    assert run(store.get_partition(TP0)).durable_end_offset == 10
+    assert run(store.get_partition(TP0)).leader_epoch == 1
+    for index in (2, 3, 4):
+        partition = run(store.get_partition(TopicPartition("orders", index)))
+        assert (partition.leader_agent, partition.leader_epoch) == (None, 0)
+        assert (partition.durable_end_offset, partition.log_start_offset) == (0, 0)
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.get_partition(TopicPartition("orders", 5)))
+
+
+@pytest.mark.parametrize("new_total", [0, 1, 2])
+def test_add_partitions_must_grow(store: MetadataStore, new_total: int) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    with pytest.raises(InvalidPartitions) as raised:
+        run(store.add_partitions("orders", new_total))
+    assert raised.value.code == ErrorCode.INVALID_PARTITIONS == 37
+    topic = run(store.get_topic("orders"))
+    assert topic is not None and topic.partition_count == 2
+
+
+def test_add_partitions_to_unknown_topic_raises(store: MetadataStore) -> None:
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.add_partitions("nope", 3))
+
+
+def test_set_topic_configs_incremental_sets_and_deletes(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {"a": "1", "b": "2"}, T0_MS))
+    record = run(store.set_topic_configs("orders", {"a": None, "c": "3"}, incremental=True))
+    assert dict(record.configs) == {"b": "2", "c": "3"}
+    assert record.partition_count == 2
+    assert run(store.get_topic("orders")) == record
+    again = run(store.set_topic_configs("orders", {"missing": None}, incremental=True))
+    assert dict(again.configs) == {"b": "2", "c": "3"}
+
+
+def test_set_topic_configs_replacing_drops_other_keys(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {"a": "1", "b": "2"}, T0_MS))
+    record = run(store.set_topic_configs("orders", {"c": "3", "d": None}, incremental=False))
+    assert dict(record.configs) == {"c": "3"}
+    topic = run(store.get_topic("orders"))
+    assert topic is not None and dict(topic.configs) == {"c": "3"}
+
+
+def test_set_configs_of_unknown_topic_raises(store: MetadataStore) -> None:
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.set_topic_configs("nope", {"a": "1"}, incremental=True))
 
 
 # ---------------------------------------------------------------- leases
