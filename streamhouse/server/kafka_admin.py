@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamhouse.errors import (
     ErrorCode,
+    InvalidPartitions,
     StreamHouseError,
     UnknownTopicOrPartition,
 )
@@ -189,3 +190,115 @@ def check_configs(configs: Mapping[str, str | None]) -> None:
     policy = configs.get("cleanup.policy")
     if policy is not None and not set(policy.split(",")) <= {"delete", "compact"}:
         raise InvalidConfig(f"cleanup.policy {policy!r} is not delete and/or compact")
+
+
+# --- CreatePartitions ------------------------------------------------------------------------
+
+
+async def create_partitions(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    validate_only = bool(body.validate_only)
+    results = [await _create_partitions(ctx, topic, validate_only) for topic in body.topics]
+    return _done({"throttle_time": 0, "results": results})
+
+
+async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
+    answer: Values = {"name": topic.name}
+    try:
+        record = await ctx.metadata.get_topic(topic.name)
+        if record is None:
+            raise UnknownTopicOrPartition(f"topic {topic.name!r} does not exist")
+        if topic.count <= record.partition_count:
+            raise InvalidPartitions(
+                f"topic {topic.name!r} has {record.partition_count} partitions; "
+                f"asked for {topic.count}, which is not more"
+            )
+        if not validate_only:
+            await ctx.metadata.add_partitions(topic.name, topic.count)
+    except StreamHouseError as error:
+        return {**answer, "error_code": _code(error), "error_message": str(error)}
+    return {**answer, "error_code": 0}
+
+
+# --- AlterConfigs and IncrementalAlterConfigs ------------------------------------------------
+
+
+async def alter_configs(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    responses = [
+        await _alter_resource(ctx, resource, bool(body.validate_only), incremental=False)
+        for resource in body.resources
+    ]
+    return _done({"throttle_time": 0, "responses": responses})
+
+
+async def incremental_alter_configs(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    responses = [
+        await _alter_resource(ctx, resource, bool(body.validate_only), incremental=True)
+        for resource in body.resources
+    ]
+    return _done({"throttle_time": 0, "responses": responses})
+
+
+async def _alter_resource(
+    ctx: KafkaContext, resource: Any, validate_only: bool, *, incremental: bool
+) -> Values:
+    answer: Values = {
+        "resource_type": resource.resource_type,
+        "resource_name": resource.resource_name,
+    }
+    try:
+        if resource.resource_type != RESOURCE_TOPIC:
+            raise StreamHouseError(
+                f"configs of resource type {resource.resource_type} cannot be altered",
+                ErrorCode.INVALID_REQUEST,
+            )
+        topic = await ctx.metadata.get_topic(resource.resource_name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"topic {resource.resource_name!r} does not exist")
+        if incremental:
+            changes = _incremental_changes(topic, resource.configs, ctx.settings.batch_bytes_max)
+        else:
+            changes = {config.name: config.value for config in resource.configs}
+        check_configs(changes)
+        if not validate_only:
+            await ctx.metadata.set_topic_configs(topic.name, changes, incremental=incremental)
+    except StreamHouseError as error:
+        return {**answer, "error_code": _code(error), "error_message": str(error)}
+    return {**answer, "error_code": 0}
+
+
+def _incremental_changes(
+    topic: TopicRecord, configs: Any, batch_bytes_max: int
+) -> dict[str, str | None]:
+    changes: dict[str, str | None] = {}
+    for config in configs:
+        operation = int(config.config_operation)
+        if operation == OP_SET:
+            changes[config.name] = config.value
+        elif operation == OP_DELETE:
+            changes[config.name] = None
+        elif operation in (OP_APPEND, OP_SUBTRACT):
+            changes[config.name] = _list_change(topic, config, operation, batch_bytes_max)
+        else:
+            raise StreamHouseError(
+                f"unknown config operation {operation}", ErrorCode.INVALID_REQUEST
+            )
+    return changes
+
+
+def _list_change(topic: TopicRecord, config: Any, operation: int, batch_bytes_max: int) -> str:
+    if CONFIG_TYPES.get(config.name) != TYPE_LIST:
+        raise StreamHouseError(
+            f"config {config.name!r} is not a list: it cannot be appended to or subtracted from",
+            ErrorCode.INVALID_REQUEST,
+        )
+    current = topic.configs.get(config.name, topic_config_defaults(batch_bytes_max)[config.name])
+    items = [item for item in current.split(",") if item]
+    given = [item for item in (config.value or "").split(",") if item]
+    if operation == OP_APPEND:
+        items += [item for item in given if item not in items]
+    else:
+        items = [item for item in items if item not in given]
+    return ",".join(items)

@@ -27,8 +27,11 @@ from streamhouse.kafka.connection import Request
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
 from streamhouse.server.kafka_admin import (
+    alter_configs,
+    create_partitions,
     delete_topics,
     describe_configs,
+    incremental_alter_configs,
 )
 from streamhouse.server.kafka_offsets import (
     delete_records,
@@ -415,5 +418,8 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.DESCRIBE_CLUSTER: describe_cluster,
     ApiKey.DELETE_TOPICS: delete_topics,
     ApiKey.DESCRIBE_CONFIGS: describe_configs,
+    ApiKey.CREATE_PARTITIONS: create_partitions,
+    ApiKey.ALTER_CONFIGS: alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
 }
 MAX_VERSIONS = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}  # later versions name topics by id
