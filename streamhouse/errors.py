@@ -26,6 +26,7 @@ class ErrorCode(enum.IntEnum):
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
     UNSUPPORTED_VERSION = 35
+    INVALID_CONFIG = 40
     INVALID_REQUEST = 42
     INVALID_RECORD = 87
     UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
@@ -89,6 +90,13 @@ class InvalidPartitions(StreamHouseError):
     """A partition count below one (or a decrease) was asked for."""
 
     code = ErrorCode.INVALID_PARTITIONS
+    blame = Blame.REMOTE
+
+
+class InvalidConfig(StreamHouseError):
+    """A config name we do not honour, or a value that does not fit it."""
+
+    code = ErrorCode.INVALID_CONFIG
     blame = Blame.REMOTE
 
 

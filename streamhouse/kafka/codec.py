@@ -85,9 +85,9 @@ def request_schema(api_key: int, api_version: int) -> type[RequestPayload]:
 
 
 def _decode(schema: type[RequestPayload], body: bytes) -> RequestPayload:
+    """Decode the body; bytes after the schema's end are ignored, as Kafka's broker does
+    (librdkafka's all-topics Metadata request carries three such bytes)."""
     end = _shape_checker(schema, False)(body, 0, len(body))
-    if end != len(body):
-        raise MalformedBody(f"{len(body) - end} trailing bytes after {schema.__name__}")
     try:
         entity, size = _reader(schema)(body, 0)
     except KIO_DECODE_ERRORS as error:

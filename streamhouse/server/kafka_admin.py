@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamhouse.errors import (
     ErrorCode,
+    InvalidConfig,
     InvalidPartitions,
     StreamHouseError,
     UnknownTopicOrPartition,
@@ -33,7 +34,6 @@ SOURCE_TOPIC_CONFIG = 1
 SOURCE_DEFAULT_CONFIG = 5
 TYPE_INT, TYPE_LONG, TYPE_LIST = 3, 5, 7
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
-INVALID_CONFIG = 40  # Kafka's INVALID_CONFIG error code
 
 CONFIG_TYPES = {
     "cleanup.policy": TYPE_LIST,
@@ -43,16 +43,6 @@ CONFIG_TYPES = {
     "segment.ms": TYPE_LONG,
     "max.message.bytes": TYPE_INT,
 }
-
-
-class InvalidConfig(StreamHouseError):
-    """A config name we do not honour, or a value that does not fit it."""
-
-    code = ErrorCode.INVALID_REQUEST
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.kafka_code = INVALID_CONFIG
 
 
 def topic_config_defaults(batch_bytes_max: int) -> dict[str, str]:
@@ -72,7 +62,7 @@ async def _done(values: Values) -> Values:
 
 
 def _code(error: StreamHouseError) -> int:
-    return int(error.kafka_code) if isinstance(error, InvalidConfig) else int(error.code)
+    return int(error.code)
 
 
 def _topic_id(topic: TopicRecord) -> uuid.UUID:
@@ -104,6 +94,7 @@ async def _delete_topic(ctx: KafkaContext, name: str | None, topic_id: uuid.UUID
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
         answer["topic_id"] = _topic_id(topic)
         await ctx.metadata.delete_topic(name)
+        ctx.log.forget_topic(name)
     except StreamHouseError as error:
         return {**answer, "error_code": _code(error), "error_message": str(error)}
     return {**answer, "error_code": 0}

@@ -164,3 +164,15 @@ def _kp_configs(admin: KafkaAdminClient, topic: str) -> dict[str, tuple[str, str
     resource = KConfigResource(ConfigResourceType.TOPIC, topic)
     described = admin.describe_configs([resource], config_filter="all")["topic"][topic]
     return {name: (entry["value"], entry["config_source"]) for name, entry in described.items()}
+
+
+def test_confluent_lists_every_topic(agent: Agent) -> None:
+    """librdkafka's all-topics Metadata request (which carries trailing bytes) is served."""
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    for name, count in (("listed-a", 1), ("listed-b", 3)):
+        _result(admin.create_topics([CNewTopic(name, count, 1)]))
+    listed = admin.list_topics(timeout=TIMEOUT_S).topics
+    assert {name: len(listed[name].partitions) for name in ("listed-a", "listed-b")} == {
+        "listed-a": 1,
+        "listed-b": 3,
+    }
