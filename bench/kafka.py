@@ -28,7 +28,7 @@ def _free_port() -> int:
         return port
 
 
-def _start_agent(data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start_agent(data_dir: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     command = [
         sys.executable,
@@ -39,6 +39,7 @@ def _start_agent(data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
         data_dir,
         "--kafka-port",
         str(port),
+        *extra,
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + AGENT_START_TIMEOUT_S
@@ -121,27 +122,40 @@ def consume(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
     return {"records": seen, "records_per_s": seen / elapsed}
 
 
-def run(records: int, value_bytes: int) -> dict[str, Any]:
+def _agent_run(records: int, value_bytes: int, *extra: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamhouse-kbench-", dir=".") as scratch:
-        process, bootstrap = _start_agent(os.path.join(scratch, "data"))
+        process, bootstrap = _start_agent(os.path.join(scratch, "data"), *extra)
         try:
             admin = AdminClient({"bootstrap.servers": bootstrap})
             for topic in ("bench-acks1", "bench-acksall"):
                 admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
             base = {"bootstrap.servers": bootstrap}
-            acks_1 = produce({**base, "acks": "1"}, "bench-acks1", records, value_bytes)
-            acks_all = produce({**base, "acks": "all"}, "bench-acksall", records, value_bytes)
-            consumed = consume(bootstrap, "bench-acks1", records)
+            return {
+                "produce_acks_1": produce(
+                    {**base, "acks": "1"}, "bench-acks1", records, value_bytes
+                ),
+                "produce_acks_all": produce(
+                    {**base, "acks": "all"}, "bench-acksall", records, value_bytes
+                ),
+                "consume_from_tail": consume(bootstrap, "bench-acks1", records),
+            }
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(RUN_TIMEOUT_S)
+
+
+def run(records: int, value_bytes: int) -> dict[str, Any]:
+    real = _agent_run(records, value_bytes)
+    null = _agent_run(records, value_bytes, "--storage", "null")
     mock = produce({"test.mock.num.brokers": 1, "acks": "1"}, "bench-mock", records, value_bytes)
+    rate = "records_per_s"
     return {
         "value_bytes": value_bytes,
         "partitions": PARTITIONS,
-        "produce_acks_1": acks_1,
-        "produce_acks_all": acks_all,
-        "consume_from_tail": consumed,
+        "agent": real,
+        "agent_storage_null": null,
         "mock_cluster_acks_1": mock,
-        "acks_1_vs_mock_ratio": acks_1["records_per_s"] / mock["records_per_s"],
+        "acks_1_vs_null_ratio": real["produce_acks_1"][rate] / null["produce_acks_1"][rate],
+        "acks_all_vs_null_ratio": real["produce_acks_all"][rate] / null["produce_acks_all"][rate],
+        "acks_1_vs_mock_ratio": real["produce_acks_1"][rate] / mock[rate],
     }

@@ -18,6 +18,7 @@ class Settings:
     metadata_url: str = ""  # empty: sqlite file under data_dir
     object_store_url: str = ""  # empty: local directory under data_dir
     org: str = "default"
+    storage: str = "real"  # "null": discard every write (benchmark baseline only)
     agent_id: str = ""  # empty: generated once and kept in data_dir
 
     # Kafka listener
@@ -73,6 +74,7 @@ class Settings:
                 self.wal_group_bytes_max <= self.wal_queue_bytes_max
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
+            "storage must be 'real' or 'null'": self.storage in ("real", "null"),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),

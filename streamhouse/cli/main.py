@@ -35,6 +35,9 @@ def agent(
     advertised_host: str = typer.Option(
         "", envvar="STREAMHOUSE_ADVERTISED_HOST", help="Host clients are told to connect to."
     ),
+    storage: str = typer.Option(
+        "real", help="'null' discards every write: a benchmark baseline, never for data."
+    ),
     flush_interval_ms: int = typer.Option(
         200,
         envvar="STREAMHOUSE_FLUSH_INTERVAL_MS",
@@ -49,6 +52,7 @@ def agent(
         s3_endpoint_url=s3_endpoint,
         agent_id=agent_id,
         flush_interval_ms=flush_interval_ms,
+        storage=storage,
         kafka_host=kafka_host,
         kafka_port=kafka_port,
         advertised_host=advertised_host,
@@ -81,8 +85,11 @@ async def _run_agent(settings: Settings) -> None:
 def _print_banner(broker: Broker) -> None:
     settings = broker.settings
     table = Table(title=f"StreamHouse {__version__} agent {broker.agent_id}", show_header=False)
-    table.add_row("metadata", _redacted(metadata_url(settings)))
-    table.add_row("objects", object_store_location(settings))
+    if settings.storage == "null":
+        table.add_row("storage", "[red]null: every write is discarded (benchmark only)[/red]")
+    else:
+        table.add_row("metadata", _redacted(metadata_url(settings)))
+        table.add_row("objects", object_store_location(settings))
     table.add_row("WAL", f"{settings.data_dir}/local/wal")
     table.add_row("flush", f"every {settings.flush_interval_ms} ms or {settings.flush_bytes_max} B")
     recovery = broker.log.recovery

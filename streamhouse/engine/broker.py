@@ -9,6 +9,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
+from streamhouse.io.null_storage import NullDisk, NullObjectStore
 from streamhouse.io.s3_object_store import S3ObjectStore
 from streamhouse.io.sql_metadata import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
@@ -86,13 +87,19 @@ class Broker:
         await self.metadata.close()
 
 
+async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, MetadataStore]:
+    if settings.storage == "null":  # benchmark baseline: same code path, no storage cost
+        metadata = open_sql_metadata(settings.metadata_url or "sqlite://")
+        return NullDisk(), NullObjectStore(), metadata
+    disk = LocalDisk(os.path.join(settings.data_dir, WAL_DISK_DIRECTORY))
+    return disk, await open_object_store(settings), open_sql_metadata(metadata_url(settings))
+
+
 async def open_broker(settings: Settings) -> Broker:
     """Build every real adapter, recover the log and start the background services."""
     clock, rng = SystemClock(), SystemRng()
-    disk = LocalDisk(os.path.join(settings.data_dir, WAL_DISK_DIRECTORY))
+    disk, objects, metadata = await _open_storage(settings)
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
-    metadata = open_sql_metadata(metadata_url(settings))
-    objects = await open_object_store(settings)
     log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)

@@ -120,6 +120,9 @@ class _Session:
         task = asyncio.ensure_future(self._respond(request, completion))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # a response task cancelled before it starts (the connection closed) never awaits
+        # its completion: close the coroutine so nothing is left dangling
+        task.add_done_callback(lambda _: completion.close())
 
     async def _respond(self, request: Request, completion: Completion) -> None:
         try:
