@@ -30,7 +30,7 @@ test-all: lint  ## every suite, as CI runs it
 	$(BIN)/pytest -q tests
 
 bench: install  ## benchmarks; prints one JSON document
-	$(BIN)/python -m bench
+	@$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
