@@ -86,6 +86,13 @@ class TopicAlreadyExists(StreamHouseError):
     blame = Blame.REMOTE
 
 
+class InvalidTopic(StreamHouseError):
+    """A topic name Kafka would not accept."""
+
+    code = ErrorCode.INVALID_TOPIC_EXCEPTION
+    blame = Blame.REMOTE
+
+
 class InvalidPartitions(StreamHouseError):
     """A partition count below one (or a decrease) was asked for."""
 

@@ -16,6 +16,7 @@ from streamhouse.engine.broker import metadata_url
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.sql_metadata import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
+from streamhouse.log.topics import validate_topic_name
 from streamhouse.ports.metadata import MetadataStore, TopicPartition
 
 app = typer.Typer(help="Operate StreamHouse: topics, offsets.", no_args_is_help=True)
@@ -58,6 +59,7 @@ def create_topic(
     configs = dict(item.split("=", 1) for item in config or [])
 
     async def run() -> None:
+        validate_topic_name(name)
         store = _store(data_dir, metadata)
         try:
             await store.create_topic(name, partitions, configs, SystemClock().now_ms())

@@ -33,6 +33,7 @@ from streamhouse.kafka.record_batch import iter_batches, validate_batch, with_ba
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.tail import TailBatch
 from streamhouse.log.timestamps import first_at_or_after
+from streamhouse.log.topics import validate_topic_name
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
@@ -176,6 +177,7 @@ class LogStore:
     async def create_topic(
         self, name: str, partition_count: int, configs: Mapping[str, str] | None = None
     ) -> TopicRecord:
+        validate_topic_name(name)
         return await self._metadata.create_topic(
             name, partition_count, configs or {}, self._clock.now_ms()
         )

@@ -24,6 +24,7 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.apis import ApiKey, ApiTable
 from streamhouse.kafka.connection import Request
+from streamhouse.log.topics import validate_topic_name
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
 from streamhouse.server.kafka_admin import (
@@ -391,6 +392,7 @@ async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> V
         "configs": [],
     }
     try:
+        validate_topic_name(topic.name)
         if count < 1:
             raise InvalidPartitions(f"topic {topic.name!r} needs at least one partition")
         if await ctx.metadata.get_topic(topic.name) is not None:

@@ -176,3 +176,9 @@ def test_confluent_lists_every_topic(agent: Agent) -> None:
         "listed-a": 1,
         "listed-b": 3,
     }
+
+
+def test_illegal_topic_names_are_refused(agent: Agent) -> None:
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    code = _error_code(admin.create_topics([CNewTopic("bad name!", 1, 1)]))
+    assert code == KafkaError.TOPIC_EXCEPTION
