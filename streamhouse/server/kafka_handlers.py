@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
@@ -24,6 +24,12 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.apis import ApiKey, ApiTable
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.fetch_sessions import (
+    FINAL_EPOCH,
+    NO_SESSION,
+    FetchSessionCache,
+    Resolved,
+)
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
@@ -62,6 +68,7 @@ class KafkaContext:
     advertised_host: str
     advertised_port: int
     cluster_id: str
+    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
 
 
 async def _done(values: Values) -> Values:
@@ -262,11 +269,22 @@ def _produce_all_failed(body: Any, code: ErrorCode) -> Values:
 
 async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    wanted = [
+    requested = [
         (TopicPartition(t.topic, p.partition), p.fetch_offset, p.partition_max_bytes)
         for t in body.topics
         for p in t.partitions
     ]
+    forgotten = [
+        TopicPartition(t.topic, partition)
+        for t in getattr(body, "forgotten_topics_data", ())
+        for partition in t.partitions
+    ]
+    session_id = getattr(body, "session_id", NO_SESSION)
+    epoch = getattr(body, "session_epoch", FINAL_EPOCH)
+    resolved = ctx.fetch_sessions.resolve(session_id, epoch, requested, forgotten)
+    if resolved.error:
+        return _done({"throttle_time": 0, "error_code": resolved.error, "responses": []})
+    wanted = resolved.wanted
     answers = await _read_all(ctx, wanted, body.max_bytes)
     total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
@@ -274,7 +292,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.wait_for_data(positions, max_wait_ms):
             answers = await _read_all(ctx, wanted, body.max_bytes)
-    return _done(_fetch_response(wanted, answers))
+    return _done(_fetch_response(resolved, answers))
 
 
 def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
@@ -328,14 +346,19 @@ async def _read_partition(
     }
 
 
-def _fetch_response(
-    wanted: list[tuple[TopicPartition, int, int]], answers: dict[TopicPartition, Values]
-) -> Values:
+def _fetch_response(resolved: Resolved, answers: dict[TopicPartition, Values]) -> Values:
+    session = resolved.session
+    shown = [
+        tp
+        for tp, _, _ in resolved.wanted
+        if session is None or session.worth_mentioning(tp, answers[tp]) or not resolved.incremental
+    ]
     by_topic: dict[str, list[Values]] = {}
-    for tp, _, _ in wanted:
+    for tp in shown:
         by_topic.setdefault(tp.topic, []).append(answers[tp])
     topics = [{"topic": name, "partitions": parts} for name, parts in by_topic.items()]
-    return {"throttle_time": 0, "error_code": 0, "session_id": 0, "responses": topics}
+    session_id = session.session_id if session is not None else NO_SESSION
+    return {"throttle_time": 0, "error_code": 0, "session_id": session_id, "responses": topics}
 
 
 # --- ListOffsets -----------------------------------------------------------------------------
