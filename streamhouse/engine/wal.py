@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from streamhouse.config import Settings
 from streamhouse.errors import StorageError
@@ -62,7 +62,6 @@ class WalStats:
     failed_groups: int = 0
     truncated_bytes: int = 0
     deleted_segments: int = 0
-    segments_live: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -117,7 +116,7 @@ class Wal:
         self._segment_bytes = 0
         self._group_timer: asyncio.Future[None] | None = None
         self._closing = False
-        self.stats = WalStats(segments_live=self._live)
+        self.stats = WalStats()
 
     async def recover(self) -> list[RecoveredEntry]:
         """Read every segment, cut torn or corrupt tails, and return the intact entries in order.

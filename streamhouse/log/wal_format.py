@@ -53,10 +53,6 @@ def frame_head(kind: EntryKind, payload: bytes) -> bytes:
     return FRAME.pack(len(payload) + 1, checksum) + kind_byte
 
 
-def encode_frame(kind: EntryKind, payload: bytes) -> bytes:
-    return frame_head(kind, payload) + payload
-
-
 def decode_frames(buf: bytes, entry_bytes_max: int) -> DecodeResult:
     """Every intact entry from the start of `buf`, stopping at the first torn or corrupt one."""
     frames: list[Frame] = []

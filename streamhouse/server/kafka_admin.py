@@ -61,10 +61,6 @@ async def _done(values: Values) -> Values:
     return values
 
 
-def _code(error: StreamHouseError) -> int:
-    return int(error.code)
-
-
 def _topic_id(topic: TopicRecord) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
 
@@ -96,7 +92,7 @@ async def _delete_topic(ctx: KafkaContext, name: str | None, topic_id: uuid.UUID
         await ctx.metadata.delete_topic(name)
         ctx.log.forget_topic(name)
     except StreamHouseError as error:
-        return {**answer, "error_code": _code(error), "error_message": str(error)}
+        return {**answer, "error_code": error.code, "error_message": str(error)}
     return {**answer, "error_code": 0}
 
 
@@ -135,7 +131,7 @@ async def _describe_resource(ctx: KafkaContext, resource: Any) -> Values:
         if topic is None:
             raise UnknownTopicOrPartition(f"topic {resource.resource_name!r} does not exist")
     except StreamHouseError as error:
-        return {**answer, "error_code": _code(error), "error_message": str(error)}
+        return {**answer, "error_code": error.code, "error_message": str(error)}
     keys = resource.configuration_keys
     configs = [
         entry
@@ -207,7 +203,7 @@ async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool)
         if not validate_only:
             await ctx.metadata.add_partitions(topic.name, topic.count)
     except StreamHouseError as error:
-        return {**answer, "error_code": _code(error), "error_message": str(error)}
+        return {**answer, "error_code": error.code, "error_message": str(error)}
     return {**answer, "error_code": 0}
 
 
@@ -256,7 +252,7 @@ async def _alter_resource(
         if not validate_only:
             await ctx.metadata.set_topic_configs(topic.name, changes, incremental=incremental)
     except StreamHouseError as error:
-        return {**answer, "error_code": _code(error), "error_message": str(error)}
+        return {**answer, "error_code": error.code, "error_message": str(error)}
     return {**answer, "error_code": 0}
 
 
