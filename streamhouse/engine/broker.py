@@ -97,8 +97,20 @@ async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, Metadata
 
 async def open_broker(settings: Settings) -> Broker:
     """Build every real adapter, recover the log and start the background services."""
-    clock, rng = SystemClock(), SystemRng()
     disk, objects, metadata = await _open_storage(settings)
+    return await assemble_broker(settings, SystemClock(), SystemRng(), disk, objects, metadata)
+
+
+async def assemble_broker(
+    settings: Settings,
+    clock: Clock,
+    rng: Rng,
+    disk: Disk,
+    objects: ObjectStore,
+    metadata: MetadataStore,
+) -> Broker:
+    """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
+    recover the log and start listening."""
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
     log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
     await log.open()
