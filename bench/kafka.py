@@ -39,6 +39,8 @@ def _start_agent(data_dir: str, *extra: str) -> tuple[subprocess.Popen[bytes], s
         data_dir,
         "--kafka-port",
         str(port),
+        "--http-port",
+        "0",
         *extra,
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

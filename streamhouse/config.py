@@ -7,6 +7,7 @@ from typing import Any
 
 KIB = 1024
 MIB = 1024 * KIB
+HTTP_DISABLED = -1
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
 
@@ -30,6 +31,10 @@ class Settings:
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it
 
+    # HTTP (health, readiness, metrics)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080  # 0: any free port (tests); HTTP_DISABLED: no HTTP listener
+
     # WAL
     wal_segment_bytes_max: int = 64 * MIB
     wal_group_bytes_max: int = 4 * MIB
@@ -52,6 +57,9 @@ class Settings:
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
     default_partition_count: int = 1
+
+    # Consumer groups
+    offset_metadata_bytes_max: int = 4096  # Kafka's offset.metadata.max.bytes
 
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores

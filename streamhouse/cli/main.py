@@ -12,8 +12,10 @@ from rich.table import Table
 
 from streamhouse import __version__
 from streamhouse.cli.options import DataDir, MetadataUrl, ObjectStoreUrl, S3Endpoint
-from streamhouse.config import Settings
+from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.broker import Broker, metadata_url, object_store_location, open_broker
+from streamhouse.errors import StreamHouseError
+from streamhouse.server.http_api import AgentHttp, start_agent_http
 
 app = typer.Typer(help="StreamHouse: an S3-native event streaming agent.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -32,6 +34,12 @@ def agent(
         "127.0.0.1", envvar="STREAMHOUSE_KAFKA_HOST", help="Address the Kafka listener binds."
     ),
     kafka_port: int = typer.Option(9092, envvar="STREAMHOUSE_KAFKA_PORT", help="Kafka port."),
+    http_host: str = typer.Option(
+        "127.0.0.1", envvar="STREAMHOUSE_HTTP_HOST", help="Address of /health, /ready, /metrics."
+    ),
+    http_port: int = typer.Option(
+        8080, envvar="STREAMHOUSE_HTTP_PORT", help=f"HTTP port; {HTTP_DISABLED} turns HTTP off."
+    ),
     advertised_host: str = typer.Option(
         "", envvar="STREAMHOUSE_ADVERTISED_HOST", help="Host clients are told to connect to."
     ),
@@ -55,6 +63,8 @@ def agent(
         storage=storage,
         kafka_host=kafka_host,
         kafka_port=kafka_port,
+        http_host=http_host,
+        http_port=http_port,
         advertised_host=advertised_host,
     )
     asyncio.run(_run_agent(settings))
@@ -68,8 +78,20 @@ async def _run_agent(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    broker = await open_broker(settings)
-    _print_banner(broker)
+    try:
+        broker = await open_broker(settings)
+    except OSError as error:
+        console.print(f"[red]cannot start:[/red] {error}")
+        raise typer.Exit(1) from None
+    http: AgentHttp | None = None
+    if settings.http_port != HTTP_DISABLED:
+        try:
+            http = await start_agent_http(broker, __version__)
+        except StreamHouseError as error:
+            await broker.close()
+            console.print(f"[red]cannot start:[/red] {error}")
+            raise typer.Exit(1) from None
+    _print_banner(broker, http.port if http else None)
     crashed = broker.log.crashed
     assert crashed is not None
     crashed.add_done_callback(lambda _: stop.set())
@@ -78,11 +100,15 @@ async def _run_agent(settings: Settings) -> None:
         console.print(f"[red]agent failed:[/red] {crashed.exception()!r}")
         raise typer.Exit(70)  # EX_SOFTWARE: an invariant broke; the WAL keeps the data
     console.print("[yellow]stopping: flushing pending data…[/yellow]")
+    if http:
+        http.begin_stop()
     await broker.close()
+    if http:
+        await http.close()
     console.print("[green]stopped cleanly[/green]")
 
 
-def _print_banner(broker: Broker) -> None:
+def _print_banner(broker: Broker, http_port: int | None) -> None:
     settings = broker.settings
     table = Table(title=f"StreamHouse {__version__} agent {broker.agent_id}", show_header=False)
     if settings.storage == "null":
@@ -98,6 +124,9 @@ def _print_banner(broker: Broker) -> None:
         f"{recovery.replayed_batches} batches replayed, {recovery.dropped_batches} dropped",
     )
     table.add_row("kafka", f"{broker.kafka.context.advertised_host}:{broker.kafka_port}")
+    if http_port is not None:
+        base = f"http://{settings.http_host}:{http_port}"
+        table.add_row("http", f"{base}/health  {base}/ready  {base}/metrics")
     console.print(table)
 
 

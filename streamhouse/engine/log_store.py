@@ -185,6 +185,9 @@ class LogStore:
     def led_partition(self, tp: TopicPartition) -> PartitionLog | None:
         return self._partitions.get(tp)
 
+    def led_partitions(self) -> list[TopicPartition]:
+        return list(self._partitions)
+
     async def partition(self, tp: TopicPartition) -> PartitionLog:
         """The led partition, taking its lease first if needed. Raises NotLeader."""
         plog = self._partitions.get(tp)

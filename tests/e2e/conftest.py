@@ -26,6 +26,11 @@ class Agent:
     process: subprocess.Popen[str]
     port: int
     data_dir: Path
+    http_port: int
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -38,7 +43,7 @@ class Agent:
 
 
 def start_agent(data_dir: Path, *extra: str) -> Agent:
-    port = free_loopback_port()
+    port, http_port = free_loopback_port(), free_loopback_port()
     command = [
         sys.executable,
         "-m",
@@ -48,6 +53,8 @@ def start_agent(data_dir: Path, *extra: str) -> Agent:
         str(data_dir),
         "--kafka-port",
         str(port),
+        "--http-port",
+        str(http_port),
         "--flush-interval-ms",
         "50",
         *extra,
@@ -59,8 +66,10 @@ def start_agent(data_dir: Path, *extra: str) -> Agent:
         if process.poll() is not None:
             raise RuntimeError(f"agent exited with {process.returncode}; see {log_file.name}")
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return Agent(process, port, data_dir)
+            waits = (port,) if "--http-port" in extra else (port, http_port)  # HTTP starts last
+            for listening in waits:
+                socket.create_connection(("127.0.0.1", listening), timeout=0.2).close()
+            return Agent(process, port, data_dir, http_port)
         except OSError:
             time.sleep(0.05)
     process.kill()

@@ -27,6 +27,8 @@ def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
             str(tmp_path / "data"),
             "--kafka-port",
             "0",
+            "--http-port",
+            "0",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -34,12 +36,12 @@ def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
     deadline = time.monotonic() + STARTUP_WAIT_S
     banner = ""
     assert process.stderr is not None
-    while "kafka " not in banner.replace("│", " ") and time.monotonic() < deadline:
+    while "/metrics" not in banner and time.monotonic() < deadline:
         line = process.stderr.readline()
         if not line:
             break
         banner += line
-    assert "metadata" in banner and "objects" in banner, banner
+    assert "metadata" in banner and "objects" in banner and "/health" in banner, banner
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=STARTUP_WAIT_S)
     assert process.returncode == 0, rest

@@ -1,0 +1,193 @@
+"""The agent's HTTP door: liveness, readiness and Prometheus metrics (uvicorn in the agent's loop).
+
+`/health` answers 200 while the process serves HTTP at all. `/ready` answers 200 only when the
+agent can take traffic (recovered, Kafka listener accepting, metadata store reachable, no
+background service failed, not shutting down) and 503 with the reasons otherwise, so load
+balancers and orchestrators route around it. `/metrics` is Prometheus' text format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from streamhouse.engine.broker import Broker
+from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.server.metrics import AgentGauges, agent_registry
+
+READINESS_PROBE_TIMEOUT_MS = 2_000
+HTTP_SHUTDOWN_TIMEOUT_MS = 5_000
+HTTP_BACKLOG_MAX = 128
+HTTP_START_POLL_MS = 5
+HTTP_START_POLLS_MAX = 2_000
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """What /health reports about the agent."""
+
+    agent_id: str
+    version: str
+    kafka_address: str
+
+
+ReadinessProbe = Callable[[], Awaitable[list[str]]]
+"""Returns why the agent cannot take traffic; an empty list means ready."""
+
+
+def build_app(
+    identity: AgentIdentity, readiness: ReadinessProbe, registry: CollectorRegistry
+) -> FastAPI:
+    app = FastAPI(title="StreamHouse agent", version=identity.version, docs_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "agent_id": identity.agent_id, "version": identity.version}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        try:
+            async with asyncio.timeout(READINESS_PROBE_TIMEOUT_MS / 1000):
+                problems = await readiness()
+        except TimeoutError:
+            problems = [f"readiness probe took over {READINESS_PROBE_TIMEOUT_MS} ms"]
+        body = {
+            "status": "ready" if not problems else "not ready",
+            "problems": problems,
+            "kafka": identity.kafka_address,
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class HttpListenFailed(StreamHouseError):
+    """The HTTP port could not be bound."""
+
+    code = ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the agent owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpListener:
+    """Runs the app under uvicorn inside the running event loop."""
+
+    def __init__(self, app: FastAPI) -> None:
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = _EmbeddedServer(config)
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Bind and serve; returns the bound port (useful when `port` is 0)."""
+        sock = _bound_socket(host, port)
+        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
+        for _ in range(HTTP_START_POLLS_MAX):
+            if self._server.started or self._serving.done():
+                break
+            await asyncio.sleep(HTTP_START_POLL_MS / 1000)
+        if not self._server.started:
+            await self.close()
+            raise HttpListenFailed(f"the HTTP server on {host}:{port} did not start")
+        bound: int = sock.getsockname()[1]
+        return bound
+
+    async def close(self) -> None:
+        if self._serving is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HTTP_SHUTDOWN_TIMEOUT_MS / 1000):
+                await asyncio.shield(self._serving)
+        self._server.force_exit = True
+        await self._serving
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise HttpListenFailed(
+            f"cannot listen for HTTP on {host}:{port}: {error.strerror}"
+        ) from None
+    sock.listen(HTTP_BACKLOG_MAX)
+    sock.setblocking(False)
+    return sock
+
+
+class AgentReadiness:
+    """The readiness verdict of one running agent."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self.stopping = False
+
+    async def __call__(self) -> list[str]:
+        problems: list[str] = []
+        if self.stopping:
+            problems.append("agent is shutting down")
+        crashed = self._broker.log.crashed
+        if crashed is not None and crashed.done():
+            problems.append(f"a background service failed: {crashed.exception()!r}")
+        server = self._broker.kafka.server
+        if server is None or not server.is_serving():
+            problems.append("the Kafka listener is not accepting connections")
+        try:
+            await self._broker.metadata.list_topics()
+        except Exception as error:  # any failure means "not ready"; the reason goes to the caller
+            problems.append(f"metadata store unreachable: {error}")
+        return problems
+
+
+@dataclass
+class AgentHttp:
+    """The running HTTP door of an agent."""
+
+    listener: HttpListener
+    readiness: AgentReadiness
+    port: int
+
+    def begin_stop(self) -> None:
+        """Turn /ready to 503 before the agent drains, so traffic moves elsewhere first."""
+        self.readiness.stopping = True
+
+    async def close(self) -> None:
+        await self.listener.close()
+
+
+async def start_agent_http(broker: Broker, version: str) -> AgentHttp:
+    """Serve health, readiness and metrics for `broker` on its configured HTTP address."""
+    settings = broker.settings
+    readiness = AgentReadiness(broker)
+    kafka = broker.kafka
+    registry = agent_registry(
+        broker.log, lambda: AgentGauges(kafka_connections=len(kafka.connections))
+    )
+    identity = AgentIdentity(
+        broker.agent_id, version, f"{kafka.context.advertised_host}:{broker.kafka_port}"
+    )
+    listener = HttpListener(build_app(identity, readiness, registry))
+    port = await listener.start(settings.http_host, settings.http_port)
+    return AgentHttp(listener, readiness, port)

@@ -1,0 +1,63 @@
+"""Prometheus metrics of one agent, read from the engine's counters at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from streamhouse.engine.log_store import LogStore
+
+PREFIX = "streamhouse"
+
+
+@dataclass(frozen=True)
+class AgentGauges:
+    """Point-in-time values the collector cannot read from the log store itself."""
+
+    kafka_connections: int
+
+
+class AgentCollector(Collector):
+    """Turns the WAL, flush and recovery counters of a log store into metric families."""
+
+    def __init__(self, log: LogStore, gauges: Callable[[], AgentGauges]) -> None:
+        self._log = log
+        self._gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _counters("wal", asdict(self._log.wal.stats))
+        yield from _counters("flush", asdict(self._log.flusher.stats))
+        yield from _counters("recovery", asdict(self._log.recovery))
+        yield _gauge("partitions_led", "Partitions whose lease this agent holds.", self._led())
+        yield _gauge(
+            "flush_pending_bytes",
+            "Bytes appended and not yet in a committed object.",
+            self._log.flusher.pending_bytes,
+        )
+        yield _gauge(
+            "kafka_connections", "Open Kafka client connections.", self._gauges().kafka_connections
+        )
+
+    def _led(self) -> int:
+        return len(self._log.led_partitions())
+
+
+def _counters(component: str, values: dict[str, int]) -> Iterator[Metric]:
+    for name, value in values.items():
+        yield CounterMetricFamily(
+            f"{PREFIX}_{component}_{name}", f"{component} {name.replace('_', ' ')}", value=value
+        )
+
+
+def _gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+def agent_registry(log: LogStore, gauges: Callable[[], AgentGauges]) -> CollectorRegistry:
+    """A registry holding only this agent's metrics (tests run several agents per process)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(AgentCollector(log, gauges))
+    return registry
