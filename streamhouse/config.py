@@ -60,6 +60,13 @@ class Settings:
 
     # Consumer groups
     offset_metadata_bytes_max: int = 4096  # Kafka's offset.metadata.max.bytes
+    group_initial_rebalance_delay_ms: int = 3000  # Kafka's group.initial.rebalance.delay.ms
+    group_min_session_timeout_ms: int = 6000  # Kafka's group.min.session.timeout.ms
+    group_max_session_timeout_ms: int = 1_800_000  # Kafka's group.max.session.timeout.ms
+    group_members_max: int = 1000  # Kafka's group.max.size; beyond: GROUP_MAX_SIZE_REACHED
+    groups_max: int = 10_000  # groups one agent coordinates; beyond: COORDINATOR_NOT_AVAILABLE
+    offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # Kafka's offsets.retention.minutes
+    offsets_retention_check_interval_ms: int = 600_000
 
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores

@@ -51,6 +51,16 @@ def agent(
         envvar="STREAMHOUSE_FLUSH_INTERVAL_MS",
         help="Longest wait before pending data is flushed.",
     ),
+    group_initial_rebalance_delay_ms: int = typer.Option(
+        3000,
+        envvar="STREAMHOUSE_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        help="How long a new group waits for more members before its first generation.",
+    ),
+    group_min_session_timeout_ms: int = typer.Option(
+        6000,
+        envvar="STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
+        help="Shortest session timeout a group member may ask for.",
+    ),
 ) -> None:
     """Start an agent on embedded defaults (SQLite + local object store) until SIGTERM/SIGINT."""
     settings = Settings(
@@ -66,6 +76,8 @@ def agent(
         http_host=http_host,
         http_port=http_port,
         advertised_host=advertised_host,
+        group_initial_rebalance_delay_ms=group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms=group_min_session_timeout_ms,
     )
     asyncio.run(_run_agent(settings))
 
