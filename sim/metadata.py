@@ -8,7 +8,7 @@ replays the same faults.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,6 +16,7 @@ from sim.rng import SeededRng
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql_metadata import SqlMetadataStore, create_metadata_engine, run_inline
 from streamhouse.ports.metadata import (
+    CommittedOffset,
     FlushCommit,
     FlushOutcome,
     Lease,
@@ -108,6 +109,32 @@ class SimMetadataStore(MetadataStore):
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         return await self._write(
             "set_log_start_offset", lambda: self.inner.set_log_start_offset(tp, offset)
+        )
+
+    async def commit_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    ) -> None:
+        await self._write("commit_offsets", lambda: self.inner.commit_offsets(group_id, offsets))
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        return await self._read(
+            "fetch_offsets", lambda: self.inner.fetch_offsets(group_id, partitions)
+        )
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        await self._write("delete_offsets", lambda: self.inner.delete_offsets(group_id, partitions))
+
+    async def delete_group_offsets(self, group_id: str) -> None:
+        await self._write("delete_group_offsets", lambda: self.inner.delete_group_offsets(group_id))
+
+    async def list_offset_groups(self) -> list[str]:
+        return await self._read("list_offset_groups", self.inner.list_offset_groups)
+
+    async def expire_offsets(self, group_id: str, committed_before_ms: int) -> int:
+        return await self._write(
+            "expire_offsets", lambda: self.inner.expire_offsets(group_id, committed_before_ms)
         )
 
     async def close(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    Insert,
     Row,
     create_engine,
     delete,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, RootTransaction, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -37,8 +39,16 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.io.migrations import upgrade_to_head
-from streamhouse.io.sql_schema import flush_outcomes, objects, partitions, segments, topics
+from streamhouse.io.sql_schema import (
+    committed_offsets,
+    flush_outcomes,
+    objects,
+    partitions,
+    segments,
+    topics,
+)
 from streamhouse.ports.metadata import (
+    CommittedOffset,
     FlushCommit,
     FlushOutcome,
     Lease,
@@ -208,6 +218,28 @@ class SqlMetadataStore(MetadataStore):
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         return await self._run(lambda: self.core.set_log_start_offset(tp, offset))
 
+    async def commit_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    ) -> None:
+        await self._run(lambda: self.core.commit_offsets(group_id, offsets))
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        return await self._run(lambda: self.core.fetch_offsets(group_id, partitions))
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        await self._run(lambda: self.core.delete_offsets(group_id, partitions))
+
+    async def delete_group_offsets(self, group_id: str) -> None:
+        await self._run(lambda: self.core.delete_group_offsets(group_id))
+
+    async def list_offset_groups(self) -> list[str]:
+        return await self._run(self.core.list_offset_groups)
+
+    async def expire_offsets(self, group_id: str, committed_before_ms: int) -> int:
+        return await self._run(lambda: self.core.expire_offsets(group_id, committed_before_ms))
+
     async def close(self) -> None:
         await self._run(self.core.close)
 
@@ -311,6 +343,43 @@ class SqlMetadataCore:
         return self._read(
             "list_objects", lambda conn: [_object_record(row) for row in conn.execute(query)]
         )
+
+    # consumer group offsets
+
+    def commit_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    ) -> None:
+        if offsets:
+            self._write("commit_offsets", lambda conn: _upsert_offsets(conn, group_id, offsets))
+
+    def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        wanted = None if partitions is None else set(partitions)
+        return self._read("fetch_offsets", lambda conn: _select_offsets(conn, group_id, wanted))
+
+    def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        if partitions:
+            self._write(
+                "delete_offsets", lambda conn: _delete_offsets(conn, group_id, set(partitions))
+            )
+
+    def delete_group_offsets(self, group_id: str) -> None:
+        statement = delete(committed_offsets).where(committed_offsets.c.group_id == group_id)
+        self._write("delete_group_offsets", lambda conn: conn.execute(statement))
+
+    def list_offset_groups(self) -> list[str]:
+        query = (
+            select(committed_offsets.c.group_id).distinct().order_by(committed_offsets.c.group_id)
+        )
+        return self._read("list_offset_groups", lambda conn: list(conn.scalars(query)))
+
+    def expire_offsets(self, group_id: str, committed_before_ms: int) -> int:
+        statement = delete(committed_offsets).where(
+            committed_offsets.c.group_id == group_id,
+            committed_offsets.c.commit_ms < committed_before_ms,
+        )
+        return self._write("expire_offsets", lambda conn: conn.execute(statement).rowcount)
 
     # transactions and error mapping
 
@@ -423,6 +492,7 @@ def _delete_topic(conn: Connection, name: str) -> None:
         .with_for_update()
     ).all()
     conn.execute(delete(segments).where(segments.c.topic == name))
+    conn.execute(delete(committed_offsets).where(committed_offsets.c.topic == name))
     conn.execute(delete(partitions).where(partitions.c.topic == name))
     deleted = conn.execute(delete(topics).where(topics.c.name == name))
     if deleted.rowcount == 0:
@@ -670,6 +740,80 @@ def _select_segments(
         .limit(limit)
     )
     return [_segment_record(row) for row in conn.execute(query)]
+
+
+# ---------------------------------------------------------------- group offset statements
+
+
+def _upsert_offsets(
+    conn: Connection, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+) -> None:
+    ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
+    for tp in ordered:
+        if _find_partition(conn, tp, lock=False) is None:
+            raise UnknownTopicOrPartition(
+                f"group {group_id!r} commits an offset for {tp}, which does not exist"
+            )
+    rows = [
+        {
+            "group_id": group_id,
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "offset": offsets[tp].offset,
+            "leader_epoch": offsets[tp].leader_epoch,
+            "metadata": offsets[tp].metadata,
+            "commit_ms": offsets[tp].commit_ms,
+        }
+        for tp in ordered
+    ]
+    try:
+        conn.execute(_offsets_upsert(conn), rows)
+    except IntegrityError as exc:  # a partition deleted concurrently since the check above
+        raise UnknownTopicOrPartition(
+            f"group {group_id!r} commits offsets for a partition deleted meanwhile"
+        ) from exc
+
+
+def _offsets_upsert(conn: Connection) -> Insert:
+    """INSERT ... ON CONFLICT (group, partition) DO UPDATE, in the connection's dialect."""
+    keys = ["group_id", "topic", "partition"]
+    replaced = ("offset", "leader_epoch", "metadata", "commit_ms")
+    if conn.dialect.name == "postgresql":
+        on_postgres = postgresql.insert(committed_offsets)
+        return on_postgres.on_conflict_do_update(
+            index_elements=keys, set_={name: on_postgres.excluded[name] for name in replaced}
+        )
+    on_sqlite = sqlite.insert(committed_offsets)
+    return on_sqlite.on_conflict_do_update(
+        index_elements=keys, set_={name: on_sqlite.excluded[name] for name in replaced}
+    )
+
+
+def _select_offsets(
+    conn: Connection, group_id: str, wanted: set[TopicPartition] | None
+) -> dict[TopicPartition, CommittedOffset]:
+    query = select(committed_offsets).where(committed_offsets.c.group_id == group_id)
+    if wanted is not None:
+        if not wanted:
+            return {}
+        query = query.where(committed_offsets.c.topic.in_(sorted({tp.topic for tp in wanted})))
+    found = {}
+    for row in conn.execute(query):
+        tp = TopicPartition(row.topic, row.partition)
+        if wanted is None or tp in wanted:
+            found[tp] = CommittedOffset(row.offset, row.leader_epoch, row.metadata, row.commit_ms)
+    return found
+
+
+def _delete_offsets(conn: Connection, group_id: str, tps: set[TopicPartition]) -> None:
+    for tp in sorted(tps):
+        conn.execute(
+            delete(committed_offsets).where(
+                committed_offsets.c.group_id == group_id,
+                committed_offsets.c.topic == tp.topic,
+                committed_offsets.c.partition == tp.partition,
+            )
+        )
 
 
 # ---------------------------------------------------------------- row conversion

@@ -95,3 +95,22 @@ flush_outcomes = Table(
     Column("committed", Text, nullable=False),  # JSON list of [topic, partition]
     Column("fenced", Text, nullable=False),  # JSON list of [topic, partition]
 )
+
+# Consumer groups' committed offsets (OffsetCommit), one row per group and partition.
+committed_offsets = Table(
+    "committed_offsets",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("leader_epoch", Integer, nullable=False),
+    Column("metadata", Text, nullable=True),
+    Column("commit_ms", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["topic", "partition"],
+        ["partitions.topic", "partitions.partition"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_committed_offsets_topic", "topic", "partition"),
+)

@@ -1,4 +1,4 @@
-"""Metadata store port: topics, partition leases, durable offsets and segment rows.
+"""Metadata store port: topics, partition leases, durable offsets, segment rows and group offsets.
 
 The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Every write that concerns a partition is fenced by the partition's lease
@@ -115,6 +115,16 @@ class FlushOutcome:
     fenced: frozenset[TopicPartition] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True)
+class CommittedOffset:
+    """A consumer group's committed position in one partition (OffsetCommit's payload)."""
+
+    offset: int
+    leader_epoch: int  # -1 when unknown
+    metadata: str | None
+    commit_ms: int
+
+
 class MetadataStore(ABC):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 
@@ -134,7 +144,10 @@ class MetadataStore(ABC):
 
     @abstractmethod
     async def delete_topic(self, name: str) -> None:
-        """Delete the topic, its partitions and segment rows. Raises UnknownTopicOrPartition."""
+        """Delete the topic, its partitions, segment rows and committed group offsets.
+
+        Raises UnknownTopicOrPartition.
+        """
 
     @abstractmethod
     async def add_partitions(self, name: str, new_total: int) -> TopicRecord:
@@ -197,6 +210,41 @@ class MetadataStore(ABC):
     @abstractmethod
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         """Move the log start forward (never back); returns the resulting log start."""
+
+    @abstractmethod
+    async def commit_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    ) -> None:
+        """Store (insert or replace) the group's offsets in one transaction.
+
+        Raises UnknownTopicOrPartition, committing nothing, when a partition
+        does not exist.
+        """
+
+    @abstractmethod
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None = None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        """The group's committed offsets for `partitions` (None: all it has).
+
+        Partitions without a committed offset are absent from the answer.
+        """
+
+    @abstractmethod
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        """Forget the group's offsets of these partitions (absent ones are ignored)."""
+
+    @abstractmethod
+    async def delete_group_offsets(self, group_id: str) -> None:
+        """Forget every offset of the group."""
+
+    @abstractmethod
+    async def list_offset_groups(self) -> list[str]:
+        """Every group that has at least one committed offset, sorted."""
+
+    @abstractmethod
+    async def expire_offsets(self, group_id: str, committed_before_ms: int) -> int:
+        """Delete the group's offsets committed before `committed_before_ms`; returns how many."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -24,8 +24,9 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.io.migrations import alembic_config
-from streamhouse.io.sql_metadata import SqlMetadataStore, open_sql_metadata
+from streamhouse.io.sql_metadata import SqlMetadataCore, SqlMetadataStore, open_sql_metadata
 from streamhouse.ports.metadata import (
+    CommittedOffset,
     FlushCommit,
     FlushOutcome,
     MetadataStore,
@@ -434,6 +435,108 @@ def test_set_log_start_offset_never_moves_back(store: MetadataStore) -> None:
     assert run(store.get_partition(TP0)).log_start_offset == 11
 
 
+# ---------------------------------------------------------------- committed group offsets
+
+
+def committed(offset: int, commit_ms: int = T0_MS, metadata: str | None = None) -> CommittedOffset:
+    return CommittedOffset(offset=offset, leader_epoch=3, metadata=metadata, commit_ms=commit_ms)
+
+
+def test_commit_and_fetch_offsets(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    offsets = {TP0: committed(5, metadata="host-1"), TP1: committed(9)}
+    run(store.commit_offsets("billing", offsets))
+    assert run(store.fetch_offsets("billing")) == offsets
+    assert run(store.fetch_offsets("billing", [TP1])) == {TP1: committed(9)}
+    assert run(store.fetch_offsets("billing", [])) == {}
+    assert run(store.fetch_offsets("other-group")) == {}
+
+
+def test_commit_offsets_replaces_and_keeps_unnamed_partitions(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.commit_offsets("billing", {TP0: committed(5), TP1: committed(9)}))
+    newer = CommittedOffset(offset=2, leader_epoch=-1, metadata="", commit_ms=T0_MS + 7)
+    run(store.commit_offsets("billing", {TP0: newer}))  # offsets may move back (a reset)
+    assert run(store.fetch_offsets("billing")) == {TP0: newer, TP1: committed(9)}
+
+
+def test_unasked_and_uncommitted_partitions_are_absent(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.commit_offsets("billing", {TP0: committed(5)}))
+    missing = TopicPartition("nope", 0)
+    assert run(store.fetch_offsets("billing", [TP1, missing])) == {}
+    assert run(store.fetch_offsets("billing", [TP0, TP1])) == {TP0: committed(5)}
+
+
+def test_commit_offsets_for_an_unknown_partition_commits_nothing(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    batch = {TP0: committed(5), TopicPartition("orders", 2): committed(1)}
+    with pytest.raises(UnknownTopicOrPartition) as raised:
+        run(store.commit_offsets("billing", batch))
+    assert raised.value.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    assert run(store.fetch_offsets("billing")) == {}
+    run(store.commit_offsets("billing", {}))  # nothing to do is fine
+
+
+def test_groups_are_independent_and_listed_sorted(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    assert run(store.list_offset_groups()) == []
+    run(store.commit_offsets("zeta", {TP0: committed(1)}))
+    run(store.commit_offsets("alpha", {TP0: committed(2), TP1: committed(3)}))
+    assert run(store.list_offset_groups()) == ["alpha", "zeta"]
+    assert run(store.fetch_offsets("zeta")) == {TP0: committed(1)}
+    run(store.delete_group_offsets("alpha"))
+    run(store.delete_group_offsets("never-there"))
+    assert run(store.list_offset_groups()) == ["zeta"]
+    assert run(store.fetch_offsets("alpha")) == {}
+    assert run(store.fetch_offsets("zeta")) == {TP0: committed(1)}
+
+
+def test_delete_offsets_of_some_partitions(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.commit_offsets("billing", {TP0: committed(5), TP1: committed(9)}))
+    run(store.commit_offsets("audit", {TP0: committed(4)}))
+    run(store.delete_offsets("billing", [TP0, TopicPartition("nope", 3)]))
+    assert run(store.fetch_offsets("billing")) == {TP1: committed(9)}
+    assert run(store.fetch_offsets("audit")) == {TP0: committed(4)}
+    run(store.delete_offsets("billing", []))
+    run(store.delete_offsets("billing", [TP1]))
+    assert run(store.list_offset_groups()) == ["audit"]
+
+
+def test_expire_offsets_removes_only_older_commits_of_the_group(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.commit_offsets("billing", {TP0: committed(5, T0_MS), TP1: committed(9, T0_MS + 10)}))
+    run(store.commit_offsets("audit", {TP0: committed(4, T0_MS)}))
+    assert run(store.expire_offsets("billing", T0_MS)) == 0  # strictly before
+    assert run(store.expire_offsets("billing", T0_MS + 10)) == 1
+    assert run(store.fetch_offsets("billing")) == {TP1: committed(9, T0_MS + 10)}
+    assert run(store.fetch_offsets("audit")) == {TP0: committed(4, T0_MS)}
+    assert run(store.expire_offsets("billing", T0_MS + 11)) == 1
+    assert run(store.expire_offsets("never-there", T0_MS + 11)) == 0
+    assert run(store.list_offset_groups()) == ["audit"]
+
+
+def test_deleting_a_topic_deletes_its_committed_offsets(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.create_topic("audit", 1, {}, T0_MS))
+    audit = TopicPartition("audit", 0)
+    run(
+        store.commit_offsets("billing", {TP0: committed(5), TP1: committed(9), audit: committed(2)})
+    )
+    run(store.delete_topic("orders"))
+    assert run(store.fetch_offsets("billing")) == {audit: committed(2)}
+    run(store.create_topic("orders", 2, {}, T0_MS))  # a new topic of the same name starts clean
+    assert run(store.fetch_offsets("billing", [TP0, TP1])) == {}
+
+
+def test_offset_metadata_keeps_text_exactly(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    text = "ünïcode ✓ " + "x" * 4000
+    run(store.commit_offsets("billing", {TP0: committed(1, metadata=text)}))
+    assert run(store.fetch_offsets("billing"))[TP0].metadata == text
+
+
 # ---------------------------------------------------------------- unknown partitions
 
 
@@ -476,7 +579,7 @@ def test_sqlite_reopen_keeps_data_and_migrations_are_idempotent(tmp_path: Path) 
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
         journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     engine.dispose()
-    assert [row[0] for row in versions] == ["0001"]
+    assert [row[0] for row in versions] == ["0002"]
     assert journal_mode == "wal"
 
 
@@ -524,6 +627,33 @@ def test_migrations_run_from_a_url_and_downgrade(tmp_path: Path) -> None:
     store = open_sql_metadata(url)
     run(store.create_topic("orders", 1, {}, T0_MS))
     run(store.close())
+
+
+def test_sqlite_file_at_revision_0001_upgrades_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    command.upgrade(alembic_config(url=url), "0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO topics (name, partition_count, configs, created_ms) "
+                "VALUES ('orders', 1, '{}', 5)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO partitions (topic, partition, leader_epoch, lease_expires_ms, "
+                "durable_end_offset, log_start_offset) VALUES ('orders', 0, 2, 0, 7, 0)"
+            )
+        )
+    engine.dispose()
+    store = open_sql_metadata(url)
+    try:
+        assert run(store.get_partition(TP0)).durable_end_offset == 7
+        run(store.commit_offsets("billing", {TP0: committed(7)}))
+        assert run(store.fetch_offsets("billing")) == {TP0: committed(7)}
+    finally:
+        run(store.close())
 
 
 # ---------------------------------------------------------------- concurrency (several agents)
@@ -598,3 +728,39 @@ def test_flushes_racing_a_topic_deletion_do_not_deadlock(sql_store: SqlMetadataS
         assert audit in outcome.committed
         assert outcome.committed | outcome.fenced == {TP0, TP1, audit}
         assert core.get_partition(audit).durable_end_offset == audit_end + 1
+
+
+def test_concurrent_commits_of_one_group_leave_one_winner(sql_store: SqlMetadataStore) -> None:
+    core = sql_store.core
+    core.create_topic("orders", 2, {}, T0_MS)
+    batches = [{TP0: committed(index), TP1: committed(index)} for index in range(8)]
+    all_at_once([lambda batch=batch: core.commit_offsets("billing", batch) for batch in batches])
+    stored = core.fetch_offsets("billing")
+    assert set(stored) == {TP0, TP1}
+    assert stored[TP0] in [batch[TP0] for batch in batches]
+
+
+def test_offset_commits_racing_a_topic_deletion_do_not_deadlock(
+    sql_store: SqlMetadataStore,
+) -> None:
+    core = sql_store.core
+    for _ in range(5):
+        core.create_topic("orders", 2, {}, T0_MS)
+        results = all_at_once(
+            [
+                lambda: _commit_or_unknown(core, {TP1: committed(1), TP0: committed(1)}),
+                lambda: core.delete_topic("orders"),
+            ]
+        )
+        assert results[0] in ("committed", "unknown")
+        assert core.fetch_offsets("billing") == {}
+
+
+def _commit_or_unknown(
+    core: SqlMetadataCore, offsets: dict[TopicPartition, CommittedOffset]
+) -> str:
+    try:
+        core.commit_offsets("billing", offsets)
+    except UnknownTopicOrPartition:
+        return "unknown"
+    return "committed"

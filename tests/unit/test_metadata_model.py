@@ -29,6 +29,7 @@ from streamhouse.errors import (
 )
 from streamhouse.io.sql_metadata import open_sql_metadata, run_inline
 from streamhouse.ports.metadata import (
+    CommittedOffset,
     FlushCommit,
     FlushOutcome,
     MetadataStore,
@@ -43,6 +44,7 @@ T = TypeVar("T")
 
 TOPICS = ("alpha", "beta")
 AGENTS = ("agent-x", "agent-y")
+GROUPS = ("billing", "audit")
 PARTITION_COUNT_MAX = 3
 TTL_MS = 1_000
 # Partition PARTITION_COUNT_MAX never exists: requests for it must be refused.
@@ -84,12 +86,22 @@ class StoreView:
     partitions: dict[TopicPartition, PartitionRecord]
     segments: dict[TopicPartition, list[SegmentRecord]]
     objects: list[ObjectRecord]
+    offset_groups: list[str]
+    offsets: dict[str, dict[TopicPartition, CommittedOffset]]
 
 
 async def read_view(store: MetadataStore, tps: list[TopicPartition]) -> StoreView:
     partitions = {tp: await store.get_partition(tp) for tp in tps}
     segments = {tp: await store.list_segments(tp, 0, 100_000) for tp in tps}
-    return StoreView(await store.list_topics(), partitions, segments, await store.list_objects())
+    offsets = {group: await store.fetch_offsets(group) for group in GROUPS}
+    return StoreView(
+        await store.list_topics(),
+        partitions,
+        segments,
+        await store.list_objects(),
+        await store.list_offset_groups(),
+        offsets,
+    )
 
 
 class MetadataMachine(RuleBasedStateMachine):
@@ -106,6 +118,7 @@ class MetadataMachine(RuleBasedStateMachine):
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[TopicPartition, PartitionModel] = {}
         self.flushes: dict[str, tuple[FlushCommit, FlushOutcome]] = {}
+        self.offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {g: {} for g in GROUPS}
 
     def draw_tp(self, data: st.DataObject) -> TopicPartition:
         """Mostly an existing partition, sometimes any (which may not exist)."""
@@ -147,6 +160,8 @@ class MetadataMachine(RuleBasedStateMachine):
         del self.topics[name]
         for tp in [tp for tp in self.partitions if tp.topic == name]:
             del self.partitions[tp]
+            for group_offsets in self.offsets.values():
+                group_offsets.pop(tp, None)
 
     # time and leases
 
@@ -273,6 +288,54 @@ class MetadataMachine(RuleBasedStateMachine):
         model.log_start_offset = max(model.log_start_offset, offset)
         assert run(self.store.set_log_start_offset(tp, offset)) == model.log_start_offset
 
+    # committed group offsets
+
+    @rule(data=st.data(), group=st.sampled_from(GROUPS), count=st.integers(0, 3))
+    def commit_offsets(self, data: st.DataObject, group: str, count: int) -> None:
+        batch = {
+            self.draw_tp(data): CommittedOffset(
+                offset=data.draw(st.integers(-1, 50)),
+                leader_epoch=data.draw(st.integers(-1, 3)),
+                metadata=data.draw(st.none() | st.text(max_size=8)),
+                commit_ms=self.now_ms,
+            )
+            for _ in range(count)
+        }
+        if any(tp not in self.partitions for tp in batch):
+            event("offsets: commit refused (unknown partition)")
+            with pytest.raises(UnknownTopicOrPartition):
+                run(self.store.commit_offsets(group, batch))
+            return
+        run(self.store.commit_offsets(group, batch))
+        self.offsets[group].update(batch)
+
+    @rule(data=st.data(), group=st.sampled_from(GROUPS), count=st.integers(0, 3))
+    def fetch_some_offsets(self, data: st.DataObject, group: str, count: int) -> None:
+        asked = [self.draw_tp(data) for _ in range(count)]
+        expected = {tp: self.offsets[group][tp] for tp in asked if tp in self.offsets[group]}
+        assert run(self.store.fetch_offsets(group, asked)) == expected
+
+    @rule(data=st.data(), group=st.sampled_from(GROUPS), count=st.integers(0, 3))
+    def delete_offsets(self, data: st.DataObject, group: str, count: int) -> None:
+        doomed = [self.draw_tp(data) for _ in range(count)]
+        run(self.store.delete_offsets(group, doomed))
+        for tp in doomed:
+            self.offsets[group].pop(tp, None)
+
+    @rule(group=st.sampled_from(GROUPS))
+    def delete_group_offsets(self, group: str) -> None:
+        run(self.store.delete_group_offsets(group))
+        self.offsets[group].clear()
+
+    @rule(group=st.sampled_from(GROUPS), age_ms=st.integers(0, 2 * TTL_MS))
+    def expire_offsets(self, group: str, age_ms: int) -> None:
+        before_ms = self.now_ms - age_ms
+        stale = [tp for tp, got in self.offsets[group].items() if got.commit_ms < before_ms]
+        assert run(self.store.expire_offsets(group, before_ms)) == len(stale)
+        event(f"offsets: expired {min(len(stale), 2)}+")
+        for tp in stale:
+            del self.offsets[group][tp]
+
     # the comparison
 
     @invariant()
@@ -285,6 +348,8 @@ class MetadataMachine(RuleBasedStateMachine):
             assert view.partitions[tp] == model.record(tp), tp
             assert view.segments[tp] == model.segments, tp
         assert [obj.key for obj in view.objects] == sorted(self.flushes)
+        assert view.offsets == self.offsets
+        assert view.offset_groups == sorted(group for group in GROUPS if self.offsets[group])
 
 
 MetadataMachine.TestCase.settings = settings(
@@ -322,6 +387,11 @@ def test_unknown_outcome_commit_happened_and_retry_answers_the_same() -> None:
     store.faults = MetadataFaults()
     assert run(store.commit_flush(commit)) == FlushOutcome(committed=frozenset({TP}))
     assert run(store.list_segments(TP)) == list(commit.segments)
+    store.faults = MetadataFaults(unknown_outcome_rate=1.0)
+    offset = CommittedOffset(5, 1, None, 0)
+    with pytest.raises(MetadataUnknownOutcome):
+        run(store.commit_offsets("billing", {TP: offset}))
+    assert run(store.fetch_offsets("billing")) == {TP: offset}
     run(store.close())
 
 
@@ -339,9 +409,14 @@ def test_unavailable_changes_nothing() -> None:
         run(store.acquire_lease(TP, "agent-x", 0, TTL_MS))
     with pytest.raises(MetadataUnavailable):
         run(store.commit_flush(one_flush("obj-1", 0)))
+    with pytest.raises(MetadataUnavailable):
+        run(store.commit_offsets("billing", {TP: CommittedOffset(5, 1, None, 0)}))
+    with pytest.raises(MetadataUnavailable):
+        run(store.fetch_offsets("billing"))
     store.faults = MetadataFaults()
     assert run(store.get_partition(TP)).leader_epoch == 0
     assert run(store.list_objects()) == []
+    assert run(store.list_offset_groups()) == []
     run(store.close())
 
 
