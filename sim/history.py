@@ -1,0 +1,421 @@
+"""What clients observed during a simulation: the history the checkers judge.
+
+Every event is a frozen dataclass stamped with virtual time in microseconds
+(`at_us`, when the client saw it happen). Operations that take time also
+carry `requested_us`, when the client sent the request, so a checker can
+tell "A completed before B was asked for" (real-time order) from "A and B
+overlapped". Nothing here knows how the engine works: these are the facts a
+Kafka client can see, and nothing more.
+
+Conventions the checkers rely on (workloads must keep them):
+- Every produce attempt has an `op` number unique in the history
+  (`History.new_op()`), and its (key, value) is unique within its partition,
+  so a record read back names the attempt that wrote it.
+- One `client` string is one reader: it never has two fetches of the same
+  partition in flight, so its fetches of a partition are ordered by their
+  position in the history.
+- Offsets, leader epochs and watermarks a client did not learn are `None`.
+
+`History` is append-only and serialises to JSON lines, one event per line,
+keys sorted, in append order: the same run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+ACKS_NONE = 0
+ACKS_LEADER = 1
+ACKS_ALL = -1
+
+CONTROL_COMMIT = "commit"
+CONTROL_ABORT = "abort"
+
+FAULT_DISK_LOSS = "disk_loss"
+FAULT_LEASE_FENCED = "lease_fenced"
+FAULT_CRASH = "crash"
+FAULT_RESTART = "restart"
+FAULT_PAUSE = "pause"
+FAULT_RESUME = "resume"
+FAULT_NETWORK_PARTITION = "network_partition"
+FAULT_HEAL = "heal"
+
+PHASE_SAFETY = "safety"
+PHASE_LIVENESS = "liveness"
+PHASE_FINAL = "final"
+
+
+@dataclass(frozen=True)
+class TopicCreated:
+    """A topic the workload created; `compacted` topics may lose offsets to compaction."""
+
+    at_us: int
+    client: str
+    topic: str
+    partitions: int
+    compacted: bool = False
+
+
+@dataclass(frozen=True)
+class ProduceAttempt:
+    """A record handed to a producer (one per record; client-side retries are the same op).
+
+    `acks` is Kafka's: 0, 1 or -1 (all). `producer_id`, `producer_epoch` and
+    `sequence` are -1 where the client does not expose them. `txn` names the
+    workload's transaction the record belongs to, if any (see `TxnEnded`).
+    """
+
+    at_us: int
+    client: str
+    op: int
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    acks: int
+    idempotent: bool = False
+    producer_id: int = -1
+    producer_epoch: int = -1
+    sequence: int = -1
+    txn: int | None = None
+
+
+@dataclass(frozen=True)
+class ProduceAcked:
+    """The broker acknowledged `op` at `offset` (leader epoch as the client knew it)."""
+
+    at_us: int
+    client: str
+    op: int
+    offset: int
+    leader_epoch: int | None = None
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class ProduceFailed:
+    """`op` failed. `definite`: the record was certainly not written (else outcome unknown)."""
+
+    at_us: int
+    client: str
+    op: int
+    error_code: int
+    definite: bool = False
+
+
+@dataclass(frozen=True)
+class ObservedRecord:
+    """One record of a fetch response as the client delivered it.
+
+    `control` is None for data, else the marker kind (CONTROL_COMMIT or
+    CONTROL_ABORT). `leader_epoch` is the batch's partition leader epoch.
+    """
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    leader_epoch: int | None = None
+    control: str | None = None
+    producer_id: int = -1
+    producer_epoch: int = -1
+    sequence: int = -1
+
+
+@dataclass(frozen=True)
+class FetchObserved:
+    """A successful fetch of one partition from `fetch_offset`.
+
+    `records` are those delivered, in order. `next_offset` is the client's
+    position after this response (past skipped control batches); None means
+    "one past the last record" (or `fetch_offset` if none). A fetch whose
+    `fetch_offset` equals the reader's previous `next_offset` continues the
+    previous one; anything else is a seek. `leader_epoch` is the current
+    leader epoch the client fetched with (the broker fences stale ones).
+    Watermarks are those of this response.
+    """
+
+    at_us: int
+    requested_us: int
+    client: str
+    topic: str
+    partition: int
+    fetch_offset: int
+    records: tuple[ObservedRecord, ...]
+    read_committed: bool = False
+    next_offset: int | None = None
+    leader_epoch: int | None = None
+    high_watermark: int | None = None
+    last_stable_offset: int | None = None
+    log_start_offset: int | None = None
+    agent: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchFailed:
+    """A fetch answered with an error (e.g. OFFSET_OUT_OF_RANGE, NOT_LEADER_OR_FOLLOWER)."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    topic: str
+    partition: int
+    fetch_offset: int
+    error_code: int
+
+
+@dataclass(frozen=True)
+class ScanCompleted:
+    """`client` read `topic`/`partition` from `start_offset` (the log start it was given)
+    up to `end_offset` (the high watermark then) between `requested_us` and `at_us`;
+    its `FetchObserved` events in that window hold what it read."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int
+    read_committed: bool = False
+    leader_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class TxnEnded:
+    """The end of the workload's transaction `txn`: committed, aborted, or unknown (None)."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    txn: int
+    committed: bool | None
+
+
+@dataclass(frozen=True)
+class TopicPartition:
+    """A partition of a topic, as assignments name them."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True)
+class GroupGeneration:
+    """`member` of `group` joined generation `generation` and was assigned `partitions`."""
+
+    at_us: int
+    client: str
+    group: str
+    generation: int
+    member: str
+    partitions: tuple[TopicPartition, ...]
+
+
+@dataclass(frozen=True)
+class OffsetCommitted:
+    """A successful offset commit (`generation` -1 for commits outside a group generation)."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    group: str
+    generation: int
+    member: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class OffsetReset:
+    """An explicit reset of a group's committed offset (streamctl reset, seek-and-commit);
+    commits after it may be lower than commits before it."""
+
+    at_us: int
+    client: str
+    group: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class CommittedOffsetRead:
+    """The group's committed offset for a partition as OffsetFetch answered it (-1: none)."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    group: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class FaultInjected:
+    """A fault the simulator injected on `agent` (kind: FAULT_*).
+
+    `topic`/`partition` narrow a per-partition fault (a fenced lease);
+    `epoch` is the lease epoch that was fenced, if known.
+    """
+
+    at_us: int
+    kind: str
+    agent: str
+    topic: str | None = None
+    partition: int | None = None
+    epoch: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PhaseStarted:
+    """The run entered a phase: PHASE_SAFETY (faults on), PHASE_LIVENESS (healed), PHASE_FINAL."""
+
+    at_us: int
+    phase: str
+
+
+Event = (
+    TopicCreated
+    | ProduceAttempt
+    | ProduceAcked
+    | ProduceFailed
+    | FetchObserved
+    | FetchFailed
+    | ScanCompleted
+    | TxnEnded
+    | GroupGeneration
+    | OffsetCommitted
+    | OffsetReset
+    | CommittedOffsetRead
+    | FaultInjected
+    | PhaseStarted
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        TopicCreated,
+        ProduceAttempt,
+        ProduceAcked,
+        ProduceFailed,
+        FetchObserved,
+        FetchFailed,
+        ScanCompleted,
+        TxnEnded,
+        GroupGeneration,
+        OffsetCommitted,
+        OffsetReset,
+        CommittedOffsetRead,
+        FaultInjected,
+        PhaseStarted,
+    )
+}
+
+E = TypeVar("E")
+
+
+class History:
+    """Append-only list of events in the order they were observed."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._next_op = 0
+
+    def new_op(self) -> int:
+        """A produce op number not used yet in this history."""
+        self._next_op += 1
+        return self._next_op
+
+    def append(self, event: Event) -> int:
+        """Record `event`; returns its position."""
+        assert type(event).__name__ in EVENT_TYPES, event
+        if isinstance(event, ProduceAttempt):
+            self._next_op = max(self._next_op, event.op)
+        self._events.append(event)
+        return len(self._events) - 1
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(self._events)
+
+    def of_type(self, cls: type[E]) -> list[E]:
+        """The events of one type, in history order."""
+        return [event for event in self._events if isinstance(event, cls)]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(tuple(self._events))
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def to_jsonl(self) -> str:
+        """One JSON object per line, keys sorted, `type` naming the event class."""
+        return "".join(event_to_json(event) + "\n" for event in self._events)
+
+    @classmethod
+    def from_jsonl(cls, text: str) -> History:
+        history = cls()
+        for line in text.splitlines():
+            if line.strip():
+                history.append(event_from_json(line))
+        return history
+
+
+def event_to_json(event: Event) -> str:
+    """One event as a JSON object with sorted keys; bytes become hex strings."""
+    fields = _encode(event)
+    assert isinstance(fields, dict)
+    return json.dumps({"type": type(event).__name__, **fields}, sort_keys=True)
+
+
+def event_from_json(line: str) -> Event:
+    raw = json.loads(line)
+    if not isinstance(raw, dict) or raw.get("type") not in EVENT_TYPES:
+        raise ValueError(f"not a history event: {line[:200]}")
+    cls = EVENT_TYPES[raw.pop("type")]
+    event = _decode(cls, raw)
+    assert isinstance(event, cls)
+    return event
+
+
+def _encode(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple):
+        return [_encode(item) for item in value]
+    assert value is None or isinstance(value, bool | int | str), value
+    return value
+
+
+def _decode(kind: Any, raw: object) -> object:
+    """Rebuild a value of type `kind` (a dataclass, tuple[X, ...], X | None or a scalar)."""
+    origin = typing.get_origin(kind)
+    if origin is types.UnionType or origin is typing.Union:
+        if raw is None:
+            return None
+        (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        return _decode(inner, raw)
+    if origin is tuple:
+        assert isinstance(raw, list), raw
+        return tuple(_decode(typing.get_args(kind)[0], item) for item in raw)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        assert isinstance(raw, dict), raw
+        hints = typing.get_type_hints(kind)
+        built: object = kind(**{name: _decode(hints[name], item) for name, item in raw.items()})
+        return built
+    if kind is bytes:
+        assert isinstance(raw, str), raw
+        return bytes.fromhex(raw)
+    assert isinstance(raw, kind), (kind, raw)
+    return raw

@@ -1,0 +1,456 @@
+"""Checker self-tests: hand-written client histories, each with one anomaly or none.
+
+An anomaly must be flagged by the checker that owns the promise (and by no
+unrelated one); clean histories, including the losses and gaps the model
+allows, must pass every checker.
+"""
+
+from __future__ import annotations
+
+from sim.checkers import (
+    Violation,
+    check_all,
+    check_liveness,
+)
+from sim.history import (
+    ACKS_LEADER,
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    FAULT_DISK_LOSS,
+    FAULT_LEASE_FENCED,
+    PHASE_LIVENESS,
+    CommittedOffsetRead,
+    FaultInjected,
+    GroupGeneration,
+    History,
+    ObservedRecord,
+    OffsetCommitted,
+    OffsetReset,
+    PhaseStarted,
+    TopicCreated,
+    TopicPartition,
+    TxnEnded,
+)
+from sim.verdict import (
+    EXIT_CORRECTNESS,
+    EXIT_CRASH,
+    EXIT_LIVENESS,
+    EXIT_OK,
+    exit_code,
+    report,
+)
+from tests.sim.scripted import Script
+
+
+def flagged(script: Script) -> set[str]:
+    return {violation.checker for violation in check_all(script.history)}
+
+
+def three_acked(script: Script) -> None:
+    for offset, value in enumerate([b"v0", b"v1", b"v2"]):
+        script.produce(value, offset)
+
+
+# -- clean histories -------------------------------------------------------------
+
+
+def test_a_clean_produce_read_scan_passes() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0"), (1, b"v1")], high_watermark=3, log_start_offset=0)
+    script.fetch(2, [(2, b"v2")], high_watermark=3, log_start_offset=0)
+    script.scan([(0, b"v0"), (1, b"v1"), (2, b"v2")], end_offset=3)
+    assert check_all(script.history) == []
+
+
+def test_acks1_loss_after_disk_loss_with_an_epoch_bump_passes() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    lost = script.produce(b"lost", 1, acks=ACKS_LEADER, epoch=1, agent="a1")
+    script.fetch(0, [(0, b"v0"), (1, b"lost")], high_watermark=2)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.produce(b"new", 1, epoch=2, agent="a2")
+    records = [ObservedRecord(0, None, b"v0", 1), ObservedRecord(1, None, b"new", 2)]
+    script.fetch(0, records, epoch=2, high_watermark=2)
+    script.scan(records, end_offset=2, epoch=2)
+    assert lost.acks == ACKS_LEADER
+    assert check_all(script.history) == []
+
+
+def test_acks1_loss_after_a_fenced_lease_passes() -> None:
+    script = Script()
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=3, agent="a1")
+    fence = FaultInjected(script.tick(), FAULT_LEASE_FENCED, "a1", "t", 0, epoch=3)
+    script.history.append(fence)
+    script.scan([], end_offset=0, epoch=4)
+    assert check_all(script.history) == []
+
+
+def test_gaps_from_control_records_pass() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.produce(b"t1", 1, txn=1, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=True))
+    script.produce(b"plain", 3)
+    marker = ObservedRecord(2, None, None, 1, control=CONTROL_COMMIT)
+    # A consumer never sees markers: offset 2 is a gap, explained by the transaction.
+    script.fetch(0, [(0, b"t0"), (1, b"t1"), (3, b"plain")], read_committed=True)
+    # A raw reader sees the marker itself.
+    raw = [ObservedRecord(o, None, v, 1) for o, v in ((0, b"t0"), (1, b"t1"))]
+    script.fetch(0, [*raw, marker, ObservedRecord(3, None, b"plain", 1)], client="raw")
+    # Aborted data is skipped under read_committed; its marker too.
+    script.produce(b"gone", 4, txn=2, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 2, committed=False))
+    script.produce(b"after", 6)
+    script.fetch(4, [(6, b"after")], read_committed=True, high_watermark=7, last_stable_offset=7)
+    assert check_all(script.history) == []
+
+
+def test_gaps_from_delete_records_and_compaction_pass() -> None:
+    script = Script()
+    for offset in range(6):
+        script.produce(b"v%d" % offset, offset)
+    script.fetch(0, [(0, b"v0"), (1, b"v1")], high_watermark=6, log_start_offset=0)
+    # DeleteRecords moved the log start to 4 under the reader's position 2.
+    script.fetch(2, [(4, b"v4"), (5, b"v5")], high_watermark=6, log_start_offset=4)
+    script.scan([(4, b"v4"), (5, b"v5")], start_offset=4, end_offset=6)
+    script.history.append(TopicCreated(script.tick(), "admin", "c", 1, compacted=True))
+    for offset in range(3):
+        script.produce(b"k", offset, topic="c", key=b"c%d" % offset)
+    script.fetch(0, [ObservedRecord(2, b"c2", b"k", 1)], topic="c")
+    assert check_all(script.history) == []
+
+
+def test_explicit_offset_reset_allows_a_lower_commit() -> None:
+    script = Script()
+    commit(script, 10)
+    script.history.append(OffsetReset(script.tick(), "ops", "g", "t", 0, 3))
+    commit(script, 4)
+    read_committed_offset(script, 4)
+    assert check_all(script.history) == []
+
+
+def test_histories_round_trip_through_json_lines() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0"), (2, b"v2")])
+    text = script.history.to_jsonl()
+    again = History.from_jsonl(text)
+    assert again.events == script.history.events
+    assert again.to_jsonl() == text
+    assert check_all(again) == check_all(script.history) != []
+    assert again.new_op() == 4
+
+
+# -- anomalies -------------------------------------------------------------------
+
+
+def test_lost_acked_durable_write_is_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0")], client="late", high_watermark=1)
+    assert flagged(script) == {"acked_durable"}
+
+
+def test_acked_durable_missing_from_the_final_read_is_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.scan([(0, b"v0"), (1, b"v1")], end_offset=2)
+    assert flagged(script) == {"acked_durable", "final_reads"}
+
+
+def test_acked_durable_overwritten_even_after_a_fault_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0, epoch=1)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.attempt(b"other")
+    script.fetch(0, [(0, b"other")], epoch=2)
+    assert flagged(script) == {"acked_durable"}
+
+
+def test_idempotent_duplicate_is_flagged() -> None:
+    script = Script()
+    script.produce(b"once", 0, idempotent=True)
+    script.fetch(0, [(0, b"once"), (1, b"once")])
+    assert flagged(script) == {"idempotence"}
+
+
+def test_duplicate_producer_sequence_is_flagged() -> None:
+    script = Script()
+    script.attempt(b"a", idempotent=True)
+    script.attempt(b"b", idempotent=True)
+    records = [ObservedRecord(0, None, b"a", 1, None, 7, 0, 5), ObservedRecord(1, None, b"b", 1)]
+    records += [ObservedRecord(2, None, b"a", 1, None, 7, 0, 5)]
+    script.fetch(0, records)
+    assert flagged(script) == {"idempotence"}
+
+
+def test_non_idempotent_retry_duplicates_are_allowed() -> None:
+    script = Script()
+    script.produce(b"twice", 1)
+    script.fetch(0, [(0, b"twice"), (1, b"twice")])
+    assert flagged(script) == set()
+
+
+def test_two_values_at_one_offset_are_flagged() -> None:
+    script = Script()
+    script.attempt(b"x")
+    script.attempt(b"y")
+    script.fetch(0, [(0, b"x")], client="one")
+    script.fetch(0, [(0, b"y")], client="two")
+    assert flagged(script) == {"one_value"}
+
+
+def test_two_values_across_epochs_without_a_fault_are_flagged() -> None:
+    script = Script()
+    script.attempt(b"x")
+    script.attempt(b"y")
+    script.fetch(0, [(0, b"x")], epoch=1)
+    script.fetch(0, [(0, b"y")], epoch=2)
+    assert flagged(script) == {"one_value"}
+
+
+def test_offsets_going_backwards_are_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0"), (2, b"v2"), (1, b"v1")])
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_record_below_the_fetch_offset_is_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(2, [(1, b"v1"), (2, b"v2")])
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_unexplained_gap_is_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0"), (2, b"v2")])
+    assert flagged(script) == {"reader_offsets"}
+    script = Script()
+    script.attempt(b"only")
+    script.fetch(0, [(5, b"only")])
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_skipping_committed_data_under_read_committed_is_flagged() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=True))
+    script.produce(b"plain", 2)
+    script.fetch(0, [(2, b"plain")], read_committed=True)
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_high_watermark_regressing_within_an_epoch_is_flagged() -> None:
+    script = Script()
+    script.fetch(0, [], high_watermark=10, last_stable_offset=10, log_start_offset=2)
+    script.fetch(0, [], high_watermark=8, last_stable_offset=8, log_start_offset=2)
+    assert flagged(script) == {"watermarks"}
+    (violation,) = [v for v in check_all(script.history) if "high watermark" in v.message]
+    assert "10 to 8" in violation.message
+
+
+def test_watermarks_may_restart_lower_in_a_new_epoch() -> None:
+    script = Script()
+    script.fetch(0, [], high_watermark=10, epoch=1)
+    script.fetch(0, [], high_watermark=8, epoch=2)
+    script.fetch(0, [], high_watermark=9, epoch=1, client="other")
+    assert flagged(script) == set()
+
+
+def test_log_start_regressing_and_records_past_the_high_watermark_are_flagged() -> None:
+    script = Script()
+    script.fetch(4, [], log_start_offset=4)
+    script.fetch(4, [], log_start_offset=3)
+    assert flagged(script) == {"watermarks"}
+    script = Script()
+    script.attempt(b"v0")
+    script.fetch(0, [(0, b"v0")], high_watermark=0)
+    assert flagged(script) == {"watermarks"}
+
+
+def test_aborted_read_under_read_committed_is_flagged() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=False))
+    abort = ObservedRecord(1, None, None, 1, control=CONTROL_ABORT)
+    script.fetch(0, [(0, b"t0")], read_committed=True)
+    script.fetch(0, [ObservedRecord(0, None, b"t0", 1), abort], client="raw")
+    assert flagged(script) == {"read_committed"}
+
+
+def test_read_before_commit_was_requested_is_flagged() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.fetch(0, [(0, b"t0")], read_committed=True)
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=True))
+    assert flagged(script) == {"read_committed"}
+
+
+def test_record_at_the_last_stable_offset_under_read_committed_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    script.fetch(0, [(0, b"v0")], read_committed=True, high_watermark=1, last_stable_offset=0)
+    assert flagged(script) == {"read_committed"}
+
+
+def test_phantom_and_definitely_failed_reads_are_flagged() -> None:
+    script = Script()
+    script.fetch(0, [(0, b"never sent")])
+    assert flagged(script) == {"no_phantoms"}
+    script = Script()
+    failed = script.attempt(b"refused")
+    script.fail(failed, definite=True)
+    script.fetch(0, [(0, b"refused")])
+    assert flagged(script) == {"no_phantoms"}
+    script = Script()
+    unknown = script.attempt(b"timed out")
+    script.fail(unknown, definite=False)
+    script.fetch(0, [(0, b"timed out")])
+    assert flagged(script) == set()
+
+
+def test_two_owners_in_one_generation_are_flagged() -> None:
+    script = Script()
+    both = (TopicPartition("t", 0),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 3, "m1", both))
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 3, "m2", both))
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 4, "m2", both))
+    assert flagged(script) == {"group_owners"}
+
+
+def commit(script: Script, offset: int, client: str = "c1", generation: int = 1) -> None:
+    requested_us = script.tick()
+    event = OffsetCommitted(
+        script.tick(), requested_us, client, "g", generation, client, "t", 0, offset
+    )
+    script.history.append(event)
+
+
+def read_committed_offset(script: Script, offset: int) -> None:
+    requested_us = script.tick()
+    event = CommittedOffsetRead(script.tick(), requested_us, "c3", "g", "t", 0, offset)
+    script.history.append(event)
+
+
+def test_committed_offset_regression_is_flagged() -> None:
+    script = Script()
+    commit(script, 10)
+    commit(script, 5, client="c2", generation=2)
+    assert flagged(script) == {"group_offsets"}
+
+
+def test_committed_offset_read_back_lower_is_flagged() -> None:
+    script = Script()
+    commit(script, 10)
+    read_committed_offset(script, 7)
+    assert flagged(script) == {"group_offsets"}
+    script = Script()
+    commit(script, 10)
+    read_committed_offset(script, -1)
+    assert flagged(script) == {"group_offsets"}
+
+
+def test_overlapping_commits_are_not_ordered() -> None:
+    script = Script()
+    early = script.tick()
+    commit(script, 10)
+    late = OffsetCommitted(script.tick(), early, "c2", "g", 1, "c2", "t", 0, 5)
+    script.history.append(late)
+    assert flagged(script) == set()
+
+
+def test_acks1_loss_without_a_fault_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1)
+    script.scan([], end_offset=0, epoch=2)
+    assert flagged(script) == {"acked_leader", "final_reads"}
+
+
+def test_acks1_loss_after_a_fault_on_another_agent_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a2"))
+    script.attempt(b"other")
+    script.fetch(0, [(0, b"other")], epoch=2)
+    (violation,) = [v for v in check_all(script.history) if v.checker == "acked_leader"]
+    assert "no disk loss or fenced lease on a1" in violation.message
+
+
+def test_acks1_loss_without_an_epoch_change_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.attempt(b"other")
+    script.fetch(0, [(0, b"other")], epoch=1)
+    assert flagged(script) == {"acked_leader", "one_value"}
+    (violation,) = [v for v in check_all(script.history) if v.checker == "acked_leader"]
+    assert "no leader-epoch change" in violation.message
+
+
+def test_disk_loss_before_the_write_does_not_excuse_it() -> None:
+    script = Script()
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
+    script.scan([], end_offset=0, epoch=2)
+    assert flagged(script) == {"acked_leader", "final_reads"}
+
+
+def test_malformed_histories_are_reported_as_such() -> None:
+    script = Script()
+    attempt = script.attempt(b"x")
+    script.attempt(b"x")
+    script.ack(attempt, 0)
+    script.ack(attempt, 1)
+    assert flagged(script) == {"history"}
+
+
+# -- liveness and verdicts -------------------------------------------------------
+
+
+def test_liveness_needs_an_ack_and_a_read_after_healing() -> None:
+    script = Script()
+    script.produce(b"before", 0)
+    heal_us = script.tick()
+    script.history.append(PhaseStarted(heal_us, PHASE_LIVENESS))
+    assert [v.checker for v in check_liveness(script.history, heal_us=heal_us, bound_ms=1)] == [
+        "liveness"
+    ]
+    script.produce(b"after", 1)
+    (violation,) = check_liveness(script.history, heal_us=heal_us, bound_ms=1)
+    assert "no fetch served" in violation.message
+    assert "no produce acked" not in violation.message
+    script.fetch(1, [(1, b"after")])
+    assert check_all(script.history, liveness_bound_ms=1) == []
+    script.now_us += 5_000
+    script.fetch(2, [])
+    assert check_liveness(script.history, heal_us=heal_us, bound_ms=1) == []
+    late = Script()
+    late.history.append(PhaseStarted(late.tick(), PHASE_LIVENESS))
+    late.now_us += 2_000
+    late.produce(b"too late", 0)
+    late.fetch(0, [(0, b"too late")])
+    assert {v.checker for v in check_all(late.history, liveness_bound_ms=1)} == {"liveness"}
+
+
+def test_exit_codes_rank_crash_correctness_liveness() -> None:
+    liveness = Violation("liveness", "stalled")
+    lost = Violation("acked_durable", "lost")
+    assert exit_code([]) == EXIT_OK == 0
+    assert exit_code([liveness]) == EXIT_LIVENESS == 128
+    assert exit_code([liveness, lost]) == EXIT_CORRECTNESS == 129
+    assert exit_code([], crashed=True) == EXIT_CRASH == 127
+
+
+def test_report_names_checker_message_and_event_positions() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0")], client="late", high_watermark=1)
+    text = report(check_all(script.history), script.history)
+    assert "[acked_durable]" in text
+    assert "t/0@1" in text
+    assert '#3 {"agent": "a1"' in text
+    assert report([], script.history) == "all checkers passed\n"
