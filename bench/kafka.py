@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -19,6 +20,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 AGENT_START_TIMEOUT_S = 30
 RUN_TIMEOUT_S = 120
 PARTITIONS = 8
+E2E_RECORDS = 2_000
+E2E_INTERVAL_MS = 2
+E2E_WARMUP = b"warm-up"
 
 
 def _free_port() -> int:
@@ -102,6 +106,11 @@ def produce(config: dict[str, Any], topic: str, records: int, value_bytes: int) 
     }
 
 
+def _partition_count(bootstrap: str, topic: str) -> int:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    return len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
+
+
 def consume(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
     consumer = Consumer(
         {
@@ -111,7 +120,8 @@ def consume(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
             "fetch.max.bytes": 52_428_800,
         }
     )
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    partitions = range(_partition_count(bootstrap, topic))
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     seen = 0
     start = time.perf_counter()
     deadline = start + RUN_TIMEOUT_S
@@ -124,15 +134,76 @@ def consume(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
     return {"records": seen, "records_per_s": seen / elapsed}
 
 
+def end_to_end_latency(bootstrap: str, topic: str, records: int) -> dict[str, Any]:
+    """Produce one record every `E2E_INTERVAL_MS` (acks=1, no linger) and time each until a
+    consumer already fetching the partition receives it (after one warm-up record)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-e2e", "fetch.wait.max.ms": 100}
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    latencies_ms: list[float] = []
+    warm = threading.Event()
+
+    def receive() -> None:
+        deadline = time.perf_counter() + RUN_TIMEOUT_S
+        while len(latencies_ms) < records and time.perf_counter() < deadline:
+            message = consumer.poll(0.1)
+            if message is None or message.error() is not None:
+                continue
+            if message.value() == E2E_WARMUP:
+                warm.set()
+            else:
+                sent_at = float(message.value().decode())
+                latencies_ms.append((time.perf_counter() - sent_at) * 1000)
+
+    receiver = threading.Thread(target=receive, name="e2e-receiver")
+    receiver.start()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 0})
+    producer.produce(topic, value=E2E_WARMUP, partition=0)
+    producer.flush(RUN_TIMEOUT_S)
+    warm.wait(RUN_TIMEOUT_S)
+    for _ in range(records):
+        producer.produce(topic, value=repr(time.perf_counter()).encode(), partition=0)
+        producer.poll(E2E_INTERVAL_MS / 1000)
+    producer.flush(RUN_TIMEOUT_S)
+    receiver.join(RUN_TIMEOUT_S)
+    consumer.close()
+    latencies_ms.sort()
+    return {
+        "records": len(latencies_ms),
+        "p50_ms": _percentile(latencies_ms, 0.50),
+        "p99_ms": _percentile(latencies_ms, 0.99),
+        "p999_ms": _percentile(latencies_ms, 0.999),
+    }
+
+
+def _peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(RUN_TIMEOUT_S)
+
+
+def _create_topics(bootstrap: str, *topics: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for topic in topics:
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+
+
 def _agent_run(records: int, value_bytes: int, *extra: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamhouse-kbench-", dir=".") as scratch:
-        process, bootstrap = _start_agent(os.path.join(scratch, "data"), *extra)
+        data_dir = os.path.join(scratch, "data")
+        process, bootstrap = _start_agent(data_dir, *extra)
         try:
-            admin = AdminClient({"bootstrap.servers": bootstrap})
-            for topic in ("bench-acks1", "bench-acksall"):
-                admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+            _create_topics(bootstrap, "bench-acks1", "bench-acksall", "bench-e2e")
             base = {"bootstrap.servers": bootstrap}
-            return {
+            report = {
                 "produce_acks_1": produce(
                     {**base, "acks": "1"}, "bench-acks1", records, value_bytes
                 ),
@@ -140,24 +211,53 @@ def _agent_run(records: int, value_bytes: int, *extra: str) -> dict[str, Any]:
                     {**base, "acks": "all"}, "bench-acksall", records, value_bytes
                 ),
                 "consume_from_tail": consume(bootstrap, "bench-acks1", records),
+                "end_to_end_latency": end_to_end_latency(bootstrap, "bench-e2e", E2E_RECORDS),
+                "peak_rss_mb": _peak_rss_mb(process.pid),
             }
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(RUN_TIMEOUT_S)
+            _stop(process)
+        if "null" in extra:
+            return report  # nothing was stored: there is nothing cold to read
+        started = time.perf_counter()
+        process, bootstrap = _start_agent(data_dir, *extra)
+        report["restart_s"] = time.perf_counter() - started
+        try:  # a fresh process has an empty tail and block cache: every read goes to objects
+            report["consume_from_objects"] = consume(bootstrap, "bench-acks1", records)
+        finally:
+            _stop(process)
+        return report
+
+
+def _mock_cluster_run(records: int, value_bytes: int) -> dict[str, Any]:
+    """The client's ceiling: the same producer and consumer against librdkafka's mock broker
+    (which auto-creates the topic with its own partition count; reported)."""
+    owner = Producer({"test.mock.num.brokers": 1})
+    broker = next(iter(owner.list_topics(timeout=30).brokers.values()))
+    bootstrap = f"{broker.host}:{broker.port}"
+    report = {
+        "produce_acks_1": produce(
+            {"bootstrap.servers": bootstrap, "acks": "1"}, "bench-mock", records, value_bytes
+        ),
+        "consume": consume(bootstrap, "bench-mock", records),
+        "partitions": _partition_count(bootstrap, "bench-mock"),
+    }
+    owner.flush(RUN_TIMEOUT_S)
+    return report
 
 
 def run(records: int, value_bytes: int) -> dict[str, Any]:
     real = _agent_run(records, value_bytes)
     null = _agent_run(records, value_bytes, "--storage", "null")
-    mock = produce({"test.mock.num.brokers": 1, "acks": "1"}, "bench-mock", records, value_bytes)
+    mock = _mock_cluster_run(records, value_bytes)
     rate = "records_per_s"
     return {
         "value_bytes": value_bytes,
         "partitions": PARTITIONS,
         "agent": real,
         "agent_storage_null": null,
-        "mock_cluster_acks_1": mock,
+        "mock_cluster": mock,
         "acks_1_vs_null_ratio": real["produce_acks_1"][rate] / null["produce_acks_1"][rate],
         "acks_all_vs_null_ratio": real["produce_acks_all"][rate] / null["produce_acks_all"][rate],
-        "acks_1_vs_mock_ratio": real["produce_acks_1"][rate] / mock[rate],
+        "acks_1_vs_mock_ratio": real["produce_acks_1"][rate] / mock["produce_acks_1"][rate],
+        "consume_tail_vs_mock_ratio": real["consume_from_tail"][rate] / mock["consume"][rate],
     }
