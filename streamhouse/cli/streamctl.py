@@ -1,4 +1,4 @@
-"""`streamctl`: operate a StreamHouse deployment (topics and their offsets, for now)."""
+"""`streamctl`: operate a StreamHouse deployment (topics and their offsets, consumer groups)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streamhouse.cli.groups import groups
 from streamhouse.cli.options import DataDir, MetadataUrl
 from streamhouse.config import Settings
 from streamhouse.engine.broker import metadata_url
@@ -19,9 +20,12 @@ from streamhouse.io.system_clock import SystemClock
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.ports.metadata import MetadataStore, TopicPartition
 
-app = typer.Typer(help="Operate StreamHouse: topics, offsets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Operate StreamHouse: topics, offsets, consumer groups.", no_args_is_help=True
+)
 topics = typer.Typer(help="Create, list and describe topics.", no_args_is_help=True)
 app.add_typer(topics, name="topics")
+app.add_typer(groups, name="groups")
 console = Console()
 
 

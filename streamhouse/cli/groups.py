@@ -1,0 +1,447 @@
+"""`streamctl groups`: list, describe, lag, reset-offsets and delete consumer groups.
+
+Unlike the topic commands these talk to a running agent over the Kafka
+protocol (through librdkafka's admin client), since group membership lives in
+the agent's coordinator, not in the metadata store.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._group import ConsumerGroupDescription
+from confluent_kafka.admin._listoffsets import OffsetSpec
+from rich.console import Console
+from rich.table import Table
+
+groups = typer.Typer(
+    help="Inspect and manage consumer groups on a running agent (over the Kafka protocol).",
+    no_args_is_help=True,
+)
+console = Console()
+errors = Console(stderr=True)
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_TIMEOUT_S = 10.0
+NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset there
+INACTIVE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
+
+Bootstrap = Annotated[
+    str,
+    typer.Option(
+        "--bootstrap",
+        "-b",
+        envvar="STREAMHOUSE_BOOTSTRAP",
+        help="host:port of a running agent's Kafka listener.",
+    ),
+]
+TimeoutS = Annotated[
+    float,
+    typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer from the agent."),
+]
+GroupId = Annotated[str, typer.Argument(metavar="GROUP", help="The consumer group's id.")]
+
+
+class GroupsError(Exception):
+    """A failure said to the operator as one message, with exit code 1."""
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """One row of `groups lag`."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    log_end: int
+    owner: str
+
+    @property
+    def lag(self) -> int | None:
+        return None if self.committed is None else max(0, self.log_end - self.committed)
+
+
+class GroupAdmin:
+    """The admin calls the commands need, each bounded by `timeout_s`, failures as GroupsError."""
+
+    def __init__(self, bootstrap: str, timeout_s: float) -> None:
+        self.bootstrap = bootstrap
+        self.timeout_s = timeout_s
+        self._admin = AdminClient(
+            {
+                "bootstrap.servers": bootstrap,
+                "log_level": 0,  # failures are reported once, here, not by librdkafka's logger
+                "socket.timeout.ms": int(timeout_s * 1000),
+            }
+        )
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        try:
+            self._admin.list_topics(timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise GroupsError(
+                f"cannot reach an agent at {self.bootstrap} within {self.timeout_s:g} s "
+                f"({_reason(exc)}). Is `streamhouse agent` running there? "
+                "Set --bootstrap or STREAMHOUSE_BOOTSTRAP."
+            ) from exc
+
+    def _wait(self, future: concurrent.futures.Future[Any], what: str) -> Any:
+        try:
+            return future.result(timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise GroupsError(f"{what} failed: {_reason(exc)}") from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise GroupsError(
+                f"{what}: the agent at {self.bootstrap} did not answer within {self.timeout_s:g} s"
+            ) from exc
+
+    def list_groups(self) -> list[Any]:
+        future = self._admin.list_consumer_groups(request_timeout=self.timeout_s)
+        result = self._wait(future, "listing groups")
+        return sorted(result.valid, key=lambda listing: listing.group_id)
+
+    def describe(self, group_id: str) -> ConsumerGroupDescription:
+        futures = self._admin.describe_consumer_groups([group_id], request_timeout=self.timeout_s)
+        return self._wait(futures[group_id], f"describing group {group_id!r}")  # type: ignore[no-any-return]
+
+    def committed(self, group_id: str) -> dict[tuple[str, int], int]:
+        """The group's committed offsets by (topic, partition)."""
+        request = [ConsumerGroupTopicPartitions(group_id)]
+        futures = self._admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
+        result = self._wait(futures[group_id], f"fetching the offsets of group {group_id!r}")
+        found = {}
+        for tp in result.topic_partitions or []:
+            if tp.error is not None:
+                raise GroupsError(f"fetching the offset of {tp.topic}-{tp.partition}: {tp.error}")
+            if tp.offset != NO_OFFSET:
+                found[(tp.topic, tp.partition)] = tp.offset
+        return found
+
+    def partitions(self, topic: str) -> list[int]:
+        try:
+            cluster = self._admin.list_topics(topic, timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise GroupsError(f"looking up topic {topic!r} failed: {_reason(exc)}") from exc
+        found = cluster.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise GroupsError(f"topic {topic!r} does not exist")
+        return sorted(found.partitions)
+
+    def offsets(
+        self, tps: Sequence[tuple[str, int]], spec: OffsetSpec
+    ) -> dict[tuple[str, int], int]:
+        """The offset `spec` names (earliest, latest or by time) in each partition."""
+        if not tps:
+            return {}
+        request = {TopicPartition(topic, partition): spec for topic, partition in tps}
+        futures = self._admin.list_offsets(request, request_timeout=self.timeout_s)
+        return {
+            (tp.topic, tp.partition): self._wait(future, f"listing offsets of {tp.topic}").offset
+            for tp, future in futures.items()
+        }
+
+    def alter(self, group_id: str, targets: Mapping[tuple[str, int], int]) -> None:
+        tps = [TopicPartition(topic, part, offset) for (topic, part), offset in targets.items()]
+        request = [ConsumerGroupTopicPartitions(group_id, tps)]
+        futures = self._admin.alter_consumer_group_offsets(request, request_timeout=self.timeout_s)
+        result = self._wait(futures[group_id], f"resetting the offsets of group {group_id!r}")
+        failed = [tp for tp in result.topic_partitions or [] if tp.error is not None]
+        if failed:
+            shown = ", ".join(f"{tp.topic}-{tp.partition}: {tp.error}" for tp in failed)
+            raise GroupsError(f"the agent refused some offsets of group {group_id!r}: {shown}")
+
+    def delete(self, group_id: str) -> None:
+        futures = self._admin.delete_consumer_groups([group_id], request_timeout=self.timeout_s)
+        try:
+            futures[group_id].result(timeout=self.timeout_s)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args else None
+            if code == KafkaError.GROUP_ID_NOT_FOUND:
+                raise GroupsError(f"no consumer group named {group_id!r}") from exc
+            if code == KafkaError.NON_EMPTY_GROUP:
+                raise GroupsError(
+                    f"group {group_id!r} still has active members; stop its consumers first"
+                ) from exc
+            raise GroupsError(f"deleting group {group_id!r} failed: {_reason(exc)}") from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise GroupsError(f"deleting group {group_id!r}: no answer in time") from exc
+
+    def known_group(
+        self, group_id: str
+    ) -> tuple[ConsumerGroupDescription, dict[tuple[str, int], int]]:
+        """The group's description and committed offsets; GroupsError if it has neither."""
+        description = self.describe(group_id)
+        committed = self.committed(group_id)
+        if description.state in INACTIVE_STATES - {ConsumerGroupState.EMPTY} and not (
+            committed or description.members
+        ):
+            raise GroupsError(f"no consumer group named {group_id!r} (no members, no offsets)")
+        return description, committed
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return str(exc)
+
+
+def _state(description: ConsumerGroupDescription) -> str:
+    return description.state.name if description.state is not None else "UNKNOWN"
+
+
+def _owners(description: ConsumerGroupDescription) -> dict[tuple[str, int], str]:
+    owners = {}
+    for member in description.members:
+        for tp in member.assignment.topic_partitions:
+            owners[(tp.topic, tp.partition)] = f"{member.client_id} ({member.host})"
+    return owners
+
+
+def _run(work: Any, bootstrap: str, timeout_s: float) -> None:
+    try:
+        work(GroupAdmin(bootstrap, timeout_s))
+    except GroupsError as exc:
+        errors.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+# ---------------------------------------------------------------- commands
+
+
+@groups.command("list")
+def list_groups(
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, timeout_s: TimeoutS = DEFAULT_TIMEOUT_S
+) -> None:
+    """List the consumer groups the agent knows, with their states."""
+
+    def work(admin: GroupAdmin) -> None:
+        table = Table("group", "state", "simple")
+        for listing in admin.list_groups():
+            state = listing.state.name if listing.state is not None else "UNKNOWN"
+            table.add_row(
+                listing.group_id, state, "yes" if listing.is_simple_consumer_group else "no"
+            )
+        console.print(table)
+
+    _run(work, bootstrap, timeout_s)
+
+
+@groups.command("describe")
+def describe_group(
+    group_id: GroupId,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Show a group's state, assignor, coordinator and members with their partitions."""
+
+    def work(admin: GroupAdmin) -> None:
+        description, _ = admin.known_group(group_id)
+        coordinator = description.coordinator
+        where = f"{coordinator.host}:{coordinator.port}" if coordinator is not None else "-"
+        console.print(
+            f"group [bold]{group_id}[/bold]  state {_state(description)}  "
+            f"assignor {description.partition_assignor or '-'}  coordinator {where}"
+        )
+        table = Table("member", "client", "host", "instance", "partitions")
+        for member in sorted(description.members, key=lambda m: m.member_id):
+            assigned = sorted((tp.topic, tp.partition) for tp in member.assignment.topic_partitions)
+            table.add_row(
+                member.member_id,
+                member.client_id,
+                member.host,
+                member.group_instance_id or "-",
+                ", ".join(f"{topic}-{partition}" for topic, partition in assigned) or "-",
+            )
+        console.print(table)
+
+    _run(work, bootstrap, timeout_s)
+
+
+@groups.command("lag")
+def group_lag(
+    group_id: GroupId,
+    topic: Annotated[
+        str | None, typer.Option("--topic", "-t", help="Only this topic's partitions.")
+    ] = None,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Per partition: committed offset, log end, lag and owning member; then totals."""
+
+    def work(admin: GroupAdmin) -> None:
+        description, committed = admin.known_group(group_id)
+        owners = _owners(description)
+        tps = sorted(set(committed) | set(owners))
+        if topic is not None:
+            tps = [tp for tp in tps if tp[0] == topic]
+        ends = admin.offsets(tps, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        rows = [
+            PartitionLag(t, p, committed.get((t, p)), ends[(t, p)], owners.get((t, p), "-"))
+            for t, p in tps
+        ]
+        console.print(_lag_table(group_id, rows))
+
+    _run(work, bootstrap, timeout_s)
+
+
+def _lag_table(group_id: str, rows: list[PartitionLag]) -> Table:
+    table = Table("topic", "partition", "committed", "log end", "lag", "owner", title=group_id)
+    for row in rows:
+        table.add_row(
+            row.topic,
+            str(row.partition),
+            "-" if row.committed is None else str(row.committed),
+            str(row.log_end),
+            "-" if row.lag is None else str(row.lag),
+            row.owner,
+        )
+    total_lag = sum(row.lag or 0 for row in rows)
+    with_commits = sum(1 for row in rows if row.committed is not None)
+    table.add_section()
+    table.add_row(
+        "total",
+        f"{len(rows)} partitions",
+        f"{with_commits} committed",
+        str(sum(row.log_end for row in rows)),
+        str(total_lag),
+        "",
+    )
+    return table
+
+
+@groups.command("reset-offsets")
+def reset_offsets(
+    group_id: GroupId,
+    topic: Annotated[str, typer.Option("--topic", "-t", help="The topic whose offsets move.")],
+    partition: Annotated[
+        list[int] | None,
+        typer.Option("--partition", "-p", help="Only these partitions (repeatable); default all."),
+    ] = None,
+    to_earliest: Annotated[
+        bool, typer.Option("--to-earliest", help="To each partition's log start.")
+    ] = False,
+    to_latest: Annotated[bool, typer.Option("--to-latest", help="To each log end.")] = False,
+    to_offset: Annotated[
+        int | None,
+        typer.Option("--to-offset", min=0, help="To this offset (kept within each log)."),
+    ] = None,
+    to_datetime: Annotated[
+        str | None,
+        typer.Option(
+            "--to-datetime",
+            help="To the first record at or after this ISO 8601 time (UTC unless it says).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the new offsets without changing them.")
+    ] = False,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Move a group's committed offsets of a topic; only while the group has no members.
+
+    As in Kafka, a group that does not exist yet gets the offsets (and so starts
+    from them).
+    """
+    chosen = [to_earliest, to_latest, to_offset is not None, to_datetime is not None]
+    if sum(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime"
+        )
+    at_ms = None if to_datetime is None else _parse_datetime_ms(to_datetime)
+
+    def work(admin: GroupAdmin) -> None:
+        description = admin.describe(group_id)
+        if description.members or description.state not in INACTIVE_STATES:
+            raise GroupsError(
+                f"group {group_id!r} is {_state(description)} with {len(description.members)} "
+                "active member(s); offsets can be reset only while a group has no members. "
+                "Stop its consumers and retry."
+            )
+        partitions = admin.partitions(topic)
+        if partition:
+            missing = sorted(set(partition) - set(partitions))
+            if missing:
+                raise GroupsError(f"topic {topic!r} has no partition(s) {missing}")
+            partitions = sorted(set(partition))
+        tps = [(topic, index) for index in partitions]
+        targets = _targets(admin, tps, to_earliest, to_latest, to_offset, at_ms)
+        current = admin.committed(group_id)
+        table = Table("topic", "partition", "current", "new", title=f"{group_id} reset")
+        for tp in tps:
+            old = current.get(tp)
+            table.add_row(tp[0], str(tp[1]), "-" if old is None else str(old), str(targets[tp]))
+        console.print(table)
+        if dry_run:
+            console.print("dry run: no offset changed")
+            return
+        admin.alter(group_id, targets)
+        console.print(f"reset {len(targets)} partition(s) of group [bold]{group_id}[/bold]")
+
+    _run(work, bootstrap, timeout_s)
+
+
+def _parse_datetime_ms(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00 or ...+02:00)",
+            param_hint="--to-datetime",
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _targets(
+    admin: GroupAdmin,
+    tps: list[tuple[str, int]],
+    to_earliest: bool,
+    to_latest: bool,
+    to_offset: int | None,
+    at_ms: int | None,
+) -> dict[tuple[str, int], int]:
+    """The new offset of each partition; out-of-log requests land on the nearest end, as Kafka."""
+    earliest = admin.offsets(tps, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+    latest = admin.offsets(tps, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+    if to_earliest:
+        return earliest
+    if to_latest:
+        return latest
+    if to_offset is not None:
+        return {tp: min(max(to_offset, earliest[tp]), latest[tp]) for tp in tps}
+    assert at_ms is not None
+    by_time = admin.offsets(tps, OffsetSpec.for_timestamp(at_ms))
+    # No record at or after the time: the log end, where new records will come.
+    return {tp: latest[tp] if by_time[tp] < 0 else by_time[tp] for tp in tps}
+
+
+@groups.command("delete")
+def delete_group(
+    group_id: GroupId,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+) -> None:
+    """Delete a group without members, and its committed offsets."""
+
+    def work(admin: GroupAdmin) -> None:
+        admin.delete(group_id)
+        console.print(f"deleted group [bold]{group_id}[/bold]")
+
+    _run(work, bootstrap, timeout_s)
