@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from streamhouse.config import Settings
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
@@ -83,6 +84,7 @@ class Broker:
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, release connections."""
         await self.kafka.close()
+        await self.kafka.context.groups.close()
         await self.log.close(flush=True)
         await self.metadata.close()
 
@@ -115,8 +117,18 @@ async def assemble_broker(
     log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)
+    groups = GroupCoordinator(settings, clock, rng, metadata)
+    groups.start()
     context = KafkaContext(
-        settings, clock, log, metadata, advertised_apis(), host, 0, f"streamhouse-{settings.org}"
+        settings,
+        clock,
+        log,
+        metadata,
+        advertised_apis(),
+        host,
+        0,
+        f"streamhouse-{settings.org}",
+        groups,
     )
     kafka = KafkaListener(context)
     port = await kafka.start(settings.kafka_host, settings.kafka_port)

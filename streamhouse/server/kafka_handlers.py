@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import (
     ErrorCode,
     InvalidPartitions,
+    InvalidTopic,
     StreamHouseError,
     UnknownTopicOrPartition,
 )
@@ -39,6 +41,19 @@ from streamhouse.server.kafka_admin import (
     delete_topics,
     describe_configs,
     incremental_alter_configs,
+)
+from streamhouse.server.kafka_groups import (
+    delete_groups,
+    describe_groups,
+    find_coordinator,
+    heartbeat,
+    join_group,
+    leave_group,
+    list_groups,
+    offset_commit,
+    offset_delete,
+    offset_fetch,
+    sync_group,
 )
 from streamhouse.server.kafka_offsets import (
     delete_records,
@@ -68,6 +83,7 @@ class KafkaContext:
     advertised_host: str
     advertised_port: int
     cluster_id: str
+    groups: GroupCoordinator
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
 
 
@@ -136,14 +152,17 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
 
 async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool) -> Values:
     topic = await ctx.metadata.get_topic(name)
+    missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if topic is None and auto_create and ctx.settings.auto_create_topics:
         try:
             topic = await ctx.log.create_topic(name, ctx.settings.default_partition_count)
+        except InvalidTopic as error:
+            missing = error.code
         except StreamHouseError:
             topic = await ctx.metadata.get_topic(name)  # created concurrently
     if topic is None:
         return {
-            "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+            "error_code": missing,
             "name": name,
             "partitions": [],
             "topic_authorized_operations": -2147483648,
@@ -446,5 +465,21 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.CREATE_PARTITIONS: create_partitions,
     ApiKey.ALTER_CONFIGS: alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: incremental_alter_configs,
+    ApiKey.FIND_COORDINATOR: find_coordinator,
+    ApiKey.JOIN_GROUP: join_group,
+    ApiKey.SYNC_GROUP: sync_group,
+    ApiKey.HEARTBEAT: heartbeat,
+    ApiKey.LEAVE_GROUP: leave_group,
+    ApiKey.OFFSET_COMMIT: offset_commit,
+    ApiKey.OFFSET_FETCH: offset_fetch,
+    ApiKey.DESCRIBE_GROUPS: describe_groups,
+    ApiKey.LIST_GROUPS: list_groups,
+    ApiKey.DELETE_GROUPS: delete_groups,
+    ApiKey.OFFSET_DELETE: offset_delete,
 }
-MAX_VERSIONS = {ApiKey.PRODUCE: 12, ApiKey.FETCH: 12}  # later versions name topics by id
+MAX_VERSIONS = {  # later versions name topics by id
+    ApiKey.PRODUCE: 12,
+    ApiKey.FETCH: 12,
+    ApiKey.OFFSET_COMMIT: 9,
+    ApiKey.OFFSET_FETCH: 9,
+}

@@ -1,0 +1,420 @@
+"""The group coordinator: runs every group's state machine on the Clock port and keeps offsets.
+
+It holds the JoinGroup and SyncGroup requests that wait for a rebalance, fires each
+group's deadlines (session and rebalance timeouts, the initial rebalance delay) from one
+timer task, checks OffsetCommits against the group's generation and members, stores
+committed offsets in the metadata store, and expires the offsets of groups that have
+been empty for `offsets_retention_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from streamhouse.config import Settings
+from streamhouse.engine.waiting import sleep_or_until
+from streamhouse.errors import ErrorCode
+from streamhouse.log.group_state import (
+    Effects,
+    Group,
+    GroupLimits,
+    GroupState,
+    JoinRequest,
+    JoinResponse,
+    MemberLeave,
+    SyncResponse,
+)
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.metadata import CommittedOffset, MetadataStore, TopicPartition
+from streamhouse.ports.rng import Rng
+
+MEMBER_ID_RANDOM_BYTES = 16
+TIMER_IDLE_MS = 60_000  # how long the timer task sleeps when no group has a deadline
+Answer = TypeVar("Answer", JoinResponse, SyncResponse)
+
+
+@dataclass(frozen=True)
+class MemberSummary:
+    """One member as DescribeGroups shows it."""
+
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """A group as DescribeGroups and ListGroups show it."""
+
+    group_id: str
+    state: GroupState
+    protocol_type: str
+    protocol_name: str
+    members: tuple[MemberSummary, ...] = ()
+
+
+@dataclass(frozen=True)
+class OffsetToCommit:
+    """One partition's position in an OffsetCommit."""
+
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+
+
+class GroupCoordinator:
+    """Every group this agent coordinates."""
+
+    def __init__(self, settings: Settings, clock: Clock, rng: Rng, metadata: MetadataStore):
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng
+        self._metadata = metadata
+        self._limits = GroupLimits(
+            members_max=settings.group_members_max,
+            initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
+            session_timeout_min_ms=settings.group_min_session_timeout_ms,
+            session_timeout_max_ms=settings.group_max_session_timeout_ms,
+        )
+        self._groups: dict[str, Group] = {}
+        self._joins: dict[tuple[str, str], asyncio.Future[JoinResponse]] = {}
+        self._syncs: dict[tuple[str, str], asyncio.Future[SyncResponse]] = {}
+        self._deadlines: list[tuple[int, str]] = []  # heap of (monotonic ms, group id)
+        self._scheduled: dict[str, int] = {}  # the earliest deadline queued per group
+        self._empty_since_ms: dict[str, int] = {}  # wall time each in-memory group became empty
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the timer and the offset retention tasks."""
+        self._tasks = [
+            asyncio.ensure_future(self._run_timers()),
+            asyncio.ensure_future(self._run_retention()),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for waiters in (self._joins, self._syncs):
+            for future in waiters.values():
+                future.cancel()
+
+    # --- membership ------------------------------------------------------------------------
+
+    def group(self, group_id: str) -> Group | None:
+        """The in-memory state of a group, if it has any (for inspection and tests)."""
+        return self._groups.get(group_id)
+
+    async def join(self, group_id: str, request: JoinRequest) -> JoinResponse:
+        """Handle a JoinGroup; waits until the rebalance it takes part in has its answer."""
+        if not group_id:
+            return JoinResponse(ErrorCode.INVALID_GROUP_ID, member_id=request.member_id)
+        group = self._group_for_join(group_id)
+        if group is None:
+            return JoinResponse(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=request.member_id)
+        fresh_id = str(uuid.UUID(bytes=self._rng.randbytes(MEMBER_ID_RANDOM_BYTES)))
+        outcome = group.join(request, fresh_id, self._clock.monotonic_ms())
+        waiter = None
+        if outcome.reply is None:
+            superseded = JoinResponse(ErrorCode.REBALANCE_IN_PROGRESS, outcome.member_id)
+            waiter = self._waiter(self._joins, group_id, outcome.member_id, superseded)
+        self._apply(group, outcome.effects)
+        if outcome.reply is not None:
+            return outcome.reply
+        assert waiter is not None
+        return await waiter
+
+    async def sync(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation: int,
+        protocol_type: str | None,
+        protocol_name: str | None,
+        assignments: Mapping[str, bytes],
+    ) -> SyncResponse:
+        """Handle a SyncGroup; followers wait for the leader's assignments."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return SyncResponse(ErrorCode.UNKNOWN_MEMBER_ID)
+        outcome = group.sync(
+            member_id,
+            instance_id,
+            generation,
+            protocol_type,
+            protocol_name,
+            dict(assignments),
+            self._clock.monotonic_ms(),
+        )
+        waiter = None
+        if outcome.reply is None:
+            superseded = SyncResponse(ErrorCode.REBALANCE_IN_PROGRESS)
+            waiter = self._waiter(self._syncs, group_id, member_id, superseded)
+        self._apply(group, outcome.effects)
+        if outcome.reply is not None:
+            return outcome.reply
+        assert waiter is not None
+        return await waiter
+
+    def heartbeat(
+        self, group_id: str, member_id: str, instance_id: str | None, generation: int
+    ) -> ErrorCode:
+        group = self._groups.get(group_id)
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        error, effects = group.heartbeat(
+            member_id, instance_id, generation, self._clock.monotonic_ms()
+        )
+        self._apply(group, effects)
+        return error
+
+    def leave(self, group_id: str, leaving: list[tuple[str, str | None]]) -> list[MemberLeave]:
+        group = self._groups.get(group_id)
+        if group is None:
+            return [MemberLeave(m, i, ErrorCode.UNKNOWN_MEMBER_ID) for m, i in leaving]
+        answers, effects = group.leave(leaving, self._clock.monotonic_ms())
+        self._apply(group, effects)
+        return answers
+
+    def _group_for_join(self, group_id: str) -> Group | None:
+        group = self._groups.get(group_id)
+        if group is not None:
+            return group
+        if len(self._groups) >= self._settings.groups_max and not self._evict_one():
+            return None
+        group = Group(group_id, self._limits, state_since_ms=self._clock.monotonic_ms())
+        self._groups[group_id] = group
+        self._empty_since_ms[group_id] = self._clock.now_ms()
+        return group
+
+    def _evict_one(self) -> bool:
+        """Forget one idle empty group (its offsets stay in the metadata store)."""
+        for group_id, group in self._groups.items():
+            if group.state is GroupState.EMPTY and not group.pending_members:
+                self._forget(group_id)
+                return True
+        return False
+
+    def _forget(self, group_id: str) -> None:
+        group = self._groups.pop(group_id, None)
+        if group is not None and not group.members:
+            group.mark_dead(self._clock.monotonic_ms())
+        self._empty_since_ms.pop(group_id, None)
+        self._scheduled.pop(group_id, None)
+
+    def _waiter(
+        self,
+        waiters: dict[tuple[str, str], asyncio.Future[Answer]],
+        group_id: str,
+        member_id: str,
+        superseded: Answer,
+    ) -> asyncio.Future[Answer]:
+        """A future for the answer owed to a member; a request it already waited with is
+        answered `superseded` (every request gets an answer: responses leave in order)."""
+        old = waiters.pop((group_id, member_id), None)
+        if old is not None and not old.done():
+            old.set_result(superseded)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        waiters[(group_id, member_id)] = future
+        return future
+
+    def _apply(self, group: Group, effects: Effects) -> None:
+        """Deliver the answers a state machine step produced and queue its next deadline."""
+        for member_id, join in effects.joins.items():
+            join_future = self._joins.pop((group.group_id, member_id), None)
+            if join_future is not None and not join_future.done():
+                join_future.set_result(join)
+        for member_id, sync in effects.syncs.items():
+            sync_future = self._syncs.pop((group.group_id, member_id), None)
+            if sync_future is not None and not sync_future.done():
+                sync_future.set_result(sync)
+        if group.state is GroupState.EMPTY:
+            self._empty_since_ms.setdefault(group.group_id, self._clock.now_ms())
+        else:
+            self._empty_since_ms.pop(group.group_id, None)
+        deadline = effects.deadline_ms
+        scheduled = self._scheduled.get(group.group_id)
+        if deadline is not None and (scheduled is None or deadline < scheduled):
+            self._scheduled[group.group_id] = deadline
+            heapq.heappush(self._deadlines, (deadline, group.group_id))
+            if self._deadlines[0] == (deadline, group.group_id):
+                self._wake.set()
+
+    def expire_due(self) -> None:
+        """Run `expire` on every group whose queued deadline has passed."""
+        now_ms = self._clock.monotonic_ms()
+        while self._deadlines and self._deadlines[0][0] <= now_ms:
+            deadline, group_id = heapq.heappop(self._deadlines)
+            if self._scheduled.get(group_id) != deadline:
+                continue  # superseded by an earlier deadline that already ran
+            del self._scheduled[group_id]
+            group = self._groups.get(group_id)
+            if group is not None:
+                self._apply(group, group.expire(now_ms))
+
+    async def _run_timers(self) -> None:
+        while True:
+            self.expire_due()
+            self._wake.clear()
+            now_ms = self._clock.monotonic_ms()
+            wait_ms = self._deadlines[0][0] - now_ms if self._deadlines else TIMER_IDLE_MS
+            await sleep_or_until(self._clock, max(wait_ms, 0), self._wake.wait())
+
+    # --- offsets ---------------------------------------------------------------------------
+
+    async def commit_offsets(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Validate and store an OffsetCommit; the answer for each partition."""
+        error = self._check_commit(group_id, generation, member_id, instance_id)
+        if error is not ErrorCode.NONE:
+            return dict.fromkeys(offsets, error)
+        answers: dict[TopicPartition, ErrorCode] = {}
+        now_ms = self._clock.now_ms()
+        accepted: dict[TopicPartition, CommittedOffset] = {}
+        counts: dict[str, int | None] = {}
+        for tp, wanted in offsets.items():
+            if tp.topic not in counts:
+                topic = await self._metadata.get_topic(tp.topic)
+                counts[tp.topic] = None if topic is None else topic.partition_count
+            count = counts[tp.topic]
+            metadata_bytes = len((wanted.metadata or "").encode())
+            if count is None or not 0 <= tp.partition < count:
+                answers[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            elif metadata_bytes > self._settings.offset_metadata_bytes_max:
+                answers[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
+            else:
+                accepted[tp] = CommittedOffset(
+                    wanted.offset, wanted.leader_epoch, wanted.metadata, now_ms
+                )
+                answers[tp] = ErrorCode.NONE
+        if accepted:
+            await self._metadata.commit_offsets(group_id, accepted)
+        return answers
+
+    def _check_commit(
+        self, group_id: str, generation: int, member_id: str, instance_id: str | None
+    ) -> ErrorCode:
+        if not group_id:
+            return ErrorCode.INVALID_GROUP_ID
+        group = self._groups.get(group_id)
+        if group is None:
+            standalone = generation < 0 and not member_id
+            return ErrorCode.NONE if standalone else ErrorCode.ILLEGAL_GENERATION
+        error = group.check_commit(member_id, instance_id, generation, self._clock.monotonic_ms())
+        self._apply(group, Effects(deadline_ms=group.next_deadline_ms()))
+        return error
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition] | None
+    ) -> dict[TopicPartition, CommittedOffset]:
+        """The group's committed offsets for `partitions` (None: every one it has)."""
+        return await self._metadata.fetch_offsets(group_id, partitions)
+
+    async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
+        await self._metadata.delete_offsets(group_id, partitions)
+
+    async def expire_offsets(self) -> int:
+        """Drop the offsets of groups empty for `offsets_retention_ms`; returns rows removed.
+
+        A group this agent saw become empty is counted from then; one it knows only from
+        its offsets (e.g. after a restart, or standalone commits) by each offset's commit.
+        """
+        now_ms = self._clock.now_ms()
+        retention_ms = self._settings.offsets_retention_ms
+        removed = 0
+        for group_id in await self._metadata.list_offset_groups():
+            group = self._groups.get(group_id)
+            if group is not None and group.state is not GroupState.EMPTY:
+                continue
+            since_ms = self._empty_since_ms.get(group_id)
+            if since_ms is None:
+                removed += await self._metadata.expire_offsets(group_id, now_ms - retention_ms)
+            elif now_ms - since_ms >= retention_ms:
+                removed += await self._metadata.expire_offsets(group_id, now_ms + 1)
+                if group is not None and not group.pending_members:
+                    self._forget(group_id)
+        return removed
+
+    async def _run_retention(self) -> None:
+        while True:
+            await self._clock.sleep_ms(self._settings.offsets_retention_check_interval_ms)
+            await self.expire_offsets()
+
+    # --- inspection and deletion ---------------------------------------------------------
+
+    async def describe(self, group_id: str) -> GroupSummary:
+        group = self._groups.get(group_id)
+        if group is None or group.state is GroupState.DEAD:
+            has_offsets = bool(await self._metadata.fetch_offsets(group_id))
+            state = GroupState.EMPTY if has_offsets else GroupState.DEAD
+            return GroupSummary(group_id, state, "", "")
+        stable = group.state is GroupState.STABLE and group.protocol_name is not None
+        members = tuple(
+            MemberSummary(
+                m.member_id,
+                m.instance_id,
+                m.client_id,
+                m.client_host,
+                m.metadata_for(group.protocol_name) if stable and group.protocol_name else b"",
+                m.assignment if stable else b"",
+            )
+            for m in group.members.values()
+        )
+        return GroupSummary(
+            group_id,
+            group.state,
+            group.protocol_type or "",
+            group.protocol_name if stable and group.protocol_name else "",
+            members,
+        )
+
+    def subscriptions(self, group_id: str) -> list[bytes]:
+        """The protocol metadata of every member, for each protocol it offers."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return []
+        return [data for m in group.members.values() for _, data in m.protocols]
+
+    async def list_groups(self) -> list[GroupSummary]:
+        """Every group with members or committed offsets, sorted by id."""
+        found = {
+            group_id: GroupSummary(group_id, group.state, group.protocol_type or "", "")
+            for group_id, group in self._groups.items()
+            if group.state is not GroupState.DEAD
+        }
+        for group_id in await self._metadata.list_offset_groups():
+            found.setdefault(group_id, GroupSummary(group_id, GroupState.EMPTY, "", ""))
+        return [found[group_id] for group_id in sorted(found)]
+
+    async def delete_group(self, group_id: str) -> ErrorCode:
+        """Delete an empty group and its offsets."""
+        group = self._groups.get(group_id)
+        if group is not None and (group.members or group.pending_members):
+            return ErrorCode.NON_EMPTY_GROUP
+        if group is None and not await self._metadata.fetch_offsets(group_id):
+            return ErrorCode.GROUP_ID_NOT_FOUND
+        self._forget(group_id)
+        await self._metadata.delete_group_offsets(group_id)
+        return ErrorCode.NONE

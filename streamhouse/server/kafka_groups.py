@@ -1,0 +1,335 @@
+"""Kafka handlers of the consumer group APIs, over the group coordinator service.
+
+FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+DescribeGroups, ListGroups, DeleteGroups and OffsetDelete. Like the handlers in
+`kafka_handlers`, each returns a coroutine yielding version-agnostic response values;
+JoinGroup and SyncGroup's coroutines wait for the rebalance. OffsetDelete is the one
+place the broker reads the consumer protocol's subscription metadata.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from streamhouse.engine.groups import GroupSummary, OffsetToCommit
+from streamhouse.errors import ErrorCode
+from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
+from streamhouse.ports.metadata import CommittedOffset, TopicPartition
+
+if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
+    from streamhouse.kafka.connection import Request
+    from streamhouse.server.kafka_handlers import Completion, KafkaContext, Values
+
+KEY_TYPE_GROUP = 0
+KEY_TYPE_TRANSACTION = 1
+NO_OFFSET = -1
+NO_EPOCH = -1
+UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
+CONSUMER_PROTOCOL_TYPE = "consumer"
+CLASSIC_GROUP_TYPE = "classic"
+
+
+async def _done(values: Values) -> Values:
+    return values
+
+
+def _ms(value: Any) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+# --- FindCoordinator -------------------------------------------------------------------------
+
+
+async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    key_type = int(getattr(body, "key_type", KEY_TYPE_GROUP))
+    error = (
+        ErrorCode.NONE
+        if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
+        else ErrorCode.INVALID_REQUEST
+    )
+    found: Values = {
+        "error_code": error,
+        "error_message": None if error is ErrorCode.NONE else f"unknown key type {key_type}",
+        "node_id": ctx.settings.node_id if error is ErrorCode.NONE else -1,
+        "host": ctx.advertised_host if error is ErrorCode.NONE else "",
+        "port": ctx.advertised_port if error is ErrorCode.NONE else -1,
+    }
+    keys = getattr(body, "coordinator_keys", None)
+    if keys is None:  # v0-v3: one key, answered at the top level
+        return _done({"throttle_time": 0, **found})
+    return _done({"throttle_time": 0, "coordinators": [{"key": key, **found} for key in keys]})
+
+
+# --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------------
+
+
+async def join_group(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    session_timeout_ms = _ms(body.session_timeout)
+    rebalance = getattr(body, "rebalance_timeout", None)
+    rebalance_timeout_ms = session_timeout_ms if rebalance is None else _ms(rebalance)
+    join = JoinRequest(
+        member_id=body.member_id,
+        instance_id=getattr(body, "group_instance_id", None),
+        client_id=request.client_id or "",
+        client_host="",
+        session_timeout_ms=session_timeout_ms,
+        rebalance_timeout_ms=max(rebalance_timeout_ms, 0),
+        protocol_type=body.protocol_type,
+        protocols=tuple((p.name, bytes(p.metadata)) for p in body.protocols),
+        version=request.api_version,
+    )
+    return _joined(ctx.groups.join(body.group_id, join))
+
+
+async def _joined(answer: Any) -> Values:
+    response: JoinResponse = await answer
+    return {
+        "throttle_time": 0,
+        "error_code": response.error,
+        "generation_id": response.generation,
+        "protocol_type": response.protocol_type,
+        "protocol_name": response.protocol_name or "",  # nullable only from v7
+        "leader": response.leader,
+        "skip_assignment": response.skip_assignment,
+        "member_id": response.member_id,
+        "members": [
+            {"member_id": m.member_id, "group_instance_id": m.instance_id, "metadata": m.metadata}
+            for m in response.members
+        ],
+    }
+
+
+async def sync_group(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    answer = ctx.groups.sync(
+        body.group_id,
+        body.member_id,
+        getattr(body, "group_instance_id", None),
+        body.generation_id,
+        getattr(body, "protocol_type", None),
+        getattr(body, "protocol_name", None),
+        {a.member_id: bytes(a.assignment) for a in body.assignments},
+    )
+    return _synced(answer)
+
+
+async def _synced(answer: Any) -> Values:
+    response: SyncResponse = await answer
+    return {
+        "throttle_time": 0,
+        "error_code": response.error,
+        "protocol_type": response.protocol_type,
+        "protocol_name": response.protocol_name,
+        "assignment": response.assignment,
+    }
+
+
+async def heartbeat(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    error = ctx.groups.heartbeat(
+        body.group_id, body.member_id, getattr(body, "group_instance_id", None), body.generation_id
+    )
+    return _done({"throttle_time": 0, "error_code": error})
+
+
+async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    members = getattr(body, "members", None)
+    if members is None:  # v0-v2: one member, answered at the top level
+        (answer,) = ctx.groups.leave(body.group_id, [(body.member_id, None)])
+        return _done({"throttle_time": 0, "error_code": answer.error})
+    answers = ctx.groups.leave(body.group_id, [(m.member_id, m.group_instance_id) for m in members])
+    return _done(
+        {
+            "throttle_time": 0,
+            "error_code": 0,
+            "members": [
+                {
+                    "member_id": a.member_id,
+                    "group_instance_id": a.instance_id,
+                    "error_code": a.error,
+                }
+                for a in answers
+            ],
+        }
+    )
+
+
+# --- OffsetCommit, OffsetFetch ---------------------------------------------------------------
+
+
+async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    wanted = {
+        TopicPartition(topic.name, p.partition_index): OffsetToCommit(
+            p.committed_offset,
+            int(getattr(p, "committed_leader_epoch", NO_EPOCH)),
+            p.committed_metadata,
+        )
+        for topic in body.topics
+        for p in topic.partitions
+    }
+    answers = await ctx.groups.commit_offsets(
+        body.group_id,
+        body.generation_id_or_member_epoch,
+        body.member_id,
+        getattr(body, "group_instance_id", None),
+        wanted,
+    )
+    by_topic: dict[str, list[Values]] = {}
+    for tp, error in answers.items():
+        by_topic.setdefault(tp.topic, []).append(
+            {"partition_index": tp.partition, "error_code": error}
+        )
+    topics = [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+    return _done({"throttle_time": 0, "topics": topics})
+
+
+async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    groups = getattr(body, "groups", None)
+    if groups is None:  # v1-v7: one group, answered at the top level
+        found = await _fetch_group(ctx, body.group_id, body.topics)
+        return _done({"throttle_time": 0, "error_code": 0, "topics": found})
+    answers = [
+        {"group_id": g.group_id, "topics": await _fetch_group(ctx, g.group_id, g.topics)}
+        for g in groups
+    ]
+    return _done({"throttle_time": 0, "groups": answers})
+
+
+async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> list[Values]:
+    if topics is None:  # every partition the group has an offset for
+        committed = await ctx.groups.fetch_offsets(group_id, None)
+        wanted = sorted(committed)
+    else:
+        wanted = [TopicPartition(t.name, index) for t in topics for index in t.partition_indexes]
+        committed = await ctx.groups.fetch_offsets(group_id, wanted)
+    by_topic: dict[str, list[Values]] = {}
+    for tp in wanted:
+        by_topic.setdefault(tp.topic, []).append(_fetched(tp.partition, committed.get(tp)))
+    return [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
+
+
+def _fetched(partition: int, offset: CommittedOffset | None) -> Values:
+    if offset is None:
+        return {
+            "partition_index": partition,
+            "committed_offset": NO_OFFSET,
+            "committed_leader_epoch": NO_EPOCH,
+            "metadata": "",
+            "error_code": 0,
+        }
+    return {
+        "partition_index": partition,
+        "committed_offset": offset.offset,
+        "committed_leader_epoch": offset.leader_epoch,
+        "metadata": offset.metadata or "",
+        "error_code": 0,
+    }
+
+
+# --- DescribeGroups, ListGroups, DeleteGroups, OffsetDelete ---------------------------------
+
+
+async def describe_groups(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    described = [_described(await ctx.groups.describe(group_id)) for group_id in body.groups]
+    return _done({"throttle_time": 0, "groups": described})
+
+
+def _described(summary: GroupSummary) -> Values:
+    return {
+        "error_code": 0,
+        "error_message": None,
+        "group_id": summary.group_id,
+        "group_state": summary.state.value,
+        "protocol_type": summary.protocol_type,
+        "protocol_data": summary.protocol_name,
+        "members": [
+            {
+                "member_id": m.member_id,
+                "group_instance_id": m.instance_id,
+                "client_id": m.client_id,
+                "client_host": m.client_host,
+                "member_metadata": m.metadata,
+                "member_assignment": m.assignment,
+            }
+            for m in summary.members
+        ],
+        "authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+    }
+
+
+async def list_groups(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    states = {s.lower() for s in getattr(body, "states_filter", ())}
+    types = {t.lower() for t in getattr(body, "types_filter", ())}
+    listed = [
+        {
+            "group_id": g.group_id,
+            "protocol_type": g.protocol_type,
+            "group_state": g.state.value,
+            "group_type": CLASSIC_GROUP_TYPE,
+        }
+        for g in await ctx.groups.list_groups()
+        if (not states or g.state.value.lower() in states)
+        and (not types or CLASSIC_GROUP_TYPE in types)
+    ]
+    return _done({"throttle_time": 0, "error_code": 0, "groups": listed})
+
+
+async def delete_groups(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    results = [
+        {"group_id": group_id, "error_code": await ctx.groups.delete_group(group_id)}
+        for group_id in body.groups_names
+    ]
+    return _done({"throttle_time": 0, "results": results})
+
+
+async def offset_delete(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    summary = await ctx.groups.describe(body.group_id)
+    if summary.state is GroupState.DEAD:
+        return _done({"throttle_time": 0, "error_code": ErrorCode.GROUP_ID_NOT_FOUND, "topics": []})
+    if summary.members and summary.protocol_type != CONSUMER_PROTOCOL_TYPE:
+        return _done({"throttle_time": 0, "error_code": ErrorCode.NON_EMPTY_GROUP, "topics": []})
+    subscribed: set[str] = set()
+    for metadata in ctx.groups.subscriptions(body.group_id):
+        subscribed |= subscribed_topics(metadata)
+    topics = []
+    deletable = []
+    for topic in body.topics:
+        error = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC if topic.name in subscribed else ErrorCode.NONE
+        if error is ErrorCode.NONE:
+            deletable += [TopicPartition(topic.name, p.partition_index) for p in topic.partitions]
+        parts = [
+            {"partition_index": p.partition_index, "error_code": error} for p in topic.partitions
+        ]
+        topics.append({"name": topic.name, "partitions": parts})
+    if deletable:
+        await ctx.groups.delete_offsets(body.group_id, deletable)
+    return _done({"throttle_time": 0, "error_code": 0, "topics": topics})
+
+
+def subscribed_topics(metadata: bytes) -> set[str]:
+    """The topics a consumer protocol subscription (any version) names; empty if unreadable.
+
+    Layout: int16 version, int32 topic count, then each topic as int16 length + UTF-8.
+    """
+    try:
+        (count,) = struct.unpack_from(">i", metadata, 2)
+        position = 6
+        topics = set()
+        for _ in range(max(count, 0)):
+            (length,) = struct.unpack_from(">h", metadata, position)
+            position += 2
+            topics.add(metadata[position : position + length].decode())
+            position += length
+        return topics
+    except (struct.error, UnicodeDecodeError):
+        return set()
