@@ -8,9 +8,12 @@ delete them (then they are gone).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.metadata import MetadataRequest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
@@ -42,6 +45,8 @@ DEFAULTS = {
     "segment.ms": "604800000",
     "max.message.bytes": "1048576",
 }
+
+INVALID_TOPIC_EXCEPTION = 17
 
 
 def _result(futures: dict[Any, Any]) -> Any:
@@ -182,3 +187,19 @@ def test_illegal_topic_names_are_refused(agent: Agent) -> None:
     admin = AdminClient({"bootstrap.servers": agent.bootstrap})
     code = _error_code(admin.create_topics([CNewTopic("bad name!", 1, 1)]))
     assert code == KafkaError.TOPIC_EXCEPTION
+
+
+def test_auto_create_of_an_illegal_name_answers_invalid_topic(agent: Agent) -> None:
+    async def ask() -> dict[str, int]:
+        client = AIOKafkaClient(bootstrap_servers=agent.bootstrap)
+        await client.bootstrap()
+        try:
+            node = next(iter(client.cluster.brokers())).nodeId
+            request = MetadataRequest(["bad name!", "fine-name"], allow_auto_topic_creation=True)
+            response = await client.send(node, request)
+            return {topic[1]: topic[0] for topic in response.topics}
+        finally:
+            await client.close()
+
+    errors = asyncio.run(asyncio.wait_for(ask(), 30))
+    assert errors == {"bad name!": INVALID_TOPIC_EXCEPTION, "fine-name": 0}
