@@ -1,29 +1,83 @@
-"""Virtual clock for simulation: time moves only when the simulation advances it."""
+"""Virtual clocks for simulation: time moves only when the simulation moves it.
+
+`LoopClock` is the Clock port on a SimLoop's virtual time (the clock of a
+whole simulation); `VirtualClock` is advanced by hand (unit tests of one
+component). Both let wall time step or drift while monotonic time never goes
+backwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from typing import TYPE_CHECKING
 
 from streamhouse.ports.clock import Clock
 
+if TYPE_CHECKING:
+    from sim.loop import SimLoop
 
-class VirtualClock(Clock):
+DEFAULT_START_WALL_MS = 1_700_000_000_000
+PPM = 1_000_000
+
+
+class _VirtualWallClock(Clock):
+    """Wall time derived from monotonic time: an offset that may step, and a drift rate."""
+
+    def __init__(self, start_wall_ms: int) -> None:
+        self._wall_offset_ms = start_wall_ms
+        self._drift_ppm = 0
+        self._drift_origin_ms = 0
+
+    def now_ms(self) -> int:
+        monotonic_ms = self.monotonic_ms()
+        drift_ms = (monotonic_ms - self._drift_origin_ms) * self._drift_ppm // PPM
+        return monotonic_ms + self._wall_offset_ms + drift_ms
+
+    def step_wall_ms(self, delta_ms: int) -> None:
+        """Step wall time (forwards or backwards) without moving monotonic time."""
+        self._wall_offset_ms += delta_ms
+
+    def set_drift_ppm(self, drift_ppm: int) -> None:
+        """From now on wall time runs `drift_ppm` parts per million fast (or slow, if < 0)."""
+        wall_ms, monotonic_ms = self.now_ms(), self.monotonic_ms()
+        self._wall_offset_ms = wall_ms - monotonic_ms
+        self._drift_origin_ms = monotonic_ms
+        self._drift_ppm = drift_ppm
+
+
+class LoopClock(_VirtualWallClock):
+    """The Clock port of a simulation: monotonic time is the SimLoop's virtual time and
+    sleeping is asyncio sleeping on that loop."""
+
+    def __init__(self, loop: SimLoop, start_wall_ms: int = DEFAULT_START_WALL_MS) -> None:
+        super().__init__(start_wall_ms)
+        self._loop = loop
+
+    def monotonic_ms(self) -> int:
+        return self._loop.time_ns() // 1_000_000
+
+    async def sleep_ms(self, duration_ms: int) -> None:
+        assert duration_ms >= 0, duration_ms
+        deadline_ms = self.monotonic_ms() + duration_ms
+        # float seconds may land a nanosecond short of the deadline: top up until reached
+        while (left_ms := deadline_ms - self.monotonic_ms()) > 0:
+            await asyncio.sleep(left_ms / 1000)
+
+
+class VirtualClock(_VirtualWallClock):
     """Manual time. `advance_ms` wakes sleepers whose deadline has passed, in deadline order.
 
     Wall time may be stepped (`step_wall_ms`) or drift apart from monotonic
     time; monotonic time never goes backwards.
     """
 
-    def __init__(self, start_wall_ms: int = 1_700_000_000_000) -> None:
+    def __init__(self, start_wall_ms: int = DEFAULT_START_WALL_MS) -> None:
+        super().__init__(start_wall_ms)
         self._monotonic_ms = 0
-        self._wall_offset_ms = start_wall_ms
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
-
-    def now_ms(self) -> int:
-        return self._monotonic_ms + self._wall_offset_ms
 
     def monotonic_ms(self) -> int:
         return self._monotonic_ms
@@ -34,10 +88,6 @@ class VirtualClock(Clock):
         deadline = self._monotonic_ms + duration_ms
         heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         await future
-
-    def step_wall_ms(self, delta_ms: int) -> None:
-        """Step wall time (forwards or backwards) without moving monotonic time."""
-        self._wall_offset_ms += delta_ms
 
     def next_deadline_ms(self) -> int | None:
         """Monotonic time of the earliest pending sleeper, if any."""

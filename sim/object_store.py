@@ -5,9 +5,9 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 
-from sim.clock import VirtualClock
 from sim.rng import SeededRng
 from streamhouse.errors import ObjectNotFound, ObjectStoreUnavailable
+from streamhouse.ports.clock import Clock
 from streamhouse.ports.object_store import ObjectInfo, ObjectStore
 
 
@@ -55,7 +55,7 @@ class SimObjectStore(ObjectStore):
 
     def __init__(
         self,
-        clock: VirtualClock | None,
+        clock: Clock | None,
         rng: SeededRng,
         faults: ObjectStoreFaults | None = None,
     ) -> None:

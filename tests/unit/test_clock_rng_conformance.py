@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
-from sim.clock import VirtualClock
+from sim.clock import LoopClock, VirtualClock
+from sim.loop import SimLoop, run_simulation
 from sim.rng import SeededRng
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
@@ -30,12 +32,24 @@ async def _sleep_and_measure(clock: Clock) -> int:
     return clock.monotonic_ms() - start
 
 
-@pytest.fixture(params=["system", "virtual"])
-def clock(request: pytest.FixtureRequest) -> Clock:
-    return SystemClock() if request.param == "system" else VirtualClock()
+@pytest.fixture(params=["system", "virtual", "loop"])
+def clock(request: pytest.FixtureRequest) -> Iterator[Clock]:
+    if request.param != "loop":
+        yield SystemClock() if request.param == "system" else VirtualClock()
+        return
+    loop = SimLoop()  # for readings; sleeping is measured on run_simulation's loop below
+    yield LoopClock(loop)
+    loop.close()
 
 
 def test_sleep_waits_at_least_its_duration(clock: Clock) -> None:
+    if isinstance(clock, LoopClock):
+
+        async def on_the_loop(loop: SimLoop) -> int:
+            return await _sleep_and_measure(LoopClock(loop))
+
+        assert run_simulation(on_the_loop) >= SLEEP_MS
+        return
     assert asyncio.run(_sleep_and_measure(clock)) >= SLEEP_MS
 
 
