@@ -539,18 +539,45 @@ def _fetch_gaps(index: _Index, fetch: FetchObserved) -> list[Violation]:
 def _unexplained(index: _Index, tp: TP, fetch: FetchObserved, low: int, high: int) -> str | None:
     known = index.known_offsets.get(tp, [])
     inside = known[bisect.bisect_left(known, low) : bisect.bisect_left(known, high)]
+    unknown = high - low
     for offset in inside:
-        contents = [sighting.content for sighting in index.sightings[tp][offset]]
-        if any(control is not None for control, _, _ in contents):
+        contents = _current_contents(index, tp, fetch, index.sightings[tp][offset])
+        if not contents:
             continue
-        _, key, value = contents[0]
-        attempt = index.by_content.get((*tp, key, value))
-        if fetch.read_committed and attempt is not None and index.txn_visible(attempt) is not True:
-            continue
-        return f"offset {offset} holds {_show(contents[0])}"
-    if high - low > len(inside) and tp not in index.transactional:
+        unknown -= 1
+        if not any(_skippable(index, tp, fetch, content) for content in contents):
+            return f"offset {offset} holds {_show(contents[0])}"
+    if unknown and tp not in index.transactional:
         return "no control record, compaction or log-start move explains it"
     return None
+
+
+def _current_contents(
+    index: _Index, tp: TP, fetch: FetchObserved, sightings: list[_Sighting]
+) -> list[Content]:
+    """What may sit at an offset as `fetch` saw the log: the contents of its highest known
+    leader epoch (and of unknown epoch). Contents of epochs older than the fetch's may
+    have been truncated if a disk loss or fenced lease happened before it: then none."""
+    epochs = [s.leader_epoch for s in sightings if s.leader_epoch is not None]
+    latest = max(epochs, default=None)
+    truncated = (
+        latest is not None
+        and fetch.leader_epoch is not None
+        and latest < fetch.leader_epoch
+        and index.truncation_fault(*tp, fetch.at_us) is not None
+    )
+    if truncated:
+        return []
+    return [s.content for s in sightings if s.leader_epoch in (None, latest)]
+
+
+def _skippable(index: _Index, tp: TP, fetch: FetchObserved, content: Content) -> bool:
+    """A reader may skip a control record, and under read_committed uncommitted data."""
+    control, key, value = content
+    if control is not None:
+        return True
+    attempt = index.by_content.get((*tp, key, value))
+    return fetch.read_committed and attempt is not None and index.txn_visible(attempt) is not True
 
 
 def check_watermarks(history: History) -> list[Violation]:
@@ -609,31 +636,30 @@ def _response_bounds(fetch: FetchObserved) -> list[Violation]:
 def check_idempotence(history: History) -> list[Violation]:
     """An idempotent record (or producer id/epoch/sequence) sits at one offset at most."""
     index = _Index(history)
-    # (topic, partition, who wrote it) -> offset -> (where it was seen, what sits there)
-    places: dict[tuple[str, int, str], dict[int, tuple[Event, Content]]] = defaultdict(dict)
+    # (topic, partition, who wrote it) -> offset -> its first sighting there
+    places: dict[tuple[str, int, str], dict[int, _Sighting]] = defaultdict(dict)
     for op, ack in index.acks.items():
         attempt = index.attempts.get(op)
         if attempt is not None and attempt.idempotent and ack.offset >= 0:
             writer = (attempt.topic, attempt.partition, f"idempotent op {op} by {attempt.client}")
-            places[writer].setdefault(ack.offset, (ack, (None, attempt.key, attempt.value)))
+            content: Content = (None, attempt.key, attempt.value)
+            sighting = _Sighting(content, ack.leader_epoch, ack.at_us, ack)
+            places[writer].setdefault(ack.offset, sighting)
     for fetch in index.fetches:
         for record in fetch.records:
             if record.control is not None:
                 continue
+            sighting = _Sighting(_content(record), record.leader_epoch, fetch.at_us, fetch)
             attempt = index.op_of(fetch.topic, fetch.partition, record)
             if attempt is not None and attempt.idempotent:
                 label = f"idempotent op {attempt.op} by {attempt.client}"
-                places[(fetch.topic, fetch.partition, label)].setdefault(
-                    record.offset, (fetch, _content(record))
-                )
+                places[(fetch.topic, fetch.partition, label)].setdefault(record.offset, sighting)
             if record.producer_id >= 0 and record.sequence >= 0:
                 label = (
                     f"producer id {record.producer_id} epoch {record.producer_epoch} "
                     f"sequence {record.sequence}"
                 )
-                places[(fetch.topic, fetch.partition, label)].setdefault(
-                    record.offset, (fetch, _content(record))
-                )
+                places[(fetch.topic, fetch.partition, label)].setdefault(record.offset, sighting)
     found: list[Violation] = []
     for (topic, partition, label), where in sorted(places.items()):
         if len(where) < 2:
@@ -641,15 +667,23 @@ def check_idempotence(history: History) -> list[Violation]:
         sightings = index.sightings[(topic, partition)]
         offsets = [
             offset
-            for offset, (_, mine) in sorted(where.items())
-            # a record whose offset now holds something else was truncated, not duplicated
-            if all(sighting.content == mine for sighting in sightings.get(offset, []))
+            for offset, mine in sorted(where.items())
+            if not any(_replaces(other, mine) for other in sightings.get(offset, []))
         ]
         if len(offsets) > 1:
             message = f"{label} written twice: at {_where(topic, partition)} offsets {offsets}"
-            events = tuple(where[offset][0] for offset in offsets)
+            events = tuple(where[offset].event for offset in offsets)
             found.append(Violation("idempotence", message, events))
     return found
+
+
+def _replaces(other: _Sighting, mine: _Sighting) -> bool:
+    """Whether `other` shows a later record at the offset of `mine` (mine was truncated)."""
+    if other.content == mine.content:
+        return False
+    if other.leader_epoch is not None and mine.leader_epoch is not None:
+        return other.leader_epoch > mine.leader_epoch
+    return other.at_us > mine.at_us
 
 
 def check_read_committed(history: History) -> list[Violation]:

@@ -1,0 +1,436 @@
+"""Property tests of the checkers against a model log.
+
+Hypothesis drives a simple model of one partition (appends with every ack
+mode, idempotent producers, transactions committed or aborted, reads by a
+read_uncommitted consumer, a read_committed consumer and a raw reader that
+sees markers, DeleteRecords, failovers with and without disk loss that
+truncate what was not durable) plus a consumer group (generations, commits,
+offset reads). The history it writes is clean by construction: every
+checker must pass it. Then one anomaly of a random kind is added and the
+checker owning that promise must flag it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sim.checkers import check_all
+from sim.history import (
+    ACKS_ALL,
+    ACKS_LEADER,
+    ACKS_NONE,
+    CONTROL_ABORT,
+    CONTROL_COMMIT,
+    FAULT_CRASH,
+    FAULT_DISK_LOSS,
+    CommittedOffsetRead,
+    FaultInjected,
+    GroupGeneration,
+    ObservedRecord,
+    OffsetCommitted,
+    ProduceAttempt,
+    ScanCompleted,
+    TopicPartition,
+    TxnEnded,
+)
+from tests.sim.scripted import Script
+
+STEPS_MAX = 60
+STEPS_MIN = 8
+READ_MAX = 6
+GROUP = "g"
+PARTITIONS = (TopicPartition("t", 0), TopicPartition("t", 1))
+
+
+@dataclass
+class Entry:
+    """One offset of the model log."""
+
+    attempt: ProduceAttempt | None  # None for a control marker
+    epoch: int
+    control: str | None = None
+    durable: bool = False
+    acked_offset: bool = False
+
+
+@dataclass
+class Model:
+    """The model cluster: one partition t/0 led by agent a1, and one consumer group."""
+
+    script: Script = field(default_factory=Script)
+    log: list[Entry] = field(default_factory=list)
+    log_start: int = 0
+    epoch: int = 1
+    positions: dict[str, int] = field(default_factory=lambda: {"plain": 0, "rc": 0, "raw": 0})
+    aborted: set[int] = field(default_factory=set)
+    txns: int = 0
+    values: int = 0
+    generation: int = 0
+    owners: dict[TopicPartition, str] = field(default_factory=dict)
+    committed: int = -1
+    high_seen: dict[str, tuple[int, int]] = field(default_factory=dict)
+    last_disk_loss_us: int = -1
+
+    def value(self) -> bytes:
+        self.values += 1
+        return b"v%d" % self.values
+
+    def high_watermark(self) -> int:
+        return len(self.log)
+
+    def make_durable(self, upto: int) -> None:
+        for entry in self.log[: upto + 1]:
+            entry.durable = True
+
+    # -- steps -------------------------------------------------------------------
+
+    def produce(self, acks: int, idempotent: bool, answered: bool) -> None:
+        attempt = self.script.attempt(self.value(), acks=acks, idempotent=idempotent)
+        offset = len(self.log)
+        self.log.append(Entry(attempt, self.epoch))
+        if acks == ACKS_NONE:
+            return
+        if not answered:
+            self.script.fail(attempt, definite=False)
+            return
+        self.script.ack(attempt, offset, epoch=self.epoch, agent="a1")
+        self.log[offset].acked_offset = True
+        if acks == ACKS_ALL:
+            self.make_durable(offset)
+
+    def refused(self) -> None:
+        attempt = self.script.attempt(self.value())
+        self.script.fail(attempt, definite=True)
+
+    def transaction(self, size: int, commit: bool) -> None:
+        self.txns += 1
+        txn = self.txns
+        for _ in range(size):
+            attempt = self.script.attempt(self.value(), txn=txn, client="txp", idempotent=True)
+            self.script.ack(attempt, len(self.log), epoch=self.epoch, agent="a1")
+            self.log.append(Entry(attempt, self.epoch, acked_offset=True))
+        requested_us = self.script.tick()
+        marker = CONTROL_COMMIT if commit else CONTROL_ABORT
+        self.log.append(Entry(None, self.epoch, control=marker))
+        self.make_durable(len(self.log) - 1)
+        self.script.history.append(TxnEnded(self.script.tick(), requested_us, "txp", txn, commit))
+        if not commit:
+            self.aborted.add(txn)
+
+    def read(self, reader: str, count: int) -> None:
+        start = self.positions[reader]
+        position = max(start, self.log_start)
+        records: list[ObservedRecord] = []
+        while position < len(self.log) and len(records) < count:
+            entry = self.log[position]
+            if entry.control is not None:
+                if reader == "raw":
+                    records.append(ObservedRecord(position, None, None, entry.epoch, entry.control))
+            else:
+                assert entry.attempt is not None
+                hidden = reader == "rc" and entry.attempt.txn in self.aborted
+                if not hidden:
+                    records.append(ObservedRecord(position, None, entry.attempt.value, entry.epoch))
+            position += 1
+        self.script.fetch(
+            start,
+            records,
+            client=reader,
+            epoch=self.epoch,
+            read_committed=reader == "rc",
+            next_offset=position,
+            high_watermark=self.high_watermark(),
+            last_stable_offset=self.high_watermark(),
+            log_start_offset=self.log_start,
+        )
+        self.positions[reader] = position
+        self.high_seen[reader] = (self.epoch, self.high_watermark())
+
+    def delete_records(self, fraction: float) -> None:
+        span = self.high_watermark() - self.log_start
+        self.log_start += int(span * fraction)
+
+    def failover(self, disk_loss: bool, fraction: float) -> None:
+        kind = FAULT_DISK_LOSS if disk_loss else FAULT_CRASH
+        self.script.history.append(FaultInjected(self.script.tick(), kind, "a1"))
+        if disk_loss:
+            self.last_disk_loss_us = self.script.now_us
+            durable = max([i + 1 for i, entry in enumerate(self.log) if entry.durable] + [0])
+            floor = max(durable, self.log_start)
+            cut = floor + int((len(self.log) - floor) * fraction)
+            del self.log[cut:]
+            for reader, position in self.positions.items():
+                self.positions[reader] = min(position, cut)
+        self.epoch += 1
+
+    def rebalance(self, split: list[bool]) -> None:
+        self.generation += 1
+        assigned: dict[str, list[TopicPartition]] = {"m1": [], "m2": []}
+        for tp, first in zip(PARTITIONS, split, strict=True):
+            assigned["m1" if first else "m2"].append(tp)
+        for member, tps in assigned.items():
+            event = GroupGeneration(
+                self.script.tick(), member, GROUP, self.generation, member, tuple(tps)
+            )
+            self.script.history.append(event)
+        self.owners = {tp: member for member, tps in assigned.items() for tp in tps}
+
+    def commit(self, advance: int) -> None:
+        self.committed = max(self.committed, 0) + advance
+        requested_us = self.script.tick()
+        self.script.history.append(
+            OffsetCommitted(
+                self.script.tick(),
+                requested_us,
+                "m1",
+                GROUP,
+                self.generation,
+                "m1",
+                "t",
+                0,
+                self.committed,
+            )
+        )
+
+    def read_commit(self) -> None:
+        requested_us = self.script.tick()
+        event = CommittedOffsetRead(
+            self.script.tick(), requested_us, "m2", GROUP, "t", 0, self.committed
+        )
+        self.script.history.append(event)
+
+    def final_scan(self) -> None:
+        self.positions["final"] = self.log_start
+        before_us = self.script.now_us + 1
+        self.read("final", len(self.log))
+        scan = ScanCompleted(
+            self.script.tick(),
+            before_us,
+            "final",
+            "t",
+            0,
+            self.log_start,
+            self.high_watermark(),
+            leader_epoch=self.epoch,
+        )
+        self.script.history.append(scan)
+
+
+step = st.one_of(
+    st.tuples(
+        st.just("produce"),
+        st.sampled_from([ACKS_NONE, ACKS_LEADER, ACKS_LEADER, ACKS_ALL]),
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.tuples(st.just("refused")),
+    st.tuples(st.just("transaction"), st.integers(1, 3), st.booleans()),
+    st.tuples(st.just("read"), st.sampled_from(["plain", "rc", "raw"]), st.integers(1, READ_MAX)),
+    st.tuples(st.just("delete_records"), st.floats(0, 1)),
+    st.tuples(st.just("failover"), st.booleans(), st.floats(0, 1)),
+    st.tuples(st.just("rebalance"), st.lists(st.booleans(), min_size=2, max_size=2)),
+    st.tuples(st.just("commit"), st.integers(0, 3)),
+    st.tuples(st.just("read_commit")),
+)
+
+
+def run_model(steps: list[tuple[object, ...]]) -> Model:
+    model = Model()
+    for name, *arguments in steps:
+        getattr(model, str(name))(*arguments)
+    model.final_scan()
+    return model
+
+
+MODEL_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@MODEL_SETTINGS
+@given(st.lists(step, min_size=STEPS_MIN, max_size=STEPS_MAX))
+def test_clean_model_histories_pass_every_checker(steps: list[tuple[object, ...]]) -> None:
+    model = run_model(steps)
+    assert check_all(model.script.history) == []
+
+
+# -- anomalies -------------------------------------------------------------------
+
+
+def spy(model: Model, offset: int, records: list[ObservedRecord], **options: object) -> None:
+    model.script.fetch(offset, records, client="spy", epoch=model.epoch, **options)
+
+
+def live_entries(model: Model) -> list[tuple[int, Entry]]:
+    return [
+        (offset, entry)
+        for offset, entry in enumerate(model.log)
+        if offset >= model.log_start and entry.attempt is not None
+    ]
+
+
+def lost_durable(model: Model) -> None:
+    durable = [o for o, e in live_entries(model) if e.acked_offset and e.durable]
+    if not durable:
+        model.produce(ACKS_ALL, False, True)
+        durable = [len(model.log) - 1]
+    spy(model, model.log_start, [], high_watermark=durable[-1])
+
+
+def two_values(model: Model) -> None:
+    entries = live_entries(model)
+    intruder = model.script.attempt(model.value())
+    offset, epoch = (entries[0][0], entries[0][1].epoch) if entries else (0, model.epoch)
+    if not entries:
+        first = model.script.attempt(model.value()).value
+        spy(model, 0, [ObservedRecord(0, None, first, epoch)])
+    spy(model, offset, [ObservedRecord(offset, None, intruder.value, epoch)])
+
+
+def idempotent_duplicate(model: Model) -> None:
+    mine = [(o, e) for o, e in live_entries(model) if e.attempt and e.attempt.idempotent]
+    if not mine:
+        model.produce(ACKS_ALL, True, True)
+        mine = [(len(model.log) - 1, model.log[-1])]
+    attempt = mine[0][1].attempt
+    assert attempt is not None
+    far = len(model.log) + 100
+    spy(model, far, [ObservedRecord(far, None, attempt.value, model.epoch)])
+
+
+def backwards(model: Model) -> None:
+    model.produce(ACKS_ALL, False, True)
+    model.produce(ACKS_ALL, False, True)
+    low, high = len(model.log) - 2, len(model.log) - 1
+    records = []
+    for offset in (high, low):
+        attempt = model.log[offset].attempt
+        assert attempt is not None
+        records.append(ObservedRecord(offset, None, attempt.value, model.epoch))
+    spy(model, low, records)
+
+
+def high_watermark_regress(model: Model) -> None:
+    epoch, high = model.high_seen.get("plain", (0, 0))
+    if epoch != model.epoch or high == 0:
+        model.produce(ACKS_ALL, False, True)
+        model.read("plain", 1)
+        epoch, high = model.high_seen["plain"]
+    model.script.fetch(
+        model.positions["plain"], [], client="plain", epoch=epoch, high_watermark=high - 1
+    )
+
+
+def aborted_read(model: Model) -> None:
+    if not model.aborted:
+        model.transaction(1, False)
+    aborted = [
+        (o, e) for o, e in live_entries(model) if e.attempt and e.attempt.txn in model.aborted
+    ]
+    if not aborted:
+        model.transaction(1, False)
+        aborted = [(len(model.log) - 2, model.log[-2])]
+    offset, entry = aborted[0]
+    assert entry.attempt is not None
+    record = ObservedRecord(offset, None, entry.attempt.value, entry.epoch)
+    spy(model, offset, [record], read_committed=True)
+
+
+def two_owners(model: Model) -> None:
+    if not model.owners:
+        model.rebalance([True, True])
+    tp, owner = sorted(model.owners.items(), key=lambda item: item[0].partition)[0]
+    intruder = "m3" if owner != "m3" else "m4"
+    event = GroupGeneration(model.script.tick(), intruder, GROUP, model.generation, intruder, (tp,))
+    model.script.history.append(event)
+
+
+def commit_regress(model: Model) -> None:
+    if model.committed < 1:
+        model.commit(2)
+    model.committed -= 1
+    requested_us = model.script.tick()
+    event = OffsetCommitted(
+        model.script.tick(),
+        requested_us,
+        "m1",
+        GROUP,
+        model.generation,
+        "m1",
+        "t",
+        0,
+        model.committed,
+    )
+    model.script.history.append(event)
+
+
+def acks1_loss(model: Model) -> None:
+    safe = [
+        (o, e)
+        for o, e in live_entries(model)
+        if e.acked_offset
+        and e.attempt is not None
+        and e.attempt.acks == ACKS_LEADER
+        and e.attempt.at_us > model.last_disk_loss_us
+    ]
+    if not safe:
+        model.produce(ACKS_LEADER, False, True)
+        safe = [(len(model.log) - 1, model.log[-1])]
+    offset = safe[0][0]
+    other = model.script.attempt(model.value())
+    model.script.fetch(
+        offset,
+        [ObservedRecord(offset, None, other.value, model.epoch + 1)],
+        client="spy",
+        epoch=model.epoch + 1,
+    )
+
+
+def phantom(model: Model) -> None:
+    far = len(model.log) + 100
+    spy(model, far, [ObservedRecord(far, None, b"never produced", model.epoch)])
+
+
+def gap(model: Model) -> None:
+    for offset in range(3):
+        model.script.produce(model.value(), offset, topic="gap")
+    values = [e.value for e in model.script.history.of_type(ProduceAttempt) if e.topic == "gap"]
+    records = [ObservedRecord(0, None, values[-3], 1), ObservedRecord(2, None, values[-1], 1)]
+    model.script.fetch(0, records, client="spy", topic="gap")
+
+
+ANOMALIES = {
+    "acked_durable": lost_durable,
+    "one_value": two_values,
+    "idempotence": idempotent_duplicate,
+    "reader_offsets": backwards,
+    "watermarks": high_watermark_regress,
+    "read_committed": aborted_read,
+    "group_owners": two_owners,
+    "group_offsets": commit_regress,
+    "acked_leader": acks1_loss,
+    "no_phantoms": phantom,
+}
+
+
+@MODEL_SETTINGS
+@given(
+    st.lists(step, min_size=STEPS_MIN, max_size=STEPS_MAX),
+    st.sampled_from(sorted([*ANOMALIES, "gap"])),
+)
+def test_an_injected_anomaly_is_flagged_by_its_checker(
+    steps: list[tuple[object, ...]], anomaly: str
+) -> None:
+    model = run_model(steps)
+    if anomaly == "gap":
+        gap(model)
+        expected = "reader_offsets"
+    else:
+        ANOMALIES[anomaly](model)
+        expected = anomaly
+    flagged = {violation.checker for violation in check_all(model.script.history)}
+    assert expected in flagged, (anomaly, flagged)
+    assert "history" not in flagged
