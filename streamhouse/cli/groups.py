@@ -133,7 +133,8 @@ class GroupAdmin:
 
     def partitions(self, topic: str) -> list[int]:
         try:
-            cluster = self._admin.list_topics(topic, timeout=self.timeout_s)
+            # All topics: asking for one by name would let the agent auto-create it.
+            cluster = self._admin.list_topics(timeout=self.timeout_s)
         except KafkaException as exc:
             raise GroupsError(f"looking up topic {topic!r} failed: {_reason(exc)}") from exc
         found = cluster.topics.get(topic)
@@ -208,7 +209,10 @@ def _owners(description: ConsumerGroupDescription) -> dict[tuple[str, int], str]
     owners = {}
     for member in description.members:
         for tp in member.assignment.topic_partitions:
-            owners[(tp.topic, tp.partition)] = f"{member.client_id} ({member.host})"
+            host = member.host.strip("/")
+            owners[(tp.topic, tp.partition)] = (
+                f"{member.client_id}@{host}" if host else member.client_id
+            )
     return owners
 
 
@@ -257,15 +261,16 @@ def describe_group(
             f"group [bold]{group_id}[/bold]  state {_state(description)}  "
             f"assignor {description.partition_assignor or '-'}  coordinator {where}"
         )
-        table = Table("member", "client", "host", "instance", "partitions")
+        table = Table("client", "host", "instance", "partitions")
+        table.add_column("member", overflow="fold")
         for member in sorted(description.members, key=lambda m: m.member_id):
             assigned = sorted((tp.topic, tp.partition) for tp in member.assignment.topic_partitions)
             table.add_row(
-                member.member_id,
                 member.client_id,
-                member.host,
+                member.host or "-",
                 member.group_instance_id or "-",
                 ", ".join(f"{topic}-{partition}" for topic, partition in assigned) or "-",
+                member.member_id,
             )
         console.print(table)
 
