@@ -141,9 +141,12 @@ class Model:
             return
         if self.state in (S.STABLE, S.COMPLETING_REBALANCE):
             self.rebalance(now)
-        elif self.state is S.PREPARING_REBALANCE and self.initial_cap_ms is None:
-            if self.everyone_in():
-                self.complete(now)
+        elif (
+            self.state is S.PREPARING_REBALANCE
+            and self.initial_cap_ms is None
+            and (self.everyone_in())
+        ):
+            self.complete(now)
 
     def alive(self, member: ModelMember) -> bool:
         return (member.awaiting_join and self.state is S.PREPARING_REBALANCE) or (
