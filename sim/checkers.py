@@ -59,6 +59,7 @@ acked and some fetch delivers records.
 from __future__ import annotations
 
 import bisect
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -234,6 +235,18 @@ class _HighWatermarks:
         raise AssertionError("suffix minimum out of step")
 
 
+_INDEXES: weakref.WeakKeyDictionary[History, tuple[int, _Index]] = weakref.WeakKeyDictionary()
+
+
+def _index(history: History) -> _Index:
+    """The index of `history` as it is now, shared by the checkers run over it."""
+    cached = _INDEXES.get(history)
+    if cached is None or cached[0] != len(history):
+        cached = (len(history), _Index(history))
+        _INDEXES[history] = cached
+    return cached[1]
+
+
 def _content(record: ObservedRecord) -> Content:
     if record.control is not None:
         return (record.control, None, None)
@@ -404,7 +417,7 @@ def _describe_ack(attempt: ProduceAttempt, ack: ProduceAcked) -> str:
 
 def check_acked_durable(history: History) -> list[Violation]:
     """acks=all records are never lost."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for attempt, ack in _acked(index, ACKS_ALL):
         loss = _loss_evidence(index, attempt, ack)
@@ -416,7 +429,7 @@ def check_acked_durable(history: History) -> list[Violation]:
 
 def check_acked_leader(history: History) -> list[Violation]:
     """acks=1 records are lost only after a disk loss or fenced lease, visibly (epoch change)."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for attempt, ack in _acked(index, ACKS_LEADER):
         loss = _loss_evidence(index, attempt, ack)
@@ -434,7 +447,7 @@ def check_acked_leader(history: History) -> list[Violation]:
 
 def check_one_value(history: History) -> list[Violation]:
     """No two different contents at one offset, unless truncated across leader epochs."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for (topic, partition), offsets in sorted(index.sightings.items()):
         for offset, sightings in sorted(offsets.items()):
@@ -478,7 +491,7 @@ def _first_clash(
 
 def check_reader_offsets(history: History) -> list[Violation]:
     """Offsets rise within a fetch; every skipped offset is explained."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for fetch in index.fetches:
         found += _fetch_order(fetch)
@@ -582,7 +595,7 @@ def _skippable(index: _Index, tp: TP, fetch: FetchObserved, content: Content) ->
 
 def check_watermarks(history: History) -> list[Violation]:
     """Per response: log_start <= LSO <= HW, records inside; per reader and epoch: no regress."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     highest: dict[tuple[str, str, int, int], dict[str, int]] = defaultdict(dict)
     for fetch in index.fetches:
@@ -635,7 +648,7 @@ def _response_bounds(fetch: FetchObserved) -> list[Violation]:
 
 def check_idempotence(history: History) -> list[Violation]:
     """An idempotent record (or producer id/epoch/sequence) sits at one offset at most."""
-    index = _Index(history)
+    index = _index(history)
     # (topic, partition, who wrote it) -> offset -> its first sighting there
     places: dict[tuple[str, int, str], dict[int, _Sighting]] = defaultdict(dict)
     for op, ack in index.acks.items():
@@ -688,7 +701,7 @@ def _replaces(other: _Sighting, mine: _Sighting) -> bool:
 
 def check_read_committed(history: History) -> list[Violation]:
     """read_committed never delivers aborted or not-yet-committed data, nor records past LSO."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for fetch in index.fetches:
         if not fetch.read_committed:
@@ -727,7 +740,7 @@ def check_read_committed(history: History) -> list[Violation]:
 
 def check_no_phantoms(history: History) -> list[Violation]:
     """Every data record read was attempted, and not by an attempt that definitely failed."""
-    index = _Index(history)
+    index = _index(history)
     found: list[Violation] = []
     for fetch in index.fetches:
         for record in fetch.records:
@@ -831,7 +844,7 @@ class _CommitTimeline:
 
 def check_final_reads(history: History) -> list[Violation]:
     """After the final scan of a partition, every acked record is read back at its offset."""
-    index = _Index(history)
+    index = _index(history)
     scans = {(scan.topic, scan.partition): scan for scan in history.of_type(ScanCompleted)}
     scanned = {tp: _scanned(index, scan) for tp, scan in scans.items()}
     found: list[Violation] = []

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -374,7 +374,8 @@ def event_to_json(event: Event) -> str:
     """One event as a JSON object with sorted keys; bytes become hex strings."""
     fields = _encode(event)
     assert isinstance(fields, dict)
-    return json.dumps({"type": type(event).__name__, **fields}, sort_keys=True)
+    fields["type"] = type(event).__name__
+    return json.dumps(fields, sort_keys=True)
 
 
 def event_from_json(line: str) -> Event:
@@ -382,40 +383,61 @@ def event_from_json(line: str) -> Event:
     if not isinstance(raw, dict) or raw.get("type") not in EVENT_TYPES:
         raise ValueError(f"not a history event: {line[:200]}")
     cls = EVENT_TYPES[raw.pop("type")]
-    event = _decode(cls, raw)
+    event = _decoder(cls)(raw)
     assert isinstance(event, cls)
     return event
 
 
 def _encode(value: object) -> object:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, tuple):
         return [_encode(item) for item in value]
-    assert value is None or isinstance(value, bool | int | str), value
-    return value
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return {name: _encode(getattr(value, name)) for name in _field_names(type(value))}
 
 
-def _decode(kind: Any, raw: object) -> object:
-    """Rebuild a value of type `kind` (a dataclass, tuple[X, ...], X | None or a scalar)."""
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_DECODERS: dict[object, Callable[[object], object]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    if cls not in _FIELD_NAMES:
+        assert dataclasses.is_dataclass(cls), cls
+        _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return _FIELD_NAMES[cls]
+
+
+def _decoder(kind: Any) -> Callable[[object], object]:
+    """A function rebuilding a value of type `kind` (a dataclass, tuple[X, ...], X | None,
+    bytes or a JSON scalar) from its JSON form; built once per type."""
+    if kind not in _DECODERS:
+        _DECODERS[kind] = _build_decoder(kind)
+    return _DECODERS[kind]
+
+
+def _build_decoder(kind: Any) -> Callable[[object], object]:
     origin = typing.get_origin(kind)
     if origin is types.UnionType or origin is typing.Union:
-        if raw is None:
-            return None
         (inner,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
-        return _decode(inner, raw)
+        present = _decoder(inner)
+        return lambda raw: None if raw is None else present(raw)
     if origin is tuple:
-        assert isinstance(raw, list), raw
-        return tuple(_decode(typing.get_args(kind)[0], item) for item in raw)
+        item = _decoder(typing.get_args(kind)[0])
+        return lambda raw: tuple(item(each) for each in _expect(raw, list))
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
-        assert isinstance(raw, dict), raw
-        hints = typing.get_type_hints(kind)
-        built: object = kind(**{name: _decode(hints[name], item) for name, item in raw.items()})
-        return built
+        fields = {name: _decoder(hint) for name, hint in typing.get_type_hints(kind).items()}
+        cls: Callable[..., object] = kind
+        return lambda raw: cls(
+            **{name: fields[name](value) for name, value in _expect(raw, dict).items()}
+        )
     if kind is bytes:
-        assert isinstance(raw, str), raw
-        return bytes.fromhex(raw)
-    assert isinstance(raw, kind), (kind, raw)
+        return lambda raw: bytes.fromhex(_expect(raw, str))
+    return lambda raw: _expect(raw, kind)
+
+
+def _expect(raw: object, kind: type[E]) -> E:
+    if not isinstance(raw, kind):
+        raise ValueError(f"expected {kind.__name__}, got {raw!r:.80}")
     return raw

@@ -29,6 +29,7 @@ from sim.history import (
     CommittedOffsetRead,
     FaultInjected,
     GroupGeneration,
+    History,
     ObservedRecord,
     OffsetCommitted,
     ProduceAttempt,
@@ -255,6 +256,8 @@ MODEL_SETTINGS = settings(
 def test_clean_model_histories_pass_every_checker(steps: list[tuple[object, ...]]) -> None:
     model = run_model(steps)
     assert check_all(model.script.history) == []
+    text = model.script.history.to_jsonl()
+    assert History.from_jsonl(text).to_jsonl() == text
 
 
 # -- anomalies -------------------------------------------------------------------
