@@ -44,6 +44,7 @@ from streamhouse.io.sql_schema import (
     flush_outcomes,
     objects,
     partitions,
+    retired_epochs,
     segments,
     topics,
 )
@@ -458,19 +459,37 @@ def _insert_topic(conn: Connection, record: TopicRecord) -> TopicRecord:
         conn.execute(insert(topics).values(values))
     except IntegrityError as exc:  # created concurrently since the check above
         raise TopicAlreadyExists(f"topic {record.name!r} already exists") from exc
-    conn.execute(
-        insert(partitions),
-        [_new_partition_row(record.name, index) for index in range(record.partition_count)],
-    )
+    _insert_partitions(conn, record.name, range(record.partition_count))
     return record
 
 
-def _new_partition_row(topic: str, partition: int) -> dict[str, Any]:
+def _insert_partitions(conn: Connection, topic: str, indexes: range) -> None:
+    """New partitions start at the epoch a deleted namesake ended at, so an agent still holding
+    a lease on the deleted topic can never match an epoch of the new one."""
+    retired = select(retired_epochs).where(retired_epochs.c.topic == topic)
+    floors = {row.partition: row.leader_epoch for row in conn.execute(retired)}
+    rows = [_new_partition_row(topic, index, floors.get(index, 0)) for index in indexes]
+    conn.execute(insert(partitions), rows)
+
+
+def _retire_epochs(conn: Connection, topic: str) -> None:
+    """Remember where each partition's epoch ended (plus one) before the topic goes."""
+    ended = conn.execute(select(partitions).where(partitions.c.topic == topic))
+    rows = [
+        {"topic": topic, "partition": row.partition, "leader_epoch": row.leader_epoch + 1}
+        for row in ended
+    ]
+    conn.execute(delete(retired_epochs).where(retired_epochs.c.topic == topic))
+    if rows:
+        conn.execute(insert(retired_epochs), rows)
+
+
+def _new_partition_row(topic: str, partition: int, leader_epoch: int) -> dict[str, Any]:
     return {
         "topic": topic,
         "partition": partition,
         "leader_agent": None,
-        "leader_epoch": 0,
+        "leader_epoch": leader_epoch,
         "lease_expires_ms": 0,
         "durable_end_offset": 0,
         "log_start_offset": 0,
@@ -491,6 +510,7 @@ def _delete_topic(conn: Connection, name: str) -> None:
         .order_by(partitions.c.partition)
         .with_for_update()
     ).all()
+    _retire_epochs(conn, name)
     conn.execute(delete(segments).where(segments.c.topic == name))
     conn.execute(delete(committed_offsets).where(committed_offsets.c.topic == name))
     conn.execute(delete(partitions).where(partitions.c.topic == name))
@@ -514,10 +534,7 @@ def _add_partitions(conn: Connection, name: str, new_total: int) -> TopicRecord:
             f"asked for {new_total}, which is not more"
         )
     conn.execute(update(topics).where(topics.c.name == name).values(partition_count=new_total))
-    conn.execute(
-        insert(partitions),
-        [_new_partition_row(name, index) for index in range(topic.partition_count, new_total)],
-    )
+    _insert_partitions(conn, name, range(topic.partition_count, new_total))
     return TopicRecord(name, new_total, topic.configs, topic.created_ms)
 
 

@@ -56,6 +56,14 @@ partitions = Table(
     Column("log_start_offset", BigInteger, nullable=False),
 )
 
+retired_epochs = Table(
+    "retired_epochs",
+    metadata,
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("leader_epoch", BigInteger, nullable=False),  # the first epoch a namesake may use
+)
+
 objects = Table(
     "objects",
     metadata,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 
 from sim.metadata import SimMetadataStore
 from streamhouse.errors import (
@@ -156,6 +157,21 @@ def test_delete_topic_removes_partitions_and_segments(store: MetadataStore) -> N
     run(store.create_topic("orders", 1, {}, T0_MS))
     assert run(store.list_segments(TP0)) == []
     assert run(store.get_partition(TP0)).durable_end_offset == 0
+
+
+def test_a_recreated_topic_never_reuses_an_epoch(store: MetadataStore) -> None:
+    orders_led_by_a(store)  # agent-a holds both partitions at epoch 1
+    run(store.delete_topic("orders"))
+    run(store.create_topic("orders", 3, {}, T0_MS))
+    run(store.add_partitions("orders", 4))
+    lease = run(store.acquire_lease(TP0, "agent-b", T0_MS, TTL_MS))
+    assert lease is not None and lease.epoch > 1
+    assert run(store.get_partition(TP1)).leader_epoch >= 2
+    assert run(store.get_partition(TopicPartition("orders", 3))).leader_epoch == 0
+    # agent-a still believes in epoch 1 of the old topic: its flush must be fenced.
+    outcome = run(store.commit_flush(flush("obj-stale", {TP0: 1}, [(TP0, 0, 4)])))
+    assert outcome.fenced == frozenset({TP0}) and not outcome.committed
+    assert run(store.list_segments(TP0)) == []
 
 
 def test_delete_unknown_topic_raises(store: MetadataStore) -> None:
@@ -579,7 +595,8 @@ def test_sqlite_reopen_keeps_data_and_migrations_are_idempotent(tmp_path: Path) 
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
         journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     engine.dispose()
-    assert [row[0] for row in versions] == ["0002"]
+    head = ScriptDirectory.from_config(alembic_config(url=url)).get_current_head()
+    assert [row[0] for row in versions] == [head]
     assert journal_mode == "wal"
 
 

@@ -118,6 +118,7 @@ class MetadataMachine(RuleBasedStateMachine):
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[TopicPartition, PartitionModel] = {}
         self.flushes: dict[str, tuple[FlushCommit, FlushOutcome]] = {}
+        self.retired_epochs: dict[TopicPartition, int] = {}
         self.offsets: dict[str, dict[TopicPartition, CommittedOffset]] = {g: {} for g in GROUPS}
 
     def draw_tp(self, data: st.DataObject) -> TopicPartition:
@@ -148,7 +149,8 @@ class MetadataMachine(RuleBasedStateMachine):
         assert record == TopicRecord(name, count, configs, self.now_ms)
         self.topics[name] = record
         for partition in range(count):
-            self.partitions[TopicPartition(name, partition)] = PartitionModel()
+            tp = TopicPartition(name, partition)
+            self.partitions[tp] = PartitionModel(leader_epoch=self.retired_epochs.get(tp, 0))
 
     @rule(name=st.sampled_from(TOPICS))
     def delete_topic(self, name: str) -> None:
@@ -159,7 +161,8 @@ class MetadataMachine(RuleBasedStateMachine):
         run(self.store.delete_topic(name))
         del self.topics[name]
         for tp in [tp for tp in self.partitions if tp.topic == name]:
-            del self.partitions[tp]
+            # a namesake created later continues above this epoch: stale leases never match
+            self.retired_epochs[tp] = self.partitions.pop(tp).leader_epoch + 1
             for group_offsets in self.offsets.values():
                 group_offsets.pop(tp, None)
 
