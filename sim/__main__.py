@@ -18,7 +18,7 @@ import sys
 import traceback
 
 from sim.loop import hash_seed_fixed
-from sim.smoke import FAULTY_NETWORK, SmokeOptions, run_smoke
+from sim.smoke import SmokeOptions, run_smoke
 
 EXIT_CRASH = 127
 EXIT_CORRECTNESS = 129
@@ -31,15 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     run = commands.add_parser("run", help="run the smoke workload for one seed")
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--trace", action="store_true", help="print every trace line")
-    run.add_argument("--faulty-network", action="store_true", help="delay, reset and clog")
+    run.add_argument(
+        "--faulty-network", action="store_true", help="delay, reset, clog and partition"
+    )
     run.add_argument("--records", type=int, default=SmokeOptions(0).records_per_ack_mode)
     args = parser.parse_args(argv)
 
-    options = SmokeOptions(
-        seed=args.seed,
-        records_per_ack_mode=args.records,
-        faults=FAULTY_NETWORK if args.faulty_network else SmokeOptions(0).faults,
-    )
+    if args.faulty_network:
+        options = SmokeOptions.faulty(args.seed, args.records)
+    else:
+        options = SmokeOptions(args.seed, args.records)
     print(f"sim run {options.describe()}", flush=True)
     logging.basicConfig(level=logging.CRITICAL)  # clients log their retries; the trace tells
     try:

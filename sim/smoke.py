@@ -4,7 +4,9 @@ The agent is the real composition (`assemble_broker`: Kafka listener, LogStore,
 WAL, flusher) on the simulator's ports: SimDisk, SimObjectStore,
 SimMetadataStore, a LoopClock and a SeededRng, listening on the simulated
 network. An aiokafka producer on another virtual host sends records with
-acks=1 and acks=all, an aiokafka consumer reads every partition back, and
+acks=1 and acks=all, an aiokafka consumer reads every partition back (with
+the faulty options the network delays, splits, resets and clogs, and the
+client is cut from the agent for a while), and
 the result checks that every acknowledged record came back byte for byte, at
 the offset it was acknowledged at, and that each partition's offsets are
 unique and increasing. The trace records every network delivery, every
@@ -47,6 +49,8 @@ CLIENT_START_ATTEMPTS_MAX = 20
 CLIENT_START_BACKOFF_MS = 500
 T = TypeVar("T")
 
+CUT_AT_MS_MAX = 2_000
+CUT_MS_MAX = 8_000  # well within the clients' request timeout: they ride it out
 # Faults of the smoke's "faulty network" run: bounded delay, occasional resets and clogs.
 FAULTY_NETWORK = NetworkFaults(
     delay_ms_min=1,
@@ -66,11 +70,27 @@ class SmokeOptions:
     records_per_ack_mode: int = 60
     partition_count: int = 2
     faults: NetworkFaults = field(default_factory=NetworkFaults)
+    # client and agent cut apart from this virtual time, for cut_ms (None: never)
+    cut_at_ms: int | None = None
+    cut_ms: int = 0
+
+    @classmethod
+    def faulty(cls, seed: int, records_per_ack_mode: int = 60) -> SmokeOptions:
+        """The faulty network, and one partition whose start and length the seed draws."""
+        draw = SeededRng(seed).fork("options")
+        return cls(
+            seed,
+            records_per_ack_mode,
+            faults=FAULTY_NETWORK,
+            cut_at_ms=draw.randint(0, CUT_AT_MS_MAX),
+            cut_ms=draw.randint(1, CUT_MS_MAX),
+        )
 
     def describe(self) -> str:
         return (
             f"seed={self.seed} records_per_ack_mode={self.records_per_ack_mode} "
-            f"partition_count={self.partition_count} faults={self.faults}"
+            f"partition_count={self.partition_count} cut_at_ms={self.cut_at_ms} "
+            f"cut_ms={self.cut_ms} faults={self.faults}"
         )
 
 
@@ -126,10 +146,25 @@ async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: S
     try:
         await on_host(AGENT_HOST, broker.log.create_topic(TOPIC, options.partition_count))
         records = _records(rng.fork("workload"), clock.now_ms(), options)
+        nemesis = asyncio.ensure_future(_cut(loop, clock, options))
         with pinned_aiokafka(clock, rng.fork("client")):
             await on_host(CLIENT_HOST, _client(records, options, result))
+        nemesis.cancel()
+        assert loop.network is not None
+        loop.network.heal()
     finally:
         await on_host(AGENT_HOST, broker.close())
+
+
+async def _cut(loop: SimLoop, clock: LoopClock, options: SmokeOptions) -> None:
+    """Partition the client from the agent for a while, if the options say so."""
+    if options.cut_at_ms is None:
+        return
+    assert loop.network is not None
+    await clock.sleep_ms(options.cut_at_ms)
+    loop.network.partition(CLIENT_HOST, AGENT_HOST)
+    await clock.sleep_ms(options.cut_ms)
+    loop.network.heal()
 
 
 def _records(rng: SeededRng, start_ms: int, options: SmokeOptions) -> list[Record]:

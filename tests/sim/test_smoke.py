@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim.smoke import FAULTY_NETWORK, SmokeOptions, run_smoke
+from sim.smoke import SmokeOptions, run_smoke
 
 REPO = Path(__file__).resolve().parents[2]
 FAULTY_SEEDS = range(1, 9)
@@ -26,10 +26,10 @@ def test_acks_1_and_all_come_back_byte_exact() -> None:
     assert "net.deliver" in lines and "client.ack acks=all" in lines
 
 
-def test_clients_retry_through_delays_resets_and_clogs() -> None:
+def test_clients_retry_through_delays_resets_clogs_and_a_partition() -> None:
     resets = 0
     for seed in FAULTY_SEEDS:
-        result = run_smoke(SmokeOptions(seed=seed, faults=FAULTY_NETWORK))
+        result = run_smoke(SmokeOptions.faulty(seed))
         assert result.problems == [], (seed, result.problems)
         assert result.acked + result.unacked == 2 * SmokeOptions(seed).records_per_ack_mode
         assert result.consumed >= result.acked
