@@ -82,3 +82,12 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     yield running
     if running.process.poll() is None:
         assert running.stop() == 0
+
+
+@pytest.fixture
+def group_agent(tmp_path: Path) -> Iterator[Agent]:
+    """An agent whose new groups wait only briefly for more members before generation 1."""
+    running = start_agent(tmp_path / "data", "--group-initial-rebalance-delay-ms", "300")
+    yield running
+    if running.process.poll() is None:
+        assert running.stop() == 0

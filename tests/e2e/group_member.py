@@ -27,6 +27,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 SESSION_TIMEOUT_MS = 6_000
@@ -81,6 +82,27 @@ def log_batch(log: Log, records: list[tuple[int, int]]) -> dict[int, int]:
     return to_commit
 
 
+def poll_and_commit(
+    log: Log,
+    poll: Callable[[], list[tuple[int, int]]],
+    commit: Callable[[dict[int, int]], None],
+    commit_errors: tuple[type[Exception], ...],
+) -> None:
+    """Until stopped: read a batch of (partition, offset), log it, commit it synchronously."""
+    stop = Stop()
+    while not stop:
+        records = poll()
+        if not records:
+            continue
+        to_commit = log_batch(log, records)
+        log.write("commit", offsets=to_commit)
+        try:
+            commit(to_commit)
+            log.write("committed", offsets=to_commit, ok=True)
+        except commit_errors as exc:
+            log.write("committed", offsets=to_commit, ok=False, err=repr(exc))
+
+
 # ---------------------------------------------------------------- confluent-kafka
 
 
@@ -114,23 +136,16 @@ def run_confluent(bootstrap: str, topic: str, group: str, name: str, log: Log) -
     def on_revoke(_consumer: Any, tps: list[Any]) -> None:
         log.write("revoked", parts=sorted(tp.partition for tp in tps))
 
-    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
-    stop = Stop()
-    while not stop:
+    def poll() -> list[tuple[int, int]]:
         messages = consumer.consume(num_messages=BATCH_RECORDS_MAX, timeout=POLL_S)
-        records = [(m.partition(), m.offset()) for m in messages if m.error() is None]
-        if not records:
-            continue
-        to_commit = log_batch(log, records)
-        log.write("commit", offsets=to_commit)
-        try:
-            consumer.commit(
-                offsets=[TopicPartition(topic, p, o) for p, o in to_commit.items()],
-                asynchronous=False,
-            )
-            log.write("committed", offsets=to_commit, ok=True)
-        except KafkaException as exc:
-            log.write("committed", offsets=to_commit, ok=False, err=str(exc))
+        return [(m.partition(), m.offset()) for m in messages if m.error() is None]
+
+    def commit(offsets: dict[int, int]) -> None:
+        tps = [TopicPartition(topic, p, o) for p, o in offsets.items()]
+        consumer.commit(offsets=tps, asynchronous=False)
+
+    consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
+    poll_and_commit(log, poll, commit, (KafkaException,))
     consumer.close()
     log.write("stopped")
 
@@ -164,25 +179,20 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, name: str, log: Log
             log.gen = consumer._coordinator._generation.generation_id
             log.write("assigned", parts=sorted(tp.partition for tp in assigned))
 
-    consumer.subscribe([topic], listener=Listener())
-    stop = Stop()
-    while not stop:
+    def poll() -> list[tuple[int, int]]:
         batches = consumer.poll(timeout_ms=int(POLL_S * 1000), max_records=BATCH_RECORDS_MAX)
-        records = [(m.partition, m.offset) for batch in batches.values() for m in batch]
-        if not records:
-            continue
-        to_commit = log_batch(log, records)
-        log.write("commit", offsets=to_commit)
-        try:
-            consumer.commit(
-                {
-                    KafkaTopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
-                    for p, o in to_commit.items()
-                }
-            )
-            log.write("committed", offsets=to_commit, ok=True)
-        except KafkaError as exc:
-            log.write("committed", offsets=to_commit, ok=False, err=repr(exc))
+        return [(m.partition, m.offset) for batch in batches.values() for m in batch]
+
+    def commit(offsets: dict[int, int]) -> None:
+        consumer.commit(
+            {
+                KafkaTopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                for p, o in offsets.items()
+            }
+        )
+
+    consumer.subscribe([topic], listener=Listener())
+    poll_and_commit(log, poll, commit, (KafkaError,))
     consumer.close(autocommit=False)
     log.write("stopped")
 

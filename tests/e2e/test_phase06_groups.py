@@ -21,16 +21,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.e2e.conftest import Agent, start_agent
+from tests.e2e.conftest import Agent
 
 TOPIC = "phase6"
 GROUP = "phase6-group"
@@ -180,14 +179,6 @@ class Filler:
 
 
 # ---------------------------------------------------------------- the scenario
-
-
-@pytest.fixture
-def group_agent(tmp_path: Path) -> Iterator[Agent]:
-    running = start_agent(tmp_path / "data", "--group-initial-rebalance-delay-ms", "1000")
-    yield running
-    if running.process.poll() is None:
-        assert running.stop() == 0
 
 
 def test_nine_members_of_three_clients_share_rebalance_and_resume(

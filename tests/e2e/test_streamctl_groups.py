@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
@@ -20,7 +18,7 @@ from typer.testing import CliRunner, Result
 
 from streamhouse.cli import groups as groups_cli
 from streamhouse.cli.streamctl import app
-from tests.e2e.conftest import Agent, start_agent
+from tests.e2e.conftest import Agent
 from tests.fixtures.moto_server import free_loopback_port
 
 TOPIC = "orders"
@@ -31,14 +29,6 @@ EXTRA_ON_PARTITION_1 = 5
 T0_MS = 1_700_000_000_000  # record i of partition 0 is stamped T0_MS + i seconds
 CONSUME_POLLS_MAX = 200
 WAIT_S = 10
-
-
-@pytest.fixture
-def group_agent(tmp_path: Path) -> Iterator[Agent]:
-    running = start_agent(tmp_path / "data", "--group-initial-rebalance-delay-ms", "100")
-    yield running
-    if running.process.poll() is None:
-        assert running.stop() == 0
 
 
 @pytest.fixture(autouse=True)
