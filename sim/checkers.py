@@ -147,13 +147,15 @@ class _Index:
             attempt = self.attempts.get(event.op)
             if attempt is not None and event.offset >= 0:
                 content: Content = (None, attempt.key, attempt.value)
-                self._sight(attempt.topic, attempt.partition, event.offset, content, event)
+                where = (attempt.topic, attempt.partition, event.offset)
+                self._sight(*where, content, event.leader_epoch, event)
         elif isinstance(event, ProduceFailed):
             self.failures.setdefault(event.op, event)
         elif isinstance(event, FetchObserved):
             self.fetches.append(event)
             for record in event.records:
-                self._sight(event.topic, event.partition, record.offset, _content(record), event)
+                where = (event.topic, event.partition, record.offset)
+                self._sight(*where, _content(record), record.leader_epoch, event)
         elif isinstance(event, TxnEnded):
             self.txn_ends[event.txn] = event
         elif isinstance(event, TopicCreated) and event.compacted:
@@ -167,11 +169,9 @@ class _Index:
         partition: int,
         offset: int,
         content: Content,
+        epoch: int | None,
         event: ProduceAcked | FetchObserved,
     ) -> None:
-        epoch = event.leader_epoch
-        if isinstance(event, FetchObserved):
-            epoch = next(r.leader_epoch for r in event.records if r.offset == offset)
         sighting = _Sighting(content, epoch, event.at_us, event)
         self.sightings[(topic, partition)].setdefault(offset, []).append(sighting)
 
@@ -221,8 +221,11 @@ class _HighWatermarks:
             self._requested[tp] = [fetch.requested_us for fetch in found]
             self._lowest_after[tp] = lowest[::-1]
 
-    def first_at_or_below(self, tp: TP, offset: int, after_us: int) -> FetchObserved | None:
-        """The earliest fetch requested after `after_us` told a high watermark <= `offset`."""
+    def first_at_or_below(
+        self, tp: TP, offset: int, after_us: int, epoch: int | None
+    ) -> FetchObserved | None:
+        """The earliest fetch requested after `after_us` that told a high watermark <= `offset`,
+        in leader epoch `epoch` or later (an older epoch's answer is a stale view, not a loss)."""
         if tp not in self._fetches:
             return None
         start = bisect.bisect_right(self._requested[tp], after_us)
@@ -230,9 +233,12 @@ class _HighWatermarks:
             return None
         for fetch in self._fetches[tp][start:]:
             assert fetch.high_watermark is not None
-            if fetch.high_watermark <= offset:
+            stale = (
+                epoch is not None and fetch.leader_epoch is not None and fetch.leader_epoch < epoch
+            )
+            if fetch.high_watermark <= offset and not stale:
                 return fetch
-        raise AssertionError("suffix minimum out of step")
+        return None
 
 
 _INDEXES: weakref.WeakKeyDictionary[History, tuple[int, _Index]] = weakref.WeakKeyDictionary()
@@ -349,7 +355,7 @@ def _loss_evidence(index: _Index, attempt: ProduceAttempt, ack: ProduceAcked) ->
         if sighting.content != mine and not older:
             why = f"{_where(*tp, ack.offset)} holds {_show(sighting.content)}"
             return _Loss(why, sighting.event, sighting.at_us, sighting.leader_epoch)
-    fetch = index.marks.first_at_or_below(tp, ack.offset, ack.at_us)
+    fetch = index.marks.first_at_or_below(tp, ack.offset, ack.at_us, ack.leader_epoch)
     if fetch is None:
         return None
     why = (

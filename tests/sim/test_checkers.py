@@ -152,6 +152,15 @@ def test_lost_acked_durable_write_is_flagged() -> None:
     assert flagged(script) == {"acked_durable"}
 
 
+def test_a_stale_leader_answer_is_not_a_loss() -> None:
+    script = Script()
+    script.produce(b"v0", 0, epoch=2, agent="a2")
+    # A reader still on the old leader (epoch 1) is told the old high watermark.
+    script.fetch(0, [], client="stale", epoch=1, high_watermark=0)
+    script.fetch(0, [(0, b"v0")], client="fresh", epoch=2, high_watermark=1)
+    assert flagged(script) == set()
+
+
 def test_acked_durable_missing_from_the_final_read_is_flagged() -> None:
     script = Script()
     three_acked(script)
