@@ -50,6 +50,16 @@ async def _serve_echo() -> asyncio.AbstractServer:
     return await on_host(SERVER, asyncio.start_server(_echo, SERVER, PORT))
 
 
+async def _connected_to_echo() -> tuple[
+    asyncio.AbstractServer, asyncio.StreamReader, asyncio.StreamWriter
+]:
+    """An echo server and a client connection past the server's greeting."""
+    server = await _serve_echo()
+    reader, writer = await asyncio.open_connection(SERVER, PORT)
+    assert await reader.readexactly(len(SERVER) + 1) == f"{SERVER}|".encode()
+    return server, reader, writer
+
+
 def test_bytes_arrive_in_order_and_intact_under_delay_and_split_reads() -> None:
     faults = NetworkFaults(delay_ms_min=1, delay_ms_max=50, split_rate=0.5)
 
@@ -119,9 +129,7 @@ def test_a_partition_times_connects_out_and_healing_lets_them_through() -> None:
 
 def test_an_established_connection_stalls_across_a_partition_then_resumes() -> None:
     async def main(loop: SimLoop, network: SimNetwork) -> bytes:
-        server = await _serve_echo()
-        reader, writer = await asyncio.open_connection(SERVER, PORT)
-        await reader.readexactly(len(SERVER) + 1)
+        server, reader, writer = await _connected_to_echo()
         network.partition(SERVER, "client")
         writer.write(b"ping")
         with pytest.raises(TimeoutError):
@@ -137,9 +145,7 @@ def test_an_established_connection_stalls_across_a_partition_then_resumes() -> N
 
 def test_a_partition_may_reset_established_connections() -> None:
     async def main(loop: SimLoop, network: SimNetwork) -> None:
-        server = await _serve_echo()
-        reader, writer = await asyncio.open_connection(SERVER, PORT)
-        await reader.readexactly(len(SERVER) + 1)
+        server, reader, writer = await _connected_to_echo()
         network.partition(SERVER, "client")
         with pytest.raises(ConnectionResetError):
             await reader.read(1)
@@ -151,9 +157,7 @@ def test_a_partition_may_reset_established_connections() -> None:
 
 def test_a_clogged_link_holds_deliveries_until_it_clears() -> None:
     async def main(loop: SimLoop, network: SimNetwork) -> int:
-        server = await _serve_echo()
-        reader, writer = await asyncio.open_connection(SERVER, PORT)
-        await reader.readexactly(len(SERVER) + 1)
+        server, reader, writer = await _connected_to_echo()
         network.clog("client", SERVER, 3_000)
         started_ns = loop.time_ns()
         writer.write(b"late")
