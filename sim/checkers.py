@@ -423,29 +423,34 @@ def _describe_ack(attempt: ProduceAttempt, ack: ProduceAcked) -> str:
 
 def check_acked_durable(history: History) -> list[Violation]:
     """acks=all records are never lost."""
-    index = _index(history)
-    found: list[Violation] = []
-    for attempt, ack in _acked(index, ACKS_ALL):
-        loss = _loss_evidence(index, attempt, ack)
-        if loss is not None:
-            message = f"{_describe_ack(attempt, ack)} was lost: {loss.why}"
-            found.append(Violation("acked_durable", message, (attempt, ack, loss.event)))
-    return found
+    return _lost_acks(history, ACKS_ALL, "acked_durable")
 
 
 def check_acked_leader(history: History) -> list[Violation]:
     """acks=1 records are lost only after a disk loss or fenced lease, visibly (epoch change)."""
+    return _lost_acks(history, ACKS_LEADER, "acked_leader")
+
+
+def _lost_acks(history: History, acks: int, checker: str) -> list[Violation]:
     index = _index(history)
     found: list[Violation] = []
-    for attempt, ack in _acked(index, ACKS_LEADER):
+    for attempt, ack in _acked(index, acks):
         loss = _loss_evidence(index, attempt, ack)
-        if loss is None:
-            continue
-        refusal = _leader_loss_excuse(index, attempt, ack, loss)
-        if refusal is not None:
-            message = f"{_describe_ack(attempt, ack)} was lost: {loss.why}; {refusal}"
-            found.append(Violation("acked_leader", message, (attempt, ack, loss.event)))
+        why = None if loss is None else _unexcused(index, attempt, ack, loss)
+        if loss is not None and why is not None:
+            message = f"{_describe_ack(attempt, ack)} was lost: {why}"
+            found.append(Violation(checker, message, (attempt, ack, loss.event)))
     return found
+
+
+def _unexcused(
+    index: _Index, attempt: ProduceAttempt, ack: ProduceAcked, loss: _Loss
+) -> str | None:
+    """Why losing this acked record breaks a promise, or None if its ack mode allows it."""
+    if attempt.acks != ACKS_LEADER:
+        return loss.why
+    refusal = _leader_loss_excuse(index, attempt, ack, loss)
+    return None if refusal is None else f"{loss.why}; {refusal}"
 
 
 # -- one value per offset --------------------------------------------------------
@@ -867,14 +872,9 @@ def check_final_reads(history: History) -> list[Violation]:
         if scan.read_committed and index.txn_visible(attempt) is not True:
             continue
         loss = _missing_from_scan(scan, scanned[tp], attempt, ack)
-        if loss is None:
+        why = None if loss is None else _unexcused(index, attempt, ack, loss)
+        if why is None:
             continue
-        why = loss.why
-        if attempt.acks == ACKS_LEADER:
-            refusal = _leader_loss_excuse(index, attempt, ack, loss)
-            if refusal is None:
-                continue
-            why = f"{why}; {refusal}"
         message = f"{_describe_ack(attempt, ack)} is not in the final read: {why}"
         found.append(Violation("final_reads", message, (attempt, ack, scan)))
     return found
