@@ -28,6 +28,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 ACKS_NONE = 0
@@ -263,7 +264,11 @@ class FaultInjected:
     """A fault the simulator injected on `agent` (kind: FAULT_*).
 
     `topic`/`partition` narrow a per-partition fault (a fenced lease);
-    `epoch` is the lease epoch that was fenced, if known.
+    `epoch` is the lease epoch that was fenced, if known. Only FAULT_DISK_LOSS
+    and FAULT_LEASE_FENCED excuse losing acks=1 data, so the simulator must
+    record FAULT_LEASE_FENCED whenever a partition's lease moves away from an
+    agent that may still hold unflushed data (it was paused, cut off or
+    crashed past its lease), not only the pause or crash that caused it.
     """
 
     at_us: int
@@ -368,6 +373,14 @@ class History:
             if line.strip():
                 history.append(event_from_json(line))
         return history
+
+    def save(self, path: Path) -> None:
+        """Write the JSON lines to `path` (a reproduction file or trace)."""
+        path.write_text(self.to_jsonl(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> History:
+        return cls.from_jsonl(path.read_text(encoding="utf-8"))
 
 
 def event_to_json(event: Event) -> str:

@@ -7,6 +7,8 @@ allows, must pass every checker.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sim.checkers import (
     Violation,
     check_all,
@@ -140,6 +142,25 @@ def test_histories_round_trip_through_json_lines() -> None:
     assert again.to_jsonl() == text
     assert check_all(again) == check_all(script.history) != []
     assert again.new_op() == 4
+
+
+def test_histories_save_and_load(tmp_path: Path) -> None:
+    script = Script()
+    three_acked(script)
+    path = tmp_path / "seed-7.history.jsonl"
+    script.history.save(path)
+    assert History.load(path).events == script.history.events
+
+
+def test_unknown_transaction_outcomes_are_not_held_against_the_run() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.fetch(0, [(0, b"t0")], client="plain")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=None))
+    script.fetch(0, [(0, b"t0")], read_committed=True)
+    script.produce(b"t1", 1, txn=2, client="txp")
+    script.fetch(1, [(1, b"t1")], read_committed=True, client="rc2")
+    assert flagged(script) == set()
 
 
 # -- anomalies -------------------------------------------------------------------
@@ -443,6 +464,12 @@ def test_liveness_needs_an_ack_and_a_read_after_healing() -> None:
     late.produce(b"too late", 0)
     late.fetch(0, [(0, b"too late")])
     assert {v.checker for v in check_all(late.history, liveness_bound_ms=1)} == {"liveness"}
+
+
+def test_a_liveness_bound_without_a_healing_phase_is_a_history_error() -> None:
+    script = Script()
+    three_acked(script)
+    assert [v.checker for v in check_all(script.history, liveness_bound_ms=10)] == ["history"]
 
 
 def test_exit_codes_rank_crash_correctness_liveness() -> None:
