@@ -4,13 +4,15 @@ Prints the seed and every option first, then (with --trace) the trace as it
 happens, then a summary. Exit codes follow the simulator's convention:
 0 passed, 127 the simulation crashed, 129 a correctness check failed.
 
-String hashing must not vary between runs of one seed, so when
-PYTHONHASHSEED is not set the runner re-executes itself with it fixed.
+String hashing and object addresses must not vary between runs of one seed,
+so the runner re-executes itself with PYTHONHASHSEED fixed and, on Linux,
+address-space randomisation off.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -23,6 +25,8 @@ from sim.smoke import SmokeOptions, run_smoke
 EXIT_CRASH = 127
 EXIT_CORRECTNESS = 129
 PINNED_HASH_SEED = "0"
+ADDR_NO_RANDOMIZE = 0x0040000  # Linux personality flag
+PERSONALITY_QUERY = 0xFFFFFFFF
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_CORRECTNESS if result.problems else 0
 
 
+def _addresses_fixed() -> bool:
+    """Turn off address-space randomisation for the next exec, where Linux allows it:
+    sets of objects hash by address, so their order follows the addresses. Returns
+    whether this process already runs without it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = libc.personality(PERSONALITY_QUERY)
+        if current < 0 or current & ADDR_NO_RANDOMIZE:
+            return True  # unsupported, or already off
+        libc.personality(current | ADDR_NO_RANDOMIZE)
+        return False
+    except (OSError, AttributeError):
+        return True
+
+
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the output quietly
-    if not hash_seed_fixed():
-        os.environ["PYTHONHASHSEED"] = PINNED_HASH_SEED
+    if not hash_seed_fixed() or not _addresses_fixed():
+        os.environ.setdefault("PYTHONHASHSEED", PINNED_HASH_SEED)
         os.execv(sys.executable, [sys.executable, "-m", "sim", *sys.argv[1:]])
     sys.exit(main())
