@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from streamhouse.config import Settings
 from streamhouse.engine.waiting import sleep_or_until
-from streamhouse.errors import ErrorCode
+from streamhouse.errors import ErrorCode, StorageError
 from streamhouse.log.group_state import (
     Effects,
     Group,
@@ -360,7 +360,8 @@ class GroupCoordinator:
     async def _run_retention(self) -> None:
         while True:
             await self._clock.sleep_ms(self._settings.offsets_retention_check_interval_ms)
-            await self.expire_offsets()
+            with contextlib.suppress(StorageError):  # the metadata store is down: next round
+                await self.expire_offsets()
 
     # --- inspection and deletion ---------------------------------------------------------
 

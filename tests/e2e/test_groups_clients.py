@@ -85,6 +85,26 @@ def test_confluent_commits_and_resumes(group_agent: Agent) -> None:
     second.close()
 
 
+def test_committed_offsets_survive_a_restart(tmp_path: Path) -> None:
+    running = start_agent(tmp_path / "data", *FAST_GROUPS)
+    _topic(running.bootstrap, "cg-restart", 2)
+    first = _confluent(running.bootstrap, "g-restart")
+    first.subscribe(["cg-restart"])
+    seen = _poll_values(first, HALF)
+    first.commit(asynchronous=False)
+    first.close()
+    assert running.stop() == 0
+    again = start_agent(tmp_path / "data", *FAST_GROUPS)
+    try:
+        second = _confluent(again.bootstrap, "g-restart")
+        second.subscribe(["cg-restart"])
+        rest = _poll_values(second, RECORDS - HALF)
+        second.close()
+    finally:
+        assert again.stop() == 0
+    assert sorted(seen + rest) == list(range(RECORDS))
+
+
 def test_kafka_python_commits_and_resumes(group_agent: Agent) -> None:
     _topic(group_agent.bootstrap, "cg-kp", 1)
 
