@@ -21,7 +21,8 @@ acked_leader  A record acked with acks=1 is lost only when allowed: evidence of
 one_value     No two different contents (key, value, or control kind) at one
               offset, across all readers, acks and time -- except across two
               known, different leader epochs after a disk loss or fenced lease
-              (truncation of unreplicated data, seen via the epoch).
+              (truncation of unreplicated data, seen via the epoch), or, with an
+              epoch unknown, when such a fault fell between the two sightings.
 reader_offsets Within one fetch, delivered offsets rise strictly from the fetch
               offset (never backwards, never repeated). Every offset skipped
               between the fetch offset and the position after the fetch is
@@ -31,11 +32,16 @@ reader_offsets Within one fetch, delivered offsets rise strictly from the fetch
               writes -- an offset nobody saw (a control record may sit there).
               A skipped offset known to hold a record the reader should get is a
               violation, and so is any unexplained skip on other partitions.
+              What an offset holds is what was seen there in the latest epoch;
+              if that may have been truncated before the fetch (a disk loss or
+              fenced lease since), the offset counts as unseen.
 watermarks    In each response log_start <= HW, LSO <= HW and records lie in
               [log_start, HW). Per reader and partition, over its fetches in
               history order that carry the same known current leader epoch,
               HW, LSO and log start never decrease. (A new leader may start
-              lower: unreplicated tail data can be lost on failover.)
+              lower: unreplicated tail data can be lost on failover.) Fetches
+              without a known epoch count as one epoch while no fault at all
+              is injected between them (the leader cannot have changed).
 idempotence   An idempotent op (or a producer id/epoch/sequence) appears at one
               offset at most, not counting offsets whose content was replaced.
 read_committed A read_committed fetch never delivers a data record of an aborted
@@ -133,6 +139,7 @@ class _Index:
         for event in history:
             self._add(event)
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
+        self.fault_times_us = sorted(fault.at_us for fault in self.faults)
         self.marks = _HighWatermarks(self.fetches)
 
     def _add(self, event: Event) -> None:
@@ -190,6 +197,15 @@ class _Index:
             ):
                 return fault
         return None
+
+    def truncation_between(self, topic: str, partition: int, low_us: int, high_us: int) -> bool:
+        """Whether a disk loss or fenced lease (covering the partition) fell in [low, high]."""
+        return any(
+            fault.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)
+            and low_us <= fault.at_us <= high_us
+            and _fault_covers(fault, topic, partition)
+            for fault in self.faults
+        )
 
     def txn_visible(self, attempt: ProduceAttempt) -> bool | None:
         """Whether a transactional record is committed: True, False (aborted), None (unknown)."""
@@ -347,11 +363,12 @@ def _loss_evidence(index: _Index, attempt: ProduceAttempt, ack: ProduceAcked) ->
     tp = (attempt.topic, attempt.partition)
     mine: Content = (None, attempt.key, attempt.value)
     for sighting in index.sightings[tp].get(ack.offset, []):
-        older = (
-            sighting.leader_epoch is not None
-            and ack.leader_epoch is not None
-            and sighting.leader_epoch < ack.leader_epoch
-        )
+        if sighting.leader_epoch is not None and ack.leader_epoch is not None:
+            older = sighting.leader_epoch < ack.leader_epoch
+        else:
+            older = sighting.at_us < attempt.at_us and index.truncation_between(
+                *tp, sighting.at_us, ack.at_us
+            )
         if sighting.content != mine and not older:
             why = f"{_where(*tp, ack.offset)} holds {_show(sighting.content)}"
             return _Loss(why, sighting.event, sighting.at_us, sighting.leader_epoch)
@@ -360,7 +377,7 @@ def _loss_evidence(index: _Index, attempt: ProduceAttempt, ack: ProduceAcked) ->
         return None
     why = (
         f"{fetch.client} fetched at {fetch.requested_us}us (after the ack) and was told "
-        f"high watermark {fetch.high_watermark}"
+        f"high watermark {fetch.high_watermark} (truncated, or a deposed leader answered)"
     )
     return _Loss(why, fetch, fetch.at_us, fetch.leader_epoch)
 
@@ -486,12 +503,13 @@ def _first_clash(
         for other in sightings:
             if other.content == sighting.content or other.at_us < sighting.at_us:
                 continue
-            truncated = (
-                sighting.leader_epoch is not None
-                and other.leader_epoch is not None
-                and sighting.leader_epoch != other.leader_epoch
-                and index.truncation_fault(topic, partition, other.at_us) is not None
-            )
+            if sighting.leader_epoch is not None and other.leader_epoch is not None:
+                truncated = (
+                    sighting.leader_epoch != other.leader_epoch
+                    and index.truncation_fault(topic, partition, other.at_us) is not None
+                )
+            else:
+                truncated = index.truncation_between(topic, partition, sighting.at_us, other.at_us)
             if not truncated:
                 return sighting, other
     return None
@@ -580,19 +598,21 @@ def _current_contents(
     index: _Index, tp: TP, fetch: FetchObserved, sightings: list[_Sighting]
 ) -> list[Content]:
     """What may sit at an offset as `fetch` saw the log: the contents of its highest known
-    leader epoch (and of unknown epoch). Contents of epochs older than the fetch's may
-    have been truncated if a disk loss or fenced lease happened before it: then none."""
-    epochs = [s.leader_epoch for s in sightings if s.leader_epoch is not None]
-    latest = max(epochs, default=None)
-    truncated = (
-        latest is not None
-        and fetch.leader_epoch is not None
-        and latest < fetch.leader_epoch
-        and index.truncation_fault(*tp, fetch.at_us) is not None
-    )
-    if truncated:
-        return []
-    return [s.content for s in sightings if s.leader_epoch in (None, latest)]
+    leader epoch, or none if they may have been truncated by a disk loss or fenced lease
+    before the fetch (all seen in older epochs than the fetch's or, with epochs unknown,
+    all seen before that fault)."""
+    epochs = [s.leader_epoch for s in sightings]
+    if fetch.leader_epoch is not None and None not in epochs:
+        latest = max(epoch for epoch in epochs if epoch is not None)
+        truncated = (
+            latest < fetch.leader_epoch and index.truncation_fault(*tp, fetch.at_us) is not None
+        )
+        current = [s.content for s in sightings if s.leader_epoch == latest]
+    else:
+        seen_us = max(s.at_us for s in sightings)
+        truncated = index.truncation_between(*tp, seen_us + 1, fetch.at_us)
+        current = [s.content for s in sightings]
+    return [] if truncated else current
 
 
 def _skippable(index: _Index, tp: TP, fetch: FetchObserved, content: Content) -> bool:
@@ -608,12 +628,15 @@ def check_watermarks(history: History) -> list[Violation]:
     """Per response: log_start <= LSO <= HW, records inside; per reader and epoch: no regress."""
     index = _index(history)
     found: list[Violation] = []
-    highest: dict[tuple[str, str, int, int], dict[str, int]] = defaultdict(dict)
+    highest: dict[tuple[str, str, int, str], dict[str, int]] = defaultdict(dict)
     for fetch in index.fetches:
         found += _response_bounds(fetch)
-        if fetch.leader_epoch is None:
-            continue
-        seen = highest[(fetch.client, fetch.topic, fetch.partition, fetch.leader_epoch)]
+        if fetch.leader_epoch is not None:
+            span = f"within leader epoch {fetch.leader_epoch}"
+        else:
+            faults = bisect.bisect_right(index.fault_times_us, fetch.requested_us)
+            span = f"with no fault injected in between (leader epoch unknown; {faults} before)"
+        seen = highest[(fetch.client, fetch.topic, fetch.partition, span)]
         marks = {
             "high watermark": fetch.high_watermark,
             "last stable offset": fetch.last_stable_offset,
@@ -625,8 +648,7 @@ def check_watermarks(history: History) -> list[Violation]:
             if value < seen.get(name, value):
                 message = (
                     f"{fetch.client} saw the {name} of {_where(fetch.topic, fetch.partition)} "
-                    f"go back from {seen[name]} to {value} within leader epoch "
-                    f"{fetch.leader_epoch} (t={fetch.at_us}us)"
+                    f"go back from {seen[name]} to {value} {span} (t={fetch.at_us}us)"
                 )
                 found.append(Violation("watermarks", message, (fetch,)))
             seen[name] = max(value, seen.get(name, value))

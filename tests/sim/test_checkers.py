@@ -88,6 +88,30 @@ def test_acks1_loss_after_a_fenced_lease_passes() -> None:
     assert check_all(script.history) == []
 
 
+def test_acks1_truncation_seen_by_clients_without_epochs_passes() -> None:
+    script = Script()
+    script.produce(b"lost", 0, acks=ACKS_LEADER, epoch=None, agent=None)
+    script.fetch(0, [(0, b"lost")], epoch=None, high_watermark=1)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.fetch(0, [], epoch=None, high_watermark=0)
+    script.produce(b"new", 0, epoch=None, agent=None)
+    script.scan([(0, b"new")], end_offset=1, epoch=None)
+    assert check_all(script.history) == []
+
+
+def test_without_epochs_a_fault_free_span_is_one_epoch() -> None:
+    script = Script()
+    script.fetch(0, [], epoch=None, high_watermark=5)
+    script.fetch(0, [], epoch=None, high_watermark=4)
+    assert flagged(script) == {"watermarks"}
+    script = Script()
+    script.attempt(b"x")
+    script.attempt(b"y")
+    script.fetch(0, [(0, b"x")], epoch=None)
+    script.fetch(0, [(0, b"y")], epoch=None)
+    assert flagged(script) == {"one_value"}
+
+
 def test_gaps_from_control_records_pass() -> None:
     script = Script()
     script.produce(b"t0", 0, txn=1, client="txp")
