@@ -140,6 +140,11 @@ class _Index:
             self._add(event)
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
         self.fault_times_us = sorted(fault.at_us for fault in self.faults)
+        self.truncations = sorted(
+            (f for f in self.faults if f.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)),
+            key=lambda fault: fault.at_us,
+        )
+        self.truncation_times_us = [fault.at_us for fault in self.truncations]
         self.marks = _HighWatermarks(self.fetches)
 
     def _add(self, event: Event) -> None:
@@ -200,12 +205,9 @@ class _Index:
 
     def truncation_between(self, topic: str, partition: int, low_us: int, high_us: int) -> bool:
         """Whether a disk loss or fenced lease (covering the partition) fell in [low, high]."""
-        return any(
-            fault.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)
-            and low_us <= fault.at_us <= high_us
-            and _fault_covers(fault, topic, partition)
-            for fault in self.faults
-        )
+        first = bisect.bisect_left(self.truncation_times_us, low_us)
+        last = bisect.bisect_right(self.truncation_times_us, high_us)
+        return any(_fault_covers(fault, topic, partition) for fault in self.truncations[first:last])
 
     def txn_visible(self, attempt: ProduceAttempt) -> bool | None:
         """Whether a transactional record is committed: True, False (aborted), None (unknown)."""
@@ -363,13 +365,15 @@ def _loss_evidence(index: _Index, attempt: ProduceAttempt, ack: ProduceAcked) ->
     tp = (attempt.topic, attempt.partition)
     mine: Content = (None, attempt.key, attempt.value)
     for sighting in index.sightings[tp].get(ack.offset, []):
+        if sighting.content == mine:
+            continue
         if sighting.leader_epoch is not None and ack.leader_epoch is not None:
             older = sighting.leader_epoch < ack.leader_epoch
         else:
             older = sighting.at_us < attempt.at_us and index.truncation_between(
                 *tp, sighting.at_us, ack.at_us
             )
-        if sighting.content != mine and not older:
+        if not older:
             why = f"{_where(*tp, ack.offset)} holds {_show(sighting.content)}"
             return _Loss(why, sighting.event, sighting.at_us, sighting.leader_epoch)
     fetch = index.marks.first_at_or_below(tp, ack.offset, ack.at_us, ack.leader_epoch)
