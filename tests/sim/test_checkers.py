@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sim.checkers import (
     Violation,
     check_all,
@@ -424,25 +426,24 @@ def test_acks1_loss_without_a_fault_is_flagged() -> None:
     assert flagged(script) == {"acked_leader", "final_reads"}
 
 
-def test_acks1_loss_after_a_fault_on_another_agent_is_flagged() -> None:
+@pytest.mark.parametrize(
+    ("fault_agent", "seen_epoch", "flags", "reason"),
+    [
+        ("a2", 2, {"acked_leader"}, "no disk loss or fenced lease on a1"),
+        ("a1", 1, {"acked_leader", "one_value"}, "no leader-epoch change"),
+    ],
+)
+def test_acks1_loss_needs_a_fault_on_its_agent_and_an_epoch_change(
+    fault_agent: str, seen_epoch: int, flags: set[str], reason: str
+) -> None:
     script = Script()
     script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
-    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a2"))
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, fault_agent))
     script.attempt(b"other")
-    script.fetch(0, [(0, b"other")], epoch=2)
+    script.fetch(0, [(0, b"other")], epoch=seen_epoch)
+    assert flagged(script) == flags
     (violation,) = [v for v in check_all(script.history) if v.checker == "acked_leader"]
-    assert "no disk loss or fenced lease on a1" in violation.message
-
-
-def test_acks1_loss_without_an_epoch_change_is_flagged() -> None:
-    script = Script()
-    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
-    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
-    script.attempt(b"other")
-    script.fetch(0, [(0, b"other")], epoch=1)
-    assert flagged(script) == {"acked_leader", "one_value"}
-    (violation,) = [v for v in check_all(script.history) if v.checker == "acked_leader"]
-    assert "no leader-epoch change" in violation.message
+    assert reason in violation.message
 
 
 def test_disk_loss_before_the_write_does_not_excuse_it() -> None:
