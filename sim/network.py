@@ -113,6 +113,7 @@ class _Endpoint:
     lost: bool = False  # connection_lost was called
     write_high_bytes: int = WRITE_BUFFER_HIGH_BYTES  # pause_writing above this in flight
     write_low_bytes: int = WRITE_BUFFER_LOW_BYTES  # resume_writing at or below this
+    outgoing: _Direction | None = None  # what this side sent, in flight
 
 
 @dataclass
@@ -133,11 +134,12 @@ class _Connection:
     number: int
     client: _Endpoint
     server: _Endpoint
-    outgoing: dict[int, _Direction] = field(default_factory=dict)  # id(endpoint) -> direction
     reset: bool = False
 
-    def direction_from(self, endpoint: _Endpoint) -> _Direction:
-        return self.outgoing[id(endpoint)]
+    @staticmethod
+    def direction_from(endpoint: _Endpoint) -> _Direction:
+        assert endpoint.outgoing is not None
+        return endpoint.outgoing
 
     def directions(self) -> list[_Direction]:
         return [self.direction_from(self.client), self.direction_from(self.server)]
@@ -259,7 +261,7 @@ class SimNetwork:
         self._connections[connection.number] = connection
         for here, there in ((connection.client, connection.server), (connection.server, client)):
             here.transport = SimTransport(self, connection, here, there)
-            connection.outgoing[id(here)] = _Direction(here, there)
+            here.outgoing = _Direction(here, there)
         self._record("net.connect", connection.label(), f"{source}:{client.port}", target)
         self._call(
             connection.server,
@@ -496,6 +498,8 @@ class SimTransport(asyncio.Transport):
     # writing
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.connection.direction_from(self._local).eof_sent and not self._local.closing:
+            raise RuntimeError("write() after write_eof()")
         if data and not self._local.closing:
             self._network._send(self.connection, self._local, bytes(data))
 
