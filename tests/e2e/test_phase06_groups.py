@@ -4,7 +4,8 @@ Each member runs in its own process (tests/e2e/group_member.py) and logs its
 assignments, consumed offsets and commits as JSON lines. While a producer
 fills the topic, one member leaves cleanly and one is SIGKILLed and must
 expire by session timeout; its partitions move to the others. Then all stop,
-more records arrive, and a fresh member resumes from the committed offsets.
+more records arrive, the agent restarts, and a fresh member resumes from the
+committed offsets.
 
 Checked from the logs: no partition has two owners in one generation (nor two
 owners at once), no offset is skipped, and each new owner starts exactly at
@@ -29,7 +30,7 @@ from typing import Any
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.e2e.conftest import Agent
+from tests.e2e.conftest import Agent, start_agent
 
 TOPIC = "phase6"
 GROUP = "phase6-group"
@@ -62,6 +63,7 @@ class Member:
     log: Path
     process: subprocess.Popen[bytes]
     killed_at: float | None = None
+    agent_run: int = 0  # generations start again on a restarted agent (groups are not stored)
 
     def events(self) -> list[dict[str, Any]]:
         found = []
@@ -197,6 +199,7 @@ def test_nine_members_of_three_clients_share_rebalance_and_resume(
         for client in CLIENTS
     ]
     everyone = list(members)
+    agents = [group_agent]
     try:
         wait_until(lambda: stable(members), STABLE_WAIT_S, "nine members share the topic")
         first_generation = generation_of(members)
@@ -227,7 +230,16 @@ def test_nine_members_of_three_clients_share_rebalance_and_resume(
         for _ in range(TAIL_RECORDS_PER_PARTITION):
             filler.produce_round()
         assert filler.producer.flush(EXIT_WAIT_S) == 0
-        final = start_member("confluent", "final", bootstrap, logs)
+
+        # Committed offsets live in the metadata store: a restarted agent still has them.
+        assert group_agent.stop() == 0
+        restarted = start_agent(group_agent.data_dir, "--group-initial-rebalance-delay-ms", "300")
+        agents.append(restarted)
+        assert committed_offsets(AdminClient({"bootstrap.servers": restarted.bootstrap})) == (
+            committed
+        )
+        final = start_member("confluent", "final", restarted.bootstrap, logs)
+        final.agent_run = 1
         everyone.append(final)
         wait_until(
             lambda: reached_ends(final, filler.ends),
@@ -240,6 +252,9 @@ def test_nine_members_of_three_clients_share_rebalance_and_resume(
             if member.process.poll() is None:
                 member.process.kill()
                 member.process.wait(timeout=EXIT_WAIT_S)
+        for running in agents[1:]:
+            if running.process.poll() is None:
+                assert running.stop() == 0
 
     history = History.read(everyone)
     history.check_one_owner_per_generation()
@@ -281,6 +296,7 @@ class Ownership:
     """One member's hold on one partition, from an assignment to the next rebalance event."""
 
     member: str
+    agent_run: int
     generation: int
     partition: int
     start: float
@@ -312,7 +328,14 @@ class History:
                     open_now = {}
                 if kind == "assigned":
                     for part in event["parts"]:
-                        held = Ownership(member.name, event["gen"], part, event["t"], end_of_life)
+                        held = Ownership(
+                            member.name,
+                            member.agent_run,
+                            event["gen"],
+                            part,
+                            event["t"],
+                            end_of_life,
+                        )
                         open_now[part] = held
                         ownerships.append(held)
                 elif kind == "consumed":
@@ -323,12 +346,12 @@ class History:
         return cls(ownerships, commits)
 
     def generations_seen(self) -> int:
-        return len({held.generation for held in self.ownerships})
+        return len({(held.agent_run, held.generation) for held in self.ownerships})
 
     def check_one_owner_per_generation(self) -> None:
         owners: dict[tuple[int, int], str] = {}
         for held in self.ownerships:
-            key = (held.generation, held.partition)
+            key = (held.agent_run, held.generation, held.partition)
             assert held.generation >= 0, f"{held.member} has no generation"
             other = owners.setdefault(key, held.member)
             assert other == held.member, f"partition {held.partition} has two owners {key}"
