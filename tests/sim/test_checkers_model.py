@@ -435,6 +435,17 @@ ANOMALIES = {
 }
 
 
+# Promises an anomaly may break as well: a lowered high watermark or a new value at an
+# acked offset also loses that record; an acks=1 loss seen in the same epoch is also
+# two values at one offset.
+ALSO_BROKEN = {
+    "acked_durable": ("acked_leader",),
+    "acked_leader": ("one_value",),
+    "one_value": ("acked_durable", "acked_leader"),
+    "watermarks": ("acked_durable", "acked_leader"),
+}
+
+
 @MODEL_SETTINGS
 @given(
     st.lists(step, min_size=STEPS_MIN, max_size=STEPS_MAX),
@@ -452,4 +463,4 @@ def test_an_injected_anomaly_is_flagged_by_its_checker(
         expected = anomaly
     flagged = {violation.checker for violation in check_all(model.script.history)}
     assert expected in flagged, (anomaly, flagged)
-    assert "history" not in flagged
+    assert flagged <= {expected, *ALSO_BROKEN.get(expected, ())}, (anomaly, flagged)
