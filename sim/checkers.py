@@ -607,7 +607,11 @@ def _current_contents(
     all seen before that fault)."""
     epochs = [s.leader_epoch for s in sightings]
     if fetch.leader_epoch is not None and None not in epochs:
-        latest = max(epoch for epoch in epochs if epoch is not None)
+        # a fetch in epoch E cannot see what later epochs wrote
+        sightings = [s for s in sightings if (s.leader_epoch or 0) <= fetch.leader_epoch]
+        if not sightings:
+            return []
+        latest = max(s.leader_epoch or 0 for s in sightings)
         truncated = (
             latest < fetch.leader_epoch and index.truncation_fault(*tp, fetch.at_us) is not None
         )
