@@ -43,6 +43,7 @@ from sim.verdict import (
     exit_code,
     report,
 )
+from sim.verdict import main as verdict_main
 from tests.sim.scripted import Script
 
 
@@ -504,6 +505,25 @@ def test_exit_codes_rank_crash_correctness_liveness() -> None:
     assert exit_code([liveness]) == EXIT_LIVENESS == 128
     assert exit_code([liveness, lost]) == EXIT_CORRECTNESS == 129
     assert exit_code([], crashed=True) == EXIT_CRASH == 127
+    assert exit_code([lost, Violation("history", "op 3 has two outcomes")]) == EXIT_CRASH
+
+
+def test_a_saved_history_is_judged_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = Script()
+    three_acked(script)
+    path = tmp_path / "clean.jsonl"
+    script.history.save(path)
+    assert verdict_main([str(path)]) == EXIT_OK
+    assert capsys.readouterr().out == "all checkers passed\n"
+    script.fetch(0, [(0, b"v0")], client="late", high_watermark=1)
+    script.history.save(path)
+    assert verdict_main([str(path)]) == EXIT_CORRECTNESS
+    assert "[acked_durable]" in capsys.readouterr().out
+    # A liveness bound for a run that never healed: the history cannot be judged.
+    assert verdict_main([str(path), "--liveness-bound-ms", "5"]) == EXIT_CRASH
+    assert "no liveness phase" in capsys.readouterr().out
 
 
 def test_report_names_checker_message_and_event_positions() -> None:
