@@ -20,7 +20,6 @@ import sys
 import traceback
 
 from sim.loop import hash_seed_fixed
-from sim.smoke import SmokeOptions, run_smoke
 
 EXIT_CRASH = 127
 EXIT_CORRECTNESS = 129
@@ -30,6 +29,8 @@ PERSONALITY_QUERY = 0xFFFFFFFF
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sim.smoke import SmokeOptions, run_smoke  # heavy: imported after any re-exec
+
     parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the smoke workload for one seed")
