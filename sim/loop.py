@@ -14,7 +14,8 @@ futures), so engine and client code run on it unchanged. What differs:
   not even the self-pipe a SelectorEventLoop keeps for thread wake-ups.
 - Garbage is collected at points fixed by the schedule (see `run_simulation`).
 - Threads do not exist: `run_in_executor`, `getaddrinfo` and the `sock_*`
-  and reader/writer calls fail loudly.
+  and reader/writer calls fail loudly, and a run that leaves a thread behind
+  fails.
 
 Callbacks run in the order asyncio's FIFO ready queue and timer heap give
 them, which depends only on the order work was scheduled in; timers due at
@@ -33,6 +34,7 @@ import heapq
 import itertools
 import math
 import os
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple
 
@@ -225,9 +227,13 @@ def run_simulation(
     gc.disable()
     gc.freeze()  # what exists now is never collected (nor finalized) during the simulation
     loop = SimLoop(network)
+    threads_before = threading.active_count()
     try:
         asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main(loop))
+        result = loop.run_until_complete(main(loop))
+        if threading.active_count() > threads_before:
+            raise SimulationError("a thread was started during the simulation")
+        return result
     finally:
         _cancel_remaining(loop)
         loop.run_until_complete(loop.shutdown_asyncgens())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -92,6 +93,19 @@ def test_threads_and_real_sockets_fail_loudly() -> None:
         return failures
 
     assert len(run_simulation(main)) == 2
+
+
+def test_a_thread_left_running_fails_the_run() -> None:
+    release = threading.Event()
+
+    async def main(loop: SimLoop) -> None:
+        threading.Thread(target=release.wait, args=(10,), daemon=True).start()
+
+    try:
+        with pytest.raises(SimulationError, match="thread"):
+            run_simulation(main)
+    finally:
+        release.set()
 
 
 def test_loop_clock_reads_loop_time_and_keeps_wall_steps_and_drift() -> None:
