@@ -138,7 +138,9 @@ class FetchObserved:
     `fetch_offset` equals the reader's previous `next_offset` continues the
     previous one; anything else is a seek. `leader_epoch` is the current
     leader epoch the client fetched with (the broker fences stale ones).
-    Watermarks are those of this response.
+    Watermarks are those of this response. `requested_us` must not be later
+    than the request the broker answered: a prefetching consumer (aiokafka's
+    getmany) may return an old response, so record its assignment time.
     """
 
     at_us: int
