@@ -6,8 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import aiokafka.conn  # type: ignore[import-untyped]
+
+from sim.clock import LoopClock
+from sim.loop import SimLoop, run_simulation
+from sim.pins import pinned_aiokafka
+from sim.rng import SeededRng
 from sim.smoke import SmokeOptions, run_smoke
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,3 +64,17 @@ def test_one_seed_gives_byte_identical_traces_in_separate_processes() -> None:
     assert "net.reset" in first  # the run went through client retries
     assert first.count("\n") > 100
     assert first == second
+
+
+def test_aiokafka_reads_the_simulation_clock_and_seed_only_while_pinned() -> None:
+    async def main(loop: SimLoop) -> tuple[float, float, list[int]]:
+        clock = LoopClock(loop, start_wall_ms=5_000)
+        await clock.sleep_ms(1_500)
+        with pinned_aiokafka(clock, SeededRng(1)):
+            draws = [aiokafka.conn.random.randint(0, 1_000) for _ in range(5)]
+            return aiokafka.conn.time.monotonic(), aiokafka.conn.time.time(), draws
+
+    monotonic_s, wall_s, draws = run_simulation(main)
+    assert (monotonic_s, wall_s) == (1.5, 6.5)
+    assert run_simulation(main)[2] == draws  # the same seed, the same draws
+    assert aiokafka.conn.time is time  # restored afterwards
