@@ -1,21 +1,22 @@
 """The checkers on a real history: aiokafka clients over the simulated network, real agent.
 
-A producer per ack mode (acks=1, acks=all, idempotent) and a consumer run
-against the real agent composition on the simulator's ports, each client
-recording what it observed into a `History` the way a workload would. The
-recorded history must pass every checker (no false alarms on real client
-behaviour), and a copy in which one read value is altered must not.
+A producer per ack mode (acks=1, acks=all, idempotent), a consumer, and a
+consumer group of two members run against the real agent composition on the
+simulator's ports, each client recording what it observed into a `History`
+the way a workload would. The recorded history must pass every checker (no
+false alarms on real client behaviour), and a copy in which one read value
+is altered must not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition as ClientPartition
 
@@ -26,15 +27,19 @@ from sim.history import (
     ACKS_ALL,
     ACKS_LEADER,
     PHASE_LIVENESS,
+    CommittedOffsetRead,
     FetchObserved,
+    GroupGeneration,
     History,
     ObservedRecord,
+    OffsetCommitted,
     PhaseStarted,
     ProduceAcked,
     ProduceAttempt,
     ProduceFailed,
     ScanCompleted,
     TopicCreated,
+    TopicPartition,
 )
 from sim.loop import SimLoop, run_simulation
 from sim.metadata import SimMetadataStore
@@ -49,6 +54,8 @@ AGENT = "agent-1"
 CLIENT = "client-1"
 PORT = 9092
 TOPIC = "checked"
+GROUP = "checked-group"
+GROUP_POLLS = 30
 PARTITIONS = 2
 RECORDS_PER_PRODUCER = 30
 POLLS_MAX = 200
@@ -59,8 +66,10 @@ LIVENESS_BOUND_MS = 120_000
 FAULTY = NetworkFaults(delay_ms_min=1, delay_ms_max=40, reset_rate=0.02, split_rate=0.3)
 
 
-def record_run(seed: int, faults: NetworkFaults) -> History:
-    """One simulated run; returns what its clients observed."""
+def record_run(
+    seed: int, faults: NetworkFaults, workload: Callable[[Clients], Awaitable[None]]
+) -> History:
+    """One simulated run of `workload`; returns what its clients observed."""
     rng = SeededRng(seed)
     network = SimNetwork(rng.fork("network"), faults)
     history = History()
@@ -79,7 +88,7 @@ def record_run(seed: int, faults: NetworkFaults) -> History:
             clients = Clients(history, lambda: loop.time_ns() // 1000)
             history.append(TopicCreated(clients.now_us(), "admin", TOPIC, PARTITIONS))
             with pinned_aiokafka(clock, rng.fork("client")):
-                await on_host(CLIENT, clients.run())
+                await on_host(CLIENT, workload(clients))
         finally:
             await on_host(AGENT, broker.close())
 
@@ -92,11 +101,90 @@ class Clients:
     history: History
     now_us: Callable[[], int]
 
-    async def run(self) -> None:
+    async def every_ack_mode(self) -> None:
         self.history.append(PhaseStarted(self.now_us(), PHASE_LIVENESS))
         for acks, idempotent in ((1, False), ("all", False), ("all", True)):
             await self.produce(acks, idempotent)
         await self.consume()
+
+    async def group(self) -> None:
+        await self.produce("all", False)
+        await asyncio.gather(self.member("m1", GROUP_POLLS), self.member("m2", GROUP_POLLS // 2))
+
+    async def member(self, name: str, polls: int) -> None:
+        """A group member that commits after each poll and reads its commits back."""
+        consumer = await started(
+            lambda: AIOKafkaConsumer(
+                bootstrap_servers=f"{AGENT}:{PORT}",
+                group_id=GROUP,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+            )
+        )
+        # aiokafka keeps the generation and member id on its (private) coordinator.
+        coordinator = consumer._coordinator
+        history, now_us = self.history, self.now_us
+
+        class Assigned(ConsumerRebalanceListener):
+            async def on_partitions_revoked(self, revoked: object) -> None:
+                pass
+
+            async def on_partitions_assigned(self, assigned: set[ClientPartition]) -> None:
+                partitions = tuple(
+                    TopicPartition(tp.topic, tp.partition) for tp in sorted(assigned)
+                )
+                history.append(
+                    GroupGeneration(
+                        now_us(),
+                        name,
+                        GROUP,
+                        coordinator.generation,
+                        coordinator.member_id,
+                        partitions,
+                    )
+                )
+
+        consumer.subscribe([TOPIC], listener=Assigned())
+        try:
+            for _ in range(polls):
+                polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+                for tp, messages in sorted(polled.items()):
+                    offset = messages[-1].offset + 1
+                    generation, member = coordinator.generation, coordinator.member_id
+                    requested_us = now_us()
+                    try:
+                        await consumer.commit({tp: offset})
+                    except KafkaError:
+                        continue  # rebalancing: the next owner commits
+                    history.append(
+                        OffsetCommitted(
+                            now_us(),
+                            requested_us,
+                            name,
+                            GROUP,
+                            generation,
+                            member,
+                            TOPIC,
+                            tp.partition,
+                            offset,
+                        )
+                    )
+                    requested_us = now_us()
+                    committed = await consumer.committed(tp)
+                    history.append(
+                        CommittedOffsetRead(
+                            now_us(),
+                            requested_us,
+                            name,
+                            GROUP,
+                            TOPIC,
+                            tp.partition,
+                            -1 if committed is None else committed,
+                        )
+                    )
+        finally:
+            await consumer.stop()
 
     async def produce(self, acks: int | str, idempotent: bool) -> None:
         name = f"producer-acks-{acks}" + ("-idempotent" if idempotent else "")
@@ -216,7 +304,7 @@ async def started(make: Callable[[], Any]) -> Any:
 def test_a_real_client_history_passes_and_a_corrupted_copy_does_not(
     seed: int, faults: NetworkFaults
 ) -> None:
-    history = record_run(seed, faults)
+    history = record_run(seed, faults, Clients.every_ack_mode)
     acked = history.of_type(ProduceAcked)
     read = [r for fetch in history.of_type(FetchObserved) for r in fetch.records]
     assert len(acked) == len(read) == 3 * RECORDS_PER_PRODUCER
@@ -235,3 +323,12 @@ def test_a_real_client_history_passes_and_a_corrupted_copy_does_not(
     flagged = {violation.checker for violation in check_all(corrupted)}
     assert {"one_value", "no_phantoms", "acked_durable"} & flagged
     assert flagged <= {"one_value", "no_phantoms", "acked_durable", "acked_leader", "final_reads"}
+
+
+@pytest.mark.parametrize(("seed", "faults"), [(4, NetworkFaults()), (5, FAULTY)])
+def test_a_real_consumer_group_history_passes(seed: int, faults: NetworkFaults) -> None:
+    history = record_run(seed, faults, Clients.group)
+    generations = history.of_type(GroupGeneration)
+    assert len({event.member for event in generations}) == 2
+    assert history.of_type(OffsetCommitted)
+    assert check_all(history) == []
