@@ -9,16 +9,17 @@ server side of a connection runs as its listener's host.
 Connections behave like TCP: each direction is an ordered byte stream.
 Every write becomes a segment delivered after a seeded one-way delay (never
 before the segment written ahead of it); a delivery may be split in two
-reads. Faults, all drawn from one SeededRng: a write may reset the
+reads. Faults, all drawn from one SeededRng and set for the whole network or
+per link (one direction between two hosts): a write may reset the
 connection instead, a write may clog its link (delivery paused for a
 while), hosts may be partitioned (new connects time out after the SYN
 retries; established connections stall until healed, or are reset), and
 links may be clogged by hand. Flow control follows asyncio: a writer is
-paused past `write_buffer_high_bytes` in flight and resumed below the low
+paused past `WRITE_BUFFER_HIGH_BYTES` in flight and resumed at the low
 mark; a reader that pauses reading receives nothing until it resumes, and
-one delivery carries at most a receive window. Each
-direction holds at most `LINK_BUFFER_BYTES_MAX`; a writer that ignores
-pause_writing past that gets its connection reset.
+one delivery carries at most a receive window. Each direction holds at most
+`LINK_BUFFER_BYTES_MAX`; a writer that ignores pause_writing past that gets
+its connection reset.
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class SimNetwork:
         self, rng: SeededRng, faults: NetworkFaults | None = None, trace: Trace | None = None
     ) -> None:
         self._rng = rng
-        self.faults = faults or NetworkFaults()
+        self.faults = faults or NetworkFaults()  # of every link without faults of its own
+        self._link_faults: dict[tuple[str, str], NetworkFaults] = {}
         self.trace = trace
         self._loop: SimLoop | None = None
         self._listeners: dict[tuple[str, int], SimServer] = {}
@@ -202,6 +204,17 @@ class SimNetwork:
         key = (source, target)
         self._clogged_until_ns[key] = max(self._clogged_until_ns.get(key, 0), until_ns)
         self._record("net.clog", source, target, duration_ms)
+
+    def set_link_faults(self, source: str, target: str, faults: NetworkFaults | None) -> None:
+        """Give the link from `source` to `target` faults of its own (None: the network's)."""
+        if faults is None:
+            self._link_faults.pop((source, target), None)
+        else:
+            self._link_faults[(source, target)] = faults
+        self._record("net.link-faults", source, target, faults)
+
+    def link_faults(self, source: str, target: str) -> NetworkFaults:
+        return self._link_faults.get((source, target), self.faults)
 
     def _is_cut(self, source: str, target: str) -> bool:
         return (source, target) in self._cut
@@ -250,7 +263,9 @@ class SimNetwork:
         else:
             self._record("net.connect-timeout", source, target)
             raise TimeoutError(errno.ETIMEDOUT, f"connect to {target} timed out")
-        await asyncio.sleep((self._draw_delay_ns() + self._draw_delay_ns()) / 1e9)  # SYN, SYN-ACK
+        syn_ns = self._draw_delay_ns(self.link_faults(source, host))
+        syn_ack_ns = self._draw_delay_ns(self.link_faults(host, source))
+        await asyncio.sleep((syn_ns + syn_ack_ns) / 1e9)
         server = self._listeners.get((host, port))
         if server is None or not server.is_serving():
             self._record("net.refused", source, target)
@@ -278,19 +293,18 @@ class SimNetwork:
         if connection.reset:
             return
         direction = connection.direction_from(source)
+        faults = self.link_faults(source.host, direction.target.host)
         if data is None:
             if direction.eof_sent:
                 return
             direction.eof_sent = True
-        elif self._rng.chance(self.faults.reset_rate):
+        elif self._rng.chance(faults.reset_rate):
             self._reset(connection, "fault")
             return
-        if self._rng.chance(self.faults.clog_rate) and self.faults.clog_ms_max > 0:
-            self.clog(
-                source.host, direction.target.host, self._rng.randint(1, self.faults.clog_ms_max)
-            )
+        if self._rng.chance(faults.clog_rate) and faults.clog_ms_max > 0:
+            self.clog(source.host, direction.target.host, self._rng.randint(1, faults.clog_ms_max))
         deliver_at_ns = max(
-            self.loop.time_ns() + self._draw_delay_ns(), direction.last_deliver_at_ns
+            self.loop.time_ns() + self._draw_delay_ns(faults), direction.last_deliver_at_ns
         )
         direction.last_deliver_at_ns = deliver_at_ns
         direction.queue.append(_Segment(deliver_at_ns, data))
@@ -304,8 +318,8 @@ class SimNetwork:
                 self._call(source, _pause_writing, source.protocol)
         self._schedule(direction)
 
-    def _draw_delay_ns(self) -> int:
-        low, high = self.faults.delay_ms_min, self.faults.delay_ms_max
+    def _draw_delay_ns(self, faults: NetworkFaults) -> int:
+        low, high = faults.delay_ms_min, faults.delay_ms_max
         delay_ms = self._rng.randint(low, high) if high > low else low
         return delay_ms * NS_PER_MS
 
@@ -347,7 +361,8 @@ class SimNetwork:
             return
         data = head.data
         cut = min(len(data), RECEIVE_WINDOW_BYTES)
-        if len(data) > 1 and self._rng.chance(self.faults.split_rate):
+        split_rate = self.link_faults(source.host, target.host).split_rate
+        if len(data) > 1 and self._rng.chance(split_rate):
             cut = self._rng.randint(1, cut - 1) if cut > 1 else cut
         if cut < len(data):
             data, head.data = data[:cut], data[cut:]

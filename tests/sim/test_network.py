@@ -208,3 +208,18 @@ def test_a_writer_is_paused_while_its_peer_does_not_read() -> None:
         return received
 
     assert len(_simulate(main)) == WRITE_BUFFER_HIGH_BYTES * 4
+
+
+def test_a_link_may_have_faults_of_its_own() -> None:
+    async def main(loop: SimLoop, network: SimNetwork) -> tuple[int, int]:
+        network.set_link_faults("client", SERVER, NetworkFaults(delay_ms_min=500, delay_ms_max=500))
+        server, reader, writer = await _connected_to_echo()  # SYN 500 ms, SYN-ACK instant
+        connected_ms = loop.time_ns() // 1_000_000
+        writer.write(b"slow")
+        assert await reader.readexactly(4) == b"slow"  # 500 ms there, the echo back instant
+        round_trip_ms = loop.time_ns() // 1_000_000 - connected_ms
+        writer.close()
+        server.close()
+        return connected_ms, round_trip_ms
+
+    assert _simulate(main) == (500, 500)
