@@ -633,7 +633,7 @@ def _skippable(index: _Index, tp: TP, fetch: FetchObserved, content: Content) ->
 
 
 def check_watermarks(history: History) -> list[Violation]:
-    """Per response: log_start <= LSO <= HW, records inside; per reader and epoch: no regress."""
+    """Per response: log_start, LSO <= HW, records inside; per reader and epoch: no regress."""
     index = _index(history)
     found: list[Violation] = []
     highest: dict[tuple[str, str, int, str], dict[str, int]] = defaultdict(dict)

@@ -6,9 +6,9 @@ read_uncommitted consumer, a read_committed consumer and a raw reader that
 sees markers, DeleteRecords, failovers with and without disk loss that
 truncate what was not durable, fenced leases whose deposed leader goes on
 acking acks=1 writes and serving a stale reader in its old epoch) plus a
-consumer group (generations, commits, offset reads). The history it writes is clean by construction: every
-checker must pass it. Then one anomaly of a random kind is added and the
-checker owning that promise must flag it.
+consumer group (generations, commits, offset reads). The history it writes
+is clean by construction: every checker must pass it. Then one anomaly of a
+random kind is added and the checker owning that promise must flag it.
 """
 
 from __future__ import annotations
