@@ -8,7 +8,7 @@ the agent's coordinator, not in the metadata store.
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -116,7 +116,10 @@ class GroupAdmin:
 
     def describe(self, group_id: str) -> ConsumerGroupDescription:
         futures = self._admin.describe_consumer_groups([group_id], request_timeout=self.timeout_s)
-        return self._wait(futures[group_id], f"describing group {group_id!r}")  # type: ignore[no-any-return]
+        description: ConsumerGroupDescription = self._wait(
+            futures[group_id], f"describing group {group_id!r}"
+        )
+        return description
 
     def committed(self, group_id: str) -> dict[tuple[str, int], int]:
         """The group's committed offsets by (topic, partition)."""
@@ -216,7 +219,7 @@ def _owners(description: ConsumerGroupDescription) -> dict[tuple[str, int], str]
     return owners
 
 
-def _run(work: Any, bootstrap: str, timeout_s: float) -> None:
+def _run(work: Callable[[GroupAdmin], None], bootstrap: str, timeout_s: float) -> None:
     try:
         work(GroupAdmin(bootstrap, timeout_s))
     except GroupsError as exc:
