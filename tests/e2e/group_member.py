@@ -12,6 +12,7 @@ loses nothing already written:
     {"e": "consumed", "gen": 4, "p": 0, "o": [10, 11, 12], "t": ...}
     {"e": "commit", "gen": 4, "offsets": {"0": 13}, "t": ...}   about to commit
     {"e": "committed", "gen": 4, "offsets": {"0": 13}, "ok": true, "t": ...}
+    {"e": "stopping", "t": ...}   no more reads; the consumer closes (leaves the group)
     {"e": "stopped", "t": ...}
 
 `t` is time.monotonic(), one clock for every process on the machine. SIGTERM
@@ -146,6 +147,7 @@ def run_confluent(bootstrap: str, topic: str, group: str, name: str, log: Log) -
 
     consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)
     poll_and_commit(log, poll, commit, (KafkaException,))
+    log.write("stopping")
     consumer.close()
     log.write("stopped")
 
@@ -193,6 +195,7 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, name: str, log: Log
 
     consumer.subscribe([topic], listener=Listener())
     poll_and_commit(log, poll, commit, (KafkaError,))
+    log.write("stopping")
     consumer.close(autocommit=False)
     log.write("stopped")
 
@@ -249,6 +252,7 @@ async def _aiokafka_member(bootstrap: str, topic: str, group: str, name: str, lo
             except KafkaError as exc:
                 log.write("committed", offsets=to_commit, ok=False, err=repr(exc))
     finally:
+        log.write("stopping")
         await consumer.stop()
     log.write("stopped")
 

@@ -80,7 +80,7 @@ class Member:
         for event in self.events():
             if event["e"] == "assigned":
                 last = (event["gen"], frozenset(event["parts"]))
-            elif event["e"] in ("revoked", "stopped"):
+            elif event["e"] in ("revoked", "stopping", "stopped"):
                 last = None
         return last
 
@@ -322,7 +322,7 @@ class History:
             open_now: dict[int, Ownership] = {}
             for event in events:
                 kind = event["e"]
-                if kind in ("assigned", "revoked", "stopped"):
+                if kind in ("assigned", "revoked", "stopping"):
                     for held in open_now.values():
                         held.end = event["t"]
                     open_now = {}
