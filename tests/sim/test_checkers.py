@@ -115,6 +115,33 @@ def test_without_epochs_a_fault_free_span_is_one_epoch() -> None:
     assert flagged(script) == {"one_value"}
 
 
+def test_without_epochs_skipping_a_truncated_offset_of_a_transactional_partition_passes() -> None:
+    script = Script()
+    script.attempt(b"first", acks=ACKS_LEADER)
+    script.produce(b"lost", 1, acks=ACKS_LEADER, epoch=None, agent=None)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.produce(b"t0", 0, txn=1, client="txp", epoch=None, agent=None)
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=False))
+    # Offset 1 now holds the abort marker, which a consumer never sees.
+    script.fetch(0, [(0, b"t0")], epoch=None, next_offset=2)
+    assert check_all(script.history) == []
+
+
+def test_a_deposed_leaders_reader_is_judged_by_its_own_epoch() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp", epoch=1)
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=True))
+    marker = ObservedRecord(1, None, None, 1, control=CONTROL_COMMIT)
+    script.fetch(0, [ObservedRecord(0, None, b"t0", 1), marker], client="raw")
+    fence = FaultInjected(script.tick(), FAULT_LEASE_FENCED, "a1", "t", 0, epoch=1)
+    script.history.append(fence)
+    script.produce(b"new", 1, epoch=2, agent="a2")
+    script.fetch(0, [ObservedRecord(0, None, b"t0", 1), ObservedRecord(1, None, b"new", 2)])
+    # A reader still on a1 skips the marker at 1, which epoch 2 replaced by data.
+    script.fetch(0, [(0, b"t0")], client="stale", epoch=1, next_offset=2)
+    assert check_all(script.history) == []
+
+
 def test_gaps_from_control_records_pass() -> None:
     script = Script()
     script.produce(b"t0", 0, txn=1, client="txp")
@@ -242,6 +269,17 @@ def test_duplicate_producer_sequence_is_flagged() -> None:
     assert flagged(script) == {"idempotence"}
 
 
+def test_an_older_epochs_record_does_not_hide_a_duplicate() -> None:
+    script = Script()
+    script.attempt(b"old")
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.produce(b"once", 0, idempotent=True, epoch=2)
+    records = [ObservedRecord(0, None, b"old", 1)]
+    script.fetch(0, records, client="before", epoch=1)
+    script.fetch(0, [ObservedRecord(0, None, b"once", 2), ObservedRecord(1, None, b"once", 2)])
+    assert flagged(script) == {"idempotence"}
+
+
 def test_non_idempotent_retry_duplicates_are_allowed() -> None:
     script = Script()
     script.produce(b"twice", 1)
@@ -256,6 +294,24 @@ def test_two_values_at_one_offset_are_flagged() -> None:
     script.fetch(0, [(0, b"x")], client="one")
     script.fetch(0, [(0, b"y")], client="two")
     assert flagged(script) == {"one_value"}
+
+
+def test_without_epochs_only_a_fault_between_two_values_excuses_them() -> None:
+    script = Script()
+    script.attempt(b"x")
+    script.attempt(b"y")
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    script.fetch(0, [(0, b"x")], epoch=None)
+    script.fetch(0, [(0, b"y")], epoch=None)
+    assert flagged(script) == {"one_value"}
+
+
+def test_without_epochs_an_acked_record_overwritten_is_lost() -> None:
+    script = Script()
+    script.produce(b"v0", 0, epoch=None, agent=None)
+    script.attempt(b"other")
+    script.fetch(0, [(0, b"other")], epoch=None)
+    assert flagged(script) == {"acked_durable", "one_value"}
 
 
 def test_two_values_across_epochs_without_a_fault_are_flagged() -> None:
@@ -289,6 +345,15 @@ def test_unexplained_gap_is_flagged() -> None:
     script = Script()
     script.attempt(b"only")
     script.fetch(0, [(5, b"only")])
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_skipping_aborted_data_under_read_uncommitted_is_flagged() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=False))
+    script.produce(b"plain", 2)
+    script.fetch(0, [(2, b"plain")])
     assert flagged(script) == {"reader_offsets"}
 
 
@@ -409,6 +474,11 @@ def test_committed_offset_read_back_lower_is_flagged() -> None:
     commit(script, 10)
     read_committed_offset(script, -1)
     assert flagged(script) == {"group_offsets"}
+    script = Script()
+    commit(script, 10)
+    read_committed_offset(script, 12)
+    (violation,) = check_all(script.history)
+    assert "nobody committed" in violation.message
 
 
 def test_overlapping_commits_are_not_ordered() -> None:
@@ -462,6 +532,8 @@ def test_malformed_histories_are_reported_as_such() -> None:
     script.ack(attempt, 0)
     script.ack(attempt, 1)
     assert flagged(script) == {"history"}
+    messages = " / ".join(v.message for v in check_all(script.history))
+    assert "write the same record" in messages and "two outcomes" in messages
 
 
 # -- liveness and verdicts -------------------------------------------------------
