@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
@@ -205,18 +205,22 @@ async def _produce(
         result,
     )
     acked: dict[tuple[int, int], Record] = {}
+    sends: list[asyncio.Future[Any]] = []
     try:
-        sends = [
-            await producer.send(
-                TOPIC,
-                record.value,
-                key=record.key,
-                partition=index % partition_count,
-                timestamp_ms=record.timestamp_ms,
-                headers=list(record.headers),
-            )
-            for index, record in enumerate(batch)
-        ]
+        for index, record in enumerate(batch):
+            try:
+                sent = await producer.send(
+                    TOPIC,
+                    record.value,
+                    key=record.key,
+                    partition=index % partition_count,
+                    timestamp_ms=record.timestamp_ms,
+                    headers=list(record.headers),
+                )
+            except KafkaError as error:  # no metadata within the request timeout
+                sent = asyncio.get_running_loop().create_future()
+                sent.set_exception(error)
+            sends.append(sent)
         outcomes = await asyncio.gather(*sends, return_exceptions=True)
     finally:
         await producer.stop()
