@@ -15,6 +15,7 @@ from typing import TypeVar
 from sim.rng import SeededRng
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql_metadata import SqlMetadataStore, create_metadata_engine, run_inline
+from streamhouse.log.producer_state import ProducerSnapshot
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -110,6 +111,12 @@ class SimMetadataStore(MetadataStore):
         return await self._write(
             "set_log_start_offset", lambda: self.inner.set_log_start_offset(tp, offset)
         )
+
+    async def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
+        return await self._read("list_producer_states", lambda: self.inner.list_producer_states(tp))
+
+    async def allocate_producer_id(self) -> int:
+        return await self._write("allocate_producer_id", self.inner.allocate_producer_id)
 
     async def commit_offsets(
         self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]

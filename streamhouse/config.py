@@ -58,6 +58,10 @@ class Settings:
     batch_bytes_max: int = 1 * MIB
     default_partition_count: int = 1
 
+    # Idempotent producers
+    producers_per_partition_max: int = 10_000  # least recently appending forgotten beyond it
+    producer_id_expiration_ms: int = 24 * 3600 * 1000  # Kafka's producer.id.expiration.ms
+
     # Consumer groups
     offset_metadata_bytes_max: int = 4096  # Kafka's offset.metadata.max.bytes
     group_initial_rebalance_delay_ms: int = 3000  # Kafka's group.initial.rebalance.delay.ms

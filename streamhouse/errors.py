@@ -44,6 +44,7 @@ class ErrorCode(enum.IntEnum):
     DUPLICATE_SEQUENCE_NUMBER = 46
     INVALID_PRODUCER_EPOCH = 47
     KAFKA_STORAGE_ERROR = 56
+    UNKNOWN_PRODUCER_ID = 59
     FETCH_SESSION_ID_NOT_FOUND = 70
     INVALID_FETCH_SESSION_EPOCH = 71
     NON_EMPTY_GROUP = 68
@@ -122,6 +123,13 @@ class InvalidConfig(StreamHouseError):
     """A config name we do not honour, or a value that does not fit it."""
 
     code = ErrorCode.INVALID_CONFIG
+    blame = Blame.REMOTE
+
+
+class ProducerRefused(StreamHouseError):
+    """An idempotent producer's batch broke its sequence or epoch; the code says how."""
+
+    code = ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
     blame = Blame.REMOTE
 
 

@@ -24,6 +24,7 @@ from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import NotLeader, StorageError
 from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import BlockSpec, encode_object
+from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.log.tail import TailBatch
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import (
@@ -51,6 +52,7 @@ class PendingBatch:
     batch: TailBatch
     appended_ms: int
     segment: int | None = None  # the WAL segment holding it, once fsynced
+    producer: ProducerBatch | None = None  # set for an idempotent producer's batch
 
 
 @dataclass
@@ -206,7 +208,13 @@ class Flusher:
             for b in footer.blocks
         ]
         epochs = {tp: batches[0].leader_epoch for tp, batches in by_partition.items()}
-        commit = FlushCommit(ObjectRecord(key, agent, org, len(data), now_ms), segments, epochs)
+        commit = FlushCommit(
+            ObjectRecord(key, agent, org, len(data), now_ms),
+            segments,
+            epochs,
+            _producer_batches(by_partition),
+            now_ms - self._settings.producer_id_expiration_ms,
+        )
         outcome = await self._retry(lambda: self._metadata.commit_flush(commit), "commit_retries")
         self._apply(outcome, by_partition)
         self.stats.flushes += 1
@@ -246,6 +254,17 @@ def _group_by_partition(batches: list[PendingBatch]) -> dict[TopicPartition, lis
     for pending in batches:
         grouped.setdefault(pending.plog.state.tp, []).append(pending)
     return grouped
+
+
+def _producer_batches(
+    by_partition: dict[TopicPartition, list[PendingBatch]],
+) -> dict[TopicPartition, list[ProducerBatch]]:
+    found: dict[TopicPartition, list[ProducerBatch]] = {}
+    for tp, batches in by_partition.items():
+        producers = [p.producer for p in batches if p.producer is not None]
+        if producers:
+            found[tp] = producers
+    return found
 
 
 def _block_spec(tp: TopicPartition, batches: list[PendingBatch]) -> BlockSpec:

@@ -14,6 +14,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from streamhouse.config import Settings
 from streamhouse.engine.flush import Flusher, PendingBatch
@@ -25,12 +26,28 @@ from streamhouse.errors import (
     MessageTooLarge,
     NotLeader,
     OffsetOutOfRange,
+    ProducerRefused,
     StorageError,
     UnknownTopicOrPartition,
 )
 from streamhouse.kafka.compression import decompressor
-from streamhouse.kafka.record_batch import iter_batches, validate_batch, with_base_offset
+from streamhouse.kafka.record_batch import (
+    NO_PRODUCER_ID,
+    BatchHeader,
+    iter_batches,
+    parse_header,
+    validate_batch,
+    with_base_offset,
+)
 from streamhouse.log.partition import PartitionState
+from streamhouse.log.producer_state import (
+    Duplicate,
+    ProducerBatch,
+    ProducerStates,
+    Refuse,
+    SequencedBatch,
+    last_sequence,
+)
 from streamhouse.log.tail import TailBatch
 from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.log.topics import validate_topic_name
@@ -62,7 +79,7 @@ class AppendResult:
     base_offset: int
     last_offset: int
     log_start_offset: int
-    synced: asyncio.Future[int]  # acks=1: the WAL entry is fsynced
+    synced: asyncio.Future[Any]  # acks=1: the WAL entry is fsynced (the value is unused)
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
 
 
@@ -210,7 +227,11 @@ class LogStore:
         state = PartitionState.opened(
             tp, lease.epoch, record.log_start_offset, record.durable_end_offset
         )
-        plog = PartitionLog.opened(state)
+        producers = ProducerStates(
+            self._settings.producers_per_partition_max,
+            await self._metadata.list_producer_states(tp),
+        )
+        plog = PartitionLog.opened(state, producers)
         self._partitions[tp] = plog
         return plog
 
@@ -263,6 +284,13 @@ class LogStore:
         if plog.fenced:
             raise NotLeader(f"lease of {tp} moved to another agent; refresh metadata")
         # From here to the return nothing awaits: offset order equals WAL order.
+        producer = _idempotent(header)
+        if producer is not None:
+            verdict = plog.producers.judge(*producer, header.record_count)
+            if isinstance(verdict, Refuse):
+                raise ProducerRefused(f"{tp}: {verdict.message}", verdict.code)
+            if isinstance(verdict, Duplicate):
+                return self._duplicate(plog, verdict.original, durable)
         state = plog.state
         if plog.truncate_marker_offset is not None:
             # Written once, ahead of the partition's next batch and in the same fsync: if the
@@ -277,7 +305,13 @@ class LogStore:
         )
         plog.append(tail_batch)
         entry = BatchEntry(tp.topic, tp.partition, state.leader_epoch, stamped)
-        pending = PendingBatch(plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms())
+        pending = PendingBatch(
+            plog,
+            state.leader_epoch,
+            tail_batch,
+            self._clock.monotonic_ms(),
+            producer=self._record_producer(plog, header, base_offset),
+        )
         self.flusher.add(pending)
         wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)
         durable_future = plog.wait_durable(tail_batch.end_offset) if durable else None
@@ -288,6 +322,38 @@ class LogStore:
             wal_append.synced,
             durable_future,
         )
+
+    def _duplicate(
+        self, plog: PartitionLog, original: SequencedBatch, durable: bool
+    ) -> AppendResult:
+        """A producer's retry of a batch already appended: answer with the first offsets once
+        the original reaches what the ack mode asks for."""
+        end_offset = original.last_offset + 1
+        return AppendResult(
+            original.base_offset,
+            original.last_offset,
+            plog.state.log_start_offset,
+            plog.wait_synced(end_offset),
+            plog.wait_durable(end_offset) if durable else None,
+        )
+
+    def _record_producer(
+        self, plog: PartitionLog, header: BatchHeader, base_offset: int
+    ) -> ProducerBatch | None:
+        """Remember an idempotent batch's sequence range where it landed."""
+        producer = _idempotent(header)
+        if producer is None:
+            return None
+        producer_id, epoch, first_sequence = producer
+        sequenced = SequencedBatch(
+            first_sequence,
+            last_sequence(first_sequence, header.record_count),
+            base_offset,
+            base_offset + header.last_offset_delta,
+        )
+        produced = ProducerBatch(producer_id, epoch, sequenced)
+        plog.producers.record(produced, self._clock.now_ms())
+        return produced
 
     async def _wait_for_room(self, size_bytes: int) -> None:
         while not (self.wal.has_room(size_bytes) and self.flusher.has_room()):
@@ -459,7 +525,10 @@ class LogStore:
         tail_batch = TailBatch(base_offset, last_offset, max_timestamp_ms, data)
         plog.append(tail_batch)
         plog.synced(tail_batch.end_offset)
-        pending = PendingBatch(plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms())
+        producer = self._record_producer(plog, parse_header(data), base_offset)
+        pending = PendingBatch(
+            plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms(), producer=producer
+        )
         self.flusher.add(pending)
         self.flusher.mark_synced(pending, segment)
         self.recovery.replayed_batches += 1
@@ -495,3 +564,10 @@ def _surviving_batches(
             tp = TopicPartition(entry.topic, entry.partition)
             by_partition.setdefault(tp, []).append((entry, item.segment))
     return by_partition, voided
+
+
+def _idempotent(header: BatchHeader) -> tuple[int, int, int] | None:
+    """(producer id, epoch, first sequence) of an idempotent producer's batch, else None."""
+    if header.producer_id == NO_PRODUCER_ID:
+        return None
+    return header.producer_id, header.producer_epoch, header.base_sequence

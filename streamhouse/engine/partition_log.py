@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.errors import StreamHouseError
 from streamhouse.log.partition import PartitionState
+from streamhouse.log.producer_state import ProducerStates
 from streamhouse.log.tail import Tail, TailBatch
 
 
@@ -16,20 +17,23 @@ class PartitionLog:
 
     state: PartitionState
     tail: Tail
+    producers: ProducerStates
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    synced_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     truncate_marker_offset: int | None = None  # a void range awaits its WAL marker
     fenced: bool = False
     _watermark_moved: asyncio.Future[None] | None = None
 
     @classmethod
-    def opened(cls, state: PartitionState) -> PartitionLog:
-        return cls(state, Tail(state.durable_end_offset))
+    def opened(cls, state: PartitionState, producers: ProducerStates) -> PartitionLog:
+        return cls(state, Tail(state.durable_end_offset), producers)
 
     def append(self, batch: TailBatch) -> None:
         self.tail.append(batch)
 
     def synced(self, end_offset: int) -> None:
         self.state.synced(end_offset)
+        self.synced_waiters = _release(self.synced_waiters, end_offset)
         self._wake_watchers()
 
     def watch_high_watermark(self) -> asyncio.Future[None]:
@@ -47,25 +51,22 @@ class PartitionLog:
 
     def made_durable(self, end_offset: int, tail_bytes_max: int) -> None:
         self.state.made_durable(end_offset)
-        ready = [w for w in self.durable_waiters if w[0] <= end_offset]
-        self.durable_waiters = [w for w in self.durable_waiters if w[0] > end_offset]
-        for _, waiter in ready:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.durable_waiters = _release(self.durable_waiters, end_offset)
         self.tail.evict(end_offset, tail_bytes_max)
 
     def wait_durable(self, end_offset: int) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if end_offset <= self.state.durable_end_offset:
-            waiter.set_result(None)
-        else:
-            self.durable_waiters.append((end_offset, waiter))
-        return waiter
+        """Resolves once offsets below `end_offset` are in a committed object."""
+        return _waiter(self.durable_waiters, end_offset, self.state.durable_end_offset)
+
+    def wait_synced(self, end_offset: int) -> asyncio.Future[None]:
+        """Resolves once offsets below `end_offset` are fsynced (the high watermark passed)."""
+        return _waiter(self.synced_waiters, end_offset, self.state.high_watermark)
 
     def roll_back_unsynced(self, error: StreamHouseError) -> None:
         """A WAL write failed: void everything above the high watermark."""
         new_end = self.state.roll_back_unsynced()
         self.tail.truncate_from(new_end)
+        self.producers.truncate_from(new_end)
         self.truncate_marker_offset = new_end
         self._fail_waiters_above(new_end, error)
 
@@ -76,12 +77,39 @@ class PartitionLog:
         self._wake_watchers()
 
     def _fail_waiters_above(self, offset: int, error: StreamHouseError) -> None:
-        keep = []
-        for end_offset, waiter in self.durable_waiters:
-            if end_offset > offset:
-                if not waiter.done():
-                    waiter.set_exception(error)
-                    waiter.exception()
-            else:
-                keep.append((end_offset, waiter))
-        self.durable_waiters = keep
+        self.durable_waiters = _fail_above(self.durable_waiters, offset, error)
+        self.synced_waiters = _fail_above(self.synced_waiters, offset, error)
+
+
+Waiters = list[tuple[int, asyncio.Future[None]]]
+
+
+def _waiter(waiters: Waiters, end_offset: int, reached: int) -> asyncio.Future[None]:
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    if end_offset <= reached:
+        waiter.set_result(None)
+    else:
+        waiters.append((end_offset, waiter))
+    return waiter
+
+
+def _release(waiters: Waiters, reached: int) -> Waiters:
+    keep = []
+    for end_offset, waiter in waiters:
+        if end_offset > reached:
+            keep.append((end_offset, waiter))
+        elif not waiter.done():
+            waiter.set_result(None)
+    return keep
+
+
+def _fail_above(waiters: Waiters, offset: int, error: StreamHouseError) -> Waiters:
+    keep = []
+    for end_offset, waiter in waiters:
+        if end_offset > offset:
+            if not waiter.done():
+                waiter.set_exception(error)
+                waiter.exception()
+        else:
+            keep.append((end_offset, waiter))
+    return keep

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import astuple
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
@@ -40,14 +41,18 @@ from streamhouse.errors import (
 )
 from streamhouse.io.migrations import upgrade_to_head
 from streamhouse.io.sql_schema import (
+    PRODUCER_ID_COUNTER,
     committed_offsets,
+    counters,
     flush_outcomes,
     objects,
     partitions,
+    producer_states,
     retired_epochs,
     segments,
     topics,
 )
+from streamhouse.log.producer_state import ProducerSnapshot, SequencedBatch, folded
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -219,6 +224,12 @@ class SqlMetadataStore(MetadataStore):
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         return await self._run(lambda: self.core.set_log_start_offset(tp, offset))
 
+    async def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
+        return await self._run(lambda: self.core.list_producer_states(tp))
+
+    async def allocate_producer_id(self) -> int:
+        return await self._run(self.core.allocate_producer_id)
+
     async def commit_offsets(
         self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
     ) -> None:
@@ -316,6 +327,14 @@ class SqlMetadataCore:
 
     def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         return self._write("set_log_start_offset", lambda conn: _raise_log_start(conn, tp, offset))
+
+    # idempotent producers
+
+    def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
+        return self._read("list_producer_states", lambda conn: _producer_states(conn, tp))
+
+    def allocate_producer_id(self) -> int:
+        return self._write("allocate_producer_id", _next_producer_id)
 
     # flushes
 
@@ -479,9 +498,15 @@ def _retire_epochs(conn: Connection, topic: str) -> None:
         {"topic": topic, "partition": row.partition, "leader_epoch": row.leader_epoch + 1}
         for row in ended
     ]
-    conn.execute(delete(retired_epochs).where(retired_epochs.c.topic == topic))
-    if rows:
-        conn.execute(insert(retired_epochs), rows)
+    if not rows:
+        return
+    ending = [row["partition"] for row in rows]  # earlier namesakes' other partitions stay
+    conn.execute(
+        delete(retired_epochs).where(
+            retired_epochs.c.topic == topic, retired_epochs.c.partition.in_(ending)
+        )
+    )
+    conn.execute(insert(retired_epochs), rows)
 
 
 def _new_partition_row(topic: str, partition: int, leader_epoch: int) -> dict[str, Any]:
@@ -513,6 +538,7 @@ def _delete_topic(conn: Connection, name: str) -> None:
     _retire_epochs(conn, name)
     conn.execute(delete(segments).where(segments.c.topic == name))
     conn.execute(delete(committed_offsets).where(committed_offsets.c.topic == name))
+    conn.execute(delete(producer_states).where(producer_states.c.topic == name))
     conn.execute(delete(partitions).where(partitions.c.topic == name))
     deleted = conn.execute(delete(topics).where(topics.c.name == name))
     if deleted.rowcount == 0:
@@ -652,6 +678,7 @@ def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
             fenced.add(tp)
             continue
         _append_segments(conn, commit.obj.key, current, rows_by_tp.get(tp, []))
+        _fold_producers(conn, tp, commit)
         committed.add(tp)
     outcome = FlushOutcome(frozenset(committed), frozenset(fenced))
     conn.execute(
@@ -662,6 +689,71 @@ def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
         )
     )
     return outcome
+
+
+# ---------------------------------------------------------------- producer statements
+
+
+def _producer_states(conn: Connection, tp: TopicPartition) -> list[ProducerSnapshot]:
+    query = (
+        select(producer_states)
+        .where(producer_states.c.topic == tp.topic, producer_states.c.partition == tp.partition)
+        .order_by(producer_states.c.producer_id)
+    )
+    return [_producer_snapshot(row) for row in conn.execute(query)]
+
+
+def _producer_snapshot(row: Row[Any]) -> ProducerSnapshot:
+    batches = tuple(SequencedBatch(*batch) for batch in json.loads(row.batches))
+    return ProducerSnapshot(row.producer_id, row.producer_epoch, batches, row.last_append_ms)
+
+
+def _fold_producers(conn: Connection, tp: TopicPartition, commit: FlushCommit) -> None:
+    """Fold the flush's idempotent batches into the stored states; drop expired ones."""
+    here = (producer_states.c.topic == tp.topic, producer_states.c.partition == tp.partition)
+    conn.execute(
+        delete(producer_states).where(
+            *here, producer_states.c.last_append_ms < commit.producers_expire_before_ms
+        )
+    )
+    produced = commit.producers.get(tp, ())
+    if not produced:
+        return
+    touched = {p.producer_id for p in produced}
+    stored = {
+        row.producer_id: _producer_snapshot(row)
+        for row in conn.execute(
+            select(producer_states).where(*here, producer_states.c.producer_id.in_(touched))
+        )
+    }
+    states: dict[int, ProducerSnapshot] = {}
+    for producer in produced:
+        previous = states.get(producer.producer_id) or stored.get(producer.producer_id)
+        states[producer.producer_id] = folded(previous, producer, commit.obj.created_ms)
+    conn.execute(delete(producer_states).where(*here, producer_states.c.producer_id.in_(touched)))
+    conn.execute(
+        insert(producer_states),
+        [
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "producer_id": state.producer_id,
+                "producer_epoch": state.producer_epoch,
+                "batches": json.dumps([list(astuple(batch)) for batch in state.batches]),
+                "last_append_ms": state.last_append_ms,
+            }
+            for _, state in sorted(states.items())
+        ],
+    )
+
+
+def _next_producer_id(conn: Connection) -> int:
+    counter = counters.c.name == PRODUCER_ID_COUNTER
+    value: int = conn.execute(
+        select(counters.c.next_value).where(counter).with_for_update()
+    ).scalar_one()
+    conn.execute(update(counters).where(counter).values(next_value=value + 1))
+    return value
 
 
 def _insert_object(conn: Connection, obj: ObjectRecord) -> None:

@@ -56,6 +56,28 @@ partitions = Table(
     Column("log_start_offset", BigInteger, nullable=False),
 )
 
+producer_states = Table(
+    "producer_states",
+    metadata,
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("producer_id", BigInteger, primary_key=True),
+    Column("producer_epoch", Integer, nullable=False),
+    Column("batches", Text, nullable=False),  # JSON [[first_seq, last_seq, base, last], ...]
+    Column("last_append_ms", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["topic", "partition"], ["partitions.topic", "partitions.partition"], ondelete="CASCADE"
+    ),
+)
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("next_value", BigInteger, nullable=False),
+)
+PRODUCER_ID_COUNTER = "producer_id"
+
 retired_epochs = Table(
     "retired_epochs",
     metadata,

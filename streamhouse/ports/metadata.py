@@ -1,4 +1,4 @@
-"""Metadata store port: topics, partition leases, durable offsets, segment rows and group offsets.
+"""Metadata store port: topics, leases, durable offsets, segments, producers and group offsets.
 
 The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Every write that concerns a partition is fenced by the partition's lease
@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from streamhouse.log.producer_state import ProducerBatch, ProducerSnapshot
 
 
 @dataclass(frozen=True, order=True)
@@ -105,6 +107,11 @@ class FlushCommit:
     obj: ObjectRecord
     segments: Sequence[SegmentRecord]
     epochs: Mapping[TopicPartition, int]
+    # Idempotent producers' batches in this flush, per partition in offset order; folded into
+    # the stored producer state of committed partitions only.
+    producers: Mapping[TopicPartition, Sequence[ProducerBatch]] = field(default_factory=dict)
+    # Producer states of those partitions last appended to before this time are dropped.
+    producers_expire_before_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,14 @@ class MetadataStore(ABC):
     @abstractmethod
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         """Move the log start forward (never back); returns the resulting log start."""
+
+    @abstractmethod
+    async def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
+        """Idempotent producers' state as of the partition's durable end, by producer id."""
+
+    @abstractmethod
+    async def allocate_producer_id(self) -> int:
+        """A producer id never handed out before (by any agent sharing this store)."""
 
     @abstractmethod
     async def commit_offsets(

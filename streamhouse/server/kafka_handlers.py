@@ -60,6 +60,7 @@ from streamhouse.server.kafka_offsets import (
     describe_cluster,
     offset_for_leader_epoch,
 )
+from streamhouse.server.kafka_producers import init_producer_id
 
 Values = dict[str, Any]
 Completion = Coroutine[Any, Any, Values]
@@ -451,6 +452,7 @@ async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> V
 
 Handler = Callable[[KafkaContext, Request], Awaitable[Completion]]
 HANDLERS: dict[ApiKey, Handler] = {
+    ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.API_VERSIONS: api_versions,
     ApiKey.METADATA: metadata,
     ApiKey.PRODUCE: produce,
