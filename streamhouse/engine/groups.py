@@ -338,13 +338,19 @@ class GroupCoordinator:
     async def expire_offsets(self) -> int:
         """Drop the offsets of groups empty for `offsets_retention_ms`; returns rows removed.
 
-        A group this agent saw become empty is counted from then; one it knows only from
-        its offsets (e.g. after a restart, or standalone commits) by each offset's commit.
+        Empty groups without offsets are forgotten at once (as Kafka's cleanup does). A
+        group this agent saw become empty is counted from then; one it knows only from its
+        offsets (e.g. after a restart, or standalone commits) by each offset's commit.
         """
         now_ms = self._clock.now_ms()
         retention_ms = self._settings.offsets_retention_ms
         removed = 0
-        for group_id in await self._metadata.list_offset_groups():
+        with_offsets = await self._metadata.list_offset_groups()
+        for group_id in set(self._groups) - set(with_offsets):  # empty and nothing to keep
+            idle = self._groups[group_id]
+            if idle.state is GroupState.EMPTY and not idle.pending_members:
+                self._forget(group_id)
+        for group_id in with_offsets:
             group = self._groups.get(group_id)
             if group is not None and group.state is not GroupState.EMPTY:
                 continue

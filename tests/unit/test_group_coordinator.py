@@ -269,3 +269,16 @@ async def _group_bound(harness: Harness) -> None:
     assert refused.error is E.COORDINATOR_NOT_AVAILABLE
     harness.groups.leave("busy", [(busy.member_id, None)])
     assert (await answer(harness.groups.join("other", request))).error is E.NONE
+
+
+def test_empty_groups_without_offsets_are_forgotten() -> None:
+    run(_empty_groups_forgotten)
+
+
+async def _empty_groups_forgotten(harness: Harness) -> None:
+    one, two = await _stable_pair(harness)
+    harness.groups.leave("g", [(one.member_id, None), (two.member_id, None)])
+    assert [g.state for g in await harness.groups.list_groups()] == [GroupState.EMPTY]
+    await harness.advance(2 * CHECK_MS)
+    assert harness.groups.group("g") is None
+    assert await harness.groups.list_groups() == []
