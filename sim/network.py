@@ -315,7 +315,7 @@ class SimNetwork:
                 return
             if direction.queued_bytes > source.write_high_bytes and not source.writing_paused:
                 source.writing_paused = True
-                self._call(source, _pause_writing, source.protocol)
+                self._call(source, source.protocol.pause_writing)
         self._schedule(direction)
 
     def _draw_delay_ns(self, faults: NetworkFaults) -> int:
@@ -343,8 +343,8 @@ class SimNetwork:
     def _deliver(self, direction: _Direction) -> None:
         """Deliver the head segment (or part of it) if its time has come, then reschedule."""
         direction.timer = None
-        if not direction.queue:
-            return
+        if not direction.queue or direction.target.reading_paused:
+            return  # resume_reading() reschedules
         source, target = direction.source, direction.target
         clogged_until_ns = self._clogged_until_ns.get((source.host, target.host), 0)
         head = direction.queue[0]
@@ -372,7 +372,7 @@ class SimNetwork:
         if source.writing_paused and direction.queued_bytes <= source.write_low_bytes:
             source.writing_paused = False
             if not source.lost:
-                self._call(source, _resume_writing, source.protocol)
+                self._call(source, source.protocol.resume_writing)
         if target.lost or target.closing:
             self._reset(connection, "data for a closed socket")
             return
@@ -452,14 +452,6 @@ class SimNetwork:
 
     def open_connections(self) -> int:
         return len(self._connections)
-
-
-def _pause_writing(protocol: asyncio.BaseProtocol) -> None:
-    protocol.pause_writing()
-
-
-def _resume_writing(protocol: asyncio.BaseProtocol) -> None:
-    protocol.resume_writing()
 
 
 class SimTransport(asyncio.Transport):

@@ -223,3 +223,29 @@ def test_a_link_may_have_faults_of_its_own() -> None:
         return connected_ms, round_trip_ms
 
     assert _simulate(main) == (500, 500)
+
+
+def test_a_reader_that_pauses_receives_nothing_until_it_resumes() -> None:
+    async def main(loop: SimLoop, network: SimNetwork) -> list[bytes]:
+        received: list[bytes] = []
+        server = await _serve_echo()
+
+        class Collect(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                received.append(data)
+
+        transport, _ = await loop.create_connection(Collect, SERVER, PORT)
+        await asyncio.sleep(1)
+        network.set_link_faults(SERVER, "client", NetworkFaults(delay_ms_min=500, delay_ms_max=500))
+        transport.write(b"echo me")
+        await asyncio.sleep(0.1)  # the echo is on its way back, due in 400 ms
+        transport.pause_reading()
+        await asyncio.sleep(60)
+        assert received == [f"{SERVER}|".encode()]
+        transport.resume_reading()
+        await asyncio.sleep(1)
+        transport.close()
+        server.close()
+        return received
+
+    assert b"".join(_simulate(main)) == b"server-1|echo me"
