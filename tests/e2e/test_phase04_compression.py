@@ -78,7 +78,6 @@ def test_kafka_python_produces_confluent_reads(agent: Agent, codec: str) -> None
         bootstrap_servers=agent.bootstrap,
         compression_type=codec,
         linger_ms=20,
-        enable_idempotence=False,  # InitProducerId arrives with the idempotent-producer issue
     )
     sent = [producer.send(topic, value=value, partition=0) for value in _values(codec)]
     producer.flush(WAIT_S)

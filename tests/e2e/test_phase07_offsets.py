@@ -37,7 +37,7 @@ def _create(agent: Agent, topic: str) -> None:
 
 
 def _produce_kafka_python(agent: Agent, topic: str) -> None:
-    producer = KafkaProducer(bootstrap_servers=agent.bootstrap, acks=1, enable_idempotence=False)
+    producer = KafkaProducer(bootstrap_servers=agent.bootstrap, acks=1)
     for index in range(RECORDS):
         producer.send(topic, value=b"v%d" % index, timestamp_ms=_timestamp(index), partition=0)
     producer.flush(TIMEOUT_S)
