@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -28,14 +26,6 @@ HALF = RECORDS // 2
 WAIT_S = 40
 POLL_S = 0.2
 FAST_GROUPS = ("--group-initial-rebalance-delay-ms", "0", "--group-min-session-timeout-ms", "1000")
-
-
-@pytest.fixture
-def group_agent(tmp_path: Path) -> Iterator[Agent]:
-    running = start_agent(tmp_path / "data", *FAST_GROUPS)
-    yield running
-    if running.process.poll() is None:
-        assert running.stop() == 0
 
 
 def _topic(bootstrap: str, name: str, partitions: int, records: int = RECORDS) -> None:
