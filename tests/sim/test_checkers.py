@@ -24,6 +24,7 @@ from sim.history import (
     FAULT_LEASE_FENCED,
     PHASE_LIVENESS,
     CommittedOffsetRead,
+    Event,
     FaultInjected,
     GroupGeneration,
     History,
@@ -31,6 +32,9 @@ from sim.history import (
     OffsetCommitted,
     OffsetReset,
     PhaseStarted,
+    ProduceAcked,
+    ProduceAttempt,
+    ScanCompleted,
     TopicCreated,
     TopicPartition,
     TxnEnded,
@@ -261,12 +265,14 @@ def test_idempotent_duplicate_is_flagged() -> None:
 
 def test_duplicate_producer_sequence_is_flagged() -> None:
     script = Script()
-    script.attempt(b"a", idempotent=True)
-    script.attempt(b"b", idempotent=True)
+    script.attempt(b"a")  # the workload did not know; the batch header says who wrote it
+    script.attempt(b"b")
     records = [ObservedRecord(0, None, b"a", 1, None, 7, 0, 5), ObservedRecord(1, None, b"b", 1)]
     records += [ObservedRecord(2, None, b"a", 1, None, 7, 0, 5)]
     script.fetch(0, records)
-    assert flagged(script) == {"idempotence"}
+    (violation,) = check_all(script.history)
+    assert violation.checker == "idempotence"
+    assert "producer id 7 epoch 0 sequence 5 written twice" in violation.message
 
 
 def test_an_older_epochs_record_does_not_hide_a_duplicate() -> None:
@@ -314,6 +320,16 @@ def test_without_epochs_an_acked_record_overwritten_is_lost() -> None:
     assert flagged(script) == {"acked_durable", "one_value"}
 
 
+def test_a_fault_after_both_values_does_not_excuse_them() -> None:
+    script = Script()
+    script.attempt(b"x")
+    script.attempt(b"y")
+    script.fetch(0, [(0, b"x")], epoch=1)
+    script.fetch(0, [(0, b"y")], epoch=2)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    assert flagged(script) == {"one_value"}
+
+
 def test_two_values_across_epochs_without_a_fault_are_flagged() -> None:
     script = Script()
     script.attempt(b"x")
@@ -327,6 +343,13 @@ def test_offsets_going_backwards_are_flagged() -> None:
     script = Script()
     three_acked(script)
     script.fetch(0, [(0, b"v0"), (2, b"v2"), (1, b"v1")])
+    assert flagged(script) == {"reader_offsets"}
+
+
+def test_a_position_behind_what_was_read_is_flagged() -> None:
+    script = Script()
+    three_acked(script)
+    script.fetch(0, [(0, b"v0"), (1, b"v1")], next_offset=1)
     assert flagged(script) == {"reader_offsets"}
 
 
@@ -381,6 +404,22 @@ def test_watermarks_may_restart_lower_in_a_new_epoch() -> None:
     script.fetch(0, [], high_watermark=8, epoch=2)
     script.fetch(0, [], high_watermark=9, epoch=1, client="other")
     assert flagged(script) == set()
+
+
+@pytest.mark.parametrize(
+    ("marks", "reason"),
+    [
+        ({"high_watermark": 1, "last_stable_offset": 2}, "LSO 2 above high watermark 1"),
+        ({"high_watermark": 1, "log_start_offset": 2}, "log start 2 above high watermark 1"),
+        ({"high_watermark": 3, "log_start_offset": 1}, "offset 0 below log start 1"),
+    ],
+)
+def test_inconsistent_marks_in_one_response_are_flagged(marks: dict[str, int], reason: str) -> None:
+    script = Script()
+    script.attempt(b"v0")
+    script.fetch(0, [(0, b"v0")], **marks)
+    assert flagged(script) == {"watermarks"}
+    assert any(reason in v.message for v in check_all(script.history))
 
 
 def test_log_start_regressing_and_records_past_the_high_watermark_are_flagged() -> None:
@@ -517,12 +556,61 @@ def test_acks1_loss_needs_a_fault_on_its_agent_and_an_epoch_change(
     assert reason in violation.message
 
 
+def test_a_fault_after_the_loss_was_seen_does_not_excuse_it() -> None:
+    script = Script()
+    script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
+    script.attempt(b"other")
+    script.fetch(0, [(0, b"other")], epoch=2)
+    script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
+    assert flagged(script) == {"acked_leader", "one_value"}
+
+
+def test_final_read_finding_another_value_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    script.attempt(b"other")
+    script.scan([(0, b"other")], end_offset=1)
+    assert flagged(script) == {"acked_durable", "one_value", "final_reads"}
+    (violation,) = [v for v in check_all(script.history) if v.checker == "final_reads"]
+    assert "found key=null value=b'other'" in violation.message
+
+
+def test_a_read_committed_final_read_need_not_hold_aborted_records() -> None:
+    script = Script()
+    script.produce(b"t0", 0, txn=1, client="txp")
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=False))
+    script.produce(b"v2", 2)
+    requested_us = script.now_us + 1
+    script.fetch(0, [(2, b"v2")], client="final", read_committed=True, next_offset=3)
+    scan = ScanCompleted(script.tick(), requested_us, "final", "t", 0, 0, 3, read_committed=True)
+    script.history.append(scan)
+    assert check_all(script.history) == []
+
+
 def test_disk_loss_before_the_write_does_not_excuse_it() -> None:
     script = Script()
     script.history.append(FaultInjected(script.tick(), FAULT_DISK_LOSS, "a1"))
     script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1, agent="a1")
     script.scan([], end_offset=0, epoch=2)
     assert flagged(script) == {"acked_leader", "final_reads"}
+
+
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ([PhaseStarted(20, PHASE_LIVENESS), PhaseStarted(10, PHASE_LIVENESS)], "backwards"),
+        ([CommittedOffsetRead(5, 9, "c", "g", "t", 0, -1)], "before requested"),
+        ([ProduceAcked(5, "p", 42, 0)], "never attempted"),
+        ([ProduceAttempt(1, "p", 1, "t", 0, None, b"x", 0), ProduceAcked(2, "p", 1, -1)], "offset"),
+    ],
+)
+def test_each_kind_of_malformed_history_is_named(events: list[Event], reason: str) -> None:
+    history = History()
+    for event in events:
+        history.append(event)
+    (violation,) = check_all(history)
+    assert violation.checker == "history"
+    assert reason in violation.message
 
 
 def test_malformed_histories_are_reported_as_such() -> None:
@@ -556,6 +644,12 @@ def test_liveness_needs_an_ack_and_a_read_after_healing() -> None:
     script.now_us += 5_000
     script.fetch(2, [])
     assert check_liveness(script.history, heal_us=heal_us, bound_ms=1) == []
+    reads_only = Script()
+    reads_only.attempt(b"unanswered")
+    reads_only.history.append(PhaseStarted(reads_only.tick(), PHASE_LIVENESS))
+    reads_only.fetch(0, [(0, b"unanswered")])
+    (violation,) = check_all(reads_only.history, liveness_bound_ms=1)
+    assert "no produce acked within 1 ms" in violation.message
     late = Script()
     late.history.append(PhaseStarted(late.tick(), PHASE_LIVENESS))
     late.now_us += 2_000
