@@ -191,7 +191,8 @@ class ScanCompleted:
 
 @dataclass(frozen=True)
 class TxnEnded:
-    """The end of the workload's transaction `txn`: committed, aborted, or unknown (None)."""
+    """The end of the workload's transaction `txn` (a number unique in the history):
+    committed, aborted, or unknown (None); `requested_us` is when EndTxn was sent."""
 
     at_us: int
     requested_us: int
