@@ -37,6 +37,12 @@ PROTOCOLS = [
     (("range", b"r"), ("roundrobin", b"rr")),
     (("roundrobin", b"rr"), ("range", b"r")),
 ]
+PROFILES = [  # what a client sends: protocols, session timeout, rebalance timeout
+    (PROTOCOLS[0], SESSION_MS, REBALANCE_MS),
+    (PROTOCOLS[1], SESSION_MS, REBALANCE_MS),
+    (PROTOCOLS[0], 600, 2000),
+    (PROTOCOLS[1], 600, 2000),
+]
 INSTANCES = ["s1", "s2"]
 E = ErrorCode
 S = GroupState
@@ -48,6 +54,8 @@ class ModelMember:
     awaiting_join: bool = False
     awaiting_sync: bool = False
     heartbeat_ms: int = 0
+    session_ms: int = SESSION_MS
+    rebalance_ms: int = REBALANCE_MS
 
 
 @dataclass
@@ -76,16 +84,17 @@ class Model:
             return E.ILLEGAL_GENERATION
         return E.NONE
 
-    def add(self, member: str, instance: str | None, now: int) -> None:
+    def add(self, member: str, instance: str | None, now: int, profile: int) -> None:
+        _, session_ms, rebalance_ms = PROFILES[profile]
         self.members[member] = ModelMember(
-            instance, awaiting_join=True, heartbeat_ms=now + SESSION_MS
+            instance, True, False, now + session_ms, session_ms, rebalance_ms
         )
         if instance is not None:
             self.static[instance] = member
         if self.state is S.EMPTY and self.delay_ms > 0:
             self.state = S.PREPARING_REBALANCE
             self.deadline_ms = now + self.delay_ms
-            self.initial_cap_ms = now + max(REBALANCE_MS, self.delay_ms)
+            self.initial_cap_ms = now + max(self.rebalance_timeout_ms(), self.delay_ms)
         elif self.state is S.PREPARING_REBALANCE and self.initial_cap_ms is not None:
             self.deadline_ms = min(now + self.delay_ms, self.initial_cap_ms)
         else:
@@ -98,10 +107,13 @@ class Model:
                     member.awaiting_sync = False
                     self.answered_syncs[name] = E.REBALANCE_IN_PROGRESS
             self.state = S.PREPARING_REBALANCE
-            self.deadline_ms = now + (REBALANCE_MS if self.members else 0)
+            self.deadline_ms = now + self.rebalance_timeout_ms()
             self.initial_cap_ms = None
         if self.initial_cap_ms is None and self.everyone_in():
             self.complete(now)
+
+    def rebalance_timeout_ms(self) -> int:
+        return max((m.rebalance_ms for m in self.members.values()), default=0)
 
     def everyone_in(self) -> bool:
         return not self.pending and all(m.awaiting_join for m in self.members.values())
@@ -128,10 +140,10 @@ class Model:
         if self.leader not in self.members:
             self.leader = next(iter(self.members))
         self.state = S.COMPLETING_REBALANCE
-        self.sync_deadline_ms = now + REBALANCE_MS
+        self.sync_deadline_ms = now + self.rebalance_timeout_ms()
         for name, member in self.members.items():
             member.awaiting_join = False
-            member.heartbeat_ms = now + SESSION_MS
+            member.heartbeat_ms = now + member.session_ms
             self.answered_joins.add(name)
 
     def drop(self, names: list[str], now: int) -> None:
@@ -180,7 +192,7 @@ class GroupMachine(RuleBasedStateMachine):
         self.ids = 0
         self.client_generation: dict[str, int] = {}
         self.client_instance: dict[str, str | None] = {}
-        self.protocols: dict[str, tuple[tuple[str, bytes], ...]] = {}
+        self.profile: dict[str, int] = {}
         self.retired: set[str] = set()  # ids that were members once and are no longer
         self.generations_seen: list[int] = [0]
         self.owners: dict[int, dict[int, str]] = {}  # generation -> partition -> member
@@ -197,16 +209,17 @@ class GroupMachine(RuleBasedStateMachine):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _request(self, member: str, instance: str | None, protocols_index: int) -> JoinRequest:
+    def _request(self, member: str, instance: str | None, profile: int) -> JoinRequest:
+        protocols, session_ms, rebalance_ms = PROFILES[profile]
         return JoinRequest(
             member_id=member,
             instance_id=instance,
             client_id="c",
             client_host="h",
-            session_timeout_ms=SESSION_MS,
-            rebalance_timeout_ms=REBALANCE_MS,
+            session_timeout_ms=session_ms,
+            rebalance_timeout_ms=rebalance_ms,
             protocol_type="consumer",
-            protocols=PROTOCOLS[protocols_index],
+            protocols=protocols,
             version=5,
         )
 
@@ -245,8 +258,8 @@ class GroupMachine(RuleBasedStateMachine):
             assert names == set(self.model.members)
             common = [
                 name
-                for name, _ in self.protocols[join.member_id]
-                if all(name in dict(self.protocols[m]) for m in names)
+                for name, _ in PROFILES[self.profile[join.member_id]][0]
+                if all(name in dict(PROFILES[self.profile[m]][0]) for m in names)
             ]
             assert join.protocol_name in common
 
@@ -267,18 +280,18 @@ class GroupMachine(RuleBasedStateMachine):
 
     # --- rules -----------------------------------------------------------------------------
 
-    @rule(protocols_index=st.integers(0, 1))
-    def new_dynamic_member(self, protocols_index: int) -> None:
+    @rule(profile=st.integers(0, len(PROFILES) - 1))
+    def new_dynamic_member(self, profile: int) -> None:
         token = self._fresh()
-        outcome = self.group.join(self._request("", None, protocols_index), token, self.now)
+        outcome = self.group.join(self._request("", None, profile), token, self.now)
         if len(self.model.members) + len(self.model.pending) >= MEMBERS_MAX:
             assert outcome.reply is not None and outcome.reply.error is E.GROUP_MAX_SIZE_REACHED
         else:
             assert outcome.reply is not None
             assert outcome.reply.error is E.MEMBER_ID_REQUIRED
             assert outcome.member_id == f"c-{token}"
-            self.model.pending[outcome.member_id] = self.now + SESSION_MS
-            self.protocols[outcome.member_id] = PROTOCOLS[protocols_index]
+            self.model.pending[outcome.member_id] = self.now + PROFILES[profile][1]
+            self.profile[outcome.member_id] = profile
             self.client_instance[outcome.member_id] = None
         self._deliver(outcome.effects)
 
@@ -286,24 +299,24 @@ class GroupMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def pending_member_joins(self, data: st.DataObject) -> None:
         member = data.draw(st.sampled_from(sorted(self.model.pending)))
-        index = PROTOCOLS.index(self.protocols[member])
-        outcome = self.group.join(self._request(member, None, index), "unused", self.now)
+        profile = self.profile[member]
+        outcome = self.group.join(self._request(member, None, profile), "unused", self.now)
         del self.model.pending[member]
-        self.model.add(member, None, self.now)
+        self.model.add(member, None, self.now, profile)
         self.client_generation.setdefault(member, -1)
         if outcome.reply is not None:
             self._joined(outcome.reply)
         self._deliver(outcome.effects)
 
-    @rule(instance=st.sampled_from(INSTANCES), protocols_index=st.integers(0, 1))
-    def static_member_starts(self, instance: str, protocols_index: int) -> None:
+    @rule(instance=st.sampled_from(INSTANCES), profile=st.integers(0, len(PROFILES) - 1))
+    def static_member_starts(self, instance: str, profile: int) -> None:
         """A static instance (re)starts: it joins without a member id."""
         token = self._fresh()
-        request = self._request("", instance, protocols_index)
+        request = self._request("", instance, profile)
         outcome = self.group.join(request, token, self.now)
         new_id = f"c-{token}"
         old = self.model.static.get(instance)
-        self.protocols[new_id] = PROTOCOLS[protocols_index]
+        self.profile[new_id] = profile
         self.client_instance[new_id] = instance
         if old is None:
             if len(self.model.members) + len(self.model.pending) >= MEMBERS_MAX:
@@ -311,7 +324,7 @@ class GroupMachine(RuleBasedStateMachine):
                 assert outcome.reply.error is E.GROUP_MAX_SIZE_REACHED
                 self._deliver(outcome.effects)
                 return
-            self.model.add(new_id, instance, self.now)
+            self.model.add(new_id, instance, self.now, profile)
             self.client_generation[new_id] = -1
             self._deliver(outcome.effects)
             return
@@ -321,13 +334,16 @@ class GroupMachine(RuleBasedStateMachine):
             self.model.answered_joins.add(old)
         if previous.awaiting_sync:
             self.model.answered_syncs[old] = E.FENCED_INSTANCE_ID
-        self.model.members[new_id] = ModelMember(instance, heartbeat_ms=self.now + SESSION_MS)
+        _, session_ms, rebalance_ms = PROFILES[profile]
+        self.model.members[new_id] = ModelMember(
+            instance, False, False, self.now + session_ms, session_ms, rebalance_ms
+        )
         self.model.static[instance] = new_id
         if self.model.leader == old:
             self.model.leader = new_id
         self.client_generation.pop(old, None)
         self.retired.add(old)
-        unchanged = self.protocols[old] == PROTOCOLS[protocols_index]
+        unchanged = PROFILES[self.profile[old]][0] == PROFILES[profile][0]
         if self.model.state is S.STABLE and unchanged:
             assert outcome.reply is not None and outcome.reply.error is E.NONE
             assert outcome.reply.generation == self.model.generation  # no rebalance
@@ -339,20 +355,26 @@ class GroupMachine(RuleBasedStateMachine):
         self._deliver(outcome.effects)
 
     @precondition(lambda self: self.model.members)
-    @rule(data=st.data())
-    def member_rejoins(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), profile=st.integers(0, len(PROFILES) - 1))
+    def member_rejoins(self, data: st.DataObject, profile: int) -> None:
+        """A member rejoins, maybe with other protocols or timeouts."""
         member = data.draw(st.sampled_from(sorted(self.model.members)))
         instance = self.client_instance[member]
-        index = PROTOCOLS.index(self.protocols[member])
-        outcome = self.group.join(self._request(member, instance, index), "unused", self.now)
+        outcome = self.group.join(self._request(member, instance, profile), "unused", self.now)
         model, state = self.model, self.model.state
-        if state is S.COMPLETING_REBALANCE or (state is S.STABLE and model.leader != member):
+        held = model.members[member]
+        unchanged = PROFILES[self.profile[member]][0] == PROFILES[profile][0]
+        if unchanged and (
+            state is S.COMPLETING_REBALANCE or (state is S.STABLE and model.leader != member)
+        ):
             assert outcome.reply is not None and outcome.reply.error is E.NONE
             assert outcome.reply.generation == model.generation
-            model.members[member].heartbeat_ms = self.now + SESSION_MS
+            held.heartbeat_ms = self.now + held.session_ms
         else:
             assert outcome.reply is None
-            model.members[member].awaiting_join = True
+            self.profile[member] = profile
+            _, held.session_ms, held.rebalance_ms = PROFILES[profile]
+            held.awaiting_join = True
             model.rebalance(self.now)
         self._deliver(outcome.effects)
 
@@ -377,21 +399,21 @@ class GroupMachine(RuleBasedStateMachine):
         if expected is not E.NONE or model.state is S.STABLE:
             assert outcome.reply is not None and outcome.reply.error is expected
             if expected is E.NONE:
-                model.members[member].heartbeat_ms = self.now + SESSION_MS
                 self._synced(member, outcome.reply)
-            elif member in model.members:
-                model.members[member].heartbeat_ms = self.now + SESSION_MS
+            if expected in (E.NONE, E.REBALANCE_IN_PROGRESS):
+                held = model.members[member]
+                held.heartbeat_ms = self.now + held.session_ms
             self._deliver(outcome.effects)
             return
         assert outcome.reply is None
-        model.members[member].heartbeat_ms = self.now + SESSION_MS
+        model.members[member].heartbeat_ms = self.now + model.members[member].session_ms
         model.members[member].awaiting_sync = True
         if member == model.leader:
             model.state = S.STABLE
             for name, each in model.members.items():
                 if each.awaiting_sync:
                     each.awaiting_sync = False
-                    each.heartbeat_ms = self.now + SESSION_MS
+                    each.heartbeat_ms = self.now + each.session_ms
                     model.answered_syncs[name] = E.NONE
         self._deliver(outcome.effects)
 
@@ -408,7 +430,8 @@ class GroupMachine(RuleBasedStateMachine):
         error, effects = self.group.heartbeat(member, instance, generation, self.now)
         expected = self.model.error_for(member, instance, generation)
         if expected is E.NONE:
-            self.model.members[member].heartbeat_ms = self.now + SESSION_MS
+            held = self.model.members[member]
+            held.heartbeat_ms = self.now + held.session_ms
             if self.model.state is S.PREPARING_REBALANCE:
                 expected = E.REBALANCE_IN_PROGRESS
         assert error is expected, (error, expected)
@@ -435,7 +458,7 @@ class GroupMachine(RuleBasedStateMachine):
         else:
             expected = E.NONE
             held = model.members[member]
-            held.heartbeat_ms = max(held.heartbeat_ms, self.now + SESSION_MS)
+            held.heartbeat_ms = max(held.heartbeat_ms, self.now + held.session_ms)
         assert error is expected, (error, expected)
 
     @rule(data=st.data(), by_instance=st.booleans())
