@@ -16,6 +16,7 @@ from streamhouse.io.sql_metadata import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
+from streamhouse.ports.buggify import Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore
@@ -110,11 +111,13 @@ async def assemble_broker(
     disk: Disk,
     objects: ObjectStore,
     metadata: MetadataStore,
+    buggify: Buggify | None = None,
 ) -> Broker:
     """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
-    recover the log and start listening."""
+    recover the log and start listening. `buggify`: the simulator's switch; production
+    passes none (a switch that never fires)."""
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
-    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id)
+    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)
     groups = GroupCoordinator(settings, clock, rng, metadata)

@@ -26,6 +26,7 @@ from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import BlockSpec, encode_object
 from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.log.tail import TailBatch
+from streamhouse.ports.buggify import FLUSH_EARLY, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import (
     FlushCommit,
@@ -91,8 +92,10 @@ class Flusher:
         agent_id: str,
         release_wal: Callable[[int], None],
         on_fenced: Callable[[PartitionLog], None],
+        buggify: Buggify | None = None,
     ) -> None:
         self._settings = settings
+        self._buggify = buggify or Buggify()
         self._clock = clock
         self._rng = rng
         self._objects = objects
@@ -109,6 +112,7 @@ class Flusher:
         self._room.set()
         self._flush_lock = asyncio.Lock()
         self._stopping = False
+        self._early = False  # buggify: flush now, below both thresholds
         self.stats = FlushStats()
 
     def has_room(self) -> bool:
@@ -131,6 +135,9 @@ class Flusher:
         self._synced_bytes += len(pending.batch.data)
         if self._synced_count == 1 or self._synced_bytes >= self._settings.flush_bytes_max:
             self._wake.set()
+        elif self._buggify.fires(FLUSH_EARLY):  # as if flush_bytes_max were tiny
+            self._early = True
+            self._wake.set()
 
     def drop_unsynced(self) -> None:
         """The WAL failed every unsynced entry: forget them (their offsets are rolled back)."""
@@ -152,10 +159,12 @@ class Flusher:
                 continue
             oldest_ms = self._pending[0].appended_ms
             due_in_ms = oldest_ms + self._settings.flush_interval_ms - self._clock.monotonic_ms()
-            if self._synced_bytes < self._settings.flush_bytes_max and due_in_ms > 0:
+            full = self._synced_bytes >= self._settings.flush_bytes_max or self._early
+            if not full and due_in_ms > 0:
                 self._wake.clear()
                 await sleep_or_until(self._clock, due_in_ms, self._wake.wait())
                 continue
+            self._early = False
             await self.flush_once()
 
     def stop(self) -> None:

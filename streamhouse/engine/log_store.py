@@ -60,6 +60,7 @@ from streamhouse.log.wal_format import (
     encode_batch_entry,
     encode_truncate_entry,
 )
+from streamhouse.ports.buggify import LEASE_RENEW_LATE, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
@@ -123,18 +124,33 @@ class LogStore:
         objects: ObjectStore,
         metadata: MetadataStore,
         agent_id: str,
+        buggify: Buggify | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._metadata = metadata
         self.agent_id = agent_id
+        self._buggify = buggify or Buggify()
         self.wal = Wal(
-            disk, clock, settings, on_synced=self._wal_synced, on_failure=self._wal_failed
+            disk,
+            clock,
+            settings,
+            on_synced=self._wal_synced,
+            on_failure=self._wal_failed,
+            buggify=self._buggify,
         )
         self.flusher = Flusher(
-            settings, clock, rng, objects, metadata, agent_id, self.wal.release, self._fenced
+            settings,
+            clock,
+            rng,
+            objects,
+            metadata,
+            agent_id,
+            self.wal.release,
+            self._fenced,
+            buggify=self._buggify,
         )
-        self.reader = ObjectReader(objects, settings.block_cache_bytes_max)
+        self.reader = ObjectReader(objects, settings.block_cache_bytes_max, self._buggify)
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._inflight: deque[_Inflight] = deque()
@@ -238,6 +254,8 @@ class LogStore:
     async def _keep_leases(self) -> None:
         while not self._closing:
             await self._clock.sleep_ms(self._settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL)
+            if self._buggify.fires(LEASE_RENEW_LATE):  # late, at most the TTL: may lose it
+                await self._clock.sleep_ms(self._settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL)
             try:
                 await self.renew_leases()
             except StorageError:

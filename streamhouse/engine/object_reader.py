@@ -13,6 +13,7 @@ from streamhouse.log.object_format import (
     decode_block,
     footer_from_tail,
 )
+from streamhouse.ports.buggify import READER_CACHE_MISS, Buggify
 from streamhouse.ports.metadata import SegmentRecord
 from streamhouse.ports.object_store import ObjectStore
 
@@ -22,8 +23,11 @@ FOOTER_CACHE_ENTRIES_MAX = 4096
 class ObjectReader:
     """Range reads of blocks, with the footers of recently read objects kept in memory."""
 
-    def __init__(self, objects: ObjectStore, block_cache_bytes_max: int = 0) -> None:
+    def __init__(
+        self, objects: ObjectStore, block_cache_bytes_max: int = 0, buggify: Buggify | None = None
+    ) -> None:
         self._objects = objects
+        self._buggify = buggify or Buggify()
         self._footers: OrderedDict[str, ObjectFooter] = OrderedDict()
         self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._block_cache_bytes = 0
@@ -57,6 +61,9 @@ class ObjectReader:
         """The raw record batches of the block a segment row points at."""
         cache_key = (segment.object_key, segment.position)
         cached = self._blocks.get(cache_key)
+        if cached is not None and self._buggify.fires(READER_CACHE_MISS):
+            self._block_cache_bytes -= len(self._blocks.pop(cache_key))  # read it again
+            cached = None
         if cached is not None:
             self._blocks.move_to_end(cache_key)
             self.block_cache_hits += 1

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from streamhouse.config import Settings
 from streamhouse.errors import StorageError
 from streamhouse.log.wal_format import EntryKind, decode_frames, frame_head
+from streamhouse.ports.buggify import WAL_SLOW_SYNC_CALLBACK, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk, DiskFile
 
@@ -95,6 +96,7 @@ class Wal:
         settings: Settings,
         on_synced: SyncedHandler | None = None,
         on_failure: FailureHandler | None = None,
+        buggify: Buggify | None = None,
     ) -> None:
         """`on_synced(group, segment)` and `on_failure(entries, error)` run synchronously,
         in WAL order, before the entries' futures resolve."""
@@ -103,6 +105,7 @@ class Wal:
         self._settings = settings
         self._on_synced = on_synced
         self._on_failure = on_failure
+        self._buggify = buggify or Buggify()
         self._queue: deque[WalAppend] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -215,6 +218,8 @@ class Wal:
             else:
                 await self._head_done_or_more_queued(head.done)
             if head.done.done():
+                while self._buggify.fires(WAL_SLOW_SYNC_CALLBACK):  # others run meanwhile
+                    await asyncio.sleep(0)
                 self._in_flight.popleft()
                 self._finish(head)
 

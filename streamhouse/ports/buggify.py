@@ -1,0 +1,26 @@
+"""Buggify port: lets a simulation make chosen engine call sites misbehave on purpose.
+
+Each call site names itself (`buggify.fires("flush.early")`) and, when the
+answer is yes, takes a legal but unusual path: a flush far below its
+thresholds, extra scheduling points before an fsync is acknowledged, a block
+cache miss, a lease renewal left late. Every such path keeps the engine's
+promises; they exist to reach rare interleavings. The composition root
+hands the engine an instance: in production `Buggify()`, which never fires;
+under simulation one that fires at the sites a seed chose.
+"""
+
+from __future__ import annotations
+
+FLUSH_EARLY = "flush.early"
+WAL_SLOW_SYNC_CALLBACK = "wal.slow_sync_callback"
+READER_CACHE_MISS = "reader.cache_miss"
+LEASE_RENEW_LATE = "lease.renew_late"
+SITES = (FLUSH_EARLY, WAL_SLOW_SYNC_CALLBACK, READER_CACHE_MISS, LEASE_RENEW_LATE)
+
+
+class Buggify:
+    """The disabled switch: no site ever fires."""
+
+    def fires(self, site: str) -> bool:
+        """Whether the call site `site` should misbehave this time."""
+        return False
