@@ -121,7 +121,7 @@ async def assemble_broker(
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)
     groups = GroupCoordinator(settings, clock, rng, metadata)
-    groups.start()
+    groups.start(log.crashed)
     context = KafkaContext(
         settings,
         clock,

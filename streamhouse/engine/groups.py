@@ -93,15 +93,27 @@ class GroupCoordinator:
         self._empty_since_ms: dict[str, int] = {}  # wall time each in-memory group became empty
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._crashed: asyncio.Future[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the timer and the offset retention tasks."""
+    def start(self, crashed: asyncio.Future[None] | None = None) -> None:
+        """Start the timer and the offset retention tasks; should one of them ever stop on
+        its own, its exception is set on `crashed` (the agent's failure signal)."""
+        self._crashed = crashed
         self._tasks = [
             asyncio.ensure_future(self._run_timers()),
             asyncio.ensure_future(self._run_retention()),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._crashed is None or self._crashed.done():
+            return
+        self._crashed.set_exception(
+            task.exception() or RuntimeError("a group coordinator task stopped")
+        )
 
     async def close(self) -> None:
         for task in self._tasks:
