@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streamhouse.errors import ErrorCode
 from streamhouse.ports.metadata import TopicPartition
+
+NO_LEADER_EPOCH = -1
 
 
 @dataclass
@@ -43,6 +46,15 @@ class PartitionState:
     def check(self) -> None:
         assert 0 <= self.log_start_offset <= self.high_watermark, self
         assert 0 <= self.durable_end_offset <= self.high_watermark <= self.log_end_offset, self
+
+    def epoch_error(self, current_leader_epoch: int) -> ErrorCode | None:
+        """KIP-320: a client that names the leader epoch it knows is told when that epoch is
+        stale (FENCED_LEADER_EPOCH) or ahead of this leader (UNKNOWN_LEADER_EPOCH)."""
+        if current_leader_epoch == NO_LEADER_EPOCH or current_leader_epoch == self.leader_epoch:
+            return None
+        if current_leader_epoch < self.leader_epoch:
+            return ErrorCode.FENCED_LEADER_EPOCH
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
 
     def assign(self, record_count: int) -> int:
         """Reserve `record_count` offsets at the log end; returns the first."""

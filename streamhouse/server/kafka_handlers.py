@@ -32,6 +32,7 @@ from streamhouse.kafka.fetch_sessions import (
     FetchSessionCache,
     Resolved,
 )
+from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
@@ -103,6 +104,21 @@ async def _check_partition(ctx: KafkaContext, tp: TopicPartition) -> None:
     topic = await ctx.metadata.get_topic(tp.topic)
     if topic is None or not 0 <= tp.partition < topic.partition_count:
         raise UnknownTopicOrPartition(f"{tp} does not exist")
+
+
+def _named_epoch(partition: Any) -> int:
+    """The leader epoch a request names for a partition (older versions name none)."""
+    return int(getattr(partition, "current_leader_epoch", NO_LEADER_EPOCH))
+
+
+def _check_leader_epoch(state: PartitionState, current_leader_epoch: int) -> None:
+    code = state.epoch_error(current_leader_epoch)
+    if code is not None:
+        raise StreamHouseError(
+            f"{state.tp}: the client knows leader epoch {current_leader_epoch}, "
+            f"this leader is at {state.leader_epoch}; refresh metadata",
+            code,
+        )
 
 
 def _error_code(error: Exception) -> int:
@@ -294,6 +310,12 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
         for t in body.topics
         for p in t.partitions
     ]
+    # Partitions only the fetch session remembers were named without an epoch this time.
+    epochs = {
+        TopicPartition(t.topic, p.partition): _named_epoch(p)
+        for t in body.topics
+        for p in t.partitions
+    }
     forgotten = [
         TopicPartition(t.topic, partition)
         for t in getattr(body, "forgotten_topics_data", ())
@@ -305,13 +327,13 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     if resolved.error:
         return _done({"throttle_time": 0, "error_code": resolved.error, "responses": []})
     wanted = resolved.wanted
-    answers = await _read_all(ctx, wanted, body.max_bytes)
+    answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
     total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.wait_for_data(positions, max_wait_ms):
-            answers = await _read_all(ctx, wanted, body.max_bytes)
+            answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
     return _done(_fetch_response(resolved, answers))
 
 
@@ -320,20 +342,27 @@ def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
 
 
 async def _read_all(
-    ctx: KafkaContext, wanted: list[tuple[TopicPartition, int, int]], max_bytes: int
+    ctx: KafkaContext,
+    wanted: list[tuple[TopicPartition, int, int]],
+    epochs: dict[TopicPartition, int],
+    max_bytes: int,
 ) -> dict[TopicPartition, Values]:
     answers: dict[TopicPartition, Values] = {}
     budget = max_bytes
     for tp, offset, partition_max in wanted:
         answers[tp] = await _read_partition(
-            ctx, tp, offset, max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN)
+            ctx,
+            tp,
+            offset,
+            max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN),
+            epochs.get(tp, NO_LEADER_EPOCH),
         )
         budget -= len(answers[tp].get("records") or b"")
     return answers
 
 
 async def _read_partition(
-    ctx: KafkaContext, tp: TopicPartition, offset: int, bytes_max: int
+    ctx: KafkaContext, tp: TopicPartition, offset: int, bytes_max: int, current_leader_epoch: int
 ) -> Values:
     base: Values = {
         "partition_index": tp.partition,
@@ -342,6 +371,7 @@ async def _read_partition(
     }
     try:
         await _check_partition(ctx, tp)
+        _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
         result = await ctx.log.read(tp, offset, bytes_max)
     except StreamHouseError as error:
         # Empty records, not null: librdkafka cannot parse a null records field (size -1).
@@ -389,19 +419,27 @@ async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     for topic in body.topics:
         parts = [
-            await _list_offset(ctx, TopicPartition(topic.name, p.partition_index), p.timestamp)
+            await _list_offset(
+                ctx,
+                TopicPartition(topic.name, p.partition_index),
+                p.timestamp,
+                _named_epoch(p),
+            )
             for p in topic.partitions
         ]
         topics.append({"name": topic.name, "partitions": parts})
     return _done({"throttle_time": 0, "topics": topics})
 
 
-async def _list_offset(ctx: KafkaContext, tp: TopicPartition, timestamp_ms: int) -> Values:
+async def _list_offset(
+    ctx: KafkaContext, tp: TopicPartition, timestamp_ms: int, current_leader_epoch: int
+) -> Values:
     answer: Values = {"partition_index": tp.partition, "timestamp": NO_OFFSET, "offset": NO_OFFSET}
     try:
         await _check_partition(ctx, tp)
         plog = await ctx.log.partition(tp)
         state = plog.state
+        _check_leader_epoch(state, current_leader_epoch)
         answer["leader_epoch"] = state.leader_epoch
         if timestamp_ms == EARLIEST_TIMESTAMP:
             return {**answer, "error_code": 0, "offset": state.log_start_offset}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streamhouse.errors import ErrorCode, StreamHouseError, UnknownTopicOrPartition
+from streamhouse.errors import StreamHouseError, UnknownTopicOrPartition
 from streamhouse.ports.metadata import TopicPartition
 
 if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
@@ -60,11 +60,9 @@ async def _epoch_end_offset(ctx: KafkaContext, topic: str, partition: Any) -> Va
         state = (await ctx.log.partition(tp)).state
     except StreamHouseError as error:
         return {**answer, "error_code": error.code}
-    current = int(getattr(partition, "current_leader_epoch", NO_EPOCH))
-    if current != NO_EPOCH and current < state.leader_epoch:
-        return {**answer, "error_code": ErrorCode.FENCED_LEADER_EPOCH}
-    if current != NO_EPOCH and current > state.leader_epoch:
-        return {**answer, "error_code": ErrorCode.UNKNOWN_LEADER_EPOCH}
+    stale = state.epoch_error(int(getattr(partition, "current_leader_epoch", NO_EPOCH)))
+    if stale is not None:
+        return {**answer, "error_code": stale}
     if partition.leader_epoch > state.leader_epoch:
         return {**answer, "error_code": 0}
     return {

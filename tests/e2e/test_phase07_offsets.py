@@ -8,6 +8,9 @@ log start, and a consumer asking for offset 0 afterwards is reset to it.
 
 from __future__ import annotations
 
+import datetime
+import socket
+import struct
 from typing import Any
 
 import pytest
@@ -16,8 +19,14 @@ from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kio.schema.fetch.v12 import request as fetch_v12
+from kio.schema.list_offsets.v7 import request as list_offsets_v7
+from kio.schema.types import BrokerId, TopicName
+from kio.static.primitive import i8, i32, i32Timedelta, i64
 
+from streamhouse.errors import ErrorCode
 from tests.e2e.conftest import Agent
+from tests.unit.test_kafka_connection import decode_response, request_frame, split_response
 
 RECORDS = 40
 BASE_MS = 1_700_000_000_000
@@ -159,3 +168,80 @@ def test_delete_records_moves_log_start(agent: Agent) -> None:
     confluent.close()
     assert message is not None and message.error() is None
     assert message.offset() == DELETE_BEFORE
+
+
+def _raw_call(agent: Agent, entity: Any) -> Any:
+    kind: Any = type(entity)
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(request_frame(entity))
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack_from(">i", data)[0]:
+            chunk = sock.recv(65536)
+            assert chunk, "the agent closed the connection"
+            data += chunk
+    _, body, _ = split_response(data, flexible_header=kind.__flexible__)
+    return decode_response(kind.__api_key__, kind.__version__, body)
+
+
+def test_stale_and_future_leader_epochs_are_told_apart(agent: Agent) -> None:
+    """KIP-320: Fetch and ListOffsets naming the wrong leader epoch get FENCED_LEADER_EPOCH
+    (older than the leader's) or UNKNOWN_LEADER_EPOCH (newer); the right one or none reads."""
+    _create(agent, "epochs")
+    _produce_kafka_python(agent, "epochs")
+    unnamed = _raw_call(agent, _list_offsets_request("epochs", -1))
+    leader_epoch = int(unnamed.topics[0].partitions[0].leader_epoch)
+    assert leader_epoch >= 1
+    outcomes = {}
+    for named in (-1, leader_epoch, leader_epoch - 1, leader_epoch + 1):
+        fetched = _raw_call(agent, _fetch_request("epochs", named))
+        listed = _raw_call(agent, _list_offsets_request("epochs", named))
+        outcomes[named] = (
+            fetched.responses[0].partitions[0].error_code,
+            listed.topics[0].partitions[0].error_code,
+        )
+    assert outcomes == {
+        -1: (0, 0),
+        leader_epoch: (0, 0),
+        leader_epoch - 1: (ErrorCode.FENCED_LEADER_EPOCH,) * 2,
+        leader_epoch + 1: (ErrorCode.UNKNOWN_LEADER_EPOCH,) * 2,
+    }
+
+
+def _fetch_request(topic: str, leader_epoch: int) -> Any:
+    return fetch_v12.FetchRequest(
+        max_wait=i32Timedelta.parse(datetime.timedelta(0)),
+        min_bytes=i32(0),
+        forgotten_topics_data=(),
+        topics=(
+            fetch_v12.FetchTopic(
+                topic=TopicName(topic),
+                partitions=(
+                    fetch_v12.FetchPartition(
+                        partition=i32(0),
+                        current_leader_epoch=i32(leader_epoch),
+                        fetch_offset=i64(0),
+                        partition_max_bytes=i32(1 << 20),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def _list_offsets_request(topic: str, leader_epoch: int) -> Any:
+    return list_offsets_v7.ListOffsetsRequest(
+        replica_id=BrokerId(-1),
+        isolation_level=i8(0),
+        topics=(
+            list_offsets_v7.ListOffsetsTopic(
+                name=TopicName(topic),
+                partitions=(
+                    list_offsets_v7.ListOffsetsPartition(
+                        partition_index=i32(0),
+                        current_leader_epoch=i32(leader_epoch),
+                        timestamp=i64(-1),
+                    ),
+                ),
+            ),
+        ),
+    )
