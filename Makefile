@@ -27,7 +27,7 @@ test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minute
 	$(BIN)/pytest -q -m "not slow" tests/unit tests/sim
 
 test-all: lint  ## every suite, as CI runs it
-	$(BIN)/pytest -q tests
+	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
 
 bench: install  ## benchmarks; prints one JSON document
 	@$(BIN)/python -m bench

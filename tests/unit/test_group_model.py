@@ -28,6 +28,7 @@ from streamhouse.log.group_state import (
     JoinResponse,
     SyncResponse,
 )
+from tests.property_budget import examples
 
 SESSION_MS = 1000
 REBALANCE_MS = 1500
@@ -532,7 +533,9 @@ class GroupMachine(RuleBasedStateMachine):
 
 
 TestGroupModel = GroupMachine.TestCase
-TestGroupModel.settings = settings(max_examples=200, stateful_step_count=60, deadline=None)
+TestGroupModel.settings = settings(
+    max_examples=examples(200), stateful_step_count=60, deadline=None
+)
 
 
 def test_protocol_selection_follows_the_majority_of_first_choices() -> None:

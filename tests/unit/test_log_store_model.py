@@ -27,6 +27,7 @@ from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.errors import NotLeader, StorageError
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch, decode_records
 from streamhouse.ports.metadata import TopicPartition
+from tests.property_budget import examples
 
 TOPIC = "events"
 PARTITIONS = 2
@@ -258,7 +259,7 @@ class LogStoreMachine(RuleBasedStateMachine):
 
 
 TestLogStore = LogStoreMachine.TestCase
-TestLogStore.settings = settings(max_examples=200, stateful_step_count=25, deadline=None)
+TestLogStore.settings = settings(max_examples=examples(200), stateful_step_count=25, deadline=None)
 
 
 class LogStoreWithDiskFaultsMachine(LogStoreMachine):
@@ -269,5 +270,5 @@ class LogStoreWithDiskFaultsMachine(LogStoreMachine):
 
 TestLogStoreWithDiskFaults = LogStoreWithDiskFaultsMachine.TestCase
 TestLogStoreWithDiskFaults.settings = settings(
-    max_examples=200, stateful_step_count=25, deadline=None
+    max_examples=examples(200), stateful_step_count=25, deadline=None
 )

@@ -39,6 +39,7 @@ from streamhouse.ports.metadata import (
     TopicPartition,
     TopicRecord,
 )
+from tests.property_budget import examples
 
 T = TypeVar("T")
 
@@ -356,6 +357,7 @@ class MetadataMachine(RuleBasedStateMachine):
 
 
 MetadataMachine.TestCase.settings = settings(
+    max_examples=examples(100),
     deadline=None,
     stateful_step_count=50,
     suppress_health_check=[HealthCheck.too_slow],
