@@ -210,7 +210,7 @@ class GroupCoordinator:
             return group
         if len(self._groups) >= self._settings.groups_max and not self._evict_one():
             return None
-        group = Group(group_id, self._limits, state_since_ms=self._clock.monotonic_ms())
+        group = Group(group_id, self._limits)
         self._groups[group_id] = group
         self._empty_since_ms[group_id] = self._clock.now_ms()
         return group
@@ -226,7 +226,7 @@ class GroupCoordinator:
     def _forget(self, group_id: str) -> None:
         group = self._groups.pop(group_id, None)
         if group is not None and not group.members:
-            group.mark_dead(self._clock.monotonic_ms())
+            group.mark_dead()
         self._empty_since_ms.pop(group_id, None)
         self._scheduled.pop(group_id, None)
 

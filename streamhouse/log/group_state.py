@@ -167,12 +167,8 @@ class Group:
     rebalance_deadline_ms: int | None = None
     initial_deadline_max_ms: int | None = None  # set while the initial delay may still grow
     sync_deadline_ms: int | None = None
-    state_since_ms: int = 0
 
     # --- queries ---------------------------------------------------------------------------
-
-    def has_members(self) -> bool:
-        return bool(self.members)
 
     def next_deadline_ms(self) -> int | None:
         """The earliest time at which `expire` has something to do."""
@@ -194,10 +190,6 @@ class Group:
         done = effects if effects is not None else Effects()
         done.deadline_ms = self.next_deadline_ms()
         return done
-
-    def _set_state(self, state: GroupState, now_ms: int) -> None:
-        self.state = state
-        self.state_since_ms = now_ms
 
     def _fenced(self, member_id: str, instance_id: str | None) -> ErrorCode:
         """NONE if `member_id` (of `instance_id`) is a current member, else why it is not."""
@@ -393,7 +385,7 @@ class Group:
                 )
         elif self.state is GroupState.EMPTY and self.limits.initial_rebalance_delay_ms > 0:
             timeout_ms = max(m.rebalance_timeout_ms for m in self.members.values())
-            self._set_state(GroupState.PREPARING_REBALANCE, now_ms)
+            self.state = GroupState.PREPARING_REBALANCE
             self.rebalance_deadline_ms = now_ms + self.limits.initial_rebalance_delay_ms
             self.initial_deadline_max_ms = now_ms + max(
                 timeout_ms, self.limits.initial_rebalance_delay_ms
@@ -410,7 +402,7 @@ class Group:
             for member in self.members.values():
                 member.assignment = b""
             timeout_ms = max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
-            self._set_state(GroupState.PREPARING_REBALANCE, now_ms)
+            self.state = GroupState.PREPARING_REBALANCE
             self.rebalance_deadline_ms = now_ms + timeout_ms
             self.initial_deadline_max_ms = None
         if self.initial_deadline_max_ms is None and self._all_joined():
@@ -428,7 +420,7 @@ class Group:
         self.rebalance_deadline_ms = None
         self.initial_deadline_max_ms = None
         if not self.members:
-            self._set_state(GroupState.EMPTY, now_ms)
+            self.state = GroupState.EMPTY
             self.protocol_name = None
             self.protocol_type = None
             self.leader = None
@@ -436,7 +428,7 @@ class Group:
         self.protocol_name = self.select_protocol()
         if self.leader not in self.members:
             self.leader = next(iter(self.members))
-        self._set_state(GroupState.COMPLETING_REBALANCE, now_ms)
+        self.state = GroupState.COMPLETING_REBALANCE
         self.sync_deadline_ms = now_ms + max(m.rebalance_timeout_ms for m in self.members.values())
         answers = {}
         for member in self.members.values():
@@ -510,7 +502,7 @@ class Group:
         if member_id == self.leader:
             for each in self.members.values():
                 each.assignment = assignments.get(each.member_id, b"")
-            self._set_state(GroupState.STABLE, now_ms)
+            self.state = GroupState.STABLE
             self.sync_deadline_ms = None
             for each in self.members.values():
                 if each.awaiting_sync:
@@ -642,8 +634,8 @@ class Group:
         )
         return ErrorCode.NONE
 
-    def mark_dead(self, now_ms: int) -> None:
+    def mark_dead(self) -> None:
         """The group was deleted: nothing may join or commit through this object any more."""
         assert not self.members, "only an empty group can be deleted"
         self.pending_members.clear()
-        self._set_state(GroupState.DEAD, now_ms)
+        self.state = GroupState.DEAD
