@@ -328,6 +328,8 @@ def subscribed_topics(metadata: bytes) -> set[str]:
         for _ in range(max(count, 0)):
             (length,) = struct.unpack_from(">h", metadata, position)
             position += 2
+            if length < 0 or position + length > len(metadata):
+                return set()
             topics.add(metadata[position : position + length].decode())
             position += length
         return topics
