@@ -597,7 +597,9 @@ def _find_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> Part
         partitions.c.topic == tp.topic, partitions.c.partition == tp.partition
     )
     if lock:
-        query = query.with_for_update()
+        # Writers here change no key column: FOR NO KEY UPDATE on PostgreSQL, so
+        # rows that only reference the partition (offset commits) need not wait.
+        query = query.with_for_update(key_share=True)
     row = conn.execute(query).first()
     return None if row is None else _partition_record(row)
 
@@ -858,8 +860,13 @@ def _upsert_offsets(
     conn: Connection, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
 ) -> None:
     ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
+    topic_names = sorted({tp.topic for tp in ordered})
+    query = select(partitions.c.topic, partitions.c.partition).where(
+        partitions.c.topic.in_(topic_names)
+    )
+    existing = {TopicPartition(topic, partition) for topic, partition in conn.execute(query)}
     for tp in ordered:
-        if _find_partition(conn, tp, lock=False) is None:
+        if tp not in existing:
             raise UnknownTopicOrPartition(
                 f"group {group_id!r} commits an offset for {tp}, which does not exist"
             )

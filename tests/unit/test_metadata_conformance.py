@@ -847,3 +847,30 @@ def test_producer_states_expire_and_go_with_their_topic(store: MetadataStore) ->
     run(store.delete_topic("orders"))
     run(store.create_topic("orders", 1, {}, T0_MS))
     assert run(store.list_producer_states(TP0)) == []
+
+
+def test_offset_commits_racing_flushes_of_the_same_partitions(
+    sql_store: SqlMetadataStore,
+) -> None:
+    core = sql_store.core
+    core.create_topic("orders", 2, {}, T0_MS)
+    for tp in (TP0, TP1):
+        core.acquire_lease(tp, "agent-a", T0_MS, TTL_MS)
+    for round_index in range(5):
+        ranges = [(TP0, round_index, round_index), (TP1, round_index, round_index)]
+        commit = flush(f"obj-{round_index}", {TP0: 1, TP1: 1}, ranges)
+        offsets = {TP1: committed(round_index), TP0: committed(round_index)}
+        outcome, _, _ = all_at_once(
+            [
+                lambda c=commit: core.commit_flush(c),
+                lambda o=offsets: core.commit_offsets("billing", o),
+                lambda o=offsets: core.commit_offsets("audit", o),
+            ]
+        )
+        assert outcome.committed == {TP0, TP1}
+        assert core.fetch_offsets("billing") == offsets == core.fetch_offsets("audit")
+    assert (
+        core.get_partition(TP0).durable_end_offset
+        == 5
+        == core.get_partition(TP1).durable_end_offset
+    )
