@@ -10,6 +10,7 @@ place the broker reads the consumer protocol's subscription metadata.
 from __future__ import annotations
 
 import struct
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
@@ -28,6 +29,9 @@ NO_EPOCH = -1
 UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 CONSUMER_PROTOCOL_TYPE = "consumer"
 CLASSIC_GROUP_TYPE = "classic"
+CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
+"""The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
+set by the listener for each connection's task."""
 
 
 async def _done(values: Values) -> Values:
@@ -74,7 +78,7 @@ async def join_group(ctx: KafkaContext, request: Request) -> Completion:
         member_id=body.member_id,
         instance_id=getattr(body, "group_instance_id", None),
         client_id=request.client_id or "",
-        client_host="",
+        client_host=CLIENT_HOST.get(),
         session_timeout_ms=session_timeout_ms,
         rebalance_timeout_ms=max(rebalance_timeout_ms, 0),
         protocol_type=body.protocol_type,

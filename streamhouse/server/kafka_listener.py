@@ -25,6 +25,7 @@ from streamhouse.kafka.connection import (
     Request,
 )
 from streamhouse.kafka.entities import build
+from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS, Completion, KafkaContext
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -61,6 +62,8 @@ class KafkaListener:
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
+        peer = writer.get_extra_info("peername")
+        CLIENT_HOST.set(f"/{peer[0]}" if isinstance(peer, tuple) and peer else "")
         try:
             await _Session(self.context, reader, writer).run()
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):

@@ -164,6 +164,7 @@ def test_group_administration_raw(busy_agent: Agent) -> None:
         ]
         (member,) = described.groups[0].members
         assert member.member_assignment and member.member_metadata
+        assert member.client_host == "/127.0.0.1"
 
         deleted = call(
             busy_agent,
