@@ -8,8 +8,6 @@ has standalone commits (generation -1), so it is listed as Empty.
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
 from tests.e2e.conftest import Agent, start_agent
 from tests.e2e.test_groups_clients import FAST_GROUPS, _confluent
-from tests.unit.test_kafka_connection import decode_response, request_frame
+from tests.e2e.test_phase07_offsets import _raw_call
 
 WAIT_S = 30
 E_NONE = 0
@@ -39,17 +37,7 @@ E_GROUP_SUBSCRIBED_TO_TOPIC = 86
 
 def call(agent: Agent, api_key: ApiKey, version: int, values: dict[str, Any]) -> Any:
     """Send one request built from `values`; the decoded response."""
-    entity: Any = build(codec.request_schema(api_key, version), values)
-    flexible = type(entity).__flexible__
-    with socket.create_connection(("127.0.0.1", agent.port), timeout=WAIT_S) as sock:
-        sock.sendall(request_frame(entity))
-        data = b""
-        while len(data) < 4 or len(data) < 4 + struct.unpack_from(">i", data)[0]:
-            chunk = sock.recv(65536)
-            assert chunk, "connection closed"
-            data += chunk
-    body = data[9:] if flexible else data[8:]
-    return decode_response(api_key, version, body)
+    return _raw_call(agent, build(codec.request_schema(api_key, version), values))
 
 
 @pytest.fixture
