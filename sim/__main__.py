@@ -1,8 +1,16 @@
-"""`python -m sim run --seed N [--trace] [--faulty-network]`: one simulated smoke run.
+"""`python -m sim`: simulated cluster runs, seed sweeps, replays, and the smoke run.
 
-Prints the seed and every option first, then (with --trace) the trace as it
-happens, then a summary. Exit codes follow the simulator's convention:
-0 passed, 127 the simulation crashed, 129 a correctness check failed.
+    python -m sim run --seed N [--trace] [--failures-dir DIR]
+    python -m sim sweep --seeds A-B [--jobs 2] [--failures-dir DIR]
+    python -m sim replay FILE
+    python -m sim smoke --seed N [--trace] [--faulty-network]
+
+`run` prints the seed and every option first, then (with --trace) the trace
+as it happens, then the verdict; a failing seed writes a reproduction file.
+`sweep` runs each seed in its own process and prints a summary table with
+the failing seeds. `replay` runs a reproduction file's seed again and exits
+with today's verdict. Exit codes: 0 passed, 127 the simulation crashed, 128
+liveness, 129 correctness (`sim.verdict`).
 
 String hashing and object addresses must not vary between runs of one seed,
 so the runner re-executes itself with PYTHONHASHSEED fixed and, on Linux,
@@ -17,42 +25,143 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
+from pathlib import Path
 
 from sim.loop import hash_seed_fixed
 
 EXIT_CRASH = 127
 EXIT_CORRECTNESS = 129
 PINNED_HASH_SEED = "0"
+DEFAULT_FAILURES_DIR = Path("sim-failures")
 ADDR_NO_RANDOMIZE = 0x0040000  # Linux personality flag
 PERSONALITY_QUERY = 0xFFFFFFFF
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sim.smoke import SmokeOptions, run_smoke  # heavy: imported after any re-exec
-
     parser = argparse.ArgumentParser(prog="python -m sim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the smoke workload for one seed")
+    run = commands.add_parser("run", help="one simulated cluster run")
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--trace", action="store_true", help="print every trace line")
-    run.add_argument(
+    run.add_argument("--failures-dir", type=Path, default=DEFAULT_FAILURES_DIR)
+    sweep = commands.add_parser("sweep", help="many seeds, each in its own process")
+    sweep.add_argument("--seeds", type=_seed_range, required=True, help="A-B, both included")
+    sweep.add_argument("--jobs", type=int, default=2)
+    sweep.add_argument("--failures-dir", type=Path, default=DEFAULT_FAILURES_DIR)
+    again = commands.add_parser("replay", help="run a reproduction file's seed again")
+    again.add_argument("file", type=Path)
+    smoke = commands.add_parser("smoke", help="one agent, one client: the smoke run")
+    smoke.add_argument("--seed", type=int, required=True)
+    smoke.add_argument("--trace", action="store_true", help="print every trace line")
+    smoke.add_argument(
         "--faulty-network", action="store_true", help="delay, reset, clog and partition"
     )
-    run.add_argument("--records", type=int, default=SmokeOptions(0).records_per_ack_mode)
+    smoke.add_argument("--records", type=int, default=None)
     args = parser.parse_args(argv)
-
-    if args.faulty_network:
-        options = SmokeOptions.faulty(args.seed, args.records)
-    else:
-        options = SmokeOptions(args.seed, args.records)
-    print(f"sim run {options.describe()}", flush=True)
     logging.basicConfig(level=logging.CRITICAL)  # clients log their retries; the trace tells
+    if args.command == "run":
+        return _run(args.seed, args.trace, args.failures_dir)
+    if args.command == "sweep":
+        return _sweep(args.seeds, args.jobs, args.failures_dir)
+    if args.command == "replay":
+        return _replay(args.file)
+    return _smoke(args.seed, args.trace, args.faulty_network, args.records)
+
+
+def _seed_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    return range(int(first), int(last or first) + 1)
+
+
+def _run(seed: int, trace: bool, failures_dir: Path) -> int:
+    from sim.options import draw_options  # heavy: imported after any re-exec
+    from sim.runner import run_seed
+    from sim.sweep import write_reproduction
+
+    options = draw_options(seed)
+    print(f"sim run {options.describe()}", flush=True)
+    outcome = run_seed(seed, echo=print if trace else None, options=options)
+    for note in outcome.notes:
+        print(f"NOTE {note}")
+    for violation in outcome.violations:
+        print(f"VIOLATION {violation}")
+    print(f"verdict {outcome.summary()}", flush=True)
+    if outcome.exit_code != 0:
+        print(f"reproduction {write_reproduction(outcome, failures_dir)}")
+    return outcome.exit_code
+
+
+def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim.sweep import SeedResult, sweep
+
+    console = Console()
+    started_s = time.monotonic()
+
+    def progress(result: SeedResult) -> None:
+        if result.exit_code != 0:
+            console.print(f"seed {result.seed} FAILED exit={result.exit_code}")
+
+    results = sweep(list(seeds), jobs, failures_dir, on_result=progress)
+    wall_s = time.monotonic() - started_s
+    failed = [result for result in results if result.exit_code != 0]
+    virtual_s = sum(result.virtual_ms for result in results) / 1000
+    run_wall_s = sum(result.wall_s for result in results)
+    table = Table(title=f"sim sweep {seeds.start}-{seeds.stop - 1}")
+    for column in ("seeds", "passed", "crash 127", "liveness 128", "correctness 129"):
+        table.add_column(column, justify="right")
+    table.add_column("virtual s / run wall s", justify="right")
+    table.add_column("wall s", justify="right")
+    counts = [sum(1 for r in failed if r.exit_code == code) for code in (127, 128, 129)]
+    rate = virtual_s / run_wall_s if run_wall_s else 0.0
+    table.add_row(
+        str(len(results)),
+        str(len(results) - len(failed)),
+        *map(str, counts),
+        f"{rate:.1f}",
+        f"{wall_s:.1f}",
+    )
+    console.print(table)
+    for result in failed:
+        first = result.violations[0] if result.violations else ""
+        console.print(f"FAILED seed {result.seed} exit={result.exit_code} {first[:200]}")
+        if result.reproduction:
+            console.print(f"  reproduction {result.reproduction}")
+    print(f"failing seeds: {' '.join(str(r.seed) for r in failed) or 'none'}", flush=True)
+    return max((result.exit_code for result in failed), default=0)
+
+
+def _replay(path: Path) -> int:
+    from sim.sweep import replay
+
+    done = replay(path)
+    outcome = done.outcome
+    print(f"sim replay {path}: recorded exit {done.recorded_exit_code}")
+    print(
+        f"same options={done.same_options} same history={done.same_history} "
+        f"same trace={done.same_trace}"
+    )
+    for violation in outcome.violations:
+        print(f"VIOLATION {violation}")
+    print(f"verdict {outcome.summary()}", flush=True)
+    return outcome.exit_code
+
+
+def _smoke(seed: int, trace: bool, faulty_network: bool, records: int | None) -> int:
+    from sim.smoke import SmokeOptions, run_smoke
+
+    count = SmokeOptions(0).records_per_ack_mode if records is None else records
+    options = SmokeOptions.faulty(seed, count) if faulty_network else SmokeOptions(seed, count)
+    print(f"sim run {options.describe()}", flush=True)
     try:
-        result = run_smoke(options, echo=print if args.trace else None)
+        result = run_smoke(options, echo=print if trace else None)
     except Exception:
         traceback.print_exc()
-        print(f"CRASH seed={args.seed}", flush=True)
+        print(f"CRASH seed={seed}", flush=True)
         return EXIT_CRASH
     print(
         f"acked={result.acked} unacked={result.unacked} consumed={result.consumed} "

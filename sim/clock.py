@@ -58,6 +58,11 @@ class LoopClock(_VirtualWallClock):
     def monotonic_ms(self) -> int:
         return self._loop.time_ns() // 1_000_000
 
+    def monotonic_s(self) -> float:
+        """Monotonic time at the loop's full resolution (clients compute waits from it: a
+        clock in whole milliseconds would have them wait nanoseconds over and over)."""
+        return self._loop.time()
+
     async def sleep_ms(self, duration_ms: int) -> None:
         assert duration_ms >= 0, duration_ms
         deadline_ms = self.monotonic_ms() + duration_ms

@@ -205,6 +205,16 @@ class SimNetwork:
         self._clogged_until_ns[key] = max(self._clogged_until_ns.get(key, 0), until_ns)
         self._record("net.clog", source, target, duration_ms)
 
+    def crash_host(self, host: str) -> None:
+        """The process on `host` died: its listeners vanish and its connections reset."""
+        self._record("net.crash-host", host)
+        for key in sorted(self._listeners):
+            if key[0] == host:
+                self._listeners[key].close()
+        for connection in list(self._connections.values()):
+            if host in (connection.client.host, connection.server.host):
+                self._reset(connection, f"{host} crashed")
+
     def set_link_faults(self, source: str, target: str, faults: NetworkFaults | None) -> None:
         """Give the link from `source` to `target` faults of its own (None: the network's)."""
         if faults is None:

@@ -42,7 +42,7 @@ AIOKAFKA_RANDOM_MODULES = (
 def pinned_aiokafka(clock: LoopClock, rng: SeededRng) -> Iterator[None]:
     """Within the block, aiokafka's time is `clock`'s and its randomness comes from `rng`."""
     virtual_time = SimpleNamespace(
-        monotonic=lambda: clock.monotonic_ms() / 1000,
+        monotonic=clock.monotonic_s,
         time=lambda: clock.now_ms() / 1000,
     )
     seeded = random.Random(rng.randint(0, 2**63))

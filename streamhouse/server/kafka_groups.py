@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
-from streamhouse.errors import ErrorCode
+from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
 from streamhouse.ports.metadata import CommittedOffset, TopicPartition
 
@@ -196,36 +196,54 @@ async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     groups = getattr(body, "groups", None)
     if groups is None:  # v1-v7: one group, answered at the top level
-        found = await _fetch_group(ctx, body.group_id, body.topics)
-        return _done({"throttle_time": 0, "error_code": 0, "topics": found})
-    answers = [
-        {"group_id": g.group_id, "topics": await _fetch_group(ctx, g.group_id, g.topics)}
-        for g in groups
-    ]
+        error, found = await _fetch_group(ctx, body.group_id, body.topics)
+        return _done({"throttle_time": 0, "error_code": error, "topics": found})
+    answers = []
+    for group in groups:
+        error, found = await _fetch_group(ctx, group.group_id, group.topics)
+        answers.append({"group_id": group.group_id, "error_code": error, "topics": found})
     return _done({"throttle_time": 0, "groups": answers})
 
 
-async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> list[Values]:
-    if topics is None:  # every partition the group has an offset for
-        committed = await ctx.groups.fetch_offsets(group_id, None)
-        wanted = sorted(committed)
-    else:
+async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[int, list[Values]]:
+    """The group's error code and its committed offsets by topic. A failed read is also
+    answered on every requested partition: clients that read only partition errors
+    (aiokafka) must not take it for "no committed offset" and reset their position."""
+    wanted = None
+    if topics is not None:
         wanted = [TopicPartition(t.name, index) for t in topics for index in t.partition_indexes]
+    try:
         committed = await ctx.groups.fetch_offsets(group_id, wanted)
+    except StreamHouseError as error:
+        # a storage hiccup is "try again shortly", which every client retries
+        code = (
+            ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+            if isinstance(error, StorageError)
+            else error.code
+        )
+        failed = [_fetched(tp.partition, None, code) for tp in wanted or []]
+        return int(code), _by_topic(wanted or [], failed)
+    wanted = sorted(committed) if wanted is None else wanted  # None: every one it has
+    return 0, _by_topic(wanted, [_fetched(tp.partition, committed.get(tp)) for tp in wanted])
+
+
+def _by_topic(partitions: list[TopicPartition], answers: list[Values]) -> list[Values]:
     by_topic: dict[str, list[Values]] = {}
-    for tp in wanted:
-        by_topic.setdefault(tp.topic, []).append(_fetched(tp.partition, committed.get(tp)))
+    for tp, answer in zip(partitions, answers, strict=True):
+        by_topic.setdefault(tp.topic, []).append(answer)
     return [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
 
 
-def _fetched(partition: int, offset: CommittedOffset | None) -> Values:
+def _fetched(
+    partition: int, offset: CommittedOffset | None, error: ErrorCode = ErrorCode.NONE
+) -> Values:
     if offset is None:
         return {
             "partition_index": partition,
             "committed_offset": NO_OFFSET,
             "committed_leader_epoch": NO_EPOCH,
             "metadata": "",
-            "error_code": 0,
+            "error_code": error,
         }
     return {
         "partition_index": partition,

@@ -46,7 +46,7 @@ def test_clients_retry_through_delays_resets_clogs_and_a_partition() -> None:
 
 def _run_in_new_process(seed: int) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "sim", "run", "--seed", str(seed), "--trace", "--faulty-network"],
+        [sys.executable, "-m", "sim", "smoke", "--seed", str(seed), "--trace", "--faulty-network"],
         cwd=REPO,
         env={key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"},
         capture_output=True,

@@ -1,0 +1,358 @@
+"""A simulated cluster: real agents on their own virtual hosts and disks, and their faults.
+
+Each agent is the real composition (`assemble_broker`) on its own virtual
+host, SimDisk and LoopClock (so its clock can drift or step); all share one
+SimObjectStore and one SimMetadataStore, as agents sharing a bucket and a
+PostgreSQL do. The cluster can crash an agent (its tasks are cancelled
+where they stand, its disk loses or tears what was not fsynced, its
+listener vanishes and its connections reset), restart it (a fresh
+`assemble_broker` on the same disk and agent id: WAL recovery), wipe its
+disk before a restart (a replaced machine), pause it (every storage call it
+makes waits and its links are clogged, so it stops answering and may lose
+its leases, then carries on as if nothing happened), and step or drift its
+wall clock. Every fault is recorded in the History as a `FaultInjected`,
+and so is every lease that moves away from an agent (read from the metadata
+store after each lease call), which is what excuses acks=1 losses.
+
+Tasks are tracked per host through the loop's task factory, so any host's
+tasks (a client's too) can be cancelled at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from sim.buggify import SimBuggify
+from sim.clock import LoopClock
+from sim.disk import DiskFaults, SimDisk
+from sim.history import (
+    FAULT_CRASH,
+    FAULT_DISK_LOSS,
+    FAULT_HEAL,
+    FAULT_LEASE_FENCED,
+    FAULT_PAUSE,
+    FAULT_RESTART,
+    FAULT_RESUME,
+    FaultInjected,
+    History,
+)
+from sim.loop import SimLoop
+from sim.metadata import MetadataFaults, SimMetadataStore
+from sim.network import NetworkFaults, SimNetwork, current_host, spawn_on_host
+from sim.object_store import ObjectStoreFaults, SimObjectStore
+from sim.rng import SeededRng
+from sim.trace import Trace
+from streamhouse.config import Settings
+from streamhouse.engine.broker import Broker, assemble_broker
+from streamhouse.errors import StorageError
+from streamhouse.ports.metadata import MetadataStore, TopicPartition
+from streamhouse.ports.object_store import ObjectStore
+
+T = TypeVar("T")
+KAFKA_PORT = 9092
+TASKS_PRUNE_EVERY = 512  # forget finished tasks of a host after this many new ones
+LEASE_CALLS = frozenset({"acquire_lease", "release_lease"})
+
+UP = "up"
+DOWN = "down"
+PAUSED = "paused"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """The world the agents live in; drawn from the seed by `sim.options`."""
+
+    agents: int = 1
+    settings: Settings = field(default_factory=Settings)
+    disk_faults: DiskFaults = field(default_factory=DiskFaults)
+    object_faults: ObjectStoreFaults = field(default_factory=ObjectStoreFaults)
+    metadata_faults: MetadataFaults = field(default_factory=MetadataFaults)
+    buggify_sites: tuple[str, ...] = ()
+    buggify_rate: float = 0.0
+
+
+class _Gate:
+    """Open: calls pass. Closed: every call through a gated port waits (a paused process)."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    async def passed(self) -> None:
+        await self._open.wait()
+
+
+class _GatedPort:
+    """Forwards every call to a port; the async ones wait at the gate before and after
+    (a paused process neither sends the request nor reads the answer), then `after`."""
+
+    def __init__(
+        self,
+        inner: object,
+        gate: _Gate,
+        after: Callable[[str, tuple[Any, ...]], Awaitable[None]] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._gate = gate
+        self._after = after
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        gate, after = self._gate, self._after
+
+        async def gated(*args: Any, **kwargs: Any) -> Any:
+            await gate.passed()
+            try:
+                return await attribute(*args, **kwargs)
+            finally:
+                if after is not None:
+                    await after(name, args)
+                await gate.passed()
+
+        return gated
+
+
+class SimAgent:
+    """One agent process: its host, disk, clock and (while up) its broker."""
+
+    def __init__(self, cluster: SimCluster, index: int) -> None:
+        self.cluster = cluster
+        self.index = index
+        self.host = f"agent-{index}"
+        rng = cluster.rng.fork(self.host)
+        self.rng = rng
+        self.disk = SimDisk(rng.fork("disk"), cluster.options.disk_faults)
+        self.clock = LoopClock(cluster.loop)
+        self.gate = _Gate()
+        self.buggify = SimBuggify(
+            rng.fork("buggify"),
+            frozenset(cluster.options.buggify_sites),
+            cluster.options.buggify_rate,
+        )
+        self.settings = cluster.options.settings.with_overrides(
+            kafka_host=self.host, kafka_port=KAFKA_PORT, agent_id=self.host, node_id=index
+        )
+        self.state = DOWN
+        self.incarnation = 0
+        self.broker: Broker | None = None
+        self.restarts = 0
+
+    async def start(self) -> bool:
+        """Start (or restart) the agent; False if recovery failed on a storage fault."""
+        assert self.state == DOWN, self.state
+        self.incarnation += 1
+        objects = cast(ObjectStore, _GatedPort(self.cluster.objects, self.gate))
+        metadata = cast(
+            MetadataStore, _GatedPort(self.cluster.metadata, self.gate, self.cluster.lease_call)
+        )
+        boot = assemble_broker(
+            self.settings,
+            self.clock,
+            self.rng.fork(f"incarnation-{self.incarnation}"),
+            self.disk,
+            objects,
+            metadata,
+            self.buggify,
+        )
+        self.state = UP
+        try:
+            self.broker = await self.cluster.spawn(self.host, boot, f"{self.host}:boot")
+        except StorageError as error:
+            self.cluster.record_trace("agent.start-failed", self.host, type(error).__name__)
+            self.crash(record=False)
+            return False
+        self.cluster.record_trace("agent.up", self.host, self.incarnation)
+        return True
+
+    def crash(self, record: bool = True) -> None:
+        """The process dies where it stands."""
+        if record:
+            self.cluster.fault(FAULT_CRASH, self.host)
+        self.state = DOWN
+        self.broker = None
+        self.gate.open()
+        self.cluster.kill_host(self.host)
+        self.disk.crash()
+
+    def wipe_disk(self) -> None:
+        """The machine is replaced: the agent comes back with an empty disk."""
+        assert self.state == DOWN, self.state
+        self.cluster.fault(FAULT_DISK_LOSS, self.host)
+        self.disk.files.clear()
+
+    def pause(self, duration_ms: int) -> None:
+        """Stop answering and stop reaching storage for `duration_ms` (until resumed)."""
+        assert self.state == UP, self.state
+        self.cluster.fault(FAULT_PAUSE, self.host, detail=f"{duration_ms}ms")
+        self.state = PAUSED
+        self.gate.close()
+        for other in self.cluster.hosts():
+            if other != self.host:
+                self.cluster.network.clog(self.host, other, duration_ms)
+                self.cluster.network.clog(other, self.host, duration_ms)
+
+    def resume(self) -> None:
+        if self.state == PAUSED:
+            self.cluster.fault(FAULT_RESUME, self.host)
+            self.state = UP
+            self.gate.open()
+
+    def background_failure(self) -> BaseException | None:
+        """The exception a background service of the running agent died with, if any."""
+        crashed = None if self.broker is None else self.broker.log.crashed
+        if crashed is None or not crashed.done() or crashed.cancelled():
+            return None
+        return crashed.exception()
+
+
+class SimCluster:
+    """The agents, their shared stores, the task registry and the fault log."""
+
+    def __init__(
+        self,
+        loop: SimLoop,
+        network: SimNetwork,
+        rng: SeededRng,
+        options: ClusterOptions,
+        history: History,
+        trace: Trace,
+    ) -> None:
+        self.loop = loop
+        self.network = network
+        self.rng = rng
+        self.options = options
+        self.history = history
+        self.trace = trace
+        self.clock = LoopClock(loop)  # the world's clock (object store latency), never skewed
+        self.objects = SimObjectStore(self.clock, rng.fork("objects"), options.object_faults)
+        self.metadata = SimMetadataStore(rng.fork("metadata"), options.metadata_faults)
+        self._tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
+        self._created = 0
+        self._client_hosts: list[str] = []
+        self._leases: dict[TopicPartition, tuple[str | None, int]] = {}
+        loop.set_task_factory(self._task_factory)  # type: ignore[arg-type]
+        self.agents = [SimAgent(self, index) for index in range(1, options.agents + 1)]
+
+    # --- tasks per host --------------------------------------------------------------------
+
+    def _task_factory(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        coroutine: Coroutine[Any, Any, Any],
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[Any]:
+        task = asyncio.Task(coroutine, loop=loop, context=context)
+        host = context.run(current_host) if context is not None else current_host()
+        self._tasks.setdefault(host, {})[task] = None
+        self._created += 1
+        if self._created % TASKS_PRUNE_EVERY == 0:
+            for tasks in self._tasks.values():
+                for done in [t for t in tasks if t.done()]:
+                    del tasks[done]
+        return task
+
+    async def spawn(self, host: str, coroutine: Coroutine[Any, Any, T], name: str) -> T:
+        return await spawn_on_host(host, coroutine, name)
+
+    def kill_host(self, host: str) -> None:
+        """Cancel every task of `host` and drop its listeners and connections."""
+        tasks = [task for task in self._tasks.pop(host, {}) if not task.done()]
+        for task in tasks:
+            task.cancel()
+        self.network.crash_host(host)
+        self.record_trace("host.killed", host, len(tasks))
+
+    def add_client_host(self, host: str) -> None:
+        if host not in self._client_hosts:
+            self._client_hosts.append(host)
+
+    def hosts(self) -> list[str]:
+        return [agent.host for agent in self.agents] + self._client_hosts
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def now_us(self) -> int:
+        return self.loop.time_ns() // 1000
+
+    def record_trace(self, event: str, *fields: object) -> None:
+        self.trace.record(event, *fields)
+
+    def fault(self, kind: str, agent: str, **fields: Any) -> None:
+        event = FaultInjected(self.now_us(), kind, agent, **fields)
+        self.history.append(event)
+        self.record_trace("fault", kind, agent, *(f"{k}={v}" for k, v in sorted(fields.items())))
+
+    async def lease_call(self, name: str, args: tuple[Any, ...]) -> None:
+        """After any agent's lease call, note a lease that moved away from its holder."""
+        if name not in LEASE_CALLS or not args or not isinstance(args[0], TopicPartition):
+            return
+        tp = args[0]
+        record = await self.metadata.inner.get_partition(tp)
+        holder = (record.leader_agent, record.leader_epoch)
+        before = self._leases.get(tp)
+        self._leases[tp] = holder
+        if before is None or before == holder:
+            return
+        old_agent, old_epoch = before
+        if old_agent is not None and old_agent != record.leader_agent:
+            self.fault(
+                FAULT_LEASE_FENCED,
+                old_agent,
+                topic=tp.topic,
+                partition=tp.partition,
+                epoch=old_epoch,
+                detail=f"to {record.leader_agent} epoch {record.leader_epoch}",
+            )
+
+    # --- the whole cluster -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for agent in self.agents:
+            assert await agent.start(), f"{agent.host} failed to start without faults"
+
+    def heal_faults(self) -> None:
+        """Every background fault off: network, disks, object store, metadata, clocks."""
+        self.network.faults = NetworkFaults()
+        self.network.heal()
+        self.objects.faults = ObjectStoreFaults()
+        self.metadata.faults = MetadataFaults()
+        for agent in self.agents:
+            agent.disk.faults = DiskFaults()
+            agent.clock.set_drift_ppm(0)
+            agent.resume()
+        self.fault(FAULT_HEAL, "*")
+
+    async def restart_down_agents(self) -> None:
+        for agent in self.agents:
+            while agent.state == DOWN:
+                agent.restarts += 1
+                self.fault(FAULT_RESTART, agent.host)
+                if not await agent.start():
+                    await self.clock.sleep_ms(100)
+
+    def background_failures(self) -> list[tuple[str, BaseException]]:
+        found = []
+        for agent in self.agents:
+            error = agent.background_failure()
+            if error is not None:
+                found.append((agent.host, error))
+        return found
+
+    async def close(self) -> None:
+        for agent in self.agents:
+            if agent.broker is not None and agent.state != DOWN:
+                broker, agent.broker = agent.broker, None
+                await self.spawn(agent.host, broker.close(), f"{agent.host}:close")

@@ -1,0 +1,246 @@
+"""Swarm options: everything one simulated run depends on, drawn from its seed.
+
+Cluster size, engine knobs (flush thresholds, lease TTL, WAL group settings),
+fault rates of every simulated component, the buggify call sites, the
+nemesis schedule of the safety phase and the workload mix and sizes. One
+seed gives one `SimOptions`; `describe()` prints it first in a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sim.buggify import FIRE_RATE_MAX, draw_sites
+from sim.cluster import ClusterOptions
+from sim.disk import DiskFaults
+from sim.metadata import MetadataFaults
+from sim.network import NetworkFaults
+from sim.object_store import ObjectStoreFaults
+from sim.rng import SeededRng
+from streamhouse.config import KIB, MIB, Settings
+
+P = TypeVar("P")
+
+# Agents advertise only themselves in Metadata and FindCoordinator (no directory of
+# agents yet), so a client cannot follow a lease to another agent: one agent per run.
+AGENTS_MAX = 1
+
+CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
+PAUSE = "pause"
+PARTITION = "partition"  # a client host cut from an agent, healed after a while
+CLOG = "clog"
+CLOCK_STEP = "clock_step"
+CLOCK_DRIFT = "clock_drift"
+MEMBER_CRASH = "member_crash"  # a group member's process dies (no LeaveGroup)
+NEMESIS_KINDS = (CRASH, PAUSE, PARTITION, CLOG, CLOCK_STEP, CLOCK_DRIFT, MEMBER_CRASH)
+
+
+@dataclass(frozen=True)
+class Nemesis:
+    """One fault of the safety phase: what, when (ms after it starts), for how long, on whom."""
+
+    kind: str
+    at_ms: int
+    duration_ms: int
+    agent: int  # 1-based
+    amount: int = 0  # clock step in ms, drift in ppm, wipe (1) or not (0) for a crash
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    """The clients of a run."""
+
+    topic: str = "sim"
+    partitions: int = 2
+    # (acks, idempotent) per producer; acks is Kafka's 1 or -1
+    producers: tuple[tuple[int, bool], ...] = ((1, False), (-1, False), (-1, True))
+    records_per_producer: int = 20
+    send_interval_ms: int = 50
+    group_members: int = 2
+    member_polls: int = 20
+    liveness_records: int = 3
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    seed: int
+    cluster: ClusterOptions
+    network_faults: NetworkFaults
+    workload: WorkloadOptions
+    nemeses: tuple[Nemesis, ...]
+    safety_ms: int
+    liveness_bound_ms: int
+
+    def describe(self) -> str:
+        """Every option on one line: what `python -m sim run` prints first."""
+        settings = self.cluster.settings
+        knobs = {
+            name: getattr(settings, name)
+            for name in (
+                "flush_interval_ms",
+                "flush_bytes_max",
+                "lease_ttl_ms",
+                "wal_group_wait_ms",
+                "wal_groups_in_flight_max",
+                "wal_group_bytes_max",
+            )
+        }
+        parts = [
+            f"seed={self.seed}",
+            f"agents={self.cluster.agents}",
+            f"safety_ms={self.safety_ms}",
+            f"liveness_bound_ms={self.liveness_bound_ms}",
+            f"knobs={knobs}",
+            f"buggify={list(self.cluster.buggify_sites)}@{self.cluster.buggify_rate:.3f}",
+            f"network={_short(self.network_faults)}",
+            f"disk={_short(self.cluster.disk_faults)}",
+            f"objects={_short(self.cluster.object_faults)}",
+            f"metadata={_short(self.cluster.metadata_faults)}",
+            f"workload={_short(self.workload)}",
+            "nemeses=[" + ", ".join(_nemesis(n) for n in self.nemeses) + "]",
+        ]
+        return " ".join(parts)
+
+
+def _short(value: object) -> str:
+    fields = dataclasses.asdict(value)  # type: ignore[call-overload]
+    return "(" + ",".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
+
+def _nemesis(n: Nemesis) -> str:
+    return f"{n.kind}@{n.at_ms}+{n.duration_ms}:agent-{n.agent}:{n.amount}"
+
+
+def draw_options(seed: int) -> SimOptions:
+    """The options of `seed`; the same seed always gives the same options."""
+    rng = SeededRng(seed).fork("options")
+    agents = rng.randint(1, AGENTS_MAX)
+    lease_ttl_ms = _pick(rng, (2_000, 5_000, 10_000))
+    settings = Settings(
+        flush_interval_ms=_pick(rng, (5, 50, 200, 500)),
+        flush_bytes_max=_pick(rng, (512, 16 * KIB, 8 * MIB)),
+        lease_ttl_ms=lease_ttl_ms,
+        wal_group_wait_ms=_pick(rng, (0, 0, 1, 5)),
+        wal_groups_in_flight_max=rng.randint(1, 3),
+        wal_group_bytes_max=_pick(rng, (4 * KIB, 4 * MIB)),
+        group_initial_rebalance_delay_ms=_pick(rng, (0, 500, 3_000)),
+        auto_create_topics=False,
+    )
+    faulty = rng.chance(0.8)  # a fifth of the seeds run fault-free, as a baseline
+    network = NetworkFaults(
+        delay_ms_min=0,
+        delay_ms_max=_pick(rng, (0, 5, 40)),
+        reset_rate=_rate(rng, faulty, 0.02),
+        split_rate=_rate(rng, True, 0.3),
+        clog_rate=_rate(rng, faulty, 0.01),
+        clog_ms_max=2_000,
+    )
+    disk = DiskFaults(
+        fsync_error_rate=_rate(rng, faulty and rng.chance(0.3), 0.02),
+        torn_tail_rate=_pick(rng, (0.0, 0.3, 1.0)),
+    )
+    objects = ObjectStoreFaults(
+        latency_ms_max=_pick(rng, (0, 20, 200)),
+        list_latency_ms_max=_pick(rng, (0, 500)),
+        unavailable_rate=_rate(rng, faulty, 0.1),
+        put_unknown_outcome_rate=_rate(rng, faulty, 0.05),
+    )
+    metadata = MetadataFaults(
+        unavailable_rate=_rate(rng, faulty, 0.05),
+        unknown_outcome_rate=_rate(rng, faulty, 0.02),
+    )
+    buggify_sites = draw_sites(rng.fork("buggify"))
+    cluster = ClusterOptions(
+        agents,
+        settings,
+        disk,
+        objects,
+        metadata,
+        buggify_sites,
+        rng.random() * FIRE_RATE_MAX if buggify_sites else 0.0,
+    )
+    workload = _draw_workload(rng.fork("workload"))
+    safety_ms = workload.records_per_producer * workload.send_interval_ms + 2_000
+    nemeses = _draw_nemeses(rng.fork("nemesis"), faulty, agents, safety_ms, lease_ttl_ms)
+    return SimOptions(seed, cluster, network, workload, nemeses, safety_ms, 60_000)
+
+
+def _draw_workload(rng: SeededRng) -> WorkloadOptions:
+    producers: list[tuple[int, bool]] = [(1, False), (-1, False), (-1, True)]
+    producers = [p for p in producers if rng.chance(0.75)] or [(-1, True)]
+    return WorkloadOptions(
+        partitions=rng.randint(1, 3),
+        producers=tuple(producers),
+        records_per_producer=rng.randint(5, 25),
+        send_interval_ms=_pick(rng, (10, 50, 200)),
+        group_members=_pick(rng, (0, 1, 2, 3)),
+        member_polls=rng.randint(5, 20),
+    )
+
+
+def _draw_nemeses(
+    rng: SeededRng, faulty: bool, agents: int, safety_ms: int, lease_ttl_ms: int
+) -> tuple[Nemesis, ...]:
+    if not faulty:
+        return ()
+    drawn = []
+    for _ in range(rng.randint(0, 4)):
+        kind = _pick(rng, NEMESIS_KINDS)
+        at_ms = rng.randint(0, safety_ms)
+        agent = rng.randint(1, agents)
+        if kind == CRASH:
+            drawn.append(Nemesis(kind, at_ms, rng.randint(0, 3_000), agent, int(rng.chance(0.1))))
+        elif kind == PAUSE:
+            drawn.append(Nemesis(kind, at_ms, rng.randint(100, 2 * lease_ttl_ms), agent))
+        elif kind in (PARTITION, CLOG):
+            drawn.append(Nemesis(kind, at_ms, rng.randint(100, 8_000), agent))
+        elif kind == CLOCK_STEP:
+            step_ms = _pick(rng, (-60_000, -1_000, 1_000, 2 * lease_ttl_ms, 3_600_000))
+            drawn.append(Nemesis(kind, at_ms, 0, agent, step_ms))
+        elif kind == CLOCK_DRIFT:
+            drawn.append(Nemesis(kind, at_ms, 0, agent, rng.randint(-50_000, 50_000)))
+        else:
+            drawn.append(Nemesis(kind, at_ms, 0, agent))
+    return tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind)))
+
+
+def _pick(rng: SeededRng, choices: Sequence[P]) -> P:
+    return choices[rng.randint(0, len(choices) - 1)]
+
+
+def _rate(rng: SeededRng, on: bool, rate_max: float) -> float:
+    """A rate up to `rate_max` when `on` (drawn either way, so later draws do not shift)."""
+    drawn = rng.random() * rate_max
+    return drawn if on else 0.0
+
+
+def options_to_json(options: SimOptions) -> dict[str, Any]:
+    """Every option as plain JSON values (a reproduction keeps them: the seed alone means
+    something else once the drawing changes)."""
+    return dataclasses.asdict(options)
+
+
+def options_from_json(raw: dict[str, Any]) -> SimOptions:
+    cluster = raw["cluster"]
+    workload = dict(raw["workload"])
+    workload["producers"] = tuple((int(acks), bool(idem)) for acks, idem in workload["producers"])
+    return SimOptions(
+        seed=int(raw["seed"]),
+        cluster=ClusterOptions(
+            agents=int(cluster["agents"]),
+            settings=Settings(**cluster["settings"]),
+            disk_faults=DiskFaults(**cluster["disk_faults"]),
+            object_faults=ObjectStoreFaults(**cluster["object_faults"]),
+            metadata_faults=MetadataFaults(**cluster["metadata_faults"]),
+            buggify_sites=tuple(cluster["buggify_sites"]),
+            buggify_rate=float(cluster["buggify_rate"]),
+        ),
+        network_faults=NetworkFaults(**raw["network_faults"]),
+        workload=WorkloadOptions(**workload),
+        nemeses=tuple(Nemesis(**nemesis) for nemesis in raw["nemeses"]),
+        safety_ms=int(raw["safety_ms"]),
+        liveness_bound_ms=int(raw["liveness_bound_ms"]),
+    )

@@ -1,0 +1,338 @@
+"""One simulated cluster run for one seed: safety phase with faults, heal, liveness phase,
+final scan, then the checkers' verdict.
+
+The safety phase runs the workload's producers and group members while the
+nemesis injects the seed's faults (crashes and restarts, pauses, partitions,
+clogs, clock steps and drift, member crashes) on top of background fault
+rates (network, disks, object store, metadata). Then everything is healed
+and down agents restart; within `liveness_bound_ms` of virtual time fresh
+producers must get every record acked, a fresh group must settle with every
+partition assigned, and a final scan must read every partition to its high
+watermark. The History the clients recorded is judged by `sim.checkers`;
+the exit code follows `sim.verdict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import traceback
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+
+from sim.checkers import LIVENESS, Violation, check_all
+from sim.clock import LoopClock
+from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
+from sim.history import (
+    ACKS_ALL,
+    FAULT_HEAL,
+    FAULT_NETWORK_PARTITION,
+    FAULT_RESTART,
+    PHASE_FINAL,
+    PHASE_LIVENESS,
+    PHASE_SAFETY,
+    GroupGeneration,
+    History,
+    PhaseStarted,
+    ProduceAcked,
+    ProduceAttempt,
+    TopicCreated,
+)
+from sim.loop import SimLoop, run_simulation
+from sim.network import SimNetwork, spawn_on_host
+from sim.options import (
+    CLOCK_DRIFT,
+    CLOCK_STEP,
+    CLOG,
+    CRASH,
+    MEMBER_CRASH,
+    PARTITION,
+    PAUSE,
+    Nemesis,
+    SimOptions,
+    draw_options,
+    options_to_json,
+)
+from sim.pins import pinned_aiokafka
+from sim.rng import SeededRng
+from sim.trace import Trace
+from sim.verdict import EXIT_CRASH, exit_code
+from sim.workload import Clients
+
+GROUP = "sim-group"
+SAFETY_GRACE_MS = 120_000  # after the nemesis, clients still running are stopped
+LIVENESS_MEMBER_POLLS = 16
+
+
+@dataclass
+class RunOutcome:
+    """What a run ended with; enough to print, to compare and to write a reproduction."""
+
+    seed: int
+    options: str
+    options_json: dict[str, Any] = field(default_factory=dict)
+    exit_code: int = 0
+    violations: list[str] = field(default_factory=list)
+    virtual_ms: int = 0
+    wall_s: float = 0.0
+    trace_lines: int = 0
+    trace_digest: str = ""
+    history_digest: str = ""
+    history: str = ""  # JSON lines
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"seed={self.seed} exit={self.exit_code} virtual_ms={self.virtual_ms} "
+            f"wall_s={self.wall_s:.2f} trace_lines={self.trace_lines} "
+            f"trace_digest={self.trace_digest} history_digest={self.history_digest}"
+        )
+
+
+def run_seed(
+    seed: int, echo: Callable[[str], None] | None = None, options: SimOptions | None = None
+) -> RunOutcome:
+    """Run the cluster workload of `seed` (options drawn from it unless given)."""
+    options = options or draw_options(seed)
+    rng = SeededRng(seed)
+    network = SimNetwork(rng.fork("network"), options.network_faults)
+    trace = Trace(lambda: network.loop.time_ns(), echo=echo)
+    network.trace = trace
+    history = History()
+    outcome = RunOutcome(seed, options.describe(), options_to_json(options))
+    violations: list[Violation] = []
+    started_s = time.perf_counter()
+    crashed = False
+
+    async def main(loop: SimLoop) -> None:
+        await _run(loop, network, rng, options, history, trace, violations, outcome)
+        outcome.virtual_ms = loop.time_ns() // 1_000_000
+
+    try:
+        run_simulation(main, network)
+    except Exception:  # the simulation itself blew up: a crash verdict, with its story
+        crashed = True
+        outcome.notes.append(traceback.format_exc())
+    outcome.wall_s = time.perf_counter() - started_s
+    if not crashed:
+        violations += check_all(history, liveness_bound_ms=options.liveness_bound_ms)
+    outcome.exit_code = exit_code(violations, crashed=crashed)
+    outcome.violations = [f"[{v.checker}] {v.message}" for v in violations]
+    outcome.trace_lines = trace.count
+    outcome.trace_digest = trace.digest()
+    outcome.history = history.to_jsonl()
+    outcome.history_digest = hashlib.sha256(outcome.history.encode()).hexdigest()[:16]
+    return outcome
+
+
+async def _run(
+    loop: SimLoop,
+    network: SimNetwork,
+    rng: SeededRng,
+    options: SimOptions,
+    history: History,
+    trace: Trace,
+    violations: list[Violation],
+    outcome: RunOutcome,
+) -> None:
+    cluster = SimCluster(loop, network, rng.fork("cluster"), options.cluster, history, trace)
+    workload = options.workload
+    await cluster.start()
+    first = cluster.agents[0]
+    assert first.broker is not None
+    await cluster.spawn(
+        first.host, first.broker.log.create_topic(workload.topic, workload.partitions), "topic"
+    )
+    history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
+    bootstrap = ",".join(f"{agent.host}:{agent.settings.kafka_port}" for agent in cluster.agents)
+    clients = Clients(history, cluster.now_us, bootstrap, workload.topic, workload.partitions)
+    with pinned_aiokafka(LoopClock(loop), rng.fork("clients")):
+        history.append(PhaseStarted(cluster.now_us(), PHASE_SAFETY))
+        await _safety(cluster, clients, options, outcome)
+        cluster.heal_faults()
+        await cluster.restart_down_agents()
+        heal_ms = cluster.clock.monotonic_ms()
+        history.append(PhaseStarted(cluster.now_us(), PHASE_LIVENESS))
+        try:
+            await asyncio.wait_for(
+                _liveness(cluster, clients, options, violations),
+                options.liveness_bound_ms / 1000,
+            )
+        except TimeoutError:
+            waited_ms = cluster.clock.monotonic_ms() - heal_ms
+            violations.append(
+                Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
+            )
+    for host, error in cluster.background_failures():
+        message = f"{host}: a background service died: {error!r}"
+        violations.append(Violation("history", message))
+    await cluster.close()
+
+
+async def _safety(
+    cluster: SimCluster, clients: Clients, options: SimOptions, outcome: RunOutcome
+) -> None:
+    workload = options.workload
+    tasks: list[asyncio.Task[Any]] = []
+    for number, (acks, idempotent) in enumerate(workload.producers, start=1):
+        name = f"producer-{number}-acks{acks}" + ("-idem" if idempotent else "")
+        run = clients.produce(
+            name, acks, idempotent, workload.records_per_producer, workload.send_interval_ms
+        )
+        tasks.append(_client_task(cluster, name, run))
+    members = [f"member-{number}" for number in range(1, workload.group_members + 1)]
+    for name in members:
+        run = clients.member(name, GROUP, workload.member_polls)
+        tasks.append(_client_task(cluster, name, run))
+    nemesis = asyncio.ensure_future(_nemesis(cluster, clients, options, members))
+    bound_s = (options.safety_ms + SAFETY_GRACE_MS) / 1000
+    _, pending = await asyncio.wait([*tasks, nemesis], timeout=bound_s)
+    nemesis.cancel()
+    await asyncio.gather(nemesis, return_exceptions=True)
+    for task in pending - {nemesis}:  # still stuck after the grace: its process is stopped
+        name = task.get_name()
+        clients.killed.add(name)
+        cluster.kill_host(name)
+        outcome.notes.append(f"{name} still running after the safety phase; stopped")
+    await asyncio.gather(*tasks, return_exceptions=True)
+    _raise_client_bugs(tasks)
+
+
+def _client_task(
+    cluster: SimCluster, name: str, run: Coroutine[Any, Any, Any]
+) -> asyncio.Task[Any]:
+    """A client process on its own host (named as the client)."""
+    cluster.add_client_host(name)
+    return spawn_on_host(name, run, name)
+
+
+def _raise_client_bugs(tasks: list[asyncio.Task[Any]]) -> None:
+    """A client that ended on anything but a Kafka error or its own kill is a bug to see."""
+    for task in tasks:
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if error is not None and not isinstance(error, KafkaError):
+            raise error
+
+
+async def _nemesis(
+    cluster: SimCluster, clients: Clients, options: SimOptions, members: list[str]
+) -> None:
+    start_ms = cluster.clock.monotonic_ms()
+    running: list[asyncio.Task[None]] = []
+    try:
+        for nemesis in options.nemeses:
+            wait_ms = start_ms + nemesis.at_ms - cluster.clock.monotonic_ms()
+            if wait_ms > 0:
+                await cluster.clock.sleep_ms(wait_ms)
+            running.append(asyncio.ensure_future(_inject(cluster, clients, nemesis, members)))
+        await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+
+
+async def _inject(
+    cluster: SimCluster, clients: Clients, nemesis: Nemesis, members: list[str]
+) -> None:
+    agent = cluster.agents[nemesis.agent - 1]
+    kind, duration_ms = nemesis.kind, nemesis.duration_ms
+    cluster.record_trace("nemesis", kind, agent.host, duration_ms, nemesis.amount)
+    if kind == CRASH and agent.state in (UP, PAUSED):
+        agent.crash()
+        await cluster.clock.sleep_ms(duration_ms)
+        await _restart(cluster, agent, wipe=bool(nemesis.amount))
+    elif kind == PAUSE and agent.state == UP:
+        agent.pause(duration_ms)
+        await cluster.clock.sleep_ms(duration_ms)
+        agent.resume()
+    elif kind == PARTITION:
+        cluster.fault(FAULT_NETWORK_PARTITION, agent.host, detail=f"{duration_ms}ms")
+        for host in cluster.hosts():
+            if host != agent.host:
+                cluster.network.partition(agent.host, host)
+        await cluster.clock.sleep_ms(duration_ms)
+        cluster.network.heal()
+        cluster.fault(FAULT_HEAL, agent.host)
+    elif kind == CLOG:
+        for host in cluster.hosts():
+            if host != agent.host:
+                cluster.network.clog(agent.host, host, duration_ms)
+                cluster.network.clog(host, agent.host, duration_ms)
+    elif kind == CLOCK_STEP:
+        agent.clock.step_wall_ms(nemesis.amount)
+    elif kind == CLOCK_DRIFT:
+        agent.clock.set_drift_ppm(nemesis.amount)
+    elif kind == MEMBER_CRASH:
+        alive = [name for name in members if name not in clients.killed]
+        if alive:
+            victim = alive[nemesis.agent % len(alive)]
+            clients.killed.add(victim)
+            cluster.kill_host(victim)
+
+
+async def _restart(cluster: SimCluster, agent: SimAgent, wipe: bool) -> None:
+    if agent.state != DOWN:
+        return
+    if wipe:
+        agent.wipe_disk()
+    cluster.fault(FAULT_RESTART, agent.host)
+    await agent.start()  # under faults it may fail: then it stays down until the heal
+
+
+async def _liveness(
+    cluster: SimCluster, clients: Clients, options: SimOptions, violations: list[Violation]
+) -> None:
+    workload = options.workload
+    history = clients.history
+    first_op = history.new_op()
+    runs: list[tuple[str, Coroutine[Any, Any, Any]]] = []
+    for number, (acks, idempotent) in enumerate(workload.producers or ((ACKS_ALL, False),), 1):
+        name = f"live-producer-{number}"
+        count, first = workload.liveness_records, workload.records_per_producer
+        runs.append((name, clients.produce(name, acks, idempotent, count, 0, first)))
+    await asyncio.gather(*(_on_own_host(cluster, name, run) for name, run in runs))
+    group_from_us = cluster.now_us()
+    members = [f"live-member-{number}" for number in range(1, workload.group_members + 1)]
+    polls = LIVENESS_MEMBER_POLLS
+    await asyncio.gather(
+        *(_on_own_host(cluster, name, clients.member(name, GROUP, polls)) for name in members)
+    )
+    acked = {event.op for event in history.of_type(ProduceAcked)}
+    unacked = [
+        event.op
+        for event in history.of_type(ProduceAttempt)
+        if event.op > first_op and event.op not in acked
+    ]
+    if unacked:
+        violations.append(Violation(LIVENESS, f"liveness-phase produces not acked: ops {unacked}"))
+    if members and not _group_settled(history, group_from_us, workload.partitions):
+        violations.append(
+            Violation(LIVENESS, "the group never settled with every partition assigned")
+        )
+    history.append(PhaseStarted(cluster.now_us(), PHASE_FINAL))
+    cluster.add_client_host("final-scan")
+    if not await _on_own_host(cluster, "final-scan", clients.scan("final-scan")):
+        violations.append(Violation(LIVENESS, "the final scan did not reach the high watermark"))
+
+
+async def _on_own_host(cluster: SimCluster, name: str, run: Coroutine[Any, Any, Any]) -> Any:
+    cluster.add_client_host(name)
+    return await cluster.spawn(name, run, name)
+
+
+def _group_settled(history: History, from_us: int, partitions: int) -> bool:
+    """Some generation after `from_us` assigned every partition to its members."""
+    owned: dict[int, set[int]] = {}
+    for event in history.of_type(GroupGeneration):
+        if event.at_us >= from_us and event.group == GROUP:
+            owned.setdefault(event.generation, set()).update(p.partition for p in event.partitions)
+    return any(len(assigned) == partitions for assigned in owned.values())
+
+
+__all__ = ["EXIT_CRASH", "RunOutcome", "run_seed"]
