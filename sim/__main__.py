@@ -103,16 +103,17 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
     started_s = time.monotonic()
 
     def progress(result: SeedResult) -> None:
-        if result.exit_code != 0:
+        if result.new_failure:
             console.print(f"seed {result.seed} FAILED exit={result.exit_code}")
 
     results = sweep(list(seeds), jobs, failures_dir, on_result=progress)
     wall_s = time.monotonic() - started_s
-    failed = [result for result in results if result.exit_code != 0]
+    failed = [result for result in results if result.new_failure]
+    known = [result for result in results if result.known]
     virtual_s = sum(result.virtual_ms for result in results) / 1000
     run_wall_s = sum(result.wall_s for result in results)
     table = Table(title=f"sim sweep {seeds.start}-{seeds.stop - 1}")
-    for column in ("seeds", "passed", "crash 127", "liveness 128", "correctness 129"):
+    for column in ("seeds", "passed", "known", "crash 127", "liveness 128", "correctness 129"):
         table.add_column(column, justify="right")
     table.add_column("virtual s / run wall s", justify="right")
     table.add_column("wall s", justify="right")
@@ -120,7 +121,8 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
     rate = virtual_s / run_wall_s if run_wall_s else 0.0
     table.add_row(
         str(len(results)),
-        str(len(results) - len(failed)),
+        str(len(results) - len(failed) - len(known)),
+        str(len(known)),
         *map(str, counts),
         f"{rate:.1f}",
         f"{wall_s:.1f}",
@@ -131,6 +133,8 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
         console.print(f"FAILED seed {result.seed} exit={result.exit_code} {first[:200]}")
         if result.reproduction:
             console.print(f"  reproduction {result.reproduction}")
+    for result in known:
+        console.print(f"known failure seed {result.seed}: {result.known}")
     print(f"failing seeds: {' '.join(str(r.seed) for r in failed) or 'none'}", flush=True)
     return max((result.exit_code for result in failed), default=0)
 

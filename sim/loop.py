@@ -111,6 +111,11 @@ class SimLoop(asyncio.BaseEventLoop):
         self._now_ns = 0
         self._timer_sequence = itertools.count()
         self._selector = _VirtualSelector(self)
+        # asyncio runs timers due within the clock's resolution without moving time; with
+        # half a nanosecond, and call_later at least a nanosecond ahead, every positive
+        # wait moves virtual time (a client re-waiting a 1e-16 s float residue would
+        # otherwise spin at one instant for ever)
+        self._clock_resolution = 0.5 / NS_PER_S
         self.network = network
         if network is not None:
             network.attach(self)
@@ -128,6 +133,20 @@ class SimLoop(asyncio.BaseEventLoop):
         """Move virtual time forward; only the selector does this, while nothing is ready."""
         assert delta_ns >= 0, delta_ns
         self._now_ns += delta_ns
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[*Ts], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """As asyncio's, but a positive delay is at least one virtual nanosecond: a delay
+        below the float resolution of the current time must still let time move."""
+        when = self.time() + delay
+        if delay > 0:
+            when = max(when, (self._now_ns + 1) / NS_PER_S)
+        return self.call_at(when, callback, *args, context=context)
 
     def call_at(
         self,

@@ -20,11 +20,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sim.known import known_failure
 from sim.options import options_from_json
 from sim.runner import RunOutcome, run_seed
 from sim.verdict import EXIT_CRASH
 
-RUN_WALL_S_MAX = 120.0
+RUN_WALL_S_MAX = 30.0
 READ_BYTES = 1 << 16
 POLL_S = 0.05
 
@@ -39,6 +40,11 @@ class SeedResult:
     wall_s: float = 0.0
     violations: list[str] = field(default_factory=list)
     reproduction: str = ""
+    known: str = ""  # the known failure it shows (sim.known), if any
+
+    @property
+    def new_failure(self) -> bool:
+        return self.exit_code != 0 and not self.known
 
 
 @dataclass
@@ -101,7 +107,8 @@ def _fork(seed: int, failures_dir: Path) -> _Child:
             result = SeedResult(
                 seed, outcome.exit_code, outcome.virtual_ms, outcome.wall_s, outcome.violations
             )
-            if outcome.exit_code != 0:
+            result.known = known_failure(outcome)
+            if result.new_failure:
                 result.reproduction = str(write_reproduction(outcome, failures_dir))
             payload = json.dumps(asdict(result)).encode()
             while payload:

@@ -1,0 +1,101 @@
+"""The simulated cluster runner end to end: seeds sweep clean, failures found once stay fixed,
+one seed replays byte for byte in a fresh process, and the faults really happen.
+
+Every run goes through `python -m sim` (which re-executes itself deterministic).
+`make test` sweeps SWEEP_SEEDS seeds; `make test-all` also runs the slow sweep of
+SWEEP_ALL_SEEDS more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.known import known_failure
+from sim.options import CRASH, draw_options
+from sim.runner import run_seed
+
+REPO = Path(__file__).resolve().parents[2]
+REGRESSIONS = sorted((REPO / "tests" / "sim" / "regressions").glob("*.json"))
+SWEEP_SEEDS = int(os.environ.get("SIM_SWEEP_SEEDS", "100"))
+SWEEP_ALL_SEEDS = int(os.environ.get("SIM_SWEEP_ALL_SEEDS", "1000"))
+SWEEP_JOBS = 2
+DETERMINISM_SEED = 2  # crashes and restarts its agent under background faults
+RUN_TIMEOUT_S = 120
+SWEEP_TIMEOUT_S = 900
+
+
+def _sim(*args: str, timeout_s: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sim", *args],
+        cwd=REPO,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Path) -> None:
+    options = draw_options(DETERMINISM_SEED)
+    assert any(nemesis.kind == CRASH for nemesis in options.nemeses)
+    runs = [
+        _sim("run", "--seed", str(DETERMINISM_SEED), "--trace", "--failures-dir", str(tmp_path))
+        for _ in range(2)
+    ]
+    first, second = (run.stdout for run in runs)
+    assert runs[0].returncode == 0, first[-3000:] + runs[0].stderr[-3000:]
+    assert first.startswith(f"sim run seed={DETERMINISM_SEED} ")
+    assert "fault crash agent-1" in first and "agent.up agent-1 2" in first  # restarted
+    assert first.count("\n") > 100
+    assert first == second
+
+
+@pytest.mark.parametrize("reproduction", REGRESSIONS, ids=[path.stem for path in REGRESSIONS])
+def test_a_recorded_failure_is_fixed(reproduction: Path) -> None:
+    recorded = json.loads(reproduction.read_text())
+    assert recorded["exit_code"] != 0, "a regression file records a failure"
+    replayed = _sim("replay", str(reproduction))
+    assert "same options=True" in replayed.stdout
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+
+
+def test_the_faults_and_buggify_of_a_seed_really_happen() -> None:
+    outcome = run_seed(DETERMINISM_SEED)
+    assert outcome.exit_code == 0, outcome.violations
+    assert known_failure(outcome) == ""
+    assert '"kind": "crash"' in outcome.history and '"kind": "restart"' in outcome.history
+    assert '"type": "ProduceAcked"' in outcome.history
+    assert outcome.virtual_ms > 1_000
+
+
+def _sweep(first: int, last: int, failures_dir: Path) -> None:
+    done = _sim(
+        "sweep",
+        "--seeds",
+        f"{first}-{last}",
+        "--jobs",
+        str(SWEEP_JOBS),
+        "--failures-dir",
+        str(failures_dir),
+        timeout_s=SWEEP_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
+    assert "failing seeds: none" in done.stdout
+
+
+@pytest.mark.timeout(SWEEP_TIMEOUT_S)
+def test_a_sweep_finds_no_new_failure(tmp_path: Path) -> None:
+    _sweep(1, SWEEP_SEEDS, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SWEEP_TIMEOUT_S)
+def test_a_long_sweep_finds_no_new_failure(tmp_path: Path) -> None:
+    _sweep(SWEEP_SEEDS + 1, SWEEP_SEEDS + SWEEP_ALL_SEEDS, tmp_path)
