@@ -528,8 +528,15 @@ class GroupMachine(RuleBasedStateMachine):
 
     @invariant()
     def stable_groups_cover_every_partition_once(self) -> None:
-        owners = self.owners.get(self.group.generation, {})
-        assert set(owners) <= set(range(PARTITIONS))
+        if self.group.state is not S.STABLE:
+            return
+        held = [
+            int(p)
+            for member in self.group.members.values()
+            if member.assignment
+            for p in member.assignment.decode().split(",")
+        ]
+        assert sorted(held) == list(range(PARTITIONS)), held
 
 
 TestGroupModel = GroupMachine.TestCase
