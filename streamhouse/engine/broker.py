@@ -22,7 +22,7 @@ from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
-from streamhouse.server.kafka_handlers import KafkaContext
+from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
 
 AGENT_ID_FILE = "agent-id"

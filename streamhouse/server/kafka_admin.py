@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamhouse.errors import (
     ErrorCode,
@@ -22,11 +22,9 @@ from streamhouse.errors import (
     StreamHouseError,
     UnknownTopicOrPartition,
 )
+from streamhouse.kafka.connection import Request
 from streamhouse.ports.metadata import TopicRecord
-
-if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
-    from streamhouse.kafka.connection import Request
-    from streamhouse.server.kafka_handlers import Completion, KafkaContext, Values
+from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -57,10 +55,6 @@ def topic_config_defaults(batch_bytes_max: int) -> dict[str, str]:
     }
 
 
-async def _done(values: Values) -> Values:
-    return values
-
-
 def _topic_id(topic: TopicRecord) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
 
@@ -76,7 +70,7 @@ async def delete_topics(ctx: KafkaContext, request: Request) -> Completion:
     else:
         wanted = [(name, None) for name in body.topic_names]
     responses = [await _delete_topic(ctx, name, topic_id) for name, topic_id in wanted]
-    return _done({"throttle_time": 0, "responses": responses})
+    return done({"throttle_time": 0, "responses": responses})
 
 
 async def _delete_topic(ctx: KafkaContext, name: str | None, topic_id: uuid.UUID | None) -> Values:
@@ -109,7 +103,7 @@ async def _name_of(ctx: KafkaContext, topic_id: uuid.UUID | None) -> str:
 async def describe_configs(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     results = [await _describe_resource(ctx, resource) for resource in body.resources]
-    return _done({"throttle_time": 0, "results": results})
+    return done({"throttle_time": 0, "results": results})
 
 
 async def _describe_resource(ctx: KafkaContext, resource: Any) -> Values:
@@ -186,7 +180,7 @@ async def create_partitions(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     validate_only = bool(body.validate_only)
     results = [await _create_partitions(ctx, topic, validate_only) for topic in body.topics]
-    return _done({"throttle_time": 0, "results": results})
+    return done({"throttle_time": 0, "results": results})
 
 
 async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
@@ -216,7 +210,7 @@ async def alter_configs(ctx: KafkaContext, request: Request) -> Completion:
         await _alter_resource(ctx, resource, bool(body.validate_only), incremental=False)
         for resource in body.resources
     ]
-    return _done({"throttle_time": 0, "responses": responses})
+    return done({"throttle_time": 0, "responses": responses})
 
 
 async def incremental_alter_configs(ctx: KafkaContext, request: Request) -> Completion:
@@ -225,7 +219,7 @@ async def incremental_alter_configs(ctx: KafkaContext, request: Request) -> Comp
         await _alter_resource(ctx, resource, bool(body.validate_only), incremental=True)
         for resource in body.resources
     ]
-    return _done({"throttle_time": 0, "responses": responses})
+    return done({"throttle_time": 0, "responses": responses})
 
 
 async def _alter_resource(

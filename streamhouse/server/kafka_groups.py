@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import struct
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
+from streamhouse.kafka.connection import Request
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
 from streamhouse.ports.metadata import CommittedOffset, TopicPartition
-
-if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
-    from streamhouse.kafka.connection import Request
-    from streamhouse.server.kafka_handlers import Completion, KafkaContext, Values
+from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
@@ -32,10 +30,6 @@ CLASSIC_GROUP_TYPE = "classic"
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
 set by the listener for each connection's task."""
-
-
-async def _done(values: Values) -> Values:
-    return values
 
 
 def _ms(value: Any) -> int:
@@ -62,8 +56,8 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
     }
     keys = getattr(body, "coordinator_keys", None)
     if keys is None:  # v0-v3: one key, answered at the top level
-        return _done({"throttle_time": 0, **found})
-    return _done({"throttle_time": 0, "coordinators": [{"key": key, **found} for key in keys]})
+        return done({"throttle_time": 0, **found})
+    return done({"throttle_time": 0, "coordinators": [{"key": key, **found} for key in keys]})
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------------
@@ -136,7 +130,7 @@ async def heartbeat(ctx: KafkaContext, request: Request) -> Completion:
     error = ctx.groups.heartbeat(
         body.group_id, body.member_id, getattr(body, "group_instance_id", None), body.generation_id
     )
-    return _done({"throttle_time": 0, "error_code": error})
+    return done({"throttle_time": 0, "error_code": error})
 
 
 async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
@@ -144,9 +138,9 @@ async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
     members = getattr(body, "members", None)
     if members is None:  # v0-v2: one member, answered at the top level
         (answer,) = ctx.groups.leave(body.group_id, [(body.member_id, None)])
-        return _done({"throttle_time": 0, "error_code": answer.error})
+        return done({"throttle_time": 0, "error_code": answer.error})
     answers = ctx.groups.leave(body.group_id, [(m.member_id, m.group_instance_id) for m in members])
-    return _done(
+    return done(
         {
             "throttle_time": 0,
             "error_code": 0,
@@ -176,20 +170,25 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
         for topic in body.topics
         for p in topic.partitions
     }
-    answers = await ctx.groups.commit_offsets(
-        body.group_id,
-        body.generation_id_or_member_epoch,
-        body.member_id,
-        getattr(body, "group_instance_id", None),
-        wanted,
-    )
+    try:
+        answers = await ctx.groups.commit_offsets(
+            body.group_id,
+            body.generation_id_or_member_epoch,
+            body.member_id,
+            getattr(body, "group_instance_id", None),
+            wanted,
+        )
+    except StreamHouseError as error:
+        # Answered on every partition: a response without partitions reads as success to
+        # clients that check only partition errors (aiokafka), and the commit is lost.
+        answers = dict.fromkeys(wanted, _retriable(error))
     by_topic: dict[str, list[Values]] = {}
     for tp, error in answers.items():
         by_topic.setdefault(tp.topic, []).append(
             {"partition_index": tp.partition, "error_code": error}
         )
     topics = [{"name": name, "partitions": parts} for name, parts in by_topic.items()]
-    return _done({"throttle_time": 0, "topics": topics})
+    return done({"throttle_time": 0, "topics": topics})
 
 
 async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
@@ -197,12 +196,12 @@ async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
     groups = getattr(body, "groups", None)
     if groups is None:  # v1-v7: one group, answered at the top level
         error, found = await _fetch_group(ctx, body.group_id, body.topics)
-        return _done({"throttle_time": 0, "error_code": error, "topics": found})
+        return done({"throttle_time": 0, "error_code": error, "topics": found})
     answers = []
     for group in groups:
         error, found = await _fetch_group(ctx, group.group_id, group.topics)
         answers.append({"group_id": group.group_id, "error_code": error, "topics": found})
-    return _done({"throttle_time": 0, "groups": answers})
+    return done({"throttle_time": 0, "groups": answers})
 
 
 async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[int, list[Values]]:
@@ -260,7 +259,7 @@ def _fetched(
 async def describe_groups(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     described = [_described(await ctx.groups.describe(group_id)) for group_id in body.groups]
-    return _done({"throttle_time": 0, "groups": described})
+    return done({"throttle_time": 0, "groups": described})
 
 
 def _described(summary: GroupSummary) -> Values:
@@ -301,7 +300,7 @@ async def list_groups(ctx: KafkaContext, request: Request) -> Completion:
         if (not states or g.state.value.lower() in states)
         and (not types or CLASSIC_GROUP_TYPE in types)
     ]
-    return _done({"throttle_time": 0, "error_code": 0, "groups": listed})
+    return done({"throttle_time": 0, "error_code": 0, "groups": listed})
 
 
 async def delete_groups(ctx: KafkaContext, request: Request) -> Completion:
@@ -310,16 +309,16 @@ async def delete_groups(ctx: KafkaContext, request: Request) -> Completion:
         {"group_id": group_id, "error_code": await ctx.groups.delete_group(group_id)}
         for group_id in body.groups_names
     ]
-    return _done({"throttle_time": 0, "results": results})
+    return done({"throttle_time": 0, "results": results})
 
 
 async def offset_delete(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     summary = await ctx.groups.describe(body.group_id)
     if summary.state is GroupState.DEAD:
-        return _done({"throttle_time": 0, "error_code": ErrorCode.GROUP_ID_NOT_FOUND, "topics": []})
+        return done({"throttle_time": 0, "error_code": ErrorCode.GROUP_ID_NOT_FOUND, "topics": []})
     if summary.members and summary.protocol_type != CONSUMER_PROTOCOL_TYPE:
-        return _done({"throttle_time": 0, "error_code": ErrorCode.NON_EMPTY_GROUP, "topics": []})
+        return done({"throttle_time": 0, "error_code": ErrorCode.NON_EMPTY_GROUP, "topics": []})
     subscribed: set[str] = set()
     for metadata in ctx.groups.subscriptions(body.group_id):
         subscribed |= subscribed_topics(metadata)
@@ -335,7 +334,7 @@ async def offset_delete(ctx: KafkaContext, request: Request) -> Completion:
         topics.append({"name": topic.name, "partitions": parts})
     if deletable:
         await ctx.groups.delete_offsets(body.group_id, deletable)
-    return _done({"throttle_time": 0, "error_code": 0, "topics": topics})
+    return done({"throttle_time": 0, "error_code": 0, "topics": topics})
 
 
 def subscribed_topics(metadata: bytes) -> set[str]:

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from streamhouse.config import Settings
-from streamhouse.engine.groups import GroupCoordinator
-from streamhouse.engine.log_store import AppendResult, LogStore
+from streamhouse.engine.log_store import AppendResult
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import (
     ErrorCode,
@@ -24,18 +20,16 @@ from streamhouse.errors import (
     StreamHouseError,
     UnknownTopicOrPartition,
 )
-from streamhouse.kafka.apis import ApiKey, ApiTable
+from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.fetch_sessions import (
     FINAL_EPOCH,
     NO_SESSION,
-    FetchSessionCache,
     Resolved,
 )
 from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
 from streamhouse.log.topics import validate_topic_name
-from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+from streamhouse.ports.metadata import TopicPartition, TopicRecord
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,
@@ -43,6 +37,7 @@ from streamhouse.server.kafka_admin import (
     describe_configs,
     incremental_alter_configs,
 )
+from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
 from streamhouse.server.kafka_groups import (
     delete_groups,
     describe_groups,
@@ -63,34 +58,12 @@ from streamhouse.server.kafka_offsets import (
 )
 from streamhouse.server.kafka_producers import init_producer_id
 
-Values = dict[str, Any]
-Completion = Coroutine[Any, Any, Values]
 EARLIEST_TIMESTAMP = -2
 LATEST_TIMESTAMP = -1
 NO_OFFSET = -1
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
 NO_PREFERRED_REPLICA = -1
 FETCH_PARTITION_BYTES_MIN = 1
-
-
-@dataclass
-class KafkaContext:
-    """What handlers need from the agent."""
-
-    settings: Settings
-    clock: Clock
-    log: LogStore
-    metadata: MetadataStore
-    apis: ApiTable
-    advertised_host: str
-    advertised_port: int
-    cluster_id: str
-    groups: GroupCoordinator
-    fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
-
-
-async def _done(values: Values) -> Values:
-    return values
 
 
 def _topic_id(topic: TopicRecord) -> uuid.UUID:
@@ -135,7 +108,7 @@ async def api_versions(ctx: KafkaContext, request: Request) -> Completion:
         {"api_key": api.key, "min_version": api.min_version, "max_version": api.max_version}
         for api in ctx.apis
     ]
-    return _done({"error_code": 0, "api_keys": keys, "throttle_time": 0})
+    return done({"error_code": 0, "api_keys": keys, "throttle_time": 0})
 
 
 # --- Metadata --------------------------------------------------------------------------------
@@ -155,7 +128,7 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
         "port": ctx.advertised_port,
         "rack": None,
     }
-    return _done(
+    return done(
         {
             "throttle_time": 0,
             "brokers": [broker],
@@ -220,7 +193,7 @@ async def produce(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     acks = int(body.acks)
     if acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
-        return _done(_produce_all_failed(body, ErrorCode.INVALID_REQUIRED_ACKS))
+        return done(_produce_all_failed(body, ErrorCode.INVALID_REQUIRED_ACKS))
     appended: list[tuple[str, int, AppendResult | Exception]] = []
     for topic in body.topic_data:
         for partition in topic.partition_data:
@@ -325,7 +298,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     epoch = getattr(body, "session_epoch", FINAL_EPOCH)
     resolved = ctx.fetch_sessions.resolve(session_id, epoch, requested, forgotten)
     if resolved.error:
-        return _done({"throttle_time": 0, "error_code": resolved.error, "responses": []})
+        return done({"throttle_time": 0, "error_code": resolved.error, "responses": []})
     wanted = resolved.wanted
     answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
     total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
@@ -334,7 +307,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.wait_for_data(positions, max_wait_ms):
             answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
-    return _done(_fetch_response(resolved, answers))
+    return done(_fetch_response(resolved, answers))
 
 
 def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
@@ -428,7 +401,7 @@ async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
             for p in topic.partitions
         ]
         topics.append({"name": topic.name, "partitions": parts})
-    return _done({"throttle_time": 0, "topics": topics})
+    return done({"throttle_time": 0, "topics": topics})
 
 
 async def _list_offset(
@@ -459,7 +432,7 @@ async def _list_offset(
 async def create_topics(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     results = [await _create_topic(ctx, topic, bool(body.validate_only)) for topic in body.topics]
-    return _done({"throttle_time": 0, "topics": results})
+    return done({"throttle_time": 0, "topics": results})
 
 
 async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
@@ -488,7 +461,6 @@ async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> V
     return {**answer, "error_code": 0}
 
 
-Handler = Callable[[KafkaContext, Request], Awaitable[Completion]]
 HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.INIT_PRODUCER_ID: init_producer_id,
     ApiKey.API_VERSIONS: api_versions,

@@ -25,8 +25,9 @@ from streamhouse.kafka.connection import (
     Request,
 )
 from streamhouse.kafka.entities import build
+from streamhouse.server.kafka_context import Completion, KafkaContext
 from streamhouse.server.kafka_groups import CLIENT_HOST
-from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS, Completion, KafkaContext
+from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 
 READ_CHUNK_BYTES = 256 * 1024
 log = logging.getLogger("streamhouse.kafka")

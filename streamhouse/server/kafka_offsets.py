@@ -6,22 +6,16 @@ version-agnostic response values.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamhouse.errors import StreamHouseError, UnknownTopicOrPartition
+from streamhouse.kafka.connection import Request
 from streamhouse.ports.metadata import TopicPartition
-
-if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
-    from streamhouse.kafka.connection import Request
-    from streamhouse.server.kafka_handlers import Completion, KafkaContext, Values
+from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 NO_EPOCH = -1
 NO_OFFSET = -1
 UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
-
-
-async def _done(values: Values) -> Values:
-    return values
 
 
 async def _check_exists(ctx: KafkaContext, tp: TopicPartition) -> None:
@@ -39,7 +33,7 @@ async def offset_for_leader_epoch(ctx: KafkaContext, request: Request) -> Comple
     for topic in body.topics:
         parts = [await _epoch_end_offset(ctx, topic.topic, p) for p in topic.partitions]
         topics.append({"topic": topic.topic, "partitions": parts})
-    return _done({"throttle_time": 0, "topics": topics})
+    return done({"throttle_time": 0, "topics": topics})
 
 
 async def _epoch_end_offset(ctx: KafkaContext, topic: str, partition: Any) -> Values:
@@ -85,7 +79,7 @@ async def delete_records(ctx: KafkaContext, request: Request) -> Completion:
             for p in topic.partitions
         ]
         topics.append({"name": topic.name, "partitions": parts})
-    return _done({"throttle_time": 0, "topics": topics})
+    return done({"throttle_time": 0, "topics": topics})
 
 
 async def _delete_partition(ctx: KafkaContext, tp: TopicPartition, offset: int) -> Values:
@@ -114,7 +108,7 @@ async def describe_cluster(ctx: KafkaContext, request: Request) -> Completion:
         "rack": None,
         "is_fenced": False,
     }
-    return _done(
+    return done(
         {
             "throttle_time": 0,
             "error_code": 0,

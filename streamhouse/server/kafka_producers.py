@@ -7,39 +7,33 @@ Transactions are not served yet: a request naming a transactional id is refused 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamhouse.errors import ErrorCode, StreamHouseError
-
-if TYPE_CHECKING:  # kafka_handlers registers these handlers, so import it for types only
-    from streamhouse.kafka.connection import Request
-    from streamhouse.server.kafka_handlers import Completion, KafkaContext, Values
+from streamhouse.kafka.connection import Request
+from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 PRODUCER_EPOCH_MAX = 32_766  # Kafka keeps Short.MAX_VALUE as "no epoch"
 NO_PRODUCER = -1
 log = logging.getLogger("streamhouse.kafka")
 
 
-async def _done(values: Values) -> Values:
-    return values
-
-
 async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     if body.transactional_id is not None:
         log.warning("refused InitProducerId for transactional id %r", body.transactional_id)
-        return _done(_answer(ErrorCode.INVALID_REQUEST, NO_PRODUCER, NO_PRODUCER))
+        return done(_answer(ErrorCode.INVALID_REQUEST, NO_PRODUCER, NO_PRODUCER))
     producer_id = int(getattr(body, "producer_id", NO_PRODUCER))
     epoch = int(getattr(body, "producer_epoch", NO_PRODUCER))
     if producer_id >= 0 and 0 <= epoch < PRODUCER_EPOCH_MAX:
         # KIP-360: a producer that lost track of its sequences bumps its epoch and starts over
-        return _done(_answer(ErrorCode.NONE, producer_id, epoch + 1))
+        return done(_answer(ErrorCode.NONE, producer_id, epoch + 1))
     try:
         allocated = await ctx.metadata.allocate_producer_id()
     except StreamHouseError as error:
         log.warning("InitProducerId failed: %s", error)
-        return _done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER, NO_PRODUCER))
-    return _done(_answer(ErrorCode.NONE, allocated, 0))
+        return done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER, NO_PRODUCER))
+    return done(_answer(ErrorCode.NONE, allocated, 0))
 
 
 def _answer(code: ErrorCode, producer_id: int, epoch: int) -> Values:

@@ -59,15 +59,18 @@ def _kafka_python_read(bootstrap: str, topic: str) -> list[bytes]:
     return found
 
 
-@pytest.mark.parametrize("codec", CODECS)
-def test_confluent_produces_kafka_python_reads(agent: Agent, codec: str) -> None:
-    topic = f"c-{codec}"
-    producer = Producer(
-        {"bootstrap.servers": agent.bootstrap, "compression.type": codec, "linger.ms": 20}
-    )
+def _confluent_produce(bootstrap: str, topic: str, codec: str) -> None:
+    config = {"bootstrap.servers": bootstrap, "compression.type": codec, "linger.ms": 20}
+    producer = Producer(config)
     for value in _values(codec):
         producer.produce(topic, value=value, partition=0)
     assert producer.flush(WAIT_S) == 0
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_confluent_produces_kafka_python_reads(agent: Agent, codec: str) -> None:
+    topic = f"c-{codec}"
+    _confluent_produce(agent.bootstrap, topic, codec)
     assert _kafka_python_read(agent.bootstrap, topic) == _values(codec)
 
 
@@ -126,11 +129,6 @@ def test_aiokafka_produces_confluent_reads(agent: Agent, codec: str) -> None:
 @pytest.mark.parametrize("codec", CODECS)
 def test_aiokafka_reads_confluent(agent: Agent, codec: str) -> None:
     topic = f"ca-{codec}"
-    producer = Producer(
-        {"bootstrap.servers": agent.bootstrap, "compression.type": codec, "linger.ms": 20}
-    )
-    for value in _values(codec):
-        producer.produce(topic, value=value, partition=0)
-    assert producer.flush(WAIT_S) == 0
+    _confluent_produce(agent.bootstrap, topic, codec)
     found = asyncio.run(asyncio.wait_for(_aiokafka_read(agent.bootstrap, topic), WAIT_S * 2))
     assert found == _values(codec)
