@@ -134,7 +134,7 @@ class SimAgent:
         self.host = f"agent-{index}"
         rng = cluster.rng.fork(self.host)
         self.rng = rng
-        self.disk = SimDisk(rng.fork("disk"), cluster.options.disk_faults)
+        self.disk = SimDisk(rng.fork("disk"))
         self.clock = LoopClock(cluster.loop)
         self.gate = _Gate()
         self.buggify = SimBuggify(
@@ -237,8 +237,9 @@ class SimCluster:
         self.history = history
         self.trace = trace
         self.clock = LoopClock(loop)  # the world's clock (object store latency), never skewed
-        self.objects = SimObjectStore(self.clock, rng.fork("objects"), options.object_faults)
-        self.metadata = SimMetadataStore(rng.fork("metadata"), options.metadata_faults)
+        # faults are armed once the cluster is set up (`arm_faults`)
+        self.objects = SimObjectStore(self.clock, rng.fork("objects"))
+        self.metadata = SimMetadataStore(rng.fork("metadata"))
         self._tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
         self._created = 0
         self._client_hosts: list[str] = []
@@ -322,6 +323,13 @@ class SimCluster:
     async def start(self) -> None:
         for agent in self.agents:
             assert await agent.start(), f"{agent.host} failed to start without faults"
+
+    def arm_faults(self) -> None:
+        """Storage faults on, as the options say (the cluster starts without them)."""
+        self.objects.faults = self.options.object_faults
+        self.metadata.faults = self.options.metadata_faults
+        for agent in self.agents:
+            agent.disk.faults = self.options.disk_faults
 
     def heal_faults(self) -> None:
         """Every background fault off: network, disks, object store, metadata, clocks."""

@@ -148,6 +148,7 @@ async def _run(
         first.host, first.broker.log.create_topic(workload.topic, workload.partitions), "topic"
     )
     history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
+    cluster.arm_faults()
     bootstrap = ",".join(f"{agent.host}:{agent.settings.kafka_port}" for agent in cluster.agents)
     clients = Clients(history, cluster.now_us, bootstrap, workload.topic, workload.partitions)
     with pinned_aiokafka(LoopClock(loop), rng.fork("clients")):

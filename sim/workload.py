@@ -126,23 +126,30 @@ class Clients:
         else:
             self.record(client, ProduceFailed(self.now_us(), client, op, _code(error), False))
 
+    async def _consumer(self, name: str, **options: Any) -> Any:
+        """A started consumer that commits only when told to."""
+        return await started(
+            lambda: AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                client_id=name,
+                enable_auto_commit=False,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
+                **options,
+            )
+        )
+
     # --- group members ---------------------------------------------------------------------
 
     async def member(self, name: str, group: str, polls: int) -> None:
         """A group member that commits after each poll and reads its commits back."""
-        consumer = await started(
-            lambda: AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                client_id=name,
-                group_id=group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                request_timeout_ms=REQUEST_TIMEOUT_MS,
-                metadata_max_age_ms=METADATA_MAX_AGE_MS,
-                session_timeout_ms=SESSION_TIMEOUT_MS,
-                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-            )
+        consumer = await self._consumer(
+            name,
+            group_id=group,
+            auto_offset_reset="earliest",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+            max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
         coordinator = consumer._coordinator  # aiokafka keeps generation and member id here
         clients = self
@@ -217,16 +224,7 @@ class Clients:
     async def scan(self, name: str) -> bool:
         """Read every partition from its log start to its high watermark (as of the start);
         True when every partition was read to the end."""
-        consumer = await started(
-            lambda: AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                client_id=name,
-                group_id=None,
-                enable_auto_commit=False,
-                request_timeout_ms=REQUEST_TIMEOUT_MS,
-                metadata_max_age_ms=METADATA_MAX_AGE_MS,
-            )
-        )
+        consumer = await self._consumer(name, group_id=None)
         try:
             partitions = [ClientPartition(self.topic, p) for p in range(self.partitions)]
             consumer.assign(partitions)

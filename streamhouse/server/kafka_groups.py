@@ -178,10 +178,10 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
             getattr(body, "group_instance_id", None),
             wanted,
         )
-    except StreamHouseError as error:
+    except StreamHouseError as failed:
         # Answered on every partition: a response without partitions reads as success to
         # clients that check only partition errors (aiokafka), and the commit is lost.
-        answers = dict.fromkeys(wanted, _retriable(error))
+        answers = dict.fromkeys(wanted, _retriable(failed))
     by_topic: dict[str, list[Values]] = {}
     for tp, error in answers.items():
         by_topic.setdefault(tp.topic, []).append(
@@ -214,16 +214,17 @@ async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[i
     try:
         committed = await ctx.groups.fetch_offsets(group_id, wanted)
     except StreamHouseError as error:
-        # a storage hiccup is "try again shortly", which every client retries
-        code = (
-            ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-            if isinstance(error, StorageError)
-            else error.code
-        )
+        code = _retriable(error)
         failed = [_fetched(tp.partition, None, code) for tp in wanted or []]
         return int(code), _by_topic(wanted or [], failed)
     wanted = sorted(committed) if wanted is None else wanted  # None: every one it has
     return 0, _by_topic(wanted, [_fetched(tp.partition, committed.get(tp)) for tp in wanted])
+
+
+def _retriable(error: StreamHouseError) -> ErrorCode:
+    """A storage hiccup is "the coordinator is loading, try again shortly", which every
+    client retries; other errors keep their code."""
+    return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if isinstance(error, StorageError) else error.code
 
 
 def _by_topic(partitions: list[TopicPartition], answers: list[Values]) -> list[Values]:
