@@ -243,9 +243,11 @@ class LogStore:
         state = PartitionState.opened(
             tp, lease.epoch, record.log_start_offset, record.durable_end_offset
         )
+        expired_before_ms = self._clock.now_ms() - self._settings.producer_id_expiration_ms
+        stored = await self._metadata.list_producer_states(tp)
         producers = ProducerStates(
             self._settings.producers_per_partition_max,
-            await self._metadata.list_producer_states(tp),
+            [s for s in stored if s.last_append_ms >= expired_before_ms],
         )
         plog = PartitionLog.opened(state, producers)
         self._partitions[tp] = plog

@@ -711,16 +711,17 @@ def _producer_snapshot(row: Row[Any]) -> ProducerSnapshot:
 
 
 def _fold_producers(conn: Connection, tp: TopicPartition, commit: FlushCommit) -> None:
-    """Fold the flush's idempotent batches into the stored states; drop expired ones."""
+    """Fold the flush's idempotent batches into the stored states; drop expired ones (readers
+    skip expired states too, so a partition without idempotent writes may keep them a while)."""
+    produced = commit.producers.get(tp, ())
+    if not produced:
+        return  # partitions without idempotent writes cost this flush nothing
     here = (producer_states.c.topic == tp.topic, producer_states.c.partition == tp.partition)
     conn.execute(
         delete(producer_states).where(
             *here, producer_states.c.last_append_ms < commit.producers_expire_before_ms
         )
     )
-    produced = commit.producers.get(tp, ())
-    if not produced:
-        return
     touched = {p.producer_id for p in produced}
     stored = {
         row.producer_id: _producer_snapshot(row)
