@@ -95,7 +95,8 @@ class _Gate:
 
 class _GatedPort:
     """Forwards every call to a port; the async ones wait at the gate before and after
-    (a paused process neither sends the request nor reads the answer), then `after`."""
+    (a paused process neither sends the request nor reads the answer), then `after`.
+    Closing one leaves the shared port open."""
 
     def __init__(
         self,
@@ -106,6 +107,10 @@ class _GatedPort:
         self._inner = inner
         self._gate = gate
         self._after = after
+
+    async def close(self) -> None:
+        """The stores are shared by every agent: the cluster owns them, an agent's close
+        leaves them open."""
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._inner, name)
@@ -142,8 +147,15 @@ class SimAgent:
             frozenset(cluster.options.buggify_sites),
             cluster.options.buggify_rate,
         )
+        directory = tuple(
+            f"agent-{n}@agent-{n}:{KAFKA_PORT}" for n in range(1, cluster.options.agents + 1)
+        )
         self.settings = cluster.options.settings.with_overrides(
-            kafka_host=self.host, kafka_port=KAFKA_PORT, agent_id=self.host, node_id=index
+            kafka_host=self.host,
+            kafka_port=KAFKA_PORT,
+            agent_id=self.host,
+            node_id=index - 1,
+            cluster_agents=directory,
         )
         self.state = DOWN
         self.incarnation = 0

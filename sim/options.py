@@ -24,9 +24,7 @@ from streamhouse.config import KIB, MIB, Settings
 
 P = TypeVar("P")
 
-# Agents advertise only themselves in Metadata and FindCoordinator (no directory of
-# agents yet), so a client cannot follow a lease to another agent: one agent per run.
-AGENTS_MAX = 1
+AGENTS_MAX = 3
 
 CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
 PAUSE = "pause"

@@ -27,6 +27,9 @@ class Settings:
     kafka_port: int = 9092  # 0: any free port (tests)
     advertised_host: str = ""  # empty: kafka_host, or this machine's IPv4 when bound to 0.0.0.0
     node_id: int = 0
+    # every agent sharing the bucket and metadata store, "agent_id@host:port" in node id
+    # order (from 0); empty: this agent alone (see server/kafka_cluster.py)
+    cluster_agents: tuple[str, ...] = ()
     auto_create_topics: bool = True
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it

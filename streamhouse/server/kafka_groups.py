@@ -18,6 +18,7 @@ from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
 from streamhouse.ports.metadata import CommittedOffset, TopicPartition
+from streamhouse.server.kafka_cluster import coordinator
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 KEY_TYPE_GROUP = 0
@@ -26,6 +27,7 @@ NO_OFFSET = -1
 NO_EPOCH = -1
 UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 CONSUMER_PROTOCOL_TYPE = "consumer"
+NO_COORDINATOR: Values = {"node_id": -1, "host": "", "port": -1}
 CLASSIC_GROUP_TYPE = "classic"
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
@@ -47,17 +49,24 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
         if key_type in (KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION)
         else ErrorCode.INVALID_REQUEST
     )
-    found: Values = {
-        "error_code": error,
-        "error_message": None if error is ErrorCode.NONE else f"unknown key type {key_type}",
-        "node_id": ctx.settings.node_id if error is ErrorCode.NONE else -1,
-        "host": ctx.advertised_host if error is ErrorCode.NONE else "",
-        "port": ctx.advertised_port if error is ErrorCode.NONE else -1,
-    }
+
+    def found(key: str) -> Values:
+        if error is not ErrorCode.NONE:
+            unknown = f"unknown key type {key_type}"
+            return {"error_code": error, "error_message": unknown, **NO_COORDINATOR}
+        agent = coordinator(ctx, key)
+        return {
+            "error_code": error,
+            "error_message": None,
+            "node_id": agent.node_id,
+            "host": agent.host,
+            "port": agent.port,
+        }
+
     keys = getattr(body, "coordinator_keys", None)
     if keys is None:  # v0-v3: one key, answered at the top level
-        return done({"throttle_time": 0, **found})
-    return done({"throttle_time": 0, "coordinators": [{"key": key, **found} for key in keys]})
+        return done({"throttle_time": 0, **found(body.key)})
+    return done({"throttle_time": 0, "coordinators": [{"key": key, **found(key)} for key in keys]})
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------------

@@ -37,6 +37,7 @@ from streamhouse.server.kafka_admin import (
     describe_configs,
     incremental_alter_configs,
 )
+from streamhouse.server.kafka_cluster import cluster_agents, leader_node, self_node
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
 from streamhouse.server.kafka_groups import (
     delete_groups,
@@ -122,18 +123,12 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
     else:
         auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
         topics = [await _named_topic_metadata(ctx, name, auto_create) for name in names]
-    broker = {
-        "node_id": ctx.settings.node_id,
-        "host": ctx.advertised_host,
-        "port": ctx.advertised_port,
-        "rack": None,
-    }
     return done(
         {
             "throttle_time": 0,
-            "brokers": [broker],
+            "brokers": [agent.broker() for agent in cluster_agents(ctx)],
             "cluster_id": ctx.cluster_id,
-            "controller_id": ctx.settings.node_id,
+            "controller_id": self_node(ctx),
             "topics": topics,
             "cluster_authorized_operations": -2147483648,
         }
@@ -161,10 +156,10 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
 
 
 async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
-    node = ctx.settings.node_id
     partitions = []
     for index in range(topic.partition_count):
         record = await ctx.metadata.get_partition(TopicPartition(topic.name, index))
+        node = leader_node(ctx, record)
         partitions.append(
             {
                 "error_code": 0,
