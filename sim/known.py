@@ -39,11 +39,13 @@ def _same_epoch_after_disk_loss(outcome: RunOutcome) -> bool:
 def _zombie_acks_without_epochs(outcome: RunOutcome) -> bool:
     """A deposed leader (its lease moved, e.g. another agent's clock stepped) acks acks=1
     records in its old epoch at offsets the new leader fills; aiokafka does not tell the
-    epochs, so the checkers see two values at one offset. Only when every acks=all record
-    is really in the final scan at its offset (nothing durable was lost)."""
+    epochs, so the checkers see two values at one offset, and a group member whose position
+    was past the truncation commits lower offsets. Only when every acks=all record is
+    really in the final scan at its offset (nothing durable was lost)."""
     if not outcome.violations or LEASE_FENCED_FAULT not in outcome.history:
         return False
-    if not all(v.startswith(("[acked_durable]", "[one_value]")) for v in outcome.violations):
+    zombie_checkers = ("[acked_durable]", "[one_value]", "[group_offsets]")
+    if not all(v.startswith(zombie_checkers) for v in outcome.violations):
         return False
     history = History.from_jsonl(outcome.history)
     durable = {a.op: a for a in history.of_type(ProduceAttempt) if a.acks == ACKS_ALL}
