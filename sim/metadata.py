@@ -91,6 +91,9 @@ class SimMetadataStore(MetadataStore):
             "acquire_lease", lambda: self.inner.acquire_lease(tp, agent, now_ms, ttl_ms)
         )
 
+    async def fence_own_leases(self, agent: str) -> int:
+        return await self._write("fence_own_leases", lambda: self.inner.fence_own_leases(agent))
+
     async def release_lease(self, tp: TopicPartition, agent: str) -> None:
         await self._write("release_lease", lambda: self.inner.release_lease(tp, agent))
 

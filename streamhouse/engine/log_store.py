@@ -73,6 +73,9 @@ DELETE_TO_HIGH_WATERMARK = -1
 DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
 
 
+WAL_MARKER_FILE = "wal-owner"  # written once a disk holds this agent's WAL
+
+
 @dataclass(frozen=True)
 class AppendResult:
     """Where a batch landed and the futures its ack modes wait on."""
@@ -110,6 +113,7 @@ class RecoveryStats:
     replayed_batches: int = 0
     already_durable_batches: int = 0
     dropped_batches: int = 0
+    leases_fenced: int = 0  # moved to a new epoch because this disk held no WAL
 
 
 class LogStore:
@@ -128,6 +132,7 @@ class LogStore:
     ) -> None:
         self._settings = settings
         self._clock = clock
+        self._disk = disk
         self._metadata = metadata
         self.agent_id = agent_id
         self._buggify = buggify or Buggify()
@@ -164,6 +169,7 @@ class LogStore:
     async def open(self, *, run_background: bool = True) -> None:
         """Recover from the WAL and metadata, then start the WAL committer, and (with
         `run_background`) the flusher and the lease keeper."""
+        await self._fence_leases_of_a_lost_wal()
         recovered = await self.wal.recover()
         self.wal.start()
         await self._replay(recovered)
@@ -176,6 +182,18 @@ class LogStore:
             ]
             for task in self._background:
                 task.add_done_callback(self._background_done)
+
+    async def _fence_leases_of_a_lost_wal(self) -> None:
+        """On a disk this agent never wrote a WAL to (new, or wiped under a configured agent
+        id), move every lease it holds to a new epoch before anything is appended: records
+        it acknowledged from the lost WAL must not share an epoch with what comes next
+        (DESIGN §6: an acks=1 loss is detectable through leader epochs). The marker is
+        written after the fence, so a crash in between fences again, which is harmless."""
+        if self._disk.exists(WAL_MARKER_FILE):
+            return
+        if not self.wal.has_segments_on_disk():  # a WAL from before markers is no loss
+            self.recovery.leases_fenced = await self._metadata.fence_own_leases(self.agent_id)
+        await self._disk.write_atomic(WAL_MARKER_FILE, self.agent_id.encode())
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         """A background service must never stop on its own: surface its death loudly."""

@@ -144,6 +144,9 @@ class Wal:
         self._delete_released_segments()
         return recovered
 
+    def has_segments_on_disk(self) -> bool:
+        return bool(self._segments_on_disk())
+
     def _segments_on_disk(self) -> list[int]:
         names = self._disk.list_dir(WAL_DIRECTORY)
         return sorted(int(n[: -len(SEGMENT_SUFFIX)]) for n in names if n.endswith(SEGMENT_SUFFIX))

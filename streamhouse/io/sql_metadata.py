@@ -207,6 +207,9 @@ class SqlMetadataStore(MetadataStore):
     ) -> Lease | None:
         return await self._run(lambda: self.core.acquire_lease(tp, agent, now_ms, ttl_ms))
 
+    async def fence_own_leases(self, agent: str) -> int:
+        return await self._run(lambda: self.core.fence_own_leases(agent))
+
     async def release_lease(self, tp: TopicPartition, agent: str) -> None:
         await self._run(lambda: self.core.release_lease(tp, agent))
 
@@ -321,6 +324,9 @@ class SqlMetadataCore:
         return self._write(
             "acquire_lease", lambda conn: _acquire_lease(conn, tp, agent, now_ms, ttl_ms)
         )
+
+    def fence_own_leases(self, agent: str) -> int:
+        return self._write("fence_own_leases", lambda conn: _fence_own_leases(conn, agent))
 
     def release_lease(self, tp: TopicPartition, agent: str) -> None:
         self._write("release_lease", lambda conn: _release_lease(conn, tp, agent))
@@ -625,6 +631,19 @@ def _acquire_lease(
     expires_ms = now_ms + ttl_ms
     _update_partition(conn, tp, leader_agent=agent, leader_epoch=epoch, lease_expires_ms=expires_ms)
     return Lease(tp, agent, epoch, expires_ms)
+
+
+def _fence_own_leases(conn: Connection, agent: str) -> int:
+    held = conn.execute(
+        select(partitions.c.topic, partitions.c.partition, partitions.c.leader_epoch)
+        .where(partitions.c.leader_agent == agent)
+        .order_by(partitions.c.topic, partitions.c.partition)  # commit_flush's lock order
+        .with_for_update()
+    ).all()
+    for row in held:
+        tp = TopicPartition(row.topic, row.partition)
+        _update_partition(conn, tp, leader_epoch=row.leader_epoch + 1, lease_expires_ms=0)
+    return len(held)
 
 
 def _release_lease(conn: Connection, tp: TopicPartition, agent: str) -> None:

@@ -192,6 +192,12 @@ class MetadataStore(ABC):
         """
 
     @abstractmethod
+    async def fence_own_leases(self, agent: str) -> int:
+        """The agent lost its WAL (a new or wiped disk): every partition it holds, or held
+        last, moves to a new epoch with an expired lease, so that records acknowledged from
+        the lost WAL can never share an epoch with what is written next. Returns how many."""
+
+    @abstractmethod
     async def release_lease(self, tp: TopicPartition, agent: str) -> None:
         """Expire the lease now if `agent` holds it (the epoch stays)."""
 

@@ -155,3 +155,30 @@ def test_offset_for_timestamp_across_objects_and_tail_and_codecs() -> None:
         assert await store.offset_for_timestamp(TP, 0) == (4, 1010)  # never below log start
 
     asyncio.run(main())
+
+
+def test_a_wiped_disk_moves_its_partitions_to_a_new_epoch() -> None:
+    """acks=1 records die with a wiped disk; what is written next must carry a new leader
+    epoch so clients can tell (a restart on the same disk keeps the epoch and the records)."""
+
+    async def main() -> None:
+        world = World(Settings())
+        store = await world.open()
+        assert await _append(store, TP, b"kept") == 0
+        first_epoch = (await store.partition(TP)).state.leader_epoch
+        await store.close(flush=False)
+        store = await world.open()  # same disk: the WAL replays, same epoch
+        assert (await store.partition(TP)).state.leader_epoch == first_epoch
+        assert store.recovery.replayed_batches == 1
+        assert await _append(store, TP, b"acked, then lost") == 1
+        await store.close(flush=False)
+
+        world.disk = SimDisk(world.rng.fork("replacement disk"))
+        store = await world.open()
+        assert store.recovery.leases_fenced == 1  # the one partition the agent held
+        state = (await store.partition(TP)).state
+        assert state.leader_epoch == first_epoch + 1
+        assert await _append(store, TP, b"new") == 0  # nothing was flushed: offsets reused
+        await store.close(flush=False)
+
+    asyncio.run(main())

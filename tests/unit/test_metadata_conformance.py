@@ -874,3 +874,17 @@ def test_offset_commits_racing_flushes_of_the_same_partitions(
         == 5
         == core.get_partition(TP1).durable_end_offset
     )
+
+
+def test_an_agent_that_lost_its_wal_fences_its_own_leases(store: MetadataStore) -> None:
+    orders_led_by_a(store)  # agent-a holds both partitions at epoch 1
+    run(store.create_topic("other", 1, {}, T0_MS))
+    assert run(store.acquire_lease(TopicPartition("other", 0), "agent-b", T0_MS, TTL_MS))
+    assert run(store.fence_own_leases("agent-a")) == 2
+    assert run(store.get_partition(TP0)).leader_epoch == 2
+    assert run(store.get_partition(TopicPartition("other", 0))).leader_epoch == 1
+    stale = run(store.commit_flush(flush("obj-stale", {TP0: 1}, [(TP0, 0, 4)])))
+    assert stale.fenced == frozenset({TP0})
+    lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))  # renews the new epoch
+    assert lease is not None and lease.epoch == 2
+    assert run(store.fence_own_leases("agent-nobody")) == 0
