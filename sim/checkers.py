@@ -370,7 +370,9 @@ def _loss_evidence(index: _Index, attempt: ProduceAttempt, ack: ProduceAcked) ->
         if sighting.leader_epoch is not None and ack.leader_epoch is not None:
             older = sighting.leader_epoch < ack.leader_epoch
         else:
-            older = sighting.at_us < attempt.at_us and index.truncation_between(
+            # Without epochs, a sighting is from an older log when a truncation lies between
+            # it and the ack (the attempt may have been retried across that truncation).
+            older = sighting.at_us < ack.at_us and index.truncation_between(
                 *tp, sighting.at_us, ack.at_us
             )
         if not older:
