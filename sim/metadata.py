@@ -118,6 +118,12 @@ class SimMetadataStore(MetadataStore):
     async def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
         return await self._read("list_producer_states", lambda: self.inner.list_producer_states(tp))
 
+    async def reserve_group_generations(self, group_id: str, count: int) -> int:
+        return await self._write(
+            "reserve_group_generations",
+            lambda: self.inner.reserve_group_generations(group_id, count),
+        )
+
     async def allocate_producer_id(self) -> int:
         return await self._write("allocate_producer_id", self.inner.allocate_producer_id)
 

@@ -36,6 +36,8 @@ from streamhouse.ports.rng import Rng
 
 MEMBER_ID_RANDOM_BYTES = 16
 TIMER_IDLE_MS = 60_000  # how long the timer task sleeps when no group has a deadline
+GENERATIONS_PER_RESERVATION = 1_000  # generation numbers reserved in the metadata store at once
+GENERATIONS_LEFT_MIN = 100  # reserve more before a join when fewer than this are left
 Answer = TypeVar("Answer", JoinResponse, SyncResponse)
 
 
@@ -91,6 +93,8 @@ class GroupCoordinator:
         self._deadlines: list[tuple[int, str]] = []  # heap of (monotonic ms, group id)
         self._scheduled: dict[str, int] = {}  # the earliest deadline queued per group
         self._empty_since_ms: dict[str, int] = {}  # wall time each in-memory group became empty
+        self._reserved_last: dict[str, int] = {}  # the last generation reserved per group
+        self._reserving: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._crashed: asyncio.Future[None] | None = None
@@ -136,7 +140,10 @@ class GroupCoordinator:
         """Handle a JoinGroup; waits until the rebalance it takes part in has its answer."""
         if not group_id:
             return JoinResponse(ErrorCode.INVALID_GROUP_ID, member_id=request.member_id)
-        group = self._group_for_join(group_id)
+        try:
+            group = await self._group_for_join(group_id)
+        except StorageError:
+            group = None  # the generation reservation failed: the client retries
         if group is None:
             return JoinResponse(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=request.member_id)
         fresh_id = str(uuid.UUID(bytes=self._rng.randbytes(MEMBER_ID_RANDOM_BYTES)))
@@ -204,16 +211,29 @@ class GroupCoordinator:
         self._apply(group, effects)
         return answers
 
-    def _group_for_join(self, group_id: str) -> Group | None:
-        group = self._groups.get(group_id)
-        if group is not None:
+    async def _group_for_join(self, group_id: str) -> Group | None:
+        """The group, created on first join; its generations come from reservations in the
+        metadata store, so a restarted coordinator never hands one out twice."""
+        async with self._reserving.setdefault(group_id, asyncio.Lock()):
+            group = self._groups.get(group_id)
+            if group is None:
+                if len(self._groups) >= self._settings.groups_max and not self._evict_one():
+                    return None
+                first = await self._metadata.reserve_group_generations(
+                    group_id, GENERATIONS_PER_RESERVATION
+                )
+                group = Group(group_id, self._limits, generation=first - 1)
+                self._reserved_last[group_id] = first + GENERATIONS_PER_RESERVATION - 1
+                self._groups[group_id] = group
+                self._empty_since_ms[group_id] = self._clock.now_ms()
+            elif self._reserved_last[group_id] - group.generation < GENERATIONS_LEFT_MIN:
+                first = await self._metadata.reserve_group_generations(
+                    group_id, GENERATIONS_PER_RESERVATION
+                )
+                # Contiguous while this agent coordinates the group; after a move, jump above.
+                group.generation = max(group.generation, first - 1)
+                self._reserved_last[group_id] = first + GENERATIONS_PER_RESERVATION - 1
             return group
-        if len(self._groups) >= self._settings.groups_max and not self._evict_one():
-            return None
-        group = Group(group_id, self._limits)
-        self._groups[group_id] = group
-        self._empty_since_ms[group_id] = self._clock.now_ms()
-        return group
 
     def _evict_one(self) -> bool:
         """Forget one idle empty group (its offsets stay in the metadata store)."""
@@ -228,6 +248,10 @@ class GroupCoordinator:
         if group is not None and not group.members:
             group.mark_dead()
         self._empty_since_ms.pop(group_id, None)
+        self._reserved_last.pop(group_id, None)
+        lock = self._reserving.get(group_id)
+        if lock is not None and not lock.locked():
+            del self._reserving[group_id]
         self._scheduled.pop(group_id, None)
 
     def _waiter(

@@ -45,6 +45,7 @@ from streamhouse.io.sql_schema import (
     committed_offsets,
     counters,
     flush_outcomes,
+    group_generations,
     objects,
     partitions,
     producer_states,
@@ -230,6 +231,9 @@ class SqlMetadataStore(MetadataStore):
     async def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
         return await self._run(lambda: self.core.list_producer_states(tp))
 
+    async def reserve_group_generations(self, group_id: str, count: int) -> int:
+        return await self._run(lambda: self.core.reserve_group_generations(group_id, count))
+
     async def allocate_producer_id(self) -> int:
         return await self._run(self.core.allocate_producer_id)
 
@@ -338,6 +342,12 @@ class SqlMetadataCore:
 
     def list_producer_states(self, tp: TopicPartition) -> list[ProducerSnapshot]:
         return self._read("list_producer_states", lambda conn: _producer_states(conn, tp))
+
+    def reserve_group_generations(self, group_id: str, count: int) -> int:
+        assert count > 0, count
+        return self._write(
+            "reserve_group_generations", lambda conn: _reserve_generations(conn, group_id, count)
+        )
 
     def allocate_producer_id(self) -> int:
         return self._write("allocate_producer_id", _next_producer_id)
@@ -767,6 +777,29 @@ def _fold_producers(conn: Connection, tp: TopicPartition, commit: FlushCommit) -
             for _, state in sorted(states.items())
         ],
     )
+
+
+FIRST_GENERATION = 1
+
+
+def _reserve_generations(conn: Connection, group_id: str, count: int) -> int:
+    row = group_generations.c.group_id == group_id
+    query = select(group_generations.c.next_generation).where(row).with_for_update()
+    first = conn.execute(query).scalar_one_or_none()
+    if first is None:
+        try:
+            conn.execute(
+                insert(group_generations).values(
+                    group_id=group_id, next_generation=FIRST_GENERATION + count
+                )
+            )
+        except IntegrityError as exc:  # reserved concurrently: the caller's retry reads it
+            raise MetadataUnavailable(
+                f"group {group_id!r}: generations reserved concurrently"
+            ) from exc
+        return FIRST_GENERATION
+    conn.execute(update(group_generations).where(row).values(next_generation=first + count))
+    return int(first)
 
 
 def _next_producer_id(conn: Connection) -> int:

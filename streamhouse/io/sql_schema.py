@@ -70,6 +70,13 @@ producer_states = Table(
     ),
 )
 
+group_generations = Table(
+    "group_generations",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("next_generation", BigInteger, nullable=False),
+)
+
 counters = Table(
     "counters",
     metadata,

@@ -229,6 +229,12 @@ class MetadataStore(ABC):
         """Idempotent producers' state as of the partition's durable end, by producer id."""
 
     @abstractmethod
+    async def reserve_group_generations(self, group_id: str, count: int) -> int:
+        """Reserve `count` generation numbers of a consumer group; returns the first. Each
+        reservation starts above every earlier one, so a coordinator that restarts (or moves)
+        never hands out a generation twice."""
+
+    @abstractmethod
     async def allocate_producer_id(self) -> int:
         """A producer id never handed out before (by any agent sharing this store)."""
 

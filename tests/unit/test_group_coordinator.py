@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sim.clock import VirtualClock
-from sim.metadata import SimMetadataStore
+from sim.metadata import MetadataFaults, SimMetadataStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
@@ -282,3 +282,37 @@ async def _empty_groups_forgotten(harness: Harness) -> None:
     await harness.advance(2 * CHECK_MS)
     assert harness.groups.group("g") is None
     assert await harness.groups.list_groups() == []
+
+
+def test_a_restarted_coordinator_never_hands_out_a_generation_twice() -> None:
+    run(
+        _a_restarted_coordinator_never_hands_out_a_generation_twice,
+        group_initial_rebalance_delay_ms=0,
+    )
+
+
+async def _a_restarted_coordinator_never_hands_out_a_generation_twice(harness: Harness) -> None:
+    before = await answer(await harness.member())
+    assert before.generation == 1
+    await harness.groups.close()  # the agent restarts: membership is gone, the store stays
+    settings = Settings(group_initial_rebalance_delay_ms=0)
+    harness.groups = GroupCoordinator(settings, harness.clock, SeededRng(2), harness.metadata)
+    harness.groups.start()
+    after = await answer(await harness.member())
+    assert after.error is E.NONE and after.generation > before.generation
+
+
+def test_generation_reservations_never_overlap_and_a_failed_one_is_retriable() -> None:
+    run(_generation_reservations_never_overlap_and_a_failed_one_is_retriable)
+
+
+async def _generation_reservations_never_overlap_and_a_failed_one_is_retriable(
+    harness: Harness,
+) -> None:
+    first = await harness.metadata.reserve_group_generations("other", 10)
+    second = await harness.metadata.reserve_group_generations("other", 10)
+    assert second >= first + 10
+    assert await harness.metadata.reserve_group_generations("third", 1) == 1
+    harness.metadata.faults = MetadataFaults(unavailable_rate=1.0)
+    refused = await answer(await harness.join())
+    assert refused.error is E.COORDINATOR_NOT_AVAILABLE
