@@ -888,3 +888,10 @@ def test_an_agent_that_lost_its_wal_fences_its_own_leases(store: MetadataStore) 
     lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))  # renews the new epoch
     assert lease is not None and lease.epoch == 2
     assert run(store.fence_own_leases("agent-nobody")) == 0
+
+
+def test_group_generation_reservations_rise_per_group(store: MetadataStore) -> None:
+    first = run(store.reserve_group_generations("billing", 10))
+    assert first >= 1
+    assert run(store.reserve_group_generations("billing", 5)) >= first + 10
+    assert run(store.reserve_group_generations("audit", 1)) >= 1
