@@ -115,6 +115,7 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
     table = Table(title=f"sim sweep {seeds.start}-{seeds.stop - 1}")
     for column in ("seeds", "passed", "known", "crash 127", "liveness 128", "correctness 129"):
         table.add_column(column, justify="right")
+    table.add_column("virtual s", justify="right")
     table.add_column("virtual s / run wall s", justify="right")
     table.add_column("wall s", justify="right")
     counts = [sum(1 for r in failed if r.exit_code == code) for code in (127, 128, 129)]
@@ -124,6 +125,7 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
         str(len(results) - len(failed) - len(known)),
         str(len(known)),
         *map(str, counts),
+        f"{virtual_s:.0f}",
         f"{rate:.1f}",
         f"{wall_s:.1f}",
     )
