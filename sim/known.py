@@ -10,30 +10,8 @@ from collections.abc import Callable
 from sim.history import ACKS_ALL, FetchObserved, History, ProduceAcked, ProduceAttempt
 from sim.runner import RunOutcome
 
-RESTART_FAULT = '"kind": "restart"'
-DISK_LOSS_FAULT = '"kind": "disk_loss"'
 LEASE_FENCED_FAULT = '"kind": "lease_fenced"'
 FINAL_SCAN = "final-scan"
-
-
-def _generation_reuse(outcome: RunOutcome) -> bool:
-    """The group coordinator keeps generations in memory: after its agent restarts, a group
-    starts again at generation 1, so generation 1 has owners from before and after."""
-    return (
-        bool(outcome.violations)
-        and all(v.startswith("[group_owners]") for v in outcome.violations)
-        and RESTART_FAULT in outcome.history
-    )
-
-
-def _same_epoch_after_disk_loss(outcome: RunOutcome) -> bool:
-    """An agent back with a wiped disk keeps its leader epoch, so records written after
-    the loss sit at offsets acked before it, in the same epoch."""
-    return (
-        bool(outcome.violations)
-        and all(v.startswith(("[acked_durable]", "[one_value]")) for v in outcome.violations)
-        and DISK_LOSS_FAULT in outcome.history
-    )
 
 
 def _zombie_acks_without_epochs(outcome: RunOutcome) -> bool:
@@ -64,8 +42,6 @@ def _zombie_acks_without_epochs(outcome: RunOutcome) -> bool:
 
 
 KNOWN_FAILURES: tuple[tuple[str, Callable[[RunOutcome], bool]], ...] = (
-    ("group-generation-reuse", _generation_reuse),
-    ("same-epoch-after-disk-loss", _same_epoch_after_disk_loss),
     ("zombie-acks-without-epochs", _zombie_acks_without_epochs),
 )
 
