@@ -95,6 +95,7 @@ class GroupCoordinator:
         self._empty_since_ms: dict[str, int] = {}  # wall time each in-memory group became empty
         self._reserved_last: dict[str, int] = {}  # the last generation reserved per group
         self._reserving: dict[str, asyncio.Lock] = {}
+        self._committing: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._crashed: asyncio.Future[None] | None = None
@@ -249,9 +250,10 @@ class GroupCoordinator:
             group.mark_dead()
         self._empty_since_ms.pop(group_id, None)
         self._reserved_last.pop(group_id, None)
-        lock = self._reserving.get(group_id)
-        if lock is not None and not lock.locked():
-            del self._reserving[group_id]
+        for locks in (self._reserving, self._committing):
+            lock = locks.get(group_id)
+            if lock is not None and not lock.locked():
+                del locks[group_id]
         self._scheduled.pop(group_id, None)
 
     def _waiter(
@@ -322,7 +324,20 @@ class GroupCoordinator:
         instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetToCommit],
     ) -> dict[TopicPartition, ErrorCode]:
-        """Validate and store an OffsetCommit; the answer for each partition."""
+        """Validate and store an OffsetCommit; the answer for each partition. Commits of one
+        group are checked and written one at a time: a commit validated in an old generation
+        whose write was slow must not land after a later generation's commit."""
+        async with self._committing.setdefault(group_id, asyncio.Lock()):
+            return await self._commit_offsets(group_id, generation, member_id, instance_id, offsets)
+
+    async def _commit_offsets(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
         error = self._check_commit(group_id, generation, member_id, instance_id)
         if error is not ErrorCode.NONE:
             return dict.fromkeys(offsets, error)
@@ -346,6 +361,10 @@ class GroupCoordinator:
                 )
                 answers[tp] = ErrorCode.NONE
         if accepted:
+            # the topic lookups above awaited: the group may have moved on meanwhile
+            error = self._check_commit(group_id, generation, member_id, instance_id)
+            if error is not ErrorCode.NONE:
+                return dict.fromkeys(offsets, error)
             await self._metadata.commit_offsets(group_id, accepted)
         return answers
 

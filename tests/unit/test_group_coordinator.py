@@ -9,7 +9,7 @@ deleted and listed; the group bound answers COORDINATOR_NOT_AVAILABLE.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 from sim.clock import VirtualClock
@@ -19,7 +19,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.ports.metadata import CommittedOffset, TopicPartition
 
 T = TypeVar("T")
 SESSION_MS = 10_000
@@ -316,3 +316,42 @@ async def _generation_reservations_never_overlap_and_a_failed_one_is_retriable(
     harness.metadata.faults = MetadataFaults(unavailable_rate=1.0)
     refused = await answer(await harness.join())
     assert refused.error is E.COORDINATOR_NOT_AVAILABLE
+
+
+class SlowFirstCommit(SimMetadataStore):
+    """A metadata store whose first offset commit waits until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.commits = 0
+
+    async def commit_offsets(
+        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    ) -> None:
+        self.commits += 1
+        if self.commits == 1:
+            await self.release.wait()
+        await super().commit_offsets(group_id, offsets)
+
+
+def test_commits_of_one_group_land_in_the_order_they_were_accepted() -> None:
+    async def main() -> None:
+        metadata = SlowFirstCommit()
+        await metadata.create_topic("t", 2, {}, 0)
+        groups = GroupCoordinator(Settings(), VirtualClock(), SeededRng(1), metadata)
+        first = asyncio.ensure_future(
+            groups.commit_offsets("solo", -1, "", None, {TP0: OffsetToCommit(33, -1, None)})
+        )
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(
+            groups.commit_offsets("solo", -1, "", None, {TP0: OffsetToCommit(36, -1, None)})
+        )
+        for _ in range(SETTLE_ROUNDS):
+            await asyncio.sleep(0)
+        assert not second.done()  # waits behind the slow first write
+        metadata.release.set()
+        assert await first == await second == {TP0: E.NONE}
+        assert (await metadata.fetch_offsets("solo"))[TP0].offset == 36
+
+    asyncio.run(main())
