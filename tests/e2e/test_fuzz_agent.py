@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.e2e.conftest import start_agent
-from tests.unit.test_kafka_connection import VALID_FRAMES
+from tests.fixtures.kafka_wire import VALID_FRAMES
 
 SOCKET_TIMEOUT_S = 5
 RESPONSE_BYTES_MAX = 1 << 20

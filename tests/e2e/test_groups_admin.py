@@ -25,7 +25,7 @@ from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
 from tests.e2e.conftest import Agent, start_agent
 from tests.e2e.test_groups_clients import FAST_GROUPS, _confluent
-from tests.e2e.test_phase07_offsets import _raw_call
+from tests.fixtures.kafka_wire import raw_call
 
 WAIT_S = 30
 E_NONE = 0
@@ -37,7 +37,7 @@ E_GROUP_SUBSCRIBED_TO_TOPIC = 86
 
 def call(agent: Agent, api_key: ApiKey, version: int, values: dict[str, Any]) -> Any:
     """Send one request built from `values`; the decoded response."""
-    return _raw_call(agent, build(codec.request_schema(api_key, version), values))
+    return raw_call(agent.port, build(codec.request_schema(api_key, version), values))
 
 
 @pytest.fixture

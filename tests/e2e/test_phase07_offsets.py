@@ -9,8 +9,6 @@ log start, and a consumer asking for offset 0 afterwards is reset to it.
 from __future__ import annotations
 
 import datetime
-import socket
-import struct
 from typing import Any
 
 import pytest
@@ -26,7 +24,7 @@ from kio.static.primitive import i8, i32, i32Timedelta, i64
 
 from streamhouse.errors import ErrorCode
 from tests.e2e.conftest import Agent
-from tests.unit.test_kafka_connection import decode_response, request_frame, split_response
+from tests.fixtures.kafka_wire import raw_call
 
 RECORDS = 40
 BASE_MS = 1_700_000_000_000
@@ -170,31 +168,18 @@ def test_delete_records_moves_log_start(agent: Agent) -> None:
     assert message.offset() == DELETE_BEFORE
 
 
-def _raw_call(agent: Agent, entity: Any) -> Any:
-    kind: Any = type(entity)
-    with socket.create_connection(("127.0.0.1", agent.port), timeout=TIMEOUT_S) as sock:
-        sock.sendall(request_frame(entity))
-        data = b""
-        while len(data) < 4 or len(data) < 4 + struct.unpack_from(">i", data)[0]:
-            chunk = sock.recv(65536)
-            assert chunk, "the agent closed the connection"
-            data += chunk
-    _, body, _ = split_response(data, flexible_header=kind.__flexible__)
-    return decode_response(kind.__api_key__, kind.__version__, body)
-
-
 def test_stale_and_future_leader_epochs_are_told_apart(agent: Agent) -> None:
     """KIP-320: Fetch and ListOffsets naming the wrong leader epoch get FENCED_LEADER_EPOCH
     (older than the leader's) or UNKNOWN_LEADER_EPOCH (newer); the right one or none reads."""
     _create(agent, "epochs")
     _produce_kafka_python(agent, "epochs")
-    unnamed = _raw_call(agent, _list_offsets_request("epochs", -1))
+    unnamed = raw_call(agent.port, _list_offsets_request("epochs", -1))
     leader_epoch = int(unnamed.topics[0].partitions[0].leader_epoch)
     assert leader_epoch >= 1
     outcomes = {}
     for named in (-1, leader_epoch, leader_epoch - 1, leader_epoch + 1):
-        fetched = _raw_call(agent, _fetch_request("epochs", named))
-        listed = _raw_call(agent, _list_offsets_request("epochs", named))
+        fetched = raw_call(agent.port, _fetch_request("epochs", named))
+        listed = raw_call(agent.port, _list_offsets_request("epochs", named))
         outcomes[named] = (
             fetched.responses[0].partitions[0].error_code,
             listed.topics[0].partitions[0].error_code,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kio.index import load_request_schema, load_response_schema
+from kio.index import load_response_schema
 from kio.schema.api_versions.v0.response import ApiVersionsResponse as ApiVersionsResponseV0
 from kio.schema.api_versions.v3.request import ApiVersionsRequest as ApiVersionsRequestV3
 from kio.schema.errors import ErrorCode as KioErrorCode
@@ -18,9 +18,7 @@ from kio.schema.produce.v3 import request as produce_v3
 from kio.schema.produce.v9 import request as produce_v9
 from kio.schema.produce.v9.response import ProduceResponse as ProduceResponseV9
 from kio.schema.types import TopicName
-from kio.serial import entity_reader
 from kio.static.primitive import Records, i16, i32, i32Timedelta
-from kio.static.protocol import Entity
 
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
@@ -37,59 +35,21 @@ from streamhouse.kafka.connection import (
     Request,
 )
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from tests.fixtures.kafka_wire import (
+    GOLDEN_API_VERSIONS_V3,
+    GOLDEN_BATCH,
+    GOLDEN_METADATA_V8,
+    GOLDEN_PRODUCE_V9,
+    VALID_FRAMES,
+    api_versions_request,
+    decode_response,
+    default_request,
+    frame,
+    request_frame,
+    split_response,
+)
 
 TABLE = advertise(ALL_APIS)
-
-# kafka-python 3.0.12 (`KafkaProtocol(client_id="golden").send_request(...)`, framed).
-# ApiVersions v3, correlation id 1, software "kafka-python" "3.0.12" (request header v2).
-GOLDEN_API_VERSIONS_V3 = bytes.fromhex(
-    "0000002600120003000000010006676f6c64656e000d6b61666b612d707974686f6e07332e302e313200"
-)
-# Metadata v8, correlation id 2, topic "orders", auto-create on (request header v1).
-GOLDEN_METADATA_V8 = bytes.fromhex(
-    "0000001f00030008000000020006676f6c64656e0000000100066f7264657273010000"
-)
-# Produce v9 acks=-1, timeout 30000, "orders"/0 with one record key b"k" value b"hello"
-# built by kafka-python's DefaultRecordBatchBuilder (correlation id 3).
-GOLDEN_BATCH = bytes.fromhex(
-    "00000000000000000000003e000000000236ff4dc30000000000000000018bcfe568000000018bcfe568"
-    "00ffffffffffffffffffffffffffff0000000118000000026b0a68656c6c6f00"
-)
-GOLDEN_PRODUCE_V9 = (
-    bytes.fromhex(
-        "0000007300000009000000030006676f6c64656e0000ffff0000753002076f726465727302000000004b"
-    )
-    + GOLDEN_BATCH
-    + bytes.fromhex("000000")
-)
-
-
-def frame(api_key: int, version: int, correlation_id: int, body: bytes, client: str = "t") -> bytes:
-    """A request frame with header v1, or v2 when the API version is flexible."""
-    flexible = api_key == ApiKey.API_VERSIONS and version >= 3
-    if not flexible and version >= ALL_APIS[ApiKey(api_key)].served_min:
-        flexible = load_request_schema(api_key, version).__flexible__
-    name = client.encode()
-    header = struct.pack(">hhih", api_key, version, correlation_id, len(name)) + name
-    header += b"\x00" if flexible else b""
-    return struct.pack(">i", len(header) + len(body)) + header + body
-
-
-def request_frame(entity: Entity, correlation_id: int = 7) -> bytes:
-    kind: Any = type(entity)
-    return frame(kind.__api_key__, kind.__version__, correlation_id, codec.encode_body(entity))
-
-
-def default_request(api_key: int, version: int) -> Any:
-    schema = codec.request_schema(api_key, version)
-    return codec.default_entity(schema, KioErrorCode.none, {})
-
-
-def api_versions_request(version: int) -> Any:
-    schema: Any = load_request_schema(ApiKey.API_VERSIONS, version)
-    if version >= 3:
-        return schema(client_software_name="t", client_software_version="1")
-    return schema()
 
 
 def produce_v9_request(records: bytes, acks: int = 1) -> produce_v9.ProduceRequest:
@@ -105,22 +65,6 @@ def produce_v9_request(records: bytes, acks: int = 1) -> produce_v9.ProduceReque
             ),
         ),
     )
-
-
-def split_response(data: bytes, flexible_header: bool) -> tuple[int, bytes, bytes]:
-    """(correlation id, body, the rest) of the first response frame in `data`."""
-    (size,) = struct.unpack_from(">i", data, 0)
-    (correlation_id,) = struct.unpack_from(">i", data, 4)
-    start = 9 if flexible_header else 8
-    if flexible_header:
-        assert data[8] == 0  # no tagged fields in response header v1
-    return correlation_id, data[start : 4 + size], data[4 + size :]
-
-
-def decode_response(api_key: int, version: int, body: bytes) -> Any:
-    entity, size = entity_reader(load_response_schema(api_key, version))(body, 0)
-    assert size == len(body)
-    return entity
 
 
 def events(connection: KafkaConnection) -> list[Event]:
@@ -428,17 +372,6 @@ def test_only_advertised_keys_are_served() -> None:
 
 
 # ---------------------------------------------------------------- fuzz
-
-
-VALID_FRAMES = [
-    GOLDEN_API_VERSIONS_V3,
-    GOLDEN_METADATA_V8,
-    GOLDEN_PRODUCE_V9,
-    request_frame(api_versions_request(0)),
-    request_frame(default_request(ApiKey.FETCH, 12)),
-    request_frame(default_request(ApiKey.JOIN_GROUP, 9)),
-    request_frame(default_request(ApiKey.CREATE_TOPICS, 7)),
-]
 
 
 def _feed_and_drain(data: bytes, chunk: int) -> list[Event]:
