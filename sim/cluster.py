@@ -1,12 +1,12 @@
 """A simulated cluster: real agents on their own virtual hosts and disks, and their faults.
 
-Each agent is the real composition (`assemble_broker`) on its own virtual
+Each agent is the real composition (`assemble_agent`) on its own virtual
 host, SimDisk and LoopClock (so its clock can drift or step); all share one
 SimObjectStore and one SimMetadataStore, as agents sharing a bucket and a
 PostgreSQL do. The cluster can crash an agent (its tasks are cancelled
 where they stand, its disk loses or tears what was not fsynced, its
 listener vanishes and its connections reset), restart it (a fresh
-`assemble_broker` on the same disk and agent id: WAL recovery), wipe its
+`assemble_agent` on the same disk and agent id: WAL recovery), wipe its
 disk before a restart (a replaced machine), pause it (every storage call it
 makes waits and its links are clogged, so it stops answering and may lose
 its leases, then carries on as if nothing happened), and step or drift its
@@ -47,10 +47,11 @@ from sim.network import NetworkFaults, SimNetwork, current_host, spawn_on_host
 from sim.object_store import ObjectStoreFaults, SimObjectStore
 from sim.rng import SeededRng
 from sim.trace import Trace
+from streamhouse.agent import Agent, assemble_agent
 from streamhouse.config import Settings
-from streamhouse.engine.broker import Broker, assemble_broker
 from streamhouse.errors import StorageError
-from streamhouse.ports.metadata import MetadataStore, TopicPartition
+from streamhouse.names import TopicPartition
+from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 
 T = TypeVar("T")
@@ -131,7 +132,7 @@ class _GatedPort:
 
 
 class SimAgent:
-    """One agent process: its host, disk, clock and (while up) its broker."""
+    """One agent process: its host, disk, clock and (while up) its running composition."""
 
     def __init__(self, cluster: SimCluster, index: int) -> None:
         self.cluster = cluster
@@ -159,7 +160,7 @@ class SimAgent:
         )
         self.state = DOWN
         self.incarnation = 0
-        self.broker: Broker | None = None
+        self.running: Agent | None = None
         self.restarts = 0
 
     async def start(self) -> bool:
@@ -170,7 +171,7 @@ class SimAgent:
         metadata = cast(
             MetadataStore, _GatedPort(self.cluster.metadata, self.gate, self.cluster.lease_call)
         )
-        boot = assemble_broker(
+        boot = assemble_agent(
             self.settings,
             self.clock,
             self.rng.fork(f"incarnation-{self.incarnation}"),
@@ -181,7 +182,7 @@ class SimAgent:
         )
         self.state = UP
         try:
-            self.broker = await self.cluster.spawn(self.host, boot, f"{self.host}:boot")
+            self.running = await self.cluster.spawn(self.host, boot, f"{self.host}:boot")
         except StorageError as error:
             self.cluster.record_trace("agent.start-failed", self.host, type(error).__name__)
             self.crash(record=False)
@@ -194,7 +195,7 @@ class SimAgent:
         if record:
             self.cluster.fault(FAULT_CRASH, self.host)
         self.state = DOWN
-        self.broker = None
+        self.running = None
         self.gate.open()
         self.cluster.kill_host(self.host)
         self.disk.crash()
@@ -224,7 +225,7 @@ class SimAgent:
 
     def background_failure(self) -> BaseException | None:
         """The exception a background service of the running agent died with, if any."""
-        crashed = None if self.broker is None else self.broker.log.crashed
+        crashed = None if self.running is None else self.running.log.crashed
         if crashed is None or not crashed.done() or crashed.cancelled():
             return None
         return crashed.exception()
@@ -373,6 +374,6 @@ class SimCluster:
 
     async def close(self) -> None:
         for agent in self.agents:
-            if agent.broker is not None and agent.state != DOWN:
-                broker, agent.broker = agent.broker, None
-                await self.spawn(agent.host, broker.close(), f"{agent.host}:close")
+            if agent.running is not None and agent.state != DOWN:
+                running, agent.running = agent.running, None
+                await self.spawn(agent.host, running.close(), f"{agent.host}:close")

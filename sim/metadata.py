@@ -16,6 +16,7 @@ from sim.rng import SeededRng
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql_metadata import SqlMetadataStore, create_metadata_engine, run_inline
 from streamhouse.log.producer_state import ProducerSnapshot
+from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -25,7 +26,6 @@ from streamhouse.ports.metadata import (
     ObjectRecord,
     PartitionRecord,
     SegmentRecord,
-    TopicPartition,
     TopicRecord,
 )
 

@@ -143,9 +143,9 @@ async def _run(
     workload = options.workload
     await cluster.start()
     first = cluster.agents[0]
-    assert first.broker is not None
+    assert first.running is not None
     await cluster.spawn(
-        first.host, first.broker.log.create_topic(workload.topic, workload.partitions), "topic"
+        first.host, first.running.log.create_topic(workload.topic, workload.partitions), "topic"
     )
     history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
     cluster.arm_faults()

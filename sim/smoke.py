@@ -1,6 +1,6 @@
 """The simulation smoke workload: one real agent, one aiokafka client, one seed.
 
-The agent is the real composition (`assemble_broker`: Kafka listener, LogStore,
+The agent is the real composition (`assemble_agent`: Kafka listener, LogStore,
 WAL, flusher) on the simulator's ports: SimDisk, SimObjectStore,
 SimMetadataStore, a LoopClock and a SeededRng, listening on the simulated
 network. An aiokafka producer on another virtual host sends records with
@@ -33,8 +33,8 @@ from sim.object_store import SimObjectStore
 from sim.pins import pinned_aiokafka
 from sim.rng import SeededRng
 from sim.trace import Trace, fingerprint
+from streamhouse.agent import assemble_agent
 from streamhouse.config import Settings
-from streamhouse.engine.broker import assemble_broker
 
 AGENT_HOST = "agent-1"
 CLIENT_HOST = "client-1"
@@ -132,9 +132,9 @@ def run_smoke(options: SmokeOptions, echo: Callable[[str], None] | None = None) 
 async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: SmokeResult) -> None:
     clock = LoopClock(loop)
     settings = Settings(kafka_host=AGENT_HOST, kafka_port=KAFKA_PORT, agent_id=AGENT_HOST)
-    broker = await on_host(
+    agent = await on_host(
         AGENT_HOST,
-        assemble_broker(
+        assemble_agent(
             settings,
             clock,
             rng.fork("agent"),
@@ -144,7 +144,7 @@ async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: S
         ),
     )
     try:
-        await on_host(AGENT_HOST, broker.log.create_topic(TOPIC, options.partition_count))
+        await on_host(AGENT_HOST, agent.log.create_topic(TOPIC, options.partition_count))
         records = _records(rng.fork("workload"), clock.now_ms(), options)
         nemesis = asyncio.ensure_future(_cut(loop, clock, options))
         with pinned_aiokafka(clock, rng.fork("client")):
@@ -153,7 +153,7 @@ async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: S
         assert loop.network is not None
         loop.network.heal()
     finally:
-        await on_host(AGENT_HOST, broker.close())
+        await on_host(AGENT_HOST, agent.close())
 
 
 async def _cut(loop: SimLoop, clock: LoopClock, options: SmokeOptions) -> None:

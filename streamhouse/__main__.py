@@ -1,5 +1,5 @@
 """`python -m streamhouse` runs the `streamhouse` command."""
 
-from streamhouse.cli.main import app
+from streamhouse.agent import main
 
-app()
+main()

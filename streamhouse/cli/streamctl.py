@@ -13,12 +13,13 @@ from rich.table import Table
 from streamhouse.cli.groups import groups
 from streamhouse.cli.options import DataDir, MetadataUrl
 from streamhouse.config import Settings
-from streamhouse.engine.broker import metadata_url
 from streamhouse.errors import StreamHouseError
+from streamhouse.io.locations import metadata_url
 from streamhouse.io.sql_metadata import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.log.topics import validate_topic_name
-from streamhouse.ports.metadata import MetadataStore, TopicPartition
+from streamhouse.names import TopicPartition
+from streamhouse.ports.metadata import MetadataStore
 
 app = typer.Typer(
     help="Operate StreamHouse: topics, offsets, consumer groups.", no_args_is_help=True

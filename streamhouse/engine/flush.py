@@ -26,6 +26,7 @@ from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import BlockSpec, encode_object
 from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.log.tail import TailBatch
+from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import FLUSH_EARLY, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.metadata import (
@@ -34,7 +35,6 @@ from streamhouse.ports.metadata import (
     MetadataStore,
     ObjectRecord,
     SegmentRecord,
-    TopicPartition,
 )
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng

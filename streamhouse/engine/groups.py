@@ -30,8 +30,9 @@ from streamhouse.log.group_state import (
     MemberLeave,
     SyncResponse,
 )
+from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import CommittedOffset, MetadataStore, TopicPartition
+from streamhouse.ports.metadata import CommittedOffset, MetadataStore
 from streamhouse.ports.rng import Rng
 
 MEMBER_ID_RANDOM_BYTES = 16

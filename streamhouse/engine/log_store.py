@@ -60,10 +60,11 @@ from streamhouse.log.wal_format import (
     encode_batch_entry,
     encode_truncate_entry,
 )
+from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import LEASE_RENEW_LATE, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
-from streamhouse.ports.metadata import MetadataStore, TopicPartition, TopicRecord
+from streamhouse.ports.metadata import MetadataStore, TopicRecord
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 

@@ -54,6 +54,7 @@ from streamhouse.io.sql_schema import (
     topics,
 )
 from streamhouse.log.producer_state import ProducerSnapshot, SequencedBatch, folded
+from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -63,7 +64,6 @@ from streamhouse.ports.metadata import (
     ObjectRecord,
     PartitionRecord,
     SegmentRecord,
-    TopicPartition,
     TopicRecord,
 )
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from streamhouse.errors import ErrorCode
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 
 NO_SESSION = 0
 INITIAL_EPOCH = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamhouse.errors import ErrorCode
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 
 NO_LEADER_EPOCH = -1
 

@@ -12,17 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from streamhouse.log.producer_state import ProducerBatch, ProducerSnapshot
-
-
-@dataclass(frozen=True, order=True)
-class TopicPartition:
-    """A partition of a topic."""
-
-    topic: str
-    partition: int
-
-    def __str__(self) -> str:
-        return f"{self.topic}-{self.partition}"
+from streamhouse.names import TopicPartition
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from streamhouse.engine.broker import Broker
 from streamhouse.errors import ErrorCode, StreamHouseError
-from streamhouse.server.metrics import AgentGauges, agent_registry
 
 READINESS_PROBE_TIMEOUT_MS = 2_000
 HTTP_SHUTDOWN_TIMEOUT_MS = 5_000
@@ -137,57 +135,25 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class AgentReadiness:
-    """The readiness verdict of one running agent."""
-
-    def __init__(self, broker: Broker) -> None:
-        self._broker = broker
-        self.stopping = False
-
-    async def __call__(self) -> list[str]:
-        problems: list[str] = []
-        if self.stopping:
-            problems.append("agent is shutting down")
-        crashed = self._broker.log.crashed
-        if crashed is not None and crashed.done():
-            problems.append(f"a background service failed: {crashed.exception()!r}")
-        server = self._broker.kafka.server
-        if server is None or not server.is_serving():
-            problems.append("the Kafka listener is not accepting connections")
-        try:
-            await self._broker.metadata.list_topics()
-        except Exception as error:  # any failure means "not ready"; the reason goes to the caller
-            problems.append(f"metadata store unreachable: {error}")
-        return problems
-
-
 @dataclass
 class AgentHttp:
     """The running HTTP door of an agent."""
 
     listener: HttpListener
-    readiness: AgentReadiness
     port: int
-
-    def begin_stop(self) -> None:
-        """Turn /ready to 503 before the agent drains, so traffic moves elsewhere first."""
-        self.readiness.stopping = True
 
     async def close(self) -> None:
         await self.listener.close()
 
 
-async def start_agent_http(broker: Broker, version: str) -> AgentHttp:
-    """Serve health, readiness and metrics for `broker` on its configured HTTP address."""
-    settings = broker.settings
-    readiness = AgentReadiness(broker)
-    kafka = broker.kafka
-    registry = agent_registry(
-        broker.log, lambda: AgentGauges(kafka_connections=len(kafka.connections))
-    )
-    identity = AgentIdentity(
-        broker.agent_id, version, f"{kafka.context.advertised_host}:{broker.kafka_port}"
-    )
+async def start_agent_http(
+    host: str,
+    port: int,
+    identity: AgentIdentity,
+    readiness: ReadinessProbe,
+    registry: CollectorRegistry,
+) -> AgentHttp:
+    """Serve health, readiness and metrics on `host:port` (0: any free port)."""
     listener = HttpListener(build_app(identity, readiness, registry))
-    port = await listener.start(settings.http_host, settings.http_port)
-    return AgentHttp(listener, readiness, port)
+    bound = await listener.start(host, port)
+    return AgentHttp(listener, bound)

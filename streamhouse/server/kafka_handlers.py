@@ -29,7 +29,8 @@ from streamhouse.kafka.fetch_sessions import (
 )
 from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
 from streamhouse.log.topics import validate_topic_name
-from streamhouse.ports.metadata import TopicPartition, TopicRecord
+from streamhouse.names import TopicPartition
+from streamhouse.ports.metadata import TopicRecord
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,

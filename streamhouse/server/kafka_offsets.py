@@ -10,7 +10,7 @@ from typing import Any
 
 from streamhouse.errors import StreamHouseError, UnknownTopicOrPartition
 from streamhouse.kafka.connection import Request
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 NO_EPOCH = -1

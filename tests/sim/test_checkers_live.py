@@ -38,8 +38,8 @@ from sim.object_store import SimObjectStore
 from sim.pins import pinned_aiokafka
 from sim.rng import SeededRng
 from sim.workload import Clients
+from streamhouse.agent import assemble_agent
 from streamhouse.config import Settings
-from streamhouse.engine.broker import assemble_broker
 
 AGENT = "agent-1"
 CLIENT = "client-1"
@@ -69,16 +69,16 @@ def record_run(
             SimObjectStore(clock, rng.fork("objects")),
             SimMetadataStore(rng.fork("metadata")),
         )
-        broker = await on_host(AGENT, assemble_broker(settings, clock, rng.fork("agent"), *stores))
+        agent = await on_host(AGENT, assemble_agent(settings, clock, rng.fork("agent"), *stores))
         try:
-            await on_host(AGENT, broker.log.create_topic(TOPIC, PARTITIONS))
+            await on_host(AGENT, agent.log.create_topic(TOPIC, PARTITIONS))
             now_us = lambda: loop.time_ns() // 1000  # noqa: E731
             clients = Clients(history, now_us, f"{AGENT}:{PORT}", TOPIC, PARTITIONS)
             history.append(TopicCreated(clients.now_us(), "admin", TOPIC, PARTITIONS))
             with pinned_aiokafka(clock, rng.fork("client")):
                 await on_host(CLIENT, workload(clients))
         finally:
-            await on_host(AGENT, broker.close())
+            await on_host(AGENT, agent.close())
 
     run_simulation(main, network)
     return history

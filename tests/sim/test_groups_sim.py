@@ -23,8 +23,8 @@ from sim.network import NetworkFaults, SimNetwork, on_host
 from sim.object_store import SimObjectStore
 from sim.pins import pinned_aiokafka
 from sim.rng import SeededRng
+from streamhouse.agent import assemble_agent
 from streamhouse.config import Settings
-from streamhouse.engine.broker import assemble_broker
 
 AGENT = "agent-1"
 BOOTSTRAP = f"{AGENT}:9092"
@@ -104,9 +104,9 @@ async def _scenario(loop: SimLoop, rng: SeededRng) -> tuple[Member, Member, int]
     """Run the story; returns both members and how long after the cut a took over."""
     clock = LoopClock(loop)
     settings = Settings(kafka_host=AGENT, kafka_port=9092, agent_id=AGENT)
-    broker = await on_host(
+    agent = await on_host(
         AGENT,
-        assemble_broker(
+        assemble_agent(
             settings,
             clock,
             rng.fork("agent"),
@@ -117,7 +117,7 @@ async def _scenario(loop: SimLoop, rng: SeededRng) -> tuple[Member, Member, int]
     )
     a, b = Member("client-a"), Member("client-b")
     try:
-        await on_host(AGENT, broker.log.create_topic(TOPIC, PARTITIONS))
+        await on_host(AGENT, agent.log.create_topic(TOPIC, PARTITIONS))
         with pinned_aiokafka(clock, rng.fork("clients")):
             await on_host("client-p", _produce())
             await asyncio.gather(on_host(a.host, _start(a)), on_host(b.host, _start(b)))
@@ -134,7 +134,7 @@ async def _scenario(loop: SimLoop, rng: SeededRng) -> tuple[Member, Member, int]
             assert a.consumer is not None
             await on_host(a.host, a.consumer.stop())  # b stays cut off: the simulation ends it
     finally:
-        await on_host(AGENT, broker.close())
+        await on_host(AGENT, agent.close())
     return a, b, took_over_ms
 
 

@@ -40,8 +40,8 @@ def test_a_commit_during_a_metadata_outage_is_retried_and_read_back() -> None:
         cluster = SimCluster(loop, network, rng.fork("cluster"), ClusterOptions(), History(), trace)
         await cluster.start()
         agent = cluster.agents[0]
-        assert agent.broker is not None
-        await cluster.spawn(agent.host, agent.broker.log.create_topic(TOPIC, 1), "topic")
+        assert agent.running is not None
+        await cluster.spawn(agent.host, agent.running.log.create_topic(TOPIC, 1), "topic")
         with pinned_aiokafka(LoopClock(loop), rng.fork("client")):
             task = spawn_on_host("client", _commit_through_an_outage(cluster), "client")
             return await task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 

@@ -12,7 +12,7 @@ from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 
 TP = TopicPartition("t", 0)
 INTERVAL_MS = 200

@@ -19,7 +19,8 @@ from streamhouse.config import Settings
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
-from streamhouse.ports.metadata import CommittedOffset, TopicPartition
+from streamhouse.names import TopicPartition
+from streamhouse.ports.metadata import CommittedOffset
 
 T = TypeVar("T")
 SESSION_MS = 10_000

@@ -26,7 +26,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.errors import NotLeader, StorageError
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch, decode_records
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 from tests.property_budget import examples
 
 TOPIC = "events"

@@ -15,7 +15,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import OffsetOutOfRange
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 
 TP = TopicPartition("t", 0)
 OTHER = TopicPartition("t", 1)

@@ -28,6 +28,7 @@ from streamhouse.errors import (
 from streamhouse.io.migrations import alembic_config
 from streamhouse.io.sql_metadata import SqlMetadataCore, SqlMetadataStore, open_sql_metadata
 from streamhouse.log.producer_state import ProducerBatch, SequencedBatch
+from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -35,7 +36,6 @@ from streamhouse.ports.metadata import (
     MetadataStore,
     ObjectRecord,
     SegmentRecord,
-    TopicPartition,
 )
 
 T = TypeVar("T")

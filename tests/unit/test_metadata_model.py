@@ -28,6 +28,7 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.io.sql_metadata import open_sql_metadata, run_inline
+from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import (
     CommittedOffset,
     FlushCommit,
@@ -36,7 +37,6 @@ from streamhouse.ports.metadata import (
     ObjectRecord,
     PartitionRecord,
     SegmentRecord,
-    TopicPartition,
     TopicRecord,
 )
 from tests.property_budget import examples

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from streamhouse.agent import Agent, open_agent
 from streamhouse.config import Settings
-from streamhouse.engine.broker import Broker, open_broker
 from streamhouse.kafka.record_batch import SimpleRecord, build_batch, with_base_offset
-from streamhouse.ports.metadata import TopicPartition
+from streamhouse.names import TopicPartition
 from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 TOPIC = "orders"
@@ -34,17 +34,17 @@ def _batch(partition: int, index: int) -> bytes:
     return build_batch(records)
 
 
-async def _produce(broker: Broker, *, durable: bool) -> dict[int, list[bytes]]:
+async def _produce(agent: Agent, *, durable: bool) -> dict[int, list[bytes]]:
     """Append every batch; returns, per partition, the batches as stored (offsets assigned)."""
     stored: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
     waits = []
     for index in range(BATCHES_PER_PARTITION):
         for partition in range(PARTITIONS):
             batch = _batch(partition, index)
-            result = await broker.log.append(
+            result = await agent.log.append(
                 TopicPartition(TOPIC, partition), batch, durable=durable
             )
-            leader_epoch = broker.log.led_partition(TopicPartition(TOPIC, partition))
+            leader_epoch = agent.log.led_partition(TopicPartition(TOPIC, partition))
             assert leader_epoch is not None
             stored[partition].append(
                 with_base_offset(batch, result.base_offset, leader_epoch.state.leader_epoch)
@@ -54,47 +54,47 @@ async def _produce(broker: Broker, *, durable: bool) -> dict[int, list[bytes]]:
     return stored
 
 
-async def _read_back(broker: Broker, partition: int) -> list[bytes]:
+async def _read_back(agent: Agent, partition: int) -> list[bytes]:
     tp = TopicPartition(TOPIC, partition)
     found: list[bytes] = []
     offset = 0
     while True:
-        result = await broker.log.read(tp, offset, 4096)
+        result = await agent.log.read(tp, offset, 4096)
         if not result.batches:
             return found
         found += result.batches
         offset = int.from_bytes(result.batches[-1][:8], "big") + RECORDS_PER_BATCH
 
 
-async def _kill(broker: Broker) -> None:
+async def _kill(agent: Agent) -> None:
     """Stop without flushing or closing anything, as kill -9 would."""
-    broker.log.flusher.stop()
+    agent.log.flusher.stop()
     for task in asyncio.all_tasks():
         if task is not asyncio.current_task():
             task.cancel()
     await asyncio.sleep(0)
-    await broker.metadata.close()
+    await agent.metadata.close()
 
 
 async def _scenario(settings: Settings) -> None:
-    broker = await open_broker(settings)
-    await broker.log.create_topic(TOPIC, PARTITIONS)
-    durable = await _produce(broker, durable=True)
-    assert broker.log.flusher.stats.objects_put >= 1
-    await broker.close()
+    agent = await open_agent(settings)
+    await agent.log.create_topic(TOPIC, PARTITIONS)
+    durable = await _produce(agent, durable=True)
+    assert agent.log.flusher.stats.objects_put >= 1
+    await agent.close()
 
-    broker = await open_broker(settings)  # tail empty: everything is read from objects
+    agent = await open_agent(settings)  # tail empty: everything is read from objects
     for partition in range(PARTITIONS):
-        assert await _read_back(broker, partition) == durable[partition]
-    assert broker.log.reader.block_reads > 0
-    synced = await _produce(broker, durable=False)
-    await _kill(broker)
+        assert await _read_back(agent, partition) == durable[partition]
+    assert agent.log.reader.block_reads > 0
+    synced = await _produce(agent, durable=False)
+    await _kill(agent)
 
-    broker = await open_broker(settings)  # replays the WAL
-    assert broker.log.recovery.replayed_batches == PARTITIONS * BATCHES_PER_PARTITION
+    agent = await open_agent(settings)  # replays the WAL
+    assert agent.log.recovery.replayed_batches == PARTITIONS * BATCHES_PER_PARTITION
     for partition in range(PARTITIONS):
-        assert await _read_back(broker, partition) == durable[partition] + synced[partition]
-    await broker.close()
+        assert await _read_back(agent, partition) == durable[partition] + synced[partition]
+    await agent.close()
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:

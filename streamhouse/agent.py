@@ -1,0 +1,244 @@
+"""The composition root: builds the adapters from settings, wires the engine services to them
+and opens the front doors (above every other floor; the only module that knows them all)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+from streamhouse import __version__
+from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
+from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.engine.groups import GroupCoordinator
+from streamhouse.engine.log_store import LogStore
+from streamhouse.errors import StreamHouseError
+from streamhouse.io.local_disk import LocalDisk
+from streamhouse.io.local_object_store import LocalObjectStore
+from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
+from streamhouse.io.null_storage import NullDisk, NullObjectStore
+from streamhouse.io.s3_object_store import S3ObjectStore
+from streamhouse.io.sql_metadata import open_sql_metadata
+from streamhouse.io.system_clock import SystemClock
+from streamhouse.io.system_rng import SystemRng
+from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
+from streamhouse.ports.buggify import Buggify
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.disk import Disk
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.object_store import ObjectStore
+from streamhouse.ports.rng import Rng
+from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
+from streamhouse.server.kafka_context import KafkaContext
+from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
+from streamhouse.server.metrics import AgentGauges, agent_registry
+
+AGENT_ID_FILE = "agent-id"
+EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
+EXIT_CANNOT_START = 1
+
+
+async def open_object_store(settings: Settings) -> ObjectStore:
+    """The local directory or S3 bucket the settings name (S3 credentials: boto3's usual chain,
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles or an instance role)."""
+    location = object_store_location(settings)
+    if not location.startswith("s3://"):
+        return LocalObjectStore(location.removeprefix("file://"))
+    store = S3ObjectStore.from_url(
+        location,
+        settings,
+        endpoint_url=settings.s3_endpoint_url or None,
+        region=settings.s3_region,
+    )
+    await store.ensure_bucket()
+    return store
+
+
+async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) -> str:
+    """The configured agent id, else the one kept on disk, else a new one kept from now on."""
+    if configured:
+        return configured
+    if disk.exists(AGENT_ID_FILE):
+        return disk.read(AGENT_ID_FILE).decode().strip()
+    agent_id = "agent-" + ulid(clock.now_ms(), rng.randbytes(ULID_RANDOM_BYTES)).lower()
+    await disk.write_atomic(AGENT_ID_FILE, agent_id.encode())
+    return agent_id
+
+
+@dataclass
+class Agent:
+    """A running agent's engine, its Kafka door and the adapters it owns."""
+
+    settings: Settings
+    agent_id: str
+    log: LogStore
+    metadata: MetadataStore
+    objects: ObjectStore
+    kafka: KafkaListener
+    kafka_port: int
+
+    @property
+    def kafka_address(self) -> str:
+        return f"{self.kafka.context.advertised_host}:{self.kafka_port}"
+
+    async def close(self) -> None:
+        """Stop accepting requests, flush what is pending, release connections."""
+        await self.kafka.close()
+        await self.kafka.context.groups.close()
+        await self.log.close(flush=True)
+        await self.metadata.close()
+
+    async def readiness(self, stopping: bool = False) -> list[str]:
+        """Why the agent cannot take traffic now; empty when it can."""
+        problems: list[str] = []
+        if stopping:
+            problems.append("agent is shutting down")
+        crashed = self.log.crashed
+        if crashed is not None and crashed.done():
+            problems.append(f"a background service failed: {crashed.exception()!r}")
+        server = self.kafka.server
+        if server is None or not server.is_serving():
+            problems.append("the Kafka listener is not accepting connections")
+        try:
+            await self.metadata.list_topics()
+        except Exception as error:  # any failure means "not ready"; the reason goes to the caller
+            problems.append(f"metadata store unreachable: {error}")
+        return problems
+
+
+async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, MetadataStore]:
+    if settings.storage == "null":  # benchmark baseline: same code path, no storage cost
+        metadata = open_sql_metadata(settings.metadata_url or "sqlite://")
+        return NullDisk(), NullObjectStore(), metadata
+    disk = LocalDisk(wal_directory(settings))
+    return disk, await open_object_store(settings), open_sql_metadata(metadata_url(settings))
+
+
+async def open_agent(settings: Settings) -> Agent:
+    """Build every real adapter, recover the log and start the background services."""
+    disk, objects, metadata = await _open_storage(settings)
+    return await assemble_agent(settings, SystemClock(), SystemRng(), disk, objects, metadata)
+
+
+async def assemble_agent(
+    settings: Settings,
+    clock: Clock,
+    rng: Rng,
+    disk: Disk,
+    objects: ObjectStore,
+    metadata: MetadataStore,
+    buggify: Buggify | None = None,
+) -> Agent:
+    """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
+    recover the log and start listening. `buggify`: the simulator's switch; production
+    passes none (a switch that never fires)."""
+    agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
+    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
+    await log.open()
+    host = advertised_host(settings.kafka_host, settings.advertised_host)
+    groups = GroupCoordinator(settings, clock, rng, metadata)
+    groups.start(log.crashed)
+    context = KafkaContext(
+        settings,
+        clock,
+        log,
+        metadata,
+        advertised_apis(),
+        host,
+        0,
+        f"streamhouse-{settings.org}",
+        groups,
+    )
+    kafka = KafkaListener(context)
+    port = await kafka.start(settings.kafka_host, settings.kafka_port)
+    context.advertised_port = port
+    return Agent(settings, agent_id, log, metadata, objects, kafka, port)
+
+
+async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
+    """The agent's HTTP door: health, readiness (503 once `stopping` is set) and metrics."""
+    kafka = agent.kafka
+    registry = agent_registry(
+        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections))
+    )
+    identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
+
+    async def readiness() -> list[str]:
+        return await agent.readiness(stopping.is_set())
+
+    settings = agent.settings
+    return await start_agent_http(
+        settings.http_host, settings.http_port, identity, readiness, registry
+    )
+
+
+async def serve(settings: Settings) -> int:
+    """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until one of its services
+    fails an invariant (exit 70, the WAL keeps the data). Returns the exit code."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        agent = await open_agent(settings)
+    except OSError as error:
+        print_status("cannot start", str(error))
+        return EXIT_CANNOT_START
+    stopping = asyncio.Event()
+    http: AgentHttp | None = None
+    if settings.http_port != HTTP_DISABLED:
+        try:
+            http = await open_http(agent, stopping)
+        except StreamHouseError as error:
+            await agent.close()
+            print_status("cannot start", str(error))
+            return EXIT_CANNOT_START
+    print_banner(_banner(agent, http.port if http else None))
+    crashed = agent.log.crashed
+    assert crashed is not None
+    crashed.add_done_callback(lambda _: stop.set())
+    await stop.wait()
+    if crashed.done():
+        print_status("agent failed", repr(crashed.exception()))
+        return EXIT_INVARIANT_BROKEN
+    print_status("stopping", "flushing pending data…", style="yellow")
+    stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
+    await agent.close()
+    if http:
+        await http.close()
+    print_status("stopped cleanly", "", style="green")
+    return 0
+
+
+def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
+    settings = agent.settings
+    recovery = agent.log.recovery
+    return AgentBanner(
+        version=__version__,
+        agent_id=agent.agent_id,
+        storage_null=settings.storage == "null",
+        metadata_url=metadata_url(settings),
+        objects=object_store_location(settings),
+        wal=os.path.join(wal_directory(settings), "wal"),
+        flush=f"every {settings.flush_interval_ms} ms or {settings.flush_bytes_max} B",
+        recovered=(
+            f"{recovery.replayed_batches} batches replayed, {recovery.dropped_batches} dropped"
+        ),
+        kafka=agent.kafka_address,
+        http=None if http_port is None else f"http://{settings.http_host}:{http_port}",
+    )
+
+
+def run(settings: Settings) -> int:
+    """Run an agent in a fresh event loop; returns the process exit code."""
+    return asyncio.run(serve(settings))
+
+
+def main() -> None:
+    """The `streamhouse` command."""
+    build_app(run)()
