@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := streamhouse sim tests bench
 
-.PHONY: install run lint test test-all bench clean
+.PHONY: install system-packages run lint test test-all bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,10 @@ lint: install
 test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minutes
 	$(BIN)/pytest -q -m "not slow" tests/unit tests/sim
 
-test-all: lint  ## every suite, as CI runs it
+system-packages:  ## what the suites need from the system: installed (root) or named, then stop
+	@tools/system-packages
+
+test-all: system-packages lint  ## every suite, as CI runs it
 	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
 
 bench: install  ## benchmarks; prints one JSON document

@@ -5,59 +5,23 @@ mock cluster (a C broker that stores nothing: the client's ceiling on this machi
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-AGENT_START_TIMEOUT_S = 30
+from streamhouse.testing.agent_process import AgentProcess, start_agent_process
+
 RUN_TIMEOUT_S = 120
 PARTITIONS = 8
 E2E_RECORDS = 2_000
 CONSUME_IDLE_S = 3
 E2E_INTERVAL_MS = 2
 E2E_WARMUP = b"warm-up"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _start_agent(data_dir: str, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamhouse",
-        "agent",
-        "--data-dir",
-        data_dir,
-        "--kafka-port",
-        str(port),
-        "--http-port",
-        "0",
-        *extra,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + AGENT_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("agent did not start")
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -188,21 +152,23 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    process.wait(RUN_TIMEOUT_S)
-
-
 def _create_topics(bootstrap: str, *topics: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for topic in topics:
         admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
 
 
+def _start_agent(data_dir: Path, *extra: str) -> AgentProcess:
+    """An agent whose log outlives the scratch directory (named in any failure)."""
+    log = Path(tempfile.gettempdir()) / f"streamhouse-bench-agent-{os.getpid()}.log"
+    return start_agent_process(data_dir, *extra, log_path=log)
+
+
 def _agent_run(records: int, value_bytes: int, *extra: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="streamhouse-kbench-", dir=".") as scratch:
-        data_dir = os.path.join(scratch, "data")
-        process, bootstrap = _start_agent(data_dir, *extra)
+        data_dir = Path(scratch) / "data"
+        agent = _start_agent(data_dir, *extra)
+        bootstrap = agent.bootstrap
         try:
             _create_topics(bootstrap, "bench-acks1", "bench-acksall", "bench-e2e")
             base = {"bootstrap.servers": bootstrap}
@@ -215,19 +181,21 @@ def _agent_run(records: int, value_bytes: int, *extra: str) -> dict[str, Any]:
                 ),
                 "consume_from_tail": consume(bootstrap, "bench-acks1", records),
                 "end_to_end_latency": end_to_end_latency(bootstrap, "bench-e2e", E2E_RECORDS),
-                "peak_rss_mb": _peak_rss_mb(process.pid),
+                "peak_rss_mb": _peak_rss_mb(agent.pid),
             }
+            agent.check_alive()  # a figure from a dead agent is no figure
         finally:
-            _stop(process)
+            agent.stop_cleanly(RUN_TIMEOUT_S)
         if "null" in extra:
             return report  # nothing was stored: there is nothing cold to read
         started = time.perf_counter()
-        process, bootstrap = _start_agent(data_dir, *extra)
+        agent = _start_agent(data_dir, *extra)
         report["restart_s"] = time.perf_counter() - started
         try:  # a fresh process has an empty tail and block cache: every read goes to objects
-            report["consume_from_objects"] = consume(bootstrap, "bench-acks1", records)
+            report["consume_from_objects"] = consume(agent.bootstrap, "bench-acks1", records)
+            agent.check_alive()
         finally:
-            _stop(process)
+            agent.stop_cleanly(RUN_TIMEOUT_S)
         return report
 
 

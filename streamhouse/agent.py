@@ -186,7 +186,7 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(signum, stop.set)
     try:
         agent = await open_agent(settings)
-    except OSError as error:
+    except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
         print_status("cannot start", str(error))
         return EXIT_CANNOT_START
     stopping = asyncio.Event()

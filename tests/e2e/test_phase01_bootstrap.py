@@ -19,8 +19,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
+from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent, start_agent
-from tests.fixtures.moto_server import free_loopback_port
 
 HTTP_TIMEOUT_S = 10
 CLIENT_TIMEOUT_S = 15

@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 
 from streamhouse.cli import groups as groups_cli
 from streamhouse.cli.streamctl import app
+from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent
-from tests.fixtures.moto_server import free_loopback_port
 
 TOPIC = "orders"
 GROUP = "billing"

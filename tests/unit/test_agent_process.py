@@ -1,9 +1,10 @@
 """The `streamhouse agent` process: starts on embedded defaults, exits 0 on SIGTERM after
-flushing, and refuses contradictory settings with a clear message."""
+flushing, refuses contradictory settings with a clear message; the shared process starter
+reports a dead agent at once with its last log lines."""
 
 from __future__ import annotations
 
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,42 +13,43 @@ from pathlib import Path
 import pytest
 
 from streamhouse.config import Settings
-
-STARTUP_WAIT_S = 30
+from streamhouse.testing.agent_process import (
+    START_TIMEOUT_S,
+    AgentProcessFailed,
+    start_agent_process,
+)
 
 
 def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamhouse",
-            "agent",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--kafka-port",
-            "0",
-            "--http-port",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + STARTUP_WAIT_S
-    banner = ""
-    assert process.stderr is not None
-    while "/metrics" not in banner and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        banner += line
+    agent = start_agent_process(tmp_path / "data")
+    banner = agent.log_tail()
     assert "metadata" in banner and "objects" in banner and "/health" in banner, banner
-    process.send_signal(signal.SIGTERM)
-    _, rest = process.communicate(timeout=STARTUP_WAIT_S)
-    assert process.returncode == 0, rest
-    assert "stopped cleanly" in rest
+    agent.stop_cleanly()
+    assert "stopped cleanly" in agent.log_tail()
     assert (tmp_path / "data" / "metadata.db").exists()
     assert (tmp_path / "data" / "local" / "agent-id").read_text().startswith("agent-")
+
+
+def test_a_dead_agent_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        started = time.monotonic()
+        with pytest.raises(AgentProcessFailed) as failure:
+            start_agent_process(tmp_path / "data", "--kafka-port", str(taken.getsockname()[1]))
+    assert time.monotonic() - started < START_TIMEOUT_S
+    assert "exited with 1" in str(failure.value)
+    assert "address already in use" in str(failure.value).lower()
+
+
+def test_an_agent_that_fails_after_starting_is_not_stopped_cleanly(tmp_path: Path) -> None:
+    agent = start_agent_process(tmp_path / "data")
+    agent.process.kill()  # behind the starter's back: not a deliberate stop it knows of
+    agent.process.wait()
+    with pytest.raises(AgentProcessFailed, match="exited with -9"):
+        agent.check_alive()
+    with pytest.raises(AgentProcessFailed):
+        agent.stop_cleanly()
 
 
 def test_help_is_there() -> None:

@@ -1,0 +1,1 @@
+"""Helpers for suites that run the real thing: agent processes on free loopback ports."""

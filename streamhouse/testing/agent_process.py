@@ -1,0 +1,153 @@
+"""Start a real `streamhouse agent` process on free loopback ports and wait until it serves;
+the one starter e2e tests, benchmarks and unit tests share. A process that dies is reported at
+once, with the last lines of its log."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamhouse.testing.network import LOOPBACK, free_loopback_port
+
+START_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 30
+START_POLL_S = 0.05
+CONNECT_TIMEOUT_S = 0.2
+LOG_TAIL_LINES = 40
+
+
+class AgentProcessFailed(RuntimeError):
+    """The agent process did not start, died, or stopped with a failure exit code."""
+
+
+@dataclass
+class AgentProcess:
+    """A running `streamhouse agent` process and where it serves."""
+
+    process: subprocess.Popen[bytes]
+    port: int  # Kafka
+    http_port: int  # -1 when HTTP is off
+    data_dir: Path
+    log_path: Path
+    signalled: set[int] = field(default_factory=set)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines the agent wrote (stdout and stderr)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log written)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        """Raise AgentProcessFailed, with the log's last lines, if the process has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise AgentProcessFailed(self._exited(code))
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM (the agent flushes and exits), wait; returns the exit code."""
+        if self.process.poll() is None:
+            self.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout_s)
+        return self.process.returncode
+
+    def stop_cleanly(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop, and raise AgentProcessFailed unless the agent exited 0 or by a signal the
+        test sent itself (a deliberate kill)."""
+        code = self.stop(timeout_s)
+        if code != 0 and -code not in self.signalled:
+            raise AgentProcessFailed(self._exited(code))
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for the process to be gone (nothing is flushed)."""
+        self.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=STOP_TIMEOUT_S)
+
+    def send_signal(self, signum: int) -> None:
+        self.signalled.add(signum)
+        self.process.send_signal(signum)
+
+    def _exited(self, code: int) -> str:
+        return (
+            f"agent (pid {self.pid}) exited with {code}; last lines of {self.log_path}:\n"
+            f"{self.log_tail()}"
+        )
+
+
+def start_agent_process(
+    data_dir: Path,
+    *extra_args: str,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = START_TIMEOUT_S,
+) -> AgentProcess:
+    """Start `python -m streamhouse agent --data-dir DATA_DIR` on free loopback Kafka and HTTP
+    ports (unless `extra_args` names them) and return once it accepts connections. Raises
+    AgentProcessFailed, with the last lines of the agent's log, if the process exits or does not
+    listen within `timeout_s`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    kafka_port = _named_port(extra_args, "--kafka-port") or free_loopback_port()
+    http_port = _named_port(extra_args, "--http-port") or free_loopback_port()
+    command = [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(data_dir)]
+    command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port), *extra_args]
+    log_path = log_path or data_dir.parent / f"agent-{kafka_port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=None if env is None else dict(env)
+        )
+    agent = AgentProcess(process, kafka_port, http_port, data_dir, log_path)
+    _wait_until_listening(agent, timeout_s)
+    return agent
+
+
+def _named_port(args: tuple[str, ...], flag: str) -> int | None:
+    """The port `args` set with `flag` (the last one, as the CLI takes it), or None."""
+    named = [int(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg == flag]
+    if not named:
+        return None
+    if named[-1] == 0:
+        raise ValueError(f"{flag} 0 hides the port from the starter; leave it out for a free one")
+    return named[-1]
+
+
+def _wait_until_listening(agent: AgentProcess, timeout_s: float) -> None:
+    # The HTTP door opens after the Kafka listener, so both answering means fully started.
+    ports = [port for port in (agent.port, agent.http_port) if port > 0]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        agent.check_alive()
+        if all(_accepts(port) for port in ports):
+            return
+        time.sleep(START_POLL_S)
+    agent.kill()
+    raise AgentProcessFailed(
+        f"agent did not listen on {ports} within {timeout_s} s; last lines of "
+        f"{agent.log_path}:\n{agent.log_tail()}"
+    )
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
