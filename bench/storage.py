@@ -14,7 +14,7 @@ from streamhouse.config import KIB, MIB, Settings
 from streamhouse.engine.wal import Wal
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.system_clock import SystemClock
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import BlockSpec, decode_object, encode_object
 from streamhouse.log.wal_format import EntryKind
 

@@ -30,8 +30,7 @@ from streamhouse.errors import (
     StorageError,
     UnknownTopicOrPartition,
 )
-from streamhouse.kafka.compression import decompressor
-from streamhouse.kafka.record_batch import (
+from streamhouse.kafka.batch_header import (
     NO_PRODUCER_ID,
     BatchHeader,
     iter_batches,
@@ -39,6 +38,7 @@ from streamhouse.kafka.record_batch import (
     validate_batch,
     with_base_offset,
 )
+from streamhouse.kafka.compression import decompressor
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.producer_state import (
     Duplicate,

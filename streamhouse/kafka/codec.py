@@ -33,11 +33,11 @@ from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka.apis import ApiKey
+from streamhouse.kafka.varint import UVARINT_BYTES_MAX, decode_unsigned
 
 PRODUCE_LEGACY_VERSIONS = range(0, 3)
 """Produce versions whose body is v3's minus the leading transactional id."""
 NULL_LEGACY_STRING = b"\xff\xff"
-UVARINT_BYTES_MAX = 5
 KIO_DECODE_ERRORS = (SerialError, ValueError, KeyError, OverflowError, TypeError)
 """What kio's reader raises on malformed bytes (ValueError includes UnicodeDecodeError)."""
 
@@ -110,14 +110,8 @@ def _need(end: int, pos: int, size: int) -> None:
 
 
 def read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    for index in range(pos, min(end, pos + UVARINT_BYTES_MAX)):
-        byte = data[index]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, index + 1
-        shift += 7
-    raise MalformedBody(f"bad unsigned varint at {pos}")
+    """An unsigned varint (compact length, tag) in data[pos:end]; MalformedBody if malformed."""
+    return decode_unsigned(data, pos, end, UVARINT_BYTES_MAX, MalformedBody)
 
 
 def _read_length(data: bytes, pos: int, end: int, flexible: bool, width: int) -> tuple[int, int]:

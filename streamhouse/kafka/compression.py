@@ -1,6 +1,6 @@
 """Kafka record-batch compression codecs: compress and boundedly decompress a records section.
 
-Pure bytes in, bytes out. Codec ids are those of `record_batch.Compression`:
+Pure bytes in, bytes out. Codec ids are those of `batch_header.Compression`:
 
 - 1 gzip: one or more gzip members (the standard library's zlib).
 - 2 snappy: raw snappy, or the xerial/snappy-java framing the Java client writes
@@ -32,7 +32,9 @@ else:
     from backports import zstd
 
 from streamhouse.errors import ErrorCode, InvalidRecordBatch
-from streamhouse.kafka.record_batch import Buffer, Compression, Decompressor
+from streamhouse.kafka.batch_header import Compression
+from streamhouse.kafka.records import Decompressor
+from streamhouse.kafka.varint import Buffer
 
 GZIP_LEVEL = 6  # zlib's default, as Java's GZIPOutputStream uses
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # gzip container (header and CRC trailer), not zlib or raw
@@ -87,7 +89,7 @@ def decompress(codec_id: int, data: Buffer, *, output_bytes_max: int) -> bytes:
 
 
 def decompressor(output_bytes_max: int) -> Decompressor:
-    """The `(codec_id, data) -> bytes` callable `record_batch.decode_records` takes, bounded."""
+    """The `(codec_id, data) -> bytes` callable `records.decode_records` takes, bounded."""
     _check_bound(output_bytes_max)
 
     def decode(codec_id: int, data: bytes) -> bytes:

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from streamhouse.kafka.record_batch import (
-    BatchHeader,
-    Decompressor,
-    TimestampType,
-    decode_records,
-    parse_header,
-)
+from streamhouse.kafka.batch_header import BatchHeader, TimestampType, parse_header
+from streamhouse.kafka.records import Decompressor, decode_records
 
 
 def first_at_or_after(

@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaProducer
 
 from streamhouse.errors import ErrorCode
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from tests.e2e.conftest import Agent, start_agent
 
 RECORDS = 2_000

@@ -13,21 +13,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamhouse.errors import ErrorCode, InvalidRecordBatch
+from streamhouse.kafka.batch_header import HEADER_SIZE, Compression
 from streamhouse.kafka.compression import (
     XERIAL_BLOCK_BYTES,
     compress,
     decompress,
     decompressor,
 )
-from streamhouse.kafka.record_batch import (
-    HEADER_SIZE,
-    Compression,
-    Compressor,
-    Record,
-    SimpleRecord,
-    build_batch,
-    decode_records,
-)
+from streamhouse.kafka.records import Compressor, Record, SimpleRecord, build_batch, decode_records
 
 CODECS = [c for c in Compression if c != Compression.NONE]
 ALL_CODECS = list(Compression)

@@ -11,7 +11,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 
 TP = TopicPartition("t", 0)

@@ -34,7 +34,7 @@ from streamhouse.kafka.connection import (
     Rejected,
     Request,
 )
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from tests.fixtures.kafka_wire import (
     GOLDEN_API_VERSIONS_V3,
     GOLDEN_BATCH,

@@ -25,7 +25,7 @@ from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.errors import NotLeader, StorageError
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch, decode_records
+from streamhouse.kafka.records import SimpleRecord, build_batch, decode_records
 from streamhouse.names import TopicPartition
 from tests.property_budget import examples
 

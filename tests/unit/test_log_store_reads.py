@@ -14,7 +14,7 @@ from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import OffsetOutOfRange
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 
 TP = TopicPartition("t", 0)
@@ -128,8 +128,8 @@ def test_block_cache_serves_repeated_cold_reads_within_its_bound() -> None:
 
 
 def test_offset_for_timestamp_across_objects_and_tail_and_codecs() -> None:
+    from streamhouse.kafka.batch_header import Compression
     from streamhouse.kafka.compression import compress
-    from streamhouse.kafka.record_batch import Compression
 
     async def main() -> None:
         world = World(Settings(tail_bytes_max=0))

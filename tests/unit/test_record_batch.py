@@ -11,33 +11,37 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamhouse.errors import ErrorCode, InvalidRecordBatch
-from streamhouse.kafka.record_batch import (
+from streamhouse.kafka.batch_header import (
     ATTRIBUTES_OFFSET,
     CRC_OFFSET,
     HEADER_SIZE,
     HEADER_STRUCT,
-    INT32_MAX,
-    INT32_MIN,
-    INT64_MAX,
-    INT64_MIN,
     BatchHeader,
     Compression,
-    Record,
-    SimpleRecord,
     TimestampType,
-    build_batch,
-    decode_records,
-    decode_varint,
-    decode_varlong,
-    encode_batch,
-    encode_record,
-    encode_varint,
-    encode_varlong,
     iter_batches,
     parse_header,
     split_batches,
     validate_batch,
     with_base_offset,
+)
+from streamhouse.kafka.records import (
+    Record,
+    SimpleRecord,
+    build_batch,
+    decode_records,
+    encode_batch,
+    encode_record,
+)
+from streamhouse.kafka.varint import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    decode_varint,
+    decode_varlong,
+    encode_varint,
+    encode_varlong,
 )
 
 # --- golden vectors ----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 
 from streamhouse.agent import Agent, open_agent
 from streamhouse.config import Settings
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch, with_base_offset
+from streamhouse.kafka.batch_header import with_base_offset
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
