@@ -1,0 +1,124 @@
+"""Checkers: judge a client history against every promise of DESIGN §6 a client can observe.
+
+Each `check_*(history)` is a pure function returning the violations it found
+(empty when the promise held). They know nothing of the engine: they read
+only what clients recorded (`sim.history`). Definitions, in the order of
+`SAFETY_CHECKERS`:
+
+history       The history itself is well formed: outcomes name known ops, one
+              outcome per op, unique (key, value) per partition, time never
+              goes backwards, requests precede their answers.
+acked_durable A record acked with acks=all is never lost: no read at its offset
+              shows other content, and no fetch *requested after the ack*
+              reports a high watermark at or below its offset.
+acked_leader  A record acked with acks=1 is lost only when allowed: evidence of
+              the same kinds as above is excused only by a disk loss on the
+              agent that acked it (after the attempt began) or a fenced lease of
+              that agent (of an epoch not below the ack's), before the evidence;
+              and the evidence must carry a higher leader epoch than the ack
+              (the loss is detectable via leader epochs). Unknown agents or
+              epochs are not held against the run.
+one_value     No two different contents (key, value, or control kind) at one
+              offset, across all readers, acks and time -- except across two
+              known, different leader epochs after a disk loss or fenced lease
+              (truncation of unreplicated data, seen via the epoch), or, with an
+              epoch unknown, when such a fault fell between the two sightings.
+reader_offsets Within one fetch, delivered offsets rise strictly from the fetch
+              offset (never backwards, never repeated). Every offset skipped
+              between the fetch offset and the position after the fetch is
+              explained: below the log start, a compacted topic, a known control
+              record, under read_committed a record of an aborted (or not known
+              committed) transaction, or -- on a partition with transactional
+              writes -- an offset nobody saw (a control record may sit there).
+              A skipped offset known to hold a record the reader should get is a
+              violation, and so is any unexplained skip on other partitions.
+              What an offset holds is what was seen there in the latest epoch;
+              if that may have been truncated before the fetch (a disk loss or
+              fenced lease since), the offset counts as unseen.
+watermarks    In each response log_start <= HW, LSO <= HW and records lie in
+              [log_start, HW). Per reader and partition, over its fetches in
+              history order that carry the same known current leader epoch,
+              HW, LSO and log start never decrease. (A new leader may start
+              lower: unreplicated tail data can be lost on failover.) Fetches
+              without a known epoch count as one epoch while no fault at all
+              is injected between them (the leader cannot have changed).
+idempotence   An idempotent op (or a producer id/epoch/sequence) appears at one
+              offset at most, not counting offsets whose content was replaced.
+read_committed A read_committed fetch never delivers a data record of an aborted
+              transaction, nor one whose transaction's end was requested after
+              the fetch completed, nor any record at or above its LSO.
+no_phantoms   Every data record read was attempted by some producer, and not
+              by an attempt that failed definitely.
+group_owners  In one generation of a group, each partition has one owner.
+group_offsets A successful commit is never below a commit that completed before
+              it was requested (since the last explicit reset), and OffsetFetch
+              never answers below such commits nor with an offset nobody set.
+final_reads   After the final scan of a partition, every acked record at or
+              above the scan's start (log start) was read back at its offset
+              (acks=1 losses excused as in acked_leader; compacted topics and
+              transactions not known committed skipped under read_committed).
+
+`check_liveness` is separate: after healing, within a bound, some produce is
+acked and some fetch delivers records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sim.checkers.acks import check_acked_durable, check_acked_leader
+from sim.checkers.final import check_final_reads, check_liveness
+from sim.checkers.groups import check_group_offsets, check_group_owners
+from sim.checkers.index import LIVENESS, Violation
+from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
+from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
+from sim.checkers.well_formed import check_history
+from sim.history import PHASE_LIVENESS, History, PhaseStarted
+
+SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
+    check_history,
+    check_acked_durable,
+    check_acked_leader,
+    check_one_value,
+    check_reader_offsets,
+    check_watermarks,
+    check_idempotence,
+    check_read_committed,
+    check_no_phantoms,
+    check_group_owners,
+    check_group_offsets,
+    check_final_reads,
+)
+
+
+def check_all(history: History, *, liveness_bound_ms: int | None = None) -> list[Violation]:
+    """Every safety checker, then liveness from the PHASE_LIVENESS start if a bound is given."""
+    found = [violation for checker in SAFETY_CHECKERS for violation in checker(history)]
+    if liveness_bound_ms is not None:
+        heals = [e for e in history.of_type(PhaseStarted) if e.phase == PHASE_LIVENESS]
+        if not heals:
+            found.append(Violation("history", "a liveness bound was given but no liveness phase"))
+        else:
+            found += check_liveness(history, heal_us=heals[0].at_us, bound_ms=liveness_bound_ms)
+    return found
+
+
+__all__ = [
+    "LIVENESS",
+    "SAFETY_CHECKERS",
+    "Violation",
+    "check_acked_durable",
+    "check_acked_leader",
+    "check_all",
+    "check_final_reads",
+    "check_group_offsets",
+    "check_group_owners",
+    "check_history",
+    "check_idempotence",
+    "check_liveness",
+    "check_no_phantoms",
+    "check_one_value",
+    "check_read_committed",
+    "check_reader_offsets",
+    "check_watermarks",
+]
