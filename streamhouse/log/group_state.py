@@ -33,6 +33,40 @@ class GroupState(enum.Enum):
     DEAD = "Dead"
 
 
+class GroupEvent(enum.Enum):
+    """What moves a group from one state to another."""
+
+    REBALANCE = "a member joined, left, changed or expired: a new generation is prepared"
+    JOINED = "the join phase ended with members: the leader is asked for an assignment"
+    JOINED_EMPTY = "the join phase ended without members"
+    ASSIGNED = "the leader's assignment arrived: every member gets its share"
+    DELETED = "the group was deleted"
+
+
+# Every allowed transition, as Kafka's classic group coordinator allows them; anything else is
+# our bug (`Group._move` asserts). The join phase of an empty group may be prolonged by
+# group.initial.rebalance.delay.ms, hence PreparingRebalance -> PreparingRebalance.
+TRANSITIONS: dict[GroupState, dict[GroupEvent, GroupState]] = {
+    GroupState.EMPTY: {
+        GroupEvent.REBALANCE: GroupState.PREPARING_REBALANCE,
+        GroupEvent.DELETED: GroupState.DEAD,
+    },
+    GroupState.PREPARING_REBALANCE: {
+        GroupEvent.REBALANCE: GroupState.PREPARING_REBALANCE,
+        GroupEvent.JOINED: GroupState.COMPLETING_REBALANCE,
+        GroupEvent.JOINED_EMPTY: GroupState.EMPTY,
+    },
+    GroupState.COMPLETING_REBALANCE: {
+        GroupEvent.REBALANCE: GroupState.PREPARING_REBALANCE,
+        GroupEvent.ASSIGNED: GroupState.STABLE,
+    },
+    GroupState.STABLE: {
+        GroupEvent.REBALANCE: GroupState.PREPARING_REBALANCE,
+    },
+    GroupState.DEAD: {},
+}
+
+
 @dataclass(frozen=True)
 class GroupLimits:
     """The bounds one group is held to."""
@@ -167,6 +201,15 @@ class Group:
     rebalance_deadline_ms: int | None = None
     initial_deadline_max_ms: int | None = None  # set while the initial delay may still grow
     sync_deadline_ms: int | None = None
+
+    def _move(self, event: GroupEvent) -> None:
+        """Take the transition `event` names from the current state; any other is our bug."""
+        following = TRANSITIONS[self.state].get(event)
+        assert following is not None, (
+            f"group {self.group_id!r}: {event.name} ({event.value}) is not allowed in state "
+            f"{self.state.value}"
+        )
+        self.state = following
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -385,7 +428,7 @@ class Group:
                 )
         elif self.state is GroupState.EMPTY and self.limits.initial_rebalance_delay_ms > 0:
             timeout_ms = max(m.rebalance_timeout_ms for m in self.members.values())
-            self.state = GroupState.PREPARING_REBALANCE
+            self._move(GroupEvent.REBALANCE)
             self.rebalance_deadline_ms = now_ms + self.limits.initial_rebalance_delay_ms
             self.initial_deadline_max_ms = now_ms + max(
                 timeout_ms, self.limits.initial_rebalance_delay_ms
@@ -402,7 +445,7 @@ class Group:
             for member in self.members.values():
                 member.assignment = b""
             timeout_ms = max((m.rebalance_timeout_ms for m in self.members.values()), default=0)
-            self.state = GroupState.PREPARING_REBALANCE
+            self._move(GroupEvent.REBALANCE)
             self.rebalance_deadline_ms = now_ms + timeout_ms
             self.initial_deadline_max_ms = None
         if self.initial_deadline_max_ms is None and self._all_joined():
@@ -420,7 +463,7 @@ class Group:
         self.rebalance_deadline_ms = None
         self.initial_deadline_max_ms = None
         if not self.members:
-            self.state = GroupState.EMPTY
+            self._move(GroupEvent.JOINED_EMPTY)
             self.protocol_name = None
             self.protocol_type = None
             self.leader = None
@@ -428,7 +471,7 @@ class Group:
         self.protocol_name = self.select_protocol()
         if self.leader not in self.members:
             self.leader = next(iter(self.members))
-        self.state = GroupState.COMPLETING_REBALANCE
+        self._move(GroupEvent.JOINED)
         self.sync_deadline_ms = now_ms + max(m.rebalance_timeout_ms for m in self.members.values())
         answers = {}
         for member in self.members.values():
@@ -502,7 +545,7 @@ class Group:
         if member_id == self.leader:
             for each in self.members.values():
                 each.assignment = assignments.get(each.member_id, b"")
-            self.state = GroupState.STABLE
+            self._move(GroupEvent.ASSIGNED)
             self.sync_deadline_ms = None
             for each in self.members.values():
                 if each.awaiting_sync:
@@ -638,4 +681,4 @@ class Group:
         """The group was deleted: nothing may join or commit through this object any more."""
         assert not self.members, "only an empty group can be deleted"
         self.pending_members.clear()
-        self.state = GroupState.DEAD
+        self._move(GroupEvent.DELETED)
