@@ -141,7 +141,7 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
     missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if topic is None and auto_create and ctx.settings.auto_create_topics:
         try:
-            topic = await ctx.log.create_topic(name, ctx.settings.default_partition_count)
+            topic = await ctx.log.create_topic(name, ctx.settings.num_partitions)
         except InvalidTopic as error:
             missing = error.code
         except StreamHouseError:
@@ -432,9 +432,7 @@ async def create_topics(ctx: KafkaContext, request: Request) -> Completion:
 
 
 async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
-    count = (
-        ctx.settings.default_partition_count if topic.num_partitions == -1 else topic.num_partitions
-    )
+    count = ctx.settings.num_partitions if topic.num_partitions == -1 else topic.num_partitions
     answer: Values = {
         "name": topic.name,
         "num_partitions": count,
