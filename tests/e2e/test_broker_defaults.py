@@ -1,7 +1,8 @@
 """Broker defaults an operator sets on `streamhouse agent`, as Kafka's broker configs:
 `--num-partitions` (num.partitions) sizes auto-created topics and CreateTopics asking for -1;
 `--no-auto-create-topics` (auto.create.topics.enable=false) makes Metadata answer
-UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist."""
+UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist (INVALID_TOPIC_EXCEPTION for
+an illegal name, as with auto-create on)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ WAIT_S = 15
 METADATA_VERSION = 12
 E_NONE = 0
 E_UNKNOWN_TOPIC_OR_PARTITION = 3
+E_INVALID_TOPIC_EXCEPTION = 17
 
 
 def _metadata_errors(port: int, *names: str) -> dict[str, int]:
@@ -52,9 +54,10 @@ def test_without_auto_create_metadata_answers_unknown_topic(tmp_path: Path) -> N
     try:
         admin = AdminClient({"bootstrap.servers": agent.bootstrap})
         admin.create_topics([NewTopic("made", 1)])["made"].result(WAIT_S)
-        assert _metadata_errors(agent.port, "missing", "made") == {
+        assert _metadata_errors(agent.port, "missing", "made", "bad name!") == {
             "missing": E_UNKNOWN_TOPIC_OR_PARTITION,
             "made": E_NONE,
+            "bad name!": E_INVALID_TOPIC_EXCEPTION,  # illegal, created or not
         }
         assert "missing" not in admin.list_topics(timeout=WAIT_S).topics
     finally:
