@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from streamhouse.cli import groups as groups_cli
+from streamhouse.cli import agent_client
 from streamhouse.cli.streamctl import app
 from tests.e2e.conftest import Agent
 from tests.fixtures.moto_server import free_loopback_port
@@ -34,8 +34,8 @@ WAIT_S = 10
 @pytest.fixture(autouse=True)
 def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables at full width, so long cells are not cut in the captured output."""
-    monkeypatch.setattr(groups_cli, "console", Console(width=250))
-    monkeypatch.setattr(groups_cli, "errors", Console(width=250, stderr=True))
+    monkeypatch.setattr(agent_client, "console", Console(width=250))
+    monkeypatch.setattr(agent_client, "errors", Console(width=250, stderr=True))
 
 
 def streamctl(agent: Agent, *args: str) -> Result:
