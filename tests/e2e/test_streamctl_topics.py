@@ -1,6 +1,6 @@
 """`streamctl topics` against a real agent: list, create, describe, alter-config and delete,
 all through the agent's Kafka admin API (the agent's rules apply, refusals carry Kafka's
-error names); streamctl never opens the metadata store.
+error names; test_streamctl.py checks streamctl never loads the metadata store).
 
 The commands run in-process through Typer's CliRunner; confluent-kafka checks what they did.
 """
@@ -8,9 +8,6 @@ The commands run in-process through Typer's CliRunner; confluent-kafka checks wh
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ from typer.testing import CliRunner, Result
 from streamhouse.cli import agent_client
 from streamhouse.cli.streamctl import app
 from tests.e2e.conftest import Agent, start_agent
-from tests.fixtures.moto_server import free_loopback_port
 
 AGENT_PARTITIONS = 2  # the agent's --num-partitions
 RECORDS_ON_PARTITION_1 = 5
@@ -178,37 +174,3 @@ def test_refusals_are_one_line_with_the_kafka_error_name(
 def test_malformed_commands_are_usage_errors(args: list[str]) -> None:
     result = CliRunner().invoke(app, ["topics", *args])
     assert result.exit_code == 2, result.output
-
-
-@pytest.mark.parametrize("command", ["list", "create", "describe", "alter-config", "delete"])
-def test_every_topics_command_has_help(command: str) -> None:
-    result = CliRunner().invoke(app, ["topics", command, "--help"])
-    assert result.exit_code == 0
-    assert "--bootstrap" in result.output
-
-
-def test_unreachable_agent_is_one_clear_error() -> None:
-    """The entry point as an operator runs it, against a port nobody listens on."""
-    env = {**os.environ, "STREAMHOUSE_BOOTSTRAP": f"127.0.0.1:{free_loopback_port()}"}
-    code = "from streamhouse.cli.streamctl import app; app(prog_name='streamctl')"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "topics", "list", "--timeout", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert "cannot reach an agent at 127.0.0.1:" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-def test_streamctl_never_loads_the_metadata_store() -> None:
-    code = (
-        "import sys, streamhouse.cli.streamctl; "
-        "print(sorted(m for m in sys.modules if m.startswith(('streamhouse.io', 'sqlalchemy'))))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.strip() == "[]"
