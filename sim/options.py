@@ -25,6 +25,12 @@ from streamhouse.config import KIB, MIB, Settings
 P = TypeVar("P")
 
 AGENTS_MAX = 3
+# Settings renamed since reproductions were recorded: old name -> new name.
+RENAMED_SETTINGS = {
+    "default_partition_count": "num_partitions",
+    "offset_metadata_bytes_max": "offset_metadata_max_bytes",
+    "group_members_max": "group_max_size",
+}
 
 CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
 PAUSE = "pause"
@@ -229,7 +235,9 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
         seed=int(raw["seed"]),
         cluster=ClusterOptions(
             agents=int(cluster["agents"]),
-            settings=Settings(**cluster["settings"]),
+            settings=Settings(
+                **{RENAMED_SETTINGS.get(k, k): v for k, v in cluster["settings"].items()}
+            ),
             disk_faults=DiskFaults(**cluster["disk_faults"]),
             object_faults=ObjectStoreFaults(**cluster["object_faults"]),
             metadata_faults=MetadataFaults(**cluster["metadata_faults"]),

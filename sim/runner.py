@@ -145,7 +145,7 @@ async def _run(
     first = cluster.agents[0]
     assert first.running is not None
     await cluster.spawn(
-        first.host, first.running.log.create_topic(workload.topic, workload.partitions), "topic"
+        first.host, first.running.admin.create_topic(workload.topic, workload.partitions), "topic"
     )
     history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
     cluster.arm_faults()

@@ -144,7 +144,7 @@ async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: S
         ),
     )
     try:
-        await on_host(AGENT_HOST, agent.log.create_topic(TOPIC, options.partition_count))
+        await on_host(AGENT_HOST, agent.admin.create_topic(TOPIC, options.partition_count))
         records = _records(rng.fork("workload"), clock.now_ms(), options)
         nemesis = asyncio.ensure_future(_cut(loop, clock, options))
         with pinned_aiokafka(clock, rng.fork("client")):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
 from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.engine.admin import AdminService
+from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import StreamHouseError
@@ -74,6 +76,7 @@ class Agent:
     settings: Settings
     agent_id: str
     log: LogStore
+    admin: AdminService
     metadata: MetadataStore
     objects: ObjectStore
     kafka: KafkaListener
@@ -81,7 +84,8 @@ class Agent:
 
     @property
     def kafka_address(self) -> str:
-        return f"{self.kafka.context.advertised_host}:{self.kafka_port}"
+        advertised = self.admin.cluster.advertised
+        return f"{advertised.host}:{advertised.port}"
 
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, release connections."""
@@ -135,26 +139,25 @@ async def assemble_agent(
     recover the log and start listening. `buggify`: the simulator's switch; production
     passes none (a switch that never fires)."""
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
+    cluster = ClusterDirectory(settings, clock, agent_id)  # a malformed directory stops us here
     log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
     await log.open()
-    host = advertised_host(settings.kafka_host, settings.advertised_host)
     groups = GroupCoordinator(settings, clock, rng, metadata)
     groups.start(log.crashed)
+    admin = AdminService(settings, clock, metadata, log, groups, cluster)
     context = KafkaContext(
-        settings,
-        clock,
-        log,
-        metadata,
-        advertised_apis(),
-        host,
-        0,
-        f"streamhouse-{settings.org}",
-        groups,
+        settings=settings,
+        clock=clock,
+        log=log,
+        metadata=metadata,
+        apis=advertised_apis(),
+        groups=groups,
+        admin=admin,
     )
     kafka = KafkaListener(context)
     port = await kafka.start(settings.kafka_host, settings.kafka_port)
-    context.advertised_port = port
-    return Agent(settings, agent_id, log, metadata, objects, kafka, port)
+    cluster.advertise(advertised_host(settings.kafka_host, settings.advertised_host), port)
+    return Agent(settings, agent_id, log, admin, metadata, objects, kafka, port)
 
 
 async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:

@@ -30,7 +30,7 @@ class Settings:
     # every agent sharing the bucket and metadata store, "agent_id@host:port" in node id
     # order (from 0); empty: this agent alone (see server/kafka_cluster.py)
     cluster_agents: tuple[str, ...] = ()
-    auto_create_topics: bool = True
+    auto_create_topics: bool = True  # Kafka's auto.create.topics.enable (on Metadata requests)
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it
 
@@ -59,18 +59,18 @@ class Settings:
     tail_bytes_max: int = 256 * MIB
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
-    default_partition_count: int = 1
+    num_partitions: int = 1  # Kafka's num.partitions: auto-created topics, CreateTopics with -1
 
     # Idempotent producers
     producers_per_partition_max: int = 10_000  # least recently appending forgotten beyond it
     producer_id_expiration_ms: int = 24 * 3600 * 1000  # Kafka's producer.id.expiration.ms
 
     # Consumer groups
-    offset_metadata_bytes_max: int = 4096  # Kafka's offset.metadata.max.bytes
+    offset_metadata_max_bytes: int = 4096  # Kafka's offset.metadata.max.bytes
     group_initial_rebalance_delay_ms: int = 3000  # Kafka's group.initial.rebalance.delay.ms
     group_min_session_timeout_ms: int = 6000  # Kafka's group.min.session.timeout.ms
     group_max_session_timeout_ms: int = 1_800_000  # Kafka's group.max.session.timeout.ms
-    group_members_max: int = 1000  # Kafka's group.max.size; beyond: GROUP_MAX_SIZE_REACHED
+    group_max_size: int = 1000  # Kafka's group.max.size; beyond: GROUP_MAX_SIZE_REACHED
     groups_max: int = 10_000  # groups one agent coordinates; beyond: COORDINATOR_NOT_AVAILABLE
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # Kafka's offsets.retention.minutes
     offsets_retention_check_interval_ms: int = 600_000
@@ -102,6 +102,13 @@ class Settings:
             ),
             "flush_interval_ms and wal_group_wait_ms must not be negative": (
                 self.flush_interval_ms >= 0 and self.wal_group_wait_ms >= 0
+            ),
+            "num_partitions must be at least 1": self.num_partitions >= 1,
+            "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms": (
+                0 <= self.group_min_session_timeout_ms <= self.group_max_session_timeout_ms
+            ),
+            "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
+                self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0
             ),
         }
         broken = [rule for rule, holds in checks.items() if not holds]

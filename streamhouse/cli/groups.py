@@ -1,14 +1,13 @@
 """`streamctl groups`: list, describe, lag, reset-offsets and delete consumer groups.
 
-Unlike the topic commands these talk to a running agent over the Kafka
-protocol (through librdkafka's admin client), since group membership lives in
-the agent's coordinator, not in the metadata store.
+Like every streamctl command these talk to a running agent over the Kafka protocol
+(`agent_client`): group membership lives in the agent's coordinator.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,42 +20,35 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._group import ConsumerGroupDescription
 from confluent_kafka.admin._listoffsets import OffsetSpec
-from rich.console import Console
 from rich.table import Table
+
+from streamhouse.cli.agent_client import (
+    DEFAULT_BOOTSTRAP,
+    DEFAULT_TIMEOUT_S,
+    AgentAdmin,
+    Bootstrap,
+    CommandError,
+    Output,
+    OutputFormat,
+    TimeoutS,
+    error_code,
+    reason,
+    run_command,
+    say,
+    show_rows,
+)
 
 groups = typer.Typer(
     help="Inspect and manage consumer groups on a running agent (over the Kafka protocol).",
     no_args_is_help=True,
 )
-console = Console()
-errors = Console(stderr=True)
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_TIMEOUT_S = 10.0
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset there
 INACTIVE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
 
-Bootstrap = Annotated[
-    str,
-    typer.Option(
-        "--bootstrap",
-        "-b",
-        envvar="STREAMHOUSE_BOOTSTRAP",
-        help="host:port of a running agent's Kafka listener.",
-    ),
-]
-TimeoutS = Annotated[
-    float,
-    typer.Option("--timeout", min=0.1, help="Seconds to wait for each answer from the agent."),
-]
 GroupId = Annotated[str, typer.Argument(metavar="GROUP", help="The consumer group's id.")]
-
-
-class GroupsError(Exception):
-    """A failure said to the operator as one message, with exit code 1."""
 
 
 @dataclass(frozen=True)
@@ -74,49 +66,17 @@ class PartitionLag:
         return None if self.committed is None else max(0, self.log_end - self.committed)
 
 
-class GroupAdmin:
-    """The admin calls the commands need, each bounded by `timeout_s`, failures as GroupsError."""
-
-    def __init__(self, bootstrap: str, timeout_s: float) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self._admin = AdminClient(
-            {
-                "bootstrap.servers": bootstrap,
-                "log_level": 0,  # failures are reported once, here, not by librdkafka's logger
-                "socket.timeout.ms": int(timeout_s * 1000),
-            }
-        )
-        self._check_reachable()
-
-    def _check_reachable(self) -> None:
-        try:
-            self._admin.list_topics(timeout=self.timeout_s)
-        except KafkaException as exc:
-            raise GroupsError(
-                f"cannot reach an agent at {self.bootstrap} within {self.timeout_s:g} s "
-                f"({_reason(exc)}). Is `streamhouse agent` running there? "
-                "Set --bootstrap or STREAMHOUSE_BOOTSTRAP."
-            ) from exc
-
-    def _wait(self, future: concurrent.futures.Future[Any], what: str) -> Any:
-        try:
-            return future.result(timeout=self.timeout_s)
-        except KafkaException as exc:
-            raise GroupsError(f"{what} failed: {_reason(exc)}") from exc
-        except concurrent.futures.TimeoutError as exc:
-            raise GroupsError(
-                f"{what}: the agent at {self.bootstrap} did not answer within {self.timeout_s:g} s"
-            ) from exc
+class GroupAdmin(AgentAdmin):
+    """The group admin calls the commands need, failures as CommandError."""
 
     def list_groups(self) -> list[Any]:
-        future = self._admin.list_consumer_groups(request_timeout=self.timeout_s)
-        result = self._wait(future, "listing groups")
+        future = self.admin.list_consumer_groups(request_timeout=self.timeout_s)
+        result = self.wait(future, "listing groups")
         return sorted(result.valid, key=lambda listing: listing.group_id)
 
     def describe(self, group_id: str) -> ConsumerGroupDescription:
-        futures = self._admin.describe_consumer_groups([group_id], request_timeout=self.timeout_s)
-        description: ConsumerGroupDescription = self._wait(
+        futures = self.admin.describe_consumer_groups([group_id], request_timeout=self.timeout_s)
+        description: ConsumerGroupDescription = self.wait(
             futures[group_id], f"describing group {group_id!r}"
         )
         return description
@@ -124,84 +84,53 @@ class GroupAdmin:
     def committed(self, group_id: str) -> dict[tuple[str, int], int]:
         """The group's committed offsets by (topic, partition)."""
         request = [ConsumerGroupTopicPartitions(group_id)]
-        futures = self._admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
-        result = self._wait(futures[group_id], f"fetching the offsets of group {group_id!r}")
+        futures = self.admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
+        result = self.wait(futures[group_id], f"fetching the offsets of group {group_id!r}")
         found = {}
         for tp in result.topic_partitions or []:
             if tp.error is not None:
-                raise GroupsError(f"fetching the offset of {tp.topic}-{tp.partition}: {tp.error}")
+                raise CommandError(f"fetching the offset of {tp.topic}-{tp.partition}: {tp.error}")
             if tp.offset != NO_OFFSET:
                 found[(tp.topic, tp.partition)] = tp.offset
         return found
 
-    def partitions(self, topic: str) -> list[int]:
-        try:
-            # All topics: asking for one by name would let the agent auto-create it.
-            cluster = self._admin.list_topics(timeout=self.timeout_s)
-        except KafkaException as exc:
-            raise GroupsError(f"looking up topic {topic!r} failed: {_reason(exc)}") from exc
-        found = cluster.topics.get(topic)
-        if found is None or found.error is not None or not found.partitions:
-            raise GroupsError(f"topic {topic!r} does not exist")
-        return sorted(found.partitions)
-
-    def offsets(
-        self, tps: Sequence[tuple[str, int]], spec: OffsetSpec
-    ) -> dict[tuple[str, int], int]:
-        """The offset `spec` names (earliest, latest or by time) in each partition."""
-        if not tps:
-            return {}
-        request = {TopicPartition(topic, partition): spec for topic, partition in tps}
-        futures = self._admin.list_offsets(request, request_timeout=self.timeout_s)
-        return {
-            (tp.topic, tp.partition): self._wait(future, f"listing offsets of {tp.topic}").offset
-            for tp, future in futures.items()
-        }
-
     def alter(self, group_id: str, targets: Mapping[tuple[str, int], int]) -> None:
         tps = [TopicPartition(topic, part, offset) for (topic, part), offset in targets.items()]
         request = [ConsumerGroupTopicPartitions(group_id, tps)]
-        futures = self._admin.alter_consumer_group_offsets(request, request_timeout=self.timeout_s)
-        result = self._wait(futures[group_id], f"resetting the offsets of group {group_id!r}")
+        futures = self.admin.alter_consumer_group_offsets(request, request_timeout=self.timeout_s)
+        result = self.wait(futures[group_id], f"resetting the offsets of group {group_id!r}")
         failed = [tp for tp in result.topic_partitions or [] if tp.error is not None]
         if failed:
             shown = ", ".join(f"{tp.topic}-{tp.partition}: {tp.error}" for tp in failed)
-            raise GroupsError(f"the agent refused some offsets of group {group_id!r}: {shown}")
+            raise CommandError(f"the agent refused some offsets of group {group_id!r}: {shown}")
 
     def delete(self, group_id: str) -> None:
-        futures = self._admin.delete_consumer_groups([group_id], request_timeout=self.timeout_s)
+        futures = self.admin.delete_consumer_groups([group_id], request_timeout=self.timeout_s)
         try:
             futures[group_id].result(timeout=self.timeout_s)
         except KafkaException as exc:
-            code = exc.args[0].code() if exc.args else None
+            code = error_code(exc)
             if code == KafkaError.GROUP_ID_NOT_FOUND:
-                raise GroupsError(f"no consumer group named {group_id!r}") from exc
+                raise CommandError(f"no consumer group named {group_id!r}") from exc
             if code == KafkaError.NON_EMPTY_GROUP:
-                raise GroupsError(
+                raise CommandError(
                     f"group {group_id!r} still has active members; stop its consumers first"
                 ) from exc
-            raise GroupsError(f"deleting group {group_id!r} failed: {_reason(exc)}") from exc
+            raise CommandError(f"deleting group {group_id!r} failed: {reason(exc)}") from exc
         except concurrent.futures.TimeoutError as exc:
-            raise GroupsError(f"deleting group {group_id!r}: no answer in time") from exc
+            raise CommandError(f"deleting group {group_id!r}: no answer in time") from exc
 
     def known_group(
         self, group_id: str
     ) -> tuple[ConsumerGroupDescription, dict[tuple[str, int], int]]:
-        """The group's description and committed offsets; GroupsError if it has neither."""
+        """The group's description and committed offsets; CommandError if it has neither."""
         description = self.describe(group_id)
         committed = self.committed(group_id)
         if description.state in INACTIVE_STATES - {ConsumerGroupState.EMPTY} and not (
             committed or description.members
         ):
-            raise GroupsError(f"no consumer group named {group_id!r} (no members, no offsets)")
+            raise CommandError(f"no consumer group named {group_id!r} (no members, no offsets)")
         return description, committed
-
-
-def _reason(exc: KafkaException) -> str:
-    error = exc.args[0] if exc.args else None
-    if isinstance(error, KafkaError):
-        return f"{error.name()}: {error.str()}"
-    return str(exc)
 
 
 def _state(description: ConsumerGroupDescription) -> str:
@@ -219,33 +148,29 @@ def _owners(description: ConsumerGroupDescription) -> dict[tuple[str, int], str]
     return owners
 
 
-def _run(work: Callable[[GroupAdmin], None], bootstrap: str, timeout_s: float) -> None:
-    try:
-        work(GroupAdmin(bootstrap, timeout_s))
-    except GroupsError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-
-
 # ---------------------------------------------------------------- commands
 
 
 @groups.command("list")
 def list_groups(
-    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, timeout_s: TimeoutS = DEFAULT_TIMEOUT_S
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    output: OutputFormat = Output.TABLE,
 ) -> None:
     """List the consumer groups the agent knows, with their states."""
 
     def work(admin: GroupAdmin) -> None:
-        table = Table("group", "state", "simple")
-        for listing in admin.list_groups():
-            state = listing.state.name if listing.state is not None else "UNKNOWN"
-            table.add_row(
-                listing.group_id, state, "yes" if listing.is_simple_consumer_group else "no"
-            )
-        console.print(table)
+        rows = [
+            {
+                "group": listing.group_id,
+                "state": listing.state.name if listing.state is not None else "UNKNOWN",
+                "simple": listing.is_simple_consumer_group,
+            }
+            for listing in admin.list_groups()
+        ]
+        show_rows(rows, ("group", "state", "simple"), output)
 
-    _run(work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, bootstrap, timeout_s)
 
 
 @groups.command("describe")
@@ -260,7 +185,7 @@ def describe_group(
         description, _ = admin.known_group(group_id)
         coordinator = description.coordinator
         where = f"{coordinator.host}:{coordinator.port}" if coordinator is not None else "-"
-        console.print(
+        say(
             f"group [bold]{group_id}[/bold]  state {_state(description)}  "
             f"assignor {description.partition_assignor or '-'}  coordinator {where}"
         )
@@ -275,9 +200,9 @@ def describe_group(
                 ", ".join(f"{topic}-{partition}" for topic, partition in assigned) or "-",
                 member.member_id,
             )
-        console.print(table)
+        say(table)
 
-    _run(work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, bootstrap, timeout_s)
 
 
 @groups.command("lag")
@@ -302,9 +227,9 @@ def group_lag(
             PartitionLag(t, p, committed.get((t, p)), ends[(t, p)], owners.get((t, p), "-"))
             for t, p in tps
         ]
-        console.print(_lag_table(group_id, rows))
+        say(_lag_table(group_id, rows))
 
-    _run(work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, bootstrap, timeout_s)
 
 
 def _lag_table(group_id: str, rows: list[PartitionLag]) -> Table:
@@ -376,7 +301,7 @@ def reset_offsets(
     def work(admin: GroupAdmin) -> None:
         description = admin.describe(group_id)
         if description.members or description.state not in INACTIVE_STATES:
-            raise GroupsError(
+            raise CommandError(
                 f"group {group_id!r} is {_state(description)} with {len(description.members)} "
                 "active member(s); offsets can be reset only while a group has no members. "
                 "Stop its consumers and retry."
@@ -385,7 +310,7 @@ def reset_offsets(
         if partition:
             missing = sorted(set(partition) - set(partitions))
             if missing:
-                raise GroupsError(f"topic {topic!r} has no partition(s) {missing}")
+                raise CommandError(f"topic {topic!r} has no partition(s) {missing}")
             partitions = sorted(set(partition))
         tps = [(topic, index) for index in partitions]
         targets = _targets(admin, tps, to_earliest, to_latest, to_offset, at_ms)
@@ -394,14 +319,14 @@ def reset_offsets(
         for tp in tps:
             old = current.get(tp)
             table.add_row(tp[0], str(tp[1]), "-" if old is None else str(old), str(targets[tp]))
-        console.print(table)
+        say(table)
         if dry_run:
-            console.print("dry run: no offset changed")
+            say("dry run: no offset changed")
             return
         admin.alter(group_id, targets)
-        console.print(f"reset {len(targets)} partition(s) of group [bold]{group_id}[/bold]")
+        say(f"reset {len(targets)} partition(s) of group [bold]{group_id}[/bold]")
 
-    _run(work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, bootstrap, timeout_s)
 
 
 def _parse_datetime_ms(text: str) -> int:
@@ -450,6 +375,6 @@ def delete_group(
 
     def work(admin: GroupAdmin) -> None:
         admin.delete(group_id)
-        console.print(f"deleted group [bold]{group_id}[/bold]")
+        say(f"deleted group [bold]{group_id}[/bold]")
 
-    _run(work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, bootstrap, timeout_s)

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from streamhouse import __version__
-from streamhouse.cli.options import DataDir, MetadataUrl, ObjectStoreUrl, S3Endpoint
 from streamhouse.config import HTTP_DISABLED, Settings
 
 console = Console(stderr=True)
+EXIT_USAGE = 2  # as click exits on a bad option
 
 AgentRunner = Callable[[Settings], int]
 """Runs an agent until it stops; returns the process exit code."""
@@ -68,73 +69,140 @@ def redacted(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def setting(name: str, help: str, *flags: str, envvar: str = "") -> Any:
+    """The `streamhouse agent` option of the Settings field `name`: flag `--name-with-dashes`
+    and environment variable `STREAMHOUSE_NAME` unless others are given; its parameter is
+    named `name` and defaults to `Settings.name`, so names and defaults live in Settings."""
+    return typer.Option(
+        *(flags or ("--" + name.replace("_", "-"),)),
+        envvar=envvar or "STREAMHOUSE_" + name.upper(),
+        help=help,
+    )
+
+
 def build_app(run_agent: AgentRunner) -> typer.Typer:
     """The `streamhouse` command, whose `agent` subcommand calls `run_agent`."""
     app = typer.Typer(help="StreamHouse: an S3-native event streaming agent.", no_args_is_help=True)
 
     @app.command()
     def agent(
-        data_dir: DataDir = "./data",
-        metadata: MetadataUrl = "",
-        object_store: ObjectStoreUrl = "",
-        s3_endpoint: S3Endpoint = "",
-        agent_id: str = typer.Option(
-            "", envvar="STREAMHOUSE_AGENT_ID", help="Default: kept in data dir."
-        ),
-        kafka_host: str = typer.Option(
-            "127.0.0.1", envvar="STREAMHOUSE_KAFKA_HOST", help="Address the Kafka listener binds."
-        ),
-        kafka_port: int = typer.Option(9092, envvar="STREAMHOUSE_KAFKA_PORT", help="Kafka port."),
-        http_host: str = typer.Option(
-            "127.0.0.1",
-            envvar="STREAMHOUSE_HTTP_HOST",
-            help="Address of /health, /ready, /metrics.",
-        ),
-        http_port: int = typer.Option(
-            8080,
-            envvar="STREAMHOUSE_HTTP_PORT",
-            help=f"HTTP port; {HTTP_DISABLED} turns HTTP off.",
-        ),
-        advertised_host: str = typer.Option(
-            "", envvar="STREAMHOUSE_ADVERTISED_HOST", help="Host clients are told to connect to."
-        ),
-        storage: str = typer.Option(
-            "real", help="'null' discards every write: a benchmark baseline, never for data."
-        ),
-        flush_interval_ms: int = typer.Option(
-            200,
-            envvar="STREAMHOUSE_FLUSH_INTERVAL_MS",
-            help="Longest wait before pending data is flushed.",
-        ),
-        group_initial_rebalance_delay_ms: int = typer.Option(
-            3000,
-            envvar="STREAMHOUSE_GROUP_INITIAL_REBALANCE_DELAY_MS",
-            help="How long a new group waits for more members before its first generation.",
-        ),
-        group_min_session_timeout_ms: int = typer.Option(
-            6000,
-            envvar="STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
-            help="Shortest session timeout a group member may ask for.",
-        ),
+        options: typer.Context,
+        data_dir: Annotated[
+            str, setting("data_dir", "Where the WAL, the agent id and embedded defaults live.")
+        ] = Settings.data_dir,
+        metadata_url: Annotated[
+            str,
+            setting(
+                "metadata_url",
+                "sqlite:///path or postgresql://user@host/db; default: SQLite in the data dir.",
+            ),
+        ] = Settings.metadata_url,
+        object_store_url: Annotated[
+            str,
+            setting(
+                "object_store_url",
+                "s3://bucket/prefix or a directory; default: objects/ in the data dir.",
+                "--object-store",
+                envvar="STREAMHOUSE_OBJECT_STORE",
+            ),
+        ] = Settings.object_store_url,
+        s3_endpoint_url: Annotated[
+            str,
+            setting(
+                "s3_endpoint_url",
+                "Endpoint URL of an S3-compatible store (MinIO, moto); credentials from AWS_*.",
+                "--s3-endpoint",
+                envvar="STREAMHOUSE_S3_ENDPOINT",
+            ),
+        ] = Settings.s3_endpoint_url,
+        agent_id: Annotated[
+            str, setting("agent_id", "Default: generated once, kept in the data dir.")
+        ] = Settings.agent_id,
+        kafka_host: Annotated[
+            str, setting("kafka_host", "Address the Kafka listener binds.")
+        ] = Settings.kafka_host,
+        kafka_port: Annotated[int, setting("kafka_port", "Kafka port.")] = Settings.kafka_port,
+        http_host: Annotated[
+            str, setting("http_host", "Address of /health, /ready, /metrics.")
+        ] = Settings.http_host,
+        http_port: Annotated[
+            int, setting("http_port", f"HTTP port; {HTTP_DISABLED} turns HTTP off.")
+        ] = Settings.http_port,
+        advertised_host: Annotated[
+            str, setting("advertised_host", "Host clients are told to connect to.")
+        ] = Settings.advertised_host,
+        storage: Annotated[
+            str,
+            setting(
+                "storage", "'null' discards every write: a benchmark baseline, never for data."
+            ),
+        ] = Settings.storage,
+        flush_interval_ms: Annotated[
+            int, setting("flush_interval_ms", "Longest wait before pending data is flushed.")
+        ] = Settings.flush_interval_ms,
+        num_partitions: Annotated[
+            int,
+            setting(
+                "num_partitions",
+                "Partitions of auto-created topics and of CreateTopics asking for -1 "
+                "(Kafka's num.partitions).",
+            ),
+        ] = Settings.num_partitions,
+        auto_create_topics: Annotated[
+            bool,
+            setting(
+                "auto_create_topics",
+                "Create a topic a client asks Metadata for (Kafka's auto.create.topics.enable).",
+                "--auto-create-topics/--no-auto-create-topics",
+            ),
+        ] = Settings.auto_create_topics,
+        group_initial_rebalance_delay_ms: Annotated[
+            int,
+            setting(
+                "group_initial_rebalance_delay_ms",
+                "How long a new group waits for more members before its first generation.",
+            ),
+        ] = Settings.group_initial_rebalance_delay_ms,
+        group_min_session_timeout_ms: Annotated[
+            int,
+            setting(
+                "group_min_session_timeout_ms",
+                "Shortest session timeout a group member may ask for.",
+            ),
+        ] = Settings.group_min_session_timeout_ms,
+        group_max_session_timeout_ms: Annotated[
+            int,
+            setting(
+                "group_max_session_timeout_ms",
+                "Longest session timeout a group member may ask for.",
+            ),
+        ] = Settings.group_max_session_timeout_ms,
+        group_max_size: Annotated[
+            int,
+            setting("group_max_size", "Most members one consumer group may have."),
+        ] = Settings.group_max_size,
+        offsets_retention_ms: Annotated[
+            int,
+            setting(
+                "offsets_retention_ms",
+                "How long an empty group's committed offsets are kept "
+                "(Kafka's offsets.retention.minutes, in ms).",
+            ),
+        ] = Settings.offsets_retention_ms,
+        offset_metadata_max_bytes: Annotated[
+            int,
+            setting(
+                "offset_metadata_max_bytes", "Longest metadata string an offset commit may carry."
+            ),
+        ] = Settings.offset_metadata_max_bytes,
     ) -> None:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""
-        settings = Settings(
-            data_dir=data_dir,
-            metadata_url=metadata,
-            object_store_url=object_store,
-            s3_endpoint_url=s3_endpoint,
-            agent_id=agent_id,
-            flush_interval_ms=flush_interval_ms,
-            storage=storage,
-            kafka_host=kafka_host,
-            kafka_port=kafka_port,
-            http_host=http_host,
-            http_port=http_port,
-            advertised_host=advertised_host,
-            group_initial_rebalance_delay_ms=group_initial_rebalance_delay_ms,
-            group_min_session_timeout_ms=group_min_session_timeout_ms,
-        )
+        try:
+            settings = Settings(**options.params)
+        except ValueError as error:
+            print_status("cannot start", str(error))
+            raise typer.Exit(EXIT_USAGE) from error
         code = run_agent(settings)
         if code:
             raise typer.Exit(code)

@@ -82,12 +82,7 @@ class GroupCoordinator:
         self._clock = clock
         self._rng = rng
         self._metadata = metadata
-        self._limits = GroupLimits(
-            members_max=settings.group_members_max,
-            initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
-            session_timeout_min_ms=settings.group_min_session_timeout_ms,
-            session_timeout_max_ms=settings.group_max_session_timeout_ms,
-        )
+        self._limits = GroupLimits.of(settings)
         self._groups: dict[str, Group] = {}
         self._joins: dict[tuple[str, str], asyncio.Future[JoinResponse]] = {}
         self._syncs: dict[tuple[str, str], asyncio.Future[SyncResponse]] = {}
@@ -354,7 +349,7 @@ class GroupCoordinator:
             metadata_bytes = len((wanted.metadata or "").encode())
             if count is None or not 0 <= tp.partition < count:
                 answers[tp] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-            elif metadata_bytes > self._settings.offset_metadata_bytes_max:
+            elif metadata_bytes > self._settings.offset_metadata_max_bytes:
                 answers[tp] = ErrorCode.OFFSET_METADATA_TOO_LARGE
             else:
                 accepted[tp] = CommittedOffset(

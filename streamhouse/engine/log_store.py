@@ -50,7 +50,6 @@ from streamhouse.log.producer_state import (
 )
 from streamhouse.log.tail import TailBatch
 from streamhouse.log.timestamps import first_at_or_after
-from streamhouse.log.topics import validate_topic_name
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
@@ -64,7 +63,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import LEASE_RENEW_LATE, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
-from streamhouse.ports.metadata import MetadataStore, TopicRecord
+from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 
@@ -224,15 +223,7 @@ class LogStore:
             except StorageError:
                 return  # the leases expire on their own
 
-    # --- topics and partitions ---------------------------------------------------------------
-
-    async def create_topic(
-        self, name: str, partition_count: int, configs: Mapping[str, str] | None = None
-    ) -> TopicRecord:
-        validate_topic_name(name)
-        return await self._metadata.create_topic(
-            name, partition_count, configs or {}, self._clock.now_ms()
-        )
+    # --- partitions ---------------------------------------------------------------------------
 
     def led_partition(self, tp: TopicPartition) -> PartitionLog | None:
         return self._partitions.get(tp)

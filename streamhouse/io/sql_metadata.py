@@ -286,10 +286,6 @@ class SqlMetadataCore:
     def create_topic(
         self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
     ) -> TopicRecord:
-        if partition_count < 1:
-            raise InvalidPartitions(
-                f"topic {name!r} needs at least one partition, got {partition_count}"
-            )
         record = TopicRecord(name, partition_count, dict(configs), now_ms)
         return self._write("create_topic", lambda conn: _insert_topic(conn, record))
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from streamhouse.config import Settings
 from streamhouse.errors import ErrorCode
 
 NO_GENERATION = -1
 INITIAL_GENERATION = 0
 REQUIRE_MEMBER_ID_VERSION_MIN = 4  # JoinGroup v4+: a first join without an id is sent back for one
-GROUP_MEMBERS_MAX = 1000
 GROUP_PROTOCOLS_MAX = 32  # protocols one member may offer
 Protocols = tuple[tuple[str, bytes], ...]  # (name, metadata), in the member's order of preference
 
@@ -69,12 +69,24 @@ TRANSITIONS: dict[GroupState, dict[GroupEvent, GroupState]] = {
 
 @dataclass(frozen=True)
 class GroupLimits:
-    """The bounds one group is held to."""
+    """The bounds one group is held to: the agent's `Settings.group_<name>` (Kafka's broker
+    configs group.max.size, group.initial.rebalance.delay.ms, group.min/max.session.timeout.ms),
+    whose defaults are these."""
 
-    members_max: int = GROUP_MEMBERS_MAX  # members plus ids handed out and not yet used
-    initial_rebalance_delay_ms: int = 3000
-    session_timeout_min_ms: int = 6000
-    session_timeout_max_ms: int = 1_800_000
+    max_size: int = Settings.group_max_size  # members plus ids handed out and not yet used
+    initial_rebalance_delay_ms: int = Settings.group_initial_rebalance_delay_ms
+    min_session_timeout_ms: int = Settings.group_min_session_timeout_ms
+    max_session_timeout_ms: int = Settings.group_max_session_timeout_ms
+
+    @classmethod
+    def of(cls, settings: Settings) -> GroupLimits:
+        """The limits an agent's settings set."""
+        return cls(
+            max_size=settings.group_max_size,
+            initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
+            min_session_timeout_ms=settings.group_min_session_timeout_ms,
+            max_session_timeout_ms=settings.group_max_session_timeout_ms,
+        )
 
 
 @dataclass(frozen=True)
@@ -294,9 +306,9 @@ class Group:
         if not self.group_id:
             return ErrorCode.INVALID_GROUP_ID
         if not (
-            self.limits.session_timeout_min_ms
+            self.limits.min_session_timeout_ms
             <= request.session_timeout_ms
-            <= self.limits.session_timeout_max_ms
+            <= self.limits.max_session_timeout_ms
         ):
             return ErrorCode.INVALID_SESSION_TIMEOUT
         if self.state is GroupState.DEAD:
@@ -311,7 +323,7 @@ class Group:
         return JoinOutcome(member_id, JoinResponse(error, member_id=member_id), self._effects())
 
     def _full(self) -> bool:
-        return len(self.members) + len(self.pending_members) >= self.limits.members_max
+        return len(self.members) + len(self.pending_members) >= self.limits.max_size
 
     def _join_unknown(self, request: JoinRequest, fresh_id: str, now_ms: int) -> JoinOutcome:
         new_id = f"{request.client_id or 'member'}-{fresh_id}"

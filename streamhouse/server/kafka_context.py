@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.admin import AdminService
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.kafka.apis import ApiTable
@@ -29,12 +30,10 @@ class KafkaContext:
     settings: Settings
     clock: Clock
     log: LogStore
-    metadata: MetadataStore
+    metadata: MetadataStore  # producer ids only; topics and groups go through `admin`
     apis: ApiTable
-    advertised_host: str
-    advertised_port: int
-    cluster_id: str
     groups: GroupCoordinator
+    admin: AdminService
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
 
 

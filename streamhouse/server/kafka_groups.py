@@ -1,25 +1,23 @@
-"""Kafka handlers of the consumer group APIs, over the group coordinator service.
+"""Kafka handlers of the consumer group APIs, over the group coordinator and admin services.
 
-FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-DescribeGroups, ListGroups, DeleteGroups and OffsetDelete. Like the handlers in
-`kafka_handlers`, each returns a coroutine yielding version-agnostic response values;
-JoinGroup and SyncGroup's coroutines wait for the rebalance. OffsetDelete is the one
-place the broker reads the consumer protocol's subscription metadata.
+FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit and OffsetFetch
+go to the coordinator; DescribeGroups, ListGroups, DeleteGroups and OffsetDelete to the
+admin service. Like the handlers in `kafka_handlers`, each returns a coroutine yielding
+version-agnostic response values; JoinGroup and SyncGroup's coroutines wait for the
+rebalance.
 """
 
 from __future__ import annotations
 
-import struct
 from contextvars import ContextVar
 from typing import Any
 
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
-from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
+from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import CommittedOffset
-from streamhouse.server.kafka_cluster import coordinator
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 KEY_TYPE_GROUP = 0
@@ -27,9 +25,7 @@ KEY_TYPE_TRANSACTION = 1
 NO_OFFSET = -1
 NO_EPOCH = -1
 UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
-CONSUMER_PROTOCOL_TYPE = "consumer"
 NO_COORDINATOR: Values = {"node_id": -1, "host": "", "port": -1}
-CLASSIC_GROUP_TYPE = "classic"
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
 set by the listener for each connection's task."""
@@ -55,7 +51,7 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
         if error is not ErrorCode.NONE:
             unknown = f"unknown key type {key_type}"
             return {"error_code": error, "error_message": unknown, **NO_COORDINATOR}
-        agent = coordinator(ctx, key)
+        agent = ctx.admin.cluster.coordinator(key)
         return {
             "error_code": error,
             "error_message": None,
@@ -269,7 +265,7 @@ def _fetched(
 
 async def describe_groups(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    described = [_described(await ctx.groups.describe(group_id)) for group_id in body.groups]
+    described = [_described(await ctx.admin.describe_group(group_id)) for group_id in body.groups]
     return done({"throttle_time": 0, "groups": described})
 
 
@@ -298,72 +294,47 @@ def _described(summary: GroupSummary) -> Values:
 
 async def list_groups(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    states = {s.lower() for s in getattr(body, "states_filter", ())}
-    types = {t.lower() for t in getattr(body, "types_filter", ())}
+    listings = await ctx.admin.list_groups(
+        getattr(body, "states_filter", ()), getattr(body, "types_filter", ())
+    )
     listed = [
         {
             "group_id": g.group_id,
             "protocol_type": g.protocol_type,
             "group_state": g.state.value,
-            "group_type": CLASSIC_GROUP_TYPE,
+            "group_type": g.group_type,
         }
-        for g in await ctx.groups.list_groups()
-        if (not states or g.state.value.lower() in states)
-        and (not types or CLASSIC_GROUP_TYPE in types)
+        for g in listings
     ]
     return done({"throttle_time": 0, "error_code": 0, "groups": listed})
 
 
 async def delete_groups(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    results = [
-        {"group_id": group_id, "error_code": await ctx.groups.delete_group(group_id)}
-        for group_id in body.groups_names
-    ]
+    results = []
+    for group_id in body.groups_names:
+        try:
+            await ctx.admin.delete_group(group_id)
+            results.append({"group_id": group_id, "error_code": 0})
+        except StreamHouseError as error:
+            results.append({"group_id": group_id, "error_code": error.code})
     return done({"throttle_time": 0, "results": results})
 
 
 async def offset_delete(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    summary = await ctx.groups.describe(body.group_id)
-    if summary.state is GroupState.DEAD:
-        return done({"throttle_time": 0, "error_code": ErrorCode.GROUP_ID_NOT_FOUND, "topics": []})
-    if summary.members and summary.protocol_type != CONSUMER_PROTOCOL_TYPE:
-        return done({"throttle_time": 0, "error_code": ErrorCode.NON_EMPTY_GROUP, "topics": []})
-    subscribed: set[str] = set()
-    for metadata in ctx.groups.subscriptions(body.group_id):
-        subscribed |= subscribed_topics(metadata)
-    topics = []
-    deletable = []
-    for topic in body.topics:
-        error = ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC if topic.name in subscribed else ErrorCode.NONE
-        if error is ErrorCode.NONE:
-            deletable += [TopicPartition(topic.name, p.partition_index) for p in topic.partitions]
-        parts = [
-            {"partition_index": p.partition_index, "error_code": error} for p in topic.partitions
-        ]
-        topics.append({"name": topic.name, "partitions": parts})
-    if deletable:
-        await ctx.groups.delete_offsets(body.group_id, deletable)
-    return done({"throttle_time": 0, "error_code": 0, "topics": topics})
-
-
-def subscribed_topics(metadata: bytes) -> set[str]:
-    """The topics a consumer protocol subscription (any version) names; empty if unreadable.
-
-    Layout: int16 version, int32 topic count, then each topic as int16 length + UTF-8.
-    """
+    wanted = [
+        TopicPartition(topic.name, p.partition_index)
+        for topic in body.topics
+        for p in topic.partitions
+    ]
     try:
-        (count,) = struct.unpack_from(">i", metadata, 2)
-        position = 6
-        topics = set()
-        for _ in range(max(count, 0)):
-            (length,) = struct.unpack_from(">h", metadata, position)
-            position += 2
-            if length < 0 or position + length > len(metadata):
-                return set()
-            topics.add(metadata[position : position + length].decode())
-            position += length
-        return topics
-    except (struct.error, UnicodeDecodeError):
-        return set()
+        answers = await ctx.admin.delete_offsets(body.group_id, wanted)
+    except StreamHouseError as error:
+        return done({"throttle_time": 0, "error_code": error.code, "topics": []})
+    parts = [{"partition_index": tp.partition, "error_code": _code(answers[tp])} for tp in wanted]
+    return done({"throttle_time": 0, "error_code": 0, "topics": _by_topic(wanted, parts)})
+
+
+def _code(error: StreamHouseError | None) -> int:
+    return ErrorCode.NONE if error is None else error.code

@@ -8,18 +8,11 @@ order) and leaves only the ack wait to the coroutine.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 from streamhouse.engine.log_store import AppendResult
 from streamhouse.engine.waiting import sleep_or_until
-from streamhouse.errors import (
-    ErrorCode,
-    InvalidPartitions,
-    InvalidTopic,
-    StreamHouseError,
-    UnknownTopicOrPartition,
-)
+from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.fetch_sessions import (
@@ -28,17 +21,18 @@ from streamhouse.kafka.fetch_sessions import (
     Resolved,
 )
 from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
-from streamhouse.log.topics import validate_topic_name
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import TopicRecord
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,
+    create_topics,
     delete_topics,
+    describe_cluster,
     describe_configs,
     incremental_alter_configs,
 )
-from streamhouse.server.kafka_cluster import cluster_agents, leader_node, self_node
+from streamhouse.server.kafka_cluster import broker
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
 from streamhouse.server.kafka_groups import (
     delete_groups,
@@ -53,11 +47,7 @@ from streamhouse.server.kafka_groups import (
     offset_fetch,
     sync_group,
 )
-from streamhouse.server.kafka_offsets import (
-    delete_records,
-    describe_cluster,
-    offset_for_leader_epoch,
-)
+from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
 from streamhouse.server.kafka_producers import init_producer_id
 
 EARLIEST_TIMESTAMP = -2
@@ -66,19 +56,7 @@ NO_OFFSET = -1
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
 NO_PREFERRED_REPLICA = -1
 FETCH_PARTITION_BYTES_MIN = 1
-
-
-def _topic_id(topic: TopicRecord) -> uuid.UUID:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
-
-
-async def _check_partition(ctx: KafkaContext, tp: TopicPartition) -> None:
-    """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
-    if ctx.log.led_partition(tp) is not None:
-        return  # led here, so it exists: no metadata round trip on the hot path
-    topic = await ctx.metadata.get_topic(tp.topic)
-    if topic is None or not 0 <= tp.partition < topic.partition_count:
-        raise UnknownTopicOrPartition(f"{tp} does not exist")
+UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 
 
 def _named_epoch(partition: Any) -> int:
@@ -120,65 +98,57 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     names = None if body.topics is None else [t.name for t in body.topics if t.name]
     if names is None:
-        topics = [await _topic_metadata(ctx, t) for t in await ctx.metadata.list_topics()]
+        topics = [await _topic_metadata(ctx, t) for t in await ctx.admin.list_topics()]
     else:
         auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
         topics = [await _named_topic_metadata(ctx, name, auto_create) for name in names]
+    cluster = ctx.admin.describe_cluster()
     return done(
         {
             "throttle_time": 0,
-            "brokers": [agent.broker() for agent in cluster_agents(ctx)],
-            "cluster_id": ctx.cluster_id,
-            "controller_id": self_node(ctx),
+            "brokers": [broker(agent) for agent in cluster.agents],
+            "cluster_id": cluster.cluster_id,
+            "controller_id": cluster.controller_id,
             "topics": topics,
-            "cluster_authorized_operations": -2147483648,
+            "cluster_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
         }
     )
 
 
 async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool) -> Values:
-    topic = await ctx.metadata.get_topic(name)
-    missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    if topic is None and auto_create and ctx.settings.auto_create_topics:
-        try:
-            topic = await ctx.log.create_topic(name, ctx.settings.default_partition_count)
-        except InvalidTopic as error:
-            missing = error.code
-        except StreamHouseError:
-            topic = await ctx.metadata.get_topic(name)  # created concurrently
-    if topic is None:
+    try:
+        topic = await ctx.admin.find_topic(name, auto_create=auto_create)
+    except StreamHouseError as error:
         return {
-            "error_code": missing,
+            "error_code": error.code,
             "name": name,
             "partitions": [],
-            "topic_authorized_operations": -2147483648,
+            "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
         }
     return await _topic_metadata(ctx, topic)
 
 
 async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
-    partitions = []
-    for index in range(topic.partition_count):
-        record = await ctx.metadata.get_partition(TopicPartition(topic.name, index))
-        node = leader_node(ctx, record)
-        partitions.append(
-            {
-                "error_code": 0,
-                "partition_index": index,
-                "leader_id": node,
-                "leader_epoch": record.leader_epoch,
-                "replica_nodes": [node],
-                "isr_nodes": [node],
-                "offline_replicas": [],
-            }
-        )
+    described = await ctx.admin.describe_topic(topic)
+    partitions = [
+        {
+            "error_code": 0,
+            "partition_index": p.partition,
+            "leader_id": p.leader_node,
+            "leader_epoch": p.leader_epoch,
+            "replica_nodes": [p.leader_node],
+            "isr_nodes": [p.leader_node],
+            "offline_replicas": [],
+        }
+        for p in described.partitions
+    ]
     return {
         "error_code": 0,
         "name": topic.name,
-        "topic_id": _topic_id(topic),
+        "topic_id": described.topic_id,
         "is_internal": False,
         "partitions": partitions,
-        "topic_authorized_operations": -2147483648,
+        "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
     }
 
 
@@ -205,7 +175,7 @@ async def _append(
     ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
 ) -> AppendResult | Exception:
     try:
-        await _check_partition(ctx, tp)
+        await ctx.admin.check_produce_partition(tp)
         return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
     except StreamHouseError as error:
         return error
@@ -339,7 +309,7 @@ async def _read_partition(
         "aborted_transactions": None,
     }
     try:
-        await _check_partition(ctx, tp)
+        await ctx.admin.check_partition(tp)
         _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
         result = await ctx.log.read(tp, offset, bytes_max)
     except StreamHouseError as error:
@@ -405,7 +375,7 @@ async def _list_offset(
 ) -> Values:
     answer: Values = {"partition_index": tp.partition, "timestamp": NO_OFFSET, "offset": NO_OFFSET}
     try:
-        await _check_partition(ctx, tp)
+        await ctx.admin.check_partition(tp)
         plog = await ctx.log.partition(tp)
         state = plog.state
         _check_leader_epoch(state, current_leader_epoch)
@@ -420,41 +390,6 @@ async def _list_offset(
     if found is None:
         return {**answer, "error_code": 0}
     return {**answer, "error_code": 0, "offset": found[0], "timestamp": found[1]}
-
-
-# --- CreateTopics ----------------------------------------------------------------------------
-
-
-async def create_topics(ctx: KafkaContext, request: Request) -> Completion:
-    body: Any = request.body
-    results = [await _create_topic(ctx, topic, bool(body.validate_only)) for topic in body.topics]
-    return done({"throttle_time": 0, "topics": results})
-
-
-async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
-    count = (
-        ctx.settings.default_partition_count if topic.num_partitions == -1 else topic.num_partitions
-    )
-    answer: Values = {
-        "name": topic.name,
-        "num_partitions": count,
-        "replication_factor": 1,
-        "configs": [],
-    }
-    try:
-        validate_topic_name(topic.name)
-        if count < 1:
-            raise InvalidPartitions(f"topic {topic.name!r} needs at least one partition")
-        if await ctx.metadata.get_topic(topic.name) is not None:
-            raise StreamHouseError(
-                f"topic {topic.name!r} already exists", ErrorCode.TOPIC_ALREADY_EXISTS
-            )
-        if not validate_only:
-            configs = {c.name: c.value for c in topic.configs if c.value is not None}
-            await ctx.log.create_topic(topic.name, count, configs)
-    except StreamHouseError as error:
-        return {**answer, "error_code": error.code, "error_message": str(error)}
-    return {**answer, "error_code": 0}
 
 
 HANDLERS: dict[ApiKey, Handler] = {

@@ -1,4 +1,4 @@
-"""Kafka handlers for OffsetForLeaderEpoch, DeleteRecords and DescribeCluster.
+"""Kafka handlers for OffsetForLeaderEpoch and DeleteRecords.
 
 Like the handlers in `kafka_handlers`, each returns a coroutine yielding
 version-agnostic response values.
@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamhouse.errors import StreamHouseError, UnknownTopicOrPartition
+from streamhouse.errors import StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.names import TopicPartition
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 NO_EPOCH = -1
 NO_OFFSET = -1
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
-
-
-async def _check_exists(ctx: KafkaContext, tp: TopicPartition) -> None:
-    topic = await ctx.metadata.get_topic(tp.topic)
-    if topic is None or not 0 <= tp.partition < topic.partition_count:
-        raise UnknownTopicOrPartition(f"{tp} does not exist")
 
 
 # --- OffsetForLeaderEpoch --------------------------------------------------------------------
@@ -50,7 +43,7 @@ async def _epoch_end_offset(ctx: KafkaContext, topic: str, partition: Any) -> Va
     }
     tp = TopicPartition(topic, partition.partition)
     try:
-        await _check_exists(ctx, tp)
+        await ctx.admin.check_partition(tp)
         state = (await ctx.log.partition(tp)).state
     except StreamHouseError as error:
         return {**answer, "error_code": error.code}
@@ -84,7 +77,7 @@ async def delete_records(ctx: KafkaContext, request: Request) -> Completion:
 
 async def _delete_partition(ctx: KafkaContext, tp: TopicPartition, offset: int) -> Values:
     try:
-        await _check_exists(ctx, tp)
+        await ctx.admin.check_partition(tp)
         low_watermark = await ctx.log.delete_records(tp, offset)
     except StreamHouseError as error:
         return {
@@ -93,30 +86,3 @@ async def _delete_partition(ctx: KafkaContext, tp: TopicPartition, offset: int) 
             "error_code": error.code,
         }
     return {"partition_index": tp.partition, "low_watermark": low_watermark, "error_code": 0}
-
-
-# --- DescribeCluster -------------------------------------------------------------------------
-
-
-async def describe_cluster(ctx: KafkaContext, request: Request) -> Completion:
-    body: Any = request.body
-    node = ctx.settings.node_id
-    broker = {
-        "broker_id": node,
-        "host": ctx.advertised_host,
-        "port": ctx.advertised_port,
-        "rack": None,
-        "is_fenced": False,
-    }
-    return done(
-        {
-            "throttle_time": 0,
-            "error_code": 0,
-            "error_message": None,
-            "endpoint_type": int(getattr(body, "endpoint_type", 1)),
-            "cluster_id": ctx.cluster_id,
-            "controller_id": node,
-            "brokers": [broker],
-            "cluster_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
-        }
-    )

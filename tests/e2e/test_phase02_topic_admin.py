@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.metadata import MetadataRequest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -35,7 +35,11 @@ from kafka.admin import (
 from kafka.admin import NewPartitions as KNewPartitions
 from kafka.admin import NewTopic as KNewTopic
 
+from streamhouse.kafka import codec
+from streamhouse.kafka.apis import ApiKey
+from streamhouse.kafka.entities import build
 from tests.e2e.conftest import Agent
+from tests.fixtures.kafka_wire import GOLDEN_BATCH, raw_call
 
 TIMEOUT_S = 15
 DEFAULTS = {
@@ -47,6 +51,10 @@ DEFAULTS = {
 }
 
 INVALID_TOPIC_EXCEPTION = 17
+UNKNOWN_TOPIC_OR_PARTITION = 3
+PRODUCE_VERSION = 9
+ACKS_LEADER = 1
+PRODUCE_TIMEOUT_MS = 10_000
 
 
 def _result(futures: dict[Any, Any]) -> Any:
@@ -203,3 +211,33 @@ def test_auto_create_of_an_illegal_name_answers_invalid_topic(agent: Agent) -> N
 
     errors = asyncio.run(asyncio.wait_for(ask(), 30))
     assert errors == {"bad name!": INVALID_TOPIC_EXCEPTION, "fine-name": 0}
+
+
+def _produce_errors(agent: Agent, *names: str) -> dict[str, int]:
+    """A raw Produce (acks=1) of one batch to partition 0 of each topic: its error codes."""
+    request = build(
+        codec.request_schema(ApiKey.PRODUCE, PRODUCE_VERSION),
+        {
+            "acks": ACKS_LEADER,
+            "timeout": PRODUCE_TIMEOUT_MS,
+            "topic_data": [
+                {"name": name, "partition_data": [{"index": 0, "records": GOLDEN_BATCH}]}
+                for name in names
+            ],
+        },
+    )
+    answer = raw_call(agent.port, request)
+    return {topic.name: int(topic.partition_responses[0].error_code) for topic in answer.responses}
+
+
+def test_produce_to_an_illegal_name_answers_invalid_topic(agent: Agent) -> None:
+    """The one topic-name rule holds on Produce as on Metadata and CreateTopics."""
+    assert _produce_errors(agent, "bad name!", "never-made") == {
+        "bad name!": INVALID_TOPIC_EXCEPTION,
+        "never-made": UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    failures: list[KafkaError | None] = []
+    producer = Producer({"bootstrap.servers": agent.bootstrap})
+    producer.produce("bad name!", b"v", on_delivery=lambda error, _: failures.append(error))
+    assert producer.flush(TIMEOUT_S) == 0
+    assert [error.code() if error else None for error in failures] == [KafkaError.TOPIC_EXCEPTION]

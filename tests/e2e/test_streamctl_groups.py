@@ -1,14 +1,10 @@
 """`streamctl groups` against a real agent: list, describe, lag, reset-offsets and delete.
 
-The commands run in-process through Typer's CliRunner (the entry point itself
-runs once as a subprocess); a real confluent-kafka consumer makes the group.
+The commands run in-process through Typer's CliRunner (the entry point itself runs as a
+subprocess in test_streamctl.py); a real confluent-kafka consumer makes the group.
 """
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
@@ -16,7 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
-from streamhouse.cli import groups as groups_cli
+from streamhouse.cli import agent_client
 from streamhouse.cli.streamctl import app
 from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent
@@ -34,8 +30,8 @@ WAIT_S = 10
 @pytest.fixture(autouse=True)
 def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables at full width, so long cells are not cut in the captured output."""
-    monkeypatch.setattr(groups_cli, "console", Console(width=250))
-    monkeypatch.setattr(groups_cli, "errors", Console(width=250, stderr=True))
+    monkeypatch.setattr(agent_client, "console", Console(width=250))
+    monkeypatch.setattr(agent_client, "errors", Console(width=250, stderr=True))
 
 
 def streamctl(agent: Agent, *args: str) -> Result:
@@ -182,29 +178,6 @@ def test_groups_commands_against_a_running_agent(group_agent: Agent) -> None:
         unknown = streamctl(group_agent, *command)
         assert unknown.exit_code == 1, (command, unknown.output)
         assert f"no consumer group named '{GROUP}'" in unknown.stderr
-
-
-def test_unreachable_agent_is_one_clear_error() -> None:
-    """The installed entry point, as an operator runs it, against a port nobody listens on."""
-    env = {**os.environ, "STREAMHOUSE_BOOTSTRAP": f"127.0.0.1:{free_loopback_port()}"}
-    code = "from streamhouse.cli.streamctl import app; app(prog_name='streamctl')"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "groups", "list", "--timeout", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert "cannot reach an agent at 127.0.0.1:" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("command", ["list", "describe", "lag", "reset-offsets", "delete"])
-def test_every_groups_command_has_help(command: str) -> None:
-    result = CliRunner().invoke(app, ["groups", command, "--help"])
-    assert result.exit_code == 0
-    assert "--bootstrap" in result.output
 
 
 def test_reset_of_a_group_that_never_existed_creates_its_offsets(group_agent: Agent) -> None:

@@ -71,7 +71,7 @@ def record_run(
         )
         agent = await on_host(AGENT, assemble_agent(settings, clock, rng.fork("agent"), *stores))
         try:
-            await on_host(AGENT, agent.log.create_topic(TOPIC, PARTITIONS))
+            await on_host(AGENT, agent.admin.create_topic(TOPIC, PARTITIONS))
             now_us = lambda: loop.time_ns() // 1000  # noqa: E731
             clients = Clients(history, now_us, f"{AGENT}:{PORT}", TOPIC, PARTITIONS)
             history.append(TopicCreated(clients.now_us(), "admin", TOPIC, PARTITIONS))

@@ -117,7 +117,7 @@ async def _scenario(loop: SimLoop, rng: SeededRng) -> tuple[Member, Member, int]
     )
     a, b = Member("client-a"), Member("client-b")
     try:
-        await on_host(AGENT, agent.log.create_topic(TOPIC, PARTITIONS))
+        await on_host(AGENT, agent.admin.create_topic(TOPIC, PARTITIONS))
         with pinned_aiokafka(clock, rng.fork("clients")):
             await on_host("client-p", _produce())
             await asyncio.gather(on_host(a.host, _start(a)), on_host(b.host, _start(b)))

@@ -41,7 +41,7 @@ def test_a_commit_during_a_metadata_outage_is_retried_and_read_back() -> None:
         await cluster.start()
         agent = cluster.agents[0]
         assert agent.running is not None
-        await cluster.spawn(agent.host, agent.running.log.create_topic(TOPIC, 1), "topic")
+        await cluster.spawn(agent.host, agent.running.admin.create_topic(TOPIC, 1), "topic")
         with pinned_aiokafka(LoopClock(loop), rng.fork("client")):
             task = spawn_on_host("client", _commit_through_an_outage(cluster), "client")
             return await task

@@ -71,7 +71,7 @@ def test_bytes_trigger_flushes_without_time_passing() -> None:
 def test_one_object_per_flush_for_many_partitions() -> None:
     async def main() -> None:
         store, clock, objects = await _store(Settings(flush_interval_ms=INTERVAL_MS))
-        await store.create_topic("wide", 50)
+        await store._metadata.create_topic("wide", 50, {}, clock.now_ms())
         results = [
             await store.append(TopicPartition("wide", p), _batch(50), durable=True)
             for p in range(50)

@@ -201,9 +201,9 @@ class GroupMachine(RuleBasedStateMachine):
     @initialize(delay_ms=st.sampled_from([0, 0, 400]))
     def start(self, delay_ms: int) -> None:
         limits = GroupLimits(
-            members_max=MEMBERS_MAX,
+            max_size=MEMBERS_MAX,
             initial_rebalance_delay_ms=delay_ms,
-            session_timeout_min_ms=100,
+            min_session_timeout_ms=100,
         )
         self.group = Group("g", limits)
         self.model = Model(delay_ms)
@@ -546,7 +546,7 @@ TestGroupModel.settings = settings(
 
 
 def test_protocol_selection_follows_the_majority_of_first_choices() -> None:
-    group = Group("votes", GroupLimits(initial_rebalance_delay_ms=100, session_timeout_min_ms=1))
+    group = Group("votes", GroupLimits(initial_rebalance_delay_ms=100, min_session_timeout_ms=1))
     offers = [
         (("range", b""), ("roundrobin", b""), ("sticky", b"")),
         (("roundrobin", b""), ("range", b"")),
@@ -561,7 +561,7 @@ def test_protocol_selection_follows_the_majority_of_first_choices() -> None:
 
 
 def test_incompatible_protocols_are_refused() -> None:
-    group = Group("g", GroupLimits(initial_rebalance_delay_ms=0, session_timeout_min_ms=1))
+    group = Group("g", GroupLimits(initial_rebalance_delay_ms=0, min_session_timeout_ms=1))
     first = JoinRequest("", None, "c", "h", 1000, 1000, "consumer", (("range", b""),), 3)
     group.join(first, "a", 0)
     other = JoinRequest("", None, "c", "h", 1000, 1000, "consumer", (("sticky", b""),), 3)

@@ -21,7 +21,6 @@ from streamhouse.errors import (
     InvalidPartitions,
     MetadataUnavailable,
     MetadataUnknownOutcome,
-    StreamHouseError,
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
@@ -124,13 +123,6 @@ def test_create_duplicate_topic_raises_topic_already_exists(store: MetadataStore
     assert raised.value.code == ErrorCode.TOPIC_ALREADY_EXISTS == 36
     topic = run(store.get_topic("orders"))
     assert topic is not None and topic.partition_count == 1
-
-
-def test_create_topic_without_partitions_is_rejected(store: MetadataStore) -> None:
-    with pytest.raises(StreamHouseError) as raised:
-        run(store.create_topic("empty", 0, {}, T0_MS))
-    assert raised.value.code == ErrorCode.INVALID_PARTITIONS
-    assert run(store.get_topic("empty")) is None
 
 
 def test_get_missing_topic_is_none(store: MetadataStore) -> None:

@@ -79,7 +79,7 @@ async def _kill(agent: Agent) -> None:
 
 async def _scenario(settings: Settings) -> None:
     agent = await open_agent(settings)
-    await agent.log.create_topic(TOPIC, PARTITIONS)
+    await agent.admin.create_topic(TOPIC, PARTITIONS)
     durable = await _produce(agent, durable=True)
     assert agent.log.flusher.stats.objects_put >= 1
     await agent.close()

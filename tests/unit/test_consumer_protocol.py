@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from streamhouse.server.kafka_groups import subscribed_topics
+from streamhouse.kafka.consumer_protocol import subscribed_topics
 
 
 def _subscription(version: int, topics: list[str], tail: bytes = b"") -> bytes:

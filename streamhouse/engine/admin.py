@@ -1,0 +1,378 @@
+"""The admin rules every door calls: topics, consumer group administration, the cluster.
+
+Topics: create (legal name, partition count or the broker's `num_partitions`,
+configs checked against Kafka's names, types and bounds), auto-create on
+Metadata, delete, add partitions, describe and alter configs (full and
+incremental, APPEND/SUBTRACT on lists), topic ids, and the existence checks of
+the data path. Groups: list, describe, delete and delete offsets, over the group
+coordinator. The cluster: its id, controller and agents.
+
+The Kafka handlers (and REST, gRPC, streamctl through them) decode a request,
+call this service and encode its answer. Every refusal is a StreamHouseError
+carrying Kafka's error code and a message the user can act on. The metadata
+store keeps integrity only (a name taken by a racing create is still refused
+there as TopicAlreadyExists); the policy is here.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from streamhouse.config import Settings
+from streamhouse.engine.cluster import ClusterDescription, ClusterDirectory
+from streamhouse.engine.groups import GroupCoordinator, GroupSummary
+from streamhouse.engine.log_store import LogStore
+from streamhouse.errors import (
+    ErrorCode,
+    InvalidPartitions,
+    StorageError,
+    StreamHouseError,
+    TopicAlreadyExists,
+    UnknownTopicOrPartition,
+)
+from streamhouse.kafka.consumer_protocol import subscribed_topics
+from streamhouse.log.group_state import GroupState
+from streamhouse.log.topic_configs import (
+    ConfigEntry,
+    ConfigType,
+    changed_list,
+    check_topic_configs,
+    config_entries,
+    topic_config_specs,
+)
+from streamhouse.log.topics import validate_topic_name
+from streamhouse.names import TopicPartition
+from streamhouse.ports.clock import Clock
+from streamhouse.ports.metadata import MetadataStore, TopicRecord
+
+BROKER_DEFAULT_PARTITIONS = -1  # CreateTopics' count for "the broker's num.partitions"
+CLASSIC_GROUP_TYPE = "classic"
+CONSUMER_PROTOCOL_TYPE = "consumer"
+
+
+class ConfigOperation(enum.IntEnum):
+    """IncrementalAlterConfigs' operations (Kafka's values)."""
+
+    SET = 0
+    DELETE = 1
+    APPEND = 2
+    SUBTRACT = 3
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One change of an incremental config alteration."""
+
+    name: str
+    operation: ConfigOperation
+    value: str | None
+
+
+@dataclass(frozen=True)
+class PartitionDescription:
+    """One partition as Metadata and `streamctl topics describe` show it."""
+
+    partition: int
+    leader_node: int
+    leader_epoch: int
+    leader_agent: str | None
+    log_start_offset: int
+    durable_end_offset: int
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    """A topic, its id and its partitions."""
+
+    name: str
+    topic_id: uuid.UUID
+    partitions: tuple[PartitionDescription, ...]
+
+
+@dataclass(frozen=True)
+class GroupListing:
+    """One group as ListGroups shows it."""
+
+    group_id: str
+    state: GroupState
+    protocol_type: str
+    group_type: str = CLASSIC_GROUP_TYPE
+
+
+def topic_id(topic: TopicRecord) -> uuid.UUID:
+    """The topic's id: stable for its life, new for a namesake created after a delete."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
+
+
+class AdminService:
+    """Topics, group administration and the cluster description, for every door."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        metadata: MetadataStore,
+        log: LogStore,
+        groups: GroupCoordinator,
+        cluster: ClusterDirectory,
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._metadata = metadata
+        self._log = log
+        self._groups = groups
+        self.cluster = cluster
+        self._specs = topic_config_specs(settings.batch_bytes_max)
+
+    # --- topics: lookup -------------------------------------------------------------------
+
+    async def list_topics(self) -> list[TopicRecord]:
+        """Every topic, by name."""
+        return await self._metadata.list_topics()
+
+    async def topic(self, name: str) -> TopicRecord:
+        """The topic; UnknownTopicOrPartition if there is none of that name."""
+        topic = await self._metadata.get_topic(name)
+        if topic is None:
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        return topic
+
+    async def topic_by_id(self, wanted: uuid.UUID) -> TopicRecord:
+        """The topic with this id; UnknownTopicOrPartition if none has it."""
+        for topic in await self._metadata.list_topics():
+            if topic_id(topic) == wanted:
+                return topic
+        raise UnknownTopicOrPartition(f"no topic has id {wanted}")
+
+    async def find_topic(self, name: str, *, auto_create: bool) -> TopicRecord:
+        """Metadata's lookup: the topic, created with the broker's partition count when the
+        client allows it and `auto_create_topics` is on. An illegal name is InvalidTopic
+        whether or not it would be created (as Kafka answers), a missing one
+        UnknownTopicOrPartition."""
+        topic = await self._metadata.get_topic(name)
+        if topic is not None:
+            return topic
+        validate_topic_name(name)
+        if not (auto_create and self._settings.auto_create_topics):
+            raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        try:
+            return await self._create(name, self._settings.num_partitions, {})
+        except (TopicAlreadyExists, StorageError) as error:  # raced, or the outcome was lost
+            topic = await self._metadata.get_topic(name)
+            if topic is None:
+                raise UnknownTopicOrPartition(
+                    f"topic {name!r} could not be created ({error}); retry"
+                ) from error
+            return topic
+
+    async def describe_topic(self, topic: TopicRecord) -> TopicDescription:
+        """The topic's id and each partition's leader, epoch and offsets."""
+        partitions = []
+        for index in range(topic.partition_count):
+            record = await self._metadata.get_partition(TopicPartition(topic.name, index))
+            partitions.append(
+                PartitionDescription(
+                    index,
+                    self.cluster.leader_node(record),
+                    record.leader_epoch,
+                    record.leader_agent,
+                    record.log_start_offset,
+                    record.durable_end_offset,
+                )
+            )
+        return TopicDescription(topic.name, topic_id(topic), tuple(partitions))
+
+    async def check_partition(self, tp: TopicPartition) -> None:
+        """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
+        if self._log.led_partition(tp) is not None:
+            return  # led here, so it exists: no metadata round trip on the hot path
+        topic = await self._metadata.get_topic(tp.topic)
+        if topic is None or not 0 <= tp.partition < topic.partition_count:
+            raise UnknownTopicOrPartition(f"{tp} does not exist")
+
+    async def check_produce_partition(self, tp: TopicPartition) -> None:
+        """As `check_partition`, but an illegal topic name is InvalidTopic first, as Metadata
+        and CreateTopics answer it: the producer learns its name is wrong, not missing."""
+        if self._log.led_partition(tp) is None:
+            validate_topic_name(tp.topic)
+        await self.check_partition(tp)
+
+    # --- topics: create, delete, partitions -------------------------------------------------
+
+    def partition_count(self, requested: int) -> int:
+        """The partition count a create asking for `requested` gets (-1: the broker's)."""
+        if requested == BROKER_DEFAULT_PARTITIONS:
+            return self._settings.num_partitions
+        return requested
+
+    async def create_topic(
+        self,
+        name: str,
+        partitions: int = BROKER_DEFAULT_PARTITIONS,
+        configs: Mapping[str, str] | None = None,
+        *,
+        validate_only: bool = False,
+    ) -> TopicRecord:
+        """Create a topic (with `validate_only`, only check that it could be created)."""
+        validate_topic_name(name)
+        count = self.partition_count(partitions)
+        if count < 1:
+            raise InvalidPartitions(
+                f"topic {name!r} needs at least one partition, asked for {partitions}"
+            )
+        overrides = dict(configs or {})
+        check_topic_configs(overrides, self._specs)
+        if not validate_only:
+            return await self._create(name, count, overrides)
+        if await self._metadata.get_topic(name) is not None:
+            raise TopicAlreadyExists(f"topic {name!r} already exists")
+        return TopicRecord(name, count, overrides, self._clock.now_ms())
+
+    async def _create(self, name: str, count: int, configs: Mapping[str, str]) -> TopicRecord:
+        return await self._metadata.create_topic(name, count, configs, self._clock.now_ms())
+
+    async def delete_topic(self, name: str) -> TopicRecord:
+        """Delete the topic, its data pointers and committed offsets; returns what it was.
+        Partitions led here are dropped at once, failing their waiting requests."""
+        topic = await self.topic(name)
+        await self._metadata.delete_topic(name)
+        self._log.forget_topic(name)
+        return topic
+
+    async def add_partitions(
+        self, name: str, total: int, *, validate_only: bool = False
+    ) -> TopicRecord:
+        """Grow the topic to `total` partitions (never fewer than it has)."""
+        topic = await self.topic(name)
+        if total <= topic.partition_count:
+            raise InvalidPartitions(
+                f"topic {name!r} has {topic.partition_count} partitions; asked for {total}, "
+                "which is not more (partitions can be added, never removed)"
+            )
+        if validate_only:
+            return replace(topic, partition_count=total)
+        return await self._metadata.add_partitions(name, total)
+
+    # --- topics: configs -------------------------------------------------------------------
+
+    async def describe_configs(self, name: str, names: Collection[str] = ()) -> list[ConfigEntry]:
+        """The topic's configs (those in `names`, or all), each with its value and source."""
+        topic = await self.topic(name)
+        entries = config_entries(topic.configs, self._specs)
+        return [entry for entry in entries if not names or entry.name in names]
+
+    async def replace_configs(
+        self, name: str, configs: Mapping[str, str | None], *, validate_only: bool = False
+    ) -> TopicRecord:
+        """AlterConfigs: the topic's overrides become exactly `configs` (None values left
+        out); every other config returns to its default."""
+        topic = await self.topic(name)
+        check_topic_configs(configs, self._specs)
+        if validate_only:
+            return topic
+        return await self._metadata.set_topic_configs(name, configs, incremental=False)
+
+    async def alter_configs(
+        self, name: str, changes: Sequence[ConfigChange], *, validate_only: bool = False
+    ) -> TopicRecord:
+        """IncrementalAlterConfigs: set, delete (back to the default), append to or subtract
+        from each named config; the others stay."""
+        topic = await self.topic(name)
+        values = {change.name: self._changed_value(topic, change) for change in changes}
+        check_topic_configs(values, self._specs)
+        if validate_only:
+            return topic
+        return await self._metadata.set_topic_configs(name, values, incremental=True)
+
+    def _changed_value(self, topic: TopicRecord, change: ConfigChange) -> str | None:
+        if change.operation is ConfigOperation.SET:
+            return change.value
+        if change.operation is ConfigOperation.DELETE:
+            return None
+        spec = self._specs.get(change.name)
+        if spec is None or spec.type is not ConfigType.LIST:
+            raise StreamHouseError(
+                f"config {change.name!r} is not a list: it cannot be appended to or "
+                "subtracted from; use SET",
+                ErrorCode.INVALID_REQUEST,
+            )
+        current = topic.configs.get(change.name, spec.default)
+        append = change.operation is ConfigOperation.APPEND
+        return changed_list(current, change.value, append=append)
+
+    # --- groups ------------------------------------------------------------------------------
+
+    async def list_groups(
+        self, states: Collection[str] = (), types: Collection[str] = ()
+    ) -> list[GroupListing]:
+        """Groups with members or committed offsets, by id; `states` and `types` (Kafka's
+        names, any case) keep only those in one of them."""
+        wanted_states = {state.lower() for state in states}
+        wanted_types = {kind.lower() for kind in types}
+        if wanted_types and CLASSIC_GROUP_TYPE not in wanted_types:
+            return []
+        return [
+            GroupListing(group.group_id, group.state, group.protocol_type)
+            for group in await self._groups.list_groups()
+            if not wanted_states or group.state.value.lower() in wanted_states
+        ]
+
+    async def describe_group(self, group_id: str) -> GroupSummary:
+        """The group's state, protocol and members (Dead when it has neither members nor
+        committed offsets)."""
+        return await self._groups.describe(group_id)
+
+    async def delete_group(self, group_id: str) -> None:
+        """Delete a group without members, and its committed offsets."""
+        code = await self._groups.delete_group(group_id)
+        if code is ErrorCode.NON_EMPTY_GROUP:
+            raise StreamHouseError(
+                f"group {group_id!r} still has members; stop its consumers first", code
+            )
+        if code is ErrorCode.GROUP_ID_NOT_FOUND:
+            raise StreamHouseError(f"no consumer group named {group_id!r}", code)
+        assert code is ErrorCode.NONE, code
+
+    async def delete_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, StreamHouseError | None]:
+        """Forget the group's committed offsets of these partitions, except in topics its
+        members still subscribe to (refused per partition). The group must exist, and, if
+        it has members, use the consumer protocol (whose subscriptions can be read)."""
+        summary = await self._groups.describe(group_id)
+        if summary.state is GroupState.DEAD:
+            raise StreamHouseError(
+                f"no consumer group named {group_id!r}", ErrorCode.GROUP_ID_NOT_FOUND
+            )
+        if summary.members and summary.protocol_type != CONSUMER_PROTOCOL_TYPE:
+            raise StreamHouseError(
+                f"group {group_id!r} has members of protocol {summary.protocol_type!r}, "
+                "whose subscriptions cannot be read; stop them first",
+                ErrorCode.NON_EMPTY_GROUP,
+            )
+        subscribed: set[str] = set()
+        for metadata in self._groups.subscriptions(group_id):
+            subscribed |= subscribed_topics(metadata)
+        answers: dict[TopicPartition, StreamHouseError | None] = {
+            tp: _subscribed(group_id, tp) if tp.topic in subscribed else None for tp in partitions
+        }
+        deletable = [tp for tp, refused in answers.items() if refused is None]
+        if deletable:
+            await self._groups.delete_offsets(group_id, deletable)
+        return answers
+
+    # --- cluster -----------------------------------------------------------------------------
+
+    def describe_cluster(self) -> ClusterDescription:
+        """The cluster's id, its controller and every agent."""
+        return self.cluster.describe()
+
+
+def _subscribed(group_id: str, tp: TopicPartition) -> StreamHouseError:
+    return StreamHouseError(
+        f"group {group_id!r} still subscribes to {tp.topic!r}; its offsets stay",
+        ErrorCode.GROUP_SUBSCRIBED_TO_TOPIC,
+    )

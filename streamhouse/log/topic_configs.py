@@ -1,0 +1,138 @@
+"""Kafka's topic configs that StreamHouse honours: names, types, defaults and legal values.
+
+Only configs the agent acts on are accepted (an unknown name is INVALID_CONFIG
+rather than silently kept); types and bounds are Kafka's, so a value Kafka
+refuses is refused here too. `max.message.bytes` defaults to the agent's batch
+size bound.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from streamhouse.errors import InvalidConfig
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+RECORD_OVERHEAD_V0_BYTES = 14  # Kafka's floor for segment.bytes
+NO_LIMIT = -1
+DAY_MS = 24 * 3600 * 1000
+SEGMENT_BYTES_DEFAULT = 1 << 30
+
+
+class ConfigType(enum.IntEnum):
+    """A config's type, with the values DescribeConfigs answers (Kafka's ConfigType)."""
+
+    UNKNOWN = 0  # an override stored before its name was checked
+    INT = 3
+    LONG = 5
+    LIST = 7
+
+
+class ConfigSource(enum.IntEnum):
+    """Where a config's value comes from, with DescribeConfigs' values (Kafka's ConfigSource)."""
+
+    DYNAMIC_TOPIC_CONFIG = 1
+    DEFAULT_CONFIG = 5
+
+
+@dataclass(frozen=True)
+class TopicConfigSpec:
+    """One topic config: its type, default and the values it takes."""
+
+    name: str
+    type: ConfigType
+    default: str
+    minimum: int | None = None  # for INT and LONG
+    choices: frozenset[str] = frozenset()  # for LIST: the items it may hold
+
+    def check(self, value: str) -> None:
+        """Raise InvalidConfig unless `value` is legal for this config."""
+        if self.type is ConfigType.LIST:
+            items = value.split(",")
+            if not items or not set(items) <= self.choices:
+                allowed = " and/or ".join(sorted(self.choices))
+                raise InvalidConfig(f"{self.name} {value!r} is not {allowed}")
+            return
+        low, high = (INT_MIN, INT_MAX) if self.type is ConfigType.INT else (LONG_MIN, LONG_MAX)
+        try:
+            number = int(value)
+        except ValueError:
+            raise InvalidConfig(f"config {self.name!r} needs an integer, got {value!r}") from None
+        low = low if self.minimum is None else self.minimum
+        if not low <= number <= high:
+            raise InvalidConfig(f"config {self.name!r} must be in [{low}, {high}], got {value}")
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """A topic config as DescribeConfigs shows it."""
+
+    name: str
+    value: str
+    type: ConfigType
+    source: ConfigSource
+
+    @property
+    def is_default(self) -> bool:
+        return self.source is ConfigSource.DEFAULT_CONFIG
+
+
+def topic_config_specs(batch_bytes_max: int) -> dict[str, TopicConfigSpec]:
+    """Every topic config StreamHouse honours, by name."""
+    specs = (
+        TopicConfigSpec(
+            "cleanup.policy", ConfigType.LIST, "delete", choices=frozenset({"delete", "compact"})
+        ),
+        TopicConfigSpec("retention.ms", ConfigType.LONG, str(7 * DAY_MS), minimum=NO_LIMIT),
+        TopicConfigSpec("retention.bytes", ConfigType.LONG, str(NO_LIMIT)),
+        TopicConfigSpec(
+            "segment.bytes",
+            ConfigType.INT,
+            str(SEGMENT_BYTES_DEFAULT),
+            minimum=RECORD_OVERHEAD_V0_BYTES,
+        ),
+        TopicConfigSpec("segment.ms", ConfigType.LONG, str(7 * DAY_MS), minimum=1),
+        TopicConfigSpec("max.message.bytes", ConfigType.INT, str(batch_bytes_max), minimum=0),
+    )
+    return {spec.name: spec for spec in specs}
+
+
+def check_topic_configs(
+    configs: Mapping[str, str | None], specs: Mapping[str, TopicConfigSpec]
+) -> None:
+    """Raise InvalidConfig for a name not in `specs` or a value its spec refuses (None, a
+    deletion, is always legal)."""
+    for name, value in configs.items():
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(specs))
+            raise InvalidConfig(f"unknown topic config {name!r}; known: {known}")
+        if value is not None:
+            spec.check(value)
+
+
+def config_entries(
+    overrides: Mapping[str, str], specs: Mapping[str, TopicConfigSpec]
+) -> list[ConfigEntry]:
+    """Every config of a topic with these overrides, by name: its value and source."""
+    values = {name: (spec.default, ConfigSource.DEFAULT_CONFIG) for name, spec in specs.items()}
+    values.update(
+        (name, (value, ConfigSource.DYNAMIC_TOPIC_CONFIG)) for name, value in overrides.items()
+    )
+    return [
+        ConfigEntry(name, value, specs[name].type if name in specs else ConfigType.UNKNOWN, source)
+        for name, (value, source) in sorted(values.items())
+    ]
+
+
+def changed_list(current: str, given: str | None, *, append: bool) -> str:
+    """A list config after IncrementalAlterConfigs' APPEND (items not yet there, in order) or
+    SUBTRACT (every given item removed)."""
+    items = [item for item in current.split(",") if item]
+    named = [item for item in (given or "").split(",") if item]
+    if append:
+        return ",".join(items + [item for item in named if item not in items])
+    return ",".join(item for item in items if item not in named)
