@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from confluent_kafka import (
+    OFFSET_INVALID,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     KafkaError,
@@ -45,7 +46,6 @@ groups = typer.Typer(
     no_args_is_help=True,
 )
 
-NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: the group has no committed offset there
 INACTIVE_STATES = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD, ConsumerGroupState.UNKNOWN}
 
 GroupId = Annotated[str, typer.Argument(metavar="GROUP", help="The consumer group's id.")]
@@ -90,7 +90,7 @@ class GroupAdmin(AgentAdmin):
         for tp in result.topic_partitions or []:
             if tp.error is not None:
                 raise CommandError(f"fetching the offset of {tp.topic}-{tp.partition}: {tp.error}")
-            if tp.offset != NO_OFFSET:
+            if tp.offset != OFFSET_INVALID:  # librdkafka: no committed offset there
                 found[(tp.topic, tp.partition)] = tp.offset
         return found
 

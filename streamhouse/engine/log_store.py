@@ -31,7 +31,6 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.kafka.batch_header import (
-    NO_PRODUCER_ID,
     BatchHeader,
     iter_batches,
     parse_header,
@@ -39,6 +38,7 @@ from streamhouse.kafka.batch_header import (
     with_base_offset,
 )
 from streamhouse.kafka.compression import decompressor
+from streamhouse.kafka.sentinels import DELETE_TO_HIGH_WATERMARK, NO_PRODUCER_ID
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.producer_state import (
     Duplicate,
@@ -69,7 +69,6 @@ from streamhouse.ports.rng import Rng
 
 SEGMENT_ROWS_PER_READ = 16
 LEASE_RENEWALS_PER_TTL = 3
-DELETE_TO_HIGH_WATERMARK = -1
 DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import crc32c
 
 from streamhouse.errors import ErrorCode, InvalidRecordBatch
+from streamhouse.kafka.sentinels import NO_PRODUCER_ID
 from streamhouse.kafka.varint import INT64_MAX, Buffer
 
 HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
@@ -48,8 +49,6 @@ DELETE_HORIZON_BIT = 0x40
 
 RECORD_BYTES_MIN = 7  # length, attributes, ts delta, offset delta, key, value, header count
 RECORD_BODY_MIN = RECORD_BYTES_MIN - 1  # the same without the length prefix
-NO_TIMESTAMP = -1
-NO_PRODUCER_ID = -1
 
 _OFFSET_STRUCT = struct.Struct(">q")
 _LENGTH_STRUCT = struct.Struct(">i")

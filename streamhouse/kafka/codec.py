@@ -33,6 +33,7 @@ from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka.apis import ApiKey
+from streamhouse.kafka.sentinels import NO_OFFSET
 from streamhouse.kafka.varint import UVARINT_BYTES_MAX, decode_unsigned
 
 PRODUCE_LEGACY_VERSIONS = range(0, 3)
@@ -277,7 +278,9 @@ def _produce_error(schema: type[Any], request: Any, error: KioErrorCode) -> Any:
             error,
             _topic_identity(topic),
             partition_responses=tuple(
-                default_entity(partition_type, error, {"index": partition.index})
+                default_entity(
+                    partition_type, error, {"index": partition.index, "base_offset": NO_OFFSET}
+                )
                 for partition in topic.partition_data
             ),
         )
@@ -297,7 +300,7 @@ def legacy_produce_error(request: Any, code: ErrorCode, api_version: int) -> byt
         name = topic.name.encode()
         parts += [_INT16.pack(len(name)), name, _INT32.pack(len(topic.partition_data))]
         for partition in topic.partition_data:
-            parts.append(struct.pack(">ihq", partition.index, int(code), -1))
+            parts.append(struct.pack(">ihq", partition.index, int(code), NO_OFFSET))
             if api_version >= 2:
                 parts.append(struct.pack(">q", -1))  # log_append_time
     if api_version >= 1:

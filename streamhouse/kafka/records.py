@@ -22,8 +22,6 @@ from streamhouse.kafka.batch_header import (
     HEADER_SIZE,
     HEADER_STRUCT,
     LOG_OVERHEAD,
-    NO_PRODUCER_ID,
-    NO_TIMESTAMP,
     RECORD_BODY_MIN,
     TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
@@ -31,6 +29,13 @@ from streamhouse.kafka.batch_header import (
     Compression,
     TimestampType,
     validate_batch,
+)
+from streamhouse.kafka.sentinels import (
+    NO_LEADER_EPOCH,
+    NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID,
+    NO_SEQUENCE,
+    NO_TIMESTAMP,
 )
 from streamhouse.kafka.varint import (
     VARINT_BYTES_MAX,
@@ -104,13 +109,13 @@ def build_batch(
     base_offset: int = 0,
     base_timestamp: int | None = None,
     producer_id: int = NO_PRODUCER_ID,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
     is_transactional: bool = False,
     is_control: bool = False,
     compression: int = Compression.NONE,
     compressor: Compressor | None = None,
-    partition_leader_epoch: int = -1,
+    partition_leader_epoch: int = NO_LEADER_EPOCH,
     timestamp_type: int = TimestampType.CREATE_TIME,
 ) -> bytes:
     """A batch of `records` at offset deltas 0..n-1, as a producer builds it.
@@ -149,13 +154,13 @@ def encode_batch(
     last_offset_delta: int | None = None,
     base_offset: int = 0,
     producer_id: int = NO_PRODUCER_ID,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
+    producer_epoch: int = NO_PRODUCER_EPOCH,
+    base_sequence: int = NO_SEQUENCE,
     is_transactional: bool = False,
     is_control: bool = False,
     compression: int = Compression.NONE,
     compressor: Compressor | None = None,
-    partition_leader_epoch: int = -1,
+    partition_leader_epoch: int = NO_LEADER_EPOCH,
     timestamp_type: int = TimestampType.CREATE_TIME,
 ) -> bytes:
     """A batch of already-relative `records` (e.g. compaction's survivors, gaps allowed).

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from streamhouse.config import Settings
 from streamhouse.errors import ErrorCode
+from streamhouse.kafka.sentinels import NO_GENERATION
 
-NO_GENERATION = -1
 INITIAL_GENERATION = 0
 REQUIRE_MEMBER_ID_VERSION_MIN = 4  # JoinGroup v4+: a first join without an id is sent back for one
 GROUP_PROTOCOLS_MAX = 32  # protocols one member may offer

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streamhouse.errors import ErrorCode
+from streamhouse.kafka.sentinels import NO_LEADER_EPOCH
 from streamhouse.names import TopicPartition
-
-NO_LEADER_EPOCH = -1
 
 
 @dataclass

@@ -16,7 +16,6 @@ from streamhouse.errors import ErrorCode
 
 SEQUENCE_MODULUS = 2**31
 BATCHES_REMEMBERED = 5
-NO_PRODUCER_ID = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamhouse.errors import InvalidConfig
+from streamhouse.kafka.varint import INT32_MAX, INT32_MIN
 
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 RECORD_OVERHEAD_V0_BYTES = 14  # Kafka's floor for segment.bytes
 NO_LIMIT = -1
@@ -56,7 +56,7 @@ class TopicConfigSpec:
                 allowed = " and/or ".join(sorted(self.choices))
                 raise InvalidConfig(f"{self.name} {value!r} is not {allowed}")
             return
-        low, high = (INT_MIN, INT_MAX) if self.type is ConfigType.INT else (LONG_MIN, LONG_MAX)
+        low, high = (INT32_MIN, INT32_MAX) if self.type is ConfigType.INT else (LONG_MIN, LONG_MAX)
         try:
             number = int(value)
         except ValueError:

@@ -15,6 +15,7 @@ from typing import Any
 from streamhouse.engine.admin import ConfigChange, ConfigOperation, topic_id
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.sentinels import AUTHORIZED_OPERATIONS_OMITTED
 from streamhouse.log.topic_configs import ConfigEntry
 from streamhouse.server.kafka_cluster import broker
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
@@ -23,7 +24,6 @@ RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 NO_TOPIC_ID = uuid.UUID(int=0)
 REPLICATION_FACTOR = 1  # the object store is the replica
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 ENDPOINT_TYPE_BROKERS = 1
 
 
@@ -218,6 +218,6 @@ async def describe_cluster(ctx: KafkaContext, request: Request) -> Completion:
             "brokers": [
                 {**broker(agent, "broker_id"), "is_fenced": False} for agent in cluster.agents
             ],
-            "cluster_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+            "cluster_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
         }
     )

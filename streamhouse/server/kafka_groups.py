@@ -15,6 +15,13 @@ from typing import Any
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.sentinels import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    NO_LEADER_EPOCH,
+    NO_NODE_ID,
+    NO_OFFSET,
+    NO_PORT,
+)
 from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import CommittedOffset
@@ -22,10 +29,7 @@ from streamhouse.server.kafka_context import Completion, KafkaContext, Values, d
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-NO_OFFSET = -1
-NO_EPOCH = -1
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
-NO_COORDINATOR: Values = {"node_id": -1, "host": "", "port": -1}
+NO_COORDINATOR: Values = {"node_id": NO_NODE_ID, "host": "", "port": NO_PORT}
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
 set by the listener for each connection's task."""
@@ -170,7 +174,7 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
     wanted = {
         TopicPartition(topic.name, p.partition_index): OffsetToCommit(
             p.committed_offset,
-            int(getattr(p, "committed_leader_epoch", NO_EPOCH)),
+            int(getattr(p, "committed_leader_epoch", NO_LEADER_EPOCH)),
             p.committed_metadata,
         )
         for topic in body.topics
@@ -247,7 +251,7 @@ def _fetched(
         return {
             "partition_index": partition,
             "committed_offset": NO_OFFSET,
-            "committed_leader_epoch": NO_EPOCH,
+            "committed_leader_epoch": NO_LEADER_EPOCH,
             "metadata": "",
             "error_code": error,
         }
@@ -288,7 +292,7 @@ def _described(summary: GroupSummary) -> Values:
             }
             for m in summary.members
         ],
-        "authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+        "authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 

@@ -20,7 +20,15 @@ from streamhouse.kafka.fetch_sessions import (
     NO_SESSION,
     Resolved,
 )
-from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
+from streamhouse.kafka.sentinels import (
+    AUTHORIZED_OPERATIONS_OMITTED,
+    EARLIEST_TIMESTAMP,
+    LATEST_TIMESTAMP,
+    NO_LEADER_EPOCH,
+    NO_OFFSET,
+    NO_PREFERRED_REPLICA,
+)
+from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import TopicRecord
 from streamhouse.server.kafka_admin import (
@@ -50,13 +58,8 @@ from streamhouse.server.kafka_groups import (
 from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
 from streamhouse.server.kafka_producers import init_producer_id
 
-EARLIEST_TIMESTAMP = -2
-LATEST_TIMESTAMP = -1
-NO_OFFSET = -1
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
-NO_PREFERRED_REPLICA = -1
 FETCH_PARTITION_BYTES_MIN = 1
-UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 
 
 def _named_epoch(partition: Any) -> int:
@@ -110,7 +113,7 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
             "cluster_id": cluster.cluster_id,
             "controller_id": cluster.controller_id,
             "topics": topics,
-            "cluster_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+            "cluster_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
         }
     )
 
@@ -123,7 +126,7 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
             "error_code": error.code,
             "name": name,
             "partitions": [],
-            "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+            "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
         }
     return await _topic_metadata(ctx, topic)
 
@@ -148,7 +151,7 @@ async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
         "topic_id": described.topic_id,
         "is_internal": False,
         "partitions": partitions,
-        "topic_authorized_operations": UNKNOWN_AUTHORIZED_OPERATIONS,
+        "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
 
 
@@ -159,7 +162,9 @@ async def produce(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     acks = int(body.acks)
     if acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
-        return done(_produce_all_failed(body, ErrorCode.INVALID_REQUIRED_ACKS))
+        raise StreamHouseError(
+            f"acks must be 0, 1 or -1 (all), not {acks}", ErrorCode.INVALID_REQUIRED_ACKS
+        )
     appended: list[tuple[str, int, AppendResult | Exception]] = []
     for topic in body.topic_data:
         for partition in topic.partition_data:
@@ -223,20 +228,6 @@ async def _partition_ack(
         "base_offset": outcome.base_offset,
         "log_start_offset": outcome.log_start_offset,
     }
-
-
-def _produce_all_failed(body: Any, code: ErrorCode) -> Values:
-    responses = [
-        {
-            "name": topic.name,
-            "partition_responses": [
-                {"index": p.index, "error_code": code, "base_offset": NO_OFFSET}
-                for p in topic.partition_data
-            ],
-        }
-        for topic in body.topic_data
-    ]
-    return {"responses": responses, "throttle_time": 0}
 
 
 # --- Fetch -----------------------------------------------------------------------------------

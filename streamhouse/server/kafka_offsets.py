@@ -10,12 +10,9 @@ from typing import Any
 
 from streamhouse.errors import StreamHouseError
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.sentinels import NO_LEADER_EPOCH, NO_OFFSET
 from streamhouse.names import TopicPartition
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
-
-NO_EPOCH = -1
-NO_OFFSET = -1
-
 
 # --- OffsetForLeaderEpoch --------------------------------------------------------------------
 
@@ -38,7 +35,7 @@ async def _epoch_end_offset(ctx: KafkaContext, topic: str, partition: Any) -> Va
     """
     answer: Values = {
         "partition": partition.partition,
-        "leader_epoch": NO_EPOCH,
+        "leader_epoch": NO_LEADER_EPOCH,
         "end_offset": NO_OFFSET,
     }
     tp = TopicPartition(topic, partition.partition)
@@ -47,7 +44,7 @@ async def _epoch_end_offset(ctx: KafkaContext, topic: str, partition: Any) -> Va
         state = (await ctx.log.partition(tp)).state
     except StreamHouseError as error:
         return {**answer, "error_code": error.code}
-    stale = state.epoch_error(int(getattr(partition, "current_leader_epoch", NO_EPOCH)))
+    stale = state.epoch_error(int(getattr(partition, "current_leader_epoch", NO_LEADER_EPOCH)))
     if stale is not None:
         return {**answer, "error_code": stale}
     if partition.leader_epoch > state.leader_epoch:

@@ -11,10 +11,10 @@ from typing import Any
 
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.sentinels import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 PRODUCER_EPOCH_MAX = 32_766  # Kafka keeps Short.MAX_VALUE as "no epoch"
-NO_PRODUCER = -1
 log = logging.getLogger("streamhouse.kafka")
 
 
@@ -22,9 +22,9 @@ async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     if body.transactional_id is not None:
         log.warning("refused InitProducerId for transactional id %r", body.transactional_id)
-        return done(_answer(ErrorCode.INVALID_REQUEST, NO_PRODUCER, NO_PRODUCER))
-    producer_id = int(getattr(body, "producer_id", NO_PRODUCER))
-    epoch = int(getattr(body, "producer_epoch", NO_PRODUCER))
+        return done(_answer(ErrorCode.INVALID_REQUEST, NO_PRODUCER_ID, NO_PRODUCER_EPOCH))
+    producer_id = int(getattr(body, "producer_id", NO_PRODUCER_ID))
+    epoch = int(getattr(body, "producer_epoch", NO_PRODUCER_EPOCH))
     if producer_id >= 0 and 0 <= epoch < PRODUCER_EPOCH_MAX:
         # KIP-360: a producer that lost track of its sequences bumps its epoch and starts over
         return done(_answer(ErrorCode.NONE, producer_id, epoch + 1))
@@ -32,7 +32,7 @@ async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
         allocated = await ctx.metadata.allocate_producer_id()
     except StreamHouseError as error:
         log.warning("InitProducerId failed: %s", error)
-        return done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER, NO_PRODUCER))
+        return done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER_ID, NO_PRODUCER_EPOCH))
     return done(_answer(ErrorCode.NONE, allocated, 0))
 
 

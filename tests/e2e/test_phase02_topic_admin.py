@@ -35,11 +35,8 @@ from kafka.admin import (
 from kafka.admin import NewPartitions as KNewPartitions
 from kafka.admin import NewTopic as KNewTopic
 
-from streamhouse.kafka import codec
-from streamhouse.kafka.apis import ApiKey
-from streamhouse.kafka.entities import build
 from tests.e2e.conftest import Agent
-from tests.fixtures.kafka_wire import GOLDEN_BATCH, raw_call
+from tests.fixtures.kafka_wire import produce_answers
 
 TIMEOUT_S = 15
 DEFAULTS = {
@@ -52,9 +49,7 @@ DEFAULTS = {
 
 INVALID_TOPIC_EXCEPTION = 17
 UNKNOWN_TOPIC_OR_PARTITION = 3
-PRODUCE_VERSION = 9
 ACKS_LEADER = 1
-PRODUCE_TIMEOUT_MS = 10_000
 
 
 def _result(futures: dict[Any, Any]) -> Any:
@@ -213,26 +208,10 @@ def test_auto_create_of_an_illegal_name_answers_invalid_topic(agent: Agent) -> N
     assert errors == {"bad name!": INVALID_TOPIC_EXCEPTION, "fine-name": 0}
 
 
-def _produce_errors(agent: Agent, *names: str) -> dict[str, int]:
-    """A raw Produce (acks=1) of one batch to partition 0 of each topic: its error codes."""
-    request = build(
-        codec.request_schema(ApiKey.PRODUCE, PRODUCE_VERSION),
-        {
-            "acks": ACKS_LEADER,
-            "timeout": PRODUCE_TIMEOUT_MS,
-            "topic_data": [
-                {"name": name, "partition_data": [{"index": 0, "records": GOLDEN_BATCH}]}
-                for name in names
-            ],
-        },
-    )
-    answer = raw_call(agent.port, request)
-    return {topic.name: int(topic.partition_responses[0].error_code) for topic in answer.responses}
-
-
 def test_produce_to_an_illegal_name_answers_invalid_topic(agent: Agent) -> None:
     """The one topic-name rule holds on Produce as on Metadata and CreateTopics."""
-    assert _produce_errors(agent, "bad name!", "never-made") == {
+    answers = produce_answers(agent.port, ["bad name!", "never-made"], ACKS_LEADER)
+    assert {name: code for name, (code, _) in answers.items()} == {
         "bad name!": INVALID_TOPIC_EXCEPTION,
         "never-made": UNKNOWN_TOPIC_OR_PARTITION,
     }

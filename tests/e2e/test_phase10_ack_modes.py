@@ -11,11 +11,15 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamhouse.errors import ErrorCode
+from streamhouse.kafka.sentinels import NO_OFFSET
 from tests.e2e.conftest import Agent, start_agent
+from tests.fixtures.kafka_wire import produce_answers
 
 FLUSH_INTERVAL_MS = 100
 TIMEOUT_S = 30
 PRODUCE_WINDOW_S = 2.0
+INVALID_REQUIRED_ACKS = ErrorCode.INVALID_REQUIRED_ACKS
 
 
 def _durable_end(data_dir: Path, topic: str, partition: int) -> int:
@@ -135,3 +139,11 @@ def test_object_rate_is_flat_from_1_to_100_partitions(tmp_path: Path) -> None:
     # one ends), whatever the partition count
     ceiling = 1.5 * 1000 / FLUSH_INTERVAL_MS
     assert narrow <= ceiling and wide <= ceiling, (narrow, wide, ceiling)
+
+
+def test_acks_outside_0_1_all_are_refused_on_every_partition(agent: Agent) -> None:
+    answers = produce_answers(agent.port, ["acks-a", "acks-b"], acks=2)
+    assert answers == {
+        "acks-a": (INVALID_REQUIRED_ACKS, NO_OFFSET),
+        "acks-b": (INVALID_REQUIRED_ACKS, NO_OFFSET),
+    }

@@ -14,7 +14,6 @@ from typer.testing import CliRunner, Result
 
 from streamhouse.cli import agent_client
 from streamhouse.cli.streamctl import app
-from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent
 
 TOPIC = "orders"

@@ -25,7 +25,7 @@ from streamhouse.engine.cluster import AgentAddress, ClusterDirectory
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import ErrorCode, StreamHouseError
-from streamhouse.kafka.record_batch import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.log.topic_configs import ConfigSource, ConfigType
 from streamhouse.names import TopicPartition
