@@ -135,21 +135,33 @@ async def assemble_agent(
     recover the log and start listening. `buggify`: the simulator's switch; production
     passes none (a switch that never fires)."""
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
-    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
+    log = LogStore(
+        settings,
+        clock,
+        rng,
+        disk,
+        objects,
+        agent_id,
+        topics=metadata,
+        leases=metadata,
+        producers=metadata,
+        buggify=buggify or Buggify(),
+    )
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)
-    groups = GroupCoordinator(settings, clock, rng, metadata)
+    groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
     groups.start(log.crashed)
     context = KafkaContext(
         settings,
         clock,
         log,
-        metadata,
-        advertised_apis(),
-        host,
-        0,
-        f"streamhouse-{settings.org}",
-        groups,
+        topics=metadata,
+        producers=metadata,
+        apis=advertised_apis(),
+        advertised_host=host,
+        advertised_port=0,
+        cluster_id=f"streamhouse-{settings.org}",
+        groups=groups,
     )
     kafka = KafkaListener(context)
     port = await kafka.start(settings.kafka_host, settings.kafka_port)

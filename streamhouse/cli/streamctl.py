@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +20,7 @@ from streamhouse.io.sql_metadata import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.topics import TopicStore
 
 app = typer.Typer(
     help="Operate StreamHouse: topics, offsets, consumer groups.", no_args_is_help=True
@@ -30,8 +31,14 @@ app.add_typer(groups, name="groups")
 console = Console()
 
 
-def _store(data_dir: str, metadata: str) -> MetadataStore:
-    return open_sql_metadata(metadata_url(Settings(data_dir=data_dir, metadata_url=metadata)))
+@contextlib.asynccontextmanager
+async def _topic_store(data_dir: str, metadata: str) -> AsyncIterator[TopicStore]:
+    """The deployment's topics, its metadata store closed on the way out."""
+    store = open_sql_metadata(metadata_url(Settings(data_dir=data_dir, metadata_url=metadata)))
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @topics.command("list")
@@ -39,12 +46,12 @@ def list_topics(data_dir: DataDir = "./data", metadata: MetadataUrl = "") -> Non
     """List topics with their partition counts."""
 
     async def run() -> None:
-        store = _store(data_dir, metadata)
+        async with _topic_store(data_dir, metadata) as store:
+            listed = await store.list_topics()
         table = Table("topic", "partitions", "configs")
-        for topic in await store.list_topics():
+        for topic in listed:
             configs = ", ".join(f"{k}={v}" for k, v in sorted(topic.configs.items()))
             table.add_row(topic.name, str(topic.partition_count), configs)
-        await store.close()
         console.print(table)
 
     asyncio.run(run())
@@ -65,11 +72,8 @@ def create_topic(
 
     async def run() -> None:
         validate_topic_name(name)
-        store = _store(data_dir, metadata)
-        try:
+        async with _topic_store(data_dir, metadata) as store:
             await store.create_topic(name, partitions, configs, SystemClock().now_ms())
-        finally:
-            await store.close()
 
     _run_or_exit(run())
     console.print(f"created topic [bold]{name}[/bold] with {partitions} partition(s)")
@@ -80,8 +84,7 @@ def describe_topic(name: str, data_dir: DataDir = "./data", metadata: MetadataUr
     """Show each partition's leader, epoch and durable offsets."""
 
     async def run() -> None:
-        store = _store(data_dir, metadata)
-        try:
+        async with _topic_store(data_dir, metadata) as store:
             topic = await store.get_topic(name)
             if topic is None:
                 raise typer.BadParameter(f"no topic named {name!r}")
@@ -95,9 +98,7 @@ def describe_topic(name: str, data_dir: DataDir = "./data", metadata: MetadataUr
                     str(record.log_start_offset),
                     str(record.durable_end_offset),
                 )
-            console.print(table)
-        finally:
-            await store.close()
+        console.print(table)
 
     _run_or_exit(run())
 

@@ -55,17 +55,10 @@ from streamhouse.io.sql_schema import (
 )
 from streamhouse.log.producer_state import ProducerSnapshot, SequencedBatch, folded
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import (
-    CommittedOffset,
-    FlushCommit,
-    FlushOutcome,
-    Lease,
-    MetadataStore,
-    ObjectRecord,
-    PartitionRecord,
-    SegmentRecord,
-    TopicRecord,
-)
+from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.leases import FlushCommit, FlushOutcome, Lease, ObjectRecord, SegmentRecord
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.topics import PartitionRecord, TopicRecord
 
 T = TypeVar("T")
 

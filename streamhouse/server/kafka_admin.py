@@ -23,7 +23,7 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.kafka.connection import Request
-from streamhouse.ports.metadata import TopicRecord
+from streamhouse.ports.topics import TopicRecord
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 RESOURCE_TOPIC = 2
@@ -79,11 +79,11 @@ async def _delete_topic(ctx: KafkaContext, name: str | None, topic_id: uuid.UUID
         if name is None:
             name = await _name_of(ctx, topic_id)
             answer["name"] = name
-        topic = await ctx.metadata.get_topic(name)
+        topic = await ctx.topics.get_topic(name)
         if topic is None:
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
         answer["topic_id"] = _topic_id(topic)
-        await ctx.metadata.delete_topic(name)
+        await ctx.topics.delete_topic(name)
         ctx.log.forget_topic(name)
     except StreamHouseError as error:
         return {**answer, "error_code": error.code, "error_message": str(error)}
@@ -91,7 +91,7 @@ async def _delete_topic(ctx: KafkaContext, name: str | None, topic_id: uuid.UUID
 
 
 async def _name_of(ctx: KafkaContext, topic_id: uuid.UUID | None) -> str:
-    for topic in await ctx.metadata.list_topics():
+    for topic in await ctx.topics.list_topics():
         if _topic_id(topic) == topic_id:
             return topic.name
     raise StreamHouseError(f"no topic has id {topic_id}", ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
@@ -121,7 +121,7 @@ async def _describe_resource(ctx: KafkaContext, resource: Any) -> Values:
             "error_message": f"resource type {resource.resource_type} is not supported",
         }
     try:
-        topic = await ctx.metadata.get_topic(resource.resource_name)
+        topic = await ctx.topics.get_topic(resource.resource_name)
         if topic is None:
             raise UnknownTopicOrPartition(f"topic {resource.resource_name!r} does not exist")
     except StreamHouseError as error:
@@ -186,7 +186,7 @@ async def create_partitions(ctx: KafkaContext, request: Request) -> Completion:
 async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool) -> Values:
     answer: Values = {"name": topic.name}
     try:
-        record = await ctx.metadata.get_topic(topic.name)
+        record = await ctx.topics.get_topic(topic.name)
         if record is None:
             raise UnknownTopicOrPartition(f"topic {topic.name!r} does not exist")
         if topic.count <= record.partition_count:
@@ -195,7 +195,7 @@ async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool)
                 f"asked for {topic.count}, which is not more"
             )
         if not validate_only:
-            await ctx.metadata.add_partitions(topic.name, topic.count)
+            await ctx.topics.add_partitions(topic.name, topic.count)
     except StreamHouseError as error:
         return {**answer, "error_code": error.code, "error_message": str(error)}
     return {**answer, "error_code": 0}
@@ -235,7 +235,7 @@ async def _alter_resource(
                 f"configs of resource type {resource.resource_type} cannot be altered",
                 ErrorCode.INVALID_REQUEST,
             )
-        topic = await ctx.metadata.get_topic(resource.resource_name)
+        topic = await ctx.topics.get_topic(resource.resource_name)
         if topic is None:
             raise UnknownTopicOrPartition(f"topic {resource.resource_name!r} does not exist")
         if incremental:
@@ -244,7 +244,7 @@ async def _alter_resource(
             changes = {config.name: config.value for config in resource.configs}
         check_configs(changes)
         if not validate_only:
-            await ctx.metadata.set_topic_configs(topic.name, changes, incremental=incremental)
+            await ctx.topics.set_topic_configs(topic.name, changes, incremental=incremental)
     except StreamHouseError as error:
         return {**answer, "error_code": error.code, "error_message": str(error)}
     return {**answer, "error_code": 0}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from streamhouse.ports.metadata import PartitionRecord
+from streamhouse.ports.topics import PartitionRecord
 from streamhouse.server.kafka_context import KafkaContext, Values
 
 

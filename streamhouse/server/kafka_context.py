@@ -14,7 +14,8 @@ from streamhouse.kafka.apis import ApiTable
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.producers import ProducerStore
+from streamhouse.ports.topics import TopicStore
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
@@ -29,7 +30,8 @@ class KafkaContext:
     settings: Settings
     clock: Clock
     log: LogStore
-    metadata: MetadataStore
+    topics: TopicStore
+    producers: ProducerStore
     apis: ApiTable
     advertised_host: str
     advertised_port: int

@@ -18,7 +18,7 @@ from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse, SyncResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset
 from streamhouse.server.kafka_cluster import coordinator
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 

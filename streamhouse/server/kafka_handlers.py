@@ -30,7 +30,7 @@ from streamhouse.kafka.fetch_sessions import (
 from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import TopicRecord
+from streamhouse.ports.topics import TopicRecord
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,
@@ -76,7 +76,7 @@ async def _check_partition(ctx: KafkaContext, tp: TopicPartition) -> None:
     """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
     if ctx.log.led_partition(tp) is not None:
         return  # led here, so it exists: no metadata round trip on the hot path
-    topic = await ctx.metadata.get_topic(tp.topic)
+    topic = await ctx.topics.get_topic(tp.topic)
     if topic is None or not 0 <= tp.partition < topic.partition_count:
         raise UnknownTopicOrPartition(f"{tp} does not exist")
 
@@ -120,7 +120,7 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     names = None if body.topics is None else [t.name for t in body.topics if t.name]
     if names is None:
-        topics = [await _topic_metadata(ctx, t) for t in await ctx.metadata.list_topics()]
+        topics = [await _topic_metadata(ctx, t) for t in await ctx.topics.list_topics()]
     else:
         auto_create = bool(getattr(body, "allow_auto_topic_creation", True))
         topics = [await _named_topic_metadata(ctx, name, auto_create) for name in names]
@@ -137,7 +137,7 @@ async def metadata(ctx: KafkaContext, request: Request) -> Completion:
 
 
 async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool) -> Values:
-    topic = await ctx.metadata.get_topic(name)
+    topic = await ctx.topics.get_topic(name)
     missing = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
     if topic is None and auto_create and ctx.settings.auto_create_topics:
         try:
@@ -145,7 +145,7 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
         except InvalidTopic as error:
             missing = error.code
         except StreamHouseError:
-            topic = await ctx.metadata.get_topic(name)  # created concurrently
+            topic = await ctx.topics.get_topic(name)  # created concurrently
     if topic is None:
         return {
             "error_code": missing,
@@ -159,7 +159,7 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
 async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
     partitions = []
     for index in range(topic.partition_count):
-        record = await ctx.metadata.get_partition(TopicPartition(topic.name, index))
+        record = await ctx.topics.get_partition(TopicPartition(topic.name, index))
         node = leader_node(ctx, record)
         partitions.append(
             {
@@ -445,7 +445,7 @@ async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> V
         validate_topic_name(topic.name)
         if count < 1:
             raise InvalidPartitions(f"topic {topic.name!r} needs at least one partition")
-        if await ctx.metadata.get_topic(topic.name) is not None:
+        if await ctx.topics.get_topic(topic.name) is not None:
             raise StreamHouseError(
                 f"topic {topic.name!r} already exists", ErrorCode.TOPIC_ALREADY_EXISTS
             )

@@ -19,7 +19,7 @@ UNKNOWN_AUTHORIZED_OPERATIONS = -2147483648
 
 
 async def _check_exists(ctx: KafkaContext, tp: TopicPartition) -> None:
-    topic = await ctx.metadata.get_topic(tp.topic)
+    topic = await ctx.topics.get_topic(tp.topic)
     if topic is None or not 0 <= tp.partition < topic.partition_count:
         raise UnknownTopicOrPartition(f"{tp} does not exist")
 

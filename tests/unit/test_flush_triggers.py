@@ -24,7 +24,18 @@ async def _store(settings: Settings) -> tuple[LogStore, VirtualClock, SimObjectS
     objects = SimObjectStore(None, rng.fork("objects"))
     metadata = SimMetadataStore(rng.fork("metadata"))
     await metadata.create_topic("t", 1, {}, clock.now_ms())
-    store = LogStore(settings, clock, rng, SimDisk(rng.fork("disk")), objects, metadata, "a")
+    disk = SimDisk(rng.fork("disk"))
+    store = LogStore(
+        settings,
+        clock,
+        rng,
+        disk,
+        objects,
+        "a",
+        topics=metadata,
+        leases=metadata,
+        producers=metadata,
+    )
     await store.open()
     return store, clock, objects
 
@@ -80,7 +91,7 @@ def test_one_object_per_flush_for_many_partitions() -> None:
         clock.advance_ms(INTERVAL_MS)
         await asyncio.gather(*(r.durable for r in results if r.durable is not None))
         assert objects.puts == 1
-        segments = await store._metadata.list_segments(TopicPartition("wide", 7))
+        segments = await store._leases.list_segments(TopicPartition("wide", 7))
         assert len(segments) == 1 and segments[0].base_offset == 0
 
     asyncio.run(main())
@@ -97,7 +108,18 @@ def test_a_dying_background_service_is_surfaced() -> None:
         metadata = BrokenMetadata(rng.fork("metadata"))
         await metadata.create_topic("t", 1, {}, clock.now_ms())
         objects = SimObjectStore(None, rng.fork("objects"))
-        store = LogStore(Settings(), clock, rng, SimDisk(rng.fork("d")), objects, metadata, "a")
+        disk = SimDisk(rng.fork("d"))
+        store = LogStore(
+            Settings(),
+            clock,
+            rng,
+            disk,
+            objects,
+            "a",
+            topics=metadata,
+            leases=metadata,
+            producers=metadata,
+        )
         await store.open()
         result = await store.append(TP, _batch(10), durable=False)
         await result.synced

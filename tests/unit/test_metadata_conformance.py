@@ -29,14 +29,9 @@ from streamhouse.io.migrations import alembic_config
 from streamhouse.io.sql_metadata import SqlMetadataCore, SqlMetadataStore, open_sql_metadata
 from streamhouse.log.producer_state import ProducerBatch, SequencedBatch
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import (
-    CommittedOffset,
-    FlushCommit,
-    FlushOutcome,
-    MetadataStore,
-    ObjectRecord,
-    SegmentRecord,
-)
+from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.leases import FlushCommit, FlushOutcome, ObjectRecord, SegmentRecord
+from streamhouse.ports.metadata import MetadataStore
 
 T = TypeVar("T")
 

@@ -29,16 +29,10 @@ from streamhouse.errors import (
 )
 from streamhouse.io.sql_metadata import open_sql_metadata, run_inline
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import (
-    CommittedOffset,
-    FlushCommit,
-    FlushOutcome,
-    MetadataStore,
-    ObjectRecord,
-    PartitionRecord,
-    SegmentRecord,
-    TopicRecord,
-)
+from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.leases import FlushCommit, FlushOutcome, ObjectRecord, SegmentRecord
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.topics import PartitionRecord, TopicRecord
 from tests.property_budget import examples
 
 T = TypeVar("T")
