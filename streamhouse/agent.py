@@ -20,7 +20,7 @@ from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
 from streamhouse.io.s3_object_store import S3ObjectStore
-from streamhouse.io.sql_metadata import open_sql_metadata
+from streamhouse.io.sql.store import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid

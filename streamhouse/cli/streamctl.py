@@ -16,7 +16,7 @@ from streamhouse.cli.options import DataDir, MetadataUrl
 from streamhouse.config import Settings
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.locations import metadata_url
-from streamhouse.io.sql_metadata import open_sql_metadata
+from streamhouse.io.sql.store import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.names import TopicPartition

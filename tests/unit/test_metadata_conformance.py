@@ -25,8 +25,9 @@ from streamhouse.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
-from streamhouse.io.migrations import alembic_config
-from streamhouse.io.sql_metadata import SqlMetadataCore, SqlMetadataStore, open_sql_metadata
+from streamhouse.io.sql.migrations import alembic_config
+from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
+from streamhouse.io.sql.transactions import run_inline
 from streamhouse.log.producer_state import ProducerBatch, SequencedBatch
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset
@@ -618,14 +619,14 @@ def test_failure_at_commit_is_an_unknown_outcome_for_writes(tmp_path: Path) -> N
     def lose_connection(_conn: sa.Connection) -> None:
         raise sa.exc.OperationalError("COMMIT", None, Exception("server closed the connection"))
 
-    sa.event.listen(store.core.engine, "commit", lose_connection)
+    sa.event.listen(store.engine, "commit", lose_connection)
     try:
         with pytest.raises(MetadataUnknownOutcome, match="may or may not"):
             run(store.set_log_start_offset(TP0, 5))
         with pytest.raises(MetadataUnavailable, match="server closed the connection"):
             run(store.get_partition(TP0))
     finally:
-        sa.event.remove(store.core.engine, "commit", lose_connection)
+        sa.event.remove(store.engine, "commit", lose_connection)
     assert run(store.get_partition(TP0)).log_start_offset == 0
     run(store.close())
 
@@ -679,7 +680,7 @@ def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMet
         url = f"sqlite:///{tmp_path / 'metadata.db'}"
     else:
         url = request.getfixturevalue("postgres_database_url")
-    opened = open_sql_metadata(url)
+    opened = open_sql_metadata(url, run_blocking=run_inline)  # threads call it directly
     try:
         yield opened
     finally:
@@ -699,57 +700,62 @@ def all_at_once(calls: list[Callable[[], T]]) -> list[T]:
 
 
 def test_concurrent_acquisitions_grant_one_lease(sql_store: SqlMetadataStore) -> None:
-    core = sql_store.core
-    core.create_topic("orders", 1, {}, T0_MS)
+    store = sql_store
+    run(store.create_topic("orders", 1, {}, T0_MS))
     agents = [f"agent-{index}" for index in range(8)]
     leases = all_at_once(
-        [lambda agent=agent: core.acquire_lease(TP0, agent, T0_MS, TTL_MS) for agent in agents]
+        [
+            lambda agent=agent: run(store.acquire_lease(TP0, agent, T0_MS, TTL_MS))
+            for agent in agents
+        ]
     )
     granted = [lease for lease in leases if lease is not None]
     assert len(granted) == 1 and granted[0].epoch == 1
-    assert core.get_partition(TP0).leader_agent == granted[0].agent
+    assert run(store.get_partition(TP0)).leader_agent == granted[0].agent
 
 
 def test_concurrent_replays_of_one_flush_agree(sql_store: SqlMetadataStore) -> None:
-    core = sql_store.core
-    core.create_topic("orders", 2, {}, T0_MS)
-    core.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS)
+    store = sql_store
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
     commit = flush("obj-1", {TP0: 1, TP1: 5}, [(TP0, 0, 4), (TP1, 0, 4)])
-    outcomes = all_at_once([lambda: core.commit_flush(commit) for _ in range(6)])
+    outcomes = all_at_once([lambda: run(store.commit_flush(commit)) for _ in range(6)])
     assert set(outcomes) == {FlushOutcome(frozenset({TP0}), frozenset({TP1}))}
-    assert core.list_segments(TP0) == [segment(TP0, 0, 4, "obj-1")]
-    assert core.get_partition(TP0).durable_end_offset == 5
+    assert run(store.list_segments(TP0)) == [segment(TP0, 0, 4, "obj-1")]
+    assert run(store.get_partition(TP0)).durable_end_offset == 5
 
 
 def test_flushes_racing_a_topic_deletion_do_not_deadlock(sql_store: SqlMetadataStore) -> None:
-    core = sql_store.core
+    store = sql_store
     audit = TopicPartition("audit", 0)
-    core.create_topic("audit", 1, {}, T0_MS)
+    run(store.create_topic("audit", 1, {}, T0_MS))
     for round_index in range(5):
-        core.create_topic("orders", 2, {}, T0_MS)
+        run(store.create_topic("orders", 2, {}, T0_MS))
         epochs = {}
         for tp in (TP0, TP1, audit):
-            lease = core.acquire_lease(tp, "agent-a", T0_MS, TTL_MS)
+            lease = run(store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS))
             assert lease is not None
             epochs[tp] = lease.epoch
-        audit_end = core.get_partition(audit).durable_end_offset
+        audit_end = run(store.get_partition(audit)).durable_end_offset
         # Rows listed in reverse key order: the store must still lock in one order.
         ranges = [(audit, audit_end, audit_end), (TP1, 0, 0), (TP0, 0, 0)]
         commit = flush(f"obj-{round_index}", epochs, ranges)
         outcome, _ = all_at_once(
-            [lambda c=commit: core.commit_flush(c), lambda: core.delete_topic("orders")]
+            [lambda c=commit: run(store.commit_flush(c)), lambda: run(store.delete_topic("orders"))]
         )
         assert audit in outcome.committed
         assert outcome.committed | outcome.fenced == {TP0, TP1, audit}
-        assert core.get_partition(audit).durable_end_offset == audit_end + 1
+        assert run(store.get_partition(audit)).durable_end_offset == audit_end + 1
 
 
 def test_concurrent_commits_of_one_group_leave_one_winner(sql_store: SqlMetadataStore) -> None:
-    core = sql_store.core
-    core.create_topic("orders", 2, {}, T0_MS)
+    store = sql_store
+    run(store.create_topic("orders", 2, {}, T0_MS))
     batches = [{TP0: committed(index), TP1: committed(index)} for index in range(8)]
-    all_at_once([lambda batch=batch: core.commit_offsets("billing", batch) for batch in batches])
-    stored = core.fetch_offsets("billing")
+    all_at_once(
+        [lambda batch=batch: run(store.commit_offsets("billing", batch)) for batch in batches]
+    )
+    stored = run(store.fetch_offsets("billing"))
     assert set(stored) == {TP0, TP1}
     assert stored[TP0] in [batch[TP0] for batch in batches]
 
@@ -757,24 +763,24 @@ def test_concurrent_commits_of_one_group_leave_one_winner(sql_store: SqlMetadata
 def test_offset_commits_racing_a_topic_deletion_do_not_deadlock(
     sql_store: SqlMetadataStore,
 ) -> None:
-    core = sql_store.core
+    store = sql_store
     for _ in range(5):
-        core.create_topic("orders", 2, {}, T0_MS)
+        run(store.create_topic("orders", 2, {}, T0_MS))
         results = all_at_once(
             [
-                lambda: _commit_or_unknown(core, {TP1: committed(1), TP0: committed(1)}),
-                lambda: core.delete_topic("orders"),
+                lambda: _commit_or_unknown(store, {TP1: committed(1), TP0: committed(1)}),
+                lambda: run(store.delete_topic("orders")),
             ]
         )
         assert results[0] in ("committed", "unknown")
-        assert core.fetch_offsets("billing") == {}
+        assert run(store.fetch_offsets("billing")) == {}
 
 
 def _commit_or_unknown(
-    core: SqlMetadataCore, offsets: dict[TopicPartition, CommittedOffset]
+    store: SqlMetadataStore, offsets: dict[TopicPartition, CommittedOffset]
 ) -> str:
     try:
-        core.commit_offsets("billing", offsets)
+        run(store.commit_offsets("billing", offsets))
     except UnknownTopicOrPartition:
         return "unknown"
     return "committed"
@@ -847,27 +853,27 @@ def test_producer_states_expire_and_go_with_their_topic(store: MetadataStore) ->
 def test_offset_commits_racing_flushes_of_the_same_partitions(
     sql_store: SqlMetadataStore,
 ) -> None:
-    core = sql_store.core
-    core.create_topic("orders", 2, {}, T0_MS)
+    store = sql_store
+    run(store.create_topic("orders", 2, {}, T0_MS))
     for tp in (TP0, TP1):
-        core.acquire_lease(tp, "agent-a", T0_MS, TTL_MS)
+        run(store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS))
     for round_index in range(5):
         ranges = [(TP0, round_index, round_index), (TP1, round_index, round_index)]
         commit = flush(f"obj-{round_index}", {TP0: 1, TP1: 1}, ranges)
         offsets = {TP1: committed(round_index), TP0: committed(round_index)}
         outcome, _, _ = all_at_once(
             [
-                lambda c=commit: core.commit_flush(c),
-                lambda o=offsets: core.commit_offsets("billing", o),
-                lambda o=offsets: core.commit_offsets("audit", o),
+                lambda c=commit: run(store.commit_flush(c)),
+                lambda o=offsets: run(store.commit_offsets("billing", o)),
+                lambda o=offsets: run(store.commit_offsets("audit", o)),
             ]
         )
         assert outcome.committed == {TP0, TP1}
-        assert core.fetch_offsets("billing") == offsets == core.fetch_offsets("audit")
+        assert run(store.fetch_offsets("billing")) == offsets == run(store.fetch_offsets("audit"))
     assert (
-        core.get_partition(TP0).durable_end_offset
+        run(store.get_partition(TP0)).durable_end_offset
         == 5
-        == core.get_partition(TP1).durable_end_offset
+        == run(store.get_partition(TP1)).durable_end_offset
     )
 
 

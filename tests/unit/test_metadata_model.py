@@ -27,7 +27,8 @@ from streamhouse.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
-from streamhouse.io.sql_metadata import open_sql_metadata, run_inline
+from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.sql.transactions import run_inline
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset
 from streamhouse.ports.leases import FlushCommit, FlushOutcome, ObjectRecord, SegmentRecord
