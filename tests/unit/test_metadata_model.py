@@ -420,6 +420,40 @@ def test_unavailable_changes_nothing() -> None:
     run(store.close())
 
 
+class DrawLog(SeededRng):
+    """A SeededRng that notes the probability of every `chance` draw."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.draws: list[float] = []
+
+    def chance(self, probability: float) -> bool:
+        self.draws.append(probability)
+        return super().chance(probability)
+
+
+UNAVAILABLE, UNKNOWN = 0.001, 0.002  # told apart in the log; this seed never fires them
+
+
+def test_one_draw_before_every_call_and_one_after_every_write_that_succeeded() -> None:
+    """The draws a seed's faults come from: what a seed means depends on this order."""
+    rng = DrawLog()
+    store = SimMetadataStore(rng, MetadataFaults(UNAVAILABLE, UNKNOWN))
+    run(store.create_topic("orders", 1, {}, 0))
+    assert rng.draws == [UNAVAILABLE, UNKNOWN]
+    rng.draws.clear()
+    run(store.get_partition(TP))
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.acquire_lease(TopicPartition("nope", 0), "agent-x", 0, TTL_MS))
+    run(store.commit_offsets("billing", {}))  # nothing to write is still a write
+    run(store.commit_flush(one_flush("obj-1", 0)))
+    assert rng.draws == [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, UNKNOWN, UNAVAILABLE, UNKNOWN]
+    rng.draws.clear()
+    run(store.unfaulted.list_topics())
+    run(store.close())
+    assert rng.draws == []
+
+
 def fault_trace(seed: int) -> list[str]:
     store = SimMetadataStore(SeededRng(seed), MetadataFaults(0.3, 0.3))
     trace = []
