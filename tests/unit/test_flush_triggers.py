@@ -18,14 +18,16 @@ TP = TopicPartition("t", 0)
 INTERVAL_MS = 200
 
 
-async def _store(settings: Settings) -> tuple[LogStore, VirtualClock, SimObjectStore]:
-    rng = SeededRng(3)
-    clock = VirtualClock()
-    objects = SimObjectStore(None, rng.fork("objects"))
-    metadata = SimMetadataStore(rng.fork("metadata"))
-    await metadata.create_topic("t", 1, {}, clock.now_ms())
-    disk = SimDisk(rng.fork("disk"))
-    store = LogStore(
+def _log_store(
+    settings: Settings,
+    clock: VirtualClock,
+    rng: SeededRng,
+    disk: SimDisk,
+    objects: SimObjectStore,
+    metadata: SimMetadataStore,
+) -> LogStore:
+    """Agent "a"'s log over one simulated metadata store."""
+    return LogStore(
         settings,
         clock,
         rng,
@@ -36,6 +38,15 @@ async def _store(settings: Settings) -> tuple[LogStore, VirtualClock, SimObjectS
         leases=metadata,
         producers=metadata,
     )
+
+
+async def _store(settings: Settings) -> tuple[LogStore, VirtualClock, SimObjectStore]:
+    rng = SeededRng(3)
+    clock = VirtualClock()
+    objects = SimObjectStore(None, rng.fork("objects"))
+    metadata = SimMetadataStore(rng.fork("metadata"))
+    await metadata.create_topic("t", 1, {}, clock.now_ms())
+    store = _log_store(settings, clock, rng, SimDisk(rng.fork("disk")), objects, metadata)
     await store.open()
     return store, clock, objects
 
@@ -108,18 +119,7 @@ def test_a_dying_background_service_is_surfaced() -> None:
         metadata = BrokenMetadata(rng.fork("metadata"))
         await metadata.create_topic("t", 1, {}, clock.now_ms())
         objects = SimObjectStore(None, rng.fork("objects"))
-        disk = SimDisk(rng.fork("d"))
-        store = LogStore(
-            Settings(),
-            clock,
-            rng,
-            disk,
-            objects,
-            "a",
-            topics=metadata,
-            leases=metadata,
-            producers=metadata,
-        )
+        store = _log_store(Settings(), clock, rng, SimDisk(rng.fork("d")), objects, metadata)
         await store.open()
         result = await store.append(TP, _batch(10), durable=False)
         await result.synced

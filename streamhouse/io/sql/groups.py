@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 
 from sqlalchemy import Connection, Insert, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.errors import MetadataUnavailable, UnknownTopicOrPartition
+from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import committed_offsets, group_generations, partitions
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.names import TopicPartition
@@ -86,15 +88,7 @@ def _upsert_offsets(
     ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
     _check_partitions_exist(conn, group_id, ordered)
     rows = [
-        {
-            "group_id": group_id,
-            "topic": tp.topic,
-            "partition": tp.partition,
-            "offset": offsets[tp].offset,
-            "leader_epoch": offsets[tp].leader_epoch,
-            "metadata": offsets[tp].metadata,
-            "commit_ms": offsets[tp].commit_ms,
-        }
+        {"group_id": group_id, "topic": tp.topic, "partition": tp.partition, **asdict(offsets[tp])}
         for tp in ordered
     ]
     try:
@@ -145,7 +139,7 @@ def _select_offsets(
     for row in conn.execute(query):
         tp = TopicPartition(row.topic, row.partition)
         if wanted is None or tp in wanted:
-            found[tp] = CommittedOffset(row.offset, row.leader_epoch, row.metadata, row.commit_ms)
+            found[tp] = record_from_row(CommittedOffset, row)
     return found
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.io.sql.producers import fold_producers
+from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import flush_outcomes, objects, partitions, segments
 from streamhouse.io.sql.topics import existing_partition, find_partition, update_partition
 from streamhouse.io.sql.transactions import SqlAdapter
@@ -170,15 +171,7 @@ def _insert_object(conn: Connection, obj: ObjectRecord) -> bool:
     replay of one flush, which has committed by the time the insert fails)."""
     try:
         with conn.begin_nested():  # a savepoint: the failed insert leaves the transaction usable
-            conn.execute(
-                insert(objects).values(
-                    key=obj.key,
-                    agent=obj.agent,
-                    org=obj.org,
-                    size_bytes=obj.size_bytes,
-                    created_ms=obj.created_ms,
-                )
-            )
+            conn.execute(insert(objects).values(asdict(obj)))
     except IntegrityError:
         return False
     return True
@@ -208,7 +201,7 @@ def _append_segments(
     if not rows:
         return
     _check_contiguous(key, current, rows)
-    conn.execute(insert(segments), [_segment_values(row) for row in rows])
+    conn.execute(insert(segments), [asdict(row) for row in rows])
     update_partition(conn, current.tp, durable_end_offset=rows[-1].last_offset + 1)
 
 
@@ -223,20 +216,6 @@ def _check_contiguous(key: str, current: PartitionRecord, rows: list[SegmentReco
                 "nothing was committed"
             )
         expected = row.last_offset + 1
-
-
-def _segment_values(row: SegmentRecord) -> dict[str, Any]:
-    return {
-        "topic": row.topic,
-        "partition": row.partition,
-        "base_offset": row.base_offset,
-        "last_offset": row.last_offset,
-        "leader_epoch": row.leader_epoch,
-        "max_timestamp_ms": row.max_timestamp_ms,
-        "object_key": row.object_key,
-        "position": row.position,
-        "length": row.length,
-    }
 
 
 def _stored_outcome(conn: Connection, key: str) -> FlushOutcome | None:
@@ -271,23 +250,9 @@ def _select_segments(
         .order_by(segments.c.base_offset)
         .limit(limit)
     )
-    return [_segment_record(row) for row in conn.execute(query)]
-
-
-def _segment_record(row: Row[Any]) -> SegmentRecord:
-    return SegmentRecord(
-        topic=row.topic,
-        partition=row.partition,
-        base_offset=row.base_offset,
-        last_offset=row.last_offset,
-        leader_epoch=row.leader_epoch,
-        max_timestamp_ms=row.max_timestamp_ms,
-        object_key=row.object_key,
-        position=row.position,
-        length=row.length,
-    )
+    return [record_from_row(SegmentRecord, row) for row in conn.execute(query)]
 
 
 def _select_objects(conn: Connection) -> list[ObjectRecord]:
-    rows = conn.execute(select(objects).order_by(objects.c.key))
-    return [ObjectRecord(r.key, r.agent, r.org, r.size_bytes, r.created_ms) for r in rows]
+    query = select(objects).order_by(objects.c.key)
+    return [record_from_row(ObjectRecord, row) for row in conn.execute(query)]

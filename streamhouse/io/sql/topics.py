@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.errors import InvalidPartitions, TopicAlreadyExists, UnknownTopicOrPartition
+from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import (
     committed_offsets,
     partitions,
@@ -214,7 +215,7 @@ def find_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> Parti
         # rows that only reference the partition (offset commits) need not wait.
         query = query.with_for_update(key_share=True)
     row = conn.execute(query).first()
-    return None if row is None else _partition_record(row)
+    return None if row is None else record_from_row(PartitionRecord, row)
 
 
 def update_partition(conn: Connection, tp: TopicPartition, **values: Any) -> None:
@@ -223,16 +224,4 @@ def update_partition(conn: Connection, tp: TopicPartition, **values: Any) -> Non
         update(partitions)
         .where(partitions.c.topic == tp.topic, partitions.c.partition == tp.partition)
         .values(**values)
-    )
-
-
-def _partition_record(row: Row[Any]) -> PartitionRecord:
-    return PartitionRecord(
-        topic=row.topic,
-        partition=row.partition,
-        leader_agent=row.leader_agent,
-        leader_epoch=row.leader_epoch,
-        lease_expires_ms=row.lease_expires_ms,
-        durable_end_offset=row.durable_end_offset,
-        log_start_offset=row.log_start_offset,
     )

@@ -162,10 +162,7 @@ class SqlTransactions:
         **kwargs: P.kwargs,
     ) -> T:
         """`statement(connection, *args, **kwargs)` in a read transaction."""
-        self._hook.before_call(op)
-        return await self._run(
-            lambda: self._transact(op, lambda conn: statement(conn, *args, **kwargs), writes=False)
-        )
+        return await self._call(op, lambda conn: statement(conn, *args, **kwargs), writes=False)
 
     async def write(
         self,
@@ -175,11 +172,13 @@ class SqlTransactions:
         **kwargs: P.kwargs,
     ) -> T:
         """`statement(connection, *args, **kwargs)` in a write transaction."""
+        return await self._call(op, lambda conn: statement(conn, *args, **kwargs), writes=True)
+
+    async def _call(self, op: str, work: Callable[[Connection], T], *, writes: bool) -> T:
         self._hook.before_call(op)
-        result = await self._run(
-            lambda: self._transact(op, lambda conn: statement(conn, *args, **kwargs), writes=True)
-        )
-        self._hook.after_write(op)
+        result = await self._run(lambda: self._transact(op, work, writes=writes))
+        if writes:
+            self._hook.after_write(op)
         return result
 
     def migrate(self) -> None:
