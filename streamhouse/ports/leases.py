@@ -3,8 +3,8 @@
 A lease gives one agent a partition's epoch (DESIGN §3); every write made for
 the partition is fenced by that epoch: a flush commit (an uploaded object and
 its segment rows, moving the durable end) and a new log start. Read and
-written together by the log and its flusher, later by the merger and the
-reconciler (objects and segment rows).
+written together by the log and its flusher (and, once they exist, by the
+merger and the reconciler, which work on objects and segment rows).
 """
 
 from __future__ import annotations

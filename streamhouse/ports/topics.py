@@ -1,7 +1,8 @@
 """Topics port: topics, their partition counts and configs, and each partition's durable state.
 
 Read by every door that describes or administers topics (Metadata, CreateTopics,
-DescribeConfigs, `streamctl topics`) and by the log when it opens a partition.
+DescribeConfigs, `streamctl topics`), by the log when it opens a partition, and by
+the group coordinator to tell whether a committed partition exists.
 """
 
 from __future__ import annotations
