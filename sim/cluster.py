@@ -314,7 +314,7 @@ class SimCluster:
         if name not in LEASE_CALLS or not args or not isinstance(args[0], TopicPartition):
             return
         tp = args[0]
-        record = await self.metadata.inner.get_partition(tp)
+        record = await self.metadata.unfaulted.get_partition(tp)
         holder = (record.leader_agent, record.leader_epoch)
         before = self._leases.get(tp)
         self._leases[tp] = holder

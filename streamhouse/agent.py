@@ -22,7 +22,7 @@ from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
 from streamhouse.io.s3_object_store import S3ObjectStore
-from streamhouse.io.sql_metadata import open_sql_metadata
+from streamhouse.io.sql.store import open_sql_metadata
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
@@ -140,16 +140,27 @@ async def assemble_agent(
     passes none (a switch that never fires)."""
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
     cluster = ClusterDirectory(settings, clock, agent_id)  # a malformed directory stops us here
-    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
+    log = LogStore(
+        settings,
+        clock,
+        rng,
+        disk,
+        objects,
+        agent_id,
+        topics=metadata,
+        leases=metadata,
+        producers=metadata,
+        buggify=buggify or Buggify(),
+    )
     await log.open()
-    groups = GroupCoordinator(settings, clock, rng, metadata)
+    groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
     groups.start(log.crashed)
     admin = AdminService(settings, clock, metadata, log, groups, cluster)
     context = KafkaContext(
         settings=settings,
         clock=clock,
         log=log,
-        metadata=metadata,
+        producers=metadata,
         apis=advertised_apis(),
         groups=groups,
         admin=admin,

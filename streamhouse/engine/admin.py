@@ -46,7 +46,7 @@ from streamhouse.log.topic_configs import (
 from streamhouse.log.topics import validate_topic_name
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import MetadataStore, TopicRecord
+from streamhouse.ports.topics import TopicRecord, TopicStore
 
 BROKER_DEFAULT_PARTITIONS = -1  # CreateTopics' count for "the broker's num.partitions"
 CLASSIC_GROUP_TYPE = "classic"
@@ -114,14 +114,14 @@ class AdminService:
         self,
         settings: Settings,
         clock: Clock,
-        metadata: MetadataStore,
+        topics: TopicStore,
         log: LogStore,
         groups: GroupCoordinator,
         cluster: ClusterDirectory,
     ) -> None:
         self._settings = settings
         self._clock = clock
-        self._metadata = metadata
+        self._topics = topics
         self._log = log
         self._groups = groups
         self.cluster = cluster
@@ -131,18 +131,18 @@ class AdminService:
 
     async def list_topics(self) -> list[TopicRecord]:
         """Every topic, by name."""
-        return await self._metadata.list_topics()
+        return await self._topics.list_topics()
 
     async def topic(self, name: str) -> TopicRecord:
         """The topic; UnknownTopicOrPartition if there is none of that name."""
-        topic = await self._metadata.get_topic(name)
+        topic = await self._topics.get_topic(name)
         if topic is None:
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
         return topic
 
     async def topic_by_id(self, wanted: uuid.UUID) -> TopicRecord:
         """The topic with this id; UnknownTopicOrPartition if none has it."""
-        for topic in await self._metadata.list_topics():
+        for topic in await self._topics.list_topics():
             if topic_id(topic) == wanted:
                 return topic
         raise UnknownTopicOrPartition(f"no topic has id {wanted}")
@@ -152,7 +152,7 @@ class AdminService:
         client allows it and `auto_create_topics` is on. An illegal name is InvalidTopic
         whether or not it would be created (as Kafka answers), a missing one
         UnknownTopicOrPartition."""
-        topic = await self._metadata.get_topic(name)
+        topic = await self._topics.get_topic(name)
         if topic is not None:
             return topic
         validate_topic_name(name)
@@ -161,7 +161,7 @@ class AdminService:
         try:
             return await self._create(name, self._settings.num_partitions, {})
         except (TopicAlreadyExists, StorageError) as error:  # raced, or the outcome was lost
-            topic = await self._metadata.get_topic(name)
+            topic = await self._topics.get_topic(name)
             if topic is None:
                 raise UnknownTopicOrPartition(
                     f"topic {name!r} could not be created ({error}); retry"
@@ -172,7 +172,7 @@ class AdminService:
         """The topic's id and each partition's leader, epoch and offsets."""
         partitions = []
         for index in range(topic.partition_count):
-            record = await self._metadata.get_partition(TopicPartition(topic.name, index))
+            record = await self._topics.get_partition(TopicPartition(topic.name, index))
             partitions.append(
                 PartitionDescription(
                     index,
@@ -189,7 +189,7 @@ class AdminService:
         """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
         if self._log.led_partition(tp) is not None:
             return  # led here, so it exists: no metadata round trip on the hot path
-        topic = await self._metadata.get_topic(tp.topic)
+        topic = await self._topics.get_topic(tp.topic)
         if topic is None or not 0 <= tp.partition < topic.partition_count:
             raise UnknownTopicOrPartition(f"{tp} does not exist")
 
@@ -227,18 +227,18 @@ class AdminService:
         check_topic_configs(overrides, self._specs)
         if not validate_only:
             return await self._create(name, count, overrides)
-        if await self._metadata.get_topic(name) is not None:
+        if await self._topics.get_topic(name) is not None:
             raise TopicAlreadyExists(f"topic {name!r} already exists")
         return TopicRecord(name, count, overrides, self._clock.now_ms())
 
     async def _create(self, name: str, count: int, configs: Mapping[str, str]) -> TopicRecord:
-        return await self._metadata.create_topic(name, count, configs, self._clock.now_ms())
+        return await self._topics.create_topic(name, count, configs, self._clock.now_ms())
 
     async def delete_topic(self, name: str) -> TopicRecord:
         """Delete the topic, its data pointers and committed offsets; returns what it was.
         Partitions led here are dropped at once, failing their waiting requests."""
         topic = await self.topic(name)
-        await self._metadata.delete_topic(name)
+        await self._topics.delete_topic(name)
         self._log.forget_topic(name)
         return topic
 
@@ -254,7 +254,7 @@ class AdminService:
             )
         if validate_only:
             return replace(topic, partition_count=total)
-        return await self._metadata.add_partitions(name, total)
+        return await self._topics.add_partitions(name, total)
 
     # --- topics: configs -------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class AdminService:
         check_topic_configs(configs, self._specs)
         if validate_only:
             return topic
-        return await self._metadata.set_topic_configs(name, configs, incremental=False)
+        return await self._topics.set_topic_configs(name, configs, incremental=False)
 
     async def alter_configs(
         self, name: str, changes: Sequence[ConfigChange], *, validate_only: bool = False
@@ -285,7 +285,7 @@ class AdminService:
         check_topic_configs(values, self._specs)
         if validate_only:
             return topic
-        return await self._metadata.set_topic_configs(name, values, incremental=True)
+        return await self._topics.set_topic_configs(name, values, incremental=True)
 
     def _changed_value(self, topic: TopicRecord, change: ConfigChange) -> str | None:
         if change.operation is ConfigOperation.SET:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from streamhouse.config import Settings
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import PartitionRecord
+from streamhouse.ports.topics import PartitionRecord
 
 CLUSTER_ID_PREFIX = "streamhouse-"
 

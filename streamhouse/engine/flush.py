@@ -29,10 +29,10 @@ from streamhouse.log.tail import TailBatch
 from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import FLUSH_EARLY, Buggify
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import (
+from streamhouse.ports.leases import (
     FlushCommit,
     FlushOutcome,
-    MetadataStore,
+    LeaseStore,
     ObjectRecord,
     SegmentRecord,
 )
@@ -88,7 +88,7 @@ class Flusher:
         clock: Clock,
         rng: Rng,
         objects: ObjectStore,
-        metadata: MetadataStore,
+        leases: LeaseStore,
         agent_id: str,
         release_wal: Callable[[int], None],
         on_fenced: Callable[[PartitionLog], None],
@@ -99,7 +99,7 @@ class Flusher:
         self._clock = clock
         self._rng = rng
         self._objects = objects
-        self._metadata = metadata
+        self._leases = leases
         self._agent_id = agent_id
         self._release_wal = release_wal
         self._on_fenced = on_fenced
@@ -224,7 +224,7 @@ class Flusher:
             _producer_batches(by_partition),
             now_ms - self._settings.producer_id_expiration_ms,
         )
-        outcome = await self._retry(lambda: self._metadata.commit_flush(commit), "commit_retries")
+        outcome = await self._retry(lambda: self._leases.commit_flush(commit), "commit_retries")
         self._apply(outcome, by_partition)
         self.stats.flushes += 1
         return FlushReport(key, outcome, len(live), len(data))

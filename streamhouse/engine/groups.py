@@ -32,8 +32,9 @@ from streamhouse.log.group_state import (
 )
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import CommittedOffset, MetadataStore
+from streamhouse.ports.groups import CommittedOffset, GroupStore
 from streamhouse.ports.rng import Rng
+from streamhouse.ports.topics import TopicStore
 
 MEMBER_ID_RANDOM_BYTES = 16
 TIMER_IDLE_MS = 60_000  # how long the timer task sleeps when no group has a deadline
@@ -77,11 +78,14 @@ class OffsetToCommit:
 class GroupCoordinator:
     """Every group this agent coordinates."""
 
-    def __init__(self, settings: Settings, clock: Clock, rng: Rng, metadata: MetadataStore):
+    def __init__(
+        self, settings: Settings, clock: Clock, rng: Rng, *, topics: TopicStore, groups: GroupStore
+    ):
         self._settings = settings
         self._clock = clock
         self._rng = rng
-        self._metadata = metadata
+        self._topics = topics
+        self._group_store = groups
         self._limits = GroupLimits.of(settings)
         self._groups: dict[str, Group] = {}
         self._joins: dict[tuple[str, str], asyncio.Future[JoinResponse]] = {}
@@ -216,7 +220,7 @@ class GroupCoordinator:
             if group is None:
                 if len(self._groups) >= self._settings.groups_max and not self._evict_one():
                     return None
-                first = await self._metadata.reserve_group_generations(
+                first = await self._group_store.reserve_group_generations(
                     group_id, GENERATIONS_PER_RESERVATION
                 )
                 group = Group(group_id, self._limits, generation=first - 1)
@@ -224,7 +228,7 @@ class GroupCoordinator:
                 self._groups[group_id] = group
                 self._empty_since_ms[group_id] = self._clock.now_ms()
             elif self._reserved_last[group_id] - group.generation < GENERATIONS_LEFT_MIN:
-                first = await self._metadata.reserve_group_generations(
+                first = await self._group_store.reserve_group_generations(
                     group_id, GENERATIONS_PER_RESERVATION
                 )
                 # Contiguous while this agent coordinates the group; after a move, jump above.
@@ -343,7 +347,7 @@ class GroupCoordinator:
         counts: dict[str, int | None] = {}
         for tp, wanted in offsets.items():
             if tp.topic not in counts:
-                topic = await self._metadata.get_topic(tp.topic)
+                topic = await self._topics.get_topic(tp.topic)
                 counts[tp.topic] = None if topic is None else topic.partition_count
             count = counts[tp.topic]
             metadata_bytes = len((wanted.metadata or "").encode())
@@ -361,7 +365,7 @@ class GroupCoordinator:
             error = self._check_commit(group_id, generation, member_id, instance_id)
             if error is not ErrorCode.NONE:
                 return dict.fromkeys(offsets, error)
-            await self._metadata.commit_offsets(group_id, accepted)
+            await self._group_store.commit_offsets(group_id, accepted)
         return answers
 
     def _check_commit(
@@ -381,10 +385,10 @@ class GroupCoordinator:
         self, group_id: str, partitions: Sequence[TopicPartition] | None
     ) -> dict[TopicPartition, CommittedOffset]:
         """The group's committed offsets for `partitions` (None: every one it has)."""
-        return await self._metadata.fetch_offsets(group_id, partitions)
+        return await self._group_store.fetch_offsets(group_id, partitions)
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
-        await self._metadata.delete_offsets(group_id, partitions)
+        await self._group_store.delete_offsets(group_id, partitions)
 
     async def expire_offsets(self) -> int:
         """Drop the offsets of groups empty for `offsets_retention_ms`; returns rows removed.
@@ -396,7 +400,7 @@ class GroupCoordinator:
         now_ms = self._clock.now_ms()
         retention_ms = self._settings.offsets_retention_ms
         removed = 0
-        with_offsets = await self._metadata.list_offset_groups()
+        with_offsets = await self._group_store.list_offset_groups()
         for group_id in set(self._groups) - set(with_offsets):  # empty and nothing to keep
             idle = self._groups[group_id]
             if idle.state is GroupState.EMPTY and not idle.pending_members:
@@ -407,9 +411,9 @@ class GroupCoordinator:
                 continue
             since_ms = self._empty_since_ms.get(group_id)
             if since_ms is None:
-                removed += await self._metadata.expire_offsets(group_id, now_ms - retention_ms)
+                removed += await self._group_store.expire_offsets(group_id, now_ms - retention_ms)
             elif now_ms - since_ms >= retention_ms:
-                removed += await self._metadata.expire_offsets(group_id, now_ms + 1)
+                removed += await self._group_store.expire_offsets(group_id, now_ms + 1)
                 if group is not None and not group.pending_members:
                     self._forget(group_id)
         return removed
@@ -425,7 +429,7 @@ class GroupCoordinator:
     async def describe(self, group_id: str) -> GroupSummary:
         group = self._groups.get(group_id)
         if group is None or group.state is GroupState.DEAD:
-            has_offsets = bool(await self._metadata.fetch_offsets(group_id))
+            has_offsets = bool(await self._group_store.fetch_offsets(group_id))
             state = GroupState.EMPTY if has_offsets else GroupState.DEAD
             return GroupSummary(group_id, state, "", "")
         stable = group.state is GroupState.STABLE and group.protocol_name is not None
@@ -462,7 +466,7 @@ class GroupCoordinator:
             for group_id, group in self._groups.items()
             if group.state is not GroupState.DEAD
         }
-        for group_id in await self._metadata.list_offset_groups():
+        for group_id in await self._group_store.list_offset_groups():
             found.setdefault(group_id, GroupSummary(group_id, GroupState.EMPTY, "", ""))
         return [found[group_id] for group_id in sorted(found)]
 
@@ -471,8 +475,8 @@ class GroupCoordinator:
         group = self._groups.get(group_id)
         if group is not None and (group.members or group.pending_members):
             return ErrorCode.NON_EMPTY_GROUP
-        if group is None and not await self._metadata.fetch_offsets(group_id):
+        if group is None and not await self._group_store.fetch_offsets(group_id):
             return ErrorCode.GROUP_ID_NOT_FOUND
         self._forget(group_id)
-        await self._metadata.delete_group_offsets(group_id)
+        await self._group_store.delete_group_offsets(group_id)
         return ErrorCode.NONE

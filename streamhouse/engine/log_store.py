@@ -63,9 +63,11 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import LEASE_RENEW_LATE, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
-from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.leases import LeaseStore
 from streamhouse.ports.object_store import ObjectStore
+from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.rng import Rng
+from streamhouse.ports.topics import TopicStore
 
 SEGMENT_ROWS_PER_READ = 16
 LEASE_RENEWALS_PER_TTL = 3
@@ -125,14 +127,19 @@ class LogStore:
         rng: Rng,
         disk: Disk,
         objects: ObjectStore,
-        metadata: MetadataStore,
         agent_id: str,
+        *,
+        topics: TopicStore,
+        leases: LeaseStore,
+        producers: ProducerStore,
         buggify: Buggify | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._disk = disk
-        self._metadata = metadata
+        self._topics = topics
+        self._leases = leases
+        self._producers = producers
         self.agent_id = agent_id
         self._buggify = buggify or Buggify()
         self.wal = Wal(
@@ -148,7 +155,7 @@ class LogStore:
             clock,
             rng,
             objects,
-            metadata,
+            leases,
             agent_id,
             self.wal.release,
             self._fenced,
@@ -191,7 +198,7 @@ class LogStore:
         if self._disk.exists(WAL_MARKER_FILE):
             return
         if not self.wal.has_segments_on_disk():  # a WAL from before markers is no loss
-            self.recovery.leases_fenced = await self._metadata.fence_own_leases(self.agent_id)
+            self.recovery.leases_fenced = await self._leases.fence_own_leases(self.agent_id)
         await self._disk.write_atomic(WAL_MARKER_FILE, self.agent_id.encode())
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
@@ -218,7 +225,7 @@ class LogStore:
         """Let another agent take over at once instead of waiting out the TTL."""
         for tp in sorted(self._partitions):
             try:
-                await self._metadata.release_lease(tp, self.agent_id)
+                await self._leases.release_lease(tp, self.agent_id)
             except StorageError:
                 return  # the leases expire on their own
 
@@ -243,17 +250,17 @@ class LogStore:
             return plog
 
     async def _take_lease(self, tp: TopicPartition) -> PartitionLog:
-        lease = await self._metadata.acquire_lease(
+        lease = await self._leases.acquire_lease(
             tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
         )
         if lease is None:
             raise NotLeader(f"partition {tp} is led by another agent; refresh metadata")
-        record = await self._metadata.get_partition(tp)
+        record = await self._topics.get_partition(tp)
         state = PartitionState.opened(
             tp, lease.epoch, record.log_start_offset, record.durable_end_offset
         )
         expired_before_ms = self._clock.now_ms() - self._settings.producer_id_expiration_ms
-        stored = await self._metadata.list_producer_states(tp)
+        stored = await self._producers.list_producer_states(tp)
         producers = ProducerStates(
             self._settings.producers_per_partition_max,
             [s for s in stored if s.last_append_ms >= expired_before_ms],
@@ -275,7 +282,7 @@ class LogStore:
     async def renew_leases(self) -> None:
         """Renew every led partition's lease; fence those whose lease moved on."""
         for tp, plog in sorted(self._partitions.items()):
-            lease = await self._metadata.acquire_lease(
+            lease = await self._leases.acquire_lease(
                 tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
             )
             if lease is None or lease.epoch != plog.state.leader_epoch:
@@ -457,7 +464,7 @@ class LogStore:
                 f"cannot delete {tp} up to {offset}: the log holds "
                 f"[{plog.state.log_start_offset}, {high_watermark}]"
             )
-        log_start = await self._metadata.set_log_start_offset(tp, target)
+        log_start = await self._leases.set_log_start_offset(tp, target)
         plog.state.advance_log_start(log_start)
         return plog.state.log_start_offset
 
@@ -471,7 +478,7 @@ class LogStore:
         decompress = decompressor(self._settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
         offset = state.log_start_offset
         while offset < plog.tail.start_offset:
-            segments = await self._metadata.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
+            segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
             if not segments:
                 break
             for segment in segments:
@@ -492,7 +499,7 @@ class LogStore:
     ) -> list[bytes]:
         found: list[bytes] = []
         size_bytes = 0
-        segments = await self._metadata.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
+        segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
         for segment in segments:
             raw = await self.reader.read_segment(segment)
             for header, view in iter_batches(raw, from_producer=False):

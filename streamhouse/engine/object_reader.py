@@ -14,7 +14,7 @@ from streamhouse.log.object_format import (
     footer_from_tail,
 )
 from streamhouse.ports.buggify import READER_CACHE_MISS, Buggify
-from streamhouse.ports.metadata import SegmentRecord
+from streamhouse.ports.leases import SegmentRecord
 from streamhouse.ports.object_store import ObjectStore
 
 FOOTER_CACHE_ENTRIES_MAX = 4096

@@ -15,7 +15,7 @@ from streamhouse.kafka.apis import ApiTable
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.producers import ProducerStore
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
@@ -30,7 +30,7 @@ class KafkaContext:
     settings: Settings
     clock: Clock
     log: LogStore
-    metadata: MetadataStore  # producer ids only; topics and groups go through `admin`
+    producers: ProducerStore  # producer ids only; topics and groups go through `admin`
     apis: ApiTable
     groups: GroupCoordinator
     admin: AdminService

@@ -24,7 +24,7 @@ from streamhouse.kafka.sentinels import (
 )
 from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 KEY_TYPE_GROUP = 0

@@ -30,7 +30,7 @@ from streamhouse.kafka.sentinels import (
 )
 from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import TopicRecord
+from streamhouse.ports.topics import TopicRecord
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,

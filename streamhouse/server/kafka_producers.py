@@ -29,7 +29,7 @@ async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
         # KIP-360: a producer that lost track of its sequences bumps its epoch and starts over
         return done(_answer(ErrorCode.NONE, producer_id, epoch + 1))
     try:
-        allocated = await ctx.metadata.allocate_producer_id()
+        allocated = await ctx.producers.allocate_producer_id()
     except StreamHouseError as error:
         log.warning("InitProducerId failed: %s", error)
         return done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER_ID, NO_PRODUCER_EPOCH))

@@ -65,10 +65,14 @@ class World:
             rng,
             SimDisk(rng.fork("disk")),
             SimObjectStore(None, rng.fork("objects")),
-            self.metadata,
             AGENT,
+            topics=self.metadata,
+            leases=self.metadata,
+            producers=self.metadata,
         )
-        self.groups = GroupCoordinator(settings, self.clock, rng.fork("groups"), self.metadata)
+        self.groups = GroupCoordinator(
+            settings, self.clock, rng.fork("groups"), topics=self.metadata, groups=self.metadata
+        )
         self.cluster = ClusterDirectory(settings, self.clock, AGENT)
         self.cluster.advertise("10.0.0.1", 9092)
         self.joins: list[asyncio.Future[JoinResponse]] = []  # joins waiting for a rebalance

@@ -14,7 +14,7 @@ from streamhouse.engine.cluster import (
     ClusterDirectory,
     parse_cluster_agent,
 )
-from streamhouse.ports.metadata import PartitionRecord
+from streamhouse.ports.topics import PartitionRecord
 from streamhouse.server.kafka_cluster import broker
 
 TRIO = ("a@h0:9092", "b@h1:9092", "c@h2:9092")

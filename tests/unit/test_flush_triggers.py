@@ -18,13 +18,35 @@ TP = TopicPartition("t", 0)
 INTERVAL_MS = 200
 
 
+def _log_store(
+    settings: Settings,
+    clock: VirtualClock,
+    rng: SeededRng,
+    disk: SimDisk,
+    objects: SimObjectStore,
+    metadata: SimMetadataStore,
+) -> LogStore:
+    """Agent "a"'s log over one simulated metadata store."""
+    return LogStore(
+        settings,
+        clock,
+        rng,
+        disk,
+        objects,
+        "a",
+        topics=metadata,
+        leases=metadata,
+        producers=metadata,
+    )
+
+
 async def _store(settings: Settings) -> tuple[LogStore, VirtualClock, SimObjectStore]:
     rng = SeededRng(3)
     clock = VirtualClock()
     objects = SimObjectStore(None, rng.fork("objects"))
     metadata = SimMetadataStore(rng.fork("metadata"))
     await metadata.create_topic("t", 1, {}, clock.now_ms())
-    store = LogStore(settings, clock, rng, SimDisk(rng.fork("disk")), objects, metadata, "a")
+    store = _log_store(settings, clock, rng, SimDisk(rng.fork("disk")), objects, metadata)
     await store.open()
     return store, clock, objects
 
@@ -71,7 +93,7 @@ def test_bytes_trigger_flushes_without_time_passing() -> None:
 def test_one_object_per_flush_for_many_partitions() -> None:
     async def main() -> None:
         store, clock, objects = await _store(Settings(flush_interval_ms=INTERVAL_MS))
-        await store._metadata.create_topic("wide", 50, {}, clock.now_ms())
+        await store._topics.create_topic("wide", 50, {}, clock.now_ms())
         results = [
             await store.append(TopicPartition("wide", p), _batch(50), durable=True)
             for p in range(50)
@@ -80,7 +102,7 @@ def test_one_object_per_flush_for_many_partitions() -> None:
         clock.advance_ms(INTERVAL_MS)
         await asyncio.gather(*(r.durable for r in results if r.durable is not None))
         assert objects.puts == 1
-        segments = await store._metadata.list_segments(TopicPartition("wide", 7))
+        segments = await store._leases.list_segments(TopicPartition("wide", 7))
         assert len(segments) == 1 and segments[0].base_offset == 0
 
     asyncio.run(main())
@@ -97,7 +119,7 @@ def test_a_dying_background_service_is_surfaced() -> None:
         metadata = BrokenMetadata(rng.fork("metadata"))
         await metadata.create_topic("t", 1, {}, clock.now_ms())
         objects = SimObjectStore(None, rng.fork("objects"))
-        store = LogStore(Settings(), clock, rng, SimDisk(rng.fork("d")), objects, metadata, "a")
+        store = _log_store(Settings(), clock, rng, SimDisk(rng.fork("d")), objects, metadata)
         await store.open()
         result = await store.append(TP, _batch(10), durable=False)
         await result.synced

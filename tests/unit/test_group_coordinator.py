@@ -20,7 +20,7 @@ from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset
 
 T = TypeVar("T")
 SESSION_MS = 10_000
@@ -44,7 +44,9 @@ class Harness:
             offsets_retention_ms=RETENTION_MS,
             offsets_retention_check_interval_ms=CHECK_MS,
         ).with_overrides(**overrides)
-        self.groups = GroupCoordinator(settings, self.clock, SeededRng(1), self.metadata)
+        self.groups = GroupCoordinator(
+            settings, self.clock, SeededRng(1), topics=self.metadata, groups=self.metadata
+        )
 
     async def settle(self) -> None:
         for _ in range(SETTLE_ROUNDS):
@@ -297,7 +299,9 @@ async def _a_restarted_coordinator_never_hands_out_a_generation_twice(harness: H
     assert before.generation == 1
     await harness.groups.close()  # the agent restarts: membership is gone, the store stays
     settings = Settings(group_initial_rebalance_delay_ms=0)
-    harness.groups = GroupCoordinator(settings, harness.clock, SeededRng(2), harness.metadata)
+    harness.groups = GroupCoordinator(
+        settings, harness.clock, SeededRng(2), topics=harness.metadata, groups=harness.metadata
+    )
     harness.groups.start()
     after = await answer(await harness.member())
     assert after.error is E.NONE and after.generation > before.generation
@@ -340,7 +344,9 @@ def test_commits_of_one_group_land_in_the_order_they_were_accepted() -> None:
     async def main() -> None:
         metadata = SlowFirstCommit()
         await metadata.create_topic("t", 2, {}, 0)
-        groups = GroupCoordinator(Settings(), VirtualClock(), SeededRng(1), metadata)
+        groups = GroupCoordinator(
+            Settings(), VirtualClock(), SeededRng(1), topics=metadata, groups=metadata
+        )
         first = asyncio.ensure_future(
             groups.commit_offsets("solo", -1, "", None, {TP0: OffsetToCommit(33, -1, None)})
         )

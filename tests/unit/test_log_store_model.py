@@ -75,7 +75,15 @@ class LogStoreMachine(RuleBasedStateMachine):
     def _open(self) -> None:
         for _ in range(OPEN_ATTEMPTS_MAX):  # a disk fault during recovery: restart again
             self.store = LogStore(
-                STORE_SETTINGS, self.clock, self.rng, self.disk, self.objects, self.metadata, AGENT
+                STORE_SETTINGS,
+                self.clock,
+                self.rng,
+                self.disk,
+                self.objects,
+                AGENT,
+                topics=self.metadata,
+                leases=self.metadata,
+                producers=self.metadata,
             )
             try:
                 self.run(self.store.open(run_background=False))

@@ -37,7 +37,15 @@ class World:
         if await self.metadata.get_topic("t") is None:
             await self.metadata.create_topic("t", 2, {}, self.clock.now_ms())
         store = LogStore(
-            self.settings, self.clock, self.rng, self.disk, self.objects, self.metadata, "a"
+            self.settings,
+            self.clock,
+            self.rng,
+            self.disk,
+            self.objects,
+            "a",
+            topics=self.metadata,
+            leases=self.metadata,
+            producers=self.metadata,
         )
         await store.open(run_background=False)
         return store

@@ -27,18 +27,13 @@ from streamhouse.errors import (
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
-from streamhouse.io.sql_metadata import open_sql_metadata, run_inline
+from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.sql.transactions import run_inline
 from streamhouse.names import TopicPartition
-from streamhouse.ports.metadata import (
-    CommittedOffset,
-    FlushCommit,
-    FlushOutcome,
-    MetadataStore,
-    ObjectRecord,
-    PartitionRecord,
-    SegmentRecord,
-    TopicRecord,
-)
+from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.leases import FlushCommit, FlushOutcome, ObjectRecord, SegmentRecord
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.topics import PartitionRecord, TopicRecord
 from tests.property_budget import examples
 
 T = TypeVar("T")
@@ -423,6 +418,40 @@ def test_unavailable_changes_nothing() -> None:
     assert run(store.list_objects()) == []
     assert run(store.list_offset_groups()) == []
     run(store.close())
+
+
+class DrawLog(SeededRng):
+    """A SeededRng that notes the probability of every `chance` draw."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.draws: list[float] = []
+
+    def chance(self, probability: float) -> bool:
+        self.draws.append(probability)
+        return super().chance(probability)
+
+
+UNAVAILABLE, UNKNOWN = 0.001, 0.002  # told apart in the log; this seed never fires them
+
+
+def test_one_draw_before_every_call_and_one_after_every_write_that_succeeded() -> None:
+    """The draws a seed's faults come from: what a seed means depends on this order."""
+    rng = DrawLog()
+    store = SimMetadataStore(rng, MetadataFaults(UNAVAILABLE, UNKNOWN))
+    run(store.create_topic("orders", 1, {}, 0))
+    assert rng.draws == [UNAVAILABLE, UNKNOWN]
+    rng.draws.clear()
+    run(store.get_partition(TP))
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.acquire_lease(TopicPartition("nope", 0), "agent-x", 0, TTL_MS))
+    run(store.commit_offsets("billing", {}))  # nothing to write is still a write
+    run(store.commit_flush(one_flush("obj-1", 0)))
+    assert rng.draws == [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, UNKNOWN, UNAVAILABLE, UNKNOWN]
+    rng.draws.clear()
+    run(store.unfaulted.list_topics())
+    run(store.close())
+    assert rng.draws == []
 
 
 def fault_trace(seed: int) -> list[str]:

@@ -21,7 +21,7 @@ from streamhouse.log.object_format import (
     encode_object,
     footer_from_tail,
 )
-from streamhouse.ports.metadata import SegmentRecord
+from streamhouse.ports.leases import SegmentRecord
 
 block_specs = st.builds(
     lambda topic, partition, epoch, first, span, ts, data: BlockSpec(

@@ -1,6 +1,6 @@
 """The metadata store's relational schema: SQLAlchemy Core tables, one MetaData.
 
-The Alembic migrations in `streamhouse/io/migrations/versions/` create these
+The Alembic migrations in `streamhouse/io/sql/migrations/versions/` create these
 tables explicitly; this module is what queries are written against.
 """
 

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
-from streamhouse.io.sql_schema import metadata
+from streamhouse.io.sql.schema import metadata
 
 
 def _run_on(connection: Connection) -> None:

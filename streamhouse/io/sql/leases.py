@@ -1,0 +1,258 @@
+"""SQL adapter of the leases port: partition leases and the writes their epochs fence.
+
+Every writer here locks partition rows in (topic, partition) order, the order
+topic deletion and offset commits use too, so none of them can deadlock on
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from streamhouse.io.sql.producers import fold_producers
+from streamhouse.io.sql.rows import record_from_row
+from streamhouse.io.sql.schema import flush_outcomes, objects, partitions, segments
+from streamhouse.io.sql.topics import existing_partition, find_partition, update_partition
+from streamhouse.io.sql.transactions import SqlAdapter
+from streamhouse.names import TopicPartition
+from streamhouse.ports.leases import (
+    FlushCommit,
+    FlushOutcome,
+    Lease,
+    LeaseStore,
+    ObjectRecord,
+    SegmentRecord,
+)
+from streamhouse.ports.topics import PartitionRecord
+
+
+class SqlLeaseStore(SqlAdapter, LeaseStore):
+    """The leases port over SQL: one transaction per call."""
+
+    async def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        return await self._sql.write("acquire_lease", _acquire_lease, tp, agent, now_ms, ttl_ms)
+
+    async def fence_own_leases(self, agent: str) -> int:
+        return await self._sql.write("fence_own_leases", _fence_own_leases, agent)
+
+    async def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        await self._sql.write("release_lease", _release_lease, tp, agent)
+
+    async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        return await self._sql.write("commit_flush", _commit_flush, commit)
+
+    async def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        return await self._sql.read("list_segments", _select_segments, tp, from_offset, limit)
+
+    async def list_objects(self) -> list[ObjectRecord]:
+        return await self._sql.read("list_objects", _select_objects)
+
+    async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        return await self._sql.write("set_log_start_offset", _raise_log_start, tp, offset)
+
+
+# ---------------------------------------------------------------- lease statements
+
+
+def _acquire_lease(
+    conn: Connection, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+) -> Lease | None:
+    assert ttl_ms > 0, f"lease ttl must be positive, got {ttl_ms} ms"
+    current = existing_partition(conn, tp, lock=True)
+    if current.leader_agent == agent:
+        epoch = current.leader_epoch
+    elif current.leader_agent is not None and current.lease_expires_ms > now_ms:
+        return None
+    else:
+        epoch = current.leader_epoch + 1
+    expires_ms = now_ms + ttl_ms
+    update_partition(conn, tp, leader_agent=agent, leader_epoch=epoch, lease_expires_ms=expires_ms)
+    return Lease(tp, agent, epoch, expires_ms)
+
+
+def _fence_own_leases(conn: Connection, agent: str) -> int:
+    held = conn.execute(
+        select(partitions.c.topic, partitions.c.partition, partitions.c.leader_epoch)
+        .where(partitions.c.leader_agent == agent)
+        .order_by(partitions.c.topic, partitions.c.partition)  # commit_flush's lock order
+        .with_for_update()
+    ).all()
+    for row in held:
+        tp = TopicPartition(row.topic, row.partition)
+        update_partition(conn, tp, leader_epoch=row.leader_epoch + 1, lease_expires_ms=0)
+    return len(held)
+
+
+def _release_lease(conn: Connection, tp: TopicPartition, agent: str) -> None:
+    current = existing_partition(conn, tp, lock=True)
+    if current.leader_agent == agent:
+        # Expired at any time; the holder stays recorded so that it renews the
+        # same epoch if it comes back before anyone else takes the lease.
+        update_partition(conn, tp, lease_expires_ms=0)
+
+
+def _raise_log_start(conn: Connection, tp: TopicPartition, offset: int) -> int:
+    current = existing_partition(conn, tp, lock=True)
+    if offset <= current.log_start_offset:
+        return current.log_start_offset
+    update_partition(conn, tp, log_start_offset=offset)
+    return offset
+
+
+# ---------------------------------------------------------------- flush statements
+
+
+def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
+    _check_commit_shape(commit)
+    stored = _stored_outcome(conn, commit.obj.key)
+    if stored is not None:
+        return stored
+    if not _insert_object(conn, commit.obj):
+        return _outcome_of_a_concurrent_replay(conn, commit.obj.key)
+    rows_by_tp = _segments_by_partition(commit.segments)
+    committed: set[TopicPartition] = set()
+    fenced: set[TopicPartition] = set()
+    for tp in sorted(commit.epochs):  # one lock order for every writer
+        current = find_partition(conn, tp, lock=True)
+        if current is None or current.leader_epoch != commit.epochs[tp]:
+            fenced.add(tp)
+            continue
+        _append_segments(conn, commit.obj.key, current, rows_by_tp.get(tp, []))
+        fold_producers(
+            conn,
+            tp,
+            commit.producers.get(tp, ()),
+            appended_ms=commit.obj.created_ms,
+            expire_before_ms=commit.producers_expire_before_ms,
+        )
+        committed.add(tp)
+    outcome = FlushOutcome(frozenset(committed), frozenset(fenced))
+    conn.execute(
+        insert(flush_outcomes).values(
+            object_key=commit.obj.key,
+            committed=_encode_partitions(outcome.committed),
+            fenced=_encode_partitions(outcome.fenced),
+        )
+    )
+    return outcome
+
+
+def _check_commit_shape(commit: FlushCommit) -> None:
+    """A flush whose rows name another object or an unlisted partition is an engine bug."""
+    for segment in commit.segments:
+        if segment.object_key != commit.obj.key:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r} carries a segment of object "
+                f"{segment.object_key!r}"
+            )
+        if segment.tp not in commit.epochs:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r} has rows for {segment.tp} "
+                "but no lease epoch for it"
+            )
+        if segment.last_offset < segment.base_offset:
+            raise AssertionError(
+                f"flush of object {commit.obj.key!r}: segment of {segment.tp} ends at "
+                f"{segment.last_offset}, before its base offset {segment.base_offset}"
+            )
+
+
+def _insert_object(conn: Connection, obj: ObjectRecord) -> bool:
+    """Insert the object's row; False if another transaction inserted it first (a concurrent
+    replay of one flush, which has committed by the time the insert fails)."""
+    try:
+        with conn.begin_nested():  # a savepoint: the failed insert leaves the transaction usable
+            conn.execute(insert(objects).values(asdict(obj)))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _outcome_of_a_concurrent_replay(conn: Connection, key: str) -> FlushOutcome:
+    stored = _stored_outcome(conn, key)
+    if stored is None:
+        raise AssertionError(f"object {key!r} is in the objects table but has no flush outcome")
+    return stored
+
+
+def _segments_by_partition(
+    rows: Sequence[SegmentRecord],
+) -> dict[TopicPartition, list[SegmentRecord]]:
+    grouped: dict[TopicPartition, list[SegmentRecord]] = {}
+    for row in rows:
+        grouped.setdefault(row.tp, []).append(row)
+    for group in grouped.values():
+        group.sort(key=lambda row: row.base_offset)
+    return grouped
+
+
+def _append_segments(
+    conn: Connection, key: str, current: PartitionRecord, rows: list[SegmentRecord]
+) -> None:
+    if not rows:
+        return
+    _check_contiguous(key, current, rows)
+    conn.execute(insert(segments), [asdict(row) for row in rows])
+    update_partition(conn, current.tp, durable_end_offset=rows[-1].last_offset + 1)
+
+
+def _check_contiguous(key: str, current: PartitionRecord, rows: list[SegmentRecord]) -> None:
+    expected = current.durable_end_offset
+    for row in rows:
+        if row.base_offset != expected:
+            kind = "gap" if row.base_offset > expected else "overlap"
+            raise AssertionError(
+                f"engine bug: flush of object {key!r} to {current.tp} starts a segment at "
+                f"offset {row.base_offset} but offset {expected} comes next ({kind}); "
+                "nothing was committed"
+            )
+        expected = row.last_offset + 1
+
+
+def _stored_outcome(conn: Connection, key: str) -> FlushOutcome | None:
+    row = conn.execute(select(flush_outcomes).where(flush_outcomes.c.object_key == key)).first()
+    if row is None:
+        return None
+    return FlushOutcome(_decode_partitions(row.committed), _decode_partitions(row.fenced))
+
+
+def _encode_partitions(tps: frozenset[TopicPartition]) -> str:
+    return json.dumps([[tp.topic, tp.partition] for tp in sorted(tps)])
+
+
+def _decode_partitions(text: str) -> frozenset[TopicPartition]:
+    return frozenset(TopicPartition(topic, partition) for topic, partition in json.loads(text))
+
+
+# ---------------------------------------------------------------- segment and object reads
+
+
+def _select_segments(
+    conn: Connection, tp: TopicPartition, from_offset: int, limit: int
+) -> list[SegmentRecord]:
+    existing_partition(conn, tp, lock=False)
+    query = (
+        select(segments)
+        .where(
+            segments.c.topic == tp.topic,
+            segments.c.partition == tp.partition,
+            segments.c.last_offset >= from_offset,
+        )
+        .order_by(segments.c.base_offset)
+        .limit(limit)
+    )
+    return [record_from_row(SegmentRecord, row) for row in conn.execute(query)]
+
+
+def _select_objects(conn: Connection) -> list[ObjectRecord]:
+    query = select(objects).order_by(objects.c.key)
+    return [record_from_row(ObjectRecord, row) for row in conn.execute(query)]

@@ -1,0 +1,42 @@
+"""The whole metadata store over SQL: every port's adapter sharing one set of transactions."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import Engine
+
+from streamhouse.io.sql.groups import SqlGroupStore
+from streamhouse.io.sql.leases import SqlLeaseStore
+from streamhouse.io.sql.producers import SqlProducerStore
+from streamhouse.io.sql.topics import SqlTopicStore
+from streamhouse.io.sql.transactions import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    BlockingRunner,
+    open_transactions,
+)
+from streamhouse.ports.metadata import MetadataStore
+
+
+def open_sql_metadata(
+    url: str,
+    *,
+    run_blocking: BlockingRunner = asyncio.to_thread,
+    busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+) -> SqlMetadataStore:
+    """Open the store at `url` (by default blocking calls run on threads), migrated to head."""
+    sql = open_transactions(url, run_blocking=run_blocking, busy_timeout_ms=busy_timeout_ms)
+    return SqlMetadataStore(sql)
+
+
+class SqlMetadataStore(
+    SqlTopicStore, SqlLeaseStore, SqlProducerStore, SqlGroupStore, MetadataStore
+):
+    """SQLite or PostgreSQL as every metadata port."""
+
+    @property
+    def engine(self) -> Engine:
+        return self._sql.engine
+
+    async def close(self) -> None:
+        await self._sql.close()

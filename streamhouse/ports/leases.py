@@ -1,0 +1,132 @@
+"""Leases port: who may write a partition, and what its lease holder commits under its epoch.
+
+A lease gives one agent a partition's epoch (DESIGN §3); every write made for
+the partition is fenced by that epoch: a flush commit (an uploaded object and
+its segment rows, moving the durable end) and a new log start. Read and
+written together by the log and its flusher (and, once they exist, by the
+merger and the reconciler, which work on objects and segment rows).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from streamhouse.log.producer_state import ProducerBatch
+from streamhouse.names import TopicPartition
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A granted or renewed partition lease."""
+
+    tp: TopicPartition
+    agent: str
+    epoch: int
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """One block of an object: offsets [base_offset, last_offset] of one partition."""
+
+    topic: str
+    partition: int
+    base_offset: int
+    last_offset: int
+    leader_epoch: int
+    max_timestamp_ms: int
+    object_key: str
+    position: int
+    length: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    """An object written by a flush."""
+
+    key: str
+    agent: str
+    org: str
+    size_bytes: int
+    created_ms: int
+
+
+@dataclass(frozen=True)
+class FlushCommit:
+    """Everything one flush commits in one transaction.
+
+    `epochs` holds, per partition in the object, the lease epoch the writer
+    holds; partitions whose epoch has moved on are left out of the commit.
+    """
+
+    obj: ObjectRecord
+    segments: Sequence[SegmentRecord]
+    epochs: Mapping[TopicPartition, int]
+    # Idempotent producers' batches in this flush, per partition in offset order; folded into
+    # the stored producer state of committed partitions only.
+    producers: Mapping[TopicPartition, Sequence[ProducerBatch]] = field(default_factory=dict)
+    # Producer states of those partitions last appended to before this time are dropped.
+    producers_expire_before_ms: int = 0
+
+
+@dataclass(frozen=True)
+class FlushOutcome:
+    """Which partitions of a flush were committed and which were fenced out."""
+
+    committed: frozenset[TopicPartition] = field(default_factory=frozenset)
+    fenced: frozenset[TopicPartition] = field(default_factory=frozenset)
+
+
+class LeaseStore(ABC):
+    """Partition leases and the epoch-fenced writes of their holders."""
+
+    @abstractmethod
+    async def acquire_lease(
+        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    ) -> Lease | None:
+        """Take or renew the partition's lease.
+
+        The holder renews without changing the epoch (even after expiry, as long
+        as nobody took it meanwhile). Anyone else gets it only when it has
+        expired, and then the epoch is bumped. Returns None when another agent
+        holds an unexpired lease. Raises UnknownTopicOrPartition.
+        """
+
+    @abstractmethod
+    async def fence_own_leases(self, agent: str) -> int:
+        """The agent lost its WAL (a new or wiped disk): every partition it holds, or held
+        last, moves to a new epoch with an expired lease, so that records acknowledged from
+        the lost WAL can never share an epoch with what is written next. Returns how many."""
+
+    @abstractmethod
+    async def release_lease(self, tp: TopicPartition, agent: str) -> None:
+        """Expire the lease now if `agent` holds it (the epoch stays)."""
+
+    @abstractmethod
+    async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
+        """Commit an uploaded object's segment rows in one transaction.
+
+        For each partition whose epoch still matches, its rows are inserted and
+        its durable end offset moves to the last row's end. Idempotent by object
+        key: committing the same object again returns the first outcome.
+        """
+
+    @abstractmethod
+    async def list_segments(
+        self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
+    ) -> list[SegmentRecord]:
+        """Segment rows of the partition whose last offset is >= from_offset, by offset."""
+
+    @abstractmethod
+    async def list_objects(self) -> list[ObjectRecord]:
+        """Every committed object, sorted by key."""
+
+    @abstractmethod
+    async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
+        """Move the log start forward (never back); returns the resulting log start."""

@@ -1,0 +1,1 @@
+"""Conformance of the metadata adapters (SQLite file, simulator, PostgreSQL): a suite per port."""

@@ -1,0 +1,323 @@
+"""Leases port: every adapter grants and fences leases, and commits flushes under them, alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
+from streamhouse.io.sql.store import SqlMetadataStore
+from streamhouse.names import TopicPartition
+from streamhouse.ports.leases import FlushOutcome, ObjectRecord
+from streamhouse.ports.metadata import MetadataStore
+from tests.unit.metadata.builders import (
+    T0_MS,
+    TP0,
+    TP1,
+    TTL_MS,
+    all_at_once,
+    flush,
+    orders_led_by_a,
+    run,
+    segment,
+)
+
+# ---------------------------------------------------------------- leases
+
+
+def test_first_acquire_gives_epoch_one(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    assert lease is not None
+    assert (lease.tp, lease.agent, lease.epoch, lease.expires_ms) == (
+        TP0,
+        "agent-a",
+        1,
+        T0_MS + TTL_MS,
+    )
+    partition = run(store.get_partition(TP0))
+    assert (partition.leader_agent, partition.leader_epoch) == ("agent-a", 1)
+    assert partition.lease_expires_ms == T0_MS + TTL_MS
+
+
+def test_renewal_keeps_epoch_and_extends(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    renewed = run(store.acquire_lease(TP0, "agent-a", T0_MS + 5_000, TTL_MS))
+    assert renewed is not None
+    assert (renewed.epoch, renewed.expires_ms) == (1, T0_MS + 5_000 + TTL_MS)
+
+
+def test_other_agent_blocked_while_lease_unexpired(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    assert run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS - 1, TTL_MS)) is None
+    partition = run(store.get_partition(TP0))
+    assert (partition.leader_agent, partition.leader_epoch) == ("agent-a", 1)
+
+
+def test_other_agent_takes_expired_lease_with_new_epoch(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    taken = run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS, TTL_MS))
+    assert taken is not None and (taken.agent, taken.epoch) == ("agent-b", 2)
+    # The old holder is now the other agent, blocked until b's lease expires.
+    assert run(store.acquire_lease(TP0, "agent-a", T0_MS + TTL_MS + 1, TTL_MS)) is None
+    back = run(store.acquire_lease(TP0, "agent-a", T0_MS + 2 * TTL_MS, TTL_MS))
+    assert back is not None and (back.agent, back.epoch) == ("agent-a", 3)
+
+
+def test_holder_renews_after_expiry_if_nobody_took_it(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    late = run(store.acquire_lease(TP0, "agent-a", T0_MS + 10 * TTL_MS, TTL_MS))
+    assert late is not None
+    assert (late.epoch, late.expires_ms) == (1, T0_MS + 11 * TTL_MS)
+
+
+def test_release_lets_another_agent_take_at_once(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    run(store.release_lease(TP0, "agent-a"))
+    partition = run(store.get_partition(TP0))
+    assert partition.leader_epoch == 1
+    assert partition.lease_expires_ms <= T0_MS
+    taken = run(store.acquire_lease(TP0, "agent-b", T0_MS + 1, TTL_MS))
+    assert taken is not None and taken.epoch == 2
+
+
+def test_release_then_same_holder_keeps_epoch(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    run(store.release_lease(TP0, "agent-a"))
+    again = run(store.acquire_lease(TP0, "agent-a", T0_MS + 1, TTL_MS))
+    assert again is not None and again.epoch == 1
+
+
+def test_release_by_non_holder_changes_nothing(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    before = run(store.get_partition(TP0))
+    run(store.release_lease(TP0, "agent-b"))
+    assert run(store.get_partition(TP0)) == before
+    assert run(store.acquire_lease(TP0, "agent-b", T0_MS + 1, TTL_MS)) is None
+
+
+def test_an_agent_that_lost_its_wal_fences_its_own_leases(store: MetadataStore) -> None:
+    orders_led_by_a(store)  # agent-a holds both partitions at epoch 1
+    run(store.create_topic("other", 1, {}, T0_MS))
+    assert run(store.acquire_lease(TopicPartition("other", 0), "agent-b", T0_MS, TTL_MS))
+    assert run(store.fence_own_leases("agent-a")) == 2
+    assert run(store.get_partition(TP0)).leader_epoch == 2
+    assert run(store.get_partition(TopicPartition("other", 0))).leader_epoch == 1
+    stale = run(store.commit_flush(flush("obj-stale", {TP0: 1}, [(TP0, 0, 4)])))
+    assert stale.fenced == frozenset({TP0})
+    lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))  # renews the new epoch
+    assert lease is not None and lease.epoch == 2
+    assert run(store.fence_own_leases("agent-nobody")) == 0
+
+
+# ---------------------------------------------------------------- flushes
+
+
+def test_commit_flush_commits_rows_and_moves_durable_offset(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    commit = flush("obj-1", {TP0: 1, TP1: 1}, [(TP0, 0, 9), (TP0, 10, 14), (TP1, 0, 0)])
+    outcome = run(store.commit_flush(commit))
+    assert outcome == FlushOutcome(committed=frozenset({TP0, TP1}), fenced=frozenset())
+    assert run(store.get_partition(TP0)).durable_end_offset == 15
+    assert run(store.get_partition(TP1)).durable_end_offset == 1
+    assert run(store.list_segments(TP0)) == [
+        segment(TP0, 0, 9, "obj-1"),
+        segment(TP0, 10, 14, "obj-1"),
+    ]
+    assert run(store.list_segments(TP1)) == [segment(TP1, 0, 0, "obj-1")]
+
+
+def test_commit_flush_fences_stale_and_missing_partitions(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.acquire_lease(TP1, "agent-b", T0_MS + TTL_MS, TTL_MS))  # TP1 now at epoch 2
+    gone = TopicPartition("gone", 0)
+    commit = flush("obj-1", {TP0: 1, TP1: 1, gone: 1}, [(TP0, 0, 4), (TP1, 0, 4), (gone, 0, 4)])
+    outcome = run(store.commit_flush(commit))
+    assert outcome == FlushOutcome(committed=frozenset({TP0}), fenced=frozenset({TP1, gone}))
+    assert run(store.get_partition(TP1)).durable_end_offset == 0
+    assert run(store.list_segments(TP1)) == []
+    assert run(store.get_partition(TP0)).durable_end_offset == 5
+
+
+def test_commit_flush_all_fenced_still_records_object(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    outcome = run(store.commit_flush(flush("obj-1", {TP0: 7}, [(TP0, 0, 4)])))
+    assert outcome == FlushOutcome(committed=frozenset(), fenced=frozenset({TP0}))
+    assert [obj.key for obj in run(store.list_objects())] == ["obj-1"]
+    assert run(store.list_segments(TP0)) == []
+
+
+def test_commit_flush_replay_returns_first_outcome(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    commit = flush("obj-1", {TP0: 1, TP1: 9}, [(TP0, 0, 4), (TP1, 0, 4)])
+    first = run(store.commit_flush(commit))
+    # The epochs move on and the partition is deleted; a replay still answers the same.
+    run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS, TTL_MS))
+    assert run(store.commit_flush(commit)) == first
+    run(store.delete_topic("orders"))
+    assert run(store.commit_flush(commit)) == first
+    assert [obj.key for obj in run(store.list_objects())] == ["obj-1"]
+
+
+def test_replay_does_not_duplicate_rows(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    commit = flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])
+    run(store.commit_flush(commit))
+    run(store.commit_flush(commit))
+    assert run(store.list_segments(TP0)) == [segment(TP0, 0, 4, "obj-1")]
+    assert run(store.get_partition(TP0)).durable_end_offset == 5
+
+
+def test_partition_without_rows_is_committed_unchanged(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    outcome = run(store.commit_flush(flush("obj-1", {TP0: 1, TP1: 1}, [(TP0, 0, 4)])))
+    assert outcome.committed == frozenset({TP0, TP1})
+    assert run(store.get_partition(TP1)).durable_end_offset == 0
+
+
+def test_consecutive_flushes_append(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])))
+    run(store.commit_flush(flush("obj-2", {TP0: 1}, [(TP0, 5, 7)])))
+    assert run(store.get_partition(TP0)).durable_end_offset == 8
+    assert [row.object_key for row in run(store.list_segments(TP0))] == ["obj-1", "obj-2"]
+
+
+@pytest.mark.parametrize(
+    ("ranges", "kind"),
+    [
+        ([(TP0, 6, 9)], "gap"),
+        ([(TP0, 3, 9)], "overlap"),
+        ([(TP0, 5, 6), (TP0, 8, 9)], "gap"),
+    ],
+)
+def test_non_contiguous_flush_is_an_engine_bug_and_rolls_back(
+    store: MetadataStore, ranges: list[tuple[TopicPartition, int, int]], kind: str
+) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])))
+    with pytest.raises(AssertionError, match=kind):
+        run(store.commit_flush(flush("obj-2", {TP0: 1, TP1: 1}, [(TP1, 0, 0), *ranges])))
+    assert [obj.key for obj in run(store.list_objects())] == ["obj-1"]
+    assert run(store.get_partition(TP0)).durable_end_offset == 5
+    assert run(store.get_partition(TP1)).durable_end_offset == 0
+    assert run(store.list_segments(TP1)) == []
+
+
+def test_rows_for_a_partition_without_epoch_are_an_engine_bug(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    with pytest.raises(AssertionError, match="no lease epoch"):
+        run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP1, 0, 4)])))
+    assert run(store.list_objects()) == []
+
+
+def test_list_segments_filters_by_last_offset_in_order(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("obj-2", {TP0: 1}, [(TP0, 0, 9), (TP0, 10, 19)])))
+    run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 20, 29)])))
+    bases = [row.base_offset for row in run(store.list_segments(TP0))]
+    assert bases == [0, 10, 20]
+    assert [row.base_offset for row in run(store.list_segments(TP0, from_offset=9))] == bases
+    assert [row.base_offset for row in run(store.list_segments(TP0, from_offset=10))] == [10, 20]
+    assert [row.base_offset for row in run(store.list_segments(TP0, from_offset=29))] == [20]
+    assert run(store.list_segments(TP0, from_offset=30)) == []
+    assert [row.base_offset for row in run(store.list_segments(TP0, 5, limit=2))] == [0, 10]
+
+
+def test_list_objects_sorted_by_key(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("b", {TP0: 1}, [(TP0, 0, 0)])))
+    run(store.commit_flush(flush("a", {TP0: 1}, [(TP0, 1, 1)])))
+    run(store.commit_flush(flush("c", {TP0: 99}, [])))
+    objects = run(store.list_objects())
+    assert [obj.key for obj in objects] == ["a", "b", "c"]
+    assert objects[0] == ObjectRecord("a", "agent-a", "org-1", 123, T0_MS)
+
+
+# ---------------------------------------------------------------- log start
+
+
+def test_set_log_start_offset_never_moves_back(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    assert run(store.set_log_start_offset(TP0, 10)) == 10
+    assert run(store.set_log_start_offset(TP0, 4)) == 10
+    assert run(store.set_log_start_offset(TP0, 10)) == 10
+    assert run(store.set_log_start_offset(TP0, 11)) == 11
+    assert run(store.get_partition(TP0)).log_start_offset == 11
+
+
+# ---------------------------------------------------------------- unknown partitions
+
+
+@pytest.mark.parametrize("tp", [TopicPartition("nope", 0), TopicPartition("orders", 2)])
+def test_unknown_partition_raises_everywhere(store: MetadataStore, tp: TopicPartition) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    calls = [
+        lambda: store.get_partition(tp),
+        lambda: store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS),
+        lambda: store.release_lease(tp, "agent-a"),
+        lambda: store.set_log_start_offset(tp, 5),
+        lambda: store.list_segments(tp),
+    ]
+    for call in calls:
+        with pytest.raises(UnknownTopicOrPartition) as raised:
+            run(call())
+        assert raised.value.code == ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+
+
+# ---------------------------------------------------------------- several agents at once
+
+
+def test_concurrent_acquisitions_grant_one_lease(sql_store: SqlMetadataStore) -> None:
+    run(sql_store.create_topic("orders", 1, {}, T0_MS))
+    agents = [f"agent-{index}" for index in range(8)]
+    leases = all_at_once(
+        [
+            lambda agent=agent: run(sql_store.acquire_lease(TP0, agent, T0_MS, TTL_MS))
+            for agent in agents
+        ]
+    )
+    granted = [lease for lease in leases if lease is not None]
+    assert len(granted) == 1 and granted[0].epoch == 1
+    assert run(sql_store.get_partition(TP0)).leader_agent == granted[0].agent
+
+
+def test_concurrent_replays_of_one_flush_agree(sql_store: SqlMetadataStore) -> None:
+    run(sql_store.create_topic("orders", 2, {}, T0_MS))
+    run(sql_store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    commit = flush("obj-1", {TP0: 1, TP1: 5}, [(TP0, 0, 4), (TP1, 0, 4)])
+    outcomes = all_at_once([lambda: run(sql_store.commit_flush(commit)) for _ in range(6)])
+    assert set(outcomes) == {FlushOutcome(frozenset({TP0}), frozenset({TP1}))}
+    assert run(sql_store.list_segments(TP0)) == [segment(TP0, 0, 4, "obj-1")]
+    assert run(sql_store.get_partition(TP0)).durable_end_offset == 5
+
+
+def test_flushes_racing_a_topic_deletion_do_not_deadlock(sql_store: SqlMetadataStore) -> None:
+    audit = TopicPartition("audit", 0)
+    run(sql_store.create_topic("audit", 1, {}, T0_MS))
+    for round_index in range(5):
+        run(sql_store.create_topic("orders", 2, {}, T0_MS))
+        epochs = {}
+        for tp in (TP0, TP1, audit):
+            lease = run(sql_store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS))
+            assert lease is not None
+            epochs[tp] = lease.epoch
+        audit_end = run(sql_store.get_partition(audit)).durable_end_offset
+        # Rows listed in reverse key order: the store must still lock in one order.
+        ranges = [(audit, audit_end, audit_end), (TP1, 0, 0), (TP0, 0, 0)]
+        commit = flush(f"obj-{round_index}", epochs, ranges)
+        outcome, _ = all_at_once(
+            [
+                lambda c=commit: run(sql_store.commit_flush(c)),
+                lambda: run(sql_store.delete_topic("orders")),
+            ]
+        )
+        assert audit in outcome.committed
+        assert outcome.committed | outcome.fenced == {TP0, TP1, audit}
+        assert run(sql_store.get_partition(audit)).durable_end_offset == audit_end + 1

@@ -1,0 +1,130 @@
+"""The real databases under every port: reopening, migrations, and failures mapped to errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from streamhouse.errors import (
+    ErrorCode,
+    MetadataUnavailable,
+    MetadataUnknownOutcome,
+)
+from streamhouse.io.sql.migrations import alembic_config
+from streamhouse.io.sql.store import open_sql_metadata
+from tests.unit.metadata.builders import (
+    T0_MS,
+    TP0,
+    TTL_MS,
+    committed,
+    flush,
+    run,
+    segment,
+)
+
+# ---------------------------------------------------------------- files and migrations
+
+
+def test_sqlite_reopen_keeps_data_and_migrations_are_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    first = open_sql_metadata(url)
+    run(first.create_topic("orders", 1, {"k": "v"}, T0_MS))
+    run(first.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    run(first.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])))
+    run(first.close())
+    second = open_sql_metadata(url)
+    try:
+        topic = run(second.get_topic("orders"))
+        assert topic is not None and dict(topic.configs) == {"k": "v"}
+        assert run(second.get_partition(TP0)).durable_end_offset == 5
+        assert run(second.list_segments(TP0)) == [segment(TP0, 0, 4, "obj-1")]
+    finally:
+        run(second.close())
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        journal_mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    engine.dispose()
+    head = ScriptDirectory.from_config(alembic_config(url=url)).get_current_head()
+    assert [row[0] for row in versions] == [head]
+    assert journal_mode == "wal"
+
+
+def test_migrations_run_from_a_url_and_downgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    command.upgrade(alembic_config(url=url), "head")
+    engine = sa.create_engine(url)
+    assert set(sa.inspect(engine).get_table_names()) >= {"topics", "segments", "flush_outcomes"}
+    command.downgrade(alembic_config(url=url), "base")
+    assert sa.inspect(engine).get_table_names() == ["alembic_version"]
+    engine.dispose()
+    store = open_sql_metadata(url)
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.close())
+
+
+def test_sqlite_file_at_revision_0001_upgrades_on_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    command.upgrade(alembic_config(url=url), "0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO topics (name, partition_count, configs, created_ms) "
+                "VALUES ('orders', 1, '{}', 5)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO partitions (topic, partition, leader_epoch, lease_expires_ms, "
+                "durable_end_offset, log_start_offset) VALUES ('orders', 0, 2, 0, 7, 0)"
+            )
+        )
+    engine.dispose()
+    store = open_sql_metadata(url)
+    try:
+        assert run(store.get_partition(TP0)).durable_end_offset == 7
+        run(store.commit_offsets("billing", {TP0: committed(7)}))
+        assert run(store.fetch_offsets("billing")) == {TP0: committed(7)}
+    finally:
+        run(store.close())
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_sqlite_in_unwritable_place_is_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'metadata.db'}"
+    with pytest.raises(MetadataUnavailable, match="unavailable during migrate") as raised:
+        open_sql_metadata(url)
+    assert raised.value.code == ErrorCode.KAFKA_STORAGE_ERROR
+
+
+def test_unreachable_postgres_is_unavailable() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2"
+    with pytest.raises(MetadataUnavailable, match="reachable") as raised:
+        open_sql_metadata(url)
+    assert "127.0.0.1:1" in str(raised.value)
+
+
+def test_failure_at_commit_is_an_unknown_outcome_for_writes(tmp_path: Path) -> None:
+    store = open_sql_metadata(f"sqlite:///{tmp_path / 'metadata.db'}")
+    run(store.create_topic("orders", 1, {}, T0_MS))
+
+    def lose_connection(_conn: sa.Connection) -> None:
+        raise sa.exc.OperationalError("COMMIT", None, Exception("server closed the connection"))
+
+    sa.event.listen(store.engine, "commit", lose_connection)
+    try:
+        with pytest.raises(MetadataUnknownOutcome, match="may or may not"):
+            run(store.set_log_start_offset(TP0, 5))
+        with pytest.raises(MetadataUnavailable, match="server closed the connection"):
+            run(store.get_partition(TP0))
+    finally:
+        sa.event.remove(store.engine, "commit", lose_connection)
+    assert run(store.get_partition(TP0)).log_start_offset == 0
+    run(store.close())
