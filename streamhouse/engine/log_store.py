@@ -1,18 +1,16 @@
-"""The agent's log: appends through the WAL, reads from tail or objects, recovery at open.
+"""The agent's log: the partitions it leads and appends to them through the WAL.
 
-It owns the partitions this agent leads (one `PartitionLog` per lease epoch),
-mirrors the WAL's queue to move high watermarks when entries are fsynced,
-rolls offsets back when a WAL write fails, and hands synced batches to the
-flusher. `open()` replays the WAL against metadata: entries already durable
-are released, entries of the current lease epoch are re-appended at their
-offsets, entries whose epoch moved on are dropped and counted.
+It owns the partitions this agent leads (one `PartitionLog` per lease epoch, leases
+taken, renewed and released here), mirrors the WAL's queue to move high watermarks
+when entries are fsynced, rolls offsets back when a WAL write fails, and hands synced
+batches to the flusher. Reads are `engine.reads` (`LogStore.reads`); what `open()`
+recovers from the WAL is `engine.recovery`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +18,9 @@ from streamhouse.config import Settings
 from streamhouse.engine.flush import Flusher, PendingBatch
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
-from streamhouse.engine.waiting import any_done, sleep_or_until
-from streamhouse.engine.wal import RecoveredEntry, Wal, WalAppend
+from streamhouse.engine.reads import LogReader
+from streamhouse.engine.recovery import RecoveryStats, WalReplay, fence_leases_of_a_lost_wal
+from streamhouse.engine.wal import Wal, WalAppend
 from streamhouse.errors import (
     MessageTooLarge,
     NotLeader,
@@ -32,12 +31,9 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.batch_header import (
     BatchHeader,
-    iter_batches,
-    parse_header,
     validate_batch,
     with_base_offset,
 )
-from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.sentinels import DELETE_TO_HIGH_WATERMARK, NO_PRODUCER_ID
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.producer_state import (
@@ -49,13 +45,10 @@ from streamhouse.log.producer_state import (
     last_sequence,
 )
 from streamhouse.log.tail import TailBatch
-from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
     TruncateEntry,
-    decode_batch_entry,
-    decode_truncate_entry,
     encode_batch_entry,
     encode_truncate_entry,
 )
@@ -69,12 +62,7 @@ from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 
-SEGMENT_ROWS_PER_READ = 16
 LEASE_RENEWALS_PER_TTL = 3
-DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
-
-
-WAL_MARKER_FILE = "wal-owner"  # written once a disk holds this agent's WAL
 
 
 @dataclass(frozen=True)
@@ -88,15 +76,6 @@ class AppendResult:
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
 
 
-@dataclass(frozen=True)
-class ReadResult:
-    """Batches from an offset, and the partition's offsets at the time of the read."""
-
-    batches: list[bytes]
-    high_watermark: int
-    log_start_offset: int
-
-
 @dataclass
 class _Inflight:
     """One WAL append as the log store sees it, in WAL order."""
@@ -104,17 +83,6 @@ class _Inflight:
     wal_append: WalAppend
     plog: PartitionLog
     pending: PendingBatch | None  # None for a truncate marker
-
-
-@dataclass
-class RecoveryStats:
-    """What the last WAL replay did."""
-
-    voided_batches: int = 0  # failed writes cancelled by a truncate marker
-    replayed_batches: int = 0
-    already_durable_batches: int = 0
-    dropped_batches: int = 0
-    leases_fenced: int = 0  # moved to a new epoch because this disk held no WAL
 
 
 class LogStore:
@@ -161,7 +129,13 @@ class LogStore:
             self._fenced,
             buggify=self._buggify,
         )
-        self.reader = ObjectReader(objects, settings.block_cache_bytes_max, self._buggify)
+        self.reads = LogReader(
+            settings,
+            clock,
+            self,
+            leases,
+            ObjectReader(objects, settings.block_cache_bytes_max, self._buggify),
+        )
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._inflight: deque[_Inflight] = deque()
@@ -175,10 +149,12 @@ class LogStore:
     async def open(self, *, run_background: bool = True) -> None:
         """Recover from the WAL and metadata, then start the WAL committer, and (with
         `run_background`) the flusher and the lease keeper."""
-        await self._fence_leases_of_a_lost_wal()
+        await fence_leases_of_a_lost_wal(
+            self._disk, self.wal, self._leases, self.agent_id, self.recovery
+        )
         recovered = await self.wal.recover()
         self.wal.start()
-        await self._replay(recovered)
+        await WalReplay(self.wal, self, self._reappend, self.recovery).replay(recovered)
         if run_background:
             loop = asyncio.get_running_loop()
             self.crashed = loop.create_future()
@@ -188,18 +164,6 @@ class LogStore:
             ]
             for task in self._background:
                 task.add_done_callback(self._background_done)
-
-    async def _fence_leases_of_a_lost_wal(self) -> None:
-        """On a disk this agent never wrote a WAL to (new, or wiped under a configured agent
-        id), move every lease it holds to a new epoch before anything is appended: records
-        it acknowledged from the lost WAL must not share an epoch with what comes next
-        (DESIGN §6: an acks=1 loss is detectable through leader epochs). The marker is
-        written after the fence, so a crash in between fences again, which is harmless."""
-        if self._disk.exists(WAL_MARKER_FILE):
-            return
-        if not self.wal.has_segments_on_disk():  # a WAL from before markers is no loss
-            self.recovery.leases_fenced = await self._leases.fence_own_leases(self.agent_id)
-        await self._disk.write_atomic(WAL_MARKER_FILE, self.agent_id.encode())
 
     def _background_done(self, task: asyncio.Task[None]) -> None:
         """A background service must never stop on its own: surface its death loudly."""
@@ -421,37 +385,7 @@ class LogStore:
         for plog in touched.values():
             plog.roll_back_unsynced(error)
 
-    # --- read --------------------------------------------------------------------------------
-
-    async def read(self, tp: TopicPartition, offset: int, bytes_max: int) -> ReadResult:
-        """Batches holding `offset` and after, up to the high watermark and about `bytes_max`."""
-        plog = await self.partition(tp)
-        state = plog.state
-        high_watermark, log_start = state.high_watermark, state.log_start_offset
-        if offset < log_start or offset > high_watermark:
-            raise OffsetOutOfRange(
-                f"offset {offset} of {tp} is outside [{log_start}, {high_watermark}]"
-            )
-        if offset >= plog.tail.start_offset:
-            found = plog.tail.read(offset, high_watermark, bytes_max)
-            return ReadResult([b.data for b in found], high_watermark, log_start)
-        batches = await self._read_objects(tp, offset, plog.tail.start_offset, bytes_max)
-        return ReadResult(batches, high_watermark, log_start)
-
-    async def wait_for_data(self, positions: Mapping[TopicPartition, int], wait_ms: int) -> bool:
-        """Long-poll: wait up to `wait_ms` until some partition's high watermark passes its
-        position (or its lease is lost). True if woken early; partitions not led are skipped."""
-        watched = []
-        for tp, offset in positions.items():
-            plog = self._partitions.get(tp)
-            if plog is None:
-                continue
-            if plog.state.high_watermark > offset or plog.fenced:
-                return True
-            watched.append(plog.watch_high_watermark())
-        if not watched or wait_ms <= 0:
-            return False
-        return await sleep_or_until(self._clock, wait_ms, any_done(watched))
+    # --- log start ---------------------------------------------------------------------------
 
     async def delete_records(self, tp: TopicPartition, offset: int) -> int:
         """Move the log start to `offset` (-1: the high watermark); returns the new log start.
@@ -468,138 +402,19 @@ class LogStore:
         plog.state.advance_log_start(log_start)
         return plog.state.log_start_offset
 
-    async def offset_for_timestamp(
-        self, tp: TopicPartition, timestamp_ms: int
-    ) -> tuple[int, int] | None:
-        """ListOffsets by time: (offset, timestamp) of the first record stamped at or after
-        `timestamp_ms`, below the high watermark; None when there is none."""
-        plog = await self.partition(tp)
+    def _reappend(self, plog: PartitionLog, header: BatchHeader, data: bytes, segment: int) -> None:
+        """Put a batch the WAL kept back at its offsets, synced, pending its flush."""
         state = plog.state
-        decompress = decompressor(self._settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
-        offset = state.log_start_offset
-        while offset < plog.tail.start_offset:
-            segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
-            if not segments:
-                break
-            for segment in segments:
-                if segment.max_timestamp_ms >= timestamp_ms:
-                    raw = await self.reader.read_segment(segment)
-                    batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
-                    found = first_at_or_after(batches, timestamp_ms, offset, decompress)
-                    if found is not None:
-                        return found
-            offset = segments[-1].last_offset + 1
-        tail_from = max(offset, plog.tail.start_offset)
-        in_tail = plog.tail.read(tail_from, state.high_watermark, plog.tail.byte_count)
-        tail_batches = (batch.data for batch in in_tail)
-        return first_at_or_after(tail_batches, timestamp_ms, state.log_start_offset, decompress)
-
-    async def _read_objects(
-        self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
-    ) -> list[bytes]:
-        found: list[bytes] = []
-        size_bytes = 0
-        segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
-        for segment in segments:
-            raw = await self.reader.read_segment(segment)
-            for header, view in iter_batches(raw, from_producer=False):
-                if header.last_offset < offset or header.base_offset >= end_offset:
-                    continue
-                if found and size_bytes + len(view) > bytes_max:
-                    return found
-                found.append(bytes(view))
-                size_bytes += len(view)
-        return found
-
-    # --- recovery ----------------------------------------------------------------------------
-
-    async def _replay(self, recovered: list[RecoveredEntry]) -> None:
-        by_partition, voided = _surviving_batches(recovered, self.wal.release)
-        self.recovery.voided_batches += voided
-        for tp, entries in sorted(by_partition.items()):
-            await self._replay_partition(tp, entries)
-
-    async def _replay_partition(
-        self, tp: TopicPartition, entries: list[tuple[BatchEntry, int]]
-    ) -> None:
-        try:
-            plog = await self.partition(tp)
-        except (NotLeader, UnknownTopicOrPartition):
-            self._drop(entries)
-            return
-        for entry, segment in entries:
-            header = validate_batch(entry.batch, from_producer=False)
-            state = plog.state
-            if header.next_offset <= state.durable_end_offset:
-                self.recovery.already_durable_batches += 1
-                self.wal.release(segment)
-            elif entry.leader_epoch != state.leader_epoch or header.base_offset != (
-                state.log_end_offset
-            ):
-                self._drop([(entry, segment)])
-            else:
-                self._reappend(
-                    plog,
-                    header.base_offset,
-                    header.last_offset,
-                    header.max_timestamp,
-                    entry.batch,
-                    segment,
-                )
-
-    def _reappend(
-        self,
-        plog: PartitionLog,
-        base_offset: int,
-        last_offset: int,
-        max_timestamp_ms: int,
-        data: bytes,
-        segment: int,
-    ) -> None:
-        state = plog.state
-        assert state.assign(last_offset - base_offset + 1) == base_offset
-        tail_batch = TailBatch(base_offset, last_offset, max_timestamp_ms, data)
+        assert state.assign(header.last_offset_delta + 1) == header.base_offset
+        tail_batch = TailBatch(header.base_offset, header.last_offset, header.max_timestamp, data)
         plog.append(tail_batch)
         plog.synced(tail_batch.end_offset)
-        producer = self._record_producer(plog, parse_header(data), base_offset)
+        producer = self._record_producer(plog, header, header.base_offset)
         pending = PendingBatch(
             plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms(), producer=producer
         )
         self.flusher.add(pending)
         self.flusher.mark_synced(pending, segment)
-        self.recovery.replayed_batches += 1
-
-    def _drop(self, entries: list[tuple[BatchEntry, int]]) -> None:
-        for _, segment in entries:
-            self.wal.release(segment)
-        self.recovery.dropped_batches += len(entries)
-
-
-def _surviving_batches(
-    recovered: list[RecoveredEntry], release: Callable[[int], None]
-) -> tuple[dict[TopicPartition, list[tuple[BatchEntry, int]]], int]:
-    """Batch entries per partition after applying truncate markers, in WAL order, and how
-    many entries the markers voided (their WAL references are released here)."""
-    by_partition: dict[TopicPartition, list[tuple[BatchEntry, int]]] = {}
-    voided = 0
-    for item in recovered:
-        if item.kind == EntryKind.TRUNCATE:
-            marker = decode_truncate_entry(item.payload)
-            tp = TopicPartition(marker.topic, marker.partition)
-            kept = []
-            for entry, segment in by_partition.get(tp, []):
-                if validate_batch(entry.batch, from_producer=False).base_offset >= marker.offset:
-                    release(segment)
-                    voided += 1
-                else:
-                    kept.append((entry, segment))
-            by_partition[tp] = kept
-            release(item.segment)
-        else:
-            entry = decode_batch_entry(item.payload)
-            tp = TopicPartition(entry.topic, entry.partition)
-            by_partition.setdefault(tp, []).append((entry, item.segment))
-    return by_partition, voided
 
 
 def _idempotent(header: BatchHeader) -> tuple[int, int, int] | None:

@@ -262,7 +262,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
-        if await ctx.log.wait_for_data(positions, max_wait_ms):
+        if await ctx.log.reads.wait_for_data(positions, max_wait_ms):
             answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
     return done(_fetch_response(resolved, answers))
 
@@ -302,7 +302,7 @@ async def _read_partition(
     try:
         await ctx.admin.check_partition(tp)
         _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
-        result = await ctx.log.read(tp, offset, bytes_max)
+        result = await ctx.log.reads.read(tp, offset, bytes_max)
     except StreamHouseError as error:
         # Empty records, not null: librdkafka cannot parse a null records field (size -1).
         plog = ctx.log.led_partition(tp)
@@ -375,7 +375,7 @@ async def _list_offset(
             return {**answer, "error_code": 0, "offset": state.log_start_offset}
         if timestamp_ms == LATEST_TIMESTAMP:
             return {**answer, "error_code": 0, "offset": state.high_watermark}
-        found = await ctx.log.offset_for_timestamp(tp, timestamp_ms)
+        found = await ctx.log.reads.offset_for_timestamp(tp, timestamp_ms)
     except StreamHouseError as error:
         return {**answer, "error_code": error.code}
     if found is None:

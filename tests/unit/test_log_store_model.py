@@ -225,7 +225,7 @@ class LogStoreMachine(RuleBasedStateMachine):
         values: list[bytes] = []
         offset = 0
         while True:
-            result = self.run(self.store.read(tp, offset, READ_BYTES_MAX))
+            result = self.run(self.store.reads.read(tp, offset, READ_BYTES_MAX))
             if not result.batches:
                 assert offset == result.high_watermark
                 return values

@@ -68,14 +68,14 @@ def test_long_poll_wakes_on_new_data_and_times_out_otherwise() -> None:
         store = await world.open()
         await store.partition(TP)
         await store.partition(OTHER)
-        waiting = asyncio.ensure_future(store.wait_for_data({TP: 0, OTHER: 0}, 500))
+        waiting = asyncio.ensure_future(store.reads.wait_for_data({TP: 0, OTHER: 0}, 500))
         await _settle()
         assert not waiting.done()
         await _append(store, OTHER, b"hello")
         assert await waiting is True
         assert world.clock.monotonic_ms() == 0  # woken by data, not by time
 
-        timing_out = asyncio.ensure_future(store.wait_for_data({TP: 0, OTHER: 1}, 500))
+        timing_out = asyncio.ensure_future(store.reads.wait_for_data({TP: 0, OTHER: 1}, 500))
         await _settle()
         world.clock.advance_ms(499)
         await _settle()
@@ -83,7 +83,7 @@ def test_long_poll_wakes_on_new_data_and_times_out_otherwise() -> None:
         world.clock.advance_ms(1)
         assert await timing_out is False
 
-        assert await store.wait_for_data({OTHER: 0}, 500) is True  # data already there
+        assert await store.reads.wait_for_data({OTHER: 0}, 500) is True  # data already there
 
     asyncio.run(main())
 
@@ -100,11 +100,11 @@ def test_delete_records_moves_log_start_and_survives_restart() -> None:
             with pytest.raises(OffsetOutOfRange):
                 await store.delete_records(TP, beyond)
         with pytest.raises(OffsetOutOfRange):
-            await store.read(TP, 1, 1 << 20)
-        assert (await store.read(TP, 2, 1 << 20)).log_start_offset == 2
+            await store.reads.read(TP, 1, 1 << 20)
+        assert (await store.reads.read(TP, 2, 1 << 20)).log_start_offset == 2
         await store.close()
         store = await world.open()
-        result = await store.read(TP, 2, 1 << 20)
+        result = await store.reads.read(TP, 2, 1 << 20)
         assert result.log_start_offset == 2 and result.high_watermark == 5
         assert await store.delete_records(TP, -1) == 5
 
@@ -121,16 +121,18 @@ def test_block_cache_serves_repeated_cold_reads_within_its_bound() -> None:
         await store.close()
         store = await world.open()
         for _ in range(3):
-            assert len((await store.read(TP, 0, 1 << 20)).batches) >= 1
-        assert store.reader.block_reads == 3  # one block in each of the three objects
-        assert store.reader.block_cache_hits == 6
+            assert len((await store.reads.read(TP, 0, 1 << 20)).batches) >= 1
+        assert store.reads.objects.block_reads == 3  # one block in each of the three objects
+        assert store.reads.objects.block_cache_hits == 6
 
         small = World(Settings(block_cache_bytes_max=1000, tail_bytes_max=0))
         small.disk, small.objects, small.metadata = world.disk, world.objects, world.metadata
         store = await small.open()
         for _ in range(3):
-            await store.read(TP, 0, 1 << 20)
-        assert store.reader.block_cache_hits == 0, "blocks over a quarter of the bound skip it"
+            await store.reads.read(TP, 0, 1 << 20)
+        assert store.reads.objects.block_cache_hits == 0, (
+            "blocks over a quarter of the bound skip it"
+        )
 
     asyncio.run(main())
 
@@ -154,13 +156,16 @@ def test_offset_for_timestamp_across_objects_and_tail_and_codecs() -> None:
             await result.synced
             if index < len(codecs):  # the last batch stays in the tail only
                 await store.flusher.flush_once()
-        assert await store.offset_for_timestamp(TP, 0) == (0, 0)
-        assert await store.offset_for_timestamp(TP, 15) == (2, 20)  # inside the first batch
-        assert await store.offset_for_timestamp(TP, 2001) == (7, 2010)  # snappy, from an object
-        assert await store.offset_for_timestamp(TP, 4005) == (13, 4010)  # zstd, in the tail
-        assert await store.offset_for_timestamp(TP, 9999) is None
+        assert await store.reads.offset_for_timestamp(TP, 0) == (0, 0)
+        assert await store.reads.offset_for_timestamp(TP, 15) == (2, 20)  # inside the first batch
+        assert await store.reads.offset_for_timestamp(TP, 2001) == (
+            7,
+            2010,
+        )  # snappy, from an object
+        assert await store.reads.offset_for_timestamp(TP, 4005) == (13, 4010)  # zstd, in the tail
+        assert await store.reads.offset_for_timestamp(TP, 9999) is None
         await store.delete_records(TP, 4)
-        assert await store.offset_for_timestamp(TP, 0) == (4, 1010)  # never below log start
+        assert await store.reads.offset_for_timestamp(TP, 0) == (4, 1010)  # never below log start
 
     asyncio.run(main())
 

@@ -60,7 +60,7 @@ async def _read_back(agent: Agent, partition: int) -> list[bytes]:
     found: list[bytes] = []
     offset = 0
     while True:
-        result = await agent.log.read(tp, offset, 4096)
+        result = await agent.log.reads.read(tp, offset, 4096)
         if not result.batches:
             return found
         found += result.batches
@@ -87,7 +87,7 @@ async def _scenario(settings: Settings) -> None:
     agent = await open_agent(settings)  # tail empty: everything is read from objects
     for partition in range(PARTITIONS):
         assert await _read_back(agent, partition) == durable[partition]
-    assert agent.log.reader.block_reads > 0
+    assert agent.log.reads.objects.block_reads > 0
     synced = await _produce(agent, durable=False)
     await _kill(agent)
 
