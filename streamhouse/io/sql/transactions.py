@@ -132,8 +132,12 @@ def open_transactions(
     hook: CallHook | None = None,
     busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
 ) -> SqlTransactions:
-    """Transactions on the database at `url`, its schema migrated to head first."""
+    """Transactions on the database at `url`, its schema migrated to head first. An in-memory
+    SQLite database is one connection every caller shares: its calls must never overlap, so
+    they run on the event loop's thread, one at a time, whatever `run_blocking` says."""
     engine = create_metadata_engine(url, busy_timeout_ms=busy_timeout_ms)
+    if isinstance(engine.pool, StaticPool):
+        run_blocking = run_inline
     sql = SqlTransactions(engine, run_blocking, hook)
     try:
         sql.migrate()

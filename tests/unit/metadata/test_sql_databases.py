@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,20 @@ def test_failure_at_commit_is_an_unknown_outcome_for_writes(tmp_path: Path) -> N
         sa.event.remove(store.engine, "commit", lose_connection)
     assert run(store.get_partition(TP0)).log_start_offset == 0
     run(store.close())
+
+
+def test_an_in_memory_store_serves_overlapping_calls() -> None:
+    """One shared connection: overlapping calls (threads by default) must not interleave
+    their transactions (they failed with "cannot start a transaction within a transaction",
+    and stopped a --storage null agent)."""
+
+    async def overlapping() -> list[str]:
+        store = open_sql_metadata("sqlite://")
+        try:
+            names = [f"t{index}" for index in range(50)]
+            await asyncio.gather(*(store.create_topic(name, 2, {}, T0_MS) for name in names))
+            return [topic.name for topic in await store.list_topics()]
+        finally:
+            await store.close()
+
+    assert sorted(asyncio.run(overlapping())) == sorted(f"t{index}" for index in range(50))
