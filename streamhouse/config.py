@@ -60,6 +60,9 @@ class Settings:
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
     default_partition_count: int = 1
+    # partitions of one topic; more is refused (INVALID_PARTITIONS): each one costs a lease,
+    # a tail and a metadata row, and Metadata answers list every one of them
+    topic_partitions_max: int = 10_000
 
     # Idempotent producers
     producers_per_partition_max: int = 10_000  # least recently appending forgotten beyond it
@@ -97,6 +100,9 @@ class Settings:
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
             "storage must be 'real' or 'null'": self.storage in ("real", "null"),
+            "default_partition_count must be between 1 and topic_partitions_max": (
+                1 <= self.default_partition_count <= self.topic_partitions_max
+            ),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),

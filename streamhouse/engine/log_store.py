@@ -50,7 +50,7 @@ from streamhouse.log.producer_state import (
 )
 from streamhouse.log.tail import TailBatch
 from streamhouse.log.timestamps import first_at_or_after
-from streamhouse.log.topics import validate_topic_name
+from streamhouse.log.topics import validate_partition_count, validate_topic_name
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
@@ -230,6 +230,7 @@ class LogStore:
         self, name: str, partition_count: int, configs: Mapping[str, str] | None = None
     ) -> TopicRecord:
         validate_topic_name(name)
+        validate_partition_count(partition_count, self._settings.topic_partitions_max)
         return await self._metadata.create_topic(
             name, partition_count, configs or {}, self._clock.now_ms()
         )

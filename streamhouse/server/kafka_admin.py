@@ -23,6 +23,7 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.kafka.connection import Request
+from streamhouse.log.topics import validate_partition_count
 from streamhouse.ports.metadata import TopicRecord
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
@@ -194,6 +195,7 @@ async def _create_partitions(ctx: KafkaContext, topic: Any, validate_only: bool)
                 f"topic {topic.name!r} has {record.partition_count} partitions; "
                 f"asked for {topic.count}, which is not more"
             )
+        validate_partition_count(topic.count, ctx.settings.topic_partitions_max)
         if not validate_only:
             await ctx.metadata.add_partitions(topic.name, topic.count)
     except StreamHouseError as error:

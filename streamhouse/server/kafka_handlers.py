@@ -15,7 +15,6 @@ from streamhouse.engine.log_store import AppendResult
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import (
     ErrorCode,
-    InvalidPartitions,
     InvalidTopic,
     StreamHouseError,
     UnknownTopicOrPartition,
@@ -28,7 +27,7 @@ from streamhouse.kafka.fetch_sessions import (
     Resolved,
 )
 from streamhouse.log.partition import NO_LEADER_EPOCH, PartitionState
-from streamhouse.log.topics import validate_topic_name
+from streamhouse.log.topics import validate_partition_count, validate_topic_name
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import TopicRecord
 from streamhouse.server.kafka_admin import (
@@ -443,8 +442,7 @@ async def _create_topic(ctx: KafkaContext, topic: Any, validate_only: bool) -> V
     }
     try:
         validate_topic_name(topic.name)
-        if count < 1:
-            raise InvalidPartitions(f"topic {topic.name!r} needs at least one partition")
+        validate_partition_count(count, ctx.settings.topic_partitions_max)
         if await ctx.metadata.get_topic(topic.name) is not None:
             raise StreamHouseError(
                 f"topic {topic.name!r} already exists", ErrorCode.TOPIC_ALREADY_EXISTS
