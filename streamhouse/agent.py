@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
 from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import StreamHouseError
@@ -69,10 +70,11 @@ async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) ->
 
 @dataclass
 class Agent:
-    """A running agent's engine, its Kafka door and the adapters it owns."""
+    """A running agent's engine, its Kafka door, the adapters it owns and its failure signal."""
 
     settings: Settings
     agent_id: str
+    failure: AgentFailure
     log: LogStore
     metadata: MetadataStore
     objects: ObjectStore
@@ -95,9 +97,8 @@ class Agent:
         problems: list[str] = []
         if stopping:
             problems.append("agent is shutting down")
-        crashed = self.log.crashed
-        if crashed is not None and crashed.done():
-            problems.append(f"a background service failed: {crashed.exception()!r}")
+        if self.failure.error is not None:
+            problems.append(f"the agent failed: {self.failure.error!r}")
         server = self.kafka.server
         if server is None or not server.is_serving():
             problems.append("the Kafka listener is not accepting connections")
@@ -130,16 +131,21 @@ async def assemble_agent(
     objects: ObjectStore,
     metadata: MetadataStore,
     buggify: Buggify | None = None,
+    failure: AgentFailure | None = None,
 ) -> Agent:
     """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
     recover the log and start listening. `buggify`: the simulator's switch; production
-    passes none (a switch that never fires)."""
+    passes none (a switch that never fires). `failure`: the signal every service and door
+    reports our own failures into (a new one unless the caller watches its own)."""
+    failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
-    log = LogStore(settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify())
+    log = LogStore(
+        settings, clock, rng, disk, objects, metadata, agent_id, buggify or Buggify(), failure
+    )
     await log.open()
     host = advertised_host(settings.kafka_host, settings.advertised_host)
     groups = GroupCoordinator(settings, clock, rng, metadata)
-    groups.start(log.crashed)
+    groups.start(failure)
     context = KafkaContext(
         settings,
         clock,
@@ -151,10 +157,10 @@ async def assemble_agent(
         f"streamhouse-{settings.org}",
         groups,
     )
-    kafka = KafkaListener(context)
+    kafka = KafkaListener(context, failure)
     port = await kafka.start(settings.kafka_host, settings.kafka_port)
     context.advertised_port = port
-    return Agent(settings, agent_id, log, metadata, objects, kafka, port)
+    return Agent(settings, agent_id, failure, log, metadata, objects, kafka, port)
 
 
 async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
@@ -175,8 +181,9 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
 
 
 async def serve(settings: Settings) -> int:
-    """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until one of its services
-    fails an invariant (exit 70, the WAL keeps the data). Returns the exit code."""
+    """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until our own invariant
+    fails in a service or on the request path (exit 70 with the traceback logged; the WAL
+    keeps the data). Returns the exit code."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -199,12 +206,10 @@ async def serve(settings: Settings) -> int:
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START
     print_banner(_banner(agent, http.port if http else None))
-    crashed = agent.log.crashed
-    assert crashed is not None
-    crashed.add_done_callback(lambda _: stop.set())
+    agent.failure.on_failure(lambda _: stop.set())
     await stop.wait()
-    if crashed.done():
-        print_status("agent failed", repr(crashed.exception()))
+    if agent.failure.error is not None:
+        print_status("agent failed", repr(agent.failure.error))
         return EXIT_INVARIANT_BROKEN
     print_status("stopping", "flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.flush import Flusher, PendingBatch
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
@@ -130,8 +131,10 @@ class LogStore:
         metadata: MetadataStore,
         agent_id: str,
         buggify: Buggify | None = None,
+        failure: AgentFailure | None = None,
     ) -> None:
         self._settings = settings
+        self.failure = failure or AgentFailure()  # a background service's death fails the agent
         self._clock = clock
         self._disk = disk
         self._metadata = metadata
@@ -162,7 +165,6 @@ class LogStore:
         self._inflight: deque[_Inflight] = deque()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
-        self.crashed: asyncio.Future[None] | None = None  # fails if a background task dies
         self.recovery = RecoveryStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -176,13 +178,12 @@ class LogStore:
         await self._replay(recovered)
         if run_background:
             loop = asyncio.get_running_loop()
-            self.crashed = loop.create_future()
             self._background = [
                 loop.create_task(self.flusher.run(), name="flusher"),
                 loop.create_task(self._keep_leases(), name="lease-keeper"),
             ]
             for task in self._background:
-                task.add_done_callback(self._background_done)
+                self.failure.watch(task, stopping=lambda: self._closing)
 
     async def _fence_leases_of_a_lost_wal(self) -> None:
         """On a disk this agent never wrote a WAL to (new, or wiped under a configured agent
@@ -195,13 +196,6 @@ class LogStore:
         if not self.wal.has_segments_on_disk():  # a WAL from before markers is no loss
             self.recovery.leases_fenced = await self._metadata.fence_own_leases(self.agent_id)
         await self._disk.write_atomic(WAL_MARKER_FILE, self.agent_id.encode())
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        """A background service must never stop on its own: surface its death loudly."""
-        if task.cancelled() or self._closing or self.crashed is None or self.crashed.done():
-            return
-        error = task.exception() or RuntimeError(f"{task.get_name()} stopped unexpectedly")
-        self.crashed.set_exception(error)
 
     async def close(self, *, flush: bool = True) -> None:
         """Stop taking work; with `flush`, make everything synced durable first."""
