@@ -148,7 +148,6 @@ def _config_entries(topic: TopicRecord, batch_bytes_max: int) -> list[Values]:
             "value": value,
             "read_only": False,
             "config_source": source,
-            "is_default": source == SOURCE_DEFAULT_CONFIG,
             "is_sensitive": False,
             "synonyms": [],
             "config_type": CONFIG_TYPES.get(name, 0),
