@@ -167,7 +167,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     """The agent's HTTP door: health, readiness (503 once `stopping` is set) and metrics."""
     kafka = agent.kafka
     registry = agent_registry(
-        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections))
+        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections)), kafka.stats
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 

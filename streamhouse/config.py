@@ -33,6 +33,11 @@ class Settings:
     auto_create_topics: bool = True
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it
+    # Kafka's max.connections: one more is closed at once. Kafka leaves it unbounded by
+    # default; 10 000 is far above what clients of one agent open (one connection per
+    # client and broker, one more to the coordinator) and bounds the memory and file
+    # descriptors a connection flood can take (the fd limit must allow it: ulimit -n)
+    connections_max: int = 10_000
 
     # HTTP (health, readiness, metrics)
     http_host: str = "127.0.0.1"
@@ -99,6 +104,7 @@ class Settings:
                 self.wal_group_bytes_max <= self.wal_queue_bytes_max
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
+            "connections_max must be at least 1": self.connections_max >= 1,
             "storage must be 'real' or 'null'": self.storage in ("real", "null"),
             "default_partition_count must be between 1 and topic_partitions_max": (
                 1 <= self.default_partition_count <= self.topic_partitions_max

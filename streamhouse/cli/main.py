@@ -116,6 +116,11 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
             envvar="STREAMHOUSE_GROUP_MIN_SESSION_TIMEOUT_MS",
             help="Shortest session timeout a group member may ask for.",
         ),
+        connections_max: int = typer.Option(
+            Settings.connections_max,
+            envvar="STREAMHOUSE_CONNECTIONS_MAX",
+            help="Most Kafka connections served at once; one more is closed at once.",
+        ),
     ) -> None:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""
@@ -134,6 +139,7 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
             advertised_host=advertised_host,
             group_initial_rebalance_delay_ms=group_initial_rebalance_delay_ms,
             group_min_session_timeout_ms=group_min_session_timeout_ms,
+            connections_max=connections_max,
         )
         code = run_agent(settings)
         if code:

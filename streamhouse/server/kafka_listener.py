@@ -3,7 +3,8 @@
 Requests of one connection are dispatched in order (so appends keep the order a
 producer sent them in); their ack waits run concurrently and responses leave in
 request order. At most `requests_in_flight_max` requests wait per connection;
-reading pauses beyond that.
+reading pauses beyond that. At most `connections_max` connections are served;
+one more is closed at once (counted, and logged at most every few seconds).
 
 A `StreamHouseError` answers its request with its error code; a broken or hostile
 byte stream closes its connection. Anything else a handler or the building of a
@@ -37,11 +38,19 @@ from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 
 READ_CHUNK_BYTES = 256 * 1024
+REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
 
 
 def advertised_apis() -> ApiTable:
     return advertise(HANDLERS, MAX_VERSIONS)
+
+
+@dataclass
+class ListenerStats:
+    """Counters of the Kafka listener (exported on /metrics)."""
+
+    connections_refused: int = 0  # closed at once: `connections_max` were open already
 
 
 @dataclass
@@ -52,6 +61,9 @@ class KafkaListener:
     failure: AgentFailure
     server: asyncio.Server | None = None
     connections: set[asyncio.Task[None]] = field(default_factory=set)
+    stats: ListenerStats = field(default_factory=ListenerStats)
+    _refusals_logged: int = field(default=0, init=False, repr=False)
+    _refusals_logged_ms: int | None = field(default=None, init=False, repr=False)
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the bound port (useful when `port` is 0)."""
@@ -74,6 +86,9 @@ class KafkaListener:
             task.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self.context.settings.connections_max:
+            self._refuse(writer)
+            return
         task = asyncio.current_task()
         assert task is not None
         self.connections.add(task)
@@ -88,6 +103,23 @@ class KafkaListener:
         finally:
             self.connections.discard(task)
             writer.close()
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.stats.connections_refused += 1
+        writer.close()
+        now_ms = self.context.clock.monotonic_ms()
+        last_ms = self._refusals_logged_ms
+        if last_ms is not None and now_ms - last_ms < REFUSALS_LOG_INTERVAL_MS:
+            return
+        log.warning(
+            "refused %d Kafka connection(s): connections_max=%d are open "
+            "(this line comes at most every %d ms)",
+            self.stats.connections_refused - self._refusals_logged,
+            self.context.settings.connections_max,
+            REFUSALS_LOG_INTERVAL_MS,
+        )
+        self._refusals_logged = self.stats.connections_refused
+        self._refusals_logged_ms = now_ms
 
 
 class _Session:
