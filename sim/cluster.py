@@ -14,6 +14,11 @@ wall clock. Every fault is recorded in the History as a `FaultInjected`,
 and so is every lease that moves away from an agent (read from the metadata
 store after each lease call), which is what excuses acks=1 losses.
 
+An agent whose own invariant fails (its failure signal fires: a background
+service died, or a request hit a bug) stops at once, as the real process
+exits 70; `until_an_agent_fails` then ends the run with `AgentFailed`, which
+the runner counts as a crash.
+
 Tasks are tracked per host through the loop's task factory, so any host's
 tasks (a client's too) can be cancelled at once.
 """
@@ -49,6 +54,7 @@ from sim.rng import SeededRng
 from sim.trace import Trace
 from streamhouse.agent import Agent, assemble_agent
 from streamhouse.config import Settings
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.errors import StorageError
 from streamhouse.names import TopicPartition
 from streamhouse.ports.metadata import MetadataStore
@@ -75,6 +81,10 @@ class ClusterOptions:
     metadata_faults: MetadataFaults = field(default_factory=MetadataFaults)
     buggify_sites: tuple[str, ...] = ()
     buggify_rate: float = 0.0
+
+
+class AgentFailed(Exception):
+    """An agent's own invariant failed (the cause is its error): the run cannot be judged."""
 
 
 class _Gate:
@@ -171,6 +181,8 @@ class SimAgent:
         metadata = cast(
             MetadataStore, _GatedPort(self.cluster.metadata, self.gate, self.cluster.lease_call)
         )
+        failure = AgentFailure()
+        failure.on_failure(self._failed)
         boot = assemble_agent(
             self.settings,
             self.clock,
@@ -179,6 +191,7 @@ class SimAgent:
             objects,
             metadata,
             self.buggify,
+            failure,
         )
         self.state = UP
         try:
@@ -223,12 +236,12 @@ class SimAgent:
             self.state = UP
             self.gate.open()
 
-    def background_failure(self) -> BaseException | None:
-        """The exception a background service of the running agent died with, if any."""
-        crashed = None if self.running is None else self.running.log.crashed
-        if crashed is None or not crashed.done() or crashed.cancelled():
-            return None
-        return crashed.exception()
+    def _failed(self, error: BaseException) -> None:
+        """Our own invariant failed in this agent: the process stops where it stands."""
+        self.cluster.record_trace("agent.failed", self.host, type(error).__name__)
+        if self.state != DOWN:
+            self.crash(record=False)
+        self.cluster.agent_failed(self.host, error)
 
 
 class SimCluster:
@@ -257,6 +270,7 @@ class SimCluster:
         self._created = 0
         self._client_hosts: list[str] = []
         self._leases: dict[TopicPartition, tuple[str | None, int]] = {}
+        self._failed: asyncio.Future[None] = loop.create_future()
         loop.set_task_factory(self._task_factory)  # type: ignore[arg-type]
         self.agents = [SimAgent(self, index) for index in range(1, options.agents + 1)]
 
@@ -364,13 +378,23 @@ class SimCluster:
                 if not await agent.start():
                     await self.clock.sleep_ms(100)
 
-    def background_failures(self) -> list[tuple[str, BaseException]]:
-        found = []
-        for agent in self.agents:
-            error = agent.background_failure()
-            if error is not None:
-                found.append((agent.host, error))
-        return found
+    def agent_failed(self, host: str, error: BaseException) -> None:
+        if not self._failed.done():
+            failed = AgentFailed(f"{host}: our own invariant failed: {error!r}")
+            failed.__cause__ = error
+            self._failed.set_exception(failed)
+
+    async def until_an_agent_fails(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` to its end, unless an agent fails first: then stop `work` and raise
+        AgentFailed (caused by the agent's error)."""
+        task: asyncio.Future[Any] = asyncio.ensure_future(work)
+        await asyncio.wait([task, self._failed], return_when=asyncio.FIRST_COMPLETED)
+        if self._failed.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            self._failed.result()  # raises AgentFailed
+        result: T = task.result()
+        return result
 
     async def close(self) -> None:
         for agent in self.agents:

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 GC_EVERY_SELECTS = 20_000
+CANCEL_ROUNDS_MAX = 10  # tasks started while the remaining ones are cancelled, and so on
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -264,11 +265,14 @@ def run_simulation(
 
 
 def _cancel_remaining(loop: SimLoop) -> None:
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    tasks.sort(key=lambda task: task.get_name())  # all_tasks is a set: fix an order
-    for task in tasks:
-        task.cancel()
-    if tasks:
+    """Cancel every task left, and those their cancellation starts (a client's close)."""
+    for _ in range(CANCEL_ROUNDS_MAX):
+        tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not tasks:
+            return
+        tasks.sort(key=lambda task: task.get_name())  # all_tasks is a set: fix an order
+        for task in tasks:
+            task.cancel()
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 

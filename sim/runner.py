@@ -9,7 +9,9 @@ and down agents restart; within `liveness_bound_ms` of virtual time fresh
 producers must get every record acked, a fresh group must settle with every
 partition assigned, and a final scan must read every partition to its high
 watermark. The History the clients recorded is judged by `sim.checkers`;
-the exit code follows `sim.verdict`.
+the exit code follows `sim.verdict`. An agent whose own invariant fails ends
+the run at once: a crash (127), with its traceback in the notes and the
+agents' log lines kept for the reproduction file.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sim.history import (
     ProduceAttempt,
     TopicCreated,
 )
+from sim.logs import captured_logs
 from sim.loop import SimLoop, run_simulation
 from sim.network import SimNetwork, spawn_on_host
 from sim.options import (
@@ -84,6 +87,7 @@ class RunOutcome:
     history_digest: str = ""
     history: str = ""  # JSON lines
     notes: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # the agents' log lines (sim.logs)
 
     def summary(self) -> str:
         return (
@@ -109,14 +113,18 @@ def run_seed(
     crashed = False
 
     async def main(loop: SimLoop) -> None:
-        await _run(loop, network, rng, options, history, trace, violations, outcome)
-        outcome.virtual_ms = loop.time_ns() // 1_000_000
+        try:
+            await _run(loop, network, rng, options, history, trace, violations, outcome)
+        finally:
+            outcome.virtual_ms = loop.time_ns() // 1_000_000
 
-    try:
-        run_simulation(main, network)
-    except Exception:  # the simulation itself blew up: a crash verdict, with its story
-        crashed = True
-        outcome.notes.append(traceback.format_exc())
+    with captured_logs(lambda: network.loop.time_ns()) as logs:
+        try:
+            run_simulation(main, network)
+        except Exception:  # the simulation or an agent blew up: a crash verdict, with its story
+            crashed = True
+            outcome.notes.append(traceback.format_exc())
+    outcome.log = list(logs.lines)
     outcome.wall_s = time.perf_counter() - started_s
     if not crashed:
         violations += check_all(history, liveness_bound_ms=options.liveness_bound_ms)
@@ -140,6 +148,18 @@ async def _run(
     outcome: RunOutcome,
 ) -> None:
     cluster = SimCluster(loop, network, rng.fork("cluster"), options.cluster, history, trace)
+    await cluster.until_an_agent_fails(_phases(cluster, rng, options, history, violations, outcome))
+
+
+async def _phases(
+    cluster: SimCluster,
+    rng: SeededRng,
+    options: SimOptions,
+    history: History,
+    violations: list[Violation],
+    outcome: RunOutcome,
+) -> None:
+    loop = cluster.loop
     workload = options.workload
     await cluster.start()
     first = cluster.agents[0]
@@ -168,9 +188,6 @@ async def _run(
             violations.append(
                 Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
             )
-    for host, error in cluster.background_failures():
-        message = f"{host}: a background service died: {error!r}"
-        violations.append(Violation("history", message))
     await cluster.close()
 
 

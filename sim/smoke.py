@@ -154,6 +154,8 @@ async def _smoke(loop: SimLoop, rng: SeededRng, options: SmokeOptions, result: S
         loop.network.heal()
     finally:
         await on_host(AGENT_HOST, agent.close())
+    if agent.failure.error is not None:  # our own invariant failed: the smoke run crashes
+        raise agent.failure.error
 
 
 async def _cut(loop: SimLoop, clock: LoopClock, options: SmokeOptions) -> None:

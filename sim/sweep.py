@@ -5,8 +5,8 @@
 child that outlives `run_wall_s_max` is killed and counted as a crash. A
 failing seed writes a reproduction file (`write_reproduction`): JSON with the
 seed, its options, the verdict, the violations, the trace and history
-digests and the history itself. `replay(path)` runs the seed again and
-compares.
+digests, the history itself and the agents' log lines (`sim.logs`).
+`replay(path)` runs the seed again and compares.
 """
 
 from __future__ import annotations
@@ -144,6 +144,7 @@ def write_reproduction(outcome: RunOutcome, failures_dir: Path) -> Path:
         "trace_digest": outcome.trace_digest,
         "history_digest": outcome.history_digest,
         "history": outcome.history.splitlines(),
+        "log": outcome.log,
     }
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
     return path

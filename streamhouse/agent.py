@@ -14,6 +14,7 @@ from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_sta
 from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import StreamHouseError
@@ -71,10 +72,11 @@ async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) ->
 
 @dataclass
 class Agent:
-    """A running agent's engine, its Kafka door and the adapters it owns."""
+    """A running agent's engine, its Kafka door, the adapters it owns and its failure signal."""
 
     settings: Settings
     agent_id: str
+    failure: AgentFailure
     log: LogStore
     admin: AdminService
     metadata: MetadataStore
@@ -99,9 +101,8 @@ class Agent:
         problems: list[str] = []
         if stopping:
             problems.append("agent is shutting down")
-        crashed = self.log.crashed
-        if crashed is not None and crashed.done():
-            problems.append(f"a background service failed: {crashed.exception()!r}")
+        if self.failure.error is not None:
+            problems.append(f"the agent failed: {self.failure.error!r}")
         server = self.kafka.server
         if server is None or not server.is_serving():
             problems.append("the Kafka listener is not accepting connections")
@@ -134,10 +135,13 @@ async def assemble_agent(
     objects: ObjectStore,
     metadata: MetadataStore,
     buggify: Buggify | None = None,
+    failure: AgentFailure | None = None,
 ) -> Agent:
     """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
     recover the log and start listening. `buggify`: the simulator's switch; production
-    passes none (a switch that never fires)."""
+    passes none (a switch that never fires). `failure`: the signal every service and door
+    reports our own failures into (a new one unless the caller watches its own)."""
+    failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
     cluster = ClusterDirectory(settings, clock, agent_id)  # a malformed directory stops us here
     log = LogStore(
@@ -151,10 +155,11 @@ async def assemble_agent(
         leases=metadata,
         producers=metadata,
         buggify=buggify or Buggify(),
+        failure=failure,
     )
     await log.open()
     groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
-    groups.start(log.crashed)
+    groups.start(failure)
     admin = AdminService(settings, clock, metadata, log, groups, cluster)
     context = KafkaContext(
         settings=settings,
@@ -165,17 +170,17 @@ async def assemble_agent(
         groups=groups,
         admin=admin,
     )
-    kafka = KafkaListener(context)
+    kafka = KafkaListener(context, failure)
     port = await kafka.start(settings.kafka_host, settings.kafka_port)
     cluster.advertise(advertised_host(settings.kafka_host, settings.advertised_host), port)
-    return Agent(settings, agent_id, log, admin, metadata, objects, kafka, port)
+    return Agent(settings, agent_id, failure, log, admin, metadata, objects, kafka, port)
 
 
 async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     """The agent's HTTP door: health, readiness (503 once `stopping` is set) and metrics."""
     kafka = agent.kafka
     registry = agent_registry(
-        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections))
+        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections)), kafka.stats
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
@@ -189,8 +194,9 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
 
 
 async def serve(settings: Settings) -> int:
-    """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until one of its services
-    fails an invariant (exit 70, the WAL keeps the data). Returns the exit code."""
+    """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until our own invariant
+    fails in a service or on the request path (exit 70 with the traceback logged; the WAL
+    keeps the data). Returns the exit code."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -213,12 +219,10 @@ async def serve(settings: Settings) -> int:
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START
     print_banner(_banner(agent, http.port if http else None))
-    crashed = agent.log.crashed
-    assert crashed is not None
-    crashed.add_done_callback(lambda _: stop.set())
+    agent.failure.on_failure(lambda _: stop.set())
     await stop.wait()
-    if crashed.done():
-        print_status("agent failed", repr(crashed.exception()))
+    if agent.failure.error is not None:
+        print_status("agent failed", repr(agent.failure.error))
         return EXIT_INVARIANT_BROKEN
     print_status("stopping", "flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first

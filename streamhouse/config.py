@@ -33,6 +33,11 @@ class Settings:
     auto_create_topics: bool = True  # Kafka's auto.create.topics.enable (on Metadata requests)
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it
+    # Kafka's max.connections: one more is closed at once. Kafka leaves it unbounded by
+    # default; 10 000 is far above what clients of one agent open (one connection per
+    # client and broker, one more to the coordinator) and bounds the memory and file
+    # descriptors a connection flood can take (the fd limit must allow it: ulimit -n)
+    connections_max: int = 10_000
 
     # HTTP (health, readiness, metrics)
     http_host: str = "127.0.0.1"
@@ -60,6 +65,9 @@ class Settings:
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
     num_partitions: int = 1  # Kafka's num.partitions: auto-created topics, CreateTopics with -1
+    # partitions of one topic; more is refused (INVALID_PARTITIONS): each one costs a lease,
+    # a tail and a metadata row, and Metadata answers list every one of them
+    topic_partitions_max: int = 10_000
 
     # Idempotent producers
     producers_per_partition_max: int = 10_000  # least recently appending forgotten beyond it
@@ -96,14 +104,17 @@ class Settings:
                 self.wal_group_bytes_max <= self.wal_queue_bytes_max
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
+            "connections_max must be at least 1": self.connections_max >= 1,
             "storage must be 'real' or 'null'": self.storage in ("real", "null"),
+            "num_partitions must be between 1 and topic_partitions_max": (
+                1 <= self.num_partitions <= self.topic_partitions_max
+            ),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),
             "flush_interval_ms and wal_group_wait_ms must not be negative": (
                 self.flush_interval_ms >= 0 and self.wal_group_wait_ms >= 0
             ),
-            "num_partitions must be at least 1": self.num_partitions >= 1,
             "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms": (
                 0 <= self.group_min_session_timeout_ms <= self.group_max_session_timeout_ms
             ),

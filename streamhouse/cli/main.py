@@ -195,6 +195,13 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "offset_metadata_max_bytes", "Longest metadata string an offset commit may carry."
             ),
         ] = Settings.offset_metadata_max_bytes,
+        connections_max: Annotated[
+            int,
+            setting(
+                "connections_max",
+                "Most Kafka connections served at once; one more is closed at once.",
+            ),
+        ] = Settings.connections_max,
     ) -> None:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""

@@ -43,7 +43,7 @@ from streamhouse.log.topic_configs import (
     config_entries,
     topic_config_specs,
 )
-from streamhouse.log.topics import validate_topic_name
+from streamhouse.log.topics import validate_partition_count, validate_topic_name
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.topics import TopicRecord, TopicStore
@@ -219,10 +219,7 @@ class AdminService:
         """Create a topic (with `validate_only`, only check that it could be created)."""
         validate_topic_name(name)
         count = self.partition_count(partitions)
-        if count < 1:
-            raise InvalidPartitions(
-                f"topic {name!r} needs at least one partition, asked for {partitions}"
-            )
+        validate_partition_count(count, self._settings.topic_partitions_max)
         overrides = dict(configs or {})
         check_topic_configs(overrides, self._specs)
         if not validate_only:
@@ -252,6 +249,7 @@ class AdminService:
                 f"topic {name!r} has {topic.partition_count} partitions; asked for {total}, "
                 "which is not more (partitions can be added, never removed)"
             )
+        validate_partition_count(total, self._settings.topic_partitions_max)
         if validate_only:
             return replace(topic, partition_count=total)
         return await self._topics.add_partitions(name, total)

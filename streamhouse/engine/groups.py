@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from streamhouse.config import Settings
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import ErrorCode, StorageError
 from streamhouse.log.group_state import (
@@ -98,27 +99,20 @@ class GroupCoordinator:
         self._committing: dict[str, asyncio.Lock] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._crashed: asyncio.Future[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    def start(self, crashed: asyncio.Future[None] | None = None) -> None:
+    def start(self, failure: AgentFailure | None = None) -> None:
         """Start the timer and the offset retention tasks; should one of them ever stop on
-        its own, its exception is set on `crashed` (the agent's failure signal)."""
-        self._crashed = crashed
+        its own, it fails the agent through `failure` (without one, it is only logged)."""
+        failure = failure or AgentFailure()
+        loop = asyncio.get_running_loop()
         self._tasks = [
-            asyncio.ensure_future(self._run_timers()),
-            asyncio.ensure_future(self._run_retention()),
+            loop.create_task(self._run_timers(), name="group-timers"),
+            loop.create_task(self._run_retention(), name="group-offset-retention"),
         ]
         for task in self._tasks:
-            task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._crashed is None or self._crashed.done():
-            return
-        self._crashed.set_exception(
-            task.exception() or RuntimeError("a group coordinator task stopped")
-        )
+            failure.watch(task)
 
     async def close(self) -> None:
         for task in self._tasks:

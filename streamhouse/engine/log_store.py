@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.flush import Flusher, PendingBatch
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
@@ -101,8 +102,10 @@ class LogStore:
         leases: LeaseStore,
         producers: ProducerStore,
         buggify: Buggify | None = None,
+        failure: AgentFailure | None = None,
     ) -> None:
         self._settings = settings
+        self.failure = failure or AgentFailure()  # a background service's death fails the agent
         self._clock = clock
         self._disk = disk
         self._topics = topics
@@ -141,7 +144,6 @@ class LogStore:
         self._inflight: deque[_Inflight] = deque()
         self._background: list[asyncio.Task[None]] = []
         self._closing = False
-        self.crashed: asyncio.Future[None] | None = None  # fails if a background task dies
         self.recovery = RecoveryStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -157,20 +159,12 @@ class LogStore:
         await WalReplay(self.wal, self, self._reappend, self.recovery).replay(recovered)
         if run_background:
             loop = asyncio.get_running_loop()
-            self.crashed = loop.create_future()
             self._background = [
                 loop.create_task(self.flusher.run(), name="flusher"),
                 loop.create_task(self._keep_leases(), name="lease-keeper"),
             ]
             for task in self._background:
-                task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[None]) -> None:
-        """A background service must never stop on its own: surface its death loudly."""
-        if task.cancelled() or self._closing or self.crashed is None or self.crashed.done():
-            return
-        error = task.exception() or RuntimeError(f"{task.get_name()} stopped unexpectedly")
-        self.crashed.set_exception(error)
+                self.failure.watch(task, stopping=lambda: self._closing)
 
     async def close(self, *, flush: bool = True) -> None:
         """Stop taking work; with `flush`, make everything synced durable first."""

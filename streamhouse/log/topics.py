@@ -1,10 +1,11 @@
-"""Topic names: Kafka's rules, so every client and tool accepts what we accept."""
+"""Topic names and partition counts: Kafka's rules, so every client and tool accepts what we
+accept, and a bound on partitions per topic."""
 
 from __future__ import annotations
 
 import re
 
-from streamhouse.errors import InvalidTopic
+from streamhouse.errors import InvalidPartitions, InvalidTopic
 
 TOPIC_NAME_CHARS_MAX = 249
 _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
@@ -21,4 +22,12 @@ def validate_topic_name(name: str) -> None:
     if not _LEGAL.fullmatch(name):
         raise InvalidTopic(
             f"topic name {name!r} may only hold ASCII letters, digits, '.', '_', '-'"
+        )
+
+
+def validate_partition_count(count: int, partitions_max: int) -> None:
+    """Raise InvalidPartitions unless a topic may have `count` partitions."""
+    if not 1 <= count <= partitions_max:
+        raise InvalidPartitions(
+            f"a topic has 1 to {partitions_max} partitions (topic_partitions_max), not {count}"
         )

@@ -141,7 +141,6 @@ def _config_entry(entry: ConfigEntry) -> Values:
         "value": entry.value,
         "read_only": False,
         "config_source": entry.source,
-        "is_default": entry.is_default,
         "is_sensitive": False,
         "synonyms": [],
         "config_type": entry.type,

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamhouse.engine.log_store import LogStore
+from streamhouse.server.kafka_listener import ListenerStats
 
 PREFIX = "streamhouse"
 
@@ -21,16 +22,21 @@ class AgentGauges:
 
 
 class AgentCollector(Collector):
-    """Turns the WAL, flush and recovery counters of a log store into metric families."""
+    """Turns the WAL, flush and recovery counters of a log store, and the Kafka listener's,
+    into metric families."""
 
-    def __init__(self, log: LogStore, gauges: Callable[[], AgentGauges]) -> None:
+    def __init__(
+        self, log: LogStore, gauges: Callable[[], AgentGauges], kafka: ListenerStats
+    ) -> None:
         self._log = log
         self._gauges = gauges
+        self._kafka = kafka
 
     def collect(self) -> Iterator[Metric]:
         yield from _counters("wal", asdict(self._log.wal.stats))
         yield from _counters("flush", asdict(self._log.flusher.stats))
         yield from _counters("recovery", asdict(self._log.recovery))
+        yield from _counters("kafka", asdict(self._kafka))
         yield _gauge("partitions_led", "Partitions whose lease this agent holds.", self._led())
         yield _gauge(
             "flush_pending_bytes",
@@ -56,8 +62,10 @@ def _gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
 
 
-def agent_registry(log: LogStore, gauges: Callable[[], AgentGauges]) -> CollectorRegistry:
+def agent_registry(
+    log: LogStore, gauges: Callable[[], AgentGauges], kafka: ListenerStats
+) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges))
+    registry.register(AgentCollector(log, gauges, kafka))
     return registry

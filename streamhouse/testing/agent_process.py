@@ -99,20 +99,27 @@ def start_agent_process(
     log_path: Path | None = None,
     env: Mapping[str, str] | None = None,
     timeout_s: float = START_TIMEOUT_S,
+    module: str = "streamhouse",
+    cwd: Path | None = None,
 ) -> AgentProcess:
     """Start `python -m streamhouse agent --data-dir DATA_DIR` on free loopback Kafka and HTTP
     ports (unless `extra_args` names them) and return once it accepts connections. Raises
     AgentProcessFailed, with the last lines of the agent's log, if the process exits or does not
-    listen within `timeout_s`."""
+    listen within `timeout_s`. `module`: another entry point with the same command line (a
+    test's altered agent), run from `cwd`."""
     data_dir.mkdir(parents=True, exist_ok=True)
     kafka_port = _named_port(extra_args, "--kafka-port") or free_loopback_port()
     http_port = _named_port(extra_args, "--http-port") or free_loopback_port()
-    command = [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(data_dir)]
+    command = [sys.executable, "-m", module, "agent", "--data-dir", str(data_dir)]
     command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port), *extra_args]
     log_path = log_path or data_dir.parent / f"agent-{kafka_port}.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=None if env is None else dict(env)
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=cwd,
         )
     agent = AgentProcess(process, kafka_port, http_port, data_dir, log_path)
     _wait_until_listening(agent, timeout_s)

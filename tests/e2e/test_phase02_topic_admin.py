@@ -1,7 +1,8 @@
 """Phase 2: topic administration from unmodified admin clients.
 
 confluent-kafka's AdminClient and kafka-python's KafkaAdminClient create topics
-(a duplicate and a topic without partitions are refused), list them, describe
+(a duplicate, a topic without partitions and one with more than
+topic_partitions_max are refused), list them, describe
 and alter their configs, add partitions (Metadata then shows the new count) and
 delete them (then they are gone).
 """
@@ -35,6 +36,7 @@ from kafka.admin import (
 from kafka.admin import NewPartitions as KNewPartitions
 from kafka.admin import NewTopic as KNewTopic
 
+from streamhouse.config import Settings
 from tests.e2e.conftest import Agent
 from tests.fixtures.kafka_wire import produce_answers
 
@@ -190,6 +192,17 @@ def test_illegal_topic_names_are_refused(agent: Agent) -> None:
     admin = AdminClient({"bootstrap.servers": agent.bootstrap})
     code = _error_code(admin.create_topics([CNewTopic("bad name!", 1, 1)]))
     assert code == KafkaError.TOPIC_EXCEPTION
+
+
+def test_partition_counts_beyond_the_bound_are_refused(agent: Agent) -> None:
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    too_many = Settings().topic_partitions_max + 1
+    code = _error_code(admin.create_topics([CNewTopic("too-wide", too_many, 1)]))
+    assert code == KafkaError.INVALID_PARTITIONS
+    _result(admin.create_topics([CNewTopic("widening", 1, 1)]))
+    code = _error_code(admin.create_partitions([NewPartitions("widening", too_many)]))
+    assert code == KafkaError.INVALID_PARTITIONS
+    assert _partition_count(admin, "widening") == 1
 
 
 def test_auto_create_of_an_illegal_name_answers_invalid_topic(agent: Agent) -> None:

@@ -1,6 +1,7 @@
 """The `streamhouse agent` process: starts on embedded defaults, exits 0 on SIGTERM after
-flushing, refuses contradictory settings with a clear message; the shared process starter
-reports a dead agent at once with its last log lines."""
+flushing, exits 70 with the traceback when a request breaks our own invariant, refuses
+contradictory settings with a clear message; the shared process starter reports a dead agent
+at once with its last log lines."""
 
 from __future__ import annotations
 
@@ -15,9 +16,20 @@ import pytest
 from streamhouse.config import Settings
 from streamhouse.testing.agent_process import (
     START_TIMEOUT_S,
+    STOP_TIMEOUT_S,
     AgentProcessFailed,
     start_agent_process,
 )
+from tests.fixtures.failing_agent import BROKEN
+from tests.fixtures.kafka_wire import (
+    GOLDEN_METADATA_V8,
+    api_versions_request,
+    raw_call,
+    request_frame,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXIT_INVARIANT_BROKEN = 70
 
 
 def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
@@ -50,6 +62,25 @@ def test_an_agent_that_fails_after_starting_is_not_stopped_cleanly(tmp_path: Pat
         agent.check_alive()
     with pytest.raises(AgentProcessFailed):
         agent.stop_cleanly()
+
+
+def test_a_request_breaking_an_invariant_stops_the_agent_with_exit_70(tmp_path: Path) -> None:
+    agent = start_agent_process(
+        tmp_path / "data", "--http-port", "-1", module="tests.fixtures.failing_agent", cwd=REPO
+    )
+    try:
+        assert raw_call(agent.port, api_versions_request(2)).error_code == 0  # served as usual
+        with socket.create_connection(("127.0.0.1", agent.port), timeout=STOP_TIMEOUT_S) as sock:
+            sock.sendall(GOLDEN_METADATA_V8 + request_frame(api_versions_request(3)))
+            assert sock.recv(1024) == b""  # closed, nothing answered
+        code = agent.process.wait(timeout=STOP_TIMEOUT_S)
+    finally:
+        agent.process.kill()
+    log = agent.log_path.read_text()
+    assert code == EXIT_INVARIANT_BROKEN, log
+    assert "our own invariant failed in the Kafka METADATA v8 request" in log
+    assert "Traceback (most recent call last)" in log and f"AssertionError: {BROKEN}" in log
+    assert "agent failed" in log
 
 
 def test_help_is_there() -> None:
