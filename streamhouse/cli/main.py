@@ -202,6 +202,13 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Most Kafka connections served at once; one more is closed at once.",
             ),
         ] = Settings.connections_max,
+        topic_partitions_max: Annotated[
+            int,
+            setting(
+                "topic_partitions_max",
+                "Most partitions one topic may have; more is refused (INVALID_PARTITIONS).",
+            ),
+        ] = Settings.topic_partitions_max,
     ) -> None:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""
