@@ -4,6 +4,7 @@ once, with the last lines of its log."""
 
 from __future__ import annotations
 
+import atexit
 import signal
 import socket
 import subprocess
@@ -20,6 +21,19 @@ STOP_TIMEOUT_S = 30
 START_POLL_S = 0.05
 CONNECT_TIMEOUT_S = 0.2
 LOG_TAIL_LINES = 40
+
+
+_STARTED: list[subprocess.Popen[bytes]] = []  # killed at exit if a test left one running
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """The safety net under every test: no agent process outlives the process that started
+    it, even when a test failed before stopping its agent."""
+    for process in _STARTED:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 class AgentProcessFailed(RuntimeError):
@@ -48,6 +62,18 @@ class AgentProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def __enter__(self) -> AgentProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Never leave a process behind, whatever the test did: stop it, kill if it hangs."""
+        if self.process.poll() is not None:
+            return
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            self.kill()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines the agent wrote (stdout and stderr)."""
@@ -121,6 +147,7 @@ def start_agent_process(
             env=None if env is None else dict(env),
             cwd=cwd,
         )
+    _STARTED.append(process)
     agent = AgentProcess(process, kafka_port, http_port, data_dir, log_path)
     _wait_until_listening(agent, timeout_s)
     return agent

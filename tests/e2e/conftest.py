@@ -20,14 +20,14 @@ def start_agent(data_dir: Path, *extra: str) -> AgentProcess:
 
 @pytest.fixture
 def agent(tmp_path: Path) -> Iterator[AgentProcess]:
-    running = start_agent(tmp_path / "data")
-    yield running
-    running.stop_cleanly()
+    with start_agent(tmp_path / "data") as running:
+        yield running
+        running.stop_cleanly()
 
 
 @pytest.fixture
 def group_agent(tmp_path: Path) -> Iterator[AgentProcess]:
     """An agent whose new groups wait only briefly for more members before generation 1."""
-    running = start_agent(tmp_path / "data", "--group-initial-rebalance-delay-ms", "300")
-    yield running
-    running.stop_cleanly()
+    with start_agent(tmp_path / "data", "--group-initial-rebalance-delay-ms", "300") as running:
+        yield running
+        running.stop_cleanly()

@@ -33,8 +33,8 @@ EXIT_INVARIANT_BROKEN = 70
 
 
 def test_agent_starts_and_stops_cleanly(tmp_path: Path) -> None:
-    agent = start_agent_process(tmp_path / "data")
-    agent.stop_cleanly()
+    with start_agent_process(tmp_path / "data") as agent:
+        agent.stop_cleanly()
     log = agent.log_path.read_text()
     assert "metadata" in log and "objects" in log and "/health" in log, log
     assert "stopped cleanly" in log
@@ -55,13 +55,13 @@ def test_a_dead_agent_is_reported_at_once_with_its_log(tmp_path: Path) -> None:
 
 
 def test_an_agent_that_fails_after_starting_is_not_stopped_cleanly(tmp_path: Path) -> None:
-    agent = start_agent_process(tmp_path / "data")
-    agent.process.kill()  # behind the starter's back: not a deliberate stop it knows of
-    agent.process.wait()
-    with pytest.raises(AgentProcessFailed, match="exited with -9"):
-        agent.check_alive()
-    with pytest.raises(AgentProcessFailed):
-        agent.stop_cleanly()
+    with start_agent_process(tmp_path / "data") as agent:
+        agent.process.kill()  # behind the starter's back: not a deliberate stop it knows of
+        agent.process.wait()
+        with pytest.raises(AgentProcessFailed, match="exited with -9"):
+            agent.check_alive()
+        with pytest.raises(AgentProcessFailed):
+            agent.stop_cleanly()
 
 
 def test_a_request_breaking_an_invariant_stops_the_agent_with_exit_70(tmp_path: Path) -> None:
