@@ -5,6 +5,7 @@ a single run still exits with its real verdict.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from sim.history import ACKS_ALL, FetchObserved, History, ProduceAcked, ProduceAttempt
@@ -41,8 +42,28 @@ def _zombie_acks_without_epochs(outcome: RunOutcome) -> bool:
     return True
 
 
+def violations_signature(outcome: RunOutcome) -> str:
+    """The exact signature of a run's violations: a digest of their sorted text."""
+    text = "\n".join(sorted(outcome.violations))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Seeds whose exact violations are a documented known failure: seed -> violations_signature.
+COMMIT_BELOW_A_TRUNCATED_TAIL = {989: "d7a26da84bee0c58"}
+
+
+def _commit_below_a_truncated_tail(outcome: RunOutcome) -> bool:
+    """A member committed past acks=1 records that a wiped disk then lost; after the reset it
+    commits lower offsets. Members' reads are not recorded, so the checker cannot see the
+    truncation (tests/sim/known_failures/commit-below-a-truncated-tail.md). Exact seeds and
+    violations only."""
+    expected = COMMIT_BELOW_A_TRUNCATED_TAIL.get(outcome.seed)
+    return expected is not None and violations_signature(outcome) == expected
+
+
 KNOWN_FAILURES: tuple[tuple[str, Callable[[RunOutcome], bool]], ...] = (
     ("zombie-acks-without-epochs", _zombie_acks_without_epochs),
+    ("commit-below-a-truncated-tail", _commit_below_a_truncated_tail),
 )
 
 
