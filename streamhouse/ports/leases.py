@@ -124,6 +124,11 @@ class LeaseStore(ABC):
         """Segment rows of the partition whose last offset is >= from_offset, by offset."""
 
     @abstractmethod
+    async def partition_sizes(self, topic: str) -> dict[int, int]:
+        """Bytes of the topic's committed segment rows (their blocks in objects), by partition;
+        a partition without rows, and a topic that does not exist, has no entry."""
+
+    @abstractmethod
     async def list_objects(self) -> list[ObjectRecord]:
         """Every committed object, sorted by key."""
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.io.sql.producers import fold_producers
@@ -52,6 +52,9 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
         self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
     ) -> list[SegmentRecord]:
         return await self._sql.read("list_segments", _select_segments, tp, from_offset, limit)
+
+    async def partition_sizes(self, topic: str) -> dict[int, int]:
+        return await self._sql.read("partition_sizes", _sum_segment_lengths, topic)
 
     async def list_objects(self) -> list[ObjectRecord]:
         return await self._sql.read("list_objects", _select_objects)
@@ -251,6 +254,15 @@ def _select_segments(
         .limit(limit)
     )
     return [record_from_row(SegmentRecord, row) for row in conn.execute(query)]
+
+
+def _sum_segment_lengths(conn: Connection, topic: str) -> dict[int, int]:
+    query = (
+        select(segments.c.partition, func.sum(segments.c.length))
+        .where(segments.c.topic == topic)
+        .group_by(segments.c.partition)
+    )
+    return {int(partition): int(size) for partition, size in conn.execute(query)}
 
 
 def _select_objects(conn: Connection) -> list[ObjectRecord]:

@@ -240,6 +240,23 @@ def test_list_objects_sorted_by_key(store: MetadataStore) -> None:
     assert objects[0] == ObjectRecord("a", "agent-a", "org-1", 123, T0_MS)
 
 
+def test_partition_sizes_sum_committed_rows_of_the_topic(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.create_topic("orders-2", 1, {}, T0_MS))
+    other = TopicPartition("orders-2", 0)
+    assert run(store.acquire_lease(other, "agent-a", T0_MS, TTL_MS)) is not None
+    assert run(store.partition_sizes("orders")) == {}
+    # segment() sizes a row 10 bytes per offset
+    run(store.commit_flush(flush("obj-1", {TP0: 1, other: 1}, [(TP0, 0, 4), (other, 0, 99)])))
+    run(store.commit_flush(flush("obj-2", {TP0: 1, TP1: 1}, [(TP0, 5, 6), (TP1, 0, 0)])))
+    run(store.commit_flush(flush("obj-3", {TP1: 7}, [(TP1, 1, 50)])))  # fenced: not counted
+    assert run(store.partition_sizes("orders")) == {0: 70, 1: 10}
+    assert run(store.partition_sizes("orders-2")) == {0: 1000}
+    assert run(store.partition_sizes("nope")) == {}
+    run(store.delete_topic("orders"))
+    assert run(store.partition_sizes("orders")) == {}
+
+
 # ---------------------------------------------------------------- log start
 
 
