@@ -160,7 +160,7 @@ async def assemble_agent(
     await log.open()
     groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
     groups.start(failure)
-    admin = AdminService(settings, clock, metadata, log, groups, cluster)
+    admin = AdminService(settings, clock, metadata, log, groups, cluster, leases=metadata)
     context = KafkaContext(
         settings=settings,
         clock=clock,

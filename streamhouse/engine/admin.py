@@ -5,7 +5,10 @@ configs checked against Kafka's names, types and bounds), auto-create on
 Metadata, delete, add partitions, describe and alter configs (full and
 incremental, APPEND/SUBTRACT on lists), topic ids, and the existence checks of
 the data path. Groups: list, describe, delete and delete offsets, over the group
-coordinator. The cluster: its id, controller and agents.
+coordinator. The cluster: its id, controller and agents, the agent's broker configs, and the
+replica-placement answers of a cluster whose one replica is the object store (elections, log
+directories, the quorum, reassignments, paged partition descriptions; rules in
+`engine.cluster_shape`).
 
 The Kafka handlers (and REST, gRPC, streamctl through them) decode a request,
 call this service and encode its answer. Every refusal is a StreamHouseError
@@ -18,11 +21,29 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from streamhouse.config import Settings
+from streamhouse.engine.broker_configs import RESPONSE_PARTITIONS_MAX, broker_configs
 from streamhouse.engine.cluster import ClusterDescription, ClusterDirectory
+from streamhouse.engine.cluster_shape import (
+    QUORUM_PARTITION,
+    QUORUM_TOPIC,
+    ElectionType,
+    PageCursor,
+    QuorumDescription,
+    Reassignment,
+    check_log_dir,
+    check_page_request,
+    check_reassignment,
+    describe_quorum,
+    election_not_needed,
+    election_type,
+    is_quorum_partition,
+    log_dir_path,
+    plan_page,
+)
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import (
@@ -46,9 +67,11 @@ from streamhouse.log.topic_configs import (
 from streamhouse.log.topics import validate_partition_count, validate_topic_name
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
+from streamhouse.ports.leases import LeaseStore
 from streamhouse.ports.topics import TopicRecord, TopicStore
 
 BROKER_DEFAULT_PARTITIONS = -1  # CreateTopics' count for "the broker's num.partitions"
+CLUSTER_DEFAULT_RESOURCE = ""  # DescribeConfigs' broker name for the cluster-wide defaults
 CLASSIC_GROUP_TYPE = "classic"
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
@@ -102,6 +125,40 @@ class GroupListing:
     group_type: str = CLASSIC_GROUP_TYPE
 
 
+@dataclass(frozen=True)
+class LogDirPartition:
+    """A partition in an agent's log directory: its bytes in the object store (segment rows)
+    and its durable lag (high watermark minus durable end offset)."""
+
+    tp: TopicPartition
+    size_bytes: int
+    durable_lag: int
+
+
+@dataclass(frozen=True)
+class LogDir:
+    """An agent's one virtual log directory and the partitions in it."""
+
+    path: str
+    partitions: tuple[LogDirPartition, ...]
+
+
+@dataclass(frozen=True)
+class TopicRefusal:
+    """A topic a request named that cannot be described, and why."""
+
+    name: str
+    error: StreamHouseError
+
+
+@dataclass(frozen=True)
+class PartitionPage:
+    """One page of DescribeTopicPartitions and where the next one starts (None: the end)."""
+
+    topics: tuple[TopicDescription | TopicRefusal, ...]
+    next_cursor: PageCursor | None
+
+
 def topic_id(topic: TopicRecord) -> uuid.UUID:
     """The topic's id: stable for its life, new for a namesake created after a delete."""
     return uuid.uuid5(uuid.NAMESPACE_URL, f"streamhouse:{topic.name}:{topic.created_ms}")
@@ -118,10 +175,13 @@ class AdminService:
         log: LogStore,
         groups: GroupCoordinator,
         cluster: ClusterDirectory,
+        *,
+        leases: LeaseStore,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._topics = topics
+        self._leases = leases
         self._log = log
         self._groups = groups
         self.cluster = cluster
@@ -168,10 +228,13 @@ class AdminService:
                 ) from error
             return topic
 
-    async def describe_topic(self, topic: TopicRecord) -> TopicDescription:
-        """The topic's id and each partition's leader, epoch and offsets."""
+    async def describe_topic(
+        self, topic: TopicRecord, shown: range | None = None
+    ) -> TopicDescription:
+        """The topic's id and each partition's (or each in `shown`'s) leader, epoch and
+        offsets."""
         partitions = []
-        for index in range(topic.partition_count):
+        for index in shown if shown is not None else range(topic.partition_count):
             record = await self._topics.get_partition(TopicPartition(topic.name, index))
             partitions.append(
                 PartitionDescription(
@@ -367,6 +430,160 @@ class AdminService:
     def describe_cluster(self) -> ClusterDescription:
         """The cluster's id, its controller and every agent."""
         return self.cluster.describe()
+
+    def describe_broker_configs(
+        self, resource_name: str, names: Collection[str] = ()
+    ) -> list[ConfigEntry]:
+        """This agent's broker configs (those in `names`, or all), when `resource_name` is its
+        node id; none for "" (the cluster-wide dynamic defaults: there are none). Another
+        broker's id is INVALID_REQUEST, as Kafka answers: clients send each broker's
+        resource to that broker."""
+        if resource_name == CLUSTER_DEFAULT_RESOURCE:
+            return []
+        node = self.cluster.self_node()
+        if not _is_int(resource_name):
+            raise StreamHouseError(
+                f"broker id must be an integer, not {resource_name!r}", ErrorCode.INVALID_REQUEST
+            )
+        if int(resource_name) != node:
+            raise StreamHouseError(
+                f"this agent is broker {node}, not {resource_name}: ask broker "
+                f"{resource_name} itself (or name {node}, or '' for cluster-wide defaults)",
+                ErrorCode.INVALID_REQUEST,
+            )
+        entries = broker_configs(self._settings, node, self.cluster.agent_id)
+        return [entry for entry in entries if not names or entry.name in names]
+
+    async def elect_leaders(
+        self, election: int, wanted: Mapping[str, Sequence[int]] | None
+    ) -> dict[str, dict[int, StreamHouseError]]:
+        """ElectLeaders: per partition asked for, ELECTION_NOT_NEEDED (its one replica leads)
+        or UNKNOWN_TOPIC_OR_PARTITION; asked for all (None), every topic with no partition
+        listed, as Kafka leaves out those needing no election. An unknown election type is
+        INVALID_REQUEST."""
+        kind = election_type(election)
+        if wanted is None:
+            return {topic.name: {} for topic in await self.list_topics()}
+        return {
+            name: {
+                index: await self._election(TopicPartition(name, index), kind) for index in indexes
+            }
+            for name, indexes in wanted.items()
+        }
+
+    async def _election(self, tp: TopicPartition, kind: ElectionType) -> StreamHouseError:
+        try:
+            await self.check_partition(tp)
+        except UnknownTopicOrPartition as error:
+            return error
+        return election_not_needed(tp, kind)
+
+    async def describe_log_dir(self, wanted: Mapping[str, Collection[int]] | None) -> LogDir:
+        """DescribeLogDirs: this agent's one log directory and the partitions in it, those
+        Metadata names this agent the replica of (all, or those of `wanted` that exist), each
+        with the bytes of its segment rows and how far its durable end lags its high
+        watermark."""
+        names = sorted(wanted) if wanted is not None else await self._topic_names()
+        partitions: list[LogDirPartition] = []
+        for name in names:
+            topic = await self._topics.get_topic(name)
+            if topic is None:
+                continue
+            indexes: Iterable[int] = range(topic.partition_count)
+            if wanted is not None:
+                indexes = sorted(set(wanted[name]) & set(indexes))
+            partitions += await self._partitions_here(name, indexes)
+        return LogDir(log_dir_path(self.cluster.agent_id), tuple(partitions))
+
+    async def _topic_names(self) -> list[str]:
+        return [topic.name for topic in await self.list_topics()]
+
+    async def _partitions_here(self, name: str, indexes: Iterable[int]) -> list[LogDirPartition]:
+        sizes = await self._leases.partition_sizes(name)
+        here = self.cluster.self_node()
+        found = []
+        for index in indexes:
+            tp = TopicPartition(name, index)
+            try:
+                record = await self._topics.get_partition(tp)
+            except UnknownTopicOrPartition:
+                continue  # deleted meanwhile
+            if self.cluster.leader_node(record) == here:
+                found.append(LogDirPartition(tp, sizes.get(index, 0), self._durable_lag(tp)))
+        return found
+
+    def _durable_lag(self, tp: TopicPartition) -> int:
+        """Offsets below the high watermark not yet in the object store (0 for a partition
+        not led here: all it has is durable)."""
+        plog = self._log.led_partition(tp)
+        if plog is None:
+            return 0
+        return plog.state.high_watermark - plog.state.durable_end_offset
+
+    async def alter_replica_log_dir(self, path: str, tp: TopicPartition) -> None:
+        """AlterReplicaLogDirs: a replica moves only into the directory it is in, this agent's
+        one (nothing to do); any other path is LOG_DIR_NOT_FOUND."""
+        check_log_dir(path, self.cluster.agent_id)
+        await self.check_partition(tp)
+
+    def describe_quorum(self, named: Sequence[TopicPartition]) -> QuorumDescription:
+        """DescribeQuorum of the metadata store, asked as KRaft's __cluster_metadata-0 (any
+        other partition is UNKNOWN_TOPIC_OR_PARTITION)."""
+        if not is_quorum_partition(named):
+            raise UnknownTopicOrPartition(
+                f"the quorum is {QUORUM_TOPIC}-{QUORUM_PARTITION}, asked for {list(named)}"
+            )
+        return describe_quorum(self.describe_cluster(), self._clock.now_ms())
+
+    def list_reassignments(self) -> list[Reassignment]:
+        """ListPartitionReassignments (of any partitions): none is ever in progress, since a
+        reassignment is accepted only when there is nothing to move (`reassign_partition`)."""
+        return []
+
+    async def reassign_partition(self, tp: TopicPartition, target: Sequence[int] | None) -> None:
+        """AlterPartitionReassignments of one partition: accepted only onto the agent leading
+        it already (see `cluster_shape.check_reassignment`)."""
+        record = await self._topics.get_partition(tp)
+        live = [agent.node_id for agent in self.cluster.agents()]
+        check_reassignment(tp, target, self.cluster.leader_node(record), live)
+
+    async def describe_topic_partitions(
+        self, named: Sequence[str], cursor: PageCursor | None, partitions_max: int
+    ) -> PartitionPage:
+        """DescribeTopicPartitions: the named topics (none named: every topic), by name from
+        the cursor on, at most min(`partitions_max`, RESPONSE_PARTITIONS_MAX) partitions, and
+        the cursor of the next page. A named topic that does not exist is answered with its
+        error; when every topic is asked for, one deleted meanwhile is left out."""
+        check_page_request(named, cursor, partitions_max)
+        start = cursor.topic if cursor is not None else ""
+        names = sorted({name for name in named or await self._topic_names() if name >= start})
+        found = {name: await self._topics.get_topic(name) for name in names}
+        counts = [(name, topic.partition_count if topic else None) for name, topic in found.items()]
+        page, next_cursor = plan_page(counts, cursor, min(partitions_max, RESPONSE_PARTITIONS_MAX))
+        topics: list[TopicDescription | TopicRefusal] = []
+        for item in page:
+            topic = found[item.topic]
+            if topic is not None and item.partitions is not None:
+                topics.append(await self.describe_topic(topic, item.partitions))
+            elif named:
+                topics.append(TopicRefusal(item.topic, _missing_topic(item.topic)))
+        return PartitionPage(tuple(topics), next_cursor)
+
+
+def _missing_topic(name: str) -> StreamHouseError:
+    try:
+        validate_topic_name(name)
+    except StreamHouseError as error:
+        return error
+    return UnknownTopicOrPartition(f"topic {name!r} does not exist")
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _subscribed(group_id: str, tp: TopicPartition) -> StreamHouseError:

@@ -18,7 +18,8 @@ from kio.static.constants import EntityType
 
 
 class ApiKey(enum.IntEnum):
-    """The API keys of DESIGN §4 (values from the Kafka protocol)."""
+    """The API keys of DESIGN §4 and the cluster-shape admin set (values from the Kafka
+    protocol)."""
 
     PRODUCE = 0
     FETCH = 1
@@ -46,15 +47,22 @@ class ApiKey(enum.IntEnum):
     TXN_OFFSET_COMMIT = 28
     DESCRIBE_CONFIGS = 32
     ALTER_CONFIGS = 33
+    ALTER_REPLICA_LOG_DIRS = 34
+    DESCRIBE_LOG_DIRS = 35
     SASL_AUTHENTICATE = 36
     CREATE_PARTITIONS = 37
     DELETE_GROUPS = 42
+    ELECT_LEADERS = 43
     INCREMENTAL_ALTER_CONFIGS = 44
+    ALTER_PARTITION_REASSIGNMENTS = 45
+    LIST_PARTITION_REASSIGNMENTS = 46
     OFFSET_DELETE = 47
+    DESCRIBE_QUORUM = 55
     DESCRIBE_CLUSTER = 60
     DESCRIBE_PRODUCERS = 61
     DESCRIBE_TRANSACTIONS = 65
     LIST_TRANSACTIONS = 66
+    DESCRIBE_TOPIC_PARTITIONS = 75
 
 
 PRODUCE_ADVERTISED_MIN_VERSION = 0

@@ -26,6 +26,8 @@ class ConfigType(enum.IntEnum):
     """A config's type, with the values DescribeConfigs answers (Kafka's ConfigType)."""
 
     UNKNOWN = 0  # an override stored before its name was checked
+    BOOLEAN = 1
+    STRING = 2
     INT = 3
     LONG = 5
     LIST = 7
@@ -35,6 +37,7 @@ class ConfigSource(enum.IntEnum):
     """Where a config's value comes from, with DescribeConfigs' values (Kafka's ConfigSource)."""
 
     DYNAMIC_TOPIC_CONFIG = 1
+    STATIC_BROKER_CONFIG = 4  # a broker config set when the agent started (flag, environment)
     DEFAULT_CONFIG = 5
 
 
@@ -67,13 +70,26 @@ class TopicConfigSpec:
 
 
 @dataclass(frozen=True)
+class ConfigSynonym:
+    """One place a config's value could come from, most significant first (DescribeConfigs'
+    synonyms)."""
+
+    name: str
+    value: str
+    source: ConfigSource
+
+
+@dataclass(frozen=True)
 class ConfigEntry:
-    """A topic config as DescribeConfigs shows it."""
+    """A topic or broker config as DescribeConfigs shows it."""
 
     name: str
     value: str
     type: ConfigType
     source: ConfigSource
+    read_only: bool = False
+    synonyms: tuple[ConfigSynonym, ...] = ()
+    documentation: str | None = None
 
     @property
     def is_default(self) -> bool:

@@ -1,5 +1,5 @@
-"""Kafka admin handlers: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-AlterConfigs, IncrementalAlterConfigs and DescribeCluster, over the admin service.
+"""Kafka admin handlers: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs (topics
+and brokers), AlterConfigs, IncrementalAlterConfigs and DescribeCluster, over the admin service.
 
 Each decodes its request, calls `engine.admin.AdminService` once per resource and
 encodes the answer (a StreamHouseError becomes that resource's error code and message);
@@ -10,9 +10,11 @@ version-agnostic response values.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from streamhouse.engine.admin import ConfigChange, ConfigOperation, topic_id
+from streamhouse.engine.broker_configs import REPLICATION_FACTOR
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import AUTHORIZED_OPERATIONS_OMITTED
@@ -23,7 +25,6 @@ from streamhouse.server.kafka_context import Completion, KafkaContext, Values, d
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
 NO_TOPIC_ID = uuid.UUID(int=0)
-REPLICATION_FACTOR = 1  # the object store is the replica
 ENDPOINT_TYPE_BROKERS = 1
 
 
@@ -104,26 +105,39 @@ async def create_partitions(ctx: KafkaContext, request: Request) -> Completion:
 
 async def describe_configs(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    results = [await _describe_resource(ctx, resource) for resource in body.resources]
+    shown = _Shown(
+        bool(getattr(body, "include_synonyms", False)),
+        bool(getattr(body, "include_documentation", False)),
+    )
+    results = [await _describe_resource(ctx, resource, shown) for resource in body.resources]
     return done({"throttle_time": 0, "results": results})
 
 
-async def _describe_resource(ctx: KafkaContext, resource: Any) -> Values:
+@dataclass(frozen=True)
+class _Shown:
+    """What a DescribeConfigs request asks to see of each config besides its value."""
+
+    synonyms: bool
+    documentation: bool
+
+
+async def _describe_resource(ctx: KafkaContext, resource: Any, shown: _Shown) -> Values:
     answer: Values = {
         "resource_type": resource.resource_type,
         "resource_name": resource.resource_name,
         "configs": [],
     }
-    if resource.resource_type == RESOURCE_BROKER:
-        return {**answer, "error_code": 0}
+    names = resource.configuration_keys or ()
     try:
-        _check_topic_resource(resource, "described")
-        entries = await ctx.admin.describe_configs(
-            resource.resource_name, resource.configuration_keys or ()
-        )
+        if resource.resource_type == RESOURCE_BROKER:
+            entries = ctx.admin.describe_broker_configs(resource.resource_name, names)
+        else:
+            _check_topic_resource(resource, "described")
+            entries = await ctx.admin.describe_configs(resource.resource_name, names)
     except StreamHouseError as error:
         return _failed(answer, error)
-    return {**answer, "error_code": 0, "configs": [_config_entry(e) for e in entries]}
+    configs = [_config_entry(entry, shown) for entry in entries]
+    return {**answer, "error_code": 0, "configs": configs}
 
 
 def _check_topic_resource(resource: Any, what: str) -> None:
@@ -135,16 +149,20 @@ def _check_topic_resource(resource: Any, what: str) -> None:
         )
 
 
-def _config_entry(entry: ConfigEntry) -> Values:
+def _config_entry(entry: ConfigEntry, shown: _Shown) -> Values:
+    synonyms = [
+        {"name": synonym.name, "value": synonym.value, "source": synonym.source}
+        for synonym in entry.synonyms
+    ]
     return {
         "name": entry.name,
         "value": entry.value,
-        "read_only": False,
+        "read_only": entry.read_only,
         "config_source": entry.source,
         "is_sensitive": False,
-        "synonyms": [],
+        "synonyms": synonyms if shown.synonyms else [],
         "config_type": entry.type,
-        "documentation": None,
+        "documentation": entry.documentation if shown.documentation else None,
     }
 
 

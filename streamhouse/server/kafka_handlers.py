@@ -40,7 +40,16 @@ from streamhouse.server.kafka_admin import (
     describe_configs,
     incremental_alter_configs,
 )
-from streamhouse.server.kafka_cluster import broker
+from streamhouse.server.kafka_cluster import broker, partition_metadata
+from streamhouse.server.kafka_cluster_admin import (
+    alter_partition_reassignments,
+    alter_replica_log_dirs,
+    describe_log_dirs,
+    describe_quorum,
+    describe_topic_partitions,
+    elect_leaders,
+    list_partition_reassignments,
+)
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
 from streamhouse.server.kafka_groups import (
     delete_groups,
@@ -133,18 +142,7 @@ async def _named_topic_metadata(ctx: KafkaContext, name: str, auto_create: bool)
 
 async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
     described = await ctx.admin.describe_topic(topic)
-    partitions = [
-        {
-            "error_code": 0,
-            "partition_index": p.partition,
-            "leader_id": p.leader_node,
-            "leader_epoch": p.leader_epoch,
-            "replica_nodes": [p.leader_node],
-            "isr_nodes": [p.leader_node],
-            "offline_replicas": [],
-        }
-        for p in described.partitions
-    ]
+    partitions = [partition_metadata(p) for p in described.partitions]
     return {
         "error_code": 0,
         "name": topic.name,
@@ -410,6 +408,13 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.LIST_GROUPS: list_groups,
     ApiKey.DELETE_GROUPS: delete_groups,
     ApiKey.OFFSET_DELETE: offset_delete,
+    ApiKey.ELECT_LEADERS: elect_leaders,
+    ApiKey.DESCRIBE_LOG_DIRS: describe_log_dirs,
+    ApiKey.ALTER_REPLICA_LOG_DIRS: alter_replica_log_dirs,
+    ApiKey.DESCRIBE_QUORUM: describe_quorum,
+    ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
+    ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
 }
 MAX_VERSIONS = {  # later versions name topics by id
     ApiKey.PRODUCE: 12,

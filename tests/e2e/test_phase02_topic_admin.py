@@ -95,7 +95,10 @@ def test_confluent_admin_topic_lifecycle(agent: Agent) -> None:
         assert entries[name].value == value
         assert entries[name].source == ConfigSource.DEFAULT_CONFIG.value
     broker = _result(admin.describe_configs([ConfigResource(ResourceType.BROKER, "0")]))
-    assert broker == {}
+    assert broker["num.partitions"].value == "1"  # the broker's configs, read-only defaults
+    assert broker["num.partitions"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert broker["log.segment.bytes"].value == DEFAULTS["segment.bytes"]
+    assert all(entry.is_read_only for entry in broker.values())
     assert _error_code(admin.describe_configs([ConfigResource(ResourceType.TOPIC, "none")])) == (
         KafkaError.UNKNOWN_TOPIC_OR_PART
     )

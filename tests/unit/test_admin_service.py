@@ -77,7 +77,13 @@ class World:
         self.cluster.advertise("10.0.0.1", 9092)
         self.joins: list[asyncio.Future[JoinResponse]] = []  # joins waiting for a rebalance
         self.admin = AdminService(
-            settings, self.clock, self.metadata, self.log, self.groups, self.cluster
+            settings,
+            self.clock,
+            self.metadata,
+            self.log,
+            self.groups,
+            self.cluster,
+            leases=self.metadata,
         )
 
 
