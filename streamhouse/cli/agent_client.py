@@ -167,7 +167,7 @@ class AgentAdmin:
         return {tp: info.offset for tp, info in self.offset_infos(tps, spec).items()}
 
 
-Admin = TypeVar("Admin", bound=AgentAdmin)
+Admin = TypeVar("Admin")  # what `connect` makes: an AgentAdmin, or what a command asks through
 
 
 def run_command(

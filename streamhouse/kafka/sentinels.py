@@ -15,5 +15,6 @@ NO_PORT = -1
 NO_PREFERRED_REPLICA = -1  # Fetch: read from the leader
 EARLIEST_TIMESTAMP = -2  # ListOffsets: the log start offset
 LATEST_TIMESTAMP = -1  # ListOffsets: the high watermark
+LATEST_TIERED_TIMESTAMP = -5  # ListOffsets: the last offset in remote storage (KIP-1005)
 DELETE_TO_HIGH_WATERMARK = -1  # DeleteRecords: delete everything below the high watermark
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)  # Metadata, DescribeGroups: operations not computed

@@ -23,6 +23,7 @@ from streamhouse.kafka.fetch_sessions import (
 from streamhouse.kafka.sentinels import (
     AUTHORIZED_OPERATIONS_OMITTED,
     EARLIEST_TIMESTAMP,
+    LATEST_TIERED_TIMESTAMP,
     LATEST_TIMESTAMP,
     NO_LEADER_EPOCH,
     NO_OFFSET,
@@ -373,6 +374,8 @@ async def _list_offset(
             return {**answer, "error_code": 0, "offset": state.log_start_offset}
         if timestamp_ms == LATEST_TIMESTAMP:
             return {**answer, "error_code": 0, "offset": state.high_watermark}
+        if timestamp_ms == LATEST_TIERED_TIMESTAMP:  # the object store is the remote storage
+            return {**answer, "error_code": 0, "offset": state.durable_end_offset - 1}
         found = await ctx.log.reads.offset_for_timestamp(tp, timestamp_ms)
     except StreamHouseError as error:
         return {**answer, "error_code": error.code}

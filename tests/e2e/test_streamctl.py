@@ -1,5 +1,6 @@
 """What every `streamctl` command shares: `--bootstrap` in its help, one clear error when no
-agent answers, and no metadata store of its own (it only talks Kafka to an agent)."""
+agent answers, and no metadata store of its own (it only talks Kafka to an agent: of the real
+adapters it loads only the Kafka client `streamctl cluster` sends its raw requests with)."""
 
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ COMMANDS = [
     ("groups", "lag"),
     ("groups", "reset-offsets"),
     ("groups", "delete"),
+    ("cluster",),
 ]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help(command: tuple[str, str]) -> None:
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "--bootstrap" in result.output
 
 
-@pytest.mark.parametrize("command", [["groups", "list"], ["topics", "list"]])
+@pytest.mark.parametrize("command", [["groups", "list"], ["topics", "list"], ["cluster"]])
 def test_unreachable_agent_is_one_clear_error(command: list[str]) -> None:
     """The installed entry point, as an operator runs it, against a port nobody listens on."""
     env = {**os.environ, "STREAMHOUSE_BOOTSTRAP": f"127.0.0.1:{free_loopback_port()}"}
@@ -59,4 +61,4 @@ def test_streamctl_never_loads_the_metadata_store() -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "['streamhouse.io', 'streamhouse.io.kafka_client']"

@@ -1,0 +1,105 @@
+"""A blocking Kafka client of one agent: one connection, each API at the highest version both
+sides speak (asked with ApiVersions first), requests built from version-agnostic values.
+
+For the requests `streamctl` sends that librdkafka's admin client does not expose
+(DescribeLogDirs, ListOffsets of the durable end); every failure is one `KafkaCallFailed`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from streamhouse.kafka import codec
+from streamhouse.kafka.apis import ApiKey
+from streamhouse.kafka.client_frames import (
+    SIZE,
+    SIZE_PREFIX_BYTES,
+    UnexpectedResponse,
+    request_frame,
+    response_body,
+    shared_version,
+)
+from streamhouse.kafka.entities import build
+
+CLIENT_ID = "streamctl"
+API_VERSIONS_VERSION = 2  # every agent serves it; its answer lists the rest
+RESPONSE_BYTES_MAX = 100 * 1024 * 1024  # the agent's own frame bound (frame_bytes_max)
+RECV_CHUNK_BYTES = 64 * 1024
+
+
+class KafkaCallFailed(Exception):
+    """The agent could not be reached, did not answer in time, or does not serve the API."""
+
+
+class KafkaClient:
+    """One connection to the agent at host:port; every wait bounded by `timeout_s`."""
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.address = f"{host}:{port}"
+        try:
+            self._sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as error:
+            raise KafkaCallFailed(f"cannot connect to {self.address}: {error}") from error
+        self._correlation_id = 0
+        try:
+            answer = self._exchange(ApiKey.API_VERSIONS, API_VERSIONS_VERSION, {})
+        except KafkaCallFailed:
+            self.close()
+            raise
+        self._advertised = {
+            int(api.api_key): (int(api.min_version), int(api.max_version))
+            for api in answer.api_keys
+        }
+
+    def __enter__(self) -> KafkaClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def call(self, api_key: ApiKey, values: Mapping[str, Any]) -> Any:
+        """The response to the request `values` describe, at the highest shared version."""
+        version = shared_version(api_key, self._advertised)
+        if version is None:
+            raise KafkaCallFailed(f"the agent at {self.address} does not serve {api_key.name}")
+        return self._exchange(api_key, version, values)
+
+    def _exchange(self, api_key: ApiKey, version: int, values: Mapping[str, Any]) -> Any:
+        self._correlation_id += 1
+        request = build(codec.request_schema(api_key, version), values)
+        try:
+            self._sock.sendall(request_frame(request, self._correlation_id, CLIENT_ID))
+            payload = self._read_frame()
+            return response_body(payload, api_key, version, self._correlation_id)
+        except (OSError, UnexpectedResponse) as error:
+            raise KafkaCallFailed(
+                f"{api_key.name} to the agent at {self.address} failed: {error}"
+            ) from error
+
+    def _read_frame(self) -> bytes:
+        (size,) = SIZE.unpack(self._read_exactly(SIZE_PREFIX_BYTES))
+        if not 0 < size <= RESPONSE_BYTES_MAX:
+            raise UnexpectedResponse(f"a response frame of {size} bytes")
+        return self._read_exactly(size)
+
+    def _read_exactly(self, size: int) -> bytes:
+        chunks: list[bytes] = []
+        missing = size
+        while missing:
+            chunk = self._sock.recv(min(missing, RECV_CHUNK_BYTES))
+            if not chunk:
+                raise UnexpectedResponse("the agent closed the connection")
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
