@@ -190,6 +190,9 @@ def _list_offsets(
             _check(tp, int(partition.error_code))
             epoch = getattr(partition, "leader_epoch", NO_LEADER_EPOCH)
             found[tp] = (partition.offset, epoch)
+    missing = sorted(set(tps) - set(found))
+    if missing:
+        raise CommandError(f"the agent at {client.address} left out the offsets of {missing}")
     return found
 
 

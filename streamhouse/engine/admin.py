@@ -483,20 +483,23 @@ class AdminService:
         Metadata names this agent the replica of (all, or those of `wanted` that exist), each
         with the bytes of its segment rows and how far its durable end lags its high
         watermark."""
-        names = sorted(wanted) if wanted is not None else await self._topic_names()
         partitions: list[LogDirPartition] = []
-        for name in names:
-            topic = await self._topics.get_topic(name)
-            if topic is None:
-                continue
+        for topic in await self._topics_named(wanted):
             indexes: Iterable[int] = range(topic.partition_count)
             if wanted is not None:
-                indexes = sorted(set(wanted[name]) & set(indexes))
-            partitions += await self._partitions_here(name, indexes)
+                indexes = sorted(set(wanted[topic.name]) & set(indexes))
+            partitions += await self._partitions_here(topic.name, indexes)
         return LogDir(log_dir_path(self.cluster.agent_id), tuple(partitions))
 
     async def _topic_names(self) -> list[str]:
         return [topic.name for topic in await self.list_topics()]
+
+    async def _topics_named(self, wanted: Collection[str] | None) -> list[TopicRecord]:
+        """The topics among `wanted` that exist (None: every topic), by name."""
+        if wanted is None:
+            return await self.list_topics()
+        found = [await self._topics.get_topic(name) for name in sorted(wanted)]
+        return [topic for topic in found if topic is not None]
 
     async def _partitions_here(self, name: str, indexes: Iterable[int]) -> list[LogDirPartition]:
         sizes = await self._leases.partition_sizes(name)
