@@ -84,7 +84,7 @@ class ClusterDirectory:
 
     def leader_node(self, record: PartitionRecord) -> int:
         """The node clients should send this partition's requests to."""
-        if record.leader_agent is not None and record.lease_expires_ms > self._clock.now_ms():
+        if record.lease_live:  # judged by the metadata store's clock, not this agent's
             for agent in self.agents():
                 if agent.agent_id == record.leader_agent:
                     return agent.node_id

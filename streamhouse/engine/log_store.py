@@ -208,9 +208,7 @@ class LogStore:
             return plog
 
     async def _take_lease(self, tp: TopicPartition) -> PartitionLog:
-        lease = await self._leases.acquire_lease(
-            tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
-        )
+        lease = await self._leases.acquire_lease(tp, self.agent_id, self._settings.lease_ttl_ms)
         if lease is None:
             raise NotLeader(f"partition {tp} is led by another agent; refresh metadata")
         record = await self._topics.get_partition(tp)
@@ -240,9 +238,7 @@ class LogStore:
     async def renew_leases(self) -> None:
         """Renew every led partition's lease; fence those whose lease moved on."""
         for tp, plog in sorted(self._partitions.items()):
-            lease = await self._leases.acquire_lease(
-                tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
-            )
+            lease = await self._leases.acquire_lease(tp, self.agent_id, self._settings.lease_ttl_ms)
             if lease is None or lease.epoch != plog.state.leader_epoch:
                 plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
                 self._fenced(plog)

@@ -18,7 +18,6 @@ from streamhouse.ports.topics import PartitionRecord
 from streamhouse.server.kafka_cluster import broker
 
 TRIO = ("a@h0:9092", "b@h1:9092", "c@h2:9092")
-LEASE_TTL_MS = 1_000
 
 
 def test_an_entry_names_the_agent_its_host_and_port() -> None:
@@ -52,20 +51,17 @@ def test_without_a_directory_the_agent_is_alone_at_its_advertised_address() -> N
     assert directory.coordinator("any-group") == alone
 
 
-def _partition(leader: str | None, expires_ms: int) -> PartitionRecord:
-    return PartitionRecord("t", 0, leader, 3, expires_ms, 0, 0)
+def _partition(leader: str | None, *, live: bool) -> PartitionRecord:
+    return PartitionRecord("t", 0, leader, 3, 0, 0, 0, lease_live=live)
 
 
 def test_requests_go_to_the_live_lease_holder_else_to_this_agent() -> None:
-    clock = VirtualClock()
-    directory = ClusterDirectory(Settings(cluster_agents=TRIO), clock, "b")
-    expires_ms = clock.now_ms() + LEASE_TTL_MS
+    directory = ClusterDirectory(Settings(cluster_agents=TRIO), VirtualClock(), "b")
     assert directory.describe().controller_id == 1
-    assert directory.leader_node(_partition("c", expires_ms)) == 2
-    assert directory.leader_node(_partition(None, 0)) == 1
-    assert directory.leader_node(_partition("gone", expires_ms)) == 1
-    clock.advance_ms(LEASE_TTL_MS)
-    assert directory.leader_node(_partition("c", expires_ms)) == 1  # expired
+    assert directory.leader_node(_partition("c", live=True)) == 2
+    assert directory.leader_node(_partition(None, live=False)) == 1
+    assert directory.leader_node(_partition("gone", live=True)) == 1
+    assert directory.leader_node(_partition("c", live=False)) == 1  # expired by store time
 
 
 def test_every_agent_names_the_same_coordinator_for_a_key() -> None:
