@@ -60,7 +60,14 @@ class Settings:
     zstd_level: int = 3
 
     # Partitions and leases
-    lease_ttl_ms: int = 10_000
+    lease_ttl_ms: int = 10_000  # in the metadata store's time, which judges expiry
+    # A lease holder leads until lease_ttl_ms - lease_drift_margin_ms of its own monotonic
+    # time after sending the renewal (engine/leases.py), so the margin must cover
+    # lease_ttl_ms * (store clock fast rate + holder's monotonic slow rate). NTP-disciplined
+    # clocks stay within 500 ppm (0.05%); the simulator drifts the store's clock by up to
+    # 5% (sim/options.py STORE_CLOCK_DRIFT_PPM_MAX). 1 s is 10% of the default TTL: that
+    # 5% twice over, and 100 times what real clocks need
+    lease_drift_margin_ms: int = 1_000
     tail_bytes_max: int = 256 * MIB
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
@@ -111,6 +118,11 @@ class Settings:
             ),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
+            ),
+            "lease_drift_margin_ms must leave a holder more than a renewal interval "
+            "(lease_ttl_ms / 3) to lead": (
+                self.lease_drift_margin_ms >= 0
+                and 3 * (self.lease_ttl_ms - self.lease_drift_margin_ms) > self.lease_ttl_ms
             ),
             "flush_interval_ms and wal_group_wait_ms must not be negative": (
                 self.flush_interval_ms >= 0 and self.wal_group_wait_ms >= 0

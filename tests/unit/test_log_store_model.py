@@ -38,6 +38,7 @@ STORE_SETTINGS = Settings(
     wal_group_wait_ms=0,
     tail_bytes_max=600,  # small, so reads also go to objects
     lease_ttl_ms=LEASE_TTL_MS,
+    lease_drift_margin_ms=LEASE_TTL_MS // 10,
 )
 READ_BYTES_MAX = 1 << 20
 OPEN_ATTEMPTS_MAX = 50
