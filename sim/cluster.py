@@ -3,8 +3,9 @@
 Each agent is the real composition (`assemble_agent`) on its own virtual
 host, SimDisk and LoopClock (so its clock can drift or step); all share one
 SimObjectStore and one SimMetadataStore, as agents sharing a bucket and a
-PostgreSQL do; the store judges expiry by its own clock, with its own offset
-and drift. The cluster can crash an agent (its tasks are cancelled
+PostgreSQL do, and form a cluster through it (membership: each registers and
+heartbeats there); the store judges expiry by its own clock, with its own
+offset and drift. The cluster can crash an agent (its tasks are cancelled
 where they stand, its disk loses or tears what was not fsynced, its
 listener vanishes and its connections reset), restart it (a fresh
 `assemble_agent` on the same disk and agent id: WAL recovery), wipe its
@@ -163,15 +164,8 @@ class SimAgent:
             frozenset(cluster.options.buggify_sites),
             cluster.options.buggify_rate,
         )
-        directory = tuple(
-            f"agent-{n}@agent-{n}:{KAFKA_PORT}" for n in range(1, cluster.options.agents + 1)
-        )
         self.settings = cluster.options.settings.with_overrides(
-            kafka_host=self.host,
-            kafka_port=KAFKA_PORT,
-            agent_id=self.host,
-            node_id=index - 1,
-            cluster_agents=directory,
+            kafka_host=self.host, kafka_port=KAFKA_PORT, agent_id=self.host
         )
         self.state = DOWN
         self.incarnation = 0
@@ -355,8 +349,13 @@ class SimCluster:
     # --- the whole cluster -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every agent, then let each read the others' registrations (the cluster is
+        formed, as a deployment waits for it, before any client comes)."""
         for agent in self.agents:
             assert await agent.start(), f"{agent.host} failed to start without faults"
+        for agent in self.agents:
+            assert agent.running is not None
+            await self.spawn(agent.host, agent.running.membership.beat_once(), "formed")
 
     def arm_faults(self) -> None:
         """Storage faults on, as the options say (the cluster starts without them)."""

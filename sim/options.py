@@ -37,6 +37,8 @@ RENAMED_SETTINGS = {
     "offset_metadata_bytes_max": "offset_metadata_max_bytes",
     "group_members_max": "group_max_size",
 }
+# Settings removed since: the static cluster directory (agents now register in the store).
+REMOVED_SETTINGS = frozenset({"node_id", "cluster_agents"})
 
 CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
 PAUSE = "pause"
@@ -254,7 +256,11 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
         cluster=ClusterOptions(
             agents=int(cluster["agents"]),
             settings=Settings(
-                **{RENAMED_SETTINGS.get(k, k): v for k, v in cluster["settings"].items()}
+                **{
+                    RENAMED_SETTINGS.get(k, k): v
+                    for k, v in cluster["settings"].items()
+                    if k not in REMOVED_SETTINGS
+                }
             ),
             disk_faults=DiskFaults(**cluster["disk_faults"]),
             object_faults=ObjectStoreFaults(**cluster["object_faults"]),

@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from streamhouse.io.sql.groups import SqlGroupStore
 from streamhouse.io.sql.leases import SqlLeaseStore
+from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
@@ -35,7 +36,12 @@ def open_sql_metadata(
 
 
 class SqlMetadataStore(
-    SqlTopicStore, SqlLeaseStore, SqlProducerStore, SqlGroupStore, MetadataStore
+    SqlTopicStore,
+    SqlLeaseStore,
+    SqlProducerStore,
+    SqlGroupStore,
+    SqlMembershipStore,
+    MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""
 
