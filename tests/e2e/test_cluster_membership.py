@@ -10,13 +10,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from confluent_kafka.admin import AdminClient
 
 from streamhouse.config import Settings
 from streamhouse.testing.agent_process import AgentProcess
 from tests.e2e.conftest import start_agent
-from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 HEARTBEAT_S = Settings().agent_heartbeat_interval_ms / 1000
 SESSION_S = Settings().agent_session_timeout_ms / 1000
@@ -53,13 +51,8 @@ def _within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
 
 
 def test_agents_sharing_a_store_and_a_bucket_form_a_cluster(
-    tmp_path: Path,
-    moto_s3_endpoint: str,
-    postgres_database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_ACCESS_KEY)
     bucket = f"membership-{uuid.uuid4().hex[:12]}"
     shared = (
         "--metadata-url",
@@ -67,7 +60,7 @@ def test_agents_sharing_a_store_and_a_bucket_form_a_cluster(
         "--object-store",
         f"s3://{bucket}/cluster",
         "--s3-endpoint",
-        moto_s3_endpoint,
+        moto_s3_with_credentials,
     )
     with start_agent(tmp_path / "a", *shared) as a, start_agent(tmp_path / "b", *shared) as b:
         both = {0: ("127.0.0.1", a.port), 1: ("127.0.0.1", b.port)}

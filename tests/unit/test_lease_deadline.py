@@ -15,9 +15,7 @@ from typing import Any
 import pytest
 
 from sim.clock import VirtualClock
-from sim.disk import SimDisk
 from sim.metadata import SimMetadataStore
-from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
@@ -25,6 +23,7 @@ from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import Lease
+from tests.unit.log_world import LogWorld
 
 TP = TopicPartition("t", 0)
 TTL_MS = 9_000
@@ -49,38 +48,15 @@ class SlowLeases(SimMetadataStore):
         return await super().acquire_lease(tp, agent, ttl_ms)
 
 
-class World:
-    """A log store whose clock and whose metadata store's clock tick apart."""
+class World(LogWorld):
+    """The holder's log over a store whose lease answers can be held back."""
 
     def __init__(self) -> None:
-        rng = SeededRng(3)
-        self.rng = rng
-        self.clock = VirtualClock()  # the agent's
-        self.store_clock = VirtualClock(start_wall_ms=5 * HOUR_MS)  # the store's, elsewhere
-        self.metadata = SlowLeases(self.store_clock)
-        self.disk = SimDisk(rng.fork("disk"))
-        self.objects = SimObjectStore(None, rng.fork("objects"))
+        super().__init__(SETTINGS, seed=3)
+        self.metadata: SlowLeases = SlowLeases(self.store_clock)
 
-    async def open(self) -> LogStore:
-        await self.metadata.create_topic(TP.topic, 1, {}, self.clock.now_ms())
-        log = LogStore(
-            SETTINGS,
-            self.clock,
-            self.rng,
-            self.disk,
-            self.objects,
-            "holder",
-            topics=self.metadata,
-            leases=self.metadata,
-            producers=self.metadata,
-        )
-        await log.open(run_background=False)
-        return log
-
-    def advance_ms(self, delta_ms: int) -> None:
-        """Real time passes for both clocks."""
-        self.clock.advance_ms(delta_ms)
-        self.store_clock.advance_ms(delta_ms)
+    async def start(self) -> LogStore:
+        return await self.open(TP.topic, 1, "holder")
 
 
 def _batch(value: bytes) -> bytes:
@@ -115,7 +91,7 @@ async def _refused(world: World, call: Any, match: str = "local deadline") -> No
 def test_the_holder_leads_until_ttl_minus_margin_after_sending() -> None:
     async def main() -> None:
         world = World()
-        log = await world.open()
+        log = await world.start()
         await _append(log, b"first")  # takes the lease at monotonic 0
         world.advance_ms(LEAD_MS - 1)
         last_in_time = await _append(log, b"in time")
@@ -147,7 +123,7 @@ def test_a_renewal_counts_from_when_it_was_sent_not_answered() -> None:
 
     async def main() -> None:
         world = World()
-        log = await world.open()
+        log = await world.start()
         await _append(log, b"first")
         world.advance_ms(sent_ms)
         world.metadata.answer.clear()  # the renewal is sent now, answered much later
@@ -170,7 +146,7 @@ def test_a_renewal_counts_from_when_it_was_sent_not_answered() -> None:
 def test_wall_clock_steps_take_no_lease_and_end_no_deadline() -> None:
     async def main() -> None:
         world = World()
-        log = await world.open()
+        log = await world.start()
         first = await _append(log, b"first")
         world.clock.step_wall_ms(HOUR_MS)  # the holder's wall clock jumps an hour ahead
         log.confirm_leader_ack(first)
@@ -188,7 +164,7 @@ def test_wall_clock_steps_take_no_lease_and_end_no_deadline() -> None:
 def test_a_lease_taken_by_another_agent_fences_the_old_epochs_acks() -> None:
     async def main() -> None:
         world = World()
-        log = await world.open()
+        log = await world.start()
         before = await _append(log, b"acked in epoch 1")
         world.advance_ms(TTL_MS)  # the holder stood still past the store's expiry
         stolen = await world.metadata.acquire_lease(TP, "thief", TTL_MS)
@@ -211,7 +187,7 @@ def test_a_lease_taken_by_another_agent_fences_the_old_epochs_acks() -> None:
 def test_acks_all_completes_past_the_deadline_through_the_fenced_flush() -> None:
     async def main() -> None:
         world = World()
-        log = await world.open()
+        log = await world.start()
         result = await _append(log, b"durable", durable=True)
         world.advance_ms(LEAD_MS)  # lapsed locally; nobody took the lease in the store
         with pytest.raises(NotLeader):

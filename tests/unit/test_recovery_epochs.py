@@ -10,11 +10,6 @@ import logging
 import pytest
 from prometheus_client import generate_latest
 
-from sim.clock import VirtualClock
-from sim.disk import SimDisk
-from sim.metadata import SimMetadataStore
-from sim.object_store import SimObjectStore
-from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.kafka.batch_header import parse_header
@@ -22,40 +17,21 @@ from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 from streamhouse.server.kafka_listener import ListenerStats
 from streamhouse.server.metrics import AgentGauges, agent_registry
+from tests.unit.log_world import LogWorld
 
 TP = TopicPartition("t", 0)
 SETTINGS = Settings()
 OLD_BATCHES = 3
 
 
-class World:
-    """One agent's disk across restarts; the metadata store other agents share."""
+class World(LogWorld):
+    """agent-a's disk across restarts; the metadata store other agents share."""
 
     def __init__(self) -> None:
-        rng = SeededRng(17)
-        self.rng = rng
-        self.clock = VirtualClock()
-        self.store_clock = VirtualClock()
-        self.disk = SimDisk(rng.fork("disk"))
-        self.objects = SimObjectStore(None, rng.fork("objects"))
-        self.metadata = SimMetadataStore(rng.fork("metadata"), clock=self.store_clock)
+        super().__init__(SETTINGS, seed=17)
 
-    async def open(self) -> LogStore:
-        if await self.metadata.get_topic(TP.topic) is None:
-            await self.metadata.create_topic(TP.topic, 1, {}, 0)
-        log = LogStore(
-            SETTINGS,
-            self.clock,
-            self.rng,
-            self.disk,
-            self.objects,
-            "agent-a",
-            topics=self.metadata,
-            leases=self.metadata,
-            producers=self.metadata,
-        )
-        await log.open(run_background=False)
-        return log
+    async def start(self) -> LogStore:
+        return await self.open(TP.topic, 1, "agent-a")
 
     async def lease_taken_meanwhile(self, *, released: bool) -> int:
         """While agent-a is down its lease expires and agent-b takes it; returns b's epoch."""
@@ -70,7 +46,7 @@ class World:
 async def _write_acked_batches(world: World) -> int:
     """agent-a acknowledges OLD_BATCHES acks=1 batches (in its WAL, never flushed), then
     stops without flushing; returns their epoch."""
-    log = await world.open()
+    log = await world.start()
     for index in range(OLD_BATCHES):
         result = await log.append(TP, _batch(b"old-%d" % index), durable=False)
         await result.synced
@@ -100,7 +76,7 @@ def test_old_epoch_batches_are_dropped_counted_and_logged(
         old_epoch = await _write_acked_batches(world)
         taken_epoch = await world.lease_taken_meanwhile(released=True)
         with caplog.at_level(logging.WARNING, logger="streamhouse.recovery"):
-            log = await world.open()
+            log = await world.start()
         new_epoch = (await log.partition(TP)).state.leader_epoch
         assert new_epoch == taken_epoch + 1 > old_epoch
         assert (log.recovery.dropped_batches, log.recovery.replayed_batches) == (OLD_BATCHES, 0)
@@ -131,7 +107,7 @@ def test_batches_of_a_partition_another_agent_leads_are_dropped(
         old_epoch = await _write_acked_batches(world)
         await world.lease_taken_meanwhile(released=False)  # agent-b still leads at restart
         with caplog.at_level(logging.WARNING, logger="streamhouse.recovery"):
-            log = await world.open()
+            log = await world.start()
         assert log.recovery.dropped_batches == OLD_BATCHES
         assert log.led_partition(TP) is None
         (message,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
@@ -144,7 +120,7 @@ def test_a_restart_in_the_same_epoch_keeps_its_batches() -> None:
     async def main() -> None:
         world = World()
         await _write_acked_batches(world)
-        log = await world.open()  # nobody took the lease: same epoch, batches replayed
+        log = await world.start()  # nobody took the lease: same epoch, batches replayed
         assert (log.recovery.dropped_batches, log.recovery.replayed_batches) == (0, OLD_BATCHES)
         assert _dropped_metric(log) == 0
         assert (await log.reads.read(TP, 0, 1 << 20)).high_watermark == OLD_BATCHES
