@@ -67,6 +67,10 @@ from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 
 LEASE_RENEWALS_PER_TTL = 3
+# A request that finds its partition's local deadline passed waits at least this long for a
+# renewal before it is refused (Kafka clients' retry.backoff.ms): refused at once, a client
+# asks again at once the agent that Metadata still names
+LAPSED_WAIT_MS_MIN = 100
 
 
 @dataclass(frozen=True)
@@ -203,10 +207,8 @@ class LogStore:
         return list(self._partitions)
 
     async def partition(self, tp: TopicPartition) -> PartitionLog:
-        """The led partition, taking its lease first if needed. Raises NotLeader. Past the
-        lease's local deadline it waits up to a renewal interval for the lease keeper's next
-        renewal (rather than send the client back at once to the same agent, which Metadata
-        still names), then raises NotLeader unless one succeeded."""
+        """The led partition, taking its lease first if needed. Raises NotLeader, also past
+        the lease's local deadline unless a renewal succeeds meanwhile (`_await_renewal`)."""
         plog = self._partitions.get(tp)
         if plog is None:
             lock = self._opening.setdefault(tp, asyncio.Lock())
@@ -215,10 +217,20 @@ class LogStore:
                 if plog is None:
                     plog = await self._take_lease(tp)
         if not plog.leading(self._clock.monotonic_ms()):
-            renewal = any_done([plog.watch_lease()])
-            await sleep_or_until(self._clock, self._renewal_interval_ms, renewal)
+            await self._await_renewal(plog)
         self._check_leading(plog)
         return plog
+
+    async def _await_renewal(self, plog: PartitionLog) -> None:
+        """Past the local deadline: wait for the lease keeper's next renewal, or the lease's
+        loss, until a renewal interval after the deadline (when the next round has come, if
+        the store answers) and at least LAPSED_WAIT_MS_MIN, so that every partition of one
+        request does not wait a whole interval in turn."""
+        now_ms = self._clock.monotonic_ms()
+        until_ms = max(
+            plog.lease_deadline_ms + self._renewal_interval_ms, now_ms + LAPSED_WAIT_MS_MIN
+        )
+        await sleep_or_until(self._clock, until_ms - now_ms, any_done([plog.watch_lease()]))
 
     def _check_leading(self, plog: PartitionLog) -> None:
         if plog.fenced:

@@ -3,8 +3,8 @@
 The holder leads until lease_ttl_ms - lease_drift_margin_ms of its monotonic time after it
 *sent* the acquire or renewal that succeeded; past it, appends, acks=1 answers and leader
 reads are refused with NOT_LEADER_OR_FOLLOWER until a renewal at the same epoch succeeds
-(a request waits up to a renewal interval for one first). Wall-clock steps move nothing;
-acks=all still completes through the epoch-fenced flush.
+(a request first waits for one, until a renewal interval after the deadline). Wall-clock
+steps move nothing; acks=all still completes through the epoch-fenced flush.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sim.clock import VirtualClock
 from sim.metadata import SimMetadataStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
-from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN, LogStore
 from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
@@ -74,12 +74,14 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def _refused(world: World, call: Any, match: str = "local deadline") -> None:
-    """`call` waits a renewal interval for a renewal that does not come, then is refused."""
+async def _refused(
+    world: World, call: Any, waits_ms: int = RENEWAL_INTERVAL_MS, match: str = "local deadline"
+) -> None:
+    """`call` waits `waits_ms` for a renewal that does not come, then is refused."""
     waiting = asyncio.ensure_future(call)
     await _settle()
     assert not waiting.done(), "refused without waiting for the lease keeper"
-    world.clock.advance_ms(RENEWAL_INTERVAL_MS - 1)
+    world.clock.advance_ms(waits_ms - 1)
     await _settle()
     assert not waiting.done()
     world.clock.advance_ms(1)
@@ -102,7 +104,8 @@ def test_the_holder_leads_until_ttl_minus_margin_after_sending() -> None:
         with pytest.raises(NotLeader, match="local deadline"):
             log.confirm_leader_ack(last_in_time)
         await _refused(world, log.append(TP, _batch(b"late"), durable=False))
-        await _refused(world, log.reads.read(TP, 0, 1 << 20))
+        # a renewal interval after the deadline, a request waits the least before refusal
+        await _refused(world, log.reads.read(TP, 0, 1 << 20), LAPSED_WAIT_MS_MIN)
         assert log.led_partition(TP) is not None, "lapsed, not lost: it may renew"
 
         waiting = asyncio.ensure_future(log.append(TP, _batch(b"renewed"), durable=False))
