@@ -276,18 +276,30 @@ class LogStore:
             try:
                 await self.renew_leases()
             except StorageError:
-                continue  # the next round retries; the lease lasts a whole TTL
+                continue  # the next round retries, within the local deadline
 
     async def renew_leases(self) -> None:
         """Renew every led partition's lease (moving its local deadline on); fence those whose
-        lease moved on."""
+        lease moved on or whose topic is gone. A store failure leaves that partition to the
+        next round and the others are still renewed; then the first failure is raised."""
+        failed: StorageError | None = None
         for tp, plog in sorted(self._partitions.items()):
-            lease = await self._holder.acquire(tp)
+            try:
+                lease = await self._holder.acquire(tp)
+            except StorageError as error:
+                failed = failed or error
+                continue
+            except UnknownTopicOrPartition as error:  # deleted through another agent
+                plog.fence(error)
+                self._fenced(plog)
+                continue
             if lease is None or lease.epoch != plog.state.leader_epoch:
                 plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
                 self._fenced(plog)
             else:
                 plog.renewed(lease.deadline_ms)
+        if failed is not None:
+            raise failed
 
     def forget_topic(self, name: str) -> None:
         """The topic was deleted: stop leading its partitions now, failing their waiters,

@@ -19,7 +19,7 @@ from sim.metadata import SimMetadataStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN, LogStore
-from streamhouse.errors import ErrorCode, NotLeader
+from streamhouse.errors import ErrorCode, MetadataUnavailable, NotLeader
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import Lease
@@ -208,3 +208,41 @@ def test_a_margin_that_leaves_less_than_a_renewal_interval_is_refused(margin_ms:
     with pytest.raises(ValueError, match="lease_drift_margin_ms"):
         Settings(lease_ttl_ms=TTL_MS, lease_drift_margin_ms=margin_ms)
     Settings(lease_ttl_ms=TTL_MS, lease_drift_margin_ms=5_999)  # leads 3 001 > 3 000 ms
+
+
+class FlakyLeases(SlowLeases):
+    """Fails the renewal of one partition (a store failing that one call)."""
+
+    failing: TopicPartition | None = None
+
+    async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
+        if tp == self.failing:
+            raise MetadataUnavailable(f"simulated: no answer for {tp}")
+        return await super().acquire_lease(tp, agent, ttl_ms)
+
+
+def test_a_failed_renewal_leaves_the_others_renewed_and_a_deleted_topic_is_let_go() -> None:
+    other = TopicPartition("u", 0)
+
+    async def main() -> None:
+        world = World()
+        world.metadata = flaky = FlakyLeases(world.store_clock)
+        log = await world.start()
+        await world.metadata.create_topic(other.topic, 1, {}, 0)
+        await log.partition(TP)
+        await log.partition(other)
+        world.advance_ms(LEAD_MS - 1)
+        flaky.failing = TP
+        with pytest.raises(MetadataUnavailable):
+            await log.renew_leases()
+        world.advance_ms(1)
+        await _refused(world, log.partition(TP))  # its renewal failed: lapsed
+        assert (await log.partition(other)).state.tp == other  # renewed all the same
+
+        await world.metadata.delete_topic(other.topic)  # through another agent
+        flaky.failing = None
+        await log.renew_leases()
+        assert log.led_partition(other) is None
+        assert log.led_partition(TP) is not None
+
+    asyncio.run(main())
