@@ -3,7 +3,9 @@
 Each agent is the real composition (`assemble_agent`) on its own virtual
 host, SimDisk and LoopClock (so its clock can drift or step); all share one
 SimObjectStore and one SimMetadataStore, as agents sharing a bucket and a
-PostgreSQL do. The cluster can crash an agent (its tasks are cancelled
+PostgreSQL do, and form a cluster through it (membership: each registers and
+heartbeats there); the store judges expiry by its own clock, with its own
+offset and drift. The cluster can crash an agent (its tasks are cancelled
 where they stand, its disk loses or tears what was not fsynced, its
 listener vanishes and its connections reset), restart it (a fresh
 `assemble_agent` on the same disk and agent id: WAL recovery), wipe its
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from sim.buggify import SimBuggify
-from sim.clock import LoopClock
+from sim.clock import DEFAULT_START_WALL_MS, LoopClock
 from sim.disk import DiskFaults, SimDisk
 from sim.history import (
     FAULT_CRASH,
@@ -81,6 +83,10 @@ class ClusterOptions:
     metadata_faults: MetadataFaults = field(default_factory=MetadataFaults)
     buggify_sites: tuple[str, ...] = ()
     buggify_rate: float = 0.0
+    # the metadata store's own clock (it judges lease and heartbeat expiry): how far its
+    # wall time starts from the agents' and how fast it drifts, apart from any agent's clock
+    store_clock_offset_ms: int = 0
+    store_clock_drift_ppm: int = 0
 
 
 class AgentFailed(Exception):
@@ -158,15 +164,8 @@ class SimAgent:
             frozenset(cluster.options.buggify_sites),
             cluster.options.buggify_rate,
         )
-        directory = tuple(
-            f"agent-{n}@agent-{n}:{KAFKA_PORT}" for n in range(1, cluster.options.agents + 1)
-        )
         self.settings = cluster.options.settings.with_overrides(
-            kafka_host=self.host,
-            kafka_port=KAFKA_PORT,
-            agent_id=self.host,
-            node_id=index - 1,
-            cluster_agents=directory,
+            kafka_host=self.host, kafka_port=KAFKA_PORT, agent_id=self.host
         )
         self.state = DOWN
         self.incarnation = 0
@@ -263,9 +262,11 @@ class SimCluster:
         self.history = history
         self.trace = trace
         self.clock = LoopClock(loop)  # the world's clock (object store latency), never skewed
+        self.store_clock = LoopClock(loop, DEFAULT_START_WALL_MS + options.store_clock_offset_ms)
+        self.store_clock.set_drift_ppm(options.store_clock_drift_ppm)
         # faults are armed once the cluster is set up (`arm_faults`)
         self.objects = SimObjectStore(self.clock, rng.fork("objects"))
-        self.metadata = SimMetadataStore(rng.fork("metadata"))
+        self.metadata = SimMetadataStore(rng.fork("metadata"), clock=self.store_clock)
         self._tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
         self._created = 0
         self._client_hosts: list[str] = []
@@ -348,8 +349,13 @@ class SimCluster:
     # --- the whole cluster -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every agent, then let each read the others' registrations (the cluster is
+        formed, as a deployment waits for it, before any client comes)."""
         for agent in self.agents:
             assert await agent.start(), f"{agent.host} failed to start without faults"
+        for agent in self.agents:
+            assert agent.running is not None
+            await self.spawn(agent.host, agent.running.membership.beat_once(), "formed")
 
     def arm_faults(self) -> None:
         """Storage faults on, as the options say (the cluster starts without them)."""

@@ -6,16 +6,23 @@ raised after the write happened). The faults come from one hook in the
 adapter's transaction runner: one `unavailable_rate` draw before every read
 and write, one `unknown_outcome_rate` draw after every write that
 succeeded, all from the given SeededRng, so a seed replays the same faults.
+
+The store judges lease and heartbeat expiry by its own clock (`clock`), a
+Clock separate from every agent's: a simulated cluster gives it its own drift,
+and a test that leaves it out gets a VirtualClock it moves by hand.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.clock import VirtualClock
 from sim.rng import SeededRng
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql.store import SqlMetadataStore
+from streamhouse.io.sql.store_clock import host_clock
 from streamhouse.io.sql.transactions import CallHook, SqlTransactions, open_transactions, run_inline
+from streamhouse.ports.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -49,16 +56,28 @@ class SimMetadataStore(SqlMetadataStore):
 
     `faults` may be replaced at any time (e.g. healed for a liveness phase);
     `unfaulted` is the same database without faults, for the simulator's own reads.
+    `clock` is the store's own clock (its wall time judges expiry).
     """
 
-    def __init__(self, rng: SeededRng | None = None, faults: MetadataFaults | None = None) -> None:
+    def __init__(
+        self,
+        rng: SeededRng | None = None,
+        faults: MetadataFaults | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self._injector = MetadataFaultInjector(
             rng if rng is not None else SeededRng(0),
             faults if faults is not None else MetadataFaults(),
         )
-        sql = open_transactions("sqlite://", run_blocking=run_inline, hook=self._injector)
+        self.clock = clock if clock is not None else VirtualClock()
+        store_clock = host_clock(self.clock.now_ms)
+        sql = open_transactions(
+            "sqlite://", run_blocking=run_inline, hook=self._injector, store_clock=store_clock
+        )
         super().__init__(sql)
-        self.unfaulted = SqlMetadataStore(SqlTransactions(sql.engine, run_inline))
+        self.unfaulted = SqlMetadataStore(
+            SqlTransactions(sql.engine, run_inline, store_clock=store_clock)
+        )
 
     @property
     def faults(self) -> MetadataFaults:

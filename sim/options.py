@@ -25,12 +25,20 @@ from streamhouse.config import KIB, MIB, Settings
 P = TypeVar("P")
 
 AGENTS_MAX = 3
+# The metadata store's clock runs apart from every agent's: its wall time starts up to an
+# hour away and drifts up to 5% (as fast as the agents' drift nemesis), so nothing that
+# compares an agent's clock with the store's can pass (Settings.lease_drift_margin_ms is
+# sized for this drift).
+STORE_CLOCK_OFFSETS_MS = (-3_600_000, -1_000, 0, 1_000, 3_600_000)
+STORE_CLOCK_DRIFT_PPM_MAX = 50_000
 # Settings renamed since reproductions were recorded: old name -> new name.
 RENAMED_SETTINGS = {
     "default_partition_count": "num_partitions",
     "offset_metadata_bytes_max": "offset_metadata_max_bytes",
     "group_members_max": "group_max_size",
 }
+# Settings removed since: the static cluster directory (agents now register in the store).
+REMOVED_SETTINGS = frozenset({"node_id", "cluster_agents"})
 
 CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
 PAUSE = "pause"
@@ -106,6 +114,10 @@ class SimOptions:
             f"workload={_short(self.workload)}",
             "nemeses=[" + ", ".join(_nemesis(n) for n in self.nemeses) + "]",
         ]
+        cluster = self.cluster
+        if cluster.store_clock_offset_ms or cluster.store_clock_drift_ppm:  # older runs: none
+            offset_ms, drift_ppm = cluster.store_clock_offset_ms, cluster.store_clock_drift_ppm
+            parts.insert(-2, f"store_clock=({offset_ms:+}ms,{drift_ppm:+}ppm)")
         return " ".join(parts)
 
 
@@ -165,11 +177,19 @@ def draw_options(seed: int) -> SimOptions:
         metadata,
         buggify_sites,
         rng.random() * FIRE_RATE_MAX if buggify_sites else 0.0,
+        *_draw_store_clock(SeededRng(seed).fork("store-clock")),
     )
     workload = _draw_workload(rng.fork("workload"))
     safety_ms = workload.records_per_producer * workload.send_interval_ms + 2_000
     nemeses = _draw_nemeses(rng.fork("nemesis"), faulty, agents, safety_ms, lease_ttl_ms)
     return SimOptions(seed, cluster, network, workload, nemeses, safety_ms, 60_000)
+
+
+def _draw_store_clock(rng: SeededRng) -> tuple[int, int]:
+    """(offset ms, drift ppm) of the metadata store's clock; its own fork, so the draws
+    before it stay as they were."""
+    offset_ms = _pick(rng, STORE_CLOCK_OFFSETS_MS)
+    return offset_ms, rng.randint(-STORE_CLOCK_DRIFT_PPM_MAX, STORE_CLOCK_DRIFT_PPM_MAX)
 
 
 def _draw_workload(rng: SeededRng) -> WorkloadOptions:
@@ -236,13 +256,19 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
         cluster=ClusterOptions(
             agents=int(cluster["agents"]),
             settings=Settings(
-                **{RENAMED_SETTINGS.get(k, k): v for k, v in cluster["settings"].items()}
+                **{
+                    RENAMED_SETTINGS.get(k, k): v
+                    for k, v in cluster["settings"].items()
+                    if k not in REMOVED_SETTINGS
+                }
             ),
             disk_faults=DiskFaults(**cluster["disk_faults"]),
             object_faults=ObjectStoreFaults(**cluster["object_faults"]),
             metadata_faults=MetadataFaults(**cluster["metadata_faults"]),
             buggify_sites=tuple(cluster["buggify_sites"]),
             buggify_rate=float(cluster["buggify_rate"]),
+            store_clock_offset_ms=int(cluster.get("store_clock_offset_ms", 0)),
+            store_clock_drift_ppm=int(cluster.get("store_clock_drift_ppm", 0)),
         ),
         network_faults=NetworkFaults(**raw["network_faults"]),
         workload=WorkloadOptions(**workload),

@@ -17,6 +17,7 @@ from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.membership import Membership
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
@@ -83,6 +84,7 @@ class Agent:
     objects: ObjectStore
     kafka: KafkaListener
     kafka_port: int
+    membership: Membership
 
     @property
     def kafka_address(self) -> str:
@@ -94,6 +96,7 @@ class Agent:
         await self.kafka.close()
         await self.kafka.context.groups.close()
         await self.log.close(flush=True)
+        await self.membership.leave()
         await self.metadata.close()
 
     async def readiness(self, stopping: bool = False) -> list[str]:
@@ -143,7 +146,7 @@ async def assemble_agent(
     reports our own failures into (a new one unless the caller watches its own)."""
     failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
-    cluster = ClusterDirectory(settings, clock, agent_id)  # a malformed directory stops us here
+    cluster = ClusterDirectory(settings.org, agent_id)
     log = LogStore(
         settings,
         clock,
@@ -171,9 +174,15 @@ async def assemble_agent(
         admin=admin,
     )
     kafka = KafkaListener(context, failure)
-    port = await kafka.start(settings.kafka_host, settings.kafka_port)
+    port = await kafka.bind(settings.kafka_host, settings.kafka_port)
     cluster.advertise(advertised_host(settings.kafka_host, settings.advertised_host), port)
-    return Agent(settings, agent_id, failure, log, admin, metadata, objects, kafka, port)
+    membership = Membership(settings, clock, metadata, cluster)
+    await membership.join()  # the node id comes before the first client
+    membership.start(failure)
+    await kafka.serve()
+    return Agent(
+        settings, agent_id, failure, log, admin, metadata, objects, kafka, port, membership
+    )
 
 
 async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:

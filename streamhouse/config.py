@@ -26,10 +26,6 @@ class Settings:
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092  # 0: any free port (tests)
     advertised_host: str = ""  # empty: kafka_host, or this machine's IPv4 when bound to 0.0.0.0
-    node_id: int = 0
-    # every agent sharing the bucket and metadata store, "agent_id@host:port" in node id
-    # order (from 0); empty: this agent alone (see server/kafka_cluster.py)
-    cluster_agents: tuple[str, ...] = ()
     auto_create_topics: bool = True  # Kafka's auto.create.topics.enable (on Metadata requests)
     frame_bytes_max: int = 100 * MIB
     requests_in_flight_max: int = 64  # per connection; reading pauses past it
@@ -59,8 +55,22 @@ class Settings:
     flush_retry_backoff_ms_max: int = 5_000
     zstd_level: int = 3
 
+    # Cluster membership: agents sharing the metadata store and bucket register there
+    # (engine/membership.py) and heartbeat; one whose heartbeat is older than the session
+    # timeout (in the store's time) is gone from Metadata. Kafka's broker.heartbeat.interval.ms
+    # and broker.session.timeout.ms
+    agent_heartbeat_interval_ms: int = 2_000
+    agent_session_timeout_ms: int = 9_000
+
     # Partitions and leases
-    lease_ttl_ms: int = 10_000
+    lease_ttl_ms: int = 10_000  # in the metadata store's time, which judges expiry
+    # A lease holder leads until lease_ttl_ms - lease_drift_margin_ms of its own monotonic
+    # time after sending the renewal (engine/leases.py), so the margin must cover
+    # lease_ttl_ms * (store clock fast rate + holder's monotonic slow rate). NTP-disciplined
+    # clocks stay within 500 ppm (0.05%); the simulator drifts the store's clock by up to
+    # 5% (sim/options.py STORE_CLOCK_DRIFT_PPM_MAX). 1 s is 10% of the default TTL: that
+    # 5% twice over, and 100 times what real clocks need
+    lease_drift_margin_ms: int = 1_000
     tail_bytes_max: int = 256 * MIB
     block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
     batch_bytes_max: int = 1 * MIB
@@ -109,8 +119,16 @@ class Settings:
             "num_partitions must be between 1 and topic_partitions_max": (
                 1 <= self.num_partitions <= self.topic_partitions_max
             ),
+            "agent_heartbeat_interval_ms must be positive and below agent_session_timeout_ms": (
+                0 < self.agent_heartbeat_interval_ms < self.agent_session_timeout_ms
+            ),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
+            ),
+            "lease_drift_margin_ms must leave a holder more than a renewal interval "
+            "(lease_ttl_ms / 3) to lead": (
+                self.lease_drift_margin_ms >= 0
+                and 3 * (self.lease_ttl_ms - self.lease_drift_margin_ms) > self.lease_ttl_ms
             ),
             "flush_interval_ms and wal_group_wait_ms must not be negative": (
                 self.flush_interval_ms >= 0 and self.wal_group_wait_ms >= 0

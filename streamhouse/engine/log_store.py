@@ -1,10 +1,11 @@
 """The agent's log: the partitions it leads and appends to them through the WAL.
 
 It owns the partitions this agent leads (one `PartitionLog` per lease epoch, leases
-taken, renewed and released here), mirrors the WAL's queue to move high watermarks
-when entries are fsynced, rolls offsets back when a WAL write fails, and hands synced
-batches to the flusher. Reads are `engine.reads` (`LogStore.reads`); what `open()`
-recovers from the WAL is `engine.recovery`.
+taken, renewed and released here through `engine.leases`, whose local deadline every
+append, leader read and acks=1 answer is checked against), mirrors the WAL's queue to
+move high watermarks when entries are fsynced, rolls offsets back when a WAL write
+fails, and hands synced batches to the flusher. Reads are `engine.reads`
+(`LogStore.reads`); what `open()` recovers from the WAL is `engine.recovery`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 from streamhouse.config import Settings
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.flush import Flusher, PendingBatch
+from streamhouse.engine.leases import LeaseHolder
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.reads import LogReader
 from streamhouse.engine.recovery import RecoveryStats, WalReplay, fence_leases_of_a_lost_wal
+from streamhouse.engine.waiting import any_done, sleep_or_until
 from streamhouse.engine.wal import Wal, WalAppend
 from streamhouse.errors import (
     MessageTooLarge,
@@ -64,12 +67,18 @@ from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 
 LEASE_RENEWALS_PER_TTL = 3
+# A request that finds its partition's local deadline passed waits at least this long for a
+# renewal before it is refused (Kafka clients' retry.backoff.ms): refused at once, a client
+# asks again at once the agent that Metadata still names
+LAPSED_WAIT_MS_MIN = 100
 
 
 @dataclass(frozen=True)
 class AppendResult:
     """Where a batch landed and the futures its ack modes wait on."""
 
+    tp: TopicPartition
+    leader_epoch: int  # the epoch the batch was appended in
     base_offset: int
     last_offset: int
     log_start_offset: int
@@ -113,6 +122,8 @@ class LogStore:
         self._producers = producers
         self.agent_id = agent_id
         self._buggify = buggify or Buggify()
+        self._holder = LeaseHolder(settings, clock, leases, agent_id)
+        self._renewal_interval_ms = settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL
         self.wal = Wal(
             disk,
             clock,
@@ -196,21 +207,51 @@ class LogStore:
         return list(self._partitions)
 
     async def partition(self, tp: TopicPartition) -> PartitionLog:
-        """The led partition, taking its lease first if needed. Raises NotLeader."""
+        """The led partition, taking its lease first if needed. Raises NotLeader, also past
+        the lease's local deadline unless a renewal succeeds meanwhile (`_await_renewal`)."""
         plog = self._partitions.get(tp)
-        if plog is not None:
-            return plog
-        lock = self._opening.setdefault(tp, asyncio.Lock())
-        async with lock:
-            plog = self._partitions.get(tp)
-            if plog is None:
-                plog = await self._take_lease(tp)
-            return plog
+        if plog is None:
+            lock = self._opening.setdefault(tp, asyncio.Lock())
+            async with lock:
+                plog = self._partitions.get(tp)
+                if plog is None:
+                    plog = await self._take_lease(tp)
+        if not plog.leading(self._clock.monotonic_ms()):
+            await self._await_renewal(plog)
+        self._check_leading(plog)
+        return plog
+
+    async def _await_renewal(self, plog: PartitionLog) -> None:
+        """Past the local deadline: wait for the lease keeper's next renewal, or the lease's
+        loss, until a renewal interval after the deadline (when the next round has come, if
+        the store answers) and at least LAPSED_WAIT_MS_MIN, so that every partition of one
+        request does not wait a whole interval in turn."""
+        now_ms = self._clock.monotonic_ms()
+        until_ms = max(
+            plog.lease_deadline_ms + self._renewal_interval_ms, now_ms + LAPSED_WAIT_MS_MIN
+        )
+        await sleep_or_until(self._clock, until_ms - now_ms, any_done([plog.watch_lease()]))
+
+    def _check_leading(self, plog: PartitionLog) -> None:
+        if plog.fenced:
+            raise NotLeader(f"lease of {plog.state.tp} moved to another agent; refresh metadata")
+        if not plog.leading(self._clock.monotonic_ms()):
+            raise NotLeader(
+                f"lease of {plog.state.tp} passed its local deadline without a renewal; "
+                "this agent leads it again once one succeeds"
+            )
+
+    def confirm_leader_ack(self, result: AppendResult) -> None:
+        """An acks=1 answer may say success only while this agent still leads the partition
+        in the epoch the batch was appended in, within the lease's local deadline: a new
+        leader may own those offsets already. Raises NotLeader otherwise."""
+        plog = self._partitions.get(result.tp)
+        if plog is None or plog.state.leader_epoch != result.leader_epoch:
+            raise NotLeader(f"lease of {result.tp} moved to another agent; refresh metadata")
+        self._check_leading(plog)
 
     async def _take_lease(self, tp: TopicPartition) -> PartitionLog:
-        lease = await self._leases.acquire_lease(
-            tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
-        )
+        lease = await self._holder.acquire(tp)
         if lease is None:
             raise NotLeader(f"partition {tp} is led by another agent; refresh metadata")
         record = await self._topics.get_partition(tp)
@@ -223,29 +264,42 @@ class LogStore:
             self._settings.producers_per_partition_max,
             [s for s in stored if s.last_append_ms >= expired_before_ms],
         )
-        plog = PartitionLog.opened(state, producers)
+        plog = PartitionLog.opened(state, producers, lease.deadline_ms)
         self._partitions[tp] = plog
         return plog
 
     async def _keep_leases(self) -> None:
         while not self._closing:
-            await self._clock.sleep_ms(self._settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL)
+            await self._clock.sleep_ms(self._renewal_interval_ms)
             if self._buggify.fires(LEASE_RENEW_LATE):  # late, at most the TTL: may lose it
-                await self._clock.sleep_ms(self._settings.lease_ttl_ms // LEASE_RENEWALS_PER_TTL)
+                await self._clock.sleep_ms(self._renewal_interval_ms)
             try:
                 await self.renew_leases()
             except StorageError:
-                continue  # the next round retries; the lease lasts a whole TTL
+                continue  # the next round retries, within the local deadline
 
     async def renew_leases(self) -> None:
-        """Renew every led partition's lease; fence those whose lease moved on."""
+        """Renew every led partition's lease (moving its local deadline on); fence those whose
+        lease moved on or whose topic is gone. A store failure leaves that partition to the
+        next round and the others are still renewed; then the first failure is raised."""
+        failed: StorageError | None = None
         for tp, plog in sorted(self._partitions.items()):
-            lease = await self._leases.acquire_lease(
-                tp, self.agent_id, self._clock.now_ms(), self._settings.lease_ttl_ms
-            )
+            try:
+                lease = await self._holder.acquire(tp)
+            except StorageError as error:
+                failed = failed or error
+                continue
+            except UnknownTopicOrPartition as error:  # deleted through another agent
+                plog.fence(error)
+                self._fenced(plog)
+                continue
             if lease is None or lease.epoch != plog.state.leader_epoch:
                 plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
                 self._fenced(plog)
+            else:
+                plog.renewed(lease.deadline_ms)
+        if failed is not None:
+            raise failed
 
     def forget_topic(self, name: str) -> None:
         """The topic was deleted: stop leading its partitions now, failing their waiters,
@@ -275,8 +329,7 @@ class LogStore:
         header = validate_batch(batch)
         plog = await self.partition(tp)
         await self._wait_for_room(len(batch))
-        if plog.fenced:
-            raise NotLeader(f"lease of {tp} moved to another agent; refresh metadata")
+        self._check_leading(plog)
         # From here to the return nothing awaits: offset order equals WAL order.
         producer = _idempotent(header)
         if producer is not None:
@@ -310,6 +363,8 @@ class LogStore:
         wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)
         durable_future = plog.wait_durable(tail_batch.end_offset) if durable else None
         return AppendResult(
+            tp,
+            state.leader_epoch,
             base_offset,
             tail_batch.last_offset,
             state.log_start_offset,
@@ -324,6 +379,8 @@ class LogStore:
         the original reaches what the ack mode asks for."""
         end_offset = original.last_offset + 1
         return AppendResult(
+            plog.state.tp,
+            plog.state.leader_epoch,
             original.base_offset,
             original.last_offset,
             plog.state.log_start_offset,

@@ -1,4 +1,5 @@
-"""A partition led by this agent: its offsets, in-memory tail and the waiters on them."""
+"""A partition led by this agent: its offsets, in-memory tail, the waiters on them, and until
+when its lease lets it lead (the local deadline of engine/leases.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,36 @@ class PartitionLog:
     synced_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     truncate_marker_offset: int | None = None  # a void range awaits its WAL marker
     fenced: bool = False
+    lease_deadline_ms: int = 0  # monotonic; past it this agent must not act as leader
     _watermark_moved: asyncio.Future[None] | None = None
+    _lease_decided: asyncio.Future[None] | None = None
 
     @classmethod
-    def opened(cls, state: PartitionState, producers: ProducerStates) -> PartitionLog:
-        return cls(state, Tail(state.durable_end_offset), producers)
+    def opened(
+        cls, state: PartitionState, producers: ProducerStates, lease_deadline_ms: int
+    ) -> PartitionLog:
+        return cls(
+            state, Tail(state.durable_end_offset), producers, lease_deadline_ms=lease_deadline_ms
+        )
+
+    def leading(self, now_ms: int) -> bool:
+        """Whether this agent may act as the partition's leader at monotonic `now_ms`: its
+        lease was not lost, and the local deadline of its last renewal has not passed."""
+        return not self.fenced and now_ms < self.lease_deadline_ms
+
+    def renewed(self, deadline_ms: int) -> None:
+        """A renewal at this epoch succeeded: lead until `deadline_ms` (renewals may come
+        back out of order, so the latest deadline stands)."""
+        self.lease_deadline_ms = max(self.lease_deadline_ms, deadline_ms)
+        _wake(self._lease_decided)
+        self._lease_decided = None
+
+    def watch_lease(self) -> asyncio.Future[None]:
+        """A future resolved at the lease's next renewal or loss (shared by every watcher:
+        requests that found the local deadline passed wait on it)."""
+        if self._lease_decided is None:
+            self._lease_decided = asyncio.get_running_loop().create_future()
+        return self._lease_decided
 
     def append(self, batch: TailBatch) -> None:
         self.tail.append(batch)
@@ -44,10 +70,8 @@ class PartitionLog:
         return self._watermark_moved
 
     def _wake_watchers(self) -> None:
-        if self._watermark_moved is not None:
-            if not self._watermark_moved.done():
-                self._watermark_moved.set_result(None)
-            self._watermark_moved = None
+        _wake(self._watermark_moved)
+        self._watermark_moved = None
 
     def made_durable(self, end_offset: int, tail_bytes_max: int) -> None:
         self.state.made_durable(end_offset)
@@ -75,6 +99,8 @@ class PartitionLog:
         self.fenced = True
         self._fail_waiters_above(-1, error)
         self._wake_watchers()
+        _wake(self._lease_decided)
+        self._lease_decided = None
 
     def _fail_waiters_above(self, offset: int, error: StreamHouseError) -> None:
         self.durable_waiters = _fail_above(self.durable_waiters, offset, error)
@@ -82,6 +108,13 @@ class PartitionLog:
 
 
 Waiters = list[tuple[int, asyncio.Future[None]]]
+
+
+def _wake(watched: asyncio.Future[None] | None) -> None:
+    """Wake the watchers of a shared future (its owner then drops it: the next watcher
+    gets a new one)."""
+    if watched is not None and not watched.done():
+        watched.set_result(None)
 
 
 def _waiter(waiters: Waiters, end_offset: int, reached: int) -> asyncio.Future[None]:

@@ -1,9 +1,12 @@
 """Recovery at open: fence the leases of a lost WAL, then replay what the WAL kept against the
 metadata store. Entries already durable are released, entries of the current lease epoch are
-re-appended at their offsets, entries whose epoch moved on are dropped and counted."""
+re-appended at their offsets, entries whose epoch moved on are dropped, counted
+(`RecoveryStats.dropped_batches`, exported as a Prometheus counter) and logged per partition
+with their epochs: never appended at new offsets."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +27,7 @@ from streamhouse.ports.disk import Disk
 from streamhouse.ports.leases import LeaseStore
 
 WAL_MARKER_FILE = "wal-owner"  # written once a disk holds this agent's WAL
+log = logging.getLogger("streamhouse.recovery")
 
 Surviving = dict[TopicPartition, list[tuple[BatchEntry, int]]]
 """Batch entries per partition with the WAL segment holding each, in WAL order."""
@@ -85,9 +89,10 @@ class WalReplay:
     ) -> None:
         try:
             plog = await self._partitions.partition(tp)
-        except (NotLeader, UnknownTopicOrPartition):
-            self._drop(entries)
+        except (NotLeader, UnknownTopicOrPartition) as error:
+            self._drop(tp, entries, f"this agent leads it no more ({error})")
             return
+        dropped = []
         for entry, segment in entries:
             header = validate_batch(entry.batch, from_producer=False)
             state = plog.state
@@ -97,15 +102,29 @@ class WalReplay:
             elif entry.leader_epoch != state.leader_epoch or header.base_offset != (
                 state.log_end_offset
             ):
-                self._drop([(entry, segment)])
+                dropped.append((entry, segment))
             else:
                 self._reappend(plog, header, entry.batch, segment)
                 self._stats.replayed_batches += 1
+        if dropped:
+            state = plog.state
+            why = f"it is at epoch {state.leader_epoch}, offset {state.log_end_offset}"
+            self._drop(tp, dropped, why)
 
-    def _drop(self, entries: list[tuple[BatchEntry, int]]) -> None:
+    def _drop(self, tp: TopicPartition, entries: list[tuple[BatchEntry, int]], why: str) -> None:
+        """Entries that can never be appended where they were acknowledged: released from the
+        WAL, counted and logged, never written at other offsets."""
         for _, segment in entries:
             self._wal.release(segment)
         self._stats.dropped_batches += len(entries)
+        epochs = sorted({entry.leader_epoch for entry, _ in entries})
+        log.warning(
+            "recovery dropped %d WAL batch(es) of %s written in epoch(s) %s: %s",
+            len(entries),
+            tp,
+            ", ".join(map(str, epochs)),
+            why,
+        )
 
 
 def surviving_batches(

@@ -19,7 +19,7 @@ from streamhouse.names import TopicPartition
 
 @dataclass(frozen=True)
 class Lease:
-    """A granted or renewed partition lease."""
+    """A granted or renewed partition lease; `expires_ms` is in the metadata store's time."""
 
     tp: TopicPartition
     agent: str
@@ -87,15 +87,14 @@ class LeaseStore(ABC):
     """Partition leases and the epoch-fenced writes of their holders."""
 
     @abstractmethod
-    async def acquire_lease(
-        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
-    ) -> Lease | None:
-        """Take or renew the partition's lease.
+    async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
+        """Take or renew the partition's lease for `ttl_ms` of the store's time.
 
-        The holder renews without changing the epoch (even after expiry, as long
-        as nobody took it meanwhile). Anyone else gets it only when it has
-        expired, and then the epoch is bumped. Returns None when another agent
-        holds an unexpired lease. Raises UnknownTopicOrPartition.
+        Expiry is judged by the metadata store's own clock, never the caller's, and the
+        lease's `expires_ms` is in that time. The holder renews without changing the
+        epoch (even after expiry, as long as nobody took it meanwhile). Anyone else gets
+        it only when it has expired, and then the epoch is bumped. Returns None when
+        another agent holds an unexpired lease. Raises UnknownTopicOrPartition.
         """
 
     @abstractmethod

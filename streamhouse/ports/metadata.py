@@ -3,7 +3,7 @@
 The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Only the composition root (`streamhouse/agent.py`), `streamctl` and the
 simulator hold the whole store; each engine service and door takes the
-aggregate ports it uses (topics, leases, producers, groups).
+aggregate ports it uses (topics, leases, producers, groups, membership).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from abc import abstractmethod
 
 from streamhouse.ports.groups import GroupStore
 from streamhouse.ports.leases import LeaseStore
+from streamhouse.ports.membership import MembershipStore
 from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.topics import TopicStore
 
 
-class MetadataStore(TopicStore, LeaseStore, ProducerStore, GroupStore):
+class MetadataStore(TopicStore, LeaseStore, ProducerStore, GroupStore, MembershipStore):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 
     @abstractmethod

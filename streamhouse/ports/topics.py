@@ -30,6 +30,9 @@ class PartitionRecord:
 
     `durable_end_offset` is the offset after the last record committed to the
     object store; `log_start_offset` the first offset still readable.
+    `lease_expires_ms` is in the metadata store's time, which no agent's clock can be
+    compared with: `lease_live` says whether `leader_agent` holds an unexpired lease by
+    the store's time when the record was read.
     """
 
     topic: str
@@ -39,6 +42,7 @@ class PartitionRecord:
     lease_expires_ms: int
     durable_end_offset: int
     log_start_offset: int
+    lease_live: bool
 
     @property
     def tp(self) -> TopicPartition:

@@ -191,11 +191,15 @@ async def _produce_acks(
     acks: int,
     timeout_ms: int,
 ) -> Values:
+    answered = [
+        (name, outcome, await _partition_ack(ctx, index, outcome, acks, timeout_ms))
+        for name, index, outcome in appended
+    ]
     by_topic: dict[str, list[Values]] = {}
-    for name, index, outcome in appended:
-        by_topic.setdefault(name, []).append(
-            await _partition_ack(ctx, index, outcome, acks, timeout_ms)
-        )
+    for name, outcome, answer in answered:  # once every wait is over, just before answering
+        if acks == ACKS_LEADER:
+            answer = _still_leading(ctx, outcome, answer)
+        by_topic.setdefault(name, []).append(answer)
     responses = [{"name": name, "partition_responses": parts} for name, parts in by_topic.items()]
     return {"responses": responses, "throttle_time": 0}
 
@@ -227,6 +231,24 @@ async def _partition_ack(
         "base_offset": outcome.base_offset,
         "log_start_offset": outcome.log_start_offset,
     }
+
+
+def _still_leading(ctx: KafkaContext, outcome: AppendResult | Exception, answer: Values) -> Values:
+    """An acks=1 success only while this agent still leads the partition in the batch's epoch
+    within its lease's local deadline (a new leader may own those offsets already)."""
+    if isinstance(outcome, Exception) or answer["error_code"]:
+        return answer
+    try:
+        ctx.log.confirm_leader_ack(outcome)
+    except StreamHouseError as error:
+        return {
+            **answer,
+            "base_offset": NO_OFFSET,
+            "log_start_offset": NO_OFFSET,
+            "error_code": _error_code(error),
+            "error_message": str(error),
+        }
+    return answer
 
 
 # --- Fetch -----------------------------------------------------------------------------------

@@ -65,12 +65,18 @@ class KafkaListener:
     _refusals_logged: int = field(default=0, init=False, repr=False)
     _refusals_logged_ms: int | None = field(default=None, init=False, repr=False)
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen; returns the bound port (useful when `port` is 0)."""
-        self.server = await asyncio.start_server(self._serve, host, port)
+    async def bind(self, host: str, port: int) -> int:
+        """Bind the listening socket without accepting yet (connections wait in the backlog
+        until `serve`); returns the bound port (useful when `port` is 0)."""
+        self.server = await asyncio.start_server(self._serve, host, port, start_serving=False)
         self.failure.on_failure(lambda _: self._stop_serving())
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound
+
+    async def serve(self) -> None:
+        """Accept connections from now on."""
+        assert self.server is not None, "serve() before bind()"
+        await self.server.start_serving()
 
     async def close(self) -> None:
         if self.server is not None:

@@ -7,13 +7,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, TopicPartition
 
 from tests.e2e.conftest import start_agent
-from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 RECORDS = 500
 PARTITIONS = 3
@@ -38,12 +36,10 @@ def _read_all(bootstrap: str, topic: str) -> dict[int, list[bytes]]:
 
 
 def test_cold_reads_from_s3_after_local_state_is_wiped(
-    tmp_path: Path, moto_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, moto_s3_with_credentials: str
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_ACCESS_KEY)
     bucket = f"phase11-{uuid.uuid4().hex[:12]}"
-    s3 = ("--object-store", f"s3://{bucket}/cluster", "--s3-endpoint", moto_s3_endpoint)
+    s3 = ("--object-store", f"s3://{bucket}/cluster", "--s3-endpoint", moto_s3_with_credentials)
     data_dir = tmp_path / "data"
     agent = start_agent(data_dir, *s3)
     expected: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}

@@ -37,8 +37,8 @@ SETTINGS = Settings(
     batch_bytes_max=BATCH_BYTES_MAX,
     num_partitions=3,
     group_initial_rebalance_delay_ms=0,
-    node_id=2,
 )
+NODE_ID = 2  # as the membership service would have registered it
 SETTLE_ROUNDS = 20
 JOIN_VERSION = 5
 SESSION_MS = 10_000
@@ -73,8 +73,8 @@ class World:
         self.groups = GroupCoordinator(
             settings, self.clock, rng.fork("groups"), topics=self.metadata, groups=self.metadata
         )
-        self.cluster = ClusterDirectory(settings, self.clock, AGENT)
-        self.cluster.advertise("10.0.0.1", 9092)
+        self.cluster = ClusterDirectory(settings.org, AGENT)
+        self.cluster.advertise("10.0.0.1", 9092, NODE_ID)
         self.joins: list[asyncio.Future[JoinResponse]] = []  # joins waiting for a rebalance
         self.admin = AdminService(
             settings,

@@ -1,79 +1,76 @@
-"""The cluster directory: "agent_id@host:port" entries in node id order, this agent alone
-when there are none, partition leaders by live lease, coordinators by key hash; and its
-Kafka encoding as brokers."""
+"""The cluster directory: the live agents membership read, this agent always among them,
+partition leaders by lease live by the store's clock, coordinators by key hash over the
+live agents; and its Kafka encoding as brokers."""
 
 from __future__ import annotations
 
-import pytest
-
-from sim.clock import VirtualClock
-from streamhouse.config import Settings
-from streamhouse.engine.cluster import (
-    AgentAddress,
-    ClusterDescription,
-    ClusterDirectory,
-    parse_cluster_agent,
-)
+from streamhouse.engine.cluster import AgentAddress, ClusterDescription, ClusterDirectory
 from streamhouse.ports.topics import PartitionRecord
 from streamhouse.server.kafka_cluster import broker
 
-TRIO = ("a@h0:9092", "b@h1:9092", "c@h2:9092")
-LEASE_TTL_MS = 1_000
+A = AgentAddress("a", 0, "h0", 9092)
+B = AgentAddress("b", 1, "h1", 9092)
+C = AgentAddress("c", 2, "h2", 9092)
 
 
-def test_an_entry_names_the_agent_its_host_and_port() -> None:
-    assert parse_cluster_agent("agent-2@agent-2:9092", 1) == AgentAddress(
-        "agent-2", 1, "agent-2", 9092
-    )
-    assert broker(parse_cluster_agent("a@10.0.0.7:19092", 0)) == {
-        "node_id": 0,
+def _directory(agent: AgentAddress, live: tuple[AgentAddress, ...]) -> ClusterDirectory:
+    directory = ClusterDirectory("default", agent.agent_id)
+    directory.advertise(agent.host, agent.port, agent.node_id)
+    directory.update(live)
+    return directory
+
+
+def test_an_agent_is_a_broker() -> None:
+    assert broker(AgentAddress("a", 4, "10.0.0.7", 19092)) == {
+        "node_id": 4,
         "host": "10.0.0.7",
         "port": 19092,
         "rack": None,
     }
 
 
-@pytest.mark.parametrize("entry", ["agent-1", "@host:1", "a@host", "a@:1", "a@host:port"])
-def test_a_malformed_entry_is_refused(entry: str) -> None:
-    with pytest.raises(ValueError, match="agent_id@host:port"):
-        parse_cluster_agent(entry, 0)
-
-
-def test_a_malformed_directory_is_refused_when_the_agent_is_built() -> None:
-    with pytest.raises(ValueError, match="agent_id@host:port"):
-        ClusterDirectory(Settings(cluster_agents=("a@h:1", "b")), VirtualClock(), "a")
-
-
-def test_without_a_directory_the_agent_is_alone_at_its_advertised_address() -> None:
-    directory = ClusterDirectory(Settings(node_id=4, org="acme"), VirtualClock(), "solo")
-    directory.advertise("10.0.0.9", 19092)
+def test_alone_the_agent_is_at_its_advertised_address_and_node() -> None:
+    directory = ClusterDirectory("acme", "solo")
+    directory.advertise("10.0.0.9", 19092, 4)
     alone = AgentAddress("solo", 4, "10.0.0.9", 19092)
     assert directory.describe() == ClusterDescription("streamhouse-acme", 4, (alone,))
     assert directory.coordinator("any-group") == alone
 
 
-def _partition(leader: str | None, expires_ms: int) -> PartitionRecord:
-    return PartitionRecord("t", 0, leader, 3, expires_ms, 0, 0)
+def test_the_live_agents_in_node_order_with_this_one_always_among_them() -> None:
+    directory = _directory(B, (C, A))
+    assert directory.agents() == (A, B, C)
+    assert directory.describe().controller_id == 1
+    directory.update((A,))  # b's own heartbeat lapsed at the store: b still runs
+    assert directory.agents() == (A, B)
+    directory.update((AgentAddress("b", 1, "stale", 1), C))  # b's own address wins
+    assert directory.agents() == (B, C)
+
+
+def _partition(leader: str | None, *, live: bool) -> PartitionRecord:
+    return PartitionRecord("t", 0, leader, 3, 0, 0, 0, lease_live=live)
 
 
 def test_requests_go_to_the_live_lease_holder_else_to_this_agent() -> None:
-    clock = VirtualClock()
-    directory = ClusterDirectory(Settings(cluster_agents=TRIO), clock, "b")
-    expires_ms = clock.now_ms() + LEASE_TTL_MS
-    assert directory.describe().controller_id == 1
-    assert directory.leader_node(_partition("c", expires_ms)) == 2
-    assert directory.leader_node(_partition(None, 0)) == 1
-    assert directory.leader_node(_partition("gone", expires_ms)) == 1
-    clock.advance_ms(LEASE_TTL_MS)
-    assert directory.leader_node(_partition("c", expires_ms)) == 1  # expired
+    directory = _directory(B, (A, B, C))
+    assert directory.leader_node(_partition("c", live=True)) == 2
+    assert directory.leader_node(_partition(None, live=False)) == 1
+    assert directory.leader_node(_partition("gone", live=True)) == 1  # not a live agent
+    assert directory.leader_node(_partition("c", live=False)) == 1  # expired by store time
+    directory.update((A, B))  # c stopped heartbeating
+    assert directory.leader_node(_partition("c", live=True)) == 1
 
 
 def test_every_agent_names_the_same_coordinator_for_a_key() -> None:
-    directories = [
-        ClusterDirectory(Settings(cluster_agents=TRIO), VirtualClock(), agent)
-        for agent in ("a", "b", "c")
-    ]
+    directories = [_directory(agent, (A, B, C)) for agent in (A, B, C)]
     for key in ("billing", "orders", "tx-1"):
         assert len({d.coordinator(key) for d in directories}) == 1
     spread = {directories[0].coordinator(f"group-{n}").agent_id for n in range(30)}
     assert spread == {"a", "b", "c"}
+
+
+def test_an_agent_leaving_moves_only_the_keys_it_coordinated() -> None:
+    with_c, without_c = _directory(A, (A, B, C)), _directory(A, (A, B))
+    keys = [f"group-{n}" for n in range(60)]
+    moved = [key for key in keys if with_c.coordinator(key) != without_c.coordinator(key)]
+    assert moved and all(with_c.coordinator(key) == C for key in moved)

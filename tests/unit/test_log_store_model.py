@@ -38,6 +38,7 @@ STORE_SETTINGS = Settings(
     wal_group_wait_ms=0,
     tail_bytes_max=600,  # small, so reads also go to objects
     lease_ttl_ms=LEASE_TTL_MS,
+    lease_drift_margin_ms=LEASE_TTL_MS // 10,
 )
 READ_BYTES_MAX = 1 << 20
 OPEN_ATTEMPTS_MAX = 50
@@ -68,7 +69,8 @@ class LogStoreMachine(RuleBasedStateMachine):
         self.clock = VirtualClock()
         self.disk = SimDisk(rng.fork("disk"), self.disk_faults)
         self.objects = SimObjectStore(None, rng.fork("objects"))
-        self.metadata = SimMetadataStore(rng.fork("metadata"))
+        self.store_clock = VirtualClock()  # the metadata store's own clock: judges expiry
+        self.metadata = SimMetadataStore(rng.fork("metadata"), clock=self.store_clock)
         self.run(self.metadata.create_topic(TOPIC, PARTITIONS, {}, self.clock.now_ms()))
         self._open()
 
@@ -188,7 +190,8 @@ class LogStoreMachine(RuleBasedStateMachine):
         """Another agent takes the lease after expiry, then gives it up: our epoch moved on."""
         tp = TopicPartition(TOPIC, partition)
         self.clock.advance_ms(LEASE_TTL_MS + 1)
-        lease = self.run(self.metadata.acquire_lease(tp, "thief", self.clock.now_ms(), 1))
+        self.store_clock.advance_ms(LEASE_TTL_MS + 1)
+        lease = self.run(self.metadata.acquire_lease(tp, "thief", 1))
         assert lease is not None
         self.run(self.metadata.release_lease(tp, "thief"))
         assert self.store is not None

@@ -6,49 +6,28 @@ import asyncio
 
 import pytest
 
-from sim.clock import VirtualClock
 from sim.disk import SimDisk
-from sim.metadata import SimMetadataStore
-from sim.object_store import SimObjectStore
-from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import OffsetOutOfRange
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
+from tests.unit.log_world import LogWorld
 
 TP = TopicPartition("t", 0)
 OTHER = TopicPartition("t", 1)
 
 
-class World:
-    """A log store on sim adapters that survive restarts of the store."""
+SEED = 11
 
-    def __init__(self, settings: Settings) -> None:
-        rng = SeededRng(11)
-        self.settings = settings
-        self.rng = rng
-        self.clock = VirtualClock()
-        self.disk = SimDisk(rng.fork("disk"))
-        self.objects = SimObjectStore(None, rng.fork("objects"))
-        self.metadata = SimMetadataStore(rng.fork("metadata"))
 
-    async def open(self) -> LogStore:
-        if await self.metadata.get_topic("t") is None:
-            await self.metadata.create_topic("t", 2, {}, self.clock.now_ms())
-        store = LogStore(
-            self.settings,
-            self.clock,
-            self.rng,
-            self.disk,
-            self.objects,
-            "a",
-            topics=self.metadata,
-            leases=self.metadata,
-            producers=self.metadata,
-        )
-        await store.open(run_background=False)
-        return store
+def _world(settings: Settings) -> LogWorld:
+    return LogWorld(settings, SEED)
+
+
+async def _open(world: LogWorld) -> LogStore:
+    """Agent "a"'s log over topic "t" (two partitions)."""
+    return await world.open(TP.topic, 2)
 
 
 async def _settle() -> None:
@@ -64,8 +43,8 @@ async def _append(store: LogStore, tp: TopicPartition, value: bytes) -> int:
 
 def test_long_poll_wakes_on_new_data_and_times_out_otherwise() -> None:
     async def main() -> None:
-        world = World(Settings())
-        store = await world.open()
+        world = _world(Settings())
+        store = await _open(world)
         await store.partition(TP)
         await store.partition(OTHER)
         waiting = asyncio.ensure_future(store.reads.wait_for_data({TP: 0, OTHER: 0}, 500))
@@ -90,8 +69,8 @@ def test_long_poll_wakes_on_new_data_and_times_out_otherwise() -> None:
 
 def test_delete_records_moves_log_start_and_survives_restart() -> None:
     async def main() -> None:
-        world = World(Settings())
-        store = await world.open()
+        world = _world(Settings())
+        store = await _open(world)
         for index in range(5):
             await _append(store, TP, b"v%d" % index)
         assert await store.delete_records(TP, 2) == 2
@@ -103,7 +82,7 @@ def test_delete_records_moves_log_start_and_survives_restart() -> None:
             await store.reads.read(TP, 1, 1 << 20)
         assert (await store.reads.read(TP, 2, 1 << 20)).log_start_offset == 2
         await store.close()
-        store = await world.open()
+        store = await _open(world)
         result = await store.reads.read(TP, 2, 1 << 20)
         assert result.log_start_offset == 2 and result.high_watermark == 5
         assert await store.delete_records(TP, -1) == 5
@@ -113,21 +92,21 @@ def test_delete_records_moves_log_start_and_survives_restart() -> None:
 
 def test_block_cache_serves_repeated_cold_reads_within_its_bound() -> None:
     async def main() -> None:
-        world = World(Settings(block_cache_bytes_max=100_000, tail_bytes_max=0))
-        store = await world.open()
+        world = _world(Settings(block_cache_bytes_max=100_000, tail_bytes_max=0))
+        store = await _open(world)
         for index in range(3):
             await _append(store, TP, b"x" * 1000 + bytes([index]))
             await store.flusher.flush_once()
         await store.close()
-        store = await world.open()
+        store = await _open(world)
         for _ in range(3):
             assert len((await store.reads.read(TP, 0, 1 << 20)).batches) >= 1
         assert store.reads.objects.block_reads == 3  # one block in each of the three objects
         assert store.reads.objects.block_cache_hits == 6
 
-        small = World(Settings(block_cache_bytes_max=1000, tail_bytes_max=0))
+        small = _world(Settings(block_cache_bytes_max=1000, tail_bytes_max=0))
         small.disk, small.objects, small.metadata = world.disk, world.objects, world.metadata
-        store = await small.open()
+        store = await _open(small)
         for _ in range(3):
             await store.reads.read(TP, 0, 1 << 20)
         assert store.reads.objects.block_cache_hits == 0, (
@@ -142,8 +121,8 @@ def test_offset_for_timestamp_across_objects_and_tail_and_codecs() -> None:
     from streamhouse.kafka.compression import compress
 
     async def main() -> None:
-        world = World(Settings(tail_bytes_max=0))
-        store = await world.open()
+        world = _world(Settings(tail_bytes_max=0))
+        store = await _open(world)
         codecs = [Compression.NONE, Compression.GZIP, Compression.SNAPPY, Compression.LZ4]
         for index, codec in enumerate([*codecs, Compression.ZSTD]):
             records = [SimpleRecord(None, b"r", (), 1000 * index + 10 * r) for r in range(3)]
@@ -175,19 +154,19 @@ def test_a_wiped_disk_moves_its_partitions_to_a_new_epoch() -> None:
     epoch so clients can tell (a restart on the same disk keeps the epoch and the records)."""
 
     async def main() -> None:
-        world = World(Settings())
-        store = await world.open()
+        world = _world(Settings())
+        store = await _open(world)
         assert await _append(store, TP, b"kept") == 0
         first_epoch = (await store.partition(TP)).state.leader_epoch
         await store.close(flush=False)
-        store = await world.open()  # same disk: the WAL replays, same epoch
+        store = await _open(world)  # same disk: the WAL replays, same epoch
         assert (await store.partition(TP)).state.leader_epoch == first_epoch
         assert store.recovery.replayed_batches == 1
         assert await _append(store, TP, b"acked, then lost") == 1
         await store.close(flush=False)
 
         world.disk = SimDisk(world.rng.fork("replacement disk"))
-        store = await world.open()
+        store = await _open(world)
         assert store.recovery.leases_fenced == 1  # the one partition the agent held
         state = (await store.partition(TP)).state
         assert state.leader_epoch == first_epoch + 1

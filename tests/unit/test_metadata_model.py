@@ -28,6 +28,7 @@ from streamhouse.errors import (
     UnknownTopicOrPartition,
 )
 from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.sql.store_clock import host_clock
 from streamhouse.io.sql.transactions import run_inline
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset
@@ -62,7 +63,7 @@ class PartitionModel:
     log_start_offset: int = 0
     segments: list[SegmentRecord] = field(default_factory=list)
 
-    def record(self, tp: TopicPartition) -> PartitionRecord:
+    def record(self, tp: TopicPartition, now_ms: int) -> PartitionRecord:
         return PartitionRecord(
             tp.topic,
             tp.partition,
@@ -71,6 +72,7 @@ class PartitionModel:
             self.lease_expires_ms,
             self.durable_end_offset,
             self.log_start_offset,
+            self.leader_agent is not None and self.lease_expires_ms > now_ms,
         )
 
 
@@ -109,7 +111,10 @@ class MetadataMachine(RuleBasedStateMachine):
         # Inline runner: the thread hop is covered by the conformance suite, and
         # skipping it keeps hundreds of examples fast.
         url = f"sqlite:///{self.dir / 'metadata.db'}"
-        self.store = open_sql_metadata(url, run_blocking=run_inline)
+        # The store's clock is the model's time: expiry is judged by it, nobody passes it in.
+        self.store = open_sql_metadata(
+            url, run_blocking=run_inline, store_clock=host_clock(lambda: self.now_ms)
+        )
         self.now_ms = 0
         self.topics: dict[str, TopicRecord] = {}
         self.partitions: dict[TopicPartition, PartitionModel] = {}
@@ -185,9 +190,9 @@ class MetadataMachine(RuleBasedStateMachine):
         model = self.partitions.get(tp)
         if model is None:
             with pytest.raises(UnknownTopicOrPartition):
-                run(self.store.acquire_lease(tp, agent, self.now_ms, TTL_MS))
+                run(self.store.acquire_lease(tp, agent, TTL_MS))
             return
-        lease = run(self.store.acquire_lease(tp, agent, self.now_ms, TTL_MS))
+        lease = run(self.store.acquire_lease(tp, agent, TTL_MS))
         if model.leader_agent not in (None, agent) and model.lease_expires_ms > self.now_ms:
             event("lease: blocked by another holder")
             assert lease is None
@@ -344,7 +349,7 @@ class MetadataMachine(RuleBasedStateMachine):
         assert view.topics == [self.topics[name] for name in sorted(self.topics)]
         for tp in tps:
             model = self.partitions[tp]
-            assert view.partitions[tp] == model.record(tp), tp
+            assert view.partitions[tp] == model.record(tp, self.now_ms), tp
             assert view.segments[tp] == model.segments, tp
         assert [obj.key for obj in view.objects] == sorted(self.flushes)
         assert view.offsets == self.offsets
@@ -376,7 +381,7 @@ def test_unknown_outcome_commit_happened_and_retry_answers_the_same() -> None:
         run(store.create_topic("orders", 1, {}, 0))
     assert run(store.get_topic("orders")) is not None  # reads are not subject to it
     with pytest.raises(MetadataUnknownOutcome):
-        run(store.acquire_lease(TP, "agent-x", 0, TTL_MS))
+        run(store.acquire_lease(TP, "agent-x", TTL_MS))
     assert run(store.get_partition(TP)).leader_epoch == 1
     commit = one_flush("obj-1", 1)
     with pytest.raises(MetadataUnknownOutcome):
@@ -406,7 +411,7 @@ def test_unavailable_changes_nothing() -> None:
     run(store.create_topic("orders", 1, {}, 0))
     store.faults = MetadataFaults(unavailable_rate=1.0)
     with pytest.raises(MetadataUnavailable):
-        run(store.acquire_lease(TP, "agent-x", 0, TTL_MS))
+        run(store.acquire_lease(TP, "agent-x", TTL_MS))
     with pytest.raises(MetadataUnavailable):
         run(store.commit_flush(one_flush("obj-1", 0)))
     with pytest.raises(MetadataUnavailable):
@@ -444,7 +449,7 @@ def test_one_draw_before_every_call_and_one_after_every_write_that_succeeded() -
     rng.draws.clear()
     run(store.get_partition(TP))
     with pytest.raises(UnknownTopicOrPartition):
-        run(store.acquire_lease(TopicPartition("nope", 0), "agent-x", 0, TTL_MS))
+        run(store.acquire_lease(TopicPartition("nope", 0), "agent-x", TTL_MS))
     run(store.commit_offsets("billing", {}))  # nothing to write is still a write
     run(store.commit_flush(one_flush("obj-1", 0)))
     assert rng.draws == [UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, UNKNOWN, UNAVAILABLE, UNKNOWN]

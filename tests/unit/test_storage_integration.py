@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from streamhouse.agent import Agent, open_agent
 from streamhouse.config import Settings
 from streamhouse.kafka.batch_header import with_base_offset
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
-from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -111,17 +108,12 @@ def test_embedded_defaults(tmp_path: Path) -> None:
 
 
 def test_s3_and_postgres(
-    tmp_path: Path,
-    moto_s3_endpoint: str,
-    postgres_database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DUMMY_ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DUMMY_SECRET_ACCESS_KEY)
     settings = _settings(
         tmp_path,
         metadata_url=postgres_database_url,
         object_store_url=f"s3://integration-{tmp_path.name.lower().replace('_', '-')}/agents",
-        s3_endpoint_url=moto_s3_endpoint,
+        s3_endpoint_url=moto_s3_with_credentials,
     )
     asyncio.run(_scenario(settings))

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from streamhouse.io.sql.producers import fold_producers
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import flush_outcomes, objects, partitions, segments
+from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import existing_partition, find_partition, update_partition
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.names import TopicPartition
@@ -34,24 +35,26 @@ from streamhouse.ports.topics import PartitionRecord
 class SqlLeaseStore(SqlAdapter, LeaseStore):
     """The leases port over SQL: one transaction per call."""
 
-    async def acquire_lease(
-        self, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
-    ) -> Lease | None:
-        return await self._sql.write("acquire_lease", _acquire_lease, tp, agent, now_ms, ttl_ms)
+    async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
+        clock = self._sql.store_clock
+        return await self._sql.write("acquire_lease", _acquire_lease, clock, tp, agent, ttl_ms)
 
     async def fence_own_leases(self, agent: str) -> int:
         return await self._sql.write("fence_own_leases", _fence_own_leases, agent)
 
     async def release_lease(self, tp: TopicPartition, agent: str) -> None:
-        await self._sql.write("release_lease", _release_lease, tp, agent)
+        await self._sql.write("release_lease", _release_lease, self._sql.store_clock, tp, agent)
 
     async def commit_flush(self, commit: FlushCommit) -> FlushOutcome:
-        return await self._sql.write("commit_flush", _commit_flush, commit)
+        return await self._sql.write("commit_flush", _commit_flush, self._sql.store_clock, commit)
 
     async def list_segments(
         self, tp: TopicPartition, from_offset: int = 0, limit: int = 1000
     ) -> list[SegmentRecord]:
-        return await self._sql.read("list_segments", _select_segments, tp, from_offset, limit)
+        clock = self._sql.store_clock
+        return await self._sql.read(
+            "list_segments", _select_segments, clock, tp, from_offset, limit
+        )
 
     async def partition_sizes(self, topic: str) -> dict[int, int]:
         return await self._sql.read("partition_sizes", _sum_segment_lengths, topic)
@@ -60,20 +63,26 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
         return await self._sql.read("list_objects", _select_objects)
 
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
-        return await self._sql.write("set_log_start_offset", _raise_log_start, tp, offset)
+        clock = self._sql.store_clock
+        return await self._sql.write("set_log_start_offset", _raise_log_start, clock, tp, offset)
 
 
 # ---------------------------------------------------------------- lease statements
 
 
 def _acquire_lease(
-    conn: Connection, tp: TopicPartition, agent: str, now_ms: int, ttl_ms: int
+    conn: Connection, clock: StoreClock, tp: TopicPartition, agent: str, ttl_ms: int
 ) -> Lease | None:
+    """Judged and granted in the store's time, read before waiting for the row's lock: an
+    earlier time can only find live a lease that expired meanwhile, or end the new one
+    sooner, and it still comes after the holder noted when it asked (where its local
+    deadline starts, engine/leases.py)."""
     assert ttl_ms > 0, f"lease ttl must be positive, got {ttl_ms} ms"
-    current = existing_partition(conn, tp, lock=True)
+    now_ms = clock(conn)
+    current = existing_partition(conn, tp, lock=True, now_ms=now_ms)
     if current.leader_agent == agent:
         epoch = current.leader_epoch
-    elif current.leader_agent is not None and current.lease_expires_ms > now_ms:
+    elif current.lease_live:
         return None
     else:
         epoch = current.leader_epoch + 1
@@ -95,16 +104,16 @@ def _fence_own_leases(conn: Connection, agent: str) -> int:
     return len(held)
 
 
-def _release_lease(conn: Connection, tp: TopicPartition, agent: str) -> None:
-    current = existing_partition(conn, tp, lock=True)
+def _release_lease(conn: Connection, clock: StoreClock, tp: TopicPartition, agent: str) -> None:
+    current = existing_partition(conn, tp, lock=True, now_ms=clock(conn))
     if current.leader_agent == agent:
         # Expired at any time; the holder stays recorded so that it renews the
         # same epoch if it comes back before anyone else takes the lease.
         update_partition(conn, tp, lease_expires_ms=0)
 
 
-def _raise_log_start(conn: Connection, tp: TopicPartition, offset: int) -> int:
-    current = existing_partition(conn, tp, lock=True)
+def _raise_log_start(conn: Connection, clock: StoreClock, tp: TopicPartition, offset: int) -> int:
+    current = existing_partition(conn, tp, lock=True, now_ms=clock(conn))
     if offset <= current.log_start_offset:
         return current.log_start_offset
     update_partition(conn, tp, log_start_offset=offset)
@@ -114,7 +123,7 @@ def _raise_log_start(conn: Connection, tp: TopicPartition, offset: int) -> int:
 # ---------------------------------------------------------------- flush statements
 
 
-def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
+def _commit_flush(conn: Connection, clock: StoreClock, commit: FlushCommit) -> FlushOutcome:
     _check_commit_shape(commit)
     stored = _stored_outcome(conn, commit.obj.key)
     if stored is not None:
@@ -124,8 +133,9 @@ def _commit_flush(conn: Connection, commit: FlushCommit) -> FlushOutcome:
     rows_by_tp = _segments_by_partition(commit.segments)
     committed: set[TopicPartition] = set()
     fenced: set[TopicPartition] = set()
+    now_ms = clock(conn)
     for tp in sorted(commit.epochs):  # one lock order for every writer
-        current = find_partition(conn, tp, lock=True)
+        current = find_partition(conn, tp, lock=True, now_ms=now_ms)
         if current is None or current.leader_epoch != commit.epochs[tp]:
             fenced.add(tp)
             continue
@@ -240,9 +250,9 @@ def _decode_partitions(text: str) -> frozenset[TopicPartition]:
 
 
 def _select_segments(
-    conn: Connection, tp: TopicPartition, from_offset: int, limit: int
+    conn: Connection, clock: StoreClock, tp: TopicPartition, from_offset: int, limit: int
 ) -> list[SegmentRecord]:
-    existing_partition(conn, tp, lock=False)
+    existing_partition(conn, tp, lock=False, now_ms=clock(conn))
     query = (
         select(segments)
         .where(

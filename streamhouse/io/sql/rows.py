@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound="DataclassInstance")
 
 
-def record_from_row(record_type: type[R], row: Row[Any]) -> R:
-    """`record_type` built from the row's columns of the same names as its fields."""
-    return record_type(**{field.name: getattr(row, field.name) for field in fields(record_type)})
+def record_from_row(record_type: type[R], row: Row[Any], **derived: Any) -> R:
+    """`record_type` built from the row's columns of the same names as its fields, but for
+    the `derived` fields, given here (computed, not stored)."""
+    stored = (field.name for field in fields(record_type) if field.name not in derived)
+    return record_type(**{name: getattr(row, name) for name in stored}, **derived)

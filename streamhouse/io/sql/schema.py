@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 # Deterministic constraint names, so later migrations can refer to them.
@@ -84,6 +85,21 @@ counters = Table(
     Column("next_value", BigInteger, nullable=False),
 )
 PRODUCER_ID_COUNTER = "producer_id"
+NODE_ID_COUNTER = "node_id"
+
+# Registered agents (cluster membership): a node id per agent id, kept across restarts, and
+# the heartbeat's expiry in the store's time.
+agents = Table(
+    "agents",
+    metadata,
+    Column("agent_id", String, primary_key=True),
+    Column("node_id", Integer, nullable=False),
+    Column("host", String, nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("heartbeat_expires_ms", BigInteger, nullable=False),
+    UniqueConstraint("node_id"),
+)
 
 retired_epochs = Table(
     "retired_epochs",

@@ -8,7 +8,9 @@ from sqlalchemy import Engine
 
 from streamhouse.io.sql.groups import SqlGroupStore
 from streamhouse.io.sql.leases import SqlLeaseStore
+from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
+from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
 from streamhouse.io.sql.transactions import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -23,14 +25,23 @@ def open_sql_metadata(
     *,
     run_blocking: BlockingRunner = asyncio.to_thread,
     busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    store_clock: StoreClock | None = None,
 ) -> SqlMetadataStore:
-    """Open the store at `url` (by default blocking calls run on threads), migrated to head."""
-    sql = open_transactions(url, run_blocking=run_blocking, busy_timeout_ms=busy_timeout_ms)
+    """Open the store at `url` (by default blocking calls run on threads), migrated to head;
+    expiry is judged by `store_clock`, the database's own clock unless given."""
+    sql = open_transactions(
+        url, run_blocking=run_blocking, busy_timeout_ms=busy_timeout_ms, store_clock=store_clock
+    )
     return SqlMetadataStore(sql)
 
 
 class SqlMetadataStore(
-    SqlTopicStore, SqlLeaseStore, SqlProducerStore, SqlGroupStore, MetadataStore
+    SqlTopicStore,
+    SqlLeaseStore,
+    SqlProducerStore,
+    SqlGroupStore,
+    SqlMembershipStore,
+    MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""
 

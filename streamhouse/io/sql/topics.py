@@ -24,6 +24,7 @@ from streamhouse.io.sql.schema import (
     segments,
     topics,
 )
+from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.names import TopicPartition
 from streamhouse.ports.topics import PartitionRecord, TopicRecord, TopicStore
@@ -58,7 +59,7 @@ class SqlTopicStore(SqlAdapter, TopicStore):
         )
 
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
-        return await self._sql.read("get_partition", existing_partition, tp, lock=False)
+        return await self._sql.read("get_partition", _get_partition, self._sql.store_clock, tp)
 
 
 # ---------------------------------------------------------------- topic statements
@@ -196,16 +197,26 @@ def _topic_record(row: Row[Any]) -> TopicRecord:
 # ---------------------------------------------------------------- partition rows
 
 
-def existing_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> PartitionRecord:
-    """The partition's row (locked for update with `lock`). Raises UnknownTopicOrPartition."""
-    record = find_partition(conn, tp, lock=lock)
+def _get_partition(conn: Connection, clock: StoreClock, tp: TopicPartition) -> PartitionRecord:
+    return existing_partition(conn, tp, lock=False, now_ms=clock(conn))
+
+
+def existing_partition(
+    conn: Connection, tp: TopicPartition, *, lock: bool, now_ms: int
+) -> PartitionRecord:
+    """The partition's row (locked for update with `lock`), its lease judged live or not at
+    the store's time `now_ms`. Raises UnknownTopicOrPartition."""
+    record = find_partition(conn, tp, lock=lock, now_ms=now_ms)
     if record is None:
         raise UnknownTopicOrPartition(f"partition {tp} does not exist")
     return record
 
 
-def find_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> PartitionRecord | None:
-    """The partition's row (locked for update with `lock`), or None."""
+def find_partition(
+    conn: Connection, tp: TopicPartition, *, lock: bool, now_ms: int
+) -> PartitionRecord | None:
+    """The partition's row (locked for update with `lock`), its lease judged live or not at
+    the store's time `now_ms`, or None."""
     query = select(partitions).where(
         partitions.c.topic == tp.topic, partitions.c.partition == tp.partition
     )
@@ -214,7 +225,10 @@ def find_partition(conn: Connection, tp: TopicPartition, *, lock: bool) -> Parti
         # rows that only reference the partition (offset commits) need not wait.
         query = query.with_for_update(key_share=True)
     row = conn.execute(query).first()
-    return None if row is None else record_from_row(PartitionRecord, row)
+    if row is None:
+        return None
+    live = row.leader_agent is not None and row.lease_expires_ms > now_ms
+    return record_from_row(PartitionRecord, row, lease_live=live)
 
 
 def update_partition(conn: Connection, tp: TopicPartition, **values: Any) -> None:

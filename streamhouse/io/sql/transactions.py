@@ -7,7 +7,8 @@ statement function (`fn(connection, *args)`) in one transaction through a
 simulation) and maps driver failures onto the port's errors: nothing
 committed is `MetadataUnavailable`, a write whose commit failed is
 `MetadataUnknownOutcome`. Its `CallHook` sees every call before it starts and
-every write after it committed: where the simulator injects its faults.
+every write after it committed: where the simulator injects its faults. Its
+`store_clock` is the store's time that statements judge expiry by.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql.migrations import upgrade_to_head
+from streamhouse.io.sql.store_clock import StoreClock, default_store_clock
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -131,14 +133,16 @@ def open_transactions(
     run_blocking: BlockingRunner = asyncio.to_thread,
     hook: CallHook | None = None,
     busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    store_clock: StoreClock | None = None,
 ) -> SqlTransactions:
     """Transactions on the database at `url`, its schema migrated to head first. An in-memory
     SQLite database is one connection every caller shares: its calls must never overlap, so
-    they run on the event loop's thread, one at a time, whatever `run_blocking` says."""
+    they run on the event loop's thread, one at a time, whatever `run_blocking` says.
+    `store_clock`: the database's own clock unless given (`store_clock.default_store_clock`)."""
     engine = create_metadata_engine(url, busy_timeout_ms=busy_timeout_ms)
     if isinstance(engine.pool, StaticPool):
         run_blocking = run_inline
-    sql = SqlTransactions(engine, run_blocking, hook)
+    sql = SqlTransactions(engine, run_blocking, hook, store_clock)
     try:
         sql.migrate()
     except BaseException:
@@ -151,9 +155,14 @@ class SqlTransactions:
     """Runs each port call's statement function in one transaction of `engine`."""
 
     def __init__(
-        self, engine: Engine, run_blocking: BlockingRunner, hook: CallHook | None = None
+        self,
+        engine: Engine,
+        run_blocking: BlockingRunner,
+        hook: CallHook | None = None,
+        store_clock: StoreClock | None = None,
     ) -> None:
         self.engine = engine
+        self.store_clock = store_clock or default_store_clock(engine)
         self._run = run_blocking
         self._hook = hook if hook is not None else CallHook()
         self._where = engine.url.render_as_string(hide_password=True)

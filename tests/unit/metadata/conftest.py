@@ -1,8 +1,11 @@
-"""The stores every metadata suite runs over: `store` (SQLite file, simulator, PostgreSQL) and
-`sql_store` (the real databases only, for several agents at once)."""
+"""The stores every metadata suite runs over: `store` (SQLite file, simulator, PostgreSQL) with
+`store_time`, the store's own clock as the test moves it, and `sql_store` (the real databases
+only, for several agents at once).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,37 +13,55 @@ import pytest
 
 from sim.metadata import SimMetadataStore
 from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
-from streamhouse.io.sql.transactions import run_inline
-from streamhouse.ports.metadata import MetadataStore
-from tests.unit.metadata.builders import run
+from streamhouse.io.sql.transactions import BlockingRunner, run_inline
+from tests.unit.metadata.builders import StoreTime, run
 
 
 @pytest.fixture(params=["sqlite", "sim", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
-    opened = _open_store(request, tmp_path)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_time(backend: str) -> StoreTime:
+    return StoreTime(on_server=backend == "postgres")
+
+
+@pytest.fixture
+def store(
+    request: pytest.FixtureRequest, backend: str, store_time: StoreTime, tmp_path: Path
+) -> Iterator[SqlMetadataStore]:
+    opened = _open_store(request, backend, store_time, tmp_path, asyncio.to_thread)
     try:
         yield opened
     finally:
         run(opened.close())
-
-
-def _open_store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
-    if request.param == "sqlite":
-        return open_sql_metadata(f"sqlite:///{tmp_path / 'metadata.db'}")
-    if request.param == "sim":
-        return SimMetadataStore()
-    return open_sql_metadata(request.getfixturevalue("postgres_database_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlMetadataStore]:
     """A real database; its calls block the calling thread, so threads race for real."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'metadata.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database_url")
-    opened = open_sql_metadata(url, run_blocking=run_inline)
+    backend = str(request.param)
+    store_time = StoreTime(on_server=backend == "postgres")
+    opened = _open_store(request, backend, store_time, tmp_path, run_inline)
     try:
         yield opened
     finally:
         run(opened.close())
+
+
+def _open_store(
+    request: pytest.FixtureRequest,
+    backend: str,
+    store_time: StoreTime,
+    tmp_path: Path,
+    run_blocking: BlockingRunner,
+) -> SqlMetadataStore:
+    if backend == "sim":
+        assert store_time.virtual is not None
+        return SimMetadataStore(clock=store_time.virtual)
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database_url")
+    return open_sql_metadata(url, run_blocking=run_blocking, store_clock=store_time)

@@ -172,7 +172,7 @@ def test_offset_commits_racing_flushes_of_the_same_partitions(
 ) -> None:
     run(sql_store.create_topic("orders", 2, {}, T0_MS))
     for tp in (TP0, TP1):
-        run(sql_store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS))
+        run(sql_store.acquire_lease(tp, "agent-a", TTL_MS))
     for round_index in range(5):
         ranges = [(TP0, round_index, round_index), (TP1, round_index, round_index)]
         commit = flush(f"obj-{round_index}", {TP0: 1, TP1: 1}, ranges)

@@ -1,4 +1,5 @@
-"""Leases port: every adapter grants and fences leases, and commits flushes under them, alike."""
+"""Leases port: every adapter grants and fences leases by the store's own clock, and commits
+flushes under them, alike."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import pytest
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.names import TopicPartition
-from streamhouse.ports.leases import FlushOutcome, ObjectRecord
+from streamhouse.ports.leases import FlushOutcome, Lease, ObjectRecord
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import (
     T0_MS,
     TP0,
     TP1,
     TTL_MS,
+    StoreTime,
     all_at_once,
     flush,
     orders_led_by_a,
@@ -22,96 +24,139 @@ from tests.unit.metadata.builders import (
 )
 
 # ---------------------------------------------------------------- leases
+#
+# Expiry is the store's business: every call is judged by the store's own clock, which the
+# tests move (`store_time`); nobody passes a time in. On PostgreSQL the server's clock also
+# runs on by itself, so waits stay a whole SLACK_MS clear of every expiry.
+
+SLACK_MS = 1_000
 
 
-def test_first_acquire_gives_epoch_one(store: MetadataStore) -> None:
+def _acquire(store: MetadataStore, store_time: StoreTime, agent: str) -> Lease:
+    """agent takes or renews TP0's lease; its expiry is TTL_MS after the store's time."""
+    assert isinstance(store, SqlMetadataStore)
+    before = store_time.now_ms(store)
+    lease = run(store.acquire_lease(TP0, agent, TTL_MS))
+    after = store_time.now_ms(store)
+    assert lease is not None, f"{agent} was refused"
+    assert before + TTL_MS <= lease.expires_ms <= after + TTL_MS
+    return lease
+
+
+def test_first_acquire_gives_epoch_one(store: MetadataStore, store_time: StoreTime) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
-    assert lease is not None
-    assert (lease.tp, lease.agent, lease.epoch, lease.expires_ms) == (
-        TP0,
-        "agent-a",
-        1,
-        T0_MS + TTL_MS,
-    )
+    lease = _acquire(store, store_time, "agent-a")
+    assert (lease.tp, lease.agent, lease.epoch) == (TP0, "agent-a", 1)
     partition = run(store.get_partition(TP0))
     assert (partition.leader_agent, partition.leader_epoch) == ("agent-a", 1)
-    assert partition.lease_expires_ms == T0_MS + TTL_MS
+    assert partition.lease_expires_ms == lease.expires_ms
+    assert partition.lease_live
 
 
-def test_renewal_keeps_epoch_and_extends(store: MetadataStore) -> None:
+def test_renewal_keeps_epoch_and_extends(store: MetadataStore, store_time: StoreTime) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
-    renewed = run(store.acquire_lease(TP0, "agent-a", T0_MS + 5_000, TTL_MS))
-    assert renewed is not None
-    assert (renewed.epoch, renewed.expires_ms) == (1, T0_MS + 5_000 + TTL_MS)
+    first = _acquire(store, store_time, "agent-a")
+    store_time.advance_ms(5_000)
+    renewed = _acquire(store, store_time, "agent-a")
+    assert renewed.epoch == 1
+    assert renewed.expires_ms >= first.expires_ms + 5_000
 
 
-def test_other_agent_blocked_while_lease_unexpired(store: MetadataStore) -> None:
+def test_other_agent_blocked_while_lease_unexpired(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
-    assert run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS - 1, TTL_MS)) is None
+    _acquire(store, store_time, "agent-a")
+    store_time.advance_ms(TTL_MS - SLACK_MS)
+    assert run(store.acquire_lease(TP0, "agent-b", TTL_MS)) is None
     partition = run(store.get_partition(TP0))
     assert (partition.leader_agent, partition.leader_epoch) == ("agent-a", 1)
+    assert partition.lease_live
 
 
-def test_other_agent_takes_expired_lease_with_new_epoch(store: MetadataStore) -> None:
+def test_a_lease_is_live_until_the_store_reaches_its_expiry(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    if store_time.virtual is None:
+        pytest.skip("a server's clock does not stand still at a millisecond")
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
-    taken = run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS, TTL_MS))
-    assert taken is not None and (taken.agent, taken.epoch) == ("agent-b", 2)
+    lease = _acquire(store, store_time, "agent-a")
+    store_time.advance_ms(lease.expires_ms - store_time.virtual.now_ms() - 1)
+    assert run(store.get_partition(TP0)).lease_live
+    assert run(store.acquire_lease(TP0, "agent-b", TTL_MS)) is None
+    store_time.advance_ms(1)
+    expired = run(store.get_partition(TP0))
+    assert (expired.leader_agent, expired.lease_live) == ("agent-a", False)
+    assert _acquire(store, store_time, "agent-b").epoch == 2
+
+
+def test_other_agent_takes_expired_lease_with_new_epoch(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    _acquire(store, store_time, "agent-a")
+    store_time.advance_ms(TTL_MS)
+    taken = _acquire(store, store_time, "agent-b")
+    assert (taken.agent, taken.epoch) == ("agent-b", 2)
     # The old holder is now the other agent, blocked until b's lease expires.
-    assert run(store.acquire_lease(TP0, "agent-a", T0_MS + TTL_MS + 1, TTL_MS)) is None
-    back = run(store.acquire_lease(TP0, "agent-a", T0_MS + 2 * TTL_MS, TTL_MS))
-    assert back is not None and (back.agent, back.epoch) == ("agent-a", 3)
+    store_time.advance_ms(SLACK_MS)
+    assert run(store.acquire_lease(TP0, "agent-a", TTL_MS)) is None
+    store_time.advance_ms(TTL_MS)
+    back = _acquire(store, store_time, "agent-a")
+    assert (back.agent, back.epoch) == ("agent-a", 3)
 
 
-def test_holder_renews_after_expiry_if_nobody_took_it(store: MetadataStore) -> None:
+def test_holder_renews_after_expiry_if_nobody_took_it(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
-    late = run(store.acquire_lease(TP0, "agent-a", T0_MS + 10 * TTL_MS, TTL_MS))
-    assert late is not None
-    assert (late.epoch, late.expires_ms) == (1, T0_MS + 11 * TTL_MS)
+    _acquire(store, store_time, "agent-a")
+    store_time.advance_ms(10 * TTL_MS)
+    assert not run(store.get_partition(TP0)).lease_live
+    late = _acquire(store, store_time, "agent-a")
+    assert late.epoch == 1
+    assert run(store.get_partition(TP0)).lease_live
 
 
-def test_release_lets_another_agent_take_at_once(store: MetadataStore) -> None:
+def test_release_lets_another_agent_take_at_once(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    _acquire(store, store_time, "agent-a")
     run(store.release_lease(TP0, "agent-a"))
     partition = run(store.get_partition(TP0))
     assert partition.leader_epoch == 1
-    assert partition.lease_expires_ms <= T0_MS
-    taken = run(store.acquire_lease(TP0, "agent-b", T0_MS + 1, TTL_MS))
-    assert taken is not None and taken.epoch == 2
+    assert not partition.lease_live
+    taken = _acquire(store, store_time, "agent-b")
+    assert taken.epoch == 2
 
 
-def test_release_then_same_holder_keeps_epoch(store: MetadataStore) -> None:
+def test_release_then_same_holder_keeps_epoch(store: MetadataStore, store_time: StoreTime) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    _acquire(store, store_time, "agent-a")
     run(store.release_lease(TP0, "agent-a"))
-    again = run(store.acquire_lease(TP0, "agent-a", T0_MS + 1, TTL_MS))
-    assert again is not None and again.epoch == 1
+    assert _acquire(store, store_time, "agent-a").epoch == 1
 
 
-def test_release_by_non_holder_changes_nothing(store: MetadataStore) -> None:
+def test_release_by_non_holder_changes_nothing(store: MetadataStore, store_time: StoreTime) -> None:
     run(store.create_topic("orders", 1, {}, T0_MS))
-    run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    _acquire(store, store_time, "agent-a")
     before = run(store.get_partition(TP0))
     run(store.release_lease(TP0, "agent-b"))
     assert run(store.get_partition(TP0)) == before
-    assert run(store.acquire_lease(TP0, "agent-b", T0_MS + 1, TTL_MS)) is None
+    assert run(store.acquire_lease(TP0, "agent-b", TTL_MS)) is None
 
 
 def test_an_agent_that_lost_its_wal_fences_its_own_leases(store: MetadataStore) -> None:
     orders_led_by_a(store)  # agent-a holds both partitions at epoch 1
     run(store.create_topic("other", 1, {}, T0_MS))
-    assert run(store.acquire_lease(TopicPartition("other", 0), "agent-b", T0_MS, TTL_MS))
+    assert run(store.acquire_lease(TopicPartition("other", 0), "agent-b", TTL_MS))
     assert run(store.fence_own_leases("agent-a")) == 2
     assert run(store.get_partition(TP0)).leader_epoch == 2
     assert run(store.get_partition(TopicPartition("other", 0))).leader_epoch == 1
     stale = run(store.commit_flush(flush("obj-stale", {TP0: 1}, [(TP0, 0, 4)])))
     assert stale.fenced == frozenset({TP0})
-    lease = run(store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))  # renews the new epoch
+    lease = run(store.acquire_lease(TP0, "agent-a", TTL_MS))  # renews the new epoch
     assert lease is not None and lease.epoch == 2
     assert run(store.fence_own_leases("agent-nobody")) == 0
 
@@ -133,9 +178,12 @@ def test_commit_flush_commits_rows_and_moves_durable_offset(store: MetadataStore
     assert run(store.list_segments(TP1)) == [segment(TP1, 0, 0, "obj-1")]
 
 
-def test_commit_flush_fences_stale_and_missing_partitions(store: MetadataStore) -> None:
+def test_commit_flush_fences_stale_and_missing_partitions(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
     orders_led_by_a(store)
-    run(store.acquire_lease(TP1, "agent-b", T0_MS + TTL_MS, TTL_MS))  # TP1 now at epoch 2
+    store_time.advance_ms(TTL_MS)
+    assert run(store.acquire_lease(TP1, "agent-b", TTL_MS))  # TP1 now at epoch 2
     gone = TopicPartition("gone", 0)
     commit = flush("obj-1", {TP0: 1, TP1: 1, gone: 1}, [(TP0, 0, 4), (TP1, 0, 4), (gone, 0, 4)])
     outcome = run(store.commit_flush(commit))
@@ -153,12 +201,15 @@ def test_commit_flush_all_fenced_still_records_object(store: MetadataStore) -> N
     assert run(store.list_segments(TP0)) == []
 
 
-def test_commit_flush_replay_returns_first_outcome(store: MetadataStore) -> None:
+def test_commit_flush_replay_returns_first_outcome(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
     orders_led_by_a(store)
     commit = flush("obj-1", {TP0: 1, TP1: 9}, [(TP0, 0, 4), (TP1, 0, 4)])
     first = run(store.commit_flush(commit))
     # The epochs move on and the partition is deleted; a replay still answers the same.
-    run(store.acquire_lease(TP0, "agent-b", T0_MS + TTL_MS, TTL_MS))
+    store_time.advance_ms(TTL_MS)
+    assert run(store.acquire_lease(TP0, "agent-b", TTL_MS))
     assert run(store.commit_flush(commit)) == first
     run(store.delete_topic("orders"))
     assert run(store.commit_flush(commit)) == first
@@ -277,7 +328,7 @@ def test_unknown_partition_raises_everywhere(store: MetadataStore, tp: TopicPart
     run(store.create_topic("orders", 2, {}, T0_MS))
     calls = [
         lambda: store.get_partition(tp),
-        lambda: store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS),
+        lambda: store.acquire_lease(tp, "agent-a", TTL_MS),
         lambda: store.release_lease(tp, "agent-a"),
         lambda: store.set_log_start_offset(tp, 5),
         lambda: store.list_segments(tp),
@@ -295,10 +346,7 @@ def test_concurrent_acquisitions_grant_one_lease(sql_store: SqlMetadataStore) ->
     run(sql_store.create_topic("orders", 1, {}, T0_MS))
     agents = [f"agent-{index}" for index in range(8)]
     leases = all_at_once(
-        [
-            lambda agent=agent: run(sql_store.acquire_lease(TP0, agent, T0_MS, TTL_MS))
-            for agent in agents
-        ]
+        [lambda agent=agent: run(sql_store.acquire_lease(TP0, agent, TTL_MS)) for agent in agents]
     )
     granted = [lease for lease in leases if lease is not None]
     assert len(granted) == 1 and granted[0].epoch == 1
@@ -307,7 +355,7 @@ def test_concurrent_acquisitions_grant_one_lease(sql_store: SqlMetadataStore) ->
 
 def test_concurrent_replays_of_one_flush_agree(sql_store: SqlMetadataStore) -> None:
     run(sql_store.create_topic("orders", 2, {}, T0_MS))
-    run(sql_store.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    run(sql_store.acquire_lease(TP0, "agent-a", TTL_MS))
     commit = flush("obj-1", {TP0: 1, TP1: 5}, [(TP0, 0, 4), (TP1, 0, 4)])
     outcomes = all_at_once([lambda: run(sql_store.commit_flush(commit)) for _ in range(6)])
     assert set(outcomes) == {FlushOutcome(frozenset({TP0}), frozenset({TP1}))}
@@ -322,7 +370,7 @@ def test_flushes_racing_a_topic_deletion_do_not_deadlock(sql_store: SqlMetadataS
         run(sql_store.create_topic("orders", 2, {}, T0_MS))
         epochs = {}
         for tp in (TP0, TP1, audit):
-            lease = run(sql_store.acquire_lease(tp, "agent-a", T0_MS, TTL_MS))
+            lease = run(sql_store.acquire_lease(tp, "agent-a", TTL_MS))
             assert lease is not None
             epochs[tp] = lease.epoch
         audit_end = run(sql_store.get_partition(audit)).durable_end_offset

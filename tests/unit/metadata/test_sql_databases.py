@@ -17,6 +17,7 @@ from streamhouse.errors import (
 )
 from streamhouse.io.sql.migrations import alembic_config
 from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.sql.store_clock import default_store_clock, host_wall_ms, server_clock
 from tests.unit.metadata.builders import (
     T0_MS,
     TP0,
@@ -34,7 +35,7 @@ def test_sqlite_reopen_keeps_data_and_migrations_are_idempotent(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'metadata.db'}"
     first = open_sql_metadata(url)
     run(first.create_topic("orders", 1, {"k": "v"}, T0_MS))
-    run(first.acquire_lease(TP0, "agent-a", T0_MS, TTL_MS))
+    run(first.acquire_lease(TP0, "agent-a", TTL_MS))
     run(first.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])))
     run(first.close())
     second = open_sql_metadata(url)
@@ -91,6 +92,36 @@ def test_sqlite_file_at_revision_0001_upgrades_on_open(tmp_path: Path) -> None:
         assert run(store.get_partition(TP0)).durable_end_offset == 7
         run(store.commit_offsets("billing", {TP0: committed(7)}))
         assert run(store.fetch_offsets("billing")) == {TP0: committed(7)}
+    finally:
+        run(store.close())
+
+
+# ---------------------------------------------------------------- the store's clock
+
+CLOCK_SKEW_MS_MAX = 1_000  # the test's PostgreSQL runs on this host: its clock is ours
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_each_database_judges_expiry_by_its_own_clock(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    """Unless told otherwise, PostgreSQL reads its server's clock and SQLite the host's, both
+    in milliseconds since the epoch."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'metadata.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database_url")
+    store = open_sql_metadata(url)
+    try:
+        assert (default_store_clock(store.engine) is server_clock) == (backend == "postgres")
+        run(store.create_topic("orders", 1, {}, T0_MS))
+        before = host_wall_ms()
+        lease = run(store.acquire_lease(TP0, "agent-a", TTL_MS))
+        after = host_wall_ms()
+        assert lease is not None
+        low, high = before + TTL_MS - CLOCK_SKEW_MS_MAX, after + TTL_MS + CLOCK_SKEW_MS_MAX
+        assert low <= lease.expires_ms <= high
+        assert run(store.get_partition(TP0)).lease_live
     finally:
         run(store.close())
 

@@ -87,7 +87,7 @@ def test_a_recreated_topic_never_reuses_an_epoch(store: MetadataStore) -> None:
     run(store.delete_topic("orders"))
     run(store.create_topic("orders", 3, {}, T0_MS))
     run(store.add_partitions("orders", 4))
-    lease = run(store.acquire_lease(TP0, "agent-b", T0_MS, TTL_MS))
+    lease = run(store.acquire_lease(TP0, "agent-b", TTL_MS))
     assert lease is not None and lease.epoch > 1
     assert run(store.get_partition(TP1)).leader_epoch >= 2
     assert run(store.get_partition(TopicPartition("orders", 3))).leader_epoch == 0
