@@ -54,15 +54,16 @@ class _Setting:
 
 @dataclass(frozen=True)
 class _Fixed:
-    """A broker config no agent can change."""
+    """A broker config no agent can change (or, `source` STATIC, one each agent is given)."""
 
     name: str
     type: ConfigType
     value: str
     documentation: str
+    source: ConfigSource = ConfigSource.DEFAULT_CONFIG
 
     def entry(self, shown: Settings, configured: Settings) -> ConfigEntry:
-        return _entry(self.name, self.value, self.type, ConfigSource.DEFAULT_CONFIG, self)
+        return _entry(self.name, self.value, self.type, self.source, self)
 
 
 def _entry(
@@ -89,8 +90,6 @@ def _minutes(value: object) -> str:
 
 
 _SETTINGS = (
-    _Setting("node.id", ConfigType.INT, "node_id", "The agent's node id, as brokers are named."),
-    _Setting("broker.id", ConfigType.INT, "node_id", "The agent's node id (node.id)."),
     _Setting(
         "num.partitions",
         ConfigType.INT,
@@ -223,8 +222,13 @@ _INHERITED_BY_TOPICS = {  # broker config: the topic config whose default it is
 
 def broker_configs(settings: Settings, node_id: int, agent_id: str) -> list[ConfigEntry]:
     """Every broker config of the agent with these settings, node id and agent id, by name."""
-    shown = replace(settings, node_id=node_id, agent_id=agent_id)
-    entries = [spec.entry(shown, settings) for spec in (*_SETTINGS, *_FIXED)]
+    shown = replace(settings, agent_id=agent_id)
+    static = ConfigSource.STATIC_BROKER_CONFIG  # the node id is given at registration
+    identity = (
+        _Fixed("node.id", ConfigType.INT, str(node_id), "The agent's node id.", static),
+        _Fixed("broker.id", ConfigType.INT, str(node_id), "The agent's node id (node.id).", static),
+    )
+    entries = [spec.entry(shown, settings) for spec in (*_SETTINGS, *_FIXED, *identity)]
     specs = topic_config_specs(settings.batch_bytes_max)
     entries += [
         _Fixed(

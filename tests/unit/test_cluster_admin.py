@@ -4,6 +4,8 @@ each refusal with Kafka's error code; and the paging rule alone."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from streamhouse.engine.admin import TopicDescription, TopicRefusal
@@ -20,18 +22,28 @@ from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.topic_configs import ConfigSource, ConfigSynonym, ConfigType
 from streamhouse.names import TopicPartition
-from tests.unit.test_admin_service import AGENT, SETTINGS, World, code_of, run
+from tests.unit.test_admin_service import AGENT, World, code_of, run
 
 E = ErrorCode
-TWO_AGENTS = SETTINGS.with_overrides(
-    node_id=0, cluster_agents=(f"{AGENT}@10.0.0.1:9092", "agent-b@10.0.0.2:9093")
-)
+AGENT_B = AgentAddress("agent-b", 1, "10.0.0.2", 9093)
 LEASE_TTL_MS = 10_000
 QUORUM = TopicPartition("__cluster_metadata", 0)
 
 
+def two_agents(scenario: Callable[[World], Awaitable[None]]) -> Callable[[World], Awaitable[None]]:
+    """The scenario in a cluster of this agent (node 0) and agent-b (node 1), as membership
+    would have listed them."""
+
+    async def in_two(world: World) -> None:
+        world.cluster.advertise("10.0.0.1", 9092, 0)
+        world.cluster.update([AGENT_B])
+        await scenario(world)
+
+    return in_two
+
+
 async def _led_by_b(world: World, tp: TopicPartition) -> None:
-    lease = await world.metadata.acquire_lease(tp, "agent-b", world.clock.now_ms(), LEASE_TTL_MS)
+    lease = await world.metadata.acquire_lease(tp, AGENT_B.agent_id, LEASE_TTL_MS)
     assert lease is not None
 
 
@@ -142,7 +154,7 @@ def test_the_log_dir_holds_what_metadata_names_this_agent_replica_of() -> None:
         ]
         assert (await admin.describe_log_dir({})).partitions == ()
 
-    run(scenario, TWO_AGENTS)
+    run(two_agents(scenario))
 
 
 def test_replicas_move_only_into_the_directory_they_are_in() -> None:
@@ -176,7 +188,7 @@ def test_the_quorum_is_the_metadata_store_spoken_for_by_the_agent_asked() -> Non
                 world.admin.describe_quorum(named)
             assert raised.value.code == E.UNKNOWN_TOPIC_OR_PARTITION, named
 
-    run(scenario, TWO_AGENTS)
+    run(two_agents(scenario))
 
 
 # --- reassignments -------------------------------------------------------------------------
@@ -207,7 +219,7 @@ def test_a_reassignment_is_accepted_only_onto_the_current_leader() -> None:
             assert await code_of(admin.reassign_partition(tp, wanted)) == code, (tp, target)
         assert admin.list_reassignments() == []
 
-    run(scenario, TWO_AGENTS)
+    run(two_agents(scenario))
 
 
 # --- DescribeTopicPartitions ---------------------------------------------------------------
