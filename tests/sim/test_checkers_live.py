@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from sim.capture import captured_aiokafka
 from sim.checkers import check_all
 from sim.clock import LoopClock
 from sim.disk import SimDisk
@@ -75,7 +76,7 @@ def record_run(
             now_us = lambda: loop.time_ns() // 1000  # noqa: E731
             clients = Clients(history, now_us, f"{AGENT}:{PORT}", TOPIC, PARTITIONS)
             history.append(TopicCreated(clients.now_us(), "admin", TOPIC, PARTITIONS))
-            with pinned_aiokafka(clock, rng.fork("client")):
+            with pinned_aiokafka(clock, rng.fork("client")), captured_aiokafka():
                 await on_host(CLIENT, workload(clients))
         finally:
             await on_host(AGENT, agent.close())
@@ -107,7 +108,8 @@ def test_a_real_client_history_passes_and_a_corrupted_copy_does_not(
 ) -> None:
     history = record_run(seed, faults, every_ack_mode)
     acked = history.of_type(ProduceAcked)
-    read = [r for fetch in history.of_type(FetchObserved) for r in fetch.records]
+    scanned = [f for f in history.of_type(FetchObserved) if f.client == "consumer"]
+    read = {(fetch.partition, r.offset) for fetch in scanned for r in fetch.records}
     assert len(acked) == len(read) == 3 * RECORDS_PER_PRODUCER
     assert check_all(history, liveness_bound_ms=LIVENESS_BOUND_MS) == []
 
