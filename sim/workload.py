@@ -3,11 +3,15 @@ network, each writing what it observed into one History (see `sim.history` conve
 
 `Clients` is bound to a History, a virtual-time source and the bootstrap
 servers; every method is one client's life: `produce` (acks=1 or all,
-idempotent or not, each record unique so a read names its writer), `member`
-(a consumer group member that commits after every poll and reads its
-commits back), `scan` (a fresh consumer reading every partition from the log
-start to the high watermark: the final reads). A client whose process the
-simulator killed stops recording (`killed`).
+idempotent or not, each record unique so a read names its writer; each
+acks=1 record read back from the agent that acked it), `member` (a consumer
+group member that commits after every poll and reads its commits back),
+`scan` (a fresh consumer reading every partition from the log start to the
+high watermark, both listed with their leader epoch: the final reads). What
+a client receives from the brokers -- every fetch answer, with batch epochs --
+is recorded below it by `sim.capture` (active for the run); what it does
+(attempts, acks, commits, generations) by these methods. A client whose
+process the simulator killed stops recording (`killed`).
 """
 
 from __future__ import annotations
