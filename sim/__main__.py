@@ -37,6 +37,13 @@ PINNED_HASH_SEED = "0"
 DEFAULT_FAILURES_DIR = Path("sim-failures")
 ADDR_NO_RANDOMIZE = 0x0040000  # Linux personality flag
 PERSONALITY_QUERY = 0xFFFFFFFF
+# the profile names, kept here too: sim.options is heavy, imported after any re-exec
+DEFAULT_PROFILE = "default"
+PROFILES = (DEFAULT_PROFILE, "cluster")
+PROFILE_HELP = (
+    "which options seeds draw: default, or cluster (2+ agents, clock steps, pauses, store "
+    "failovers)"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, required=True)
     run.add_argument("--trace", action="store_true", help="print every trace line")
     run.add_argument("--failures-dir", type=Path, default=DEFAULT_FAILURES_DIR)
+    run.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=PROFILE_HELP)
     sweep = commands.add_parser("sweep", help="many seeds, each in its own process")
     sweep.add_argument("--seeds", type=_seed_range, required=True, help="A-B, both included")
     sweep.add_argument("--jobs", type=int, default=2)
     sweep.add_argument("--failures-dir", type=Path, default=DEFAULT_FAILURES_DIR)
+    sweep.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=PROFILE_HELP)
     again = commands.add_parser("replay", help="run a reproduction file's seed again")
     again.add_argument("file", type=Path)
     smoke = commands.add_parser("smoke", help="one agent, one client: the smoke run")
@@ -62,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # clients log their retries; the trace tells
     if args.command == "run":
-        return _run(args.seed, args.trace, args.failures_dir)
+        return _run(args.seed, args.trace, args.failures_dir, args.profile)
     if args.command == "sweep":
-        return _sweep(args.seeds, args.jobs, args.failures_dir)
+        return _sweep(args.seeds, args.jobs, args.failures_dir, args.profile)
     if args.command == "replay":
         return _replay(args.file)
     return _smoke(args.seed, args.trace, args.faulty_network, args.records)
@@ -75,12 +84,12 @@ def _seed_range(text: str) -> range:
     return range(int(first), int(last or first) + 1)
 
 
-def _run(seed: int, trace: bool, failures_dir: Path) -> int:
+def _run(seed: int, trace: bool, failures_dir: Path, profile: str) -> int:
     from sim.options import draw_options  # heavy: imported after any re-exec
     from sim.runner import run_seed
     from sim.sweep import write_reproduction
 
-    options = draw_options(seed)
+    options = draw_options(seed, profile)
     print(f"sim run {options.describe()}", flush=True)
     outcome = run_seed(seed, echo=print if trace else None, options=options)
     for note in outcome.notes:
@@ -93,7 +102,7 @@ def _run(seed: int, trace: bool, failures_dir: Path) -> int:
     return outcome.exit_code
 
 
-def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
+def _sweep(seeds: range, jobs: int, failures_dir: Path, profile: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -106,13 +115,14 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path) -> int:
         if result.new_failure:
             console.print(f"seed {result.seed} FAILED exit={result.exit_code}")
 
-    results = sweep(list(seeds), jobs, failures_dir, on_result=progress)
+    results = sweep(list(seeds), jobs, failures_dir, on_result=progress, profile=profile)
     wall_s = time.monotonic() - started_s
     failed = [result for result in results if result.new_failure]
     known = [result for result in results if result.known]
     virtual_s = sum(result.virtual_ms for result in results) / 1000
     run_wall_s = sum(result.wall_s for result in results)
-    table = Table(title=f"sim sweep {seeds.start}-{seeds.stop - 1}")
+    title = f"sim sweep {seeds.start}-{seeds.stop - 1}"
+    table = Table(title=title if profile == DEFAULT_PROFILE else f"{title} ({profile})")
     for column in ("seeds", "passed", "known", "crash 127", "liveness 128", "correctness 129"):
         table.add_column(column, justify="right")
     table.add_column("virtual s", justify="right")

@@ -22,7 +22,7 @@ DEFAULT_START_WALL_MS = 1_700_000_000_000
 PPM = 1_000_000
 
 
-class _VirtualWallClock(Clock):
+class VirtualWallClock(Clock):
     """Wall time derived from monotonic time: an offset that may step, and a drift rate."""
 
     def __init__(self, start_wall_ms: int) -> None:
@@ -47,7 +47,7 @@ class _VirtualWallClock(Clock):
         self._drift_ppm = drift_ppm
 
 
-class LoopClock(_VirtualWallClock):
+class LoopClock(VirtualWallClock):
     """The Clock port of a simulation: monotonic time is the SimLoop's virtual time and
     sleeping is asyncio sleeping on that loop."""
 
@@ -71,7 +71,7 @@ class LoopClock(_VirtualWallClock):
             await asyncio.sleep(left_ms / 1000)
 
 
-class VirtualClock(_VirtualWallClock):
+class VirtualClock(VirtualWallClock):
     """Manual time. `advance_ms` wakes sleepers whose deadline has passed, in deadline order.
 
     Wall time may be stepped (`step_wall_ms`) or drift apart from monotonic

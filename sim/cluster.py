@@ -370,6 +370,7 @@ class SimCluster:
         self.network.heal()
         self.objects.faults = ObjectStoreFaults()
         self.metadata.faults = MetadataFaults()
+        self.metadata.end_failover()  # one cut short by the end of the safety phase
         for agent in self.agents:
             agent.disk.faults = DiskFaults()
             agent.clock.set_drift_ppm(0)

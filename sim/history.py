@@ -52,6 +52,7 @@ FAULT_PAUSE = "pause"
 FAULT_RESUME = "resume"
 FAULT_NETWORK_PARTITION = "network_partition"
 FAULT_HEAL = "heal"
+FAULT_STORE_FAILOVER = "store_failover"  # the metadata store refuses every call a while
 
 PHASE_SAFETY = "safety"
 PHASE_LIVENESS = "liveness"

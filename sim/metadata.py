@@ -6,6 +6,8 @@ raised after the write happened). The faults come from one hook in the
 adapter's transaction runner: one `unavailable_rate` draw before every read
 and write, one `unknown_outcome_rate` draw after every write that
 succeeded, all from the given SeededRng, so a seed replays the same faults.
+A failover (`begin_failover` .. `end_failover`) refuses every call for a while
+and then serves with the store's clock stepped, as a promoted replica would.
 
 The store judges lease and heartbeat expiry by its own clock (`clock`), a
 Clock separate from every agent's: a simulated cluster gives it its own drift,
@@ -16,13 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.clock import VirtualClock
+from sim.clock import VirtualClock, VirtualWallClock
 from sim.rng import SeededRng
 from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.io.sql.store_clock import host_clock
 from streamhouse.io.sql.transactions import CallHook, SqlTransactions, open_transactions, run_inline
-from streamhouse.ports.clock import Clock
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class MetadataFaultInjector(CallHook):
     def __init__(self, rng: SeededRng, faults: MetadataFaults) -> None:
         self.rng = rng
         self.faults = faults
+        self.failing_over = False  # every call refused, as while a new primary is promoted
 
     def before_call(self, op: str) -> None:
+        if self.failing_over:
+            raise MetadataUnavailable(f"simulated failover: no primary to run {op}")
         if self.rng.chance(self.faults.unavailable_rate):
             raise MetadataUnavailable(f"simulated fault: metadata store unavailable for {op}")
 
@@ -63,13 +67,13 @@ class SimMetadataStore(SqlMetadataStore):
         self,
         rng: SeededRng | None = None,
         faults: MetadataFaults | None = None,
-        clock: Clock | None = None,
+        clock: VirtualWallClock | None = None,
     ) -> None:
         self._injector = MetadataFaultInjector(
             rng if rng is not None else SeededRng(0),
             faults if faults is not None else MetadataFaults(),
         )
-        self.clock = clock if clock is not None else VirtualClock()
+        self.clock: VirtualWallClock = clock if clock is not None else VirtualClock()
         store_clock = host_clock(self.clock.now_ms)
         sql = open_transactions(
             "sqlite://", run_blocking=run_inline, hook=self._injector, store_clock=store_clock
@@ -78,6 +82,15 @@ class SimMetadataStore(SqlMetadataStore):
         self.unfaulted = SqlMetadataStore(
             SqlTransactions(sql.engine, run_inline, store_clock=store_clock)
         )
+
+    def begin_failover(self) -> None:
+        """The primary is gone: every call fails cleanly until `end_failover`."""
+        self._injector.failing_over = True
+
+    def end_failover(self, clock_step_ms: int = 0) -> None:
+        """A new primary serves, its clock `clock_step_ms` apart from the old one's."""
+        self.clock.step_wall_ms(clock_step_ms)
+        self._injector.failing_over = False
 
     @property
     def faults(self) -> MetadataFaults:

@@ -48,6 +48,22 @@ CLOCK_STEP = "clock_step"
 CLOCK_DRIFT = "clock_drift"
 MEMBER_CRASH = "member_crash"  # a group member's process dies (no LeaveGroup)
 NEMESIS_KINDS = (CRASH, PAUSE, PARTITION, CLOG, CLOCK_STEP, CLOCK_DRIFT, MEMBER_CRASH)
+# the metadata store refuses every call for a while, then a new primary serves with its clock
+# stepped (`amount` ms); the cluster profile's own kind, so the default draws stay as they were
+STORE_FAILOVER = "store_failover"
+
+# Profiles: which options a seed draws. "default" is every sweep's; "cluster" redraws the
+# cluster part of the default options: two or more agents, and a clock step, a pause past the
+# lease and a store failover in every run (F6: membership, leases and ownership under the
+# faults they exist for), with a few more nemeses of any kind.
+DEFAULT_PROFILE = "default"
+CLUSTER_PROFILE = "cluster"
+PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE)
+CLUSTER_AGENTS_MIN = 2
+CLUSTER_EXTRA_NEMESES_MAX = 2
+# A promoted replica's clock is within NTP error of the old primary's; a forward step
+# shortens every lease by as much, so it stays well inside Settings.lease_drift_margin_ms.
+STORE_FAILOVER_CLOCK_STEPS_MS = (-1_000, -100, 0, 100, 250)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ class SimOptions:
     nemeses: tuple[Nemesis, ...]
     safety_ms: int
     liveness_bound_ms: int
+    profile: str = DEFAULT_PROFILE
 
     def describe(self) -> str:
         """Every option on one line: what `python -m sim run` prints first."""
@@ -118,6 +135,8 @@ class SimOptions:
         if cluster.store_clock_offset_ms or cluster.store_clock_drift_ppm:  # older runs: none
             offset_ms, drift_ppm = cluster.store_clock_offset_ms, cluster.store_clock_drift_ppm
             parts.insert(-2, f"store_clock=({offset_ms:+}ms,{drift_ppm:+}ppm)")
+        if self.profile != DEFAULT_PROFILE:  # older runs: the default, unnamed
+            parts.insert(1, f"profile={self.profile}")
         return " ".join(parts)
 
 
@@ -130,8 +149,34 @@ def _nemesis(n: Nemesis) -> str:
     return f"{n.kind}@{n.at_ms}+{n.duration_ms}:agent-{n.agent}:{n.amount}"
 
 
-def draw_options(seed: int) -> SimOptions:
-    """The options of `seed`; the same seed always gives the same options."""
+def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
+    """The options of `seed` under `profile`; the same seed always gives the same options."""
+    assert profile in PROFILES, f"unknown profile {profile!r}"
+    options = _draw_default(seed)
+    if profile == CLUSTER_PROFILE:
+        return _clustered(options, SeededRng(seed).fork("cluster-profile"))
+    return options
+
+
+def _clustered(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """`options` with 2+ agents and a clock step, a pause and a store failover at least."""
+    agents = rng.randint(CLUSTER_AGENTS_MIN, AGENTS_MAX)
+    lease_ttl_ms = options.cluster.settings.lease_ttl_ms
+    kinds = [CLOCK_STEP, PAUSE, STORE_FAILOVER]
+    kinds += [
+        _pick(rng, (*NEMESIS_KINDS, STORE_FAILOVER))
+        for _ in range(rng.randint(0, CLUSTER_EXTRA_NEMESES_MAX))
+    ]
+    drawn = [_draw_nemesis(rng, kind, agents, options.safety_ms, lease_ttl_ms) for kind in kinds]
+    return dataclasses.replace(
+        options,
+        cluster=dataclasses.replace(options.cluster, agents=agents),
+        nemeses=tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind))),
+        profile=CLUSTER_PROFILE,
+    )
+
+
+def _draw_default(seed: int) -> SimOptions:
     rng = SeededRng(seed).fork("options")
     agents = rng.randint(1, AGENTS_MAX)
     lease_ttl_ms = _pick(rng, (2_000, 5_000, 10_000))
@@ -213,22 +258,30 @@ def _draw_nemeses(
     drawn = []
     for _ in range(rng.randint(0, 4)):
         kind = _pick(rng, NEMESIS_KINDS)
-        at_ms = rng.randint(0, safety_ms)
-        agent = rng.randint(1, agents)
-        if kind == CRASH:
-            drawn.append(Nemesis(kind, at_ms, rng.randint(0, 3_000), agent, int(rng.chance(0.1))))
-        elif kind == PAUSE:
-            drawn.append(Nemesis(kind, at_ms, rng.randint(100, 2 * lease_ttl_ms), agent))
-        elif kind in (PARTITION, CLOG):
-            drawn.append(Nemesis(kind, at_ms, rng.randint(100, 8_000), agent))
-        elif kind == CLOCK_STEP:
-            step_ms = _pick(rng, (-60_000, -1_000, 1_000, 2 * lease_ttl_ms, 3_600_000))
-            drawn.append(Nemesis(kind, at_ms, 0, agent, step_ms))
-        elif kind == CLOCK_DRIFT:
-            drawn.append(Nemesis(kind, at_ms, 0, agent, rng.randint(-50_000, 50_000)))
-        else:
-            drawn.append(Nemesis(kind, at_ms, 0, agent))
+        drawn.append(_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms))
     return tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind)))
+
+
+def _draw_nemesis(
+    rng: SeededRng, kind: str, agents: int, safety_ms: int, lease_ttl_ms: int
+) -> Nemesis:
+    at_ms = rng.randint(0, safety_ms)
+    agent = rng.randint(1, agents)
+    if kind == CRASH:
+        return Nemesis(kind, at_ms, rng.randint(0, 3_000), agent, int(rng.chance(0.1)))
+    if kind == PAUSE:
+        return Nemesis(kind, at_ms, rng.randint(100, 2 * lease_ttl_ms), agent)
+    if kind in (PARTITION, CLOG):
+        return Nemesis(kind, at_ms, rng.randint(100, 8_000), agent)
+    if kind == CLOCK_STEP:
+        step_ms = _pick(rng, (-60_000, -1_000, 1_000, 2 * lease_ttl_ms, 3_600_000))
+        return Nemesis(kind, at_ms, 0, agent, step_ms)
+    if kind == CLOCK_DRIFT:
+        return Nemesis(kind, at_ms, 0, agent, rng.randint(-50_000, 50_000))
+    if kind == STORE_FAILOVER:
+        step_ms = _pick(rng, STORE_FAILOVER_CLOCK_STEPS_MS)
+        return Nemesis(kind, at_ms, rng.randint(100, 2 * lease_ttl_ms), agent, step_ms)
+    return Nemesis(kind, at_ms, 0, agent)
 
 
 def _pick(rng: SeededRng, choices: Sequence[P]) -> P:
@@ -275,4 +328,5 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
         nemeses=tuple(Nemesis(**nemesis) for nemesis in raw["nemeses"]),
         safety_ms=int(raw["safety_ms"]),
         liveness_bound_ms=int(raw["liveness_bound_ms"]),
+        profile=str(raw.get("profile", DEFAULT_PROFILE)),
     )

@@ -35,6 +35,7 @@ from sim.history import (
     FAULT_HEAL,
     FAULT_NETWORK_PARTITION,
     FAULT_RESTART,
+    FAULT_STORE_FAILOVER,
     PHASE_FINAL,
     PHASE_LIVENESS,
     PHASE_SAFETY,
@@ -56,6 +57,7 @@ from sim.options import (
     MEMBER_CRASH,
     PARTITION,
     PAUSE,
+    STORE_FAILOVER,
     Nemesis,
     SimOptions,
     draw_options,
@@ -287,6 +289,12 @@ async def _inject(
         agent.clock.step_wall_ms(nemesis.amount)
     elif kind == CLOCK_DRIFT:
         agent.clock.set_drift_ppm(nemesis.amount)
+    elif kind == STORE_FAILOVER:
+        cluster.fault(FAULT_STORE_FAILOVER, "*", detail=f"{duration_ms}ms")
+        cluster.metadata.begin_failover()
+        await cluster.clock.sleep_ms(duration_ms)
+        cluster.metadata.end_failover(nemesis.amount)
+        cluster.fault(FAULT_HEAL, "*")
     elif kind == MEMBER_CRASH:
         alive = [name for name in members if name not in clients.killed]
         if alive:

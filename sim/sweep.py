@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sim.known import known_failure
-from sim.options import options_from_json
+from sim.options import DEFAULT_PROFILE, draw_options, options_from_json
 from sim.runner import RunOutcome, run_seed
 from sim.verdict import EXIT_CRASH
 
@@ -62,6 +62,7 @@ def sweep(
     failures_dir: Path,
     run_wall_s_max: float = RUN_WALL_S_MAX,
     on_result: Callable[[SeedResult], None] | None = None,
+    profile: str = DEFAULT_PROFILE,
 ) -> list[SeedResult]:
     """Run every seed in a forked child, `jobs` at a time; failing seeds get a file."""
     queue = list(seeds)
@@ -70,7 +71,7 @@ def sweep(
     results: list[SeedResult] = []
     while queue or running:
         while queue and len(running) < jobs:
-            child = _fork(queue.pop(), failures_dir)
+            child = _fork(queue.pop(), failures_dir, profile)
             running[child.fd] = child
         readable, _, _ = select.select(list(running), [], [], POLL_S)
         for fd in readable:
@@ -96,14 +97,14 @@ def sweep(
     return sorted(results, key=lambda result: result.seed)
 
 
-def _fork(seed: int, failures_dir: Path) -> _Child:
+def _fork(seed: int, failures_dir: Path, profile: str) -> _Child:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: run one seed, report, and leave without cleanup
         os.close(read_fd)
         code = 0
         try:
-            outcome = run_seed(seed)
+            outcome = run_seed(seed, options=draw_options(seed, profile))
             result = SeedResult(
                 seed, outcome.exit_code, outcome.virtual_ms, outcome.wall_s, outcome.violations
             )

@@ -17,14 +17,26 @@ from pathlib import Path
 
 import pytest
 
+from sim.__main__ import PROFILES as CLI_PROFILES
 from sim.known import known_failure
-from sim.options import CRASH, draw_options
+from sim.options import (
+    CLOCK_STEP,
+    CLUSTER_PROFILE,
+    CRASH,
+    DEFAULT_PROFILE,
+    PAUSE,
+    PROFILES,
+    STORE_FAILOVER,
+    draw_options,
+)
 from sim.runner import run_seed
 
 REPO = Path(__file__).resolve().parents[2]
 REGRESSIONS = sorted((REPO / "tests" / "sim" / "regressions").glob("*.json"))
 SWEEP_SEEDS = int(os.environ.get("SIM_SWEEP_SEEDS", "100"))
 SWEEP_ALL_SEEDS = int(os.environ.get("SIM_SWEEP_ALL_SEEDS", "1000"))
+CLUSTER_SWEEP_SEEDS = int(os.environ.get("SIM_CLUSTER_SWEEP_SEEDS", "300"))
+CLUSTER_PROFILE_SEED = 1  # 3 agents: a pause past the lease, a clock step, a store failover
 SWEEP_JOBS = 2
 DETERMINISM_SEED = 193  # 3 agents, a crash and restart, a pause, 3 group members, buggify
 RUN_TIMEOUT_S = 120
@@ -78,7 +90,7 @@ def test_the_faults_and_buggify_of_a_seed_really_happen() -> None:
     assert outcome.virtual_ms > 1_000
 
 
-def _sweep(first: int, last: int, failures_dir: Path) -> None:
+def _sweep(first: int, last: int, failures_dir: Path, profile: str = DEFAULT_PROFILE) -> None:
     done = _sim(
         "sweep",
         "--seeds",
@@ -87,6 +99,8 @@ def _sweep(first: int, last: int, failures_dir: Path) -> None:
         str(SWEEP_JOBS),
         "--failures-dir",
         str(failures_dir),
+        "--profile",
+        profile,
         timeout_s=SWEEP_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
@@ -102,3 +116,36 @@ def test_a_sweep_finds_no_new_failure(tmp_path: Path) -> None:
 @pytest.mark.timeout(SWEEP_TIMEOUT_S)
 def test_a_long_sweep_finds_no_new_failure(tmp_path: Path) -> None:
     _sweep(SWEEP_SEEDS + 1, SWEEP_SEEDS + SWEEP_ALL_SEEDS, tmp_path)
+
+
+def test_cluster_profile_seeds_run_several_agents_through_clock_steps_pauses_and_failovers() -> (
+    None
+):
+    assert CLI_PROFILES == PROFILES  # the CLI names them without importing sim.options
+    for seed in range(1, 50):
+        options = draw_options(seed, CLUSTER_PROFILE)
+        kinds = {nemesis.kind for nemesis in options.nemeses}
+        assert options.cluster.agents >= 2
+        assert {CLOCK_STEP, PAUSE, STORE_FAILOVER} <= kinds
+        assert all(nemesis.agent <= options.cluster.agents for nemesis in options.nemeses)
+        assert "profile=cluster" in options.describe()
+        default = draw_options(seed)  # the default draws stay as they were
+        assert "profile" not in default.describe()
+        assert default.cluster.settings == options.cluster.settings
+
+
+def test_a_store_failover_refuses_the_store_and_the_run_recovers() -> None:
+    options = draw_options(CLUSTER_PROFILE_SEED, CLUSTER_PROFILE)
+    outcome = run_seed(CLUSTER_PROFILE_SEED, options=options)
+    assert outcome.exit_code == 0, outcome.violations
+    assert '"kind": "store_failover"' in outcome.history
+    assert '"kind": "pause"' in outcome.history
+    assert "heartbeat failed, retrying in 2000 ms: simulated failover: no primary" in "\n".join(
+        outcome.log
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SWEEP_TIMEOUT_S)
+def test_a_cluster_sweep_finds_no_new_failure(tmp_path: Path) -> None:
+    _sweep(1, CLUSTER_SWEEP_SEEDS, tmp_path, CLUSTER_PROFILE)
