@@ -15,6 +15,8 @@ async def sleep_or_until(clock: Clock, duration_ms: int, wake: Awaitable[object]
     done, still_running = await asyncio.wait({sleeper, waker}, return_when="FIRST_COMPLETED")
     for task in still_running:
         task.cancel()
+    if waker in done and not waker.cancelled():
+        waker.exception()  # the caller awaits what it passed for the outcome; not logged here
     return waker in done
 
 
