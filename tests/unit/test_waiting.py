@@ -7,6 +7,8 @@ import asyncio
 import gc
 from typing import Any
 
+import pytest
+
 from sim.clock import VirtualClock
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import NotLeader
@@ -22,10 +24,8 @@ def test_woken_by_a_failure_the_caller_reads_it_and_nothing_is_left_unretrieved(
         waited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         waited.get_loop().call_soon(waited.set_exception, NotLeader("lease moved"))
         assert await sleep_or_until(VirtualClock(), LONG_MS, asyncio.shield(waited))
-        try:
+        with pytest.raises(NotLeader):
             await waited
-        except NotLeader:
-            pass
         gc.collect()  # a future dropped with an unread exception reports it here
 
     asyncio.run(main())
