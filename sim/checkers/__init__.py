@@ -73,8 +73,9 @@ group_offsets A successful commit is never below a commit that completed before
               or unless the commit carried (on the wire) a generation no older
               than the higher commit's and a member that generation did not
               assign the partition to, which the classic protocol accepts (it
-              checks generation and member, not ownership). Either commit then
-              counts as a reset.
+              checks generation and member, not ownership), or it was a standalone
+              commit (generation -1, no member: an explicit set, taken only for a
+              group without members). Such a commit then counts as a reset.
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
               (acks=1 losses excused as in acked_leader; compacted topics and

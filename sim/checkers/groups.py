@@ -90,7 +90,12 @@ def unowned_commit(
     not ownership, so a client committing a partition it lost (aiokafka retries a commit
     with the generation it holds at the retry) may land after, and below, the owner's
     commits; the history knows the generation each accepted attempt carried
-    (`sim.capture`). Such a commit counts as a reset, also for the reads after it."""
+    (`sim.capture`). Such a commit counts as a reset, also for the reads after it; so does a
+    standalone commit (generation -1, no member id), the explicit set the coordinator takes
+    only for a group without members (`log.group_state.Group.check_commit`): aiokafka sends its
+    retry as one after a failed heartbeat reset its generation."""
+    if commit.generation < 0 and not commit.member:
+        return True  # a standalone commit: the protocol's explicit set, for a group without members
     if isinstance(floor, OffsetCommitted) and floor.generation > commit.generation:
         return False
     partitions = assigned.get((commit.group, commit.generation, commit.member))

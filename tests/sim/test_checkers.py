@@ -728,6 +728,24 @@ def test_a_lower_commit_is_flagged_unless_its_generation_gave_the_partition_away
     assert flagged(script) == flags
 
 
+def test_a_standalone_commit_sets_the_offset_like_a_reset() -> None:
+    """Generation -1 and no member id: the explicit set a coordinator takes for a group with
+    no members (aiokafka retries a commit as one after its generation was reset)."""
+    script = Script()
+    commit(script, 10, generation=2)
+    requested_us = script.tick()
+    standalone = OffsetCommitted(script.tick(), requested_us, "c2", "g", -1, "", "t", 0, 5)
+    script.history.append(standalone)
+    read_committed_offset(script, 5)
+    assert flagged(script) == set()
+    script = Script()  # with a member id it is no standalone commit
+    commit(script, 10, generation=2)
+    requested_us = script.tick()
+    member = OffsetCommitted(script.tick(), requested_us, "c2", "g", -1, "c2", "t", 0, 5)
+    script.history.append(member)
+    assert flagged(script) == {"group_offsets"}
+
+
 def test_acks1_loss_without_a_fault_is_flagged() -> None:
     script = Script()
     script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1)
