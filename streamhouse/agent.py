@@ -18,6 +18,7 @@ from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
+from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
@@ -163,7 +164,8 @@ async def assemble_agent(
     await log.open()
     groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
     groups.start(failure)
-    admin = AdminService(settings, clock, metadata, log, groups, cluster, leases=metadata)
+    topics = RememberedTopics(metadata, clock)  # Metadata answers through a store outage
+    admin = AdminService(settings, clock, topics, log, groups, cluster, leases=metadata)
     context = KafkaContext(
         settings=settings,
         clock=clock,
