@@ -55,7 +55,9 @@ watermarks    In each response log_start <= HW, LSO <= HW and records lie in
               it, acks in their batch's epoch, final scans), nobody is told a
               log start below one another client was told before it asked.
 idempotence   An idempotent op (or a producer id/epoch/sequence) appears at one
-              offset at most, not counting offsets whose content was replaced.
+              offset at most, not counting offsets whose content was replaced,
+              nor a copy above where a later leader epoch's log ended (a tail
+              lost with its leader's lease).
 read_committed A read_committed fetch never delivers a data record of an aborted
               transaction, nor one whose transaction's end was requested after
               the fetch completed, nor any record at or above its LSO.

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from sim.checkers.index import (
     Content,
+    HistoryIndex,
     Sighting,
     Violation,
     content_of,
@@ -20,7 +21,9 @@ from sim.history import (
 
 
 def check_idempotence(history: History) -> list[Violation]:
-    """An idempotent record (or producer id/epoch/sequence) sits at one offset at most."""
+    """An idempotent record (or producer id/epoch/sequence) sits at one offset at most, not
+    counting a copy the log lost: replaced by a later epoch's record at its offset, or above
+    where a later epoch's log ended (`_cut_below`)."""
     index = index_history(history)
     # (topic, partition, who wrote it) -> offset -> its first sighting there
     places: dict[tuple[str, int, str], dict[int, Sighting]] = defaultdict(dict)
@@ -55,6 +58,7 @@ def check_idempotence(history: History) -> list[Violation]:
             offset
             for offset, mine in sorted(where.items())
             if not any(_replaces(other, mine) for other in sightings.get(offset, []))
+            and not _cut_below(index, (topic, partition), offset, mine)
         ]
         if len(offsets) > 1:
             message = f"{label} written twice: at {place_of(topic, partition)} offsets {offsets}"
@@ -70,6 +74,21 @@ def _replaces(other: Sighting, mine: Sighting) -> bool:
     if other.leader_epoch is not None and mine.leader_epoch is not None:
         return other.leader_epoch > mine.leader_epoch
     return other.at_us > mine.at_us
+
+
+def _cut_below(index: HistoryIndex, tp: tuple[str, int], offset: int, mine: Sighting) -> bool:
+    """Whether an answer in a later leader epoch than `mine` was seen in told a high watermark
+    at or below its offset: the new leader's log ended there, so it does not hold `mine`
+    (a tail lost with its leader's lease), and a later epoch cannot bring it back."""
+    if mine.leader_epoch is None:
+        return False
+    for fetch in index.fetches:
+        if (fetch.topic, fetch.partition) != tp or fetch.high_watermark is None:
+            continue
+        epoch = index.answer_epoch(fetch)
+        if fetch.high_watermark <= offset and epoch is not None and epoch > mine.leader_epoch:
+            return True
+    return False
 
 
 def check_read_committed(history: History) -> list[Violation]:

@@ -371,6 +371,23 @@ def test_an_older_epochs_record_does_not_hide_a_duplicate() -> None:
     assert flagged(script) == {"idempotence"}
 
 
+@pytest.mark.parametrize(("ended_in", "flags"), [(2, set()), (1, {"idempotence"})])
+def test_a_copy_above_where_a_later_epoch_ended_was_lost_not_duplicated(
+    ended_in: int, flags: set[str]
+) -> None:
+    """A reader saw the idempotent batch at offset 3 in epoch 1, from a tail its leader lost
+    with its lease; its retry was acked at 1 in epoch 2, whose log ended at 2. The same end
+    told in epoch 1 proves nothing."""
+    script = Script()
+    attempt = script.attempt(b"once", idempotent=True)
+    script.fetch(3, [(3, b"once")], client="early", high_watermark=4)
+    script.history.append(FaultInjected(script.tick(), FAULT_LEASE_FENCED, "a1", "t", 0))
+    script.ack(attempt, 1, epoch=2)
+    ended = [ObservedRecord(1, None, b"once", 2)]
+    script.fetch(1, ended, client="late", epoch=ended_in, high_watermark=2)
+    assert flagged(script) == flags
+
+
 def test_non_idempotent_retry_duplicates_are_allowed() -> None:
     script = Script()
     script.produce(b"twice", 1)
