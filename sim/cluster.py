@@ -344,6 +344,8 @@ class SimCluster:
                 partition=tp.partition,
                 epoch=old_epoch,
                 detail=f"to {record.leader_agent} epoch {record.leader_epoch}",
+                next_agent=record.leader_agent,
+                next_epoch=record.leader_epoch,
             )
 
     # --- the whole cluster -------------------------------------------------------------------

@@ -281,7 +281,9 @@ class FaultInjected:
     """A fault the simulator injected on `agent` (kind: FAULT_*).
 
     `topic`/`partition` narrow a per-partition fault (a fenced lease);
-    `epoch` is the lease epoch that was fenced, if known. Only FAULT_DISK_LOSS
+    `epoch` is the lease epoch that was fenced, if known, and `next_agent` /
+    `next_epoch` who took the lease in which epoch (noted after the taker's
+    lease call returned, so at or after the taking). Only FAULT_DISK_LOSS
     and FAULT_LEASE_FENCED excuse losing acks=1 data, so the simulator must
     record FAULT_LEASE_FENCED whenever a partition's lease moves away from an
     agent that may still hold unflushed data (it was paused, cut off or
@@ -295,6 +297,9 @@ class FaultInjected:
     partition: int | None = None
     epoch: int | None = None
     detail: str = ""
+    # a fenced lease: the agent that took it, and the epoch it took it in
+    next_agent: str | None = None
+    next_epoch: int | None = None
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,22 @@ class HistoryIndex:
             answerer, epoch = self._answerer(fetch), response_epoch(fetch)
             if answerer is not None and epoch is not None:
                 epochs[answerer] = max(epoch, epochs.get(answerer, epoch))
+        for answerer, epoch in self._epochs_taken():
+            epochs[answerer] = max(epoch, epochs.get(answerer, epoch))
         return epochs
+
+    def _epochs_taken(self) -> Iterator[tuple[tuple[str, int, str, int], int]]:
+        """The span of an agent that begins where it took a fenced lease, and the epoch it
+        took it in: everything it answers for the partition in that span is in that epoch
+        or a later one (its epochs only grow)."""
+        for fault in self.faults:
+            if fault.kind != FAULT_LEASE_FENCED or fault.next_epoch is None:
+                continue
+            if fault.topic is None or fault.partition is None or fault.next_agent is None:
+                continue
+            times = self._epoch_fault_times(fault.topic, fault.partition, fault.next_agent)
+            span = bisect.bisect_right(times, fault.at_us)
+            yield (fault.topic, fault.partition, fault.next_agent, span), fault.next_epoch
 
     def answer_epoch(self, fetch: FetchObserved | FetchFailed) -> int | None:
         """The leader epoch `fetch` was answered in, or a lower bound of it: its own

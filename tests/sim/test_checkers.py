@@ -661,6 +661,31 @@ def test_a_lower_commit_without_the_member_seeing_a_later_epoch_is_flagged(
     assert flags <= {"group_offsets", "acked_leader", "one_value", "final_reads"}
 
 
+@pytest.mark.parametrize(
+    ("taker_named", "flags"),
+    [(True, set()), (False, {"group_offsets", "acked_leader"})],  # a loss in no known epoch
+)
+def test_a_lower_commit_after_the_new_leader_answered_a_shorter_log_passes(
+    taker_named: bool, flags: set[str]
+) -> None:
+    """c1 read to 9 in epoch 1 from a1 and committed 10; a1's lease went to a2 in epoch 2 (the
+    unflushed tail lost); a2 answered c1 with old-epoch records only and a high watermark of
+    7, which is epoch 2's log only if the fence says a2 took the lease in epoch 2."""
+    script = Script()
+    for offset in range(10):
+        script.produce(b"v%d" % offset, offset, acks=ACKS_LEADER, epoch=1)
+    records = [ObservedRecord(o, None, b"v%d" % o, 1) for o in range(10)]
+    script.fetch(0, records, client="c1", epoch=None, agent="a1", high_watermark=10)
+    commit(script, 10)
+    taker = {"next_agent": "a2", "next_epoch": 2} if taker_named else {}
+    fence = FaultInjected(script.tick(), FAULT_LEASE_FENCED, "a1", "t", 0, 1, **taker)
+    script.history.append(fence)
+    old = [ObservedRecord(o, None, b"v%d" % o, 1) for o in range(7)]
+    script.fetch(0, old, client="c1", epoch=None, agent="a2", high_watermark=7)
+    commit(script, 7)
+    assert flagged(script) == flags
+
+
 @pytest.mark.parametrize(("placed", "flags"), [(True, set()), (False, {"group_offsets"})])
 def test_a_lower_commit_after_offset_out_of_range_in_a_later_epoch_passes(
     placed: bool, flags: set[str]
