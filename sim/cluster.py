@@ -372,7 +372,7 @@ class SimCluster:
         self.network.heal()
         self.objects.faults = ObjectStoreFaults()
         self.metadata.faults = MetadataFaults()
-        self.metadata.end_failover()  # one cut short by the end of the safety phase
+        self.metadata.end_every_failover()  # any cut short by the end of the safety phase
         for agent in self.agents:
             agent.disk.faults = DiskFaults()
             agent.clock.set_drift_ppm(0)

@@ -40,10 +40,10 @@ class MetadataFaultInjector(CallHook):
     def __init__(self, rng: SeededRng, faults: MetadataFaults) -> None:
         self.rng = rng
         self.faults = faults
-        self.failing_over = False  # every call refused, as while a new primary is promoted
+        self.failovers = 0  # in progress: every call refused, as while a primary is promoted
 
     def before_call(self, op: str) -> None:
-        if self.failing_over:
+        if self.failovers:
             raise MetadataUnavailable(f"simulated failover: no primary to run {op}")
         if self.rng.chance(self.faults.unavailable_rate):
             raise MetadataUnavailable(f"simulated fault: metadata store unavailable for {op}")
@@ -84,13 +84,20 @@ class SimMetadataStore(SqlMetadataStore):
         )
 
     def begin_failover(self) -> None:
-        """The primary is gone: every call fails cleanly until `end_failover`."""
-        self._injector.failing_over = True
+        """The primary is gone: every call fails cleanly until as many `end_failover`s (one
+        failover may begin while another is in progress)."""
+        self._injector.failovers += 1
 
     def end_failover(self, clock_step_ms: int = 0) -> None:
-        """A new primary serves, its clock `clock_step_ms` apart from the old one's."""
+        """A failover ends: its new primary's clock is `clock_step_ms` apart from the old
+        one's; the store serves once no other failover is in progress."""
+        assert self._injector.failovers > 0, "no failover in progress"
         self.clock.step_wall_ms(clock_step_ms)
-        self._injector.failing_over = False
+        self._injector.failovers -= 1
+
+    def end_every_failover(self) -> None:
+        """Healed: no failover in progress any more."""
+        self._injector.failovers = 0
 
     @property
     def faults(self) -> MetadataFaults:

@@ -145,6 +145,18 @@ def test_a_store_failover_refuses_the_store_and_the_run_recovers() -> None:
     )
 
 
+# Cluster-profile seeds that once hung (a run killed at the sweep's wall bound leaves no
+# reproduction file, so they are kept by number): aiokafka asked for Metadata again at once
+# while the agents answered KAFKA_STORAGE_ERROR through a store failover.
+HUNG_CLUSTER_SEEDS = (81, 100, 178)
+
+
+@pytest.mark.parametrize("seed", HUNG_CLUSTER_SEEDS)
+def test_a_cluster_seed_that_once_hung_finishes_clean(seed: int) -> None:
+    outcome = run_seed(seed, options=draw_options(seed, CLUSTER_PROFILE))
+    assert outcome.exit_code == 0, outcome.violations
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(SWEEP_TIMEOUT_S)
 def test_a_cluster_sweep_finds_no_new_failure(tmp_path: Path) -> None:

@@ -86,3 +86,16 @@ def test_a_topic_this_agent_deleted_is_not_answered_from_memory(
     assert run(clock, topics.get_topic("orders")) is None
     with pytest.raises(MetadataUnavailable):
         run(clock, topics.get_partition(TP))
+
+
+def test_overlapping_failovers_keep_the_store_down_until_the_last_ends(
+    world: tuple[VirtualClock, SimMetadataStore, RememberedTopics],
+) -> None:
+    clock, store, _ = world
+    store.begin_failover()
+    store.begin_failover()
+    store.end_failover(clock_step_ms=-1_000)
+    with pytest.raises(MetadataUnavailable):
+        run(clock, store.list_topics())
+    store.end_failover()
+    assert run(clock, store.list_topics()) == []
