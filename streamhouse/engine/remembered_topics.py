@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import TypeVar
 
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import MetadataUnavailable
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.topics import PartitionRecord, TopicRecord, TopicStore
 
-# Kafka clients' retry.backoff.ms default: how long a failure with nothing remembered waits
-UNREMEMBERED_DELAY_MS = 100
+UNREMEMBERED_DELAY_MS = CLIENT_RETRY_BACKOFF_MS  # how long a failure with nothing remembered waits
 EVERY_TOPIC = "*"  # the key of the listing of every topic
 
 K = TypeVar("K", bound=Hashable)

@@ -7,6 +7,11 @@ from collections.abc import Awaitable, Collection
 
 from streamhouse.ports.clock import Clock
 
+# Kafka clients' retry.backoff.ms default. Some clients (aiokafka's fetcher and metadata
+# wait) ask again at once after an error; answers that tell only of a failure that lasts
+# (the metadata store down) are held this long, so such a client does not spin on them.
+CLIENT_RETRY_BACKOFF_MS = 100
+
 
 async def sleep_or_until(clock: Clock, duration_ms: int, wake: Awaitable[object]) -> bool:
     """Sleep `duration_ms` on `clock`; return True as soon as `wake` completes, False on time."""

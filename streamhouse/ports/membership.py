@@ -4,9 +4,13 @@ Agents sharing a metadata store and a bucket form one cluster with no other
 configuration (DESIGN §3). Each registers itself (agent id, advertised address,
 start time) and gets a node id, allocated once per agent id and kept across its
 restarts; it heartbeats with a TTL judged by the store's own clock; the live agents
-are those whose heartbeat has not expired by the store's time; a clean shutdown
-deregisters (the node id stays the agent's). Used by the membership service
-(engine/membership.py), which feeds the cluster directory.
+are those whose heartbeat has not expired by the store's time, and those holding a
+lease that has not (a renewal is as good a sign of life as a heartbeat, and a store
+outage longer than the heartbeat TTL expires every heartbeat at once, while leases
+are renewed again as soon as it ends: without this, agents that come back would see
+each other as gone and name themselves leaders of partitions the others hold); a
+clean shutdown deregisters (the node id stays the agent's), which no lease outlives.
+Used by the membership service (engine/membership.py), which feeds the cluster directory.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class MembershipStore(ABC):
 
     @abstractmethod
     async def list_live_agents(self) -> list[AgentRecord]:
-        """Every agent whose heartbeat has not expired by the store's time, by node id."""
+        """Every agent whose heartbeat, or one of whose partition leases, has not expired by
+        the store's time, except those deregistered since; by node id."""
 
     @abstractmethod
     async def deregister_agent(self, agent_id: str) -> None:

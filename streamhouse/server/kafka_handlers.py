@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from streamhouse.engine.log_store import AppendResult
-from streamhouse.engine.waiting import sleep_or_until
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, sleep_or_until
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
@@ -281,6 +281,8 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
     total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
+    if total_bytes == 0 and _has_storage_errors(answers):  # nothing but a lasting failure
+        await ctx.clock.sleep_ms(min(max_wait_ms, CLIENT_RETRY_BACKOFF_MS))
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.reads.wait_for_data(positions, max_wait_ms):
@@ -290,6 +292,10 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
 
 def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
     return any(a["error_code"] for a in answers.values())
+
+
+def _has_storage_errors(answers: dict[TopicPartition, Values]) -> bool:
+    return any(a["error_code"] == ErrorCode.KAFKA_STORAGE_ERROR for a in answers.values())
 
 
 async def _read_all(

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from streamhouse.io.sql.rows import record_from_row
-from streamhouse.io.sql.schema import NODE_ID_COUNTER, agents, counters
+from streamhouse.io.sql.schema import NODE_ID_COUNTER, agents, counters, partitions
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.ports.membership import NO_NODE_ID, AgentRecord, MembershipStore
+
+DEREGISTERED_MS = 0  # the heartbeat expiry of an agent that left: not live, leases or not
 
 
 class SqlMembershipStore(SqlAdapter, MembershipStore):
@@ -67,7 +69,7 @@ def _heartbeat(conn: Connection, clock: StoreClock, agent_id: str, ttl_ms: int) 
 
 
 def _expire_now(conn: Connection, agent_id: str) -> None:
-    _set_expiry(conn, agent_id, 0)
+    _set_expiry(conn, agent_id, DEREGISTERED_MS)
 
 
 def _set_expiry(conn: Connection, agent_id: str, expires_ms: int) -> bool:
@@ -79,7 +81,11 @@ def _set_expiry(conn: Connection, agent_id: str, expires_ms: int) -> bool:
 
 
 def _live_agents(conn: Connection, clock: StoreClock) -> list[AgentRecord]:
-    query = (
-        select(agents).where(agents.c.heartbeat_expires_ms > clock(conn)).order_by(agents.c.node_id)
+    now_ms = clock(conn)
+    holding = select(partitions.c.leader_agent).where(partitions.c.lease_expires_ms > now_ms)
+    live = or_(
+        agents.c.heartbeat_expires_ms > now_ms,
+        and_(agents.c.heartbeat_expires_ms != DEREGISTERED_MS, agents.c.agent_id.in_(holding)),
     )
+    query = select(agents).where(live).order_by(agents.c.node_id)
     return [record_from_row(AgentRecord, row) for row in conn.execute(query)]

@@ -4,11 +4,13 @@ heartbeats by the store's own clock, alike."""
 from __future__ import annotations
 
 from streamhouse.io.sql.store import SqlMetadataStore
+from streamhouse.names import TopicPartition
 from streamhouse.ports.membership import AgentRecord
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import T0_MS, StoreTime, all_at_once, run
 
 HEARTBEAT_TTL_MS = 9_000
+LEASE_TTL_MS = 30_000
 SLACK_MS = 1_000  # on PostgreSQL the server's clock runs on by itself during a test
 
 
@@ -93,3 +95,19 @@ def test_concurrent_registrations_get_distinct_node_ids(sql_store: SqlMetadataSt
     records = all_at_once([lambda name=name: _register(sql_store, name) for name in names])
     assert sorted(record.node_id for record in records) == list(range(8))
     assert sorted(_live(sql_store)) == sorted(names)
+
+
+def test_an_agent_holding_a_live_lease_is_live_past_its_heartbeat(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    """A store outage longer than the heartbeat TTL expires every heartbeat at once; the lease
+    an agent renewed after it says it is there (until it deregisters)."""
+    _register(store, "a")
+    _register(store, "b")
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    store_time.advance_ms(HEARTBEAT_TTL_MS + SLACK_MS)
+    assert _live(store) == []
+    assert run(store.acquire_lease(TopicPartition("orders", 0), "b", LEASE_TTL_MS)) is not None
+    assert _live(store) == ["b"]
+    run(store.deregister_agent("b"))
+    assert _live(store) == []
