@@ -49,6 +49,7 @@ def check_group_offsets(history: History) -> list[Violation]:
     member saw), as committed and as read."""
     index = index_history(history)
     assigned = _assignments(history)
+    asked = _offsets_asked(history)
     timelines: dict[tuple[str, str, int], _CommitTimeline] = defaultdict(_CommitTimeline)
     found: list[Violation] = []
     for event in history:
@@ -57,7 +58,7 @@ def check_group_offsets(history: History) -> list[Violation]:
         if isinstance(event, OffsetReset):
             timeline.add(event, reset=True)
         elif isinstance(event, CommittedOffsetRead):
-            found += timeline.judge(event)
+            found += timeline.judge(event) or _unset(event, asked)
         elif isinstance(event, OffsetCommitted):
             floor = timeline.floor(event)
             truncated = floor is not None and truncation_seen(index, event, floor)
@@ -65,6 +66,34 @@ def check_group_offsets(history: History) -> list[Violation]:
             found += [] if explained else timeline.judge(event)
             timeline.add(event, reset=explained)
     return found
+
+
+_Asked = dict[tuple[str, str, int], list[tuple[int, int]]]
+
+
+def _offsets_asked(history: History) -> _Asked:
+    """(group, topic, partition) -> (requested_us, offset) of every commit and reset, completed
+    or not by the end: a read may answer a commit still in flight."""
+    asked: _Asked = defaultdict(list)
+    for event in history:
+        if isinstance(event, OffsetCommitted):
+            key = (event.group, event.topic, event.partition)
+            asked[key].append((event.requested_us, event.offset))
+        elif isinstance(event, OffsetReset):
+            asked[(event.group, event.topic, event.partition)].append((event.at_us, event.offset))
+    return asked
+
+
+def _unset(read: CommittedOffsetRead, asked: _Asked) -> list[Violation]:
+    """An offset read back must be one somebody asked to commit before the read completed."""
+    offsets = asked.get((read.group, read.topic, read.partition), [])
+    if read.offset < 0 or any(o == read.offset and at <= read.at_us for at, o in offsets):
+        return []
+    message = (
+        f"{read.client} read back committed offset {read.offset} for group {read.group} "
+        f"{place_of(read.topic, read.partition)}, which nobody committed"
+    )
+    return [Violation("group_offsets", message, (read,))]
 
 
 _Assignments = dict[tuple[str, int, str], frozenset[tuple[str, int]]]
@@ -155,7 +184,6 @@ class _CommitTimeline:
         self.completed_us: list[int] = []
         self.floors: list[OffsetCommitted | OffsetReset] = []
         self.resets: list[bool] = []
-        self.offsets: set[int] = set()
 
     def add(self, event: OffsetCommitted | OffsetReset, *, reset: bool) -> None:
         floor = event
@@ -164,7 +192,6 @@ class _CommitTimeline:
         self.completed_us.append(event.at_us)
         self.floors.append(floor)
         self.resets.append(reset)
-        self.offsets.add(event.offset)
 
     def floor(
         self, event: OffsetCommitted | CommittedOffsetRead
@@ -188,13 +215,6 @@ class _CommitTimeline:
                 f"below {floor.offset} set by {floor.client} at {floor.at_us}us"
             )
             return [Violation("group_offsets", message, (floor, event))]
-        phantom = isinstance(event, CommittedOffsetRead) and event.offset not in self.offsets
-        if phantom and event.offset >= 0:
-            message = (
-                f"{event.client} read back committed offset {event.offset} for {where}, "
-                f"which nobody committed"
-            )
-            return [Violation("group_offsets", message, (event,))]
         return []
 
 

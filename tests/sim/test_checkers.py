@@ -623,6 +623,19 @@ def test_committed_offset_read_back_lower_is_flagged() -> None:
     assert "nobody committed" in violation.message
 
 
+def test_a_read_back_may_answer_a_commit_still_in_flight() -> None:
+    """c2's read completes before c1's commit does, but after c1 asked for it."""
+    script = Script()
+    commit(script, 10)
+    read_asked_us = script.tick()
+    commit_asked_us = script.tick()
+    read = CommittedOffsetRead(script.tick(), read_asked_us, "c2", "g", "t", 0, 12)
+    script.history.append(read)
+    landed = OffsetCommitted(script.tick(), commit_asked_us, "c1", "g", 1, "c1", "t", 0, 12)
+    script.history.append(landed)
+    assert flagged(script) == set()
+
+
 def truncated_tail(script: Script, seen_by: str, epoch_after: int) -> None:
     """c1 reads t/0 up to 9 in epoch 1 and commits 10; the log is then cut back to 5 and
     rewritten from there in `epoch_after`, which `seen_by` reads."""
