@@ -15,6 +15,10 @@ Conventions the checkers rely on (workloads must keep them):
   partition in flight, so its fetches of a partition are ordered by their
   position in the history.
 - Offsets, leader epochs and watermarks a client did not learn are `None`.
+- The simulator's aiokafka clients record their fetches below the client
+  (`sim.capture`): each Fetch answer as the broker sent it, with every record
+  at or after the fetch offset (control records too) and its batch's leader
+  epoch and producer, whether or not the consumer handed it on.
 
 `History` is append-only and serialises to JSON lines, one event per line,
 keys sorted, in append order: the same run gives the same bytes.
@@ -37,6 +41,8 @@ ACKS_ALL = -1
 
 CONTROL_COMMIT = "commit"
 CONTROL_ABORT = "abort"
+
+OFFSET_OUT_OF_RANGE = 1  # Kafka's error code: the fetch offset is outside the leader's log
 
 FAULT_DISK_LOSS = "disk_loss"
 FAULT_LEASE_FENCED = "lease_fenced"
@@ -89,7 +95,9 @@ class ProduceAttempt:
 
 @dataclass(frozen=True)
 class ProduceAcked:
-    """The broker acknowledged `op` at `offset` (leader epoch as the client knew it)."""
+    """The broker acknowledged `op` at `offset`: `agent` answered, in leader epoch
+    `leader_epoch` (None where the client cannot tell: Kafka's Produce answer carries no
+    epoch), with the partition's log start then (`log_start_offset`)."""
 
     at_us: int
     client: str
@@ -97,6 +105,7 @@ class ProduceAcked:
     offset: int
     leader_epoch: int | None = None
     agent: str | None = None
+    log_start_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,9 +147,9 @@ class FetchObserved:
     `fetch_offset` equals the reader's previous `next_offset` continues the
     previous one; anything else is a seek. `leader_epoch` is the current
     leader epoch the client fetched with (the broker fences stale ones).
-    Watermarks are those of this response. `requested_us` must not be later
-    than the request the broker answered: a prefetching consumer (aiokafka's
-    getmany) may return an old response, so record its assignment time.
+    Watermarks are those of this response; `agent` answered it. `requested_us`
+    must not be later than the request the broker answered (recorded below a
+    prefetching consumer, it is when the request was handed to the client).
     """
 
     at_us: int
@@ -161,7 +170,8 @@ class FetchObserved:
 
 @dataclass(frozen=True)
 class FetchFailed:
-    """A fetch answered with an error (e.g. OFFSET_OUT_OF_RANGE, NOT_LEADER_OR_FOLLOWER)."""
+    """A fetch answered with an error (e.g. OFFSET_OUT_OF_RANGE, NOT_LEADER_OR_FOLLOWER) by
+    `agent`."""
 
     at_us: int
     requested_us: int
@@ -170,6 +180,7 @@ class FetchFailed:
     partition: int
     fetch_offset: int
     error_code: int
+    agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +234,9 @@ class GroupGeneration:
 
 @dataclass(frozen=True)
 class OffsetCommitted:
-    """A successful offset commit (`generation` -1 for commits outside a group generation)."""
+    """A successful offset commit: `generation` and `member` are those the accepted attempt
+    carried (a client's retry may carry a newer generation than the first attempt), -1 for
+    commits outside a group generation; `requested_us` is when the first attempt was asked."""
 
     at_us: int
     requested_us: int

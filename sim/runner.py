@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
+from sim.capture import captured_aiokafka
 from sim.checkers import LIVENESS, Violation, check_all
 from sim.clock import LoopClock
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
@@ -171,7 +172,7 @@ async def _phases(
     cluster.arm_faults()
     bootstrap = ",".join(f"{agent.host}:{agent.settings.kafka_port}" for agent in cluster.agents)
     clients = Clients(history, cluster.now_us, bootstrap, workload.topic, workload.partitions)
-    with pinned_aiokafka(LoopClock(loop), rng.fork("clients")):
+    with pinned_aiokafka(LoopClock(loop), rng.fork("clients")), captured_aiokafka():
         history.append(PhaseStarted(cluster.now_us(), PHASE_SAFETY))
         await _safety(cluster, clients, options, outcome)
         cluster.heal_faults()

@@ -3,11 +3,15 @@ network, each writing what it observed into one History (see `sim.history` conve
 
 `Clients` is bound to a History, a virtual-time source and the bootstrap
 servers; every method is one client's life: `produce` (acks=1 or all,
-idempotent or not, each record unique so a read names its writer), `member`
-(a consumer group member that commits after every poll and reads its
-commits back), `scan` (a fresh consumer reading every partition from the log
-start to the high watermark: the final reads). A client whose process the
-simulator killed stops recording (`killed`).
+idempotent or not, each record unique so a read names its writer; each
+acks=1 record read back from the agent that acked it), `member` (a consumer
+group member that commits after every poll and reads its commits back),
+`scan` (a fresh consumer reading every partition from the log start to the
+high watermark, both listed with their leader epoch: the final reads). What
+a client receives from the brokers -- every fetch answer, with batch epochs --
+is recorded below it by `sim.capture` (active for the run); what it does
+(attempts, acks, commits, generations) by these methods. A client whose
+process the simulator killed stops recording (`killed`).
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ from aiokafka import (  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition as ClientPartition  # type: ignore[import-untyped]
 
+from sim.capture import Watcher, agents_of, watch
 from sim.history import (
     ACKS_ALL,
     ACKS_LEADER,
     CommittedOffsetRead,
-    FetchObserved,
+    Event,
     GroupGeneration,
     History,
-    ObservedRecord,
     OffsetCommitted,
     ProduceAcked,
     ProduceAttempt,
@@ -40,10 +44,13 @@ from sim.history import (
     ScanCompleted,
     TopicPartition,
 )
+from sim.listing import EARLIEST, LATEST, Listed, list_offset
+from sim.readback import ReadBack
 
 POLL_TIMEOUT_MS = 500
 SCAN_POLLS_MAX = 400
 START_ATTEMPTS_MAX = 20
+LIST_ATTEMPTS_MAX = 20
 REQUEST_TIMEOUT_MS = 10_000
 METADATA_MAX_AGE_MS = 5_000
 SESSION_TIMEOUT_MS = 10_000
@@ -64,6 +71,14 @@ class Clients:
         if client not in self.killed:
             self.history.append(event)
 
+    def _watch(self, client: Any, name: str) -> Watcher:
+        """Record what `client` receives (`sim.capture`) as `name`'s observations."""
+
+        def record(event: Event) -> None:
+            self.record(name, event)
+
+        return watch(client, Watcher(name, self.now_us, record, agents_of(client)))
+
     # --- producers -------------------------------------------------------------------------
 
     async def produce(
@@ -76,7 +91,8 @@ class Clients:
         first_index: int = 0,
     ) -> None:
         """Send `count` unique records, one every `interval_ms`, round robin over partitions;
-        wait for every answer."""
+        wait for every answer, and read each acks=1 record back from the agent that acked
+        it (`sim.readback`: the read tells the ack's leader epoch)."""
         producer = await started(
             lambda: AIOKafkaProducer(
                 bootstrap_servers=self.bootstrap,
@@ -87,44 +103,71 @@ class Clients:
                 metadata_max_age_ms=METADATA_MAX_AGE_MS,
             )
         )
-        sent: list[asyncio.Future[Any]] = []
+        readback = ReadBack(producer.client, self.topic)
+        reading = asyncio.ensure_future(readback.run())
+        acked = _Acked(self._watch(producer.client, name), readback if acks == 1 else None)
         try:
+            sent: list[asyncio.Future[Any]] = []
             for index in range(first_index, first_index + count):
-                op = self.history.new_op()
-                attempt = ProduceAttempt(
-                    self.now_us(),
-                    name,
-                    op,
-                    self.topic,
-                    index % self.partitions,
-                    None,
-                    b"%s-op-%d" % (name.encode(), op),  # unique: a read names its writer
-                    ACKS_LEADER if acks == 1 else ACKS_ALL,
-                    idempotent=idempotent,
-                )
-                self.record(name, attempt)
-                try:
-                    future = await producer.send(
-                        self.topic, attempt.value, partition=attempt.partition, timestamp_ms=index
-                    )
-                except KafkaError as error:  # never handed to the broker: certainly not written
-                    self.record(name, ProduceFailed(self.now_us(), name, op, _code(error), True))
-                else:
-                    future.add_done_callback(lambda done, op=op: self._answered(name, op, done))
-                    sent.append(future)
+                future = await self._send(producer, acked, acks, idempotent, index)
+                sent += [] if future is None else [future]
                 await asyncio.sleep(interval_ms / 1000)
             await asyncio.gather(*sent, return_exceptions=True)
+            readback.finish()
+            await reading
         finally:
+            reading.cancel()
             await producer.stop()
 
-    def _answered(self, client: str, op: int, done: asyncio.Future[Any]) -> None:
+    async def _send(
+        self, producer: Any, acked: _Acked, acks: int, idempotent: bool, index: int
+    ) -> asyncio.Future[Any] | None:
+        """Hand one unique record to `producer`; its answer is recorded when it comes."""
+        name = acked.watcher.name
+        op = self.history.new_op()
+        attempt = ProduceAttempt(
+            self.now_us(),
+            name,
+            op,
+            self.topic,
+            index % self.partitions,
+            None,
+            b"%s-op-%d" % (name.encode(), op),  # unique: a read names its writer
+            ACKS_LEADER if acks == 1 else ACKS_ALL,
+            idempotent=idempotent,
+        )
+        self.record(name, attempt)
+        try:
+            future: asyncio.Future[Any] = await producer.send(
+                self.topic, attempt.value, partition=attempt.partition, timestamp_ms=index
+            )
+        except KafkaError as error:  # never handed to the broker: certainly not written
+            self.record(name, ProduceFailed(self.now_us(), name, op, _code(error), True))
+            return None
+        future.add_done_callback(lambda done: self._answered(acked, op, done))
+        return future
+
+    def _answered(self, acked: _Acked, op: int, done: asyncio.Future[Any]) -> None:
         if done.cancelled():
             return
+        client = acked.watcher.name
         error = done.exception()
-        if error is None:
-            self.record(client, ProduceAcked(self.now_us(), client, op, done.result().offset))
-        else:
+        if error is not None:
             self.record(client, ProduceFailed(self.now_us(), client, op, _code(error), False))
+            return
+        answer = done.result()
+        node_id = acked.watcher.acked_by(answer.topic, answer.partition, answer.offset)
+        event = ProduceAcked(
+            self.now_us(),
+            client,
+            op,
+            answer.offset,
+            agent=None if node_id is None else acked.watcher.agent_of(node_id),
+            log_start_offset=None if answer.log_start_offset < 0 else answer.log_start_offset,
+        )
+        self.record(client, event)
+        if acked.readback is not None and node_id is not None:
+            acked.readback.acked(node_id, answer.partition, answer.offset)
 
     async def _consumer(self, name: str, **options: Any) -> Any:
         """A started consumer that commits only when told to."""
@@ -151,6 +194,7 @@ class Clients:
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
+        watcher = self._watch(consumer._client, name)  # its fetches, during the faults too
         coordinator = consumer._coordinator  # aiokafka keeps generation and member id here
         clients = self
 
@@ -177,20 +221,28 @@ class Clients:
             for _ in range(polls):
                 polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
                 for tp, messages in sorted(polled.items()):
-                    await self._commit(consumer, name, group, tp, messages[-1].offset + 1)
+                    offset = messages[-1].offset + 1
+                    await self._commit(consumer, watcher, name, group, tp, offset)
         finally:
             await consumer.stop()
 
     async def _commit(
-        self, consumer: Any, name: str, group: str, tp: ClientPartition, offset: int
+        self,
+        consumer: Any,
+        watcher: Watcher,
+        name: str,
+        group: str,
+        tp: ClientPartition,
+        offset: int,
     ) -> None:
-        coordinator = consumer._coordinator
-        generation, member = coordinator.generation, coordinator.member_id
         requested_us = self.now_us()
         try:
             await consumer.commit({tp: offset})
         except KafkaError:
             return  # rebalancing or unreachable: the next owner commits
+        accepted_as = watcher.commit_accepted_as(group, tp.topic, tp.partition)
+        assert accepted_as is not None, f"{name} committed {tp} with no accepted attempt"
+        generation, member = accepted_as  # a retry carries the generation of its time
         event = OffsetCommitted(
             self.now_us(),
             requested_us,
@@ -222,56 +274,65 @@ class Clients:
     # --- the final scan --------------------------------------------------------------------
 
     async def scan(self, name: str) -> bool:
-        """Read every partition from its log start to its high watermark (as of the start);
-        True when every partition was read to the end."""
-        consumer = await self._consumer(name, group_id=None)
+        """Read every partition from its log start to its high watermark (as of the start,
+        each with the leader epoch it was answered in); True when every partition was read
+        to the end. What it reads is recorded by the capture (`sim.capture`)."""
+        consumer = await self._consumer(name, group_id=None, auto_offset_reset="earliest")
+        self._watch(consumer._client, name)
         try:
             partitions = [ClientPartition(self.topic, p) for p in range(self.partitions)]
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            # The consumer prefetches: a response may be older than the poll that returns
-            # it, so the only safe request time is the assignment.
-            assigned_us = self.now_us()
-            starts = await consumer.beginning_offsets(partitions)
-            ends = await consumer.end_offsets(partitions)
-            positions = {tp: starts[tp] for tp in partitions}
+            requested_us = self.now_us()
+            starts = {tp: await _listed(consumer, tp, EARLIEST) for tp in partitions}
+            ends = {tp: await _listed(consumer, tp, LATEST) for tp in partitions}
+            positions = {tp: starts[tp].offset for tp in partitions}  # reset there: earliest
             for _ in range(SCAN_POLLS_MAX):
-                if all(positions[tp] >= ends[tp] for tp in partitions):
+                if all(positions[tp] >= ends[tp].offset for tp in partitions):
                     break
                 polled = await consumer.getmany(*partitions, timeout_ms=POLL_TIMEOUT_MS)
                 for tp in partitions:
-                    messages = polled.get(tp, [])
-                    if messages:
-                        after = await consumer.position(tp)
-                        fetch = FetchObserved(
-                            self.now_us(),
-                            assigned_us,
-                            name,
-                            self.topic,
-                            tp.partition,
-                            positions[tp],
-                            tuple(ObservedRecord(m.offset, m.key, m.value) for m in messages),
-                            next_offset=after,
-                            high_watermark=consumer.highwater(tp),
-                            last_stable_offset=consumer.last_stable_offset(tp),
-                        )
-                        self.record(name, fetch)
-                        positions[tp] = after
-            complete = all(positions[tp] >= ends[tp] for tp in partitions)
+                    if polled.get(tp):
+                        positions[tp] = await consumer.position(tp)
             for tp in partitions:
                 scan = ScanCompleted(
                     self.now_us(),
-                    assigned_us,
+                    requested_us,
                     name,
                     self.topic,
                     tp.partition,
-                    starts[tp],
-                    min(positions[tp], ends[tp]),
+                    starts[tp].offset,
+                    min(positions[tp], ends[tp].offset),
+                    leader_epoch=_same_epoch(starts[tp], ends[tp]),
                 )
                 self.record(name, scan)
-            return complete
+            return all(positions[tp] >= ends[tp].offset for tp in partitions)
         finally:
             await consumer.stop()
+
+
+def _same_epoch(start: Listed, end: Listed) -> int | None:
+    """The leader epoch both listings were answered in, if it is one."""
+    return start.leader_epoch if start.leader_epoch == end.leader_epoch else None
+
+
+async def _listed(consumer: Any, tp: ClientPartition, timestamp: int) -> Listed:
+    """ListOffsets v4 (`sim.listing`) with retries while metadata settles."""
+    for attempt in range(LIST_ATTEMPTS_MAX):
+        try:
+            return await list_offset(consumer._client, tp, timestamp)
+        except KafkaError:
+            if attempt == LIST_ATTEMPTS_MAX - 1:
+                raise
+            await asyncio.sleep(POLL_TIMEOUT_MS / 1000)
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class _Acked:
+    """Where a producer's answers go: its capture watcher, and its read-backs (acks=1)."""
+
+    watcher: Watcher
+    readback: ReadBack | None
 
 
 async def started(make: Callable[[], Any]) -> Any:

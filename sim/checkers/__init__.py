@@ -9,20 +9,29 @@ history       The history itself is well formed: outcomes name known ops, one
               outcome per op, unique (key, value) per partition, time never
               goes backwards, requests precede their answers.
 acked_durable A record acked with acks=all is never lost: no read at its offset
-              shows other content, and no fetch *requested after the ack*
-              reports a high watermark at or below its offset.
-acked_leader  A record acked with acks=1 is lost only when allowed: evidence of
-              the same kinds as above is excused only by a disk loss on the
-              agent that acked it (after the attempt began) or a fenced lease of
-              that agent (of an epoch not below the ack's), before the evidence;
-              and the evidence must carry a higher leader epoch than the ack
-              (the loss is detectable via leader epochs). Unknown agents or
-              epochs are not held against the run.
-one_value     No two different contents (key, value, or control kind) at one
-              offset, across all readers, acks and time -- except across two
+              shows other content, no fetch *requested after the ack* reports a
+              high watermark at or below its offset, no final scan ends there.
+acked_leader  A record acked with acks=1 is lost only when allowed: a disk loss
+              on the agent that acked it (after the attempt began) or a fenced
+              lease of that agent (of an epoch not below the ack's) came before
+              the first evidence of the kinds above, and the first evidence
+              placed in a leader epoch is in a later epoch than the ack's (the
+              loss is detectable via leader epochs). The epoch of an ack is its
+              batch's, as read back at its offset; if nobody read it back
+              before it was lost, it is at least the epoch its agent was seen
+              holding when it acked (earlier acks, answers), and the evidence
+              must be above that; only with nothing known does the cause alone
+              excuse it. Evidence is placed by the epoch of the record seen, or
+              for a high watermark by the epoch its agent was serving then
+              (`HistoryIndex.answer_epoch`); evidence placed nowhere does not
+              excuse.
+one_value     No two different contents (key, value, or control kind) read at
+              one offset, across all readers and time -- except across two
               known, different leader epochs after a disk loss or fenced lease
               (truncation of unreplicated data, seen via the epoch), or, with an
               epoch unknown, when such a fault fell between the two sightings.
+              (An ack that a read contradicts is a lost record, judged by
+              acked_durable and acked_leader with the ack's epoch.)
 reader_offsets Within one fetch, delivered offsets rise strictly from the fetch
               offset (never backwards, never repeated). Every offset skipped
               between the fetch offset and the position after the fetch is
@@ -42,6 +51,9 @@ watermarks    In each response log_start <= HW, LSO <= HW and records lie in
               lower: unreplicated tail data can be lost on failover.) Fetches
               without a known epoch count as one epoch while no fault at all
               is injected between them (the leader cannot have changed).
+              Across clients, within one known leader epoch (fetches made in
+              it, acks in their batch's epoch, final scans), nobody is told a
+              log start below one another client was told before it asked.
 idempotence   An idempotent op (or a producer id/epoch/sequence) appears at one
               offset at most, not counting offsets whose content was replaced.
 read_committed A read_committed fetch never delivers a data record of an aborted
@@ -52,7 +64,17 @@ no_phantoms   Every data record read was attempted by some producer, and not
 group_owners  In one generation of a group, each partition has one owner.
 group_offsets A successful commit is never below a commit that completed before
               it was requested (since the last explicit reset), and OffsetFetch
-              never answers below such commits nor with an offset nobody set.
+              never answers below such commits nor with an offset nobody set --
+              unless the committing member saw, after that commit and before
+              asking, the log below it rewritten in a later leader epoch than
+              the record just below it was read in (a record there in a later
+              epoch, or a high watermark below it answered in a later epoch):
+              a truncation, after which Kafka consumers reset and commit lower;
+              or unless the commit carried (on the wire) a generation no older
+              than the higher commit's and a member that generation did not
+              assign the partition to, which the classic protocol accepts (it
+              checks generation and member, not ownership). Either commit then
+              counts as a reset.
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
               (acks=1 losses excused as in acked_leader; compacted topics and

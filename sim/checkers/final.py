@@ -43,10 +43,10 @@ def check_final_reads(history: History) -> list[Violation]:
         if scan.read_committed and index.txn_visible(attempt) is not True:
             continue
         loss = _missing_from_scan(scan, scanned[tp], attempt, ack)
-        why = None if loss is None else unexcused(index, attempt, ack, loss)
+        why = None if loss is None else unexcused(index, attempt, ack, [loss])
         if why is None:
             continue
-        message = f"{describe_ack(attempt, ack)} is not in the final read: {why}"
+        message = f"{describe_ack(index, attempt, ack)} is not in the final read: {why}"
         found.append(Violation("final_reads", message, (attempt, ack, scan)))
     return found
 

@@ -1,14 +1,23 @@
 """The `group_owners` and `group_offsets` checkers: one owner per partition and generation;
-committed offsets never regress."""
+committed offsets never regress, except after a truncation the committing member saw or by
+a commit of a partition its member did not own in the generation the commit carried."""
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
 
-from sim.checkers.index import Violation, place_of
+from sim.checkers.index import (
+    HistoryIndex,
+    Violation,
+    index_history,
+    place_of,
+)
 from sim.history import (
+    OFFSET_OUT_OF_RANGE,
     CommittedOffsetRead,
+    FetchFailed,
+    FetchObserved,
     GroupGeneration,
     History,
     OffsetCommitted,
@@ -36,39 +45,136 @@ def check_group_owners(history: History) -> list[Violation]:
 
 
 def check_group_offsets(history: History) -> list[Violation]:
-    """Committed offsets never regress (outside explicit resets), as committed and as read."""
+    """Committed offsets never regress (outside explicit resets and truncations the committing
+    member saw), as committed and as read."""
+    index = index_history(history)
+    assigned = _assignments(history)
     timelines: dict[tuple[str, str, int], _CommitTimeline] = defaultdict(_CommitTimeline)
     found: list[Violation] = []
     for event in history:
         if isinstance(event, OffsetCommitted | OffsetReset | CommittedOffsetRead):
             timeline = timelines[(event.group, event.topic, event.partition)]
-        if isinstance(event, OffsetCommitted | CommittedOffsetRead):
+        if isinstance(event, OffsetReset):
+            timeline.add(event, reset=True)
+        elif isinstance(event, CommittedOffsetRead):
             found += timeline.judge(event)
-        if isinstance(event, OffsetCommitted | OffsetReset):
-            timeline.add(event)
+        elif isinstance(event, OffsetCommitted):
+            floor = timeline.floor(event)
+            truncated = floor is not None and truncation_seen(index, event, floor)
+            explained = truncated or unowned_commit(assigned, event, floor)
+            found += [] if explained else timeline.judge(event)
+            timeline.add(event, reset=explained)
     return found
 
 
+_Assignments = dict[tuple[str, int, str], frozenset[tuple[str, int]]]
+
+
+def _assignments(history: History) -> _Assignments:
+    """(group, generation, member id) -> the partitions that member was assigned."""
+    return {
+        (event.group, event.generation, event.member): frozenset(
+            (tp.topic, tp.partition) for tp in event.partitions
+        )
+        for event in history.of_type(GroupGeneration)
+    }
+
+
+def unowned_commit(
+    assigned: _Assignments, commit: OffsetCommitted, floor: OffsetCommitted | OffsetReset | None
+) -> bool:
+    """Whether `commit` is one the classic group protocol accepts by design, whatever it sets
+    the offset to: it carried a generation no older than that of the floor it was asked
+    above (else the coordinator took a stale generation) and a member that generation did
+    not assign the partition to. OffsetCommit is checked against generation and member id,
+    not ownership, so a client committing a partition it lost (aiokafka retries a commit
+    with the generation it holds at the retry) may land after, and below, the owner's
+    commits; the history knows the generation each accepted attempt carried
+    (`sim.capture`). Such a commit counts as a reset, also for the reads after it."""
+    if isinstance(floor, OffsetCommitted) and floor.generation > commit.generation:
+        return False
+    partitions = assigned.get((commit.group, commit.generation, commit.member))
+    not_owned = partitions is not None and (commit.topic, commit.partition) not in partitions
+    return not_owned
+
+
+def truncation_seen(
+    index: HistoryIndex, commit: OffsetCommitted, floor: OffsetCommitted | OffsetReset
+) -> bool:
+    """Whether the member committing `commit` (below `floor`) saw, before it asked to
+    commit, the log below the floor's offset cut back or rewritten in a later leader epoch
+    than the record just below the floor was read in (`_shows_truncation`)."""
+    if commit.offset >= floor.offset:
+        return False
+    tp = (commit.topic, commit.partition)
+    covered = [
+        s.leader_epoch
+        for s in index.sightings[tp].get(floor.offset - 1, [])
+        if s.at_us <= floor.at_us and s.leader_epoch is not None
+    ]
+    if not covered:
+        return False
+    answers = index.answers_by_reader.get((commit.client, *tp), [])
+    return any(
+        _shows_truncation(index, answer, floor.offset, max(covered))
+        for answer in answers
+        if answer.at_us <= commit.requested_us
+    )
+
+
+def _shows_truncation(
+    index: HistoryIndex, answer: FetchObserved | FetchFailed, below: int, epoch: int
+) -> bool:
+    """A record below `below` in a later epoch than `epoch`; or, answered in a later epoch
+    (`HistoryIndex.answer_epoch`), a high watermark below `below`, or OFFSET_OUT_OF_RANGE
+    for a fetch at or below it (the log ended before it)."""
+    later = index.answer_epoch(answer)
+    in_later_epoch = later is not None and later > epoch
+    if isinstance(answer, FetchFailed):
+        cut = answer.error_code == OFFSET_OUT_OF_RANGE and answer.fetch_offset <= below
+        return cut and in_later_epoch
+    rewritten = any(
+        r.offset < below and r.leader_epoch is not None and r.leader_epoch > epoch
+        for r in answer.records
+    )
+    ended = answer.high_watermark is not None and answer.high_watermark < below
+    return rewritten or (ended and in_later_epoch)
+
+
 class _CommitTimeline:
-    """Commits and resets of one group partition in completion order, with running floors."""
+    """Commits and resets of one group partition in completion order, with running floors:
+    the highest commit since the last reset (an explicit one, or a commit below the floor
+    after a truncation its member saw)."""
 
     def __init__(self) -> None:
         self.completed_us: list[int] = []
         self.floors: list[OffsetCommitted | OffsetReset] = []
+        self.resets: list[bool] = []
         self.offsets: set[int] = set()
 
-    def add(self, event: OffsetCommitted | OffsetReset) -> None:
+    def add(self, event: OffsetCommitted | OffsetReset, *, reset: bool) -> None:
         floor = event
-        if isinstance(event, OffsetCommitted) and self.floors:
+        if not reset and self.floors:
             floor = max(self.floors[-1], event, key=lambda known: known.offset)
         self.completed_us.append(event.at_us)
         self.floors.append(floor)
+        self.resets.append(reset)
         self.offsets.add(event.offset)
+
+    def floor(
+        self, event: OffsetCommitted | CommittedOffsetRead
+    ) -> OffsetCommitted | OffsetReset | None:
+        """The floor as of when `event` was requested: commits completed before it, and a
+        reset completed at that very instant (recorded before it, so it came first)."""
+        before = bisect.bisect_left(self.completed_us, event.requested_us)
+        through = bisect.bisect_right(self.completed_us, event.requested_us)
+        if any(self.resets[before:through]):
+            before = through
+        return self.floors[before - 1] if before else None
 
     def judge(self, event: OffsetCommitted | CommittedOffsetRead) -> list[Violation]:
         """Compare with every commit completed before `event` was requested (since a reset)."""
-        before = bisect.bisect_left(self.completed_us, event.requested_us)
-        floor = self.floors[before - 1] if before else None
+        floor = self.floor(event)
         where = f"group {event.group} {place_of(event.topic, event.partition)}"
         if floor is not None and event.offset < floor.offset:
             verb = "committed" if isinstance(event, OffsetCommitted) else "read back committed"

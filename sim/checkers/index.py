@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import weakref
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sim.history import (
@@ -12,12 +13,14 @@ from sim.history import (
     FAULT_LEASE_FENCED,
     Event,
     FaultInjected,
+    FetchFailed,
     FetchObserved,
     History,
     ObservedRecord,
     ProduceAcked,
     ProduceAttempt,
     ProduceFailed,
+    ScanCompleted,
     TopicCreated,
     TxnEnded,
 )
@@ -63,9 +66,21 @@ class HistoryIndex:
         self.transactional: set[TP] = set()
         self.faults: list[FaultInjected] = []
         self.fetches: list[FetchObserved] = []
+        self.answers_by_reader: dict[tuple[str, str, int], list[FetchObserved | FetchFailed]] = {}
+        self.scans: list[ScanCompleted] = []
         self.sightings: dict[TP, dict[int, list[Sighting]]] = defaultdict(dict)
         for event in history:
             self._add(event)
+        self.ack_epochs = {op: e for op, e in self._derived_ack_epochs() if e is not None}
+        for op, ack in self.acks.items():
+            attempt = self.attempts.get(op)
+            if attempt is not None and ack.offset >= 0:
+                content: Content = (None, attempt.key, attempt.value)
+                where = (attempt.topic, attempt.partition, ack.offset)
+                self._sight(*where, content, self.ack_epochs.get(op), ack)
+        for offsets in self.sightings.values():
+            for sightings in offsets.values():
+                sightings.sort(key=lambda sighting: sighting.at_us)
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
         self.fault_times_us = sorted(fault.at_us for fault in self.faults)
         self.truncations = sorted(
@@ -74,6 +89,8 @@ class HistoryIndex:
         )
         self.truncation_times_us = [fault.at_us for fault in self.truncations]
         self.marks = _HighWatermarks(self.fetches)
+        self._fault_times_by_agent: dict[tuple[str, int, str], list[int]] = {}
+        self._answer_epochs = self._epochs_by_answerer()
 
     def _add(self, event: Event) -> None:
         if isinstance(event, ProduceAttempt):
@@ -84,18 +101,18 @@ class HistoryIndex:
                 self.transactional.add((event.topic, event.partition))
         elif isinstance(event, ProduceAcked):
             self.acks.setdefault(event.op, event)
-            attempt = self.attempts.get(event.op)
-            if attempt is not None and event.offset >= 0:
-                content: Content = (None, attempt.key, attempt.value)
-                where = (attempt.topic, attempt.partition, event.offset)
-                self._sight(*where, content, event.leader_epoch, event)
         elif isinstance(event, ProduceFailed):
             self.failures.setdefault(event.op, event)
-        elif isinstance(event, FetchObserved):
+        elif isinstance(event, FetchObserved | FetchFailed):
+            reader = (event.client, event.topic, event.partition)
+            self.answers_by_reader.setdefault(reader, []).append(event)
+        if isinstance(event, FetchObserved):
             self.fetches.append(event)
             for record in event.records:
                 where = (event.topic, event.partition, record.offset)
                 self._sight(*where, content_of(record), record.leader_epoch, event)
+        elif isinstance(event, ScanCompleted):
+            self.scans.append(event)
         elif isinstance(event, TxnEnded):
             self.txn_ends[event.txn] = event
         elif isinstance(event, TopicCreated) and event.compacted:
@@ -114,6 +131,91 @@ class HistoryIndex:
     ) -> None:
         sighting = Sighting(content, epoch, event.at_us, event)
         self.sightings[(topic, partition)].setdefault(offset, []).append(sighting)
+
+    def _derived_ack_epochs(self) -> Iterator[tuple[int, int | None]]:
+        """The leader epoch of each ack: as the client was told, else the batch epoch of a
+        read of the acked record itself at its offset (the leader stamps its epoch on the
+        batch it appends; a record is unique, so that batch is the acked one; if a retry
+        wrote it there again in a later epoch, the latest)."""
+        for op, ack in self.acks.items():
+            attempt = self.attempts.get(op)
+            if ack.leader_epoch is not None or attempt is None:
+                yield op, ack.leader_epoch
+                continue
+            mine: Content = (None, attempt.key, attempt.value)
+            read = self.sightings[(attempt.topic, attempt.partition)].get(ack.offset, [])
+            epochs = [s.leader_epoch for s in read if s.content == mine]
+            yield op, max((epoch for epoch in epochs if epoch is not None), default=None)
+
+    def _answerer(self, fetch: FetchObserved | FetchFailed) -> tuple[str, int, str, int] | None:
+        """Which agent answered `fetch`, and in which of its spans without a fault that may
+        change its epoch for the partition (a fault on it, a lease of the partition moving,
+        a fault on every agent), or None if unknown or such a fault fell while it was asked."""
+        if fetch.agent is None:
+            return None
+        times = self._epoch_fault_times(fetch.topic, fetch.partition, fetch.agent)
+        before = bisect.bisect_right(times, fetch.requested_us)
+        if bisect.bisect_right(times, fetch.at_us) != before:
+            return None
+        return (fetch.topic, fetch.partition, fetch.agent, before)
+
+    def _epoch_fault_times(self, topic: str, partition: int, agent: str) -> list[int]:
+        key = (topic, partition, agent)
+        if key not in self._fault_times_by_agent:
+            self._fault_times_by_agent[key] = [
+                fault.at_us
+                for fault in self.faults
+                if fault.agent in (agent, "*")
+                or (fault.kind == FAULT_LEASE_FENCED and fault_covers(fault, topic, partition))
+            ]
+        return self._fault_times_by_agent[key]
+
+    def _epochs_by_answerer(self) -> dict[tuple[str, int, str, int], int]:
+        epochs: dict[tuple[str, int, str, int], int] = {}
+        for fetch in self.fetches:
+            answerer, epoch = self._answerer(fetch), response_epoch(fetch)
+            if answerer is not None and epoch is not None:
+                epochs[answerer] = max(epoch, epochs.get(answerer, epoch))
+        return epochs
+
+    def answer_epoch(self, fetch: FetchObserved | FetchFailed) -> int | None:
+        """The leader epoch `fetch` was answered in, or a lower bound of it: its own
+        (`response_epoch`), or the highest batch epoch the same agent served for the
+        partition in the same span (`_answerer`): an agent's epoch changes only at a
+        fault the simulator records (its lease moving, its restart, its disk lost)."""
+        answerer = self._answerer(fetch)
+        epochs = [response_epoch(fetch) if isinstance(fetch, FetchObserved) else None]
+        if answerer is not None:
+            epochs.append(self._answer_epochs.get(answerer))
+        return max((epoch for epoch in epochs if epoch is not None), default=None)
+
+    def ack_epoch_floor(self, op: int) -> int | None:
+        """When the epoch of an ack is not known, a lower bound of it: the highest epoch its
+        agent was seen holding for the partition by the time it acked (the known epochs of
+        its earlier acks, the epochs it answered fetches in); an agent's epochs only grow."""
+        ack, attempt = self.acks[op], self.attempts[op]
+        if ack.agent is None:
+            return None
+        epochs = [
+            self.ack_epochs.get(other)
+            for other, earlier in self.acks.items()
+            if earlier.agent == ack.agent
+            and earlier.at_us <= ack.at_us
+            and self._same_partition(other, attempt)
+        ]
+        epochs += [
+            self.answer_epoch(fetch)
+            for fetch in self.fetches
+            if fetch.agent == ack.agent
+            and (fetch.topic, fetch.partition) == (attempt.topic, attempt.partition)
+            and fetch.at_us <= ack.at_us
+        ]
+        return max((epoch for epoch in epochs if epoch is not None), default=None)
+
+    def _same_partition(self, op: int, attempt: ProduceAttempt) -> bool:
+        other = self.attempts.get(op)
+        where = (attempt.topic, attempt.partition)
+        return other is not None and (other.topic, other.partition) == where
 
     def op_of(self, topic: str, partition: int, record: ObservedRecord) -> ProduceAttempt | None:
         if record.control is not None:
@@ -167,24 +269,24 @@ class _HighWatermarks:
             self._requested[tp] = [fetch.requested_us for fetch in found]
             self._lowest_after[tp] = lowest[::-1]
 
-    def first_at_or_below(
+    def at_or_below(
         self, tp: TP, offset: int, after_us: int, epoch: int | None
-    ) -> FetchObserved | None:
-        """The earliest fetch requested after `after_us` that told a high watermark <= `offset`,
-        in leader epoch `epoch` or later (an older epoch's answer is a stale view, not a loss)."""
+    ) -> Iterator[FetchObserved]:
+        """The fetches requested after `after_us` that told a high watermark <= `offset`, in
+        leader epoch `epoch` or later (an older epoch's answer is a stale view, not a loss),
+        in request order."""
         if tp not in self._fetches:
-            return None
+            return
         start = bisect.bisect_right(self._requested[tp], after_us)
         if start == len(self._fetches[tp]) or self._lowest_after[tp][start] > offset:
-            return None
+            return
         for fetch in self._fetches[tp][start:]:
             assert fetch.high_watermark is not None
             stale = (
                 epoch is not None and fetch.leader_epoch is not None and fetch.leader_epoch < epoch
             )
             if fetch.high_watermark <= offset and not stale:
-                return fetch
-        return None
+                yield fetch
 
 
 _INDEXES: weakref.WeakKeyDictionary[History, tuple[int, HistoryIndex]] = weakref.WeakKeyDictionary()
@@ -197,6 +299,16 @@ def index_history(history: History) -> HistoryIndex:
         cached = (len(history), HistoryIndex(history))
         _INDEXES[history] = cached
     return cached[1]
+
+
+def response_epoch(fetch: FetchObserved) -> int | None:
+    """The leader epoch a fetch was answered in, or a lower bound of it: the epoch the
+    reader fetched with, else the latest batch epoch in the answer (a leader serves no
+    batch of an epoch above its own), else None."""
+    if fetch.leader_epoch is not None:
+        return fetch.leader_epoch
+    epochs = [record.leader_epoch for record in fetch.records if record.leader_epoch is not None]
+    return max(epochs, default=None)
 
 
 def content_of(record: ObservedRecord) -> Content:

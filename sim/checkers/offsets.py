@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from dataclasses import dataclass
 
 from sim.checkers.index import (
     TP,
@@ -17,18 +18,22 @@ from sim.checkers.index import (
     show,
 )
 from sim.history import (
+    Event,
     FetchObserved,
     History,
 )
 
 
 def check_one_value(history: History) -> list[Violation]:
-    """No two different contents at one offset, unless truncated across leader epochs."""
+    """No two different contents read at one offset, unless truncated across leader epochs
+    (an ack that a read contradicts is a lost record: acked_durable and acked_leader judge
+    it)."""
     index = index_history(history)
     found: list[Violation] = []
     for (topic, partition), offsets in sorted(index.sightings.items()):
         for offset, sightings in sorted(offsets.items()):
-            clash = _first_clash(index, topic, partition, sightings)
+            read = [s for s in sightings if isinstance(s.event, FetchObserved)]
+            clash = _first_clash(index, topic, partition, read)
             if clash is not None:
                 first, second = clash
                 message = (
@@ -207,6 +212,62 @@ def check_watermarks(history: History) -> list[Violation]:
                 )
                 found.append(Violation("watermarks", message, (fetch,)))
             seen[name] = max(value, seen.get(name, value))
+    return found + _log_start_regressions(index)
+
+
+@dataclass(frozen=True)
+class _LogStart:
+    """A log start offset some client was told in a known leader epoch, between two times."""
+
+    requested_us: int
+    at_us: int
+    client: str
+    offset: int
+    event: Event
+
+
+def _log_starts(index: HistoryIndex) -> dict[tuple[str, int, int], list[_LogStart]]:
+    """Log starts answered in a known leader epoch, by (topic, partition, epoch): fetches
+    made in a known epoch, acks (in the epoch of the acked batch), final scans."""
+    found: dict[tuple[str, int, int], list[_LogStart]] = defaultdict(list)
+    for fetch in index.fetches:
+        if fetch.leader_epoch is not None and fetch.log_start_offset is not None:
+            mark = _LogStart(
+                fetch.requested_us, fetch.at_us, fetch.client, fetch.log_start_offset, fetch
+            )
+            found[(fetch.topic, fetch.partition, fetch.leader_epoch)].append(mark)
+    for op, ack in index.acks.items():
+        attempt, epoch = index.attempts.get(op), index.ack_epochs.get(op)
+        if attempt is not None and epoch is not None and ack.log_start_offset is not None:
+            mark = _LogStart(attempt.at_us, ack.at_us, ack.client, ack.log_start_offset, ack)
+            found[(attempt.topic, attempt.partition, epoch)].append(mark)
+    for scan in index.scans:
+        if scan.leader_epoch is not None:
+            mark = _LogStart(scan.requested_us, scan.at_us, scan.client, scan.start_offset, scan)
+            found[(scan.topic, scan.partition, scan.leader_epoch)].append(mark)
+    return found
+
+
+def _log_start_regressions(index: HistoryIndex) -> list[Violation]:
+    """Within one leader epoch, no client is told a log start below one another client was
+    told before it asked (across readers, producers and scans)."""
+    found: list[Violation] = []
+    for (topic, partition, epoch), marks in sorted(_log_starts(index).items()):
+        marks.sort(key=lambda mark: mark.at_us)
+        completed = [mark.at_us for mark in marks]
+        highest: list[_LogStart] = []
+        for mark in marks:
+            highest.append(max(highest[-1], mark, key=lambda m: m.offset) if highest else mark)
+        for mark in marks:
+            before = bisect.bisect_left(completed, mark.requested_us)
+            floor = highest[before - 1] if before else None
+            if floor is not None and mark.offset < floor.offset:
+                message = (
+                    f"{mark.client} was told log start {mark.offset} for "
+                    f"{place_of(topic, partition)} in leader epoch {epoch} at {mark.at_us}us, "
+                    f"below {floor.offset} that {floor.client} was told at {floor.at_us}us"
+                )
+                found.append(Violation("watermarks", message, (floor.event, mark.event)))
     return found
 
 

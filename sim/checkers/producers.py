@@ -29,7 +29,7 @@ def check_idempotence(history: History) -> list[Violation]:
         if attempt is not None and attempt.idempotent and ack.offset >= 0:
             writer = (attempt.topic, attempt.partition, f"idempotent op {op} by {attempt.client}")
             content: Content = (None, attempt.key, attempt.value)
-            sighting = Sighting(content, ack.leader_epoch, ack.at_us, ack)
+            sighting = Sighting(content, index.ack_epochs.get(op), ack.at_us, ack)
             places[writer].setdefault(ack.offset, sighting)
     for fetch in index.fetches:
         for record in fetch.records:

@@ -114,7 +114,13 @@ def test_kafka_python_describes_broker_configs_alone_and_with_topics(
     assert mixed["broker"]["0"] == every
     assert mixed["topic"]["t"]["retention.ms"]["value"] == "604800000"
     static = kafka_admin.describe_configs([broker], config_filter="static")["broker"]["0"]
-    assert set(static) == {"num.partitions", "streamhouse.flush.interval.ms"}  # flags set them
+    # flags set these; the node id comes from membership, fixed for the agent's life
+    assert set(static) == {
+        "num.partitions",
+        "streamhouse.flush.interval.ms",
+        "node.id",
+        "broker.id",
+    }
     assert kafka_admin.describe_configs([broker])["broker"]["0"] == {}  # none set at run time
 
 

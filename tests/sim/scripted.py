@@ -65,14 +65,18 @@ class Script:
         *,
         epoch: int | None = 1,
         agent: str | None = "a1",
+        log_start_offset: int | None = None,
     ) -> ProduceAcked:
-        acked = ProduceAcked(self.tick(), attempt.client, attempt.op, offset, epoch, agent)
+        acked = ProduceAcked(
+            self.tick(), attempt.client, attempt.op, offset, epoch, agent, log_start_offset
+        )
         self.history.append(acked)
         return acked
 
     def produce(self, value: bytes, offset: int, **options: object) -> ProduceAttempt:
-        """An attempt acked at `offset` (options: those of `attempt`, plus epoch and agent)."""
-        ack_options = {name: options.pop(name) for name in ("epoch", "agent") if name in options}
+        """An attempt acked at `offset` (options: those of `attempt`, plus those of `ack`)."""
+        names = ("epoch", "agent", "log_start_offset")
+        ack_options = {name: options.pop(name) for name in names if name in options}
         attempt = self.attempt(value, **options)
         self.ack(attempt, offset, **ack_options)
         return attempt

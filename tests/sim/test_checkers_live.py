@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from sim.capture import captured_aiokafka
 from sim.checkers import check_all
+from sim.checkers.index import index_history
 from sim.clock import LoopClock
 from sim.disk import SimDisk
 from sim.history import (
@@ -75,7 +77,7 @@ def record_run(
             now_us = lambda: loop.time_ns() // 1000  # noqa: E731
             clients = Clients(history, now_us, f"{AGENT}:{PORT}", TOPIC, PARTITIONS)
             history.append(TopicCreated(clients.now_us(), "admin", TOPIC, PARTITIONS))
-            with pinned_aiokafka(clock, rng.fork("client")):
+            with pinned_aiokafka(clock, rng.fork("client")), captured_aiokafka():
                 await on_host(CLIENT, workload(clients))
         finally:
             await on_host(AGENT, agent.close())
@@ -107,9 +109,21 @@ def test_a_real_client_history_passes_and_a_corrupted_copy_does_not(
 ) -> None:
     history = record_run(seed, faults, every_ack_mode)
     acked = history.of_type(ProduceAcked)
-    read = [r for fetch in history.of_type(FetchObserved) for r in fetch.records]
+    scanned = [f for f in history.of_type(FetchObserved) if f.client == "consumer"]
+    read = {(fetch.partition, r.offset) for fetch in scanned for r in fetch.records}
     assert len(acked) == len(read) == 3 * RECORDS_PER_PRODUCER
     assert check_all(history, liveness_bound_ms=LIVENESS_BOUND_MS) == []
+    # the capture: every record read carries its batch's leader epoch, every ack its agent
+    # and log start, and every acks=1 ack its epoch (read back from the agent that acked)
+    records = [r for fetch in history.of_type(FetchObserved) for r in fetch.records]
+    assert {r.leader_epoch for r in records} == {1}
+    assert all(a.agent == AGENT and a.log_start_offset == 0 for a in acked)
+    idempotent = [(f.partition, r) for f in scanned for r in f.records if r.producer_id >= 0]
+    written = {(p, r.producer_id, r.producer_epoch, r.sequence) for p, r in idempotent}
+    assert len(written) == len(idempotent) == RECORDS_PER_PRODUCER  # sequences per partition
+    epochs = index_history(history).ack_epochs
+    leader_acks = [a for a in acked if a.client == "producer-acks-1"]
+    assert leader_acks and all(epochs.get(a.op) == 1 for a in leader_acks)
 
     corrupted = History()
     for event in history:
@@ -132,4 +146,6 @@ def test_a_real_consumer_group_history_passes(seed: int, faults: NetworkFaults) 
     generations = history.of_type(GroupGeneration)
     assert len({event.member for event in generations}) == 2
     assert history.of_type(OffsetCommitted)
+    readers = {f.client for f in history.of_type(FetchObserved) if f.records}
+    assert readers and readers <= {"m1", "m2"}  # the members' reads are recorded
     assert check_all(history) == []

@@ -296,7 +296,7 @@ def test_partition_sizes_sum_committed_rows_of_the_topic(store: MetadataStore) -
     orders_led_by_a(store)
     run(store.create_topic("orders-2", 1, {}, T0_MS))
     other = TopicPartition("orders-2", 0)
-    assert run(store.acquire_lease(other, "agent-a", T0_MS, TTL_MS)) is not None
+    assert run(store.acquire_lease(other, "agent-a", TTL_MS)) is not None
     assert run(store.partition_sizes("orders")) == {}
     # segment() sizes a row 10 bytes per offset
     run(store.commit_flush(flush("obj-1", {TP0: 1, other: 1}, [(TP0, 0, 4), (other, 0, 99)])))
