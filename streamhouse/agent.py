@@ -18,6 +18,7 @@ from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
+from streamhouse.engine.ownership import Ownership
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
@@ -85,6 +86,7 @@ class Agent:
     kafka: KafkaListener
     kafka_port: int
     membership: Membership
+    ownership: Ownership
 
     @property
     def kafka_address(self) -> str:
@@ -92,7 +94,9 @@ class Agent:
         return f"{advertised.host}:{advertised.port}"
 
     async def close(self) -> None:
-        """Stop accepting requests, flush what is pending, release connections."""
+        """Stop accepting requests, flush what is pending, hand every lease over (released, so
+        the next owner takes it without waiting out the TTL), release connections."""
+        await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
         await self.log.close(flush=True)
@@ -159,6 +163,7 @@ async def assemble_agent(
         producers=metadata,
         buggify=buggify or Buggify(),
         failure=failure,
+        may_lead=cluster.may_lead,
     )
     await log.open()
     groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
@@ -179,9 +184,21 @@ async def assemble_agent(
     membership = Membership(settings, clock, metadata, cluster)
     await membership.join()  # the node id comes before the first client
     membership.start(failure)
+    ownership = Ownership(settings, clock, metadata, log, cluster, membership)
+    ownership.start(failure)
     await kafka.serve()
     return Agent(
-        settings, agent_id, failure, log, admin, metadata, objects, kafka, port, membership
+        settings,
+        agent_id,
+        failure,
+        log,
+        admin,
+        metadata,
+        objects,
+        kafka,
+        port,
+        membership,
+        ownership,
     )
 
 

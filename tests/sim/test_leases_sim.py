@@ -38,6 +38,7 @@ ACKS_LEADER = 1
 PRODUCE_TIMEOUT_MS = 10_000
 STEP_ROUNDS = 12  # agent-2 tries to take the partition every half TTL, six TTLs long
 PAUSE_MS = 3 * TTL_MS
+SETTLE_MS = 3 * SETTINGS.ownership_interval_ms  # the ownership service places and takes it
 
 
 class RawClient:
@@ -100,10 +101,20 @@ def _simulate(story: Any) -> Any:
 
 
 async def _lead(cluster: SimCluster, agent: SimAgent) -> int:
-    """`agent` takes (or keeps) the partition's lease; its epoch."""
+    """`agent` takes (or keeps) the partition's lease, wherever the partition is placed (the
+    lease store alone decides); its epoch."""
     assert agent.running is not None
-    plog = await cluster.spawn(agent.host, agent.running.log.partition(TP), "lead")
+    plog = await cluster.spawn(agent.host, agent.running.log.take(TP), "lead")
     return plog.state.leader_epoch
+
+
+async def _placed(cluster: SimCluster) -> tuple[SimAgent, SimAgent]:
+    """(the agent the ownership service gave the partition to, the other) once it settled."""
+    await cluster.clock.sleep_ms(SETTLE_MS)
+    leading = [a for a in cluster.agents if a.running and a.running.log.led_partition(TP)]
+    assert len(leading) == 1, leading
+    (holder,) = leading
+    return holder, next(agent for agent in cluster.agents if agent is not holder)
 
 
 async def _refused_to(cluster: SimCluster, agent: SimAgent) -> None:
@@ -113,7 +124,7 @@ async def _refused_to(cluster: SimCluster, agent: SimAgent) -> None:
 
 def test_a_clock_stepped_an_hour_forward_takes_no_lease_from_a_healthy_holder() -> None:
     async def story(cluster: SimCluster) -> list[tuple[int, int]]:
-        holder, stepped = cluster.agents
+        holder, stepped = await _placed(cluster)
         epoch = await _lead(cluster, holder)
         stepped.clock.step_wall_ms(HOUR_MS)
         holder.clock.step_wall_ms(-HOUR_MS)  # and the holder's own clock an hour back
@@ -137,7 +148,7 @@ def test_a_clock_stepped_an_hour_forward_takes_no_lease_from_a_healthy_holder() 
 
 def test_a_paused_holder_acknowledges_nothing_in_its_old_epoch_after_resuming() -> None:
     async def story(cluster: SimCluster) -> dict[str, Any]:
-        holder, other = cluster.agents
+        holder, other = await _placed(cluster)
         old_epoch = await _lead(cluster, holder)
         client = await RawClient.to(holder)
         before = await client.produce()

@@ -1,0 +1,181 @@
+"""Balanced ownership with real agent processes on one PostgreSQL and one moto S3 bucket: two
+agents each lead half of a topic's partitions; one stopped with SIGTERM hands its partitions
+over (flushed, released) and the other produces to them well within the lease TTL; a joining
+agent takes its share from a lone agent promptly, and every record acknowledged before is
+still there."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamhouse.config import Settings
+from streamhouse.testing.agent_process import AgentProcess
+from tests.e2e.conftest import start_agent
+
+PARTITIONS = 6
+TTL_S = Settings().lease_ttl_ms / 1000
+HEARTBEAT_S = Settings().agent_heartbeat_interval_ms / 1000
+OWNERSHIP_S = Settings().ownership_interval_ms / 1000
+PROCESS_SLACK_S = 3.0  # Metadata round trips and process scheduling on a busy machine
+HANDED_OVER_WITHIN_S = TTL_S / 2  # "well within the TTL": the leases are released, not expired
+SHARE_WITHIN_S = HEARTBEAT_S + 2 * OWNERSHIP_S + PROCESS_SLACK_S  # seen, handed over, taken
+POLL_S = 0.2
+REQUEST_TIMEOUT_S = 10
+RECORDS_PER_PARTITION = 20
+EXPECTED_TOTAL = 2 * PARTITIONS * RECORDS_PER_PARTITION  # before and after the move
+
+
+def _shared(postgres_url: str, s3_endpoint: str) -> tuple[str, ...]:
+    bucket = f"ownership-{uuid.uuid4().hex[:12]}"
+    return (
+        "--metadata-url",
+        postgres_url,
+        "--object-store",
+        f"s3://{bucket}/cluster",
+        "--s3-endpoint",
+        s3_endpoint,
+    )
+
+
+def _leaders(agent: AgentProcess, topic: str) -> dict[int, int]:
+    """partition -> leader node id, as the agent's Metadata answers."""
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    listed = admin.list_topics(topic, timeout=REQUEST_TIMEOUT_S).topics[topic].partitions
+    return {index: p.leader for index, p in listed.items()}
+
+
+def _within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
+    started = time.monotonic()
+    while not holds():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} not within {timeout_s} s")
+        time.sleep(POLL_S)
+    return time.monotonic() - started
+
+
+def _create_topic(agent: AgentProcess, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS)])
+    futures[topic].result(timeout=REQUEST_TIMEOUT_S)
+
+
+def _produce(agent: AgentProcess, topic: str, partitions: list[int], tag: str) -> None:
+    """RECORDS_PER_PARTITION records to each partition, acks=all; fails on any error."""
+    producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all"})
+    errors: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
+    for partition in partitions:
+        for n in range(RECORDS_PER_PARTITION):
+            producer.produce(
+                topic, f"{tag}-{n}".encode(), partition=partition, on_delivery=delivered
+            )
+    assert producer.flush(REQUEST_TIMEOUT_S * 3) == 0, "records left undelivered"
+    assert not errors, errors
+
+
+def _counts(agent: AgentProcess, topic: str) -> Counter[int]:
+    """How many records each partition holds, read from the start."""
+    consumer = Consumer(
+        {"bootstrap.servers": agent.bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}"}
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    counts: Counter[int] = Counter()
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S * 3
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                counts[message.partition()] += 1
+            if sum(counts.values()) >= EXPECTED_TOTAL:
+                break
+    finally:
+        consumer.close()
+    return counts
+
+
+def _node_of(agent: AgentProcess, topic: str) -> int:
+    """This agent's node id: the leader named for a partition it leads."""
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    brokers = admin.list_topics(topic, timeout=REQUEST_TIMEOUT_S).brokers
+    return next(node for node, b in brokers.items() if b.port == agent.port)
+
+
+def _agents(
+    tmp_path: Path, shared: tuple[str, ...], names: tuple[str, ...]
+) -> Iterator[AgentProcess]:
+    for name in names:
+        yield start_agent(tmp_path / name, *shared)
+
+
+def _balanced(leaders: dict[int, int]) -> bool:
+    loads = Counter(leaders.values())
+    return len(loads) == 2 and max(loads.values()) - min(loads.values()) <= 1
+
+
+def test_sigterm_hands_every_partition_over_well_within_the_lease_ttl(
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
+) -> None:
+    shared = _shared(postgres_database_url, moto_s3_with_credentials)
+    topic = "handover"
+    with ExitStack() as stack:
+        a, b = (stack.enter_context(agent) for agent in _agents(tmp_path, shared, ("a", "b")))
+        _within(HEARTBEAT_S + PROCESS_SLACK_S, lambda: len(_brokers_of(a)) == 2, "a sees b")
+        _create_topic(a, topic)
+        _within(SHARE_WITHIN_S, lambda: _balanced(_leaders(a, topic)), "partitions balanced")
+        b_node = _node_of(b, topic)
+        on_b = sorted(p for p, leader in _leaders(a, topic).items() if leader == b_node)
+        _produce(a, topic, list(range(PARTITIONS)), "before")
+
+        signalled = time.monotonic()
+        b.stop_cleanly()  # SIGTERM: flush, release every lease, deregister, exit 0
+        _produce(a, topic, on_b, "after")
+        handed_over_s = time.monotonic() - signalled
+        print(f"SIGTERM to acks=all on all {len(on_b)} moved partitions: {handed_over_s:.2f} s")
+        assert handed_over_s < HANDED_OVER_WITHIN_S
+        _produce(a, topic, [p for p in range(PARTITIONS) if p not in on_b], "after")
+        counts = _counts(a, topic)
+        assert counts == Counter(dict.fromkeys(range(PARTITIONS), 2 * RECORDS_PER_PARTITION))
+        a.stop_cleanly()
+
+
+def _brokers_of(agent: AgentProcess) -> dict[int, int]:
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    return {n: b.port for n, b in admin.list_topics(timeout=REQUEST_TIMEOUT_S).brokers.items()}
+
+
+def test_a_joining_agent_takes_its_share_promptly_and_loses_nothing(
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
+) -> None:
+    shared = _shared(postgres_database_url, moto_s3_with_credentials)
+    topic = "joining"
+    with start_agent(tmp_path / "a", *shared) as a:
+        _create_topic(a, topic)
+        a_node = _node_of(a, topic)
+        _within(SHARE_WITHIN_S, lambda: set(_leaders(a, topic).values()) == {a_node}, "a leads")
+        _produce(a, topic, list(range(PARTITIONS)), "before")
+        started = time.monotonic()
+        with start_agent(tmp_path / "b", *shared) as b:
+            took_s = _within(
+                SHARE_WITHIN_S, lambda: _balanced(_leaders(a, topic)), "b takes its share"
+            )
+            print(
+                f"start of b to its share of {PARTITIONS // 2}: "
+                f"{time.monotonic() - started:.2f} s (balanced {took_s:.2f} s after b listened)"
+            )
+            _produce(b, topic, list(range(PARTITIONS)), "after")
+            counts = _counts(b, topic)
+            assert counts == Counter(dict.fromkeys(range(PARTITIONS), 2 * RECORDS_PER_PARTITION))
+            b.stop_cleanly()
+        a.stop_cleanly()
