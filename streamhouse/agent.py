@@ -14,6 +14,7 @@ from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_sta
 from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
+from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
@@ -166,7 +167,11 @@ async def assemble_agent(
         may_lead=cluster.may_lead,
     )
     await log.open()
-    groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
+    await ensure_coordinator_slots(metadata, clock.now_ms())
+    slots = CoordinatorSlots(log, clock)
+    groups = GroupCoordinator(
+        settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots
+    )
     groups.start(failure)
     admin = AdminService(settings, clock, metadata, log, groups, cluster, leases=metadata)
     context = KafkaContext(

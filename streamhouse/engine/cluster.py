@@ -8,8 +8,8 @@ ownership service (engine/ownership.py). A partition's requests go to the agent 
 its lease while the lease is live by the store's clock; without a live lease (or with a
 holder not listed), to its target, which takes the lease when the client comes; with no
 target known either, to this agent. A group's or transactional id's coordinator is
-the listed agent its key hashes to (until coordinators are placed by lease). The cluster
-id is the org's, and each agent names itself controller (there is no election).
+the holder of its coordinator slot's lease, found the same way. The cluster id is the
+org's, and each agent names itself controller (there is no election).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from streamhouse.engine.placement import weight
 from streamhouse.names import TopicPartition
 from streamhouse.ports.membership import NO_NODE_ID
 from streamhouse.ports.topics import PartitionRecord
@@ -53,6 +52,7 @@ class ClusterDirectory:
         self._advertised = AgentAddress(agent_id, NO_NODE_ID, "", 0)
         self._others: tuple[AgentAddress, ...] = ()
         self._targets: Mapping[TopicPartition, str] = {}
+        self._holders: Mapping[TopicPartition, str] = {}
 
     def advertise(self, host: str, port: int, node_id: int = NO_NODE_ID) -> None:
         """Where this agent's Kafka listener is reached (known once it listens), and its node
@@ -77,9 +77,13 @@ class ClusterDirectory:
     def describe(self) -> ClusterDescription:
         return ClusterDescription(self.cluster_id, self.self_node(), self.agents())
 
-    def place(self, targets: Mapping[TopicPartition, str]) -> None:
-        """Each partition's target agent, as the ownership service placed them last."""
+    def place(
+        self, targets: Mapping[TopicPartition, str], holders: Mapping[TopicPartition, str]
+    ) -> None:
+        """Each partition's target agent, as the ownership service placed them last, and the
+        live lease holders it read."""
         self._targets = targets
+        self._holders = holders
 
     def target(self, tp: TopicPartition) -> str | None:
         """The agent the partition is placed on (None: not placed yet, e.g. a new topic)."""
@@ -103,8 +107,13 @@ class ClusterDirectory:
             return listed[record.leader_agent]
         return listed.get(self._targets.get(record.tp, self.agent_id), self._advertised)
 
-    def coordinator(self, key: str) -> AgentAddress:
-        """The agent coordinating a group or transactional id: the live agent whose hash with
-        the key is highest (rendezvous hashing: an agent joining or leaving moves only the
-        keys it wins or won, not a share of every agent's)."""
-        return max(self.agents(), key=lambda agent: weight(key, agent.agent_id))
+    def coordinator(self, slot: TopicPartition) -> AgentAddress:
+        """The agent coordinating the keys of a coordinator slot (engine/coordinators.py): its
+        live lease holder as the ownership service last read it, else its target, else this
+        agent. Only the holder answers as coordinator: a stale answer is refused there with
+        NOT_COORDINATOR, and the client asks again."""
+        listed = {agent.agent_id: agent for agent in self.agents()}
+        holder = self._holders.get(slot)
+        if holder in listed:
+            return listed[holder]
+        return listed.get(self._targets.get(slot, self.agent_id), self._advertised)

@@ -3,8 +3,9 @@
 Every `ownership_interval_ms` each agent reads the live agents (membership) and every
 partition (one read of the store), places the partitions over the agents with the
 balancing rule (engine/placement.py: each within one partition of an even share,
-reassignment pins honoured), tells the cluster directory (Metadata then points clients
-at each partition's target while its lease is not live), and then:
+reassignment pins honoured; the topics' partitions and the coordinator slots of
+engine/coordinators.py each as their own pool), tells the cluster directory (Metadata
+then points clients at each partition's target while its lease is not live), and then:
 
 - hands over the partitions it leads that are placed elsewhere: new appends are refused,
   what was appended is flushed, then the lease is released, so the target takes it at
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 
 from streamhouse.config import Settings
 from streamhouse.engine.cluster import ClusterDirectory
+from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
@@ -53,6 +55,12 @@ def place_partitions(
     pins = {key: r.preferred_agent for key, r in by_key.items() if r.preferred_agent}
     placed = place(by_key, list(agents), pins)
     return {by_key[key].tp: agent for key, agent in placed.items()}
+
+
+def _pools(records: list[PartitionRecord]) -> list[list[PartitionRecord]]:
+    """The topics' partitions and the coordinator slots, each balanced on its own."""
+    internal = [record for record in records if is_internal(record.topic)]
+    return [[record for record in records if not is_internal(record.topic)], internal]
 
 
 class Ownership:
@@ -106,8 +114,13 @@ class Ownership:
         await self._membership.refresh()
         records = await self._topics.list_partitions()
         agents = [agent.agent_id for agent in self._directory.agents()]
-        targets = place_partitions(records, agents)
-        self._directory.place(targets)
+        targets = {
+            tp: agent
+            for pool in _pools(records)
+            for tp, agent in place_partitions(pool, agents).items()
+        }
+        holders = {r.tp: r.leader_agent for r in records if r.lease_live and r.leader_agent}
+        self._directory.place(targets, holders)
         me = self._directory.agent_id
         now_ms = self._clock.monotonic_ms()
         for tp in sorted(self._log.led_partitions()):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
+from streamhouse.engine.coordinators import slot_of
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
@@ -55,7 +56,7 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
         if error is not ErrorCode.NONE:
             unknown = f"unknown key type {key_type}"
             return {"error_code": error, "error_message": unknown, **NO_COORDINATOR}
-        agent = ctx.admin.cluster.coordinator(key)
+        agent = ctx.admin.cluster.coordinator(slot_of(key))
         return {
             "error_code": error,
             "error_message": None,

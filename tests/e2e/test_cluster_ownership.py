@@ -1,24 +1,28 @@
 """Balanced ownership with real agent processes on one PostgreSQL and one moto S3 bucket: two
 agents each lead half of a topic's partitions; one stopped with SIGTERM hands its partitions
 over (flushed, released) and the other produces to them well within the lease TTL; a joining
-agent takes its share from a lone agent promptly, and every record acknowledged before is
-still there."""
+agent takes its share from a lone agent promptly; a reassignment moves a partition's lease to
+the named agent (kafka-python's admin), and a group's coordinator slot too, while a
+confluent-kafka consumer goes on committing; every record acknowledged before is still there."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import TopicPartition as KafkaPartition
+from kafka.admin import KafkaAdminClient
 
 from streamhouse.config import Settings
+from streamhouse.engine.coordinators import slot_of
 from streamhouse.testing.agent_process import AgentProcess
-from tests.e2e.conftest import start_agent
+from tests.e2e.conftest import start_agent, within
 
 PARTITIONS = 6
 TTL_S = Settings().lease_ttl_ms / 1000
@@ -27,7 +31,6 @@ OWNERSHIP_S = Settings().ownership_interval_ms / 1000
 PROCESS_SLACK_S = 3.0  # Metadata round trips and process scheduling on a busy machine
 HANDED_OVER_WITHIN_S = TTL_S / 2  # "well within the TTL": the leases are released, not expired
 SHARE_WITHIN_S = HEARTBEAT_S + 2 * OWNERSHIP_S + PROCESS_SLACK_S  # seen, handed over, taken
-POLL_S = 0.2
 REQUEST_TIMEOUT_S = 10
 RECORDS_PER_PARTITION = 20
 EXPECTED_TOTAL = 2 * PARTITIONS * RECORDS_PER_PARTITION  # before and after the move
@@ -50,15 +53,6 @@ def _leaders(agent: AgentProcess, topic: str) -> dict[int, int]:
     admin = AdminClient({"bootstrap.servers": agent.bootstrap})
     listed = admin.list_topics(topic, timeout=REQUEST_TIMEOUT_S).topics[topic].partitions
     return {index: p.leader for index, p in listed.items()}
-
-
-def _within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
-    started = time.monotonic()
-    while not holds():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what} not within {timeout_s} s")
-        time.sleep(POLL_S)
-    return time.monotonic() - started
 
 
 def _create_topic(agent: AgentProcess, topic: str) -> None:
@@ -124,16 +118,24 @@ def _balanced(leaders: dict[int, int]) -> bool:
     return len(loads) == 2 and max(loads.values()) - min(loads.values()) <= 1
 
 
+def _two_agents_balanced(
+    stack: ExitStack, tmp_path: Path, shared: tuple[str, ...], topic: str
+) -> tuple[AgentProcess, AgentProcess]:
+    """Agents a and b seeing each other, the topic created and its partitions balanced."""
+    a, b = (stack.enter_context(agent) for agent in _agents(tmp_path, shared, ("a", "b")))
+    within(HEARTBEAT_S + PROCESS_SLACK_S, lambda: len(_brokers_of(a)) == 2, "a sees b")
+    _create_topic(a, topic)
+    within(SHARE_WITHIN_S, lambda: _balanced(_leaders(a, topic)), "partitions balanced")
+    return a, b
+
+
 def test_sigterm_hands_every_partition_over_well_within_the_lease_ttl(
     tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
 ) -> None:
     shared = _shared(postgres_database_url, moto_s3_with_credentials)
     topic = "handover"
     with ExitStack() as stack:
-        a, b = (stack.enter_context(agent) for agent in _agents(tmp_path, shared, ("a", "b")))
-        _within(HEARTBEAT_S + PROCESS_SLACK_S, lambda: len(_brokers_of(a)) == 2, "a sees b")
-        _create_topic(a, topic)
-        _within(SHARE_WITHIN_S, lambda: _balanced(_leaders(a, topic)), "partitions balanced")
+        a, b = _two_agents_balanced(stack, tmp_path, shared, topic)
         b_node = _node_of(b, topic)
         on_b = sorted(p for p, leader in _leaders(a, topic).items() if leader == b_node)
         _produce(a, topic, list(range(PARTITIONS)), "before")
@@ -163,11 +165,11 @@ def test_a_joining_agent_takes_its_share_promptly_and_loses_nothing(
     with start_agent(tmp_path / "a", *shared) as a:
         _create_topic(a, topic)
         a_node = _node_of(a, topic)
-        _within(SHARE_WITHIN_S, lambda: set(_leaders(a, topic).values()) == {a_node}, "a leads")
+        within(SHARE_WITHIN_S, lambda: set(_leaders(a, topic).values()) == {a_node}, "a leads")
         _produce(a, topic, list(range(PARTITIONS)), "before")
         started = time.monotonic()
         with start_agent(tmp_path / "b", *shared) as b:
-            took_s = _within(
+            took_s = within(
                 SHARE_WITHIN_S, lambda: _balanced(_leaders(a, topic)), "b takes its share"
             )
             print(
@@ -178,4 +180,120 @@ def test_a_joining_agent_takes_its_share_promptly_and_loses_nothing(
             counts = _counts(b, topic)
             assert counts == Counter(dict.fromkeys(range(PARTITIONS), 2 * RECORDS_PER_PARTITION))
             b.stop_cleanly()
+        a.stop_cleanly()
+
+
+def test_a_reassignment_moves_the_lease_to_the_named_agent(
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
+) -> None:
+    shared = _shared(postgres_database_url, moto_s3_with_credentials)
+    topic = "reassigned"
+    with ExitStack() as stack:
+        a, b = _two_agents_balanced(stack, tmp_path, shared, topic)
+        b_node = _node_of(b, topic)
+        moved = next(p for p, leader in _leaders(a, topic).items() if leader != b_node)
+        _produce(a, topic, list(range(PARTITIONS)), "before")
+        admin = KafkaAdminClient(bootstrap_servers=a.bootstrap)
+        try:
+            asked = time.monotonic()
+            wanted = {KafkaPartition(topic, moved): [b_node]}
+            assert admin.alter_partition_reassignments(wanted) == {
+                KafkaPartition(topic, moved): None
+            }
+            listed = within(  # Metadata names b as soon as a released it, then b takes it
+                SHARE_WITHIN_S, lambda: _leaders(a, topic)[moved] == b_node, "b named"
+            )
+            took_s = within(
+                SHARE_WITHIN_S,
+                lambda: admin.list_partition_reassignments() == {},
+                "the lease taken (no move in progress)",
+            )
+            print(
+                f"AlterPartitionReassignments: b named leader in {listed:.2f} s, "
+                f"its lease taken {took_s:.2f} s later "
+                f"({time.monotonic() - asked:.2f} s from the request)"
+            )
+        finally:
+            admin.close()
+        _produce(a, topic, list(range(PARTITIONS)), "after")
+        within(  # the pin holds: the balancer does not move it back (b leads one more)
+            SHARE_WITHIN_S, lambda: Counter(_leaders(a, topic).values())[b_node] >= 3, "kept"
+        )
+        assert _leaders(a, topic)[moved] == b_node
+        counts = _counts(a, topic)
+        assert counts == Counter(dict.fromkeys(range(PARTITIONS), 2 * RECORDS_PER_PARTITION))
+        b.stop_cleanly()
+        a.stop_cleanly()
+
+
+def _slot_holder(agent: AgentProcess, group: str) -> int:
+    """The node leading the group's coordinator slot, as Metadata names it."""
+    slot = slot_of(group)
+    return _leaders(agent, slot.topic)[slot.partition]
+
+
+def _consume_and_commit(consumer: Consumer, count: int) -> int:
+    """Read `count` records, committing synchronously after each; the last offset + 1."""
+    read = 0
+    position = -1
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S * 3
+    while read < count:
+        assert time.monotonic() < deadline, f"read {read} of {count}"
+        message = consumer.poll(0.5)
+        if message is None or message.error() is not None:
+            continue
+        read += 1
+        position = message.offset() + 1
+        consumer.commit(message=message, asynchronous=False)  # raises KafkaException on error
+    return position
+
+
+def test_group_commits_go_on_across_a_coordinator_move(
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
+) -> None:
+    shared = _shared(postgres_database_url, moto_s3_with_credentials)
+    topic, group = "moving-coordinator", "billing"
+    with ExitStack() as stack:
+        a, b = (stack.enter_context(agent) for agent in _agents(tmp_path, shared, ("a", "b")))
+        within(HEARTBEAT_S + PROCESS_SLACK_S, lambda: len(_brokers_of(a)) == 2, "a sees b")
+        _create_topic(a, topic)
+        _produce(a, topic, [0], "before")
+        _produce(a, topic, [0], "after")
+        slot = slot_of(group)
+        within(SHARE_WITHIN_S, lambda: _slot_holder(a, group) >= 0, "the slot is taken")
+        holder = _slot_holder(a, group)
+        other = next(node for node in _brokers_of(a) if node != holder)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": a.bootstrap,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            half = _consume_and_commit(consumer, RECORDS_PER_PARTITION)
+            admin = KafkaAdminClient(bootstrap_servers=a.bootstrap)
+            try:
+                moved = admin.alter_partition_reassignments(
+                    {KafkaPartition(slot.topic, slot.partition): [other]}
+                )
+                assert moved == {KafkaPartition(slot.topic, slot.partition): None}
+                took_s = within(
+                    SHARE_WITHIN_S,
+                    lambda: admin.list_partition_reassignments() == {},
+                    "the coordinator slot's lease moved",
+                )
+            finally:
+                admin.close()
+            print(f"coordinator slot's lease moved in {took_s:.2f} s")
+            assert _slot_holder(a, group) == other
+            end = _consume_and_commit(consumer, RECORDS_PER_PARTITION)  # commits go on
+            (committed,) = consumer.committed([TopicPartition(topic, 0)], timeout=REQUEST_TIMEOUT_S)
+        finally:
+            consumer.close()
+        assert half == RECORDS_PER_PARTITION
+        assert end == committed.offset == 2 * RECORDS_PER_PARTITION
+        b.stop_cleanly()
         a.stop_cleanly()

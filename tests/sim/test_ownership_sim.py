@@ -1,22 +1,20 @@
 """Ownership in a simulated cluster (the real agents on sim ports, one shared store with its
 own clock): three agents converge to leading a topic's partitions within one of an even share
 with no client asking; one crashing (no goodbye) leaves its partitions to the others once its
-leases expire, still balanced; back up, it gets its share again, and no partition ever has
-two agents leading it in one epoch."""
+leases expire, still balanced; back up, it gets its share again. No partition ever has two
+agents leading it in one epoch, and no coordinator slot (so no group) ever has two agents
+answering as its coordinator at once, whatever their membership views."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any
 
-from sim.cluster import ClusterOptions, SimCluster
-from sim.history import History
-from sim.loop import SimLoop, run_simulation
-from sim.network import NetworkFaults, SimNetwork
-from sim.rng import SeededRng
-from sim.trace import Trace
+from sim.cluster import UP, SimCluster
 from streamhouse.config import Settings
+from streamhouse.engine.coordinators import COORDINATOR_SLOTS, COORDINATOR_TOPIC
 from streamhouse.names import TopicPartition
+from tests.sim.stories import simulate_story
 
 TOPIC = "orders"
 PARTITIONS = 11
@@ -43,8 +41,16 @@ def _led(cluster: SimCluster) -> dict[str, dict[TopicPartition, int]]:
     return led
 
 
+def _topic_led(cluster: SimCluster) -> dict[str, dict[TopicPartition, int]]:
+    """As `_led`, the topic's partitions only (the coordinator slots are their own pool)."""
+    led: dict[str, dict[TopicPartition, int]] = {}
+    for host, partitions in _led(cluster).items():
+        led[host] = {tp: epoch for tp, epoch in partitions.items() if tp.topic == TOPIC}
+    return led
+
+
 def _loads(cluster: SimCluster) -> list[int]:
-    return sorted(len(partitions) for partitions in _led(cluster).values())
+    return sorted(len(partitions) for partitions in _topic_led(cluster).values())
 
 
 async def _watch(cluster: SimCluster, duration_ms: int, seen: list[str]) -> None:
@@ -55,12 +61,26 @@ async def _watch(cluster: SimCluster, duration_ms: int, seen: list[str]) -> None
         for partitions in _led(cluster).values():
             holders.update(partitions.items())
         seen.extend(f"{key} led twice" for key, count in holders.items() if count > 1)
+        coordinators = Counter(slot for slot, _ in _coordinating(cluster))
+        seen.extend(f"{slot} coordinated twice" for slot, n in coordinators.items() if n > 1)
+
+
+def _coordinating(cluster: SimCluster) -> list[tuple[TopicPartition, str]]:
+    """(slot, agent) for every agent that would answer as coordinator of the slot's groups
+    now (it leads the slot's lease within its local deadline)."""
+    found = []
+    for agent in cluster.agents:
+        if agent.running is None or agent.state != UP:
+            continue
+        now_ms = agent.clock.monotonic_ms()
+        for slot in (TopicPartition(COORDINATOR_TOPIC, n) for n in range(COORDINATOR_SLOTS)):
+            plog = agent.running.log.led_partition(slot)
+            if plog is not None and plog.leading(now_ms):
+                found.append((slot, agent.host))
+    return found
 
 
 def test_agents_converge_to_balanced_ownership_through_a_crash_and_restart() -> None:
-    rng = SeededRng(11)
-    network = SimNetwork(rng.fork("network"), NetworkFaults())
-
     async def story(cluster: SimCluster) -> dict[str, Any]:
         split: list[str] = []
         await _watch(cluster, SETTLE_MS, split)
@@ -78,6 +98,7 @@ def test_agents_converge_to_balanced_ownership_through_a_crash_and_restart() -> 
             for r in records
         )
         return {
+            "slots": sorted(Counter(host for _, host in _coordinating(cluster)).values()),
             "balanced": balanced,
             "after_crash": after_crash,
             "rejoined": _loads(cluster),
@@ -85,23 +106,12 @@ def test_agents_converge_to_balanced_ownership_through_a_crash_and_restart() -> 
             "store_agrees": agree,
         }
 
-    async def main(loop: SimLoop) -> Any:
-        trace = Trace(lambda: loop.time_ns())
-        options = ClusterOptions(agents=3, settings=SETTINGS)
-        cluster = SimCluster(loop, network, rng.fork("cluster"), options, History(), trace)
-        await cluster.start()
-        first = cluster.agents[0]
-        assert first.running is not None
-        await cluster.spawn(first.host, first.running.admin.create_topic(TOPIC, PARTITIONS), "t")
-        cluster.add_client_host("client")
-        try:
-            return await cluster.spawn("client", story(cluster), "story")
-        finally:
-            await cluster.close()
-
-    result = run_simulation(main, network)
+    result = simulate_story(
+        story, seed=11, agents=3, settings=SETTINGS, topic=TOPIC, partitions=PARTITIONS
+    )
     assert result["balanced"] == [3, 4, 4]
     assert result["after_crash"] == [5, 6]
     assert result["rejoined"] == [3, 4, 4]
     assert result["split"] == []
+    assert result["slots"] == [5, 5, 6]  # every slot coordinated, balanced on its own
     assert result["store_agrees"]

@@ -22,6 +22,7 @@ from streamhouse.engine.ownership import Ownership
 from streamhouse.errors import NotLeader
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
+from tests.unit.log_world import one_store_log
 
 SETTINGS = Settings()
 TOPIC = "orders"
@@ -58,17 +59,15 @@ class World:
             await self.metadata.create_topic(TOPIC, PARTITIONS, {}, self.clock.now_ms())
         directory = ClusterDirectory("default", agent_id)
         directory.advertise(f"host-{agent_id}", 9092)
-        log = LogStore(
+        log = one_store_log(
             SETTINGS,
             self.clock,
             self.rng.fork(agent_id),
             SimDisk(self.rng.fork(f"disk-{agent_id}")),
             self.objects,
+            self.metadata,
             agent_id,
-            topics=self.metadata,
-            leases=self.metadata,
-            producers=self.metadata,
-            may_lead=directory.may_lead,
+            directory.may_lead,
         )
         await log.open(run_background=False)
         membership = Membership(SETTINGS, self.clock, self.metadata, directory)
