@@ -247,7 +247,10 @@ class LogStore:
         here (or not placed yet). Raises NotLeader, also past the lease's local deadline
         unless a renewal succeeds meanwhile (`_await_renewal`)."""
         if tp not in self._partitions and not self._may_lead(tp):
-            raise NotLeader(f"partition {tp} is placed on another agent; refresh metadata")
+            # refused at once, a client asks again at once: forever on a network without delay
+            await self._clock.sleep_ms(LAPSED_WAIT_MS_MIN)
+            if tp not in self._partitions and not self._may_lead(tp):
+                raise NotLeader(f"partition {tp} is placed on another agent; refresh metadata")
         return await self.take(tp)
 
     async def take(self, tp: TopicPartition) -> PartitionLog:

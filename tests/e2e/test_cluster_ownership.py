@@ -3,10 +3,12 @@ agents each lead half of a topic's partitions; one stopped with SIGTERM hands it
 over (flushed, released) and the other produces to them well within the lease TTL; a joining
 agent takes its share from a lone agent promptly; a reassignment moves a partition's lease to
 the named agent (kafka-python's admin), and a group's coordinator slot too, while a
-confluent-kafka consumer goes on committing; every record acknowledged before is still there."""
+confluent-kafka consumer goes on committing; kafka-python and aiokafka producers follow
+partitions handed over; every record acknowledged before is still there."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import Counter
@@ -14,8 +16,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaPartition
 from kafka.admin import KafkaAdminClient
 
@@ -33,7 +37,6 @@ HANDED_OVER_WITHIN_S = TTL_S / 2  # "well within the TTL": the leases are releas
 SHARE_WITHIN_S = HEARTBEAT_S + 2 * OWNERSHIP_S + PROCESS_SLACK_S  # seen, handed over, taken
 REQUEST_TIMEOUT_S = 10
 RECORDS_PER_PARTITION = 20
-EXPECTED_TOTAL = 2 * PARTITIONS * RECORDS_PER_PARTITION  # before and after the move
 
 
 def _shared(postgres_url: str, s3_endpoint: str) -> tuple[str, ...]:
@@ -79,8 +82,9 @@ def _produce(agent: AgentProcess, topic: str, partitions: list[int], tag: str) -
     assert not errors, errors
 
 
-def _counts(agent: AgentProcess, topic: str) -> Counter[int]:
-    """How many records each partition holds, read from the start."""
+def _counts(agent: AgentProcess, topic: str, rounds: int = 2) -> Counter[int]:
+    """How many records each partition holds, read from the start until `rounds` sends of
+    RECORDS_PER_PARTITION each are there (or a timeout)."""
     consumer = Consumer(
         {"bootstrap.servers": agent.bootstrap, "group.id": f"check-{uuid.uuid4().hex[:8]}"}
     )
@@ -92,7 +96,7 @@ def _counts(agent: AgentProcess, topic: str) -> Counter[int]:
             message = consumer.poll(0.5)
             if message is not None and message.error() is None:
                 counts[message.partition()] += 1
-            if sum(counts.values()) >= EXPECTED_TOTAL:
+            if sum(counts.values()) >= rounds * PARTITIONS * RECORDS_PER_PARTITION:
                 break
     finally:
         consumer.close()
@@ -296,4 +300,48 @@ def test_group_commits_go_on_across_a_coordinator_move(
         assert half == RECORDS_PER_PARTITION
         assert end == committed.offset == 2 * RECORDS_PER_PARTITION
         b.stop_cleanly()
+        a.stop_cleanly()
+
+
+async def _aiokafka_sends(agent: AgentProcess, topic: str, tag: str) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=agent.bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, f"{tag}-{n}".encode(), partition=p)
+            for p in range(PARTITIONS)
+            for n in range(RECORDS_PER_PARTITION)
+        ]
+        await asyncio.wait_for(asyncio.gather(*sent), REQUEST_TIMEOUT_S * 3)
+    finally:
+        await producer.stop()
+
+
+def _kafka_python_sends(producer: KafkaProducer, topic: str, tag: str) -> None:
+    sent = [
+        producer.send(topic, f"{tag}-{n}".encode(), partition=p)
+        for p in range(PARTITIONS)
+        for n in range(RECORDS_PER_PARTITION)
+    ]
+    for future in sent:
+        future.get(timeout=REQUEST_TIMEOUT_S * 3)
+
+
+def test_aiokafka_and_kafka_python_follow_partitions_handed_over(
+    tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
+) -> None:
+    shared = _shared(postgres_database_url, moto_s3_with_credentials)
+    topic = "followed"
+    with ExitStack() as stack:
+        a, b = _two_agents_balanced(stack, tmp_path, shared, topic)
+        producer = KafkaProducer(bootstrap_servers=a.bootstrap, acks="all", retries=10)
+        try:
+            _kafka_python_sends(producer, topic, "before")  # metadata cached: half led by b
+            b.stop_cleanly()  # its partitions move to a
+            _kafka_python_sends(producer, topic, "after")  # NOT_LEADER / refused: refresh
+        finally:
+            producer.close()
+        asyncio.run(_aiokafka_sends(a, topic, "aiokafka"))
+        counts = _counts(a, topic, rounds=3)
+        assert counts == Counter(dict.fromkeys(range(PARTITIONS), 3 * RECORDS_PER_PARTITION))
         a.stop_cleanly()

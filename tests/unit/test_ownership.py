@@ -16,7 +16,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.cluster import ClusterDirectory
-from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN, LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
 from streamhouse.errors import NotLeader
@@ -153,10 +153,15 @@ def test_a_surplus_partition_is_flushed_before_its_lease_is_released() -> None:
             assert records[tp].leader_epoch == 2
             assert b.log.led_partition(tp) is not None
         handed = sorted(b.led)[0]
+        late = asyncio.ensure_future(
+            a.log.append(handed, build_batch([SimpleRecord(None, b"late", (), 6)]), durable=False)
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not late.done()  # a refusal waits, so a client does not ask again at once
+        world.clock.advance_ms(LAPSED_WAIT_MS_MIN)
         try:
-            await a.log.append(
-                handed, build_batch([SimpleRecord(None, b"late", (), 6)]), durable=False
-            )
+            await late
         except NotLeader:
             pass
         else:
