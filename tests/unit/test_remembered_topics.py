@@ -49,7 +49,9 @@ def test_what_was_read_is_answered_while_the_store_fails_over(
     created = run(clock, topics.create_topic("orders", 2, {}, T0_MS))
     listing = run(clock, topics.list_topics())
     partition = run(clock, topics.get_partition(TP))
+    every = run(clock, topics.list_partitions())
     store.begin_failover()
+    assert run(clock, topics.list_partitions()) == every
     assert run(clock, topics.get_topic("orders")) == created
     assert run(clock, topics.list_topics()) == listing
     assert run(clock, topics.get_partition(TP)) == partition
