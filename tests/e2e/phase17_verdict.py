@@ -1,0 +1,149 @@
+"""The verdict of e2e phase 17 over what its clients recorded (phase17_workload.py).
+
+- Final scan: every acknowledged record is read exactly once, at the offset its ack named, and
+  each partition's values come in the order they were produced; no value is read twice.
+- One value per offset, across everything any consumer read: a value other than the final
+  one is excused only as a truncated tail (DESIGN §2 Visibility: the high watermark moves when
+  the WAL is fsynced, so readers may see records that were never acknowledged and that a
+  failover then drops): the value was never acknowledged there, and where the client says the
+  leader epoch, it was read in an earlier epoch than the final value. Two different values in
+  one epoch are never excused.
+- Committed group offsets never go back, except across a truncated tail: a regression from H
+  to L is excused only if some offset in [L, H) was read with a value the log later replaced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from tests.e2e.phase17_workload import PARTITIONS, Ack, Commit, Scanned, Sighting, seq_of
+
+PROBLEMS_SHOWN_MAX = 20
+
+
+@dataclass
+class Verdict:
+    problems: list[str] = field(default_factory=list)
+    truncated: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+    excused_regressions: int = 0
+
+    def add(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def summary(self) -> str:
+        shown = self.problems[:PROBLEMS_SHOWN_MAX]
+        more = len(self.problems) - len(shown)
+        return "\n".join(shown) + (f"\n... and {more} more" if more > 0 else "")
+
+
+def judge_final_scan(
+    verdict: Verdict, acks: dict[int, list[Ack]], scanned: dict[int, Scanned]
+) -> None:
+    for partition in range(PARTITIONS):
+        _judge_partition(verdict, partition, acks[partition], scanned[partition])
+
+
+def _judge_partition(verdict: Verdict, partition: int, acks: list[Ack], scanned: Scanned) -> None:
+    at_offset = {offset: value for offset, value, _ in scanned.records}
+    for value, times in Counter(value for _, value, _ in scanned.records).items():
+        if times > 1:
+            verdict.add(f"p{partition}: {value!r} read {times} times by the final scan")
+    for ack in acks:
+        found = at_offset.get(ack.offset)
+        if found is None or seq_of(found) != ack.seq:
+            verdict.add(
+                f"p{partition}: seq {ack.seq} acknowledged at offset {ack.offset}, "
+                f"the final scan has {found!r} there"
+            )
+    seqs = [seq_of(value) for _, value, _ in scanned.records]
+    for earlier, later in pairwise(seqs):
+        if later <= earlier:
+            verdict.add(f"p{partition}: seq {later} follows seq {earlier} in the log")
+
+
+def judge_sightings(
+    verdict: Verdict,
+    sightings: dict[tuple[int, int], set[Sighting]],
+    acks: dict[int, list[Ack]],
+    scanned: dict[int, Scanned],
+) -> None:
+    acked_at = {(p, ack.offset): ack.seq for p in acks for ack in acks[p]}
+    final = {(p, o): (v, e) for p in scanned for o, v, e in scanned[p].records}
+    for (partition, offset), seen in sorted(sightings.items()):
+        _judge_offset(verdict, partition, offset, seen, final.get((partition, offset)), acked_at)
+
+
+def _judge_offset(
+    verdict: Verdict,
+    partition: int,
+    offset: int,
+    seen: set[Sighting],
+    final: tuple[bytes, int | None] | None,
+    acked_at: dict[tuple[int, int], int],
+) -> None:
+    place = f"p{partition}@{offset}"
+    by_epoch: dict[int, set[bytes]] = defaultdict(set)
+    for s in seen:
+        if s.leader_epoch is not None:
+            by_epoch[s.leader_epoch].add(s.value)
+    for epoch, values in by_epoch.items():
+        if len(values) > 1:
+            verdict.add(f"{place}: {sorted(values)} all read in leader epoch {epoch}")
+    final_value, final_epoch = final if final is not None else (None, None)
+    for s in seen:
+        if s.value == final_value:
+            continue
+        if acked_at.get((partition, offset)) == seq_of(s.value):
+            verdict.add(f"{place}: acknowledged {s.value!r} was read, then replaced")
+        elif _same_or_later(s.leader_epoch, final_epoch):
+            verdict.add(
+                f"{place}: {s.reader} read {s.value!r} in epoch {s.leader_epoch}, "
+                f"the log has {final_value!r} in epoch {final_epoch}"
+            )
+        else:
+            verdict.truncated[partition].add(offset)
+
+
+def _same_or_later(read_epoch: int | None, final_epoch: int | None) -> bool:
+    return read_epoch is not None and final_epoch is not None and read_epoch >= final_epoch
+
+
+def judge_committed_offsets(
+    verdict: Verdict,
+    samples: list[tuple[float, dict[int, int]]],
+    commits: list[Commit],
+    origin: float,
+) -> None:
+    """Sampled committed offsets never go back, unless across a truncated tail (then the
+    floor starts again from the lower offset). `origin`: the time the report counts from."""
+    highest: dict[int, int] = {}
+    for at, offsets in samples:
+        for partition, offset in offsets.items():
+            floor = highest.get(partition, offset)
+            highest[partition] = max(floor, offset)
+            if offset >= floor:
+                continue
+            if _explained(verdict, partition, offset, floor):
+                verdict.excused_regressions += 1
+                highest[partition] = offset
+                continue
+            verdict.add(
+                f"p{partition}: committed offset went back from {floor} to {offset} "
+                f"(sampled at t={at - origin:.1f} s); commits of these offsets: "
+                f"{_commits_of(commits, partition, {offset, floor}, origin)}"
+            )
+
+
+def _explained(verdict: Verdict, partition: int, low: int, high: int) -> bool:
+    return any(low <= offset < high for offset in verdict.truncated[partition])
+
+
+def _commits_of(commits: list[Commit], partition: int, offsets: set[int], origin: float) -> str:
+    shown = [
+        f"{c.reader} t={c.at - origin:.2f} s {'ok' if c.ok else 'failed'} {c.offsets[partition]}"
+        for c in commits
+        if c.offsets.get(partition) in offsets
+    ]
+    return "; ".join(shown) or "none seen"
