@@ -18,7 +18,15 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from tests.e2e.phase17_workload import PARTITIONS, Ack, Commit, Scanned, Sighting, seq_of
+from tests.e2e.phase17_workload import (
+    PARTITIONS,
+    Ack,
+    Commit,
+    GroupReads,
+    Scanned,
+    Sighting,
+    seq_of,
+)
 
 PROBLEMS_SHOWN_MAX = 20
 
@@ -113,7 +121,7 @@ def _same_or_later(read_epoch: int | None, final_epoch: int | None) -> bool:
 def judge_committed_offsets(
     verdict: Verdict,
     samples: list[tuple[float, dict[int, int]]],
-    commits: list[Commit],
+    reads: GroupReads,
     origin: float,
 ) -> None:
     """Sampled committed offsets never go back, unless across a truncated tail (then the
@@ -132,12 +140,22 @@ def judge_committed_offsets(
             verdict.add(
                 f"p{partition}: committed offset went back from {floor} to {offset} "
                 f"(sampled at t={at - origin:.1f} s); commits of these offsets: "
-                f"{_commits_of(commits, partition, {offset, floor}, origin)}"
+                f"{_commits_of(reads.commits, partition, {offset, floor}, origin)}; "
+                f"assignments until then: {_assignments(reads, at, origin)}"
             )
 
 
 def _explained(verdict: Verdict, partition: int, low: int, high: int) -> bool:
     return any(low <= offset < high for offset in verdict.truncated[partition])
+
+
+def _assignments(reads: GroupReads, until: float, origin: float) -> str:
+    shown = [
+        f"{reader} t={at - origin:.2f} s {list(partitions)}"
+        for at, reader, partitions in reads.assignments
+        if at <= until
+    ]
+    return "; ".join(shown) or "none seen"
 
 
 def _commits_of(commits: list[Commit], partition: int, offsets: set[int], origin: float) -> str:

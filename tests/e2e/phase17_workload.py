@@ -10,10 +10,11 @@ import asyncio
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener  # type: ignore[import-untyped]
 from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untyped]
     RangePartitionAssignor,
 )
@@ -39,6 +40,7 @@ POLL_S = 0.2
 SAMPLE_INTERVAL_S = 0.5
 ADMIN_TIMEOUT_S = 5
 ADMIN_TIMEOUT_MS = 5_000
+FAILURES_BEFORE_REBUILD = 3
 THREAD_JOIN_TIMEOUT_S = 30
 SCAN_IDLE_S = 5  # the final scan gives up on a partition that sends nothing for this long
 SCAN_TIMEOUT_S = 60
@@ -194,12 +196,17 @@ class GroupReads:
         self.lock = threading.Lock()
         self.sightings: dict[tuple[int, int], set[Sighting]] = defaultdict(set)
         self.commits: list[Commit] = []
+        self.assignments: list[tuple[float, str, tuple[int, ...]]] = []
 
     def saw(
         self, reader: str, partition: int, offset: int, value: bytes, epoch: int | None
     ) -> None:
         with self.lock:
             self.sightings[(partition, offset)].add(Sighting(value, epoch, reader))
+
+    def assigned(self, reader: str, partitions: list[int]) -> None:
+        with self.lock:
+            self.assignments.append((time.monotonic(), reader, tuple(sorted(partitions))))
 
     def committed(self, reader: str, offsets: dict[int, int], ok: bool) -> None:
         with self.lock:
@@ -229,12 +236,15 @@ class ConfluentMember(Stoppable):
                 "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
             }
         )
-        consumer.subscribe([TOPIC])
+        consumer.subscribe([TOPIC], on_assign=self._on_assign)
         try:
             while not self.stopping.is_set():
                 self._read_and_commit(consumer)
         finally:
             consumer.close()
+
+    def _on_assign(self, _consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        self.reads.assigned(self.name, [tp.partition for tp in assigned])
 
     def _read_and_commit(self, consumer: Consumer) -> None:
         messages = [m for m in consumer.consume(BATCH_RECORDS_MAX, POLL_S) if m.error() is None]
@@ -264,7 +274,6 @@ class AiokafkaMember(Stoppable):
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
-            TOPIC,
             bootstrap_servers=self.bootstrap,
             group_id=GROUP,
             client_id=self.name,
@@ -277,6 +286,7 @@ class AiokafkaMember(Stoppable):
             metadata_max_age_ms=METADATA_REFRESH_MS,
         )
         await consumer.start()
+        consumer.subscribe([TOPIC], listener=_Assignments(self.name, self.reads))
         try:
             while not self.stopping.is_set():
                 await self._read_and_commit(consumer)
@@ -300,39 +310,66 @@ class AiokafkaMember(Stoppable):
             self.reads.committed(self.name, next_offsets(read), ok=False)
 
 
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, reader: str, reads: GroupReads) -> None:
+        self.reader = reader
+        self.reads = reads
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.reads.assigned(self.reader, [tp.partition for tp in assigned])
+
+
 class OffsetSampler(Stoppable):
     """Reads GROUP's committed offsets every SAMPLE_INTERVAL_S through the admin API; keeps
     each answer (failed ones are counted: the coordinator moves during the run). kafka-python's
-    admin client: librdkafka 2.16's aborts the process (an enq_once refcount assertion) when
-    its OffsetFetch times out waiting for a killed coordinator."""
+    admin client, rebuilt on the agents live then (`bootstrap()`) after FAILURES_BEFORE_REBUILD
+    failures in a row, since it keeps asking an agent that left; librdkafka 2.16's admin client
+    aborts the process (an enq_once refcount assertion) when its OffsetFetch times out waiting
+    for a killed coordinator."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: Callable[[], str]) -> None:
         super().__init__("phase17-offset-sampler")
         self.bootstrap = bootstrap
         self.samples: list[tuple[float, dict[int, int]]] = []
         self.failed = 0
+        self.last_error = ""
 
     def body(self) -> None:
-        admin = KafkaAdminClient(
-            bootstrap_servers=self.bootstrap.split(","), request_timeout_ms=ADMIN_TIMEOUT_MS
-        )
-        try:
-            while not self.stopping.wait(SAMPLE_INTERVAL_S):
+        admin: KafkaAdminClient | None = None
+        failures_in_a_row = 0
+        while not self.stopping.wait(SAMPLE_INTERVAL_S):
+            if admin is None or failures_in_a_row >= FAILURES_BEFORE_REBUILD:
+                _close(admin)
+                admin, failures_in_a_row = None, 0
+            try:
+                admin = admin or self._admin()
                 self._sample(admin)
-        finally:
-            admin.close()
+                failures_in_a_row = 0
+            except KafkaPythonError as error:
+                self.failed += 1
+                self.last_error = repr(error)
+                failures_in_a_row += 1
+        _close(admin)
+
+    def _admin(self) -> KafkaAdminClient:
+        servers = self.bootstrap().split(",")
+        return KafkaAdminClient(bootstrap_servers=servers, request_timeout_ms=ADMIN_TIMEOUT_MS)
 
     def _sample(self, admin: KafkaAdminClient) -> None:
-        try:
-            answer = admin.list_group_offsets(GROUP)[GROUP]
-        except KafkaPythonError:
-            self.failed += 1
-            return
+        answer = admin.list_group_offsets(GROUP)[GROUP]
         offsets = {tp.partition: meta.offset for tp, meta in answer.items() if meta.offset >= 0}
         self.samples.append((time.monotonic(), offsets))
 
     def latest(self) -> dict[int, int]:
         return self.samples[-1][1] if self.samples else {}
+
+
+def _close(admin: KafkaAdminClient | None) -> None:
+    if admin is not None:
+        admin.close()
 
 
 @dataclass

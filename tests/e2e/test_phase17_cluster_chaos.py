@@ -100,10 +100,11 @@ class Cluster:
         return self.start(name, *ports)
 
     def live(self) -> dict[str, AgentProcess]:
-        return {n: a for n, a in self.agents.items() if a.process.poll() is None}
+        return {n: a for n, a in list(self.agents.items()) if a.process.poll() is None}
 
     def bootstrap(self) -> str:
-        return ",".join(a.bootstrap for a in self.agents.values())
+        """Every live agent's address, for a client starting now."""
+        return ",".join(a.bootstrap for a in self.live().values())
 
     def leaders_by_name(self, asked: AgentProcess) -> dict[str, set[int]]:
         """agent name -> the partitions `asked` says it leads."""
@@ -138,7 +139,7 @@ def test_phase17_cluster_chaos(
         for name in ("a", "b", "c"):
             cluster.start(name)
         _create_topic(cluster.bootstrap())
-        with _running_workload(cluster.bootstrap()) as workload:
+        with _running_workload(cluster) as workload:
             _chaos(cluster, workload, report, verdict)
         _judge(cluster, workload, report, verdict)
         for agent in cluster.live().values():
@@ -154,13 +155,16 @@ def _create_topic(bootstrap: str) -> None:
 
 
 @contextmanager
-def _running_workload(bootstrap: str) -> Iterator[Workload]:
+def _running_workload(cluster: Cluster) -> Iterator[Workload]:
+    bootstrap = cluster.bootstrap()
     reads = GroupReads()
     members: list[ConfluentMember | AiokafkaMember] = [
         ConfluentMember(bootstrap, reads),
         AiokafkaMember(bootstrap, reads),
     ]
-    workload = Workload(SequencedProducer(bootstrap), reads, members, OffsetSampler(bootstrap))
+    workload = Workload(
+        SequencedProducer(bootstrap), reads, members, OffsetSampler(cluster.bootstrap)
+    )
     threads = [*members, workload.sampler, workload.producer]
     for thread in threads:
         thread.start()
@@ -334,13 +338,11 @@ def _wait_until(timeout_s: float, holds: Callable[[], bool]) -> float | None:
 
 def _judge(cluster: Cluster, workload: Workload, report: dict[str, Any], verdict: Verdict) -> None:
     producer = workload.producer
-    bootstrap = ",".join(a.bootstrap for a in cluster.live().values())
+    bootstrap = cluster.bootstrap()
     scanned = final_scan(bootstrap, high_watermarks(bootstrap))
     judge_final_scan(verdict, producer.acks, scanned)
     judge_sightings(verdict, workload.reads.sightings, producer.acks, scanned)
-    judge_committed_offsets(
-        verdict, workload.sampler.samples, workload.reads.commits, cluster.origin
-    )
+    judge_committed_offsets(verdict, workload.sampler.samples, workload.reads, cluster.origin)
     if producer.failures or producer.unflushed:
         verdict.add(
             f"{len(producer.failures)} deliveries failed ({producer.failures[:3]}), "
@@ -353,10 +355,15 @@ def _judge(cluster: Cluster, workload: Workload, report: dict[str, Any], verdict
         commits_failed=sum(not c.ok for c in workload.reads.commits),
         offset_samples=len(workload.sampler.samples),
         offset_samples_failed=workload.sampler.failed,
+        offset_sample_last_error=workload.sampler.last_error,
         truncated_offsets_read=sum(len(o) for o in verdict.truncated.values()),
         excused_offset_regressions=verdict.excused_regressions,
         problems=len(verdict.problems),
         timeline=cluster.timeline,
+        assignments=[
+            (round(at - cluster.origin, 1), reader.removeprefix("phase17-"), partitions)
+            for at, reader, partitions in workload.reads.assignments
+        ],
     )
 
 
