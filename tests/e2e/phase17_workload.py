@@ -41,7 +41,7 @@ SAMPLE_INTERVAL_S = 0.5
 ADMIN_TIMEOUT_S = 5
 ADMIN_TIMEOUT_MS = 5_000
 FAILURES_BEFORE_REBUILD = 3
-THREAD_JOIN_TIMEOUT_S = 30
+THREAD_JOIN_TIMEOUT_S = 90  # more than FLUSH_TIMEOUT_S: the producer flushes as it stops
 SCAN_IDLE_S = 5  # the final scan gives up on a partition that sends nothing for this long
 SCAN_TIMEOUT_S = 60
 
