@@ -3,13 +3,16 @@
 - Final scan: every acknowledged record is read exactly once, at the offset its ack named, and
   each partition's values come in the order they were produced; no value is read twice.
 - One value per offset, across everything any consumer read: a value other than the final
-  one is excused only as a truncated tail (DESIGN §2 Visibility: the high watermark moves when
-  the WAL is fsynced, so readers may see records that were never acknowledged and that a
-  failover then drops): the value was never acknowledged there, and where the client says the
-  leader epoch, it was read in an earlier epoch than the final value. Two different values in
-  one epoch are never excused.
-- Committed group offsets never go back, except across a truncated tail: a regression from H
-  to L is excused only if some offset in [L, H) was read with a value the log later replaced.
+  one is excused only as a cut tail (DESIGN §2 Visibility: the high watermark moves when the
+  WAL is fsynced, so readers may see records that were never acknowledged and that a failover
+  then cuts): the value was never acknowledged there, and where the client says the leader
+  epoch, it was read in an earlier epoch than the final value. Two different values in one
+  epoch are never excused. A final value read in an earlier epoch was cut and appended again
+  (an idempotent producer's retry).
+- Committed group offsets never go back, except after a cut the committing side saw (as the
+  simulator's group_offsets checker, DESIGN §6): a regression from H to L is excused only if
+  a record read in [L, H) was rewritten in a later epoch, or a member's fetch at or past H was
+  told the log ends at or below L (phase17_workload.Cut).
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def _judge_partition(verdict: Verdict, partition: int, acks: list[Ack], scanned:
     at_offset = {offset: value for offset, value, _ in scanned.records}
     for value, times in Counter(value for _, value, _ in scanned.records).items():
         if times > 1:
-            verdict.add(f"p{partition}: {value!r} read {times} times by the final scan")
+            where = [f"offset {o} epoch {e}" for o, v, e in scanned.records if v == value]
+            verdict.add(f"p{partition}: {value!r} read {times} times by the final scan: {where}")
     for ack in acks:
         found = at_offset.get(ack.offset)
         if found is None or seq_of(found) != ack.seq:
@@ -66,9 +70,14 @@ def _judge_partition(verdict: Verdict, partition: int, acks: list[Ack], scanned:
                 f"the final scan has {found!r} there"
             )
     seqs = [seq_of(value) for _, value, _ in scanned.records]
-    for earlier, later in pairwise(seqs):
+    for (offset, _, epoch), (earlier, later) in zip(
+        scanned.records[1:], pairwise(seqs), strict=False
+    ):
         if later <= earlier:
-            verdict.add(f"p{partition}: seq {later} follows seq {earlier} in the log")
+            verdict.add(
+                f"p{partition}: seq {later} (offset {offset}, epoch {epoch}) follows seq "
+                f"{earlier} in the log"
+            )
 
 
 def judge_sightings(
@@ -102,6 +111,8 @@ def _judge_offset(
     final_value, final_epoch = final if final is not None else (None, None)
     for s in seen:
         if s.value == final_value:
+            if _earlier(s.leader_epoch, final_epoch):  # cut, then appended again by a retry
+                verdict.truncated[partition].add(offset)
             continue
         if acked_at.get((partition, offset)) == seq_of(s.value):
             verdict.add(f"{place}: acknowledged {s.value!r} was read, then replaced")
@@ -116,6 +127,10 @@ def _judge_offset(
 
 def _same_or_later(read_epoch: int | None, final_epoch: int | None) -> bool:
     return read_epoch is not None and final_epoch is not None and read_epoch >= final_epoch
+
+
+def _earlier(read_epoch: int | None, final_epoch: int | None) -> bool:
+    return read_epoch is not None and final_epoch is not None and read_epoch < final_epoch
 
 
 def judge_committed_offsets(
@@ -133,7 +148,7 @@ def judge_committed_offsets(
             highest[partition] = max(floor, offset)
             if offset >= floor:
                 continue
-            if _explained(verdict, partition, offset, floor):
+            if _explained(verdict, reads, partition, offset, floor):
                 verdict.excused_regressions += 1
                 highest[partition] = offset
                 continue
@@ -145,8 +160,15 @@ def judge_committed_offsets(
             )
 
 
-def _explained(verdict: Verdict, partition: int, low: int, high: int) -> bool:
-    return any(low <= offset < high for offset in verdict.truncated[partition])
+def _explained(verdict: Verdict, reads: GroupReads, partition: int, low: int, high: int) -> bool:
+    """Whether a member saw the log cut between `low` and `high`: a record it read there
+    rewritten in a later epoch, or a fetch at or past `high` told the log ends at or below
+    `low`."""
+    if any(low <= offset < high for offset in verdict.truncated[partition]):
+        return True
+    return any(
+        c.partition == partition and c.new_end <= low and high <= c.fetched for c in reads.cuts
+    )
 
 
 def _assignments(reads: GroupReads, until: float, origin: float) -> str:

@@ -18,7 +18,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener  # type: ignore
 from aiokafka.coordinator.assignors.range import (  # type: ignore[import-untyped]
     RangePartitionAssignor,
 )
-from aiokafka.errors import KafkaError as AioKafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    IllegalStateError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
+from aiokafka.errors import KafkaError as AioKafkaError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError as KafkaPythonError
@@ -27,7 +32,7 @@ TOPIC = "phase17"
 PARTITIONS = 12
 GROUP = "phase17-group"
 ROUND_INTERVAL_S = 0.05  # one record per partition per round: 240 records/s in all
-RECORDS_MAX = 60_000  # the producer stops here whatever happens (about 4 minutes of rounds)
+RECORDS_MAX = 72_000  # the producer stops here whatever happens (5 minutes of rounds)
 PRODUCER_REQUEST_TIMEOUT_MS = 5_000  # a paused agent's requests are retried after this
 DELIVERY_TIMEOUT_MS = 180_000  # librdkafka's message.timeout.ms: failover fits well within
 FLUSH_TIMEOUT_S = 60
@@ -37,6 +42,7 @@ CLIENT_REQUEST_TIMEOUT_MS = 10_000  # consumers give up on a paused agent after 
 METADATA_REFRESH_MS = 2_000
 BATCH_RECORDS_MAX = 500
 POLL_S = 0.2
+SEEK_TIMEOUT_S = 10
 SAMPLE_INTERVAL_S = 0.5
 ADMIN_TIMEOUT_S = 5
 ADMIN_TIMEOUT_MS = 5_000
@@ -79,6 +85,18 @@ class Commit:
     reader: str
     offsets: dict[int, int]
     ok: bool
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A member fetched at `fetched` and was told the log ends before it (OFFSET_OUT_OF_RANGE),
+    then found its end at `new_end`: what it had read in [new_end, fetched) was cut."""
+
+    at: float
+    reader: str
+    partition: int
+    new_end: int
+    fetched: int
 
 
 def next_offsets(read: list[tuple[int, int]]) -> dict[int, int]:
@@ -142,11 +160,14 @@ class SequencedProducer(Stoppable):
             }
         )
         seq = 0
+        next_round = time.monotonic()
         while not self.stopping.is_set() and self.sent < RECORDS_MAX:
             for partition in range(PARTITIONS):
                 self._send(producer, partition, seq)
             seq += 1
-            producer.poll(ROUND_INTERVAL_S)
+            next_round += ROUND_INTERVAL_S
+            while (left_s := next_round - time.monotonic()) > 0:  # serves acks meanwhile
+                producer.poll(left_s)
         self.unflushed = producer.flush(FLUSH_TIMEOUT_S)
 
     def _send(self, producer: Producer, partition: int, seq: int) -> None:
@@ -197,6 +218,7 @@ class GroupReads:
         self.sightings: dict[tuple[int, int], set[Sighting]] = defaultdict(set)
         self.commits: list[Commit] = []
         self.assignments: list[tuple[float, str, tuple[int, ...]]] = []
+        self.cuts: list[Cut] = []
 
     def saw(
         self, reader: str, partition: int, offset: int, value: bytes, epoch: int | None
@@ -207,6 +229,10 @@ class GroupReads:
     def assigned(self, reader: str, partitions: list[int]) -> None:
         with self.lock:
             self.assignments.append((time.monotonic(), reader, tuple(sorted(partitions))))
+
+    def cut(self, reader: str, partition: int, new_end: int, fetched: int) -> None:
+        with self.lock:
+            self.cuts.append(Cut(time.monotonic(), reader, partition, new_end, fetched))
 
     def committed(self, reader: str, offsets: dict[int, int], ok: bool) -> None:
         with self.lock:
@@ -261,8 +287,9 @@ class ConfluentMember(Stoppable):
 
 
 class AiokafkaMember(Stoppable):
-    """An aiokafka member of GROUP on its own event loop: reads, commits after each batch
-    (aiokafka does not say a record's leader epoch)."""
+    """An aiokafka member of GROUP on its own event loop: reads, commits after each batch.
+    aiokafka does not say a record's leader epoch, so the member resets its own position
+    (auto_offset_reset="none") to see, and note, when a fetch finds the log cut below it."""
 
     def __init__(self, bootstrap: str, reads: GroupReads) -> None:
         super().__init__("phase17-aiokafka-member")
@@ -279,7 +306,7 @@ class AiokafkaMember(Stoppable):
             client_id=self.name,
             partition_assignment_strategy=(RangePartitionAssignor,),
             enable_auto_commit=False,
-            auto_offset_reset="latest",
+            auto_offset_reset="none",
             session_timeout_ms=SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             request_timeout_ms=CLIENT_REQUEST_TIMEOUT_MS + SESSION_TIMEOUT_MS,
@@ -294,9 +321,19 @@ class AiokafkaMember(Stoppable):
             await consumer.stop()
 
     async def _read_and_commit(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(
-            timeout_ms=int(POLL_S * 1000), max_records=BATCH_RECORDS_MAX
-        )
+        try:
+            batches = await consumer.getmany(
+                timeout_ms=int(POLL_S * 1000), max_records=BATCH_RECORDS_MAX
+            )
+        except OffsetOutOfRangeError as error:
+            for tp, fetched in error.args[0].items():
+                new_end = await _to_end(consumer, tp)
+                if new_end is not None:
+                    self.reads.cut(self.name, tp.partition, new_end, fetched)
+            return
+        except NoOffsetForPartitionError as error:  # nothing committed yet: from the end
+            await _to_end(consumer, error.args[0])
+            return
         for tp, records in batches.items():
             for record in records:
                 self.reads.saw(self.name, tp.partition, record.offset, record.value, None)
@@ -308,6 +345,17 @@ class AiokafkaMember(Stoppable):
             self.reads.committed(self.name, next_offsets(read), ok=True)
         except AioKafkaError:
             self.reads.committed(self.name, next_offsets(read), ok=False)
+
+
+async def _to_end(consumer: AIOKafkaConsumer, tp: Any) -> int | None:
+    """Move to the partition's end (what auto_offset_reset="latest" does); its offset, or None
+    if the partition was revoked meanwhile or the end could not be read in time."""
+    try:
+        await asyncio.wait_for(consumer.seek_to_end(tp), SEEK_TIMEOUT_S)
+        position: int = await asyncio.wait_for(consumer.position(tp), SEEK_TIMEOUT_S)
+    except (IllegalStateError, TimeoutError):
+        return None
+    return position
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
