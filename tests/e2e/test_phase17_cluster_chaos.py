@@ -209,7 +209,7 @@ def _kill_and_restart(cluster: Cluster, producer: SequencedProducer, name: str) 
     the kill (None if it led none); then restart it on its WAL."""
     victim = cluster.agents[name]
     led = _led_by(cluster, name)
-    killed_at = cluster.note(f"SIGKILL {name}")
+    killed_at = cluster.note(f"SIGKILL {name} (led {sorted(led)})")
     victim.kill()
     failover_s = _wait_for_ack_after(producer, led, killed_at, "failover after SIGKILL")
     _wait_for_progress(producer, PROGRESS_TIMEOUT_S, f"progress after SIGKILL of {name}")
@@ -221,7 +221,7 @@ def _kill_and_restart(cluster: Cluster, producer: SequencedProducer, name: str) 
 
 def _pause_past_lease(cluster: Cluster, producer: SequencedProducer, name: str) -> None:
     agent = cluster.agents[name]
-    cluster.note(f"SIGSTOP {name}")
+    cluster.note(f"SIGSTOP {name} (led {sorted(_led_by(cluster, name))})")
     agent.send_signal(signal.SIGSTOP)
     try:
         time.sleep(LEASE_TTL_S + PAUSE_PAST_LEASE_S)
@@ -236,7 +236,7 @@ def _leave(cluster: Cluster, producer: SequencedProducer, name: str) -> float | 
     """SIGTERM `name` (it hands its partitions over); seconds until a partition it led
     acknowledges a record handed over after the signal (None if it led none)."""
     led = _led_by(cluster, name)
-    left_at = cluster.note(f"SIGTERM {name}")
+    left_at = cluster.note(f"SIGTERM {name} (led {sorted(led)})")
     cluster.agents[name].stop_cleanly()
     handover_s = _wait_for_ack_after(producer, led, left_at, "handover after SIGTERM")
     _wait_for_progress(producer, PROGRESS_TIMEOUT_S, f"progress after {name} left")
