@@ -57,7 +57,13 @@ def judge_final_scan(
 
 
 def _judge_partition(verdict: Verdict, partition: int, acks: list[Ack], scanned: Scanned) -> None:
-    at_offset = {offset: value for offset, value, _ in scanned.records}
+    at_offset: dict[int, bytes] = {}
+    for offset, value, epoch in scanned.records:
+        if at_offset.setdefault(offset, value) != value:
+            verdict.add(
+                f"p{partition}@{offset}: the final scan read {at_offset[offset]!r} and "
+                f"{value!r} (epoch {epoch})"
+            )
     for value, times in Counter(value for _, value, _ in scanned.records).items():
         if times > 1:
             where = [f"offset {o} epoch {e}" for o, v, e in scanned.records if v == value]

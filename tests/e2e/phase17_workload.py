@@ -422,15 +422,30 @@ def _close(admin: KafkaAdminClient | None) -> None:
 
 @dataclass
 class Scanned:
-    """One partition read from the beginning by a fresh consumer: (offset, value, epoch)."""
+    """One partition read from the beginning by a fresh consumer: (offset, value, epoch) in the
+    order delivered. An offset delivered again with the same value (the client fetching a range
+    again) is kept once and counted; one delivered again with another value is kept, for the
+    verdict to see."""
 
     records: list[tuple[int, bytes, int | None]] = field(default_factory=list)
+    redelivered: int = 0
+    _values: dict[int, bytes] = field(default_factory=dict)
+
+    def add(self, offset: int, value: bytes, epoch: int | None) -> None:
+        if self._values.get(offset) == value:
+            self.redelivered += 1
+            return
+        self._values.setdefault(offset, value)
+        self.records.append((offset, value, epoch))
+
+    def next_offset(self) -> int:
+        return max(self._values, default=-1) + 1
 
 
 def final_scan(bootstrap: str, end_offsets: dict[int, int]) -> dict[int, Scanned]:
     """Every partition from its first offset up to `end_offsets` (exclusive), by a consumer
-    in no group. Stops early on a partition idle for SCAN_IDLE_S (the verdict then finds
-    what is missing)."""
+    in no group. Stops early once nothing came for SCAN_IDLE_S (the verdict then finds what
+    is missing)."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "phase17-scan", "enable.auto.commit": False}
     )
@@ -440,19 +455,15 @@ def final_scan(bootstrap: str, end_offsets: dict[int, int]) -> dict[int, Scanned
     last_read = time.monotonic()
     try:
         while time.monotonic() < min(deadline, last_read + SCAN_IDLE_S):
-            if all(_next_offset(scanned[p]) >= end for p, end in end_offsets.items()):
+            if all(scanned[p].next_offset() >= end for p, end in end_offsets.items()):
                 break
             for m in consumer.consume(BATCH_RECORDS_MAX, POLL_S):
                 if m.error() is None:
-                    scanned[m.partition()].records.append((m.offset(), m.value(), m.leader_epoch()))
+                    scanned[m.partition()].add(m.offset(), m.value(), m.leader_epoch())
                     last_read = time.monotonic()
     finally:
         consumer.close()
     return scanned
-
-
-def _next_offset(scanned: Scanned) -> int:
-    return scanned.records[-1][0] + 1 if scanned.records else 0
 
 
 def high_watermarks(bootstrap: str) -> dict[int, int]:

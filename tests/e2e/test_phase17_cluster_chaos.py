@@ -356,6 +356,7 @@ def _judge(cluster: Cluster, workload: Workload, report: dict[str, Any], verdict
         offset_samples=len(workload.sampler.samples),
         offset_samples_failed=workload.sampler.failed,
         offset_sample_last_error=workload.sampler.last_error,
+        scan_redelivered=sum(part.redelivered for part in scanned.values()),
         cut_offsets_read=sum(len(o) for o in verdict.truncated.values()),
         cuts_seen_by_aiokafka=len(workload.reads.cuts),
         excused_offset_regressions=verdict.excused_regressions,
