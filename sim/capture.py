@@ -11,7 +11,11 @@ watches (`watch`), every Fetch answer becomes, per partition, a
 `FetchObserved` (or `FetchFailed`) of `sim.history`, stamped with the time
 the request was handed to the client and the time the answer came back, and
 every Produce answer is remembered as the agent and log start of the records
-it acknowledged (`Watcher.acked_by`). The wrapper awaits the original call
+it acknowledged (`Watcher.acked_by`), and every OffsetCommit the coordinator
+accepted as the generation and member id that attempt carried
+(`Watcher.commit_accepted_as`): aiokafka rebuilds a retried commit with the
+generation it holds at the retry, not the one the application committed in.
+The wrapper awaits the original call
 and only reads its answer, so the clients behave, and are timed, exactly as
 without it. The installed package is not modified.
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
+from aiokafka.protocol.commit import OffsetCommitRequest  # type: ignore[import-untyped]
 from aiokafka.protocol.fetch import FetchRequest  # type: ignore[import-untyped]
 from aiokafka.protocol.produce import ProduceRequest  # type: ignore[import-untyped]
 from aiokafka.record.default_records import DefaultRecordBatch  # type: ignore[import-untyped]
@@ -58,6 +63,7 @@ class Watcher:
     record: Callable[[Event], None]
     agent_of: Callable[[int], str | None]
     _acks: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    _commits: dict[tuple[str, str, int], tuple[int, str]] = field(default_factory=dict)
 
     def answered(self, node_id: int, request: Any, response: Any, requested_us: int) -> None:
         if isinstance(request, FetchRequest):
@@ -67,12 +73,26 @@ class Watcher:
                 for partition, error_code, offset, *_ in partitions:
                     if error_code == 0:
                         self._acks[(topic, partition)] = (offset, node_id)
+        elif isinstance(request, OffsetCommitRequest) and response is not None:
+            self._commit_answered(request, response)
 
     def acked_by(self, topic: str, partition: int, offset: int) -> int | None:
         """The node id whose Produce answer acknowledged `offset` (the latest answer for the
         partition: aiokafka has one produce request per partition in flight)."""
         base_offset, node_id = self._acks.get((topic, partition), (offset + 1, -1))
         return node_id if base_offset <= offset else None
+
+    def commit_accepted_as(self, group: str, topic: str, partition: int) -> tuple[int, str] | None:
+        """(generation, member id) of the latest accepted OffsetCommit attempt for the
+        partition (aiokafka has one commit of a group in flight at a time)."""
+        return self._commits.get((group, topic, partition))
+
+    def _commit_answered(self, request: Any, response: Any) -> None:
+        sent_as = (request._consumer_group_generation_id, request._consumer_id)
+        for topic, partitions in response.topics:
+            for partition, error_code in partitions:
+                if error_code == 0:
+                    self._commits[(request._consumer_group, topic, partition)] = sent_as
 
     def _fetched(self, node_id: int, request: Any, response: Any, requested_us: int) -> None:
         assert request._isolation_level == READ_UNCOMMITTED, "read_committed is not captured"

@@ -234,7 +234,9 @@ class GroupGeneration:
 
 @dataclass(frozen=True)
 class OffsetCommitted:
-    """A successful offset commit (`generation` -1 for commits outside a group generation)."""
+    """A successful offset commit: `generation` and `member` are those the accepted attempt
+    carried (a client's retry may carry a newer generation than the first attempt), -1 for
+    commits outside a group generation; `requested_us` is when the first attempt was asked."""
 
     at_us: int
     requested_us: int

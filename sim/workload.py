@@ -194,7 +194,7 @@ class Clients:
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         )
-        self._watch(consumer._client, name)  # its fetches, during the faults too
+        watcher = self._watch(consumer._client, name)  # its fetches, during the faults too
         coordinator = consumer._coordinator  # aiokafka keeps generation and member id here
         clients = self
 
@@ -221,20 +221,28 @@ class Clients:
             for _ in range(polls):
                 polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
                 for tp, messages in sorted(polled.items()):
-                    await self._commit(consumer, name, group, tp, messages[-1].offset + 1)
+                    offset = messages[-1].offset + 1
+                    await self._commit(consumer, watcher, name, group, tp, offset)
         finally:
             await consumer.stop()
 
     async def _commit(
-        self, consumer: Any, name: str, group: str, tp: ClientPartition, offset: int
+        self,
+        consumer: Any,
+        watcher: Watcher,
+        name: str,
+        group: str,
+        tp: ClientPartition,
+        offset: int,
     ) -> None:
-        coordinator = consumer._coordinator
-        generation, member = coordinator.generation, coordinator.member_id
         requested_us = self.now_us()
         try:
             await consumer.commit({tp: offset})
         except KafkaError:
             return  # rebalancing or unreachable: the next owner commits
+        accepted_as = watcher.commit_accepted_as(group, tp.topic, tp.partition)
+        assert accepted_as is not None, f"{name} committed {tp} with no accepted attempt"
+        generation, member = accepted_as  # a retry carries the generation of its time
         event = OffsetCommitted(
             self.now_us(),
             requested_us,

@@ -14,10 +14,12 @@ from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_sta
 from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
+from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
+from streamhouse.engine.ownership import Ownership
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
@@ -85,6 +87,7 @@ class Agent:
     kafka: KafkaListener
     kafka_port: int
     membership: Membership
+    ownership: Ownership
 
     @property
     def kafka_address(self) -> str:
@@ -92,7 +95,9 @@ class Agent:
         return f"{advertised.host}:{advertised.port}"
 
     async def close(self) -> None:
-        """Stop accepting requests, flush what is pending, release connections."""
+        """Stop accepting requests, flush what is pending, hand every lease over (released, so
+        the next owner takes it without waiting out the TTL), release connections."""
+        await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
         await self.log.close(flush=True)
@@ -159,9 +164,14 @@ async def assemble_agent(
         producers=metadata,
         buggify=buggify or Buggify(),
         failure=failure,
+        may_lead=cluster.may_lead,
     )
     await log.open()
-    groups = GroupCoordinator(settings, clock, rng, topics=metadata, groups=metadata)
+    await ensure_coordinator_slots(metadata, clock.now_ms())
+    slots = CoordinatorSlots(log, clock)
+    groups = GroupCoordinator(
+        settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots
+    )
     groups.start(failure)
     admin = AdminService(settings, clock, metadata, log, groups, cluster, leases=metadata)
     context = KafkaContext(
@@ -179,9 +189,21 @@ async def assemble_agent(
     membership = Membership(settings, clock, metadata, cluster)
     await membership.join()  # the node id comes before the first client
     membership.start(failure)
+    ownership = Ownership(settings, clock, metadata, log, cluster, membership)
+    ownership.start(failure)
     await kafka.serve()
     return Agent(
-        settings, agent_id, failure, log, admin, metadata, objects, kafka, port, membership
+        settings,
+        agent_id,
+        failure,
+        log,
+        admin,
+        metadata,
+        objects,
+        kafka,
+        port,
+        membership,
+        ownership,
     )
 
 

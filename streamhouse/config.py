@@ -61,6 +61,9 @@ class Settings:
     # and broker.session.timeout.ms
     agent_heartbeat_interval_ms: int = 2_000
     agent_session_timeout_ms: int = 9_000
+    # How often each agent balances ownership (engine/ownership.py): reads the live agents
+    # and every partition, takes what is placed on it and hands over its surplus
+    ownership_interval_ms: int = 1_000
 
     # Partitions and leases
     lease_ttl_ms: int = 10_000  # in the metadata store's time, which judges expiry
@@ -122,6 +125,7 @@ class Settings:
             "agent_heartbeat_interval_ms must be positive and below agent_session_timeout_ms": (
                 0 < self.agent_heartbeat_interval_ms < self.agent_session_timeout_ms
             ),
+            "ownership_interval_ms must be positive": self.ownership_interval_ms > 0,
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),

@@ -152,6 +152,13 @@ class NotLeader(StreamHouseError):
     blame = Blame.REMOTE
 
 
+class NotCoordinator(StreamHouseError):
+    """This agent does not hold the lease of the group's coordinator slot."""
+
+    code = ErrorCode.NOT_COORDINATOR
+    blame = Blame.REMOTE
+
+
 class StorageError(StreamHouseError):
     """Local storage (disk, object store, metadata store) failed; the request may be retried."""
 

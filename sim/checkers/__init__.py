@@ -70,7 +70,11 @@ group_offsets A successful commit is never below a commit that completed before
               the record just below it was read in (a record there in a later
               epoch, or a high watermark below it answered in a later epoch):
               a truncation, after which Kafka consumers reset and commit lower;
-              that commit then counts as a reset.
+              or unless the commit carried (on the wire) a generation no older
+              than the higher commit's and a member that generation did not
+              assign the partition to, which the classic protocol accepts (it
+              checks generation and member, not ownership). Either commit then
+              counts as a reset.
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
               (acks=1 losses excused as in acked_leader; compacted topics and

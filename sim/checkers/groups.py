@@ -1,5 +1,6 @@
 """The `group_owners` and `group_offsets` checkers: one owner per partition and generation;
-committed offsets never regress, except after a truncation the committing member saw."""
+committed offsets never regress, except after a truncation the committing member saw or by
+a commit of a partition its member did not own in the generation the commit carried."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def check_group_offsets(history: History) -> list[Violation]:
     """Committed offsets never regress (outside explicit resets and truncations the committing
     member saw), as committed and as read."""
     index = index_history(history)
+    assigned = _assignments(history)
     timelines: dict[tuple[str, str, int], _CommitTimeline] = defaultdict(_CommitTimeline)
     found: list[Violation] = []
     for event in history:
@@ -59,9 +61,41 @@ def check_group_offsets(history: History) -> list[Violation]:
         elif isinstance(event, OffsetCommitted):
             floor = timeline.floor(event)
             truncated = floor is not None and truncation_seen(index, event, floor)
-            found += [] if truncated else timeline.judge(event)
-            timeline.add(event, reset=truncated)
+            explained = truncated or unowned_commit(assigned, event, floor)
+            found += [] if explained else timeline.judge(event)
+            timeline.add(event, reset=explained)
     return found
+
+
+_Assignments = dict[tuple[str, int, str], frozenset[tuple[str, int]]]
+
+
+def _assignments(history: History) -> _Assignments:
+    """(group, generation, member id) -> the partitions that member was assigned."""
+    return {
+        (event.group, event.generation, event.member): frozenset(
+            (tp.topic, tp.partition) for tp in event.partitions
+        )
+        for event in history.of_type(GroupGeneration)
+    }
+
+
+def unowned_commit(
+    assigned: _Assignments, commit: OffsetCommitted, floor: OffsetCommitted | OffsetReset | None
+) -> bool:
+    """Whether `commit` is one the classic group protocol accepts by design, whatever it sets
+    the offset to: it carried a generation no older than that of the floor it was asked
+    above (else the coordinator took a stale generation) and a member that generation did
+    not assign the partition to. OffsetCommit is checked against generation and member id,
+    not ownership, so a client committing a partition it lost (aiokafka retries a commit
+    with the generation it holds at the retry) may land after, and below, the owner's
+    commits; the history knows the generation each accepted attempt carried
+    (`sim.capture`). Such a commit counts as a reset, also for the reads after it."""
+    if isinstance(floor, OffsetCommitted) and floor.generation > commit.generation:
+        return False
+    partitions = assigned.get((commit.group, commit.generation, commit.member))
+    not_owned = partitions is not None and (commit.topic, commit.partition) not in partitions
+    return not_owned
 
 
 def truncation_seen(

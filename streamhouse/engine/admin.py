@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 from streamhouse.config import Settings
 from streamhouse.engine.broker_configs import RESPONSE_PARTITIONS_MAX, broker_configs
-from streamhouse.engine.cluster import ClusterDescription, ClusterDirectory
+from streamhouse.engine.cluster import AgentAddress, ClusterDescription, ClusterDirectory
 from streamhouse.engine.cluster_shape import (
     QUORUM_PARTITION,
     QUORUM_TOPIC,
@@ -43,7 +43,9 @@ from streamhouse.engine.cluster_shape import (
     is_quorum_partition,
     log_dir_path,
     plan_page,
+    reassignment_of,
 )
+from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import (
@@ -190,8 +192,8 @@ class AdminService:
     # --- topics: lookup -------------------------------------------------------------------
 
     async def list_topics(self) -> list[TopicRecord]:
-        """Every topic, by name."""
-        return await self._topics.list_topics()
+        """Every topic, by name (not the cluster's internal ones)."""
+        return [t for t in await self._topics.list_topics() if not is_internal(t.name)]
 
     async def topic(self, name: str) -> TopicRecord:
         """The topic; UnknownTopicOrPartition if there is none of that name."""
@@ -247,6 +249,15 @@ class AdminService:
                 )
             )
         return TopicDescription(topic.name, topic_id(topic), tuple(partitions))
+
+    async def current_leader(self, tp: TopicPartition) -> tuple[AgentAddress, int] | None:
+        """Where the partition's requests go now and its leader epoch as the store has it
+        (KIP-951's hints); None when the partition cannot be read."""
+        try:
+            record = await self._topics.get_partition(tp)
+        except StreamHouseError:
+            return None
+        return self.cluster.leader(record), record.leader_epoch
 
     async def check_partition(self, tp: TopicPartition) -> None:
         """Raise UnknownTopicOrPartition unless the topic exists and has this partition."""
@@ -538,17 +549,25 @@ class AdminService:
             )
         return describe_quorum(self.describe_cluster(), self._clock.now_ms())
 
-    def list_reassignments(self) -> list[Reassignment]:
-        """ListPartitionReassignments (of any partitions): none is ever in progress, since a
-        reassignment is accepted only when there is nothing to move (`reassign_partition`)."""
-        return []
+    async def list_reassignments(self) -> list[Reassignment]:
+        """ListPartitionReassignments: the moves in progress, partitions pinned to a live agent
+        that does not hold their lease yet (the pin stays once it does: the partition stays
+        there while that agent is live)."""
+        nodes = {agent.agent_id: agent.node_id for agent in self.cluster.agents()}
+        moves = [reassignment_of(r, nodes) for r in await self._topics.list_partitions()]
+        return [move for move in moves if move is not None]
 
     async def reassign_partition(self, tp: TopicPartition, target: Sequence[int] | None) -> None:
-        """AlterPartitionReassignments of one partition: accepted only onto the agent leading
-        it already (see `cluster_shape.check_reassignment`)."""
+        """AlterPartitionReassignments of one partition: pin it to the named agent, whose
+        ownership service takes its lease once the holder has handed it over (flushed and
+        released); a cancel drops the pin of a move in progress (the balancer places it
+        again). See `cluster_shape.check_reassignment`."""
         record = await self._topics.get_partition(tp)
-        live = [agent.node_id for agent in self.cluster.agents()]
-        check_reassignment(tp, target, self.cluster.leader_node(record), live)
+        agents = {agent.node_id: agent.agent_id for agent in self.cluster.agents()}
+        nodes = {agent_id: node for node, agent_id in agents.items()}
+        in_progress = reassignment_of(record, nodes) is not None
+        check_reassignment(tp, target, list(agents), in_progress)
+        await self._topics.set_preferred_agent(tp, None if target is None else agents[target[0]])
 
     async def describe_topic_partitions(
         self, named: Sequence[str], cursor: PageCursor | None, partitions_max: int

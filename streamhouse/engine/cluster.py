@@ -3,19 +3,21 @@
 The agents are those the membership service (engine/membership.py) last read as live
 from the metadata store, each with the node id it registered under, plus this agent
 itself, which is live as long as it runs (even when its heartbeats cannot reach the
-store). A partition's requests go to the agent holding its lease while the lease is
-live by the store's clock (no live lease, or a holder not listed: this agent, which
-takes the lease when the client comes); a group's or transactional id's coordinator
-is the listed agent its key hashes to (until coordinators are placed by lease). The
-cluster id is the org's, and each agent names itself controller (there is no election).
+store). Each partition (and coordinator slot) has a target agent, placed by the
+ownership service (engine/ownership.py). A partition's requests go to the agent holding
+its lease while the lease is live by the store's clock; without a live lease (or with a
+holder not listed), to its target, which takes the lease when the client comes; with no
+target known either, to this agent. A group's or transactional id's coordinator is
+the holder of its coordinator slot's lease, found the same way. The cluster id is the
+org's, and each agent names itself controller (there is no election).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from streamhouse.names import TopicPartition
 from streamhouse.ports.membership import NO_NODE_ID
 from streamhouse.ports.topics import PartitionRecord
 
@@ -49,6 +51,8 @@ class ClusterDirectory:
         self.cluster_id = CLUSTER_ID_PREFIX + org
         self._advertised = AgentAddress(agent_id, NO_NODE_ID, "", 0)
         self._others: tuple[AgentAddress, ...] = ()
+        self._targets: Mapping[TopicPartition, str] = {}
+        self._holders: Mapping[TopicPartition, str] = {}
 
     def advertise(self, host: str, port: int, node_id: int = NO_NODE_ID) -> None:
         """Where this agent's Kafka listener is reached (known once it listens), and its node
@@ -73,21 +77,43 @@ class ClusterDirectory:
     def describe(self) -> ClusterDescription:
         return ClusterDescription(self.cluster_id, self.self_node(), self.agents())
 
+    def place(
+        self, targets: Mapping[TopicPartition, str], holders: Mapping[TopicPartition, str]
+    ) -> None:
+        """Each partition's target agent, as the ownership service placed them last, and the
+        live lease holders it read."""
+        self._targets = targets
+        self._holders = holders
+
+    def target(self, tp: TopicPartition) -> str | None:
+        """The agent the partition is placed on (None: not placed yet, e.g. a new topic)."""
+        return self._targets.get(tp)
+
+    def may_lead(self, tp: TopicPartition) -> bool:
+        """Whether this agent may take the partition's lease: it is placed here, or not yet
+        placed anywhere (the lease store then decides)."""
+        return self._targets.get(tp, self.agent_id) == self.agent_id
+
     def leader_node(self, record: PartitionRecord) -> int:
         """The node clients should send this partition's requests to."""
-        if record.lease_live:  # judged by the metadata store's clock, not this agent's
-            for agent in self.agents():
-                if agent.agent_id == record.leader_agent:
-                    return agent.node_id
-        return self.self_node()
+        return self.leader(record).node_id
 
-    def coordinator(self, key: str) -> AgentAddress:
-        """The agent coordinating a group or transactional id: the live agent whose hash with
-        the key is highest (rendezvous hashing: an agent joining or leaving moves only the
-        keys it wins or won, not a share of every agent's)."""
-        return max(self.agents(), key=lambda agent: _weight(key, agent.agent_id))
+    def leader(self, record: PartitionRecord) -> AgentAddress:
+        """The agent clients should send this partition's requests to: the live lease holder
+        (judged by the metadata store's clock, not this agent's), else its target, else this
+        agent."""
+        listed = {agent.agent_id: agent for agent in self.agents()}
+        if record.lease_live and record.leader_agent in listed:
+            return listed[record.leader_agent]
+        return listed.get(self._targets.get(record.tp, self.agent_id), self._advertised)
 
-
-def _weight(key: str, agent_id: str) -> int:
-    digest = hashlib.blake2b(f"{key}\0{agent_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    def coordinator(self, slot: TopicPartition) -> AgentAddress:
+        """The agent coordinating the keys of a coordinator slot (engine/coordinators.py): its
+        live lease holder as the ownership service last read it, else its target, else this
+        agent. Only the holder answers as coordinator: a stale answer is refused there with
+        NOT_COORDINATOR, and the client asks again."""
+        listed = {agent.agent_id: agent for agent in self.agents()}
+        holder = self._holders.get(slot)
+        if holder in listed:
+            return listed[holder]
+        return listed.get(self._targets.get(slot, self.agent_id), self._advertised)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from streamhouse.engine.cluster import AgentAddress, ClusterDescription
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.sentinels import NO_OFFSET, NO_TIMESTAMP
 from streamhouse.names import TopicPartition
+from streamhouse.ports.topics import PartitionRecord
 
 LOG_DIR_PREFIX = "/streamhouse/agents/"  # + the agent id: the one log directory of an agent
 QUORUM_TOPIC = "__cluster_metadata"  # the quorum's partition, named as KRaft names it
@@ -84,15 +85,19 @@ class Reassignment:
 
 
 def check_reassignment(
-    tp: TopicPartition, target: Sequence[int] | None, leader: int, live: Collection[int]
+    tp: TopicPartition, target: Sequence[int] | None, live: Collection[int], in_progress: bool
 ) -> None:
-    """Accept a reassignment only of a partition onto its leader (nothing to move); refuse the
-    rest with Kafka's codes: a cancel finds nothing in progress, a replica list must name live
-    agents once each, and hold one replica."""
+    """A reassignment moves a partition's lease to one named live agent; a cancel (no
+    replica list) drops the pin of a move still in progress. Refused with Kafka's codes: a
+    cancel with nothing in progress, a replica list not naming live agents once each, or
+    naming more than one (the object store is the replica)."""
     if target is None:
-        raise StreamHouseError(
-            f"{tp}: no reassignment is in progress to cancel", ErrorCode.NO_REASSIGNMENT_IN_PROGRESS
-        )
+        if not in_progress:
+            raise StreamHouseError(
+                f"{tp}: no reassignment is in progress to cancel",
+                ErrorCode.NO_REASSIGNMENT_IN_PROGRESS,
+            )
+        return
     _check_replica_list(tp, target, live)
     if len(target) != 1:
         raise StreamHouseError(
@@ -100,12 +105,19 @@ def check_reassignment(
             "object store is the replica)",
             ErrorCode.INVALID_REPLICATION_FACTOR,
         )
-    if target[0] != leader:
-        raise StreamHouseError(
-            f"{tp}: moving it from agent {leader} to agent {target[0]} is not supported yet: "
-            "agents place partitions by lease and do not take assignments",
-            ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-        )
+
+
+def reassignment_of(record: PartitionRecord, nodes: Mapping[str, int]) -> Reassignment | None:
+    """The move in progress of a partition pinned to a live agent (`nodes`: the live agents'
+    node ids by agent id) that does not hold its live lease yet; None when there is none."""
+    target = record.preferred_agent
+    if target is None or target not in nodes:
+        return None
+    if record.lease_live and record.leader_agent == target:
+        return None
+    leader = nodes.get(record.leader_agent or "") if record.lease_live else None
+    removing = () if leader is None else (leader,)
+    return Reassignment(record.tp, (nodes[target],), (nodes[target],), removing)
 
 
 def _check_replica_list(tp: TopicPartition, target: Sequence[int], live: Collection[int]) -> None:

@@ -15,12 +15,12 @@ import heapq
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from streamhouse.config import Settings
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.waiting import sleep_or_until
-from streamhouse.errors import ErrorCode, StorageError
+from streamhouse.errors import ErrorCode, NotCoordinator, StorageError
 from streamhouse.log.group_state import (
     Effects,
     Group,
@@ -33,7 +33,7 @@ from streamhouse.log.group_state import (
 )
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.groups import CommittedOffset, GroupStore
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 
@@ -76,13 +76,35 @@ class OffsetToCommit:
     metadata: str | None
 
 
+class Coordination(Protocol):
+    """Which groups this agent coordinates (engine/coordinators.py)."""
+
+    def fence(self, key: str) -> CoordinatorFence | None:
+        """The fence this agent coordinates the key under; None: another agent does."""
+
+    async def take(self, key: str) -> None:
+        """Take the key's slot if it is placed here and nobody holds it (a handover's gap
+        closes at the first request instead of at the next ownership round)."""
+
+
 class GroupCoordinator:
     """Every group this agent coordinates."""
 
     def __init__(
-        self, settings: Settings, clock: Clock, rng: Rng, *, topics: TopicStore, groups: GroupStore
+        self,
+        settings: Settings,
+        clock: Clock,
+        rng: Rng,
+        *,
+        topics: TopicStore,
+        groups: GroupStore,
+        coordinating: Coordination | None = None,
     ):
         self._settings = settings
+        # the fence this agent coordinates a group under, None when another agent does
+        # (engine/coordinators.py); without it, every group is coordinated here, unfenced
+        self._coordinating = coordinating
+        self._slot_epochs: dict[str, int] = {}  # the slot epoch each group's state was kept in
         self._clock = clock
         self._rng = rng
         self._topics = topics
@@ -135,6 +157,9 @@ class GroupCoordinator:
         """Handle a JoinGroup; waits until the rebalance it takes part in has its answer."""
         if not group_id:
             return JoinResponse(ErrorCode.INVALID_GROUP_ID, member_id=request.member_id)
+        await self._take(group_id)
+        if not self._coordinates(group_id):
+            return JoinResponse(ErrorCode.NOT_COORDINATOR, member_id=request.member_id)
         try:
             group = await self._group_for_join(group_id)
         except StorageError:
@@ -164,6 +189,9 @@ class GroupCoordinator:
         assignments: Mapping[str, bytes],
     ) -> SyncResponse:
         """Handle a SyncGroup; followers wait for the leader's assignments."""
+        await self._take(group_id)
+        if not self._coordinates(group_id):
+            return SyncResponse(ErrorCode.NOT_COORDINATOR)
         group = self._groups.get(group_id)
         if group is None:
             return SyncResponse(ErrorCode.UNKNOWN_MEMBER_ID)
@@ -189,6 +217,8 @@ class GroupCoordinator:
     def heartbeat(
         self, group_id: str, member_id: str, instance_id: str | None, generation: int
     ) -> ErrorCode:
+        if not self._coordinates(group_id):
+            return ErrorCode.NOT_COORDINATOR
         group = self._groups.get(group_id)
         if group is None:
             return ErrorCode.UNKNOWN_MEMBER_ID
@@ -199,12 +229,58 @@ class GroupCoordinator:
         return error
 
     def leave(self, group_id: str, leaving: list[tuple[str, str | None]]) -> list[MemberLeave]:
+        if not self._coordinates(group_id):
+            return [MemberLeave(m, i, ErrorCode.NOT_COORDINATOR) for m, i in leaving]
         group = self._groups.get(group_id)
         if group is None:
             return [MemberLeave(m, i, ErrorCode.UNKNOWN_MEMBER_ID) for m, i in leaving]
         answers, effects = group.leave(leaving, self._clock.monotonic_ms())
         self._apply(group, effects)
         return answers
+
+    async def _take(self, group_id: str) -> None:
+        if self._coordinating is not None:
+            await self._coordinating.take(group_id)
+
+    def _coordinates(self, group_id: str) -> bool:
+        try:
+            self._fence(group_id)
+        except NotCoordinator:
+            return False
+        return True
+
+    def _fence(self, group_id: str) -> CoordinatorFence | None:
+        """The fence this agent coordinates the group under (None: no slots, unfenced).
+        Raises NotCoordinator when another agent coordinates it. State kept from an earlier
+        hold of the group's slot is dropped first: the slot's holder meanwhile may have
+        moved the group on."""
+        if self._coordinating is None:
+            return None
+        fence = self._coordinating.fence(group_id)
+        kept = self._slot_epochs.get(group_id)
+        if fence is None or (kept is not None and kept != fence.epoch):
+            self._drop(group_id)
+        if fence is None:
+            raise NotCoordinator(
+                f"group {group_id!r} is coordinated by another agent; find its coordinator again"
+            )
+        return fence
+
+    def _note_slot_epoch(self, group_id: str) -> None:
+        fence = None if self._coordinating is None else self._coordinating.fence(group_id)
+        if fence is not None:
+            self._slot_epochs[group_id] = fence.epoch
+
+    def _drop(self, group_id: str) -> None:
+        """Forget a group this agent no longer coordinates, answering its waiting members
+        NOT_COORDINATOR (they find the coordinator again and rejoin there)."""
+        for (waiting_group, member_id), join in list(self._joins.items()):
+            if waiting_group == group_id and not join.done():
+                join.set_result(JoinResponse(ErrorCode.NOT_COORDINATOR, member_id))
+        for (waiting_group, _), sync in list(self._syncs.items()):
+            if waiting_group == group_id and not sync.done():
+                sync.set_result(SyncResponse(ErrorCode.NOT_COORDINATOR))
+        self._forget(group_id)
 
     async def _group_for_join(self, group_id: str) -> Group | None:
         """The group, created on first join; its generations come from reservations in the
@@ -220,6 +296,7 @@ class GroupCoordinator:
                 group = Group(group_id, self._limits, generation=first - 1)
                 self._reserved_last[group_id] = first + GENERATIONS_PER_RESERVATION - 1
                 self._groups[group_id] = group
+                self._note_slot_epoch(group_id)
                 self._empty_since_ms[group_id] = self._clock.now_ms()
             elif self._reserved_last[group_id] - group.generation < GENERATIONS_LEFT_MIN:
                 first = await self._group_store.reserve_group_generations(
@@ -244,6 +321,7 @@ class GroupCoordinator:
             group.mark_dead()
         self._empty_since_ms.pop(group_id, None)
         self._reserved_last.pop(group_id, None)
+        self._slot_epochs.pop(group_id, None)
         for locks in (self._reserving, self._committing):
             lock = locks.get(group_id)
             if lock is not None and not lock.locked():
@@ -321,6 +399,7 @@ class GroupCoordinator:
         """Validate and store an OffsetCommit; the answer for each partition. Commits of one
         group are checked and written one at a time: a commit validated in an old generation
         whose write was slow must not land after a later generation's commit."""
+        await self._take(group_id)
         async with self._committing.setdefault(group_id, asyncio.Lock()):
             return await self._commit_offsets(group_id, generation, member_id, instance_id, offsets)
 
@@ -332,6 +411,10 @@ class GroupCoordinator:
         instance_id: str | None,
         offsets: Mapping[TopicPartition, OffsetToCommit],
     ) -> dict[TopicPartition, ErrorCode]:
+        try:
+            fence = self._fence(group_id)
+        except NotCoordinator:
+            return dict.fromkeys(offsets, ErrorCode.NOT_COORDINATOR)
         error = self._check_commit(group_id, generation, member_id, instance_id)
         if error is not ErrorCode.NONE:
             return dict.fromkeys(offsets, error)
@@ -359,7 +442,7 @@ class GroupCoordinator:
             error = self._check_commit(group_id, generation, member_id, instance_id)
             if error is not ErrorCode.NONE:
                 return dict.fromkeys(offsets, error)
-            await self._group_store.commit_offsets(group_id, accepted)
+            await self._group_store.commit_offsets(group_id, accepted, fence)
         return answers
 
     def _check_commit(
@@ -378,7 +461,10 @@ class GroupCoordinator:
     async def fetch_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition] | None
     ) -> dict[TopicPartition, CommittedOffset]:
-        """The group's committed offsets for `partitions` (None: every one it has)."""
+        """The group's committed offsets for `partitions` (None: every one it has). Raises
+        NotCoordinator when another agent coordinates the group."""
+        await self._take(group_id)
+        self._fence(group_id)
         return await self._group_store.fetch_offsets(group_id, partitions)
 
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:

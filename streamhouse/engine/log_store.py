@@ -11,7 +11,9 @@ fails, and hands synced batches to the flusher. Reads are `engine.reads`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from streamhouse.errors import (
     OffsetOutOfRange,
     ProducerRefused,
     StorageError,
+    StreamHouseError,
     UnknownTopicOrPartition,
 )
 from streamhouse.kafka.batch_header import (
@@ -112,8 +115,10 @@ class LogStore:
         producers: ProducerStore,
         buggify: Buggify | None = None,
         failure: AgentFailure | None = None,
+        may_lead: Callable[[TopicPartition], bool] = lambda _: True,
     ) -> None:
         self._settings = settings
+        self._may_lead = may_lead  # whether a client's request may take a partition's lease
         self.failure = failure or AgentFailure()  # a background service's death fails the agent
         self._clock = clock
         self._disk = disk
@@ -154,6 +159,7 @@ class LogStore:
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
         self._inflight: deque[_Inflight] = deque()
         self._background: list[asyncio.Task[None]] = []
+        self._renewing = asyncio.Lock()  # a release never races a renewal of the same lease
         self._closing = False
         self.recovery = RecoveryStats()
 
@@ -191,12 +197,42 @@ class LogStore:
             await self._release_leases()
 
     async def _release_leases(self) -> None:
-        """Let another agent take over at once instead of waiting out the TTL."""
+        """Let another agent take over at once instead of waiting out the TTL (after the
+        flush: whatever is left unflushed stays leased and expires on its own)."""
         for tp in sorted(self._partitions):
+            plog = self._partitions[tp]
+            if plog.state.durable_end_offset < plog.state.high_watermark:
+                continue
             try:
                 await self._leases.release_lease(tp, self.agent_id)
             except StorageError:
                 return  # the leases expire on their own
+
+    async def hand_over(self, tp: TopicPartition) -> bool:
+        """Stop leading a partition so another agent takes it at once: refuse new appends,
+        wait for what was appended to be synced and flushed, then release the lease. Returns
+        whether it was released (False: not led, or its data could not be made durable,
+        so it is led on and handed over at a later try)."""
+        plog = self._partitions.get(tp)
+        if plog is None or plog.fenced or plog.handing_over:
+            return False
+        plog.handing_over = True
+        try:
+            await plog.wait_synced(plog.state.log_end_offset)
+            await self.flusher.flush_once()
+        except StreamHouseError:  # a WAL or store failure: the data stays here for now
+            plog.handing_over = False
+            return False
+        state = plog.state
+        if plog.fenced or state.durable_end_offset < state.log_end_offset:
+            plog.handing_over = False
+            return False
+        async with self._renewing:
+            plog.fence(NotLeader(f"{tp} was handed over to another agent; refresh metadata"))
+            self._fenced(plog)
+            with contextlib.suppress(StorageError):  # else it expires: nobody renews it now
+                await self._leases.release_lease(tp, self.agent_id)
+        return True
 
     # --- partitions ---------------------------------------------------------------------------
 
@@ -207,8 +243,18 @@ class LogStore:
         return list(self._partitions)
 
     async def partition(self, tp: TopicPartition) -> PartitionLog:
-        """The led partition, taking its lease first if needed. Raises NotLeader, also past
-        the lease's local deadline unless a renewal succeeds meanwhile (`_await_renewal`)."""
+        """The led partition, taking its lease first if needed and the partition is placed
+        here (or not placed yet). Raises NotLeader, also past the lease's local deadline
+        unless a renewal succeeds meanwhile (`_await_renewal`)."""
+        if tp not in self._partitions and not self._may_lead(tp):
+            # refused at once, a client asks again at once: forever on a network without delay
+            await self._clock.sleep_ms(LAPSED_WAIT_MS_MIN)
+            if tp not in self._partitions and not self._may_lead(tp):
+                raise NotLeader(f"partition {tp} is placed on another agent; refresh metadata")
+        return await self.take(tp)
+
+    async def take(self, tp: TopicPartition) -> PartitionLog:
+        """As `partition`, wherever the partition is placed (the ownership service decides)."""
         plog = self._partitions.get(tp)
         if plog is None:
             lock = self._opening.setdefault(tp, asyncio.Lock())
@@ -282,8 +328,14 @@ class LogStore:
         """Renew every led partition's lease (moving its local deadline on); fence those whose
         lease moved on or whose topic is gone. A store failure leaves that partition to the
         next round and the others are still renewed; then the first failure is raised."""
+        async with self._renewing:
+            await self._renew_each()
+
+    async def _renew_each(self) -> None:
         failed: StorageError | None = None
         for tp, plog in sorted(self._partitions.items()):
+            if plog.fenced:  # handed over meanwhile
+                continue
             try:
                 lease = await self._holder.acquire(tp)
             except StorageError as error:
@@ -330,6 +382,8 @@ class LogStore:
         plog = await self.partition(tp)
         await self._wait_for_room(len(batch))
         self._check_leading(plog)
+        if plog.handing_over:  # what it holds is being flushed for the next leader
+            raise NotLeader(f"{tp} is being handed over to another agent; refresh metadata")
         # From here to the return nothing awaits: offset order equals WAL order.
         producer = _idempotent(header)
         if producer is not None:

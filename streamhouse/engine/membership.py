@@ -50,7 +50,7 @@ class Membership:
         """Register at the directory's advertised address and read who else is live.
         Raises StorageError when the store cannot be reached (the agent cannot start)."""
         await self._register()
-        await self._refresh()
+        await self.refresh()
 
     def start(self, failure: AgentFailure) -> None:
         """Heartbeat from now on, until `leave`."""
@@ -74,7 +74,7 @@ class Membership:
         of the live agents. Raises StorageError."""
         if not await self._store.heartbeat_agent(self._directory.agent_id, self._ttl_ms):
             await self._register()
-        await self._refresh()
+        await self.refresh()
 
     async def _beat(self) -> None:
         while True:
@@ -91,6 +91,7 @@ class Membership:
         )
         self._directory.advertise(me.host, me.port, record.node_id)
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
+        """Read the live agents into the directory. Raises StorageError."""
         live = await self._store.list_live_agents()
         self._directory.update(AgentAddress(a.agent_id, a.node_id, a.host, a.port) for a in live)

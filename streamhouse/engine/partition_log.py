@@ -23,6 +23,7 @@ class PartitionLog:
     synced_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     truncate_marker_offset: int | None = None  # a void range awaits its WAL marker
     fenced: bool = False
+    handing_over: bool = False  # being flushed to release the lease: takes no appends
     lease_deadline_ms: int = 0  # monotonic; past it this agent must not act as leader
     _watermark_moved: asyncio.Future[None] | None = None
     _lease_decided: asyncio.Future[None] | None = None

@@ -2,7 +2,8 @@
 
 Everything a group coordinator keeps beyond its own memory: a coordinator
 that restarts or moves finds the offsets and continues above every
-generation handed out before.
+generation handed out before; a coordinator whose slot moved on can commit
+nothing more (the commit is fenced by the slot's lease epoch).
 """
 
 from __future__ import annotations
@@ -24,6 +25,15 @@ class CommittedOffset:
     commit_ms: int
 
 
+@dataclass(frozen=True)
+class CoordinatorFence:
+    """The coordinator slot whose lease epoch an offset commit is fenced by (DESIGN §3): the
+    commit lands only while the slot's partition row is still at `epoch`."""
+
+    slot: TopicPartition
+    epoch: int
+
+
 class GroupStore(ABC):
     """Consumer groups' offsets and generations in the metadata store."""
 
@@ -35,11 +45,16 @@ class GroupStore(ABC):
 
     @abstractmethod
     async def commit_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, CommittedOffset],
+        fence: CoordinatorFence | None = None,
     ) -> None:
         """Store (insert or replace) the group's offsets in one transaction.
 
         Raises UnknownTopicOrPartition, committing nothing, when a partition
+        does not exist; with a `fence`, NotCoordinator, committing nothing, when
+        the coordinator slot's epoch moved on (another agent took it) or the slot
         does not exist.
         """
 

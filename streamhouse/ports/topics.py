@@ -1,8 +1,9 @@
 """Topics port: topics, their partition counts and configs, and each partition's durable state.
 
 Read by every door that describes or administers topics (Metadata, CreateTopics,
-DescribeConfigs, `streamctl topics`), by the log when it opens a partition, and by
-the group coordinator to tell whether a committed partition exists.
+DescribeConfigs, `streamctl topics`), by the log when it opens a partition, by the
+group coordinator to tell whether a committed partition exists, and by the ownership
+service, which places every partition on a live agent (honouring reassignments).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class PartitionRecord:
     object store; `log_start_offset` the first offset still readable.
     `lease_expires_ms` is in the metadata store's time, which no agent's clock can be
     compared with: `lease_live` says whether `leader_agent` holds an unexpired lease by
-    the store's time when the record was read.
+    the store's time when the record was read. `preferred_agent` is the agent a
+    reassignment moved the partition to (None: wherever the balancer places it).
     """
 
     topic: str
@@ -43,6 +45,7 @@ class PartitionRecord:
     durable_end_offset: int
     log_start_offset: int
     lease_live: bool
+    preferred_agent: str | None = None
 
     @property
     def tp(self) -> TopicPartition:
@@ -97,3 +100,13 @@ class TopicStore(ABC):
     @abstractmethod
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
         """The partition's state. Raises UnknownTopicOrPartition."""
+
+    @abstractmethod
+    async def list_partitions(self) -> list[PartitionRecord]:
+        """Every partition of every topic, by topic and partition, read in one transaction
+        (the leases judged live at one store time)."""
+
+    @abstractmethod
+    async def set_preferred_agent(self, tp: TopicPartition, agent: str | None) -> None:
+        """Record the agent a reassignment moves the partition to (None: no reassignment).
+        Raises UnknownTopicOrPartition."""

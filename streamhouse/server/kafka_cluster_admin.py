@@ -206,8 +206,16 @@ def _quorum_refused(named: list[TopicPartition], error: StreamHouseError) -> Val
 
 
 async def list_partition_reassignments(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    asked = (
+        None
+        if body.topics is None
+        else {TopicPartition(t.name, index) for t in body.topics for index in t.partition_indexes}
+    )
     by_topic: dict[str, list[Values]] = {}
-    for ongoing in ctx.admin.list_reassignments():
+    for ongoing in await ctx.admin.list_reassignments():
+        if asked is not None and ongoing.tp not in asked:
+            continue
         by_topic.setdefault(ongoing.tp.topic, []).append(
             {
                 "partition_index": ongoing.tp.partition,

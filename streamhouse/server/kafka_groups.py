@@ -9,10 +9,13 @@ rebalance.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
+from streamhouse.engine.coordinators import slot_of
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
+from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import (
@@ -29,6 +32,7 @@ from streamhouse.server.kafka_context import Completion, KafkaContext, Values, d
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
+NOT_COORDINATOR_WAIT_MS = LAPSED_WAIT_MS_MIN  # Kafka clients' retry.backoff.ms
 NO_COORDINATOR: Values = {"node_id": NO_NODE_ID, "host": "", "port": NO_PORT}
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
@@ -55,7 +59,7 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
         if error is not ErrorCode.NONE:
             unknown = f"unknown key type {key_type}"
             return {"error_code": error, "error_message": unknown, **NO_COORDINATOR}
-        agent = ctx.admin.cluster.coordinator(key)
+        agent = ctx.admin.cluster.coordinator(slot_of(key))
         return {
             "error_code": error,
             "error_message": None,
@@ -68,6 +72,20 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
     if keys is None:  # v0-v3: one key, answered at the top level
         return done({"throttle_time": 0, **found(body.key)})
     return done({"throttle_time": 0, "coordinators": [{"key": key, **found(key)} for key in keys]})
+
+
+async def _pace(ctx: KafkaContext, *codes: int) -> None:
+    """A NOT_COORDINATOR answer leaves NOT_COORDINATOR_WAIT_MS late: answered at once, a
+    client that looks its coordinator up again without a backoff (aiokafka) asks again at
+    once, forever on a network without delay (the simulator's), while the slot is between
+    two holders."""
+    if ErrorCode.NOT_COORDINATOR in codes:
+        await ctx.clock.sleep_ms(NOT_COORDINATOR_WAIT_MS)
+
+
+async def _paced(ctx: KafkaContext, codes: Iterable[int], values: Values) -> Values:
+    await _pace(ctx, *codes)
+    return values
 
 
 # --- JoinGroup, SyncGroup, Heartbeat, LeaveGroup ---------------------------------------------
@@ -89,11 +107,12 @@ async def join_group(ctx: KafkaContext, request: Request) -> Completion:
         protocols=tuple((p.name, bytes(p.metadata)) for p in body.protocols),
         version=request.api_version,
     )
-    return _joined(ctx.groups.join(body.group_id, join))
+    return _joined(ctx, ctx.groups.join(body.group_id, join))
 
 
-async def _joined(answer: Any) -> Values:
+async def _joined(ctx: KafkaContext, answer: Any) -> Values:
     response: JoinResponse = await answer
+    await _pace(ctx, response.error)
     return {
         "throttle_time": 0,
         "error_code": response.error,
@@ -121,11 +140,12 @@ async def sync_group(ctx: KafkaContext, request: Request) -> Completion:
         getattr(body, "protocol_name", None),
         {a.member_id: bytes(a.assignment) for a in body.assignments},
     )
-    return _synced(answer)
+    return _synced(ctx, answer)
 
 
-async def _synced(answer: Any) -> Values:
+async def _synced(ctx: KafkaContext, answer: Any) -> Values:
     response: SyncResponse = await answer
+    await _pace(ctx, response.error)
     return {
         "throttle_time": 0,
         "error_code": response.error,
@@ -140,7 +160,7 @@ async def heartbeat(ctx: KafkaContext, request: Request) -> Completion:
     error = ctx.groups.heartbeat(
         body.group_id, body.member_id, getattr(body, "group_instance_id", None), body.generation_id
     )
-    return done({"throttle_time": 0, "error_code": error})
+    return _paced(ctx, [error], {"throttle_time": 0, "error_code": error})
 
 
 async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
@@ -148,9 +168,11 @@ async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
     members = getattr(body, "members", None)
     if members is None:  # v0-v2: one member, answered at the top level
         (answer,) = ctx.groups.leave(body.group_id, [(body.member_id, None)])
-        return done({"throttle_time": 0, "error_code": answer.error})
+        return _paced(ctx, [answer.error], {"throttle_time": 0, "error_code": answer.error})
     answers = ctx.groups.leave(body.group_id, [(m.member_id, m.group_instance_id) for m in members])
-    return done(
+    return _paced(
+        ctx,
+        [a.error for a in answers],
         {
             "throttle_time": 0,
             "error_code": 0,
@@ -162,7 +184,7 @@ async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
                 }
                 for a in answers
             ],
-        }
+        },
     )
 
 
@@ -192,6 +214,7 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
         # Answered on every partition: a response without partitions reads as success to
         # clients that check only partition errors (aiokafka), and the commit is lost.
         answers = dict.fromkeys(wanted, _retriable(failed))
+    await _pace(ctx, *answers.values())
     by_topic: dict[str, list[Values]] = {}
     for tp, error in answers.items():
         by_topic.setdefault(tp.topic, []).append(
@@ -206,10 +229,12 @@ async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
     groups = getattr(body, "groups", None)
     if groups is None:  # v1-v7: one group, answered at the top level
         error, found = await _fetch_group(ctx, body.group_id, body.topics)
+        await _pace(ctx, error)
         return done({"throttle_time": 0, "error_code": error, "topics": found})
     answers = []
     for group in groups:
         error, found = await _fetch_group(ctx, group.group_id, group.topics)
+        await _pace(ctx, error)
         answers.append({"group_id": group.group_id, "error_code": error, "topics": found})
     return done({"throttle_time": 0, "groups": answers})
 

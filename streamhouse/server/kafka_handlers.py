@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import AppendResult
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import ErrorCode, StreamHouseError
@@ -148,10 +149,13 @@ async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
         "error_code": 0,
         "name": topic.name,
         "topic_id": described.topic_id,
-        "is_internal": False,
+        "is_internal": is_internal(topic.name),
         "partitions": partitions,
         "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
+
+
+CURRENT_LEADER_PRODUCE_VERSION_MIN = 10  # KIP-951's CurrentLeader and NodeEndpoints
 
 
 # --- Produce ---------------------------------------------------------------------------------
@@ -172,7 +176,34 @@ async def produce(ctx: KafkaContext, request: Request) -> Completion:
                 (topic.name, partition.index, await _append(ctx, tp, partition.records, acks))
             )
     timeout_ms = int(body.timeout.total_seconds() * 1000)
-    return _produce_acks(ctx, appended, acks, timeout_ms)
+    answer = _produce_acks(ctx, appended, acks, timeout_ms)
+    if request.api_version < CURRENT_LEADER_PRODUCE_VERSION_MIN:
+        return answer
+    return _with_leader_hints(ctx, answer)
+
+
+async def _with_leader_hints(ctx: KafkaContext, answer: Completion) -> Values:
+    """KIP-951 (Produce v10+): a partition refused NOT_LEADER_OR_FOLLOWER names where its
+    requests go now (CurrentLeader) and the answer lists that agent (NodeEndpoints), so
+    the client moves on without a Metadata round trip. Fetch carries them from v16 on,
+    above the versions served, so only Produce does."""
+    response = await answer
+    endpoints: dict[int, Values] = {}
+    for topic in response["responses"]:
+        for partition in topic["partition_responses"]:
+            if partition["error_code"] != ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                continue
+            found = await ctx.admin.current_leader(
+                TopicPartition(topic["name"], partition["index"])
+            )
+            if found is None:
+                continue
+            leader, epoch = found
+            partition["current_leader"] = {"leader_id": leader.node_id, "leader_epoch": epoch}
+            endpoints[leader.node_id] = broker(leader)
+    if endpoints:
+        response["node_endpoints"] = [endpoints[node] for node in sorted(endpoints)]
+    return response
 
 
 async def _append(

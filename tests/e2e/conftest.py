@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,17 @@ from streamhouse.testing.agent_process import AgentProcess, start_agent_process
 
 Agent = AgentProcess
 E2E_FLUSH_INTERVAL_MS = "50"  # short, so durable acks come quickly
+WITHIN_POLL_S = 0.2
+
+
+def within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
+    """Seconds until `holds()`, asked every WITHIN_POLL_S; fails after `timeout_s`."""
+    started = time.monotonic()
+    while not holds():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what} not within {timeout_s} s")
+        time.sleep(WITHIN_POLL_S)
+    return time.monotonic() - started
 
 
 def start_agent(data_dir: Path, *extra: str) -> AgentProcess:

@@ -5,16 +5,14 @@ last heartbeat's session timeout has passed, and not before."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from streamhouse.config import Settings
 from streamhouse.testing.agent_process import AgentProcess
-from tests.e2e.conftest import start_agent
+from tests.e2e.conftest import start_agent, within
 
 HEARTBEAT_S = Settings().agent_heartbeat_interval_ms / 1000
 SESSION_S = Settings().agent_session_timeout_ms / 1000
@@ -22,7 +20,6 @@ PROCESS_SLACK_S = 3.0  # a Metadata round trip and process scheduling on a busy 
 GONE_WITHIN_S = SESSION_S + HEARTBEAT_S + PROCESS_SLACK_S  # last beat's TTL, then a refresh
 GONE_NOT_BEFORE_S = SESSION_S - HEARTBEAT_S  # the last beat came at most an interval before
 JOINED_WITHIN_S = HEARTBEAT_S + PROCESS_SLACK_S  # the first agent's next refresh
-POLL_S = 0.2
 REQUEST_TIMEOUT_S = 10
 
 
@@ -40,16 +37,6 @@ def _described(agent: AgentProcess) -> dict[int, tuple[str, int]]:
     return {node.id: (node.host, node.port) for node in nodes}
 
 
-def _within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
-    """Seconds until `holds()`; fails after `timeout_s`."""
-    started = time.monotonic()
-    while not holds():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what} not within {timeout_s} s")
-        time.sleep(POLL_S)
-    return time.monotonic() - started
-
-
 def test_agents_sharing_a_store_and_a_bucket_form_a_cluster(
     tmp_path: Path, moto_s3_with_credentials: str, postgres_database_url: str
 ) -> None:
@@ -64,12 +51,12 @@ def test_agents_sharing_a_store_and_a_bucket_form_a_cluster(
     )
     with start_agent(tmp_path / "a", *shared) as a, start_agent(tmp_path / "b", *shared) as b:
         both = {0: ("127.0.0.1", a.port), 1: ("127.0.0.1", b.port)}
-        _within(JOINED_WITHIN_S, lambda: _brokers(a) == both, "a lists both agents")
+        within(JOINED_WITHIN_S, lambda: _brokers(a) == both, "a lists both agents")
         assert _brokers(b) == both  # b read a's registration when it joined
         assert _described(a) == _described(b) == both
 
         b.kill()
-        gone_after_s = _within(
+        gone_after_s = within(
             GONE_WITHIN_S, lambda: _brokers(a) == {0: both[0]}, "the killed agent is gone"
         )
         assert gone_after_s >= GONE_NOT_BEFORE_S, "gone before its session could have ended"

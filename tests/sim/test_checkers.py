@@ -693,6 +693,41 @@ def test_overlapping_commits_are_not_ordered() -> None:
     assert flagged(script) == set()
 
 
+def lost_partition_commit(script: Script, carried: int, owned_by_c2: bool) -> None:
+    """Generation 2 gives t/0 to c1 (and t/1, or t/0 too, to c2); c1 commits 10; c2's commit
+    of 5, asked before c1's, lands after it carrying generation `carried`; c2 reads 5 back."""
+    mine = (TopicPartition("t", 0),)
+    theirs = mine if owned_by_c2 else (TopicPartition("t", 1),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 2, "c1", mine))
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 2, "c2", theirs))
+    asked_us = script.tick()
+    commit(script, 10, generation=2)
+    landed = OffsetCommitted(script.tick(), asked_us, "c2", "g", carried, "c2", "t", 0, 5)
+    script.history.append(landed)
+    read_committed_offset(script, 5)
+
+
+def test_a_commit_of_a_partition_lost_to_a_rebalance_may_land_below() -> None:
+    """Classic OffsetCommit checks generation and member id, not ownership: aiokafka retries
+    a commit made in generation 1 with generation 2, where its member lost the partition."""
+    script = Script()
+    lost_partition_commit(script, carried=2, owned_by_c2=False)
+    assert flagged(script) == set()
+
+
+@pytest.mark.parametrize(
+    ("carried", "owned_by_c2", "flags"),
+    [(1, False, {"group_offsets"}), (2, True, {"group_offsets", "group_owners"})],
+    ids=["stale-generation-accepted", "an-owner-going-back"],
+)
+def test_a_lower_commit_is_flagged_unless_its_generation_gave_the_partition_away(
+    carried: int, owned_by_c2: bool, flags: set[str]
+) -> None:
+    script = Script()
+    lost_partition_commit(script, carried=carried, owned_by_c2=owned_by_c2)
+    assert flagged(script) == flags
+
+
 def test_acks1_loss_without_a_fault_is_flagged() -> None:
     script = Script()
     script.produce(b"v0", 0, acks=ACKS_LEADER, epoch=1)

@@ -13,12 +13,7 @@ from typing import Any
 
 import pytest
 
-from sim.cluster import ClusterOptions, SimAgent, SimCluster
-from sim.history import History
-from sim.loop import SimLoop, run_simulation
-from sim.network import NetworkFaults, SimNetwork
-from sim.rng import SeededRng
-from sim.trace import Trace
+from sim.cluster import SimAgent, SimCluster
 from streamhouse.config import Settings
 from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka import codec
@@ -26,34 +21,44 @@ from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
 from streamhouse.names import TopicPartition
 from tests.fixtures.kafka_wire import GOLDEN_BATCH, decode_response, request_frame, split_response
+from tests.sim.stories import Story, simulate_story
 
 TOPIC = "orders"  # GOLDEN_BATCH's topic
 TP = TopicPartition(TOPIC, 0)
 TTL_MS = 2_000
 SETTINGS = Settings(lease_ttl_ms=TTL_MS, auto_create_topics=False)
 HOUR_MS = 3_600_000
-CLIENT = "client"
 PRODUCE_VERSION = 9
+CURRENT_LEADER_VERSION = 10  # KIP-951: Produce answers carry CurrentLeader and NodeEndpoints
 ACKS_LEADER = 1
 PRODUCE_TIMEOUT_MS = 10_000
 STEP_ROUNDS = 12  # agent-2 tries to take the partition every half TTL, six TTLs long
 PAUSE_MS = 3 * TTL_MS
+SETTLE_MS = 3 * SETTINGS.ownership_interval_ms  # the ownership service places and takes it
 
 
 class RawClient:
     """One Kafka connection from the client host to an agent, sending acks=1 Produce."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        version: int = PRODUCE_VERSION,
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._version = version
+        self.last: Any = None  # the last Produce answer, decoded
 
     @classmethod
-    async def to(cls, agent: SimAgent) -> RawClient:
-        return cls(*await asyncio.open_connection(agent.host, agent.settings.kafka_port))
+    async def to(cls, agent: SimAgent, version: int = PRODUCE_VERSION) -> RawClient:
+        connected = await asyncio.open_connection(agent.host, agent.settings.kafka_port)
+        return cls(*connected, version)
 
     def send(self) -> None:
         request: Any = build(
-            codec.request_schema(ApiKey.PRODUCE, PRODUCE_VERSION),
+            codec.request_schema(ApiKey.PRODUCE, self._version),
             {
                 "acks": ACKS_LEADER,
                 "timeout": PRODUCE_TIMEOUT_MS,
@@ -69,8 +74,8 @@ class RawClient:
         size = int.from_bytes(await self._reader.readexactly(4), "big")
         data = size.to_bytes(4, "big") + await self._reader.readexactly(size)
         _, body, _ = split_response(data, flexible_header=True)
-        partition = decode_response(ApiKey.PRODUCE, PRODUCE_VERSION, body).responses[0]
-        response = partition.partition_responses[0]
+        self.last = decode_response(ApiKey.PRODUCE, self._version, body)
+        response = self.last.responses[0].partition_responses[0]
         return int(response.error_code), int(response.base_offset)
 
     async def produce(self) -> tuple[int, int]:
@@ -78,32 +83,25 @@ class RawClient:
         return await self.answer()
 
 
-def _simulate(story: Any) -> Any:
-    rng = SeededRng(9)
-    network = SimNetwork(rng.fork("network"), NetworkFaults())
-
-    async def main(loop: SimLoop) -> Any:
-        trace = Trace(lambda: loop.time_ns())
-        options = ClusterOptions(agents=2, settings=SETTINGS)
-        cluster = SimCluster(loop, network, rng.fork("cluster"), options, History(), trace)
-        await cluster.start()
-        first = cluster.agents[0]
-        assert first.running is not None
-        await cluster.spawn(first.host, first.running.admin.create_topic(TOPIC, 1), "topic")
-        cluster.add_client_host(CLIENT)
-        try:
-            return await cluster.spawn(CLIENT, story(cluster), "story")
-        finally:
-            await cluster.close()
-
-    return run_simulation(main, network)
+def _simulate(story: Story) -> Any:
+    return simulate_story(story, seed=9, agents=2, settings=SETTINGS, topic=TOPIC, partitions=1)
 
 
 async def _lead(cluster: SimCluster, agent: SimAgent) -> int:
-    """`agent` takes (or keeps) the partition's lease; its epoch."""
+    """`agent` takes (or keeps) the partition's lease, wherever the partition is placed (the
+    lease store alone decides); its epoch."""
     assert agent.running is not None
-    plog = await cluster.spawn(agent.host, agent.running.log.partition(TP), "lead")
+    plog = await cluster.spawn(agent.host, agent.running.log.take(TP), "lead")
     return plog.state.leader_epoch
+
+
+async def _placed(cluster: SimCluster) -> tuple[SimAgent, SimAgent]:
+    """(the agent the ownership service gave the partition to, the other) once it settled."""
+    await cluster.clock.sleep_ms(SETTLE_MS)
+    leading = [a for a in cluster.agents if a.running and a.running.log.led_partition(TP)]
+    assert len(leading) == 1, leading
+    (holder,) = leading
+    return holder, next(agent for agent in cluster.agents if agent is not holder)
 
 
 async def _refused_to(cluster: SimCluster, agent: SimAgent) -> None:
@@ -113,7 +111,7 @@ async def _refused_to(cluster: SimCluster, agent: SimAgent) -> None:
 
 def test_a_clock_stepped_an_hour_forward_takes_no_lease_from_a_healthy_holder() -> None:
     async def story(cluster: SimCluster) -> list[tuple[int, int]]:
-        holder, stepped = cluster.agents
+        holder, stepped = await _placed(cluster)
         epoch = await _lead(cluster, holder)
         stepped.clock.step_wall_ms(HOUR_MS)
         holder.clock.step_wall_ms(-HOUR_MS)  # and the holder's own clock an hour back
@@ -137,7 +135,7 @@ def test_a_clock_stepped_an_hour_forward_takes_no_lease_from_a_healthy_holder() 
 
 def test_a_paused_holder_acknowledges_nothing_in_its_old_epoch_after_resuming() -> None:
     async def story(cluster: SimCluster) -> dict[str, Any]:
-        holder, other = cluster.agents
+        holder, other = await _placed(cluster)
         old_epoch = await _lead(cluster, holder)
         client = await RawClient.to(holder)
         before = await client.produce()
@@ -164,3 +162,23 @@ def test_a_paused_holder_acknowledges_nothing_in_its_old_epoch_after_resuming() 
     refused = (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
     assert (during, after) == (refused, refused)
     assert not seen["still_leads"]
+
+
+def test_a_produce_to_an_agent_not_leading_names_the_current_leader_from_v10() -> None:
+    async def story(cluster: SimCluster) -> dict[str, Any]:
+        holder, other = await _placed(cluster)
+        epoch = await _lead(cluster, holder)
+        answers = {}
+        for version in (9, CURRENT_LEADER_VERSION):
+            client = await RawClient.to(other, version)
+            answers[version] = (await client.produce(), client.last)
+        return {"epoch": epoch, "holder": holder.host, "answers": answers}
+
+    seen = _simulate(story)
+    refused = (ErrorCode.NOT_LEADER_OR_FOLLOWER, -1)
+    (old, _), (new, hinted) = seen["answers"][9], seen["answers"][CURRENT_LEADER_VERSION]
+    assert old == new == refused
+    leader = hinted.responses[0].partition_responses[0].current_leader
+    (endpoint,) = hinted.node_endpoints
+    assert (leader.leader_id, leader.leader_epoch) == (endpoint.node_id, seen["epoch"])
+    assert endpoint.host == seen["holder"]

@@ -4,6 +4,8 @@ clock of its own (its wall time hours away from the agent's, as nothing may comp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sim.clock import DEFAULT_START_WALL_MS, VirtualClock
 from sim.disk import SimDisk
 from sim.metadata import SimMetadataStore
@@ -11,6 +13,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
+from streamhouse.names import TopicPartition
 
 STORE_CLOCK_AHEAD_MS = 5 * 3_600_000
 
@@ -33,16 +36,8 @@ class LogWorld:
         first if it is not there yet."""
         if await self.metadata.get_topic(topic) is None:
             await self.metadata.create_topic(topic, partitions, {}, self.clock.now_ms())
-        log = LogStore(
-            self.settings,
-            self.clock,
-            self.rng,
-            self.disk,
-            self.objects,
-            agent_id,
-            topics=self.metadata,
-            leases=self.metadata,
-            producers=self.metadata,
+        log = one_store_log(
+            self.settings, self.clock, self.rng, self.disk, self.objects, self.metadata, agent_id
         )
         await log.open(run_background=False)
         return log
@@ -51,3 +46,28 @@ class LogWorld:
         """Time passes for the agent and the store alike."""
         self.clock.advance_ms(delta_ms)
         self.store_clock.advance_ms(delta_ms)
+
+
+def one_store_log(
+    settings: Settings,
+    clock: VirtualClock,
+    rng: SeededRng,
+    disk: SimDisk,
+    objects: SimObjectStore,
+    metadata: SimMetadataStore,
+    agent_id: str,
+    may_lead: Callable[[TopicPartition], bool] = lambda _: True,
+) -> LogStore:
+    """An agent's log store whose topics, leases and producers are all in `metadata`."""
+    return LogStore(
+        settings,
+        clock,
+        rng,
+        disk,
+        objects,
+        agent_id,
+        topics=metadata,
+        leases=metadata,
+        producers=metadata,
+        may_lead=may_lead,
+    )

@@ -15,6 +15,7 @@ from streamhouse.engine.cluster_shape import (
     PageCursor,
     PageSlice,
     QuorumReplica,
+    Reassignment,
     log_dir_path,
     plan_page,
 )
@@ -194,17 +195,37 @@ def test_the_quorum_is_the_metadata_store_spoken_for_by_the_agent_asked() -> Non
 # --- reassignments -------------------------------------------------------------------------
 
 
-def test_a_reassignment_is_accepted_only_onto_the_current_leader() -> None:
+def test_a_reassignment_pins_a_partition_to_the_named_agent_until_it_leads_there() -> None:
     async def scenario(world: World) -> None:
         admin = world.admin
         await admin.create_topic("t", 2)
         t0, t1 = TopicPartition("t", 0), TopicPartition("t", 1)
         await _led_by_b(world, t1)
-        await admin.reassign_partition(t0, [0])  # no live lease: this agent (0) leads it
-        await admin.reassign_partition(t1, [1])
+        await admin.reassign_partition(t1, [1])  # onto its holder: nothing to move
+        assert await admin.list_reassignments() == []
+        await admin.reassign_partition(t1, [0])  # b holds the lease until it hands it over
+        await admin.reassign_partition(t0, [1])  # nobody holds it: b takes it
+        assert await admin.list_reassignments() == [
+            Reassignment(t0, (1,), (1,), ()),
+            Reassignment(t1, (0,), (0,), (1,)),
+        ]
+        assert (await world.metadata.get_partition(t1)).preferred_agent == AGENT
+        await admin.reassign_partition(t0, None)  # cancelled: the balancer places it again
+        assert (await world.metadata.get_partition(t0)).preferred_agent is None
+        assert [move.tp for move in await admin.list_reassignments()] == [t1]
+        await world.metadata.release_lease(t1, AGENT_B.agent_id)  # b hands it over
+        await world.log.take(t1)
+        assert await admin.list_reassignments() == []  # done; the pin stays
+
+    run(two_agents(scenario))
+
+
+def test_reassignments_are_refused_with_kafkas_codes() -> None:
+    async def scenario(world: World) -> None:
+        admin = world.admin
+        await admin.create_topic("t", 1)
+        t0 = TopicPartition("t", 0)
         refusals = {
-            (t0, (1,)): E.INVALID_REPLICA_ASSIGNMENT,  # a move: agents place by lease
-            (t1, (0,)): E.INVALID_REPLICA_ASSIGNMENT,
             (t0, (0, 1)): E.INVALID_REPLICATION_FACTOR,
             (t0, ()): E.INVALID_REPLICA_ASSIGNMENT,
             (t0, (0, 0)): E.INVALID_REPLICA_ASSIGNMENT,
@@ -217,7 +238,8 @@ def test_a_reassignment_is_accepted_only_onto_the_current_leader() -> None:
         for (tp, target), code in refusals.items():
             wanted = None if target is None else list(target)
             assert await code_of(admin.reassign_partition(tp, wanted)) == code, (tp, target)
-        assert admin.list_reassignments() == []
+        assert await admin.list_reassignments() == []
+        assert (await world.metadata.get_partition(t0)).preferred_agent is None
 
     run(two_agents(scenario))
 

@@ -1,10 +1,12 @@
 """The cluster directory: the live agents membership read, this agent always among them,
-partition leaders by lease live by the store's clock, coordinators by key hash over the
-live agents; and its Kafka encoding as brokers."""
+partition leaders by lease live by the store's clock else by placement, coordinators by the
+lease of their slot; and its Kafka encoding as brokers."""
 
 from __future__ import annotations
 
 from streamhouse.engine.cluster import AgentAddress, ClusterDescription, ClusterDirectory
+from streamhouse.engine.coordinators import COORDINATOR_SLOTS, slot_of
+from streamhouse.names import TopicPartition
 from streamhouse.ports.topics import PartitionRecord
 from streamhouse.server.kafka_cluster import broker
 
@@ -34,7 +36,7 @@ def test_alone_the_agent_is_at_its_advertised_address_and_node() -> None:
     directory.advertise("10.0.0.9", 19092, 4)
     alone = AgentAddress("solo", 4, "10.0.0.9", 19092)
     assert directory.describe() == ClusterDescription("streamhouse-acme", 4, (alone,))
-    assert directory.coordinator("any-group") == alone
+    assert directory.coordinator(slot_of("any-group")) == alone
 
 
 def test_the_live_agents_in_node_order_with_this_one_always_among_them() -> None:
@@ -61,16 +63,29 @@ def test_requests_go_to_the_live_lease_holder_else_to_this_agent() -> None:
     assert directory.leader_node(_partition("c", live=True)) == 1
 
 
-def test_every_agent_names_the_same_coordinator_for_a_key() -> None:
-    directories = [_directory(agent, (A, B, C)) for agent in (A, B, C)]
-    for key in ("billing", "orders", "tx-1"):
-        assert len({d.coordinator(key) for d in directories}) == 1
-    spread = {directories[0].coordinator(f"group-{n}").agent_id for n in range(30)}
-    assert spread == {"a", "b", "c"}
+def test_requests_go_to_the_target_while_no_lease_is_live() -> None:
+    directory = _directory(B, (A, B, C))
+    tp = TopicPartition("t", 0)
+    directory.place({tp: "c"}, {})
+    assert directory.leader_node(_partition(None, live=False)) == 2
+    assert directory.leader_node(_partition("a", live=True)) == 0  # the holder until it hands over
+    assert directory.may_lead(TopicPartition("t", 1))  # not placed yet: the lease store decides
+    assert not directory.may_lead(tp)
 
 
-def test_an_agent_leaving_moves_only_the_keys_it_coordinated() -> None:
-    with_c, without_c = _directory(A, (A, B, C)), _directory(A, (A, B))
-    keys = [f"group-{n}" for n in range(60)]
-    moved = [key for key in keys if with_c.coordinator(key) != without_c.coordinator(key)]
-    assert moved and all(with_c.coordinator(key) == C for key in moved)
+def test_a_coordinator_is_its_slots_live_holder_else_its_target() -> None:
+    directory = _directory(A, (A, B, C))
+    slot = slot_of("billing")
+    assert directory.coordinator(slot) == A  # nothing known yet: this agent
+    directory.place({slot: "b"}, {})
+    assert directory.coordinator(slot) == B
+    directory.place({slot: "b"}, {slot: "c"})  # c holds it until it hands it over
+    assert directory.coordinator(slot) == C
+    directory.update((A, B))  # c is gone: its target
+    assert directory.coordinator(slot) == B
+
+
+def test_keys_spread_over_every_slot_and_keep_their_slot() -> None:
+    slots = {slot_of(f"group-{n}") for n in range(400)}
+    assert len(slots) == COORDINATOR_SLOTS
+    assert slot_of("billing") == slot_of("billing")

@@ -20,7 +20,7 @@ from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence
 
 T = TypeVar("T")
 SESSION_MS = 10_000
@@ -332,12 +332,15 @@ class SlowFirstCommit(SimMetadataStore):
         self.commits = 0
 
     async def commit_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, CommittedOffset],
+        fence: CoordinatorFence | None = None,
     ) -> None:
         self.commits += 1
         if self.commits == 1:
             await self.release.wait()
-        await super().commit_offsets(group_id, offsets)
+        await super().commit_offsets(group_id, offsets, fence)
 
 
 def test_commits_of_one_group_land_in_the_order_they_were_accepted() -> None:

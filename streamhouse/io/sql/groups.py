@@ -9,12 +9,12 @@ from sqlalchemy import Connection, Insert, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from streamhouse.errors import MetadataUnavailable, UnknownTopicOrPartition
+from streamhouse.errors import MetadataUnavailable, NotCoordinator, UnknownTopicOrPartition
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import committed_offsets, group_generations, partitions
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.names import TopicPartition
-from streamhouse.ports.groups import CommittedOffset, GroupStore
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore
 
 FIRST_GENERATION = 1
 
@@ -28,9 +28,12 @@ class SqlGroupStore(SqlAdapter, GroupStore):
         )
 
     async def commit_offsets(
-        self, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+        self,
+        group_id: str,
+        offsets: Mapping[TopicPartition, CommittedOffset],
+        fence: CoordinatorFence | None = None,
     ) -> None:
-        await self._sql.write("commit_offsets", _upsert_offsets, group_id, offsets)
+        await self._sql.write("commit_offsets", _upsert_offsets, group_id, offsets, fence)
 
     async def fetch_offsets(
         self, group_id: str, partitions: Sequence[TopicPartition] | None = None
@@ -81,10 +84,15 @@ def _reserve_generations(conn: Connection, group_id: str, count: int) -> int:
 
 
 def _upsert_offsets(
-    conn: Connection, group_id: str, offsets: Mapping[TopicPartition, CommittedOffset]
+    conn: Connection,
+    group_id: str,
+    offsets: Mapping[TopicPartition, CommittedOffset],
+    fence: CoordinatorFence | None,
 ) -> None:
     if not offsets:
         return
+    if fence is not None:
+        _check_coordinator(conn, group_id, fence)
     ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
     _check_partitions_exist(conn, group_id, ordered)
     rows = [
@@ -97,6 +105,23 @@ def _upsert_offsets(
         raise UnknownTopicOrPartition(
             f"group {group_id!r} commits offsets for a partition deleted meanwhile"
         ) from exc
+
+
+def _check_coordinator(conn: Connection, group_id: str, fence: CoordinatorFence) -> None:
+    """The slot's row is read FOR SHARE: a lease taken meanwhile (FOR NO KEY UPDATE) waits
+    until this commit is over, so the epoch cannot move between the check and the write."""
+    slot = fence.slot
+    query = (
+        select(partitions.c.leader_epoch)
+        .where(partitions.c.topic == slot.topic, partitions.c.partition == slot.partition)
+        .with_for_update(read=True)
+    )
+    epoch = conn.execute(query).scalar_one_or_none()
+    if epoch != fence.epoch:
+        raise NotCoordinator(
+            f"group {group_id!r}: its coordinator slot {slot} moved on to epoch {epoch} "
+            f"(this coordinator holds epoch {fence.epoch}); find the coordinator again"
+        )
 
 
 def _check_partitions_exist(conn: Connection, group_id: str, tps: list[TopicPartition]) -> None:

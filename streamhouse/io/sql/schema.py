@@ -55,6 +55,8 @@ partitions = Table(
     Column("lease_expires_ms", BigInteger, nullable=False),
     Column("durable_end_offset", BigInteger, nullable=False),
     Column("log_start_offset", BigInteger, nullable=False),
+    # the agent a reassignment moved the partition to (None: wherever the balancer places it)
+    Column("preferred_agent", String, nullable=True),
 )
 
 producer_states = Table(

@@ -61,6 +61,12 @@ class SqlTopicStore(SqlAdapter, TopicStore):
     async def get_partition(self, tp: TopicPartition) -> PartitionRecord:
         return await self._sql.read("get_partition", _get_partition, self._sql.store_clock, tp)
 
+    async def list_partitions(self) -> list[PartitionRecord]:
+        return await self._sql.read("list_partitions", _select_partitions, self._sql.store_clock)
+
+    async def set_preferred_agent(self, tp: TopicPartition, agent: str | None) -> None:
+        await self._sql.write("set_preferred_agent", _set_preferred_agent, tp, agent)
+
 
 # ---------------------------------------------------------------- topic statements
 
@@ -121,6 +127,7 @@ def _new_partition_row(topic: str, partition: int, leader_epoch: int) -> dict[st
         "lease_expires_ms": 0,
         "durable_end_offset": 0,
         "log_start_offset": 0,
+        "preferred_agent": None,
     }
 
 
@@ -201,6 +208,22 @@ def _get_partition(conn: Connection, clock: StoreClock, tp: TopicPartition) -> P
     return existing_partition(conn, tp, lock=False, now_ms=clock(conn))
 
 
+def _select_partitions(conn: Connection, clock: StoreClock) -> list[PartitionRecord]:
+    now_ms = clock(conn)
+    query = select(partitions).order_by(partitions.c.topic, partitions.c.partition)
+    return [_partition_record(row, now_ms) for row in conn.execute(query)]
+
+
+def _set_preferred_agent(conn: Connection, tp: TopicPartition, agent: str | None) -> None:
+    changed = conn.execute(
+        update(partitions)
+        .where(partitions.c.topic == tp.topic, partitions.c.partition == tp.partition)
+        .values(preferred_agent=agent)
+    )
+    if changed.rowcount == 0:
+        raise UnknownTopicOrPartition(f"partition {tp} does not exist")
+
+
 def existing_partition(
     conn: Connection, tp: TopicPartition, *, lock: bool, now_ms: int
 ) -> PartitionRecord:
@@ -225,8 +248,11 @@ def find_partition(
         # rows that only reference the partition (offset commits) need not wait.
         query = query.with_for_update(key_share=True)
     row = conn.execute(query).first()
-    if row is None:
-        return None
+    return None if row is None else _partition_record(row, now_ms)
+
+
+def _partition_record(row: Row[Any], now_ms: int) -> PartitionRecord:
+    """The row as a record, its lease judged live or not at the store's time `now_ms`."""
     live = row.leader_agent is not None and row.lease_expires_ms > now_ms
     return record_from_row(PartitionRecord, row, lease_live=live)
 

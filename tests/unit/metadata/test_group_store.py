@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
+from streamhouse.errors import ErrorCode, NotCoordinator, UnknownTopicOrPartition
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.names import TopicPartition
-from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import (
     T0_MS,
@@ -195,3 +195,37 @@ def test_offset_commits_racing_flushes_of_the_same_partitions(
         == 5
         == run(sql_store.get_partition(TP1)).durable_end_offset
     )
+
+
+# ---------------------------------------------------------------- fenced by the coordinator slot
+
+SLOT = TopicPartition("slots", 0)
+
+
+def test_a_commit_fenced_by_the_current_slot_epoch_lands(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.create_topic("slots", 1, {}, T0_MS))
+    lease = run(store.acquire_lease(SLOT, "agent-a", TTL_MS))
+    assert lease is not None
+    fence = CoordinatorFence(SLOT, lease.epoch)
+    run(store.commit_offsets("billing", {TP0: committed(5)}, fence))
+    assert run(store.fetch_offsets("billing")) == {TP0: committed(5)}
+
+
+def test_a_commit_from_a_slot_that_moved_on_is_refused_and_commits_nothing(
+    store: MetadataStore,
+) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    run(store.create_topic("slots", 1, {}, T0_MS))
+    old = run(store.acquire_lease(SLOT, "agent-a", TTL_MS))
+    assert old is not None
+    run(store.release_lease(SLOT, "agent-a"))
+    new = run(store.acquire_lease(SLOT, "agent-b", TTL_MS))
+    assert new is not None and new.epoch == old.epoch + 1
+    with pytest.raises(NotCoordinator) as raised:
+        run(store.commit_offsets("billing", {TP0: committed(5)}, CoordinatorFence(SLOT, old.epoch)))
+    assert raised.value.code == ErrorCode.NOT_COORDINATOR == 16
+    assert run(store.fetch_offsets("billing")) == {}
+    with pytest.raises(NotCoordinator):  # a slot that does not exist fences every commit
+        fence = CoordinatorFence(TopicPartition("slots", 9), new.epoch)
+        run(store.commit_offsets("billing", {TP0: committed(5)}, fence))

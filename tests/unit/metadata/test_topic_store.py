@@ -158,3 +158,44 @@ def test_set_topic_configs_replacing_drops_other_keys(store: MetadataStore) -> N
 def test_set_configs_of_unknown_topic_raises(store: MetadataStore) -> None:
     with pytest.raises(UnknownTopicOrPartition):
         run(store.set_topic_configs("nope", {"a": "1"}, incremental=True))
+
+
+# ---------------------------------------------------------------- placement inputs
+
+
+def test_list_partitions_reads_every_partition_in_order_with_live_leases(
+    store: MetadataStore,
+) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.create_topic("audit", 1, {}, T0_MS))
+    run(store.acquire_lease(TP1, "agent-a", TTL_MS))
+    listed = run(store.list_partitions())
+    assert [p.tp for p in listed] == [
+        TopicPartition("audit", 0),
+        TP0,
+        TP1,
+    ]
+    by_tp = {p.tp: p for p in listed}
+    assert (by_tp[TP1].leader_agent, by_tp[TP1].lease_live) == ("agent-a", True)
+    assert by_tp[TP0].leader_agent is None and not by_tp[TP0].lease_live
+    assert all(p.preferred_agent is None for p in listed)
+    run(store.delete_topic("audit"))
+    assert [p.tp for p in run(store.list_partitions())] == [TP0, TP1]
+
+
+def test_preferred_agent_is_recorded_and_cleared(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    run(store.set_preferred_agent(TP1, "agent-b"))
+    assert run(store.get_partition(TP1)).preferred_agent == "agent-b"
+    assert run(store.get_partition(TP0)).preferred_agent is None
+    assert {p.tp: p.preferred_agent for p in run(store.list_partitions())}[TP1] == "agent-b"
+    run(store.set_preferred_agent(TP1, None))
+    assert run(store.get_partition(TP1)).preferred_agent is None
+
+
+def test_preferred_agent_of_an_unknown_partition_raises(store: MetadataStore) -> None:
+    run(store.create_topic("orders", 1, {}, T0_MS))
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.set_preferred_agent(TopicPartition("orders", 5), "agent-b"))
+    with pytest.raises(UnknownTopicOrPartition):
+        run(store.set_preferred_agent(TopicPartition("nope", 0), "agent-b"))
