@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from bench import kafka, storage
+from bench import cluster, kafka, storage
 
 
 def main() -> None:
@@ -16,6 +16,9 @@ def main() -> None:
     parser.add_argument("--wal-mb", type=int, default=64, help="MiB written per WAL/raw run.")
     parser.add_argument("--rounds", type=int, default=7, help="Alternating raw/WAL rounds.")
     parser.add_argument("--records", type=int, default=300_000, help="Records per Kafka run.")
+    parser.add_argument(
+        "--cluster-records", type=int, default=500_000, help="Records per cluster round."
+    )
     parser.add_argument("--value-bytes", type=int, default=100, help="Bytes per record value.")
     parser.add_argument(
         "--dir", default=".", help="Scratch directory on the disk to measure (default: here)."
@@ -29,6 +32,7 @@ def main() -> None:
         },
         "storage": storage.run(args.wal_mb, args.dir, args.rounds),
         "kafka": kafka.run(args.records, args.value_bytes),
+        "cluster": cluster.run(args.cluster_records, args.value_bytes),
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -20,8 +20,8 @@ from streamhouse.errors import ObjectNotFound, ObjectStoreUnavailable
 from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.s3_object_store import S3ObjectStore
 from streamhouse.ports.object_store import ObjectInfo, ObjectStore
+from streamhouse.testing.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 from streamhouse.testing.network import free_loopback_port
-from tests.fixtures.moto_server import DUMMY_ACCESS_KEY_ID, DUMMY_SECRET_ACCESS_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
