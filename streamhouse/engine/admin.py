@@ -51,6 +51,7 @@ from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import (
     ErrorCode,
     InvalidPartitions,
+    InvalidTopic,
     StorageError,
     StreamHouseError,
     TopicAlreadyExists,
@@ -270,6 +271,7 @@ class AdminService:
     async def check_produce_partition(self, tp: TopicPartition) -> None:
         """As `check_partition`, but an illegal topic name is InvalidTopic first, as Metadata
         and CreateTopics answer it: the producer learns its name is wrong, not missing."""
+        refuse_internal(tp.topic, "produce to")  # its slots are led here too
         if self._log.led_partition(tp) is None:
             validate_topic_name(tp.topic)
         await self.check_partition(tp)
@@ -308,6 +310,7 @@ class AdminService:
     async def delete_topic(self, name: str) -> TopicRecord:
         """Delete the topic, its data pointers and committed offsets; returns what it was.
         Partitions led here are dropped at once, failing their waiting requests."""
+        refuse_internal(name, "delete")
         topic = await self.topic(name)
         await self._topics.delete_topic(name)
         self._log.forget_topic(name)
@@ -317,6 +320,7 @@ class AdminService:
         self, name: str, total: int, *, validate_only: bool = False
     ) -> TopicRecord:
         """Grow the topic to `total` partitions (never fewer than it has)."""
+        refuse_internal(name, "add partitions to")
         topic = await self.topic(name)
         if total <= topic.partition_count:
             raise InvalidPartitions(
@@ -341,6 +345,7 @@ class AdminService:
     ) -> TopicRecord:
         """AlterConfigs: the topic's overrides become exactly `configs` (None values left
         out); every other config returns to its default."""
+        refuse_internal(name, "configure")
         topic = await self.topic(name)
         check_topic_configs(configs, self._specs)
         if validate_only:
@@ -352,6 +357,7 @@ class AdminService:
     ) -> TopicRecord:
         """IncrementalAlterConfigs: set, delete (back to the default), append to or subtract
         from each named config; the others stay."""
+        refuse_internal(name, "configure")
         topic = await self.topic(name)
         values = {change.name: self._changed_value(topic, change) for change in changes}
         check_topic_configs(values, self._specs)
@@ -590,6 +596,16 @@ class AdminService:
             elif named:
                 topics.append(TopicRefusal(item.topic, _missing_topic(item.topic)))
         return PartitionPage(tuple(topics), next_cursor)
+
+
+def refuse_internal(name: str, action: str) -> None:
+    """The cluster's internal topic (the group coordinator slots) is the agents' own: clients
+    may read it, never write, delete, grow or configure it. Raises InvalidTopic."""
+    if is_internal(name):
+        raise InvalidTopic(
+            f"{name!r} is the cluster's internal topic (group coordinator slots); "
+            f"clients cannot {action} it"
+        )
 
 
 def _missing_topic(name: str) -> StreamHouseError:

@@ -22,6 +22,11 @@ from streamhouse.engine.admin import (
     topic_id,
 )
 from streamhouse.engine.cluster import AgentAddress, ClusterDirectory
+from streamhouse.engine.coordinators import (
+    COORDINATOR_SLOTS,
+    COORDINATOR_TOPIC,
+    ensure_coordinator_slots,
+)
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import ErrorCode, StreamHouseError
@@ -312,6 +317,29 @@ def test_replacing_configs_resets_every_other_one() -> None:
         assert (await admin.topic("t")).configs == {"retention.ms": "5"}
         assert await code_of(admin.replace_configs("t", {"no.such": "1"})) == E.INVALID_CONFIG
         assert await code_of(admin.replace_configs("none", {})) == E.UNKNOWN_TOPIC_OR_PARTITION
+
+    run(scenario)
+
+
+def test_clients_cannot_write_delete_grow_or_configure_the_internal_topic() -> None:
+    async def scenario(world: World) -> None:
+        admin = world.admin
+        await ensure_coordinator_slots(world.metadata, world.clock.now_ms())
+        slot = TopicPartition(COORDINATOR_TOPIC, 0)
+        await world.log.partition(slot)  # this agent holds the slot: led here
+        refusals = [
+            admin.check_produce_partition(slot),
+            admin.delete_topic(COORDINATOR_TOPIC),
+            admin.add_partitions(COORDINATOR_TOPIC, COORDINATOR_SLOTS + 1),
+            admin.replace_configs(COORDINATOR_TOPIC, {"retention.ms": "1"}),
+            admin.alter_configs(COORDINATOR_TOPIC, []),
+        ]
+        for call in refusals:
+            error = await refused(call)
+            assert error.code == E.INVALID_TOPIC_EXCEPTION
+            assert "internal topic" in str(error)
+        assert (await admin.topic(COORDINATOR_TOPIC)).partition_count == COORDINATOR_SLOTS
+        await admin.check_partition(slot)  # reading it is allowed, as Kafka's own
 
     run(scenario)
 
