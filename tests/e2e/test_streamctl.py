@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
-from tests.fixtures.moto_server import free_loopback_port
+from streamhouse.testing.network import free_loopback_port
 
 COMMANDS = [
     ("topics", "list"),
