@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
 from streamhouse.server.kafka_listener import ListenerStats
 
@@ -37,7 +38,16 @@ class AgentCollector(Collector):
         yield from _counters("flush", asdict(self._log.flusher.stats))
         yield from _counters("recovery", asdict(self._log.recovery))
         yield from _counters("kafka", asdict(self._kafka))
-        yield _gauge("partitions_led", "Partitions whose lease this agent holds.", self._led())
+        led = self._log.led_partitions()
+        slots = sum(1 for tp in led if is_internal(tp.topic))
+        yield _gauge(
+            "partitions_led", "Partitions of topics whose lease this agent holds.", len(led) - slots
+        )
+        yield _gauge(
+            "coordinator_slots_led",
+            "Group coordinator slots whose lease this agent holds (it coordinates their groups).",
+            slots,
+        )
         yield _gauge(
             "flush_pending_bytes",
             "Bytes appended and not yet in a committed object.",
@@ -46,9 +56,6 @@ class AgentCollector(Collector):
         yield _gauge(
             "kafka_connections", "Open Kafka client connections.", self._gauges().kafka_connections
         )
-
-    def _led(self) -> int:
-        return len(self._log.led_partitions())
 
 
 def _counters(component: str, values: dict[str, int]) -> Iterator[Metric]:

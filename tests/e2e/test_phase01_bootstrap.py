@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,10 +20,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
+from streamhouse.engine.coordinators import COORDINATOR_SLOTS
 from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent, start_agent
 
 HTTP_TIMEOUT_S = 10
+SLOTS_TAKEN_WITHIN_S = 30  # generous: a few ownership rounds on a loaded machine
+POLL_S = 0.2
 CLIENT_TIMEOUT_S = 15
 START_REFUSED_TIMEOUT_S = 60
 
@@ -97,6 +101,18 @@ def test_metrics_follow_the_traffic(agent: Agent) -> None:
     assert _metric(after, "streamhouse_wal_appended_entries_total") == 10
     assert _metric(after, "streamhouse_partitions_led") == 1
     assert _metric(after, "streamhouse_kafka_connections") >= 1
+    assert _slots_led_within(agent, SLOTS_TAKEN_WITHIN_S) == COORDINATOR_SLOTS  # it is alone
+
+
+def _slots_led_within(agent: Agent, timeout_s: float) -> float:
+    """The coordinator slots the agent leads, once it leads them all or after `timeout_s`
+    (its ownership service takes them in its first rounds)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        slots = _metric(_get(agent.http_base + "/metrics")[2], "streamhouse_coordinator_slots_led")
+        if slots == COORDINATOR_SLOTS or time.monotonic() > deadline:
+            return slots
+        time.sleep(POLL_S)
 
 
 def test_taken_ports_are_refused_clearly(tmp_path: Path) -> None:
