@@ -25,7 +25,7 @@ from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.reads import LogReader
 from streamhouse.engine.recovery import RecoveryStats, WalReplay, fence_leases_of_a_lost_wal
-from streamhouse.engine.waiting import any_done, sleep_or_until
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, any_done, sleep_or_until
 from streamhouse.engine.wal import Wal, WalAppend
 from streamhouse.errors import (
     MessageTooLarge,
@@ -71,9 +71,9 @@ from streamhouse.ports.topics import TopicStore
 
 LEASE_RENEWALS_PER_TTL = 3
 # A request that finds its partition's local deadline passed waits at least this long for a
-# renewal before it is refused (Kafka clients' retry.backoff.ms): refused at once, a client
-# asks again at once the agent that Metadata still names
-LAPSED_WAIT_MS_MIN = 100
+# renewal before it is refused: refused at once, a client asks again at once the agent that
+# Metadata still names
+LAPSED_WAIT_MS_MIN = CLIENT_RETRY_BACKOFF_MS
 
 
 @dataclass(frozen=True)
@@ -248,7 +248,7 @@ class LogStore:
         unless a renewal succeeds meanwhile (`_await_renewal`)."""
         if tp not in self._partitions and not self._may_lead(tp):
             # refused at once, a client asks again at once: forever on a network without delay
-            await self._clock.sleep_ms(LAPSED_WAIT_MS_MIN)
+            await self._clock.sleep_ms(CLIENT_RETRY_BACKOFF_MS)
             if tp not in self._partitions and not self._may_lead(tp):
                 raise NotLeader(f"partition {tp} is placed on another agent; refresh metadata")
         return await self.take(tp)

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamhouse.engine.coordinators import slot_of
 from streamhouse.engine.groups import GroupSummary, OffsetToCommit
-from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import (
@@ -32,7 +32,7 @@ from streamhouse.server.kafka_context import Completion, KafkaContext, Values, d
 
 KEY_TYPE_GROUP = 0
 KEY_TYPE_TRANSACTION = 1
-NOT_COORDINATOR_WAIT_MS = LAPSED_WAIT_MS_MIN  # Kafka clients' retry.backoff.ms
+NOT_COORDINATOR_WAIT_MS = CLIENT_RETRY_BACKOFF_MS
 NO_COORDINATOR: Values = {"node_id": NO_NODE_ID, "host": "", "port": NO_PORT}
 CLIENT_HOST: ContextVar[str] = ContextVar("client_host", default="")
 """The peer address of the connection a request came on, as Kafka shows it ("/10.0.0.7");
