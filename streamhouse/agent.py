@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamhouse import __version__
@@ -287,7 +288,17 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
 
 def run(settings: Settings) -> int:
     """Run an agent in a fresh event loop; returns the process exit code."""
-    return asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+        return runner.run(serve(settings))
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory of the event loop `name` (None: asyncio's default)."""
+    if name == "asyncio":
+        return None
+    import uvloop  # only where it is asked for: it is not built for every platform
+
+    return uvloop.new_event_loop
 
 
 def main() -> None:

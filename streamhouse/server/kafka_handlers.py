@@ -12,7 +12,10 @@ from typing import Any
 
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import AppendResult
-from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, sleep_or_until
+from streamhouse.engine.waiting import (
+    CLIENT_RETRY_BACKOFF_MS,
+    until_done_or_timeout,
+)
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
@@ -246,14 +249,13 @@ async def _partition_ack(
     waited: asyncio.Future[Any] | None = outcome.durable if acks == ACKS_ALL else outcome.synced
     assert waited is not None
     try:
-        # shield: giving up on time must not cancel the future the engine resolves
-        if not await sleep_or_until(ctx.clock, max(timeout_ms, 1), asyncio.shield(waited)):
+        if not await until_done_or_timeout(ctx.clock, waited, max(timeout_ms, 1)):
             return {
                 **answer,
                 "error_code": ErrorCode.REQUEST_TIMED_OUT,
                 "error_message": f"not acknowledged within {timeout_ms} ms",
             }
-        await waited
+        waited.result()  # raises what the engine failed the ack with
     except StreamHouseError as error:
         return {**answer, "error_code": _error_code(error), "error_message": str(error)}
     return {

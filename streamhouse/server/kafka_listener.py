@@ -2,8 +2,10 @@
 
 Requests of one connection are dispatched in order (so appends keep the order a
 producer sent them in); their ack waits run concurrently and responses leave in
-request order. At most `requests_in_flight_max` requests wait per connection;
-reading pauses beyond that. At most `connections_max` connections are served;
+request order. The requests awaiting answers on a connection are bounded by count
+(`requests_in_flight_max`) and bytes (`request_bytes_in_flight_max`); reading pauses
+beyond either (server/in_flight.py). Responses ready in one turn of the event loop
+leave in one write. At most `connections_max` connections are served;
 one more is closed at once (counted, and logged at most every few seconds).
 
 A `StreamHouseError` answers its request with its error code; a broken or hostile
@@ -33,11 +35,16 @@ from streamhouse.kafka.connection import (
     Request,
 )
 from streamhouse.kafka.entities import build
+from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
+from streamhouse.server.in_flight import InFlightBudget
 from streamhouse.server.kafka_context import Completion, KafkaContext
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 
 READ_CHUNK_BYTES = 256 * 1024
+# Requests one connection dispatches before the loop turns: one read may hold a thousand
+# small requests, and handling them all at once would hold up every other task meanwhile
+REQUESTS_PER_TURN_MAX = 64
 REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
 
@@ -143,8 +150,11 @@ class _Session:
         self._reader = reader
         self._writer = writer
         self._connection = KafkaConnection(ctx.apis, ctx.settings.frame_bytes_max)
-        self._in_flight = asyncio.Semaphore(ctx.settings.requests_in_flight_max)
+        self._in_flight = InFlightBudget(
+            ctx.settings.requests_in_flight_max, ctx.settings.request_bytes_in_flight_max
+        )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unwritten: list[bytes] = []  # responses ready this loop turn, written at its end
 
     async def run(self) -> None:
         try:
@@ -158,7 +168,11 @@ class _Session:
                 task.cancel()
 
     async def _drain_events(self) -> bool:
+        dispatched = 0
         while not self._failure.failed:  # a failed agent serves nothing more
+            if dispatched == REQUESTS_PER_TURN_MAX:
+                dispatched = 0
+                await asyncio.sleep(0)  # let the rest of the agent run (lease renewals)
             event = self._connection.next_event()
             if isinstance(event, NeedData):
                 return True
@@ -171,18 +185,19 @@ class _Session:
                 self._write(self._connection.send_error(event.request, event.error))
                 continue
             await self._dispatch(event)
+            dispatched += 1
         return False
 
     async def _dispatch(self, request: Request) -> None:
-        await self._in_flight.acquire()
+        await self._in_flight.acquire(request.size)
         try:
             completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, request)
         except StreamHouseError as error:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
             self._write(self._connection.send_error(request, error.code))
             return
         except Exception as error:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
             self._our_bug(request, error)
             return
         task = asyncio.ensure_future(self._respond(request, completion))
@@ -199,7 +214,7 @@ class _Session:
         except Exception as error:
             self._our_bug(request, error)
         finally:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
 
     async def _drained(self) -> None:
         """Wait while the peer reads slowly (a slow reader slows its own connection only)."""
@@ -212,6 +227,10 @@ class _Session:
             values = await completion
         except StreamHouseError as error:
             return self._connection.send_error(request, error.code)
+        if isinstance(request.body, ProduceRequestBody):  # the hot path: encoded without kio
+            encoded = encode_produce_response(request.api_version, values)
+            if encoded is not None:
+                return self._connection.send_encoded(request, encoded)
         schema = response_schema(request.api_key, request.api_version)
         return self._connection.send_response(request, build(schema, values))
 
@@ -220,8 +239,17 @@ class _Session:
         self._failure.report(error, where)
 
     def _write(self, data: bytes) -> None:
-        if data and not self._failure.failed:  # nothing leaves a failed agent
-            self._writer.write(data)
+        if not data:
+            return
+        if not self._unwritten:
+            asyncio.get_running_loop().call_soon(self._write_unwritten)
+        self._unwritten.append(data)
+
+    def _write_unwritten(self) -> None:
+        """One write (one system call, mostly) for every response that got ready this turn."""
+        unwritten, self._unwritten = self._unwritten, []
+        if not self._failure.failed and not self._writer.is_closing():
+            self._writer.write(b"".join(unwritten))  # nothing leaves a failed agent
 
 
 def advertised_host(bind_host: str, configured: str) -> str:
