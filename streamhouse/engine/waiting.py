@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Collection
-from typing import Any
 
 from streamhouse.ports.clock import Clock
 
@@ -29,24 +28,3 @@ async def sleep_or_until(clock: Clock, duration_ms: int, wake: Awaitable[object]
 async def any_done(futures: Collection[asyncio.Future[None]]) -> None:
     """Complete when any of `futures` does; cancelling this leaves the futures untouched."""
     await asyncio.wait(futures, return_when="FIRST_COMPLETED")
-
-
-async def until_done_or_timeout(clock: Clock, future: asyncio.Future[Any], timeout_ms: int) -> bool:
-    """Wait until `future` is done (True) or `timeout_ms` of `clock` passed (False); the
-    future is never cancelled. One timer and one future: cheap enough for every request."""
-    if future.done():
-        return True
-    woke: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: object = None) -> None:
-        if not woke.done():
-            woke.set_result(None)
-
-    future.add_done_callback(wake)
-    timer = clock.call_later_ms(timeout_ms, wake)
-    try:
-        await woke
-    finally:
-        timer.cancel()
-        future.remove_done_callback(wake)
-    return future.done()

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.errors import StreamHouseError
@@ -37,7 +40,7 @@ from streamhouse.kafka.connection import (
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
 from streamhouse.server.in_flight import InFlightBudget
-from streamhouse.server.kafka_context import Completion, KafkaContext
+from streamhouse.server.kafka_context import KafkaContext, Values
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 
@@ -200,33 +203,70 @@ class _Session:
             self._in_flight.release(request.size)
             self._our_bug(request, error)
             return
-        task = asyncio.ensure_future(self._respond(request, completion))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if isinstance(completion, asyncio.Future):  # the hot paths: answered without a task
+            completion.add_done_callback(functools.partial(self._answered, request))
+            return
+        task = self._track(asyncio.ensure_future(self._respond(request, completion)))
         # a response task cancelled before it starts (the connection closed) never awaits
         # its completion: close the coroutine so nothing is left dangling
         task.add_done_callback(lambda _: completion.close())
 
-    async def _respond(self, request: Request, completion: Completion) -> None:
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep `task` until it ends (closing the connection cancels what is left)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _respond(self, request: Request, completion: Coroutine[Any, Any, Values]) -> None:
         try:
-            self._write(await self._answer(request, completion))
+            try:
+                values = await completion
+            except StreamHouseError as error:
+                self._write(self._connection.send_error(request, error.code))
+            else:
+                self._write(self._encoded(request, values))
             await self._drained()
         except Exception as error:
             self._our_bug(request, error)
         finally:
             self._in_flight.release(request.size)
 
+    def _answered(self, request: Request, completion: asyncio.Future[Values]) -> None:
+        """A handler's future settled: write its answer now (cancelled: the agent is closing)."""
+        try:
+            if completion.cancelled():
+                pass
+            elif isinstance(error := completion.exception(), StreamHouseError):
+                self._write(self._connection.send_error(request, error.code))
+            elif isinstance(error, Exception):
+                self._our_bug(request, error)
+            else:
+                self._write(self._encoded(request, completion.result()))
+        except Exception as error:
+            self._our_bug(request, error)
+        self._release_when_drained(request.size)
+
+    def _release_when_drained(self, size: int) -> None:
+        """Count an answered request out of the budget, once a slow reader caught up."""
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            self._in_flight.release(size)
+            return
+        self._track(asyncio.ensure_future(self._release_after_drain(size)))
+
+    async def _release_after_drain(self, size: int) -> None:
+        try:
+            await self._drained()
+        finally:
+            self._in_flight.release(size)
+
     async def _drained(self) -> None:
         """Wait while the peer reads slowly (a slow reader slows its own connection only)."""
         with contextlib.suppress(ConnectionError):  # the peer went away: reading ends it
             await self._writer.drain()
 
-    async def _answer(self, request: Request, completion: Completion) -> bytes:
+    def _encoded(self, request: Request, values: Values) -> bytes:
         """The bytes answering `request` (and any later ones it held back)."""
-        try:
-            values = await completion
-        except StreamHouseError as error:
-            return self._connection.send_error(request, error.code)
         if isinstance(request.body, ProduceRequestBody):  # the hot path: encoded without kio
             encoded = encode_produce_response(request.api_version, values)
             if encoded is not None:
