@@ -188,23 +188,24 @@ class KafkaConnection:
     def _frame_event(self, frame: bytes) -> Event:
         api_key, api_version, correlation_id = _HEADER.unpack_from(frame, 0)
         api = self.apis.get(api_key)
-        where = f"{api_name(api_key)}({api_key}) v{api_version}, correlation id {correlation_id}"
         if api is None:
             return ProtocolError(f"api key {api_key} ({api_name(api_key)}) is not served here")
         unknown_api_versions = api_key == ApiKey.API_VERSIONS and not api.serves(api_version)
         if not unknown_api_versions and not api.advertises(api_version):
-            return ProtocolError(f"{where}: version outside v{api.min_version}..v{api.max_version}")
+            return ProtocolError(
+                f"{_where(frame)}: version outside v{api.min_version}..v{api.max_version}"
+            )
         try:
             client_id, body_start = _read_header_rest(frame, api_key, api_version)
         except _BadHeader as error:
-            return ProtocolError(f"{where}: request header: {error}")
+            return ProtocolError(f"{_where(frame)}: request header: {error}")
         if unknown_api_versions:
             body: RequestBody = ApiVersionsRequestV0()  # Kafka ignores it
         else:
             try:
                 body = _decode_body(api_key, api_version, frame[body_start:])
             except codec.MalformedBody as error:
-                return ProtocolError(f"{where}: malformed body: {error}")
+                return ProtocolError(f"{_where(frame)}: malformed body: {error}")
         request = self._register(api_key, api_version, correlation_id, client_id, body, frame)
         if unknown_api_versions or not api.serves(api_version):
             return Rejected(request, ErrorCode.UNSUPPORTED_VERSION)
@@ -312,6 +313,12 @@ def _decode_body(
     if api_key == ApiKey.PRODUCE and api_version <= PRODUCE_VERSION_MAX:  # the hot path
         return decode_produce_request(api_version, body)
     return codec.decode_request(api_key, api_version, body)
+
+
+def _where(frame: bytes) -> str:
+    """The request a frame holds, for error messages."""
+    api_key, api_version, correlation_id = _HEADER.unpack_from(frame, 0)
+    return f"{api_name(api_key)}({api_key}) v{api_version}, correlation id {correlation_id}"
 
 
 def _read_header_rest(frame: bytes, api_key: int, api_version: int) -> tuple[str | None, int]:

@@ -31,6 +31,14 @@ class InFlightBudget:
             return True  # alone, any request fits
         return self.count < self.count_max and self.bytes + size <= self.bytes_max
 
+    def take(self, size: int) -> bool:
+        """Count in a request of `size` bytes if it fits now (the common case: no waiting)."""
+        if self._waiter is not None or not self.fits(size):
+            return False
+        self.count += 1
+        self.bytes += size
+        return True
+
     async def acquire(self, size: int) -> None:
         """Wait until a request of `size` bytes fits, then count it in."""
         assert self._waiter is None, "one connection reads one request at a time"

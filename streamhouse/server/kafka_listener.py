@@ -192,7 +192,8 @@ class _Session:
         return False
 
     async def _dispatch(self, request: Request) -> None:
-        await self._in_flight.acquire(request.size)
+        if not self._in_flight.take(request.size):
+            await self._in_flight.acquire(request.size)
         try:
             completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, request)
         except StreamHouseError as error:

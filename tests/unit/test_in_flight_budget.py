@@ -79,3 +79,18 @@ async def _a_cancelled_waiter_leaves_the_budget_usable() -> None:
     budget.release(1)
     assert await _admitted(budget, 1)
     assert (budget.count, budget.bytes) == (1, 1)
+
+
+def test_take_counts_in_at_once_only_when_it_fits_and_nobody_waits() -> None:
+    asyncio.run(_take_counts_in_at_once_only_when_it_fits_and_nobody_waits())
+
+
+async def _take_counts_in_at_once_only_when_it_fits_and_nobody_waits() -> None:
+    budget = InFlightBudget(count_max=2, bytes_max=100)
+    assert budget.take(60) and not budget.take(50)
+    waiting = asyncio.ensure_future(budget.acquire(50))
+    await asyncio.sleep(0)
+    assert not budget.take(1), "a waiter is first in line"
+    budget.release(60)
+    await waiting
+    assert (budget.count, budget.bytes) == (1, 50)
