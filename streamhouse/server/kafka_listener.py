@@ -241,11 +241,27 @@ class _Session:
                 self._write(self._connection.send_error(request, error.code))
             elif isinstance(error, Exception):
                 self._our_bug(request, error)
+            elif not request.expects_response:
+                self._unanswered(request, completion.result())
             else:
                 self._write(self._encoded(request, completion.result()))
         except Exception as error:
             self._our_bug(request, error)
         self._release_when_drained(request.size)
+
+    def _unanswered(self, request: Request, values: Values) -> None:
+        """A Produce with acks=0 gets no answer; if a partition refused it, the connection is
+        closed, as Kafka does, so the client refreshes its metadata rather than sending on to
+        an agent that drops everything (a partition led elsewhere, a deleted topic)."""
+        refused = [
+            f"{topic['name']}-{partition['index']}: {partition.get('error_message', '')}"
+            for topic in values["responses"]
+            for partition in topic["partition_responses"]
+            if partition["error_code"]
+        ]
+        if refused:
+            log.info("closing Kafka connection after an acks=0 Produce refused %s", refused[0])
+            self._writer.close()
 
     def _release_when_drained(self, size: int) -> None:
         """Count an answered request out of the budget, once a slow reader caught up."""

@@ -4,6 +4,7 @@ the flush interval; the object count per second does not grow with the partition
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -14,7 +15,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka.sentinels import NO_OFFSET
 from tests.e2e.conftest import Agent, start_agent
-from tests.fixtures.kafka_wire import produce_answers
+from tests.fixtures.kafka_wire import (
+    RAW_CALL_TIMEOUT_S,
+    api_versions_request,
+    produce_answers,
+    produce_request,
+    request_frame,
+)
 
 FLUSH_INTERVAL_MS = 100
 TIMEOUT_S = 30
@@ -195,3 +202,23 @@ def test_acks_all_requests_pipeline_into_one_flush_window(tmp_path: Path) -> Non
         assert all_read_at <= min(acked_at), "requests were held back behind the first acks"
     finally:
         agent.stop_cleanly()
+
+
+def _closed_after_acks_0_produce(port: int, topic: str) -> bool:
+    """Send an acks=0 Produce to `topic`, then an ApiVersions: False if that is answered, True
+    if the agent closed the connection instead."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RAW_CALL_TIMEOUT_S) as sock:
+        sock.sendall(request_frame(produce_request([topic], acks=0), correlation_id=1))
+        sock.sendall(request_frame(api_versions_request(0), correlation_id=2))
+        try:
+            return sock.recv(65536) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_an_acks_0_produce_that_is_refused_closes_its_connection(agent: Agent) -> None:
+    """Kafka's answer to acks=0 errors: the client sees the connection drop and refreshes its
+    metadata instead of sending on into nothing."""
+    _create(agent, "zero-acks", 1)
+    assert not _closed_after_acks_0_produce(agent.port, "zero-acks")
+    assert _closed_after_acks_0_produce(agent.port, "no-such-topic")
