@@ -30,7 +30,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
-#define FLUSH_TIMEOUT_MS 120000
+#define PURGE_SETTLE_MS 1000
 #define POLL_EVERY_RECORDS 1000
 #define STATS_INTERVAL_MS 100
 #define STATS_SETTLE_MS 250
@@ -40,9 +40,9 @@
 #define MANY_IN_FLIGHT_MAX 64
 #define MANY_BUFFER_BYTES 8192
 #define MANY_EPOLL_EVENTS 256
-#define MANY_DRAIN_TIMEOUT_S 30
 #define PRODUCE_TIMEOUT_MS 30000
 #define ERRSTR_BYTES 512
+#define LOG_LEVEL_SHOWN 4 /* syslog's warning */
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -61,6 +61,7 @@ typedef struct {
     int batch_records;
     int in_flight_max;
     long outstanding_max;   /* produce: most records sent and not yet answered */
+    double drain_s;         /* produce/many: longest wait for answers once sending stopped */
     double idle_s;          /* consume: stop after this long without a record */
     int connections;        /* many */
     double rate_per_connection; /* many: requests per second per connection */
@@ -90,6 +91,7 @@ static void set_option(options_t *o, const char *name, const char *value) {
     else if (!strcmp(name, "--batch-records")) o->batch_records = atoi(value);
     else if (!strcmp(name, "--in-flight-max")) o->in_flight_max = atoi(value);
     else if (!strcmp(name, "--outstanding-max")) o->outstanding_max = atol(value);
+    else if (!strcmp(name, "--drain-s")) o->drain_s = atof(value);
     else if (!strcmp(name, "--idle-s")) o->idle_s = atof(value);
     else if (!strcmp(name, "--connections")) o->connections = atoi(value);
     else if (!strcmp(name, "--rate")) o->rate_per_connection = atof(value);
@@ -101,7 +103,7 @@ static options_t parse_options(int argc, char **argv) {
     options_t o = {
         .partitions = 8, .records = 1000000, .value_bytes = 100, .seconds = 10.0,
         .acks = "1", .linger_ms = 5, .batch_bytes = 1000000, .batch_records = 1000000,
-        .in_flight_max = 1000000, .outstanding_max = 1000000, .idle_s = 3.0, .connections = 1000,
+        .in_flight_max = 1000000, .outstanding_max = 1000000, .drain_s = 10.0, .idle_s = 3.0, .connections = 1000,
         .rate_per_connection = 10.0, .warmup_s = 1.0,
     };
     if (argc < 2) die("usage: loadgen produce|consume|many --bootstrap H:P|--mock --topic T ...");
@@ -145,6 +147,12 @@ static void print_latencies(float *values, long n) {
 
 /* ---- librdkafka helpers ------------------------------------------------------------------- */
 
+/* librdkafka's warnings and errors, on stderr; its notices (purges at exit) are not news. */
+static void on_log(const rd_kafka_t *rk, int level, const char *facility, const char *text) {
+    (void)rk;
+    if (level <= LOG_LEVEL_SHOWN) fprintf(stderr, "loadgen: librdkafka %s: %s\n", facility, text);
+}
+
 static void conf_set(rd_kafka_conf_t *conf, const char *name, const char *value) {
     char errstr[ERRSTR_BYTES];
     if (rd_kafka_conf_set(conf, name, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
@@ -159,6 +167,7 @@ static void conf_set_int(rd_kafka_conf_t *conf, const char *name, long value) {
 
 static rd_kafka_t *new_handle(rd_kafka_type_t type, rd_kafka_conf_t *conf) {
     char errstr[ERRSTR_BYTES];
+    rd_kafka_conf_set_log_cb(conf, on_log);
     rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof errstr);
     if (!rk) die("rd_kafka_new: %s", errstr);
     return rk;
@@ -170,7 +179,6 @@ static rd_kafka_t *mock_owner;
 static const char *start_mock(const options_t *o) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     conf_set(conf, "test.mock.num.brokers", "1");
-    conf_set(conf, "log_level", "3");
     mock_owner = new_handle(RD_KAFKA_PRODUCER, conf);
     rd_kafka_mock_cluster_t *cluster = rd_kafka_handle_mock_cluster(mock_owner);
     if (!cluster) die("librdkafka did not start a mock cluster");
@@ -191,6 +199,7 @@ typedef struct {
     float *latency_ms;   /* in delivery order */
     long delivered;
     long failed;
+    long purged;         /* still unanswered when the drain time ran out */
     double last_delivery;
     long requests;       /* librdkafka's count of requests sent (last statistics seen) */
     int stats_seen;
@@ -201,6 +210,10 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opa
     produce_run_t *run = opaque;
     double now = now_s();
     long index = (long)(intptr_t)msg->_private;
+    if (msg->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || msg->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
+        run->purged++;
+        return;
+    }
     if (msg->err) {
         run->failed++;
         return;
@@ -229,7 +242,6 @@ static rd_kafka_t *new_producer(const options_t *o, const char *bootstrap, produ
     conf_set_int(conf, "max.in.flight.requests.per.connection", o->in_flight_max);
     conf_set(conf, "queue.buffering.max.messages", "2000000");
     conf_set_int(conf, "statistics.interval.ms", STATS_INTERVAL_MS);
-    conf_set(conf, "log_level", "3");
     rd_kafka_conf_set_opaque(conf, run);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
@@ -263,8 +275,10 @@ static long produce_records(const options_t *o, rd_kafka_t *rk, produce_run_t *r
         run->sent_at[sent] = now_s();
         send_one(rk, rkt, (int)(sent % o->partitions), value, (size_t)o->value_bytes, sent);
     }
-    if (rd_kafka_flush(rk, FLUSH_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        die("flush: records still undelivered after %d ms", FLUSH_TIMEOUT_MS);
+    if (rd_kafka_flush(rk, (int)(o->drain_s * 1000)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(rk, PURGE_SETTLE_MS);
+    }
     rd_kafka_topic_destroy(rkt);
     free(value);
     return sent;
@@ -285,11 +299,13 @@ static int run_produce(const options_t *o) {
     double elapsed = run.last_delivery > run.start ? run.last_delivery - run.start : 1e-9;
     printf("{\"mode\": \"produce\", \"mock\": %s, \"acks\": \"%s\", \"partitions\": %d, "
            "\"value_bytes\": %d, \"linger_ms\": %d, \"batch_bytes\": %d, \"batch_records\": %d, "
-           "\"sent\": %ld, \"delivered\": %ld, \"failed\": %ld, \"seconds\": %.3f, "
+           "\"sent\": %ld, \"delivered\": %ld, \"failed\": %ld, \"undelivered\": %ld, "
+           "\"seconds\": %.3f, "
            "\"records_per_s\": %.1f, \"mb_per_s\": %.2f, \"requests\": %ld, "
            "\"requests_per_s\": %.1f, \"outstanding_max\": %ld, ",
            o->mock ? "true" : "false", o->acks, o->partitions, o->value_bytes, o->linger_ms,
-           o->batch_bytes, o->batch_records, sent, run.delivered, run.failed, elapsed,
+           o->batch_bytes, o->batch_records, sent, run.delivered, run.failed,
+           sent - run.delivered - run.failed, elapsed,
            (double)run.delivered / elapsed,
            (double)run.delivered * o->value_bytes / 1e6 / elapsed, run.requests,
            (double)run.requests / elapsed, o->outstanding_max);
@@ -321,7 +337,6 @@ static rd_kafka_t *new_consumer(const char *bootstrap) {
     conf_set(conf, "group.id", "loadgen");
     conf_set(conf, "enable.auto.commit", "false");
     conf_set(conf, "fetch.max.bytes", "52428800");
-    conf_set(conf, "log_level", "3");
     return new_handle(RD_KAFKA_CONSUMER, conf);
 }
 
@@ -693,7 +708,7 @@ static int run_many(const options_t *o) {
     double start = now_s();
     run.measure_from = start + o->warmup_s;
     drive(&run, start, o->warmup_s + o->seconds);
-    double drained_by = now_s() + MANY_DRAIN_TIMEOUT_S;
+    double drained_by = now_s() + o->drain_s;
     while (in_flight(&run) > 0 && now_s() < drained_by) serve_events(&run, 100);
     double elapsed = now_s() - start;
     struct rusage usage;
