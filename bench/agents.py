@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from streamhouse.testing.agent_process import AgentProcess, start_agent_process
 TOPIC_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 120
 KIB_PER_MIB = 1024
+LIBRDKAFKA_LOG_LEVEL = 4  # warnings and worse; not the notice of its purge at exit
+IDLE_CPU_FRACTION = 0.15  # of one core: an agent below it has no backlog left
+IDLE_SAMPLE_S = 0.5
+IDLE_WAIT_MAX_S = 30.0
 TABLE_WIDTH_MIN = 150  # columns, when stderr is not a terminal that says its own
 NULL_STORAGE = ("--storage", "null")
 
@@ -48,7 +53,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": LIBRDKAFKA_LOG_LEVEL})
     admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(TOPIC_TIMEOUT_S)
 
 
@@ -65,6 +70,28 @@ def proc_status_mib(pid: int) -> dict[str, float]:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pid: int) -> float:
+    """Wait (at most IDLE_WAIT_MAX_S) until process `pid` uses under IDLE_CPU_FRACTION of a
+    core: requests left over from a run that outran it are served before the next run starts.
+    Returns the seconds waited."""
+    started = time.monotonic()
+    used = cpu_seconds(pid)
+    while time.monotonic() - started < IDLE_WAIT_MAX_S:
+        time.sleep(IDLE_SAMPLE_S)
+        now = cpu_seconds(pid)
+        if now - used < IDLE_CPU_FRACTION * IDLE_SAMPLE_S:
+            break
+        used = now
+    return time.monotonic() - started
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:

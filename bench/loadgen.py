@@ -11,6 +11,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ CACHE_DIR = Path(sys.prefix) / "streamhouse-bench"
 COMPILE_TIMEOUT_S = 120
 APT_TIMEOUT_S = 600
 RUN_TIMEOUT_S = 300
+SAMPLE_EVERY_S = 0.2
 COMPILER_FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror")
 
 
@@ -101,3 +104,22 @@ def run(mode: str, target: str | None, topic: str, **options: Any) -> dict[str, 
     line = command(mode, target, topic, **options)
     result = subprocess.run(line, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     return parse(result.stdout, result.stderr, result.returncode, line)
+
+
+def run_sampled(
+    mode: str, target: str | None, topic: str, sample: Callable[[], None], **options: Any
+) -> dict[str, Any]:
+    """One run of the load generator, calling `sample()` every SAMPLE_EVERY_S while it runs
+    (to read the agent's memory and open files under load)."""
+    line = command(mode, target, topic, **options)
+    with subprocess.Popen(
+        line, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while process.poll() is None and time.monotonic() < deadline:
+            sample()
+            time.sleep(SAMPLE_EVERY_S)
+        if process.poll() is None:
+            process.kill()
+        stdout, stderr = process.communicate()
+    return parse(stdout, stderr, process.returncode, line)

@@ -23,6 +23,7 @@ from bench.agents import (
     ratio,
     running_agent,
     scratch_dir,
+    wait_until_idle,
 )
 
 VALUE_BYTES = 100
@@ -102,12 +103,14 @@ def measure() -> dict[str, list[dict[str, Any]]]:
         running_agent(scratch / "agent") as agent,
         running_agent(scratch / "null", *NULL_STORAGE) as null,
     ):
-        bootstraps = {"mock": None, "agent": agent.bootstrap, "agent_storage_null": null.bootstrap}
+        agents = {"agent": agent, "agent_storage_null": null}
         for index, workload in enumerate(WORKLOADS):
-            for column in COLUMNS[1:]:
-                create_topic(str(bootstraps[column]), topic_of(index), workload.partitions)
-            for column in COLUMNS:
-                runs[column].append(produce(bootstraps[column], topic_of(index), workload))
+            for running in agents.values():
+                create_topic(running.bootstrap, topic_of(index), workload.partitions)
+            runs["mock"].append(produce(None, topic_of(index), workload))
+            for column, running in agents.items():
+                runs[column].append(produce(running.bootstrap, topic_of(index), workload))
+                wait_until_idle(running.pid)  # requests given up on are served before going on
     return runs
 
 
