@@ -532,6 +532,7 @@ typedef struct {
     float *latency_ms;
     long latency_cap, latencies;
     long sent, answered, errors, skipped;
+    int first_error; /* the Kafka error code of the first failed answer */
 } many_run_t;
 
 static uint32_t get32(const uint8_t *p) {
@@ -633,7 +634,8 @@ static void on_response(many_run_t *run, conn_t *c, const uint8_t *body, size_t 
     /* correlation id, topic count, topic name, partition count, partition, error code */
     size_t topic_len = len >= 10 ? (size_t)(body[8] << 8 | body[9]) : 0;
     size_t error_at = 4 + 4 + 2 + topic_len + 4 + 4;
-    if (len < error_at + 2 || (body[error_at] | body[error_at + 1])) run->errors++;
+    int error = len < error_at + 2 ? -1 : (int16_t)(body[error_at] << 8 | body[error_at + 1]);
+    if (error != 0 && run->errors++ == 0) run->first_error = error;
     if (scheduled >= run->measure_from && run->latencies < run->latency_cap)
         run->latency_ms[run->latencies++] = (float)((now_s() - scheduled) * 1000.0);
 }
@@ -704,6 +706,23 @@ static long in_flight(const many_run_t *run) {
     return total;
 }
 
+/* Requests never answered count too, each at least as late as now: without them an agent that
+ * answers little would show the latency of the few it did. Returns how many were counted. */
+static long count_unanswered(many_run_t *run) {
+    long counted = 0;
+    double now = now_s();
+    for (int i = 0; i < run->o->connections; i++) {
+        conn_t *c = &run->conns[i];
+        for (int k = 0; k < c->count; k++) {
+            double scheduled = c->scheduled[(c->head + k) % MANY_IN_FLIGHT_MAX];
+            if (scheduled < run->measure_from || run->latencies >= run->latency_cap) continue;
+            run->latency_ms[run->latencies++] = (float)((now - scheduled) * 1000.0);
+            counted++;
+        }
+    }
+    return counted;
+}
+
 static int run_many(const options_t *o) {
     const char *bootstrap = bootstrap_of(o);
     crc32c_init();
@@ -719,6 +738,7 @@ static int run_many(const options_t *o) {
     double drained_by = now_s() + o->drain_s;
     while (in_flight(&run) > 0 && now_s() < drained_by) serve_events(&run, 100);
     double elapsed = now_s() - start;
+    long unanswered_counted = count_unanswered(&run);
     struct rusage usage;
     getrusage(RUSAGE_THREAD, &usage); /* the generator's own thread, not the mock's */
     double cpu_s = (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
@@ -726,10 +746,12 @@ static int run_many(const options_t *o) {
     printf("{\"mode\": \"many\", \"mock\": %s, \"acks\": \"%s\", \"connections\": %d, "
            "\"rate_per_connection\": %.1f, \"connect_s\": %.3f, \"seconds\": %.3f, "
            "\"sent\": %ld, \"answered\": %ld, \"errors\": %ld, \"skipped\": %ld, "
-           "\"unanswered\": %ld, \"requests_per_s\": %.1f, \"generator_cpu_s\": %.3f, ",
+           "\"unanswered\": %ld, \"requests_per_s\": %.1f, \"generator_cpu_s\": %.3f, "
+           "\"latencies_unanswered\": %ld, \"first_error_code\": %d, ",
            o->mock ? "true" : "false", o->acks, o->connections, o->rate_per_connection,
            start - opened, elapsed, run.sent, run.answered, run.errors, run.skipped,
-           in_flight(&run), (double)run.answered / elapsed, cpu_s);
+           in_flight(&run), (double)run.answered / elapsed, cpu_s, unanswered_counted,
+           run.first_error);
     print_latencies(run.latency_ms, run.latencies);
     printf("}\n");
     int code = run.errors == 0 && in_flight(&run) == 0 ? 0 : 1;

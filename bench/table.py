@@ -33,6 +33,7 @@ RECORDS_MAX = 8_000_000  # per run; the load generator keeps 12 bytes per record
 ACKS_ALL_VS_ACKS_1_MIN = 0.8
 ACKS_ALL_P99_MS_MAX = 300.0
 LATENCY_BUDGET_S = 0.3
+MOCK_RUNS = 2
 COLUMNS = ("mock", "agent", "agent_storage_null")
 
 
@@ -94,6 +95,14 @@ def topic_of(index: int) -> str:
     return f"bench-row-{index}"
 
 
+def ceiling(topic: str, workload: Workload) -> dict[str, Any]:
+    """The mock is the client's ceiling, which other work on the machine can only lower: the
+    better of MOCK_RUNS runs, with every run's rate beside it."""
+    runs = [produce(None, topic, workload) for _ in range(MOCK_RUNS)]
+    best = max(runs, key=_rate)
+    return {**best, "records_per_s_runs": [round(_rate(run)) for run in runs]}
+
+
 def measure() -> dict[str, list[dict[str, Any]]]:
     """Every workload on every column, one row at a time (mock, agent, agent storing nothing)
     so that the three figures of a row share the machine's conditions."""
@@ -107,7 +116,7 @@ def measure() -> dict[str, list[dict[str, Any]]]:
         for index, workload in enumerate(WORKLOADS):
             for running in agents.values():
                 create_topic(running.bootstrap, topic_of(index), workload.partitions)
-            runs["mock"].append(produce(None, topic_of(index), workload))
+            runs["mock"].append(ceiling(topic_of(index), workload))
             for column, running in agents.items():
                 runs[column].append(produce(running.bootstrap, topic_of(index), workload))
                 wait_until_idle(running.pid)  # requests given up on are served before going on
