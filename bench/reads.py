@@ -28,6 +28,7 @@ FILL_SECONDS = 2.0
 FILL_RECORDS_MAX = 4_000_000
 CONSUME_SECONDS_MAX = 60.0
 CONSUME_IDLE_S = 3.0
+MANY_PARTITIONS_IDLE_S = 15.0  # cold reads of 1,000 partitions can pause for seconds
 MOCK_RECORDS = 2_000_000  # the mock keeps only the newest few hundred thousand of them
 MANY_PARTITIONS = 1_000
 TAIL_RECORDS_PER_S_MIN = 3_000_000
@@ -50,15 +51,8 @@ def fill(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
 
 
 def consume(target: str | None, topic: str, records: int, **extra: Any) -> dict[str, Any]:
-    return loadgen.run(
-        "consume",
-        target,
-        topic,
-        records=records,
-        seconds=CONSUME_SECONDS_MAX,
-        idle_s=CONSUME_IDLE_S,
-        **extra,
-    )
+    options = {"seconds": CONSUME_SECONDS_MAX, "idle_s": CONSUME_IDLE_S, **extra}
+    return loadgen.run("consume", target, topic, records=records, **options)
 
 
 def tail_and_cold(data_dir: Path) -> dict[str, Any]:
@@ -82,16 +76,17 @@ def many_partitions_rss(data_dir: Path) -> dict[str, Any]:
     restarted one reading them all from objects."""
     with running_agent(data_dir) as agent:
         written = fill(agent.bootstrap, TOPIC, MANY_PARTITIONS)["delivered"]
-        tail = consume(agent.bootstrap, TOPIC, written)
+        tail = consume(agent.bootstrap, TOPIC, written, idle_s=MANY_PARTITIONS_IDLE_S)
         writing = proc_status_mib(agent.pid)
     with running_agent(data_dir) as agent:
-        cold = consume(agent.bootstrap, TOPIC, written)
+        cold = consume(agent.bootstrap, TOPIC, written, idle_s=MANY_PARTITIONS_IDLE_S)
         reading = proc_status_mib(agent.pid)
     return {
         "partitions": MANY_PARTITIONS,
         "written": written,
         "tail_records": tail["records"],
         "cold_records": cold["records"],
+        "cold_records_per_s": cold["records_per_s"],
         "writing_and_tail": writing,
         "cold_restart": reading,
         "peak_rss_mib": max(writing["peak_rss_mib"], reading["peak_rss_mib"]),
