@@ -32,8 +32,8 @@ system-packages:  ## what the suites need from the system: installed (root) or n
 test-all: system-packages lint  ## every suite, as CI runs it
 	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
 
-bench: install  ## benchmarks; prints one JSON document
-	@$(BIN)/python -m bench
+bench: install  ## benchmarks; prints one JSON document (BENCH_ARGS="--only table" for one section)
+	@$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,4 +1,4 @@
-"""`python -m bench`: run the benchmarks and print one JSON document."""
+"""`python -m bench`: run the benchmarks and print one JSON document (tables on stderr)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ import json
 import os
 import platform
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
-from bench import cluster, kafka, storage
+from bench import cluster, kafka, many, reads, storage, table
+
+SECTIONS = ("storage", "kafka", "cluster", "table", "reads", "many")
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="StreamHouse benchmarks (prints JSON).")
     parser.add_argument("--wal-mb", type=int, default=64, help="MiB written per WAL/raw run.")
     parser.add_argument("--rounds", type=int, default=7, help="Alternating raw/WAL rounds.")
@@ -23,17 +28,45 @@ def main() -> None:
     parser.add_argument(
         "--dir", default=".", help="Scratch directory on the disk to measure (default: here)."
     )
-    args = parser.parse_args()
-    report = {
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="Run only this section (repeatable); default: every section. table, reads and "
+        "many are issue 11's, driven by the C load generator (bench/loadgen.c).",
+    )
+    return parser
+
+
+def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
+    return {
+        "storage": lambda: storage.run(args.wal_mb, args.dir, args.rounds),
+        "kafka": lambda: kafka.run(args.records, args.value_bytes),
+        "cluster": lambda: cluster.run(args.cluster_records, args.value_bytes),
+        "table": table.run,
+        "reads": reads.run,
+        "many": many.run,
+    }
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            "load_average": os.getloadavg(),  # other work on the machine skews every figure
         },
-        "storage": storage.run(args.wal_mb, args.dir, args.rounds),
-        "kafka": kafka.run(args.records, args.value_bytes),
-        "cluster": cluster.run(args.cluster_records, args.value_bytes),
     }
+    timings: dict[str, float] = {}
+    for name, section in _sections(args).items():
+        if args.only and name not in args.only:
+            continue
+        started = time.perf_counter()
+        report[name] = section()
+        timings[name] = round(time.perf_counter() - started, 1)
+    report["section_seconds"] = timings
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
