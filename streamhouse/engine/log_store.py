@@ -70,6 +70,7 @@ from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 
 LEASE_RENEWALS_PER_TTL = 3
+RENEWALS_IN_FLIGHT_MAX = 8  # lease renewals sent to the metadata store at once
 # A request that finds its partition's local deadline passed waits at least this long for a
 # renewal before it is refused: refused at once, a client asks again at once the agent that
 # Metadata still names
@@ -332,26 +333,36 @@ class LogStore:
             await self._renew_each()
 
     async def _renew_each(self) -> None:
-        failed: StorageError | None = None
-        for tp, plog in sorted(self._partitions.items()):
+        """Every lease renewed at once (RENEWALS_IN_FLIGHT_MAX store calls at a time): one
+        after the other, a round cost a turn of the event loop per lease, and an agent busy
+        with thousands of connections took longer than the lease's deadline for a round."""
+        in_flight = asyncio.Semaphore(RENEWALS_IN_FLIGHT_MAX)
+        led = sorted(self._partitions.items())
+        failures = await asyncio.gather(*(self._renew_one(tp, plog, in_flight) for tp, plog in led))
+        failed = next((failure for failure in failures if failure is not None), None)
+        if failed is not None:
+            raise failed
+
+    async def _renew_one(
+        self, tp: TopicPartition, plog: PartitionLog, in_flight: asyncio.Semaphore
+    ) -> StorageError | None:
+        async with in_flight:
             if plog.fenced:  # handed over meanwhile
-                continue
+                return None
             try:
                 lease = await self._holder.acquire(tp)
             except StorageError as error:
-                failed = failed or error
-                continue
+                return error
             except UnknownTopicOrPartition as error:  # deleted through another agent
                 plog.fence(error)
                 self._fenced(plog)
-                continue
-            if lease is None or lease.epoch != plog.state.leader_epoch:
-                plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
-                self._fenced(plog)
-            else:
-                plog.renewed(lease.deadline_ms)
-        if failed is not None:
-            raise failed
+                return None
+        if lease is None or lease.epoch != plog.state.leader_epoch:
+            plog.fence(NotLeader(f"lease of {tp} moved to another agent; refresh metadata"))
+            self._fenced(plog)
+        else:
+            plog.renewed(lease.deadline_ms)
+        return None
 
     def forget_topic(self, name: str) -> None:
         """The topic was deleted: stop leading its partitions now, failing their waiters,
