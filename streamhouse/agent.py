@@ -7,7 +7,10 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
@@ -41,6 +44,7 @@ from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_ht
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
 from streamhouse.server.metrics import AgentGauges, agent_registry
+from streamhouse.supervisor import Supervisor
 
 AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
@@ -226,10 +230,18 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(
+    settings: Settings,
+    announce: Callable[[AgentBanner], None] = print_banner,
+    supervisor: Connection | None = None,
+    drain: bool = False,
+) -> int:
     """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until our own invariant
     fails in a service or on the request path (exit 70 with the traceback logged; the WAL
-    keeps the data). Returns the exit code."""
+    keeps the data). Returns the exit code. `announce` is told the banner once the agent
+    serves; `supervisor`: the link to the process that started this one, which stops the
+    agent when it closes (the supervisor is gone); `drain`: stop as soon as started (the WAL
+    recovered, flushed and the leases handed over)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -237,6 +249,8 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    if supervisor is not None:
+        _stop_when_closed(loop, supervisor, stop)
     try:
         agent = await open_agent(settings)
     except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
@@ -251,19 +265,33 @@ async def serve(settings: Settings) -> int:
             await agent.close()
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START
-    print_banner(_banner(agent, http.port if http else None))
+    announce(_banner(agent, http.port if http else None))
     agent.failure.on_failure(lambda _: stop.set())
+    if drain:
+        stop.set()
     await stop.wait()
     if agent.failure.error is not None:
         print_status("agent failed", repr(agent.failure.error))
         return EXIT_INVARIANT_BROKEN
-    print_status("stopping", "flushing pending data…", style="yellow")
+    print_status("stopping", f"{agent.agent_id} flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
     await agent.close()
     if http:
         await http.close()
-    print_status("stopped cleanly", "", style="green")
+    print_status("stopped cleanly", agent.agent_id, style="green")
     return 0
+
+
+def _stop_when_closed(
+    loop: asyncio.AbstractEventLoop, supervisor: Connection, stop: asyncio.Event
+) -> None:
+    """Set `stop` once the supervisor's end of the link closes (it never writes to it)."""
+
+    def closed() -> None:
+        loop.remove_reader(supervisor.fileno())
+        stop.set()
+
+    loop.add_reader(supervisor.fileno(), closed)
 
 
 def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
@@ -286,8 +314,22 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
 
 
 def run(settings: Settings) -> int:
-    """Run an agent in a fresh event loop; returns the process exit code."""
-    return asyncio.run(serve(settings))
+    """Run the agent processes the settings ask for (one per core by default): one in this
+    process and its event loop, or several under a supervisor. Returns the exit code."""
+    count = settings.processes or os.cpu_count() or 1
+    if count == 1:
+        return asyncio.run(serve(settings))
+    return asyncio.run(Supervisor(settings, count, run_supervised).run())
+
+
+def run_supervised(settings: Settings, supervisor: Connection, drain: bool) -> None:
+    """The body of one supervised agent process: serve, tell the supervisor the banner over
+    `supervisor` once serving, exit with the agent's code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s process-{settings.process_index} %(name)s: %(message)s",
+    )
+    sys.exit(asyncio.run(serve(settings, supervisor.send, supervisor, drain)))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
+PORT_MAX = 65_535
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
 
@@ -21,6 +22,11 @@ class Settings:
     org: str = "default"
     storage: str = "real"  # "null": discard every write (benchmark baseline only)
     agent_id: str = ""  # empty: generated once and kept in data_dir
+    # Agent processes on this host, one cluster sharing the metadata store and the bucket
+    # (streamhouse/supervisor.py); 0: one per core. Process i listens for Kafka on
+    # kafka_port + i and keeps its WAL in its own directory (io/locations.py)
+    processes: int = 0
+    process_index: int = 0  # which of them this is: set by the supervisor, not by users
 
     # Kafka listener
     kafka_host: str = "127.0.0.1"
@@ -118,6 +124,10 @@ class Settings:
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
             "connections_max must be at least 1": self.connections_max >= 1,
+            "processes must not be negative (0: one per core)": self.processes >= 0,
+            "kafka_port + processes - 1 must be a port (process i listens on kafka_port + i)": (
+                self.kafka_port == 0 or 0 < self.kafka_port + max(self.processes, 1) - 1 <= PORT_MAX
+            ),
             "storage must be 'real' or 'null'": self.storage in ("real", "null"),
             "num_partitions must be between 1 and topic_partitions_max": (
                 1 <= self.num_partitions <= self.topic_partitions_max

@@ -54,6 +54,28 @@ def print_banner(banner: AgentBanner) -> None:
     console.print(table)
 
 
+def print_processes_banner(banners: list[AgentBanner], http: str | None) -> None:
+    """The banner of `--processes N`: what they share, then each process's id, Kafka address
+    and WAL."""
+    first = banners[0]
+    title = f"StreamHouse {first.version}: {len(banners)} agent processes"
+    table = Table(title=title, show_header=False)
+    if first.storage_null:
+        table.add_row("storage", "[red]null: every write is discarded (benchmark only)[/red]")
+    else:
+        table.add_row("metadata", redacted(first.metadata_url))
+        table.add_row("objects", first.objects)
+    table.add_row("flush", first.flush)
+    for index, banner in enumerate(banners):
+        table.add_row(
+            f"process {index}",
+            f"kafka {banner.kafka}  {banner.agent_id}\nWAL {banner.wal} ({banner.recovered})",
+        )
+    if http is not None:
+        table.add_row("http", f"{http}/health  {http}/ready  {http}/metrics (every process)")
+    console.print(table)
+
+
 def print_status(label: str, detail: str, style: str = "red") -> None:
     """One status line on stderr ("cannot start: …", "stopped cleanly")."""
     console.print(f"[{style}]{label}{':' if detail else ''}[/{style}] {detail}".rstrip())
@@ -118,6 +140,14 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
         agent_id: Annotated[
             str, setting("agent_id", "Default: generated once, kept in the data dir.")
         ] = Settings.agent_id,
+        processes: Annotated[
+            int,
+            setting(
+                "processes",
+                "Agent processes on this host, one cluster; process i takes Kafka port "
+                "kafka-port + i. 0: one per core; 1: a single process as before.",
+            ),
+        ] = Settings.processes,
         kafka_host: Annotated[
             str, setting("kafka_host", "Address the Kafka listener binds.")
         ] = Settings.kafka_host,
