@@ -44,7 +44,7 @@ from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_ht
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
 from streamhouse.server.metrics import AgentGauges, agent_registry
-from streamhouse.supervisor import Supervisor
+from streamhouse.supervisor import Supervisor, drain_surplus
 
 AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
@@ -317,6 +317,10 @@ def run(settings: Settings) -> int:
     """Run the agent processes the settings ask for (one per core by default): one in this
     process and its event loop, or several under a supervisor. Returns the exit code."""
     count = settings.processes or os.cpu_count() or 1
+    problem = asyncio.run(drain_surplus(settings, count, run_supervised))
+    if problem is not None:
+        print_status("cannot start", problem)
+        return EXIT_CANNOT_START
     if count == 1:
         return asyncio.run(serve(settings))
     return asyncio.run(Supervisor(settings, count, run_supervised).run())

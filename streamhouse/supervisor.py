@@ -13,8 +13,9 @@ A process that dies once all have started is restarted after a backoff (doubling
 start at first stops them all (exit 1): a taken port or an unreachable store is the operator's
 to fix. SIGTERM/SIGINT stop every process gracefully (each flushes and hands its leases over)
 and the supervisor exits 0 if they all did. A process directory beyond N whose WAL still holds
-entries (N lowered after a crash) is drained first: its agent recovers, flushes, hands over and
-exits, so nothing it acknowledged is left behind.
+entries (N lowered after a crash) is drained before any process starts, N = 1 included
+(`drain_surplus`): its agent recovers, flushes, hands over and exits, so nothing it
+acknowledged is left behind.
 """
 
 from __future__ import annotations
@@ -107,6 +108,35 @@ async def _readable(*fds: int) -> int:
     finally:
         for fd in fds:
             loop.remove_reader(fd)
+
+
+async def drain_surplus(settings: Settings, count: int, body: ProcessBody) -> str | None:
+    """Drain the WAL of every process directory beyond the `count` processes about to start
+    (an agent recovers it, flushes and hands its leases over, then exits); a problem to report
+    if one still holds entries after."""
+    if settings.storage == "null":
+        return None
+    for index in process_indexes_on_disk(settings.data_dir):
+        directory = process_directory(settings.data_dir, index)
+        if index < count or not holds_wal_entries(directory):
+            continue
+        print_status(
+            "draining",
+            f"{directory} holds the WAL of process {index}, beyond --processes {count}: "
+            "recovering and flushing it first",
+            style="yellow",
+        )
+        drainer = Child(index, process_settings(settings, index))
+        drainer.settings = drainer.settings.with_overrides(kafka_port=0, http_port=HTTP_DISABLED)
+        drainer.start(body, drain=True)
+        code = await drainer.exited()
+        if code != 0 or holds_wal_entries(directory):
+            return (
+                f"the WAL in {directory} (process {index}) still holds entries after draining "
+                f"(exit {code}); start with --processes {index + 1} to serve it, or fix what "
+                "the log above says"
+            )
+    return None
 
 
 @dataclass
@@ -209,7 +239,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        problem = await self._drain_surplus() or await self._start_all()
+        problem = await self._start_all()
         if problem is not None:
             await self._stop_all()
             print_status("cannot start", problem)
@@ -233,37 +263,6 @@ class Supervisor:
         if http is not None:
             await http.close()
         return code
-
-    async def _drain_surplus(self) -> str | None:
-        """Drain the WAL of every process directory beyond the processes asked for; a
-        problem if one still holds entries after."""
-        if self._settings.storage == "null":
-            return None
-        data_dir = self._settings.data_dir
-        for index in process_indexes_on_disk(data_dir):
-            directory = process_directory(data_dir, index)
-            if index < len(self._children) or not holds_wal_entries(directory):
-                continue
-            log.warning(
-                "%s holds the WAL of process %d, beyond --processes %d: recovering and "
-                "flushing it before the others start",
-                directory,
-                index,
-                len(self._children),
-            )
-            drainer = Child(index, process_settings(self._settings, index))
-            drainer.settings = drainer.settings.with_overrides(
-                kafka_port=0, http_port=HTTP_DISABLED
-            )
-            drainer.start(self._body, drain=True)
-            code = await drainer.exited()
-            if code != 0 or holds_wal_entries(directory):
-                return (
-                    f"the WAL in {directory} (process {index}) still holds entries after "
-                    f"draining (exit {code}); start with --processes {index + 1} to serve it, "
-                    "or fix what the log above says"
-                )
-        return None
 
     async def _start_all(self) -> str | None:
         """Start every process and wait until each serves (or SIGTERM); a problem if one
