@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from bench import cluster, kafka, storage
+from bench import cluster, kafka, processes, storage
 
 
 def main() -> None:
@@ -33,6 +33,7 @@ def main() -> None:
         "storage": storage.run(args.wal_mb, args.dir, args.rounds),
         "kafka": kafka.run(args.records, args.value_bytes),
         "cluster": cluster.run(args.cluster_records, args.value_bytes),
+        "processes": processes.run(args.records, args.value_bytes),
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -262,6 +262,8 @@ class Supervisor:
         code = await self._stop_all()
         if http is not None:
             await http.close()
+        if code == 0:
+            print_status("stopped cleanly", f"{len(self._children)} processes", style="green")
         return code
 
     async def _start_all(self) -> str | None:
