@@ -21,7 +21,7 @@ from streamhouse.testing.agent_process import (
     start_agent_process,
     start_agent_processes,
 )
-from streamhouse.testing.cluster import led_counts, partition_leaders
+from streamhouse.testing.cluster import NO_LEADER, led_counts, partition_leaders
 
 TOPIC = "bench-processes"
 PARTITIONS = 8
@@ -30,7 +30,6 @@ ROUNDS = 3  # per count and ack mode, alternating counts (two cores shared with 
 TOPIC_TIMEOUT_S = 30
 SPREAD_TIMEOUT_S = 30
 SPREAD_POLL_S = 0.2
-NO_LEADER = -1
 
 
 def _start(data_dir: Path, count: int) -> AgentProcess:

@@ -37,13 +37,17 @@ class AgentBanner:
     http: str | None  # base URL, None when HTTP is off
 
 
-def print_banner(banner: AgentBanner) -> None:
-    table = Table(title=f"StreamHouse {banner.version} agent {banner.agent_id}", show_header=False)
+def _add_storage_rows(table: Table, banner: AgentBanner) -> None:
     if banner.storage_null:
         table.add_row("storage", "[red]null: every write is discarded (benchmark only)[/red]")
     else:
         table.add_row("metadata", redacted(banner.metadata_url))
         table.add_row("objects", banner.objects)
+
+
+def print_banner(banner: AgentBanner) -> None:
+    table = Table(title=f"StreamHouse {banner.version} agent {banner.agent_id}", show_header=False)
+    _add_storage_rows(table, banner)
     table.add_row("WAL", banner.wal)
     table.add_row("flush", banner.flush)
     table.add_row("recovered", banner.recovered)
@@ -60,11 +64,7 @@ def print_processes_banner(banners: list[AgentBanner], http: str | None) -> None
     first = banners[0]
     title = f"StreamHouse {first.version}: {len(banners)} agent processes"
     table = Table(title=title, show_header=False)
-    if first.storage_null:
-        table.add_row("storage", "[red]null: every write is discarded (benchmark only)[/red]")
-    else:
-        table.add_row("metadata", redacted(first.metadata_url))
-        table.add_row("objects", first.objects)
+    _add_storage_rows(table, first)
     table.add_row("flush", first.flush)
     for index, banner in enumerate(banners):
         table.add_row(

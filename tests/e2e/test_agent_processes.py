@@ -22,7 +22,7 @@ from streamhouse.testing.agent_process import (
     start_agent_process,
     start_agent_processes,
 )
-from streamhouse.testing.cluster import partition_leaders
+from streamhouse.testing.cluster import NO_LEADER, partition_leaders
 from streamhouse.testing.network import LOOPBACK
 from tests.e2e.conftest import E2E_FLUSH_INTERVAL_MS, within
 
@@ -36,6 +36,17 @@ NEVER_FLUSH_MS = "600000"  # longer than any test: acknowledged records stay in 
 def _create_topic(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(TIMEOUT_S)
+
+
+def _create_topic_led_by_both(bootstrap: str, topic: str) -> None:
+    """Create the topic and wait until both processes lead some of its partitions (the
+    Metadata answer's leaders)."""
+    _create_topic(bootstrap, topic)
+    within(
+        TIMEOUT_S,
+        lambda: len(set(partition_leaders(bootstrap, topic).values()) - {NO_LEADER}) == 2,
+        "partitions led by both processes",
+    )
 
 
 def _produce(bootstrap: str, topic: str, acks: str) -> list[bytes]:
@@ -86,12 +97,7 @@ def test_two_processes_lead_partitions_together_and_stop_on_sigterm(tmp_path: Pa
         tmp_path / "data", 2, "--flush-interval-ms", E2E_FLUSH_INTERVAL_MS
     ) as agents:
         assert len(set(agents.kafka_ports)) == 2
-        _create_topic(agents.bootstrap, "spread")
-        within(
-            TIMEOUT_S,
-            lambda: len(set(partition_leaders(agents.bootstrap, "spread").values()) - {-1}) == 2,
-            "partitions led by both processes",
-        )
+        _create_topic_led_by_both(agents.bootstrap, "spread")
         sent = _produce(agents.bootstrap, "spread", "all")
         assert sorted(_consume_all(agents.bootstrap, "spread", len(sent))) == sorted(sent)
         pids = _pids(agents)
@@ -135,12 +141,7 @@ def test_one_process_data_dir_is_process_zero_of_two(tmp_path: Path) -> None:
 def test_a_surplus_process_wal_is_drained_when_processes_shrink(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with start_agent_processes(data, 2, "--flush-interval-ms", NEVER_FLUSH_MS) as agents:
-        _create_topic(agents.bootstrap, "kept")
-        within(
-            TIMEOUT_S,
-            lambda: len(set(partition_leaders(agents.bootstrap, "kept").values()) - {-1}) == 2,
-            "partitions led by both processes",
-        )
+        _create_topic_led_by_both(agents.bootstrap, "kept")
         sent = _produce(agents.bootstrap, "kept", "1")
         pids = _pids(agents)
         agents.send_signal(signal.SIGSTOP)  # no restart, no graceful stop: a host crash
