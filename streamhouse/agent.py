@@ -316,7 +316,7 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
 def run(settings: Settings) -> int:
     """Run the agent processes the settings ask for (one per core by default): one in this
     process and its event loop, or several under a supervisor. Returns the exit code."""
-    count = settings.processes or os.cpu_count() or 1
+    count = settings.processes or cores()
     problem = asyncio.run(drain_surplus(settings, count, run_supervised))
     if problem is not None:
         print_status("cannot start", problem)
@@ -324,6 +324,13 @@ def run(settings: Settings) -> int:
     if count == 1:
         return asyncio.run(serve(settings))
     return asyncio.run(Supervisor(settings, count, run_supervised).run())
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, cpusets), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def run_supervised(settings: Settings, supervisor: Connection, drain: bool) -> None:

@@ -23,7 +23,7 @@ class Settings:
     storage: str = "real"  # "null": discard every write (benchmark baseline only)
     agent_id: str = ""  # empty: generated once and kept in data_dir
     # Agent processes on this host, one cluster sharing the metadata store and the bucket
-    # (streamhouse/supervisor.py); 0: one per core. Process i listens for Kafka on
+    # (streamhouse/supervisor.py); 0: one per core (CPU affinity). Process i listens for Kafka on
     # kafka_port + i and keeps its WAL in its own directory (io/locations.py)
     processes: int = 0
     process_index: int = 0  # which of them this is: set by the supervisor, not by users
