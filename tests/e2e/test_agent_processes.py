@@ -81,11 +81,12 @@ def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
 
 
 def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return True
-    return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _pids(agents: AgentProcess) -> list[int]:
@@ -103,6 +104,13 @@ def test_two_processes_lead_partitions_together_and_stop_on_sigterm(tmp_path: Pa
         pids = _pids(agents)
         assert agents.stop() == 0
         assert all(_gone(pid) for pid in pids), pids
+
+
+def test_processes_stop_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    with start_agent_processes(tmp_path / "data", 2) as agents:
+        pids = _pids(agents)
+        agents.kill()
+        within(TIMEOUT_S, lambda: all(_gone(pid) for pid in pids), "both processes exited")
 
 
 def test_a_killed_process_is_restarted_and_keeps_serving(tmp_path: Path) -> None:
