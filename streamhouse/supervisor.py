@@ -54,8 +54,6 @@ ProcessBody = Callable[[Settings, Connection, bool], None]
 """Runs one agent process: its settings, its link to the supervisor (the banner is sent over
 it once serving; it closes when the supervisor is gone) and whether to drain and exit."""
 
-log = logging.getLogger("streamhouse.supervisor")
-
 
 def process_settings(settings: Settings, index: int) -> Settings:
     """The settings of agent process `index`: its Kafka port (kafka_port + index; 0 stays any
