@@ -4,6 +4,7 @@ and opens the front doors (above every other floor; the only module that knows t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.errors import StreamHouseError
+from streamhouse.io.directory_lock import locked_directory
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
@@ -251,11 +253,24 @@ async def serve(
         loop.add_signal_handler(signum, stop.set)
     if supervisor is not None:
         _stop_when_closed(loop, supervisor, stop)
-    try:
-        agent = await open_agent(settings)
-    except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
-        print_status("cannot start", str(error))
-        return EXIT_CANNOT_START
+    with contextlib.ExitStack() as held:
+        try:
+            if settings.storage != "null":  # one process per WAL directory
+                held.enter_context(locked_directory(wal_directory(settings)))
+            agent = await open_agent(settings)
+        except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
+            print_status("cannot start", str(error))
+            return EXIT_CANNOT_START
+        return await _serve_until_stopped(agent, settings, stop, announce, drain)
+
+
+async def _serve_until_stopped(
+    agent: Agent,
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: Callable[[AgentBanner], None],
+    drain: bool,
+) -> int:
     stopping = asyncio.Event()
     http: AgentHttp | None = None
     if settings.http_port != HTTP_DISABLED:

@@ -170,5 +170,16 @@ def test_a_process_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         with pytest.raises(AgentProcessFailed) as failed:
             start_agent_processes(tmp_path / "data", 2, "--kafka-port", str(port))
-    assert "exited with 1" in str(failed.value)
-    assert "process 0 exited with code 1 before serving" in str(failed.value)
+    said = " ".join(str(failed.value).split())  # the console wraps long lines
+    assert "exited with 1" in said
+    assert "process 0 exited with code 1 before serving" in said
+
+
+def test_a_second_agent_on_a_data_dir_in_use_is_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with start_agent_process(data) as first:
+        with pytest.raises(AgentProcessFailed) as refused:
+            start_agent_process(data)
+        said = " ".join(str(refused.value).split())  # the console wraps long lines
+        assert f"in use by another agent process (pid {first.pid})" in said
+        first.stop_cleanly()

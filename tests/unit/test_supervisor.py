@@ -1,8 +1,9 @@
-"""What each of `--processes N` gets (ports, ids, WAL directories) and how the supervisor's
-/metrics labels every process's samples."""
+"""What each of `--processes N` gets (ports, ids, WAL directories, each locked by one process)
+and how the supervisor's /metrics labels every process's samples."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from typer.testing import CliRunner
 
 from streamhouse.cli.main import build_app
 from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.io.directory_lock import DirectoryInUse, locked_directory
 from streamhouse.io.locations import process_directory, process_indexes_on_disk, wal_directory
 from streamhouse.server.process_http import labelled, merged
 from streamhouse.supervisor import holds_wal_entries, process_settings
@@ -78,3 +80,14 @@ def test_metrics_of_every_process_are_one_family_labelled_by_process() -> None:
         ("0", 3.0),
         ("1", 3.0),
     ]
+
+
+def test_a_locked_directory_refuses_a_second_holder_until_released(tmp_path: Path) -> None:
+    with (
+        locked_directory(str(tmp_path / "local")),
+        pytest.raises(DirectoryInUse, match=f"pid {os.getpid()}"),
+        locked_directory(str(tmp_path / "local")),
+    ):
+        pass
+    with locked_directory(str(tmp_path / "local")):
+        pass
