@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, kafka, many, reads, storage, table
+from bench import cluster, kafka, many, processes, reads, storage, table
 
-SECTIONS = ("storage", "kafka", "cluster", "table", "reads", "many")
+SECTIONS = ("storage", "kafka", "cluster", "processes", "table", "reads", "many")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +43,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "storage": lambda: storage.run(args.wal_mb, args.dir, args.rounds),
         "kafka": lambda: kafka.run(args.records, args.value_bytes),
         "cluster": lambda: cluster.run(args.cluster_records, args.value_bytes),
+        "processes": lambda: processes.run(args.records, args.value_bytes),
         "table": table.run,
         "reads": reads.run,
         "many": many.run,

@@ -4,12 +4,16 @@ and opens the front doors (above every other floor; the only module that knows t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import signal
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
@@ -24,6 +28,7 @@ from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.errors import StreamHouseError
+from streamhouse.io.directory_lock import locked_directory
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
@@ -43,6 +48,7 @@ from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_ht
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
 from streamhouse.server.metrics import AgentGauges, agent_registry
+from streamhouse.supervisor import Supervisor, drain_surplus
 
 AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
@@ -229,10 +235,18 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
-async def serve(settings: Settings) -> int:
+async def serve(
+    settings: Settings,
+    announce: Callable[[AgentBanner], None] = print_banner,
+    supervisor: Connection | None = None,
+    drain: bool = False,
+) -> int:
     """Run an agent until SIGTERM/SIGINT (exit 0 after flushing) or until our own invariant
     fails in a service or on the request path (exit 70 with the traceback logged; the WAL
-    keeps the data). Returns the exit code."""
+    keeps the data). Returns the exit code. `announce` is told the banner once the agent
+    serves; `supervisor`: the link to the process that started this one, which stops the
+    agent when it closes (the supervisor is gone); `drain`: stop as soon as started (the WAL
+    recovered, flushed and the leases handed over)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -240,12 +254,27 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        agent = await open_agent(settings)
-    except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
-        print_status("cannot start", str(error))
-        return EXIT_CANNOT_START
-    gc.freeze()  # what starting built (modules, services) lives as long as the agent
+    if supervisor is not None:
+        _stop_when_closed(loop, supervisor, stop)
+    with contextlib.ExitStack() as held:
+        try:
+            if settings.storage != "null":  # one process per WAL directory
+                held.enter_context(locked_directory(wal_directory(settings)))
+            agent = await open_agent(settings)
+        except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
+            print_status("cannot start", str(error))
+            return EXIT_CANNOT_START
+        gc.freeze()  # what starting built (modules, services) lives as long as the agent
+        return await _serve_until_stopped(agent, settings, stop, announce, drain)
+
+
+async def _serve_until_stopped(
+    agent: Agent,
+    settings: Settings,
+    stop: asyncio.Event,
+    announce: Callable[[AgentBanner], None],
+    drain: bool,
+) -> int:
     stopping = asyncio.Event()
     http: AgentHttp | None = None
     if settings.http_port != HTTP_DISABLED:
@@ -255,19 +284,33 @@ async def serve(settings: Settings) -> int:
             await agent.close()
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START
-    print_banner(_banner(agent, http.port if http else None))
+    announce(_banner(agent, http.port if http else None))
     agent.failure.on_failure(lambda _: stop.set())
+    if drain:
+        stop.set()
     await stop.wait()
     if agent.failure.error is not None:
         print_status("agent failed", repr(agent.failure.error))
         return EXIT_INVARIANT_BROKEN
-    print_status("stopping", "flushing pending data…", style="yellow")
+    print_status("stopping", f"{agent.agent_id} flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
     await agent.close()
     if http:
         await http.close()
-    print_status("stopped cleanly", "", style="green")
+    print_status("stopped cleanly", agent.agent_id, style="green")
     return 0
+
+
+def _stop_when_closed(
+    loop: asyncio.AbstractEventLoop, supervisor: Connection, stop: asyncio.Event
+) -> None:
+    """Set `stop` once the supervisor's end of the link closes (it never writes to it)."""
+
+    def closed() -> None:
+        loop.remove_reader(supervisor.fileno())
+        stop.set()
+
+    loop.add_reader(supervisor.fileno(), closed)
 
 
 def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
@@ -290,13 +333,26 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
 
 
 def run(settings: Settings) -> int:
-    """Run an agent in a fresh event loop; returns the process exit code."""
+    """Run the agent processes the settings ask for (one per core by default): one in this
+    process and its event loop, or several under a supervisor. Returns the exit code."""
+    count = settings.processes or cores()
+    problem = asyncio.run(drain_surplus(settings, count, run_supervised))
+    if problem is not None:
+        print_status("cannot start", problem)
+        return EXIT_CANNOT_START
+    if count == 1:
+        return run_agent_loop(settings, serve(settings))
+    return asyncio.run(Supervisor(settings, count, run_supervised).run())
+
+
+def run_agent_loop(settings: Settings, main: Coroutine[Any, Any, int]) -> int:
+    """Run an agent's `main` in a fresh event loop of the settings' kind; its exit code."""
     # Every request in flight holds a few dozen objects (futures, coroutines, buffers), and
     # thousands are in flight at once: at Python's default threshold (700 allocations) the
     # collector kept walking them, a third of the CPU of a one-record request
     gc.set_threshold(*GC_THRESHOLDS)
     with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
-        return runner.run(serve(settings))
+        return runner.run(main)
 
 
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -306,6 +362,23 @@ def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | N
     import uvloop  # only where it is asked for: it is not built for every platform
 
     return uvloop.new_event_loop
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, cpusets), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def run_supervised(settings: Settings, supervisor: Connection, drain: bool) -> None:
+    """The body of one supervised agent process: serve, tell the supervisor the banner over
+    `supervisor` once serving, exit with the agent's code."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s process-{settings.process_index} %(name)s: %(message)s",
+    )
+    sys.exit(run_agent_loop(settings, serve(settings, supervisor.send, supervisor, drain)))
 
 
 def main() -> None:

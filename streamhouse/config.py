@@ -8,6 +8,7 @@ from typing import Any
 KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
+PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
@@ -25,6 +26,11 @@ class Settings:
     # "asyncio": the standard library's (the simulator runs the engine on a loop of its own)
     event_loop: str = "uvloop"
     agent_id: str = ""  # empty: generated once and kept in data_dir
+    # Agent processes on this host, one cluster sharing the metadata store and the bucket
+    # (streamhouse/supervisor.py); 0: one per core (CPU affinity). Process i listens for Kafka on
+    # kafka_port + i and keeps its WAL in its own directory (io/locations.py)
+    processes: int = 0
+    process_index: int = 0  # which of them this is: set by the supervisor, not by users
 
     # Kafka listener
     kafka_host: str = "127.0.0.1"
@@ -127,6 +133,10 @@ class Settings:
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
             "connections_max must be at least 1": self.connections_max >= 1,
+            "processes must not be negative (0: one per core)": self.processes >= 0,
+            "kafka_port + processes - 1 must be a port (process i listens on kafka_port + i)": (
+                self.kafka_port == 0 or 0 < self.kafka_port + max(self.processes, 1) - 1 <= PORT_MAX
+            ),
             "requests_in_flight_max and request_bytes_in_flight_max must be at least 1": (
                 self.requests_in_flight_max >= 1 and self.request_bytes_in_flight_max >= 1
             ),

@@ -37,13 +37,17 @@ class AgentBanner:
     http: str | None  # base URL, None when HTTP is off
 
 
-def print_banner(banner: AgentBanner) -> None:
-    table = Table(title=f"StreamHouse {banner.version} agent {banner.agent_id}", show_header=False)
+def _add_storage_rows(table: Table, banner: AgentBanner) -> None:
     if banner.storage_null:
         table.add_row("storage", "[red]null: every write is discarded (benchmark only)[/red]")
     else:
         table.add_row("metadata", redacted(banner.metadata_url))
         table.add_row("objects", banner.objects)
+
+
+def print_banner(banner: AgentBanner) -> None:
+    table = Table(title=f"StreamHouse {banner.version} agent {banner.agent_id}", show_header=False)
+    _add_storage_rows(table, banner)
     table.add_row("WAL", banner.wal)
     table.add_row("flush", banner.flush)
     table.add_row("recovered", banner.recovered)
@@ -51,6 +55,24 @@ def print_banner(banner: AgentBanner) -> None:
     if banner.http is not None:
         base = banner.http
         table.add_row("http", f"{base}/health  {base}/ready  {base}/metrics")
+    console.print(table)
+
+
+def print_processes_banner(banners: list[AgentBanner], http: str | None) -> None:
+    """The banner of `--processes N`: what they share, then each process's id, Kafka address
+    and WAL."""
+    first = banners[0]
+    title = f"StreamHouse {first.version}: {len(banners)} agent processes"
+    table = Table(title=title, show_header=False)
+    _add_storage_rows(table, first)
+    table.add_row("flush", first.flush)
+    for index, banner in enumerate(banners):
+        table.add_row(
+            f"process {index}",
+            f"kafka {banner.kafka}  {banner.agent_id}\nWAL {banner.wal} ({banner.recovered})",
+        )
+    if http is not None:
+        table.add_row("http", f"{http}/health  {http}/ready  {http}/metrics (every process)")
     console.print(table)
 
 
@@ -118,6 +140,14 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
         agent_id: Annotated[
             str, setting("agent_id", "Default: generated once, kept in the data dir.")
         ] = Settings.agent_id,
+        processes: Annotated[
+            int,
+            setting(
+                "processes",
+                "Agent processes on this host, one cluster; process i takes Kafka port "
+                "kafka-port + i. 0: one per core; 1: a single process as before.",
+            ),
+        ] = Settings.processes,
         kafka_host: Annotated[
             str, setting("kafka_host", "Address the Kafka listener binds.")
         ] = Settings.kafka_host,

@@ -8,6 +8,9 @@ import os
 from streamhouse.config import Settings
 
 WAL_DISK_DIRECTORY = "local"  # under data_dir: the WAL, the agent id and the WAL marker
+# Process i > 0 of `--processes N` keeps its own under local-<i>; process 0 keeps `local`, so a
+# data directory of one process is process 0's when it becomes several
+PROCESS_DIRECTORY_SEPARATOR = "-"
 
 
 def metadata_url(settings: Settings) -> str:
@@ -25,5 +28,26 @@ def object_store_location(settings: Settings) -> str:
 
 
 def wal_directory(settings: Settings) -> str:
-    """The directory the agent's local disk port is rooted at."""
-    return os.path.join(settings.data_dir, WAL_DISK_DIRECTORY)
+    """The directory the agent's local disk port is rooted at: its process's own."""
+    return process_directory(settings.data_dir, settings.process_index)
+
+
+def process_directory(data_dir: str, index: int) -> str:
+    """Where agent process `index` of a data directory keeps its WAL, id and WAL marker."""
+    name = WAL_DISK_DIRECTORY
+    if index > 0:
+        name += f"{PROCESS_DIRECTORY_SEPARATOR}{index}"
+    return os.path.join(data_dir, name)
+
+
+def process_indexes_on_disk(data_dir: str) -> list[int]:
+    """The indexes of every agent process that has a directory in `data_dir`, ascending."""
+    if not os.path.isdir(data_dir):
+        return []
+    prefix = WAL_DISK_DIRECTORY + PROCESS_DIRECTORY_SEPARATOR
+    found = {0} if os.path.isdir(process_directory(data_dir, 0)) else set()
+    for name in os.listdir(data_dir):
+        suffix = name.removeprefix(prefix)
+        if name.startswith(prefix) and suffix.isdigit() and int(suffix) > 0:
+            found.add(int(suffix))
+    return sorted(found)

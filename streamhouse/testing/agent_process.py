@@ -5,14 +5,18 @@ once, with the last lines of its log."""
 from __future__ import annotations
 
 import atexit
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streamhouse.testing.network import LOOPBACK, free_loopback_port
 
@@ -50,6 +54,7 @@ class AgentProcess:
     data_dir: Path
     log_path: Path
     signalled: set[int] = field(default_factory=set)
+    kafka_ports: list[int] = field(default_factory=list)  # every process's (--processes N)
 
     @property
     def bootstrap(self) -> str:
@@ -108,6 +113,12 @@ class AgentProcess:
         self.send_signal(signal.SIGKILL)
         self.process.wait(timeout=STOP_TIMEOUT_S)
 
+    def health(self) -> list[dict[str, Any]]:
+        """Every agent process as the supervisor's /health lists it (--processes N)."""
+        with urllib.request.urlopen(self.http_base + "/health", timeout=STOP_TIMEOUT_S) as answer:
+            processes: list[dict[str, Any]] = json.load(answer)["processes"]
+        return processes
+
     def send_signal(self, signum: int) -> None:
         self.signalled.add(signum)
         self.process.send_signal(signum)
@@ -128,8 +139,9 @@ def start_agent_process(
     module: str = "streamhouse",
     cwd: Path | None = None,
 ) -> AgentProcess:
-    """Start `python -m streamhouse agent --data-dir DATA_DIR` on free loopback Kafka and HTTP
-    ports (unless `extra_args` names them) and return once it accepts connections. Raises
+    """Start `python -m streamhouse agent --data-dir DATA_DIR --processes 1` (unless
+    `extra_args` names --processes) on free loopback Kafka and HTTP ports (unless `extra_args`
+    names them) and return once it accepts connections. Raises
     AgentProcessFailed, with the last lines of the agent's log, if the process exits or does not
     listen within `timeout_s`. `module`: another entry point with the same command line (a
     test's altered agent), run from `cwd`."""
@@ -137,8 +149,57 @@ def start_agent_process(
     kafka_port = _named_port(extra_args, "--kafka-port") or free_loopback_port()
     http_port = _named_port(extra_args, "--http-port") or free_loopback_port()
     command = [sys.executable, "-m", module, "agent", "--data-dir", str(data_dir)]
-    command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port), *extra_args]
+    command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
+    if "--processes" not in extra_args:
+        command += ["--processes", "1"]  # one process, whatever the machine's cores
     log_path = log_path or data_dir.parent / f"agent-{kafka_port}.log"
+    agent = _popen(command + list(extra_args), log_path, env, cwd, kafka_port, http_port, data_dir)
+    _wait_until_listening(agent, timeout_s)
+    return agent
+
+
+def start_agent_processes(
+    data_dir: Path,
+    count: int,
+    *extra_args: str,
+    log_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = START_TIMEOUT_S,
+) -> AgentProcess:
+    """Start `python -m streamhouse agent --processes COUNT` with every Kafka port picked by its
+    process (--kafka-port 0) and the supervisor's HTTP on a free port; return once /ready
+    answers 200, with `kafka_ports` (and `port`: process 0's) read from /health. Raises
+    AgentProcessFailed as `start_agent_process` does."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    http_port = free_loopback_port()
+    command = [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(data_dir)]
+    command += ["--processes", str(count), "--kafka-port", "0", "--http-port", str(http_port)]
+    log_path = log_path or data_dir.parent / f"agents-{http_port}.log"
+    agent = _popen(command + list(extra_args), log_path, env, None, 0, http_port, data_dir)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        agent.check_alive()
+        if _ready(agent):
+            agent.kafka_ports = [int(view["kafka"].rsplit(":", 1)[1]) for view in agent.health()]
+            agent.port = agent.kafka_ports[0]
+            return agent
+        time.sleep(START_POLL_S)
+    agent.kill()
+    raise AgentProcessFailed(
+        f"agent processes not ready within {timeout_s} s; last lines of "
+        f"{agent.log_path}:\n{agent.log_tail()}"
+    )
+
+
+def _popen(
+    command: list[str],
+    log_path: Path,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    kafka_port: int,
+    http_port: int,
+    data_dir: Path,
+) -> AgentProcess:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
@@ -148,9 +209,15 @@ def start_agent_process(
             cwd=cwd,
         )
     _STARTED.append(process)
-    agent = AgentProcess(process, kafka_port, http_port, data_dir, log_path)
-    _wait_until_listening(agent, timeout_s)
-    return agent
+    return AgentProcess(process, kafka_port, http_port, data_dir, log_path)
+
+
+def _ready(agent: AgentProcess) -> bool:
+    try:
+        with urllib.request.urlopen(agent.http_base + "/ready", timeout=CONNECT_TIMEOUT_S):
+            return True
+    except (OSError, urllib.error.HTTPError):
+        return False
 
 
 def _named_port(args: tuple[str, ...], flag: str) -> int | None:

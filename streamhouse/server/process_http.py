@@ -1,0 +1,168 @@
+"""The HTTP door of `--processes N`: /health, /ready and /metrics for every agent process.
+
+The supervisor serves them from what each process's own HTTP door (on a loopback port) says:
+`/health` is 200 while the supervisor serves and lists every process (its pid, agent id, Kafka
+address, whether it runs, how often it was restarted); `/ready` is 200 only when every process
+runs and its own /ready is 200, else 503 with each process's reasons; `/metrics` is every
+process's metrics, each sample labelled `process="<index>"`, plus the supervisor's own
+`streamhouse_process_up` and `streamhouse_process_restarts_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+
+from streamhouse.server.http_api import AgentHttp, HttpListener
+
+PROCESS_PROBE_TIMEOUT_MS = 2_000
+PROCESS_LABEL = "process"
+
+
+@dataclass(frozen=True)
+class ProcessView:
+    """What the supervisor knows of one agent process."""
+
+    index: int
+    pid: int | None
+    running: bool  # started and serving
+    agent_id: str
+    kafka: str  # advertised host:port; empty until it serves
+    http: str | None  # base URL of its own HTTP door
+    restarts: int
+
+
+ProcessesView = Callable[[], list[ProcessView]]
+
+
+def _get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (blocking); 503 and the reason when it cannot be asked."""
+    try:
+        with urllib.request.urlopen(url, timeout=PROCESS_PROBE_TIMEOUT_MS / 1000) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError as error:
+        return 503, json.dumps({"problems": [f"{url} did not answer: {error}"]})
+
+
+async def _ask(url: str) -> tuple[int, str]:
+    return await asyncio.to_thread(_get, url)
+
+
+async def _process_problems(view: ProcessView) -> list[str]:
+    """Why one process cannot take traffic; empty when it can."""
+    if not view.running or view.http is None:
+        return [f"process {view.index} is not running (restarts: {view.restarts})"]
+    status, body = await _ask(view.http + "/ready")
+    if status == 200:
+        return []
+    try:
+        problems = list(json.loads(body).get("problems") or [f"/ready answered {status}"])
+    except (ValueError, AttributeError):
+        problems = [f"/ready answered {status}"]
+    return [f"process {view.index} ({view.agent_id}): {problem}" for problem in problems]
+
+
+def labelled(text: str, index: int) -> Iterator[Metric]:
+    """The metric families of one process's exposition, each sample labelled with it."""
+    for family in text_string_to_metric_families(text):
+        family.samples = [
+            Sample(s.name, {**s.labels, PROCESS_LABEL: str(index)}, s.value, s.timestamp)
+            for s in family.samples
+        ]
+        yield family
+
+
+def merged(families: Iterable[Metric]) -> list[Metric]:
+    """Families of one name (one per process) as one family holding every sample."""
+    by_name: dict[str, Metric] = {}
+    for family in families:
+        if family.name in by_name:
+            by_name[family.name].samples.extend(family.samples)
+        else:
+            by_name[family.name] = family
+    return list(by_name.values())
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def _supervisor_families(views: list[ProcessView]) -> list[Metric]:
+    up = GaugeMetricFamily(
+        "streamhouse_process_up", "1 while the agent process serves", labels=[PROCESS_LABEL]
+    )
+    restarts = CounterMetricFamily(
+        "streamhouse_process_restarts",
+        "Times the supervisor restarted the agent process after it died",
+        labels=[PROCESS_LABEL],
+    )
+    for view in views:
+        up.add_metric([str(view.index)], 1 if view.running else 0)
+        restarts.add_metric([str(view.index)], view.restarts)
+    return [up, restarts]
+
+
+async def _metrics_text(views: list[ProcessView]) -> bytes:
+    served = [view for view in views if view.running and view.http is not None]
+    answers = await asyncio.gather(*(_ask(f"{view.http}/metrics") for view in served))
+    families = _supervisor_families(views)
+    for view, (status, text) in zip(served, answers, strict=True):
+        if status == 200:
+            families += labelled(text, view.index)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(merged(families)))
+    return generate_latest(registry)
+
+
+def build_processes_app(version: str, processes: ProcessesView) -> FastAPI:
+    app = FastAPI(title="StreamHouse agent processes", version=version, docs_url=None)
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        views = processes()
+        return {"status": "ok", "version": version, "processes": [asdict(v) for v in views]}
+
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        views = processes()
+        found = await asyncio.gather(*(_process_problems(view) for view in views))
+        problems = [problem for some in found for problem in some]
+        body = {
+            "status": "ready" if not problems else "not ready",
+            "problems": problems,
+            "kafka": [view.kafka for view in views],
+        }
+        return JSONResponse(body, status_code=503 if problems else 200)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(await _metrics_text(processes()), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def start_processes_http(
+    host: str, port: int, version: str, processes: ProcessesView
+) -> AgentHttp:
+    """Serve the processes' health, readiness and metrics on `host:port` (0: any free port)."""
+    listener = HttpListener(build_processes_app(version, processes))
+    bound = await listener.start(host, port)
+    return AgentHttp(listener, bound)
