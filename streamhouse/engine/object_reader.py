@@ -1,11 +1,12 @@
-"""Reads record batches back from objects: footers and decompressed blocks, both cached
-with named bounds, then single-block range reads."""
+"""Reads record batches back from objects: footers and decompressed blocks (indexed by offset
+once), both cached with named bounds, then single-block range reads."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
 from streamhouse.errors import CorruptObject
+from streamhouse.log.block_batches import BlockBatches
 from streamhouse.log.object_format import (
     FOOTER_READ_GUESS_BYTES,
     BlockIndexEntry,
@@ -29,7 +30,7 @@ class ObjectReader:
         self._objects = objects
         self._buggify = buggify or Buggify()
         self._footers: OrderedDict[str, ObjectFooter] = OrderedDict()
-        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[str, int], BlockBatches] = OrderedDict()
         self._block_cache_bytes = 0
         self._block_cache_bytes_max = block_cache_bytes_max
         self.footer_reads = 0
@@ -57,12 +58,12 @@ class ObjectReader:
         while len(self._footers) > FOOTER_CACHE_ENTRIES_MAX:
             self._footers.popitem(last=False)
 
-    async def read_segment(self, segment: SegmentRecord) -> bytes:
-        """The raw record batches of the block a segment row points at."""
+    async def read_block(self, segment: SegmentRecord) -> BlockBatches:
+        """The batches of the block a segment row points at (from the cache when there)."""
         cache_key = (segment.object_key, segment.position)
         cached = self._blocks.get(cache_key)
         if cached is not None and self._buggify.fires(READER_CACHE_MISS):
-            self._block_cache_bytes -= len(self._blocks.pop(cache_key))  # read it again
+            self._block_cache_bytes -= self._blocks.pop(cache_key).size_bytes  # read it again
             cached = None
         if cached is not None:
             self._blocks.move_to_end(cache_key)
@@ -72,18 +73,26 @@ class ObjectReader:
         entry = _entry_for(footer, segment)
         self.block_reads += 1
         packed = await self._objects.get_range(segment.object_key, entry.position, entry.length)
-        raw = decode_block(packed, entry)
-        self._cache_block(cache_key, raw)
-        return raw
+        block = BlockBatches(decode_block(packed, entry))
+        self._cache_block(cache_key, block)
+        return block
 
-    def _cache_block(self, cache_key: tuple[str, int], raw: bytes) -> None:
-        if len(raw) > self._block_cache_bytes_max // 4:
+    @property
+    def block_cache_bytes(self) -> int:
+        return self._block_cache_bytes
+
+    def _cache_block(self, cache_key: tuple[str, int], block: BlockBatches) -> None:
+        if block.size_bytes > self._block_cache_bytes_max // 4:
             return  # one huge block must not flush the whole cache
-        self._blocks[cache_key] = raw
-        self._block_cache_bytes += len(raw)
+        previous = self._blocks.pop(cache_key, None)  # read twice concurrently: keep one
+        if previous is not None:
+            self._block_cache_bytes -= previous.size_bytes
+        self._blocks[cache_key] = block
+        self._block_cache_bytes += block.size_bytes
         while self._block_cache_bytes > self._block_cache_bytes_max:
             _, evicted = self._blocks.popitem(last=False)
-            self._block_cache_bytes -= len(evicted)
+            self._block_cache_bytes -= evicted.size_bytes
+        assert self._block_cache_bytes >= 0, self._block_cache_bytes
 
 
 def _entry_for(footer: ObjectFooter, segment: SegmentRecord) -> BlockIndexEntry:

@@ -30,6 +30,7 @@ from kio.static.protocol import RequestPayload, ResponsePayload
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey, ApiTable, api_name
+from streamhouse.kafka.encoded import EncodedBody
 
 FRAME_BYTES_MAX_DEFAULT = 100 * 1024 * 1024
 """Kafka's socket.request.max.bytes default: the largest request frame accepted."""
@@ -236,6 +237,11 @@ class KafkaConnection:
             )
         return self._complete(request, codec.encode_body(body), schema.__flexible__)
 
+    def send_encoded(self, request: Request, body: EncodedBody) -> bytes:
+        """Complete `request` with a body already in wire form (its parts are joined once,
+        into the frame itself)."""
+        return self._complete(request, body, body.flexible)
+
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
         """Complete `request` with the response Kafka sends when it fails with `error`.
 
@@ -268,14 +274,19 @@ class KafkaConnection:
             ),
         )
 
-    def _complete(self, request: Request, body: bytes, flexible: bool) -> bytes:
+    def _complete(self, request: Request, body: bytes | EncodedBody, flexible: bool) -> bytes:
         if not request.expects_response:
             return b""
         if self._slots.get(request.sequence, b"") is not None:
             raise ValueError(f"request {request.sequence} is answered already or not ours")
         tagged = flexible and request.api_key != ApiKey.API_VERSIONS  # response header v1
         header = _SIZE.pack(request.correlation_id) + (b"\x00" if tagged else b"")
-        self._slots[request.sequence] = _SIZE.pack(len(header) + len(body)) + header + body
+        if isinstance(body, EncodedBody):
+            size = len(header) + body.size_bytes
+            frame = b"".join([_SIZE.pack(size), header, *body.parts])
+        else:
+            frame = _SIZE.pack(len(header) + len(body)) + header + body
+        self._slots[request.sequence] = frame
         return self._flush()
 
     def _flush(self) -> bytes:

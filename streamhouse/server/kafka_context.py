@@ -13,14 +13,16 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.kafka.apis import ApiTable
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.producers import ProducerStore
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
-Completion = Coroutine[Any, Any, Values]
-"""What a handler returns: a coroutine yielding the response values once they are known."""
+Completion = Coroutine[Any, Any, Values | EncodedBody]
+"""What a handler returns: a coroutine yielding the response values once they are known (or,
+on the Fetch hot path, the body already encoded)."""
 
 
 @dataclass

@@ -32,6 +32,7 @@ from streamhouse.kafka.connection import (
     Rejected,
     Request,
 )
+from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.entities import build
 from streamhouse.server.kafka_context import Completion, KafkaContext
 from streamhouse.server.kafka_groups import CLIENT_HOST
@@ -212,6 +213,8 @@ class _Session:
             values = await completion
         except StreamHouseError as error:
             return self._connection.send_error(request, error.code)
+        if isinstance(values, EncodedBody):
+            return self._connection.send_encoded(request, values)
         schema = response_schema(request.api_key, request.api_version)
         return self._connection.send_response(request, build(schema, values))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import (
     FOOTER_READ_GUESS_BYTES,
     TRAILER_BYTES,
@@ -58,10 +60,13 @@ def test_round_trip_whole_object(blocks: list[BlockSpec], agent: str, created_ms
 @given(st.lists(block_specs, min_size=1, max_size=8), st.data())
 @settings(max_examples=200, deadline=None)
 def test_range_reads_through_the_reader(blocks: list[BlockSpec], data: st.DataObject) -> None:
-    payload, footer = encode_object(blocks, "o", "agent", 1)
     store = SimObjectStore(None, SeededRng(1))
-    asyncio.run(store.put("k.obj", payload))
     index = data.draw(st.integers(0, len(blocks) - 1))
+    values = data.draw(st.lists(st.binary(max_size=200), min_size=1, max_size=5))
+    batches = [build_batch([SimpleRecord(None, v, (), 5)]) for v in values]
+    blocks[index] = replace(blocks[index], data=b"".join(batches))  # a reader parses batches
+    payload, footer = encode_object(blocks, "o", "agent", 1)
+    asyncio.run(store.put("k.obj", payload))
     entry = footer.blocks[index]
     segment = SegmentRecord(
         entry.topic,
@@ -75,7 +80,8 @@ def test_range_reads_through_the_reader(blocks: list[BlockSpec], data: st.DataOb
         entry.length,
     )
     reader = ObjectReader(store)
-    assert asyncio.run(reader.read_segment(segment)) == blocks[index].data
+    block = asyncio.run(reader.read_block(segment))
+    assert block.raw == blocks[index].data and len(block) == len(batches)
     assert reader.footer_reads == 1 and reader.block_reads == 1
 
 
