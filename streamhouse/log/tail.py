@@ -93,6 +93,8 @@ class Tail:
         self._bases.append(batch.base_offset)
         self.byte_count += len(batch.data)
         self._hold(len(batch.data) + TAIL_BATCH_OVERHEAD_BYTES)
+        if self._budget is not None:
+            self._budget.evict()  # room for it from durable batches, this tail's or others'
 
     def _hold(self, cost_bytes: int) -> None:
         if self._budget is not None:
