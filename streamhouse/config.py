@@ -81,6 +81,10 @@ class Settings:
     # 100 MiB) and the fetch responses in flight, an agent stays within 512 MiB
     tail_bytes_max: int = 128 * MIB
     block_cache_bytes_max: int = 64 * MIB
+    # Kafka's broker fetch.max.bytes (55 MiB there): the records one Fetch response carries at
+    # most, whatever the client asks (a partition's first batch still comes, as Kafka's):
+    # bounds the memory a response in flight takes per connection
+    fetch_bytes_max: int = 16 * MIB
     batch_bytes_max: int = 1 * MIB
     num_partitions: int = 1  # Kafka's num.partitions: auto-created topics, CreateTopics with -1
     # partitions of one topic; more is refused (INVALID_PARTITIONS): each one costs a lease,

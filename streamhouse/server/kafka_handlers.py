@@ -312,7 +312,8 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     if resolved.error:
         return _ready(encode_fetch_response(request.api_version, [], error_code=resolved.error))
     wanted = resolved.wanted
-    answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
+    max_bytes = min(body.max_bytes, ctx.settings.fetch_bytes_max)
+    answers = await _read_all(ctx, wanted, epochs, max_bytes)
     total_bytes = sum(a.records_bytes for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     if total_bytes == 0 and _has_storage_errors(answers):  # nothing but a lasting failure
@@ -320,7 +321,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.reads.wait_for_data(positions, max_wait_ms):
-            answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
+            answers = await _read_all(ctx, wanted, epochs, max_bytes)
     return _ready(_fetch_response(request.api_version, resolved, answers))
 
 

@@ -3,9 +3,11 @@ batch exactly once, in order, and say when the next one was left out for lack of
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamhouse.errors import CorruptObject
 from streamhouse.kafka.batch_header import parse_header, with_base_offset
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.block_batches import INDEX_BYTES_PER_BATCH, BlockBatches
@@ -63,3 +65,10 @@ def test_views_share_the_block_and_the_index_is_counted() -> None:
     views, _ = block.read(0, 4, 1 << 20, first_always=True)
     assert all(view.obj is raw for view in views)  # not copies
     assert block.size_bytes >= len(raw) + 2 * INDEX_BYTES_PER_BATCH
+
+
+def test_a_block_whose_lengths_do_not_tile_it_is_corrupt() -> None:
+    raw, _ = _block([2, 2])
+    for broken in (raw[:-1], raw + b"\x00" * 5, raw[:8] + b"\x00\x00\x00\x01" + raw[12:]):
+        with pytest.raises(CorruptObject):
+            BlockBatches(broken)

@@ -133,3 +133,25 @@ def test_block_checked_against_its_entry() -> None:
     with pytest.raises(CorruptObject):
         decode_block(packed[:-1], entry)
     assert payload[-TRAILER_BYTES:][8:12] == b"SHOF"
+
+
+def test_a_second_block_missed_reads_the_rest_of_its_object_at_once() -> None:
+    batches = [build_batch([SimpleRecord(None, b"v%d" % p, (), 5)]) for p in range(4)]
+    blocks = [BlockSpec("t", p, 0, 0, 0, 0, batches[p]) for p in range(4)]
+    payload, footer = encode_object(blocks, "o", "a", 1)
+    store = SimObjectStore(None, SeededRng(1))
+    asyncio.run(store.put("k.obj", payload))
+    reader = ObjectReader(store, block_cache_bytes_max=1 << 20)
+
+    def segment(p: int) -> SegmentRecord:
+        entry = footer.blocks[p]
+        return SegmentRecord("t", p, 0, 0, 0, 0, "k.obj", entry.position, entry.length)
+
+    for p in range(4):
+        assert asyncio.run(reader.read_block(segment(p))).raw == batches[p]
+    assert (reader.block_reads, reader.object_reads) == (1, 1)  # then every other block
+    assert reader.block_cache_bytes <= 1 << 20
+    tiny = ObjectReader(store, block_cache_bytes_max=64)  # an object over a quarter of it
+    for p in range(4):
+        asyncio.run(tiny.read_block(segment(p)))
+    assert (tiny.block_reads, tiny.object_reads) == (4, 0)
