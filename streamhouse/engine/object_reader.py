@@ -93,9 +93,12 @@ class ObjectReader:
         """The block's compressed bytes: from the object read ahead, from a read of the whole
         object when this is its second block missed, else from a range read of the block."""
         key = segment.object_key
-        packed = self._packed.get(key) or await self._read_ahead(footer, key)
+        packed = self._packed.get(key)
         if packed is not None:
             self._packed.move_to_end(key)
+        else:
+            packed = await self._read_ahead(footer, key)  # cached, unless evicted at once
+        if packed is not None:
             start, data = packed
             return data[entry.position - start : entry.position - start + entry.length]
         self.block_reads += 1

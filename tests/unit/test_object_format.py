@@ -155,3 +155,18 @@ def test_a_second_block_missed_reads_the_rest_of_its_object_at_once() -> None:
     for p in range(4):
         asyncio.run(tiny.read_block(segment(p)))
     assert (tiny.block_reads, tiny.object_reads) == (4, 0)
+
+
+def test_an_object_read_ahead_and_evicted_at_once_still_serves_its_block() -> None:
+    big = [build_batch([SimpleRecord(None, bytes(range(256)) * 8, (), 5)]) for _ in range(3)]
+    blocks = [BlockSpec("t", p, 0, 0, 0, 0, big[p]) for p in range(3)]
+    payload, footer = encode_object(blocks, "o", "a", 1, zstd_level=1)
+    store = SimObjectStore(None, SeededRng(1))
+    asyncio.run(store.put("k.obj", payload))
+    region = sum(entry.length for entry in footer.blocks)
+    reader = ObjectReader(store, block_cache_bytes_max=4 * region)  # the object fits a quarter
+    for p in (0, 1, 2, 0):
+        entry = footer.blocks[p]
+        segment = SegmentRecord("t", p, 0, 0, 0, 0, "k.obj", entry.position, entry.length)
+        assert asyncio.run(reader.read_block(segment)).raw == big[p]
+    assert reader.block_cache_bytes <= 4 * region
