@@ -31,6 +31,9 @@ class TailBatch:
         return self.last_offset + 1
 
 
+_EVICTED = TailBatch(-1, -1, -1, b"")  # holds the slot of an evicted batch until compaction
+
+
 class TailBudget:
     """The bytes held by every tail of an agent, bounded as one sum (`bytes_max`, shared by all
     partitions however many there are): once over it, durable batches are evicted oldest first
@@ -149,6 +152,7 @@ class Tail:
         oldest = self._batches[self._head]
         if oldest.end_offset > durable_end_offset:
             return False
+        self._batches[self._head] = _EVICTED  # its bytes go now, its slot at compaction
         self._head += 1
         self.byte_count -= len(oldest.data)
         self._hold(-(len(oldest.data) + TAIL_BATCH_OVERHEAD_BYTES))

@@ -4,6 +4,8 @@ never are; a partition no longer led leaves the budget. Its bound holds at 1,000
 
 from __future__ import annotations
 
+import sys
+
 from streamhouse.log.tail import TAIL_BATCH_OVERHEAD_BYTES, Tail, TailBatch, TailBudget
 
 BATCH_BYTES = 100
@@ -68,3 +70,14 @@ def test_the_bound_holds_at_a_thousand_partitions() -> None:
             assert budget.byte_count <= bytes_max
         assert sum(len(t) for t in tails) * COST == budget.byte_count, round_
     assert sum(t.byte_count for t in tails) <= bytes_max
+
+
+def test_an_evicted_batch_is_released_at_once() -> None:
+    budget = TailBudget(0)
+    tail = Tail(0, budget)
+    data = b"y" * BATCH_BYTES
+    tail.append(TailBatch(0, 0, 0, data))
+    before = sys.getrefcount(data)
+    tail.made_durable(1)
+    assert sys.getrefcount(data) == before - 1  # not kept by the tail's list until compaction
+    assert tail.read(0, 1, 1 << 20) == [] and tail.start_offset == 1
