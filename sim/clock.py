@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from streamhouse.ports.clock import Clock
+from streamhouse.ports.clock import Clock, Timer
 
 if TYPE_CHECKING:
     from sim.loop import SimLoop
@@ -70,6 +71,33 @@ class LoopClock(VirtualWallClock):
         while (left_ms := deadline_ms - self.monotonic_ms()) > 0:
             await asyncio.sleep(left_ms / 1000)
 
+    def call_later_ms(self, duration_ms: int, callback: Callable[[], None]) -> Timer:
+        assert duration_ms >= 0, duration_ms
+        return _LoopTimer(self, self.monotonic_ms() + duration_ms, callback)
+
+
+class _LoopTimer:
+    """A LoopClock timer, topped up as `sleep_ms` is when the loop wakes a hair early."""
+
+    def __init__(self, clock: LoopClock, deadline_ms: int, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self._deadline_ms = deadline_ms
+        self._callback = callback
+        self._handle = self._schedule()
+
+    def _schedule(self) -> asyncio.TimerHandle:
+        left_ms = self._deadline_ms - self._clock.monotonic_ms()
+        return asyncio.get_running_loop().call_later(max(left_ms, 0) / 1000, self._fire)
+
+    def _fire(self) -> None:
+        if self._clock.monotonic_ms() < self._deadline_ms:
+            self._handle = self._schedule()
+        else:
+            self._callback()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
 
 class VirtualClock(VirtualWallClock):
     """Manual time. `advance_ms` wakes sleepers whose deadline has passed, in deadline order.
@@ -88,11 +116,20 @@ class VirtualClock(VirtualWallClock):
         return self._monotonic_ms
 
     async def sleep_ms(self, duration_ms: int) -> None:
+        await self._sleeper(duration_ms)
+
+    def _sleeper(self, duration_ms: int) -> asyncio.Future[None]:
+        """A future that `advance_ms` completes once `duration_ms` have passed."""
         assert duration_ms >= 0, duration_ms
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         deadline = self._monotonic_ms + duration_ms
         heapq.heappush(self._sleepers, (deadline, next(self._order), future))
-        await future
+        return future
+
+    def call_later_ms(self, duration_ms: int, callback: Callable[[], None]) -> Timer:
+        future = self._sleeper(duration_ms)
+        future.add_done_callback(lambda done: None if done.cancelled() else callback())
+        return future
 
     def next_deadline_ms(self) -> int | None:
         """Monotonic time of the earliest pending sleeper, if any."""

@@ -8,6 +8,7 @@ from typing import Any
 KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
+EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
 
@@ -20,6 +21,9 @@ class Settings:
     object_store_url: str = ""  # empty: local directory under data_dir
     org: str = "default"
     storage: str = "real"  # "null": discard every write (benchmark baseline only)
+    # "uvloop": libuv's event loop, a third less CPU per small request than asyncio's own;
+    # "asyncio": the standard library's (the simulator runs the engine on a loop of its own)
+    event_loop: str = "uvloop"
     agent_id: str = ""  # empty: generated once and kept in data_dir
 
     # Kafka listener
@@ -28,7 +32,12 @@ class Settings:
     advertised_host: str = ""  # empty: kafka_host, or this machine's IPv4 when bound to 0.0.0.0
     auto_create_topics: bool = True  # Kafka's auto.create.topics.enable (on Metadata requests)
     frame_bytes_max: int = 100 * MIB
-    requests_in_flight_max: int = 64  # per connection; reading pauses past it
+    # Requests read from one connection and not yet answered, by count and by their frames'
+    # bytes; reading pauses past either (server/in_flight.py). Generous in count, so a
+    # producer that pipelines small requests gets all of them into one flush window
+    # (acks=all waits up to flush_interval_ms); bounded in bytes, which is what costs memory
+    requests_in_flight_max: int = 10_000
+    request_bytes_in_flight_max: int = 64 * MIB
     # Kafka's max.connections: one more is closed at once. Kafka leaves it unbounded by
     # default; 10 000 is far above what clients of one agent open (one connection per
     # client and broker, one more to the coordinator) and bounds the memory and file
@@ -127,7 +136,11 @@ class Settings:
             ),
             "wal_groups_in_flight_max must be at least 1": self.wal_groups_in_flight_max >= 1,
             "connections_max must be at least 1": self.connections_max >= 1,
+            "requests_in_flight_max and request_bytes_in_flight_max must be at least 1": (
+                self.requests_in_flight_max >= 1 and self.request_bytes_in_flight_max >= 1
+            ),
             "storage must be 'real' or 'null'": self.storage in ("real", "null"),
+            "event_loop must be 'uvloop' or 'asyncio'": self.event_loop in EVENT_LOOPS,
             "num_partitions must be between 1 and topic_partitions_max": (
                 1 <= self.num_partitions <= self.topic_partitions_max
             ),

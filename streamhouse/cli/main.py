@@ -137,6 +137,12 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "storage", "'null' discards every write: a benchmark baseline, never for data."
             ),
         ] = Settings.storage,
+        event_loop: Annotated[
+            str,
+            setting(
+                "event_loop", "'uvloop' (libuv's, faster) or 'asyncio' (the standard library's)."
+            ),
+        ] = Settings.event_loop,
         flush_interval_ms: Annotated[
             int, setting("flush_interval_ms", "Longest wait before pending data is flushed.")
         ] = Settings.flush_interval_ms,
@@ -202,6 +208,21 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Most Kafka connections served at once; one more is closed at once.",
             ),
         ] = Settings.connections_max,
+        requests_in_flight_max: Annotated[
+            int,
+            setting(
+                "requests_in_flight_max",
+                "Most requests of one connection awaiting answers; reading pauses past it.",
+            ),
+        ] = Settings.requests_in_flight_max,
+        request_bytes_in_flight_max: Annotated[
+            int,
+            setting(
+                "request_bytes_in_flight_max",
+                "Most bytes of one connection's requests awaiting answers; reading pauses "
+                "past it (one larger request is read alone).",
+            ),
+        ] = Settings.request_bytes_in_flight_max,
         topic_partitions_max: Annotated[
             int,
             setting(

@@ -19,6 +19,7 @@ there as TopicAlreadyExists); the policy is here.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -48,6 +49,7 @@ from streamhouse.engine.cluster_shape import (
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import (
     ErrorCode,
     InvalidPartitions,
@@ -76,6 +78,13 @@ from streamhouse.ports.topics import TopicRecord, TopicStore
 BROKER_DEFAULT_PARTITIONS = -1  # CreateTopics' count for "the broker's num.partitions"
 CLUSTER_DEFAULT_RESOURCE = ""  # DescribeConfigs' broker name for the cluster-wide defaults
 CLASSIC_GROUP_TYPE = "classic"
+LeaderHint = tuple[AgentAddress, int] | None
+# KIP-951's leader hints are read once per partition per this many ms and shared by every
+# refusal meanwhile: a producer pipelining thousands of requests to a partition this agent
+# just lost would otherwise queue a store read per request, ahead of the lease renewals
+# that would win it back
+LEADER_HINT_MAX_AGE_MS = CLIENT_RETRY_BACKOFF_MS
+LEADER_HINTS_MAX = 10_000  # partitions remembered; past it the memo starts afresh
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
@@ -189,6 +198,7 @@ class AdminService:
         self._groups = groups
         self.cluster = cluster
         self._specs = topic_config_specs(settings.batch_bytes_max)
+        self._leader_hints: dict[TopicPartition, tuple[int, asyncio.Future[LeaderHint]]] = {}
 
     # --- topics: lookup -------------------------------------------------------------------
 
@@ -251,9 +261,20 @@ class AdminService:
             )
         return TopicDescription(topic.name, topic_id(topic), tuple(partitions))
 
-    async def current_leader(self, tp: TopicPartition) -> tuple[AgentAddress, int] | None:
+    async def current_leader(self, tp: TopicPartition) -> LeaderHint:
         """Where the partition's requests go now and its leader epoch as the store has it
-        (KIP-951's hints); None when the partition cannot be read."""
+        (KIP-951's hints), read at most LEADER_HINT_MAX_AGE_MS ago; None when the partition
+        cannot be read."""
+        now_ms = self._clock.monotonic_ms()
+        memo = self._leader_hints.get(tp)
+        if memo is None or now_ms - memo[0] >= LEADER_HINT_MAX_AGE_MS:
+            if len(self._leader_hints) >= LEADER_HINTS_MAX:
+                self._leader_hints.clear()
+            memo = (now_ms, asyncio.ensure_future(self._read_current_leader(tp)))
+            self._leader_hints[tp] = memo
+        return await asyncio.shield(memo[1])  # one waiter cancelled leaves the read to others
+
+    async def _read_current_leader(self, tp: TopicPartition) -> LeaderHint:
         try:
             record = await self._topics.get_partition(tp)
         except StreamHouseError:

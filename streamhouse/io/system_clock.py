@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
-from streamhouse.ports.clock import Clock
+from streamhouse.ports.clock import Clock, Timer
 
 # Linux's CLOCK_MONOTONIC stands still while the machine is suspended, so a lease holder
 # woken from a suspend would believe less time passed than did (engine/leases.py);
@@ -25,3 +26,7 @@ class SystemClock(Clock):
     async def sleep_ms(self, duration_ms: int) -> None:
         assert duration_ms >= 0, duration_ms
         await asyncio.sleep(duration_ms / 1000)
+
+    def call_later_ms(self, duration_ms: int, callback: Callable[[], None]) -> Timer:
+        assert duration_ms >= 0, duration_ms
+        return asyncio.get_running_loop().call_later(duration_ms / 1000, callback)

@@ -66,6 +66,9 @@ class Compression(enum.IntEnum):
     ZSTD = 4
 
 
+_COMPRESSION_ID_MAX = max(Compression)
+
+
 class TimestampType(enum.IntEnum):
     """Attributes bit 3: who set the timestamps."""
 
@@ -204,7 +207,7 @@ def _check_crc(buf: Buffer, header: BatchHeader) -> None:
 
 def _check_fields(header: BatchHeader) -> None:
     """Rules every stored batch obeys, compacted or not."""
-    if header.compression > max(Compression):
+    if header.compression > _COMPRESSION_ID_MAX:
         raise InvalidRecordBatch(
             f"unknown compression codec id {header.compression} in attributes "
             f"0x{header.attributes:04x}: expected 0-4 (none, gzip, snappy, lz4, zstd)"

@@ -250,7 +250,7 @@ def response_schema(api_key: int, api_version: int) -> type[ResponsePayload]:
 
 
 def error_body(
-    api_key: int, api_version: int, request: RequestPayload, code: ErrorCode
+    api_key: int, api_version: int, request: Any, code: ErrorCode
 ) -> ResponsePayload | bytes:
     """The response to `request` failed as a whole with `code` (bytes for Produce v0..v2)."""
     error = KioErrorCode(int(code))

@@ -17,6 +17,7 @@ response at all (`Request.expects_response` is False; `send_*` then return `b""`
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
@@ -31,6 +32,11 @@ from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey, ApiTable, api_name
 from streamhouse.kafka.encoded import EncodedBody
+from streamhouse.kafka.produce_wire import (
+    PRODUCE_VERSION_MAX,
+    ProduceRequestBody,
+    decode_produce_request,
+)
 
 FRAME_BYTES_MAX_DEFAULT = 100 * 1024 * 1024
 """Kafka's socket.request.max.bytes default: the largest request frame accepted."""
@@ -38,6 +44,9 @@ SIZE_PREFIX_BYTES = 4
 REQUEST_HEADER_BYTES_MIN = 8  # api_key int16, api_version int16, correlation_id int32
 FLEXIBLE_API_VERSIONS_MIN = 3
 """ApiVersions v3+ is flexible: request header v2 even for versions we do not know."""
+
+RequestBody: TypeAlias = RequestPayload | ProduceRequestBody
+"""Produce's body is our own (kafka/produce_wire.py); every other API's is kio's entity."""
 
 _SIZE = struct.Struct(">i")
 _HEADER = struct.Struct(">hhi")
@@ -53,7 +62,7 @@ class Request:
     api_version: int
     correlation_id: int
     client_id: str | None
-    body: RequestPayload
+    body: RequestBody
     size: int
     expects_response: bool
     sequence: int
@@ -107,7 +116,9 @@ class KafkaConnection:
         self._eof = False
         self._error: ProtocolError | None = None
         self._next_sequence = 0
-        self._slots: dict[int, bytes | None] = {}
+        # OrderedDict: popping the oldest is O(1) (a dict's iteration skips the holes
+        # left by deletions at its front, quadratic with thousands of requests pending)
+        self._slots: OrderedDict[int, bytes | None] = OrderedDict()
         """Requests awaiting their response, by sequence (insertion = request order)."""
 
     # ------------------------------------------------------------ input
@@ -178,23 +189,24 @@ class KafkaConnection:
     def _frame_event(self, frame: bytes) -> Event:
         api_key, api_version, correlation_id = _HEADER.unpack_from(frame, 0)
         api = self.apis.get(api_key)
-        where = f"{api_name(api_key)}({api_key}) v{api_version}, correlation id {correlation_id}"
         if api is None:
             return ProtocolError(f"api key {api_key} ({api_name(api_key)}) is not served here")
         unknown_api_versions = api_key == ApiKey.API_VERSIONS and not api.serves(api_version)
         if not unknown_api_versions and not api.advertises(api_version):
-            return ProtocolError(f"{where}: version outside v{api.min_version}..v{api.max_version}")
+            return ProtocolError(
+                f"{_where(frame)}: version outside v{api.min_version}..v{api.max_version}"
+            )
         try:
             client_id, body_start = _read_header_rest(frame, api_key, api_version)
         except _BadHeader as error:
-            return ProtocolError(f"{where}: request header: {error}")
+            return ProtocolError(f"{_where(frame)}: request header: {error}")
         if unknown_api_versions:
-            body: RequestPayload = ApiVersionsRequestV0()  # Kafka ignores the body here
+            body: RequestBody = ApiVersionsRequestV0()  # Kafka ignores it
         else:
             try:
-                body = codec.decode_request(api_key, api_version, frame[body_start:])
+                body = _decode_body(api_key, api_version, frame[body_start:])
             except codec.MalformedBody as error:
-                return ProtocolError(f"{where}: malformed body: {error}")
+                return ProtocolError(f"{_where(frame)}: malformed body: {error}")
         request = self._register(api_key, api_version, correlation_id, client_id, body, frame)
         if unknown_api_versions or not api.serves(api_version):
             return Rejected(request, ErrorCode.UNSUPPORTED_VERSION)
@@ -206,7 +218,7 @@ class KafkaConnection:
         api_version: int,
         correlation_id: int,
         client_id: str | None,
-        body: RequestPayload,
+        body: RequestBody,
         frame: bytes,
     ) -> Request:
         expects_response = not (api_key == ApiKey.PRODUCE and getattr(body, "acks", 1) == 0)
@@ -237,10 +249,12 @@ class KafkaConnection:
             )
         return self._complete(request, codec.encode_body(body), schema.__flexible__)
 
-    def send_encoded(self, request: Request, body: EncodedBody) -> bytes:
-        """Complete `request` with a body already in wire form (its parts are joined once,
-        into the frame itself)."""
-        return self._complete(request, body, body.flexible)
+    def send_encoded(self, request: Request, body: bytes | EncodedBody) -> bytes:
+        """Complete `request` with a body already encoded for its version (an EncodedBody's
+        parts, record batches among them, are joined once, into the frame itself)."""
+        flexible = _header_is_flexible(request.api_key, request.api_version)
+        assert not isinstance(body, EncodedBody) or body.flexible == flexible, request
+        return self._complete(request, body, flexible)
 
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
         """Complete `request` with the response Kafka sends when it fails with `error`.
@@ -291,13 +305,28 @@ class KafkaConnection:
 
     def _flush(self) -> bytes:
         ready: list[bytes] = []
-        for frame in self._slots.values():
+        slots = self._slots
+        while slots:
+            sequence, frame = next(iter(slots.items()))
             if frame is None:
                 break
             ready.append(frame)
-        for _ in ready:
-            del self._slots[next(iter(self._slots))]
+            del slots[sequence]
         return b"".join(ready)
+
+
+def _decode_body(
+    api_key: int, api_version: int, body: bytes
+) -> RequestPayload | ProduceRequestBody:
+    if api_key == ApiKey.PRODUCE and api_version <= PRODUCE_VERSION_MAX:  # the hot path
+        return decode_produce_request(api_version, body)
+    return codec.decode_request(api_key, api_version, body)
+
+
+def _where(frame: bytes) -> str:
+    """The request a frame holds, for error messages."""
+    api_key, api_version, correlation_id = _HEADER.unpack_from(frame, 0)
+    return f"{api_name(api_key)}({api_key}) v{api_version}, correlation id {correlation_id}"
 
 
 def _read_header_rest(frame: bytes, api_key: int, api_version: int) -> tuple[str | None, int]:

@@ -1,8 +1,9 @@
 """What every Kafka handler module shares: the agent context handed to handlers, the shape of
-their answers, and `done` for an answer that needs no waiting."""
+their answers, `done` for an answer that needs no waiting and `chain` to pass one on."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,10 @@ from streamhouse.ports.producers import ProducerStore
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
-Completion = Coroutine[Any, Any, Values | EncodedBody]
-"""What a handler returns: a coroutine yielding the response values once they are known (or,
-on the Fetch hot path, the body already encoded)."""
+Completion = Coroutine[Any, Any, Values | EncodedBody] | asyncio.Future[Values]
+"""What a handler returns: a coroutine yielding the response values once they are known (the
+listener runs it as a task; Fetch yields its body encoded already), or a future they are set
+on (no task: the hot paths)."""
 
 
 @dataclass
@@ -42,6 +44,20 @@ class KafkaContext:
 Handler = Callable[[KafkaContext, Request], Awaitable[Completion]]
 
 
-async def done(values: Values) -> Values:
+def done(values: Values) -> asyncio.Future[Values]:
     """A completion for an answer that is ready now."""
-    return values
+    future: asyncio.Future[Values] = asyncio.get_running_loop().create_future()
+    future.set_result(values)
+    return future
+
+
+def chain(source: asyncio.Future[Values], target: asyncio.Future[Values]) -> None:
+    """Settle `target` as `source` settled (result, exception or cancellation)."""
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())

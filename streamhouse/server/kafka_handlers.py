@@ -1,19 +1,17 @@
 """Kafka request handlers: each turns a decoded request into version-agnostic response values.
 
-A handler returns a coroutine that yields the response values; the produce handler
-appends its batches before returning (so appends keep the connection's request
-order) and leaves only the ack wait to the coroutine.
+A handler returns a coroutine that yields the response values, or a future they are set
+on (server/kafka_context.py); Produce lives in server/kafka_produce.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 from streamhouse.engine.coordinators import is_internal
-from streamhouse.engine.log_store import AppendResult
-from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, sleep_or_until
+from streamhouse.engine.waiting import (
+    CLIENT_RETRY_BACKOFF_MS,
+)
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
@@ -69,9 +67,9 @@ from streamhouse.server.kafka_groups import (
     sync_group,
 )
 from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
+from streamhouse.server.kafka_produce import produce
 from streamhouse.server.kafka_producers import init_producer_id
 
-ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
 FETCH_PARTITION_BYTES_MIN = 1
 
 
@@ -88,12 +86,6 @@ def _check_leader_epoch(state: PartitionState, current_leader_epoch: int) -> Non
             f"this leader is at {state.leader_epoch}; refresh metadata",
             code,
         )
-
-
-def _error_code(error: Exception) -> int:
-    return (
-        int(error.code) if isinstance(error, StreamHouseError) else ErrorCode.UNKNOWN_SERVER_ERROR
-    )
 
 
 # --- ApiVersions ---------------------------------------------------------------------------
@@ -155,133 +147,6 @@ async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
         "partitions": partitions,
         "topic_authorized_operations": AUTHORIZED_OPERATIONS_OMITTED,
     }
-
-
-CURRENT_LEADER_PRODUCE_VERSION_MIN = 10  # KIP-951's CurrentLeader and NodeEndpoints
-
-
-# --- Produce ---------------------------------------------------------------------------------
-
-
-async def produce(ctx: KafkaContext, request: Request) -> Completion:
-    body: Any = request.body
-    acks = int(body.acks)
-    if acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
-        raise StreamHouseError(
-            f"acks must be 0, 1 or -1 (all), not {acks}", ErrorCode.INVALID_REQUIRED_ACKS
-        )
-    appended: list[tuple[str, int, AppendResult | Exception]] = []
-    for topic in body.topic_data:
-        for partition in topic.partition_data:
-            tp = TopicPartition(topic.name, partition.index)
-            appended.append(
-                (topic.name, partition.index, await _append(ctx, tp, partition.records, acks))
-            )
-    timeout_ms = int(body.timeout.total_seconds() * 1000)
-    answer = _produce_acks(ctx, appended, acks, timeout_ms)
-    if request.api_version < CURRENT_LEADER_PRODUCE_VERSION_MIN:
-        return answer
-    return _with_leader_hints(ctx, answer)
-
-
-async def _with_leader_hints(ctx: KafkaContext, answer: Awaitable[Values]) -> Values:
-    """KIP-951 (Produce v10+): a partition refused NOT_LEADER_OR_FOLLOWER names where its
-    requests go now (CurrentLeader) and the answer lists that agent (NodeEndpoints), so
-    the client moves on without a Metadata round trip. Fetch carries them from v16 on,
-    above the versions served, so only Produce does."""
-    response = await answer
-    endpoints: dict[int, Values] = {}
-    for topic in response["responses"]:
-        for partition in topic["partition_responses"]:
-            if partition["error_code"] != ErrorCode.NOT_LEADER_OR_FOLLOWER:
-                continue
-            found = await ctx.admin.current_leader(
-                TopicPartition(topic["name"], partition["index"])
-            )
-            if found is None:
-                continue
-            leader, epoch = found
-            partition["current_leader"] = {"leader_id": leader.node_id, "leader_epoch": epoch}
-            endpoints[leader.node_id] = broker(leader)
-    if endpoints:
-        response["node_endpoints"] = [endpoints[node] for node in sorted(endpoints)]
-    return response
-
-
-async def _append(
-    ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
-) -> AppendResult | Exception:
-    try:
-        await ctx.admin.check_produce_partition(tp)
-        return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
-    except StreamHouseError as error:
-        return error
-
-
-async def _produce_acks(
-    ctx: KafkaContext,
-    appended: list[tuple[str, int, AppendResult | Exception]],
-    acks: int,
-    timeout_ms: int,
-) -> Values:
-    answered = [
-        (name, outcome, await _partition_ack(ctx, index, outcome, acks, timeout_ms))
-        for name, index, outcome in appended
-    ]
-    by_topic: dict[str, list[Values]] = {}
-    for name, outcome, answer in answered:  # once every wait is over, just before answering
-        if acks == ACKS_LEADER:
-            answer = _still_leading(ctx, outcome, answer)
-        by_topic.setdefault(name, []).append(answer)
-    responses = [{"name": name, "partition_responses": parts} for name, parts in by_topic.items()]
-    return {"responses": responses, "throttle_time": 0}
-
-
-async def _partition_ack(
-    ctx: KafkaContext, index: int, outcome: AppendResult | Exception, acks: int, timeout_ms: int
-) -> Values:
-    answer: Values = {"index": index, "base_offset": NO_OFFSET, "log_start_offset": NO_OFFSET}
-    if isinstance(outcome, Exception):
-        return {**answer, "error_code": _error_code(outcome), "error_message": str(outcome)}
-    if acks == ACKS_NONE:
-        return {**answer, "error_code": 0, "base_offset": outcome.base_offset}
-    waited: asyncio.Future[Any] | None = outcome.durable if acks == ACKS_ALL else outcome.synced
-    assert waited is not None
-    try:
-        # shield: giving up on time must not cancel the future the engine resolves
-        if not await sleep_or_until(ctx.clock, max(timeout_ms, 1), asyncio.shield(waited)):
-            return {
-                **answer,
-                "error_code": ErrorCode.REQUEST_TIMED_OUT,
-                "error_message": f"not acknowledged within {timeout_ms} ms",
-            }
-        await waited
-    except StreamHouseError as error:
-        return {**answer, "error_code": _error_code(error), "error_message": str(error)}
-    return {
-        **answer,
-        "error_code": 0,
-        "base_offset": outcome.base_offset,
-        "log_start_offset": outcome.log_start_offset,
-    }
-
-
-def _still_leading(ctx: KafkaContext, outcome: AppendResult | Exception, answer: Values) -> Values:
-    """An acks=1 success only while this agent still leads the partition in the batch's epoch
-    within its lease's local deadline (a new leader may own those offsets already)."""
-    if isinstance(outcome, Exception) or answer["error_code"]:
-        return answer
-    try:
-        ctx.log.confirm_leader_ack(outcome)
-    except StreamHouseError as error:
-        return {
-            **answer,
-            "base_offset": NO_OFFSET,
-            "log_start_offset": NO_OFFSET,
-            "error_code": _error_code(error),
-            "error_message": str(error),
-        }
-    return answer
 
 
 # --- Fetch -----------------------------------------------------------------------------------

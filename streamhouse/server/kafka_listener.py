@@ -2,8 +2,10 @@
 
 Requests of one connection are dispatched in order (so appends keep the order a
 producer sent them in); their ack waits run concurrently and responses leave in
-request order. At most `requests_in_flight_max` requests wait per connection;
-reading pauses beyond that. At most `connections_max` connections are served;
+request order. The requests awaiting answers on a connection are bounded by count
+(`requests_in_flight_max`) and bytes (`request_bytes_in_flight_max`); reading pauses
+beyond either (server/in_flight.py). Responses ready in one turn of the event loop
+leave in one write. At most `connections_max` connections are served;
 one more is closed at once (counted, and logged at most every few seconds).
 
 A `StreamHouseError` answers its request with its error code; a broken or hostile
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.errors import StreamHouseError
@@ -34,11 +39,16 @@ from streamhouse.kafka.connection import (
 )
 from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.entities import build
-from streamhouse.server.kafka_context import Completion, KafkaContext
+from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
+from streamhouse.server.in_flight import InFlightBudget
+from streamhouse.server.kafka_context import KafkaContext, Values
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 
 READ_CHUNK_BYTES = 256 * 1024
+# Requests one connection dispatches before the loop turns: one read may hold a thousand
+# small requests, and handling them all at once would hold up every other task meanwhile
+REQUESTS_PER_TURN_MAX = 64
 REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
 
@@ -144,8 +154,11 @@ class _Session:
         self._reader = reader
         self._writer = writer
         self._connection = KafkaConnection(ctx.apis, ctx.settings.frame_bytes_max)
-        self._in_flight = asyncio.Semaphore(ctx.settings.requests_in_flight_max)
+        self._in_flight = InFlightBudget(
+            ctx.settings.requests_in_flight_max, ctx.settings.request_bytes_in_flight_max
+        )
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unwritten: list[bytes] = []  # responses ready this loop turn, written at its end
 
     async def run(self) -> None:
         try:
@@ -159,7 +172,11 @@ class _Session:
                 task.cancel()
 
     async def _drain_events(self) -> bool:
+        dispatched = 0
         while not self._failure.failed:  # a failed agent serves nothing more
+            if dispatched == REQUESTS_PER_TURN_MAX:
+                dispatched = 0
+                await asyncio.sleep(0)  # let the rest of the agent run (lease renewals)
             event = self._connection.next_event()
             if isinstance(event, NeedData):
                 return True
@@ -172,49 +189,110 @@ class _Session:
                 self._write(self._connection.send_error(event.request, event.error))
                 continue
             await self._dispatch(event)
+            dispatched += 1
         return False
 
     async def _dispatch(self, request: Request) -> None:
-        await self._in_flight.acquire()
+        if not self._in_flight.take(request.size):
+            await self._in_flight.acquire(request.size)
         try:
             completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, request)
         except StreamHouseError as error:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
             self._write(self._connection.send_error(request, error.code))
             return
         except Exception as error:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
             self._our_bug(request, error)
             return
-        task = asyncio.ensure_future(self._respond(request, completion))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if isinstance(completion, asyncio.Future):  # the hot paths: answered without a task
+            completion.add_done_callback(functools.partial(self._answered, request))
+            return
+        task = self._track(asyncio.ensure_future(self._respond(request, completion)))
         # a response task cancelled before it starts (the connection closed) never awaits
         # its completion: close the coroutine so nothing is left dangling
         task.add_done_callback(lambda _: completion.close())
 
-    async def _respond(self, request: Request, completion: Completion) -> None:
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep `task` until it ends (closing the connection cancels what is left)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _respond(
+        self, request: Request, completion: Coroutine[Any, Any, Values | EncodedBody]
+    ) -> None:
         try:
-            self._write(await self._answer(request, completion))
+            try:
+                values = await completion
+            except StreamHouseError as error:
+                self._write(self._connection.send_error(request, error.code))
+            else:
+                self._write(self._encoded(request, values))
             await self._drained()
         except Exception as error:
             self._our_bug(request, error)
         finally:
-            self._in_flight.release()
+            self._in_flight.release(request.size)
+
+    def _answered(self, request: Request, completion: asyncio.Future[Values]) -> None:
+        """A handler's future settled: write its answer now (cancelled: the agent is closing)."""
+        try:
+            if completion.cancelled():
+                pass
+            elif isinstance(error := completion.exception(), StreamHouseError):
+                self._write(self._connection.send_error(request, error.code))
+            elif isinstance(error, Exception):
+                self._our_bug(request, error)
+            elif not request.expects_response:
+                self._unanswered(request, completion.result())
+            else:
+                self._write(self._encoded(request, completion.result()))
+        except Exception as error:
+            self._our_bug(request, error)
+        self._release_when_drained(request.size)
+
+    def _unanswered(self, request: Request, values: Values) -> None:
+        """A Produce with acks=0 gets no answer; if a partition refused it, the connection is
+        closed, as Kafka does, so the client refreshes its metadata rather than sending on to
+        an agent that drops everything (a partition led elsewhere, a deleted topic)."""
+        refused = [
+            f"{topic['name']}-{partition['index']}: {partition.get('error_message', '')}"
+            for topic in values["responses"]
+            for partition in topic["partition_responses"]
+            if partition["error_code"]
+        ]
+        if refused:
+            log.info("closing Kafka connection after an acks=0 Produce refused %s", refused[0])
+            self._writer.close()
+
+    def _release_when_drained(self, size: int) -> None:
+        """Count an answered request out of the budget, once a slow reader caught up."""
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
+            self._in_flight.release(size)
+            return
+        self._track(asyncio.ensure_future(self._release_after_drain(size)))
+
+    async def _release_after_drain(self, size: int) -> None:
+        try:
+            await self._drained()
+        finally:
+            self._in_flight.release(size)
 
     async def _drained(self) -> None:
         """Wait while the peer reads slowly (a slow reader slows its own connection only)."""
         with contextlib.suppress(ConnectionError):  # the peer went away: reading ends it
             await self._writer.drain()
 
-    async def _answer(self, request: Request, completion: Completion) -> bytes:
+    def _encoded(self, request: Request, values: Values | EncodedBody) -> bytes:
         """The bytes answering `request` (and any later ones it held back)."""
-        try:
-            values = await completion
-        except StreamHouseError as error:
-            return self._connection.send_error(request, error.code)
-        if isinstance(values, EncodedBody):
+        if isinstance(values, EncodedBody):  # Fetch: record batches passed through, joined once
             return self._connection.send_encoded(request, values)
+        if isinstance(request.body, ProduceRequestBody):  # the hot path: encoded without kio
+            encoded = encode_produce_response(request.api_version, values)
+            if encoded is not None:
+                return self._connection.send_encoded(request, encoded)
         schema = response_schema(request.api_key, request.api_version)
         return self._connection.send_response(request, build(schema, values))
 
@@ -223,8 +301,17 @@ class _Session:
         self._failure.report(error, where)
 
     def _write(self, data: bytes) -> None:
-        if data and not self._failure.failed:  # nothing leaves a failed agent
-            self._writer.write(data)
+        if not data:
+            return
+        if not self._unwritten:
+            asyncio.get_running_loop().call_soon(self._write_unwritten)
+        self._unwritten.append(data)
+
+    def _write_unwritten(self) -> None:
+        """One write (one system call, mostly) for every response that got ready this turn."""
+        unwritten, self._unwritten = self._unwritten, []
+        if not self._failure.failed and not self._writer.is_closing():
+            self._writer.write(b"".join(unwritten))  # nothing leaves a failed agent
 
 
 def advertised_host(bind_host: str, configured: str) -> str:

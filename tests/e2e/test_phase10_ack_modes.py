@@ -4,17 +4,24 @@ the flush interval; the object count per second does not grow with the partition
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import time
 from pathlib import Path
 
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka.sentinels import NO_OFFSET
 from tests.e2e.conftest import Agent, start_agent
-from tests.fixtures.kafka_wire import produce_answers
+from tests.fixtures.kafka_wire import (
+    RAW_CALL_TIMEOUT_S,
+    api_versions_request,
+    produce_answers,
+    produce_request,
+    request_frame,
+)
 
 FLUSH_INTERVAL_MS = 100
 TIMEOUT_S = 30
@@ -147,3 +154,71 @@ def test_acks_outside_0_1_all_are_refused_on_every_partition(agent: Agent) -> No
         "acks-a": (INVALID_REQUIRED_ACKS, NO_OFFSET),
         "acks-b": (INVALID_REQUIRED_ACKS, NO_OFFSET),
     }
+
+
+PIPELINED_RECORDS = 300  # well past the 64 requests in flight the agent once read ahead
+PIPELINE_FLUSH_INTERVAL_MS = 10_000
+
+
+def test_acks_all_requests_pipeline_into_one_flush_window(tmp_path: Path) -> None:
+    """A producer sending one record per request at acks=all: the agent reads (and appends)
+    every request while the first still waits for its flush window, so a consumer sees all of
+    them before any is acknowledged."""
+    flags = ("--flush-interval-ms", str(PIPELINE_FLUSH_INTERVAL_MS))
+    agent = start_agent(tmp_path / "data", *flags)
+    try:
+        _create(agent, "pipelined", 1)
+        producer = Producer(
+            {
+                "bootstrap.servers": agent.bootstrap,
+                "acks": "all",
+                "linger.ms": 0,
+                "batch.num.messages": 1,
+                "enable.idempotence": False,
+            }
+        )
+        acked_at: list[float] = []
+        for index in range(PIPELINED_RECORDS):
+            producer.produce(
+                "pipelined",
+                str(index).encode(),
+                partition=0,
+                on_delivery=lambda *_: acked_at.append(time.monotonic()),
+            )
+        producer.poll(0)
+        consumer = Consumer(
+            {"bootstrap.servers": agent.bootstrap, "group.id": "p", "fetch.wait.max.ms": 50}
+        )
+        consumer.assign([TopicPartition("pipelined", 0, OFFSET_BEGINNING)])
+        seen = 0
+        deadline = time.monotonic() + TIMEOUT_S
+        while seen < PIPELINED_RECORDS and time.monotonic() < deadline:
+            seen += sum(1 for m in consumer.consume(500, 0.2) if m.error() is None)
+        all_read_at = time.monotonic()
+        consumer.close()
+        assert seen == PIPELINED_RECORDS
+        assert producer.flush(TIMEOUT_S) == 0
+        assert len(acked_at) == PIPELINED_RECORDS
+        assert all_read_at <= min(acked_at), "requests were held back behind the first acks"
+    finally:
+        agent.stop_cleanly()
+
+
+def _closed_after_acks_0_produce(port: int, topic: str) -> bool:
+    """Send an acks=0 Produce to `topic`, then an ApiVersions: False if that is answered, True
+    if the agent closed the connection instead."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RAW_CALL_TIMEOUT_S) as sock:
+        sock.sendall(request_frame(produce_request([topic], acks=0), correlation_id=1))
+        sock.sendall(request_frame(api_versions_request(0), correlation_id=2))
+        try:
+            return sock.recv(65536) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_an_acks_0_produce_that_is_refused_closes_its_connection(agent: Agent) -> None:
+    """Kafka's answer to acks=0 errors: the client sees the connection drop and refreshes its
+    metadata instead of sending on into nothing."""
+    _create(agent, "zero-acks", 1)
+    assert not _closed_after_acks_0_produce(agent.port, "zero-acks")
+    assert _closed_after_acks_0_produce(agent.port, "no-such-topic")

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,9 @@ def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Pa
     options = draw_options(DETERMINISM_SEED)
     assert options.cluster.agents == 3
     assert any(nemesis.kind == CRASH for nemesis in options.nemeses)
-    runs = [
-        _sim("run", "--seed", str(DETERMINISM_SEED), "--trace", "--failures-dir", str(tmp_path))
-        for _ in range(2)
-    ]
+    with ThreadPoolExecutor(SWEEP_JOBS) as pool:  # the two runs side by side, one per core
+        args = ("run", "--seed", str(DETERMINISM_SEED), "--trace", "--failures-dir", str(tmp_path))
+        runs = list(pool.map(lambda _: _sim(*args), range(2)))
     first, second = (re.sub(r"wall_s=\S+", "", run.stdout) for run in runs)  # wall time varies
     assert runs[0].returncode == 0, first[-3000:] + runs[0].stderr[-3000:]
     assert first.startswith(f"sim run seed={DETERMINISM_SEED} ")
@@ -72,11 +72,27 @@ def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Pa
     assert first == second
 
 
+@pytest.fixture(scope="module")
+def replays(request: pytest.FixtureRequest) -> dict[Path, Future[subprocess.CompletedProcess[str]]]:
+    """Every selected reproduction replayed, SWEEP_JOBS at a time (one process each), started
+    at the first test that asks: make test waits for one replay per core, not one by one."""
+    selected = [
+        item.callspec.params["reproduction"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_a_recorded_failure_is_fixed"
+    ]
+    pool = ThreadPoolExecutor(SWEEP_JOBS)
+    request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
+    return {path: pool.submit(_sim, "replay", str(path)) for path in selected}
+
+
 @pytest.mark.parametrize("reproduction", REGRESSIONS, ids=[path.stem for path in REGRESSIONS])
-def test_a_recorded_failure_is_fixed(reproduction: Path) -> None:
+def test_a_recorded_failure_is_fixed(
+    reproduction: Path, replays: dict[Path, Future[subprocess.CompletedProcess[str]]]
+) -> None:
     recorded = json.loads(reproduction.read_text())
     assert recorded["exit_code"] != 0, "a regression file records a failure"
-    replayed = _sim("replay", str(reproduction))
+    replayed = replays[reproduction].result()
     assert "same options=True" in replayed.stdout
     assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.admin import (
+    LEADER_HINT_MAX_AGE_MS,
     AdminService,
     ConfigChange,
     ConfigOperation,
@@ -496,5 +498,29 @@ def test_the_cluster_and_a_topic_are_described() -> None:
         assert (unled.partition, unled.leader_agent, unled.leader_node) == (0, None, 2)
         assert (led.partition, led.leader_agent, led.leader_node) == (1, AGENT, 2)
         assert led.leader_epoch >= unled.leader_epoch
+
+    run(scenario)
+
+
+def test_leader_hints_read_the_store_once_per_partition_per_interval() -> None:
+    async def scenario(world: World) -> None:
+        await world.admin.create_topic("t", 1)
+        reads: list[TopicPartition] = []
+        read_partition = world.metadata.get_partition
+
+        async def counted(tp: TopicPartition) -> Any:
+            reads.append(tp)
+            return await read_partition(tp)
+
+        world.metadata.get_partition = counted  # type: ignore[method-assign]
+        tp = TopicPartition("t", 0)
+        hints = await asyncio.gather(*(world.admin.current_leader(tp) for _ in range(200)))
+        assert len(reads) == 1 and len(set(hints)) == 1 and hints[0] is not None
+        world.clock.advance_ms(LEADER_HINT_MAX_AGE_MS - 1)
+        await world.admin.current_leader(tp)
+        assert len(reads) == 1
+        world.clock.advance_ms(1)
+        await world.admin.current_leader(tp)
+        assert len(reads) == 2
 
     run(scenario)

@@ -107,3 +107,34 @@ def test_seeded_rng_is_reproducible_and_forks_independently() -> None:
     ]
     assert SeededRng(5).fork("disk").randbytes(8) == SeededRng(5).fork("disk").randbytes(8)
     assert SeededRng(5).fork("disk").randbytes(8) != SeededRng(5).fork("net").randbytes(8)
+
+
+async def _timer_and_measure(clock: Clock) -> tuple[int, bool]:
+    """Set a SLEEP_MS timer and a cancelled one; returns elapsed ms when the first fires and
+    whether the cancelled one ran."""
+    start = clock.monotonic_ms()
+    fired: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    cancelled_ran = []
+    clock.call_later_ms(SLEEP_MS, lambda: fired.set_result(clock.monotonic_ms()))
+    clock.call_later_ms(SLEEP_MS // 2, lambda: cancelled_ran.append(True)).cancel()
+    if isinstance(clock, VirtualClock):
+        clock.advance_ms(SLEEP_MS - 1)
+        await asyncio.sleep(0)
+        assert not fired.done(), "fired before its deadline"
+        clock.advance_ms(1)
+    fired_at = await fired
+    await asyncio.sleep(0)
+    return fired_at - start, bool(cancelled_ran)
+
+
+def test_a_timer_fires_after_its_duration_and_a_cancelled_one_never(clock: Clock) -> None:
+    if isinstance(clock, LoopClock):
+
+        async def on_the_loop(loop: SimLoop) -> tuple[int, bool]:
+            return await _timer_and_measure(LoopClock(loop))
+
+        elapsed_ms, cancelled_ran = run_simulation(on_the_loop)
+    else:
+        elapsed_ms, cancelled_ran = asyncio.run(_timer_and_measure(clock))
+    assert elapsed_ms >= SLEEP_MS
+    assert not cancelled_ran
