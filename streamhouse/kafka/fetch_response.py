@@ -6,7 +6,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamhouse.kafka.encoded import EncodedBody
+from streamhouse.kafka.encoded import EncodedBody, array_count, wire_string
 from streamhouse.kafka.sentinels import NO_PREFERRED_REPLICA
 from streamhouse.kafka.varint import Buffer, encode_unsigned
 
@@ -19,7 +19,6 @@ PREFERRED_REPLICA_FETCH_VERSION_MIN = 11
 NO_TAGS = b"\x00"  # an empty tagged-fields section
 
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error code, high watermark, last stable
-_INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
 _INT64 = struct.Struct(">q")
 _ABORTED = struct.Struct(">qq")  # producer id, first offset
@@ -61,10 +60,10 @@ def encode_fetch_response(
     else:
         assert error_code == 0 and session_id == 0, (version, error_code, session_id)
         parts.append(_INT32.pack(throttle_time_ms))
-    parts.append(_count(len(topics), flexible))
+    parts.append(array_count(len(topics), flexible))
     for name, partitions in topics:
-        parts.append(_string(name, flexible))
-        parts.append(_count(len(partitions), flexible))
+        parts.append(wire_string(name, flexible))
+        parts.append(array_count(len(partitions), flexible))
         for partition in partitions:
             _encode_partition(parts, partition, version, flexible)
         if flexible:
@@ -90,7 +89,7 @@ def _encode_partition(
     if aborted is None:
         parts.append(b"\x00" if flexible else _INT32.pack(-1))
     else:
-        parts.append(_count(len(aborted), flexible))
+        parts.append(array_count(len(aborted), flexible))
         for producer_id, first_offset in aborted:
             parts.append(_ABORTED.pack(producer_id, first_offset))
             if flexible:
@@ -102,14 +101,3 @@ def _encode_partition(
     parts.extend(batch for batch in partition.records if len(batch))
     if flexible:
         parts.append(NO_TAGS)
-
-
-def _count(count: int, flexible: bool) -> bytes:
-    """An array's element count: compact (N + 1) in flexible versions, else int32."""
-    return encode_unsigned(count + 1) if flexible else _INT32.pack(count)
-
-
-def _string(text: str, flexible: bool) -> bytes:
-    data = text.encode()
-    length = encode_unsigned(len(data) + 1) if flexible else _INT16.pack(len(data))
-    return length + data

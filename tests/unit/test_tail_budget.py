@@ -18,12 +18,18 @@ def _append(tail: Tail, count: int = 1) -> None:
         tail.append(TailBatch(offset, offset, 0, b"x" * BATCH_BYTES))
 
 
-def test_oldest_durable_batches_go_first_across_partitions() -> None:
-    budget = TailBudget(4 * COST)
+def _two_tails(bytes_max: int, batches: tuple[int, int]) -> tuple[TailBudget, Tail, Tail]:
+    """A budget and two tails holding that many batches, the first tail's durable."""
+    budget = TailBudget(bytes_max)
     first, second = Tail(0, budget), Tail(0, budget)
-    _append(first, 2)
-    _append(second, 2)
-    first.made_durable(2)
+    _append(first, batches[0])
+    _append(second, batches[1])
+    first.made_durable(batches[0])
+    return budget, first, second
+
+
+def test_oldest_durable_batches_go_first_across_partitions() -> None:
+    budget, first, second = _two_tails(4 * COST, (2, 2))
     second.made_durable(2)
     assert budget.byte_count == 4 * COST and budget.batches_evicted == 0  # within the bound
     _append(second, 2)  # over: the oldest durable ones go, first's before second's
@@ -45,11 +51,7 @@ def test_batches_awaiting_their_flush_are_never_evicted() -> None:
 
 
 def test_a_detached_tail_leaves_the_budget() -> None:
-    budget = TailBudget(10 * COST)
-    kept, dropped = Tail(0, budget), Tail(0, budget)
-    _append(kept, 2)
-    _append(dropped, 3)
-    dropped.made_durable(3)
+    budget, dropped, kept = _two_tails(10 * COST, (3, 2))
     dropped.detach()
     assert budget.byte_count == 2 * COST
     _append(dropped, 1)  # a late append to a partition no longer led is not counted
