@@ -89,8 +89,17 @@ class Settings:
     # 5% (sim/options.py STORE_CLOCK_DRIFT_PPM_MAX). 1 s is 10% of the default TTL: that
     # 5% twice over, and 100 times what real clocks need
     lease_drift_margin_ms: int = 1_000
-    tail_bytes_max: int = 256 * MIB
-    block_cache_bytes_max: int = 256 * MIB  # decompressed object blocks kept for readers
+    # Read memory, one budget for the agent however many partitions it leads: recent batches
+    # of every partition's in-memory tail together (durable ones evicted oldest first past
+    # it; those awaiting their flush stay, bounded by flush_pending_bytes_max), and the
+    # decompressed object blocks kept for readers behind the tail. With Python's own (about
+    # 100 MiB) and the fetch responses in flight, an agent stays within 512 MiB
+    tail_bytes_max: int = 128 * MIB
+    block_cache_bytes_max: int = 64 * MIB
+    # Kafka's broker fetch.max.bytes (55 MiB there): the records one Fetch response carries at
+    # most, whatever the client asks (a partition's first batch still comes, as Kafka's):
+    # bounds the memory a response in flight takes per connection
+    fetch_bytes_max: int = 16 * MIB
     batch_bytes_max: int = 1 * MIB
     num_partitions: int = 1  # Kafka's num.partitions: auto-created topics, CreateTopics with -1
     # partitions of one topic; more is refused (INVALID_PARTITIONS): each one costs a lease,

@@ -235,7 +235,7 @@ class Flusher:
         for tp, batches in sorted(by_partition.items()):
             plog = batches[0].plog
             if tp in outcome.committed:
-                plog.made_durable(batches[-1].batch.end_offset, self._settings.tail_bytes_max)
+                plog.made_durable(batches[-1].batch.end_offset)
                 self.stats.batches_flushed += len(batches)
             else:
                 assert tp in outcome.fenced, tp

@@ -51,7 +51,7 @@ from streamhouse.log.producer_state import (
     SequencedBatch,
     last_sequence,
 )
-from streamhouse.log.tail import TailBatch
+from streamhouse.log.tail import TailBatch, TailBudget
 from streamhouse.log.wal_format import (
     BatchEntry,
     EntryKind,
@@ -149,6 +149,7 @@ class LogStore:
             self._fenced,
             buggify=self._buggify,
         )
+        self.tail_budget = TailBudget(settings.tail_bytes_max)  # every led partition's tail
         self.reads = LogReader(
             settings,
             clock,
@@ -311,7 +312,7 @@ class LogStore:
             self._settings.producers_per_partition_max,
             [s for s in stored if s.last_append_ms >= expired_before_ms],
         )
-        plog = PartitionLog.opened(state, producers, lease.deadline_ms)
+        plog = PartitionLog.opened(state, producers, lease.deadline_ms, self.tail_budget)
         self._partitions[tp] = plog
         return plog
 

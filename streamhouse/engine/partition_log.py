@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from streamhouse.errors import StreamHouseError
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.producer_state import ProducerStates
-from streamhouse.log.tail import Tail, TailBatch
+from streamhouse.log.tail import Tail, TailBatch, TailBudget
 
 
 @dataclass
@@ -30,11 +30,14 @@ class PartitionLog:
 
     @classmethod
     def opened(
-        cls, state: PartitionState, producers: ProducerStates, lease_deadline_ms: int
+        cls,
+        state: PartitionState,
+        producers: ProducerStates,
+        lease_deadline_ms: int,
+        tail_budget: TailBudget,
     ) -> PartitionLog:
-        return cls(
-            state, Tail(state.durable_end_offset), producers, lease_deadline_ms=lease_deadline_ms
-        )
+        tail = Tail(state.durable_end_offset, tail_budget)
+        return cls(state, tail, producers, lease_deadline_ms=lease_deadline_ms)
 
     def leading(self, now_ms: int) -> bool:
         """Whether this agent may act as the partition's leader at monotonic `now_ms`: its
@@ -74,10 +77,10 @@ class PartitionLog:
         _wake(self._watermark_moved)
         self._watermark_moved = None
 
-    def made_durable(self, end_offset: int, tail_bytes_max: int) -> None:
+    def made_durable(self, end_offset: int) -> None:
         self.state.made_durable(end_offset)
         self.durable_waiters = _release(self.durable_waiters, end_offset)
-        self.tail.evict(end_offset, tail_bytes_max)
+        self.tail.made_durable(end_offset)
 
     def wait_durable(self, end_offset: int) -> asyncio.Future[None]:
         """Resolves once offsets below `end_offset` are in a committed object."""
@@ -98,6 +101,7 @@ class PartitionLog:
     def fence(self, error: StreamHouseError) -> None:
         """The lease moved on: this agent no longer leads the partition."""
         self.fenced = True
+        self.tail.detach()
         self._fail_waiters_above(-1, error)
         self._wake_watchers()
         _wake(self._lease_decided)

@@ -3,7 +3,8 @@ new data, and offsets by timestamp (ListOffsets)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,12 +15,20 @@ from streamhouse.engine.waiting import any_done, sleep_or_until
 from streamhouse.errors import OffsetOutOfRange
 from streamhouse.kafka.batch_header import iter_batches
 from streamhouse.kafka.compression import decompressor
+from streamhouse.kafka.varint import Buffer
 from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.leases import LeaseStore
+from streamhouse.ports.leases import LeaseStore, SegmentRecord
 
 SEGMENT_ROWS_PER_READ = 16
+# Segment rows listed for a partition are reused by the reads that follow (a consumer moves
+# through them in order) instead of asking the metadata store at every fetch: kept for this
+# many partitions (least recently read forgotten first), each listing for at most this long.
+# Committed rows never change today; the age bound keeps it safe for a rewrite that swaps
+# rows, whose old objects live on for a grace period far longer than this
+SEGMENT_LISTINGS_MAX = 4096
+SEGMENT_LISTING_AGE_MS_MAX = 5_000
 DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
 
 
@@ -35,9 +44,10 @@ class LedPartitions(Protocol):
 
 @dataclass(frozen=True)
 class ReadResult:
-    """Batches from an offset, and the partition's offsets at the time of the read."""
+    """Batches from an offset (as stored: bytes or views of a cached block, not copied), and
+    the partition's offsets at the time of the read."""
 
-    batches: list[bytes]
+    batches: Sequence[Buffer]
     high_watermark: int
     log_start_offset: int
 
@@ -58,9 +68,15 @@ class LogReader:
         self._partitions = partitions
         self._leases = leases
         self.objects = objects
+        # partition -> (offset listed from, rows, monotonic ms listed at)
+        self._listings: OrderedDict[TopicPartition, tuple[int, list[SegmentRecord], int]] = (
+            OrderedDict()
+        )
 
     async def read(self, tp: TopicPartition, offset: int, bytes_max: int) -> ReadResult:
-        """Batches holding `offset` and after, up to the high watermark and about `bytes_max`."""
+        """Batches holding `offset` and after, up to the high watermark and about `bytes_max`
+        (at least one batch when there is one, unless `bytes_max` is 0: then none, but the
+        offset is still checked)."""
         plog = await self._partitions.partition(tp)
         state = plog.state
         high_watermark, log_start = state.high_watermark, state.log_start_offset
@@ -68,6 +84,8 @@ class LogReader:
             raise OffsetOutOfRange(
                 f"offset {offset} of {tp} is outside [{log_start}, {high_watermark}]"
             )
+        if bytes_max <= 0:
+            return ReadResult([], high_watermark, log_start)
         if offset >= plog.tail.start_offset:
             found = plog.tail.read(offset, high_watermark, bytes_max)
             return ReadResult([b.data for b in found], high_watermark, log_start)
@@ -104,7 +122,7 @@ class LogReader:
                 break
             for segment in segments:
                 if segment.max_timestamp_ms >= timestamp_ms:
-                    raw = await self.objects.read_segment(segment)
+                    raw = (await self.objects.read_block(segment)).raw
                     batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
                     found = first_at_or_after(batches, timestamp_ms, offset, decompress)
                     if found is not None:
@@ -117,17 +135,37 @@ class LogReader:
 
     async def _read_objects(
         self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
-    ) -> list[bytes]:
-        found: list[bytes] = []
+    ) -> list[memoryview]:
+        found: list[memoryview] = []
         size_bytes = 0
-        segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
-        for segment in segments:
-            raw = await self.objects.read_segment(segment)
-            for header, view in iter_batches(raw, from_producer=False):
-                if header.last_offset < offset or header.base_offset >= end_offset:
-                    continue
-                if found and size_bytes + len(view) > bytes_max:
-                    return found
-                found.append(bytes(view))
-                size_bytes += len(view)
+        for segment in await self._segments(tp, offset):
+            if segment.base_offset >= end_offset or size_bytes >= bytes_max:
+                break
+            if segment.last_offset < offset:
+                continue
+            block = await self.objects.read_block(segment)
+            room = bytes_max - size_bytes
+            views, full = block.read(offset, end_offset, room, first_always=not found)
+            found += views
+            size_bytes += sum(len(view) for view in views)
+            if full:
+                break  # the block's next batch does not fit: nothing after it may come
         return found
+
+    async def _segments(self, tp: TopicPartition, offset: int) -> list[SegmentRecord]:
+        """The segment rows from `offset` on: the partition's last listing while it covers
+        `offset` and is young enough, else a new one from the metadata store."""
+        now_ms = self._clock.monotonic_ms()
+        listed = self._listings.get(tp)
+        if listed is not None:
+            listed_from, rows, listed_ms = listed
+            fresh = now_ms - listed_ms <= SEGMENT_LISTING_AGE_MS_MAX
+            if fresh and rows and listed_from <= offset <= rows[-1].last_offset:
+                self._listings.move_to_end(tp)
+                return rows
+        rows = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
+        self._listings[tp] = (offset, rows, now_ms)
+        self._listings.move_to_end(tp)
+        while len(self._listings) > SEGMENT_LISTINGS_MAX:
+            self._listings.popitem(last=False)
+        return rows

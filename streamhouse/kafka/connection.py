@@ -31,6 +31,7 @@ from kio.static.protocol import RequestPayload, ResponsePayload
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey, ApiTable, api_name
+from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.produce_wire import (
     PRODUCE_VERSION_MAX,
     ProduceRequestBody,
@@ -248,9 +249,11 @@ class KafkaConnection:
             )
         return self._complete(request, codec.encode_body(body), schema.__flexible__)
 
-    def send_encoded(self, request: Request, body: bytes) -> bytes:
-        """Complete `request` with a body already encoded for its version."""
+    def send_encoded(self, request: Request, body: bytes | EncodedBody) -> bytes:
+        """Complete `request` with a body already encoded for its version (an EncodedBody's
+        parts, record batches among them, are joined once, into the frame itself)."""
         flexible = _header_is_flexible(request.api_key, request.api_version)
+        assert not isinstance(body, EncodedBody) or body.flexible == flexible, request
         return self._complete(request, body, flexible)
 
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
@@ -285,14 +288,19 @@ class KafkaConnection:
             ),
         )
 
-    def _complete(self, request: Request, body: bytes, flexible: bool) -> bytes:
+    def _complete(self, request: Request, body: bytes | EncodedBody, flexible: bool) -> bytes:
         if not request.expects_response:
             return b""
         if self._slots.get(request.sequence, b"") is not None:
             raise ValueError(f"request {request.sequence} is answered already or not ours")
         tagged = flexible and request.api_key != ApiKey.API_VERSIONS  # response header v1
         header = _SIZE.pack(request.correlation_id) + (b"\x00" if tagged else b"")
-        self._slots[request.sequence] = _SIZE.pack(len(header) + len(body)) + header + body
+        if isinstance(body, EncodedBody):
+            size = len(header) + body.size_bytes
+            frame = b"".join([_SIZE.pack(size), header, *body.parts])
+        else:
+            frame = _SIZE.pack(len(header) + len(body)) + header + body
+        self._slots[request.sequence] = frame
         return self._flush()
 
     def _flush(self) -> bytes:

@@ -3,8 +3,9 @@ which of them its response must mention.
 
 A client opens a session with epoch 0, then sends only what changed (new offsets, forgotten
 partitions) with epochs 1, 2, ...; the response then lists only partitions with news
-(records, an error, or a moved high watermark or log start). Sessions live in a bounded
-cache; the least recently used is evicted when it is full.
+(records, an error, or a moved high watermark or log start). Partitions that returned
+records move to the end of the session's order. Sessions live in a bounded cache; the least
+recently used is evicted when it is full.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from streamhouse.errors import ErrorCode
+from streamhouse.kafka.fetch_response import FetchedPartition
 from streamhouse.names import TopicPartition
 
 NO_SESSION = 0
@@ -35,14 +37,21 @@ class FetchSession:
     def wanted(self) -> list[Wanted]:
         return [(tp, offset, size) for tp, (offset, size) in self.partitions.items()]
 
-    def worth_mentioning(self, tp: TopicPartition, answer: dict[str, object]) -> bool:
+    def worth_mentioning(self, tp: TopicPartition, answer: FetchedPartition) -> bool:
         """Whether an incremental response must carry this partition; remembers it if so."""
-        watermarks = (int(str(answer["high_watermark"])), int(str(answer["log_start_offset"])))
-        news = bool(answer.get("records")) or answer["error_code"] != 0
+        watermarks = (answer.high_watermark, answer.log_start_offset)
+        news = bool(answer.records) or answer.error_code != 0
         if news or self.last_told.get(tp) != watermarks:
             self.last_told[tp] = watermarks
             return True
         return False
+
+    def served_last(self, served: list[TopicPartition]) -> None:
+        """Move partitions that just returned records to the end of the session's order, as
+        Kafka does: a response filled by the first partitions must not starve the others."""
+        for tp in served:
+            if tp in self.partitions:
+                self.partitions[tp] = self.partitions.pop(tp)
 
 
 @dataclass(frozen=True)

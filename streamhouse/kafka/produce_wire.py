@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from streamhouse.kafka.codec import MalformedBody, read_uvarint
-from streamhouse.kafka.varint import encode_unsigned
+from streamhouse.kafka.encoded import array_count, wire_string
 
 TRANSACTIONAL_ID_VERSION_MIN = 3
 FLEXIBLE_VERSION_MIN = 9
@@ -167,10 +167,10 @@ def encode_produce_response(api_version: int, values: dict[str, Any]) -> bytes |
     if values.get("node_endpoints"):
         return None
     flexible = api_version >= FLEXIBLE_VERSION_MIN
-    parts = [_count(len(values["responses"]), flexible)]
+    parts = [array_count(len(values["responses"]), flexible)]
     for topic in values["responses"]:
         partitions = topic["partition_responses"]
-        parts += [_string(topic["name"], flexible), _count(len(partitions), flexible)]
+        parts += [wire_string(topic["name"], flexible), array_count(len(partitions), flexible)]
         for partition in partitions:
             if "current_leader" in partition:
                 return None
@@ -195,22 +195,13 @@ def _partition_response(
         parts.append(_INT64.pack(partition.get("log_start_offset", -1)))
     if api_version >= RECORD_ERRORS_VERSION_MIN:
         assert not partition.get("record_errors"), "record errors go through kio"
-        parts.append(_count(0, flexible))
+        parts.append(array_count(0, flexible))
         parts.append(_nullable_string(partition.get("error_message"), flexible))
     if flexible:
         parts.append(_EMPTY_TAGS)
 
 
-def _count(count: int, flexible: bool) -> bytes:
-    return encode_unsigned(count + 1) if flexible else _INT32.pack(count)
-
-
-def _string(value: str, flexible: bool) -> bytes:
-    raw = value.encode()
-    return (encode_unsigned(len(raw) + 1) if flexible else _INT16.pack(len(raw))) + raw
-
-
 def _nullable_string(value: str | None, flexible: bool) -> bytes:
     if value is None:
         return b"\x00" if flexible else _INT16.pack(-1)
-    return _string(value, flexible)
+    return wire_string(value, flexible)

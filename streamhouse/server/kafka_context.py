@@ -14,15 +14,17 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.kafka.apis import ApiTable
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.producers import ProducerStore
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
-Completion = Coroutine[Any, Any, Values] | asyncio.Future[Values]
+Completion = Coroutine[Any, Any, Values | EncodedBody] | asyncio.Future[Values]
 """What a handler returns: a coroutine yielding the response values once they are known (the
-listener runs it as a task), or a future they are set on (no task: the hot paths)."""
+listener runs it as a task; Fetch yields its body encoded already), or a future they are set
+on (no task: the hot paths)."""
 
 
 @dataclass

@@ -15,6 +15,8 @@ from streamhouse.engine.waiting import (
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
+from streamhouse.kafka.encoded import EncodedBody
+from streamhouse.kafka.fetch_response import FetchedPartition, encode_fetch_response
 from streamhouse.kafka.fetch_sessions import (
     FINAL_EPOCH,
     NO_SESSION,
@@ -27,7 +29,6 @@ from streamhouse.kafka.sentinels import (
     LATEST_TIMESTAMP,
     NO_LEADER_EPOCH,
     NO_OFFSET,
-    NO_PREFERRED_REPLICA,
 )
 from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
@@ -152,6 +153,7 @@ async def _topic_metadata(ctx: KafkaContext, topic: TopicRecord) -> Values:
 
 
 async def fetch(ctx: KafkaContext, request: Request) -> Completion:
+    """Fetch, answered in wire form straight away: record batches pass through as read."""
     body: Any = request.body
     requested = [
         (TopicPartition(t.topic, p.partition), p.fetch_offset, p.partition_max_bytes)
@@ -173,26 +175,32 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     epoch = getattr(body, "session_epoch", FINAL_EPOCH)
     resolved = ctx.fetch_sessions.resolve(session_id, epoch, requested, forgotten)
     if resolved.error:
-        return done({"throttle_time": 0, "error_code": resolved.error, "responses": []})
+        return _ready(encode_fetch_response(request.api_version, [], error_code=resolved.error))
     wanted = resolved.wanted
-    answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
-    total_bytes = sum(len(a.get("records") or b"") for a in answers.values())
+    max_bytes = min(body.max_bytes, ctx.settings.fetch_bytes_max)
+    answers = await _read_all(ctx, wanted, epochs, max_bytes)
+    total_bytes = sum(a.records_bytes for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     if total_bytes == 0 and _has_storage_errors(answers):  # nothing but a lasting failure
         await ctx.clock.sleep_ms(min(max_wait_ms, CLIENT_RETRY_BACKOFF_MS))
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.reads.wait_for_data(positions, max_wait_ms):
-            answers = await _read_all(ctx, wanted, epochs, body.max_bytes)
-    return done(_fetch_response(resolved, answers))
+            answers = await _read_all(ctx, wanted, epochs, max_bytes)
+    return _ready(_fetch_response(request.api_version, resolved, answers))
 
 
-def _has_errors(answers: dict[TopicPartition, Values]) -> bool:
-    return any(a["error_code"] for a in answers.values())
+async def _ready(body: EncodedBody) -> EncodedBody:
+    """A completion for a body encoded already."""
+    return body
 
 
-def _has_storage_errors(answers: dict[TopicPartition, Values]) -> bool:
-    return any(a["error_code"] == ErrorCode.KAFKA_STORAGE_ERROR for a in answers.values())
+def _has_errors(answers: dict[TopicPartition, FetchedPartition]) -> bool:
+    return any(a.error_code for a in answers.values())
+
+
+def _has_storage_errors(answers: dict[TopicPartition, FetchedPartition]) -> bool:
+    return any(a.error_code == ErrorCode.KAFKA_STORAGE_ERROR for a in answers.values())
 
 
 async def _read_all(
@@ -200,29 +208,25 @@ async def _read_all(
     wanted: list[tuple[TopicPartition, int, int]],
     epochs: dict[TopicPartition, int],
     max_bytes: int,
-) -> dict[TopicPartition, Values]:
-    answers: dict[TopicPartition, Values] = {}
+) -> dict[TopicPartition, FetchedPartition]:
+    """Each partition in turn, within the response's `max_bytes` as Kafka bounds it (KIP-74):
+    a partition's first batch comes even if larger than its share, so consumers progress,
+    but once earlier partitions filled the response the later ones return no records."""
+    answers: dict[TopicPartition, FetchedPartition] = {}
     budget = max_bytes
+    filled = False
     for tp, offset, partition_max in wanted:
-        answers[tp] = await _read_partition(
-            ctx,
-            tp,
-            offset,
-            max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN),
-            epochs.get(tp, NO_LEADER_EPOCH),
-        )
-        budget -= len(answers[tp].get("records") or b"")
+        bytes_max = 0 if filled else max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN)
+        answer = await _read_partition(ctx, tp, offset, bytes_max, epochs.get(tp, NO_LEADER_EPOCH))
+        answers[tp] = answer
+        budget -= answer.records_bytes
+        filled = filled or (budget <= 0 and answer.records_bytes > 0)
     return answers
 
 
 async def _read_partition(
     ctx: KafkaContext, tp: TopicPartition, offset: int, bytes_max: int, current_leader_epoch: int
-) -> Values:
-    base: Values = {
-        "partition_index": tp.partition,
-        "preferred_read_replica": NO_PREFERRED_REPLICA,
-        "aborted_transactions": None,
-    }
+) -> FetchedPartition:
     try:
         await ctx.admin.check_partition(tp)
         _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
@@ -232,37 +236,33 @@ async def _read_partition(
         plog = ctx.log.led_partition(tp)
         high_watermark = plog.state.high_watermark if plog else NO_OFFSET
         log_start = plog.state.log_start_offset if plog else NO_OFFSET
-        return {
-            **base,
-            "error_code": error.code,
-            "high_watermark": high_watermark,
-            "last_stable_offset": high_watermark,
-            "log_start_offset": log_start,
-            "records": b"",
-        }
-    return {
-        **base,
-        "error_code": 0,
-        "high_watermark": result.high_watermark,
-        "last_stable_offset": result.high_watermark,
-        "log_start_offset": result.log_start_offset,
-        "records": b"".join(result.batches),
-    }
+        return FetchedPartition(tp.partition, error.code, high_watermark, high_watermark, log_start)
+    return FetchedPartition(
+        tp.partition,
+        0,
+        result.high_watermark,
+        result.high_watermark,
+        result.log_start_offset,
+        result.batches,
+    )
 
 
-def _fetch_response(resolved: Resolved, answers: dict[TopicPartition, Values]) -> Values:
+def _fetch_response(
+    version: int, resolved: Resolved, answers: dict[TopicPartition, FetchedPartition]
+) -> EncodedBody:
     session = resolved.session
     shown = [
         tp
         for tp, _, _ in resolved.wanted
         if session is None or session.worth_mentioning(tp, answers[tp]) or not resolved.incremental
     ]
-    by_topic: dict[str, list[Values]] = {}
+    if session is not None:
+        session.served_last([tp for tp in shown if answers[tp].records])
+    by_topic: dict[str, list[FetchedPartition]] = {}
     for tp in shown:
         by_topic.setdefault(tp.topic, []).append(answers[tp])
-    topics = [{"topic": name, "partitions": parts} for name, parts in by_topic.items()]
     session_id = session.session_id if session is not None else NO_SESSION
-    return {"throttle_time": 0, "error_code": 0, "session_id": session_id, "responses": topics}
+    return encode_fetch_response(version, list(by_topic.items()), session_id=session_id)
 
 
 # --- ListOffsets -----------------------------------------------------------------------------

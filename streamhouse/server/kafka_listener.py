@@ -37,6 +37,7 @@ from streamhouse.kafka.connection import (
     Rejected,
     Request,
 )
+from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
 from streamhouse.server.in_flight import InFlightBudget
@@ -218,7 +219,9 @@ class _Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _respond(self, request: Request, completion: Coroutine[Any, Any, Values]) -> None:
+    async def _respond(
+        self, request: Request, completion: Coroutine[Any, Any, Values | EncodedBody]
+    ) -> None:
         try:
             try:
                 values = await completion
@@ -282,8 +285,10 @@ class _Session:
         with contextlib.suppress(ConnectionError):  # the peer went away: reading ends it
             await self._writer.drain()
 
-    def _encoded(self, request: Request, values: Values) -> bytes:
+    def _encoded(self, request: Request, values: Values | EncodedBody) -> bytes:
         """The bytes answering `request` (and any later ones it held back)."""
+        if isinstance(values, EncodedBody):  # Fetch: record batches passed through, joined once
+            return self._connection.send_encoded(request, values)
         if isinstance(request.body, ProduceRequestBody):  # the hot path: encoded without kio
             encoded = encode_produce_response(request.api_version, values)
             if encoded is not None:

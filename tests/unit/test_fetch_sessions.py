@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from streamhouse.errors import ErrorCode
+from streamhouse.kafka.fetch_response import FetchedPartition
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.names import TopicPartition
 
 A, B = TopicPartition("t", 0), TopicPartition("t", 1)
 
 
-def _answer(records: bytes = b"", high_watermark: int = 10, error: int = 0) -> dict[str, object]:
-    return {
-        "records": records,
-        "high_watermark": high_watermark,
-        "log_start_offset": 0,
-        "error_code": error,
-    }
+def _answer(records: bytes = b"", high_watermark: int = 10, error: int = 0) -> FetchedPartition:
+    batches = [records] if records else []
+    return FetchedPartition(0, error, high_watermark, high_watermark, 0, batches)
 
 
 def test_sessionless_fetch_covers_exactly_the_request() -> None:
@@ -70,3 +67,12 @@ def test_cache_is_bounded_least_recently_used_first() -> None:
     assert len(cache) == 2
     assert cache.resolve(second.session_id, 1, [], []).error == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
     assert cache.resolve(first.session_id, 2, [], []).error == ErrorCode.NONE
+
+
+def test_partitions_that_returned_records_go_last() -> None:
+    cache = FetchSessionCache()
+    session = cache.resolve(0, 0, [(A, 0, 1), (B, 0, 1)], []).session
+    assert session is not None
+    session.served_last([A])
+    step = cache.resolve(session.session_id, 1, [(A, 5, 1)], [])
+    assert step.wanted == [(B, 0, 1), (A, 5, 1)]  # an update keeps the rotated order

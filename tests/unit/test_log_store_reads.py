@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from sim.disk import SimDisk
 from streamhouse.config import Settings
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.reads import SEGMENT_ROWS_PER_READ
 from streamhouse.errors import OffsetOutOfRange
-from streamhouse.kafka.records import SimpleRecord, build_batch
+from streamhouse.kafka.records import SimpleRecord, build_batch, decode_records
 from streamhouse.names import TopicPartition
 from tests.unit.log_world import LogWorld
 
@@ -174,3 +176,49 @@ def test_a_wiped_disk_moves_its_partitions_to_a_new_epoch() -> None:
         await store.close(flush=False)
 
     asyncio.run(main())
+
+
+def test_cold_reads_at_any_size_are_contiguous_and_reuse_the_segment_listing() -> None:
+    """Every batch exactly once, in order, whatever the size limit cuts (a block left part
+    way must not be followed by the next one), and a listing of segment rows serves the
+    reads that follow it instead of a metadata query each."""
+
+    async def main() -> None:
+        world = _world(Settings(tail_bytes_max=0))
+        store = await _open(world)
+        for index in range(40):
+            await _append(store, TP, b"%d" % index * (1 + index % 7 * 40))
+            if index % 4 == 3:
+                await store.flusher.flush_once()
+        await store.flusher.flush_once()
+        await store.close()
+        for limit in (1, 150, 333, 1000, 1 << 20):
+            store = await _open(world)
+            listings = _count_listings(world)
+            offset, values = 0, []
+            while True:
+                result = await store.reads.read(TP, offset, limit)
+                if not result.batches:
+                    break
+                for batch in result.batches:
+                    (record,) = decode_records(batch)
+                    assert int.from_bytes(batch[:8], "big") == offset
+                    values.append(record.value)
+                    offset += 1
+            assert values == [b"%d" % i * (1 + i % 7 * 40) for i in range(40)], limit
+            assert len(listings) <= 1 + 40 // SEGMENT_ROWS_PER_READ, (limit, listings)
+
+    asyncio.run(main())
+
+
+def _count_listings(world: LogWorld) -> list[int]:
+    """The offsets segment rows are listed from, from now on."""
+    listed: list[int] = []
+    original = world.metadata.list_segments
+
+    async def counting(tp: TopicPartition, from_offset: int = 0, limit: int = 1000) -> Any:
+        listed.append(from_offset)
+        return await original(tp, from_offset, limit)
+
+    setattr(world.metadata, "list_segments", counting)  # noqa: B010 (a method, replaced)
+    return listed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject
+from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import (
     FOOTER_READ_GUESS_BYTES,
     TRAILER_BYTES,
@@ -58,10 +60,13 @@ def test_round_trip_whole_object(blocks: list[BlockSpec], agent: str, created_ms
 @given(st.lists(block_specs, min_size=1, max_size=8), st.data())
 @settings(max_examples=200, deadline=None)
 def test_range_reads_through_the_reader(blocks: list[BlockSpec], data: st.DataObject) -> None:
-    payload, footer = encode_object(blocks, "o", "agent", 1)
     store = SimObjectStore(None, SeededRng(1))
-    asyncio.run(store.put("k.obj", payload))
     index = data.draw(st.integers(0, len(blocks) - 1))
+    values = data.draw(st.lists(st.binary(max_size=200), min_size=1, max_size=5))
+    batches = [build_batch([SimpleRecord(None, v, (), 5)]) for v in values]
+    blocks[index] = replace(blocks[index], data=b"".join(batches))  # a reader parses batches
+    payload, footer = encode_object(blocks, "o", "agent", 1)
+    asyncio.run(store.put("k.obj", payload))
     entry = footer.blocks[index]
     segment = SegmentRecord(
         entry.topic,
@@ -75,7 +80,8 @@ def test_range_reads_through_the_reader(blocks: list[BlockSpec], data: st.DataOb
         entry.length,
     )
     reader = ObjectReader(store)
-    assert asyncio.run(reader.read_segment(segment)) == blocks[index].data
+    block = asyncio.run(reader.read_block(segment))
+    assert block.raw == blocks[index].data and len(block) == len(batches)
     assert reader.footer_reads == 1 and reader.block_reads == 1
 
 
@@ -127,3 +133,40 @@ def test_block_checked_against_its_entry() -> None:
     with pytest.raises(CorruptObject):
         decode_block(packed[:-1], entry)
     assert payload[-TRAILER_BYTES:][8:12] == b"SHOF"
+
+
+def test_a_second_block_missed_reads_the_rest_of_its_object_at_once() -> None:
+    batches = [build_batch([SimpleRecord(None, b"v%d" % p, (), 5)]) for p in range(4)]
+    blocks = [BlockSpec("t", p, 0, 0, 0, 0, batches[p]) for p in range(4)]
+    payload, footer = encode_object(blocks, "o", "a", 1)
+    store = SimObjectStore(None, SeededRng(1))
+    asyncio.run(store.put("k.obj", payload))
+    reader = ObjectReader(store, block_cache_bytes_max=1 << 20)
+
+    def segment(p: int) -> SegmentRecord:
+        entry = footer.blocks[p]
+        return SegmentRecord("t", p, 0, 0, 0, 0, "k.obj", entry.position, entry.length)
+
+    for p in range(4):
+        assert asyncio.run(reader.read_block(segment(p))).raw == batches[p]
+    assert (reader.block_reads, reader.object_reads) == (1, 1)  # then every other block
+    assert reader.block_cache_bytes <= 1 << 20
+    tiny = ObjectReader(store, block_cache_bytes_max=64)  # an object over a quarter of it
+    for p in range(4):
+        asyncio.run(tiny.read_block(segment(p)))
+    assert (tiny.block_reads, tiny.object_reads) == (4, 0)
+
+
+def test_an_object_read_ahead_and_evicted_at_once_still_serves_its_block() -> None:
+    big = [build_batch([SimpleRecord(None, bytes(range(256)) * 8, (), 5)]) for _ in range(3)]
+    blocks = [BlockSpec("t", p, 0, 0, 0, 0, big[p]) for p in range(3)]
+    payload, footer = encode_object(blocks, "o", "a", 1, zstd_level=1)
+    store = SimObjectStore(None, SeededRng(1))
+    asyncio.run(store.put("k.obj", payload))
+    region = sum(entry.length for entry in footer.blocks)
+    reader = ObjectReader(store, block_cache_bytes_max=4 * region)  # the object fits a quarter
+    for p in (0, 1, 2, 0):
+        entry = footer.blocks[p]
+        segment = SegmentRecord("t", p, 0, 0, 0, 0, "k.obj", entry.position, entry.length)
+        assert asyncio.run(reader.read_block(segment)).raw == big[p]
+    assert reader.block_cache_bytes <= 4 * region
