@@ -63,7 +63,7 @@ def seq_of(value: bytes) -> int:
 @dataclass(frozen=True)
 class Ack:
     seq: int
-    offset: int
+    offset: int | None  # None: persisted, the client does not know where
     enqueued_at: float
     acked_at: float
 
