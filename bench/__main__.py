@@ -43,7 +43,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "storage": lambda: storage.run(args.wal_mb, args.dir, args.rounds),
         "kafka": lambda: kafka.run(args.records, args.value_bytes),
         "cluster": lambda: cluster.run(args.cluster_records, args.value_bytes),
-        "processes": lambda: processes.run(args.records, args.value_bytes),
+        "processes": processes.run,
         "table": table.run,
         "reads": reads.run,
         "many": many.run,
