@@ -4,6 +4,7 @@ mock cluster (a C broker that stores nothing: the client's ceiling on this machi
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from streamhouse.testing.agent_process import AgentProcess, start_agent_process
 
@@ -37,7 +39,7 @@ def produce(config: dict[str, Any], topic: str, records: int, value_bytes: int) 
     latencies_ms: list[float] = []
     failures = [0]
 
-    def delivered(error: Any, _message: Any, sent_at: float) -> None:
+    def delivered(sent_at: float, error: Any, _message: Any) -> None:
         if error is not None:
             failures[0] += 1
         latencies_ms.append((time.perf_counter() - sent_at) * 1000)
@@ -50,7 +52,7 @@ def produce(config: dict[str, Any], topic: str, records: int, value_bytes: int) 
                 producer.produce(
                     topic,
                     value=value,
-                    on_delivery=lambda e, m, t=sent_at: delivered(e, m, t),
+                    on_delivery=functools.partial(delivered, sent_at),
                 )
                 break
             except BufferError:
@@ -120,7 +122,7 @@ def end_to_end_latency(bootstrap: str, topic: str, records: int) -> dict[str, An
             if message.value() == E2E_WARMUP:
                 warm.set()
             else:
-                sent_at = float(message.value().decode())
+                sent_at = float((message.value() or b"").decode())
                 latencies_ms.append((time.perf_counter() - sent_at) * 1000)
 
     receiver = threading.Thread(target=receive, name="e2e-receiver")
