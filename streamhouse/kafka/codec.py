@@ -105,7 +105,8 @@ def _reader(schema: type[RequestPayload]) -> Callable[[bytes, int], tuple[Reques
 # ---------------------------------------------------------------- shape checks
 
 
-def _need(end: int, pos: int, size: int) -> None:
+def need_bytes(end: int, pos: int, size: int) -> None:
+    """MalformedBody unless `size` bytes remain from `pos` to `end`."""
     if size < 0 or pos + size > end:
         raise MalformedBody(f"{size} bytes needed at {pos}, {end - pos} left")
 
@@ -115,19 +116,19 @@ def read_uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return decode_unsigned(data, pos, end, UVARINT_BYTES_MAX, MalformedBody)
 
 
-def _read_length(data: bytes, pos: int, end: int, flexible: bool, width: int) -> tuple[int, int]:
+def read_length(data: bytes, pos: int, end: int, flexible: bool, width: int) -> tuple[int, int]:
     """A length or count: compact (uvarint N+1) or int16/int32; -1 means null."""
     if flexible:
         value, pos = read_uvarint(data, pos, end)
         return value - 1, pos
-    _need(end, pos, width)
+    need_bytes(end, pos, width)
     layout = _INT16 if width == 2 else _INT32
     return layout.unpack_from(data, pos)[0], pos + width
 
 
 def _fixed(size: int) -> Checker:
     def check(data: bytes, pos: int, end: int) -> int:
-        _need(end, pos, size)
+        need_bytes(end, pos, size)
         return pos + size
 
     return check
@@ -135,10 +136,10 @@ def _fixed(size: int) -> Checker:
 
 def _sized(flexible: bool, width: int, nullable: bool) -> Checker:
     def check(data: bytes, pos: int, end: int) -> int:
-        length, pos = _read_length(data, pos, end, flexible, width)
+        length, pos = read_length(data, pos, end, flexible, width)
         if length == -1 and nullable:
             return pos
-        _need(end, pos, length)
+        need_bytes(end, pos, length)
         return pos + length
 
     return check
@@ -146,7 +147,7 @@ def _sized(flexible: bool, width: int, nullable: bool) -> Checker:
 
 def _array(item: Checker, flexible: bool, nullable: bool) -> Checker:
     def check(data: bytes, pos: int, end: int) -> int:
-        count, pos = _read_length(data, pos, end, flexible, 4)
+        count, pos = read_length(data, pos, end, flexible, 4)
         if count == -1 and nullable:
             return pos
         if count < 0 or count > end - pos:
@@ -160,7 +161,7 @@ def _array(item: Checker, flexible: bool, nullable: bool) -> Checker:
 
 def _nullable_entity(inner: Checker) -> Checker:
     def check(data: bytes, pos: int, end: int) -> int:
-        _need(end, pos, 1)
+        need_bytes(end, pos, 1)
         return pos + 1 if data[pos] == 0xFF else inner(data, pos + 1, end)
 
     return check
@@ -200,7 +201,7 @@ def _tag_section(tagged: dict[int, Checker]) -> Checker:
         for _ in range(count):
             tag, pos = read_uvarint(data, pos, end)
             size, pos = read_uvarint(data, pos, end)
-            _need(end, pos, size)
+            need_bytes(end, pos, size)
             if tag not in tagged:
                 raise MalformedBody(f"unknown tagged field {tag}")
             if tagged[tag](data, pos, pos + size) != pos + size:

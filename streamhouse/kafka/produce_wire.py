@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from streamhouse.kafka.codec import MalformedBody, read_uvarint
+from streamhouse.kafka.codec import MalformedBody, need_bytes, read_length, read_uvarint
 from streamhouse.kafka.encoded import array_count, wire_string
 
 TRANSACTIONAL_ID_VERSION_MIN = 3
@@ -76,8 +76,7 @@ class _Reader:
         self.flexible = flexible
 
     def need(self, size: int) -> None:
-        if size < 0 or self.pos + size > self.end:
-            raise MalformedBody(f"{size} bytes needed at {self.pos}, {self.end - self.pos} left")
+        need_bytes(self.end, self.pos, size)
 
     def fixed(self, layout: struct.Struct) -> tuple[Any, ...]:
         self.need(layout.size)
@@ -87,11 +86,7 @@ class _Reader:
 
     def length(self, width: int) -> int:
         """A length or count: compact (uvarint N+1) or int16/int32; -1 is null."""
-        if self.flexible:
-            value, self.pos = read_uvarint(self.data, self.pos, self.end)
-            return value - 1
-        layout = _INT16 if width == 2 else _INT32
-        length: int = self.fixed(layout)[0]
+        length, self.pos = read_length(self.data, self.pos, self.end, self.flexible, width)
         return length
 
     def sized(self, width: int) -> bytes | None:

@@ -205,38 +205,26 @@ class _Session:
             self._in_flight.release(request.size)
             self._our_bug(request, error)
             return
-        if isinstance(completion, asyncio.Future):  # the hot paths: answered without a task
-            completion.add_done_callback(functools.partial(self._answered, request))
-            return
-        task = self._track(asyncio.ensure_future(self._respond(request, completion)))
-        # a response task cancelled before it starts (the connection closed) never awaits
-        # its completion: close the coroutine so nothing is left dangling
-        task.add_done_callback(lambda _: completion.close())
+        answer = completion if isinstance(completion, asyncio.Future) else self._run(completion)
+        answer.add_done_callback(functools.partial(self._answered, request))
 
-    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+    def _run(self, completion: Coroutine[Any, Any, Values | EncodedBody]) -> asyncio.Task[Any]:
+        """A handler's coroutine as a task (the hot paths hand a future, and take none)."""
+        task = self._track(asyncio.ensure_future(completion))
+        # a task cancelled before it starts (the connection closed) never runs its coroutine:
+        # close it so nothing is left dangling
+        task.add_done_callback(lambda _: completion.close())
+        return task
+
+    def _track(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
         """Keep `task` until it ends (closing the connection cancels what is left)."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _respond(
-        self, request: Request, completion: Coroutine[Any, Any, Values | EncodedBody]
-    ) -> None:
-        try:
-            try:
-                values = await completion
-            except StreamHouseError as error:
-                self._write(self._connection.send_error(request, error.code))
-            else:
-                self._write(self._encoded(request, values))
-            await self._drained()
-        except Exception as error:
-            self._our_bug(request, error)
-        finally:
-            self._in_flight.release(request.size)
-
-    def _answered(self, request: Request, completion: asyncio.Future[Values]) -> None:
-        """A handler's future settled: write its answer now (cancelled: the agent is closing)."""
+    def _answered(self, request: Request, completion: asyncio.Future[Values | EncodedBody]) -> None:
+        """A handler's answer settled: write it now (cancelled: the connection or the agent is
+        closing), then count the request out of the budget."""
         try:
             if completion.cancelled():
                 pass
@@ -252,18 +240,22 @@ class _Session:
             self._our_bug(request, error)
         self._release_when_drained(request.size)
 
-    def _unanswered(self, request: Request, values: Values) -> None:
+    def _unanswered(self, request: Request, values: Values | EncodedBody) -> None:
         """A Produce with acks=0 gets no answer; if a partition refused it, the connection is
         closed, as Kafka does, so the client refreshes its metadata rather than sending on to
         an agent that drops everything (a partition led elsewhere, a deleted topic)."""
-        refused = [
-            f"{topic['name']}-{partition['index']}: {partition.get('error_message', '')}"
-            for topic in values["responses"]
-            for partition in topic["partition_responses"]
-            if partition["error_code"]
-        ]
-        if refused:
-            log.info("closing Kafka connection after an acks=0 Produce refused %s", refused[0])
+        assert isinstance(values, dict), "only a Produce goes unanswered, and it gives values"
+        refused = next(
+            (
+                f"{topic['name']}-{partition['index']}: {partition.get('error_message', '')}"
+                for topic in values["responses"]
+                for partition in topic["partition_responses"]
+                if partition["error_code"]
+            ),
+            None,
+        )
+        if refused is not None:
+            log.info("closing Kafka connection after an acks=0 Produce refused %s", refused)
             self._writer.close()
 
     def _release_when_drained(self, size: int) -> None:
