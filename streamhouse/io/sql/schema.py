@@ -73,6 +73,22 @@ producer_states = Table(
     ),
 )
 
+# A producer's transaction in a partition: open while last_offset is NULL, aborted once it
+# holds the ABORT marker's offset (committed transactions leave no row)
+partition_txns = Table(
+    "partition_txns",
+    metadata,
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("producer_id", BigInteger, primary_key=True),
+    Column("first_offset", BigInteger, primary_key=True),
+    Column("last_offset", BigInteger, nullable=True),
+    ForeignKeyConstraint(
+        ["topic", "partition"], ["partitions.topic", "partitions.partition"], ondelete="CASCADE"
+    ),
+    Index("ix_partition_txns_last_offset", "topic", "partition", "last_offset"),
+)
+
 group_generations = Table(
     "group_generations",
     metadata,
