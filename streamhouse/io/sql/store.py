@@ -12,6 +12,7 @@ from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
+from streamhouse.io.sql.txn_store import SqlTransactionStore
 from streamhouse.io.sql.transactions import (
     SQLITE_BUSY_TIMEOUT_MS,
     BlockingRunner,
@@ -41,6 +42,7 @@ class SqlMetadataStore(
     SqlProducerStore,
     SqlGroupStore,
     SqlMembershipStore,
+    SqlTransactionStore,
     MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""
