@@ -23,6 +23,7 @@ from streamhouse.names import TopicPartition
 
 PRODUCER_EPOCH_MAX = 32_766  # Kafka keeps Short.MAX_VALUE (32767) as "no epoch"
 NO_START_MS = -1  # a transaction that is not open has no start time
+NO_EPOCH = -1
 
 
 class TxnState(enum.Enum):
@@ -65,6 +66,9 @@ class Transaction:
     groups: frozenset[str] = frozenset()
     start_ms: int = NO_START_MS  # wall time the open transaction began
     update_ms: int = NO_START_MS  # wall time of the last transition
+    # the epoch before the last bump: KIP-360's InitProducerId may name it (a retry, or the
+    # producer of a transaction that timed out), as Kafka's lastProducerEpoch
+    prior_epoch: int = NO_EPOCH
 
     def moved(self, state: TxnState, now_ms: int, **changes: object) -> Transaction:
         """This transaction in `state` (which the table must allow) with `changes`."""
@@ -127,10 +131,12 @@ def reinit(
     """A later InitProducerId: the epoch bumps, which fences every older producer of the id.
 
     `fresh_producer_id`: the id to move to when the epoch is used up (the caller allocates
-    one when `needs_fresh_producer_id` says so). `caller`: KIP-360's (producer id, epoch) the client holds,
-    which must be the stored ones. An ongoing transaction is aborted first (epoch bumped,
+    one when `needs_fresh_producer_id` says so). `caller`: KIP-360's (producer id, epoch)
+    the client holds, which must be the stored ones (or the prior epoch: a retry). An ongoing transaction is aborted first (epoch bumped,
     PrepareAbort) and the caller told CONCURRENT_TRANSACTIONS, to ask again once it is over.
     """
+    if caller == (txn.producer_id, txn.prior_epoch) and txn.state not in OPEN_STATES:
+        return Unchanged(txn)  # a retry of the bump that answered it, or KIP-360 after a timeout
     if caller is not None and caller != (txn.producer_id, txn.producer_epoch):
         return Refused(
             ErrorCode.PRODUCER_FENCED,
@@ -144,9 +150,13 @@ def reinit(
         return Moved(_abort_fencing(txn, now_ms), ErrorCode.CONCURRENT_TRANSACTIONS)
     if needs_fresh_producer_id(txn):
         assert fresh_producer_id is not None, txn
-        bumped = txn.moved(S.EMPTY, now_ms, producer_id=fresh_producer_id, producer_epoch=0)
+        bumped = txn.moved(
+            S.EMPTY, now_ms, producer_id=fresh_producer_id, producer_epoch=0, prior_epoch=NO_EPOCH
+        )
     else:
-        bumped = txn.moved(S.EMPTY, now_ms, producer_epoch=txn.producer_epoch + 1)
+        bumped = txn.moved(
+            S.EMPTY, now_ms, producer_epoch=txn.producer_epoch + 1, prior_epoch=txn.producer_epoch
+        )
     return Moved(replace(bumped, timeout_ms=timeout_ms, partitions=frozenset(), groups=frozenset()))
 
 
@@ -159,7 +169,7 @@ def _abort_fencing(txn: Transaction, now_ms: int) -> Transaction:
     """PrepareAbort with the epoch bumped: the producer that left the transaction open is
     fenced by the abort markers (written at the new epoch) and by the coordinator."""
     epoch = min(txn.producer_epoch + 1, PRODUCER_EPOCH_MAX)
-    return txn.moved(S.PREPARE_ABORT, now_ms, producer_epoch=epoch)
+    return txn.moved(S.PREPARE_ABORT, now_ms, producer_epoch=epoch, prior_epoch=txn.producer_epoch)
 
 
 def abort_expired(txn: Transaction, now_ms: int) -> Transaction:

@@ -108,7 +108,8 @@ def _upsert_offsets(
 
 
 def check_coordinator(conn: Connection, coordinated: str, fence: CoordinatorFence) -> None:
-    """Raises NotCoordinator unless the fence's slot is still at its epoch. The slot's row is read FOR SHARE: a lease taken meanwhile (FOR NO KEY UPDATE) waits
+    """Raises NotCoordinator unless the fence's slot is still at its epoch. The slot's row is
+    read FOR SHARE: a lease taken meanwhile (FOR NO KEY UPDATE) waits
     until this commit is over, so the epoch cannot move between the check and the write."""
     slot = fence.slot
     query = (

@@ -201,6 +201,7 @@ transactions = Table(
     Column("groups", Text, nullable=False),  # JSON [group_id, ...] sorted
     Column("start_ms", BigInteger, nullable=False),
     Column("update_ms", BigInteger, nullable=False),
+    Column("prior_epoch", Integer, nullable=False),
     Index("ix_transactions_slot", "slot"),
 )
 

@@ -12,12 +12,12 @@ from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
-from streamhouse.io.sql.txn_store import SqlTransactionStore
 from streamhouse.io.sql.transactions import (
     SQLITE_BUSY_TIMEOUT_MS,
     BlockingRunner,
     open_transactions,
 )
+from streamhouse.io.sql.txn_store import SqlTransactionStore
 from streamhouse.ports.metadata import MetadataStore
 
 

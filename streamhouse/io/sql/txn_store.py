@@ -104,8 +104,7 @@ def _settle_pending(conn: Connection, producer_id: int, commit: bool) -> None:
     if commit:
         query = select(txn_offsets).where(mine).order_by(*txn_offsets.primary_key.columns)
         rows = [
-            {name: getattr(row, name) for name in _COMMITTED_COLUMNS}
-            for row in conn.execute(query)
+            {name: getattr(row, name) for name in _COMMITTED_COLUMNS} for row in conn.execute(query)
         ]
         if rows:
             conn.execute(offsets_upsert(conn, committed_offsets, ["group_id"]), rows)

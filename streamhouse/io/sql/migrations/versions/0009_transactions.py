@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("groups", sa.Text(), nullable=False),
         sa.Column("start_ms", sa.BigInteger(), nullable=False),
         sa.Column("update_ms", sa.BigInteger(), nullable=False),
+        sa.Column("prior_epoch", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("transactional_id", name="pk_transactions"),
     )
     op.create_index("ix_transactions_slot", "transactions", ["slot"])
