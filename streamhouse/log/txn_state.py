@@ -132,8 +132,9 @@ def reinit(
 
     `fresh_producer_id`: the id to move to when the epoch is used up (the caller allocates
     one when `needs_fresh_producer_id` says so). `caller`: KIP-360's (producer id, epoch)
-    the client holds, which must be the stored ones (or the prior epoch: a retry). An ongoing transaction is aborted first (epoch bumped,
-    PrepareAbort) and the caller told CONCURRENT_TRANSACTIONS, to ask again once it is over.
+    the client holds, which must be the stored ones (or the prior epoch: a retry). An
+    ongoing transaction is aborted first (epoch bumped, PrepareAbort) and the caller told
+    CONCURRENT_TRANSACTIONS, to ask again once it is over.
     """
     if caller == (txn.producer_id, txn.prior_epoch) and txn.state not in OPEN_STATES:
         return Unchanged(txn)  # a retry of the bump that answered it, or KIP-360 after a timeout
