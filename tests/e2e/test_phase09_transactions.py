@@ -25,7 +25,6 @@ from confluent_kafka import (
 )
 from confluent_kafka import TopicPartition as ConfluentPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
