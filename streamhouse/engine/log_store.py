@@ -94,6 +94,17 @@ class AppendResult:
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
 
 
+@dataclass(frozen=True)
+class ActiveProducer:
+    """An idempotent or transactional producer a led partition remembers (DescribeProducers)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int  # -1: none in this epoch yet (only markers)
+    last_timestamp_ms: int
+    current_txn_start_offset: int  # -1: no transaction open here
+
+
 @dataclass
 class _Inflight:
     """One WAL append as the log store sees it, in WAL order."""
@@ -543,6 +554,21 @@ class LogStore:
         self.flusher.drop_unsynced()
         for plog in touched.values():
             plog.roll_back_unsynced(error)
+
+    async def describe_producers(self, tp: TopicPartition) -> list[ActiveProducer]:
+        """The producers the partition remembers, by producer id. Raises NotLeader."""
+        plog = await self.partition(tp)
+        open_txns = plog.txns.open_txns()
+        return [
+            ActiveProducer(
+                snapshot.producer_id,
+                snapshot.producer_epoch,
+                snapshot.batches[-1].last_sequence if snapshot.batches else -1,
+                snapshot.last_append_ms,
+                open_txns.get(snapshot.producer_id, -1),
+            )
+            for snapshot in plog.producers.snapshots()
+        ]
 
     # --- log start ---------------------------------------------------------------------------
 

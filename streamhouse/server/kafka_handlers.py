@@ -55,6 +55,7 @@ from streamhouse.server.kafka_cluster_admin import (
     list_partition_reassignments,
 )
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
+from streamhouse.server.kafka_describe_producers import describe_producers
 from streamhouse.server.kafka_groups import (
     delete_groups,
     describe_groups,
@@ -338,6 +339,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.PRODUCE: produce,
     ApiKey.FETCH: fetch,
     ApiKey.LIST_OFFSETS: list_offsets,
+    ApiKey.DESCRIBE_PRODUCERS: describe_producers,
     ApiKey.CREATE_TOPICS: create_topics,
     ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
     ApiKey.DELETE_RECORDS: delete_records,

@@ -162,3 +162,19 @@ def test_a_producer_may_not_write_outside_its_open_transaction() -> None:
         await store.close()
 
     _run(main)
+
+
+def test_describe_producers_shows_where_open_transactions_began() -> None:
+    async def main(world: LogWorld) -> None:
+        store = await world.open(TP.topic, 1)
+        await _synced(store.append(TP, _txn_batch(0, count=3), durable=False))
+        (producer,) = await store.describe_producers(TP)
+        assert (producer.producer_id, producer.producer_epoch) == (PID, 0)
+        assert (producer.last_sequence, producer.current_txn_start_offset) == (2, 0)
+        await _marker(store, committed=True, epoch=1)
+        (ended,) = await store.describe_producers(TP)
+        assert (ended.producer_epoch, ended.last_sequence) == (1, -1)
+        assert ended.current_txn_start_offset == -1
+        await store.close()
+
+    _run(main)
