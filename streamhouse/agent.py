@@ -182,7 +182,7 @@ async def assemble_agent(
     )
     await log.open()
     await ensure_coordinator_slots(metadata, clock.now_ms())
-    slots = CoordinatorSlots(log, clock)
+    slots = CoordinatorSlots(log, clock, cluster.may_lead)
     groups = GroupCoordinator(
         settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots, pending=metadata
     )

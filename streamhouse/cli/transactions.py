@@ -33,6 +33,8 @@ from streamhouse.kafka.apis import ApiKey
 TRANSACTION_KEY_TYPE = 1  # FindCoordinator's key type of a transactional id
 LIST_COLUMNS = ("transactional id", "producer id", "state", "coordinator")
 DESCRIBE_COLUMNS = ("field", "value")
+EMPTY_STATE = "Empty"
+_EVERY_TRANSACTION: dict[str, Any] = {"state_filters": [], "producer_id_filters": []}
 
 transactions = typer.Typer(
     help="Inspect transactions and abort hanging ones on a running cluster (over Kafka).",
@@ -48,7 +50,11 @@ class TransactionProbe(ClusterProbe):
     """The transaction calls the commands make, failures as CommandError."""
 
     def list_all(self, states: list[str], producer_ids: list[int]) -> list[dict[str, Any]]:
-        request = {"state_filters": states, "producer_id_filters": producer_ids}
+        request = {
+            **_EVERY_TRANSACTION,
+            "state_filters": states,
+            "producer_id_filters": producer_ids,
+        }
         rows = []
         for broker in self.brokers().values():
             with self._client(broker, f"agent node {broker.node_id}") as client:
@@ -68,6 +74,16 @@ class TransactionProbe(ClusterProbe):
     def describe(self, transactional_id: str) -> dict[str, Any]:
         coordinator = self.coordinator(transactional_id)
         with self._client(coordinator, "the transaction's coordinator") as client:
+            listed = client.call(ApiKey.LIST_TRANSACTIONS, _EVERY_TRANSACTION)
+            states = {t.transactional_id: t for t in listed.transaction_states}
+            known = states.get(transactional_id)
+            if known is None:
+                raise CommandError(
+                    f"transactional id {transactional_id!r} is unknown (TRANSACTIONAL_ID_NOT_FOUND)"
+                )
+            if known.transaction_state == EMPTY_STATE:
+                # no transaction began: its start time is -1, which kio cannot read as a time
+                return _empty(transactional_id, int(known.producer_id), coordinator)
             answer = client.call(
                 ApiKey.DESCRIBE_TRANSACTIONS, {"transactional_ids": [transactional_id]}
             )
@@ -78,8 +94,8 @@ class TransactionProbe(ClusterProbe):
             "state": state.transaction_state,
             "producer id": int(state.producer_id),
             "producer epoch": int(state.producer_epoch),
-            "timeout ms": int(state.transaction_timeout),
-            "start ms": int(state.transaction_start_time),
+            "timeout ms": int(state.transaction_timeout.total_seconds() * 1000),
+            "start ms": int(state.transaction_start_time.timestamp() * 1000),
             "partitions": sorted(f"{t.topic}-{p}" for t in state.topics for p in t.partitions),
             "coordinator": coordinator.address,
         }
@@ -116,6 +132,19 @@ class TransactionProbe(ClusterProbe):
             for topic_result in result.topics:
                 for part in topic_result.partitions:
                     _check(part.error_code, f"writing the abort marker into {topic}-{partition}")
+
+
+def _empty(transactional_id: str, producer_id: int, coordinator: Broker) -> dict[str, Any]:
+    return {
+        "transactional id": transactional_id,
+        "state": EMPTY_STATE,
+        "producer id": producer_id,
+        "producer epoch": None,
+        "timeout ms": None,
+        "start ms": None,
+        "partitions": [],
+        "coordinator": coordinator.address,
+    }
 
 
 def _check(code: int, what: str) -> None:

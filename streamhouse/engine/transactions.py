@@ -58,6 +58,9 @@ class TxnSlots(Protocol):
     def held(self) -> dict[TopicPartition, int]:
         """Every slot this agent leads now, with its lease epoch."""
 
+    async def take_placed(self) -> None:
+        """Take every slot placed here that nobody holds."""
+
 
 @dataclass(frozen=True)
 class TxnAnswer:
@@ -239,6 +242,7 @@ class TransactionCoordinator:
     async def list_coordinated(self) -> list[Transaction]:
         """Every transaction of the slots this agent holds (ListTransactions is sent to every
         agent and the answers joined, so each lists only its own)."""
+        await self._slots.take_placed()
         held = self._slots.held()
         listed = await self._store.list_transactions()
         return [txn for txn in listed if slot_of(txn.transactional_id) in held]

@@ -165,9 +165,14 @@ def test_a_second_producer_with_the_same_id_fences_the_first(agent: Agent) -> No
     successor.begin_transaction()
     _send(successor, "p9-zombie", "successor")
     successor.commit_transaction(WAIT_S)
-    described = _describe(agent.bootstrap, "p9-zombie-tx")
-    assert described["state"] == "CompleteCommit"
-    assert described["producer epoch"] == 2  # one bump for the abort, one for the new producer
+    within(  # the markers are written after the commit is answered
+        WAIT_S,
+        lambda: _describe(agent.bootstrap, "p9-zombie-tx")["state"] == "CompleteCommit",
+        "the successor's commit completed",
+    )
+    assert (
+        _describe(agent.bootstrap, "p9-zombie-tx")["producer epoch"] == 2
+    )  # one bump for the abort, one for the new producer
 
 
 def test_a_transaction_past_its_timeout_is_aborted(agent: Agent) -> None:
@@ -196,6 +201,8 @@ def test_a_commit_decided_before_a_sigkill_completes_after_the_restart(tmp_path:
         producer.begin_transaction()
         _send(producer, "p9-crash", "kept")
         producer.commit_transaction(WAIT_S)
+        # decided, its markers not durable yet: the restarted coordinator must finish it
+        assert _describe(first.bootstrap, "p9-crash-tx")["state"] == "PrepareCommit"
         first.kill()
     with start_agent(data_dir) as restarted:
         within(
