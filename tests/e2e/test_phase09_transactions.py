@@ -11,12 +11,14 @@ read_uncommitted (clients skip control records) and markers seen through the log
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -25,6 +27,7 @@ from confluent_kafka import (
 )
 from confluent_kafka import TopicPartition as ConfluentPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaProducer
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
@@ -215,3 +218,46 @@ def test_a_commit_decided_before_a_sigkill_completes_after_the_restart(tmp_path:
             f"kept-{i}".encode() for i in range(RECORDS)
         ]
         restarted.stop_cleanly()
+
+
+def test_aiokafka_and_kafka_python_transactional_producers(agent: Agent) -> None:
+    _create(agent.bootstrap, "p9-clients")
+
+    async def aiokafka_transactions() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=agent.bootstrap, transactional_id="p9-aiokafka-tx"
+        )
+        await producer.start()
+        try:
+            async with producer.transaction():
+                for index in range(RECORDS):
+                    await producer.send("p9-clients", f"aiokafka-{index}".encode(), partition=0)
+        finally:
+            await producer.stop()
+
+    asyncio.run(aiokafka_transactions())
+    producer = KafkaProducer(bootstrap_servers=agent.bootstrap, transactional_id="p9-python-tx")
+    producer.init_transactions()
+    producer.begin_transaction()
+    for index in range(RECORDS):
+        producer.send("p9-clients", f"python-{index}".encode(), partition=0)
+    producer.commit_transaction()
+    producer.close()
+    within(WAIT_S, lambda: _log_end(agent.bootstrap, "p9-clients") == 2 * RECORDS + 2, "markers")
+    values = _read_uncommitted(agent.bootstrap, "p9-clients", 2 * RECORDS)
+    assert values == [f"aiokafka-{i}".encode() for i in range(RECORDS)] + [
+        f"python-{i}".encode() for i in range(RECORDS)
+    ]
+
+
+def test_streamctl_aborts_a_hanging_transaction_with_a_marker(agent: Agent) -> None:
+    _create(agent.bootstrap, "p9-hanging")
+    producer = _producer(agent.bootstrap, "p9-hanging-tx")
+    producer.begin_transaction()
+    _send(producer, "p9-hanging", "hanging")
+    described = _describe(agent.bootstrap, "p9-hanging-tx")
+    abort = ["transactions", "abort", "--topic", "p9-hanging", "--partition", "0"]
+    abort += ["--producer-id", str(described["producer id"]), "--producer-epoch", "0"]
+    assert "aborted producer" in _streamctl(agent.bootstrap, *abort)
+    assert _log_end(agent.bootstrap, "p9-hanging") == RECORDS + 1
+    producer.abort_transaction(WAIT_S)
