@@ -31,6 +31,11 @@ from kafka import KafkaProducer
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
+from streamhouse.errors import ErrorCode, PeerUnreachable
+from streamhouse.io.kafka_peer import StreamsMarkerSender
+from streamhouse.kafka.control_records import TxnMarker
+from streamhouse.names import TopicPartition
+from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import Agent, start_agent, within
 
 WAIT_S = 30
@@ -260,4 +265,25 @@ def test_streamctl_aborts_a_hanging_transaction_with_a_marker(agent: Agent) -> N
     abort += ["--producer-id", str(described["producer id"]), "--producer-epoch", "0"]
     assert "aborted producer" in _streamctl(agent.bootstrap, *abort)
     assert _log_end(agent.bootstrap, "p9-hanging") == RECORDS + 1
+    producer.abort_transaction(WAIT_S)
+
+
+def test_the_marker_sender_writes_markers_at_another_agent(agent: Agent) -> None:
+    """The coordinator's asyncio WriteTxnMarkers client (io/kafka_peer.py), as it reaches a
+    partition led by another agent; an agent that does not answer is PeerUnreachable."""
+    _create(agent.bootstrap, "p9-peer")
+    producer = _producer(agent.bootstrap, "p9-peer-tx")
+    producer.begin_transaction()
+    _send(producer, "p9-peer", "peer")
+    producer_id = _describe(agent.bootstrap, "p9-peer-tx")["producer id"]
+    host, _, port = agent.bootstrap.rpartition(":")
+    sender = StreamsMarkerSender(timeout_ms=5_000)
+    tp = TopicPartition("p9-peer", 0)
+    marker = TxnMarker(producer_id, 0, committed=False, coordinator_epoch=0)
+    missing = TopicPartition("p9-peer", 7)
+    codes = asyncio.run(sender.send_markers(host, int(port), marker, [tp, missing]))
+    assert codes == {tp: ErrorCode.NONE, missing: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION}
+    assert _log_end(agent.bootstrap, "p9-peer") == RECORDS + 1
+    with pytest.raises(PeerUnreachable):
+        asyncio.run(sender.send_markers(host, free_loopback_port(), marker, [tp]))
     producer.abort_transaction(WAIT_S)
