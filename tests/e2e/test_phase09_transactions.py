@@ -58,9 +58,23 @@ def _producer(bootstrap: str, transactional_id: str, **extra: Any) -> Producer:
 
 
 def _send(producer: Producer, topic: str, prefix: str, partition: int = 0) -> None:
-    for index in range(RECORDS):
-        producer.produce(topic, value=f"{prefix}-{index}".encode(), partition=partition)
+    for value in _values(prefix):
+        producer.produce(topic, value=value, partition=partition)
     assert producer.flush(WAIT_S) == 0
+
+
+def _values(prefix: str) -> list[bytes]:
+    return [f"{prefix}-{index}".encode() for index in range(RECORDS)]
+
+
+def _open_transaction(bootstrap: str, topic: str, prefix: str, **extra: Any) -> Producer:
+    """Topic `topic` created, and a producer (transactional id `<topic>-tx`) that has sent
+    RECORDS values `<prefix>-<index>` to its partition 0 in a transaction left open."""
+    _create(bootstrap, topic)
+    producer = _producer(bootstrap, f"{topic}-tx", **extra)
+    producer.begin_transaction()
+    _send(producer, topic, prefix)
+    return producer
 
 
 def _read_uncommitted(bootstrap: str, topic: str, count: int, partition: int = 0) -> list[bytes]:
@@ -117,7 +131,7 @@ def test_commit_and_abort_end_with_markers(agent: Agent) -> None:
     producer.abort_transaction(WAIT_S)
     within(WAIT_S, lambda: _log_end(agent.bootstrap, "p9-basic") == 2 * RECORDS + 2, "markers")
     values = _read_uncommitted(agent.bootstrap, "p9-basic", 2 * RECORDS)
-    assert values[:RECORDS] == [f"committed-{i}".encode() for i in range(RECORDS)]
+    assert values[:RECORDS] == _values("committed")
     assert len(values) == 2 * RECORDS  # control records are never data
     described = _describe(agent.bootstrap, "p9-basic-tx")
     assert described["state"] == "CompleteAbort" and described["producer epoch"] == 0
@@ -156,16 +170,11 @@ def test_send_offsets_to_transaction_commits_the_groups_offsets(agent: Agent) ->
     (committed,) = consumer.committed([ConfluentPartition("p9-in", 0)], WAIT_S)
     assert committed.offset == RECORDS
     consumer.close()
-    assert _read_uncommitted(agent.bootstrap, "p9-out", RECORDS) == [
-        f"input-{i}".encode() for i in range(RECORDS)
-    ]
+    assert _read_uncommitted(agent.bootstrap, "p9-out", RECORDS) == _values("input")
 
 
 def test_a_second_producer_with_the_same_id_fences_the_first(agent: Agent) -> None:
-    _create(agent.bootstrap, "p9-zombie")
-    zombie = _producer(agent.bootstrap, "p9-zombie-tx")
-    zombie.begin_transaction()
-    _send(zombie, "p9-zombie", "zombie")
+    zombie = _open_transaction(agent.bootstrap, "p9-zombie", "zombie")
     successor = _producer(agent.bootstrap, "p9-zombie-tx")  # aborts the zombie's transaction
     with pytest.raises(KafkaException) as raised:
         zombie.commit_transaction(WAIT_S)
@@ -184,11 +193,8 @@ def test_a_second_producer_with_the_same_id_fences_the_first(agent: Agent) -> No
 
 
 def test_a_transaction_past_its_timeout_is_aborted(agent: Agent) -> None:
-    _create(agent.bootstrap, "p9-timeout")
     timeout = {"transaction.timeout.ms": 2000, "message.timeout.ms": 2000}
-    producer = _producer(agent.bootstrap, "p9-timeout-tx", **timeout)
-    producer.begin_transaction()
-    _send(producer, "p9-timeout", "late")
+    producer = _open_transaction(agent.bootstrap, "p9-timeout", "late", **timeout)
     within(
         WAIT_S,
         lambda: _describe(agent.bootstrap, "p9-timeout-tx")["state"] == "CompleteAbort",
@@ -204,10 +210,7 @@ def test_a_commit_decided_before_a_sigkill_completes_after_the_restart(tmp_path:
     data_dir = tmp_path / "data"
     slow_flush = ("--flush-interval-ms", "3000")  # markers wait this long to be durable
     with start_agent(data_dir, *slow_flush) as first:
-        _create(first.bootstrap, "p9-crash")
-        producer = _producer(first.bootstrap, "p9-crash-tx")
-        producer.begin_transaction()
-        _send(producer, "p9-crash", "kept")
+        producer = _open_transaction(first.bootstrap, "p9-crash", "kept")
         producer.commit_transaction(WAIT_S)
         # decided, its markers not durable yet: the restarted coordinator must finish it
         assert _describe(first.bootstrap, "p9-crash-tx")["state"] == "PrepareCommit"
@@ -219,9 +222,7 @@ def test_a_commit_decided_before_a_sigkill_completes_after_the_restart(tmp_path:
             "the decided commit completed after the restart",
         )
         assert _log_end(restarted.bootstrap, "p9-crash") >= RECORDS + 1
-        assert _read_uncommitted(restarted.bootstrap, "p9-crash", RECORDS) == [
-            f"kept-{i}".encode() for i in range(RECORDS)
-        ]
+        assert _read_uncommitted(restarted.bootstrap, "p9-crash", RECORDS) == _values("kept")
         restarted.stop_cleanly()
 
 
@@ -235,8 +236,8 @@ def test_aiokafka_and_kafka_python_transactional_producers(agent: Agent) -> None
         await producer.start()
         try:
             async with producer.transaction():
-                for index in range(RECORDS):
-                    await producer.send("p9-clients", f"aiokafka-{index}".encode(), partition=0)
+                for value in _values("aiokafka"):
+                    await producer.send("p9-clients", value, partition=0)
         finally:
             await producer.stop()
 
@@ -244,22 +245,17 @@ def test_aiokafka_and_kafka_python_transactional_producers(agent: Agent) -> None
     producer = KafkaProducer(bootstrap_servers=agent.bootstrap, transactional_id="p9-python-tx")
     producer.init_transactions()
     producer.begin_transaction()
-    for index in range(RECORDS):
-        producer.send("p9-clients", f"python-{index}".encode(), partition=0)
+    for value in _values("python"):
+        producer.send("p9-clients", value, partition=0)
     producer.commit_transaction()
     producer.close()
     within(WAIT_S, lambda: _log_end(agent.bootstrap, "p9-clients") == 2 * RECORDS + 2, "markers")
     values = _read_uncommitted(agent.bootstrap, "p9-clients", 2 * RECORDS)
-    assert values == [f"aiokafka-{i}".encode() for i in range(RECORDS)] + [
-        f"python-{i}".encode() for i in range(RECORDS)
-    ]
+    assert values == _values("aiokafka") + _values("python")
 
 
 def test_streamctl_aborts_a_hanging_transaction_with_a_marker(agent: Agent) -> None:
-    _create(agent.bootstrap, "p9-hanging")
-    producer = _producer(agent.bootstrap, "p9-hanging-tx")
-    producer.begin_transaction()
-    _send(producer, "p9-hanging", "hanging")
+    producer = _open_transaction(agent.bootstrap, "p9-hanging", "hanging")
     described = _describe(agent.bootstrap, "p9-hanging-tx")
     abort = ["transactions", "abort", "--topic", "p9-hanging", "--partition", "0"]
     abort += ["--producer-id", str(described["producer id"]), "--producer-epoch", "0"]
@@ -271,10 +267,7 @@ def test_streamctl_aborts_a_hanging_transaction_with_a_marker(agent: Agent) -> N
 def test_the_marker_sender_writes_markers_at_another_agent(agent: Agent) -> None:
     """The coordinator's asyncio WriteTxnMarkers client (io/kafka_peer.py), as it reaches a
     partition led by another agent; an agent that does not answer is PeerUnreachable."""
-    _create(agent.bootstrap, "p9-peer")
-    producer = _producer(agent.bootstrap, "p9-peer-tx")
-    producer.begin_transaction()
-    _send(producer, "p9-peer", "peer")
+    producer = _open_transaction(agent.bootstrap, "p9-peer", "peer")
     producer_id = _describe(agent.bootstrap, "p9-peer-tx")["producer id"]
     host, _, port = agent.bootstrap.rpartition(":")
     sender = StreamsMarkerSender(timeout_ms=5_000)
