@@ -149,8 +149,10 @@ def test_a_transaction_with_offsets_commits_and_writes_its_markers() -> None:
         unchecked = Committer(-1, "", None, unchecked=True)
         assert await a.groups.commit_txn_offsets(GROUP, pid, unchecked, offsets) == {TP0: E.NONE}
         assert await world.metadata.fetch_offsets(GROUP) == {}  # pending until the decision
+        assert await a.groups.pending_partitions(GROUP) == {TP0}  # not stable (KIP-447)
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.NONE
         assert (await world.metadata.fetch_offsets(GROUP))[TP0].offset == 7
+        assert await a.groups.pending_partitions(GROUP) == set()
         await _wait_state(a, TxnState.COMPLETE_COMMIT)
         assert world.markers.written == [
             (TP0, TxnMarker(pid, 0, True, world_slot_epoch(a))),
