@@ -110,7 +110,8 @@ class TransactionCoordinator:
         self._open: dict[str, tuple[int, Transaction]] = {}
         self._recovered: dict[TopicPartition, int] = {}  # slot -> epoch its txns were read at
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its users
-        self._completions: dict[str, asyncio.Task[None]] = {}
+        # each decided transaction's completion, with the slot epoch it runs under
+        self._completions: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = AgentFailure()
 
@@ -124,7 +125,7 @@ class TransactionCoordinator:
         self._tasks = [task]
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *self._completions.values()]
+        tasks = [*self._tasks, *(task for _, task in self._completions.values())]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -149,13 +150,13 @@ class TransactionCoordinator:
             async with self._held(transactional_id) as (fence, txn):
                 now_ms = self._clock.now_ms()
                 if txn is None:
-                    producer_id = await self._producers.allocate_producer_id()
+                    producer_id = await self._allocate_producer_id()
                     fresh = txn_state.first_init(transactional_id, producer_id, timeout_ms, now_ms)
                     outcome: Outcome = Moved(fresh)
                 else:
                     new_id = None
                     if txn_state.needs_fresh_producer_id(txn):
-                        new_id = await self._producers.allocate_producer_id()
+                        new_id = await self._allocate_producer_id()
                     outcome = txn_state.reinit(txn, timeout_ms, now_ms, new_id, caller)
                 answer = await self._apply(outcome, fence)
                 kept = self._current(outcome)
@@ -164,6 +165,12 @@ class TransactionCoordinator:
         if answer.code is not ErrorCode.NONE or kept is None:
             return answer
         return TxnAnswer(ErrorCode.NONE, "", kept.producer_id, kept.producer_epoch)
+
+    async def _allocate_producer_id(self) -> int:
+        try:
+            return await self._producers.allocate_producer_id()
+        except StorageError as error:
+            raise _Refusal(_unavailable(error)) from error
 
     async def add_partitions(
         self,
@@ -300,6 +307,8 @@ class TransactionCoordinator:
         except StorageError as error:
             raise _Refusal(_unavailable(error)) from error
         self._keep(txn, fence.epoch)
+        if txn is not None and txn.state in PREPARED:  # decided under an earlier holder
+            self._complete_later(txn, fence)
         return txn
 
     def _existing(self, txn: Transaction | None, transactional_id: str) -> Transaction:
@@ -370,16 +379,19 @@ class TransactionCoordinator:
         """Write the decided transaction's markers, then complete it, in a task of its own
         (one per id; its failure, our own bug, fails the agent)."""
         running = self._completions.get(txn.transactional_id)
-        if running is not None and not running.done():
-            return
+        if running is not None and not running[1].done():
+            if running[0] == fence.epoch:
+                return
+            running[1].cancel()  # kept from an earlier hold of the slot: this one takes over
         task = asyncio.get_running_loop().create_task(
             self._complete(txn, fence), name=f"txn-complete-{txn.transactional_id}"
         )
-        self._completions[txn.transactional_id] = task
+        self._completions[txn.transactional_id] = (fence.epoch, task)
         task.add_done_callback(lambda done: self._completion_ended(txn.transactional_id, done))
 
     def _completion_ended(self, transactional_id: str, task: asyncio.Task[None]) -> None:
-        if self._completions.get(transactional_id) is task:
+        running = self._completions.get(transactional_id)
+        if running is not None and running[1] is task:
             del self._completions[transactional_id]
         if not task.cancelled() and (error := task.exception()) is not None:
             self._failure.report(error, task.get_name())
@@ -435,10 +447,10 @@ class TransactionCoordinator:
             if self._recovered.get(slot) == epoch:
                 continue
             for txn in await self._store.list_transactions(slot):
-                if txn.state in OPEN_STATES and txn.transactional_id not in self._locks:
+                if txn.transactional_id not in self._locks:  # else its request reads it
                     self._keep(txn, epoch)
-                    if txn.state in PREPARED:
-                        self._complete_later(txn, CoordinatorFence(slot, epoch))
+                if txn.state in PREPARED:
+                    self._complete_later(txn, CoordinatorFence(slot, epoch))
             self._recovered[slot] = epoch
 
     async def _abort_expired(self) -> None:
