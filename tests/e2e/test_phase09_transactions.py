@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition as AioPartition
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -27,7 +28,8 @@ from confluent_kafka import (
 )
 from confluent_kafka import TopicPartition as ConfluentPartition
 from confluent_kafka.admin import AdminClient, NewTopic
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka import TopicPartition as KafkaPartition
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
@@ -77,16 +79,21 @@ def _open_transaction(bootstrap: str, topic: str, prefix: str, **extra: Any) -> 
     return producer
 
 
-def _read_uncommitted(bootstrap: str, topic: str, count: int, partition: int = 0) -> list[bytes]:
+def _read_uncommitted(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    return _confluent_read(bootstrap, topic, count, "read_uncommitted")
+
+
+def _confluent_read(bootstrap: str, topic: str, count: int, isolation: str) -> list[bytes]:
+    """Up to `count` values of partition 0 from its start, as an `isolation` reader sees it."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"p9-reader-{topic}",
             "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",
+            "isolation.level": isolation,
         }
     )
-    consumer.assign([ConfluentPartition(topic, partition, OFFSET_BEGINNING)])
+    consumer.assign([ConfluentPartition(topic, 0, OFFSET_BEGINNING)])
     found: list[bytes] = []
     deadline = time.monotonic() + WAIT_S
     while len(found) < count and time.monotonic() < deadline:
@@ -280,3 +287,63 @@ def test_the_marker_sender_writes_markers_at_another_agent(agent: Agent) -> None
     with pytest.raises(PeerUnreachable):
         asyncio.run(sender.send_markers(host, free_loopback_port(), marker, [tp]))
     producer.abort_transaction(WAIT_S)
+
+
+def _confluent_read_committed(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    return _confluent_read(bootstrap, topic, count, "read_committed")
+
+
+async def _aiokafka_read_committed(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = AioPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        found: list[bytes] = []
+        deadline = time.monotonic() + WAIT_S
+        while len(found) < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(tp, timeout_ms=500)
+            found += [message.value for message in batches.get(tp, []) if message.value]
+        return found
+    finally:
+        await consumer.stop()
+
+
+def _kafka_python_read_committed(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
+    tp = KafkaPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    found: list[bytes] = []
+    deadline = time.monotonic() + WAIT_S
+    while len(found) < count and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            found += [record.value for record in records]
+    consumer.close()
+    return found
+
+
+def test_aborted_transactions_are_invisible_to_read_committed_consumers(agent: Agent) -> None:
+    producer = _open_transaction(agent.bootstrap, "p9-isolation", "first")
+    producer.commit_transaction(WAIT_S)
+    for prefix, commit in (("aborted", False), ("last", True)):
+        producer.begin_transaction()
+        _send(producer, "p9-isolation", prefix)
+        if commit:
+            producer.commit_transaction(WAIT_S)
+        else:
+            producer.abort_transaction(WAIT_S)
+    committed = _values("first") + _values("last")
+    everything = _values("first") + _values("aborted") + _values("last")
+    # the aborted records lie between the committed ones: the first 2 * RECORDS read are
+    # the committed ones only if every aborted one was skipped
+    bootstrap, topic, wanted = agent.bootstrap, "p9-isolation", 2 * RECORDS
+    assert _confluent_read_committed(bootstrap, topic, wanted) == committed
+    assert asyncio.run(_aiokafka_read_committed(bootstrap, topic, wanted)) == committed
+    assert _kafka_python_read_committed(bootstrap, topic, wanted) == committed
+    assert _read_uncommitted(bootstrap, topic, 3 * RECORDS) == everything
