@@ -428,15 +428,30 @@ class TransactionCoordinator:
     # --- timeouts and recovery ---------------------------------------------------------------
 
     async def _run_checks(self) -> None:
+        expiry_due_ms = self._clock.monotonic_ms()
         while True:
             await self._clock.sleep_ms(self._settings.transaction_check_interval_ms)
             await self.check()
+            if self._clock.monotonic_ms() >= expiry_due_ms:
+                await self.expire_ids()
+                expiry_due_ms += self._settings.transaction_expiry_check_interval_ms
 
     async def check(self) -> None:
         """One round: recover the slots taken since the last one, abort expired ones."""
         with contextlib.suppress(StorageError):  # the store is down: the next round
             await self._recover_taken_slots()
         await self._abort_expired()
+
+    async def expire_ids(self) -> int:
+        """Forget the transactional ids of the held slots idle for
+        transactional_id_expiration_ms (bounds what the store keeps); returns how many."""
+        updated_before_ms = self._clock.now_ms() - self._settings.transactional_id_expiration_ms
+        expired = 0
+        for slot, epoch in sorted(self._slots.held().items()):
+            with contextlib.suppress(StorageError, NotCoordinator):  # the next round
+                fence = CoordinatorFence(slot, epoch)
+                expired += await self._store.expire_transactions(fence, updated_before_ms)
+        return expired
 
     async def _recover_taken_slots(self) -> None:
         held = self._slots.held()

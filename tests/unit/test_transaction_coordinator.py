@@ -229,3 +229,20 @@ def test_only_the_slot_holder_coordinates_and_a_new_holder_completes_a_decided_c
         await b.txns.close()
 
     asyncio.run(main())
+
+
+def test_an_idle_transactional_id_expires_and_starts_afresh() -> None:
+    async def main() -> None:
+        world = World()
+        a = await world.agent("a")
+        first = await a.txns.init_producer(TXN_ID, TIMEOUT_MS)
+        assert await a.txns.expire_ids() == 0  # not idle for long yet
+        world.clock.advance_ms(SETTINGS.transactional_id_expiration_ms + 1)
+        await a.log.renew_leases()
+        assert await a.txns.expire_ids() == 1
+        assert await world.metadata.get_transaction(TXN_ID) is None
+        again = await a.txns.init_producer(TXN_ID, TIMEOUT_MS)
+        assert again.producer_id != first.producer_id and again.producer_epoch == 0
+        await a.txns.close()
+
+    asyncio.run(main())

@@ -122,3 +122,44 @@ def test_deleting_a_topic_deletes_its_pending_offsets(store: MetadataStore) -> N
     run(store.commit_pending_offsets("billing", PRODUCER_ID, {TP0: committed(5)}))
     run(store.delete_topic("orders"))
     assert run(store.pending_offsets("billing")) == {}
+
+
+def test_idle_transactional_ids_of_the_slot_expire(store: MetadataStore) -> None:
+    fence = _slots(store)
+    other = run(store.acquire_lease(OTHER_SLOT, "agent-a", TTL_MS))
+    assert other is not None
+    old_ms, new_ms = T0_MS, T0_MS + 1_000
+    run(
+        store.put_transaction(
+            _txn(TxnState.EMPTY, transactional_id="idle", update_ms=old_ms), fence
+        )
+    )
+    run(
+        store.put_transaction(
+            _txn(TxnState.COMPLETE_COMMIT, transactional_id="done", update_ms=old_ms), fence
+        )
+    )
+    run(
+        store.put_transaction(
+            _txn(TxnState.ONGOING, transactional_id="open", update_ms=old_ms), fence
+        )
+    )
+    run(
+        store.put_transaction(
+            _txn(TxnState.EMPTY, transactional_id="recent", update_ms=new_ms), fence
+        )
+    )
+    elsewhere = CoordinatorFence(OTHER_SLOT, other.epoch)
+    run(
+        store.put_transaction(
+            _txn(TxnState.EMPTY, transactional_id="other", update_ms=old_ms), elsewhere
+        )
+    )
+    assert run(store.expire_transactions(fence, new_ms)) == 2
+    remaining = [t.transactional_id for t in run(store.list_transactions())]
+    assert remaining == ["open", "other", "recent"]
+    run(store.release_lease(SLOT, "agent-a"))
+    assert run(store.acquire_lease(SLOT, "agent-b", TTL_MS)) is not None
+    with pytest.raises(NotCoordinator):
+        run(store.expire_transactions(fence, new_ms + 10**9))
+    assert len(run(store.list_transactions())) == 3
