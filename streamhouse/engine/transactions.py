@@ -76,6 +76,16 @@ class TxnAnswer:
 OK = TxnAnswer(ErrorCode.NONE)
 
 
+@dataclass
+class TransactionStats:
+    """Counters of the transactions this agent coordinated (metrics)."""
+
+    committed: int = 0  # completed commits
+    aborted: int = 0  # completed aborts, timed-out ones included
+    timed_out: int = 0  # aborted by the coordinator past their timeout
+    markers_written: int = 0
+
+
 class _Refusal(Exception):
     """A request answered with an error before or instead of its rule (internal)."""
 
@@ -114,6 +124,7 @@ class TransactionCoordinator:
         self._completions: dict[str, tuple[int, asyncio.Task[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = AgentFailure()
+        self.stats = TransactionStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -235,6 +246,16 @@ class TransactionCoordinator:
             return refusal.answer
 
     # --- inspection --------------------------------------------------------------------------
+
+    @property
+    def open_count(self) -> int:
+        """Open transactions this agent coordinates (Ongoing or being completed)."""
+        return len(self._open)
+
+    @property
+    def completing_count(self) -> int:
+        """Decided transactions whose markers are being written now."""
+        return len(self._completions)
 
     async def describe(self, transactional_id: str) -> Transaction | None:
         """The transaction as the store has it (None: unknown id). Raises NotCoordinator
@@ -407,6 +428,7 @@ class TransactionCoordinator:
                 for tp in sorted(txn.partitions)
             )
         )
+        self.stats.markers_written += sum(written)
         if not all(written):
             return  # the slot moved on: its next holder completes the transaction
         backoff_ms = FIRST_BACKOFF_MS
@@ -421,6 +443,10 @@ class TransactionCoordinator:
                     log.warning("completing %s failed: %s", txn.transactional_id, error)
                 else:
                     self._keep(done, fence.epoch)
+                    if done.committing:
+                        self.stats.committed += 1
+                    else:
+                        self.stats.aborted += 1
                     return
             await self._clock.sleep_ms(backoff_ms)
             backoff_ms = min(backoff_ms * 2, self._settings.txn_marker_backoff_ms_max)
@@ -482,6 +508,7 @@ class TransactionCoordinator:
                             txn.timeout_ms,
                         )
                         await self._apply(Moved(txn_state.abort_expired(txn, now_ms)), fence)
+                        self.stats.timed_out += 1
 
 
 _CONCURRENT = "an earlier transaction of this id is being aborted first; retry shortly"

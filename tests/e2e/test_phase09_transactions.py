@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,15 @@ def test_commit_and_abort_end_with_markers(agent: Agent) -> None:
     assert described["state"] == "CompleteAbort" and described["producer epoch"] == 0
     listed = _streamctl(agent.bootstrap, "transactions", "list", "--output", "json")
     assert [row["transactional id"] for row in listed] == ["p9-basic-tx"]
+    with urllib.request.urlopen(f"{agent.http_base}/metrics", timeout=WAIT_S) as page:
+        metrics = page.read().decode()
+    for line in (
+        "streamhouse_transactions_committed_total 1.0",
+        "streamhouse_transactions_aborted_total 1.0",
+        "streamhouse_transactions_markers_written_total 2.0",
+        "streamhouse_transactions_open 0.0",
+    ):
+        assert line in metrics.splitlines(), line
 
 
 def test_send_offsets_to_transaction_commits_the_groups_offsets(agent: Agent) -> None:

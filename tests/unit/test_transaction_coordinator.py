@@ -159,6 +159,8 @@ def test_a_transaction_with_offsets_commits_and_writes_its_markers() -> None:
             (TP1, TxnMarker(pid, 0, True, world_slot_epoch(a))),
         ]
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.NONE  # a retry
+        assert (a.txns.stats.committed, a.txns.stats.markers_written) == (1, 2)
+        assert (a.txns.open_count, a.txns.completing_count) == (0, 0)
         await a.txns.close()
 
     asyncio.run(main())
@@ -204,6 +206,7 @@ def test_a_transaction_past_its_timeout_is_aborted_with_its_epoch_bumped() -> No
         await _wait_state(a, TxnState.COMPLETE_ABORT)
         assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.PRODUCER_FENCED
+        assert (a.txns.stats.timed_out, a.txns.stats.aborted) == (1, 1)
         await a.txns.close()
 
     asyncio.run(main())
