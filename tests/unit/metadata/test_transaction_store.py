@@ -129,32 +129,16 @@ def test_idle_transactional_ids_of_the_slot_expire(store: MetadataStore) -> None
     other = run(store.acquire_lease(OTHER_SLOT, "agent-a", TTL_MS))
     assert other is not None
     old_ms, new_ms = T0_MS, T0_MS + 1_000
-    run(
-        store.put_transaction(
-            _txn(TxnState.EMPTY, transactional_id="idle", update_ms=old_ms), fence
-        )
-    )
-    run(
-        store.put_transaction(
-            _txn(TxnState.COMPLETE_COMMIT, transactional_id="done", update_ms=old_ms), fence
-        )
-    )
-    run(
-        store.put_transaction(
-            _txn(TxnState.ONGOING, transactional_id="open", update_ms=old_ms), fence
-        )
-    )
-    run(
-        store.put_transaction(
-            _txn(TxnState.EMPTY, transactional_id="recent", update_ms=new_ms), fence
-        )
-    )
     elsewhere = CoordinatorFence(OTHER_SLOT, other.epoch)
-    run(
-        store.put_transaction(
-            _txn(TxnState.EMPTY, transactional_id="other", update_ms=old_ms), elsewhere
-        )
-    )
+    for transactional_id, state, update_ms, where in (
+        ("idle", TxnState.EMPTY, old_ms, fence),
+        ("done", TxnState.COMPLETE_COMMIT, old_ms, fence),
+        ("open", TxnState.ONGOING, old_ms, fence),  # in a transaction: kept
+        ("recent", TxnState.EMPTY, new_ms, fence),
+        ("other", TxnState.EMPTY, old_ms, elsewhere),  # another slot's
+    ):
+        txn = _txn(state, transactional_id=transactional_id, update_ms=update_ms)
+        run(store.put_transaction(txn, where))
     assert run(store.expire_transactions(fence, new_ms)) == 2
     remaining = [t.transactional_id for t in run(store.list_transactions())]
     assert remaining == ["open", "other", "recent"]
