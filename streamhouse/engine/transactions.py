@@ -197,7 +197,12 @@ class TransactionCoordinator:
         OPERATION_NOT_ATTEMPTED, as Kafka answers."""
         wanted = frozenset(partitions)
         if len(wanted) > self._settings.transaction_partitions_max:
-            return dict.fromkeys(wanted, TxnAnswer(ErrorCode.INVALID_REQUEST, "too many"))
+            too_many = TxnAnswer(
+                ErrorCode.INVALID_REQUEST,
+                f"{len(wanted)} partitions in one AddPartitionsToTxn; at most "
+                f"{self._settings.transaction_partitions_max} (transaction_partitions_max)",
+            )
+            return dict.fromkeys(wanted, too_many)
         unknown = await self._unknown_partitions(wanted)
         if unknown:
             skipped = TxnAnswer(ErrorCode.OPERATION_NOT_ATTEMPTED, "another partition is unknown")
