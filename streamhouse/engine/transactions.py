@@ -375,8 +375,12 @@ class TransactionCoordinator:
         except NotCoordinator as moved:
             self._open.pop(txn.transactional_id, None)
             return TxnAnswer(ErrorCode.NOT_COORDINATOR, str(moved))
-        except StorageError as error:  # the outcome may be unknown: read it again next time
+        except StorageError as error:
+            # The write may have happened (an unknown outcome): read the id again at its next
+            # request, and the whole slot at the next round, so that a transaction left open
+            # or decided by it still times out or completes if its producer never comes back.
             self._open.pop(txn.transactional_id, None)
+            self._recovered.pop(fence.slot, None)
             return _unavailable(error)
         self._keep(txn, fence.epoch)
         if txn.state in PREPARED:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sim.clock import DEFAULT_START_WALL_MS, VirtualClock
 from sim.disk import SimDisk
-from sim.metadata import SimMetadataStore
+from sim.metadata import MetadataFaults, SimMetadataStore
 from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
@@ -246,6 +246,29 @@ def test_an_idle_transactional_id_expires_and_starts_afresh() -> None:
         assert await world.metadata.get_transaction(TXN_ID) is None
         again = await a.txns.init_producer(TXN_ID, TIMEOUT_MS)
         assert again.producer_id != first.producer_id and again.producer_epoch == 0
+        await a.txns.close()
+
+    asyncio.run(main())
+
+
+def test_a_decision_whose_write_outcome_was_lost_still_completes() -> None:
+    """The store applied EndTxn's decision but the answer was lost (an unknown outcome): the
+    client is told to retry, and even if it never does, the next round completes it."""
+
+    async def main() -> None:
+        world = World()
+        a = await world.agent("a")
+        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
+        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        await a.txns.check()  # the slot is recovered once
+        world.metadata.faults = MetadataFaults(unknown_outcome_rate=1.0)
+        lost = await a.txns.end(TXN_ID, pid, 0, True)
+        world.metadata.faults = MetadataFaults()
+        assert lost.code is E.COORDINATOR_LOAD_IN_PROGRESS
+        assert world.markers.written == []
+        await a.txns.check()  # no retry from the client: the round reads the slot again
+        await _wait_state(a, TxnState.COMPLETE_COMMIT)
+        assert world.markers.written == [(TP0, TxnMarker(pid, 0, True, world_slot_epoch(a)))]
         await a.txns.close()
 
     asyncio.run(main())
