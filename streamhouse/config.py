@@ -135,7 +135,9 @@ class Settings:
     transactional_id_expiration_ms: int = 7 * 24 * 3600 * 1000
     transaction_expiry_check_interval_ms: int = 3_600_000
     txn_marker_backoff_ms_max: int = 5_000  # a marker write is retried, doubling up to this
-    txn_marker_writes_in_flight_max: int = 1_000  # marker writes at once, all transactions
+    # markers being written at once, all transactions together: each is one WriteTxnMarkers
+    # to another agent, or this agent's own writes, for one transaction's partitions there
+    txn_marker_writes_in_flight_max: int = 1_000
     txn_marker_request_timeout_ms: int = 10_000  # WriteTxnMarkers to another agent
 
     # Object store client (S3)

@@ -431,15 +431,9 @@ class TransactionCoordinator:
             return self._slots.fence(txn.transactional_id) == fence
 
         marker = TxnMarker(txn.producer_id, txn.producer_epoch, txn.committing, fence.epoch)
-        written = await asyncio.gather(
-            *(
-                self._markers.deliver(tp, marker, still_coordinating)
-                for tp in sorted(txn.partitions)
-            )
-        )
-        self.stats.markers_written += sum(written)
-        if not all(written):
+        if not await self._markers.deliver(txn.partitions, marker, still_coordinating):
             return  # the slot moved on: its next holder completes the transaction
+        self.stats.markers_written += len(txn.partitions)
         backoff_ms = FIRST_BACKOFF_MS
         while still_coordinating():
             async with self._locked(txn.transactional_id):
