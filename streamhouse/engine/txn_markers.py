@@ -1,10 +1,10 @@
-"""Marker delivery: a transaction's COMMIT or ABORT marker into one partition, retried with a
-capped backoff until the partition's leader has written it durably, the partition is gone,
-or the caller stops coordinating the transaction.
+"""Marker delivery: a transaction's COMMIT or ABORT marker into each of its partitions, retried
+with a capped backoff until each partition's leader has written it durably, the partition is
+gone, or the caller stops coordinating the transaction.
 
 A partition this agent leads (or may take: it is placed here) gets the marker from the log
-store directly; one led by another agent gets Kafka's WriteTxnMarkers through the
-MarkerSender port. A marker counts as written only once it is durable.
+store directly; those led by another agent get one Kafka WriteTxnMarkers per agent through
+the MarkerSender port. A marker counts as written only once it is durable.
 """
 
 from __future__ import annotations
