@@ -35,7 +35,9 @@ from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
 from streamhouse.errors import ErrorCode, PeerUnreachable
+from streamhouse.io.kafka_client import KafkaClient
 from streamhouse.io.kafka_peer import StreamsMarkerSender
+from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.names import TopicPartition
 from streamhouse.testing.network import free_loopback_port
@@ -357,3 +359,41 @@ def test_aborted_transactions_are_invisible_to_read_committed_consumers(agent: A
     assert asyncio.run(_aiokafka_read_committed(bootstrap, topic, wanted)) == committed
     assert _kafka_python_read_committed(bootstrap, topic, wanted) == committed
     assert _read_uncommitted(bootstrap, topic, 3 * RECORDS) == everything
+
+
+def test_add_partitions_v4_verifies_without_adding(agent: Agent) -> None:
+    """AddPartitionsToTxn v4's batched form with verify_only (KIP-890), as a partition leader
+    asks it: a partition in the open transaction is NONE, one outside INVALID_TXN_STATE, an
+    older epoch fenced; nothing is added."""
+    producer = _open_transaction(agent.bootstrap, "p9-verify", "verified")
+    _create(agent.bootstrap, "p9-verify-other")
+    producer_id = _describe(agent.bootstrap, "p9-verify-tx")["producer id"]
+    host, _, port = agent.bootstrap.rpartition(":")
+
+    def verify(epoch: int) -> dict[str, int]:
+        topics = [{"name": "p9-verify", "partitions": [0]}]
+        topics.append({"name": "p9-verify-other", "partitions": [0]})
+        transaction = {
+            "transactional_id": "p9-verify-tx",
+            "producer_id": producer_id,
+            "producer_epoch": epoch,
+            "verify_only": True,
+            "topics": topics,
+        }
+        with KafkaClient(host, int(port), WAIT_S) as client:
+            answer = client.call(ApiKey.ADD_PARTITIONS_TO_TXN, {"transactions": [transaction]})
+        (result,) = answer.results_by_transaction
+        return {
+            topic.name: int(part.partition_error_code)
+            for topic in result.topic_results
+            for part in topic.results_by_partition
+        }
+
+    assert verify(0) == {
+        "p9-verify": ErrorCode.NONE,
+        "p9-verify-other": ErrorCode.INVALID_TXN_STATE,
+    }
+    fenced = dict.fromkeys(("p9-verify", "p9-verify-other"), ErrorCode.PRODUCER_FENCED)
+    assert verify(5) == fenced
+    assert _describe(agent.bootstrap, "p9-verify-tx")["partitions"] == ["p9-verify-0"]
+    producer.abort_transaction(WAIT_S)
