@@ -4,6 +4,7 @@ every move is one the table allows and that epochs never go back."""
 
 from __future__ import annotations
 
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -19,6 +20,7 @@ from streamhouse.log.txn_state import (
     Unchanged,
 )
 from streamhouse.names import TopicPartition
+from tests.property_budget import examples
 
 S = TxnState
 TP0 = TopicPartition("orders", 0)
@@ -198,3 +200,6 @@ class TransactionMachine(RuleBasedStateMachine):
 
 
 TestTransactionMachine = TransactionMachine.TestCase
+TestTransactionMachine.settings = settings(
+    max_examples=examples(500), stateful_step_count=40, deadline=None
+)
