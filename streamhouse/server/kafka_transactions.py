@@ -289,7 +289,8 @@ async def list_transactions(ctx: KafkaContext, request: Request) -> Completion:
         for txn in listed
         if (not state_filters or txn.state.value in state_filters)
         and (not producer_filters or txn.producer_id in producer_filters)
-        and (duration_ms < 0 or (txn.start_ms >= 0 and now_ms - txn.start_ms >= duration_ms))
+        # Kafka's rule, start time -1 (Empty) included: longer than the filter since it began
+        and (duration_ms < 0 or now_ms - txn.start_ms > duration_ms)
     ]
     return done(
         {
