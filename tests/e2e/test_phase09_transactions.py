@@ -147,6 +147,14 @@ def test_commit_and_abort_end_with_markers(agent: Agent) -> None:
     assert described["state"] == "CompleteAbort" and described["producer epoch"] == 0
     listed = _streamctl(agent.bootstrap, "transactions", "list", "--output", "json")
     assert [row["transactional id"] for row in listed] == ["p9-basic-tx"]
+    for filters, found in (
+        (["--state", "Ongoing"], []),
+        (["--state", "CompleteAbort", "--state", "Ongoing"], ["p9-basic-tx"]),
+        (["--producer-id", str(described["producer id"])], ["p9-basic-tx"]),
+        (["--producer-id", str(described["producer id"] + 1)], []),
+    ):
+        filtered = _streamctl(agent.bootstrap, "transactions", "list", *filters, "--output", "json")
+        assert [row["transactional id"] for row in filtered] == found, filters
     with urllib.request.urlopen(f"{agent.http_base}/metrics", timeout=WAIT_S) as page:
         metrics = page.read().decode()
     for line in (
