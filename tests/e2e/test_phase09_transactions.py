@@ -282,12 +282,22 @@ def test_aiokafka_and_kafka_python_transactional_producers(agent: Agent) -> None
 
 
 def test_streamctl_aborts_a_hanging_transaction_with_a_marker(agent: Agent) -> None:
+    """Named by its producer, or by the offset where it began (found with DescribeProducers),
+    as kafka-transactions.sh names it; a wrong offset finds nothing."""
     producer = _open_transaction(agent.bootstrap, "p9-hanging", "hanging")
     described = _describe(agent.bootstrap, "p9-hanging-tx")
     abort = ["transactions", "abort", "--topic", "p9-hanging", "--partition", "0"]
-    abort += ["--producer-id", str(described["producer id"]), "--producer-epoch", "0"]
-    assert "aborted producer" in _streamctl(agent.bootstrap, *abort)
+    by_producer = ["--producer-id", str(described["producer id"]), "--producer-epoch", "0"]
+    assert "aborted producer" in _streamctl(agent.bootstrap, *abort, *by_producer)
     assert _log_end(agent.bootstrap, "p9-hanging") == RECORDS + 1
+    producer.abort_transaction(WAIT_S)
+    producer.begin_transaction()
+    _send(producer, "p9-hanging", "again")  # begins after the markers of both aborts
+    wrong = CliRunner().invoke(app, [*abort, "--start-offset", "0", "--bootstrap", agent.bootstrap])
+    assert wrong.exit_code == 1 and "no producer" in wrong.output
+    start = str(RECORDS + 2)
+    assert "aborted producer" in _streamctl(agent.bootstrap, *abort, "--start-offset", start)
+    assert _log_end(agent.bootstrap, "p9-hanging") == 2 * RECORDS + 3
     producer.abort_transaction(WAIT_S)
 
 
