@@ -29,6 +29,7 @@ from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
+from streamhouse.engine.txn_verification import TxnVerification
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
 from streamhouse.io.kafka_peer import StreamsMarkerSender
@@ -179,6 +180,7 @@ async def assemble_agent(
         buggify=buggify or Buggify(),
         failure=failure,
         may_lead=cluster.may_lead,
+        verify_txn=TxnVerification(metadata).verify,
     )
     await log.open()
     await ensure_coordinator_slots(metadata, clock.now_ms())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,11 @@ class AppendResult:
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
 
 
+TxnVerifier = Callable[[int, int, TopicPartition], Awaitable[None]]
+"""(producer id, epoch, partition) -> raises ProducerRefused unless the producer's ongoing
+transaction includes the partition."""
+
+
 @dataclass(frozen=True)
 class ActiveProducer:
     """An idempotent or transactional producer a led partition remembers (DescribeProducers)."""
@@ -132,8 +137,12 @@ class LogStore:
         buggify: Buggify | None = None,
         failure: AgentFailure | None = None,
         may_lead: Callable[[TopicPartition], bool] = lambda _: True,
+        verify_txn: TxnVerifier | None = None,
     ) -> None:
         self._settings = settings
+        # KIP-890: checks a producer's first transactional batch here with its coordinator's
+        # stored transaction (engine/txn_verification.py); None trusts the client
+        self._verify_txn = verify_txn
         self._may_lead = may_lead  # whether a client's request may take a partition's lease
         self.failure = failure or AgentFailure()  # a background service's death fails the agent
         self._clock = clock
@@ -409,6 +418,26 @@ class LogStore:
             )
         header = validate_batch(batch)
         plog = await self.partition(tp)
+        if self._opens_txn(plog, header):
+            # One at a time and in arrival order (the lock is fair): a producer's next batches
+            # wait behind its first, so sequences still reach the log in the order sent.
+            async with plog.txn_opening:
+                if self._opens_txn(plog, header):
+                    assert self._verify_txn is not None
+                    await self._verify_txn(header.producer_id, header.producer_epoch, tp)
+                return await self._append_led(plog, header, batch, durable)
+        return await self._append_led(plog, header, batch, durable)
+
+    def _opens_txn(self, plog: PartitionLog, header: BatchHeader) -> bool:
+        """Whether the batch would open its producer's transaction here, to be verified."""
+        if self._verify_txn is None or not header.is_transactional:
+            return False
+        return plog.txns.first_offset(header.producer_id) is None
+
+    async def _append_led(
+        self, plog: PartitionLog, header: BatchHeader, batch: bytes, durable: bool
+    ) -> AppendResult:
+        tp = plog.state.tp
         await self._wait_for_room(len(batch))
         self._check_leading(plog)
         if plog.handing_over:  # what it holds is being flushed for the next leader

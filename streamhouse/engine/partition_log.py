@@ -27,6 +27,8 @@ class PartitionLog:
     fenced: bool = False
     handing_over: bool = False  # being flushed to release the lease: takes no appends
     lease_deadline_ms: int = 0  # monotonic; past it this agent must not act as leader
+    # held while a batch that would open a transaction here is verified and appended
+    txn_opening: asyncio.Lock = field(default_factory=asyncio.Lock)
     _watermark_moved: asyncio.Future[None] | None = None
     _lease_decided: asyncio.Future[None] | None = None
 

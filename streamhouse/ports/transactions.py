@@ -24,6 +24,11 @@ class TransactionStore(ABC):
         """The stored transaction of the id, None if it never called InitProducerId."""
 
     @abstractmethod
+    async def find_transaction_of_producer(self, producer_id: int) -> Transaction | None:
+        """The stored transaction whose producer id is `producer_id` (a producer id belongs
+        to one transactional id), None if there is none."""
+
+    @abstractmethod
     async def list_transactions(self, slot: TopicPartition | None = None) -> list[Transaction]:
         """Every stored transaction (of the coordinator slot `slot`, if given), by id."""
 

@@ -104,7 +104,9 @@ def test_a_decided_commit_completes_after_its_coordinator_is_killed(
     topic = "failover-txns"
     transactional_id = f"tx-{uuid.uuid4().hex[:8]}"
     slot = slot_of(transactional_id)
-    # markers wait this long to be durable: the coordinator dies before they are
+    # the coordinator is killed as soon as the commit is answered: its markers (flushed as
+    # soon as synced) and the WriteTxnMarkers to the other agent may still be in flight; the
+    # slow flush keeps the other agent's data and markers in its WAL meanwhile
     slow_flush = ("--flush-interval-ms", "3000")
     with ExitStack() as stack:
         a, b = _cluster(stack, tmp_path, stores, topic, *slow_flush)

@@ -100,12 +100,23 @@ class RawProducer:
         return producer_id, epoch
 
     def send(
-        self, topic: str, producer_id: int, epoch: int, sequence: int, count: int, acks: int = -1
+        self,
+        topic: str,
+        producer_id: int,
+        epoch: int,
+        sequence: int,
+        count: int,
+        acks: int = -1,
+        transactional: bool = False,
     ) -> tuple[int, int]:
         """Produce `count` records as one batch; returns (error code, base offset)."""
         records = [SimpleRecord(b"k", b"v%d" % (sequence + i)) for i in range(count)]
         batch = build_batch(
-            records, producer_id=producer_id, producer_epoch=epoch, base_sequence=sequence
+            records,
+            producer_id=producer_id,
+            producer_epoch=epoch,
+            base_sequence=sequence,
+            is_transactional=transactional,
         )
         name = topic.encode()
         body = (

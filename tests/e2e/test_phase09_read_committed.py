@@ -2,7 +2,8 @@
 all three client libraries and visible to read_uncommitted ones, read from the in-memory tail,
 after a SIGKILL (from the WAL) and after a clean restart (from objects alone, the aborted ranges
 from the metadata store); an open transaction holds the last stable offset, and ListOffsets
-answers by isolation level."""
+answers by isolation level; a transactional batch arriving after its transaction ended is
+refused (KIP-890's verification) instead of leaving a transaction hanging."""
 
 from __future__ import annotations
 
@@ -27,9 +28,13 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KafkaPythonPartition
 
+from streamhouse.errors import ErrorCode
+from streamhouse.io.kafka_client import KafkaClient
+from streamhouse.kafka.apis import ApiKey
 from streamhouse.testing.agent_process import AgentProcess
 from streamhouse.testing.network import free_loopback_port
 from tests.e2e.conftest import start_agent
+from tests.e2e.test_phase08_idempotent import RawProducer
 
 WAIT_S = 30
 TXN_TIMEOUT_MS = 20_000
@@ -224,30 +229,64 @@ def test_aborted_transactions_are_invisible_to_read_committed(
     _check_isolation(restartable.bootstrap, "p9-isolation")
 
 
+def _latest(bootstrap: str, topic: str, isolation: IsolationLevel) -> int:
+    """ListOffsets latest of partition 0 at `isolation`."""
+    tp = ConfluentPartition(topic, 0)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    answer = admin.list_offsets({tp: OffsetSpec.latest()}, isolation_level=isolation)
+    return int(answer[tp].result(WAIT_S).offset)
+
+
+def _await_stable(bootstrap: str, topic: str, offset: int) -> None:
+    """Commits are answered once decided; the markers follow: wait for the LSO to pass."""
+    deadline = time.monotonic() + WAIT_S
+    while _latest(bootstrap, topic, IsolationLevel.READ_COMMITTED) < offset:
+        assert time.monotonic() < deadline, f"the LSO of {topic} never reached {offset}"
+        time.sleep(0.05)
+
+
+def _one_record_open(bootstrap: str, topic: str, value: bytes) -> Producer:
+    """Topic `topic` created and a transaction open that wrote `value` to its partition 0."""
+    _create(bootstrap, (topic, 1))
+    producer = _transactional(bootstrap, f"{topic}-writer")
+    producer.begin_transaction()
+    producer.produce(topic, value=value, partition=0)
+    producer.flush(WAIT_S)
+    return producer
+
+
 def test_an_open_transaction_holds_read_committed_and_list_offsets_back(
     restartable: RestartableAgent,
 ) -> None:
     bootstrap = restartable.bootstrap
-    _create(bootstrap, ("p9-open", 1))
-    producer = _transactional(bootstrap, "p9-open-writer")
-    producer.begin_transaction()
-    producer.produce("p9-open", value=b"pending", partition=0)
-    producer.flush(WAIT_S)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    tp = ConfluentPartition("p9-open", 0)
-
-    def latest(isolation: IsolationLevel) -> int:
-        answer = admin.list_offsets({tp: OffsetSpec.latest()}, isolation_level=isolation)
-        return int(answer[tp].result(WAIT_S).offset)
-
-    assert latest(IsolationLevel.READ_UNCOMMITTED) == 1
-    assert latest(IsolationLevel.READ_COMMITTED) == 0
+    producer = _one_record_open(bootstrap, "p9-open", b"pending")
+    assert _latest(bootstrap, "p9-open", IsolationLevel.READ_UNCOMMITTED) == 1
+    assert _latest(bootstrap, "p9-open", IsolationLevel.READ_COMMITTED) == 0
     # (well within the transaction's timeout, which would abort it)
     assert _consume(bootstrap, "p9-open", 1, "read_committed", 1, wait_s=3) == []
-    producer.commit_transaction(WAIT_S)  # answered once decided; the markers follow
-    deadline = time.monotonic() + WAIT_S
-    while latest(IsolationLevel.READ_COMMITTED) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert latest(IsolationLevel.READ_COMMITTED) == 2  # past the marker
+    producer.commit_transaction(WAIT_S)
+    _await_stable(bootstrap, "p9-open", 2)  # past the marker
     (message,) = _consume(bootstrap, "p9-open", 1, "read_committed", 1)
     assert message.value() == b"pending"
+
+
+def test_a_late_transactional_batch_cannot_leave_a_transaction_hanging(
+    restartable: RestartableAgent,
+) -> None:
+    bootstrap = restartable.bootstrap
+    _one_record_open(bootstrap, "p9-late", b"committed").commit_transaction(WAIT_S)
+    _await_stable(bootstrap, "p9-late", 2)
+    with KafkaClient("127.0.0.1", restartable.kafka_port, WAIT_S) as client:
+        described = client.call(
+            ApiKey.DESCRIBE_PRODUCERS, {"topics": [{"name": "p9-late", "partition_indexes": [0]}]}
+        )
+    (state,) = described.topics[0].partitions[0].active_producers
+    raw = RawProducer(restartable.kafka_port)
+    try:  # as if a retry of the committed transaction's batch came in late
+        pid, epoch = state.producer_id, state.producer_epoch
+        late = raw.send("p9-late", pid, epoch, 1, 1, transactional=True)
+    finally:
+        raw.close()
+    assert late[0] == ErrorCode.INVALID_TXN_STATE
+    for isolation in (IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED):
+        assert _latest(bootstrap, "p9-late", isolation) == 2  # nothing opened, nothing hangs

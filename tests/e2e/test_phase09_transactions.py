@@ -235,13 +235,18 @@ def test_a_transaction_past_its_timeout_is_aborted(agent: Agent) -> None:
 
 def test_a_commit_decided_before_a_sigkill_completes_after_the_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    slow_flush = ("--flush-interval-ms", "3000")  # markers wait this long to be durable
-    with start_agent(data_dir, *slow_flush) as first:
+    objects, parked = data_dir / "objects", data_dir / "objects-parked"
+    with start_agent(data_dir) as first:
         producer = _open_transaction(first.bootstrap, "p9-crash", "kept")
+        producer.flush(WAIT_S)  # the records are durable (acks=all)
+        objects.rename(parked)  # and now no object can be written: a file where the root was
+        objects.write_bytes(b"")
         producer.commit_transaction(WAIT_S)
-        # decided, its markers not durable yet: the restarted coordinator must finish it
+        # decided, its markers not durable: the restarted coordinator must finish it
         assert _describe(first.bootstrap, "p9-crash-tx")["state"] == "PrepareCommit"
         first.kill()
+    objects.unlink()
+    parked.rename(objects)
     with start_agent(data_dir) as restarted:
         within(
             WAIT_S,

@@ -203,6 +203,7 @@ transactions = Table(
     Column("update_ms", BigInteger, nullable=False),
     Column("prior_epoch", Integer, nullable=False),
     Index("ix_transactions_slot", "slot"),
+    Index("ix_transactions_producer_id", "producer_id"),
 )
 
 # Offsets committed inside open transactions (TxnOffsetCommit), moved into committed_offsets

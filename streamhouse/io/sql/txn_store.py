@@ -28,6 +28,11 @@ class SqlTransactionStore(SqlAdapter, TransactionStore):
     async def get_transaction(self, transactional_id: str) -> Transaction | None:
         return await self._sql.read("get_transaction", _select_transaction, transactional_id)
 
+    async def find_transaction_of_producer(self, producer_id: int) -> Transaction | None:
+        return await self._sql.read(
+            "find_transaction_of_producer", _select_transaction_of_producer, producer_id
+        )
+
     async def list_transactions(self, slot: TopicPartition | None = None) -> list[Transaction]:
         return await self._sql.read("list_transactions", _select_transactions, slot)
 
@@ -61,6 +66,12 @@ class SqlTransactionStore(SqlAdapter, TransactionStore):
 
 def _select_transaction(conn: Connection, transactional_id: str) -> Transaction | None:
     query = select(transactions).where(transactions.c.transactional_id == transactional_id)
+    row = conn.execute(query).one_or_none()
+    return None if row is None else _transaction(row)
+
+
+def _select_transaction_of_producer(conn: Connection, producer_id: int) -> Transaction | None:
+    query = select(transactions).where(transactions.c.producer_id == producer_id).limit(1)
     row = conn.execute(query).one_or_none()
     return None if row is None else _transaction(row)
 

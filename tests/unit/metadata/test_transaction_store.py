@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamhouse.errors import NotCoordinator, UnknownTopicOrPartition
+from streamhouse.engine.txn_verification import TxnVerification
+from streamhouse.errors import ErrorCode, NotCoordinator, ProducerRefused, UnknownTopicOrPartition
 from streamhouse.log.txn_state import Transaction, TxnState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CoordinatorFence
@@ -147,3 +148,29 @@ def test_idle_transactional_ids_of_the_slot_expire(store: MetadataStore) -> None
     with pytest.raises(NotCoordinator):
         run(store.expire_transactions(fence, new_ms + 10**9))
     assert len(run(store.list_transactions())) == 3
+
+
+def test_partition_leaders_verify_a_first_transactional_batch_with_the_store(
+    store: MetadataStore,
+) -> None:
+    """KIP-890: what TxnVerification answers, from the stored transaction of the producer."""
+    fence = _slots(store)
+    verify = TxnVerification(store).verify
+    other = TopicPartition("orders", 9)
+
+    def refusal(epoch: int, tp: TopicPartition) -> ErrorCode | None:
+        try:
+            run(verify(PRODUCER_ID, epoch, tp))
+        except ProducerRefused as refused:
+            return refused.code
+        return None
+
+    assert refusal(2, TP0) == ErrorCode.INVALID_TXN_STATE  # no transaction stored yet
+    run(store.put_transaction(_txn(transactional_id="tx-0", producer_id=8), fence))
+    run(store.put_transaction(_txn(partitions=frozenset({TP0})), fence))
+    assert run(store.find_transaction_of_producer(PRODUCER_ID)) == _txn(partitions=frozenset({TP0}))
+    assert refusal(2, TP0) is None
+    assert refusal(2, other) == ErrorCode.INVALID_TXN_STATE  # not added to the transaction
+    assert refusal(1, TP0) == ErrorCode.INVALID_PRODUCER_EPOCH  # a fenced zombie
+    run(store.put_transaction(_txn(TxnState.COMPLETE_ABORT, partitions=frozenset({TP0})), fence))
+    assert refusal(2, TP0) == ErrorCode.INVALID_TXN_STATE  # a late batch after the abort
