@@ -32,14 +32,14 @@ class FetchSession:
     session_id: int
     next_epoch: int = 1
     partitions: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
-    last_told: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
+    last_told: dict[TopicPartition, tuple[int, int, int]] = field(default_factory=dict)
 
     def wanted(self) -> list[Wanted]:
         return [(tp, offset, size) for tp, (offset, size) in self.partitions.items()]
 
     def worth_mentioning(self, tp: TopicPartition, answer: FetchedPartition) -> bool:
         """Whether an incremental response must carry this partition; remembers it if so."""
-        watermarks = (answer.high_watermark, answer.log_start_offset)
+        watermarks = (answer.high_watermark, answer.last_stable_offset, answer.log_start_offset)
         news = bool(answer.records) or answer.error_code != 0
         if news or self.last_told.get(tp) != watermarks:
             self.last_told[tp] = watermarks

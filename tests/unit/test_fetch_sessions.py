@@ -55,6 +55,9 @@ def test_incremental_responses_mention_only_news() -> None:
     assert session.worth_mentioning(A, _answer(records=b"batch"))
     assert session.worth_mentioning(B, _answer(high_watermark=11))
     assert session.worth_mentioning(B, _answer(high_watermark=11, error=1))
+    stable_moved = FetchedPartition(0, 0, 11, 5, 0)  # a read_committed reader's news too
+    assert session.worth_mentioning(B, stable_moved)
+    assert not session.worth_mentioning(B, stable_moved)
 
 
 def test_cache_is_bounded_least_recently_used_first() -> None:
