@@ -1,0 +1,295 @@
+"""Transactional clients: real aiokafka transactional producers and a consume-transform-produce
+client, recording what they did into the run's History (`sim.history` conventions).
+
+`TxnClients` works beside `sim.workload.Clients` (same History, clock, capture):
+`producer` runs transactions of a few records over the partitions of the workload's topic,
+each committed or aborted as the seed decides; `transformer` reads the topic read_committed
+in a consumer group and, per poll, writes one record per record read to the output topic in
+a transaction that also commits the group's offsets (`send_offsets_to_transaction`).
+
+Every record is a `ProduceAttempt` with `txn` (the workload's transaction number, unique in
+the history) and `idempotent` (a transactional producer is idempotent); every transaction
+ends with one `TxnEnded`: True when EndTxn(commit) was acknowledged, False when it was
+aborted or its commit was never asked for (the coordinator aborts it when the producer is
+fenced or its timeout passes), None when the commit was asked for and its answer never came
+(the client failed, was fenced or timed out while committing). After any error the producer
+is closed and a new one is started with the same transactional id: its InitProducerId fences
+the old one and ends whatever it left open before anything else is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.structs import TopicPartition as ClientPartition  # type: ignore[import-untyped]
+
+from sim.history import ACKS_ALL, TxnEnded
+from sim.options import TxnOptions
+from sim.rng import SeededRng
+from sim.workload import (
+    HEARTBEAT_INTERVAL_MS,
+    MAX_POLL_INTERVAL_MS,
+    METADATA_MAX_AGE_MS,
+    POLL_TIMEOUT_MS,
+    REQUEST_TIMEOUT_MS,
+    SESSION_TIMEOUT_MS,
+    Clients,
+    _Acked,
+    started,
+)
+
+T = TypeVar("T")
+
+# A client call that outlives this is given up on (aiokafka retries EndTxn and InitProducerId
+# on coordinator errors forever).
+CALL_TIMEOUT_S = 20.0
+RESTARTS_MAX = 8  # a client gives up after this many producers in a row fail to start
+POLLS_IDLE_MAX = 4  # a transformer stops after this many empty polls in a row, once done
+
+
+class _Broken(Exception):
+    """The producer cannot go on: close it and start another with the same id."""
+
+
+@dataclass
+class TxnClients:
+    clients: Clients
+    options: TxnOptions
+    _txns: int = 0
+
+    async def _begin(self, producer: Any) -> int:
+        """Begin a transaction; its number (unique in the history)."""
+        try:
+            await _within(producer.begin_transaction())
+        except (KafkaError, TimeoutError) as error:
+            raise _Broken() from error
+        self._txns += 1
+        return self._txns
+
+    async def _producer(self, name: str, transactional_id: str) -> tuple[Any, _Acked]:
+        """A started transactional producer (its InitProducerId answered) and its recorder;
+        one that does not start in time is stopped (TimeoutError)."""
+        clients = self.clients
+        producer = AIOKafkaProducer(
+            bootstrap_servers=clients.bootstrap,
+            client_id=name,
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=transactional_id,
+            transaction_timeout_ms=self.options.timeout_ms,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        )
+        acked = _Acked(clients._watch(producer.client, name), None)
+        try:
+            await _within(producer.start())
+        except (KafkaError, TimeoutError):
+            await _closed(producer)
+            raise
+        return producer, acked
+
+    async def producer(
+        self, name: str, rng: SeededRng, count: int | None = None, aborts: bool = True
+    ) -> int:
+        """Run `count` transactions (`txns_per_producer`), each aborted with `abort_rate` if
+        `aborts`; returns how many committed. Gives up after RESTARTS_MAX producers in a row
+        failed to start."""
+        options = self.options
+        committed, failed_starts, index, done = 0, 0, 0, 0
+        producer: Any = None
+        acked: _Acked | None = None
+        try:
+            while done < (options.txns_per_producer if count is None else count):
+                if producer is None:
+                    try:
+                        producer, acked = await self._producer(name, f"{name}-tid")
+                        failed_starts = 0
+                    except (KafkaError, TimeoutError):
+                        failed_starts += 1
+                        if failed_starts >= RESTARTS_MAX:
+                            return committed
+                        await asyncio.sleep(POLL_TIMEOUT_MS / 1000)
+                        continue
+                assert acked is not None
+                size = rng.randint(1, options.records_per_txn_max)
+                partitions = [rng.randint(0, self.clients.partitions - 1) for _ in range(size)]
+                commit = not (aborts and rng.chance(options.abort_rate))
+                done += 1
+                try:
+                    ended = await self._transaction(producer, acked, partitions, index, commit)
+                    committed += int(ended)
+                except _Broken:
+                    await _closed(producer)
+                    producer = None
+                index += size
+                await asyncio.sleep(options.txn_interval_ms / 1000)
+        finally:
+            if producer is not None:
+                await _closed(producer)
+        return committed
+
+    async def _transaction(
+        self, producer: Any, acked: _Acked, partitions: list[int], index: int, commit: bool
+    ) -> bool:
+        """One transaction of a record per entry of `partitions`; True if it committed."""
+        clients, name = self.clients, acked.watcher.name
+        txn = await self._begin(producer)
+        sent: list[asyncio.Future[Any]] = []
+        for offset, partition in enumerate(partitions):
+            future = await clients._send(
+                producer, acked, ACKS_ALL, True, index + offset, partition=partition, txn=txn
+            )
+            if future is not None:
+                sent.append(future)
+        return await self._end(producer, name, txn, sent, commit, len(sent) == len(partitions))
+
+    async def _end(
+        self,
+        producer: Any,
+        name: str,
+        txn: int,
+        sent: list[asyncio.Future[Any]],
+        commit: bool,
+        all_sent: bool,
+    ) -> bool:
+        """Wait for the records' answers, then commit or abort `txn` and record its end."""
+        clients = self.clients
+        requested_us = clients.now_us()
+        outcome: bool | None = False
+        try:
+            if sent:  # waited for, never cancelled: their answers are recorded as they come
+                _, pending = await asyncio.wait(sent, timeout=CALL_TIMEOUT_S)
+                if pending:
+                    raise TimeoutError("records unanswered")
+            if not all_sent or any(f.exception() is not None for f in sent):
+                commit = False  # aiokafka would refuse the commit: abort instead
+            requested_us = clients.now_us()
+            if commit:
+                outcome = None  # asked for: unknown until answered
+                await _within(producer.commit_transaction())
+                outcome = True
+            else:
+                await _within(producer.abort_transaction())
+        except (KafkaError, TimeoutError) as error:
+            self._ended(name, txn, requested_us, outcome)
+            raise _Broken() from error
+        self._ended(name, txn, requested_us, outcome)
+        return outcome is True
+
+    def _ended(self, name: str, txn: int, requested_us: int, committed: bool | None) -> None:
+        clients = self.clients
+        clients.record(name, TxnEnded(clients.now_us(), requested_us, name, txn, committed))
+
+    # --- consume-transform-produce ---------------------------------------------------------
+
+    async def transformer(self, name: str, polls: int, rng: SeededRng) -> None:
+        """Read the topic read_committed in the group; per poll, one transaction writes a
+        record per record read to the output topic and commits the offsets read up to."""
+        clients, options = self.clients, self.options
+        consumer = await started(
+            lambda: AIOKafkaConsumer(
+                bootstrap_servers=clients.bootstrap,
+                client_id=name,
+                group_id=options.group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+                metadata_max_age_ms=METADATA_MAX_AGE_MS,
+                session_timeout_ms=SESSION_TIMEOUT_MS,
+                heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
+            )
+        )
+        clients._watch(consumer._client, name)
+        consumer.subscribe([clients.topic])
+        producer: Any = None
+        acked: _Acked | None = None
+        index = 0
+        try:
+            for _ in range(polls):
+                if producer is None:
+                    try:
+                        producer, acked = await self._producer(name, f"{name}-tid")
+                    except (KafkaError, TimeoutError):
+                        await asyncio.sleep(POLL_TIMEOUT_MS / 1000)
+                        continue
+                    await _rewind(consumer)  # to what the last committed transaction read
+                assert acked is not None
+                polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+                if not polled:
+                    continue
+                commit = not rng.chance(options.abort_rate)
+                try:
+                    if not await self._transform(producer, acked, polled, index, commit):
+                        await _rewind(consumer)  # aborted: read it again
+                except _Broken:
+                    await _closed(producer)
+                    producer = None
+                index += sum(len(messages) for messages in polled.values())
+        finally:
+            if producer is not None:
+                await _closed(producer)
+            await consumer.stop()
+
+    async def _transform(
+        self, producer: Any, acked: _Acked, polled: dict[Any, list[Any]], index: int, commit: bool
+    ) -> bool:
+        """One transaction writing what `polled` read, with the offsets; True if committed."""
+        clients, options = self.clients, self.options
+        txn = await self._begin(producer)
+        sent: list[asyncio.Future[Any]] = []
+        offsets: dict[Any, int] = {}
+        count = 0
+        for tp, messages in sorted(polled.items()):
+            for _message in messages:
+                future = await clients._send(
+                    producer,
+                    acked,
+                    ACKS_ALL,
+                    True,
+                    index + count,
+                    topic=options.output_topic,
+                    partition=tp.partition,
+                    txn=txn,
+                )
+                count += 1
+                if future is not None:
+                    sent.append(future)
+            offsets[tp] = messages[-1].offset + 1
+        all_sent = len(sent) == count
+        try:
+            await _within(producer.send_offsets_to_transaction(offsets, options.group))
+        except (KafkaError, TimeoutError):
+            all_sent = False  # the offsets are not in it: abort
+        return await self._end(producer, acked.watcher.name, txn, sent, commit, all_sent)
+
+
+async def _rewind(consumer: Any) -> None:
+    """Move every assigned partition back to the group's committed offset (or the start):
+    after an abort, what the aborted transaction read is read again."""
+    for tp in sorted(consumer.assignment()):
+        try:
+            committed = await _within(consumer.committed(tp))
+        except (KafkaError, TimeoutError):
+            committed = None
+        if committed is None:
+            await consumer.seek_to_beginning(ClientPartition(tp.topic, tp.partition))
+        else:
+            consumer.seek(tp, committed)
+
+
+async def _within(call: Awaitable[T]) -> T:
+    return await asyncio.wait_for(call, CALL_TIMEOUT_S)
+
+
+async def _closed(producer: Any) -> None:
+    """Stop a producer, giving up after a while (a broken one may never flush)."""
+    with contextlib.suppress(KafkaError, TimeoutError):
+        await asyncio.wait_for(producer.stop(), CALL_TIMEOUT_S)

@@ -1,0 +1,40 @@
+"""The transactional profile (F8): seeds draw transactional producers, read_committed readers
+and consume-transform-produce clients on 1 to 3 agents with a crash in every run, while the
+default and cluster draws stay as they were.
+"""
+
+from __future__ import annotations
+
+from sim.options import (
+    CLUSTER_PROFILE,
+    CRASH,
+    TXN_PROFILE,
+    draw_options,
+    options_from_json,
+    options_to_json,
+)
+
+PROFILE_SEEDS = range(1, 60)
+
+
+def test_txn_profile_seeds_draw_transactional_clients_and_a_crash() -> None:
+    agents, transformers, readers = set(), 0, 0
+    for seed in PROFILE_SEEDS:
+        options = draw_options(seed, TXN_PROFILE)
+        txn = options.txn
+        assert txn is not None
+        assert txn.producers >= 1 and txn.txns_per_producer >= 1
+        assert CRASH in {nemesis.kind for nemesis in options.nemeses}
+        assert all(nemesis.agent <= options.cluster.agents for nemesis in options.nemeses)
+        assert "profile=txn" in options.describe() and "txn=(" in options.describe()
+        assert options_from_json(options_to_json(options)) == options
+        agents.add(options.cluster.agents)
+        transformers += txn.transformers
+        readers += txn.readers
+        default = draw_options(seed)  # the other draws stay as they were, with no txn part
+        assert default.txn is None and "txn=" not in default.describe()
+        assert default.cluster.settings == options.cluster.settings
+        assert default.workload == options.workload
+        assert draw_options(seed, CLUSTER_PROFILE).txn is None
+    assert agents == {1, 2, 3}
+    assert transformers > 0 and readers > 0
