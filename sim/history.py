@@ -214,6 +214,23 @@ class TxnEnded:
 
 
 @dataclass(frozen=True)
+class TxnRead:
+    """A consume-transform-produce step: `client` read `topic`/`partition` offsets
+    [`first_offset`, `next_offset`) as a member of `group` and put what it made of them, and
+    the group's offset `next_offset` for the partition, into the workload's transaction
+    `txn`. A committed transaction has processed that read exactly once."""
+
+    at_us: int
+    client: str
+    txn: int
+    group: str
+    topic: str
+    partition: int
+    first_offset: int
+    next_offset: int
+
+
+@dataclass(frozen=True)
 class TopicPartition:
     """A partition of a topic, as assignments name them."""
 
@@ -319,6 +336,7 @@ Event = (
     | FetchFailed
     | ScanCompleted
     | TxnEnded
+    | TxnRead
     | GroupGeneration
     | OffsetCommitted
     | OffsetReset
@@ -338,6 +356,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FetchFailed,
         ScanCompleted,
         TxnEnded,
+        TxnRead,
         GroupGeneration,
         OffsetCommitted,
         OffsetReset,

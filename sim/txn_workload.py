@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-u
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition as ClientPartition  # type: ignore[import-untyped]
 
-from sim.history import ACKS_ALL, TxnEnded
+from sim.history import ACKS_ALL, TxnEnded, TxnRead
 from sim.options import TxnOptions
 from sim.rng import SeededRng
 from sim.workload import (
@@ -211,7 +211,7 @@ class TxnClients:
         consumer.subscribe([clients.topic])
         producer: Any = None
         acked: _Acked | None = None
-        index = 0
+        index, positioned = 0, True
         try:
             for _ in range(polls):
                 if producer is None:
@@ -220,15 +220,18 @@ class TxnClients:
                     except (KafkaError, TimeoutError):
                         await asyncio.sleep(POLL_TIMEOUT_MS / 1000)
                         continue
-                    await _rewind(consumer)  # to what the last committed transaction read
+                    positioned = False  # the new producer's init ended what the old one left
+                if not positioned:  # back to what the last committed transaction read up to
+                    positioned = await _rewind(consumer)
+                    if not positioned:
+                        continue
                 assert acked is not None
                 polled = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
                 if not polled:
                     continue
                 commit = not rng.chance(options.abort_rate)
                 try:
-                    if not await self._transform(producer, acked, polled, index, commit):
-                        await _rewind(consumer)  # aborted: read it again
+                    positioned = await self._transform(producer, acked, polled, index, commit)
                 except _Broken:
                     await _closed(producer)
                     producer = None
@@ -263,6 +266,17 @@ class TxnClients:
                 if future is not None:
                     sent.append(future)
             offsets[tp] = messages[-1].offset + 1
+            read = TxnRead(
+                clients.now_us(),
+                acked.watcher.name,
+                txn,
+                options.group,
+                tp.topic,
+                tp.partition,
+                messages[0].offset,
+                offsets[tp],
+            )
+            clients.record(acked.watcher.name, read)
         all_sent = len(sent) == count
         try:
             await _within(producer.send_offsets_to_transaction(offsets, options.group))
@@ -271,18 +285,22 @@ class TxnClients:
         return await self._end(producer, acked.watcher.name, txn, sent, commit, all_sent)
 
 
-async def _rewind(consumer: Any) -> None:
-    """Move every assigned partition back to the group's committed offset (or the start):
-    after an abort, what the aborted transaction read is read again."""
+async def _rewind(consumer: Any) -> bool:
+    """Move every assigned partition back to the group's committed offset (or the start if
+    none): after an abort, what the aborted transaction read is read again. False if the
+    committed offsets could not be read (nothing moved)."""
+    committed: dict[Any, int | None] = {}
     for tp in sorted(consumer.assignment()):
         try:
-            committed = await _within(consumer.committed(tp))
+            committed[tp] = await _within(consumer.committed(tp))
         except (KafkaError, TimeoutError):
-            committed = None
-        if committed is None:
+            return False
+    for tp, offset in committed.items():
+        if offset is None:
             await consumer.seek_to_beginning(ClientPartition(tp.topic, tp.partition))
         else:
-            consumer.seek(tp, committed)
+            consumer.seek(tp, offset)
+    return True
 
 
 async def _within(call: Awaitable[T]) -> T:

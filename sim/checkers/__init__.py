@@ -75,6 +75,11 @@ last_stable_offset Within one span of one agent answering for a partition (no fa
               the reader fetched with one), nobody is told a last stable offset
               below one that agent told anybody before it asked. (A new leader may
               start lower. LSO <= HW in each answer is the watermarks checker's.)
+exactly_once  A consume-transform-produce client's committed transactions (those of
+              unknown outcome resolved by what read_committed readers saw) read
+              each input record once: their reads of a partition for a group never
+              overlap, and no acked acks=all record visible to read_committed lies
+              between two of them unread.
 no_phantoms   Every data record read was attempted by some producer, and not
               by an attempt that failed definitely.
 group_owners  In one generation of a group, each partition has one owner.
@@ -112,6 +117,7 @@ from sim.checkers.index import LIVENESS, Violation
 from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
 from sim.checkers.transactions import (
+    check_exactly_once,
     check_last_stable_offset,
     check_lost_committed,
     check_torn_transactions,
@@ -131,6 +137,7 @@ SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
     check_torn_transactions,
     check_lost_committed,
     check_last_stable_offset,
+    check_exactly_once,
     check_no_phantoms,
     check_group_owners,
     check_group_offsets,
@@ -157,6 +164,7 @@ __all__ = [
     "check_acked_durable",
     "check_acked_leader",
     "check_all",
+    "check_exactly_once",
     "check_final_reads",
     "check_group_offsets",
     "check_group_owners",

@@ -1,6 +1,7 @@
-"""The `torn_transactions`, `lost_committed` and `last_stable_offset` checkers: a transaction is
-all or nothing for read_committed readers, a commit the client was told of is never lost, and
-the last stable offset a leader answers never goes back.
+"""The `torn_transactions`, `lost_committed`, `last_stable_offset` and `exactly_once` checkers: a
+transaction is all or nothing for read_committed readers, a commit the client was told of is
+never lost, the last stable offset a leader answers never goes back, and a
+consume-transform-produce client's committed transactions process each input record once.
 
 Facts they rest on (Kafka's, and so ours):
 - A read_committed reader's position passes an offset only below the last stable offset,
@@ -38,9 +39,11 @@ from sim.history import (
     ACKS_ALL,
     FetchObserved,
     History,
+    ProduceAcked,
     ProduceAttempt,
     ScanCompleted,
     TxnEnded,
+    TxnRead,
 )
 
 
@@ -250,3 +253,82 @@ def check_last_stable_offset(history: History) -> list[Violation]:
             )
             found.append(Violation("last_stable_offset", message, (floor.fetch, fetch)))
     return found
+
+
+def check_exactly_once(history: History) -> list[Violation]:
+    """A consume-transform-produce client's committed transactions process each input
+    record once: their reads (`TxnRead`) of one partition for one group never overlap, and
+    no durable record a read_committed reader gets lies between two of them unread. A
+    transaction of unknown outcome counts as committed when a read_committed reader got one
+    of its records, as aborted when one passed one over, else it excuses what it read."""
+    index = index_history(history)
+    outcomes = _resolved_outcomes(index)
+    reads: dict[tuple[str, str, int], list[TxnRead]] = defaultdict(list)
+    for read in history.of_type(TxnRead):
+        reads[(read.group, read.topic, read.partition)].append(read)
+    found: list[Violation] = []
+    for (group, topic, partition), steps in sorted(reads.items()):
+        committed = sorted(
+            (step for step in steps if outcomes.get(step.txn) is True),
+            key=lambda step: (step.first_offset, step.txn),
+        )
+        unknown = [step for step in steps if outcomes.get(step.txn) is None]
+        where = place_of(topic, partition)
+        for position, after in enumerate(committed[1:]):
+            # the committed read reaching furthest before this one
+            before = max(committed[: position + 1], key=lambda step: step.next_offset)
+            if after.first_offset < before.next_offset:
+                message = (
+                    f"{where} offsets {after.first_offset}..{before.next_offset - 1} were "
+                    f"processed by two committed transactions of group {group}: "
+                    f"{before.txn} of {before.client} and {after.txn} of {after.client}"
+                )
+                found.append(Violation("exactly_once", message, (before, after)))
+                continue
+            skipped = _unread_durable(index, topic, partition, before, after, unknown)
+            if skipped is not None:
+                message = (
+                    f"{where}@{skipped} holds a committed record, yet group {group}'s "
+                    f"committed transactions read {before.first_offset}..."
+                    f"{before.next_offset - 1} (transaction {before.txn}) and then from "
+                    f"{after.first_offset} (transaction {after.txn}): no committed "
+                    f"transaction processed it"
+                )
+                found.append(Violation("exactly_once", message, (before, after)))
+    return found
+
+
+def _resolved_outcomes(index: HistoryIndex) -> dict[int, bool | None]:
+    """Each transaction's outcome: as its client learned it, else as read_committed readers
+    saw it (a record delivered: committed; one passed over: aborted), else None."""
+    outcomes: dict[int, bool | None] = {txn: end.committed for txn, end in index.txn_ends.items()}
+    for txn, decisions in _decisions(index).items():
+        if outcomes.get(txn) is None and decisions:
+            outcomes[txn] = any(decision.delivered for decision in decisions)
+    return outcomes
+
+
+def _unread_durable(
+    index: HistoryIndex,
+    topic: str,
+    partition: int,
+    before: TxnRead,
+    after: TxnRead,
+    unknown: list[TxnRead],
+) -> int | None:
+    """An offset between two committed reads that holds an acked acks=all record visible to
+    read_committed readers, read by no transaction of unknown outcome either."""
+    for offset in range(before.next_offset, after.first_offset):
+        if any(step.first_offset <= offset < step.next_offset for step in unknown):
+            continue
+        for sighting in index.sightings[(topic, partition)].get(offset, []):
+            if not isinstance(sighting.event, ProduceAcked):
+                continue
+            attempt = index.attempts.get(sighting.event.op)
+            if (
+                attempt is not None
+                and attempt.acks == ACKS_ALL
+                and index.txn_visible(attempt) is True
+            ):
+                return offset
+    return None

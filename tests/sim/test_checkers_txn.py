@@ -16,6 +16,7 @@ from sim.history import (
     ProduceAttempt,
     ScanCompleted,
     TxnEnded,
+    TxnRead,
 )
 from tests.sim.scripted import Script
 
@@ -248,3 +249,51 @@ def test_the_lso_above_the_high_watermark_is_flagged() -> None:
     script = Script()
     script.fetch(0, [], high_watermark=3, last_stable_offset=4, agent="a1")
     assert flagged(script) == {"watermarks"}
+
+
+def ctp_step(
+    script: Script, txn: int, first: int, next_offset: int, out: int, outcome: bool | None
+) -> None:
+    """A consume-transform-produce transaction: read input t/0 [first, next), wrote one
+    output record to topic out at offset `out`, ended with `outcome`."""
+    script.history.append(TxnRead(script.tick(), "ctp", txn, "g", "t", 0, first, next_offset))
+    script.produce(b"out%d" % txn, out, topic="out", txn=txn, client="ctp", idempotent=True)
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "ctp", txn, outcome))
+
+
+def inputs(script: Script, count: int) -> None:
+    for offset in range(count):
+        script.produce(b"in%d" % offset, offset)
+
+
+def test_committed_transformations_that_read_each_input_once_pass() -> None:
+    script = Script()
+    inputs(script, 4)
+    ctp_step(script, 1, 0, 2, 0, True)
+    ctp_step(script, 2, 2, 4, 2, False)  # aborted: read again
+    ctp_step(script, 3, 2, 4, 4, True)
+    assert flagged(script) == set()
+
+
+def test_an_input_processed_by_two_committed_transactions_is_flagged() -> None:
+    script = Script()
+    inputs(script, 4)
+    ctp_step(script, 1, 0, 3, 0, True)
+    ctp_step(script, 2, 2, 4, 2, None)
+    # a read_committed reader got transaction 2's output: it committed
+    script.fetch(2, [(2, b"out2")], topic="out", client="rc", read_committed=True)
+    assert flagged(script) == {"exactly_once"}
+    (message,) = messages(script, "exactly_once")
+    assert "offsets 2..2 were processed by two committed transactions" in message
+
+
+def test_an_input_skipped_between_committed_transformations_is_flagged() -> None:
+    script = Script()
+    inputs(script, 4)
+    ctp_step(script, 1, 0, 2, 0, True)
+    ctp_step(script, 2, 3, 4, 2, True)
+    assert flagged(script) == {"exactly_once"}
+    assert "t/0@2 holds a committed record" in messages(script, "exactly_once")[0]
+    # a transaction of unknown outcome that read it excuses the gap
+    ctp_step(script, 3, 2, 3, 4, None)
+    assert flagged(script) == set()
