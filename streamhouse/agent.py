@@ -27,8 +27,11 @@ from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.transactions import TransactionCoordinator
+from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
+from streamhouse.io.kafka_peer import StreamsMarkerSender
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
@@ -110,6 +113,7 @@ class Agent:
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
+        await self.kafka.context.transactions.close()
         await self.log.close(flush=True)
         await self.membership.leave()
         await self.metadata.close()
@@ -180,9 +184,27 @@ async def assemble_agent(
     await ensure_coordinator_slots(metadata, clock.now_ms())
     slots = CoordinatorSlots(log, clock)
     groups = GroupCoordinator(
-        settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots
+        settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots, pending=metadata
     )
     groups.start(failure)
+    markers = MarkerDelivery(
+        settings,
+        clock,
+        log=log,
+        topics=metadata,
+        cluster=cluster,
+        sender=StreamsMarkerSender(settings.txn_marker_request_timeout_ms),
+    )
+    transactions = TransactionCoordinator(
+        settings,
+        clock,
+        store=metadata,
+        producers=metadata,
+        topics=metadata,
+        slots=slots,
+        markers=markers,
+    )
+    transactions.start(failure)
     topics = RememberedTopics(metadata, clock)  # Metadata answers through a store outage
     admin = AdminService(settings, clock, topics, log, groups, cluster, leases=metadata)
     context = KafkaContext(
@@ -193,6 +215,8 @@ async def assemble_agent(
         apis=advertised_apis(),
         groups=groups,
         admin=admin,
+        transactions=transactions,
+        markers=markers,
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)

@@ -120,6 +120,19 @@ class Settings:
     offsets_retention_ms: int = 7 * 24 * 3600 * 1000  # Kafka's offsets.retention.minutes
     offsets_retention_check_interval_ms: int = 600_000
 
+    # Transactions (engine/transactions.py)
+    transaction_max_timeout_ms: int = 900_000  # Kafka's transaction.max.timeout.ms
+    # open transactions one agent coordinates (kept in memory, timed out from there);
+    # beyond it a new one is refused with COORDINATOR_NOT_AVAILABLE
+    transactions_per_coordinator_max: int = 10_000
+    transaction_partitions_max: int = 10_000  # partitions of one transaction (INVALID_REQUEST)
+    # how often timed-out transactions are aborted and newly taken coordinator slots
+    # recovered (Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s)
+    transaction_check_interval_ms: int = 1_000
+    txn_marker_backoff_ms_max: int = 5_000  # a marker write is retried, doubling up to this
+    txn_marker_writes_in_flight_max: int = 1_000  # marker writes at once, all transactions
+    txn_marker_request_timeout_ms: int = 10_000  # WriteTxnMarkers to another agent
+
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
     s3_region: str = "us-east-1"
@@ -171,6 +184,19 @@ class Settings:
             ),
             "group_min_session_timeout_ms must not exceed group_max_session_timeout_ms": (
                 0 <= self.group_min_session_timeout_ms <= self.group_max_session_timeout_ms
+            ),
+            "transaction_max_timeout_ms, transaction_check_interval_ms and the "
+            "transaction bounds must be positive": (
+                min(
+                    self.transaction_max_timeout_ms,
+                    self.transaction_check_interval_ms,
+                    self.transactions_per_coordinator_max,
+                    self.transaction_partitions_max,
+                    self.txn_marker_backoff_ms_max,
+                    self.txn_marker_writes_in_flight_max,
+                    self.txn_marker_request_timeout_ms,
+                )
+                > 0
             ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0

@@ -50,6 +50,7 @@ class ErrorCode(enum.IntEnum):
     INVALID_TRANSACTION_TIMEOUT = 50
     CONCURRENT_TRANSACTIONS = 51
     TRANSACTION_COORDINATOR_FENCED = 52
+    OPERATION_NOT_ATTEMPTED = 55
     KAFKA_STORAGE_ERROR = 56
     LOG_DIR_NOT_FOUND = 57
     UNKNOWN_PRODUCER_ID = 59
@@ -205,3 +206,9 @@ class Backpressure(StorageError):
     """A bounded queue is full and stayed full for the allowed wait."""
 
     code = ErrorCode.REQUEST_TIMED_OUT
+
+
+class PeerUnreachable(StreamHouseError):
+    """Another agent could not be reached or did not answer in time; the caller retries."""
+
+    code = ErrorCode.NETWORK_EXCEPTION

@@ -1,5 +1,5 @@
-"""`streamctl`: operate a StreamHouse deployment through a running agent (topics, groups, the
-cluster)."""
+"""`streamctl`: operate a StreamHouse deployment through a running agent (topics, groups,
+transactions, the cluster)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ import typer
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
 from streamhouse.cli.topics import topics
+from streamhouse.cli.transactions import transactions
 
 app = typer.Typer(
-    help="Operate StreamHouse through a running agent: topics, consumer groups, the cluster.",
+    help=(
+        "Operate StreamHouse through a running agent: topics, consumer groups, transactions, "
+        "the cluster."
+    ),
     no_args_is_help=True,
 )
 app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
+app.add_typer(transactions, name="transactions")
 app.command("cluster")(show_cluster)

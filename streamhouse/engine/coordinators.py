@@ -10,8 +10,8 @@ takes them like any partition. An offset commit is fenced by the slot's lease ep
 metadata store (GroupStore.commit_offsets with a CoordinatorFence), so a coordinator whose
 slot moved on meanwhile commits nothing (NOT_COORDINATOR).
 
-Transactional ids hash to the same slots (`slot_of` takes any coordinator key): once
-transactions exist, their coordinator is the slot's lease holder too.
+Transactional ids hash to the same slots (`slot_of` takes any coordinator key): their
+coordinator (engine/transactions.py) is the slot's lease holder too.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def is_internal(topic: str) -> bool:
 
 
 def slot_of(key: str) -> TopicPartition:
-    """The coordinator slot of a group id (or, later, a transactional id)."""
+    """The coordinator slot of a group id or a transactional id."""
     digest = hashlib.blake2b(key.encode(), digest_size=SLOT_HASH_BYTES).digest()
     return TopicPartition(COORDINATOR_TOPIC, int.from_bytes(digest, "big") % COORDINATOR_SLOTS)
 
@@ -71,6 +71,16 @@ class CoordinatorSlots:
         if plog is None or not plog.leading(self._clock.monotonic_ms()):
             return None
         return CoordinatorFence(slot, plog.state.leader_epoch)
+
+    def held(self) -> dict[TopicPartition, int]:
+        """Every slot this agent leads now (within its lease's local deadline), by epoch."""
+        now_ms = self._clock.monotonic_ms()
+        held = {}
+        for tp in self._log.led_partitions():
+            plog = self._log.led_partition(tp)
+            if tp.topic == COORDINATOR_TOPIC and plog is not None and plog.leading(now_ms):
+                held[tp] = plog.state.leader_epoch
+        return held
 
     async def take(self, key: str) -> None:
         """Take the key's slot lease if the slot is placed here (or not placed yet) and no

@@ -24,6 +24,7 @@ from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import NotLeader, StorageError
 from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import BlockSpec, encode_object
+from streamhouse.log.partition_txns import TxnChange
 from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.log.tail import TailBatch
 from streamhouse.names import TopicPartition
@@ -54,6 +55,7 @@ class PendingBatch:
     appended_ms: int
     segment: int | None = None  # the WAL segment holding it, once fsynced
     producer: ProducerBatch | None = None  # set for an idempotent producer's batch
+    txn: TxnChange | None = None  # a transaction that opened or ended with this batch
 
 
 @dataclass
@@ -221,8 +223,9 @@ class Flusher:
             ObjectRecord(key, agent, org, len(data), now_ms),
             segments,
             epochs,
-            _producer_batches(by_partition),
+            _collected(by_partition, lambda pending: pending.producer),
             now_ms - self._settings.producer_id_expiration_ms,
+            _collected(by_partition, lambda pending: pending.txn),
         )
         outcome = await self._retry(lambda: self._leases.commit_flush(commit), "commit_retries")
         self._apply(outcome, by_partition)
@@ -265,14 +268,17 @@ def _group_by_partition(batches: list[PendingBatch]) -> dict[TopicPartition, lis
     return grouped
 
 
-def _producer_batches(
+def _collected(
     by_partition: dict[TopicPartition, list[PendingBatch]],
-) -> dict[TopicPartition, list[ProducerBatch]]:
-    found: dict[TopicPartition, list[ProducerBatch]] = {}
+    pick: Callable[[PendingBatch], T | None],
+) -> dict[TopicPartition, list[T]]:
+    """What `pick` finds in each partition's batches, in offset order (partitions where it
+    finds nothing are left out: they cost the commit nothing)."""
+    found: dict[TopicPartition, list[T]] = {}
     for tp, batches in by_partition.items():
-        producers = [p.producer for p in batches if p.producer is not None]
-        if producers:
-            found[tp] = producers
+        picked = [item for item in map(pick, batches) if item is not None]
+        if picked:
+            found[tp] = picked
     return found
 
 

@@ -36,6 +36,7 @@ from streamhouse.ports.clock import Clock
 from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
+from streamhouse.ports.transactions import TransactionStore
 
 MEMBER_ID_RANDOM_BYTES = 16
 TIMER_IDLE_MS = 60_000  # how long the timer task sleeps when no group has a deadline
@@ -76,6 +77,28 @@ class OffsetToCommit:
     metadata: str | None
 
 
+@dataclass(frozen=True)
+class Committer:
+    """Who commits offsets: a member of a generation, or (generation -1, no member id) a
+    standalone consumer; `unchecked` for a transactional commit that names no member."""
+
+    generation: int
+    member_id: str
+    instance_id: str | None
+    unchecked: bool = False
+
+
+class OffsetWriter(Protocol):
+    """Where accepted offsets go: the group's committed ones, or a transaction's pending."""
+
+    async def __call__(
+        self,
+        group_id: str,
+        accepted: dict[TopicPartition, CommittedOffset],
+        fence: CoordinatorFence | None,
+    ) -> None: ...
+
+
 class Coordination(Protocol):
     """Which groups this agent coordinates (engine/coordinators.py)."""
 
@@ -99,6 +122,7 @@ class GroupCoordinator:
         topics: TopicStore,
         groups: GroupStore,
         coordinating: Coordination | None = None,
+        pending: TransactionStore | None = None,
     ):
         self._settings = settings
         # the fence this agent coordinates a group under, None when another agent does
@@ -109,6 +133,7 @@ class GroupCoordinator:
         self._rng = rng
         self._topics = topics
         self._group_store = groups
+        self._pending = pending  # offsets of open transactions (TxnOffsetCommit)
         self._limits = GroupLimits.of(settings)
         self._groups: dict[str, Group] = {}
         self._joins: dict[tuple[str, str], asyncio.Future[JoinResponse]] = {}
@@ -401,21 +426,55 @@ class GroupCoordinator:
         whose write was slow must not land after a later generation's commit."""
         await self._take(group_id)
         async with self._committing.setdefault(group_id, asyncio.Lock()):
-            return await self._commit_offsets(group_id, generation, member_id, instance_id, offsets)
+            member = Committer(generation, member_id, instance_id)
+            return await self._commit_offsets(group_id, member, offsets, self._store_offsets)
+
+    async def commit_txn_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        committer: Committer,
+        offsets: Mapping[TopicPartition, OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """Validate and keep a TxnOffsetCommit's offsets until the producer's transaction
+        ends (the transaction coordinator settles them with its decision). The member is
+        checked as for OffsetCommit when the request names one (KIP-447); a request without
+        generation and member (older clients) is not checked."""
+        if self._pending is None:
+            return dict.fromkeys(offsets, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        pending = self._pending
+
+        async def keep(
+            group_id: str,
+            accepted: dict[TopicPartition, CommittedOffset],
+            fence: CoordinatorFence | None,
+        ) -> None:
+            await pending.commit_pending_offsets(group_id, producer_id, accepted, fence)
+
+        await self._take(group_id)
+        async with self._committing.setdefault(group_id, asyncio.Lock()):
+            return await self._commit_offsets(group_id, committer, offsets, keep)
+
+    async def _store_offsets(
+        self,
+        group_id: str,
+        accepted: dict[TopicPartition, CommittedOffset],
+        fence: CoordinatorFence | None,
+    ) -> None:
+        await self._group_store.commit_offsets(group_id, accepted, fence)
 
     async def _commit_offsets(
         self,
         group_id: str,
-        generation: int,
-        member_id: str,
-        instance_id: str | None,
+        member: Committer,
         offsets: Mapping[TopicPartition, OffsetToCommit],
+        write: OffsetWriter,
     ) -> dict[TopicPartition, ErrorCode]:
         try:
             fence = self._fence(group_id)
         except NotCoordinator:
             return dict.fromkeys(offsets, ErrorCode.NOT_COORDINATOR)
-        error = self._check_commit(group_id, generation, member_id, instance_id)
+        error = self._check_committer(group_id, member)
         if error is not ErrorCode.NONE:
             return dict.fromkeys(offsets, error)
         answers: dict[TopicPartition, ErrorCode] = {}
@@ -439,11 +498,16 @@ class GroupCoordinator:
                 answers[tp] = ErrorCode.NONE
         if accepted:
             # the topic lookups above awaited: the group may have moved on meanwhile
-            error = self._check_commit(group_id, generation, member_id, instance_id)
+            error = self._check_committer(group_id, member)
             if error is not ErrorCode.NONE:
                 return dict.fromkeys(offsets, error)
-            await self._group_store.commit_offsets(group_id, accepted, fence)
+            await write(group_id, accepted, fence)
         return answers
+
+    def _check_committer(self, group_id: str, member: Committer) -> ErrorCode:
+        if member.unchecked and group_id:
+            return ErrorCode.NONE
+        return self._check_commit(group_id, member.generation, member.member_id, member.instance_id)
 
     def _check_commit(
         self, group_id: str, generation: int, member_id: str, instance_id: str | None

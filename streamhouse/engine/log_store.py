@@ -28,6 +28,7 @@ from streamhouse.engine.recovery import RecoveryStats, WalReplay, fence_leases_o
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, any_done, sleep_or_until
 from streamhouse.engine.wal import Wal, WalAppend
 from streamhouse.errors import (
+    ErrorCode,
     MessageTooLarge,
     NotLeader,
     OffsetOutOfRange,
@@ -38,11 +39,14 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.batch_header import (
     BatchHeader,
+    parse_header,
     validate_batch,
     with_base_offset,
 )
+from streamhouse.kafka.control_records import TxnMarker, decode_marker_batch, encode_marker_batch
 from streamhouse.kafka.sentinels import DELETE_TO_HIGH_WATERMARK, NO_PRODUCER_ID
 from streamhouse.log.partition import PartitionState
+from streamhouse.log.partition_txns import PartitionTxns, TxnChange
 from streamhouse.log.producer_state import (
     Duplicate,
     ProducerBatch,
@@ -88,6 +92,17 @@ class AppendResult:
     log_start_offset: int
     synced: asyncio.Future[Any]  # acks=1: the WAL entry is fsynced (the value is unused)
     durable: asyncio.Future[None] | None  # acks=all: in a committed object
+
+
+@dataclass(frozen=True)
+class ActiveProducer:
+    """An idempotent or transactional producer a led partition remembers (DescribeProducers)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int  # -1: none in this epoch yet (only markers)
+    last_timestamp_ms: int
+    current_txn_start_offset: int  # -1: no transaction open here
 
 
 @dataclass
@@ -156,6 +171,7 @@ class LogStore:
             self,
             leases,
             ObjectReader(objects, settings.block_cache_bytes_max, self._buggify),
+            producers,
         )
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}
@@ -312,7 +328,8 @@ class LogStore:
             self._settings.producers_per_partition_max,
             [s for s in stored if s.last_append_ms >= expired_before_ms],
         )
-        plog = PartitionLog.opened(state, producers, lease.deadline_ms, self.tail_budget)
+        txns = PartitionTxns(await self._producers.list_open_txns(tp), state.durable_end_offset)
+        plog = PartitionLog.opened(state, producers, lease.deadline_ms, self.tail_budget, txns)
         self._partitions[tp] = plog
         return plog
 
@@ -404,7 +421,37 @@ class LogStore:
                 raise ProducerRefused(f"{tp}: {verdict.message}", verdict.code)
             if isinstance(verdict, Duplicate):
                 return self._duplicate(plog, verdict.original, durable)
-        state = plog.state
+            _check_txn_state(plog, header)
+        return self._place(plog, header, batch, durable=durable)
+
+    async def write_marker(self, tp: TopicPartition, marker: TxnMarker) -> AppendResult:
+        """Append a transaction marker (COMMIT or ABORT control batch) for the producer's
+        transaction in a partition this agent leads, as its coordinator decided it; the
+        transaction ends here (a marker may also come where it wrote nothing). The marker
+        is written once `durable` resolves. Raises NotLeader, ProducerRefused
+        (INVALID_PRODUCER_EPOCH: the producer has a newer epoch here), StorageError."""
+        plog = await self.partition(tp)
+        batch = encode_marker_batch(marker, self._clock.now_ms())
+        await self._wait_for_room(len(batch))
+        self._check_leading(plog)
+        if plog.handing_over:
+            raise NotLeader(f"{tp} is being handed over to another agent; refresh metadata")
+        # From here to the return nothing awaits: offset order equals WAL order.
+        known = plog.producers.get(marker.producer_id)
+        if known is not None and marker.producer_epoch < known.producer_epoch:
+            raise ProducerRefused(
+                f"{tp}: marker of producer {marker.producer_id} has epoch "
+                f"{marker.producer_epoch}, older than its epoch {known.producer_epoch} here",
+                ErrorCode.INVALID_PRODUCER_EPOCH,
+            )
+        return self._place(plog, parse_header(batch), batch, durable=True)
+
+    def _place(
+        self, plog: PartitionLog, header: BatchHeader, batch: bytes, *, durable: bool
+    ) -> AppendResult:
+        """Assign the batch its offsets and queue it to the tail, the WAL and the flusher
+        (the caller checked it may be appended; nothing here awaits)."""
+        state, tp = plog.state, plog.state.tp
         if plog.truncate_marker_offset is not None:
             # Written once, ahead of the partition's next batch and in the same fsync: if the
             # marker fails, so does the batch, and the rollback asks for a marker again.
@@ -424,6 +471,7 @@ class LogStore:
             tail_batch,
             self._clock.monotonic_ms(),
             producer=self._record_producer(plog, header, base_offset),
+            txn=_txn_change(plog, header, stamped, base_offset),
         )
         self.flusher.add(pending)
         wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)
@@ -457,11 +505,16 @@ class LogStore:
     def _record_producer(
         self, plog: PartitionLog, header: BatchHeader, base_offset: int
     ) -> ProducerBatch | None:
-        """Remember an idempotent batch's sequence range where it landed."""
+        """Remember an idempotent batch's sequence range where it landed (for a marker, only
+        the producer's epoch)."""
         producer = _idempotent(header)
         if producer is None:
             return None
         producer_id, epoch, first_sequence = producer
+        if header.is_control:
+            marked = ProducerBatch(producer_id, epoch, None)
+            plog.producers.record(marked, self._clock.now_ms())
+            return marked
         sequenced = SequencedBatch(
             first_sequence,
             last_sequence(first_sequence, header.record_count),
@@ -502,6 +555,21 @@ class LogStore:
         for plog in touched.values():
             plog.roll_back_unsynced(error)
 
+    async def describe_producers(self, tp: TopicPartition) -> list[ActiveProducer]:
+        """The producers the partition remembers, by producer id. Raises NotLeader."""
+        plog = await self.partition(tp)
+        open_txns = plog.txns.open_txns()
+        return [
+            ActiveProducer(
+                snapshot.producer_id,
+                snapshot.producer_epoch,
+                snapshot.batches[-1].last_sequence if snapshot.batches else -1,
+                snapshot.last_append_ms,
+                open_txns.get(snapshot.producer_id, -1),
+            )
+            for snapshot in plog.producers.snapshots()
+        ]
+
     # --- log start ---------------------------------------------------------------------------
 
     async def delete_records(self, tp: TopicPartition, offset: int) -> int:
@@ -528,10 +596,39 @@ class LogStore:
         plog.synced(tail_batch.end_offset)
         producer = self._record_producer(plog, header, header.base_offset)
         pending = PendingBatch(
-            plog, state.leader_epoch, tail_batch, self._clock.monotonic_ms(), producer=producer
+            plog,
+            state.leader_epoch,
+            tail_batch,
+            self._clock.monotonic_ms(),
+            producer=producer,
+            txn=_txn_change(plog, header, data, header.base_offset),
         )
         self.flusher.add(pending)
         self.flusher.mark_synced(pending, segment)
+
+
+def _check_txn_state(plog: PartitionLog, header: BatchHeader) -> None:
+    """A producer with a transaction open here may not write outside it (Kafka's rule)."""
+    open_at = plog.txns.first_offset(header.producer_id)
+    if open_at is not None and not header.is_transactional:
+        raise ProducerRefused(
+            f"{plog.state.tp}: producer {header.producer_id} has a transaction open here since "
+            f"offset {open_at}; a non-transactional batch must wait for its end",
+            ErrorCode.INVALID_TXN_STATE,
+        )
+
+
+def _txn_change(
+    plog: PartitionLog, header: BatchHeader, batch: bytes, base_offset: int
+) -> TxnChange | None:
+    """The transaction this batch opens (a producer's first transactional batch here) or ends
+    (a marker), if any."""
+    if not header.is_transactional:
+        return None
+    if header.is_control:
+        marker = decode_marker_batch(batch)
+        return plog.txns.ended(marker.producer_id, base_offset, marker.committed)
+    return plog.txns.began(header.producer_id, base_offset)
 
 
 def _idempotent(header: BatchHeader) -> tuple[int, int, int] | None:

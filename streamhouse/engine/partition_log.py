@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.errors import StreamHouseError
 from streamhouse.log.partition import PartitionState
+from streamhouse.log.partition_txns import PartitionTxns
 from streamhouse.log.producer_state import ProducerStates
 from streamhouse.log.tail import Tail, TailBatch, TailBudget
 
@@ -19,6 +20,7 @@ class PartitionLog:
     state: PartitionState
     tail: Tail
     producers: ProducerStates
+    txns: PartitionTxns
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     synced_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     truncate_marker_offset: int | None = None  # a void range awaits its WAL marker
@@ -35,9 +37,17 @@ class PartitionLog:
         producers: ProducerStates,
         lease_deadline_ms: int,
         tail_budget: TailBudget,
+        txns: PartitionTxns | None = None,
     ) -> PartitionLog:
         tail = Tail(state.durable_end_offset, tail_budget)
-        return cls(state, tail, producers, lease_deadline_ms=lease_deadline_ms)
+        if txns is None:
+            txns = PartitionTxns({}, state.durable_end_offset)
+        return cls(state, tail, producers, txns, lease_deadline_ms=lease_deadline_ms)
+
+    @property
+    def last_stable_offset(self) -> int:
+        """The first offset a read_committed consumer may not read yet."""
+        return self.txns.last_stable_offset(self.state.high_watermark)
 
     def leading(self, now_ms: int) -> bool:
         """Whether this agent may act as the partition's leader at monotonic `now_ms`: its
@@ -63,6 +73,7 @@ class PartitionLog:
 
     def synced(self, end_offset: int) -> None:
         self.state.synced(end_offset)
+        self.txns.synced(self.state.high_watermark)
         self.synced_waiters = _release(self.synced_waiters, end_offset)
         self._wake_watchers()
 
@@ -79,6 +90,7 @@ class PartitionLog:
 
     def made_durable(self, end_offset: int) -> None:
         self.state.made_durable(end_offset)
+        self.txns.made_durable(end_offset)
         self.durable_waiters = _release(self.durable_waiters, end_offset)
         self.tail.made_durable(end_offset)
 
@@ -95,6 +107,7 @@ class PartitionLog:
         new_end = self.state.roll_back_unsynced()
         self.tail.truncate_from(new_end)
         self.producers.truncate_from(new_end)
+        self.txns.truncate_from(new_end)
         self.truncate_marker_offset = new_end
         self._fail_waiters_above(new_end, error)
 

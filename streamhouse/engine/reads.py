@@ -13,13 +13,15 @@ from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.waiting import any_done, sleep_or_until
 from streamhouse.errors import OffsetOutOfRange
-from streamhouse.kafka.batch_header import iter_batches
+from streamhouse.kafka.batch_header import iter_batches, parse_header
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.varint import Buffer
+from streamhouse.log.partition_txns import AbortedTxn
 from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.leases import LeaseStore, SegmentRecord
+from streamhouse.ports.producers import ProducerStore
 
 SEGMENT_ROWS_PER_READ = 16
 # Segment rows listed for a partition are reused by the reads that follow (a consumer moves
@@ -45,11 +47,15 @@ class LedPartitions(Protocol):
 @dataclass(frozen=True)
 class ReadResult:
     """Batches from an offset (as stored: bytes or views of a cached block, not copied), and
-    the partition's offsets at the time of the read."""
+    the partition's offsets at the time of the read. A read_committed read ends at the last
+    stable offset and lists the aborted transactions with records among its batches (None
+    for read_uncommitted)."""
 
     batches: Sequence[Buffer]
     high_watermark: int
     log_start_offset: int
+    last_stable_offset: int
+    aborted: Sequence[AbortedTxn] | None = None
 
 
 class LogReader:
@@ -62,45 +68,82 @@ class LogReader:
         partitions: LedPartitions,
         leases: LeaseStore,
         objects: ObjectReader,
+        producers: ProducerStore,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._partitions = partitions
         self._leases = leases
+        self._producers = producers
         self.objects = objects
         # partition -> (offset listed from, rows, monotonic ms listed at)
         self._listings: OrderedDict[TopicPartition, tuple[int, list[SegmentRecord], int]] = (
             OrderedDict()
         )
 
-    async def read(self, tp: TopicPartition, offset: int, bytes_max: int) -> ReadResult:
-        """Batches holding `offset` and after, up to the high watermark and about `bytes_max`
-        (at least one batch when there is one, unless `bytes_max` is 0: then none, but the
-        offset is still checked)."""
+    async def read(
+        self, tp: TopicPartition, offset: int, bytes_max: int, *, read_committed: bool = False
+    ) -> ReadResult:
+        """Batches holding `offset` and after, up to the high watermark (read_committed: the
+        last stable offset) and about `bytes_max` (at least one batch when there is one,
+        unless `bytes_max` is 0: then none, but the offset is still checked)."""
         plog = await self._partitions.partition(tp)
         state = plog.state
         high_watermark, log_start = state.high_watermark, state.log_start_offset
+        stable = plog.last_stable_offset
         if offset < log_start or offset > high_watermark:
             raise OffsetOutOfRange(
                 f"offset {offset} of {tp} is outside [{log_start}, {high_watermark}]"
             )
-        if bytes_max <= 0:
-            return ReadResult([], high_watermark, log_start)
-        if offset >= plog.tail.start_offset:
-            found = plog.tail.read(offset, high_watermark, bytes_max)
-            return ReadResult([b.data for b in found], high_watermark, log_start)
-        batches = await self._read_objects(tp, offset, plog.tail.start_offset, bytes_max)
-        return ReadResult(batches, high_watermark, log_start)
+        end_offset = stable if read_committed else high_watermark
+        batches: Sequence[Buffer] = []
+        if bytes_max > 0 and offset < end_offset:
+            batches = await self._read_until(plog, offset, end_offset, bytes_max)
+        aborted = None
+        if read_committed:
+            aborted = await self._aborted_among(plog, offset, batches)
+        return ReadResult(batches, high_watermark, log_start, stable, aborted)
 
-    async def wait_for_data(self, positions: Mapping[TopicPartition, int], wait_ms: int) -> bool:
-        """Long-poll: wait up to `wait_ms` until some partition's high watermark passes its
-        position (or its lease is lost). True if woken early; partitions not led are skipped."""
+    async def _read_until(
+        self, plog: PartitionLog, offset: int, end_offset: int, bytes_max: int
+    ) -> Sequence[Buffer]:
+        if offset >= plog.tail.start_offset:
+            return [b.data for b in plog.tail.read(offset, end_offset, bytes_max)]
+        until = min(end_offset, plog.tail.start_offset)
+        return await self._read_objects(plog.state.tp, offset, until, bytes_max)
+
+    async def _aborted_among(
+        self, plog: PartitionLog, offset: int, batches: Sequence[Buffer]
+    ) -> list[AbortedTxn]:
+        """Aborted transactions with records among `batches` (read from `offset`): those the
+        leader holds, and older ones from the metadata store."""
+        if not batches:
+            return []
+        last_offset = parse_header(batches[-1]).last_offset
+        held = plog.txns.aborted_between(offset, last_offset)
+        if offset >= plog.txns.covered_from:
+            return held
+        stored = await self._producers.list_aborted_txns(plog.state.tp, offset, last_offset)
+        older = [a for a in stored if a.last_offset < plog.txns.covered_from]
+        return older + held
+
+    async def wait_for_data(
+        self,
+        positions: Mapping[TopicPartition, int],
+        wait_ms: int,
+        *,
+        read_committed: bool = False,
+    ) -> bool:
+        """Long-poll: wait up to `wait_ms` until some partition's high watermark (with
+        read_committed: last stable offset) passes its position (or its lease is lost). True
+        if woken early; partitions not led are skipped."""
         watched = []
         for tp, offset in positions.items():
             plog = self._partitions.led_partition(tp)
             if plog is None:
                 continue
-            if plog.state.high_watermark > offset or plog.fenced:
+            readable = plog.last_stable_offset if read_committed else plog.state.high_watermark
+            if readable > offset or plog.fenced:
                 return True
             watched.append(plog.watch_high_watermark())
         if not watched or wait_ms <= 0:

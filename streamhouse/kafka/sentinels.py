@@ -17,4 +17,6 @@ EARLIEST_TIMESTAMP = -2  # ListOffsets: the log start offset
 LATEST_TIMESTAMP = -1  # ListOffsets: the high watermark
 LATEST_TIERED_TIMESTAMP = -5  # ListOffsets: the last offset in remote storage (KIP-1005)
 DELETE_TO_HIGH_WATERMARK = -1  # DeleteRecords: delete everything below the high watermark
+READ_UNCOMMITTED = 0  # Fetch, ListOffsets isolation level: up to the high watermark
+READ_COMMITTED = 1  # up to the last stable offset, aborted transactions listed
 AUTHORIZED_OPERATIONS_OMITTED = -(2**31)  # Metadata, DescribeGroups: operations not computed

@@ -40,11 +40,13 @@ class ProducerSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ProducerBatch:
-    """A batch written by an idempotent producer, as the flush hands it to the metadata store."""
+    """A batch written by an idempotent producer, as the flush hands it to the metadata store;
+    `batch` is None for a transaction marker, which carries the producer's epoch but no
+    sequence (a marker in a newer epoch fences the older one here)."""
 
     producer_id: int
     producer_epoch: int
-    batch: SequencedBatch
+    batch: SequencedBatch | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +79,14 @@ def last_sequence(first_sequence: int, record_count: int) -> int:
 def folded(
     snapshot: ProducerSnapshot | None, producer: ProducerBatch, now_ms: int
 ) -> ProducerSnapshot:
-    """The producer's state after `producer.batch` was appended: a newer epoch starts afresh."""
-    if snapshot is None or producer.producer_epoch != snapshot.producer_epoch:
-        kept: tuple[SequencedBatch, ...] = ()
+    """The producer's state after `producer.batch` (or its marker) was appended: a newer
+    epoch starts afresh."""
+    same_epoch = snapshot is not None and producer.producer_epoch == snapshot.producer_epoch
+    if producer.batch is None:  # a marker: the epoch moves on, no sequence is used
+        kept = snapshot.batches if snapshot is not None and same_epoch else ()
+        return ProducerSnapshot(producer.producer_id, producer.producer_epoch, kept, now_ms)
+    if snapshot is None or not same_epoch:
+        kept = ()
     else:
         kept = snapshot.batches[-(BATCHES_REMEMBERED - 1) :]
     return ProducerSnapshot(
@@ -110,6 +117,13 @@ def judge(
             ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
             f"a new producer epoch {epoch} must start at sequence 0, not {first_sequence}",
         )
+    if not snapshot.batches:  # only markers of this epoch so far: the sequence starts at 0
+        if first_sequence == 0:
+            return Accept()
+        return Refuse(
+            ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,
+            f"sequence {first_sequence} arrived where 0 was expected (epoch {epoch} is new here)",
+        )
     last = last_sequence(first_sequence, record_count)
     for batch in snapshot.batches:
         if (batch.first_sequence, batch.last_sequence) == (first_sequence, last):
@@ -126,7 +140,7 @@ def judge(
 def truncated(snapshot: ProducerSnapshot, offset: int) -> ProducerSnapshot | None:
     """The producer's state once every offset from `offset` on is void (None: nothing left)."""
     kept = tuple(batch for batch in snapshot.batches if batch.base_offset < offset)
-    if not kept:
+    if not kept and snapshot.batches:  # (a state of markers only has no offsets to cut)
         return None
     return ProducerSnapshot(
         snapshot.producer_id, snapshot.producer_epoch, kept, snapshot.last_append_ms

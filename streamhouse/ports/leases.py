@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from streamhouse.log.partition_txns import TxnChange
 from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.names import TopicPartition
 
@@ -73,6 +74,9 @@ class FlushCommit:
     producers: Mapping[TopicPartition, Sequence[ProducerBatch]] = field(default_factory=dict)
     # Producer states of those partitions last appended to before this time are dropped.
     producers_expire_before_ms: int = 0
+    # Transactions that opened or ended in this flush, per partition in offset order; applied
+    # to the stored open and aborted transactions of committed partitions only.
+    txns: Mapping[TopicPartition, Sequence[TxnChange]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

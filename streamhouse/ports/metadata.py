@@ -3,7 +3,8 @@
 The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Only the composition root (`streamhouse/agent.py`), `streamctl` and the
 simulator hold the whole store; each engine service and door takes the
-aggregate ports it uses (topics, leases, producers, groups, membership).
+aggregate ports it uses (topics, leases, producers, groups, membership,
+transactions).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from streamhouse.ports.leases import LeaseStore
 from streamhouse.ports.membership import MembershipStore
 from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.topics import TopicStore
+from streamhouse.ports.transactions import TransactionStore
 
 
-class MetadataStore(TopicStore, LeaseStore, ProducerStore, GroupStore, MembershipStore):
+class MetadataStore(
+    TopicStore, LeaseStore, ProducerStore, GroupStore, MembershipStore, TransactionStore
+):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 
     @abstractmethod

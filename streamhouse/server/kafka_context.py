@@ -12,6 +12,8 @@ from streamhouse.config import Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.transactions import TransactionCoordinator
+from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.kafka.apis import ApiTable
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.encoded import EncodedBody
@@ -38,6 +40,8 @@ class KafkaContext:
     apis: ApiTable
     groups: GroupCoordinator
     admin: AdminService
+    transactions: TransactionCoordinator
+    markers: MarkerDelivery  # WriteTxnMarkers writes through it
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
 
 

@@ -74,7 +74,7 @@ async def find_coordinator(ctx: KafkaContext, request: Request) -> Completion:
     return done({"throttle_time": 0, "coordinators": [{"key": key, **found(key)} for key in keys]})
 
 
-async def _pace(ctx: KafkaContext, *codes: int) -> None:
+async def pace(ctx: KafkaContext, *codes: int) -> None:
     """A NOT_COORDINATOR answer leaves NOT_COORDINATOR_WAIT_MS late: answered at once, a
     client that looks its coordinator up again without a backoff (aiokafka) asks again at
     once, forever on a network without delay (the simulator's), while the slot is between
@@ -84,7 +84,7 @@ async def _pace(ctx: KafkaContext, *codes: int) -> None:
 
 
 async def _paced(ctx: KafkaContext, codes: Iterable[int], values: Values) -> Values:
-    await _pace(ctx, *codes)
+    await pace(ctx, *codes)
     return values
 
 
@@ -112,7 +112,7 @@ async def join_group(ctx: KafkaContext, request: Request) -> Completion:
 
 async def _joined(ctx: KafkaContext, answer: Any) -> Values:
     response: JoinResponse = await answer
-    await _pace(ctx, response.error)
+    await pace(ctx, response.error)
     return {
         "throttle_time": 0,
         "error_code": response.error,
@@ -145,7 +145,7 @@ async def sync_group(ctx: KafkaContext, request: Request) -> Completion:
 
 async def _synced(ctx: KafkaContext, answer: Any) -> Values:
     response: SyncResponse = await answer
-    await _pace(ctx, response.error)
+    await pace(ctx, response.error)
     return {
         "throttle_time": 0,
         "error_code": response.error,
@@ -213,8 +213,8 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
     except StreamHouseError as failed:
         # Answered on every partition: a response without partitions reads as success to
         # clients that check only partition errors (aiokafka), and the commit is lost.
-        answers = dict.fromkeys(wanted, _retriable(failed))
-    await _pace(ctx, *answers.values())
+        answers = dict.fromkeys(wanted, retriable_code(failed))
+    await pace(ctx, *answers.values())
     by_topic: dict[str, list[Values]] = {}
     for tp, error in answers.items():
         by_topic.setdefault(tp.topic, []).append(
@@ -229,12 +229,12 @@ async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
     groups = getattr(body, "groups", None)
     if groups is None:  # v1-v7: one group, answered at the top level
         error, found = await _fetch_group(ctx, body.group_id, body.topics)
-        await _pace(ctx, error)
+        await pace(ctx, error)
         return done({"throttle_time": 0, "error_code": error, "topics": found})
     answers = []
     for group in groups:
         error, found = await _fetch_group(ctx, group.group_id, group.topics)
-        await _pace(ctx, error)
+        await pace(ctx, error)
         answers.append({"group_id": group.group_id, "error_code": error, "topics": found})
     return done({"throttle_time": 0, "groups": answers})
 
@@ -249,14 +249,14 @@ async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[i
     try:
         committed = await ctx.groups.fetch_offsets(group_id, wanted)
     except StreamHouseError as error:
-        code = _retriable(error)
+        code = retriable_code(error)
         failed = [_fetched(tp.partition, None, code) for tp in wanted or []]
         return int(code), _by_topic(wanted or [], failed)
     wanted = sorted(committed) if wanted is None else wanted  # None: every one it has
     return 0, _by_topic(wanted, [_fetched(tp.partition, committed.get(tp)) for tp in wanted])
 
 
-def _retriable(error: StreamHouseError) -> ErrorCode:
+def retriable_code(error: StreamHouseError) -> ErrorCode:
     """A storage hiccup is "the coordinator is loading, try again shortly", which every
     client retries; other errors keep their code."""
     return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if isinstance(error, StorageError) else error.code

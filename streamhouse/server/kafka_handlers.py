@@ -29,6 +29,8 @@ from streamhouse.kafka.sentinels import (
     LATEST_TIMESTAMP,
     NO_LEADER_EPOCH,
     NO_OFFSET,
+    READ_COMMITTED,
+    READ_UNCOMMITTED,
 )
 from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
@@ -53,6 +55,7 @@ from streamhouse.server.kafka_cluster_admin import (
     list_partition_reassignments,
 )
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
+from streamhouse.server.kafka_describe_producers import describe_producers
 from streamhouse.server.kafka_groups import (
     delete_groups,
     describe_groups,
@@ -69,6 +72,7 @@ from streamhouse.server.kafka_groups import (
 from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
 from streamhouse.server.kafka_produce import produce
 from streamhouse.server.kafka_producers import init_producer_id
+from streamhouse.server.kafka_transactions import TRANSACTION_HANDLERS, TRANSACTION_MAX_VERSIONS
 
 FETCH_PARTITION_BYTES_MIN = 1
 
@@ -178,15 +182,16 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
         return _ready(encode_fetch_response(request.api_version, [], error_code=resolved.error))
     wanted = resolved.wanted
     max_bytes = min(body.max_bytes, ctx.settings.fetch_bytes_max)
-    answers = await _read_all(ctx, wanted, epochs, max_bytes)
+    committed = getattr(body, "isolation_level", READ_UNCOMMITTED) == READ_COMMITTED
+    answers = await _read_all(ctx, wanted, epochs, max_bytes, committed)
     total_bytes = sum(a.records_bytes for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
     if total_bytes == 0 and _has_storage_errors(answers):  # nothing but a lasting failure
         await ctx.clock.sleep_ms(min(max_wait_ms, CLIENT_RETRY_BACKOFF_MS))
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
-        if await ctx.log.reads.wait_for_data(positions, max_wait_ms):
-            answers = await _read_all(ctx, wanted, epochs, max_bytes)
+        if await ctx.log.reads.wait_for_data(positions, max_wait_ms, read_committed=committed):
+            answers = await _read_all(ctx, wanted, epochs, max_bytes, committed)
     return _ready(_fetch_response(request.api_version, resolved, answers))
 
 
@@ -208,6 +213,7 @@ async def _read_all(
     wanted: list[tuple[TopicPartition, int, int]],
     epochs: dict[TopicPartition, int],
     max_bytes: int,
+    read_committed: bool,
 ) -> dict[TopicPartition, FetchedPartition]:
     """Each partition in turn, within the response's `max_bytes` as Kafka bounds it (KIP-74):
     a partition's first batch comes even if larger than its share, so consumers progress,
@@ -217,7 +223,8 @@ async def _read_all(
     filled = False
     for tp, offset, partition_max in wanted:
         bytes_max = 0 if filled else max(min(partition_max, budget), FETCH_PARTITION_BYTES_MIN)
-        answer = await _read_partition(ctx, tp, offset, bytes_max, epochs.get(tp, NO_LEADER_EPOCH))
+        epoch = epochs.get(tp, NO_LEADER_EPOCH)
+        answer = await _read_partition(ctx, tp, offset, bytes_max, epoch, read_committed)
         answers[tp] = answer
         budget -= answer.records_bytes
         filled = filled or (budget <= 0 and answer.records_bytes > 0)
@@ -225,25 +232,35 @@ async def _read_all(
 
 
 async def _read_partition(
-    ctx: KafkaContext, tp: TopicPartition, offset: int, bytes_max: int, current_leader_epoch: int
+    ctx: KafkaContext,
+    tp: TopicPartition,
+    offset: int,
+    bytes_max: int,
+    current_leader_epoch: int,
+    read_committed: bool,
 ) -> FetchedPartition:
     try:
         await ctx.admin.check_partition(tp)
         _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
-        result = await ctx.log.reads.read(tp, offset, bytes_max)
+        result = await ctx.log.reads.read(tp, offset, bytes_max, read_committed=read_committed)
     except StreamHouseError as error:
         # Empty records, not null: librdkafka cannot parse a null records field (size -1).
         plog = ctx.log.led_partition(tp)
         high_watermark = plog.state.high_watermark if plog else NO_OFFSET
+        stable = plog.last_stable_offset if plog else NO_OFFSET
         log_start = plog.state.log_start_offset if plog else NO_OFFSET
-        return FetchedPartition(tp.partition, error.code, high_watermark, high_watermark, log_start)
+        return FetchedPartition(tp.partition, error.code, high_watermark, stable, log_start)
+    aborted = None
+    if result.aborted is not None:
+        aborted = [(a.producer_id, a.first_offset) for a in result.aborted]
     return FetchedPartition(
         tp.partition,
         0,
         result.high_watermark,
-        result.high_watermark,
+        result.last_stable_offset,
         result.log_start_offset,
         result.batches,
+        aborted,
     )
 
 
@@ -271,6 +288,7 @@ def _fetch_response(
 async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
     topics = []
     body: Any = request.body
+    committed = getattr(body, "isolation_level", READ_UNCOMMITTED) == READ_COMMITTED
     for topic in body.topics:
         parts = [
             await _list_offset(
@@ -278,6 +296,7 @@ async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
                 TopicPartition(topic.name, p.partition_index),
                 p.timestamp,
                 _named_epoch(p),
+                committed,
             )
             for p in topic.partitions
         ]
@@ -286,7 +305,11 @@ async def list_offsets(ctx: KafkaContext, request: Request) -> Completion:
 
 
 async def _list_offset(
-    ctx: KafkaContext, tp: TopicPartition, timestamp_ms: int, current_leader_epoch: int
+    ctx: KafkaContext,
+    tp: TopicPartition,
+    timestamp_ms: int,
+    current_leader_epoch: int,
+    read_committed: bool,
 ) -> Values:
     answer: Values = {"partition_index": tp.partition, "timestamp": NO_OFFSET, "offset": NO_OFFSET}
     try:
@@ -298,7 +321,8 @@ async def _list_offset(
         if timestamp_ms == EARLIEST_TIMESTAMP:
             return {**answer, "error_code": 0, "offset": state.log_start_offset}
         if timestamp_ms == LATEST_TIMESTAMP:
-            return {**answer, "error_code": 0, "offset": state.high_watermark}
+            latest = plog.last_stable_offset if read_committed else state.high_watermark
+            return {**answer, "error_code": 0, "offset": latest}
         if timestamp_ms == LATEST_TIERED_TIMESTAMP:  # the object store is the remote storage
             return {**answer, "error_code": 0, "offset": state.durable_end_offset - 1}
         found = await ctx.log.reads.offset_for_timestamp(tp, timestamp_ms)
@@ -316,6 +340,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.PRODUCE: produce,
     ApiKey.FETCH: fetch,
     ApiKey.LIST_OFFSETS: list_offsets,
+    ApiKey.DESCRIBE_PRODUCERS: describe_producers,
     ApiKey.CREATE_TOPICS: create_topics,
     ApiKey.OFFSET_FOR_LEADER_EPOCH: offset_for_leader_epoch,
     ApiKey.DELETE_RECORDS: delete_records,
@@ -343,10 +368,12 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.LIST_PARTITION_REASSIGNMENTS: list_partition_reassignments,
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
+    **TRANSACTION_HANDLERS,
 }
 MAX_VERSIONS = {  # later versions name topics by id
     ApiKey.PRODUCE: 12,
     ApiKey.FETCH: 12,
     ApiKey.OFFSET_COMMIT: 9,
     ApiKey.OFFSET_FETCH: 9,
+    **TRANSACTION_MAX_VERSIONS,
 }

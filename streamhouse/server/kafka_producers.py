@@ -1,8 +1,5 @@
-"""Kafka handler for InitProducerId: producer ids and epochs for idempotent producers.
-
-Transactions are not served yet: a request naming a transactional id is refused at once
-(INVALID_REQUEST) rather than left to retry until the client's transaction timeout.
-"""
+"""Kafka handler for InitProducerId: producer ids and epochs for idempotent producers here, and
+for transactional ones from the transaction coordinator (engine/transactions.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +9,20 @@ from typing import Any
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import NO_PRODUCER_EPOCH, NO_PRODUCER_ID
+from streamhouse.log.txn_state import PRODUCER_EPOCH_MAX
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
+from streamhouse.server.kafka_groups import pace
+from streamhouse.server.kafka_transactions import fenced_code
 
-PRODUCER_EPOCH_MAX = 32_766  # Kafka keeps Short.MAX_VALUE as "no epoch"
 log = logging.getLogger("streamhouse.kafka")
 
 
 async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    if body.transactional_id is not None:
-        log.warning("refused InitProducerId for transactional id %r", body.transactional_id)
-        return done(_answer(ErrorCode.INVALID_REQUEST, NO_PRODUCER_ID, NO_PRODUCER_EPOCH))
     producer_id = int(getattr(body, "producer_id", NO_PRODUCER_ID))
     epoch = int(getattr(body, "producer_epoch", NO_PRODUCER_EPOCH))
+    if body.transactional_id is not None:
+        return _transactional(ctx, request, producer_id, epoch)
     if producer_id >= 0 and 0 <= epoch < PRODUCER_EPOCH_MAX:
         # KIP-360: a producer that lost track of its sequences bumps its epoch and starts over
         return done(_answer(ErrorCode.NONE, producer_id, epoch + 1))
@@ -34,6 +32,22 @@ async def init_producer_id(ctx: KafkaContext, request: Request) -> Completion:
         log.warning("InitProducerId failed: %s", error)
         return done(_answer(ErrorCode.COORDINATOR_NOT_AVAILABLE, NO_PRODUCER_ID, NO_PRODUCER_EPOCH))
     return done(_answer(ErrorCode.NONE, allocated, 0))
+
+
+async def _transactional(
+    ctx: KafkaContext, request: Request, producer_id: int, epoch: int
+) -> Values:
+    body: Any = request.body
+    timeout_ms = int(body.transaction_timeout.total_seconds() * 1000)
+    caller = (producer_id, epoch) if producer_id >= 0 else None
+    answer = await ctx.transactions.init_producer(body.transactional_id, timeout_ms, caller)
+    if answer.code is not ErrorCode.NONE:
+        log.info(
+            "InitProducerId %r: %s %s", body.transactional_id, answer.code.name, answer.message
+        )
+    await pace(ctx, answer.code)
+    code = fenced_code(answer.code, "InitProducerId", request.api_version)
+    return _answer(code, answer.producer_id, answer.producer_epoch)
 
 
 def _answer(code: ErrorCode, producer_id: int, epoch: int) -> Values:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 
-from sqlalchemy import Connection, Insert, delete, insert, select, update
+from sqlalchemy import Connection, Insert, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -92,23 +92,24 @@ def _upsert_offsets(
     if not offsets:
         return
     if fence is not None:
-        _check_coordinator(conn, group_id, fence)
+        check_coordinator(conn, f"group {group_id!r}", fence)
     ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
-    _check_partitions_exist(conn, group_id, ordered)
+    check_partitions_exist(conn, group_id, ordered)
     rows = [
         {"group_id": group_id, "topic": tp.topic, "partition": tp.partition, **asdict(offsets[tp])}
         for tp in ordered
     ]
     try:
-        conn.execute(_offsets_upsert(conn), rows)
+        conn.execute(offsets_upsert(conn, committed_offsets, ["group_id"]), rows)
     except IntegrityError as exc:  # a partition deleted concurrently since the check above
         raise UnknownTopicOrPartition(
             f"group {group_id!r} commits offsets for a partition deleted meanwhile"
         ) from exc
 
 
-def _check_coordinator(conn: Connection, group_id: str, fence: CoordinatorFence) -> None:
-    """The slot's row is read FOR SHARE: a lease taken meanwhile (FOR NO KEY UPDATE) waits
+def check_coordinator(conn: Connection, coordinated: str, fence: CoordinatorFence) -> None:
+    """Raises NotCoordinator unless the fence's slot is still at its epoch. The slot's row is
+    read FOR SHARE: a lease taken meanwhile (FOR NO KEY UPDATE) waits
     until this commit is over, so the epoch cannot move between the check and the write."""
     slot = fence.slot
     query = (
@@ -119,12 +120,12 @@ def _check_coordinator(conn: Connection, group_id: str, fence: CoordinatorFence)
     epoch = conn.execute(query).scalar_one_or_none()
     if epoch != fence.epoch:
         raise NotCoordinator(
-            f"group {group_id!r}: its coordinator slot {slot} moved on to epoch {epoch} "
+            f"{coordinated}: its coordinator slot {slot} moved on to epoch {epoch} "
             f"(this coordinator holds epoch {fence.epoch}); find the coordinator again"
         )
 
 
-def _check_partitions_exist(conn: Connection, group_id: str, tps: list[TopicPartition]) -> None:
+def check_partitions_exist(conn: Connection, group_id: str, tps: list[TopicPartition]) -> None:
     topic_names = sorted({tp.topic for tp in tps})
     query = select(partitions.c.topic, partitions.c.partition).where(
         partitions.c.topic.in_(topic_names)
@@ -137,16 +138,17 @@ def _check_partitions_exist(conn: Connection, group_id: str, tps: list[TopicPart
             )
 
 
-def _offsets_upsert(conn: Connection) -> Insert:
-    """INSERT ... ON CONFLICT (group, partition) DO UPDATE, in the connection's dialect."""
-    keys = ["group_id", "topic", "partition"]
+def offsets_upsert(conn: Connection, table: Table, owner_keys: list[str]) -> Insert:
+    """INSERT ... ON CONFLICT (owner keys, partition) DO UPDATE of an offsets table
+    (committed or pending ones), in the connection's dialect."""
+    keys = [*owner_keys, "topic", "partition"]
     replaced = ("offset", "leader_epoch", "metadata", "commit_ms")
     if conn.dialect.name == "postgresql":
-        on_postgres = postgresql.insert(committed_offsets)
+        on_postgres = postgresql.insert(table)
         return on_postgres.on_conflict_do_update(
             index_elements=keys, set_={name: on_postgres.excluded[name] for name in replaced}
         )
-    on_sqlite = sqlite.insert(committed_offsets)
+    on_sqlite = sqlite.insert(table)
     return on_sqlite.on_conflict_do_update(
         index_elements=keys, set_={name: on_sqlite.excluded[name] for name in replaced}
     )

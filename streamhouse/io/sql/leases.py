@@ -14,7 +14,7 @@ from dataclasses import asdict
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from streamhouse.io.sql.producers import fold_producers
+from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import flush_outcomes, objects, partitions, segments
 from streamhouse.io.sql.store_clock import StoreClock
@@ -147,6 +147,7 @@ def _commit_flush(conn: Connection, clock: StoreClock, commit: FlushCommit) -> F
             appended_ms=commit.obj.created_ms,
             expire_before_ms=commit.producers_expire_before_ms,
         )
+        apply_txn_changes(conn, tp, commit.txns.get(tp, ()))
         committed.add(tp)
     outcome = FlushOutcome(frozenset(committed), frozenset(fenced))
     conn.execute(

@@ -185,3 +185,43 @@ committed_offsets = Table(
     ),
     Index("ix_committed_offsets_topic", "topic", "partition"),
 )
+
+# Each transactional id's coordinator state (ports/transactions.py), one row per id; `slot`
+# is its coordinator slot's partition, so a coordinator taking a slot lists its transactions.
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("transactional_id", String, primary_key=True),
+    Column("slot", Integer, nullable=False),
+    Column("producer_id", BigInteger, nullable=False),
+    Column("producer_epoch", Integer, nullable=False),
+    Column("state", String, nullable=False),  # TxnState's value: "Ongoing", ...
+    Column("timeout_ms", BigInteger, nullable=False),
+    Column("partitions", Text, nullable=False),  # JSON [[topic, partition], ...] sorted
+    Column("groups", Text, nullable=False),  # JSON [group_id, ...] sorted
+    Column("start_ms", BigInteger, nullable=False),
+    Column("update_ms", BigInteger, nullable=False),
+    Column("prior_epoch", Integer, nullable=False),
+    Index("ix_transactions_slot", "slot"),
+)
+
+# Offsets committed inside open transactions (TxnOffsetCommit), moved into committed_offsets
+# when the producer's transaction commits and deleted when it aborts.
+txn_offsets = Table(
+    "txn_offsets",
+    metadata,
+    Column("group_id", String, primary_key=True),
+    Column("producer_id", BigInteger, primary_key=True),
+    Column("topic", String, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("offset", BigInteger, nullable=False),
+    Column("leader_epoch", Integer, nullable=False),
+    Column("metadata", Text, nullable=True),
+    Column("commit_ms", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["topic", "partition"],
+        ["partitions.topic", "partitions.partition"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_txn_offsets_producer_id", "producer_id"),
+)

@@ -17,6 +17,7 @@ from streamhouse.io.sql.transactions import (
     BlockingRunner,
     open_transactions,
 )
+from streamhouse.io.sql.txn_store import SqlTransactionStore
 from streamhouse.ports.metadata import MetadataStore
 
 
@@ -41,6 +42,7 @@ class SqlMetadataStore(
     SqlProducerStore,
     SqlGroupStore,
     SqlMembershipStore,
+    SqlTransactionStore,
     MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from streamhouse.log.partition_txns import AbortedTxn, TxnBegan, TxnEnded
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import (
     T0_MS,
@@ -75,3 +76,34 @@ def test_producer_states_expire_and_go_with_their_topic(store: MetadataStore) ->
     run(store.delete_topic("orders"))
     run(store.create_topic("orders", 1, {}, T0_MS))
     assert run(store.list_producer_states(TP0)) == []
+
+
+# ---------------------------------------------------------------- transactions in partitions
+
+
+def test_flushes_keep_open_and_aborted_transactions_of_committed_partitions(
+    store: MetadataStore,
+) -> None:
+    orders_led_by_a(store)
+    first = flush("obj-1", {TP0: 1, TP1: 1}, [(TP0, 0, 5), (TP1, 0, 0)])
+    changes = {
+        TP0: [TxnBegan(1, 0), TxnBegan(2, 1), TxnEnded(1, 0, 3, committed=False)],
+        TP1: [TxnBegan(3, 0)],
+    }
+    run(store.commit_flush(replace(first, txns=changes)))
+    assert run(store.list_open_txns(TP0)) == {2: 1}
+    assert run(store.list_open_txns(TP1)) == {3: 0}
+    second = flush("obj-2", {TP0: 1}, [(TP0, 6, 9)])
+    ends = {TP0: [TxnEnded(2, 1, 6, committed=True), TxnBegan(1, 7), TxnEnded(1, 7, 9, False)]}
+    run(store.commit_flush(replace(second, txns=ends)))
+    assert run(store.list_open_txns(TP0)) == {}
+    assert run(store.list_aborted_txns(TP0, 0, 100)) == [AbortedTxn(1, 0, 3), AbortedTxn(1, 7, 9)]
+    assert run(store.list_aborted_txns(TP0, 4, 6)) == []
+    assert run(store.list_aborted_txns(TP0, 3, 3)) == [AbortedTxn(1, 0, 3)]
+    assert run(store.list_aborted_txns(TP0, 8, 8)) == [AbortedTxn(1, 7, 9)]
+    fenced = flush("obj-stale", {TP1: 0}, [(TP1, 1, 1)])
+    run(store.commit_flush(replace(fenced, txns={TP1: [TxnEnded(3, 0, 1, False)]})))
+    assert run(store.list_open_txns(TP1)) == {3: 0}  # the fenced flush changed nothing
+    run(store.delete_topic("orders"))
+    run(store.create_topic("orders", 2, {}, T0_MS))
+    assert run(store.list_open_txns(TP1)) == {} and run(store.list_aborted_txns(TP0, 0, 99)) == []
