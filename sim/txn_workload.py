@@ -65,6 +65,7 @@ class TxnClients:
 
     async def _begin(self, producer: Any) -> int:
         """Begin a transaction; its number (unique in the history)."""
+        _not_fatal(producer)
         try:
             await _within(producer.begin_transaction())
         except (KafkaError, TimeoutError) as error:
@@ -170,13 +171,14 @@ class TxnClients:
             if not all_sent or any(f.exception() is not None for f in sent):
                 commit = False  # aiokafka would refuse the commit: abort instead
             requested_us = clients.now_us()
+            _not_fatal(producer)  # aiokafka can then neither commit nor abort
             if commit:
                 outcome = None  # asked for: unknown until answered
                 await _within(producer.commit_transaction())
                 outcome = True
             else:
                 await _within(producer.abort_transaction())
-        except (KafkaError, TimeoutError) as error:
+        except (KafkaError, TimeoutError, _Broken) as error:
             self._ended(name, txn, requested_us, outcome)
             raise _Broken() from error
         self._ended(name, txn, requested_us, outcome)
@@ -301,6 +303,12 @@ async def _rewind(consumer: Any) -> bool:
         else:
             consumer.seek(tp, offset)
     return True
+
+
+def _not_fatal(producer: Any) -> None:
+    """Raise _Broken if the producer hit a fatal error (fenced, its sender failed)."""
+    if producer._txn_manager.is_fatal_error():
+        raise _Broken()
 
 
 async def _within(call: Awaitable[T]) -> T:
