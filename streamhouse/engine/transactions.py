@@ -108,6 +108,9 @@ class TransactionCoordinator:
         self._recovered: dict[TopicPartition, int] = {}  # slot -> epoch its txns were read at
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its users
         self._completions: dict[str, asyncio.Task[None]] = {}
+        # ids whose last write failed, maybe applied: read again by each check round (a
+        # decision stored unawares must complete; an open transaction must time out)
+        self._unsure: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = AgentFailure()
 
@@ -296,6 +299,8 @@ class TransactionCoordinator:
         except StorageError as error:
             raise _Refusal(_unavailable(error)) from error
         self._keep(txn, fence.epoch)
+        if txn is not None and txn.state in PREPARED:
+            self._complete_later(txn, fence)  # decided, maybe with nobody completing it
         return txn
 
     def _existing(self, txn: Transaction | None, transactional_id: str) -> Transaction:
@@ -338,7 +343,9 @@ class TransactionCoordinator:
             return TxnAnswer(ErrorCode.NOT_COORDINATOR, str(moved))
         except StorageError as error:  # the outcome may be unknown: read it again next time
             self._open.pop(txn.transactional_id, None)
+            self._unsure.add(txn.transactional_id)
             return _unavailable(error)
+        self._unsure.discard(txn.transactional_id)
         self._keep(txn, fence.epoch)
         if txn.state in PREPARED:
             self._complete_later(txn, fence)
@@ -420,7 +427,19 @@ class TransactionCoordinator:
         """One round: recover the slots taken since the last one, abort expired ones."""
         with contextlib.suppress(StorageError):  # the store is down: the next round
             await self._recover_taken_slots()
+        await self._read_unsure()
         await self._abort_expired()
+
+    async def _read_unsure(self) -> None:
+        """Read again the transactions whose last write had an unknown outcome (`_load`
+        tracks an open one and completes a decided one); forget those coordinated elsewhere."""
+        for transactional_id in sorted(self._unsure):
+            if self._slots.fence(transactional_id) is None:
+                self._unsure.discard(transactional_id)
+                continue
+            with contextlib.suppress(_Refusal):
+                async with self._held(transactional_id):
+                    self._unsure.discard(transactional_id)
 
     async def _recover_taken_slots(self) -> None:
         held = self._slots.held()

@@ -21,10 +21,11 @@ from streamhouse.engine.groups import Committer, GroupCoordinator, OffsetToCommi
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
-from streamhouse.errors import ErrorCode
+from streamhouse.errors import ErrorCode, MetadataUnknownOutcome
 from streamhouse.kafka.control_records import TxnMarker
-from streamhouse.log.txn_state import TxnState
+from streamhouse.log.txn_state import Transaction, TxnState
 from streamhouse.names import TopicPartition
+from streamhouse.ports.transactions import CoordinatorFence
 from streamhouse.ports.txn_markers import MarkerSender
 from tests.unit.log_world import one_store_log
 
@@ -77,7 +78,7 @@ class World:
         self.objects = SimObjectStore(None, self.rng.fork("objects"))
         self.markers = RecordingMarkers()
 
-    async def agent(self, agent_id: str) -> Agent:
+    async def agent(self, agent_id: str, store: object = None) -> Agent:
         await ensure_coordinator_slots(self.metadata, self.clock.now_ms())
         if await self.metadata.get_topic(TP0.topic) is None:
             await self.metadata.create_topic(TP0.topic, 2, {}, self.clock.now_ms())
@@ -104,7 +105,7 @@ class World:
         txns = TransactionCoordinator(
             SETTINGS,
             self.clock,
-            store=self.metadata,
+            store=store or self.metadata,  # type: ignore[arg-type]
             producers=self.metadata,
             topics=self.metadata,
             slots=slots,
@@ -225,5 +226,74 @@ def test_only_the_slot_holder_coordinates_and_a_new_holder_completes_a_decided_c
         await _wait_state(b, TxnState.COMPLETE_COMMIT)
         assert world.markers.written == [(TP0, TxnMarker(pid, 0, True, world_slot_epoch(b)))]
         await b.txns.close()
+
+    asyncio.run(main())
+
+
+class LosingOutcomes:
+    """The metadata store, losing the outcome of the writes `lose` names once each: the write
+    happens, then the call fails as if the connection died at commit."""
+
+    def __init__(self, store: SimMetadataStore) -> None:
+        self.store = store
+        self.lose: set[TxnState] = set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def put_transaction(self, txn: Transaction, fence: CoordinatorFence) -> None:
+        await self.store.put_transaction(txn, fence)
+        if txn.state in self.lose:
+            self.lose.discard(txn.state)
+            raise MetadataUnknownOutcome("simulated: the write happened, its answer was lost")
+
+
+def test_a_timed_out_abort_whose_write_outcome_was_lost_still_completes() -> None:
+    """The timeout's PrepareAbort is stored but the coordinator hears a failure: the next
+    check round reads it again and completes it (before: it stayed PrepareAbort, and every
+    InitProducerId of the id answered CONCURRENT_TRANSACTIONS, for good)."""
+
+    async def main() -> None:
+        world = World()
+        losing = LosingOutcomes(world.metadata)
+        a = await world.agent("a", store=losing)
+        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
+        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        await a.txns.check()  # the slot's transactions were read when it was taken: before
+        world.clock.advance_ms(2 * TIMEOUT_MS)
+        await a.log.renew_leases()
+        losing.lose.add(TxnState.PREPARE_ABORT)
+        await a.txns.check()  # aborts on timeout; the outcome of its write is lost
+        assert (await a.txns.describe(TXN_ID)).state is TxnState.PREPARE_ABORT  # type: ignore[union-attr]
+        await a.txns.check()  # reads it again: completes it
+        await _wait_state(a, TxnState.COMPLETE_ABORT)
+        assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
+        assert (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).code is E.NONE
+        await a.txns.close()
+
+    asyncio.run(main())
+
+
+def test_an_open_transaction_whose_write_outcome_was_lost_still_times_out() -> None:
+    """AddPartitionsToTxn's Ongoing is stored but the client hears a failure and goes away:
+    the coordinator reads it again and aborts it at its timeout (before: untracked, it stayed
+    open, holding the partition's last stable offset back, for good)."""
+
+    async def main() -> None:
+        world = World()
+        losing = LosingOutcomes(world.metadata)
+        a = await world.agent("a", store=losing)
+        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
+        await a.txns.check()  # the slot's transactions were read when it was taken: before
+        losing.lose.add(TxnState.ONGOING)
+        added = await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        assert added[TP0].code is E.COORDINATOR_LOAD_IN_PROGRESS
+        await a.txns.check()
+        world.clock.advance_ms(2 * TIMEOUT_MS)
+        await a.log.renew_leases()
+        await a.txns.check()
+        await _wait_state(a, TxnState.COMPLETE_ABORT)
+        assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
+        await a.txns.close()
 
     asyncio.run(main())
