@@ -25,7 +25,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import (  # type: ignore[import-untyped]
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+)
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition as ClientPartition  # type: ignore[import-untyped]
 
@@ -210,7 +214,8 @@ class TxnClients:
             )
         )
         clients._watch(consumer._client, name)
-        consumer.subscribe([clients.topic])
+        rebalances = _Rebalances()
+        consumer.subscribe([clients.topic], listener=rebalances)
         producer: Any = None
         acked: _Acked | None = None
         index, positioned = 0, True
@@ -232,11 +237,15 @@ class TxnClients:
                 if not polled:
                     continue
                 commit = not rng.chance(options.abort_rate)
+                assigned = rebalances.count
                 try:
                     positioned = await self._transform(producer, acked, polled, index, commit)
                 except _Broken:
                     await _closed(producer)
                     producer = None
+                # a rebalance meanwhile moved the positions back to the offsets committed
+                # then, without this transaction's: move them to the committed offsets now
+                positioned = positioned and rebalances.count == assigned
                 index += sum(len(messages) for messages in polled.values())
         finally:
             if producer is not None:
@@ -285,6 +294,20 @@ class TxnClients:
         except (KafkaError, TimeoutError):
             all_sent = False  # the offsets are not in it: abort
         return await self._end(producer, acked.watcher.name, txn, sent, commit, all_sent)
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Counts the assignments the consumer received (each resets its positions to the
+    group's committed offsets)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        self.count += 1
 
 
 async def _rewind(consumer: Any) -> bool:
