@@ -24,7 +24,7 @@ from sim.options import (
 from tests.sim.test_cluster_sweep import SWEEP_TIMEOUT_S, _sweep
 
 PROFILE_SEEDS = range(1, 60)
-TXN_SWEEP_SEEDS = int(os.environ.get("SIM_TXN_SWEEP_SEEDS", "6"))
+TXN_SWEEP_SEEDS = int(os.environ.get("SIM_TXN_SWEEP_SEEDS", "3"))
 TXN_SWEEP_ALL_SEEDS = int(os.environ.get("SIM_TXN_SWEEP_ALL_SEEDS", "120"))
 
 
