@@ -214,6 +214,18 @@ class TxnEnded:
 
 
 @dataclass(frozen=True)
+class TxnProducerStarted:
+    """`client`, one transactional producer instance, had its InitProducerId for
+    `transactional_id` answered (asked at `requested_us`). An instance of the id started
+    before it is fenced from then on: a transaction it asks to commit later must not commit."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    transactional_id: str
+
+
+@dataclass(frozen=True)
 class TxnRead:
     """A consume-transform-produce step: `client` read `topic`/`partition` offsets
     [`first_offset`, `next_offset`) as a member of `group` and put what it made of them, and
@@ -336,6 +348,7 @@ Event = (
     | FetchFailed
     | ScanCompleted
     | TxnEnded
+    | TxnProducerStarted
     | TxnRead
     | GroupGeneration
     | OffsetCommitted
@@ -356,6 +369,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FetchFailed,
         ScanCompleted,
         TxnEnded,
+        TxnProducerStarted,
         TxnRead,
         GroupGeneration,
         OffsetCommitted,

@@ -33,7 +33,7 @@ from aiokafka import (  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from aiokafka.structs import TopicPartition as ClientPartition  # type: ignore[import-untyped]
 
-from sim.history import ACKS_ALL, TxnEnded, TxnRead
+from sim.history import ACKS_ALL, TxnEnded, TxnProducerStarted, TxnRead
 from sim.options import TxnOptions
 from sim.rng import SeededRng
 from sim.workload import (
@@ -54,7 +54,11 @@ T = TypeVar("T")
 # on coordinator errors forever).
 CALL_TIMEOUT_S = 20.0
 RESTARTS_MAX = 8  # a client gives up after this many producers in a row fail to start
-POLLS_IDLE_MAX = 4  # a transformer stops after this many empty polls in a row, once done
+# The second transaction of each "...-1" producer is a zombie's (`TxnClients._zombie`); its
+# successor instance is the client "<name>~successor" (on the same host: `Clients.record`).
+ZOMBIE_TRANSACTION = 2
+ZOMBIE_PRODUCER = "-1"
+ZOMBIE_SUCCESSOR = "~successor"
 
 
 class _Broken(Exception):
@@ -92,11 +96,14 @@ class TxnClients:
             metadata_max_age_ms=METADATA_MAX_AGE_MS,
         )
         acked = _Acked(clients._watch(producer.client, name), None)
+        requested_us = clients.now_us()
         try:
             await _within(producer.start())
         except (KafkaError, TimeoutError):
             await _closed(producer)
             raise
+        began = TxnProducerStarted(clients.now_us(), requested_us, name, transactional_id)
+        clients.record(name, began)
         return producer, acked
 
     async def producer(
@@ -127,8 +134,13 @@ class TxnClients:
                 commit = not (aborts and rng.chance(options.abort_rate))
                 done += 1
                 try:
-                    ended = await self._transaction(producer, acked, partitions, index, commit)
-                    committed += int(ended)
+                    if done == ZOMBIE_TRANSACTION and name.endswith(ZOMBIE_PRODUCER):
+                        producer, acked = await self._zombie(
+                            producer, acked, partitions, index, rng.chance(0.5)
+                        )
+                    else:
+                        ended = await self._transaction(producer, acked, partitions, index, commit)
+                        committed += int(ended)
                 except _Broken:
                     await _closed(producer)
                     producer = None
@@ -154,6 +166,46 @@ class TxnClients:
                 sent.append(future)
         return await self._end(producer, name, txn, sent, commit, len(sent) == len(partitions))
 
+    async def _zombie(
+        self, zombie: Any, acked: _Acked, partitions: list[int], index: int, write_late: bool
+    ) -> tuple[Any, _Acked]:
+        """A transaction whose producer becomes a zombie midway: once its records are
+        answered, a successor instance of the same transactional id starts (its
+        InitProducerId aborts the open transaction and fences the zombie); then the zombie
+        (if `write_late`) writes once more into a partition of its transaction and asks to
+        commit, which must not commit. Returns the successor, the producer from then on
+        (the zombie's own one if the successor could not start: its transaction aborted)."""
+        clients, name = self.clients, acked.watcher.name
+        txn = await self._begin(zombie)
+        sent: list[asyncio.Future[Any]] = []
+        for offset, partition in enumerate(partitions):
+            future = await clients._send(
+                zombie, acked, ACKS_ALL, True, index + offset, partition=partition, txn=txn
+            )
+            sent += [] if future is None else [future]
+        if sent:
+            await asyncio.wait(sent, timeout=CALL_TIMEOUT_S)
+        try:
+            successor = await self._producer(f"{name}{ZOMBIE_SUCCESSOR}", f"{name}-tid")
+        except (KafkaError, TimeoutError):
+            await self._end(zombie, name, txn, sent, False, True)
+            return zombie, acked
+        if write_late:
+            late = await clients._send(
+                zombie,
+                acked,
+                ACKS_ALL,
+                True,
+                index + len(partitions),
+                partition=partitions[0],
+                txn=txn,
+            )
+            sent += [] if late is None else [late]
+        with contextlib.suppress(_Broken):
+            await self._end(zombie, name, txn, sent, True, True, insist=True)
+        await _closed(zombie)
+        return successor
+
     async def _end(
         self,
         producer: Any,
@@ -162,8 +214,10 @@ class TxnClients:
         sent: list[asyncio.Future[Any]],
         commit: bool,
         all_sent: bool,
+        insist: bool = False,
     ) -> bool:
-        """Wait for the records' answers, then commit or abort `txn` and record its end."""
+        """Wait for the records' answers, then commit or abort `txn` and record its end
+        (`insist`: ask to commit even if a record failed)."""
         clients = self.clients
         requested_us = clients.now_us()
         outcome: bool | None = False
@@ -172,7 +226,8 @@ class TxnClients:
                 _, pending = await asyncio.wait(sent, timeout=CALL_TIMEOUT_S)
                 if pending:
                     raise TimeoutError("records unanswered")
-            if not all_sent or any(f.exception() is not None for f in sent):
+            failed = not all_sent or any(f.exception() is not None for f in sent)
+            if failed and not insist:
                 commit = False  # aiokafka would refuse the commit: abort instead
             requested_us = clients.now_us()
             _not_fatal(producer)  # aiokafka can then neither commit nor abort

@@ -68,7 +68,9 @@ class Clients:
     killed: set[str] = field(default_factory=set)
 
     def record(self, client: str, event: Any) -> None:
-        if client not in self.killed:
+        """Append `event` of `client` unless its host was killed (a client "host~role" runs
+        on the host "host")."""
+        if client.partition("~")[0] not in self.killed:
             self.history.append(event)
 
     def _watch(self, client: Any, name: str) -> Watcher:

@@ -80,6 +80,10 @@ exactly_once  A consume-transform-produce client's committed transactions (those
               each input record once: their reads of a partition for a group never
               overlap, and no acked acks=all record visible to read_committed lies
               between two of them unread.
+fenced_zombies A transactional producer instance fenced by a newer one of its
+              transactional id (whose InitProducerId was asked for after the older
+              one's was answered, and was answered) commits nothing it asks to
+              commit after that (told committed, or seen by a read_committed reader).
 no_phantoms   Every data record read was attempted by some producer, and not
               by an attempt that failed definitely.
 group_owners  In one generation of a group, each partition has one owner.
@@ -118,6 +122,7 @@ from sim.checkers.offsets import check_one_value, check_reader_offsets, check_wa
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
 from sim.checkers.transactions import (
     check_exactly_once,
+    check_fenced_zombies,
     check_last_stable_offset,
     check_lost_committed,
     check_torn_transactions,
@@ -138,6 +143,7 @@ SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
     check_lost_committed,
     check_last_stable_offset,
     check_exactly_once,
+    check_fenced_zombies,
     check_no_phantoms,
     check_group_owners,
     check_group_offsets,
@@ -165,6 +171,7 @@ __all__ = [
     "check_acked_leader",
     "check_all",
     "check_exactly_once",
+    "check_fenced_zombies",
     "check_final_reads",
     "check_group_offsets",
     "check_group_owners",

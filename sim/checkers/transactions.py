@@ -43,6 +43,7 @@ from sim.history import (
     ProduceAttempt,
     ScanCompleted,
     TxnEnded,
+    TxnProducerStarted,
     TxnRead,
 )
 
@@ -332,3 +333,42 @@ def _unread_durable(
             ):
                 return offset
     return None
+
+
+def check_fenced_zombies(history: History) -> list[Violation]:
+    """A transactional producer instance fenced by a newer one of its transactional id (one
+    whose InitProducerId was asked for after the older instance's was answered, and was
+    answered itself) commits nothing it asks to commit after that: neither is its client told
+    the transaction committed nor does a read_committed reader get its records."""
+    index = index_history(history)
+    outcomes = _resolved_outcomes(index)
+    starts = history.of_type(TxnProducerStarted)
+    found: list[Violation] = []
+    for txn, end in sorted(index.txn_ends.items()):
+        if outcomes.get(txn) is not True:
+            continue
+        mine = [s for s in starts if s.client == end.client and s.at_us <= end.requested_us]
+        if not mine:
+            continue
+        own = mine[-1]
+        fencer = next(
+            (
+                other
+                for other in starts
+                if other.transactional_id == own.transactional_id
+                and other.client != own.client
+                and other.requested_us > own.at_us
+                and other.at_us < end.requested_us
+            ),
+            None,
+        )
+        if fencer is None:
+            continue
+        how = "its client was told so" if end.committed else "a read_committed reader got it"
+        message = (
+            f"transaction {txn} of {end.client} committed ({how}), but its commit was asked "
+            f"for at {end.requested_us}us, after {fencer.client} took over transactional id "
+            f"{own.transactional_id!r} at {fencer.at_us}us: a fenced zombie committed"
+        )
+        found.append(Violation("fenced_zombies", message, (own, fencer, end)))
+    return found

@@ -16,6 +16,7 @@ from sim.history import (
     ProduceAttempt,
     ScanCompleted,
     TxnEnded,
+    TxnProducerStarted,
     TxnRead,
 )
 from tests.sim.scripted import Script
@@ -296,4 +297,48 @@ def test_an_input_skipped_between_committed_transformations_is_flagged() -> None
     assert "t/0@2 holds a committed record" in messages(script, "exactly_once")[0]
     # a transaction of unknown outcome that read it excuses the gap
     ctp_step(script, 3, 2, 3, 4, None)
+    assert flagged(script) == set()
+
+
+def started(script: Script, client: str) -> None:
+    requested_us = script.tick()
+    script.history.append(TxnProducerStarted(script.tick(), requested_us, client, "tid"))
+
+
+def zombie_end(script: Script, committed: bool | None) -> None:
+    requested_us = script.tick()
+    script.history.append(TxnEnded(script.tick(), requested_us, "zombie", 1, committed))
+
+
+def test_a_fenced_zombie_that_commits_is_flagged() -> None:
+    script = Script()
+    started(script, "zombie")
+    script.produce(b"z0", 0, txn=1, client="zombie", idempotent=True)
+    started(script, "successor")  # fences the zombie
+    zombie_end(script, True)
+    assert flagged(script) == {"fenced_zombies"}
+    (message,) = messages(script, "fenced_zombies")
+    assert "its client was told so" in message and "successor took over" in message
+
+
+def test_a_fenced_zombie_whose_records_are_read_committed_is_flagged() -> None:
+    script = Script()
+    started(script, "zombie")
+    script.produce(b"z0", 0, txn=1, client="zombie", idempotent=True)
+    started(script, "successor")
+    zombie_end(script, None)
+    script.fetch(0, [(0, b"z0")], client="rc", read_committed=True)
+    assert flagged(script) == {"fenced_zombies"}
+    assert "a read_committed reader got it" in messages(script, "fenced_zombies")[0]
+
+
+def test_a_commit_asked_for_before_the_takeover_or_by_the_same_client_may_commit() -> None:
+    script = Script()
+    started(script, "zombie")
+    script.produce(b"z0", 0, txn=1, client="zombie", idempotent=True)
+    zombie_end(script, True)  # asked for before the successor started
+    started(script, "successor")
+    started(script, "zombie")  # the same client again: it replaced its own instance
+    script.produce(b"z1", 2, txn=2, client="zombie", idempotent=True)
+    script.history.append(TxnEnded(script.tick(), script.now_us - 5, "zombie", 2, True))
     assert flagged(script) == set()
