@@ -293,12 +293,13 @@ class TransactionCoordinator:
     async def _load(self, transactional_id: str, fence: CoordinatorFence) -> Transaction | None:
         kept = self._open.get(transactional_id)
         if kept is not None and kept[0] == fence.epoch:
-            return kept[1]
-        try:
-            txn = await self._store.get_transaction(transactional_id)
-        except StorageError as error:
-            raise _Refusal(_unavailable(error)) from error
-        self._keep(txn, fence.epoch)
+            txn: Transaction | None = kept[1]
+        else:
+            try:
+                txn = await self._store.get_transaction(transactional_id)
+            except StorageError as error:
+                raise _Refusal(_unavailable(error)) from error
+            self._keep(txn, fence.epoch)
         if txn is not None and txn.state in PREPARED:
             self._complete_later(txn, fence)  # decided, maybe with nobody completing it
         return txn
@@ -399,7 +400,11 @@ class TransactionCoordinator:
             )
         )
         if not all(written):
-            return  # the slot moved on: its next holder completes the transaction
+            # the slot moved on, and its next holder completes the transaction; or this
+            # agent's hold lapsed a while (its lease's local deadline passed before a
+            # renewal): then, holding it again at the same epoch, it reads the slot again
+            self._recovered.pop(fence.slot, None)
+            return
         backoff_ms = FIRST_BACKOFF_MS
         while still_coordinating():
             async with self._locked(txn.transactional_id):
@@ -415,6 +420,7 @@ class TransactionCoordinator:
                     return
             await self._clock.sleep_ms(backoff_ms)
             backoff_ms = min(backoff_ms * 2, self._settings.txn_marker_backoff_ms_max)
+        self._recovered.pop(fence.slot, None)  # as above: read again if held again
 
     # --- timeouts and recovery ---------------------------------------------------------------
 
