@@ -155,16 +155,22 @@ class TxnClients:
         self, producer: Any, acked: _Acked, partitions: list[int], index: int, commit: bool
     ) -> bool:
         """One transaction of a record per entry of `partitions`; True if it committed."""
-        clients, name = self.clients, acked.watcher.name
         txn = await self._begin(producer)
+        sent = await self._send_all(producer, acked, partitions, index, txn)
+        all_sent = len(sent) == len(partitions)
+        return await self._end(producer, acked.watcher.name, txn, sent, commit, all_sent)
+
+    async def _send_all(
+        self, producer: Any, acked: _Acked, partitions: list[int], index: int, txn: int
+    ) -> list[asyncio.Future[Any]]:
+        """A record of `txn` to each of `partitions`: the answers of those handed over."""
         sent: list[asyncio.Future[Any]] = []
         for offset, partition in enumerate(partitions):
-            future = await clients._send(
+            future = await self.clients._send(
                 producer, acked, ACKS_ALL, True, index + offset, partition=partition, txn=txn
             )
-            if future is not None:
-                sent.append(future)
-        return await self._end(producer, name, txn, sent, commit, len(sent) == len(partitions))
+            sent += [] if future is None else [future]
+        return sent
 
     async def _zombie(
         self, zombie: Any, acked: _Acked, partitions: list[int], index: int, write_late: bool
@@ -177,12 +183,7 @@ class TxnClients:
         (the zombie's own one if the successor could not start: its transaction aborted)."""
         clients, name = self.clients, acked.watcher.name
         txn = await self._begin(zombie)
-        sent: list[asyncio.Future[Any]] = []
-        for offset, partition in enumerate(partitions):
-            future = await clients._send(
-                zombie, acked, ACKS_ALL, True, index + offset, partition=partition, txn=txn
-            )
-            sent += [] if future is None else [future]
+        sent = await self._send_all(zombie, acked, partitions, index, txn)
         if sent:
             await asyncio.wait(sent, timeout=CALL_TIMEOUT_S)
         try:
