@@ -46,6 +46,7 @@ from sim.workload import (
     Clients,
     _Acked,
     started,
+    stop_consumer,
 )
 
 T = TypeVar("T")
@@ -306,7 +307,7 @@ class TxnClients:
         finally:
             if producer is not None:
                 await _closed(producer)
-            await consumer.stop()
+            await stop_consumer(consumer)
 
     async def _transform(
         self, producer: Any, acked: _Acked, polled: dict[Any, list[Any]], index: int, commit: bool
