@@ -61,8 +61,10 @@ CLUSTER_PROFILE = "cluster"
 # "txn" adds transactional clients (F8) to the default options: transactional producers,
 # read_committed readers, sometimes a consume-transform-produce client, on 1 to 3 agents,
 # with a crash and restart in every run (the transaction coordinator's agent, with one
-# agent) and, with several, sometimes a pause past the lease (coordinator slots move).
+# agent) and, with several, sometimes a pause past the lease (coordinator slots move), and
+# sometimes a store failover (the coordinators' state is in the metadata store).
 TXN_PROFILE = "txn"
+TXN_STORE_FAILOVER_RATE = 0.3
 PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
@@ -209,6 +211,8 @@ def _transactional(options: SimOptions, rng: SeededRng) -> SimOptions:
         kinds.append(PAUSE)
     kinds += [_pick(rng, NEMESIS_KINDS) for _ in range(rng.randint(0, 2))]
     drawn = [_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms) for kind in kinds]
+    if rng.chance(TXN_STORE_FAILOVER_RATE):  # the coordinators' state is in the store
+        drawn.append(_draw_nemesis(rng, STORE_FAILOVER, agents, safety_ms, lease_ttl_ms))
     return dataclasses.replace(
         options,
         cluster=dataclasses.replace(options.cluster, agents=agents),

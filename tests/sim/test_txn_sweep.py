@@ -16,6 +16,7 @@ import pytest
 from sim.options import (
     CLUSTER_PROFILE,
     CRASH,
+    STORE_FAILOVER,
     TXN_PROFILE,
     draw_options,
     options_from_json,
@@ -29,13 +30,15 @@ TXN_SWEEP_ALL_SEEDS = int(os.environ.get("SIM_TXN_SWEEP_ALL_SEEDS", "120"))
 
 
 def test_txn_profile_seeds_draw_transactional_clients_and_a_crash() -> None:
-    agents, transformers, readers = set(), 0, 0
+    agents, transformers, readers, failovers = set(), 0, 0, 0
     for seed in PROFILE_SEEDS:
         options = draw_options(seed, TXN_PROFILE)
         txn = options.txn
         assert txn is not None
         assert txn.producers >= 1 and txn.txns_per_producer >= 1
-        assert CRASH in {nemesis.kind for nemesis in options.nemeses}
+        kinds = {nemesis.kind for nemesis in options.nemeses}
+        assert CRASH in kinds
+        failovers += STORE_FAILOVER in kinds
         assert all(nemesis.agent <= options.cluster.agents for nemesis in options.nemeses)
         assert "profile=txn" in options.describe() and "txn=(" in options.describe()
         assert options_from_json(options_to_json(options)) == options
@@ -48,7 +51,7 @@ def test_txn_profile_seeds_draw_transactional_clients_and_a_crash() -> None:
         assert default.workload == options.workload
         assert draw_options(seed, CLUSTER_PROFILE).txn is None
     assert agents == {1, 2, 3}
-    assert transformers > 0 and readers > 0
+    assert transformers > 0 and readers > 0 and failovers > 0
 
 
 @pytest.mark.timeout(SWEEP_TIMEOUT_S)
