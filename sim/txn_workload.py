@@ -164,9 +164,12 @@ class TxnClients:
     async def _send_all(
         self, producer: Any, acked: _Acked, partitions: list[int], index: int, txn: int
     ) -> list[asyncio.Future[Any]]:
-        """A record of `txn` to each of `partitions`: the answers of those handed over."""
+        """A record of `txn` to each of `partitions`: the answers of those handed over
+        (none once the transaction failed: aiokafka refuses to send outside one)."""
         sent: list[asyncio.Future[Any]] = []
         for offset, partition in enumerate(partitions):
+            if not producer._txn_manager.is_in_transaction():
+                break
             future = await self.clients._send(
                 producer, acked, ACKS_ALL, True, index + offset, partition=partition, txn=txn
             )
@@ -192,7 +195,7 @@ class TxnClients:
         except (KafkaError, TimeoutError):
             await self._end(zombie, name, txn, sent, False, True)
             return zombie, acked
-        if write_late:
+        if write_late and zombie._txn_manager.is_in_transaction():
             late = await clients._send(
                 zombie,
                 acked,
