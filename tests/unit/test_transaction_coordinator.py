@@ -330,3 +330,31 @@ def test_a_decided_commit_whose_completion_gave_up_while_the_slot_lapsed_complet
         await a.txns.close()
 
     asyncio.run(main())
+
+
+def test_a_transaction_times_out_by_this_agents_monotonic_clock_whatever_its_wall_clock() -> None:
+    """The coordinator's wall clock is a minute behind the one that stamped the transaction's
+    start (stepped back, or the slot moved to an agent whose clock is behind): the
+    transaction still times out one timeout after the coordinator saw it (before: only once
+    its wall clock passed the stamped start plus the timeout, a minute later; a harder txn
+    seed, 64, never ended its read_committed scan)."""
+
+    async def main() -> None:
+        world = World()
+        a = await world.agent("a")
+        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
+        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        world.clock.step_wall_ms(-60_000)
+        await a.txns.check()  # sees it: times it out a timeout from now
+        world.clock.advance_ms(TIMEOUT_MS // 2)
+        await a.log.renew_leases()
+        await a.txns.check()
+        assert (await a.txns.describe(TXN_ID)).state is TxnState.ONGOING  # type: ignore[union-attr]
+        world.clock.advance_ms(TIMEOUT_MS)
+        await a.log.renew_leases()
+        await a.txns.check()
+        await _wait_state(a, TxnState.COMPLETE_ABORT)
+        assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.PRODUCER_FENCED
+        await a.txns.close()
+
+    asyncio.run(main())
