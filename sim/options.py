@@ -62,9 +62,13 @@ CLUSTER_PROFILE = "cluster"
 # read_committed readers, sometimes a consume-transform-produce client, on 1 to 3 agents,
 # with a crash and restart in every run (the transaction coordinator's agent, with one
 # agent) and, with several, sometimes a pause past the lease (coordinator slots move), and
-# sometimes a store failover (the coordinators' state is in the metadata store).
+# sometimes a store failover (the coordinators' state is in the metadata store); a quarter
+# of them get two more crashes, a pause, a store failover and a clock step on top.
 TXN_PROFILE = "txn"
 TXN_STORE_FAILOVER_RATE = 0.3
+# a quarter of the txn seeds get more of everything on top
+TXN_HARD_RATE = 0.25
+TXN_HARD = (CRASH, CRASH, PAUSE, STORE_FAILOVER, CLOCK_STEP)
 PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
@@ -213,6 +217,8 @@ def _transactional(options: SimOptions, rng: SeededRng) -> SimOptions:
     drawn = [_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms) for kind in kinds]
     if rng.chance(TXN_STORE_FAILOVER_RATE):  # the coordinators' state is in the store
         drawn.append(_draw_nemesis(rng, STORE_FAILOVER, agents, safety_ms, lease_ttl_ms))
+    if rng.chance(TXN_HARD_RATE):
+        drawn += [_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms) for kind in TXN_HARD]
     return dataclasses.replace(
         options,
         cluster=dataclasses.replace(options.cluster, agents=agents),
