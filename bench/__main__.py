@@ -11,9 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, kafka, many, processes, reads, storage, table
+from bench import cluster, kafka, many, processes, reads, storage, table, transactions
 
-SECTIONS = ("storage", "kafka", "cluster", "processes", "table", "reads", "many")
+SECTIONS = (
+    "storage",
+    "kafka",
+    "cluster",
+    "processes",
+    "table",
+    "reads",
+    "many",
+    "transactions",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +56,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "table": table.run,
         "reads": reads.run,
         "many": many.run,
+        "transactions": transactions.run,
     }
 
 

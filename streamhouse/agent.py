@@ -182,7 +182,7 @@ async def assemble_agent(
     )
     await log.open()
     await ensure_coordinator_slots(metadata, clock.now_ms())
-    slots = CoordinatorSlots(log, clock)
+    slots = CoordinatorSlots(log, clock, cluster.may_lead)
     groups = GroupCoordinator(
         settings, clock, rng, topics=metadata, groups=metadata, coordinating=slots, pending=metadata
     )
@@ -245,9 +245,16 @@ async def assemble_agent(
 async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     """The agent's HTTP door: health, readiness (503 once `stopping` is set) and metrics."""
     kafka = agent.kafka
-    registry = agent_registry(
-        agent.log, lambda: AgentGauges(kafka_connections=len(kafka.connections)), kafka.stats
-    )
+    transactions = kafka.context.transactions
+
+    def gauges() -> AgentGauges:
+        return AgentGauges(
+            kafka_connections=len(kafka.connections),
+            transactions_open=transactions.open_count,
+            transactions_completing=transactions.completing_count,
+        )
+
+    registry = agent_registry(agent.log, gauges, kafka.stats, transactions.stats)
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
     async def readiness() -> list[str]:

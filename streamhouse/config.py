@@ -129,8 +129,15 @@ class Settings:
     # how often timed-out transactions are aborted and newly taken coordinator slots
     # recovered (Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms is 10 s)
     transaction_check_interval_ms: int = 1_000
+    # a transactional id not in a transaction for this long is forgotten (its next
+    # InitProducerId starts it afresh); checked every transaction_expiry_check_interval_ms.
+    # Kafka's transactional.id.expiration.ms and its cleanup interval
+    transactional_id_expiration_ms: int = 7 * 24 * 3600 * 1000
+    transaction_expiry_check_interval_ms: int = 3_600_000
     txn_marker_backoff_ms_max: int = 5_000  # a marker write is retried, doubling up to this
-    txn_marker_writes_in_flight_max: int = 1_000  # marker writes at once, all transactions
+    # markers being written at once, all transactions together: each is one WriteTxnMarkers
+    # to another agent, or this agent's own writes, for one transaction's partitions there
+    txn_marker_writes_in_flight_max: int = 1_000
     txn_marker_request_timeout_ms: int = 10_000  # WriteTxnMarkers to another agent
 
     # Object store client (S3)
@@ -190,6 +197,8 @@ class Settings:
                 min(
                     self.transaction_max_timeout_ms,
                     self.transaction_check_interval_ms,
+                    self.transactional_id_expiration_ms,
+                    self.transaction_expiry_check_interval_ms,
                     self.transactions_per_coordinator_max,
                     self.transaction_partitions_max,
                     self.txn_marker_backoff_ms_max,

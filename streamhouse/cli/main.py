@@ -231,6 +231,30 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "offset_metadata_max_bytes", "Longest metadata string an offset commit may carry."
             ),
         ] = Settings.offset_metadata_max_bytes,
+        transaction_max_timeout_ms: Annotated[
+            int,
+            setting(
+                "transaction_max_timeout_ms",
+                "Longest transaction.timeout.ms a transactional producer may ask for "
+                "(Kafka's transaction.max.timeout.ms).",
+            ),
+        ] = Settings.transaction_max_timeout_ms,
+        transactional_id_expiration_ms: Annotated[
+            int,
+            setting(
+                "transactional_id_expiration_ms",
+                "How long a transactional id outside any transaction is kept "
+                "(Kafka's transactional.id.expiration.ms).",
+            ),
+        ] = Settings.transactional_id_expiration_ms,
+        transactions_per_coordinator_max: Annotated[
+            int,
+            setting(
+                "transactions_per_coordinator_max",
+                "Most open transactions one agent coordinates; beyond, a new one is refused "
+                "(COORDINATOR_NOT_AVAILABLE).",
+            ),
+        ] = Settings.transactions_per_coordinator_max,
         connections_max: Annotated[
             int,
             setting(

@@ -9,6 +9,7 @@ transaction whose coordinator no longer knows it (a hanging transaction).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -33,6 +34,8 @@ from streamhouse.kafka.apis import ApiKey
 TRANSACTION_KEY_TYPE = 1  # FindCoordinator's key type of a transactional id
 LIST_COLUMNS = ("transactional id", "producer id", "state", "coordinator")
 DESCRIBE_COLUMNS = ("field", "value")
+EMPTY_STATE = "Empty"
+_EVERY_TRANSACTION: dict[str, Any] = {"state_filters": [], "producer_id_filters": []}
 
 transactions = typer.Typer(
     help="Inspect transactions and abort hanging ones on a running cluster (over Kafka).",
@@ -48,7 +51,11 @@ class TransactionProbe(ClusterProbe):
     """The transaction calls the commands make, failures as CommandError."""
 
     def list_all(self, states: list[str], producer_ids: list[int]) -> list[dict[str, Any]]:
-        request = {"state_filters": states, "producer_id_filters": producer_ids}
+        request = {
+            **_EVERY_TRANSACTION,
+            "state_filters": states,
+            "producer_id_filters": producer_ids,
+        }
         rows = []
         for broker in self.brokers().values():
             with self._client(broker, f"agent node {broker.node_id}") as client:
@@ -68,6 +75,16 @@ class TransactionProbe(ClusterProbe):
     def describe(self, transactional_id: str) -> dict[str, Any]:
         coordinator = self.coordinator(transactional_id)
         with self._client(coordinator, "the transaction's coordinator") as client:
+            listed = client.call(ApiKey.LIST_TRANSACTIONS, _EVERY_TRANSACTION)
+            states = {t.transactional_id: t for t in listed.transaction_states}
+            known = states.get(transactional_id)
+            if known is None:
+                raise CommandError(
+                    f"transactional id {transactional_id!r} is unknown (TRANSACTIONAL_ID_NOT_FOUND)"
+                )
+            if known.transaction_state == EMPTY_STATE:
+                # no transaction began: its start time is -1, which kio cannot read as a time
+                return _empty(transactional_id, int(known.producer_id), coordinator)
             answer = client.call(
                 ApiKey.DESCRIBE_TRANSACTIONS, {"transactional_ids": [transactional_id]}
             )
@@ -78,8 +95,8 @@ class TransactionProbe(ClusterProbe):
             "state": state.transaction_state,
             "producer id": int(state.producer_id),
             "producer epoch": int(state.producer_epoch),
-            "timeout ms": int(state.transaction_timeout),
-            "start ms": int(state.transaction_start_time),
+            "timeout ms": int(state.transaction_timeout.total_seconds() * 1000),
+            "start ms": int(state.transaction_start_time.timestamp() * 1000),
             "partitions": sorted(f"{t.topic}-{p}" for t in state.topics for p in t.partitions),
             "coordinator": coordinator.address,
         }
@@ -96,26 +113,69 @@ class TransactionProbe(ClusterProbe):
         _check(found.error_code, f"finding the coordinator of {transactional_id!r}")
         return Broker(int(found.node_id), found.host, int(found.port))
 
-    def abort(
-        self, topic: str, partition: int, producer_id: int, epoch: int, coordinator_epoch: int
-    ) -> None:
-        leader_node = self.leaders().get((topic, partition))
-        leader = self.brokers().get(leader_node) if leader_node is not None else None
-        if leader is None:
-            raise CommandError(f"partition {topic}-{partition} does not exist or has no leader")
+    def abort(self, topic: str, partition: int, producer: Producer, coordinator_epoch: int) -> None:
+        """Write an ABORT marker for `producer` into the partition, at its leader."""
         marker = {
-            "producer_id": producer_id,
-            "producer_epoch": epoch,
+            "producer_id": producer.producer_id,
+            "producer_epoch": producer.producer_epoch,
             "transaction_result": False,
             "coordinator_epoch": coordinator_epoch,
             "topics": [{"name": topic, "partition_indexes": [partition]}],
         }
-        with self._client(leader, f"the leader of {topic}-{partition}") as client:
+        with self._client(
+            self._leader(topic, partition), f"the leader of {topic}-{partition}"
+        ) as client:
             answer = client.call(ApiKey.WRITE_TXN_MARKERS, {"markers": [marker]})
         for result in answer.markers:
             for topic_result in result.topics:
                 for part in topic_result.partitions:
                     _check(part.error_code, f"writing the abort marker into {topic}-{partition}")
+
+    def producer_at(self, topic: str, partition: int, start_offset: int) -> Producer:
+        """The producer whose open transaction in the partition began at `start_offset`, as
+        its leader's DescribeProducers says (how kafka-transactions.sh finds it)."""
+        request = {"topics": [{"name": topic, "partition_indexes": [partition]}]}
+        with self._client(
+            self._leader(topic, partition), f"the leader of {topic}-{partition}"
+        ) as client:
+            answer = client.call(ApiKey.DESCRIBE_PRODUCERS, request)
+        (described,) = [p for t in answer.topics for p in t.partitions]
+        _check(described.error_code, f"describing the producers of {topic}-{partition}")
+        for active in described.active_producers:
+            if int(active.current_txn_start_offset) == start_offset:
+                return Producer(int(active.producer_id), int(active.producer_epoch))
+        raise CommandError(
+            f"no producer of {topic}-{partition} has an open transaction starting at offset "
+            f"{start_offset} (`streamctl` cannot find a hanging transaction there)"
+        )
+
+    def _leader(self, topic: str, partition: int) -> Broker:
+        leader_node = self.leaders().get((topic, partition))
+        leader = self.brokers().get(leader_node) if leader_node is not None else None
+        if leader is None:
+            raise CommandError(f"partition {topic}-{partition} does not exist or has no leader")
+        return leader
+
+
+@dataclass(frozen=True)
+class Producer:
+    """A producer id and epoch, whose transaction a marker ends."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+def _empty(transactional_id: str, producer_id: int, coordinator: Broker) -> dict[str, Any]:
+    return {
+        "transactional id": transactional_id,
+        "state": EMPTY_STATE,
+        "producer id": producer_id,
+        "producer epoch": None,
+        "timeout ms": None,
+        "start ms": None,
+        "partitions": [],
+        "coordinator": coordinator.address,
+    }
 
 
 def _check(code: int, what: str) -> None:
@@ -170,20 +230,43 @@ def describe_transaction(
 def abort_transaction(
     topic: Annotated[str, typer.Option("--topic", help="The hanging transaction's topic.")],
     partition: Annotated[int, typer.Option("--partition", help="Its partition.")],
-    producer_id: Annotated[int, typer.Option("--producer-id", help="The producer id.")],
-    producer_epoch: Annotated[int, typer.Option("--producer-epoch", help="The producer epoch.")],
+    start_offset: Annotated[
+        int | None,
+        typer.Option(
+            "--start-offset",
+            help="Where the hanging transaction began; its producer is looked up "
+            "(DescribeProducers). Or name it with --producer-id and --producer-epoch.",
+        ),
+    ] = None,
+    producer_id: Annotated[
+        int | None, typer.Option("--producer-id", help="The producer id.")
+    ] = None,
+    producer_epoch: Annotated[
+        int | None, typer.Option("--producer-epoch", help="The producer epoch.")
+    ] = None,
     coordinator_epoch: Annotated[
         int, typer.Option("--coordinator-epoch", help="The coordinator epoch of the marker.")
     ] = 0,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
-    """Abort a hanging transaction in one partition: write an ABORT marker for the producer
-    there (its leader refuses an epoch older than the producer's). For a transaction whose
-    coordinator still knows it, let the coordinator's timeout abort it instead."""
+    """Abort a hanging transaction in one partition, as kafka-transactions.sh does: write an
+    ABORT marker for its producer there (the leader refuses an epoch older than the
+    producer's). For a transaction its coordinator still knows, its timeout aborts it."""
 
     def work(probe: TransactionProbe) -> None:
-        probe.abort(topic, partition, producer_id, producer_epoch, coordinator_epoch)
-        say(f"aborted producer {producer_id} epoch {producer_epoch} in {topic}-{partition}")
+        if start_offset is not None:
+            producer = probe.producer_at(topic, partition, start_offset)
+        elif producer_id is not None and producer_epoch is not None:
+            producer = Producer(producer_id, producer_epoch)
+        else:
+            raise CommandError(
+                "name the transaction: --start-offset, or --producer-id and --producer-epoch"
+            )
+        probe.abort(topic, partition, producer, coordinator_epoch)
+        say(
+            f"aborted producer {producer.producer_id} epoch {producer.producer_epoch} "
+            f"in {topic}-{partition}"
+        )
 
     run_command(TransactionProbe, work, bootstrap, timeout_s)

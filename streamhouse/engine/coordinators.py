@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import (
@@ -59,9 +60,15 @@ async def ensure_coordinator_slots(topics: TopicStore, now_ms: int) -> None:
 class CoordinatorSlots:
     """Which groups this agent coordinates now: those whose slot's lease it holds."""
 
-    def __init__(self, log: LogStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        log: LogStore,
+        clock: Clock,
+        may_lead: Callable[[TopicPartition], bool] = lambda _: True,
+    ) -> None:
         self._log = log
         self._clock = clock
+        self._may_lead = may_lead  # whether a slot is placed here (engine/cluster.py)
 
     def fence(self, key: str) -> CoordinatorFence | None:
         """The fence of the key's slot while this agent leads it; None: another agent
@@ -81,6 +88,16 @@ class CoordinatorSlots:
             if tp.topic == COORDINATOR_TOPIC and plog is not None and plog.leading(now_ms):
                 held[tp] = plog.state.leader_epoch
         return held
+
+    async def take_placed(self) -> None:
+        """Take every slot placed here (or not placed yet) that no other agent holds, as the
+        first request for one of its keys would: a listing of what this agent coordinates
+        right after it started must not miss the slots the next ownership round brings."""
+        for partition in range(COORDINATOR_SLOTS):
+            slot = TopicPartition(COORDINATOR_TOPIC, partition)
+            if self._log.led_partition(slot) is None and self._may_lead(slot):
+                with contextlib.suppress(NotLeader, UnknownTopicOrPartition, StorageError):
+                    await self._log.take(slot)
 
     async def take(self, key: str) -> None:
         """Take the key's slot lease if the slot is placed here (or not placed yet) and no

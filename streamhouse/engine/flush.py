@@ -56,6 +56,9 @@ class PendingBatch:
     segment: int | None = None  # the WAL segment holding it, once fsynced
     producer: ProducerBatch | None = None  # set for an idempotent producer's batch
     txn: TxnChange | None = None  # a transaction that opened or ended with this batch
+    # A transaction marker: its coordinator waits for it to be durable before the producer may
+    # begin its next transaction, so it is flushed once synced, not at the interval's end
+    urgent: bool = False
 
 
 @dataclass
@@ -114,7 +117,7 @@ class Flusher:
         self._room.set()
         self._flush_lock = asyncio.Lock()
         self._stopping = False
-        self._early = False  # buggify: flush now, below both thresholds
+        self._early = False  # flush now, below both thresholds (an urgent batch, or buggify)
         self.stats = FlushStats()
 
     def has_room(self) -> bool:
@@ -135,7 +138,10 @@ class Flusher:
         pending.segment = segment
         self._synced_count += 1
         self._synced_bytes += len(pending.batch.data)
-        if self._synced_count == 1 or self._synced_bytes >= self._settings.flush_bytes_max:
+        if pending.urgent:
+            self._early = True
+            self._wake.set()
+        elif self._synced_count == 1 or self._synced_bytes >= self._settings.flush_bytes_max:
             self._wake.set()
         elif self._buggify.fires(FLUSH_EARLY):  # as if flush_bytes_max were tiny
             self._early = True

@@ -531,6 +531,14 @@ class GroupCoordinator:
         self._fence(group_id)
         return await self._group_store.fetch_offsets(group_id, partitions)
 
+    async def pending_partitions(self, group_id: str) -> set[TopicPartition]:
+        """The group's partitions with offsets pending in an open transaction (TxnOffsetCommit
+        before its EndTxn), whose committed offset is not stable yet."""
+        if self._pending is None:
+            return set()
+        pending = await self._pending.pending_offsets(group_id)
+        return {tp for offsets in pending.values() for tp in offsets}
+
     async def delete_offsets(self, group_id: str, partitions: Sequence[TopicPartition]) -> None:
         await self._group_store.delete_offsets(group_id, partitions)
 

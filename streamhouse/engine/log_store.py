@@ -472,6 +472,7 @@ class LogStore:
             self._clock.monotonic_ms(),
             producer=self._record_producer(plog, header, base_offset),
             txn=_txn_change(plog, header, stamped, base_offset),
+            urgent=header.is_control,
         )
         self.flusher.add(pending)
         wal_append = self._queue(plog, EntryKind.BATCH, encode_batch_entry(entry), pending)

@@ -59,6 +59,9 @@ class TxnSlots(Protocol):
     def held(self) -> dict[TopicPartition, int]:
         """Every slot this agent leads now, with its lease epoch."""
 
+    async def take_placed(self) -> None:
+        """Take every slot placed here that nobody holds."""
+
 
 @dataclass(frozen=True)
 class TxnAnswer:
@@ -72,6 +75,16 @@ class TxnAnswer:
 
 
 OK = TxnAnswer(ErrorCode.NONE)
+
+
+@dataclass
+class TransactionStats:
+    """Counters of the transactions this agent coordinated (metrics)."""
+
+    committed: int = 0  # completed commits
+    aborted: int = 0  # completed aborts, timed-out ones included
+    timed_out: int = 0  # aborted by the coordinator past their timeout
+    markers_written: int = 0
 
 
 class _Refusal(Exception):
@@ -108,15 +121,14 @@ class TransactionCoordinator:
         self._open: dict[str, tuple[int, Transaction]] = {}
         self._recovered: dict[TopicPartition, int] = {}  # slot -> epoch its txns were read at
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its users
-        self._completions: dict[str, asyncio.Task[None]] = {}
-        # ids whose last write failed, maybe applied: read again by each check round (a
-        # decision stored unawares must complete; an open transaction must time out)
-        self._unsure: set[str] = set()
+        # each decided transaction's completion, with the slot epoch it runs under
+        self._completions: dict[str, tuple[int, asyncio.Task[None]]] = {}
         # Ongoing transactions' timeout deadlines by this agent's monotonic clock, with the
         # (producer id, epoch, start) they were set for (`_expired`)
         self._deadlines: dict[str, tuple[tuple[int, int, int], int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = AgentFailure()
+        self.stats = TransactionStats()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -128,7 +140,7 @@ class TransactionCoordinator:
         self._tasks = [task]
 
     async def close(self) -> None:
-        tasks = [*self._tasks, *self._completions.values()]
+        tasks = [*self._tasks, *(task for _, task in self._completions.values())]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -153,13 +165,13 @@ class TransactionCoordinator:
             async with self._held(transactional_id) as (fence, txn):
                 now_ms = self._clock.now_ms()
                 if txn is None:
-                    producer_id = await self._producers.allocate_producer_id()
+                    producer_id = await self._allocate_producer_id()
                     fresh = txn_state.first_init(transactional_id, producer_id, timeout_ms, now_ms)
                     outcome: Outcome = Moved(fresh)
                 else:
                     new_id = None
                     if txn_state.needs_fresh_producer_id(txn):
-                        new_id = await self._producers.allocate_producer_id()
+                        new_id = await self._allocate_producer_id()
                     outcome = txn_state.reinit(txn, timeout_ms, now_ms, new_id, caller)
                 answer = await self._apply(outcome, fence)
                 kept = self._current(outcome)
@@ -168,6 +180,12 @@ class TransactionCoordinator:
         if answer.code is not ErrorCode.NONE or kept is None:
             return answer
         return TxnAnswer(ErrorCode.NONE, "", kept.producer_id, kept.producer_epoch)
+
+    async def _allocate_producer_id(self) -> int:
+        try:
+            return await self._producers.allocate_producer_id()
+        except StorageError as error:
+            raise _Refusal(_unavailable(error)) from error
 
     async def add_partitions(
         self,
@@ -183,7 +201,12 @@ class TransactionCoordinator:
         OPERATION_NOT_ATTEMPTED, as Kafka answers."""
         wanted = frozenset(partitions)
         if len(wanted) > self._settings.transaction_partitions_max:
-            return dict.fromkeys(wanted, TxnAnswer(ErrorCode.INVALID_REQUEST, "too many"))
+            too_many = TxnAnswer(
+                ErrorCode.INVALID_REQUEST,
+                f"{len(wanted)} partitions in one AddPartitionsToTxn; at most "
+                f"{self._settings.transaction_partitions_max} (transaction_partitions_max)",
+            )
+            return dict.fromkeys(wanted, too_many)
         unknown = await self._unknown_partitions(wanted)
         if unknown:
             skipped = TxnAnswer(ErrorCode.OPERATION_NOT_ATTEMPTED, "another partition is unknown")
@@ -233,6 +256,16 @@ class TransactionCoordinator:
 
     # --- inspection --------------------------------------------------------------------------
 
+    @property
+    def open_count(self) -> int:
+        """Open transactions this agent coordinates (Ongoing or being completed)."""
+        return len(self._open)
+
+    @property
+    def completing_count(self) -> int:
+        """Decided transactions whose markers are being written now."""
+        return len(self._completions)
+
     async def describe(self, transactional_id: str) -> Transaction | None:
         """The transaction as the store has it (None: unknown id). Raises NotCoordinator
         when another agent coordinates it (DescribeTransactions goes to the coordinator)."""
@@ -246,6 +279,7 @@ class TransactionCoordinator:
     async def list_coordinated(self) -> list[Transaction]:
         """Every transaction of the slots this agent holds (ListTransactions is sent to every
         agent and the answers joined, so each lists only its own)."""
+        await self._slots.take_placed()
         held = self._slots.held()
         listed = await self._store.list_transactions()
         return [txn for txn in listed if slot_of(txn.transactional_id) in held]
@@ -297,15 +331,16 @@ class TransactionCoordinator:
     async def _load(self, transactional_id: str, fence: CoordinatorFence) -> Transaction | None:
         kept = self._open.get(transactional_id)
         if kept is not None and kept[0] == fence.epoch:
-            txn: Transaction | None = kept[1]
-        else:
-            try:
-                txn = await self._store.get_transaction(transactional_id)
-            except StorageError as error:
-                raise _Refusal(_unavailable(error)) from error
-            self._keep(txn, fence.epoch)
-        if txn is not None and txn.state in PREPARED:
-            self._complete_later(txn, fence)  # decided, maybe with nobody completing it
+            if kept[1].state in PREPARED:  # its completion may have given up (a lapsed hold)
+                self._complete_later(kept[1], fence)
+            return kept[1]
+        try:
+            txn = await self._store.get_transaction(transactional_id)
+        except StorageError as error:
+            raise _Refusal(_unavailable(error)) from error
+        self._keep(txn, fence.epoch)
+        if txn is not None and txn.state in PREPARED:  # decided under an earlier holder
+            self._complete_later(txn, fence)
         return txn
 
     def _existing(self, txn: Transaction | None, transactional_id: str) -> Transaction:
@@ -346,11 +381,13 @@ class TransactionCoordinator:
         except NotCoordinator as moved:
             self._open.pop(txn.transactional_id, None)
             return TxnAnswer(ErrorCode.NOT_COORDINATOR, str(moved))
-        except StorageError as error:  # the outcome may be unknown: read it again next time
+        except StorageError as error:
+            # The write may have happened (an unknown outcome): read the id again at its next
+            # request, and the whole slot at the next round, so that a transaction left open
+            # or decided by it still times out or completes if its producer never comes back.
             self._open.pop(txn.transactional_id, None)
-            self._unsure.add(txn.transactional_id)
+            self._recovered.pop(fence.slot, None)
             return _unavailable(error)
-        self._unsure.discard(txn.transactional_id)
         self._keep(txn, fence.epoch)
         if txn.state in PREPARED:
             self._complete_later(txn, fence)
@@ -378,16 +415,19 @@ class TransactionCoordinator:
         """Write the decided transaction's markers, then complete it, in a task of its own
         (one per id; its failure, our own bug, fails the agent)."""
         running = self._completions.get(txn.transactional_id)
-        if running is not None and not running.done():
-            return
+        if running is not None and not running[1].done():
+            if running[0] == fence.epoch:
+                return
+            running[1].cancel()  # kept from an earlier hold of the slot: this one takes over
         task = asyncio.get_running_loop().create_task(
             self._complete(txn, fence), name=f"txn-complete-{txn.transactional_id}"
         )
-        self._completions[txn.transactional_id] = task
+        self._completions[txn.transactional_id] = (fence.epoch, task)
         task.add_done_callback(lambda done: self._completion_ended(txn.transactional_id, done))
 
     def _completion_ended(self, transactional_id: str, task: asyncio.Task[None]) -> None:
-        if self._completions.get(transactional_id) is task:
+        running = self._completions.get(transactional_id)
+        if running is not None and running[1] is task:
             del self._completions[transactional_id]
         if not task.cancelled() and (error := task.exception()) is not None:
             self._failure.report(error, task.get_name())
@@ -397,18 +437,13 @@ class TransactionCoordinator:
             return self._slots.fence(txn.transactional_id) == fence
 
         marker = TxnMarker(txn.producer_id, txn.producer_epoch, txn.committing, fence.epoch)
-        written = await asyncio.gather(
-            *(
-                self._markers.deliver(tp, marker, still_coordinating)
-                for tp in sorted(txn.partitions)
-            )
-        )
-        if not all(written):
+        if not await self._markers.deliver(txn.partitions, marker, still_coordinating):
             # the slot moved on, and its next holder completes the transaction; or this
             # agent's hold lapsed a while (its lease's local deadline passed before a
             # renewal): then, holding it again at the same epoch, it reads the slot again
             self._recovered.pop(fence.slot, None)
             return
+        self.stats.markers_written += len(txn.partitions)
         backoff_ms = FIRST_BACKOFF_MS
         while still_coordinating():
             async with self._locked(txn.transactional_id):
@@ -421,6 +456,10 @@ class TransactionCoordinator:
                     log.warning("completing %s failed: %s", txn.transactional_id, error)
                 else:
                     self._keep(done, fence.epoch)
+                    if done.committing:
+                        self.stats.committed += 1
+                    else:
+                        self.stats.aborted += 1
                     return
             await self._clock.sleep_ms(backoff_ms)
             backoff_ms = min(backoff_ms * 2, self._settings.txn_marker_backoff_ms_max)
@@ -429,27 +468,30 @@ class TransactionCoordinator:
     # --- timeouts and recovery ---------------------------------------------------------------
 
     async def _run_checks(self) -> None:
+        expiry_due_ms = self._clock.monotonic_ms()
         while True:
             await self._clock.sleep_ms(self._settings.transaction_check_interval_ms)
             await self.check()
+            if self._clock.monotonic_ms() >= expiry_due_ms:
+                await self.expire_ids()
+                expiry_due_ms += self._settings.transaction_expiry_check_interval_ms
 
     async def check(self) -> None:
         """One round: recover the slots taken since the last one, abort expired ones."""
         with contextlib.suppress(StorageError):  # the store is down: the next round
             await self._recover_taken_slots()
-        await self._read_unsure()
         await self._abort_expired()
 
-    async def _read_unsure(self) -> None:
-        """Read again the transactions whose last write had an unknown outcome (`_load`
-        tracks an open one and completes a decided one); forget those coordinated elsewhere."""
-        for transactional_id in sorted(self._unsure):
-            if self._slots.fence(transactional_id) is None:
-                self._unsure.discard(transactional_id)
-                continue
-            with contextlib.suppress(_Refusal):
-                async with self._held(transactional_id):
-                    self._unsure.discard(transactional_id)
+    async def expire_ids(self) -> int:
+        """Forget the transactional ids of the held slots idle for
+        transactional_id_expiration_ms (bounds what the store keeps); returns how many."""
+        updated_before_ms = self._clock.now_ms() - self._settings.transactional_id_expiration_ms
+        expired = 0
+        for slot, epoch in sorted(self._slots.held().items()):
+            with contextlib.suppress(StorageError, NotCoordinator):  # the next round
+                fence = CoordinatorFence(slot, epoch)
+                expired += await self._store.expire_transactions(fence, updated_before_ms)
+        return expired
 
     async def _recover_taken_slots(self) -> None:
         held = self._slots.held()
@@ -460,10 +502,10 @@ class TransactionCoordinator:
             if self._recovered.get(slot) == epoch:
                 continue
             for txn in await self._store.list_transactions(slot):
-                if txn.state in OPEN_STATES and txn.transactional_id not in self._locks:
+                if txn.transactional_id not in self._locks:  # else its request reads it
                     self._keep(txn, epoch)
-                    if txn.state in PREPARED:
-                        self._complete_later(txn, CoordinatorFence(slot, epoch))
+                if txn.state in PREPARED:
+                    self._complete_later(txn, CoordinatorFence(slot, epoch))
             self._recovered[slot] = epoch
 
     async def _abort_expired(self) -> None:
@@ -483,6 +525,7 @@ class TransactionCoordinator:
                         # stamped no earlier than its timeout by the wall clock it began on
                         now_ms = max(self._clock.now_ms(), txn.start_ms + txn.timeout_ms + 1)
                         await self._apply(Moved(txn_state.abort_expired(txn, now_ms)), fence)
+                        self.stats.timed_out += 1
 
     def _expired(self, txn: Transaction) -> bool:
         """Whether an Ongoing transaction is past its timeout, by this agent's monotonic

@@ -64,7 +64,7 @@ class Transaction:
     timeout_ms: int
     partitions: frozenset[TopicPartition] = frozenset()
     groups: frozenset[str] = frozenset()
-    start_ms: int = NO_START_MS  # wall time the open transaction began
+    start_ms: int = NO_START_MS  # wall time the last transaction began (none while Empty)
     update_ms: int = NO_START_MS  # wall time of the last transition
     # the epoch before the last bump: KIP-360's InitProducerId may name it (a retry, or the
     # producer of a transaction that timed out), as Kafka's lastProducerEpoch
@@ -158,7 +158,8 @@ def reinit(
         bumped = txn.moved(
             S.EMPTY, now_ms, producer_epoch=txn.producer_epoch + 1, prior_epoch=txn.producer_epoch
         )
-    return Moved(replace(bumped, timeout_ms=timeout_ms, partitions=frozenset(), groups=frozenset()))
+    emptied = replace(bumped, partitions=frozenset(), groups=frozenset(), start_ms=NO_START_MS)
+    return Moved(replace(emptied, timeout_ms=timeout_ms))
 
 
 def needs_fresh_producer_id(txn: Transaction) -> bool:
@@ -283,10 +284,11 @@ def end(
 
 
 def complete(txn: Transaction, now_ms: int) -> Transaction:
-    """Every marker is written: CompleteCommit or CompleteAbort, the transaction closed."""
+    """Every marker is written: CompleteCommit or CompleteAbort, the transaction closed (its
+    partitions and start time stay for DescribeTransactions, as Kafka keeps them)."""
     assert txn.state in PREPARED, txn
     state = S.COMPLETE_COMMIT if txn.state is S.PREPARE_COMMIT else S.COMPLETE_ABORT
-    return txn.moved(state, now_ms, start_ms=NO_START_MS)
+    return txn.moved(state, now_ms)
 
 
 def _completing(txn: Transaction) -> Refused:

@@ -36,6 +36,13 @@ class TransactionStore(ABC):
         (abort)."""
 
     @abstractmethod
+    async def expire_transactions(self, fence: CoordinatorFence, updated_before_ms: int) -> int:
+        """Forget the transactional ids of the fence's slot that are not in a transaction
+        (Empty, CompleteCommit, CompleteAbort) and were last updated before
+        `updated_before_ms` (Kafka's transactional.id.expiration.ms); returns how many.
+        Raises NotCoordinator, deleting nothing, when the slot moved on."""
+
+    @abstractmethod
     async def commit_pending_offsets(
         self,
         group_id: str,

@@ -228,18 +228,26 @@ async def offset_fetch(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     groups = getattr(body, "groups", None)
     if groups is None:  # v1-v7: one group, answered at the top level
-        error, found = await _fetch_group(ctx, body.group_id, body.topics)
+        error, found = await _fetch_group(ctx, body.group_id, body.topics, _stable(body))
         await pace(ctx, error)
         return done({"throttle_time": 0, "error_code": error, "topics": found})
     answers = []
     for group in groups:
-        error, found = await _fetch_group(ctx, group.group_id, group.topics)
+        error, found = await _fetch_group(ctx, group.group_id, group.topics, _stable(body))
         await pace(ctx, error)
         answers.append({"group_id": group.group_id, "error_code": error, "topics": found})
     return done({"throttle_time": 0, "groups": answers})
 
 
-async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[int, list[Values]]:
+def _stable(body: Any) -> bool:
+    """OffsetFetch v7+'s require_stable (KIP-447): offsets pending in an open transaction
+    are answered UNSTABLE_OFFSET_COMMIT, which the client retries, until it ends."""
+    return bool(getattr(body, "require_stable", False))
+
+
+async def _fetch_group(
+    ctx: KafkaContext, group_id: str, topics: Any, require_stable: bool
+) -> tuple[int, list[Values]]:
     """The group's error code and its committed offsets by topic. A failed read is also
     answered on every requested partition: clients that read only partition errors
     (aiokafka) must not take it for "no committed offset" and reset their position."""
@@ -248,12 +256,19 @@ async def _fetch_group(ctx: KafkaContext, group_id: str, topics: Any) -> tuple[i
         wanted = [TopicPartition(t.name, index) for t in topics for index in t.partition_indexes]
     try:
         committed = await ctx.groups.fetch_offsets(group_id, wanted)
+        unstable = await ctx.groups.pending_partitions(group_id) if require_stable else set()
     except StreamHouseError as error:
         code = retriable_code(error)
         failed = [_fetched(tp.partition, None, code) for tp in wanted or []]
         return int(code), _by_topic(wanted or [], failed)
     wanted = sorted(committed) if wanted is None else wanted  # None: every one it has
-    return 0, _by_topic(wanted, [_fetched(tp.partition, committed.get(tp)) for tp in wanted])
+    answers = [
+        _fetched(tp.partition, None, ErrorCode.UNSTABLE_OFFSET_COMMIT)
+        if tp in unstable
+        else _fetched(tp.partition, committed.get(tp))
+        for tp in wanted
+    ]
+    return 0, _by_topic(wanted, answers)
 
 
 def retriable_code(error: StreamHouseError) -> ErrorCode:

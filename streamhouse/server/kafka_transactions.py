@@ -8,6 +8,7 @@ through marker delivery. Handlers only translate: the rules live in the engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -187,8 +188,10 @@ async def txn_offset_commit(ctx: KafkaContext, request: Request) -> Completion:
 
 
 async def write_txn_markers(ctx: KafkaContext, request: Request) -> Completion:
+    """Every marker into every partition named, all at once: each waits to be durable (a
+    flush interval), which one at a time would add up."""
     body: Any = request.body
-    results = []
+    writes = []
     for wanted in body.markers:
         marker = TxnMarker(
             wanted.producer_id,
@@ -196,15 +199,26 @@ async def write_txn_markers(ctx: KafkaContext, request: Request) -> Completion:
             bool(wanted.transaction_result),
             wanted.coordinator_epoch,
         )
-        topics = []
         for topic in wanted.topics:
-            parts = []
             for index in topic.partition_indexes:
-                tp = TopicPartition(topic.name, index)
-                code = await ctx.markers.write_here(tp, marker)
-                parts.append({"partition_index": index, "error_code": code})
-            topics.append({"name": topic.name, "partitions": parts})
-        results.append({"producer_id": wanted.producer_id, "topics": topics})
+                writes.append(ctx.markers.write_here(TopicPartition(topic.name, index), marker))
+    codes = iter(await asyncio.gather(*writes))
+    results = [
+        {
+            "producer_id": wanted.producer_id,
+            "topics": [
+                {
+                    "name": topic.name,
+                    "partitions": [
+                        {"partition_index": index, "error_code": next(codes)}
+                        for index in topic.partition_indexes
+                    ],
+                }
+                for topic in wanted.topics
+            ],
+        }
+        for wanted in body.markers
+    ]
     return done({"markers": results})
 
 
@@ -275,7 +289,8 @@ async def list_transactions(ctx: KafkaContext, request: Request) -> Completion:
         for txn in listed
         if (not state_filters or txn.state.value in state_filters)
         and (not producer_filters or txn.producer_id in producer_filters)
-        and (duration_ms < 0 or (txn.start_ms >= 0 and now_ms - txn.start_ms >= duration_ms))
+        # Kafka's rule, start time -1 (Empty) included: longer than the filter since it began
+        and (duration_ms < 0 or now_ms - txn.start_ms > duration_ms)
     ]
     return done(
         {

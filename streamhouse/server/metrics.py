@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
 
 PREFIX = "streamhouse"
@@ -20,6 +21,8 @@ class AgentGauges:
     """Point-in-time values the collector cannot read from the log store itself."""
 
     kafka_connections: int
+    transactions_open: int = 0  # coordinated here: Ongoing or being completed
+    transactions_completing: int = 0  # decided, markers being written
 
 
 class AgentCollector(Collector):
@@ -27,17 +30,23 @@ class AgentCollector(Collector):
     into metric families."""
 
     def __init__(
-        self, log: LogStore, gauges: Callable[[], AgentGauges], kafka: ListenerStats
+        self,
+        log: LogStore,
+        gauges: Callable[[], AgentGauges],
+        kafka: ListenerStats,
+        transactions: TransactionStats | None = None,
     ) -> None:
         self._log = log
         self._gauges = gauges
         self._kafka = kafka
+        self._transactions = transactions or TransactionStats()
 
     def collect(self) -> Iterator[Metric]:
         yield from _counters("wal", asdict(self._log.wal.stats))
         yield from _counters("flush", asdict(self._log.flusher.stats))
         yield from _counters("recovery", asdict(self._log.recovery))
         yield from _counters("kafka", asdict(self._kafka))
+        yield from _counters("transactions", asdict(self._transactions))
         led = self._log.led_partitions()
         slots = sum(1 for tp in led if is_internal(tp.topic))
         yield _gauge(
@@ -53,8 +62,19 @@ class AgentCollector(Collector):
             "Bytes appended and not yet in a committed object.",
             self._log.flusher.pending_bytes,
         )
+        gauges = self._gauges()
         yield _gauge(
-            "kafka_connections", "Open Kafka client connections.", self._gauges().kafka_connections
+            "kafka_connections", "Open Kafka client connections.", gauges.kafka_connections
+        )
+        yield _gauge(
+            "transactions_open",
+            "Open transactions this agent coordinates (Ongoing or being completed).",
+            gauges.transactions_open,
+        )
+        yield _gauge(
+            "transactions_completing",
+            "Decided transactions whose markers are being written.",
+            gauges.transactions_completing,
         )
 
 
@@ -70,9 +90,12 @@ def _gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
 
 
 def agent_registry(
-    log: LogStore, gauges: Callable[[], AgentGauges], kafka: ListenerStats
+    log: LogStore,
+    gauges: Callable[[], AgentGauges],
+    kafka: ListenerStats,
+    transactions: TransactionStats | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges, kafka))
+    registry.register(AgentCollector(log, gauges, kafka, transactions))
     return registry

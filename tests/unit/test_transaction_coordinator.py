@@ -13,7 +13,7 @@ import pytest
 
 from sim.clock import DEFAULT_START_WALL_MS, VirtualClock
 from sim.disk import SimDisk
-from sim.metadata import SimMetadataStore
+from sim.metadata import MetadataFaults, SimMetadataStore
 from sim.object_store import SimObjectStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
@@ -23,11 +23,10 @@ from streamhouse.engine.groups import Committer, GroupCoordinator, OffsetToCommi
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
-from streamhouse.errors import ErrorCode, MetadataUnknownOutcome, NotLeader
+from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka.control_records import TxnMarker
-from streamhouse.log.txn_state import Transaction, TxnState
+from streamhouse.log.txn_state import TxnState
 from streamhouse.names import TopicPartition
-from streamhouse.ports.transactions import CoordinatorFence
 from streamhouse.ports.txn_markers import MarkerSender
 from tests.unit.log_world import one_store_log
 
@@ -83,7 +82,7 @@ class World:
         self.objects = SimObjectStore(None, self.rng.fork("objects"))
         self.markers = RecordingMarkers()
 
-    async def agent(self, agent_id: str, store: object = None) -> Agent:
+    async def agent(self, agent_id: str) -> Agent:
         await ensure_coordinator_slots(self.metadata, self.clock.now_ms())
         if await self.metadata.get_topic(TP0.topic) is None:
             await self.metadata.create_topic(TP0.topic, 2, {}, self.clock.now_ms())
@@ -110,7 +109,7 @@ class World:
         txns = TransactionCoordinator(
             SETTINGS,
             self.clock,
-            store=store or self.metadata,  # type: ignore[arg-type]
+            store=self.metadata,
             producers=self.metadata,
             topics=self.metadata,
             slots=slots,
@@ -155,14 +154,18 @@ def test_a_transaction_with_offsets_commits_and_writes_its_markers() -> None:
         unchecked = Committer(-1, "", None, unchecked=True)
         assert await a.groups.commit_txn_offsets(GROUP, pid, unchecked, offsets) == {TP0: E.NONE}
         assert await world.metadata.fetch_offsets(GROUP) == {}  # pending until the decision
+        assert await a.groups.pending_partitions(GROUP) == {TP0}  # not stable (KIP-447)
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.NONE
         assert (await world.metadata.fetch_offsets(GROUP))[TP0].offset == 7
+        assert await a.groups.pending_partitions(GROUP) == set()
         await _wait_state(a, TxnState.COMPLETE_COMMIT)
         assert world.markers.written == [
             (TP0, TxnMarker(pid, 0, True, world_slot_epoch(a))),
             (TP1, TxnMarker(pid, 0, True, world_slot_epoch(a))),
         ]
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.NONE  # a retry
+        assert (a.txns.stats.committed, a.txns.stats.markers_written) == (1, 2)
+        assert (a.txns.open_count, a.txns.completing_count) == (0, 0)
         await a.txns.close()
 
     asyncio.run(main())
@@ -244,70 +247,41 @@ def test_only_the_slot_holder_coordinates_and_a_new_holder_completes_a_decided_c
     asyncio.run(main())
 
 
-class LosingOutcomes:
-    """The metadata store, losing the outcome of the writes `lose` names once each: the write
-    happens, then the call fails as if the connection died at commit."""
-
-    def __init__(self, store: SimMetadataStore) -> None:
-        self.store = store
-        self.lose: set[TxnState] = set()
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.store, name)
-
-    async def put_transaction(self, txn: Transaction, fence: CoordinatorFence) -> None:
-        await self.store.put_transaction(txn, fence)
-        if txn.state in self.lose:
-            self.lose.discard(txn.state)
-            raise MetadataUnknownOutcome("simulated: the write happened, its answer was lost")
-
-
-def test_a_timed_out_abort_whose_write_outcome_was_lost_still_completes() -> None:
-    """The timeout's PrepareAbort is stored but the coordinator hears a failure: the next
-    check round reads it again and completes it (before: it stayed PrepareAbort, and every
-    InitProducerId of the id answered CONCURRENT_TRANSACTIONS, for good)."""
-
+def test_an_idle_transactional_id_expires_and_starts_afresh() -> None:
     async def main() -> None:
         world = World()
-        losing = LosingOutcomes(world.metadata)
-        a = await world.agent("a", store=losing)
-        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
-        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
-        await a.txns.check()  # the slot's transactions were read when it was taken: before
-        world.clock.advance_ms(2 * TIMEOUT_MS)
+        a = await world.agent("a")
+        first = await a.txns.init_producer(TXN_ID, TIMEOUT_MS)
+        assert await a.txns.expire_ids() == 0  # not idle for long yet
+        world.clock.advance_ms(SETTINGS.transactional_id_expiration_ms + 1)
         await a.log.renew_leases()
-        losing.lose.add(TxnState.PREPARE_ABORT)
-        await a.txns.check()  # aborts on timeout; the outcome of its write is lost
-        assert (await a.txns.describe(TXN_ID)).state is TxnState.PREPARE_ABORT  # type: ignore[union-attr]
-        await a.txns.check()  # reads it again: completes it
-        await _wait_state(a, TxnState.COMPLETE_ABORT)
-        assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
-        assert (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).code is E.NONE
+        assert await a.txns.expire_ids() == 1
+        assert await world.metadata.get_transaction(TXN_ID) is None
+        again = await a.txns.init_producer(TXN_ID, TIMEOUT_MS)
+        assert again.producer_id != first.producer_id and again.producer_epoch == 0
         await a.txns.close()
 
     asyncio.run(main())
 
 
-def test_an_open_transaction_whose_write_outcome_was_lost_still_times_out() -> None:
-    """AddPartitionsToTxn's Ongoing is stored but the client hears a failure and goes away:
-    the coordinator reads it again and aborts it at its timeout (before: untracked, it stayed
-    open, holding the partition's last stable offset back, for good)."""
+def test_a_decision_whose_write_outcome_was_lost_still_completes() -> None:
+    """The store applied EndTxn's decision but the answer was lost (an unknown outcome): the
+    client is told to retry, and even if it never does, the next round completes it."""
 
     async def main() -> None:
         world = World()
-        losing = LosingOutcomes(world.metadata)
-        a = await world.agent("a", store=losing)
+        a = await world.agent("a")
         pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
-        await a.txns.check()  # the slot's transactions were read when it was taken: before
-        losing.lose.add(TxnState.ONGOING)
-        added = await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
-        assert added[TP0].code is E.COORDINATOR_LOAD_IN_PROGRESS
-        await a.txns.check()
-        world.clock.advance_ms(2 * TIMEOUT_MS)
-        await a.log.renew_leases()
-        await a.txns.check()
-        await _wait_state(a, TxnState.COMPLETE_ABORT)
-        assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
+        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        await a.txns.check()  # the slot is recovered once
+        world.metadata.faults = MetadataFaults(unknown_outcome_rate=1.0)
+        lost = await a.txns.end(TXN_ID, pid, 0, True)
+        world.metadata.faults = MetadataFaults()
+        assert lost.code is E.COORDINATOR_LOAD_IN_PROGRESS
+        assert world.markers.written == []
+        await a.txns.check()  # no retry from the client: the round reads the slot again
+        await _wait_state(a, TxnState.COMPLETE_COMMIT)
+        assert world.markers.written == [(TP0, TxnMarker(pid, 0, True, world_slot_epoch(a)))]
         await a.txns.close()
 
     asyncio.run(main())

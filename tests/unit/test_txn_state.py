@@ -4,6 +4,7 @@ every move is one the table allows and that epochs never go back."""
 
 from __future__ import annotations
 
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -19,6 +20,7 @@ from streamhouse.log.txn_state import (
     Unchanged,
 )
 from streamhouse.names import TopicPartition
+from tests.property_budget import examples
 
 S = TxnState
 TP0 = TopicPartition("orders", 0)
@@ -58,7 +60,7 @@ def test_a_transaction_begins_grows_commits_and_completes() -> None:
     txn = _moved(txn_state.end(txn, PID, 0, True, T0_MS + 4))
     assert txn.state is S.PREPARE_COMMIT
     done = txn_state.complete(txn, T0_MS + 5)
-    assert done.state is S.COMPLETE_COMMIT and done.start_ms == -1
+    assert done.state is S.COMPLETE_COMMIT and done.start_ms == T0_MS + 1
     # the next transaction starts afresh
     nxt = _moved(txn_state.add_partitions(done, PID, 0, frozenset({TP1}), T0_MS + 6))
     assert nxt.partitions == {TP1} and nxt.groups == frozenset() and nxt.start_ms == T0_MS + 6
@@ -193,8 +195,11 @@ class TransactionMachine(RuleBasedStateMachine):
         self._step(txn_state.reinit(self.txn, TIMEOUT_MS, self.now_ms, fresh))
 
     @invariant()
-    def open_transactions_have_a_start(self) -> None:
-        assert (self.txn.start_ms >= 0) == (self.txn.state in txn_state.OPEN_STATES)
+    def only_empty_transactions_have_no_start(self) -> None:
+        assert (self.txn.start_ms >= 0) == (self.txn.state is not S.EMPTY)
 
 
 TestTransactionMachine = TransactionMachine.TestCase
+TestTransactionMachine.settings = settings(
+    max_examples=examples(500), stateful_step_count=40, deadline=None
+)

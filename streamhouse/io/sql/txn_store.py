@@ -16,7 +16,7 @@ from streamhouse.io.sql.groups import check_coordinator, check_partitions_exist,
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import committed_offsets, transactions, txn_offsets
 from streamhouse.io.sql.transactions import SqlAdapter
-from streamhouse.log.txn_state import PREPARED, Transaction, TxnState
+from streamhouse.log.txn_state import OPEN_STATES, PREPARED, Transaction, TxnState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset, CoordinatorFence
 from streamhouse.ports.transactions import TransactionStore
@@ -33,6 +33,11 @@ class SqlTransactionStore(SqlAdapter, TransactionStore):
 
     async def put_transaction(self, txn: Transaction, fence: CoordinatorFence) -> None:
         await self._sql.write("put_transaction", _put_transaction, txn, fence)
+
+    async def expire_transactions(self, fence: CoordinatorFence, updated_before_ms: int) -> int:
+        return await self._sql.write(
+            "expire_transactions", _delete_expired, fence, updated_before_ms
+        )
 
     async def commit_pending_offsets(
         self,
@@ -112,6 +117,19 @@ def _settle_pending(conn: Connection, producer_id: int, commit: bool) -> None:
 
 
 _COMMITTED_COLUMNS = [column.name for column in committed_offsets.columns]
+
+
+def _delete_expired(conn: Connection, fence: CoordinatorFence, updated_before_ms: int) -> int:
+    check_coordinator(conn, f"the transactions of slot {fence.slot}", fence)
+    idle = [state.value for state in TxnState if state not in OPEN_STATES]
+    deleted = conn.execute(
+        delete(transactions).where(
+            transactions.c.slot == fence.slot.partition,
+            transactions.c.state.in_(idle),
+            transactions.c.update_ms < updated_before_ms,
+        )
+    )
+    return deleted.rowcount
 
 
 # ---------------------------------------------------------------- pending offsets

@@ -122,3 +122,28 @@ def test_deleting_a_topic_deletes_its_pending_offsets(store: MetadataStore) -> N
     run(store.commit_pending_offsets("billing", PRODUCER_ID, {TP0: committed(5)}))
     run(store.delete_topic("orders"))
     assert run(store.pending_offsets("billing")) == {}
+
+
+def test_idle_transactional_ids_of_the_slot_expire(store: MetadataStore) -> None:
+    fence = _slots(store)
+    other = run(store.acquire_lease(OTHER_SLOT, "agent-a", TTL_MS))
+    assert other is not None
+    old_ms, new_ms = T0_MS, T0_MS + 1_000
+    elsewhere = CoordinatorFence(OTHER_SLOT, other.epoch)
+    for transactional_id, state, update_ms, where in (
+        ("idle", TxnState.EMPTY, old_ms, fence),
+        ("done", TxnState.COMPLETE_COMMIT, old_ms, fence),
+        ("open", TxnState.ONGOING, old_ms, fence),  # in a transaction: kept
+        ("recent", TxnState.EMPTY, new_ms, fence),
+        ("other", TxnState.EMPTY, old_ms, elsewhere),  # another slot's
+    ):
+        txn = _txn(state, transactional_id=transactional_id, update_ms=update_ms)
+        run(store.put_transaction(txn, where))
+    assert run(store.expire_transactions(fence, new_ms)) == 2
+    remaining = [t.transactional_id for t in run(store.list_transactions())]
+    assert remaining == ["open", "other", "recent"]
+    run(store.release_lease(SLOT, "agent-a"))
+    assert run(store.acquire_lease(SLOT, "agent-b", TTL_MS)) is not None
+    with pytest.raises(NotCoordinator):
+        run(store.expire_transactions(fence, new_ms + 10**9))
+    assert len(run(store.list_transactions())) == 3
