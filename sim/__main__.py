@@ -39,10 +39,10 @@ ADDR_NO_RANDOMIZE = 0x0040000  # Linux personality flag
 PERSONALITY_QUERY = 0xFFFFFFFF
 # the profile names, kept here too: sim.options is heavy, imported after any re-exec
 DEFAULT_PROFILE = "default"
-PROFILES = (DEFAULT_PROFILE, "cluster")
+PROFILES = (DEFAULT_PROFILE, "cluster", "txn")
 PROFILE_HELP = (
-    "which options seeds draw: default, or cluster (2+ agents, clock steps, pauses, store "
-    "failovers)"
+    "which options seeds draw: default, cluster (2+ agents, clock steps, pauses, store "
+    "failovers) or txn (transactional producers, read_committed readers, crashes)"
 )
 
 

@@ -49,6 +49,7 @@ EPOCH_AT = 12  # partitionLeaderEpoch, int32
 MAGIC_AT = 16
 CONTROL_TYPES = {0: CONTROL_ABORT, 1: CONTROL_COMMIT}
 READ_UNCOMMITTED = 0
+READ_COMMITTED = 1
 NO_VALUE = -1
 
 _WATCHED: weakref.WeakKeyDictionary[Any, Watcher] = weakref.WeakKeyDictionary()
@@ -95,7 +96,7 @@ class Watcher:
                     self._commits[(request._consumer_group, topic, partition)] = sent_as
 
     def _fetched(self, node_id: int, request: Any, response: Any, requested_us: int) -> None:
-        assert request._isolation_level == READ_UNCOMMITTED, "read_committed is not captured"
+        read_committed = request._isolation_level == READ_COMMITTED
         offsets = {
             (topic, partition): offset
             for topic, partitions in request.topics
@@ -111,7 +112,10 @@ class Watcher:
                     where = (self.name, topic, partition, fetch_offset, error_code, agent)
                     self.record(FetchFailed(now_us, requested_us, *where))
                     continue
-                records, next_offset = observed_records(rest[-1], fetch_offset)
+                # v4: lso, aborted, records; v5+: lso, log start, aborted, (v11+: preferred
+                # read replica,) records
+                aborted = (rest[2 if version >= 5 else 1] or []) if read_committed else None
+                records, next_offset = observed_records(rest[-1], fetch_offset, aborted)
                 fetch = FetchObserved(
                     now_us,
                     requested_us,
@@ -120,6 +124,7 @@ class Watcher:
                     partition,
                     fetch_offset,
                     records,
+                    read_committed=read_committed,
                     next_offset=next_offset,
                     high_watermark=high_watermark,
                     last_stable_offset=_known(rest[0]) if version >= 4 else None,
@@ -134,18 +139,53 @@ def _known(value: int) -> int | None:
 
 
 def observed_records(
-    data: bytes | None, fetch_offset: int
+    data: bytes | None, fetch_offset: int, aborted: list[tuple[int, int]] | None = None
 ) -> tuple[tuple[ObservedRecord, ...], int]:
     """The records of a Fetch answer's record set at or after `fetch_offset` (control records
-    too), each with its batch's leader epoch and producer, and the position after them."""
+    too), each with its batch's leader epoch and producer, and the position after them.
+
+    `aborted` is the answer's aborted-transaction list (producer id, first offset) of a
+    read_committed fetch: the data batches it names are left out as the client leaves them
+    out (`_Aborted`, aiokafka's rule), so the records are those a read_committed consumer
+    delivers, and the control records."""
     observed: list[ObservedRecord] = []
     position = fetch_offset
+    skipping = None if aborted is None else _Aborted(aborted)
     for epoch, batch in _batches(data or b""):
-        for record in batch:
+        position = max(position, batch.next_offset)
+        records = list(batch)  # a batch iterates once
+        if skipping is not None and skipping.skips(batch, records):
+            continue
+        for record in records:
             if record.offset >= fetch_offset:
                 observed.append(_observed(batch, epoch, record))
-        position = max(position, batch.next_offset)
     return tuple(observed), position
+
+
+class _Aborted:
+    """Which batches a read_committed Kafka client drops, batch by batch in log order: a
+    transactional batch of a producer whose aborted transaction (from the answer's list)
+    began at or below it, until that producer's ABORT marker (aiokafka's PartitionRecords;
+    the Java client's rule)."""
+
+    def __init__(self, aborted: list[tuple[int, int]]) -> None:
+        self._pending = sorted(aborted, key=lambda entry: entry[1])
+        self._producers: set[int] = set()
+
+    def skips(self, batch: Any, records: list[Any]) -> bool:
+        while self._pending and self._pending[0][1] <= batch.base_offset:
+            self._producers.add(self._pending.pop(0)[0])
+        if batch.is_control_batch:
+            if records and _control_type(records[0]) == CONTROL_ABORT:
+                self._producers.discard(batch.producer_id)
+            return False
+        return bool(batch.is_transactional) and batch.producer_id in self._producers
+
+
+def _control_type(record: Any) -> str:
+    """The marker kind of a control record (from its key: version, then type)."""
+    assert record.key is not None
+    return CONTROL_TYPES[struct.unpack_from(">h", bytes(record.key), 2)[0]]
 
 
 def _batches(data: bytes) -> Iterator[tuple[int, Any]]:
@@ -169,8 +209,7 @@ def _observed(batch: Any, epoch: int, record: Any) -> ObservedRecord:
     value = None if record.value is None else bytes(record.value)
     control = None
     if batch.is_control_batch:
-        assert key is not None
-        control = CONTROL_TYPES[struct.unpack_from(">h", key, 2)[0]]
+        control = _control_type(record)
         key = value = None
     sequence = NO_VALUE
     if batch.base_sequence >= 0:

@@ -214,6 +214,35 @@ class TxnEnded:
 
 
 @dataclass(frozen=True)
+class TxnProducerStarted:
+    """`client`, one transactional producer instance, had its InitProducerId for
+    `transactional_id` answered (asked at `requested_us`). An instance of the id started
+    before it is fenced from then on: a transaction it asks to commit later must not commit."""
+
+    at_us: int
+    requested_us: int
+    client: str
+    transactional_id: str
+
+
+@dataclass(frozen=True)
+class TxnRead:
+    """A consume-transform-produce step: `client` read `topic`/`partition` offsets
+    [`first_offset`, `next_offset`) as a member of `group` and put what it made of them, and
+    the group's offset `next_offset` for the partition, into the workload's transaction
+    `txn`. A committed transaction has processed that read exactly once."""
+
+    at_us: int
+    client: str
+    txn: int
+    group: str
+    topic: str
+    partition: int
+    first_offset: int
+    next_offset: int
+
+
+@dataclass(frozen=True)
 class TopicPartition:
     """A partition of a topic, as assignments name them."""
 
@@ -319,6 +348,8 @@ Event = (
     | FetchFailed
     | ScanCompleted
     | TxnEnded
+    | TxnProducerStarted
+    | TxnRead
     | GroupGeneration
     | OffsetCommitted
     | OffsetReset
@@ -338,6 +369,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FetchFailed,
         ScanCompleted,
         TxnEnded,
+        TxnProducerStarted,
+        TxnRead,
         GroupGeneration,
         OffsetCommitted,
         OffsetReset,

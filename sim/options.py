@@ -58,7 +58,18 @@ STORE_FAILOVER = "store_failover"
 # faults they exist for), with a few more nemeses of any kind.
 DEFAULT_PROFILE = "default"
 CLUSTER_PROFILE = "cluster"
-PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE)
+# "txn" adds transactional clients (F8) to the default options: transactional producers,
+# read_committed readers, sometimes a consume-transform-produce client, on 1 to 3 agents,
+# with a crash and restart in every run (the transaction coordinator's agent, with one
+# agent) and, with several, sometimes a pause past the lease (coordinator slots move), and
+# sometimes a store failover (the coordinators' state is in the metadata store); a quarter
+# of them get two more crashes, a pause, a store failover and a clock step on top.
+TXN_PROFILE = "txn"
+TXN_STORE_FAILOVER_RATE = 0.3
+# a quarter of the txn seeds get more of everything on top
+TXN_HARD_RATE = 0.25
+TXN_HARD = (CRASH, CRASH, PAUSE, STORE_FAILOVER, CLOCK_STEP)
+PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -93,6 +104,24 @@ class WorkloadOptions:
 
 
 @dataclass(frozen=True)
+class TxnOptions:
+    """The transactional clients of a run (the txn profile; `sim.txn_workload`)."""
+
+    producers: int = 2
+    txns_per_producer: int = 6
+    records_per_txn_max: int = 4
+    txn_interval_ms: int = 100  # between one transaction's end and the next one's start
+    abort_rate: float = 0.3
+    readers: int = 1  # read_committed readers of the topic during the safety phase
+    reader_polls: int = 20
+    transformers: int = 0  # consume-transform-produce clients (0 or 1: one group)
+    transformer_polls: int = 20
+    timeout_ms: int = 10_000  # transaction.timeout.ms: a hanging one is aborted after it
+    output_topic: str = "sim-out"
+    group: str = "sim-ctp"
+
+
+@dataclass(frozen=True)
 class SimOptions:
     seed: int
     cluster: ClusterOptions
@@ -102,6 +131,7 @@ class SimOptions:
     safety_ms: int
     liveness_bound_ms: int
     profile: str = DEFAULT_PROFILE
+    txn: TxnOptions | None = None
 
     def describe(self) -> str:
         """Every option on one line: what `python -m sim run` prints first."""
@@ -131,6 +161,8 @@ class SimOptions:
             f"workload={_short(self.workload)}",
             "nemeses=[" + ", ".join(_nemesis(n) for n in self.nemeses) + "]",
         ]
+        if self.txn is not None:  # older runs: none
+            parts.insert(-1, f"txn={_short(self.txn)}")
         cluster = self.cluster
         if cluster.store_clock_offset_ms or cluster.store_clock_drift_ppm:  # older runs: none
             offset_ms, drift_ppm = cluster.store_clock_offset_ms, cluster.store_clock_drift_ppm
@@ -155,7 +187,46 @@ def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
     options = _draw_default(seed)
     if profile == CLUSTER_PROFILE:
         return _clustered(options, SeededRng(seed).fork("cluster-profile"))
+    if profile == TXN_PROFILE:
+        return _transactional(options, SeededRng(seed).fork("txn-profile"))
     return options
+
+
+def _transactional(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """`options` with transactional clients, 1 to 3 agents and a crash and restart at least
+    (with several agents, sometimes a pause past the lease too)."""
+    agents = rng.randint(1, AGENTS_MAX)
+    txn = TxnOptions(
+        producers=rng.randint(1, 3),
+        txns_per_producer=rng.randint(3, 8),
+        records_per_txn_max=rng.randint(1, 5),
+        txn_interval_ms=_pick(rng, (10, 100, 300)),
+        abort_rate=_pick(rng, (0.0, 0.2, 0.5)),
+        readers=rng.randint(0, 2),
+        reader_polls=rng.randint(5, 20),
+        transformers=int(rng.chance(0.5)),
+        transformer_polls=rng.randint(5, 20),
+        timeout_ms=_pick(rng, (5_000, 10_000, 20_000)),
+    )
+    lease_ttl_ms = options.cluster.settings.lease_ttl_ms
+    safety_ms = options.safety_ms + txn.txns_per_producer * txn.txn_interval_ms
+    kinds = [CRASH]
+    if agents > 1 and rng.chance(0.5):
+        kinds.append(PAUSE)
+    kinds += [_pick(rng, NEMESIS_KINDS) for _ in range(rng.randint(0, 2))]
+    drawn = [_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms) for kind in kinds]
+    if rng.chance(TXN_STORE_FAILOVER_RATE):  # the coordinators' state is in the store
+        drawn.append(_draw_nemesis(rng, STORE_FAILOVER, agents, safety_ms, lease_ttl_ms))
+    if rng.chance(TXN_HARD_RATE):
+        drawn += [_draw_nemesis(rng, kind, agents, safety_ms, lease_ttl_ms) for kind in TXN_HARD]
+    return dataclasses.replace(
+        options,
+        cluster=dataclasses.replace(options.cluster, agents=agents),
+        nemeses=tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind))),
+        safety_ms=safety_ms,
+        profile=TXN_PROFILE,
+        txn=txn,
+    )
 
 
 def _clustered(options: SimOptions, rng: SeededRng) -> SimOptions:
@@ -329,4 +400,5 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
         safety_ms=int(raw["safety_ms"]),
         liveness_bound_ms=int(raw["liveness_bound_ms"]),
         profile=str(raw.get("profile", DEFAULT_PROFILE)),
+        txn=None if raw.get("txn") is None else TxnOptions(**raw["txn"]),
     )

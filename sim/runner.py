@@ -66,12 +66,14 @@ from sim.options import (
 from sim.pins import pinned_aiokafka
 from sim.rng import SeededRng
 from sim.trace import Trace
+from sim.txn_workload import TxnClients
 from sim.verdict import EXIT_CRASH, exit_code
 from sim.workload import Clients
 
 GROUP = "sim-group"
 SAFETY_GRACE_MS = 120_000  # after the nemesis, clients still running are stopped
 LIVENESS_MEMBER_POLLS = 16
+LIVENESS_TXN_TRIES = 3  # transactions a fresh transactional producer tries after healing
 
 
 @dataclass
@@ -171,19 +173,26 @@ async def _phases(
         first.host, first.running.admin.create_topic(workload.topic, workload.partitions), "topic"
     )
     history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
+    if options.txn is not None and options.txn.transformers:
+        output = options.txn.output_topic
+        await cluster.spawn(
+            first.host, first.running.admin.create_topic(output, workload.partitions), "topic"
+        )
+        history.append(TopicCreated(cluster.now_us(), "admin", output, workload.partitions))
     cluster.arm_faults()
     bootstrap = ",".join(f"{agent.host}:{agent.settings.kafka_port}" for agent in cluster.agents)
     clients = Clients(history, cluster.now_us, bootstrap, workload.topic, workload.partitions)
+    txns = None if options.txn is None else TxnClients(clients, options.txn)
     with pinned_aiokafka(LoopClock(loop), rng.fork("clients")), captured_aiokafka():
         history.append(PhaseStarted(cluster.now_us(), PHASE_SAFETY))
-        await _safety(cluster, clients, options, outcome)
+        await _safety(cluster, clients, options, outcome, _txn_runs(txns, rng.fork("txn")))
         cluster.heal_faults()
         await cluster.restart_down_agents()
         heal_ms = cluster.clock.monotonic_ms()
         history.append(PhaseStarted(cluster.now_us(), PHASE_LIVENESS))
         try:
             await asyncio.wait_for(
-                _liveness(cluster, clients, options, violations),
+                _liveness(cluster, clients, options, violations, txns),
                 options.liveness_bound_ms / 1000,
             )
         except TimeoutError:
@@ -194,8 +203,32 @@ async def _phases(
     await cluster.close()
 
 
+def _txn_runs(
+    txns: TxnClients | None, rng: SeededRng
+) -> list[tuple[str, Coroutine[Any, Any, Any]]]:
+    """The transactional clients of the safety phase (the txn profile), by name."""
+    if txns is None:
+        return []
+    txn = txns.options
+    runs: list[tuple[str, Coroutine[Any, Any, Any]]] = []
+    for number in range(1, txn.producers + 1):
+        name = f"txn-producer-{number}"
+        runs.append((name, txns.producer(name, rng.fork(name))))
+    for number in range(1, txn.readers + 1):
+        name = f"rc-reader-{number}"
+        runs.append((name, txns.clients.reader(name, txn.reader_polls)))
+    for number in range(1, txn.transformers + 1):
+        name = f"transformer-{number}"
+        runs.append((name, txns.transformer(name, txn.transformer_polls, rng.fork(name))))
+    return runs
+
+
 async def _safety(
-    cluster: SimCluster, clients: Clients, options: SimOptions, outcome: RunOutcome
+    cluster: SimCluster,
+    clients: Clients,
+    options: SimOptions,
+    outcome: RunOutcome,
+    more: list[tuple[str, Coroutine[Any, Any, Any]]],
 ) -> None:
     workload = options.workload
     tasks: list[asyncio.Task[Any]] = []
@@ -209,6 +242,7 @@ async def _safety(
     for name in members:
         run = clients.member(name, GROUP, workload.member_polls)
         tasks.append(_client_task(cluster, name, run))
+    tasks += [_client_task(cluster, name, run) for name, run in more]
     nemesis = asyncio.ensure_future(_nemesis(cluster, clients, options, members))
     bound_s = (options.safety_ms + SAFETY_GRACE_MS) / 1000
     _, pending = await asyncio.wait([*tasks, nemesis], timeout=bound_s)
@@ -313,7 +347,11 @@ async def _restart(cluster: SimCluster, agent: SimAgent, wipe: bool) -> None:
 
 
 async def _liveness(
-    cluster: SimCluster, clients: Clients, options: SimOptions, violations: list[Violation]
+    cluster: SimCluster,
+    clients: Clients,
+    options: SimOptions,
+    violations: list[Violation],
+    txns: TxnClients | None,
 ) -> None:
     workload = options.workload
     history = clients.history
@@ -342,9 +380,22 @@ async def _liveness(
         violations.append(
             Violation(LIVENESS, "the group never settled with every partition assigned")
         )
+    topics: tuple[str, ...] = ()
+    if txns is not None:
+        # a fresh transactional producer commits a transaction on the healed cluster
+        name, rng = "live-txn-producer", SeededRng(options.seed).fork("live-txn-producer")
+        for _ in range(LIVENESS_TXN_TRIES):
+            if await _on_own_host(cluster, name, txns.producer(name, rng, 1, aborts=False)):
+                break
+        else:
+            violations.append(Violation(LIVENESS, "no transaction committed after healing"))
+        topics = (workload.topic,)
+        if txns.options.transformers:
+            topics += (txns.options.output_topic,)
     history.append(PhaseStarted(cluster.now_us(), PHASE_FINAL))
     cluster.add_client_host("final-scan")
-    if not await _on_own_host(cluster, "final-scan", clients.scan("final-scan")):
+    scan = clients.scan("final-scan", topics, read_committed=txns is not None)
+    if not await _on_own_host(cluster, "final-scan", scan):
         violations.append(Violation(LIVENESS, "the final scan did not reach the high watermark"))
 
 

@@ -61,6 +61,29 @@ idempotence   An idempotent op (or a producer id/epoch/sequence) appears at one
 read_committed A read_committed fetch never delivers a data record of an aborted
               transaction, nor one whose transaction's end was requested after
               the fetch completed, nor any record at or above its LSO.
+torn_transactions A transaction is all or nothing for read_committed readers: a
+              read_committed fetch that took its reader past the offset of an
+              acked (acks=all) record of a committed transaction, asked for after
+              that ack, delivered it there; and a transaction of unknown outcome
+              is not delivered by one read_committed read and passed over by
+              another (across its partitions and readers, the final scan among
+              them).
+lost_committed Every record of a transaction whose commit was acknowledged is in
+              the final scan of its partition (unless below the scan's log start).
+last_stable_offset Within one span of one agent answering for a partition (no fault
+              on it, no lease of the partition moving; and one leader epoch where
+              the reader fetched with one), nobody is told a last stable offset
+              below one that agent told anybody before it asked. (A new leader may
+              start lower. LSO <= HW in each answer is the watermarks checker's.)
+exactly_once  A consume-transform-produce client's committed transactions (those of
+              unknown outcome resolved by what read_committed readers saw) read
+              each input record once: their reads of a partition for a group never
+              overlap, and no acked acks=all record visible to read_committed lies
+              between two of them unread.
+fenced_zombies A transactional producer instance fenced by a newer one of its
+              transactional id (whose InitProducerId was asked for after the older
+              one's was answered, and was answered) commits nothing it asks to
+              commit after that (told committed, or seen by a read_committed reader).
 no_phantoms   Every data record read was attempted by some producer, and not
               by an attempt that failed definitely.
 group_owners  In one generation of a group, each partition has one owner.
@@ -97,6 +120,13 @@ from sim.checkers.groups import check_group_offsets, check_group_owners
 from sim.checkers.index import LIVENESS, Violation
 from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
+from sim.checkers.transactions import (
+    check_exactly_once,
+    check_fenced_zombies,
+    check_last_stable_offset,
+    check_lost_committed,
+    check_torn_transactions,
+)
 from sim.checkers.well_formed import check_history
 from sim.history import PHASE_LIVENESS, History, PhaseStarted
 
@@ -109,6 +139,11 @@ SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
     check_watermarks,
     check_idempotence,
     check_read_committed,
+    check_torn_transactions,
+    check_lost_committed,
+    check_last_stable_offset,
+    check_exactly_once,
+    check_fenced_zombies,
     check_no_phantoms,
     check_group_owners,
     check_group_offsets,
@@ -135,15 +170,20 @@ __all__ = [
     "check_acked_durable",
     "check_acked_leader",
     "check_all",
+    "check_exactly_once",
+    "check_fenced_zombies",
     "check_final_reads",
     "check_group_offsets",
     "check_group_owners",
     "check_history",
     "check_idempotence",
+    "check_last_stable_offset",
     "check_liveness",
+    "check_lost_committed",
     "check_no_phantoms",
     "check_one_value",
     "check_read_committed",
     "check_reader_offsets",
+    "check_torn_transactions",
     "check_watermarks",
 ]

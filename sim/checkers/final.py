@@ -54,14 +54,8 @@ def check_final_reads(history: History) -> list[Violation]:
 def _scanned(index: HistoryIndex, scan: ScanCompleted) -> dict[int, tuple[Content, int | None]]:
     """What the scan read, by offset (the latest reading of each offset)."""
     read: dict[int, tuple[Content, int | None]] = {}
-    for fetch in index.fetches:
-        if (
-            fetch.client == scan.client
-            and (fetch.topic, fetch.partition) == (scan.topic, scan.partition)
-            and scan.requested_us <= fetch.requested_us
-            and fetch.at_us <= scan.at_us
-        ):
-            read.update((r.offset, (content_of(r), r.leader_epoch)) for r in fetch.records)
+    for fetch in index.scan_fetches(scan):
+        read.update((r.offset, (content_of(r), r.leader_epoch)) for r in fetch.records)
     return read
 
 

@@ -147,7 +147,7 @@ class HistoryIndex:
             epochs = [s.leader_epoch for s in read if s.content == mine]
             yield op, max((epoch for epoch in epochs if epoch is not None), default=None)
 
-    def _answerer(self, fetch: FetchObserved | FetchFailed) -> tuple[str, int, str, int] | None:
+    def answerer(self, fetch: FetchObserved | FetchFailed) -> tuple[str, int, str, int] | None:
         """Which agent answered `fetch`, and in which of its spans without a fault that may
         change its epoch for the partition (a fault on it, a lease of the partition moving,
         a fault on every agent), or None if unknown or such a fault fell while it was asked."""
@@ -173,7 +173,7 @@ class HistoryIndex:
     def _epochs_by_answerer(self) -> dict[tuple[str, int, str, int], int]:
         epochs: dict[tuple[str, int, str, int], int] = {}
         for fetch in self.fetches:
-            answerer, epoch = self._answerer(fetch), response_epoch(fetch)
+            answerer, epoch = self.answerer(fetch), response_epoch(fetch)
             if answerer is not None and epoch is not None:
                 epochs[answerer] = max(epoch, epochs.get(answerer, epoch))
         for answerer, epoch in self._epochs_taken():
@@ -196,9 +196,9 @@ class HistoryIndex:
     def answer_epoch(self, fetch: FetchObserved | FetchFailed) -> int | None:
         """The leader epoch `fetch` was answered in, or a lower bound of it: its own
         (`response_epoch`), or the highest batch epoch the same agent served for the
-        partition in the same span (`_answerer`): an agent's epoch changes only at a
+        partition in the same span (`answerer`): an agent's epoch changes only at a
         fault the simulator records (its lease moving, its restart, its disk lost)."""
-        answerer = self._answerer(fetch)
+        answerer = self.answerer(fetch)
         epochs = [response_epoch(fetch) if isinstance(fetch, FetchObserved) else None]
         if answerer is not None:
             epochs.append(self._answer_epochs.get(answerer))
@@ -253,6 +253,17 @@ class HistoryIndex:
         first = bisect.bisect_left(self.truncation_times_us, low_us)
         last = bisect.bisect_right(self.truncation_times_us, high_us)
         return any(fault_covers(fault, topic, partition) for fault in self.truncations[first:last])
+
+    def scan_fetches(self, scan: ScanCompleted) -> Iterator[FetchObserved]:
+        """The fetches a final scan made: its client's, of its partition, within its time."""
+        for fetch in self.fetches:
+            if (
+                fetch.client == scan.client
+                and (fetch.topic, fetch.partition) == (scan.topic, scan.partition)
+                and scan.requested_us <= fetch.requested_us
+                and fetch.at_us <= scan.at_us
+            ):
+                yield fetch
 
     def txn_visible(self, attempt: ProduceAttempt) -> bool | None:
         """Whether a transactional record is committed: True, False (aborted), None (unknown)."""

@@ -34,6 +34,7 @@ from streamhouse.log.txn_state import (
     Outcome,
     Refused,
     Transaction,
+    TxnState,
     Unchanged,
 )
 from streamhouse.names import TopicPartition
@@ -122,6 +123,9 @@ class TransactionCoordinator:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its users
         # each decided transaction's completion, with the slot epoch it runs under
         self._completions: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        # Ongoing transactions' timeout deadlines by this agent's monotonic clock, with the
+        # (producer id, epoch, start) they were set for (`_expired`)
+        self._deadlines: dict[str, tuple[tuple[int, int, int], int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failure = AgentFailure()
         self.stats = TransactionStats()
@@ -327,6 +331,8 @@ class TransactionCoordinator:
     async def _load(self, transactional_id: str, fence: CoordinatorFence) -> Transaction | None:
         kept = self._open.get(transactional_id)
         if kept is not None and kept[0] == fence.epoch:
+            if kept[1].state in PREPARED:  # its completion may have given up (a lapsed hold)
+                self._complete_later(kept[1], fence)
             return kept[1]
         try:
             txn = await self._store.get_transaction(transactional_id)
@@ -432,7 +438,11 @@ class TransactionCoordinator:
 
         marker = TxnMarker(txn.producer_id, txn.producer_epoch, txn.committing, fence.epoch)
         if not await self._markers.deliver(txn.partitions, marker, still_coordinating):
-            return  # the slot moved on: its next holder completes the transaction
+            # the slot moved on, and its next holder completes the transaction; or this
+            # agent's hold lapsed a while (its lease's local deadline passed before a
+            # renewal): then, holding it again at the same epoch, it reads the slot again
+            self._recovered.pop(fence.slot, None)
+            return
         self.stats.markers_written += len(txn.partitions)
         backoff_ms = FIRST_BACKOFF_MS
         while still_coordinating():
@@ -453,6 +463,7 @@ class TransactionCoordinator:
                     return
             await self._clock.sleep_ms(backoff_ms)
             backoff_ms = min(backoff_ms * 2, self._settings.txn_marker_backoff_ms_max)
+        self._recovered.pop(fence.slot, None)  # as above: read again if held again
 
     # --- timeouts and recovery ---------------------------------------------------------------
 
@@ -498,20 +509,41 @@ class TransactionCoordinator:
             self._recovered[slot] = epoch
 
     async def _abort_expired(self) -> None:
-        now_ms = self._clock.now_ms()
-        expired = [tid for tid, (_, txn) in self._open.items() if txn.expired(now_ms)]
+        for transactional_id in list(self._deadlines):
+            if transactional_id not in self._open:
+                del self._deadlines[transactional_id]
+        expired = [tid for tid, (_, txn) in sorted(self._open.items()) if self._expired(txn)]
         for transactional_id in expired:
             with contextlib.suppress(_Refusal):
                 async with self._held(transactional_id) as (fence, txn):
-                    now_ms = self._clock.now_ms()
-                    if txn is not None and txn.expired(now_ms):
+                    if txn is not None and self._expired(txn):
                         log.info(
                             "transaction of %r timed out after %d ms: aborting, epoch bumped",
                             transactional_id,
                             txn.timeout_ms,
                         )
+                        # stamped no earlier than its timeout by the wall clock it began on
+                        now_ms = max(self._clock.now_ms(), txn.start_ms + txn.timeout_ms + 1)
                         await self._apply(Moved(txn_state.abort_expired(txn, now_ms)), fence)
                         self.stats.timed_out += 1
+
+    def _expired(self, txn: Transaction) -> bool:
+        """Whether an Ongoing transaction is past its timeout, by this agent's monotonic
+        clock: its deadline is set when this agent first sees it, the time it has run by
+        then counted from its wall start (stamped by whichever agent began it) only as far
+        as this agent's wall clock agrees, and at most the whole timeout. So a transaction
+        moved to an agent whose wall clock is behind (or stepped back) still times out
+        within one timeout of the move, and a wall-clock step never delays a timeout."""
+        if txn.state is not TxnState.ONGOING:
+            return False
+        began = (txn.producer_id, txn.producer_epoch, txn.start_ms)
+        now_ms = self._clock.monotonic_ms()
+        kept = self._deadlines.get(txn.transactional_id)
+        if kept is None or kept[0] != began:
+            ran_ms = min(max(self._clock.now_ms() - txn.start_ms, 0), txn.timeout_ms)
+            kept = (began, now_ms + txn.timeout_ms - ran_ms)
+            self._deadlines[txn.transactional_id] = kept
+        return now_ms > kept[1]
 
 
 _CONCURRENT = "an earlier transaction of this id is being aborted first; retry shortly"

@@ -130,9 +130,15 @@ class Script:
         epoch: int | None = 1,
         topic: str = "t",
         partition: int = 0,
+        read_committed: bool = False,
     ) -> None:
-        """A final read of the partition by client 'final', in one fetch."""
+        """A final read of the partition by client 'final', in one fetch (read_committed: up
+        to a last stable offset at the end, past any control records)."""
         requested_us = self.now_us + 1
+        committed: dict[str, object] = {}
+        if read_committed:
+            committed = {"read_committed": True, "next_offset": end_offset}
+            committed["last_stable_offset"] = end_offset
         self.fetch(
             start_offset,
             records,
@@ -142,6 +148,7 @@ class Script:
             epoch=epoch,
             high_watermark=end_offset,
             log_start_offset=start_offset,
+            **committed,
         )
         self.history.append(
             ScanCompleted(
@@ -152,6 +159,7 @@ class Script:
                 partition,
                 start_offset,
                 end_offset,
+                read_committed=read_committed,
                 leader_epoch=epoch,
             )
         )

@@ -489,7 +489,7 @@ def test_skipping_committed_data_under_read_committed_is_flagged() -> None:
     script.history.append(TxnEnded(script.tick(), script.now_us - 5, "txp", 1, committed=True))
     script.produce(b"plain", 2)
     script.fetch(0, [(2, b"plain")], read_committed=True)
-    assert flagged(script) == {"reader_offsets"}
+    assert flagged(script) == {"reader_offsets", "torn_transactions"}  # a committed one, too
 
 
 def test_high_watermark_regressing_within_an_epoch_is_flagged() -> None:

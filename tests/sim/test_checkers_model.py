@@ -582,6 +582,23 @@ def log_start_regress(model: Model) -> None:
     )
 
 
+def torn(model: Model) -> None:
+    """A read_committed reader passes a committed transaction of two records, getting one."""
+    model.transaction(2, True)
+    first = len(model.log) - 3
+    record = observed(first, model.log[first])
+    spy(model, first, [record], read_committed=True, next_offset=len(model.log))
+
+
+def lso_regress(model: Model) -> None:
+    """The leader tells a reader a last stable offset below one it told a reader before."""
+    if not model.log:
+        model.produce(ACKS_ALL, False, True)
+    model.read("rc", 0)
+    stable = len(model.log) - 1
+    spy(model, len(model.log), [], agent=model.leader, last_stable_offset=stable)
+
+
 def phantom(model: Model) -> None:
     far = len(model.log) + 100
     spy(model, far, [ObservedRecord(far, None, b"never produced", model.epoch)])
@@ -606,6 +623,8 @@ ANOMALIES: dict[str, tuple[str, Callable[[Model], None]]] = {
     "high_watermark_regress": ("watermarks", high_watermark_regress),
     "log_start_regress": ("watermarks", log_start_regress),
     "aborted_read": ("read_committed", aborted_read),
+    "torn": ("torn_transactions", torn),
+    "lso_regress": ("last_stable_offset", lso_regress),
     "two_owners": ("group_owners", two_owners),
     "commit_regress": ("group_offsets", commit_regress),
     "acks1_loss": ("acked_leader", acks1_loss),
@@ -622,6 +641,7 @@ ALSO_BROKEN = {
     "acked_leader": ("one_value",),
     "one_value": ("acked_durable", "acked_leader"),
     "watermarks": ("acked_durable", "acked_leader"),
+    "torn_transactions": ("reader_offsets",),  # it skipped committed data
 }
 
 

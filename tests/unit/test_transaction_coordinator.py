@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from sim.clock import DEFAULT_START_WALL_MS, VirtualClock
 from sim.disk import SimDisk
 from sim.metadata import MetadataFaults, SimMetadataStore
@@ -21,7 +23,7 @@ from streamhouse.engine.groups import Committer, GroupCoordinator, OffsetToCommi
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
-from streamhouse.errors import ErrorCode
+from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.log.txn_state import TxnState
 from streamhouse.names import TopicPartition
@@ -43,8 +45,11 @@ class RecordingMarkers:
     """Stands in for LogStore.write_marker: records each marker, durable at once."""
 
     written: list[tuple[TopicPartition, TxnMarker]] = field(default_factory=list)
+    refusing: bool = False  # answer NotLeader meanwhile (as a partition between leaders)
 
     async def write_marker(self, tp: TopicPartition, marker: TxnMarker) -> AppendResult:
+        if self.refusing:
+            raise NotLeader(f"{tp} is between leaders")
         self.written.append((tp, marker))
         loop = asyncio.get_running_loop()
         synced, durable = loop.create_future(), loop.create_future()
@@ -190,12 +195,21 @@ def test_a_second_producer_fences_the_first_and_aborts_its_transaction() -> None
     asyncio.run(main())
 
 
-def test_a_transaction_past_its_timeout_is_aborted_with_its_epoch_bumped() -> None:
+@pytest.mark.parametrize("wall_step_ms", [0, -60_000], ids=["same-clock", "clock-behind"])
+def test_a_transaction_past_its_timeout_is_aborted_with_its_epoch_bumped(wall_step_ms: int) -> None:
+    """Also when the coordinator's wall clock is a minute behind the one that stamped the
+    transaction's start (stepped back, or the slot moved to an agent whose clock is behind):
+    it times out one timeout after the coordinator saw it, by its monotonic clock (before:
+    once its wall clock passed the stamped start plus the timeout, a minute later; a harder
+    txn seed, 64, never ended its read_committed scan)."""
+
     async def main() -> None:
         world = World()
         a = await world.agent("a")
         pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
         await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        world.clock.step_wall_ms(wall_step_ms)
+        await a.txns.check()  # sees it: times it out a timeout from now
         world.clock.advance_ms(TIMEOUT_MS // 2)
         await a.log.renew_leases()
         await a.txns.check()
@@ -206,7 +220,6 @@ def test_a_transaction_past_its_timeout_is_aborted_with_its_epoch_bumped() -> No
         await _wait_state(a, TxnState.COMPLETE_ABORT)
         assert world.markers.written == [(TP0, TxnMarker(pid, 1, False, world_slot_epoch(a)))]
         assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.PRODUCER_FENCED
-        assert (a.txns.stats.timed_out, a.txns.stats.aborted) == (1, 1)
         await a.txns.close()
 
     asyncio.run(main())
@@ -269,6 +282,36 @@ def test_a_decision_whose_write_outcome_was_lost_still_completes() -> None:
         await a.txns.check()  # no retry from the client: the round reads the slot again
         await _wait_state(a, TxnState.COMPLETE_COMMIT)
         assert world.markers.written == [(TP0, TxnMarker(pid, 0, True, world_slot_epoch(a)))]
+        await a.txns.close()
+
+    asyncio.run(main())
+
+
+def test_a_decided_commit_whose_completion_gave_up_while_the_slot_lapsed_completes() -> None:
+    """The commit's marker cannot be written yet; meanwhile the agent's hold on the slot
+    lapses (its lease's local deadline passes before a renewal), so the completion gives up
+    for the slot's next holder; but the renewal keeps the slot here at the same epoch. The
+    next check round reads the slot again and completes the commit (before: nobody did, and
+    the partition's last stable offset stayed below the transaction for good; txn seed 42)."""
+
+    async def main() -> None:
+        world = World()
+        a = await world.agent("a")
+        pid = (await a.txns.init_producer(TXN_ID, TIMEOUT_MS)).producer_id
+        await a.txns.add_partitions(TXN_ID, pid, 0, [TP0])
+        await a.txns.check()
+        epoch = world_slot_epoch(a)
+        world.markers.refusing = True
+        assert (await a.txns.end(TXN_ID, pid, 0, True)).code is E.NONE
+        await _settle()
+        world.clock.advance_ms(SETTINGS.lease_ttl_ms)  # no renewal: the hold lapses
+        await _settle()
+        world.markers.refusing = False
+        await a.log.renew_leases()
+        assert world_slot_epoch(a) == epoch  # held again, at the same epoch
+        await a.txns.check()
+        await _wait_state(a, TxnState.COMPLETE_COMMIT)
+        assert world.markers.written == [(TP0, TxnMarker(pid, 0, True, epoch))]
         await a.txns.close()
 
     asyncio.run(main())
