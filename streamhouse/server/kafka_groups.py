@@ -191,9 +191,9 @@ async def leave_group(ctx: KafkaContext, request: Request) -> Completion:
 # --- OffsetCommit, OffsetFetch ---------------------------------------------------------------
 
 
-async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
-    body: Any = request.body
-    wanted = {
+def offsets_to_commit(body: Any) -> dict[TopicPartition, OffsetToCommit]:
+    """The offsets an OffsetCommit or TxnOffsetCommit request names, by partition."""
+    return {
         TopicPartition(topic.name, p.partition_index): OffsetToCommit(
             p.committed_offset,
             int(getattr(p, "committed_leader_epoch", NO_LEADER_EPOCH)),
@@ -202,6 +202,11 @@ async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
         for topic in body.topics
         for p in topic.partitions
     }
+
+
+async def offset_commit(ctx: KafkaContext, request: Request) -> Completion:
+    body: Any = request.body
+    wanted = offsets_to_commit(body)
     try:
         answers = await ctx.groups.commit_offsets(
             body.group_id,

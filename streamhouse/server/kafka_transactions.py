@@ -13,17 +13,16 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from streamhouse.engine.groups import Committer, OffsetToCommit
+from streamhouse.engine.groups import Committer
 from streamhouse.engine.transactions import TxnAnswer
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.control_records import TxnMarker
-from streamhouse.kafka.sentinels import NO_LEADER_EPOCH
 from streamhouse.log.txn_state import TxnState
 from streamhouse.names import TopicPartition
 from streamhouse.server.kafka_context import Completion, Handler, KafkaContext, Values, done
-from streamhouse.server.kafka_groups import pace, retriable_code
+from streamhouse.server.kafka_groups import offsets_to_commit, pace, retriable_code
 
 log = logging.getLogger("streamhouse.kafka")
 # The first versions answering PRODUCER_FENCED; older clients know INVALID_PRODUCER_EPOCH
@@ -150,15 +149,7 @@ async def end_txn(ctx: KafkaContext, request: Request) -> Completion:
 
 async def txn_offset_commit(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    wanted = {
-        TopicPartition(topic.name, p.partition_index): OffsetToCommit(
-            p.committed_offset,
-            int(getattr(p, "committed_leader_epoch", NO_LEADER_EPOCH)),
-            p.committed_metadata,
-        )
-        for topic in body.topics
-        for p in topic.partitions
-    }
+    wanted = offsets_to_commit(body)
     generation = int(getattr(body, "generation_id", -1))
     member_id = str(getattr(body, "member_id", ""))
     committer = Committer(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -89,18 +90,31 @@ def _upsert_offsets(
     offsets: Mapping[TopicPartition, CommittedOffset],
     fence: CoordinatorFence | None,
 ) -> None:
+    upsert_group_offsets(conn, committed_offsets, {"group_id": group_id}, offsets, fence)
+
+
+def upsert_group_offsets(
+    conn: Connection,
+    table: Table,
+    keys: Mapping[str, Any],
+    offsets: Mapping[TopicPartition, CommittedOffset],
+    fence: CoordinatorFence | None,
+) -> None:
+    """Insert or replace a group's offsets in `table` (committed or pending in a transaction),
+    each row keyed by `keys` (its group id first) and its partition; fenced by `fence`."""
     if not offsets:
         return
+    group_id = keys["group_id"]
     if fence is not None:
         check_coordinator(conn, f"group {group_id!r}", fence)
     ordered = sorted(offsets)  # one lock order for every writer, as commit_flush
     check_partitions_exist(conn, group_id, ordered)
     rows = [
-        {"group_id": group_id, "topic": tp.topic, "partition": tp.partition, **asdict(offsets[tp])}
+        {**keys, "topic": tp.topic, "partition": tp.partition, **asdict(offsets[tp])}
         for tp in ordered
     ]
     try:
-        conn.execute(offsets_upsert(conn, committed_offsets, ["group_id"]), rows)
+        conn.execute(offsets_upsert(conn, table, list(keys)), rows)
     except IntegrityError as exc:  # a partition deleted concurrently since the check above
         raise UnknownTopicOrPartition(
             f"group {group_id!r} commits offsets for a partition deleted meanwhile"

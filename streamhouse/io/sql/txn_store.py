@@ -9,10 +9,8 @@ from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, select
-from sqlalchemy.exc import IntegrityError
 
-from streamhouse.errors import UnknownTopicOrPartition
-from streamhouse.io.sql.groups import check_coordinator, check_partitions_exist, offsets_upsert
+from streamhouse.io.sql.groups import check_coordinator, offsets_upsert, upsert_group_offsets
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import committed_offsets, transactions, txn_offsets
 from streamhouse.io.sql.transactions import SqlAdapter
@@ -153,28 +151,8 @@ def _upsert_pending(
     offsets: Mapping[TopicPartition, CommittedOffset],
     fence: CoordinatorFence | None,
 ) -> None:
-    if not offsets:
-        return
-    if fence is not None:
-        check_coordinator(conn, f"group {group_id!r}", fence)
-    ordered = sorted(offsets)
-    check_partitions_exist(conn, group_id, ordered)
-    rows = [
-        {
-            "group_id": group_id,
-            "producer_id": producer_id,
-            "topic": tp.topic,
-            "partition": tp.partition,
-            **asdict(offsets[tp]),
-        }
-        for tp in ordered
-    ]
-    try:
-        conn.execute(offsets_upsert(conn, txn_offsets, ["group_id", "producer_id"]), rows)
-    except IntegrityError as exc:  # a partition deleted concurrently since the check above
-        raise UnknownTopicOrPartition(
-            f"group {group_id!r} commits offsets for a partition deleted meanwhile"
-        ) from exc
+    keys = {"group_id": group_id, "producer_id": producer_id}
+    upsert_group_offsets(conn, txn_offsets, keys, offsets, fence)
 
 
 def _select_pending(
