@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -212,18 +212,30 @@ class TransactionCoordinator:
             skipped = TxnAnswer(ErrorCode.OPERATION_NOT_ATTEMPTED, "another partition is unknown")
             missing = TxnAnswer(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "no such partition")
             return {tp: missing if tp in unknown else skipped for tp in wanted}
-        try:
-            async with self._held(transactional_id) as (fence, txn):
-                txn = self._existing(txn, transactional_id)
-                if verify_only:
-                    codes = txn_state.verify_partitions(txn, producer_id, producer_epoch, wanted)
-                    return {tp: TxnAnswer(code) for tp, code in codes.items()}
-                now_ms = self._clock.now_ms()
-                outcome = txn_state.add_partitions(txn, producer_id, producer_epoch, wanted, now_ms)
-                answer = await self._apply(outcome, fence)
-        except _Refusal as refusal:
-            answer = refusal.answer
+        if verify_only:
+            return await self._verify(transactional_id, producer_id, producer_epoch, wanted)
+        answer = await self._decide(
+            transactional_id,
+            lambda txn, now_ms: txn_state.add_partitions(
+                txn, producer_id, producer_epoch, wanted, now_ms
+            ),
+        )
         return dict.fromkeys(wanted, answer)
+
+    async def _verify(
+        self,
+        transactional_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        wanted: frozenset[TopicPartition],
+    ) -> dict[TopicPartition, TxnAnswer]:
+        try:
+            async with self._held(transactional_id) as (_, txn):
+                txn = self._existing(txn, transactional_id)
+                codes = txn_state.verify_partitions(txn, producer_id, producer_epoch, wanted)
+                return {tp: TxnAnswer(code) for tp, code in codes.items()}
+        except _Refusal as refusal:
+            return dict.fromkeys(wanted, refusal.answer)
 
     async def add_offsets(
         self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str
@@ -231,26 +243,32 @@ class TransactionCoordinator:
         """AddOffsetsToTxn: the group joins the transaction."""
         if not group_id:
             return TxnAnswer(ErrorCode.INVALID_GROUP_ID, "the group id is empty")
-        try:
-            async with self._held(transactional_id) as (fence, txn):
-                txn = self._existing(txn, transactional_id)
-                now_ms = self._clock.now_ms()
-                outcome = txn_state.add_group(txn, producer_id, producer_epoch, group_id, now_ms)
-                return await self._apply(outcome, fence)
-        except _Refusal as refusal:
-            return refusal.answer
+        return await self._decide(
+            transactional_id,
+            lambda txn, now_ms: txn_state.add_group(
+                txn, producer_id, producer_epoch, group_id, now_ms
+            ),
+        )
 
     async def end(
         self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool
     ) -> TxnAnswer:
         """EndTxn: the decision is persisted (with the offsets it settles), answered, and
         its markers written in the background."""
+        return await self._decide(
+            transactional_id,
+            lambda txn, now_ms: txn_state.end(txn, producer_id, producer_epoch, commit, now_ms),
+        )
+
+    async def _decide(
+        self, transactional_id: str, rule: Callable[[Transaction, int], Outcome]
+    ) -> TxnAnswer:
+        """Load the id's transaction under its lock, apply `rule` (the transaction, wall time
+        now) and persist what it decided before answering."""
         try:
             async with self._held(transactional_id) as (fence, txn):
                 txn = self._existing(txn, transactional_id)
-                now_ms = self._clock.now_ms()
-                outcome = txn_state.end(txn, producer_id, producer_epoch, commit, now_ms)
-                return await self._apply(outcome, fence)
+                return await self._apply(rule(txn, self._clock.now_ms()), fence)
         except _Refusal as refusal:
             return refusal.answer
 
