@@ -21,11 +21,13 @@ from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
+from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -34,11 +36,10 @@ from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
 from streamhouse.io.kafka_peer import StreamsMarkerSender
 from streamhouse.io.local_disk import LocalDisk
-from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
-from streamhouse.io.s3_object_store import S3ObjectStore
 from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.stores import open_metadata_store, open_object_store
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
@@ -58,22 +59,6 @@ AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
 EXIT_CANNOT_START = 1
 GC_THRESHOLDS = (20_000, 20, 100)  # gc.set_threshold: allocations between young collections
-
-
-async def open_object_store(settings: Settings) -> ObjectStore:
-    """The local directory or S3 bucket the settings name (S3 credentials: boto3's usual chain,
-    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles or an instance role)."""
-    location = object_store_location(settings)
-    if not location.startswith("s3://"):
-        return LocalObjectStore(location.removeprefix("file://"))
-    store = S3ObjectStore.from_url(
-        location,
-        settings,
-        endpoint_url=settings.s3_endpoint_url or None,
-        region=settings.s3_region,
-    )
-    await store.ensure_bucket()
-    return store
 
 
 async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) -> str:
@@ -102,6 +87,8 @@ class Agent:
     kafka_port: int
     membership: Membership
     ownership: Ownership
+    reconciler: Reconciler
+    reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
 
     @property
     def kafka_address(self) -> str:
@@ -111,6 +98,8 @@ class Agent:
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, hand every lease over (released, so
         the next owner takes it without waiting out the TTL), release connections."""
+        if self.reconcile_loop is not None:
+            await self.reconcile_loop.stop()
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
@@ -141,7 +130,7 @@ async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, Metadata
         metadata = open_sql_metadata(settings.metadata_url or "sqlite://")
         return NullDisk(), NullObjectStore(), metadata
     disk = LocalDisk(wal_directory(settings))
-    return disk, await open_object_store(settings), open_sql_metadata(metadata_url(settings))
+    return disk, await open_object_store(settings), open_metadata_store(settings)
 
 
 async def open_agent(settings: Settings) -> Agent:
@@ -167,6 +156,7 @@ async def assemble_agent(
     failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
     cluster = ClusterDirectory(settings.org, agent_id)
+    damaged = DamagedObjects()  # what reconcile runs and reads found
     log = LogStore(
         settings,
         clock,
@@ -181,6 +171,7 @@ async def assemble_agent(
         failure=failure,
         may_lead=cluster.may_lead,
         verify_txn=TxnVerification(metadata).verify,
+        damaged=damaged,
     )
     await log.open()
     await ensure_coordinator_slots(metadata, clock.now_ms())
@@ -228,6 +219,7 @@ async def assemble_agent(
     membership.start(failure)
     ownership = Ownership(settings, clock, metadata, log, cluster, membership)
     ownership.start(failure)
+    reconciler = Reconciler(settings, clock, objects, metadata, damaged)
     await kafka.serve()
     return Agent(
         settings,
@@ -241,6 +233,7 @@ async def assemble_agent(
         port,
         membership,
         ownership,
+        reconciler,
     )
 
 
@@ -256,7 +249,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
             transactions_completing=transactions.completing_count,
         )
 
-    registry = agent_registry(agent.log, gauges, kafka.stats, transactions.stats)
+    registry = agent_registry(agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler)
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
     async def readiness() -> list[str]:

@@ -1,10 +1,11 @@
 """`streamctl`: operate a StreamHouse deployment through a running agent (topics, groups,
-transactions, the cluster)."""
+transactions, the cluster), and its stores directly (`admin`)."""
 
 from __future__ import annotations
 
 import typer
 
+from streamhouse.cli.admin import admin
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
 from streamhouse.cli.topics import topics
@@ -13,7 +14,7 @@ from streamhouse.cli.transactions import transactions
 app = typer.Typer(
     help=(
         "Operate StreamHouse through a running agent: topics, consumer groups, transactions, "
-        "the cluster."
+        "the cluster; and its stores directly: admin."
     ),
     no_args_is_help=True,
 )
@@ -21,3 +22,4 @@ app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
 app.add_typer(transactions, name="transactions")
 app.command("cluster")(show_cluster)
+app.add_typer(admin, name="admin")
