@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -30,10 +30,10 @@ from streamhouse.cli.main import EXIT_USAGE, setting
 from streamhouse.config import Settings
 from streamhouse.engine.reconciler import Reconciler, ReconcileReport
 from streamhouse.errors import StreamHouseError
-from streamhouse.io.sql.store import SqlMetadataStore
-from streamhouse.io.stores import open_metadata_store, open_object_store
-from streamhouse.io.system_clock import SystemClock
 from streamhouse.ports.object_store import ObjectStore
+
+if TYPE_CHECKING:
+    from streamhouse.io.sql.store import SqlMetadataStore
 
 EXIT_DAMAGE_FOUND = 1  # scripts notice: some object that rows point into is missing or corrupt
 
@@ -105,6 +105,9 @@ class StorageOptions:
 async def admin_storage(settings: Settings) -> AsyncIterator[tuple[ObjectStore, SqlMetadataStore]]:
     """The object store and the existing metadata store the settings name, closed after.
     Raises StorageError (MetadataUnavailable when there is no metadata store there)."""
+    # Imported here: the commands that talk to an agent never load SQLAlchemy or boto3
+    from streamhouse.io.stores import open_metadata_store, open_object_store
+
     metadata = open_metadata_store(settings, create=False)
     try:
         yield await open_object_store(settings), metadata
@@ -163,6 +166,8 @@ def reconcile(
 
 
 async def _reconcile(settings: Settings, dry_run: bool, verify: bool) -> ReconcileReport:
+    from streamhouse.io.system_clock import SystemClock  # with the stores: see admin_storage
+
     async with admin_storage(settings) as (objects, metadata):
         reconciler = Reconciler(settings, SystemClock(), objects, metadata)
         with errors.status("listing the bucket…") as status:
