@@ -11,7 +11,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, kafka, many, processes, reads, storage, table, transactions
+from bench import (
+    cluster,
+    kafka,
+    many,
+    processes,
+    reads,
+    reconcile,
+    storage,
+    table,
+    transactions,
+)
 
 SECTIONS = (
     "storage",
@@ -22,6 +32,7 @@ SECTIONS = (
     "reads",
     "many",
     "transactions",
+    "reconcile",
 )
 
 
@@ -57,6 +68,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "reads": reads.run,
         "many": many.run,
         "transactions": transactions.run,
+        "reconcile": reconcile.run,
     }
 
 
