@@ -26,7 +26,9 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.rebuild import RebuildReport, Rebuilder
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.engine.txn_verification import TxnVerification
@@ -102,6 +104,8 @@ class Agent:
     kafka_port: int
     membership: Membership
     ownership: Ownership
+    snapshots: SnapshotWriter
+    rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
 
     @property
     def kafka_address(self) -> str:
@@ -116,6 +120,7 @@ class Agent:
         await self.kafka.context.groups.close()
         await self.kafka.context.transactions.close()
         await self.log.close(flush=True)
+        await self.snapshots.stop(final=True)  # the bucket gets the state the flush left
         await self.membership.leave()
         await self.metadata.close()
 
@@ -166,6 +171,18 @@ async def assemble_agent(
     reports our own failures into (a new one unless the caller watches its own)."""
     failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
+    rebuilt: RebuildReport | None = None
+    if settings.rebuild_on_blank_metadata:  # a lost metadata store comes back from the bucket
+        rebuilder = Rebuilder(
+            clock,
+            objects,
+            agent_id,
+            snapshots=metadata,
+            topics=metadata,
+            leases=metadata,
+            producers=metadata,
+        )
+        rebuilt = await rebuilder.rebuild_if_needed()
     cluster = ClusterDirectory(settings.org, agent_id)
     log = LogStore(
         settings,
@@ -183,6 +200,11 @@ async def assemble_agent(
         verify_txn=TxnVerification(metadata).verify,
     )
     await log.open()
+    snapshots = SnapshotWriter(
+        settings, clock, objects, agent_id, snapshots=metadata, jobs=metadata
+    )
+    log.flusher.on_committed.append(snapshots.flushed)
+    snapshots.start(failure)
     await ensure_coordinator_slots(metadata, clock.now_ms())
     slots = CoordinatorSlots(log, clock, cluster.may_lead)
     groups = GroupCoordinator(
@@ -241,6 +263,8 @@ async def assemble_agent(
         port,
         membership,
         ownership,
+        snapshots,
+        rebuilt,
     )
 
 

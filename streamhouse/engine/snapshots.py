@@ -34,10 +34,6 @@ SNAPSHOT_JOB = "snapshot"
 log = logging.getLogger("streamhouse.snapshots")
 
 
-class SnapshotMetadata(SnapshotStore, JobClaims):
-    """What the writer needs of the metadata store: dumps, and its turn at writing one."""
-
-
 @dataclass
 class SnapshotStats:
     """Counters for metrics and tests."""
@@ -58,13 +54,16 @@ class SnapshotWriter:
         settings: Settings,
         clock: Clock,
         objects: ObjectStore,
-        store: SnapshotMetadata,
         agent_id: str,
+        *,
+        snapshots: SnapshotStore,
+        jobs: JobClaims,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._objects = objects
-        self._store = store
+        self._store = snapshots
+        self._jobs = jobs
         self._agent_id = agent_id
         self._owed = False
         self._wake = asyncio.Event()
@@ -108,7 +107,7 @@ class SnapshotWriter:
                 await self._wake.wait()
                 continue
             try:
-                granted = await self._store.claim_job(SNAPSHOT_JOB, self._agent_id, interval_ms)
+                granted = await self._jobs.claim_job(SNAPSHOT_JOB, self._agent_id, interval_ms)
                 if granted:
                     await self.write_once()
                 else:
