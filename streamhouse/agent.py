@@ -26,7 +26,7 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
-from streamhouse.engine.rebuild import RebuildReport, Rebuilder
+from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
