@@ -36,11 +36,10 @@ from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
 from streamhouse.io.kafka_peer import StreamsMarkerSender
 from streamhouse.io.local_disk import LocalDisk
-from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
-from streamhouse.io.s3_object_store import S3ObjectStore
 from streamhouse.io.sql.store import open_sql_metadata
+from streamhouse.io.storage import open_metadata_store, open_object_store
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
@@ -60,22 +59,6 @@ AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
 EXIT_CANNOT_START = 1
 GC_THRESHOLDS = (20_000, 20, 100)  # gc.set_threshold: allocations between young collections
-
-
-async def open_object_store(settings: Settings) -> ObjectStore:
-    """The local directory or S3 bucket the settings name (S3 credentials: boto3's usual chain,
-    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles or an instance role)."""
-    location = object_store_location(settings)
-    if not location.startswith("s3://"):
-        return LocalObjectStore(location.removeprefix("file://"))
-    store = S3ObjectStore.from_url(
-        location,
-        settings,
-        endpoint_url=settings.s3_endpoint_url or None,
-        region=settings.s3_region,
-    )
-    await store.ensure_bucket()
-    return store
 
 
 async def agent_identity(disk: Disk, clock: Clock, rng: Rng, configured: str) -> str:
@@ -146,7 +129,7 @@ async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, Metadata
         metadata = open_sql_metadata(settings.metadata_url or "sqlite://")
         return NullDisk(), NullObjectStore(), metadata
     disk = LocalDisk(wal_directory(settings))
-    return disk, await open_object_store(settings), open_sql_metadata(metadata_url(settings))
+    return disk, await open_object_store(settings), open_metadata_store(settings)
 
 
 async def open_agent(settings: Settings) -> Agent:
