@@ -1,10 +1,11 @@
 """`streamctl`: operate a StreamHouse deployment through a running agent (topics, groups,
-transactions, the cluster)."""
+transactions, the cluster), and recover its storage (`admin`) with none running."""
 
 from __future__ import annotations
 
 import typer
 
+from streamhouse.cli.admin import admin
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
 from streamhouse.cli.topics import topics
@@ -20,4 +21,5 @@ app = typer.Typer(
 app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
 app.add_typer(transactions, name="transactions")
+app.add_typer(admin, name="admin")
 app.command("cluster")(show_cluster)
