@@ -17,7 +17,7 @@ from typing import Any
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
-from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
@@ -27,8 +27,10 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.engine.txn_verification import TxnVerification
@@ -39,7 +41,7 @@ from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
 from streamhouse.io.sql.store import open_sql_metadata
-from streamhouse.io.stores import open_metadata_store, open_object_store
+from streamhouse.io.storage import open_metadata_store, open_object_store
 from streamhouse.io.system_clock import SystemClock
 from streamhouse.io.system_rng import SystemRng
 from streamhouse.log.ids import ULID_RANDOM_BYTES, ulid
@@ -87,7 +89,9 @@ class Agent:
     kafka_port: int
     membership: Membership
     ownership: Ownership
+    snapshots: SnapshotWriter
     reconciler: Reconciler
+    rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
 
     @property
@@ -105,6 +109,7 @@ class Agent:
         await self.kafka.context.groups.close()
         await self.kafka.context.transactions.close()
         await self.log.close(flush=True)
+        await self.snapshots.stop(final=True)  # the bucket gets the state the flush left
         await self.membership.leave()
         await self.metadata.close()
 
@@ -155,6 +160,18 @@ async def assemble_agent(
     reports our own failures into (a new one unless the caller watches its own)."""
     failure = failure or AgentFailure()
     agent_id = await agent_identity(disk, clock, rng, settings.agent_id)
+    rebuilt: RebuildReport | None = None
+    if settings.rebuild_on_blank_metadata:  # a lost metadata store comes back from the bucket
+        rebuilder = Rebuilder(
+            clock,
+            objects,
+            agent_id,
+            snapshots=metadata,
+            topics=metadata,
+            leases=metadata,
+            producers=metadata,
+        )
+        rebuilt = await rebuilder.rebuild_if_needed()
     cluster = ClusterDirectory(settings.org, agent_id)
     damaged = DamagedObjects()  # what reconcile runs and reads found
     log = LogStore(
@@ -174,6 +191,11 @@ async def assemble_agent(
         damaged=damaged,
     )
     await log.open()
+    snapshots = SnapshotWriter(
+        settings, clock, objects, agent_id, snapshots=metadata, jobs=metadata
+    )
+    log.flusher.on_committed.append(snapshots.flushed)
+    snapshots.start(failure)
     await ensure_coordinator_slots(metadata, clock.now_ms())
     slots = CoordinatorSlots(log, clock, cluster.may_lead)
     groups = GroupCoordinator(
@@ -220,6 +242,10 @@ async def assemble_agent(
     ownership = Ownership(settings, clock, metadata, log, cluster, membership)
     ownership.start(failure)
     reconciler = Reconciler(settings, clock, objects, metadata, damaged)
+    reconcile_loop = None
+    if settings.reconcile_interval_ms != RECONCILE_OFF:  # one agent of the cluster per interval
+        reconcile_loop = ReconcileLoop(settings, clock, reconciler, metadata, agent_id)
+        reconcile_loop.start(failure)
     await kafka.serve()
     return Agent(
         settings,
@@ -233,7 +259,10 @@ async def assemble_agent(
         port,
         membership,
         ownership,
+        snapshots,
         reconciler,
+        rebuilt,
+        reconcile_loop,
     )
 
 

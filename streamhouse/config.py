@@ -156,6 +156,14 @@ class Settings:
     s3_multipart_threshold_bytes: int = 16 * MIB
     s3_part_bytes: int = 8 * MIB
     s3_timeout_ms: int = 10_000
+
+    # Disaster recovery: after committed flushes the metadata store is snapshotted to the
+    # bucket, at most once per snapshot_interval_ms cluster-wide (0: never); the newest
+    # snapshot_keep_count are kept. An agent started on a blank metadata store whose bucket
+    # holds data rebuilds the store from the newest snapshot and later objects' footers.
+    snapshot_interval_ms: int = 30_000
+    snapshot_keep_count: int = 5
+    rebuild_on_blank_metadata: bool = True
     s3_attempts_max: int = 5
 
     def __post_init__(self) -> None:
@@ -188,6 +196,8 @@ class Settings:
                 0 < self.agent_heartbeat_interval_ms < self.agent_session_timeout_ms
             ),
             "ownership_interval_ms must be positive": self.ownership_interval_ms > 0,
+            "snapshot_interval_ms must not be negative and snapshot_keep_count must be at "
+            "least 1": (self.snapshot_interval_ms >= 0 and self.snapshot_keep_count >= 1),
             "lease_ttl_ms must be at least 3 ms (renewed three times per TTL)": (
                 self.lease_ttl_ms >= 3
             ),

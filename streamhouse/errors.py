@@ -220,3 +220,12 @@ class PeerUnreachable(StreamHouseError):
     """Another agent could not be reached or did not answer in time; the caller retries."""
 
     code = ErrorCode.NETWORK_EXCEPTION
+
+
+class SnapshotIncompatible(StreamHouseError):
+    """A metadata snapshot holds tables or columns this version does not have (written by a
+    newer StreamHouse), or rows its schema refuses."""
+
+
+class RebuildRefused(StreamHouseError):
+    """A rebuild from the bucket was asked of a metadata store that is in use."""

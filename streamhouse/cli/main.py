@@ -102,6 +102,37 @@ def setting(name: str, help: str, *flags: str, envvar: str = "") -> Any:
     )
 
 
+# The storage options `streamhouse agent` and `streamctl admin` share: the same data
+DataDir = Annotated[
+    str, setting("data_dir", "Where the WAL, the agent id and embedded defaults live.")
+]
+MetadataUrl = Annotated[
+    str,
+    setting(
+        "metadata_url",
+        "sqlite:///path or postgresql://user@host/db; default: SQLite in the data dir.",
+    ),
+]
+ObjectStoreUrl = Annotated[
+    str,
+    setting(
+        "object_store_url",
+        "s3://bucket/prefix or a directory; default: objects/ in the data dir.",
+        "--object-store",
+        envvar="STREAMHOUSE_OBJECT_STORE",
+    ),
+]
+S3Endpoint = Annotated[
+    str,
+    setting(
+        "s3_endpoint_url",
+        "Endpoint URL of an S3-compatible store (MinIO, moto); credentials from AWS_*.",
+        "--s3-endpoint",
+        envvar="STREAMHOUSE_S3_ENDPOINT",
+    ),
+]
+
+
 def build_app(run_agent: AgentRunner) -> typer.Typer:
     """The `streamhouse` command, whose `agent` subcommand calls `run_agent`."""
     app = typer.Typer(help="StreamHouse: an S3-native event streaming agent.", no_args_is_help=True)
@@ -109,34 +140,10 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
     @app.command()
     def agent(
         options: typer.Context,
-        data_dir: Annotated[
-            str, setting("data_dir", "Where the WAL, the agent id and embedded defaults live.")
-        ] = Settings.data_dir,
-        metadata_url: Annotated[
-            str,
-            setting(
-                "metadata_url",
-                "sqlite:///path or postgresql://user@host/db; default: SQLite in the data dir.",
-            ),
-        ] = Settings.metadata_url,
-        object_store_url: Annotated[
-            str,
-            setting(
-                "object_store_url",
-                "s3://bucket/prefix or a directory; default: objects/ in the data dir.",
-                "--object-store",
-                envvar="STREAMHOUSE_OBJECT_STORE",
-            ),
-        ] = Settings.object_store_url,
-        s3_endpoint_url: Annotated[
-            str,
-            setting(
-                "s3_endpoint_url",
-                "Endpoint URL of an S3-compatible store (MinIO, moto); credentials from AWS_*.",
-                "--s3-endpoint",
-                envvar="STREAMHOUSE_S3_ENDPOINT",
-            ),
-        ] = Settings.s3_endpoint_url,
+        data_dir: DataDir = Settings.data_dir,
+        metadata_url: MetadataUrl = Settings.metadata_url,
+        object_store_url: ObjectStoreUrl = Settings.object_store_url,
+        s3_endpoint_url: S3Endpoint = Settings.s3_endpoint_url,
         agent_id: Annotated[
             str, setting("agent_id", "Default: generated once, kept in the data dir.")
         ] = Settings.agent_id,

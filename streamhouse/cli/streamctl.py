@@ -1,5 +1,5 @@
 """`streamctl`: operate a StreamHouse deployment through a running agent (topics, groups,
-transactions, the cluster), and its stores directly (`admin`)."""
+transactions, the cluster), and recover its storage (`admin`) with none running."""
 
 from __future__ import annotations
 
@@ -21,5 +21,5 @@ app = typer.Typer(
 app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
 app.add_typer(transactions, name="transactions")
-app.command("cluster")(show_cluster)
 app.add_typer(admin, name="admin")
+app.command("cluster")(show_cluster)

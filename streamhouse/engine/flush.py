@@ -119,6 +119,8 @@ class Flusher:
         self._stopping = False
         self._early = False  # flush now, below both thresholds (an urgent batch, or buggify)
         self.stats = FlushStats()
+        # Told after each flush that committed something (the snapshot writer owes a snapshot)
+        self.on_committed: list[Callable[[], None]] = []
 
     def has_room(self) -> bool:
         return self.pending_bytes < self._settings.flush_pending_bytes_max
@@ -235,6 +237,9 @@ class Flusher:
         )
         outcome = await self._retry(lambda: self._leases.commit_flush(commit), "commit_retries")
         self._apply(outcome, by_partition)
+        if outcome.committed:
+            for listener in self.on_committed:
+                listener()
         self.stats.flushes += 1
         return FlushReport(key, outcome, len(live), len(data))
 

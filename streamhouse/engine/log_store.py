@@ -44,17 +44,17 @@ from streamhouse.kafka.batch_header import (
     validate_batch,
     with_base_offset,
 )
-from streamhouse.kafka.control_records import TxnMarker, decode_marker_batch, encode_marker_batch
-from streamhouse.kafka.sentinels import DELETE_TO_HIGH_WATERMARK, NO_PRODUCER_ID
+from streamhouse.kafka.control_records import TxnMarker, encode_marker_batch
+from streamhouse.kafka.sentinels import DELETE_TO_HIGH_WATERMARK
+from streamhouse.log.batch_effects import idempotent_fields, producer_batch, txn_change
 from streamhouse.log.partition import PartitionState
-from streamhouse.log.partition_txns import PartitionTxns, TxnChange
+from streamhouse.log.partition_txns import PartitionTxns
 from streamhouse.log.producer_state import (
     Duplicate,
     ProducerBatch,
     ProducerStates,
     Refuse,
     SequencedBatch,
-    last_sequence,
 )
 from streamhouse.log.tail import TailBatch, TailBudget
 from streamhouse.log.wal_format import (
@@ -446,7 +446,7 @@ class LogStore:
         if plog.handing_over:  # what it holds is being flushed for the next leader
             raise NotLeader(f"{tp} is being handed over to another agent; refresh metadata")
         # From here to the return nothing awaits: offset order equals WAL order.
-        producer = _idempotent(header)
+        producer = idempotent_fields(header)
         if producer is not None:
             verdict = plog.producers.judge(*producer, header.record_count)
             if isinstance(verdict, Refuse):
@@ -503,7 +503,7 @@ class LogStore:
             tail_batch,
             self._clock.monotonic_ms(),
             producer=self._record_producer(plog, header, base_offset),
-            txn=_txn_change(plog, header, stamped, base_offset),
+            txn=txn_change(plog.txns, header, stamped, base_offset),
             urgent=header.is_control,
         )
         self.flusher.add(pending)
@@ -540,22 +540,9 @@ class LogStore:
     ) -> ProducerBatch | None:
         """Remember an idempotent batch's sequence range where it landed (for a marker, only
         the producer's epoch)."""
-        producer = _idempotent(header)
-        if producer is None:
-            return None
-        producer_id, epoch, first_sequence = producer
-        if header.is_control:
-            marked = ProducerBatch(producer_id, epoch, None)
-            plog.producers.record(marked, self._clock.now_ms())
-            return marked
-        sequenced = SequencedBatch(
-            first_sequence,
-            last_sequence(first_sequence, header.record_count),
-            base_offset,
-            base_offset + header.last_offset_delta,
-        )
-        produced = ProducerBatch(producer_id, epoch, sequenced)
-        plog.producers.record(produced, self._clock.now_ms())
+        produced = producer_batch(header, base_offset)
+        if produced is not None:
+            plog.producers.record(produced, self._clock.now_ms())
         return produced
 
     async def _wait_for_room(self, size_bytes: int) -> None:
@@ -634,7 +621,7 @@ class LogStore:
             tail_batch,
             self._clock.monotonic_ms(),
             producer=producer,
-            txn=_txn_change(plog, header, data, header.base_offset),
+            txn=txn_change(plog.txns, header, data, header.base_offset),
         )
         self.flusher.add(pending)
         self.flusher.mark_synced(pending, segment)
@@ -649,23 +636,3 @@ def _check_txn_state(plog: PartitionLog, header: BatchHeader) -> None:
             f"offset {open_at}; a non-transactional batch must wait for its end",
             ErrorCode.INVALID_TXN_STATE,
         )
-
-
-def _txn_change(
-    plog: PartitionLog, header: BatchHeader, batch: bytes, base_offset: int
-) -> TxnChange | None:
-    """The transaction this batch opens (a producer's first transactional batch here) or ends
-    (a marker), if any."""
-    if not header.is_transactional:
-        return None
-    if header.is_control:
-        marker = decode_marker_batch(batch)
-        return plog.txns.ended(marker.producer_id, base_offset, marker.committed)
-    return plog.txns.began(header.producer_id, base_offset)
-
-
-def _idempotent(header: BatchHeader) -> tuple[int, int, int] | None:
-    """(producer id, epoch, first sequence) of an idempotent producer's batch, else None."""
-    if header.producer_id == NO_PRODUCER_ID:
-        return None
-    return header.producer_id, header.producer_epoch, header.base_sequence

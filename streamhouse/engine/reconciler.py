@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from streamhouse.config import Settings
 from streamhouse.engine.damaged_objects import (
@@ -34,6 +34,7 @@ from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject, ObjectNotFound, StorageError
 from streamhouse.ports.clock import Clock
+from streamhouse.ports.jobs import JobClaims
 from streamhouse.ports.leases import LeaseStore, ObjectRef
 from streamhouse.ports.object_store import ObjectInfo, ObjectStore
 
@@ -276,12 +277,6 @@ class Reconciler:
         return report
 
 
-class JobClaim(Protocol):
-    """Whether this agent runs a cluster-wide job now (the metadata store's job claims)."""
-
-    async def claim_job(self, name: str, agent: str, interval_ms: int) -> bool: ...
-
-
 class ReconcileLoop:
     """The background reconciler: every `reconcile_interval_ms`, the one agent of the cluster
     that claims the job runs a pass; a failed pass is logged and retried at the next one."""
@@ -291,7 +286,7 @@ class ReconcileLoop:
         settings: Settings,
         clock: Clock,
         reconciler: Reconciler,
-        claims: JobClaim,
+        claims: JobClaims,
         agent_id: str,
     ) -> None:
         assert settings.reconcile_interval_ms > 0, "the reconciler is off"

@@ -4,7 +4,7 @@ The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Only the composition root (`streamhouse/agent.py`), `streamctl` and the
 simulator hold the whole store; each engine service and door takes the
 aggregate ports it uses (topics, leases, producers, groups, membership,
-transactions).
+transactions, job claims, snapshots).
 """
 
 from __future__ import annotations
@@ -12,15 +12,24 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from streamhouse.ports.groups import GroupStore
+from streamhouse.ports.jobs import JobClaims
 from streamhouse.ports.leases import LeaseStore
 from streamhouse.ports.membership import MembershipStore
 from streamhouse.ports.producers import ProducerStore
+from streamhouse.ports.snapshots import SnapshotStore
 from streamhouse.ports.topics import TopicStore
 from streamhouse.ports.transactions import TransactionStore
 
 
 class MetadataStore(
-    TopicStore, LeaseStore, ProducerStore, GroupStore, MembershipStore, TransactionStore
+    TopicStore,
+    LeaseStore,
+    ProducerStore,
+    GroupStore,
+    MembershipStore,
+    TransactionStore,
+    JobClaims,
+    SnapshotStore,
 ):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 

@@ -25,6 +25,7 @@ from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import BlockSpec, encode_object
 from streamhouse.names import TopicPartition
+from streamhouse.ports.jobs import JobClaims
 from streamhouse.ports.leases import FlushCommit, ObjectRecord, SegmentRecord
 
 T = TypeVar("T")
@@ -287,7 +288,7 @@ def test_a_failing_store_fails_the_run_and_deletes_nothing(world: World) -> None
     assert (reconciler.stats.runs, reconciler.stats.runs_failed) == (0, 1)
 
 
-class Claims:
+class Claims(JobClaims):
     def __init__(self, granted: bool) -> None:
         self.granted = granted
         self.asked: list[tuple[str, str, int]] = []

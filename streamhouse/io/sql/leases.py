@@ -139,7 +139,7 @@ def _commit_flush(conn: Connection, clock: StoreClock, commit: FlushCommit) -> F
     stored = _stored_outcome(conn, commit.obj.key)
     if stored is not None:
         return stored
-    if not _insert_object(conn, commit.obj):
+    if not insert_object(conn, commit.obj):
         return _outcome_of_a_concurrent_replay(conn, commit.obj.key)
     rows_by_tp = _segments_by_partition(commit.segments)
     committed: set[TopicPartition] = set()
@@ -150,7 +150,7 @@ def _commit_flush(conn: Connection, clock: StoreClock, commit: FlushCommit) -> F
         if current is None or current.leader_epoch != commit.epochs[tp]:
             fenced.add(tp)
             continue
-        _append_segments(conn, commit.obj.key, current, rows_by_tp.get(tp, []))
+        append_segments(conn, commit.obj.key, current, rows_by_tp.get(tp, []))
         fold_producers(
             conn,
             tp,
@@ -164,8 +164,8 @@ def _commit_flush(conn: Connection, clock: StoreClock, commit: FlushCommit) -> F
     conn.execute(
         insert(flush_outcomes).values(
             object_key=commit.obj.key,
-            committed=_encode_partitions(outcome.committed),
-            fenced=_encode_partitions(outcome.fenced),
+            committed=encode_partitions(outcome.committed),
+            fenced=encode_partitions(outcome.fenced),
         )
     )
     return outcome
@@ -191,7 +191,7 @@ def _check_commit_shape(commit: FlushCommit) -> None:
             )
 
 
-def _insert_object(conn: Connection, obj: ObjectRecord) -> bool:
+def insert_object(conn: Connection, obj: ObjectRecord) -> bool:
     """Insert the object's row; False if another transaction inserted it first (a concurrent
     replay of one flush, which has committed by the time the insert fails)."""
     try:
@@ -220,7 +220,7 @@ def _segments_by_partition(
     return grouped
 
 
-def _append_segments(
+def append_segments(
     conn: Connection, key: str, current: PartitionRecord, rows: list[SegmentRecord]
 ) -> None:
     if not rows:
@@ -250,7 +250,7 @@ def _stored_outcome(conn: Connection, key: str) -> FlushOutcome | None:
     return FlushOutcome(_decode_partitions(row.committed), _decode_partitions(row.fenced))
 
 
-def _encode_partitions(tps: frozenset[TopicPartition]) -> str:
+def encode_partitions(tps: frozenset[TopicPartition]) -> str:
     return json.dumps([[tp.topic, tp.partition] for tp in sorted(tps)])
 
 

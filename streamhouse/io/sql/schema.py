@@ -226,3 +226,13 @@ txn_offsets = Table(
     ),
     Index("ix_txn_offsets_producer_id", "producer_id"),
 )
+
+# Cluster jobs run by one agent at a time (ports/jobs.py): who claimed each last, in the store's
+# time. Transient: never part of a metadata snapshot.
+job_claims = Table(
+    "job_claims",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("agent", String, nullable=False),
+    Column("claimed_ms", BigInteger, nullable=False),
+)

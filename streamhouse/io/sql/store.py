@@ -7,9 +7,11 @@ import asyncio
 from sqlalchemy import Engine
 
 from streamhouse.io.sql.groups import SqlGroupStore
+from streamhouse.io.sql.jobs import SqlJobClaims
 from streamhouse.io.sql.leases import SqlLeaseStore
 from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
+from streamhouse.io.sql.snapshots import SqlSnapshotStore
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
 from streamhouse.io.sql.transactions import (
@@ -43,6 +45,8 @@ class SqlMetadataStore(
     SqlGroupStore,
     SqlMembershipStore,
     SqlTransactionStore,
+    SqlJobClaims,
+    SqlSnapshotStore,
     MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""

@@ -37,7 +37,7 @@ class SqlTopicStore(SqlAdapter, TopicStore):
         self, name: str, partition_count: int, configs: Mapping[str, str], now_ms: int
     ) -> TopicRecord:
         record = TopicRecord(name, partition_count, dict(configs), now_ms)
-        return await self._sql.write("create_topic", _insert_topic, record)
+        return await self._sql.write("create_topic", insert_topic, record)
 
     async def get_topic(self, name: str) -> TopicRecord | None:
         return await self._sql.read("get_topic", _select_topic, name)
@@ -49,7 +49,7 @@ class SqlTopicStore(SqlAdapter, TopicStore):
         await self._sql.write("delete_topic", _delete_topic, name)
 
     async def add_partitions(self, name: str, new_total: int) -> TopicRecord:
-        return await self._sql.write("add_partitions", _add_partitions, name, new_total)
+        return await self._sql.write("add_partitions", add_partitions, name, new_total)
 
     async def set_topic_configs(
         self, name: str, configs: Mapping[str, str | None], *, incremental: bool
@@ -71,7 +71,7 @@ class SqlTopicStore(SqlAdapter, TopicStore):
 # ---------------------------------------------------------------- topic statements
 
 
-def _insert_topic(conn: Connection, record: TopicRecord) -> TopicRecord:
+def insert_topic(conn: Connection, record: TopicRecord) -> TopicRecord:
     # The admin service refuses such a request; reaching here is our bug.
     count = record.partition_count
     assert count >= 1, f"topic {record.name!r}: {count} partitions"
@@ -166,7 +166,7 @@ def _locked_topic(conn: Connection, name: str) -> TopicRecord:
     return _topic_record(row)
 
 
-def _add_partitions(conn: Connection, name: str, new_total: int) -> TopicRecord:
+def add_partitions(conn: Connection, name: str, new_total: int) -> TopicRecord:
     topic = _locked_topic(conn, name)
     if new_total <= topic.partition_count:
         raise InvalidPartitions(

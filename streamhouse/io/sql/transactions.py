@@ -177,6 +177,11 @@ class SqlTransactions:
         """`statement(connection, *args, **kwargs)` in a read transaction."""
         return await self._call(op, lambda conn: statement(conn, *args, **kwargs), writes=False)
 
+    async def read_consistent(self, op: str, statement: Callable[[Connection], T]) -> T:
+        """`statement(connection)` in a read transaction that sees one moment of the whole
+        store (PostgreSQL's REPEATABLE READ; a SQLite read transaction always does)."""
+        return await self._call(op, statement, writes=False, consistent=True)
+
     async def write(
         self,
         op: str,
@@ -187,9 +192,13 @@ class SqlTransactions:
         """`statement(connection, *args, **kwargs)` in a write transaction."""
         return await self._call(op, lambda conn: statement(conn, *args, **kwargs), writes=True)
 
-    async def _call(self, op: str, work: Callable[[Connection], T], *, writes: bool) -> T:
+    async def _call(
+        self, op: str, work: Callable[[Connection], T], *, writes: bool, consistent: bool = False
+    ) -> T:
         self._hook.before_call(op)
-        result = await self._run(lambda: self._transact(op, work, writes=writes))
+        result = await self._run(
+            lambda: self._transact(op, work, writes=writes, consistent=consistent)
+        )
         if writes:
             self._hook.after_write(op)
         return result
@@ -202,11 +211,15 @@ class SqlTransactions:
         """Release the engine's connections."""
         await self._run(self.engine.dispose)
 
-    def _transact(self, op: str, work: Callable[[Connection], T], *, writes: bool) -> T:
+    def _transact(
+        self, op: str, work: Callable[[Connection], T], *, writes: bool, consistent: bool = False
+    ) -> T:
         try:
             with self.engine.connect() as conn:
                 if writes:
                     conn.execution_options(**{_WRITE_OPTION: True})
+                if consistent and conn.dialect.name == "postgresql":
+                    conn.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin() as transaction:
                     result = work(conn)
                     self._commit(op, conn, transaction, writes=writes)

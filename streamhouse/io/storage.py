@@ -1,6 +1,6 @@
-"""Opens the shared stores the settings name (the object store: a local directory or an S3
-bucket; the metadata store: SQLite or PostgreSQL), for the agent and for `streamctl admin`,
-which works on them with no agent running."""
+"""Opening the stores an agent's settings name: the object store (a local directory or an S3
+bucket) and the metadata store; shared by the agent and by `streamctl admin`, which work on
+the same storage."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ async def open_object_store(settings: Settings) -> ObjectStore:
 
 
 def open_metadata_store(settings: Settings, *, create: bool = True) -> SqlMetadataStore:
-    """The metadata store the settings name (default: SQLite in the data directory). Unless
-    `create`, the default SQLite file must exist already (a tool pointed at the wrong data
-    directory must not report on a new, empty store): MetadataUnavailable otherwise."""
+    """The metadata store the settings name, migrated to head. Unless `create`, the default
+    SQLite file must exist already (a tool pointed at the wrong data directory must not
+    report on a new, empty store): MetadataUnavailable otherwise."""
     if not create and not settings.metadata_url:
         path = os.path.join(settings.data_dir, SQLITE_FILE)
         if not os.path.isfile(path):

@@ -1,0 +1,202 @@
+"""The jobs and snapshots ports on every store: turns at cluster jobs in the store's time, and
+the whole store dumped, restored into a blank store and a rebuild completed."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sim.metadata import SimMetadataStore
+from streamhouse.errors import SnapshotIncompatible
+from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
+from streamhouse.log.partition_txns import TxnBegan
+from streamhouse.log.snapshot_format import (
+    MetadataDump,
+    Snapshot,
+    TableDump,
+    decode_snapshot,
+    encode_snapshot,
+)
+from streamhouse.names import TopicPartition
+from streamhouse.ports.leases import ObjectRecord
+from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.snapshots import (
+    REBUILD_EPOCH_LEAP,
+    REBUILD_PRODUCER_ID_LEAP,
+    RebuildPlan,
+    RebuiltPartition,
+    StoreState,
+)
+from tests.unit.metadata.builders import (
+    T0_MS,
+    TP0,
+    TP1,
+    TTL_MS,
+    StoreTime,
+    committed,
+    flush,
+    orders_led_by_a,
+    produced,
+    run,
+    segment,
+)
+
+INTERVAL_MS = 30_000
+
+
+def test_a_job_is_granted_once_per_interval_of_store_time(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    assert run(store.claim_job("snapshot", "agent-a", INTERVAL_MS))
+    assert not run(store.claim_job("snapshot", "agent-b", INTERVAL_MS))
+    assert not run(store.claim_job("snapshot", "agent-a", INTERVAL_MS))
+    assert run(store.claim_job("reconcile", "agent-b", INTERVAL_MS)), "jobs are independent"
+    store_time.advance_ms(INTERVAL_MS + 1_000)
+    assert run(store.claim_job("snapshot", "agent-b", INTERVAL_MS))
+    assert not run(store.claim_job("snapshot", "agent-a", INTERVAL_MS))
+
+
+def test_snapshot_numbers_only_grow(store: MetadataStore) -> None:
+    numbers = [run(store.next_snapshot_seq()) for _ in range(3)]
+    assert numbers == sorted(set(numbers))
+
+
+def _used_store(store: MetadataStore) -> None:
+    """Topic `orders` with a committed flush in each partition, an offset and a producer."""
+    orders_led_by_a(store)
+    commit = flush("k1", {TP0: 1, TP1: 1}, [(TP0, 0, 9), (TP1, 0, 4)])
+    commit = type(commit)(
+        obj=commit.obj,
+        segments=commit.segments,
+        epochs=commit.epochs,
+        producers={TP0: [produced(7, 0, 0, 0, 10)]},
+    )
+    run(store.commit_flush(commit))
+    run(store.allocate_producer_id())
+
+
+def test_a_dump_restores_into_a_blank_store_as_it_was(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    assert "job_claims" not in dump.tables
+    assert run(store.store_state()) is StoreState.IN_USE
+    # through the bucket's format and back
+    restored_dump = decode_snapshot(encode_snapshot(Snapshot(4, "agent-a", T0_MS, dump))).dump
+    assert restored_dump == dump
+    target = blank
+    assert run(target.store_state()) is StoreState.BLANK
+    assert run(target.begin_rebuild(restored_dump, "agent-b")) is StoreState.BLANK
+    assert run(target.store_state()) is StoreState.REBUILD_PENDING
+    assert run(target.begin_rebuild(restored_dump, "agent-c")) is StoreState.REBUILD_PENDING
+    assert [s.last_offset for s in run(target.list_segments(TP0))] == [9]
+    assert run(target.get_partition(TP1)).durable_end_offset == 5
+    assert run(target.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert not run(target.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert run(target.store_state()) is StoreState.IN_USE
+    moved = run(target.get_partition(TP0))
+    assert moved.leader_epoch == 1 + REBUILD_EPOCH_LEAP and moved.leader_agent is None
+    assert run(target.allocate_producer_id()) >= 1 + REBUILD_PRODUCER_ID_LEAP
+    states = run(target.list_producer_states(TP0))
+    assert [s.producer_id for s in states] == [7]
+
+
+def test_a_store_in_use_is_never_overwritten(store: MetadataStore) -> None:
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    assert run(store.begin_rebuild(dump, "agent-b")) is StoreState.IN_USE
+    assert not run(store.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+
+
+def test_a_dump_of_a_newer_schema_is_refused(store: MetadataStore) -> None:
+    dump = MetadataDump("9999", {"tables_from_the_future": TableDump(("a",), ((1,),))})
+    with pytest.raises(SnapshotIncompatible, match="tables_from_the_future"):
+        run(store.begin_rebuild(dump, "agent-b"))
+    assert run(store.store_state()) is StoreState.BLANK
+
+
+@pytest.fixture
+def blank(
+    request: pytest.FixtureRequest, backend: str, store_time: StoreTime, tmp_path: Path
+) -> Iterator[SqlMetadataStore]:
+    """A second store of the test's backend, blank: where a dump of `store` is restored."""
+    if backend == "sim":
+        assert store_time.virtual is not None
+        opened: SqlMetadataStore = SimMetadataStore(clock=store_time.virtual)
+        dropped = None
+    elif backend == "sqlite":
+        opened = open_sql_metadata(f"sqlite:///{tmp_path / 'rebuilt.db'}", store_clock=store_time)
+        dropped = None
+    else:
+        server = request.getfixturevalue("postgres_server")
+        dropped = f"rebuilt_{next(_rebuilt_numbers)}"
+        opened = open_sql_metadata(server.create_database(dropped), store_clock=store_time)
+    try:
+        yield opened
+    finally:
+        run(opened.close())
+        if dropped is not None:
+            server.drop_database(dropped)
+
+
+_rebuilt_numbers = itertools.count(1)
+
+
+def test_a_rebuild_extends_partitions_and_creates_topics(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK
+    later = ObjectRecord("k2", "agent-a", "org-1", 200, T0_MS + 5)
+    new_tp = TopicPartition("created-later", 2)
+    plan = RebuildPlan(
+        objects=[later],
+        partitions=[
+            RebuiltPartition(
+                TP0,
+                10,
+                15,
+                3,
+                segments=[segment(TP0, 10, 14, "k2", 3)],
+                producers=[produced(7, 0, 10, 10, 5)],
+                txns=[TxnBegan(9, 12)],
+            ),
+            RebuiltPartition(new_tp, 40, 42, 6, segments=[segment(new_tp, 40, 41, "k2", 6)]),
+        ],
+        new_topics={"created-later": 3},
+        now_ms=T0_MS + 10,
+        producer_id_seen=REBUILD_PRODUCER_ID_LEAP * 3,
+        snapshot_seq_seen=41,
+    )
+    assert run(blank.complete_rebuild(plan))
+    tp0 = run(blank.get_partition(TP0))
+    assert tp0.durable_end_offset == 15 and tp0.leader_epoch == 3 + REBUILD_EPOCH_LEAP
+    assert [s.object_key for s in run(blank.list_segments(TP0))] == ["k1", "k2"]
+    assert run(blank.list_open_txns(TP0)) == {9: 12}
+    [state] = run(blank.list_producer_states(TP0))
+    assert state.batches[-1].last_offset == 14
+    topic = run(blank.get_topic("created-later"))
+    assert topic is not None and topic.partition_count == 3
+    grown = run(blank.get_partition(new_tp))
+    assert (grown.log_start_offset, grown.durable_end_offset) == (40, 42)
+    assert run(blank.get_partition(TopicPartition("created-later", 0))).durable_end_offset == 0
+    assert run(blank.allocate_producer_id()) > REBUILD_PRODUCER_ID_LEAP * 3
+    assert run(blank.next_snapshot_seq()) == 42
+    assert run(blank.acquire_lease(TP0, "agent-b", TTL_MS)) is not None
+    assert sorted(o.key for o in run(blank.list_objects())) == ["k1", "k2"]
+
+
+def test_offsets_and_groups_come_back(store: MetadataStore, blank: SqlMetadataStore) -> None:
+    _used_store(store)
+    run(store.commit_offsets("billing", {TP0: committed(5)}))
+    first = run(store.reserve_group_generations("billing", 10))
+    dump = run(store.dump_metadata())
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert run(blank.fetch_offsets("billing")) == {TP0: committed(5)}
+    assert run(blank.reserve_group_generations("billing", 1)) >= first + 10 + 1
