@@ -24,6 +24,7 @@ from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject, ObjectNotFound, RebuildRefused, StorageError
 from streamhouse.kafka.batch_header import iter_batches
 from streamhouse.log.batch_effects import producer_batch, txn_change
+from streamhouse.log.ids import OBJECTS_PREFIX
 from streamhouse.log.object_format import ObjectFooter
 from streamhouse.log.partition_txns import PartitionTxns, TxnChange
 from streamhouse.log.producer_state import ProducerBatch
@@ -47,7 +48,6 @@ from streamhouse.ports.snapshots import (
 )
 from streamhouse.ports.topics import PartitionRecord, TopicStore
 
-OBJECTS_PREFIX = "orgs/"
 OBJECT_SUFFIX = ".obj"
 FOOTER_READS_IN_FLIGHT_MAX = 32
 REBUILD_BLOCK_CACHE_BYTES_MAX = 16 * 1024 * 1024

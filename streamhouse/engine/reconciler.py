@@ -33,6 +33,7 @@ from streamhouse.engine.damaged_objects import (
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject, ObjectNotFound, StorageError
+from streamhouse.log.ids import OBJECTS_PREFIX
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.jobs import JobClaims
 from streamhouse.ports.leases import LeaseStore, ObjectRef
@@ -40,7 +41,6 @@ from streamhouse.ports.object_store import ObjectInfo, ObjectStore
 
 log = logging.getLogger("streamhouse.reconciler")
 
-OBJECTS_PREFIX = "orgs/"  # flushed objects: orgs/<org>/objects/<yyyymmdd>/<agent>-<ulid>.obj
 # Damaged objects a report lists one by one (its counts stay exact beyond it), so a bucket
 # wiped under its metadata gives a report of bounded size
 REPORT_DAMAGED_MAX = 1_000
