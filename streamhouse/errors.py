@@ -197,7 +197,8 @@ class CorruptObject(StorageError):
 class DamagedData(StreamHouseError):
     """Offsets whose object is missing from the bucket or corrupt: no retry reads them. Not a
     StorageError: answered CORRUPT_MESSAGE, which librdkafka, kafka-python and the Java
-    client hand to the application, where KAFKA_STORAGE_ERROR is retried silently for ever."""
+    client hand to the application (aiokafka logs a warning), where they retry
+    KAFKA_STORAGE_ERROR silently for ever."""
 
     code = ErrorCode.CORRUPT_MESSAGE
 

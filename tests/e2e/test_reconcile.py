@@ -177,3 +177,21 @@ def test_a_fetch_of_a_missing_object_errors_and_other_partitions_serve(tmp_path:
         assert agent.stop() == 0
     log = agent.log_path.read_text()
     assert damaged in log and f"{TOPIC}-1@0" in log  # the object and its offsets, named
+
+
+def test_the_agent_reconciles_in_the_background(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _written(data_dir)
+    _put_old(data_dir, ORPHAN, b"an upload whose commit never came")
+    agent = start_agent(data_dir, "--reconcile-interval-ms", "300")
+    try:
+        started = time.monotonic()
+        while (data_dir / "objects" / ORPHAN).exists():
+            assert time.monotonic() - started < TIMEOUT_S, "the orphan was never deleted"
+            time.sleep(0.1)
+        with urllib.request.urlopen(agent.http_base + "/metrics", timeout=TIMEOUT_S) as answer:
+            metrics = answer.read().decode()
+        assert "streamhouse_reconcile_orphans_deleted_total 1.0" in metrics
+        assert "streamhouse_objects_damaged 0.0" in metrics
+    finally:
+        assert agent.stop() == 0
