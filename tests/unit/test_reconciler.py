@@ -26,7 +26,7 @@ from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import BlockSpec, encode_object
 from streamhouse.names import TopicPartition
 from streamhouse.ports.jobs import JobClaims
-from streamhouse.ports.leases import FlushCommit, ObjectRecord, SegmentRecord
+from streamhouse.ports.leases import FlushCommit, ObjectRecord, ObjectRef, SegmentRecord
 
 T = TypeVar("T")
 NOW_MS = 1_700_000_000_000
@@ -329,3 +329,19 @@ def test_the_loop_runs_when_claimed_and_survives_a_failing_store(world: World) -
         assert loop.reconciler.stats.orphans_deleted == 1
 
     run(main())
+
+
+def test_an_old_upload_committed_after_its_rows_were_read_is_kept(world: World) -> None:
+    """A flush whose commit came more than the grace after its upload (a metadata store out
+    for that long), between the reconciler's page of rows and its turn at the object."""
+    key = world.flush("00")
+    read_before = run(world.metadata.list_object_refs("", 1000))  # the store's answer then
+    late = world.flush("01")
+
+    async def rows_read_before(after_key: str = "", limit: int = 1000) -> list[ObjectRef]:
+        return [ref for ref in read_before if ref.key > after_key][:limit]
+
+    world.metadata.list_object_refs = rows_read_before  # type: ignore[method-assign]
+    report = run(world.reconciler().run())
+    assert _counts(report) == {"listed": 2, "referenced": 2}
+    assert world.bucket() == [key, late]
