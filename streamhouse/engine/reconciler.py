@@ -178,10 +178,12 @@ class _Run:
         if self._now_ms - newest_ms <= self._grace_ms:
             report.orphans_kept_in_grace += 1
             return
-        if row is None and await self._leases.object_segments(key):
-            report.referenced += 1  # committed since its page of rows was read: a late flush
-            return
         if not report.dry_run:
+            # Committed since its page of rows was read (a flush retried past the grace)? Looked
+            # up again right before deleting only: a dry run would pay it for every orphan
+            if row is None and await self._leases.object_segments(key):
+                report.referenced += 1
+                return
             if in_bucket:  # the bucket first: a crash between leaves a row the next run forgets
                 await self._objects.delete(key)
             if row is not None and not await self._leases.forget_object(key):
