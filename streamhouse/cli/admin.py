@@ -265,11 +265,11 @@ async def _reconcile(
 
 def _show_reconcile(report: ReconcileReport) -> None:
     title = "reconcile" + (" (dry run: nothing deleted)" if report.dry_run else "")
-    counts = Table("", "objects", title=title)
+    counts = Table(title=title, show_header=False)
     would = "would be " if report.dry_run else ""
     rows = [
-        ("listed in the bucket", report.listed),
-        ("referenced by segment rows", report.referenced),
+        ("objects listed in the bucket", report.listed),
+        ("objects referenced by segment rows", report.referenced),
         (f"orphans {would}deleted", report.orphans_deleted),
         ("orphans kept (in grace)", report.orphans_kept_in_grace),
         (f"rows of gone orphans {would}forgotten", report.rows_forgotten),
