@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, kafka, many, processes, reads, storage, table, transactions
+from bench import cluster, kafka, many, processes, reads, rebuild, storage, table, transactions
 
 SECTIONS = (
     "storage",
@@ -22,6 +22,7 @@ SECTIONS = (
     "reads",
     "many",
     "transactions",
+    "rebuild",
 )
 
 
@@ -57,6 +58,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "reads": reads.run,
         "many": many.run,
         "transactions": transactions.run,
+        "rebuild": rebuild.run,
     }
 
 
