@@ -17,6 +17,7 @@ from bench import (
     many,
     processes,
     reads,
+    rebuild,
     reconcile,
     storage,
     table,
@@ -32,6 +33,7 @@ SECTIONS = (
     "reads",
     "many",
     "transactions",
+    "rebuild",
     "reconcile",
 )
 
@@ -68,6 +70,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "reads": reads.run,
         "many": many.run,
         "transactions": transactions.run,
+        "rebuild": rebuild.run,
         "reconcile": reconcile.run,
     }
 

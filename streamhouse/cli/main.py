@@ -306,6 +306,26 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Orphan objects younger than this are kept: their upload may still be committed.",
             ),
         ] = Settings.reconcile_grace_ms,
+        snapshot_interval_ms: Annotated[
+            int,
+            setting(
+                "snapshot_interval_ms",
+                "Shortest time between metadata snapshots to the bucket, cluster-wide; one is "
+                "written after committed flushes and at a clean shutdown. 0: none.",
+            ),
+        ] = Settings.snapshot_interval_ms,
+        snapshot_keep_count: Annotated[
+            int, setting("snapshot_keep_count", "How many of the newest snapshots are kept.")
+        ] = Settings.snapshot_keep_count,
+        rebuild_on_blank_metadata: Annotated[
+            bool,
+            setting(
+                "rebuild_on_blank_metadata",
+                "On a blank metadata store whose bucket holds data, rebuild the store from the "
+                "bucket before serving.",
+                "--rebuild-on-blank-metadata/--no-rebuild-on-blank-metadata",
+            ),
+        ] = Settings.rebuild_on_blank_metadata,
     ) -> None:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""
