@@ -278,7 +278,9 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
             transactions_completing=transactions.completing_count,
         )
 
-    registry = agent_registry(agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler)
+    registry = agent_registry(
+        agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler, agent.snapshots
+    )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
     async def readiness() -> list[str]:

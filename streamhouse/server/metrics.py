@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reconciler import Reconciler
+from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
 
@@ -37,8 +38,10 @@ class AgentCollector(Collector):
         kafka: ListenerStats,
         transactions: TransactionStats | None = None,
         reconciler: Reconciler | None = None,
+        snapshots: SnapshotWriter | None = None,
     ) -> None:
         self._log = log
+        self._snapshots = snapshots
         self._reconciler = reconciler
         self._gauges = gauges
         self._kafka = kafka
@@ -58,6 +61,13 @@ class AgentCollector(Collector):
                 "corrupt, as the last reconcile run and reads since found them "
                 "(`streamctl admin reconcile` lists them).",
                 self._reconciler.damaged.count,
+            )
+        if self._snapshots is not None:
+            yield from _counters("snapshots", asdict(self._snapshots.stats))
+            yield _gauge(
+                "snapshot_last_seq",
+                "Number of the last metadata snapshot this agent wrote to the bucket (-1: none).",
+                self._snapshots.last_seq,
             )
         led = self._log.led_partitions()
         slots = sum(1 for tp in led if is_internal(tp.topic))
@@ -107,8 +117,9 @@ def agent_registry(
     kafka: ListenerStats,
     transactions: TransactionStats | None = None,
     reconciler: Reconciler | None = None,
+    snapshots: SnapshotWriter | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges, kafka, transactions, reconciler))
+    registry.register(AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots))
     return registry
