@@ -24,6 +24,7 @@ from streamhouse.testing.moto_server import dummy_credentials
 from streamhouse.testing.postgres import PostgresServer
 
 FLUSH_INTERVAL_MS = "50"
+GROUP_DELAY_MS = "300"  # a new group's first generation comes quickly
 CLIENT_TIMEOUT_S = 30.0
 POLL_S = 0.2
 
@@ -63,6 +64,8 @@ class DrWorld:
             *self.storage_args(),
             "--flush-interval-ms",
             FLUSH_INTERVAL_MS,
+            "--group-initial-rebalance-delay-ms",
+            GROUP_DELAY_MS,
             *extra,
             env=agent_environment(),
         )
