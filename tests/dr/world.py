@@ -5,6 +5,7 @@ byte for byte."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -80,6 +81,14 @@ class DrWorld:
             text=True,
             timeout=300,
         )
+
+    def reconcile(self, *args: str, damage_expected: bool = False) -> dict[str, Any]:
+        """`streamctl admin reconcile --output json ARGS`: its report (exit 1 only with
+        `damage_expected`, which is how the command says damage was found)."""
+        done = self.streamctl("admin", "reconcile", "--output", "json", *args)
+        assert done.returncode == (1 if damage_expected else 0), done.stderr + done.stdout
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
 
     # ------------------------------------------------------------ the disasters
 
