@@ -264,6 +264,13 @@ class LogStore:
                 await self._leases.release_lease(tp, self.agent_id)
         return True
 
+    async def release_unled(self, tp: TopicPartition) -> None:
+        """Release a lease the store says this agent holds though it does not lead the
+        partition (an earlier incarnation took it before a restart), so the agent it is placed
+        on takes it at once rather than after the TTL. Raises StorageError."""
+        if tp not in self._partitions:
+            await self._leases.release_lease(tp, self.agent_id)
+
     # --- partitions ---------------------------------------------------------------------------
 
     def led_partition(self, tp: TopicPartition) -> PartitionLog | None:

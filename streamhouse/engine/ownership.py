@@ -10,6 +10,9 @@ then points clients at each partition's target while its lease is not live), and
 - hands over the partitions it leads that are placed elsewhere: new appends are refused,
   what was appended is flushed, then the lease is released, so the target takes it at
   its next round instead of waiting out the TTL (`LogStore.hand_over`);
+- releases the live leases held in its name that it does not lead and that are placed
+  elsewhere (an earlier incarnation took them before a restart), so their targets take
+  them at once instead of waiting out the TTL while Metadata points clients here;
 - takes the leases of the partitions placed on it that no live lease holds (unowned,
   expired, released), so a partition is led before its first client comes, and those
   whose target let its own lease lapse while still listed (paused, cut off from the
@@ -129,8 +132,22 @@ class Ownership:
         self._kept_until_ms = {tp: t for tp, t in self._kept_until_ms.items() if t > now_ms}
         for record in records:
             target = targets.get(record.tp)
-            if self._may_take(record, target) and await self._take(record.tp) and target != me:
+            if self._held_from_before(record, target):
+                await self._log.release_unled(record.tp)
+            elif self._may_take(record, target) and await self._take(record.tp) and target != me:
                 self._kept_until_ms[record.tp] = now_ms + self._keep_taken_ms
+
+    def _held_from_before(self, record: PartitionRecord, target: str | None) -> bool:
+        """A live lease held in this agent's name that it does not lead and that is placed
+        elsewhere: taken by an earlier incarnation (a restart, a start that failed midway)."""
+        me = self._directory.agent_id
+        return (
+            record.lease_live
+            and record.leader_agent == me
+            and target is not None
+            and target != me
+            and self._log.led_partition(record.tp) is None
+        )
 
     def _may_take(self, record: PartitionRecord, target: str | None) -> bool:
         """A partition placed here that no other agent holds a live lease on; or one whose

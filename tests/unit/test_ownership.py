@@ -53,6 +53,7 @@ class World:
         self.metadata = SimMetadataStore(self.rng.fork("metadata"), clock=self.store_clock)
         self.objects = SimObjectStore(None, self.rng.fork("objects"))
         self.nodes: dict[str, Node] = {}
+        self.disks: dict[str, SimDisk] = {}  # kept across an agent's restarts
 
     async def join(self, agent_id: str) -> Node:
         if await self.metadata.get_topic(TOPIC) is None:
@@ -63,7 +64,7 @@ class World:
             SETTINGS,
             self.clock,
             self.rng.fork(agent_id),
-            SimDisk(self.rng.fork(f"disk-{agent_id}")),
+            self.disks.setdefault(agent_id, SimDisk(self.rng.fork(f"disk-{agent_id}"))),
             self.objects,
             self.metadata,
             agent_id,
@@ -182,5 +183,27 @@ def test_a_departing_agents_released_leases_are_taken_at_the_next_round() -> Non
         await world.rounds(1)  # no time passed: nothing expired, everything was released
         assert world.loads() == [5, 5]
         assert "b" not in set((await world.holders()).values())
+
+    _run(main())
+
+
+def test_a_restarted_agent_releases_leases_held_in_its_name_that_are_placed_elsewhere() -> None:
+    """Its earlier incarnation took the lease; this one does not lead the partition and it is
+    placed on another agent: released at once, taken at the next round, no TTL waited."""
+
+    async def main() -> None:
+        world = World()
+        for agent_id in ("a", "b"):
+            await world.join(agent_id)
+        await world.rounds()
+        moved = sorted(world.nodes["b"].led)[0]
+        world.nodes.pop("b")  # crashed: its leases stay live in the store
+        await world.metadata.set_preferred_agent(moved, "a")  # and the partition moves to a
+        restarted = await world.join("b")  # the same disk: its WAL marker, no fence
+        assert moved not in restarted.led
+        assert (await world.holders())[moved] == "b"
+        await world.rounds(2)  # no time passes: nothing expires
+        assert (await world.holders())[moved] == "a"
+        assert moved in world.nodes["a"].led
 
     _run(main())
