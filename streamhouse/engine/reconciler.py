@@ -9,9 +9,11 @@ memory is a page of each, never the bucket. Only keys under `orgs/` are the reco
 An object is an *orphan* when no segment row points into it: in the bucket without a row (a
 flush that crashed between its upload and its commit, or whose commit was fenced), or with
 a row that no segment row references any more (a deleted topic). It is deleted, from the
-bucket first and then its row, only when the younger of its last-modified time and its row's
-creation time is more than `reconcile_grace_ms` old by the reconciler's clock: a younger
-one may belong to an upload whose commit is still coming. A run is idempotent: a second run
+bucket first and then its row, only when it is more than `reconcile_grace_ms` old: the bucket
+judges its last-modified time (each run first puts a clock probe and reads the bucket's "now"
+back, so an agent's clock that is off cannot age an object), the agent its row's creation
+time, and the younger of the two counts. A younger one may belong to an upload whose commit
+is still coming. A run is idempotent: a second run
 right after finds nothing more to do.
 """
 
@@ -32,7 +34,7 @@ from streamhouse.engine.damaged_objects import (
 )
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.object_reader import ObjectReader
-from streamhouse.errors import CorruptObject, ObjectNotFound, StorageError
+from streamhouse.errors import CorruptObject, ObjectNotFound, ObjectStoreUnavailable, StorageError
 from streamhouse.log.ids import OBJECTS_PREFIX
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.jobs import JobClaims
@@ -45,6 +47,9 @@ log = logging.getLogger("streamhouse.reconciler")
 # wiped under its metadata gives a report of bounded size
 REPORT_DAMAGED_MAX = 1_000
 JOB_NAME = "reconcile"
+# Put (and overwritten) at the start of every run, outside `orgs/`: its last-modified time is
+# the bucket's "now", which ages are judged by
+CLOCK_PROBE_KEY = "metadata/reconciler-clock-probe"
 
 
 @dataclass
@@ -85,6 +90,22 @@ class ReconcileStats:
     bytes_freed: int = 0
 
 
+@dataclass(frozen=True)
+class _Clocks:
+    """How old things are, each by the clock that stamped it: an object's last-modified time
+    by the bucket's own clock (read from the clock probe this run wrote), a row's creation
+    time by this agent's."""
+
+    bucket_now_ms: int
+    agent_now_ms: int
+
+    def bucket_age_ms(self, listed: ObjectInfo) -> int:
+        return self.bucket_now_ms - listed.modified_ms
+
+    def row_age_ms(self, row: ObjectRef) -> int:
+        return self.agent_now_ms - row.created_ms
+
+
 class _Run:
     """One pass: the two sorted walks, the merge, and what each key turns out to be."""
 
@@ -92,7 +113,7 @@ class _Run:
         self,
         owner: Reconciler,
         report: ReconcileReport,
-        now_ms: int,
+        clocks: _Clocks,
         on_page: Callable[[ReconcileReport], None] | None,
     ) -> None:
         self._objects = owner.objects
@@ -100,7 +121,7 @@ class _Run:
         self._page_keys = owner.page_keys
         self._grace_ms = owner.grace_ms
         self._report = report
-        self._now_ms = now_ms
+        self._clocks = clocks
         self._on_page = on_page
         # A fresh reader without a cache: each verified block is read from the bucket
         self._reader = ObjectReader(self._objects)
@@ -113,7 +134,8 @@ class _Run:
         while listed is not None or row is not None:
             if row is None or (listed is not None and listed.key < row.key):
                 assert listed is not None
-                await self._orphan(listed.key, listed.size_bytes, listed.modified_ms, None, True)
+                age_ms = self._clocks.bucket_age_ms(listed)
+                await self._orphan(listed.key, listed.size_bytes, age_ms, None, True)
                 listed = await anext(bucket, None)
             elif listed is None or row.key < listed.key:
                 await self._row_only(row)
@@ -149,8 +171,8 @@ class _Run:
 
     async def _both(self, listed: ObjectInfo, row: ObjectRef) -> None:
         if row.segment_count == 0:
-            newest_ms = max(listed.modified_ms, row.created_ms)
-            await self._orphan(listed.key, listed.size_bytes, newest_ms, row, True)
+            age_ms = min(self._clocks.bucket_age_ms(listed), self._clocks.row_age_ms(row))
+            await self._orphan(listed.key, listed.size_bytes, age_ms, row, True)
             return
         self._report.referenced += 1
         if listed.size_bytes != row.size_bytes:
@@ -161,7 +183,7 @@ class _Run:
 
     async def _row_only(self, row: ObjectRef) -> None:
         if row.segment_count == 0:
-            await self._orphan(row.key, 0, row.created_ms, row, False)
+            await self._orphan(row.key, 0, self._clocks.row_age_ms(row), row, False)
             return
         # Listed before its upload, committed before this page of rows was read? Look again.
         try:
@@ -172,10 +194,10 @@ class _Run:
         self._report.referenced += 1
 
     async def _orphan(
-        self, key: str, size_bytes: int, newest_ms: int, row: ObjectRef | None, in_bucket: bool
+        self, key: str, size_bytes: int, age_ms: int, row: ObjectRef | None, in_bucket: bool
     ) -> None:
         report = self._report
-        if self._now_ms - newest_ms <= self._grace_ms:
+        if age_ms <= self._grace_ms:
             report.orphans_kept_in_grace += 1
             return
         if not report.dry_run:
@@ -242,6 +264,15 @@ class Reconciler:
         self.damaged = damaged or DamagedObjects()
         self.stats = ReconcileStats()
 
+    async def _bucket_now_ms(self) -> int:
+        """The bucket's time now: the last-modified time of a probe object put for it (an
+        agent's clock may be off; an orphan's age must not be). Raises StorageError."""
+        await self.objects.put(CLOCK_PROBE_KEY, b"")
+        listed = await self.objects.list_page(CLOCK_PROBE_KEY, "", 1)
+        if not listed or listed[0].key != CLOCK_PROBE_KEY:  # the store lost a write it took
+            raise ObjectStoreUnavailable("the reconciler's clock probe is not in the bucket")
+        return listed[0].modified_ms
+
     async def run(
         self,
         dry_run: bool = False,
@@ -256,7 +287,8 @@ class Reconciler:
         started_ms = self._clock.monotonic_ms()
         report = ReconcileReport(dry_run=dry_run, verified=verify)
         try:
-            await _Run(self, report, self._clock.now_ms(), on_page).merge()
+            clocks = _Clocks(await self._bucket_now_ms(), self._clock.now_ms())
+            await _Run(self, report, clocks, on_page).merge()
         except StorageError:
             self.stats.runs_failed += 1
             raise

@@ -24,7 +24,7 @@ def test_orphans_are_deleted_after_the_grace_and_reconcile_is_idempotent(
         agent.stop_cleanly()
     world.put(ORPHAN, b"an upload whose commit never came")
     objects_before = world.keys("orgs/")
-    snapshots = world.keys("metadata/")
+    snapshots = world.keys("metadata/snapshots/")
     assert snapshots, "the agent wrote snapshots"
 
     young = world.reconcile()  # the default grace: everything was written just now
@@ -39,7 +39,7 @@ def test_orphans_are_deleted_after_the_grace_and_reconcile_is_idempotent(
     after = world.keys("orgs/")
     assert ORPHAN not in after and len(after) == len(objects_before) - done["orphans_deleted"]
     assert len(after) == done["referenced"] and (done["missing"], done["corrupt"]) == (0, 0)
-    assert world.keys("metadata/") == snapshots  # not the reconciler's
+    assert world.keys("metadata/snapshots/") == snapshots  # not the reconciler's
 
     again = world.reconcile("--grace-ms", "0", "--verify")
     assert (again["orphans_deleted"], again["orphans_kept_in_grace"]) == (0, 0)

@@ -40,15 +40,29 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class VirtualTimeBucket(LocalObjectStore):
+    """A local bucket whose clock is the test's virtual one: what is put is stamped with its
+    time (the reconciler's clock probe too)."""
+
+    def __init__(self, root: str, clock: VirtualClock) -> None:
+        super().__init__(root)
+        self._clock = clock
+
+    async def put(self, key: str, data: bytes) -> None:
+        await super().put(key, data)
+        stamp_ns = self._clock.now_ms() * 1_000_000
+        os.utime(os.path.join(self.root, key), ns=(stamp_ns, stamp_ns))
+
+
 class World:
     """A bucket directory, a SQLite store with topic `t` (2 partitions, leased by agent-a),
     and a clock at NOW_MS; objects are written and committed the way a flush does."""
 
     def __init__(self, root: Path, page_keys_max: int = 2) -> None:
         self.root = root / "objects"
-        self.objects = LocalObjectStore(str(self.root))
-        self.metadata: SqlMetadataStore = open_sql_metadata(f"sqlite:///{root / 'meta.db'}")
         self.clock = VirtualClock(start_wall_ms=NOW_MS)
+        self.objects = VirtualTimeBucket(str(self.root), self.clock)
+        self.metadata: SqlMetadataStore = open_sql_metadata(f"sqlite:///{root / 'meta.db'}")
         self.settings = Settings(reconcile_grace_ms=GRACE_MS, reconcile_page_keys_max=page_keys_max)
         self.damaged = DamagedObjects()
         self.next_offset = {TP0: 0, TP1: 0}
@@ -120,7 +134,8 @@ class World:
         run(self.metadata.commit_flush(commit))
         return key
 
-    def bucket(self, prefix: str = "") -> list[str]:
+    def bucket(self, prefix: str = "orgs/") -> list[str]:
+        """The flushed objects' keys (the reconciler's clock probe lives beside them)."""
         return [info.key for info in run(self.objects.list(prefix))]
 
     def rows(self) -> list[str]:
@@ -179,7 +194,8 @@ def test_orphans_past_the_grace_are_deleted_and_younger_ones_kept(world: World) 
         "orphans_kept_in_grace": 2,
         "bytes_freed": 11 + fenced_bytes,
     }
-    assert world.bucket() == [
+    assert world.bucket("") == [
+        "metadata/reconciler-clock-probe",
         "metadata/snapshots/s-1.json",
         "orgs-other/x.obj",
         referenced,
@@ -345,3 +361,15 @@ def test_an_old_upload_committed_after_its_rows_were_read_is_kept(world: World) 
     report = run(world.reconciler().run())
     assert _counts(report) == {"listed": 2, "referenced": 2}
     assert world.bucket() == [key, late]
+
+
+def test_ages_are_judged_by_the_buckets_clock_not_the_agents(world: World) -> None:
+    """An agent whose clock runs an hour ahead still keeps a young upload: the bucket's own
+    time (the clock probe's last-modified time) tells the object's age."""
+    young = "orgs/o/objects/20231114/agent-b-young.obj"
+    world.put(young, b"an upload whose commit is coming", NOW_MS - 5)
+    ahead = VirtualClock(start_wall_ms=NOW_MS + 2 * GRACE_MS)
+    settings = world.settings
+    report = run(Reconciler(settings, ahead, world.objects, world.metadata).run())
+    assert (report.orphans_deleted, report.orphans_kept_in_grace) == (0, 1)
+    assert young in world.bucket()
