@@ -53,6 +53,9 @@ FAULT_RESUME = "resume"
 FAULT_NETWORK_PARTITION = "network_partition"
 FAULT_HEAL = "heal"
 FAULT_STORE_FAILOVER = "store_failover"  # the metadata store refuses every call a while
+# the metadata store lost whole (every agent crashed with it): what was not durable in an
+# object may be lost, on every partition (acks=1 only), as with a disk loss on every agent
+FAULT_METADATA_WIPE = "metadata_wipe"
 
 PHASE_SAFETY = "safety"
 PHASE_LIVENESS = "liveness"
@@ -312,8 +315,9 @@ class FaultInjected:
     `topic`/`partition` narrow a per-partition fault (a fenced lease);
     `epoch` is the lease epoch that was fenced, if known, and `next_agent` /
     `next_epoch` who took the lease in which epoch (noted after the taker's
-    lease call returned, so at or after the taking). Only FAULT_DISK_LOSS
-    and FAULT_LEASE_FENCED excuse losing acks=1 data, so the simulator must
+    lease call returned, so at or after the taking). Only FAULT_DISK_LOSS,
+    FAULT_LEASE_FENCED and FAULT_METADATA_WIPE (agent "*": every agent and
+    partition) excuse losing acks=1 data, so the simulator must
     record FAULT_LEASE_FENCED whenever a partition's lease moves away from an
     agent that may still hold unflushed data (it was paused, cut off or
     crashed past its lease), not only the pause or crash that caused it.

@@ -69,7 +69,20 @@ TXN_STORE_FAILOVER_RATE = 0.3
 # a quarter of the txn seeds get more of everything on top
 TXN_HARD_RATE = 0.25
 TXN_HARD = (CRASH, CRASH, PAUSE, STORE_FAILOVER, CLOCK_STEP)
-PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE)
+# "dr" (F9 disaster recovery) redraws the default options around a metadata wipe: every
+# agent crashes, the metadata store is lost whole and the agents restart on a blank one
+# (staggered, so sometimes together), rebuilding it from the bucket; snapshots are taken
+# every DR_SNAPSHOT_INTERVALS_MS (0: none, the footers alone tell). Sometimes a second wipe,
+# and a few nemeses of other kinds.
+DR_PROFILE = "dr"
+METADATA_WIPE = "metadata_wipe"
+DR_SNAPSHOT_INTERVALS_MS = (0, 100, 500, 2_000)
+DR_SECOND_WIPE_RATE = 0.3
+DR_EXTRA_NEMESES_MAX = 2
+DR_WIPE_DOWN_MS_MAX = 3_000
+# between one agent's restart and the next one's after a wipe: 0 starts them together
+DR_RESTART_STAGGERS_MS = (0, 0, 5, 50, 1_000)
+PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE, DR_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -85,7 +98,9 @@ class Nemesis:
     at_ms: int
     duration_ms: int
     agent: int  # 1-based
-    amount: int = 0  # clock step in ms, drift in ppm, wipe (1) or not (0) for a crash
+    # clock step in ms, drift in ppm, wipe (1) or not (0) for a crash, restart stagger in ms
+    # for a metadata wipe
+    amount: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,8 @@ class SimOptions:
                 "wal_group_bytes_max",
             )
         }
+        if self.profile == DR_PROFILE:  # older runs and other profiles: the default
+            knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
         parts = [
             f"seed={self.seed}",
             f"agents={self.cluster.agents}",
@@ -189,7 +206,42 @@ def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
         return _clustered(options, SeededRng(seed).fork("cluster-profile"))
     if profile == TXN_PROFILE:
         return _transactional(options, SeededRng(seed).fork("txn-profile"))
+    if profile == DR_PROFILE:
+        return _disastrous(options, SeededRng(seed).fork("dr-profile"))
     return options
+
+
+def _disastrous(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """`options` with a metadata wipe (sometimes two) and snapshots every so often, or none."""
+    settings = options.cluster.settings.with_overrides(
+        snapshot_interval_ms=_pick(rng, DR_SNAPSHOT_INTERVALS_MS)
+    )
+    agents = options.cluster.agents
+    lease_ttl_ms = settings.lease_ttl_ms
+    safety_ms = options.safety_ms
+    drawn = [_draw_wipe(rng, agents, safety_ms)]
+    if rng.chance(DR_SECOND_WIPE_RATE):
+        drawn.append(_draw_wipe(rng, agents, safety_ms))
+    drawn += [
+        _draw_nemesis(rng, _pick(rng, NEMESIS_KINDS), agents, safety_ms, lease_ttl_ms)
+        for _ in range(rng.randint(0, DR_EXTRA_NEMESES_MAX))
+    ]
+    return dataclasses.replace(
+        options,
+        cluster=dataclasses.replace(options.cluster, settings=settings),
+        nemeses=tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind))),
+        profile=DR_PROFILE,
+    )
+
+
+def _draw_wipe(rng: SeededRng, agents: int, safety_ms: int) -> Nemesis:
+    """A metadata wipe in the safety phase (after its first quarter, so something was
+    written): every agent down for a while, then restarted from `agent` on, `amount` ms
+    apart."""
+    at_ms = rng.randint(safety_ms // 4, safety_ms)
+    down_ms = rng.randint(0, DR_WIPE_DOWN_MS_MAX)
+    stagger_ms = _pick(rng, DR_RESTART_STAGGERS_MS)
+    return Nemesis(METADATA_WIPE, at_ms, down_ms, rng.randint(1, agents), stagger_ms)
 
 
 def _transactional(options: SimOptions, rng: SeededRng) -> SimOptions:

@@ -27,9 +27,10 @@ from typing import Any
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from sim.capture import captured_aiokafka
-from sim.checkers import LIVENESS, Violation, check_all
+from sim.checkers import LIVENESS, Violation, check_all, check_pointers
 from sim.clock import LoopClock
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
+from sim.disaster import RUNBOOK_RETRY_MS, final_storage, recreate_topics, wipe_metadata
 from sim.history import (
     ACKS_ALL,
     FAULT_HEAL,
@@ -55,6 +56,7 @@ from sim.options import (
     CLOG,
     CRASH,
     MEMBER_CRASH,
+    METADATA_WIPE,
     PARTITION,
     PAUSE,
     STORE_FAILOVER,
@@ -188,6 +190,8 @@ async def _phases(
         await _safety(cluster, clients, options, outcome, _txn_runs(txns, rng.fork("txn")))
         cluster.heal_faults()
         await cluster.restart_down_agents()
+        while cluster.metadata.wipes and not await recreate_topics(cluster):
+            await cluster.clock.sleep_ms(RUNBOOK_RETRY_MS)
         heal_ms = cluster.clock.monotonic_ms()
         history.append(PhaseStarted(cluster.now_us(), PHASE_LIVENESS))
         try:
@@ -201,6 +205,7 @@ async def _phases(
                 Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
             )
     await cluster.close()
+    violations += check_pointers(*await final_storage(cluster.metadata, cluster.objects))
 
 
 def _txn_runs(
@@ -329,6 +334,8 @@ async def _inject(
         await cluster.clock.sleep_ms(duration_ms)
         cluster.metadata.end_failover(nemesis.amount)
         cluster.fault(FAULT_HEAL, "*")
+    elif kind == METADATA_WIPE:
+        await wipe_metadata(cluster, nemesis)
     elif kind == MEMBER_CRASH:
         alive = [name for name in members if name not in clients.killed]
         if alive:

@@ -56,6 +56,8 @@ METADATA_MAX_AGE_MS = 5_000
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
 MAX_POLL_INTERVAL_MS = 30_000
+UNRECOGNIZED_PARTITION = "Unrecognized partition"  # aiokafka's assertion message
+UNKNOWN_TOPIC_OR_PARTITION = 3  # Kafka's error code
 
 
 @dataclass
@@ -157,6 +159,14 @@ class Clients:
             )
         except KafkaError as error:  # never handed to the broker: certainly not written
             self.record(name, ProduceFailed(self.now_us(), name, op, _code(error), True))
+            return None
+        except AssertionError as error:
+            # aiokafka asserts that the partition is in its metadata: a rebuilt store may
+            # lack it until the operator creates it again; never handed to the broker either
+            if UNRECOGNIZED_PARTITION not in str(error):
+                raise
+            failed = ProduceFailed(self.now_us(), name, op, UNKNOWN_TOPIC_OR_PARTITION, True)
+            self.record(name, failed)
             return None
         future.add_done_callback(lambda done: self._answered(acked, op, done))
         return future

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sim.history import (
     FAULT_DISK_LOSS,
     FAULT_LEASE_FENCED,
+    FAULT_METADATA_WIPE,
     Event,
     FaultInjected,
     FetchFailed,
@@ -27,6 +28,8 @@ from sim.history import (
 
 LIVENESS = "liveness"
 SHOW_BYTES_MAX = 24
+# faults after which an offset may hold other data than before (unreplicated data lost)
+TRUNCATIONS = (FAULT_DISK_LOSS, FAULT_LEASE_FENCED, FAULT_METADATA_WIPE)
 
 TP = tuple[str, int]
 # What sits at an offset: (control kind or None, key, value).
@@ -84,7 +87,7 @@ class HistoryIndex:
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
         self.fault_times_us = sorted(fault.at_us for fault in self.faults)
         self.truncations = sorted(
-            (f for f in self.faults if f.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)),
+            (f for f in self.faults if f.kind in TRUNCATIONS),
             key=lambda fault: fault.at_us,
         )
         self.truncation_times_us = [fault.at_us for fault in self.truncations]
@@ -238,10 +241,11 @@ class HistoryIndex:
         return self.by_content.get((topic, partition, record.key, record.value))
 
     def truncation_fault(self, topic: str, partition: int, before_us: int) -> FaultInjected | None:
-        """A disk loss or fenced lease (on this partition, if narrowed) at or before a time."""
+        """A disk loss, fenced lease (on this partition, if narrowed) or metadata wipe at or
+        before a time."""
         for fault in self.faults:
             if (
-                fault.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)
+                fault.kind in TRUNCATIONS
                 and fault.at_us <= before_us
                 and fault_covers(fault, topic, partition)
             ):
@@ -249,7 +253,8 @@ class HistoryIndex:
         return None
 
     def truncation_between(self, topic: str, partition: int, low_us: int, high_us: int) -> bool:
-        """Whether a disk loss or fenced lease (covering the partition) fell in [low, high]."""
+        """Whether a disk loss, fenced lease (covering the partition) or metadata wipe fell in
+        [low, high]."""
         first = bisect.bisect_left(self.truncation_times_us, low_us)
         last = bisect.bisect_right(self.truncation_times_us, high_us)
         return any(fault_covers(fault, topic, partition) for fault in self.truncations[first:last])

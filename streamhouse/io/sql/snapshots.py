@@ -12,7 +12,10 @@ from streamhouse.errors import SnapshotIncompatible
 from streamhouse.io.sql.leases import append_segments, encode_partitions, insert_object
 from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
 from streamhouse.io.sql.schema import (
+    NEW_GROUP_GENERATION_FLOOR,
+    NEW_PARTITION_EPOCH_FLOOR,
     PRODUCER_ID_COUNTER,
+    counter_value,
     counters,
     flush_outcomes,
     group_generations,
@@ -246,6 +249,29 @@ def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
         leap=REBUILD_PRODUCER_ID_LEAP,
     )
     _raise_counter(conn, SNAPSHOT_SEQ_COUNTER, plan.snapshot_seq_seen + 1, leap=0)
+    # A partition or group the bucket does not know may have existed before the store was
+    # lost, with any epoch or generation: those created from now on start above everything
+    # known, and a leap above the floor an earlier rebuild set.
+    epochs = [
+        conn.execute(select(func.max(partitions.c.leader_epoch))).scalar(),
+        conn.execute(select(func.max(retired_epochs.c.leader_epoch))).scalar(),
+    ]
+    epoch_floor = counter_value(conn, NEW_PARTITION_EPOCH_FLOOR, 0) + REBUILD_EPOCH_LEAP
+    epoch_floor = max([epoch_floor, *(int(e) + 1 for e in epochs if e is not None)])
+    _set_counter(conn, NEW_PARTITION_EPOCH_FLOOR, epoch_floor)
+    generations = conn.execute(select(func.max(group_generations.c.next_generation))).scalar()
+    generation_floor = counter_value(conn, NEW_GROUP_GENERATION_FLOOR, 1) + REBUILD_GENERATION_LEAP
+    if generations is not None:
+        generation_floor = max(generation_floor, int(generations))
+    _set_counter(conn, NEW_GROUP_GENERATION_FLOOR, generation_floor)
+
+
+def _set_counter(conn: Connection, name: str, value: int) -> None:
+    row = counters.c.name == name
+    if conn.execute(select(counters.c.next_value).where(row)).scalar() is None:
+        conn.execute(insert(counters).values(name=name, next_value=value))
+    else:
+        conn.execute(update(counters).where(row).values(next_value=value))
 
 
 def _raise_counter(conn: Connection, name: str, floor: int, *, leap: int) -> None:

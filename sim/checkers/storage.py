@@ -1,0 +1,118 @@
+"""Checkers of what the storage holds at the end, and of what a metadata wipe may undo.
+
+pointers      Every segment row of the final metadata store (read without faults) names an
+              object the bucket holds, whose footer decodes and lists a block of that
+              partition at exactly that byte position and length, holding exactly that
+              row's offsets in that row's leader epoch; and the rows of one partition never
+              overlap.
+wipe_offsets  A metadata wipe sets a group's committed offset back only to one somebody asked
+              to commit before the wipe (what the newest snapshot held), or to none: the
+              simulator records each as an `OffsetReset` by WIPE_CLIENT, and `group_offsets`
+              then judges every commit and read after it against it.
+
+The pointers checker is fed the final state (`sim.disaster.final_storage`), not the history:
+the rows are the store's own, the bytes the bucket's.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Mapping
+
+from sim.checkers.index import Violation, place_of
+from sim.history import History, OffsetCommitted, OffsetReset
+from streamhouse.errors import CorruptObject
+from streamhouse.log.object_format import BlockIndexEntry, footer_from_tail
+from streamhouse.ports.leases import SegmentRecord
+
+WIPE_CLIENT = "metadata-wipe"
+StoredObjects = Mapping[str, bytes | None]  # object key -> its bytes, None: not in the bucket
+
+
+def check_pointers(rows: list[SegmentRecord], stored: StoredObjects) -> list[Violation]:
+    """Every segment row resolves to a block of its object holding exactly its offsets."""
+    found: list[Violation] = []
+    blocks: dict[str, tuple[BlockIndexEntry, ...] | str] = {}
+    by_partition: dict[tuple[str, int], list[SegmentRecord]] = defaultdict(list)
+    for row in rows:
+        by_partition[(row.topic, row.partition)].append(row)
+        key = row.object_key
+        if key not in blocks:
+            blocks[key] = _footer_blocks(stored.get(key))
+        listed = blocks[key]
+        where = (
+            f"the segment row of {place_of(row.topic, row.partition)} offsets "
+            f"{row.base_offset}..{row.last_offset} (epoch {row.leader_epoch}) names {key} "
+            f"bytes {row.position}+{row.length}"
+        )
+        if isinstance(listed, str):
+            found.append(Violation("pointers", f"{where}, which {listed}"))
+            continue
+        if not any(_matches(row, entry) for entry in listed):
+            found.append(Violation("pointers", f"{where}; its footer lists {_show(listed)}"))
+    for (topic, partition), held in sorted(by_partition.items()):
+        held.sort(key=lambda row: row.base_offset)
+        for before, after in itertools.pairwise(held):
+            if after.base_offset <= before.last_offset:
+                message = (
+                    f"segment rows of {place_of(topic, partition)} overlap: "
+                    f"{before.base_offset}..{before.last_offset} in {before.object_key} and "
+                    f"{after.base_offset}..{after.last_offset} in {after.object_key}"
+                )
+                found.append(Violation("pointers", message))
+    return found
+
+
+def _footer_blocks(data: bytes | None) -> tuple[BlockIndexEntry, ...] | str:
+    """The blocks the object's footer lists, or what is wrong with the object."""
+    if data is None:
+        return "is not in the bucket"
+    try:
+        footer = footer_from_tail(data, len(data))
+    except CorruptObject as damage:
+        return f"cannot be read: {damage}"
+    if isinstance(footer, int):
+        return "cannot be read: its footer does not fit"
+    return footer.blocks
+
+
+def _matches(row: SegmentRecord, entry: BlockIndexEntry) -> bool:
+    return (
+        (entry.topic, entry.partition) == (row.topic, row.partition)
+        and (entry.position, entry.length) == (row.position, row.length)
+        and (entry.first_offset, entry.last_offset) == (row.base_offset, row.last_offset)
+        and entry.leader_epoch == row.leader_epoch
+    )
+
+
+def _show(entries: tuple[BlockIndexEntry, ...]) -> str:
+    shown = [
+        f"{place_of(e.topic, e.partition)} {e.first_offset}..{e.last_offset} "
+        f"(epoch {e.leader_epoch}) at {e.position}+{e.length}"
+        for e in entries
+    ]
+    return "; ".join(shown) or "no blocks"
+
+
+def check_wipe_offsets(history: History) -> list[Violation]:
+    """A wipe sets a committed offset back only to none or to one asked for before it."""
+    asked: dict[tuple[str, str, int], list[tuple[int, int]]] = defaultdict(list)
+    found: list[Violation] = []
+    for event in history:
+        if isinstance(event, OffsetCommitted):
+            key = (event.group, event.topic, event.partition)
+            asked[key].append((event.requested_us, event.offset))
+        elif isinstance(event, OffsetReset) and event.client == WIPE_CLIENT:
+            key = (event.group, event.topic, event.partition)
+            if event.offset < 0 or any(
+                offset == event.offset and at_us <= event.at_us for at_us, offset in asked[key]
+            ):
+                continue
+            message = (
+                f"the metadata wipe at {event.at_us}us set group {event.group} "
+                f"{place_of(event.topic, event.partition)} back to offset {event.offset}, "
+                f"which nobody asked to commit before it"
+            )
+            found.append(Violation("wipe_offsets", message, (event,)))
+    return found

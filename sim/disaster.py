@@ -1,0 +1,197 @@
+"""The disaster-recovery nemesis (the dr profile): the metadata store wiped under the cluster.
+
+`wipe_metadata` crashes every agent, as the loss of the database they share would leave
+them (a crash each, recorded as one), replaces the store's contents with a blank, freshly
+migrated database (`SimMetadataStore.wipe`: same clock, same faults), records the wipe
+(`FAULT_METADATA_WIPE` on every agent) and then what the wipe does to each group's committed
+offsets: they go back to the newest snapshot's in the bucket (none without one), recorded as
+an `OffsetReset` by WIPE_CLIENT -- the only place a committed offset may go back to one
+committed before without anybody asking. Then the agents restart, staggered by the
+nemesis's `amount` (0: together, so two may find the same blank or half-rebuilt store): an
+agent restarting on a blank store rebuilds it from the bucket before it serves.
+
+Topics created and never snapshotted, and partitions no object holds, are not in the bucket:
+the operator's runbook after a rebuild creates what is missing again (`recreate_topics`, as
+the workload created them), from the first agent up on, until done.
+
+`final_storage` reads, without faults, what the pointers checker judges at the end: every
+segment row of the store and the bytes of every object a row names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sim.checkers.storage import WIPE_CLIENT, StoredObjects
+from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
+from sim.history import (
+    FAULT_METADATA_WIPE,
+    FAULT_RESTART,
+    CommittedOffsetRead,
+    OffsetCommitted,
+    OffsetReset,
+    TopicCreated,
+)
+from sim.metadata import SimMetadataStore
+from sim.object_store import SimObjectStore
+from sim.options import Nemesis
+from streamhouse.engine.admin import AdminService
+from streamhouse.errors import CorruptObject, StreamHouseError, UnknownTopicOrPartition
+from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot, seq_of_key
+from streamhouse.names import TopicPartition
+from streamhouse.ports.leases import SegmentRecord
+
+SEGMENT_PAGE_ROWS = 1_000
+RUNBOOK_RETRY_MS = 100
+BUCKET_WAIT_MS = 50
+OBJECTS_PREFIX = "orgs/"
+COMMITTED_OFFSETS_TABLE = "committed_offsets"
+GroupPartition = tuple[str, str, int]  # (group, topic, partition)
+
+
+async def wipe_metadata(cluster: SimCluster, nemesis: Nemesis) -> None:
+    """Every agent crashes, the store is wiped, and the agents restart (see the module)."""
+    while not _bucket_holds_data(cluster.objects):
+        # A store lost before anything reached the bucket is a new cluster to the agents (the
+        # rebuild has nothing to start from): the disaster recovery is for, starts once the
+        # first object or snapshot is there.
+        await cluster.clock.sleep_ms(BUCKET_WAIT_MS)
+    for agent in cluster.agents:
+        if agent.state in (UP, PAUSED):
+            agent.crash()
+    snapshot_key, offsets = newest_snapshot_offsets(cluster.objects)
+    cluster.metadata.wipe()
+    cluster.fault(FAULT_METADATA_WIPE, "*", detail=f"snapshot {snapshot_key or 'none'}")
+    now_us = cluster.now_us()
+    for group, topic, partition in sorted(_group_partitions(cluster) | set(offsets)):
+        offset = offsets.get((group, topic, partition), -1)
+        cluster.history.append(OffsetReset(now_us, WIPE_CLIENT, group, topic, partition, offset))
+    count = len(cluster.agents)
+    order = [cluster.agents[(nemesis.agent - 1 + step) % count] for step in range(count)]
+    await asyncio.gather(
+        *(
+            _restart(cluster, agent, nemesis.duration_ms + step * nemesis.amount)
+            for step, agent in enumerate(order)
+        ),
+        _runbook(cluster, nemesis.duration_ms),
+    )
+
+
+async def _runbook(cluster: SimCluster, after_ms: int) -> None:
+    """The operator, once the agents come back: the topics the bucket did not tell, again."""
+    await cluster.clock.sleep_ms(after_ms)
+    while not await recreate_topics(cluster):
+        await cluster.clock.sleep_ms(RUNBOOK_RETRY_MS)
+
+
+async def recreate_topics(cluster: SimCluster) -> bool:
+    """Create every topic the workload created that the store lacks, and grow any with fewer
+    partitions, through an agent that is up; False when no agent could do it yet."""
+    wanted: dict[str, int] = {}
+    for event in cluster.history.of_type(TopicCreated):
+        wanted[event.topic] = max(event.partitions, wanted.get(event.topic, 0))
+    for agent in cluster.agents:
+        if agent.state != UP or agent.running is None:
+            continue
+        admin = agent.running.admin
+        try:
+            for name, count in sorted(wanted.items()):
+                await cluster.spawn(agent.host, _ensure(admin, name, count), "runbook")
+        except StreamHouseError as error:
+            cluster.record_trace("runbook.failed", agent.host, type(error).__name__)
+            continue
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the runbook itself is stopped
+            cluster.record_trace("runbook.failed", agent.host, "agent crashed")
+            continue
+        return True
+    return False
+
+
+async def _ensure(admin: AdminService, name: str, count: int) -> None:
+    try:
+        topic = await admin.topic(name)
+    except UnknownTopicOrPartition:
+        await admin.create_topic(name, count)
+        return
+    if topic.partition_count < count:
+        await admin.add_partitions(name, count)
+
+
+async def _restart(cluster: SimCluster, agent: SimAgent, after_ms: int) -> None:
+    """Restart `agent` `after_ms` from now, unless something else restarted it meanwhile;
+    under faults its start may fail: then it stays down until the heal."""
+    await cluster.clock.sleep_ms(after_ms)
+    if agent.state == DOWN:
+        cluster.fault(FAULT_RESTART, agent.host)
+        await agent.start()
+
+
+def _bucket_holds_data(objects: SimObjectStore) -> bool:
+    return any(key.startswith((OBJECTS_PREFIX, SNAPSHOT_PREFIX)) for key in objects.stored_keys())
+
+
+def _group_partitions(cluster: SimCluster) -> set[GroupPartition]:
+    """Every group partition whose committed offset the history names so far."""
+    return {
+        (event.group, event.topic, event.partition)
+        for event in cluster.history
+        if isinstance(event, OffsetCommitted | OffsetReset | CommittedOffsetRead)
+    }
+
+
+def newest_snapshot_offsets(
+    objects: SimObjectStore,
+) -> tuple[str | None, dict[GroupPartition, int]]:
+    """The newest snapshot in the bucket that decodes (what a rebuild restores) and the
+    committed offsets it holds; (None, {}) without one."""
+    numbered = sorted(
+        (
+            (seq, key)
+            for key in objects.stored_keys()
+            if key.startswith(SNAPSHOT_PREFIX)
+            if (seq := seq_of_key(key)) is not None
+        ),
+        reverse=True,
+    )
+    for _, key in numbered:
+        data = objects.peek(key)
+        if data is None:
+            continue
+        try:
+            snapshot = decode_snapshot(data)
+        except CorruptObject:
+            continue
+        table = snapshot.dump.tables.get(COMMITTED_OFFSETS_TABLE)
+        if table is None:
+            return key, {}
+        column = {name: index for index, name in enumerate(table.columns)}
+        offsets: dict[GroupPartition, int] = {}
+        for row in table.rows:
+            group, topic = row[column["group_id"]], row[column["topic"]]
+            partition, offset = row[column["partition"]], row[column["offset"]]
+            assert isinstance(group, str) and isinstance(topic, str), row
+            assert isinstance(partition, int) and isinstance(offset, int), row
+            offsets[(group, topic, partition)] = offset
+        return key, offsets
+    return None, {}
+
+
+async def final_storage(
+    metadata: SimMetadataStore, objects: SimObjectStore
+) -> tuple[list[SegmentRecord], StoredObjects]:
+    """Every segment row of the store (read without faults) and the stored bytes of every
+    object a row names (None: no such object)."""
+    store = metadata.unfaulted
+    rows: list[SegmentRecord] = []
+    for topic in await store.list_topics():
+        for partition in range(topic.partition_count):
+            tp = TopicPartition(topic.name, partition)
+            from_offset = 0
+            while page := await store.list_segments(tp, from_offset, SEGMENT_PAGE_ROWS):
+                rows += page
+                from_offset = page[-1].last_offset + 1
+    stored = {row.object_key: objects.peek(row.object_key) for row in rows}
+    return rows, stored
