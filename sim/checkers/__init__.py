@@ -101,6 +101,8 @@ group_offsets A successful commit is never below a commit that completed before
               checks generation and member, not ownership), or it was a standalone
               commit (generation -1, no member: an explicit set, taken only for a
               group without members). Such a commit then counts as a reset.
+              A metadata wipe is a reset (to what the newest snapshot held): a
+              commit or read in flight across it is judged against what it left.
 wipe_offsets  A metadata wipe sets a committed offset back only to none or to one
               asked for before it (what the newest snapshot held); group_offsets
               judges what comes after against it (sim.checkers.storage).

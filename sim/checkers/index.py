@@ -28,6 +28,8 @@ from sim.history import (
 
 LIVENESS = "liveness"
 SHOW_BYTES_MAX = 24
+# who resets committed offsets when the metadata store is wiped (sim.disaster)
+WIPE_CLIENT = "metadata-wipe"
 # faults after which an offset may hold other data than before (unreplicated data lost)
 TRUNCATIONS = (FAULT_DISK_LOSS, FAULT_LEASE_FENCED, FAULT_METADATA_WIPE)
 

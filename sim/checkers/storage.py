@@ -20,13 +20,12 @@ import itertools
 from collections import defaultdict
 from collections.abc import Mapping
 
-from sim.checkers.index import Violation, place_of
+from sim.checkers.index import WIPE_CLIENT, Violation, place_of
 from sim.history import History, OffsetCommitted, OffsetReset
 from streamhouse.errors import CorruptObject
 from streamhouse.log.object_format import BlockIndexEntry, footer_from_tail
 from streamhouse.ports.leases import SegmentRecord
 
-WIPE_CLIENT = "metadata-wipe"
 StoredObjects = Mapping[str, bytes | None]  # object key -> its bytes, None: not in the bucket
 
 

@@ -26,7 +26,11 @@ from streamhouse.ports.leases import ObjectRecord, SegmentRecord
 # object. Each restarts this far above the highest value seen, so none is handed out twice.
 REBUILD_EPOCH_LEAP = 1_000
 REBUILD_PRODUCER_ID_LEAP = 1 << 20
-REBUILD_GENERATION_LEAP = 1_000
+# A coordinator reserves group generations 1000 at a time (engine/groups.py), once per group
+# it takes over: a thousand reservations' worth (Kafka's generations are int32: room for 2000
+# rebuilds). One reservation's worth was too little: a group that moved coordinator twice
+# after the snapshot, or a group unknown to it, got generations handed out before again.
+REBUILD_GENERATION_LEAP = 1_000_000
 
 
 class StoreState(enum.Enum):
