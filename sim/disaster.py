@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 
-from sim.checkers.storage import WIPE_CLIENT, StoredObjects
+from sim.checkers.index import WIPE_CLIENT
+from sim.checkers.storage import StoredObjects
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.history import (
     FAULT_METADATA_WIPE,
