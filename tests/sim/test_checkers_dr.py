@@ -1,0 +1,205 @@
+"""Checker self-tests for disaster recovery (F9): a metadata wipe, and the pointers of the final
+store into the bucket. Each anomaly is flagged by the checker that owns it; what a wipe
+allows passes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sim.checkers import check_all, check_pointers
+from sim.checkers.index import WIPE_CLIENT
+from sim.history import (
+    ACKS_ALL,
+    ACKS_LEADER,
+    FAULT_METADATA_WIPE,
+    CommittedOffsetRead,
+    FaultInjected,
+    ObservedRecord,
+    OffsetCommitted,
+    OffsetReset,
+)
+from streamhouse.log.object_format import TRAILER_BYTES, BlockSpec, encode_object
+from streamhouse.ports.leases import SegmentRecord
+from tests.sim.scripted import Script
+from tests.sim.test_checkers import commit, flagged, read_committed_offset
+
+WIPE_EPOCH = 1001  # the rebuild leaps epochs past the unknown
+
+
+def wipe(script: Script) -> None:
+    script.history.append(FaultInjected(script.tick(), FAULT_METADATA_WIPE, "*"))
+
+
+# -- acks across a wipe -------------------------------------------------------------
+
+
+def test_an_acks1_record_lost_to_a_wipe_in_a_later_epoch_passes() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    script.produce(b"lost", 1, acks=ACKS_LEADER, epoch=1, agent="a1")
+    wipe(script)
+    script.produce(b"new", 1, epoch=WIPE_EPOCH, agent="a2")
+    records = [ObservedRecord(0, None, b"v0", 1), ObservedRecord(1, None, b"new", WIPE_EPOCH)]
+    script.scan(records, end_offset=2, epoch=WIPE_EPOCH)
+    assert check_all(script.history) == []
+
+
+def test_an_acks1_record_lost_to_a_wipe_in_no_later_epoch_is_flagged() -> None:
+    """A partition the rebuild did not leap (say, created again at epoch 0): clients cannot
+    tell the loss."""
+    script = Script()
+    script.produce(b"lost", 0, acks=ACKS_LEADER, epoch=3, agent="a1")
+    wipe(script)
+    script.produce(b"new", 0, epoch=0, agent="a1")
+    script.scan([ObservedRecord(0, None, b"new", 0)], end_offset=1, epoch=0)
+    # (acked_leader takes a read in an older epoch than the ack's for a stale view)
+    assert flagged(script) == {"final_reads"}
+
+
+def test_an_acks1_record_acked_after_the_wipe_is_not_excused_by_it() -> None:
+    script = Script()
+    wipe(script)
+    script.produce(b"lost", 0, acks=ACKS_LEADER, epoch=WIPE_EPOCH, agent="a1")
+    script.scan([], end_offset=0, epoch=WIPE_EPOCH + 1)
+    assert flagged(script) == {"acked_leader", "final_reads"}
+
+
+def test_an_acks_all_record_lost_to_a_wipe_is_flagged() -> None:
+    script = Script()
+    script.produce(b"durable", 0, acks=ACKS_ALL, epoch=1, agent="a1")
+    wipe(script)
+    script.produce(b"new", 0, epoch=WIPE_EPOCH, agent="a1")
+    script.scan([ObservedRecord(0, None, b"new", WIPE_EPOCH)], end_offset=1, epoch=WIPE_EPOCH)
+    assert flagged(script) == {"acked_durable", "final_reads"}
+
+
+# -- committed offsets across a wipe ------------------------------------------------
+
+
+def wipe_offsets(script: Script, offset: int) -> None:
+    """A wipe that set group g's t/0 back to `offset` (the newest snapshot's, or -1)."""
+    wipe(script)
+    script.history.append(OffsetReset(script.tick(), WIPE_CLIENT, "g", "t", 0, offset))
+
+
+def test_a_wipe_sets_offsets_back_to_the_snapshots_and_no_further() -> None:
+    script = Script()
+    commit(script, 5)
+    commit(script, 10)
+    wipe_offsets(script, 5)
+    read_committed_offset(script, 5)
+    commit(script, 7, generation=1_000_001)
+    assert check_all(script.history) == []
+    read_committed_offset(script, 6)  # below a commit after the wipe
+    assert flagged(script) == {"group_offsets"}
+
+
+def test_a_read_after_a_wipe_below_the_snapshots_offset_is_flagged() -> None:
+    script = Script()
+    commit(script, 5)
+    commit(script, 10)
+    wipe_offsets(script, 5)
+    read_committed_offset(script, -1)  # the rebuild lost the snapshot's offsets
+    assert flagged(script) == {"group_offsets"}
+
+
+def test_a_wipe_to_an_offset_nobody_committed_is_flagged() -> None:
+    script = Script()
+    commit(script, 5)
+    wipe_offsets(script, 7)
+    assert flagged(script) == {"wipe_offsets"}
+    script = Script()
+    commit(script, 5)
+    wipe_offsets(script, -1)  # no snapshot: nothing held
+    assert check_all(script.history) == []
+
+
+def test_a_read_in_flight_across_a_wipe_is_judged_by_what_the_wipe_left() -> None:
+    script = Script()
+    commit(script, 4)
+    commit(script, 10)
+    asked_us = script.tick()
+    wipe_offsets(script, 4)
+    late = CommittedOffsetRead(script.tick(), asked_us, "c3", "g", "t", 0, 4)
+    script.history.append(late)
+    assert check_all(script.history) == []
+    lower = CommittedOffsetRead(script.tick(), asked_us, "c3", "g", "t", 0, 3)
+    script.history.append(lower)
+    assert flagged(script) == {"group_offsets"}
+
+
+def test_an_ordinary_commit_in_flight_is_still_judged_from_its_request() -> None:
+    script = Script()
+    commit(script, 10)
+    asked_us = script.tick()
+    commit(script, 12, client="c2")
+    low = OffsetCommitted(script.tick(), asked_us, "c1", "g", 1, "c1", "t", 0, 9)
+    script.history.append(low)
+    assert flagged(script) == {"group_offsets"}
+
+
+# -- pointers -----------------------------------------------------------------------
+
+
+def stored_object() -> tuple[bytes, list[SegmentRecord]]:
+    """An object with two blocks (t/0 offsets 0..4 in epoch 2, t/1 offsets 7..7 in epoch 3)
+    and the segment rows a flush commit writes for it."""
+    blocks = [
+        BlockSpec("t", 0, 2, 0, 4, 100, b"batches-of-t0" * 5),
+        BlockSpec("t", 1, 3, 7, 7, 101, b"batch-of-t1"),
+    ]
+    data, footer = encode_object(blocks, "org", "a1", 1_000)
+    rows = [
+        SegmentRecord(
+            e.topic,
+            e.partition,
+            e.first_offset,
+            e.last_offset,
+            e.leader_epoch,
+            e.max_timestamp_ms,
+            "k1",
+            e.position,
+            e.length,
+        )
+        for e in footer.blocks
+    ]
+    return data, rows
+
+
+def test_rows_naming_blocks_of_their_objects_pass() -> None:
+    data, rows = stored_object()
+    assert check_pointers(rows, {"k1": data}) == []
+
+
+def test_a_row_naming_a_missing_object_is_flagged() -> None:
+    _, rows = stored_object()
+    [found, _] = check_pointers(rows, {"k1": None})
+    assert found.checker == "pointers" and "not in the bucket" in found.message
+
+
+def test_a_row_naming_a_damaged_object_is_flagged() -> None:
+    data, rows = stored_object()
+    at = len(data) - TRAILER_BYTES - 1  # the footer's last byte: its checksum fails
+    damaged = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+    assert {v.checker for v in check_pointers(rows, {"k1": damaged})} == {"pointers"}
+
+
+def test_a_row_not_matching_its_block_is_flagged() -> None:
+    data, rows = stored_object()
+    row = rows[0]
+    wrong = [
+        replace(row, last_offset=5),  # more offsets than the block holds
+        replace(row, position=row.position + 1),
+        replace(row, partition=1),
+        replace(row, leader_epoch=9),
+    ]
+    for bad in wrong:
+        [found] = check_pointers([bad], {"k1": data})
+        assert "its footer lists" in found.message
+
+
+def test_overlapping_rows_of_a_partition_are_flagged() -> None:
+    data, rows = stored_object()
+    again = replace(rows[0], object_key="k2")
+    found = check_pointers([rows[0], again], {"k1": data, "k2": data})
+    assert [v.checker for v in found] == ["pointers"] and "overlap" in found[0].message
