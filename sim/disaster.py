@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sim.checkers.index import WIPE_CLIENT
-from sim.checkers.storage import StoredObjects
+from sqlalchemy import select
+
+from sim.checkers.index import WIPE_CLIENT, place_of
+from sim.checkers.storage import OBJECTS_PREFIX, ObjectDeleted, StoredObjects
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.history import (
     FAULT_METADATA_WIPE,
@@ -38,14 +40,15 @@ from sim.object_store import SimObjectStore
 from sim.options import Nemesis
 from streamhouse.engine.admin import AdminService
 from streamhouse.errors import CorruptObject, StreamHouseError, UnknownTopicOrPartition
+from streamhouse.io.sql.schema import segments
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot, seq_of_key
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import SegmentRecord
 
 SEGMENT_PAGE_ROWS = 1_000
 RUNBOOK_RETRY_MS = 100
+RESTART_RETRY_MS = 100
 BUCKET_WAIT_MS = 50
-OBJECTS_PREFIX = "orgs/"
 COMMITTED_OFFSETS_TABLE = "committed_offsets"
 GroupPartition = tuple[str, str, int]  # (group, topic, partition)
 
@@ -123,11 +126,13 @@ async def _ensure(admin: AdminService, name: str, count: int) -> None:
 
 async def _restart(cluster: SimCluster, agent: SimAgent, after_ms: int) -> None:
     """Restart `agent` `after_ms` from now, unless something else restarted it meanwhile;
-    under faults its start may fail: then it stays down until the heal."""
+    under faults its start (the rebuild first) may fail: then it is started again, as a
+    process supervisor would, until it comes up (or the safety phase ends)."""
     await cluster.clock.sleep_ms(after_ms)
-    if agent.state == DOWN:
+    while agent.state == DOWN:
         cluster.fault(FAULT_RESTART, agent.host)
-        await agent.start()
+        if not await agent.start():
+            await cluster.clock.sleep_ms(RESTART_RETRY_MS)
 
 
 def _bucket_holds_data(objects: SimObjectStore) -> bool:
@@ -196,3 +201,26 @@ async def final_storage(
                 from_offset = page[-1].last_offset + 1
     stored = {row.object_key: objects.peek(row.object_key) for row in rows}
     return rows, stored
+
+
+class DeleteWatch:
+    """Records every object under orgs/ that leaves the bucket, and the segment rows that
+    named it at that moment (`check_deletes` judges them)."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self._cluster = cluster
+        self.deletes: list[ObjectDeleted] = []
+        cluster.objects.on_delete = self._deleted
+
+    def _deleted(self, key: str) -> None:
+        if not key.startswith(OBJECTS_PREFIX):
+            return
+        naming = select(segments).where(segments.c.object_key == key)
+        with self._cluster.metadata.unfaulted.engine.connect() as conn:
+            rows = conn.execute(naming).all()
+        named_by = tuple(
+            f"{place_of(row.topic, row.partition)} {row.base_offset}..{row.last_offset}"
+            for row in rows
+        )
+        self.deletes.append(ObjectDeleted(self._cluster.now_us(), key, named_by))
+        self._cluster.record_trace("object.deleted", key, len(named_by))

@@ -283,6 +283,19 @@ class OffsetCommitted:
 
 
 @dataclass(frozen=True)
+class OffsetCommitAsked:
+    """`client` asked to commit `offset` for `group` (recorded before the request: an
+    `OffsetCommitted` follows if it was accepted; if no answer came, it may have been)."""
+
+    at_us: int
+    client: str
+    group: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class OffsetReset:
     """An explicit reset of a group's committed offset (streamctl reset, seek-and-commit);
     commits after it may be lower than commits before it."""
@@ -356,6 +369,7 @@ Event = (
     | TxnRead
     | GroupGeneration
     | OffsetCommitted
+    | OffsetCommitAsked
     | OffsetReset
     | CommittedOffsetRead
     | FaultInjected
@@ -377,6 +391,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TxnRead,
         GroupGeneration,
         OffsetCommitted,
+        OffsetCommitAsked,
         OffsetReset,
         CommittedOffsetRead,
         FaultInjected,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.rng import SeededRng
@@ -63,6 +64,8 @@ class SimObjectStore(ObjectStore):
         self._rng = rng
         self.faults = faults or ObjectStoreFaults()
         self._objects: dict[str, bytes] = {}
+        # told each key a delete removes, as it goes (the simulator's checks of deletes)
+        self.on_delete: Callable[[str], None] | None = None
         self.puts = 0
         self.gets = 0
         self.lists = 0
@@ -117,7 +120,8 @@ class SimObjectStore(ObjectStore):
         _check_key(key)
         self.deletes += 1
         await self._enter(self._draw(self.faults.latency_ms_max), "delete", key)
-        self._objects.pop(key, None)
+        if self._objects.pop(key, None) is not None and self.on_delete is not None:
+            self.on_delete(key)
 
     def stored_keys(self) -> builtins.list[str]:
         """Every key held, sorted; for tests, without latency, faults or counting."""

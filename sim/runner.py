@@ -27,10 +27,16 @@ from typing import Any
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from sim.capture import captured_aiokafka
-from sim.checkers import LIVENESS, Violation, check_all, check_pointers
+from sim.checkers import LIVENESS, Violation, check_all, check_deletes, check_pointers
 from sim.clock import LoopClock
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
-from sim.disaster import RUNBOOK_RETRY_MS, final_storage, recreate_topics, wipe_metadata
+from sim.disaster import (
+    RUNBOOK_RETRY_MS,
+    DeleteWatch,
+    final_storage,
+    recreate_topics,
+    wipe_metadata,
+)
 from sim.history import (
     ACKS_ALL,
     FAULT_HEAL,
@@ -168,6 +174,7 @@ async def _phases(
 ) -> None:
     loop = cluster.loop
     workload = options.workload
+    watch = DeleteWatch(cluster)
     await cluster.start()
     first = cluster.agents[0]
     assert first.running is not None
@@ -206,6 +213,7 @@ async def _phases(
             )
     await cluster.close()
     violations += check_pointers(*await final_storage(cluster.metadata, cluster.objects))
+    violations += check_deletes(watch.deletes)
 
 
 def _txn_runs(

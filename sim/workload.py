@@ -37,6 +37,7 @@ from sim.history import (
     Event,
     GroupGeneration,
     History,
+    OffsetCommitAsked,
     OffsetCommitted,
     ProduceAcked,
     ProduceAttempt,
@@ -260,6 +261,9 @@ class Clients:
         offset: int,
     ) -> None:
         requested_us = self.now_us()
+        self.record(
+            name, OffsetCommitAsked(requested_us, name, group, tp.topic, tp.partition, offset)
+        )
         try:
             await consumer.commit({tp: offset})
         except KafkaError:

@@ -111,9 +111,12 @@ final_reads   After the final scan of a partition, every acked record at or
               (acks=1 losses excused as in acked_leader; compacted topics and
               transactions not known committed skipped under read_committed).
 
-`check_pointers` (sim.checkers.storage) judges the final state, not the history:
-every segment row names a block of an object in the bucket holding exactly its
-offsets. `check_liveness` is separate: after healing, within a bound, some produce is
+`check_pointers`, `check_deletes` and `check_orphans` (sim.checkers.storage) judge
+the storage, not the history: every segment row names a block of an object in the
+bucket holding exactly its offsets; no object is deleted while a row names it; past
+the reconciler's grace, every object is named by a row.
+
+`check_liveness` is separate: after healing, within a bound, some produce is
 acked and some fetch delivers records.
 """
 
@@ -127,7 +130,12 @@ from sim.checkers.groups import check_group_offsets, check_group_owners
 from sim.checkers.index import LIVENESS, Violation
 from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
-from sim.checkers.storage import check_pointers, check_wipe_offsets
+from sim.checkers.storage import (
+    check_deletes,
+    check_orphans,
+    check_pointers,
+    check_wipe_offsets,
+)
 from sim.checkers.transactions import (
     check_exactly_once,
     check_fenced_zombies,
@@ -179,6 +187,7 @@ __all__ = [
     "check_acked_durable",
     "check_acked_leader",
     "check_all",
+    "check_deletes",
     "check_exactly_once",
     "check_fenced_zombies",
     "check_final_reads",
@@ -191,6 +200,7 @@ __all__ = [
     "check_lost_committed",
     "check_no_phantoms",
     "check_one_value",
+    "check_orphans",
     "check_pointers",
     "check_read_committed",
     "check_reader_offsets",

@@ -88,9 +88,8 @@ def _leader_loss_excuse(
     the ack's, so clients can detect it (`_undetectable`)."""
     epoch = index.ack_epochs.get(attempt.op)
     if not any(_causes(fault, attempt, ack, epoch, losses[0]) for fault in index.faults):
-        return (
-            f"no disk loss, fenced lease on {ack.agent or 'its agent'} or metadata wipe explains it"
-        )
+        agent = ack.agent or "its agent"
+        return f"no disk loss or fenced lease on {agent} (nor a metadata wipe) explains it"
     return _undetectable(index, attempt, losses)
 
 

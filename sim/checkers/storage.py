@@ -5,6 +5,10 @@ pointers      Every segment row of the final metadata store (read without faults
               partition at exactly that byte position and length, holding exactly that
               row's offsets in that row's leader epoch; and the rows of one partition never
               overlap.
+deletes       No object under orgs/ is deleted while a segment row of the store names it
+              (checked at each delete, against the store read without faults).
+orphans       At the end, past the reconciler's grace and after it ran, every object under
+              orgs/ is named by a segment row: orphans are eventually deleted.
 wipe_offsets  A metadata wipe sets a group's committed offset back only to one somebody asked
               to commit before the wipe (what the newest snapshot held), or to none: the
               simulator records each as an `OffsetReset` by WIPE_CLIENT, and `group_offsets`
@@ -19,13 +23,15 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from sim.checkers.index import WIPE_CLIENT, Violation, place_of
-from sim.history import History, OffsetCommitted, OffsetReset
+from sim.history import History, OffsetCommitAsked, OffsetCommitted, OffsetReset
 from streamhouse.errors import CorruptObject
 from streamhouse.log.object_format import BlockIndexEntry, footer_from_tail
 from streamhouse.ports.leases import SegmentRecord
 
+OBJECTS_PREFIX = "orgs/"  # objects written by flushes; snapshots live elsewhere
 StoredObjects = Mapping[str, bytes | None]  # object key -> its bytes, None: not in the bucket
 
 
@@ -102,6 +108,9 @@ def check_wipe_offsets(history: History) -> list[Violation]:
         if isinstance(event, OffsetCommitted):
             key = (event.group, event.topic, event.partition)
             asked[key].append((event.requested_us, event.offset))
+        elif isinstance(event, OffsetCommitAsked):  # its answer may have been lost
+            key = (event.group, event.topic, event.partition)
+            asked[key].append((event.at_us, event.offset))
         elif isinstance(event, OffsetReset) and event.client == WIPE_CLIENT:
             key = (event.group, event.topic, event.partition)
             if event.offset < 0 or any(
@@ -115,3 +124,36 @@ def check_wipe_offsets(history: History) -> list[Violation]:
             )
             found.append(Violation("wipe_offsets", message, (event,)))
     return found
+
+
+@dataclass(frozen=True)
+class ObjectDeleted:
+    """An object under orgs/ left the bucket at `at_us`; `named_by`: the segment rows of the
+    metadata store that named it at that moment (read without faults)."""
+
+    at_us: int
+    key: str
+    named_by: tuple[str, ...]
+
+
+def check_deletes(deletes: list[ObjectDeleted]) -> list[Violation]:
+    """No object is deleted while a segment row names it."""
+    return [
+        Violation(
+            "deletes",
+            f"{deleted.key} was deleted at {deleted.at_us}us while segment rows named it: "
+            + ", ".join(deleted.named_by),
+        )
+        for deleted in deletes
+        if deleted.named_by
+    ]
+
+
+def check_orphans(listed: list[str], referenced: set[str]) -> list[Violation]:
+    """At the end (past the reconciler's grace, after it ran) every object under orgs/ is one
+    a segment row names: orphans are eventually deleted."""
+    return [
+        Violation("orphans", f"{key} is in the bucket, named by no segment row, past the grace")
+        for key in listed
+        if key.startswith(OBJECTS_PREFIX) and key not in referenced
+    ]

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sim.checkers import check_all, check_pointers
+from sim.checkers import check_all, check_deletes, check_orphans, check_pointers
 from sim.checkers.index import WIPE_CLIENT
+from sim.checkers.storage import ObjectDeleted
 from sim.history import (
     ACKS_ALL,
     ACKS_LEADER,
@@ -15,6 +16,7 @@ from sim.history import (
     CommittedOffsetRead,
     FaultInjected,
     ObservedRecord,
+    OffsetCommitAsked,
     OffsetCommitted,
     OffsetReset,
 )
@@ -112,6 +114,12 @@ def test_a_wipe_to_an_offset_nobody_committed_is_flagged() -> None:
     commit(script, 5)
     wipe_offsets(script, -1)  # no snapshot: nothing held
     assert check_all(script.history) == []
+    script = Script()
+    commit(script, 5)
+    # asked, and its answer lost (the agent crashed with the store): the snapshot may hold it
+    script.history.append(OffsetCommitAsked(script.tick(), "c1", "g", "t", 0, 8))
+    wipe_offsets(script, 8)
+    assert check_all(script.history) == []
 
 
 def test_a_read_in_flight_across_a_wipe_is_judged_by_what_the_wipe_left() -> None:
@@ -203,3 +211,21 @@ def test_overlapping_rows_of_a_partition_are_flagged() -> None:
     again = replace(rows[0], object_key="k2")
     found = check_pointers([rows[0], again], {"k1": data, "k2": data})
     assert [v.checker for v in found] == ["pointers"] and "overlap" in found[0].message
+
+
+# -- deletes and orphans ------------------------------------------------------------
+
+
+def test_deleting_an_object_a_row_names_is_flagged() -> None:
+    unnamed = ObjectDeleted(10, "orgs/o/objects/x.obj", ())
+    named = ObjectDeleted(20, "orgs/o/objects/y.obj", ("t/0 0..4",))
+    assert check_deletes([unnamed]) == []
+    [found] = check_deletes([unnamed, named])
+    assert found.checker == "deletes" and "y.obj" in found.message and "t/0 0..4" in found.message
+
+
+def test_an_object_no_row_names_left_in_the_bucket_is_flagged() -> None:
+    listed = ["metadata/snapshots/0000000000000001.snap", "orgs/o/objects/a.obj"]
+    assert check_orphans(listed, {"orgs/o/objects/a.obj"}) == []
+    [found] = check_orphans([*listed, "orgs/o/objects/junk.obj"], {"orgs/o/objects/a.obj"})
+    assert found.checker == "orphans" and "junk.obj" in found.message

@@ -14,6 +14,7 @@ from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
 from streamhouse.io.sql.schema import (
     NEW_GROUP_GENERATION_FLOOR,
     NEW_PARTITION_EPOCH_FLOOR,
+    NODE_ID_COUNTER,
     PRODUCER_ID_COUNTER,
     counter_value,
     counters,
@@ -34,6 +35,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.snapshots import (
     REBUILD_EPOCH_LEAP,
     REBUILD_GENERATION_LEAP,
+    REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
@@ -223,8 +225,9 @@ def _extend_partition(conn: Connection, rebuilt: RebuiltPartition, now_ms: int) 
 
 
 def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
-    """Epochs, producer ids, generations and snapshot numbers handed out after the snapshot
-    left no trace in the bucket unless something was written under them: start far above."""
+    """Epochs, producer ids, generations, node ids and snapshot numbers handed out after the
+    snapshot left no trace in the bucket unless something was written under them: start far
+    above."""
     conn.execute(
         update(partitions).values(
             leader_epoch=partitions.c.leader_epoch + REBUILD_EPOCH_LEAP,
@@ -249,6 +252,7 @@ def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
         leap=REBUILD_PRODUCER_ID_LEAP,
     )
     _raise_counter(conn, SNAPSHOT_SEQ_COUNTER, plan.snapshot_seq_seen + 1, leap=0)
+    _raise_counter(conn, NODE_ID_COUNTER, REBUILD_NODE_ID_LEAP, leap=REBUILD_NODE_ID_LEAP)
     # A partition or group the bucket does not know may have existed before the store was
     # lost, with any epoch or generation: those created from now on start above everything
     # known, and a leap above the floor an earlier rebuild set.

@@ -26,6 +26,7 @@ from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.snapshots import (
     REBUILD_EPOCH_LEAP,
     REBUILD_GENERATION_LEAP,
+    REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
@@ -230,3 +231,27 @@ def test_a_store_never_rebuilt_starts_topics_and_groups_at_the_bottom(
     run(store.create_topic("fresh", 1, {}, T0_MS))
     assert run(store.get_partition(TopicPartition("fresh", 0))).leader_epoch == 0
     assert run(store.reserve_group_generations("fresh-group", 1)) == 1
+
+
+def test_agents_the_snapshot_did_not_know_get_node_ids_never_handed_out(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    """An agent registered after the snapshot had a node id the rebuilt store cannot know:
+    re-registering, it gets a new one above every id handed out, never another agent's; an
+    agent the snapshot knew keeps its own."""
+    _used_store(store)
+    known = run(store.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
+    dump = run(store.dump_metadata())
+    unknown = run(store.register_agent("agent-b", "host-b", 9092, T0_MS, TTL_MS))
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    again = run(blank.register_agent("agent-c", "host-c", 9092, T0_MS, TTL_MS))
+    assert again.node_id >= REBUILD_NODE_ID_LEAP > unknown.node_id
+    assert run(blank.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS)).node_id == (
+        known.node_id
+    )
+    lost = SimMetadataStore()  # no snapshot at all: every node id is new
+    assert run(lost.begin_rebuild(None, "agent-b")) is StoreState.BLANK
+    assert run(lost.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    first = run(lost.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
+    assert first.node_id >= REBUILD_NODE_ID_LEAP
