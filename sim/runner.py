@@ -27,7 +27,14 @@ from typing import Any
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from sim.capture import captured_aiokafka
-from sim.checkers import LIVENESS, Violation, check_all, check_deletes, check_pointers
+from sim.checkers import (
+    LIVENESS,
+    Violation,
+    check_all,
+    check_deletes,
+    check_durable_log_start,
+    check_pointers,
+)
 from sim.clock import LoopClock
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.disaster import (
@@ -40,12 +47,14 @@ from sim.disaster import (
 from sim.history import (
     ACKS_ALL,
     FAULT_HEAL,
+    FAULT_METADATA_WIPE,
     FAULT_NETWORK_PARTITION,
     FAULT_RESTART,
     FAULT_STORE_FAILOVER,
     PHASE_FINAL,
     PHASE_LIVENESS,
     PHASE_SAFETY,
+    FaultInjected,
     GroupGeneration,
     History,
     PhaseStarted,
@@ -141,6 +150,8 @@ def run_seed(
     outcome.wall_s = time.perf_counter() - started_s
     if not crashed:
         violations += check_all(history, liveness_bound_ms=options.liveness_bound_ms)
+        if any(isinstance(e, FaultInjected) and e.kind == FAULT_METADATA_WIPE for e in history):
+            violations += check_durable_log_start(history)
     outcome.exit_code = exit_code(violations, crashed=crashed)
     outcome.violations = [f"[{v.checker}] {v.message}" for v in violations]
     outcome.trace_lines = trace.count

@@ -111,6 +111,9 @@ final_reads   After the final scan of a partition, every acked record at or
               (acks=1 losses excused as in acked_leader; compacted topics and
               transactions not known committed skipped under read_committed).
 
+`check_durable_log_start` (sim.checkers.storage) runs on the histories of runs with a
+metadata wipe (whose workloads delete no records): no final scan starts above an
+acks=all record acked before it (final_reads alone would take it for deleted).
 `check_pointers`, `check_deletes` and `check_orphans` (sim.checkers.storage) judge
 the storage, not the history: every segment row names a block of an object in the
 bucket holding exactly its offsets; no object is deleted while a row names it; past
@@ -132,6 +135,7 @@ from sim.checkers.offsets import check_one_value, check_reader_offsets, check_wa
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
 from sim.checkers.storage import (
     check_deletes,
+    check_durable_log_start,
     check_orphans,
     check_pointers,
     check_wipe_offsets,
@@ -188,6 +192,7 @@ __all__ = [
     "check_acked_leader",
     "check_all",
     "check_deletes",
+    "check_durable_log_start",
     "check_exactly_once",
     "check_fenced_zombies",
     "check_final_reads",

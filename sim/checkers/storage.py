@@ -9,6 +9,8 @@ deletes       No object under orgs/ is deleted while a segment row of the store 
               (checked at each delete, against the store read without faults).
 orphans       At the end, past the reconciler's grace and after it ran, every object under
               orgs/ is named by a segment row: orphans are eventually deleted.
+durable_log_start No final scan starts above an acks=all record acked before it: the
+              workloads delete no records, so a log start moved past one lost it.
 wipe_offsets  A metadata wipe sets a group's committed offset back only to one somebody asked
               to commit before the wipe (what the newest snapshot held), or to none: the
               simulator records each as an `OffsetReset` by WIPE_CLIENT, and `group_offsets`
@@ -25,8 +27,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sim.checkers.index import WIPE_CLIENT, Violation, place_of
-from sim.history import History, OffsetCommitAsked, OffsetCommitted, OffsetReset
+from sim.checkers.acks import describe_ack
+from sim.checkers.index import WIPE_CLIENT, Violation, index_history, place_of
+from sim.history import ACKS_ALL, History, OffsetCommitAsked, OffsetCommitted, OffsetReset
 from streamhouse.errors import CorruptObject
 from streamhouse.log.object_format import BlockIndexEntry, footer_from_tail
 from streamhouse.ports.leases import SegmentRecord
@@ -157,3 +160,28 @@ def check_orphans(listed: list[str], referenced: set[str]) -> list[Violation]:
         for key in listed
         if key.startswith(OBJECTS_PREFIX) and key not in referenced
     ]
+
+
+def check_durable_log_start(history: History) -> list[Violation]:
+    """Nothing the workloads do deletes records (no DeleteRecords, no retention; compacted
+    topics aside), so no final scan starts above an acks=all record acked before it: a log
+    start moved there (say, by a rebuild that found a partition's first objects gone) loses
+    durable records, which `final_reads` would take for deleted ones."""
+    index = index_history(history)
+    found: list[Violation] = []
+    for op, ack in sorted(index.acks.items()):
+        attempt = index.attempts.get(op)
+        if attempt is None or attempt.acks != ACKS_ALL or ack.offset < 0:
+            continue
+        if attempt.topic in index.compacted:
+            continue
+        for scan in index.scans:
+            where = (scan.topic, scan.partition) == (attempt.topic, attempt.partition)
+            if where and scan.requested_us > ack.at_us and scan.start_offset > ack.offset:
+                message = (
+                    f"{describe_ack(index, attempt, ack)} lies below the log start "
+                    f"{scan.start_offset} {scan.client} was given, and nothing deleted records"
+                )
+                found.append(Violation("durable_log_start", message, (attempt, ack, scan)))
+                break
+    return found

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from sim.checkers import check_all, check_deletes, check_orphans, check_pointers
 from sim.checkers.index import WIPE_CLIENT
-from sim.checkers.storage import ObjectDeleted
+from sim.checkers.storage import ObjectDeleted, check_durable_log_start
 from sim.history import (
     ACKS_ALL,
     ACKS_LEADER,
@@ -229,3 +229,19 @@ def test_an_object_no_row_names_left_in_the_bucket_is_flagged() -> None:
     assert check_orphans(listed, {"orgs/o/objects/a.obj"}) == []
     [found] = check_orphans([*listed, "orgs/o/objects/junk.obj"], {"orgs/o/objects/a.obj"})
     assert found.checker == "orphans" and "junk.obj" in found.message
+
+
+def test_a_durable_record_below_a_later_log_start_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    script.produce(b"v1", 1)
+    wipe(script)
+    # the rebuild found the partition's first object gone: the log starts at 1
+    script.scan([ObservedRecord(1, None, b"v1", 1)], start_offset=1, end_offset=2)
+    assert check_all(script.history) == []  # final_reads takes it for deleted records
+    [found] = check_durable_log_start(script.history)
+    assert found.checker == "durable_log_start" and "t/0@0" in found.message
+    script = Script()
+    script.produce(b"v0", 0)
+    script.scan([ObservedRecord(0, None, b"v0", 1)], end_offset=1)
+    assert check_durable_log_start(script.history) == []
