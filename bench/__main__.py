@@ -11,7 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, kafka, many, processes, reads, storage, table, transactions
+from bench import (
+    cluster,
+    kafka,
+    many,
+    processes,
+    reads,
+    rebuild,
+    reconcile,
+    storage,
+    table,
+    transactions,
+)
 
 SECTIONS = (
     "storage",
@@ -22,6 +33,8 @@ SECTIONS = (
     "reads",
     "many",
     "transactions",
+    "rebuild",
+    "reconcile",
 )
 
 
@@ -57,6 +70,8 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "reads": reads.run,
         "many": many.run,
         "transactions": transactions.run,
+        "rebuild": rebuild.run,
+        "reconcile": reconcile.run,
     }
 
 

@@ -64,6 +64,7 @@ class SimObjectStore(ObjectStore):
         self._rng = rng
         self.faults = faults or ObjectStoreFaults()
         self._objects: dict[str, bytes] = {}
+        self._modified_ms: dict[str, int] = {}  # virtual wall time of each key's last put
         # told each key a delete removes, as it goes (the simulator's checks of deletes)
         self.on_delete: Callable[[str], None] | None = None
         self.puts = 0
@@ -110,16 +111,24 @@ class SimObjectStore(ObjectStore):
         self.lists += 1
         latency_ms_max = self.faults.latency_ms_max + self.faults.list_latency_ms_max
         await self._enter(self._draw(latency_ms_max), "list", prefix)
-        return [
-            ObjectInfo(key, len(self._objects[key]))
-            for key in sorted(self._objects)
-            if key.startswith(prefix)
-        ]
+        return [self._info(key) for key in sorted(self._objects) if key.startswith(prefix)]
+
+    async def list_page(
+        self, prefix: str, start_after: str = "", limit: int = 1000
+    ) -> builtins.list[ObjectInfo]:
+        if limit < 0:
+            raise ValueError(f"a listing page holds at least 0 objects, got a limit of {limit}")
+        self.lists += 1
+        latency_ms_max = self.faults.latency_ms_max + self.faults.list_latency_ms_max
+        await self._enter(self._draw(latency_ms_max), "list", prefix)
+        keys = sorted(k for k in self._objects if k.startswith(prefix) and k > start_after)
+        return [self._info(key) for key in keys[:limit]]
 
     async def delete(self, key: str) -> None:
         _check_key(key)
         self.deletes += 1
         await self._enter(self._draw(self.faults.latency_ms_max), "delete", key)
+        self._modified_ms.pop(key, None)
         if self._objects.pop(key, None) is not None and self.on_delete is not None:
             self.on_delete(key)
 
@@ -142,6 +151,10 @@ class SimObjectStore(ObjectStore):
 
     def _store(self, key: str, data: bytes) -> None:
         self._objects[key] = data
+        self._modified_ms[key] = self._clock.now_ms() if self._clock is not None else 0
+
+    def _info(self, key: str) -> ObjectInfo:
+        return ObjectInfo(key, len(self._objects[key]), self._modified_ms[key])
 
     def _draw(self, latency_ms_max: int, can_be_unknown: bool = False) -> _Draw:
         latency_ms = self._rng.randint(0, latency_ms_max) if latency_ms_max > 0 else 0

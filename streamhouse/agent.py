@@ -17,16 +17,18 @@ from typing import Any
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
-from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
+from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
+from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
@@ -88,7 +90,9 @@ class Agent:
     membership: Membership
     ownership: Ownership
     snapshots: SnapshotWriter
+    reconciler: Reconciler
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
+    reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
 
     @property
     def kafka_address(self) -> str:
@@ -98,6 +102,8 @@ class Agent:
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, hand every lease over (released, so
         the next owner takes it without waiting out the TTL), release connections."""
+        if self.reconcile_loop is not None:
+            await self.reconcile_loop.stop()
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
@@ -167,6 +173,7 @@ async def assemble_agent(
         )
         rebuilt = await rebuilder.rebuild_if_needed()
     cluster = ClusterDirectory(settings.org, agent_id)
+    damaged = DamagedObjects()  # what reconcile runs and reads found
     log = LogStore(
         settings,
         clock,
@@ -181,6 +188,7 @@ async def assemble_agent(
         failure=failure,
         may_lead=cluster.may_lead,
         verify_txn=TxnVerification(metadata).verify,
+        damaged=damaged,
     )
     await log.open()
     snapshots = SnapshotWriter(
@@ -233,6 +241,11 @@ async def assemble_agent(
     membership.start(failure)
     ownership = Ownership(settings, clock, metadata, log, cluster, membership)
     ownership.start(failure)
+    reconciler = Reconciler(settings, clock, objects, metadata, damaged)
+    reconcile_loop = None
+    if settings.reconcile_interval_ms != RECONCILE_OFF:  # one agent of the cluster per interval
+        reconcile_loop = ReconcileLoop(settings, clock, reconciler, metadata, agent_id)
+        reconcile_loop.start(failure)
     await kafka.serve()
     return Agent(
         settings,
@@ -247,7 +260,9 @@ async def assemble_agent(
         membership,
         ownership,
         snapshots,
+        reconciler,
         rebuilt,
+        reconcile_loop,
     )
 
 
@@ -263,7 +278,9 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
             transactions_completing=transactions.completing_count,
         )
 
-    registry = agent_registry(agent.log, gauges, kafka.stats, transactions.stats)
+    registry = agent_registry(
+        agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler, agent.snapshots
+    )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
     async def readiness() -> list[str]:

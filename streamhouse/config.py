@@ -8,6 +8,7 @@ from typing import Any
 KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
+RECONCILE_OFF = 0  # reconcile_interval_ms: no background reconciler on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
@@ -140,6 +141,15 @@ class Settings:
     txn_marker_writes_in_flight_max: int = 1_000
     txn_marker_request_timeout_ms: int = 10_000  # WriteTxnMarkers to another agent
 
+    # The reconciler (engine/reconciler.py): deletes objects no segment row points into once
+    # the younger of their upload and their row is older than the grace (an upload younger
+    # than it may still be committed), and reports objects rows point into that are missing
+    # or corrupt. One agent of the cluster runs it every interval (RECONCILE_OFF: never;
+    # `streamctl admin reconcile` runs it by hand), reading bucket and rows this many a page
+    reconcile_grace_ms: int = 3_600_000
+    reconcile_interval_ms: int = 600_000
+    reconcile_page_keys_max: int = 1_000
+
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
     s3_region: str = "us-east-1"
@@ -216,6 +226,12 @@ class Settings:
                     self.txn_marker_request_timeout_ms,
                 )
                 > 0
+            ),
+            "reconcile_grace_ms and reconcile_interval_ms must not be negative (interval 0: "
+            "off), reconcile_page_keys_max must be positive": (
+                self.reconcile_grace_ms >= 0
+                and self.reconcile_interval_ms >= 0
+                and self.reconcile_page_keys_max > 0
             ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0

@@ -194,6 +194,15 @@ class CorruptObject(StorageError):
     """An object's bytes fail their checksum or structure checks."""
 
 
+class DamagedData(StreamHouseError):
+    """Offsets whose object is missing from the bucket or corrupt: no retry reads them. Not a
+    StorageError: answered CORRUPT_MESSAGE, which librdkafka, kafka-python and the Java
+    client hand to the application (aiokafka logs a warning), where they retry
+    KAFKA_STORAGE_ERROR silently for ever."""
+
+    code = ErrorCode.CORRUPT_MESSAGE
+
+
 class MetadataUnavailable(StorageError):
     """The metadata store failed the operation; nothing was committed."""
 

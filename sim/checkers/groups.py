@@ -50,6 +50,7 @@ def check_group_offsets(history: History) -> list[Violation]:
     member saw), as committed and as read."""
     index = index_history(history)
     assigned = _assignments(history)
+    starts = _generation_starts(history)
     asked = _offsets_asked(history)
     timelines: dict[tuple[str, str, int], _CommitTimeline] = defaultdict(_CommitTimeline)
     found: list[Violation] = []
@@ -63,7 +64,11 @@ def check_group_offsets(history: History) -> list[Violation]:
         elif isinstance(event, OffsetCommitted):
             floor = timeline.floor(event)
             truncated = floor is not None and truncation_seen(index, event, floor)
-            explained = truncated or unowned_commit(assigned, event, floor)
+            explained = (
+                truncated
+                or unowned_commit(assigned, event, floor)
+                or read_before_generation(index, starts, event, floor)
+            )
             found += [] if explained else timeline.judge(event)
             timeline.add(event, reset=explained)
     return found
@@ -108,6 +113,43 @@ def _assignments(history: History) -> _Assignments:
         )
         for event in history.of_type(GroupGeneration)
     }
+
+
+def _generation_starts(history: History) -> dict[tuple[str, int, str], int]:
+    """(group, generation, member id) -> when the member learned its assignment in it."""
+    return {
+        (event.group, event.generation, event.member): event.at_us
+        for event in history.of_type(GroupGeneration)
+    }
+
+
+def read_before_generation(
+    index: HistoryIndex,
+    starts: dict[tuple[str, int, str], int],
+    commit: OffsetCommitted,
+    floor: OffsetCommitted | OffsetReset | None,
+) -> bool:
+    """Whether `commit` (below `floor`) sets the position past a record its client was last
+    handed before the generation the commit carried began: a record fetched in an older
+    generation, delivered to the application after a rebalance gave the partition back
+    (aiokafka keeps what it fetched while it rejoins). The coordinator takes any offset from
+    a current member, so the regression is the client's; it counts as a reset."""
+    if floor is None or commit.offset >= floor.offset or commit.offset <= 0:
+        return False
+    began_us = starts.get((commit.group, commit.generation, commit.member))
+    if began_us is None:
+        return False
+    last = commit.offset - 1
+    handed = [
+        answer.at_us
+        for answer in index.answers_by_reader.get(
+            (commit.client, commit.topic, commit.partition), []
+        )
+        if isinstance(answer, FetchObserved)
+        and answer.at_us <= commit.requested_us
+        and any(record.offset == last for record in answer.records)
+    ]
+    return bool(handed) and max(handed) < began_us
 
 
 def unowned_commit(

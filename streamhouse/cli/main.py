@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamhouse import __version__
-from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
 
 console = Console(stderr=True)
 EXIT_USAGE = 2  # as click exits on a bad option
@@ -291,6 +291,21 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Most partitions one topic may have; more is refused (INVALID_PARTITIONS).",
             ),
         ] = Settings.topic_partitions_max,
+        reconcile_interval_ms: Annotated[
+            int,
+            setting(
+                "reconcile_interval_ms",
+                "How often the cluster's reconciler runs (one agent at a time): orphan objects "
+                f"deleted, missing or corrupt ones reported. {RECONCILE_OFF}: never.",
+            ),
+        ] = Settings.reconcile_interval_ms,
+        reconcile_grace_ms: Annotated[
+            int,
+            setting(
+                "reconcile_grace_ms",
+                "Orphan objects younger than this are kept: their upload may still be committed.",
+            ),
+        ] = Settings.reconcile_grace_ms,
         snapshot_interval_ms: Annotated[
             int,
             setting(

@@ -14,7 +14,7 @@ from streamhouse.cli.transactions import transactions
 app = typer.Typer(
     help=(
         "Operate StreamHouse through a running agent: topics, consumer groups, transactions, "
-        "the cluster."
+        "the cluster; and its stores directly: admin."
     ),
     no_args_is_help=True,
 )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.flush import Flusher, PendingBatch
 from streamhouse.engine.leases import LeaseHolder
@@ -138,6 +139,7 @@ class LogStore:
         failure: AgentFailure | None = None,
         may_lead: Callable[[TopicPartition], bool] = lambda _: True,
         verify_txn: TxnVerifier | None = None,
+        damaged: DamagedObjects | None = None,
     ) -> None:
         self._settings = settings
         # KIP-890: checks a producer's first transactional batch here with its coordinator's
@@ -181,6 +183,7 @@ class LogStore:
             leases,
             ObjectReader(objects, settings.block_cache_bytes_max, self._buggify),
             producers,
+            damaged,
         )
         self._partitions: dict[TopicPartition, PartitionLog] = {}
         self._opening: dict[TopicPartition, asyncio.Lock] = {}

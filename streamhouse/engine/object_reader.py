@@ -63,7 +63,8 @@ class ObjectReader:
         if isinstance(found, int):
             tail, size = await self._objects.get_suffix(key, found)
             found = footer_from_tail(tail, size)
-            assert not isinstance(found, int), key
+            if isinstance(found, int):  # the object changed between the two reads: not ours
+                raise CorruptObject(f"object {key!r} changed while its footer was read")
         indexed = (found, {entry.position: entry for entry in found.blocks})
         self._footers[key] = indexed
         while len(self._footers) > FOOTER_CACHE_ENTRIES_MAX:

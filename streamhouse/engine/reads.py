@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from streamhouse.config import Settings
+from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.waiting import any_done, sleep_or_until
-from streamhouse.errors import OffsetOutOfRange
+from streamhouse.errors import CorruptObject, ObjectNotFound, OffsetOutOfRange
 from streamhouse.kafka.batch_header import iter_batches, parse_header
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.varint import Buffer
+from streamhouse.log.block_batches import BlockBatches
 from streamhouse.log.partition_txns import AbortedTxn
 from streamhouse.log.timestamps import first_at_or_after
 from streamhouse.names import TopicPartition
@@ -69,8 +71,10 @@ class LogReader:
         leases: LeaseStore,
         objects: ObjectReader,
         producers: ProducerStore,
+        damaged: DamagedObjects | None = None,
     ) -> None:
         self._settings = settings
+        self.damaged = damaged or DamagedObjects()
         self._clock = clock
         self._partitions = partitions
         self._leases = leases
@@ -165,7 +169,7 @@ class LogReader:
                 break
             for segment in segments:
                 if segment.max_timestamp_ms >= timestamp_ms:
-                    raw = (await self.objects.read_block(segment)).raw
+                    raw = (await self._read_block(segment)).raw
                     batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
                     found = first_at_or_after(batches, timestamp_ms, offset, decompress)
                     if found is not None:
@@ -186,7 +190,7 @@ class LogReader:
                 break
             if segment.last_offset < offset:
                 continue
-            block = await self.objects.read_block(segment)
+            block = await self._read_block(segment)
             room = bytes_max - size_bytes
             views, full = block.read(offset, end_offset, room, first_always=not found)
             found += views
@@ -194,6 +198,15 @@ class LogReader:
             if full:
                 break  # the block's next batch does not fit: nothing after it may come
         return found
+
+    async def _read_block(self, segment: SegmentRecord) -> BlockBatches:
+        """The segment's block; DamagedData (remembered, logged with the object and offsets)
+        when its object is missing or corrupt. ObjectStoreUnavailable passes: a retry may
+        read it."""
+        try:
+            return await self.objects.read_block(segment)
+        except (ObjectNotFound, CorruptObject) as error:
+            raise self.damaged.found_by_read(segment, error) from error
 
     async def _segments(self, tp: TopicPartition, offset: int) -> list[SegmentRecord]:
         """The segment rows from `offset` on: the partition's last listing while it covers

@@ -24,6 +24,7 @@ from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject, ObjectNotFound, RebuildRefused, StorageError
 from streamhouse.kafka.batch_header import iter_batches
 from streamhouse.log.batch_effects import producer_batch, txn_change
+from streamhouse.log.ids import OBJECTS_PREFIX
 from streamhouse.log.object_format import ObjectFooter
 from streamhouse.log.partition_txns import PartitionTxns, TxnChange
 from streamhouse.log.producer_state import ProducerBatch
@@ -47,7 +48,6 @@ from streamhouse.ports.snapshots import (
 )
 from streamhouse.ports.topics import PartitionRecord, TopicStore
 
-OBJECTS_PREFIX = "orgs/"
 OBJECT_SUFFIX = ".obj"
 FOOTER_READS_IN_FLIGHT_MAX = 32
 REBUILD_BLOCK_CACHE_BYTES_MAX = 16 * 1024 * 1024
@@ -113,11 +113,15 @@ class Rebuilder:
             return None
         if state is StoreState.BLANK and not await self._bucket_holds_data():
             return None
-        return await self.rebuild()
+        try:
+            return await self.rebuild()
+        except RebuildRefused:
+            return None  # another agent rebuilt the store meanwhile: nothing left to do
 
     async def rebuild(self) -> RebuildReport:
-        """Rebuild now. Raises RebuildRefused when the store is in use, StorageError when the
-        bucket or the store fails (nothing is half done: start again)."""
+        """Rebuild now. Raises RebuildRefused when the store is in use (also when another agent
+        completed a rebuild meanwhile), StorageError when the bucket or the store fails
+        (nothing is half done: start again)."""
         started_ms = self._clock.monotonic_ms()
         report = RebuildReport()
         state = await self._retried(self._store.store_state)
@@ -127,7 +131,7 @@ class Rebuilder:
             snapshot = await self._newest_snapshot(report)
             dump = snapshot.dump if snapshot is not None else None
             began = await self._retried(lambda: self._store.begin_rebuild(dump, self._agent_id))
-            if began is StoreState.IN_USE:
+            if began is StoreState.IN_USE:  # another agent began and completed it meanwhile
                 raise RebuildRefused(_IN_USE)
             report.began_here = began is StoreState.BLANK
         plan = await self._plan(report)
@@ -138,7 +142,7 @@ class Rebuilder:
 
     async def _bucket_holds_data(self) -> bool:
         for prefix in (SNAPSHOT_PREFIX, OBJECTS_PREFIX):
-            if await self._retried(partial(self._objects.list, prefix)):
+            if await self._retried(partial(self._objects.list_page, prefix, "", 1)):
                 return True
         return False
 

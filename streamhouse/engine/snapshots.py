@@ -43,7 +43,6 @@ class SnapshotStats:
     refused_turns: int = 0  # another agent wrote one within the interval
     failures: int = 0
     pruned: int = 0
-    last_seq: int = -1
 
 
 class SnapshotWriter:
@@ -70,6 +69,7 @@ class SnapshotWriter:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.stats = SnapshotStats()
+        self.last_seq = -1  # of the last snapshot this agent wrote
 
     @property
     def enabled(self) -> bool:
@@ -132,7 +132,7 @@ class SnapshotWriter:
             raise
         self.stats.written += 1
         self.stats.bytes_written += len(data)
-        self.stats.last_seq = seq
+        self.last_seq = seq
         log.info("snapshot %s written: %d rows, %d bytes", key, dump.row_count(), len(data))
         await self._prune(seq)
         return key

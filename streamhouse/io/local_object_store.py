@@ -61,6 +61,15 @@ class LocalObjectStore(ObjectStore):
         infos = await asyncio.to_thread(_guard, prefix, self._list_sync, start_dir, prefix)
         return sorted(infos, key=lambda info: info.key)
 
+    async def list_page(
+        self, prefix: str, start_after: str = "", limit: int = 1000
+    ) -> builtins.list[ObjectInfo]:
+        _check_limit(limit)
+        start_dir = self._listing_dir(prefix)
+        return await asyncio.to_thread(
+            _guard, prefix, self._list_page_sync, start_dir, prefix, start_after, limit
+        )
+
     async def delete(self, key: str) -> None:
         path = self._path(key)
         # Empty directories are left behind on purpose: removing them would race with a
@@ -85,11 +94,30 @@ class LocalObjectStore(ObjectStore):
 
     def _list_sync(self, start_dir: str, prefix: str) -> builtins.list[ObjectInfo]:
         infos: builtins.list[ObjectInfo] = []
-        for path, size_bytes in _walk_files(start_dir):
+        for path, size_bytes, modified_ms in _walk_files(start_dir):
             key = os.path.relpath(path, self.root).replace(os.sep, "/")
             if key.startswith(prefix):
-                infos.append(ObjectInfo(key=key, size_bytes=size_bytes))
+                infos.append(ObjectInfo(key, size_bytes, modified_ms))
         return infos
+
+    def _list_page_sync(
+        self, start_dir: str, prefix: str, start_after: str, limit: int
+    ) -> builtins.list[ObjectInfo]:
+        """Walks the tree in key order, skipping whole directories before `start_after` or
+        outside `prefix`, and stops after `limit` objects: memory is one directory's names
+        and the page, however many objects the store holds."""
+        page: builtins.list[ObjectInfo] = []
+        if limit == 0:
+            return page
+        dir_key = os.path.relpath(start_dir, self.root).replace(os.sep, "/")
+        dir_key = "" if dir_key == "." else dir_key + "/"
+        for key, size_bytes, modified_ms in _walk_in_key_order(
+            start_dir, dir_key, prefix, start_after
+        ):
+            page.append(ObjectInfo(key, size_bytes, modified_ms))
+            if len(page) >= limit:
+                break
+        return page
 
 
 def _key_parts(key: str) -> list[str]:
@@ -182,8 +210,59 @@ def _is_temp(name: str) -> bool:
     return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
 
 
-def _walk_files(directory: str) -> Iterator[tuple[str, int]]:
-    """(path, size) of every non-temp file under `directory`; files that vanish are skipped."""
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"a listing page holds at least 0 objects, got a limit of {limit}")
+
+
+def _modified_ms(stat: os.stat_result) -> int:
+    return stat.st_mtime_ns // 1_000_000
+
+
+def _walk_in_key_order(
+    directory: str, dir_key: str, prefix: str, start_after: str
+) -> Iterator[tuple[str, int, int]]:
+    """(key, size, modified ms) of the objects under `directory` (whose keys start with
+    `dir_key`) that start with `prefix` and sort after `start_after`, in key order. A
+    directory sorts as its name plus "/", so that "a-b" comes before everything in "a/"."""
+    names: list[str] = []
+    try:
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                names.append(entry.name + "/")
+            elif entry.is_file() and not _is_temp(entry.name):
+                names.append(entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    names.sort()
+    for name in names:
+        key = dir_key + name
+        if name.endswith("/"):
+            if _subtree_wanted(key, prefix, start_after):
+                path = os.path.join(directory, name[:-1])
+                yield from _walk_in_key_order(path, key, prefix, start_after)
+            continue
+        if key <= start_after or not key.startswith(prefix):
+            continue
+        try:
+            stat = os.stat(os.path.join(directory, name))
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # deleted since the directory was read: not part of this listing
+        yield key, stat.st_size, _modified_ms(stat)
+
+
+def _subtree_wanted(dir_key: str, prefix: str, start_after: str) -> bool:
+    """Whether a directory whose keys all start with `dir_key` may hold a key of the page:
+    it shares `prefix`, and not all of its keys sort at or before `start_after` (they do
+    when `dir_key` sorts before `start_after` without being its beginning)."""
+    if not (dir_key.startswith(prefix) or prefix.startswith(dir_key)):
+        return False
+    return not (dir_key < start_after and not start_after.startswith(dir_key))
+
+
+def _walk_files(directory: str) -> Iterator[tuple[str, int, int]]:
+    """(path, size, modified ms) of every non-temp file under `directory`; files that vanish
+    are skipped."""
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
@@ -193,7 +272,8 @@ def _walk_files(directory: str) -> Iterator[tuple[str, int]]:
             if entry.is_dir(follow_symlinks=False):
                 yield from _walk_files(entry.path)
             elif entry.is_file() and not _is_temp(entry.name):
-                yield entry.path, entry.stat().st_size
+                stat = entry.stat()
+                yield entry.path, stat.st_size, _modified_ms(stat)
         except FileNotFoundError:
             # Deleted between scandir and stat: it is simply not part of this listing.
             continue

@@ -11,6 +11,7 @@ WAL_DISK_DIRECTORY = "local"  # under data_dir: the WAL, the agent id and the WA
 # Process i > 0 of `--processes N` keeps its own under local-<i>; process 0 keeps `local`, so a
 # data directory of one process is process 0's when it becomes several
 PROCESS_DIRECTORY_SEPARATOR = "-"
+SQLITE_FILE = "metadata.db"  # the embedded metadata store, in data_dir
 
 
 def metadata_url(settings: Settings) -> str:
@@ -19,7 +20,7 @@ def metadata_url(settings: Settings) -> str:
     if settings.metadata_url:
         return settings.metadata_url
     os.makedirs(settings.data_dir, exist_ok=True)
-    return f"sqlite:///{os.path.abspath(os.path.join(settings.data_dir, 'metadata.db'))}"
+    return f"sqlite:///{os.path.abspath(os.path.join(settings.data_dir, SQLITE_FILE))}"
 
 
 def object_store_location(settings: Settings) -> str:

@@ -7,6 +7,7 @@ costs. Never for real data: nothing written can be read back from it.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from streamhouse.errors import ObjectNotFound
@@ -100,6 +101,11 @@ class NullObjectStore(ObjectStore):
         return await self.get(key), 0
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return []
+
+    async def list_page(
+        self, prefix: str, start_after: str = "", limit: int = 1000
+    ) -> builtins.list[ObjectInfo]:
         return []
 
     async def delete(self, key: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import builtins
 from collections.abc import Callable
 from contextlib import closing, suppress
-from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 from urllib.parse import urlsplit
 
 import boto3
@@ -20,9 +20,10 @@ from streamhouse.ports.object_store import ObjectInfo, ObjectStore
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.literals import BucketLocationConstraintType
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectTypeDef
 
 _P = ParamSpec("_P")
+S3_LIST_KEYS_MAX = 1000  # the most keys one ListObjectsV2 answer holds
 _T = TypeVar("_T")
 
 # Error codes meaning "no such object". NoSuchBucket is deliberately absent: a missing
@@ -151,6 +152,15 @@ class S3ObjectStore(ObjectStore):
         infos = await asyncio.to_thread(self._call, prefix, self._list_sync, prefix)
         return sorted(infos, key=lambda info: info.key)
 
+    async def list_page(
+        self, prefix: str, start_after: str = "", limit: int = 1000
+    ) -> builtins.list[ObjectInfo]:
+        if limit < 0:
+            raise ValueError(f"a listing page holds at least 0 objects, got a limit of {limit}")
+        return await asyncio.to_thread(
+            self._call, prefix, self._list_page_sync, prefix, start_after, limit
+        )
+
     async def delete(self, key: str) -> None:
         # S3 answers 204 whether or not the key exists, which is the idempotence we need.
         await asyncio.to_thread(
@@ -265,10 +275,38 @@ class S3ObjectStore(ObjectStore):
         infos: builtins.list[ObjectInfo] = []
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-            for item in page.get("Contents", []):
-                full_key = item.get("Key", "")
-                infos.append(ObjectInfo(full_key[len(self.prefix) :], item.get("Size", 0)))
+            infos += [self._info(item) for item in page.get("Contents", [])]
         return infos
+
+    def _list_page_sync(
+        self, prefix: str, start_after: str, limit: int
+    ) -> builtins.list[ObjectInfo]:
+        """ListObjectsV2 from StartAfter, continued until `limit` keys or the listing's end
+        (S3 answers at most 1000 keys a request, and may answer fewer)."""
+        page: builtins.list[ObjectInfo] = []
+        token = ""
+        while len(page) < limit:
+            args: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": self.prefix + prefix,
+                "MaxKeys": min(limit - len(page), S3_LIST_KEYS_MAX),
+            }
+            if token:
+                args["ContinuationToken"] = token
+            elif start_after:
+                args["StartAfter"] = self.prefix + start_after
+            answer = self._client.list_objects_v2(**args)
+            page += [self._info(item) for item in answer.get("Contents", [])]
+            token = answer.get("NextContinuationToken", "")
+            if not answer.get("IsTruncated") or not token:
+                break
+        return page[:limit]
+
+    def _info(self, item: ObjectTypeDef) -> ObjectInfo:
+        full_key = item.get("Key", "")
+        modified = item.get("LastModified")
+        modified_ms = int(modified.timestamp() * 1000) if modified is not None else 0
+        return ObjectInfo(full_key[len(self.prefix) :], item.get("Size", 0), modified_ms)
 
 
 def _make_client(

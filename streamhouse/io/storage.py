@@ -4,9 +4,12 @@ the same storage."""
 
 from __future__ import annotations
 
+import os
+
 from streamhouse.config import Settings
+from streamhouse.errors import MetadataUnavailable
 from streamhouse.io.local_object_store import LocalObjectStore
-from streamhouse.io.locations import metadata_url, object_store_location
+from streamhouse.io.locations import SQLITE_FILE, metadata_url, object_store_location
 from streamhouse.io.s3_object_store import S3ObjectStore
 from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
 from streamhouse.ports.object_store import ObjectStore
@@ -28,6 +31,15 @@ async def open_object_store(settings: Settings) -> ObjectStore:
     return store
 
 
-def open_metadata_store(settings: Settings) -> SqlMetadataStore:
-    """The metadata store the settings name, migrated to head."""
+def open_metadata_store(settings: Settings, *, create: bool = True) -> SqlMetadataStore:
+    """The metadata store the settings name, migrated to head. Unless `create`, the default
+    SQLite file must exist already (a tool pointed at the wrong data directory must not
+    report on a new, empty store): MetadataUnavailable otherwise."""
+    if not create and not settings.metadata_url:
+        path = os.path.join(settings.data_dir, SQLITE_FILE)
+        if not os.path.isfile(path):
+            raise MetadataUnavailable(
+                f"no metadata store at {os.path.abspath(path)}: give the agent's --data-dir "
+                "or --metadata-url"
+            )
     return open_sql_metadata(metadata_url(settings))

@@ -6,6 +6,7 @@ import datetime
 
 CROCKFORD_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_RANDOM_BYTES = 10
+OBJECTS_PREFIX = "orgs/"  # every object a flush writes, and nothing else, is keyed under it
 
 
 def ulid(now_ms: int, random_bytes: bytes) -> str:
@@ -23,4 +24,4 @@ def ulid(now_ms: int, random_bytes: bytes) -> str:
 def object_key(org: str, agent: str, now_ms: int, random_bytes: bytes) -> str:
     """`orgs/<org>/objects/<yyyymmdd>/<agent>-<ulid>.obj` (DESIGN §2): unique, never reused."""
     day = datetime.datetime.fromtimestamp(now_ms / 1000, tz=datetime.UTC).strftime("%Y%m%d")
-    return f"orgs/{org}/objects/{day}/{agent}-{ulid(now_ms, random_bytes)}.obj"
+    return f"{OBJECTS_PREFIX}{org}/objects/{day}/{agent}-{ulid(now_ms, random_bytes)}.obj"

@@ -59,6 +59,17 @@ class ObjectRecord:
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    """An object's row as the reconciler sees it: what the flush recorded and how many segment
+    rows point into the object now (0: nothing reads it any more; it may be deleted)."""
+
+    key: str
+    size_bytes: int
+    created_ms: int
+    segment_count: int
+
+
+@dataclass(frozen=True)
 class FlushCommit:
     """Everything one flush commits in one transaction.
 
@@ -134,6 +145,21 @@ class LeaseStore(ABC):
     @abstractmethod
     async def list_objects(self) -> list[ObjectRecord]:
         """Every committed object, sorted by key."""
+
+    @abstractmethod
+    async def list_object_refs(self, after_key: str = "", limit: int = 1000) -> list[ObjectRef]:
+        """At most `limit` object rows whose key sorts after `after_key`, by key, each with
+        its count of segment rows: one page of a walk over every object."""
+
+    @abstractmethod
+    async def object_segments(self, key: str) -> list[SegmentRecord]:
+        """The segment rows pointing into the object, by partition and offset."""
+
+    @abstractmethod
+    async def forget_object(self, key: str) -> bool:
+        """Delete the object's row and its flush outcome in one transaction, unless a
+        segment row points into it. True if the row was deleted, False if rows point into
+        it or there was no row."""
 
     @abstractmethod
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:

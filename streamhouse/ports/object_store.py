@@ -6,16 +6,20 @@ beyond "put of an existing key replaces it".
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """One listed object."""
+    """One listed object. `modified_ms`: when the store last wrote it, by the store's own
+    clock (S3's LastModified, a file's mtime, the simulator's virtual time at the put), in ms
+    since the Unix epoch."""
 
     key: str
     size_bytes: int
+    modified_ms: int
 
 
 class ObjectStore(ABC):
@@ -41,6 +45,14 @@ class ObjectStore(ABC):
     @abstractmethod
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose key starts with `prefix`, sorted by key."""
+
+    @abstractmethod
+    async def list_page(
+        self, prefix: str, start_after: str = "", limit: int = 1000
+    ) -> builtins.list[ObjectInfo]:
+        """At most `limit` objects whose key starts with `prefix` and sorts after
+        `start_after`, sorted by key: a page of a listing too large to hold at once (the
+        next page starts after the last key of this one; a short page is the last)."""
 
     @abstractmethod
     async def delete(self, key: str) -> None:

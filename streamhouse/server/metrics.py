@@ -10,6 +10,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.reconciler import Reconciler
+from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
 
@@ -35,8 +37,12 @@ class AgentCollector(Collector):
         gauges: Callable[[], AgentGauges],
         kafka: ListenerStats,
         transactions: TransactionStats | None = None,
+        reconciler: Reconciler | None = None,
+        snapshots: SnapshotWriter | None = None,
     ) -> None:
         self._log = log
+        self._snapshots = snapshots
+        self._reconciler = reconciler
         self._gauges = gauges
         self._kafka = kafka
         self._transactions = transactions or TransactionStats()
@@ -47,6 +53,22 @@ class AgentCollector(Collector):
         yield from _counters("recovery", asdict(self._log.recovery))
         yield from _counters("kafka", asdict(self._kafka))
         yield from _counters("transactions", asdict(self._transactions))
+        if self._reconciler is not None:
+            yield from _counters("reconcile", asdict(self._reconciler.stats))
+            yield _gauge(
+                "objects_damaged",
+                "Objects that segment rows point into but that are missing from the bucket or "
+                "corrupt, as the last reconcile run and reads since found them "
+                "(`streamctl admin reconcile` lists them).",
+                self._reconciler.damaged.count,
+            )
+        if self._snapshots is not None:
+            yield from _counters("snapshots", asdict(self._snapshots.stats))
+            yield _gauge(
+                "snapshot_last_seq",
+                "Number of the last metadata snapshot this agent wrote to the bucket (-1: none).",
+                self._snapshots.last_seq,
+            )
         led = self._log.led_partitions()
         slots = sum(1 for tp in led if is_internal(tp.topic))
         yield _gauge(
@@ -94,8 +116,10 @@ def agent_registry(
     gauges: Callable[[], AgentGauges],
     kafka: ListenerStats,
     transactions: TransactionStats | None = None,
+    reconciler: Reconciler | None = None,
+    snapshots: SnapshotWriter | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges, kafka, transactions))
+    registry.register(AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots))
     return registry

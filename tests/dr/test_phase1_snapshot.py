@@ -3,6 +3,8 @@ interval), and a clean shutdown writes a final one covering the newest durable o
 
 from __future__ import annotations
 
+import urllib.request
+
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot
 from tests.dr.world import DrWorld, consume, produce, within
 
@@ -24,6 +26,10 @@ def test_a_snapshot_follows_the_first_flush_and_a_final_one_the_shutdown(world: 
         first = produce(agent.bootstrap, TOPIC, 30, "first")
         within(20, lambda: bool(world.keys(SNAPSHOT_PREFIX)), "a snapshot after the flush")
         [early] = world.keys(SNAPSHOT_PREFIX)
+        with urllib.request.urlopen(f"{agent.http_base}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert "streamhouse_snapshots_written_total 1.0" in metrics
+        assert "streamhouse_snapshot_last_seq 0.0" in metrics
         assert sum(_durable_ends(world, early).values()) > 0
         more = produce(agent.bootstrap, TOPIC, 60, "more")  # many flushes, one interval
         assert list(world.keys(SNAPSHOT_PREFIX)) == [early], "coalesced to one per interval"

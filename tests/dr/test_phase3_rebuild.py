@@ -6,6 +6,7 @@ rebuild --from-bucket` does the same with no agent running."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.dr.world import DrWorld, consume, produce
 
@@ -61,3 +62,19 @@ def test_streamctl_rebuilds_from_the_bucket_with_no_agent_running(world: DrWorld
         everything = sorted(first + second)
         assert consume(agent.bootstrap, TOPIC, len(everything)) == everything
         agent.stop_cleanly()
+
+
+def test_agents_starting_together_on_a_blank_store_rebuild_it_once(world: DrWorld) -> None:
+    first, second = _history(world)
+    world.lose_metadata()
+    with ThreadPoolExecutor(2) as starting:
+        started = list(starting.map(lambda name: world.start_agent(name=name), ["agent", "b"]))
+    with started[0] as agent, started[1] as other:
+        everything = sorted(first + second)
+        for each in (agent, other):
+            assert consume(each.bootstrap, TOPIC, len(everything)) == everything
+        other.stop_cleanly()
+        agent.stop_cleanly()
+    logs = [a.log_path.read_text() for a in started]
+    assert sum("metadata rebuilt from the bucket" in log for log in logs) >= 1
+    assert all("Traceback" not in log for log in logs)

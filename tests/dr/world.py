@@ -56,9 +56,10 @@ class DrWorld:
             self.s3_endpoint,
         )
 
-    def start_agent(self, *extra: str) -> AgentProcess:
+    def start_agent(self, *extra: str, name: str = "agent") -> AgentProcess:
+        """An agent on this world's storage, its WAL under base_dir/`name`."""
         return start_agent_process(
-            self.base_dir / "agent",
+            self.base_dir / name,
             *self.storage_args(),
             "--flush-interval-ms",
             FLUSH_INTERVAL_MS,

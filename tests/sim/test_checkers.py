@@ -973,3 +973,32 @@ def test_report_names_checker_message_and_event_positions() -> None:
     assert "t/0@1" in text
     assert '#3 {"agent": "a1"' in text
     assert report([], script.history) == "all checkers passed\n"
+
+
+def stale_delivery(script: Script, *, fetched_again: bool) -> None:
+    """c1 reads offset 5 in generation 1; c2 moves the group to 10 in generation 2; c1 rejoins
+    in generation 3 with the partition back and commits 6 from the record it fetched back
+    in generation 1 (or, with `fetched_again`, from a fetch made in generation 3)."""
+    one = (TopicPartition("t", 0),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 1, "c1", one))
+    script.fetch(5, [(5, b"v5")], client="c1")
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 2, "c2", one))
+    commit(script, 10, client="c2", generation=2)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 3, "c1", one))
+    if fetched_again:
+        script.fetch(5, [(5, b"v5")], client="c1")
+    commit(script, 6, client="c1", generation=3)
+
+
+def test_a_commit_of_a_record_handed_over_from_an_older_generation_sets_the_offset() -> None:
+    """aiokafka delivers what it fetched before it rejoined; the new generation's commit of it
+    goes below the floor, and the coordinator rightly takes it from a current member."""
+    script = Script()
+    stale_delivery(script, fetched_again=False)
+    assert "group_offsets" not in flagged(script)  # (the fetched record has no producer here)
+
+
+def test_a_lower_commit_of_a_record_read_in_its_own_generation_is_flagged() -> None:
+    script = Script()
+    stale_delivery(script, fetched_again=True)
+    assert "group_offsets" in flagged(script)

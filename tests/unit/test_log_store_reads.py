@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from sim.disk import SimDisk
+from sim.object_store import ObjectStoreFaults
 from streamhouse.config import Settings
+from streamhouse.engine.damaged_objects import Damage
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reads import SEGMENT_ROWS_PER_READ
-from streamhouse.errors import OffsetOutOfRange
+from streamhouse.errors import DamagedData, ErrorCode, ObjectStoreUnavailable, OffsetOutOfRange
 from streamhouse.kafka.records import SimpleRecord, build_batch, decode_records
 from streamhouse.names import TopicPartition
 from tests.unit.log_world import LogWorld
@@ -222,3 +224,47 @@ def _count_listings(world: LogWorld) -> list[int]:
 
     setattr(world.metadata, "list_segments", counting)  # noqa: B010 (a method, replaced)
     return listed
+
+
+def test_reads_of_a_missing_or_corrupt_object_answer_damaged_data() -> None:
+    """A gone or corrupt object fails the reads of its offsets at once with CORRUPT_MESSAGE,
+    naming the object and offsets, and is remembered; other partitions read on; a store that
+    is only unavailable stays a retryable storage error, not damage."""
+
+    async def main() -> None:
+        world = _world(Settings(tail_bytes_max=0, block_cache_bytes_max=0))
+        store = await _open(world)
+        await _append(store, TP, b"first")
+        await store.flusher.flush_once()
+        await _append(store, OTHER, b"other")
+        await store.flusher.flush_once()
+        await store.close()
+        [gone] = [row.object_key for row in await world.metadata.list_segments(TP)]
+        [kept] = [row.object_key for row in await world.metadata.list_segments(OTHER)]
+        assert gone != kept
+        await world.objects.delete(gone)
+
+        store = await _open(world)
+        with pytest.raises(DamagedData) as missing:
+            await store.reads.read(TP, 0, 1 << 20)
+        assert missing.value.code == ErrorCode.CORRUPT_MESSAGE
+        assert gone in str(missing.value) and "offsets 0..0 of t-0" in str(missing.value)
+        assert len((await store.reads.read(OTHER, 0, 1 << 20)).batches) == 1
+        [found] = store.reads.damaged.listed()
+        assert (found.key, found.damage, found.found_by) == (gone, Damage.MISSING, "read")
+
+        data = bytearray(world.objects.peek(kept) or b"")
+        data[10] ^= 0xFF  # inside the block: its checksum fails
+        await world.objects.put(kept, bytes(data))
+        store = await _open(world)
+        with pytest.raises(DamagedData, match="corrupt"):
+            await store.reads.read(OTHER, 0, 1 << 20)
+        assert store.reads.damaged.get(kept) is not None
+
+        world.objects.faults = ObjectStoreFaults(unavailable_rate=1.0)
+        store = await _open(world)
+        with pytest.raises(ObjectStoreUnavailable):
+            await store.reads.read(OTHER, 0, 1 << 20)
+        assert store.reads.damaged.count == 0
+
+    asyncio.run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -69,6 +70,23 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStor
         yield SimObjectStore(None, SeededRng(7), ObjectStoreFaults())
 
 
+def _sizes(infos: list[ObjectInfo]) -> list[tuple[str, int]]:
+    return [(info.key, info.size_bytes) for info in infos]
+
+
+async def _all_pages(store: ObjectStore, prefix: str, limit: int) -> list[list[str]]:
+    """Every page of a paged listing, each as its keys."""
+    pages: list[list[str]] = []
+    start_after = ""
+    while True:
+        page = await store.list_page(prefix, start_after, limit)
+        assert len(page) <= limit
+        pages.append([info.key for info in page])
+        if len(page) < limit:
+            return pages
+        start_after = page[-1].key
+
+
 # --- the conformance suite ------------------------------------------------------------
 
 
@@ -88,7 +106,7 @@ async def test_put_replaces(store: ObjectStore) -> None:
     await store.put("k.obj", b"first version, longer")
     await store.put("k.obj", b"second")
     assert await store.get("k.obj") == b"second"
-    assert await store.list() == [ObjectInfo("k.obj", 6)]
+    assert _sizes(await store.list()) == [("k.obj", 6)]
 
 
 @run_async
@@ -168,6 +186,76 @@ async def test_list_sorted_with_prefix(store: ObjectStore) -> None:
 @run_async
 async def test_list_of_empty_store(store: ObjectStore) -> None:
     assert await store.list() == []
+    assert await store.list_page("") == []
+    assert await store.list_page("orgs/", "orgs/a", 3) == []
+
+
+# "a-b.obj" sorts before "a/…" ('-' < '/'): a walk that visits directory "a" before file
+# "a-b.obj" by name alone would list out of key order.
+PAGED_KEYS = [
+    "a-b.obj",
+    "a/1.obj",
+    "a/2.obj",
+    "a/x/deep/1.obj",
+    "a/x/deep/2.obj",
+    "a/y.obj",
+    "a0.obj",
+    "b/1.obj",
+    "orgs/o/objects/20260101/x.obj",
+]
+
+
+@run_async
+async def test_list_page_walks_keys_in_order(store: ObjectStore) -> None:
+    for index, key in enumerate(reversed(PAGED_KEYS)):
+        await store.put(key, b"x" * index)
+    listed = await store.list()
+    assert [info.key for info in listed] == PAGED_KEYS
+    for limit in (1, 2, 3, 1000):
+        pages = await _all_pages(store, "", limit)
+        assert [key for page in pages for key in page] == PAGED_KEYS, limit
+        assert all(len(page) == limit for page in pages[:-1])
+    assert await store.list_page("", "", 1000) == listed  # sizes and times as list() says
+
+
+@run_async
+async def test_list_page_with_prefix_and_start_after(store: ObjectStore) -> None:
+    for key in PAGED_KEYS:
+        await store.put(key, b"v")
+    assert [i.key for i in await store.list_page("a/", "", 2)] == ["a/1.obj", "a/2.obj"]
+    assert [i.key for i in await store.list_page("a/", "a/2.obj", 2)] == [
+        "a/x/deep/1.obj",
+        "a/x/deep/2.obj",
+    ]
+    assert [i.key for i in await store.list_page("a/", "a/x/deep/1.obj", 10)] == [
+        "a/x/deep/2.obj",
+        "a/y.obj",
+    ]
+    # start_after need not be a key, and may sort before the prefix
+    assert [i.key for i in await store.list_page("a/x/", "a/x/deep/", 10)] == [
+        "a/x/deep/1.obj",
+        "a/x/deep/2.obj",
+    ]
+    assert [i.key for i in await store.list_page("a/", "", 10)][:1] == ["a/1.obj"]
+    assert [i.key for i in await store.list_page("b", "a", 10)] == ["b/1.obj"]
+    assert await store.list_page("a/", "a/y.obj", 10) == []
+    assert await store.list_page("a/", "z", 10) == []
+    assert await store.list_page("", "", 0) == []
+    assert [i.key for i in await store.list_page("orgs/", "", 10)] == [PAGED_KEYS[-1]]
+
+
+@run_async
+async def test_listed_modified_time_is_the_stores(store: ObjectStore) -> None:
+    await store.put("t/first.obj", b"1")
+    await store.put("t/second.obj", b"2")
+    first, second = await store.list_page("t/")
+    assert 0 <= first.modified_ms <= second.modified_ms + 1000  # S3 keeps whole seconds
+    assert [info.modified_ms for info in await store.list("t/")] == [
+        first.modified_ms,
+        second.modified_ms,
+    ]
+    if not isinstance(store, SimObjectStore):  # the sim store here runs without a clock
+        assert abs(first.modified_ms - time.time() * 1000) < 600_000
 
 
 @run_async
@@ -179,7 +267,7 @@ async def test_delete_is_idempotent(store: ObjectStore) -> None:
     await store.delete("never/existed.obj")
     with pytest.raises(ObjectNotFound):
         await store.get("d/gone.obj")
-    assert await store.list() == [ObjectInfo("d/kept.obj", 4)]
+    assert _sizes(await store.list()) == [("d/kept.obj", 4)]
 
 
 @run_async
@@ -191,7 +279,7 @@ async def test_large_put_over_multipart_threshold(store: ObjectStore) -> None:
     assert await store.get_suffix("big.obj", 100) == (data[-100:], LARGE_OBJECT_BYTES)
     middle = 5 * MIB - 10  # straddles the first part boundary
     assert await store.get_range("big.obj", middle, 20) == data[middle : middle + 20]
-    assert await store.list() == [ObjectInfo("big.obj", LARGE_OBJECT_BYTES)]
+    assert _sizes(await store.list()) == [("big.obj", LARGE_OBJECT_BYTES)]
 
 
 # --- adapter-specific tests -----------------------------------------------------------
@@ -266,6 +354,24 @@ async def test_sim_latency_waits_for_the_virtual_clock() -> None:
     assert store.peek("k.obj") == b"v"
 
 
+@run_async
+async def test_sim_modified_time_is_virtual_time_at_put() -> None:
+    clock = VirtualClock()
+    store = SimObjectStore(clock, SeededRng(5))
+    clock.advance_ms(1234)
+    await store.put("k.obj", b"v")
+    clock.advance_ms(10)
+    assert [info.modified_ms for info in await store.list_page("")] == [clock.now_ms() - 10]
+
+
+@run_async
+async def test_sim_unavailable_fails_a_page_like_a_listing() -> None:
+    store = SimObjectStore(None, SeededRng(1), ObjectStoreFaults(unavailable_rate=1.0))
+    with pytest.raises(ObjectStoreUnavailable):
+        await store.list_page("", "", 10)
+    assert store.lists == 1
+
+
 def test_sim_faults_reject_nonsense() -> None:
     with pytest.raises(AssertionError):
         ObjectStoreFaults(unavailable_rate=1.5)
@@ -317,7 +423,7 @@ def test_s3_prefix_isolates_stores(moto_s3_endpoint: str) -> None:
     asyncio.run(first.put("k.obj", b"first"))
     asyncio.run(second.put("k.obj", b"second"))
     assert asyncio.run(first.get("k.obj")) == b"first"
-    assert asyncio.run(second.list()) == [ObjectInfo("k.obj", 6)]
+    assert _sizes(asyncio.run(second.list())) == [("k.obj", 6)]
 
 
 def test_s3_from_url_parses_bucket_and_prefix() -> None:
@@ -346,7 +452,7 @@ def test_local_list_skips_temp_files(tmp_path: Path) -> None:
     asyncio.run(store.put("a/k.obj", b"x"))
     # What a put interrupted before its rename leaves behind.
     (tmp_path / "a" / ".k2.obj.abc123.sh-tmp").write_bytes(b"partial")
-    assert asyncio.run(store.list()) == [ObjectInfo("a/k.obj", 1)]
+    assert _sizes(asyncio.run(store.list())) == [("a/k.obj", 1)]
 
 
 def test_local_rejects_escaping_list_prefix(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset
-from streamhouse.ports.snapshots import REBUILD_EPOCH_LEAP
+from streamhouse.ports.snapshots import REBUILD_EPOCH_LEAP, StoreState
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -260,5 +261,54 @@ def test_an_agent_started_mid_rebuild_completes_it(tmp_path: Path) -> None:
         for partition in range(PARTITIONS):
             assert await _read_all(agent, partition) == durable[partition]
         await agent.close()
+
+    asyncio.run(scenario())
+
+
+class StaleFirstLook:
+    """The real store, whose first look at its state is the one an agent took just before
+    another agent rebuilt it (two agents starting together)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self._looked = False
+
+    async def store_state(self) -> StoreState:
+        if not self._looked:
+            self._looked = True
+            return StoreState.BLANK
+        state: StoreState = await self._store.store_state()
+        return state
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_an_agent_that_lost_the_race_to_rebuild_starts_on_the_rebuilt_store(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        settings = _settings(tmp_path, snapshot_interval_ms=600_000)
+        agent = await open_agent(settings)
+        await agent.admin.create_topic(TOPIC, PARTITIONS, {})
+        await _produce(agent, 1, await agent.metadata.allocate_producer_id(), 0)
+        await agent.close()
+        _lose_metadata(tmp_path)
+        winner = await open_agent(settings)
+        assert winner.rebuilt is not None
+        store = winner.metadata
+        late = Rebuilder(
+            winner.log._clock,
+            winner.objects,
+            "late-agent",
+            snapshots=StaleFirstLook(store),  # type: ignore[arg-type]
+            topics=store,
+            leases=store,
+            producers=store,
+        )
+        assert await late.rebuild_if_needed() is None
+        with pytest.raises(RebuildRefused):
+            await late.rebuild()
+        await winner.close()
 
     asyncio.run(scenario())

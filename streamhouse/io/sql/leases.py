@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
@@ -27,6 +27,7 @@ from streamhouse.ports.leases import (
     Lease,
     LeaseStore,
     ObjectRecord,
+    ObjectRef,
     SegmentRecord,
 )
 from streamhouse.ports.topics import PartitionRecord
@@ -61,6 +62,16 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
 
     async def list_objects(self) -> list[ObjectRecord]:
         return await self._sql.read("list_objects", _select_objects)
+
+    async def list_object_refs(self, after_key: str = "", limit: int = 1000) -> list[ObjectRef]:
+        assert limit >= 0, f"a page holds at least 0 objects, got a limit of {limit}"
+        return await self._sql.read("list_object_refs", _select_object_refs, after_key, limit)
+
+    async def object_segments(self, key: str) -> list[SegmentRecord]:
+        return await self._sql.read("object_segments", _select_object_segments, key)
+
+    async def forget_object(self, key: str) -> bool:
+        return await self._sql.write("forget_object", _forget_object, key)
 
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         clock = self._sql.store_clock
@@ -279,3 +290,43 @@ def _sum_segment_lengths(conn: Connection, topic: str) -> dict[int, int]:
 def _select_objects(conn: Connection) -> list[ObjectRecord]:
     query = select(objects).order_by(objects.c.key)
     return [record_from_row(ObjectRecord, row) for row in conn.execute(query)]
+
+
+def _select_object_refs(conn: Connection, after_key: str, limit: int) -> list[ObjectRef]:
+    """A page of objects with their segment counts (the count walks ix_segments_object_key)."""
+    count = (
+        select(func.count())
+        .select_from(segments)
+        .where(segments.c.object_key == objects.c.key)
+        .scalar_subquery()
+    )
+    query = (
+        select(objects.c.key, objects.c.size_bytes, objects.c.created_ms, count)
+        .where(objects.c.key > after_key)
+        .order_by(objects.c.key)
+        .limit(limit)
+    )
+    return [
+        ObjectRef(str(key), int(size_bytes), int(created_ms), int(segment_count))
+        for key, size_bytes, created_ms, segment_count in conn.execute(query)
+    ]
+
+
+def _select_object_segments(conn: Connection, key: str) -> list[SegmentRecord]:
+    query = (
+        select(segments)
+        .where(segments.c.object_key == key)
+        .order_by(segments.c.topic, segments.c.partition, segments.c.base_offset)
+    )
+    return [record_from_row(SegmentRecord, row) for row in conn.execute(query)]
+
+
+def _forget_object(conn: Connection, key: str) -> bool:
+    """One statement decides: the row goes only while no segment row points into it (a flush
+    inserts an object's rows with its segment rows, so none can point into it later)."""
+    referenced = exists().where(segments.c.object_key == key)
+    deleted = conn.execute(delete(objects).where(objects.c.key == key, ~referenced))
+    if deleted.rowcount != 1:
+        return False
+    conn.execute(delete(flush_outcomes).where(flush_outcomes.c.object_key == key))
+    return True

@@ -8,7 +8,7 @@ import pytest
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.names import TopicPartition
-from streamhouse.ports.leases import FlushOutcome, Lease, ObjectRecord
+from streamhouse.ports.leases import FlushOutcome, Lease, ObjectRecord, ObjectRef
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import (
     T0_MS,
@@ -290,6 +290,51 @@ def test_list_objects_sorted_by_key(store: MetadataStore) -> None:
     objects = run(store.list_objects())
     assert [obj.key for obj in objects] == ["a", "b", "c"]
     assert objects[0] == ObjectRecord("a", "agent-a", "org-1", 123, T0_MS)
+
+
+def test_object_refs_page_by_key_with_segment_counts(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("b", {TP0: 1, TP1: 1}, [(TP0, 0, 0), (TP1, 0, 3)])))
+    run(store.commit_flush(flush("a", {TP0: 1}, [(TP0, 1, 1)])))
+    run(store.commit_flush(flush("c", {TP0: 99}, [])))  # fenced: a row nothing points into
+    run(store.commit_flush(flush("d", {TP0: 1}, [(TP0, 2, 2)])))
+    refs = run(store.list_object_refs("", 2))
+    assert refs == [ObjectRef("a", 123, T0_MS, 1), ObjectRef("b", 123, T0_MS, 2)]
+    assert run(store.list_object_refs("b", 2)) == [
+        ObjectRef("c", 123, T0_MS, 0),
+        ObjectRef("d", 123, T0_MS, 1),
+    ]
+    assert run(store.list_object_refs("bb", 10))[0].key == "c"
+    assert run(store.list_object_refs("d", 2)) == []
+    assert run(store.list_object_refs("", 0)) == []
+    assert run(store.object_segments("b")) == [segment(TP0, 0, 0, "b"), segment(TP1, 0, 3, "b")]
+    assert run(store.object_segments("c")) == []
+    assert run(store.object_segments("nothing")) == []
+
+
+def test_forget_object_only_without_segment_rows(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("kept", {TP0: 1}, [(TP0, 0, 0)])))
+    fenced = flush("fenced", {TP0: 99}, [])
+    first = run(store.commit_flush(fenced))
+    assert run(store.forget_object("kept")) is False
+    assert run(store.forget_object("fenced")) is True
+    assert run(store.forget_object("fenced")) is False  # gone already
+    assert run(store.forget_object("never")) is False
+    assert [ref.key for ref in run(store.list_object_refs())] == ["kept"]
+    assert run(store.list_segments(TP0)) == [segment(TP0, 0, 0, "kept")]
+    # Its flush outcome went with it: the same commit now commits afresh (and is fenced again).
+    assert run(store.commit_flush(fenced)) == first
+    assert [ref.key for ref in run(store.list_object_refs())] == ["fenced", "kept"]
+
+
+def test_objects_of_a_deleted_topic_lose_their_segment_counts(store: MetadataStore) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("obj-1", {TP0: 1}, [(TP0, 0, 4)])))
+    run(store.delete_topic("orders"))
+    assert run(store.list_object_refs()) == [ObjectRef("obj-1", 123, T0_MS, 0)]
+    assert run(store.forget_object("obj-1")) is True
+    assert run(store.list_object_refs()) == []
 
 
 def test_partition_sizes_sum_committed_rows_of_the_topic(store: MetadataStore) -> None:
