@@ -24,8 +24,8 @@ import asyncio
 
 from sqlalchemy import select
 
-from sim.checkers.index import WIPE_CLIENT, place_of
-from sim.checkers.storage import OBJECTS_PREFIX, ObjectDeleted, StoredObjects
+from sim.checkers.index import WIPE_CLIENT, Violation, place_of
+from sim.checkers.storage import OBJECTS_PREFIX, ObjectDeleted, StoredObjects, check_orphans
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.history import (
     FAULT_METADATA_WIPE,
@@ -39,8 +39,10 @@ from sim.metadata import SimMetadataStore
 from sim.object_store import SimObjectStore
 from sim.options import Nemesis
 from streamhouse.engine.admin import AdminService
+from streamhouse.engine.reconciler import Reconciler
 from streamhouse.errors import CorruptObject, StreamHouseError, UnknownTopicOrPartition
 from streamhouse.io.sql.schema import segments
+from streamhouse.log.ids import object_key
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot, seq_of_key
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import SegmentRecord
@@ -49,6 +51,7 @@ SEGMENT_PAGE_ROWS = 1_000
 RUNBOOK_RETRY_MS = 100
 RESTART_RETRY_MS = 100
 BUCKET_WAIT_MS = 50
+END_MARGIN_MS = 1_000  # past the grace, at the end, before the operator's reconcile
 COMMITTED_OFFSETS_TABLE = "committed_offsets"
 GroupPartition = tuple[str, str, int]  # (group, topic, partition)
 
@@ -212,7 +215,7 @@ class DeleteWatch:
         self.deletes: list[ObjectDeleted] = []
         cluster.objects.on_delete = self._deleted
 
-    def _deleted(self, key: str) -> None:
+    def _deleted(self, key: str, modified_ms: int) -> None:
         if not key.startswith(OBJECTS_PREFIX):
             return
         naming = select(segments).where(segments.c.object_key == key)
@@ -222,5 +225,40 @@ class DeleteWatch:
             f"{place_of(row.topic, row.partition)} {row.base_offset}..{row.last_offset}"
             for row in rows
         )
-        self.deletes.append(ObjectDeleted(self._cluster.now_us(), key, named_by))
+        age_ms = self._cluster.clock.now_ms() - modified_ms  # the bucket's clock
+        self.deletes.append(ObjectDeleted(self._cluster.now_us(), key, age_ms, named_by))
         self._cluster.record_trace("object.deleted", key, len(named_by))
+
+
+def plant_orphan(cluster: SimCluster, nemesis: Nemesis) -> None:
+    """Junk shaped like a flushed object (its key, not its bytes) appears in the bucket,
+    looking `nemesis.amount` ms old: the rebuild must pass over it, the reconciler delete it
+    once past the grace, and never before."""
+    now_ms = cluster.clock.now_ms()
+    number = len([k for k in cluster.objects.stored_keys() if "/junk-" in k])
+    key = object_key(cluster.options.settings.org, "junk", now_ms, number.to_bytes(10, "big"))
+    cluster.objects.plant(key, b"not an object of ours " * (number + 1), now_ms - nemesis.amount)
+    cluster.record_trace("object.planted", key, nemesis.amount)
+
+
+async def reconcile_at_the_end(cluster: SimCluster) -> list[Violation]:
+    """The operator's reconcile once everything healed and the grace passed (the agents'
+    background runs, if any, had their turns meanwhile); then every object old enough is one
+    a segment row names (`check_orphans`)."""
+    settings = cluster.options.settings
+    await cluster.clock.sleep_ms(settings.reconcile_grace_ms + END_MARGIN_MS)
+    reconciler = Reconciler(settings, cluster.clock, cluster.objects, cluster.metadata)
+    report = await cluster.spawn("operator", reconciler.run(), "reconcile")
+    cluster.record_trace(
+        "reconciled", report.listed, report.orphans_deleted, report.missing, report.corrupt
+    )
+    now_ms = cluster.clock.now_ms()
+    rows, _ = await final_storage(cluster.metadata, cluster.objects)
+    created = {o.key: o.created_ms for o in await cluster.metadata.unfaulted.list_objects()}
+    listed = {
+        key: cluster.objects.modified_ms(key) or 0
+        for key in cluster.objects.stored_keys()
+        if key.startswith(OBJECTS_PREFIX)
+    }
+    referenced = {row.object_key for row in rows}
+    return check_orphans(listed, created, referenced, now_ms, settings.reconcile_grace_ms)

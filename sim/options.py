@@ -20,7 +20,7 @@ from sim.metadata import MetadataFaults
 from sim.network import NetworkFaults
 from sim.object_store import ObjectStoreFaults
 from sim.rng import SeededRng
-from streamhouse.config import KIB, MIB, Settings
+from streamhouse.config import KIB, MIB, RECONCILE_OFF, Settings
 
 P = TypeVar("P")
 
@@ -82,6 +82,13 @@ DR_EXTRA_NEMESES_MAX = 2
 DR_WIPE_DOWN_MS_MAX = 3_000
 # between one agent's restart and the next one's after a wipe: 0 starts them together
 DR_RESTART_STAGGERS_MS = (0, 0, 5, 50, 1_000)
+# The reconciler: its grace (an orphan younger than it is kept) and how often one agent runs
+# it in the background (RECONCILE_OFF: never; the run's end always runs it once more).
+DR_RECONCILE_GRACES_MS = (2_000, 10_000, 30_000)
+DR_RECONCILE_INTERVALS_MS = (RECONCILE_OFF, 500, 3_000)
+# junk objects shaped like ours planted in the bucket, each young or older than the grace
+PLANT_ORPHAN = "plant_orphan"
+DR_ORPHANS_MAX = 3
 PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE, DR_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
@@ -164,6 +171,9 @@ class SimOptions:
         }
         if self.profile == DR_PROFILE:  # older runs and other profiles: the default
             knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
+            if settings.reconcile_grace_ms != Settings().reconcile_grace_ms:  # older dr runs
+                knobs["reconcile_grace_ms"] = settings.reconcile_grace_ms
+                knobs["reconcile_interval_ms"] = settings.reconcile_interval_ms
         parts = [
             f"seed={self.seed}",
             f"agents={self.cluster.agents}",
@@ -226,6 +236,16 @@ def _disastrous(options: SimOptions, rng: SeededRng) -> SimOptions:
         _draw_nemesis(rng, _pick(rng, NEMESIS_KINDS), agents, safety_ms, lease_ttl_ms)
         for _ in range(rng.randint(0, DR_EXTRA_NEMESES_MAX))
     ]
+    reconciling = rng.fork("reconcile")  # its own fork: the draws above stay as they were
+    settings = settings.with_overrides(
+        reconcile_grace_ms=_pick(reconciling, DR_RECONCILE_GRACES_MS),
+        reconcile_interval_ms=_pick(reconciling, DR_RECONCILE_INTERVALS_MS),
+    )
+    for _ in range(reconciling.randint(0, DR_ORPHANS_MAX)):
+        # amount: how old it looks when planted, in ms (0: new; else past the grace)
+        old_ms = _pick(reconciling, (0, 2 * settings.reconcile_grace_ms))
+        at_ms = reconciling.randint(0, safety_ms)
+        drawn.append(Nemesis(PLANT_ORPHAN, at_ms, 0, 1, old_ms))
     return dataclasses.replace(
         options,
         cluster=dataclasses.replace(options.cluster, settings=settings),

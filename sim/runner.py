@@ -41,6 +41,8 @@ from sim.disaster import (
     RUNBOOK_RETRY_MS,
     DeleteWatch,
     final_storage,
+    plant_orphan,
+    reconcile_at_the_end,
     recreate_topics,
     wipe_metadata,
 )
@@ -70,10 +72,12 @@ from sim.options import (
     CLOCK_STEP,
     CLOG,
     CRASH,
+    DR_PROFILE,
     MEMBER_CRASH,
     METADATA_WIPE,
     PARTITION,
     PAUSE,
+    PLANT_ORPHAN,
     STORE_FAILOVER,
     Nemesis,
     SimOptions,
@@ -222,9 +226,11 @@ async def _phases(
             violations.append(
                 Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
             )
+    if options.profile == DR_PROFILE:
+        violations += await reconcile_at_the_end(cluster)
     await cluster.close()
     violations += check_pointers(*await final_storage(cluster.metadata, cluster.objects))
-    violations += check_deletes(watch.deletes)
+    violations += check_deletes(watch.deletes, options.cluster.settings.reconcile_grace_ms)
 
 
 def _txn_runs(
@@ -355,6 +361,8 @@ async def _inject(
         cluster.fault(FAULT_HEAL, "*")
     elif kind == METADATA_WIPE:
         await wipe_metadata(cluster, nemesis)
+    elif kind == PLANT_ORPHAN:
+        plant_orphan(cluster, nemesis)
     elif kind == MEMBER_CRASH:
         alive = [name for name in members if name not in clients.killed]
         if alive:

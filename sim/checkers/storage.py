@@ -6,9 +6,11 @@ pointers      Every segment row of the final metadata store (read without faults
               row's offsets in that row's leader epoch; and the rows of one partition never
               overlap.
 deletes       No object under orgs/ is deleted while a segment row of the store names it
-              (checked at each delete, against the store read without faults).
-orphans       At the end, past the reconciler's grace and after it ran, every object under
-              orgs/ is named by a segment row: orphans are eventually deleted.
+              (checked at each delete, against the store read without faults), nor within
+              the grace after it was written (by the bucket's clock).
+orphans       After the reconciler ran at the end, every object under orgs/ older than the
+              grace (it and its object row) is named by a segment row: orphans are
+              eventually deleted.
 durable_log_start No final scan starts above an acks=all record acked before it: the
               workloads delete no records, so a log start moved past one lost it.
 wipe_offsets  A metadata wipe sets a group's committed offset back only to one somebody asked
@@ -131,35 +133,58 @@ def check_wipe_offsets(history: History) -> list[Violation]:
 
 @dataclass(frozen=True)
 class ObjectDeleted:
-    """An object under orgs/ left the bucket at `at_us`; `named_by`: the segment rows of the
-    metadata store that named it at that moment (read without faults)."""
+    """An object under orgs/ left the bucket at `at_us`, `age_ms` after it was last written
+    (both by the bucket's clock); `named_by`: the segment rows of the metadata store that
+    named it at that moment (read without faults)."""
 
     at_us: int
     key: str
+    age_ms: int
     named_by: tuple[str, ...]
 
 
-def check_deletes(deletes: list[ObjectDeleted]) -> list[Violation]:
-    """No object is deleted while a segment row names it."""
-    return [
-        Violation(
-            "deletes",
-            f"{deleted.key} was deleted at {deleted.at_us}us while segment rows named it: "
-            + ", ".join(deleted.named_by),
-        )
-        for deleted in deletes
-        if deleted.named_by
-    ]
+def check_deletes(deletes: list[ObjectDeleted], grace_ms: int) -> list[Violation]:
+    """No object is deleted while a segment row names it, nor younger than the grace (its
+    upload's commit may still be coming)."""
+    found: list[Violation] = []
+    for deleted in deletes:
+        if deleted.named_by:
+            message = (
+                f"{deleted.key} was deleted at {deleted.at_us}us while segment rows named it: "
+                + ", ".join(deleted.named_by)
+            )
+            found.append(Violation("deletes", message))
+        elif deleted.age_ms < grace_ms:
+            message = (
+                f"{deleted.key} was deleted at {deleted.at_us}us, {deleted.age_ms} ms after it "
+                f"was written: within the grace of {grace_ms} ms"
+            )
+            found.append(Violation("deletes", message))
+    return found
 
 
-def check_orphans(listed: list[str], referenced: set[str]) -> list[Violation]:
-    """At the end (past the reconciler's grace, after it ran) every object under orgs/ is one
-    a segment row names: orphans are eventually deleted."""
-    return [
-        Violation("orphans", f"{key} is in the bucket, named by no segment row, past the grace")
-        for key in listed
-        if key.startswith(OBJECTS_PREFIX) and key not in referenced
-    ]
+def check_orphans(
+    listed: Mapping[str, int],
+    created: Mapping[str, int],
+    referenced: set[str],
+    now_ms: int,
+    grace_ms: int,
+) -> list[Violation]:
+    """After a reconcile run at `now_ms`, every object under orgs/ (`listed`: key -> when
+    it was last written) is named by a segment row, unless it or its object row (`created`:
+    key -> when the row was made) is younger than the grace: orphans are eventually deleted."""
+    found: list[Violation] = []
+    for key, modified_ms in sorted(listed.items()):
+        if not key.startswith(OBJECTS_PREFIX) or key in referenced:
+            continue
+        youngest_ms = max(modified_ms, created.get(key, modified_ms))
+        if now_ms - youngest_ms > grace_ms:
+            message = (
+                f"{key} is in the bucket, named by no segment row, {now_ms - youngest_ms} ms "
+                f"old after a reconcile run (grace {grace_ms} ms)"
+            )
+            found.append(Violation("orphans", message))
+    return found
 
 
 def check_durable_log_start(history: History) -> list[Violation]:

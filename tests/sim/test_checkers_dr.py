@@ -216,19 +216,30 @@ def test_overlapping_rows_of_a_partition_are_flagged() -> None:
 # -- deletes and orphans ------------------------------------------------------------
 
 
-def test_deleting_an_object_a_row_names_is_flagged() -> None:
-    unnamed = ObjectDeleted(10, "orgs/o/objects/x.obj", ())
-    named = ObjectDeleted(20, "orgs/o/objects/y.obj", ("t/0 0..4",))
-    assert check_deletes([unnamed]) == []
-    [found] = check_deletes([unnamed, named])
-    assert found.checker == "deletes" and "y.obj" in found.message and "t/0 0..4" in found.message
+def test_deleting_an_object_a_row_names_or_within_the_grace_is_flagged() -> None:
+    old_orphan = ObjectDeleted(10, "orgs/o/objects/x.obj", 5_000, ())
+    named = ObjectDeleted(20, "orgs/o/objects/y.obj", 5_000, ("t/0 0..4",))
+    young = ObjectDeleted(30, "orgs/o/objects/z.obj", 999, ())
+    assert check_deletes([old_orphan], grace_ms=1_000) == []
+    found = check_deletes([old_orphan, named, young], grace_ms=1_000)
+    assert [v.checker for v in found] == ["deletes", "deletes"]
+    assert "y.obj" in found[0].message and "t/0 0..4" in found[0].message
+    assert "z.obj" in found[1].message and "within the grace" in found[1].message
 
 
-def test_an_object_no_row_names_left_in_the_bucket_is_flagged() -> None:
-    listed = ["metadata/snapshots/0000000000000001.snap", "orgs/o/objects/a.obj"]
-    assert check_orphans(listed, {"orgs/o/objects/a.obj"}) == []
-    [found] = check_orphans([*listed, "orgs/o/objects/junk.obj"], {"orgs/o/objects/a.obj"})
+def test_an_old_object_no_row_names_left_after_a_reconcile_is_flagged() -> None:
+    listed = {"metadata/snapshots/0000000000000001.snap": 0, "orgs/o/objects/a.obj": 0}
+    referenced = {"orgs/o/objects/a.obj"}
+    assert check_orphans(listed, {}, referenced, now_ms=10_000, grace_ms=1_000) == []
+    junk = {**listed, "orgs/o/objects/junk.obj": 0}
+    [found] = check_orphans(junk, {}, referenced, now_ms=10_000, grace_ms=1_000)
     assert found.checker == "orphans" and "junk.obj" in found.message
+    young = {**listed, "orgs/o/objects/young.obj": 9_500}
+    assert check_orphans(young, {}, referenced, now_ms=10_000, grace_ms=1_000) == []
+    # an old upload whose row is young (committed late, then its segment rows dropped)
+    rowed = {"orgs/o/objects/late.obj": 0}
+    late = {"orgs/o/objects/late.obj": 9_500}
+    assert check_orphans(rowed, late, set(), now_ms=10_000, grace_ms=1_000) == []
 
 
 def test_a_durable_record_below_a_later_log_start_is_flagged() -> None:
