@@ -25,14 +25,22 @@ import asyncio
 from sqlalchemy import select
 
 from sim.checkers.index import WIPE_CLIENT, Violation, place_of
-from sim.checkers.storage import OBJECTS_PREFIX, ObjectDeleted, StoredObjects, check_orphans
+from sim.checkers.storage import (
+    OBJECTS_PREFIX,
+    ObjectDeleted,
+    StoredObjects,
+    check_damage_reported,
+    check_orphans,
+)
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.history import (
     FAULT_METADATA_WIPE,
     FAULT_RESTART,
     CommittedOffsetRead,
+    ObjectDamaged,
     OffsetCommitted,
     OffsetReset,
+    OffsetSpan,
     TopicCreated,
 )
 from sim.metadata import SimMetadataStore
@@ -248,7 +256,7 @@ async def reconcile_at_the_end(cluster: SimCluster) -> list[Violation]:
     settings = cluster.options.settings
     await cluster.clock.sleep_ms(settings.reconcile_grace_ms + END_MARGIN_MS)
     reconciler = Reconciler(settings, cluster.clock, cluster.objects, cluster.metadata)
-    report = await cluster.spawn("operator", reconciler.run(), "reconcile")
+    report = await cluster.spawn("operator", reconciler.run(verify=True), "reconcile")
     cluster.record_trace(
         "reconciled", report.listed, report.orphans_deleted, report.missing, report.corrupt
     )
@@ -261,4 +269,34 @@ async def reconcile_at_the_end(cluster: SimCluster) -> list[Violation]:
         if key.startswith(OBJECTS_PREFIX)
     }
     referenced = {row.object_key for row in rows}
-    return check_orphans(listed, created, referenced, now_ms, settings.reconcile_grace_ms)
+    found = check_orphans(listed, created, referenced, now_ms, settings.reconcile_grace_ms)
+    damaged = [e.key for e in cluster.history.of_type(ObjectDamaged) if e.key in referenced]
+    return found + check_damage_reported(damaged, [d.key for d in report.damaged])
+
+
+def damage_objects(
+    cluster: SimCluster, nemeses: tuple[Nemesis, ...], rows: list[SegmentRecord]
+) -> None:
+    """The object nemesis, once the cluster healed (after every wipe): for each, an object the
+    segment rows (`rows`, read without faults) name is deleted or has a byte of one of its
+    blocks flipped, and the offsets they name for it are recorded (`ObjectDamaged`): reads
+    there must answer an error, the rest keep serving, the reconciler must report it."""
+    for nemesis in nemeses:
+        keys = sorted({row.object_key for row in rows if cluster.objects.peek(row.object_key)})
+        if not keys:
+            return
+        key = keys[nemesis.duration_ms % len(keys)]  # its selector
+        named = sorted(
+            (row for row in rows if row.object_key == key),
+            key=lambda row: (row.topic, row.partition, row.base_offset),
+        )
+        corrupt_at = None
+        if nemesis.amount:
+            corrupt_at = named[0].position + named[0].length // 2
+        cluster.objects.damage(key, corrupt_at)
+        how = "deleted" if corrupt_at is None else "corrupted"
+        spans = tuple(
+            OffsetSpan(row.topic, row.partition, row.base_offset, row.last_offset) for row in named
+        )
+        cluster.history.append(ObjectDamaged(cluster.now_us(), key, how, spans))
+        cluster.record_trace("object.damaged", key, how, len(spans))

@@ -349,6 +349,28 @@ class FaultInjected:
 
 
 @dataclass(frozen=True)
+class OffsetSpan:
+    """Offsets `first_offset`..`last_offset` of a partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True)
+class ObjectDamaged:
+    """The simulator deleted (`how` "deleted") or corrupted ("corrupted") object `key`, which
+    segment rows named for `spans`: records there may be unreadable from then on (an error,
+    never other data), and only there."""
+
+    at_us: int
+    key: str
+    how: str
+    spans: tuple[OffsetSpan, ...]
+
+
+@dataclass(frozen=True)
 class PhaseStarted:
     """The run entered a phase: PHASE_SAFETY (faults on), PHASE_LIVENESS (healed), PHASE_FINAL."""
 
@@ -373,6 +395,7 @@ Event = (
     | OffsetReset
     | CommittedOffsetRead
     | FaultInjected
+    | ObjectDamaged
     | PhaseStarted
 )
 
@@ -395,6 +418,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         OffsetReset,
         CommittedOffsetRead,
         FaultInjected,
+        ObjectDamaged,
         PhaseStarted,
     )
 }

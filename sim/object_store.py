@@ -139,6 +139,18 @@ class SimObjectStore(ObjectStore):
         self._objects[key] = bytes(data)
         self._modified_ms[key] = modified_ms
 
+    def damage(self, key: str, corrupt_at: int | None) -> None:
+        """The simulator's object nemesis: `key` vanishes (`corrupt_at` None) or has its byte
+        at `corrupt_at` flipped (its size and last-modified time unchanged); not a delete of
+        anybody's (`on_delete` is not told), without latency, faults or counting."""
+        if corrupt_at is None:
+            del self._objects[key]
+            del self._modified_ms[key]
+            return
+        data = bytearray(self._objects[key])
+        data[corrupt_at] ^= 0xFF
+        self._objects[key] = bytes(data)
+
     def modified_ms(self, key: str) -> int | None:
         """When `key` was last written, if it is held; for tests, like `peek`."""
         return self._modified_ms.get(key)

@@ -89,6 +89,11 @@ DR_RECONCILE_INTERVALS_MS = (RECONCILE_OFF, 500, 3_000)
 # junk objects shaped like ours planted in the bucket, each young or older than the grace
 PLANT_ORPHAN = "plant_orphan"
 DR_ORPHANS_MAX = 3
+# an object segment rows name deleted (amount 0) or corrupted (1) when the cluster heals (after
+# every wipe: a rebuild stops at the gap it leaves), picked by `duration_ms` (a selector, not
+# a duration) among those named then
+DAMAGE_OBJECT = "damage_object"
+DR_DAMAGE_RATE = 0.5
 PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE, DR_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
@@ -171,7 +176,7 @@ class SimOptions:
         }
         if self.profile == DR_PROFILE:  # older runs and other profiles: the default
             knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
-            if settings.reconcile_grace_ms != Settings().reconcile_grace_ms:  # older dr runs
+            if drew_reconcile(settings):
                 knobs["reconcile_grace_ms"] = settings.reconcile_grace_ms
                 knobs["reconcile_interval_ms"] = settings.reconcile_interval_ms
         parts = [
@@ -246,12 +251,22 @@ def _disastrous(options: SimOptions, rng: SeededRng) -> SimOptions:
         old_ms = _pick(reconciling, (0, 2 * settings.reconcile_grace_ms))
         at_ms = reconciling.randint(0, safety_ms)
         drawn.append(Nemesis(PLANT_ORPHAN, at_ms, 0, 1, old_ms))
+    damaging = rng.fork("damage")  # its own fork too
+    if damaging.chance(DR_DAMAGE_RATE):
+        selector, corrupt = damaging.randint(1, 1_000), damaging.randint(0, 1)
+        drawn.append(Nemesis(DAMAGE_OBJECT, safety_ms, selector, 1, corrupt))
     return dataclasses.replace(
         options,
         cluster=dataclasses.replace(options.cluster, settings=settings),
         nemeses=tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind))),
         profile=DR_PROFILE,
     )
+
+
+def drew_reconcile(settings: Settings) -> bool:
+    """Whether the dr options drew the reconciler's settings (runs recorded before they did
+    keep its defaults: an hour's grace, which their end does not wait out)."""
+    return settings.reconcile_grace_ms in DR_RECONCILE_GRACES_MS
 
 
 def _draw_wipe(rng: SeededRng, agents: int, safety_ms: int) -> Nemesis:

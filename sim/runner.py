@@ -40,6 +40,7 @@ from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
 from sim.disaster import (
     RUNBOOK_RETRY_MS,
     DeleteWatch,
+    damage_objects,
     final_storage,
     plant_orphan,
     reconcile_at_the_end,
@@ -59,6 +60,7 @@ from sim.history import (
     FaultInjected,
     GroupGeneration,
     History,
+    ObjectDamaged,
     PhaseStarted,
     ProduceAcked,
     ProduceAttempt,
@@ -72,6 +74,7 @@ from sim.options import (
     CLOCK_STEP,
     CLOG,
     CRASH,
+    DAMAGE_OBJECT,
     DR_PROFILE,
     MEMBER_CRASH,
     METADATA_WIPE,
@@ -82,6 +85,7 @@ from sim.options import (
     Nemesis,
     SimOptions,
     draw_options,
+    drew_reconcile,
     options_to_json,
 )
 from sim.pins import pinned_aiokafka
@@ -214,6 +218,10 @@ async def _phases(
         await cluster.restart_down_agents()
         while cluster.metadata.wipes and not await recreate_topics(cluster):
             await cluster.clock.sleep_ms(RUNBOOK_RETRY_MS)
+        damages = tuple(n for n in options.nemeses if n.kind == DAMAGE_OBJECT)
+        if damages:
+            rows, _ = await final_storage(cluster.metadata, cluster.objects)
+            damage_objects(cluster, damages, rows)
         heal_ms = cluster.clock.monotonic_ms()
         history.append(PhaseStarted(cluster.now_us(), PHASE_LIVENESS))
         try:
@@ -226,10 +234,13 @@ async def _phases(
             violations.append(
                 Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
             )
-    if options.profile == DR_PROFILE:
+    if options.profile == DR_PROFILE and drew_reconcile(options.cluster.settings):
         violations += await reconcile_at_the_end(cluster)
     await cluster.close()
-    violations += check_pointers(*await final_storage(cluster.metadata, cluster.objects))
+    damaged = frozenset(e.key for e in history.of_type(ObjectDamaged))
+    violations += check_pointers(
+        *await final_storage(cluster.metadata, cluster.objects), damaged=damaged
+    )
     violations += check_deletes(watch.deletes, options.cluster.settings.reconcile_grace_ms)
 
 

@@ -192,7 +192,10 @@ def unexcused(
     index: HistoryIndex, attempt: ProduceAttempt, ack: ProduceAcked, losses: list[Loss]
 ) -> str | None:
     """Why losing this acked record (`losses`: the evidence, in time order) breaks a
-    promise, or None if its ack mode allows it."""
+    promise, or None if its ack mode allows it, or the object holding it was damaged (by the
+    simulator, on purpose) before the loss was seen."""
+    if index.damage_at(attempt.topic, attempt.partition, ack.offset, losses[0].at_us):
+        return None
     if attempt.acks != ACKS_LEADER:
         return losses[0].why
     refusal = _leader_loss_excuse(index, attempt, ack, losses)

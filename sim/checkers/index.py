@@ -17,6 +17,7 @@ from sim.history import (
     FetchFailed,
     FetchObserved,
     History,
+    ObjectDamaged,
     ObservedRecord,
     ProduceAcked,
     ProduceAttempt,
@@ -73,6 +74,7 @@ class HistoryIndex:
         self.fetches: list[FetchObserved] = []
         self.answers_by_reader: dict[tuple[str, str, int], list[FetchObserved | FetchFailed]] = {}
         self.scans: list[ScanCompleted] = []
+        self.damaged: list[ObjectDamaged] = []
         self.sightings: dict[TP, dict[int, list[Sighting]]] = defaultdict(dict)
         for event in history:
             self._add(event)
@@ -124,6 +126,8 @@ class HistoryIndex:
             self.compacted.add(event.topic)
         elif isinstance(event, FaultInjected):
             self.faults.append(event)
+        elif isinstance(event, ObjectDamaged):
+            self.damaged.append(event)
 
     def _sight(
         self,
@@ -241,6 +245,20 @@ class HistoryIndex:
         if record.control is not None:
             return None
         return self.by_content.get((topic, partition, record.key, record.value))
+
+    def damage_at(
+        self, topic: str, partition: int, offset: int, before_us: int
+    ) -> ObjectDamaged | None:
+        """The simulator's damage to an object holding `offset` of the partition, at or
+        before a time: reads there may fail from then on."""
+        for damage in self.damaged:
+            if damage.at_us <= before_us and any(
+                (span.topic, span.partition) == (topic, partition)
+                and span.first_offset <= offset <= span.last_offset
+                for span in damage.spans
+            ):
+                return damage
+        return None
 
     def truncation_fault(self, topic: str, partition: int, before_us: int) -> FaultInjected | None:
         """A disk loss, fenced lease (on this partition, if narrowed) or metadata wipe at or

@@ -11,6 +11,8 @@ deletes       No object under orgs/ is deleted while a segment row of the store 
 orphans       After the reconciler ran at the end, every object under orgs/ older than the
               grace (it and its object row) is named by a segment row: orphans are
               eventually deleted.
+damage_reported Every object the simulator damaged that rows still name is reported by
+              the verifying reconcile run at the end.
 durable_log_start No final scan starts above an acks=all record acked before it: the
               workloads delete no records, so a log start moved past one lost it.
 wipe_offsets  A metadata wipe sets a group's committed offset back only to one somebody asked
@@ -40,14 +42,19 @@ OBJECTS_PREFIX = "orgs/"  # objects written by flushes; snapshots live elsewhere
 StoredObjects = Mapping[str, bytes | None]  # object key -> its bytes, None: not in the bucket
 
 
-def check_pointers(rows: list[SegmentRecord], stored: StoredObjects) -> list[Violation]:
-    """Every segment row resolves to a block of its object holding exactly its offsets."""
+def check_pointers(
+    rows: list[SegmentRecord], stored: StoredObjects, damaged: frozenset[str] = frozenset()
+) -> list[Violation]:
+    """Every segment row resolves to a block of its object holding exactly its offsets (but
+    the objects the simulator `damaged` on purpose: `damage_reported` judges those)."""
     found: list[Violation] = []
     blocks: dict[str, tuple[BlockIndexEntry, ...] | str] = {}
     by_partition: dict[tuple[str, int], list[SegmentRecord]] = defaultdict(list)
     for row in rows:
         by_partition[(row.topic, row.partition)].append(row)
         key = row.object_key
+        if key in damaged:
+            continue
         if key not in blocks:
             blocks[key] = _footer_blocks(stored.get(key))
         listed = blocks[key]
@@ -210,3 +217,13 @@ def check_durable_log_start(history: History) -> list[Violation]:
                 found.append(Violation("durable_log_start", message, (attempt, ack, scan)))
                 break
     return found
+
+
+def check_damage_reported(damaged: list[str], reported: list[str]) -> list[Violation]:
+    """Every object the simulator deleted or corrupted that segment rows still name is in the
+    report of a (verifying) reconcile run after it."""
+    return [
+        Violation("damage_reported", f"{key} was damaged, rows name it, no reconcile reported it")
+        for key in damaged
+        if key not in reported
+    ]

@@ -8,17 +8,20 @@ from dataclasses import replace
 
 from sim.checkers import check_all, check_deletes, check_orphans, check_pointers
 from sim.checkers.index import WIPE_CLIENT
-from sim.checkers.storage import ObjectDeleted, check_durable_log_start
+from sim.checkers.storage import ObjectDeleted, check_damage_reported, check_durable_log_start
 from sim.history import (
     ACKS_ALL,
     ACKS_LEADER,
     FAULT_METADATA_WIPE,
     CommittedOffsetRead,
     FaultInjected,
+    ObjectDamaged,
     ObservedRecord,
     OffsetCommitAsked,
     OffsetCommitted,
     OffsetReset,
+    OffsetSpan,
+    ScanCompleted,
 )
 from streamhouse.log.object_format import TRAILER_BYTES, BlockSpec, encode_object
 from streamhouse.ports.leases import SegmentRecord
@@ -256,3 +259,50 @@ def test_a_durable_record_below_a_later_log_start_is_flagged() -> None:
     script.produce(b"v0", 0)
     script.scan([ObservedRecord(0, None, b"v0", 1)], end_offset=1)
     assert check_durable_log_start(script.history) == []
+
+
+# -- damaged objects ----------------------------------------------------------------
+
+
+def damage(script: Script, first: int, last: int) -> None:
+    span = OffsetSpan("t", 0, first, last)
+    script.history.append(ObjectDamaged(script.tick(), "orgs/o/objects/d.obj", "deleted", (span,)))
+
+
+def skipping_scan(script: Script) -> None:
+    """A final scan of t/0 to 4 that read 0, then (past two offsets it could not read) 3."""
+    requested_us = script.now_us + 1
+    marks = {"client": "final", "high_watermark": 4, "log_start_offset": 0}
+    script.fetch(0, [(0, b"v0")], **marks)  # type: ignore[arg-type]
+    script.fetch(3, [(3, b"v3")], **marks)  # type: ignore[arg-type]
+    scan = ScanCompleted(script.tick(), requested_us, "final", "t", 0, 0, 4, leader_epoch=1)
+    script.history.append(scan)
+
+
+def test_records_of_a_damaged_object_may_go_unread_and_only_they() -> None:
+    script = Script()
+    for offset in range(4):
+        script.produce(b"v%d" % offset, offset)
+    damage(script, 1, 2)
+    skipping_scan(script)  # answered CORRUPT_MESSAGE at 1 and 2: skipped
+    assert check_all(script.history) == []
+    script = Script()
+    for offset in range(4):
+        script.produce(b"v%d" % offset, offset)
+    damage(script, 1, 1)  # offset 2 was not in it: its loss is a loss
+    skipping_scan(script)
+    assert flagged(script) == {"final_reads"}
+
+
+def test_a_loss_seen_before_the_damage_is_not_excused_by_it() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    script.scan([], end_offset=1)
+    damage(script, 0, 0)
+    assert flagged(script) == {"final_reads"}
+
+
+def test_a_damaged_object_the_reconciler_did_not_report_is_flagged() -> None:
+    assert check_damage_reported(["a.obj"], ["a.obj", "b.obj"]) == []
+    [found] = check_damage_reported(["a.obj", "c.obj"], ["a.obj"])
+    assert found.checker == "damage_reported" and "c.obj" in found.message

@@ -8,11 +8,13 @@ that failed once (tests/sim/regressions, by test_cluster_sweep.py) and runs one 
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
 
+from sim.history import FetchFailed, History, ObjectDamaged, ScanCompleted
 from sim.known import known_failure
 from sim.options import (
     DR_PROFILE,
@@ -23,6 +25,8 @@ from sim.options import (
     options_to_json,
 )
 from sim.runner import run_seed
+from sim.workload import CORRUPT_MESSAGE
+from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from tests.sim.test_cluster_sweep import SWEEP_TIMEOUT_S, _sweep
 
 PROFILE_SEEDS = range(1, 40)
@@ -37,6 +41,7 @@ WIPE_SEED = 61
 # in another order; aiokafka keeps a connection per node id, so a member asked the agent
 # that had been node 0 for a partition the new node 0 led, at once, again and again.
 HUNG_DR_SEEDS = (27, 118)
+CORRUPT_SEED = 10  # an object corrupted when the cluster heals; it hung once (see its test)
 
 
 def test_dr_profile_seeds_draw_a_metadata_wipe_and_snapshot_intervals() -> None:
@@ -84,3 +89,27 @@ def test_a_dr_seed_that_once_hung_finishes_clean(seed: int) -> None:
 @pytest.mark.timeout(SWEEP_TIMEOUT_S)
 def test_a_dr_sweep_finds_no_new_failure(tmp_path: Path) -> None:
     _sweep(1, DR_SWEEP_SEEDS, tmp_path, DR_PROFILE)
+
+
+def test_a_corrupted_object_answers_an_error_held_a_while_and_the_rest_serves() -> None:
+    """Dr seed 10: when the cluster heals, the object holding sim/1 offsets 0..2 has a byte
+    of its block flipped. The final scan's reads there are answered CORRUPT_MESSAGE, each
+    held CLIENT_RETRY_BACKOFF_MS (aiokafka fetches again at once after one: answered at once,
+    the run spun at one virtual instant for ever), the scan skips them and reads both
+    partitions to the end, and the reconciler reports the object (a verifying run)."""
+    options = draw_options(CORRUPT_SEED, DR_PROFILE)
+    outcome = run_seed(CORRUPT_SEED, options=options)
+    assert outcome.exit_code == 0, outcome.violations
+    history = History.from_jsonl(outcome.history)
+    [damaged] = history.of_type(ObjectDamaged)
+    assert damaged.how == "corrupted"
+    failed = [e for e in history.of_type(FetchFailed) if e.error_code == CORRUPT_MESSAGE]
+    assert failed and all(e.partition == damaged.spans[0].partition for e in failed)
+    assert {e.fetch_offset for e in failed} == set(
+        range(damaged.spans[0].first_offset, damaged.spans[0].last_offset + 1)
+    )
+    for earlier, later in itertools.pairwise(failed):
+        if earlier.fetch_offset == later.fetch_offset:
+            assert later.at_us - earlier.at_us >= CLIENT_RETRY_BACKOFF_MS * 1_000
+    scans = history.of_type(ScanCompleted)
+    assert len(scans) == options.workload.partitions
