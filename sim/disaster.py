@@ -14,6 +14,13 @@ Topics created and never snapshotted, and partitions no object holds, are not in
 the operator's runbook after a rebuild creates what is missing again (`recreate_topics`, as
 the workload created them), from the first agent up on, until done.
 
+The bucket's own nemeses: `plant_orphan` puts junk shaped like a flushed object (its key)
+there, new or looking older than the reconciler's grace; `damage_objects` deletes or corrupts
+an object segment rows name once the cluster heals (`ObjectDamaged`, with the offsets it
+held). `DeleteWatch` records every delete under orgs/ with the rows that named the object
+then, and `reconcile_at_the_end` runs the operator's (verifying) reconcile past the grace and
+judges what is left (`check_orphans`, `check_damage_reported`).
+
 `final_storage` reads, without faults, what the pointers checker judges at the end: every
 segment row of the store and the bytes of every object a row names.
 """
@@ -68,8 +75,9 @@ async def wipe_metadata(cluster: SimCluster, nemesis: Nemesis) -> None:
     """Every agent crashes, the store is wiped, and the agents restart (see the module)."""
     while not _bucket_holds_data(cluster.objects):
         # A store lost before anything reached the bucket is a new cluster to the agents (the
-        # rebuild has nothing to start from): the disaster recovery is for, starts once the
-        # first object or snapshot is there.
+        # rebuild has nothing to start from; producer ids, epochs and generations start
+        # over): the disaster recovery is for starts once the first object or snapshot is
+        # there.
         await cluster.clock.sleep_ms(BUCKET_WAIT_MS)
     for agent in cluster.agents:
         if agent.state in (UP, PAUSED):
