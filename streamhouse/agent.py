@@ -383,9 +383,20 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
         flush=f"every {settings.flush_interval_ms} ms or {settings.flush_bytes_max} B",
         recovered=(
             f"{recovery.replayed_batches} batches replayed, {recovery.dropped_batches} dropped"
+            + _rebuilt_line(agent.rebuilt)
         ),
         kafka=agent.kafka_address,
         http=None if http_port is None else f"http://{settings.http_host}:{http_port}",
+    )
+
+
+def _rebuilt_line(report: RebuildReport | None) -> str:
+    if report is None:
+        return ""
+    source = report.snapshot_key or "footers alone"
+    return (
+        f"; metadata rebuilt from the bucket ({source}, {report.objects_added} newer objects, "
+        f"{report.elapsed_ms / 1000:.1f} s)"
     )
 
 

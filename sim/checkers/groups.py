@@ -53,6 +53,7 @@ def check_group_offsets(history: History) -> list[Violation]:
     starts = _generation_starts(history)
     asked = _offsets_asked(history)
     timelines: dict[tuple[str, str, int], _CommitTimeline] = defaultdict(_CommitTimeline)
+    own_highest: dict[tuple[str, str, str, int], int] = {}  # each client's highest commit so far
     found: list[Violation] = []
     for event in history:
         if isinstance(event, OffsetCommitted | OffsetReset | CommittedOffsetRead):
@@ -64,13 +65,15 @@ def check_group_offsets(history: History) -> list[Violation]:
         elif isinstance(event, OffsetCommitted):
             floor = timeline.floor(event)
             truncated = floor is not None and truncation_seen(index, event, floor)
+            own = (event.client, event.group, event.topic, event.partition)
             explained = (
                 truncated
                 or unowned_commit(assigned, event, floor)
-                or read_before_generation(index, starts, event, floor)
+                or read_before_generation(index, starts, event, floor, own_highest.get(own))
             )
             found += [] if explained else timeline.judge(event)
             timeline.add(event, reset=explained)
+            own_highest[own] = max(own_highest.get(own, event.offset), event.offset)
     return found
 
 
@@ -128,13 +131,18 @@ def read_before_generation(
     starts: dict[tuple[str, int, str], int],
     commit: OffsetCommitted,
     floor: OffsetCommitted | OffsetReset | None,
+    own_highest: int | None,
 ) -> bool:
-    """Whether `commit` (below `floor`) sets the position past a record its client was last
-    handed before the generation the commit carried began: a record fetched in an older
-    generation, delivered to the application after a rebalance gave the partition back
-    (aiokafka keeps what it fetched while it rejoins). The coordinator takes any offset from
-    a current member, so the regression is the client's; it counts as a reset."""
+    """Whether `commit` (below `floor`, which another client set) sets the position past a
+    record its client was last handed before the generation the commit carried began, and
+    not below the client's own earlier commits: a record fetched in an older generation,
+    delivered to the application after a rebalance gave the partition back (aiokafka keeps
+    what it fetched while it rejoins; its position only moves on). The coordinator takes
+    any offset from a current member, so the regression is the client's; it counts as a
+    reset."""
     if floor is None or commit.offset >= floor.offset or commit.offset <= 0:
+        return False
+    if floor.client == commit.client or (own_highest is not None and commit.offset < own_highest):
         return False
     began_us = starts.get((commit.group, commit.generation, commit.member))
     if began_us is None:

@@ -370,10 +370,11 @@ def _new_topics(rebuilt: Sequence[RebuiltPartition], topics: dict[str, int]) -> 
 
 def _log_report(report: RebuildReport) -> None:
     log.warning(
-        "metadata rebuilt from the bucket in %d ms: snapshot %s (%d rows), %d objects listed, "
+        "metadata rebuilt from the bucket in %d ms%s: snapshot %s (%d rows), %d objects listed, "
         "%d new, %d added with %d segment rows over %d partitions, topics created: %s; "
         "%d blocks skipped, %d objects unreadable, %d snapshots damaged",
         report.elapsed_ms,
+        "" if report.completed_here else " (completed by another agent first)",
         report.snapshot_key or "none",
         report.snapshot_rows,
         report.objects_listed,

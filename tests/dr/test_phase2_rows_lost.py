@@ -5,20 +5,10 @@ rest of the log reads back byte for byte."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from tests.dr.world import DrWorld, consume, produce
 
 KEPT = "dr-rows-kept"
 LOST = "dr-rows-lost"
-
-
-def _reconcile(world: DrWorld, *args: str) -> dict[str, Any]:
-    done = world.streamctl("admin", "reconcile", "--output", "json", *args)
-    assert done.returncode == 0, done.stderr + done.stdout
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def test_objects_whose_rows_were_deleted_are_reconciled_away(world: DrWorld) -> None:
@@ -27,21 +17,21 @@ def test_objects_whose_rows_were_deleted_are_reconciled_away(world: DrWorld) -> 
         produce(agent.bootstrap, LOST, 60, "lost")  # later flushes: objects of its own
         agent.stop_cleanly()
     before = world.keys("orgs/")
-    clean = _reconcile(world, "--grace-ms", "0")
+    clean = world.reconcile("--grace-ms", "0")
     assert clean["orphans_deleted"] == 0 and clean["referenced"] == len(before)
 
     world.sql(f"DELETE FROM segments WHERE topic = '{LOST}'")
     world.sql(f"UPDATE partitions SET log_start_offset = durable_end_offset WHERE topic = '{LOST}'")
-    young = _reconcile(world)
+    young = world.reconcile()
     assert young["orphans_deleted"] == 0 and young["orphans_kept_in_grace"] >= 1
     assert world.keys("orgs/") == before, "nothing goes within the grace"
 
-    done = _reconcile(world, "--grace-ms", "0")
+    done = world.reconcile("--grace-ms", "0")
     assert done["orphans_deleted"] == young["orphans_kept_in_grace"]
     after = world.keys("orgs/")
     assert len(after) == len(before) - done["orphans_deleted"] == done["referenced"]
     assert (done["missing"], done["corrupt"]) == (0, 0)
-    again = _reconcile(world, "--grace-ms", "0", "--verify")
+    again = world.reconcile("--grace-ms", "0", "--verify")
     assert (again["orphans_deleted"], again["missing"], again["corrupt"]) == (0, 0, 0)
     assert world.keys("orgs/") == after
 

@@ -4,9 +4,6 @@ first deletes nothing), and a second run changes nothing; the snapshots and the 
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from confluent_kafka.admin import AdminClient
 
 from tests.dr.world import CLIENT_TIMEOUT_S, DrWorld, consume, produce
@@ -14,13 +11,6 @@ from tests.dr.world import CLIENT_TIMEOUT_S, DrWorld, consume, produce
 TOPIC = "dr-kept"
 GONE = "dr-gone"
 ORPHAN = "orgs/default/objects/20200101/agent-x-01orphan.obj"
-
-
-def _reconcile(world: DrWorld, *args: str) -> dict[str, Any]:
-    done = world.streamctl("admin", "reconcile", "--output", "json", *args)
-    assert done.returncode == 0, done.stderr + done.stdout
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 def test_orphans_are_deleted_after_the_grace_and_reconcile_is_idempotent(
@@ -37,13 +27,13 @@ def test_orphans_are_deleted_after_the_grace_and_reconcile_is_idempotent(
     snapshots = world.keys("metadata/")
     assert snapshots, "the agent wrote snapshots"
 
-    young = _reconcile(world)  # the default grace: everything was written just now
+    young = world.reconcile()  # the default grace: everything was written just now
     assert young["orphans_deleted"] == 0 and young["orphans_kept_in_grace"] >= 2
-    dry = _reconcile(world, "--grace-ms", "0", "--dry-run")
+    dry = world.reconcile("--grace-ms", "0", "--dry-run")
     assert dry["orphans_deleted"] == young["orphans_kept_in_grace"]
     assert world.keys("orgs/") == objects_before
 
-    done = _reconcile(world, "--grace-ms", "0")
+    done = world.reconcile("--grace-ms", "0")
     assert done["orphans_deleted"] == dry["orphans_deleted"]
     assert done["bytes_freed"] == dry["bytes_freed"] > 0
     after = world.keys("orgs/")
@@ -51,7 +41,7 @@ def test_orphans_are_deleted_after_the_grace_and_reconcile_is_idempotent(
     assert len(after) == done["referenced"] and (done["missing"], done["corrupt"]) == (0, 0)
     assert world.keys("metadata/") == snapshots  # not the reconciler's
 
-    again = _reconcile(world, "--grace-ms", "0", "--verify")
+    again = world.reconcile("--grace-ms", "0", "--verify")
     assert (again["orphans_deleted"], again["orphans_kept_in_grace"]) == (0, 0)
     assert again["referenced"] == len(after) and again["blocks_verified"] >= len(after)
     assert world.keys("orgs/") == after

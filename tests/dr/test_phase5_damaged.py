@@ -6,10 +6,8 @@ every other topic, and its metrics count the damage."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.request
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -32,11 +30,6 @@ def _objects_of(world: DrWorld, topic: str) -> list[str]:
             await store.close()
 
     return list(dict.fromkeys(asyncio.run(rows())))
-
-
-def _reconcile(world: DrWorld, *args: str) -> tuple[int, dict[str, Any]]:
-    done = world.streamctl("admin", "reconcile", "--output", "json", *args)
-    return done.returncode, json.loads(done.stdout)
 
 
 def _first_error(bootstrap: str) -> tuple[KafkaError, float]:
@@ -75,10 +68,10 @@ def test_missing_and_corrupt_objects_are_reported_and_the_rest_serves(world: DrW
     data[20] ^= 0xFF  # inside its first block: same size, a checksum that fails
     world.put(corrupted, bytes(data))
 
-    code, listed = _reconcile(world)
-    assert code == 1 and (listed["missing"], listed["corrupt"]) == (1, 0)
-    code, verified = _reconcile(world, "--verify")
-    assert code == 1 and (verified["missing"], verified["corrupt"]) == (1, 1)
+    listed = world.reconcile(damage_expected=True)
+    assert (listed["missing"], listed["corrupt"]) == (1, 0)
+    verified = world.reconcile("--verify", damage_expected=True)
+    assert (verified["missing"], verified["corrupt"]) == (1, 1)
     found = {d["key"]: d for d in verified["damaged"]}
     assert found[gone]["damage"] == "missing" and found[corrupted]["damage"] == "corrupt"
     assert found[gone]["ranges"][0]["topic"] == DAMAGED

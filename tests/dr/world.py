@@ -5,6 +5,7 @@ byte for byte."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from streamhouse.testing.moto_server import dummy_credentials
 from streamhouse.testing.postgres import PostgresServer
 
 FLUSH_INTERVAL_MS = "50"
+GROUP_DELAY_MS = "300"  # a new group's first generation comes quickly
 CLIENT_TIMEOUT_S = 30.0
 POLL_S = 0.2
 
@@ -63,6 +65,8 @@ class DrWorld:
             *self.storage_args(),
             "--flush-interval-ms",
             FLUSH_INTERVAL_MS,
+            "--group-initial-rebalance-delay-ms",
+            GROUP_DELAY_MS,
             *extra,
             env=agent_environment(),
         )
@@ -77,6 +81,14 @@ class DrWorld:
             text=True,
             timeout=300,
         )
+
+    def reconcile(self, *args: str, damage_expected: bool = False) -> dict[str, Any]:
+        """`streamctl admin reconcile --output json ARGS`: its report (exit 1 only with
+        `damage_expected`, which is how the command says damage was found)."""
+        done = self.streamctl("admin", "reconcile", "--output", "json", *args)
+        assert done.returncode == (1 if damage_expected else 0), done.stderr + done.stdout
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
 
     # ------------------------------------------------------------ the disasters
 

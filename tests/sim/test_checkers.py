@@ -1002,3 +1002,15 @@ def test_a_lower_commit_of_a_record_read_in_its_own_generation_is_flagged() -> N
     script = Script()
     stale_delivery(script, fetched_again=True)
     assert "group_offsets" in flagged(script)
+
+
+def test_a_member_going_below_its_own_commit_after_rejoining_is_flagged() -> None:
+    """Its position only moves on: a stale delivery never takes a client below itself."""
+    script = Script()
+    one = (TopicPartition("t", 0),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 1, "c1", one))
+    script.fetch(5, [(5, b"v5")], client="c1")
+    commit(script, 8, client="c1", generation=1)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 2, "c1", one))
+    commit(script, 6, client="c1", generation=2)
+    assert "group_offsets" in flagged(script)

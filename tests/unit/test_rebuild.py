@@ -21,6 +21,7 @@ from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset
 from streamhouse.ports.snapshots import REBUILD_EPOCH_LEAP, StoreState
+from tests.unit.in_process import kill, read_all
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -66,30 +67,6 @@ async def _produce(
     return stored
 
 
-async def _read_all(agent: Agent, partition: int) -> list[bytes]:
-    tp = TopicPartition(TOPIC, partition)
-    found: list[bytes] = []
-    offset = 0
-    while True:
-        result = await agent.log.reads.read(tp, offset, 1 << 20)
-        if not result.batches:
-            return found
-        found += result.batches
-        last = result.batches[-1]
-        offset = int.from_bytes(last[:8], "big") + int.from_bytes(last[23:27], "big") + 1
-
-
-async def _kill(agent: Agent) -> None:
-    """Stop without flushing, closing or a final snapshot, as kill -9 would."""
-    agent.log.flusher.stop()
-    for task in asyncio.all_tasks():
-        if task is not asyncio.current_task():
-            task.cancel()
-    await asyncio.sleep(0)
-    await agent.kafka.close()
-    await agent.metadata.close()
-
-
 def _lose_metadata(tmp_path: Path) -> None:
     for file in (tmp_path / "data").glob("metadata.db*"):
         file.unlink()
@@ -122,7 +99,7 @@ async def _snapshot_then_more_then_kill(tmp_path: Path) -> tuple[dict[int, list[
     second = await _produce(agent, 2, producer_id, BATCHES * 3)  # after the snapshot: footers only
     epoch = agent.log.led_partition(TopicPartition(TOPIC, 0)).state.leader_epoch  # type: ignore[union-attr]
     await asyncio.sleep(0.1)
-    await _kill(agent)
+    await kill(agent)
     return {p: first[p] + second[p] for p in range(PARTITIONS)}, epoch
 
 
@@ -136,7 +113,7 @@ def test_the_newest_snapshot_and_later_footers_rebuild_the_log(tmp_path: Path) -
         assert report.objects_new > 0 and report.segments_added > 0
         assert "created-later" in report.topics_created
         for partition in range(PARTITIONS):
-            assert await _read_all(agent, partition) == durable[partition]
+            assert await read_all(agent, TopicPartition(TOPIC, partition)) == durable[partition]
         topic = await agent.metadata.get_topic(TOPIC)
         assert topic is not None and topic.configs == {"retention.ms": "3600000"}
         state = await agent.metadata.get_partition(TopicPartition(TOPIC, 0))
@@ -166,7 +143,7 @@ def test_a_clean_shutdown_snapshot_brings_back_committed_offsets(tmp_path: Path)
         agent = await open_agent(settings)
         assert agent.rebuilt is not None and agent.rebuilt.objects_new == 0
         assert await agent.metadata.fetch_offsets("billing") == {TopicPartition(TOPIC, 1): offset}
-        assert (await _read_all(agent, 0))[:BATCHES] == durable[0]
+        assert (await read_all(agent, TopicPartition(TOPIC, 0)))[:BATCHES] == durable[0]
         await agent.close()
 
     asyncio.run(scenario())
@@ -186,7 +163,7 @@ def test_footers_alone_rebuild_the_log_without_any_snapshot(tmp_path: Path) -> N
         topic = await agent.metadata.get_topic(TOPIC)
         assert topic is not None and topic.partition_count == PARTITIONS
         for partition in range(PARTITIONS):
-            assert await _read_all(agent, partition) == durable[partition]
+            assert await read_all(agent, TopicPartition(TOPIC, partition)) == durable[partition]
         await agent.close()
 
     asyncio.run(scenario())
@@ -211,7 +188,7 @@ def test_a_damaged_newest_snapshot_falls_back_to_an_older_one(tmp_path: Path) ->
         ]
         assert report.snapshot_key == f"{SNAPSHOT_PREFIX}{snapshots[-2].name}"
         for partition in range(PARTITIONS):
-            assert await _read_all(agent, partition) == durable[partition]
+            assert await read_all(agent, TopicPartition(TOPIC, partition)) == durable[partition]
         await agent.close()
 
     asyncio.run(scenario())
@@ -259,7 +236,7 @@ def test_an_agent_started_mid_rebuild_completes_it(tmp_path: Path) -> None:
         assert agent.rebuilt is not None and not agent.rebuilt.began_here
         assert agent.rebuilt.completed_here
         for partition in range(PARTITIONS):
-            assert await _read_all(agent, partition) == durable[partition]
+            assert await read_all(agent, TopicPartition(TOPIC, partition)) == durable[partition]
         await agent.close()
 
     asyncio.run(scenario())

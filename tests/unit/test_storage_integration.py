@@ -12,6 +12,7 @@ from streamhouse.config import Settings
 from streamhouse.kafka.batch_header import with_base_offset
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.names import TopicPartition
+from tests.unit.in_process import kill, read_all
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -52,28 +53,6 @@ async def _produce(agent: Agent, *, durable: bool) -> dict[int, list[bytes]]:
     return stored
 
 
-async def _read_back(agent: Agent, partition: int) -> list[bytes]:
-    tp = TopicPartition(TOPIC, partition)
-    found: list[bytes] = []
-    offset = 0
-    while True:
-        result = await agent.log.reads.read(tp, offset, 4096)
-        if not result.batches:
-            return found
-        found += result.batches
-        offset = int.from_bytes(result.batches[-1][:8], "big") + RECORDS_PER_BATCH
-
-
-async def _kill(agent: Agent) -> None:
-    """Stop without flushing or closing anything, as kill -9 would."""
-    agent.log.flusher.stop()
-    for task in asyncio.all_tasks():
-        if task is not asyncio.current_task():
-            task.cancel()
-    await asyncio.sleep(0)
-    await agent.metadata.close()
-
-
 async def _scenario(settings: Settings) -> None:
     agent = await open_agent(settings)
     await agent.admin.create_topic(TOPIC, PARTITIONS)
@@ -83,15 +62,18 @@ async def _scenario(settings: Settings) -> None:
 
     agent = await open_agent(settings)  # tail empty: everything is read from objects
     for partition in range(PARTITIONS):
-        assert await _read_back(agent, partition) == durable[partition]
+        assert await read_all(agent, TopicPartition(TOPIC, partition)) == durable[partition]
     assert agent.log.reads.objects.block_reads > 0
     synced = await _produce(agent, durable=False)
-    await _kill(agent)
+    await kill(agent)
 
     agent = await open_agent(settings)  # replays the WAL
     assert agent.log.recovery.replayed_batches == PARTITIONS * BATCHES_PER_PARTITION
     for partition in range(PARTITIONS):
-        assert await _read_back(agent, partition) == durable[partition] + synced[partition]
+        assert (
+            await read_all(agent, TopicPartition(TOPIC, partition))
+            == durable[partition] + synced[partition]
+        )
     await agent.close()
 
 

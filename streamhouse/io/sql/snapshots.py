@@ -66,6 +66,8 @@ class SqlSnapshotStore(SqlAdapter, SnapshotStore):
         clock = self._sql.store_clock
         try:
             return await self._sql.write("begin_rebuild", _begin_rebuild, dump, agent, clock)
+        except _FoundInUse:  # its transaction rolled back: nothing was restored
+            return StoreState.IN_USE
         except (IntegrityError, StatementError) as exc:
             raise SnapshotIncompatible(
                 f"the snapshot's rows do not fit this version's metadata schema: {exc.orig}"
@@ -113,10 +115,12 @@ def _schema_revision(conn: Connection) -> str:
 def _store_state(conn: Connection) -> StoreState:
     if conn.execute(select(job_claims).where(job_claims.c.name == REBUILD_MARKER)).first():
         return StoreState.REBUILD_PENDING
-    for table in (topics, objects):
-        if conn.execute(select(func.count()).select_from(table)).scalar_one():
-            return StoreState.IN_USE
-    return StoreState.BLANK
+    return _store_state_beside_marker(conn)
+
+
+class _FoundInUse(Exception):
+    """Raised inside begin_rebuild's transaction to roll it back: another agent completed a
+    rebuild between the first look at the store and the marker."""
 
 
 def _begin_rebuild(
@@ -125,11 +129,26 @@ def _begin_rebuild(
     state = _store_state(conn)
     if state is not StoreState.BLANK:
         return state
+    # The marker first: agents that start together serialise on its key (on PostgreSQL the
+    # second insert waits for the first transaction, then finds the key taken)
+    marker = insert(job_claims).values(name=REBUILD_MARKER, agent=agent, claimed_ms=clock(conn))
+    try:
+        with conn.begin_nested():
+            conn.execute(marker)
+    except IntegrityError:
+        return StoreState.REBUILD_PENDING
+    if _store_state_beside_marker(conn) is StoreState.IN_USE:
+        raise _FoundInUse  # rebuilt and completed by another agent since the first look
     if dump is not None:
         _restore(conn, dump)
-    conn.execute(
-        insert(job_claims).values(name=REBUILD_MARKER, agent=agent, claimed_ms=clock(conn))
-    )
+    return StoreState.BLANK
+
+
+def _store_state_beside_marker(conn: Connection) -> StoreState:
+    """In use or blank, whatever the marker says."""
+    for table in (topics, objects):
+        if conn.execute(select(func.count()).select_from(table)).scalar_one():
+            return StoreState.IN_USE
     return StoreState.BLANK
 
 

@@ -4,7 +4,9 @@ the whole store dumped, restored into a blank store and a rebuild completed."""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from sim.metadata import SimMetadataStore
 from streamhouse.errors import SnapshotIncompatible
 from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
+from streamhouse.io.sql.transactions import run_inline
 from streamhouse.log.partition_txns import TxnBegan
 from streamhouse.log.snapshot_format import (
     MetadataDump,
@@ -255,3 +258,42 @@ def test_agents_the_snapshot_did_not_know_get_node_ids_never_handed_out(
     assert run(lost.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
     first = run(lost.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
     assert first.node_id >= REBUILD_NODE_ID_LEAP
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One real, blank database that several stores (agents) open."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'shared.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"shared_{next(_rebuilt_numbers)}"
+    yield server.create_database(name)
+    server.drop_database(name)
+
+
+def test_agents_beginning_a_rebuild_together_restore_it_once(
+    store: MetadataStore, shared_url: str
+) -> None:
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    agents = [open_sql_metadata(shared_url, run_blocking=run_inline) for _ in range(4)]
+    try:
+        together = threading.Barrier(len(agents))
+
+        def begin(target: SqlMetadataStore) -> StoreState:
+            together.wait()
+            return run(target.begin_rebuild(dump, "agent"))
+
+        with ThreadPoolExecutor(len(agents)) as pool:
+            states = list(pool.map(begin, agents))
+        assert states.count(StoreState.BLANK) == 1, states
+        assert set(states) <= {StoreState.BLANK, StoreState.REBUILD_PENDING}
+        assert [s.last_offset for s in run(agents[0].list_segments(TP0))] == [9]
+        done = [run(a.complete_rebuild(RebuildPlan(objects=[], partitions=[]))) for a in agents]
+        assert done == [True, False, False, False]
+        late = run(agents[1].begin_rebuild(dump, "late"))
+        assert late is StoreState.IN_USE
+    finally:
+        for agent in agents:
+            run(agent.close())
