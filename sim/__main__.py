@@ -39,10 +39,11 @@ ADDR_NO_RANDOMIZE = 0x0040000  # Linux personality flag
 PERSONALITY_QUERY = 0xFFFFFFFF
 # the profile names, kept here too: sim.options is heavy, imported after any re-exec
 DEFAULT_PROFILE = "default"
-PROFILES = (DEFAULT_PROFILE, "cluster", "txn")
+PROFILES = (DEFAULT_PROFILE, "cluster", "txn", "dr")
 PROFILE_HELP = (
     "which options seeds draw: default, cluster (2+ agents, clock steps, pauses, store "
-    "failovers) or txn (transactional producers, read_committed readers, crashes)"
+    "failovers), txn (transactional producers, read_committed readers, crashes) or dr "
+    "(the metadata store wiped and rebuilt from the bucket)"
 )
 
 

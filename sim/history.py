@@ -53,6 +53,9 @@ FAULT_RESUME = "resume"
 FAULT_NETWORK_PARTITION = "network_partition"
 FAULT_HEAL = "heal"
 FAULT_STORE_FAILOVER = "store_failover"  # the metadata store refuses every call a while
+# the metadata store lost whole (every agent crashed with it): what was not durable in an
+# object may be lost, on every partition (acks=1 only), as with a disk loss on every agent
+FAULT_METADATA_WIPE = "metadata_wipe"
 
 PHASE_SAFETY = "safety"
 PHASE_LIVENESS = "liveness"
@@ -280,6 +283,19 @@ class OffsetCommitted:
 
 
 @dataclass(frozen=True)
+class OffsetCommitAsked:
+    """`client` asked to commit `offset` for `group` (recorded before the request: an
+    `OffsetCommitted` follows if it was accepted; if no answer came, it may have been)."""
+
+    at_us: int
+    client: str
+    group: str
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class OffsetReset:
     """An explicit reset of a group's committed offset (streamctl reset, seek-and-commit);
     commits after it may be lower than commits before it."""
@@ -312,8 +328,9 @@ class FaultInjected:
     `topic`/`partition` narrow a per-partition fault (a fenced lease);
     `epoch` is the lease epoch that was fenced, if known, and `next_agent` /
     `next_epoch` who took the lease in which epoch (noted after the taker's
-    lease call returned, so at or after the taking). Only FAULT_DISK_LOSS
-    and FAULT_LEASE_FENCED excuse losing acks=1 data, so the simulator must
+    lease call returned, so at or after the taking). Only FAULT_DISK_LOSS,
+    FAULT_LEASE_FENCED and FAULT_METADATA_WIPE (agent "*": every agent and
+    partition) excuse losing acks=1 data, so the simulator must
     record FAULT_LEASE_FENCED whenever a partition's lease moves away from an
     agent that may still hold unflushed data (it was paused, cut off or
     crashed past its lease), not only the pause or crash that caused it.
@@ -329,6 +346,28 @@ class FaultInjected:
     # a fenced lease: the agent that took it, and the epoch it took it in
     next_agent: str | None = None
     next_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class OffsetSpan:
+    """Offsets `first_offset`..`last_offset` of a partition."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+@dataclass(frozen=True)
+class ObjectDamaged:
+    """The simulator deleted (`how` "deleted") or corrupted ("corrupted") object `key`, which
+    segment rows named for `spans`: records there may be unreadable from then on (an error,
+    never other data), and only there."""
+
+    at_us: int
+    key: str
+    how: str
+    spans: tuple[OffsetSpan, ...]
 
 
 @dataclass(frozen=True)
@@ -352,9 +391,11 @@ Event = (
     | TxnRead
     | GroupGeneration
     | OffsetCommitted
+    | OffsetCommitAsked
     | OffsetReset
     | CommittedOffsetRead
     | FaultInjected
+    | ObjectDamaged
     | PhaseStarted
 )
 
@@ -373,9 +414,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TxnRead,
         GroupGeneration,
         OffsetCommitted,
+        OffsetCommitAsked,
         OffsetReset,
         CommittedOffsetRead,
         FaultInjected,
+        ObjectDamaged,
         PhaseStarted,
     )
 }

@@ -8,6 +8,9 @@ and write, one `unknown_outcome_rate` draw after every write that
 succeeded, all from the given SeededRng, so a seed replays the same faults.
 A failover (`begin_failover` .. `end_failover`) refuses every call for a while
 and then serves with the store's clock stepped, as a promoted replica would.
+A wipe (`wipe`) loses the whole database: the store serves on as a blank one,
+freshly migrated, with the same clock and fault injector (a disaster the
+rebuild from the bucket answers).
 
 The store judges lease and heartbeat expiry by its own clock (`clock`), a
 Clock separate from every agent's: a simulated cluster gives it its own drift,
@@ -74,14 +77,28 @@ class SimMetadataStore(SqlMetadataStore):
             faults if faults is not None else MetadataFaults(),
         )
         self.clock: VirtualWallClock = clock if clock is not None else VirtualClock()
+        self.wipes = 0
+        super().__init__(self._blank())
+
+    def _blank(self) -> SqlTransactions:
+        """A new in-memory database migrated to head, behind the injector, and its unfaulted
+        twin (`unfaulted`)."""
         store_clock = host_clock(self.clock.now_ms)
         sql = open_transactions(
             "sqlite://", run_blocking=run_inline, hook=self._injector, store_clock=store_clock
         )
-        super().__init__(sql)
         self.unfaulted = SqlMetadataStore(
             SqlTransactions(sql.engine, run_inline, store_clock=store_clock)
         )
+        return sql
+
+    def wipe(self) -> None:
+        """The database is lost: from now on every call reaches a blank, freshly migrated one
+        (same clock, same faults). The old one is dropped whole: nothing of it is read again."""
+        old = self._sql
+        self._sql = self._blank()
+        old.engine.dispose()
+        self.wipes += 1
 
     def begin_failover(self) -> None:
         """The primary is gone: every call fails cleanly until as many `end_failover`s (one

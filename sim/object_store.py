@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sim.rng import SeededRng
@@ -64,6 +65,9 @@ class SimObjectStore(ObjectStore):
         self.faults = faults or ObjectStoreFaults()
         self._objects: dict[str, bytes] = {}
         self._modified_ms: dict[str, int] = {}  # virtual wall time of each key's last put
+        # told each key a delete removes and when it was last written, as it goes (the
+        # simulator's checks of deletes)
+        self.on_delete: Callable[[str, int], None] | None = None
         self.puts = 0
         self.gets = 0
         self.lists = 0
@@ -125,8 +129,31 @@ class SimObjectStore(ObjectStore):
         _check_key(key)
         self.deletes += 1
         await self._enter(self._draw(self.faults.latency_ms_max), "delete", key)
-        self._objects.pop(key, None)
-        self._modified_ms.pop(key, None)
+        modified_ms = self._modified_ms.pop(key, 0)
+        if self._objects.pop(key, None) is not None and self.on_delete is not None:
+            self.on_delete(key, modified_ms)
+
+    def plant(self, key: str, data: bytes, modified_ms: int) -> None:
+        """Store `data` under `key` as if written at `modified_ms`; for the simulator's
+        nemeses (junk in the bucket), without latency, faults or counting."""
+        self._objects[key] = bytes(data)
+        self._modified_ms[key] = modified_ms
+
+    def damage(self, key: str, corrupt_at: int | None) -> None:
+        """The simulator's object nemesis: `key` vanishes (`corrupt_at` None) or has its byte
+        at `corrupt_at` flipped (its size and last-modified time unchanged); not a delete of
+        anybody's (`on_delete` is not told), without latency, faults or counting."""
+        if corrupt_at is None:
+            del self._objects[key]
+            del self._modified_ms[key]
+            return
+        data = bytearray(self._objects[key])
+        data[corrupt_at] ^= 0xFF
+        self._objects[key] = bytes(data)
+
+    def modified_ms(self, key: str) -> int | None:
+        """When `key` was last written, if it is held; for tests, like `peek`."""
+        return self._modified_ms.get(key)
 
     def stored_keys(self) -> builtins.list[str]:
         """Every key held, sorted; for tests, without latency, faults or counting."""

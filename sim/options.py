@@ -20,7 +20,7 @@ from sim.metadata import MetadataFaults
 from sim.network import NetworkFaults
 from sim.object_store import ObjectStoreFaults
 from sim.rng import SeededRng
-from streamhouse.config import KIB, MIB, Settings
+from streamhouse.config import KIB, MIB, RECONCILE_OFF, Settings
 
 P = TypeVar("P")
 
@@ -69,7 +69,32 @@ TXN_STORE_FAILOVER_RATE = 0.3
 # a quarter of the txn seeds get more of everything on top
 TXN_HARD_RATE = 0.25
 TXN_HARD = (CRASH, CRASH, PAUSE, STORE_FAILOVER, CLOCK_STEP)
-PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE)
+# "dr" (F9 disaster recovery) redraws the default options around a metadata wipe: every
+# agent crashes, the metadata store is lost whole and the agents restart on a blank one
+# (staggered, so sometimes together), rebuilding it from the bucket; snapshots are taken
+# every DR_SNAPSHOT_INTERVALS_MS (0: none, the footers alone tell). Sometimes a second wipe,
+# and a few nemeses of other kinds.
+DR_PROFILE = "dr"
+METADATA_WIPE = "metadata_wipe"
+DR_SNAPSHOT_INTERVALS_MS = (0, 100, 500, 2_000)
+DR_SECOND_WIPE_RATE = 0.3
+DR_EXTRA_NEMESES_MAX = 2
+DR_WIPE_DOWN_MS_MAX = 3_000
+# between one agent's restart and the next one's after a wipe: 0 starts them together
+DR_RESTART_STAGGERS_MS = (0, 0, 5, 50, 1_000)
+# The reconciler: its grace (an orphan younger than it is kept) and how often one agent runs
+# it in the background (RECONCILE_OFF: never; the run's end always runs it once more).
+DR_RECONCILE_GRACES_MS = (2_000, 10_000, 30_000)
+DR_RECONCILE_INTERVALS_MS = (RECONCILE_OFF, 500, 3_000)
+# junk objects shaped like ours planted in the bucket, each young or older than the grace
+PLANT_ORPHAN = "plant_orphan"
+DR_ORPHANS_MAX = 3
+# an object segment rows name deleted (amount 0) or corrupted (1) when the cluster heals (after
+# every wipe: a rebuild stops at the gap it leaves), picked by `duration_ms` (a selector, not
+# a duration) among those named then
+DAMAGE_OBJECT = "damage_object"
+DR_DAMAGE_RATE = 0.5
+PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE, DR_PROFILE)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -85,7 +110,9 @@ class Nemesis:
     at_ms: int
     duration_ms: int
     agent: int  # 1-based
-    amount: int = 0  # clock step in ms, drift in ppm, wipe (1) or not (0) for a crash
+    # clock step in ms, drift in ppm, wipe (1) or not (0) for a crash, restart stagger in ms
+    # for a metadata wipe
+    amount: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,11 @@ class SimOptions:
                 "wal_group_bytes_max",
             )
         }
+        if self.profile == DR_PROFILE:  # older runs and other profiles: the default
+            knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
+            if drew_reconcile(settings):
+                knobs["reconcile_grace_ms"] = settings.reconcile_grace_ms
+                knobs["reconcile_interval_ms"] = settings.reconcile_interval_ms
         parts = [
             f"seed={self.seed}",
             f"agents={self.cluster.agents}",
@@ -189,7 +221,62 @@ def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
         return _clustered(options, SeededRng(seed).fork("cluster-profile"))
     if profile == TXN_PROFILE:
         return _transactional(options, SeededRng(seed).fork("txn-profile"))
+    if profile == DR_PROFILE:
+        return _disastrous(options, SeededRng(seed).fork("dr-profile"))
     return options
+
+
+def _disastrous(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """`options` with a metadata wipe (sometimes two) and snapshots every so often, or none."""
+    settings = options.cluster.settings.with_overrides(
+        snapshot_interval_ms=_pick(rng, DR_SNAPSHOT_INTERVALS_MS)
+    )
+    agents = options.cluster.agents
+    lease_ttl_ms = settings.lease_ttl_ms
+    safety_ms = options.safety_ms
+    drawn = [_draw_wipe(rng, agents, safety_ms)]
+    if rng.chance(DR_SECOND_WIPE_RATE):
+        drawn.append(_draw_wipe(rng, agents, safety_ms))
+    drawn += [
+        _draw_nemesis(rng, _pick(rng, NEMESIS_KINDS), agents, safety_ms, lease_ttl_ms)
+        for _ in range(rng.randint(0, DR_EXTRA_NEMESES_MAX))
+    ]
+    reconciling = rng.fork("reconcile")  # its own fork: the draws above stay as they were
+    settings = settings.with_overrides(
+        reconcile_grace_ms=_pick(reconciling, DR_RECONCILE_GRACES_MS),
+        reconcile_interval_ms=_pick(reconciling, DR_RECONCILE_INTERVALS_MS),
+    )
+    for _ in range(reconciling.randint(0, DR_ORPHANS_MAX)):
+        # amount: how old it looks when planted, in ms (0: new; else past the grace)
+        old_ms = _pick(reconciling, (0, 2 * settings.reconcile_grace_ms))
+        at_ms = reconciling.randint(0, safety_ms)
+        drawn.append(Nemesis(PLANT_ORPHAN, at_ms, 0, 1, old_ms))
+    damaging = rng.fork("damage")  # its own fork too
+    if damaging.chance(DR_DAMAGE_RATE):
+        selector, corrupt = damaging.randint(1, 1_000), damaging.randint(0, 1)
+        drawn.append(Nemesis(DAMAGE_OBJECT, safety_ms, selector, 1, corrupt))
+    return dataclasses.replace(
+        options,
+        cluster=dataclasses.replace(options.cluster, settings=settings),
+        nemeses=tuple(sorted(drawn, key=lambda n: (n.at_ms, n.kind))),
+        profile=DR_PROFILE,
+    )
+
+
+def drew_reconcile(settings: Settings) -> bool:
+    """Whether the dr options drew the reconciler's settings (runs recorded before they did
+    keep its defaults: an hour's grace, which their end does not wait out)."""
+    return settings.reconcile_grace_ms in DR_RECONCILE_GRACES_MS
+
+
+def _draw_wipe(rng: SeededRng, agents: int, safety_ms: int) -> Nemesis:
+    """A metadata wipe in the safety phase (after its first quarter, so something was
+    written): every agent down for a while, then restarted from `agent` on, `amount` ms
+    apart."""
+    at_ms = rng.randint(safety_ms // 4, safety_ms)
+    down_ms = rng.randint(0, DR_WIPE_DOWN_MS_MAX)
+    stagger_ms = _pick(rng, DR_RESTART_STAGGERS_MS)
+    return Nemesis(METADATA_WIPE, at_ms, down_ms, rng.randint(1, agents), stagger_ms)
 
 
 def _transactional(options: SimOptions, rng: SeededRng) -> SimOptions:

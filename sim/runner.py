@@ -27,20 +27,40 @@ from typing import Any
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from sim.capture import captured_aiokafka
-from sim.checkers import LIVENESS, Violation, check_all
+from sim.checkers import (
+    LIVENESS,
+    Violation,
+    check_all,
+    check_deletes,
+    check_durable_log_start,
+    check_pointers,
+)
 from sim.clock import LoopClock
 from sim.cluster import DOWN, PAUSED, UP, SimAgent, SimCluster
+from sim.disaster import (
+    RUNBOOK_RETRY_MS,
+    DeleteWatch,
+    damage_objects,
+    final_storage,
+    plant_orphan,
+    reconcile_at_the_end,
+    recreate_topics,
+    wipe_metadata,
+)
 from sim.history import (
     ACKS_ALL,
     FAULT_HEAL,
+    FAULT_METADATA_WIPE,
     FAULT_NETWORK_PARTITION,
     FAULT_RESTART,
     FAULT_STORE_FAILOVER,
     PHASE_FINAL,
     PHASE_LIVENESS,
     PHASE_SAFETY,
+    FaultInjected,
     GroupGeneration,
     History,
+    ObjectDamaged,
     PhaseStarted,
     ProduceAcked,
     ProduceAttempt,
@@ -54,13 +74,18 @@ from sim.options import (
     CLOCK_STEP,
     CLOG,
     CRASH,
+    DAMAGE_OBJECT,
+    DR_PROFILE,
     MEMBER_CRASH,
+    METADATA_WIPE,
     PARTITION,
     PAUSE,
+    PLANT_ORPHAN,
     STORE_FAILOVER,
     Nemesis,
     SimOptions,
     draw_options,
+    drew_reconcile,
     options_to_json,
 )
 from sim.pins import pinned_aiokafka
@@ -133,6 +158,8 @@ def run_seed(
     outcome.wall_s = time.perf_counter() - started_s
     if not crashed:
         violations += check_all(history, liveness_bound_ms=options.liveness_bound_ms)
+        if any(isinstance(e, FaultInjected) and e.kind == FAULT_METADATA_WIPE for e in history):
+            violations += check_durable_log_start(history)
     outcome.exit_code = exit_code(violations, crashed=crashed)
     outcome.violations = [f"[{v.checker}] {v.message}" for v in violations]
     outcome.trace_lines = trace.count
@@ -166,6 +193,7 @@ async def _phases(
 ) -> None:
     loop = cluster.loop
     workload = options.workload
+    watch = DeleteWatch(cluster)
     await cluster.start()
     first = cluster.agents[0]
     assert first.running is not None
@@ -188,6 +216,12 @@ async def _phases(
         await _safety(cluster, clients, options, outcome, _txn_runs(txns, rng.fork("txn")))
         cluster.heal_faults()
         await cluster.restart_down_agents()
+        while cluster.metadata.wipes and not await recreate_topics(cluster):
+            await cluster.clock.sleep_ms(RUNBOOK_RETRY_MS)
+        damages = tuple(n for n in options.nemeses if n.kind == DAMAGE_OBJECT)
+        if damages:
+            rows, _ = await final_storage(cluster.metadata, cluster.objects)
+            damage_objects(cluster, damages, rows)
         heal_ms = cluster.clock.monotonic_ms()
         history.append(PhaseStarted(cluster.now_us(), PHASE_LIVENESS))
         try:
@@ -200,7 +234,14 @@ async def _phases(
             violations.append(
                 Violation(LIVENESS, f"the liveness phase did not finish within {waited_ms} ms")
             )
+    if options.profile == DR_PROFILE and drew_reconcile(options.cluster.settings):
+        violations += await reconcile_at_the_end(cluster)
     await cluster.close()
+    damaged = frozenset(e.key for e in history.of_type(ObjectDamaged))
+    violations += check_pointers(
+        *await final_storage(cluster.metadata, cluster.objects), damaged=damaged
+    )
+    violations += check_deletes(watch.deletes, options.cluster.settings.reconcile_grace_ms)
 
 
 def _txn_runs(
@@ -329,6 +370,10 @@ async def _inject(
         await cluster.clock.sleep_ms(duration_ms)
         cluster.metadata.end_failover(nemesis.amount)
         cluster.fault(FAULT_HEAL, "*")
+    elif kind == METADATA_WIPE:
+        await wipe_metadata(cluster, nemesis)
+    elif kind == PLANT_ORPHAN:
+        plant_orphan(cluster, nemesis)
     elif kind == MEMBER_CRASH:
         alive = [name for name in members if name not in clients.killed]
         if alive:

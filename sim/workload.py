@@ -35,8 +35,10 @@ from sim.history import (
     ACKS_LEADER,
     CommittedOffsetRead,
     Event,
+    FetchFailed,
     GroupGeneration,
     History,
+    OffsetCommitAsked,
     OffsetCommitted,
     ProduceAcked,
     ProduceAttempt,
@@ -56,6 +58,9 @@ METADATA_MAX_AGE_MS = 5_000
 SESSION_TIMEOUT_MS = 10_000
 HEARTBEAT_INTERVAL_MS = 1_000
 MAX_POLL_INTERVAL_MS = 30_000
+UNRECOGNIZED_PARTITION = "Unrecognized partition"  # aiokafka's assertion message
+UNKNOWN_TOPIC_OR_PARTITION = 3  # Kafka's error code
+CORRUPT_MESSAGE = 2  # Kafka's error code: offsets whose object is damaged
 
 
 @dataclass
@@ -158,6 +163,14 @@ class Clients:
         except KafkaError as error:  # never handed to the broker: certainly not written
             self.record(name, ProduceFailed(self.now_us(), name, op, _code(error), True))
             return None
+        except AssertionError as error:
+            # aiokafka asserts that the partition is in its metadata: a rebuilt store may
+            # lack it until the operator creates it again; never handed to the broker either
+            if UNRECOGNIZED_PARTITION not in str(error):
+                raise
+            failed = ProduceFailed(self.now_us(), name, op, UNKNOWN_TOPIC_OR_PARTITION, True)
+            self.record(name, failed)
+            return None
         future.add_done_callback(lambda done: self._answered(acked, op, done))
         return future
 
@@ -250,6 +263,9 @@ class Clients:
         offset: int,
     ) -> None:
         requested_us = self.now_us()
+        self.record(
+            name, OffsetCommitAsked(requested_us, name, group, tp.topic, tp.partition, offset)
+        )
         try:
             await consumer.commit({tp: offset})
         except KafkaError:
@@ -304,6 +320,15 @@ class Clients:
 
     # --- the final scan --------------------------------------------------------------------
 
+    def _unreadable(self, client: str, tp: ClientPartition, offset: int) -> bool:
+        """Whether `client`'s last failed fetch of `tp` was at `offset`, CORRUPT_MESSAGE."""
+        failed = _last_failed(self.history, client, tp)
+        return (
+            failed is not None
+            and failed.fetch_offset == offset
+            and failed.error_code == CORRUPT_MESSAGE
+        )
+
     async def scan(
         self, name: str, topics: tuple[str, ...] = (), read_committed: bool = False
     ) -> bool:
@@ -338,6 +363,13 @@ class Clients:
                     # read_committed: a poll may move past aborted data and markers only
                     if polled.get(tp) or read_committed:
                         positions[tp] = await consumer.position(tp)
+                    elif positions[tp] < ends[tp].offset and self._unreadable(
+                        name, tp, positions[tp]
+                    ):
+                        # answered CORRUPT_MESSAGE there (its object is damaged): as an
+                        # application would, skip the record (aiokafka only logs it)
+                        positions[tp] += 1
+                        consumer.seek(tp, positions[tp])
             for tp in partitions:
                 scan = ScanCompleted(
                     self.now_us(),
@@ -354,6 +386,13 @@ class Clients:
             return all(positions[tp] >= ends[tp].offset for tp in partitions)
         finally:
             await consumer.stop()
+
+
+def _last_failed(history: History, client: str, tp: ClientPartition) -> FetchFailed | None:
+    for event in reversed(history.of_type(FetchFailed)):
+        if event.client == client and (event.topic, event.partition) == (tp.topic, tp.partition):
+            return event
+    return None
 
 
 def _same_epoch(start: Listed, end: Listed) -> int | None:

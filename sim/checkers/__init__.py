@@ -12,8 +12,8 @@ acked_durable A record acked with acks=all is never lost: no read at its offset
               shows other content, no fetch *requested after the ack* reports a
               high watermark at or below its offset, no final scan ends there.
 acked_leader  A record acked with acks=1 is lost only when allowed: a disk loss
-              on the agent that acked it (after the attempt began) or a fenced
-              lease of that agent (of an epoch not below the ack's) came before
+              on the agent that acked it or a metadata wipe (after the attempt
+              began) or a fenced lease of that agent (of an epoch not below the ack's) came before
               the first evidence of the kinds above, and the first evidence
               placed in a leader epoch is in a later epoch than the ack's (the
               loss is detectable via leader epochs). The epoch of an ack is its
@@ -101,10 +101,23 @@ group_offsets A successful commit is never below a commit that completed before
               checks generation and member, not ownership), or it was a standalone
               commit (generation -1, no member: an explicit set, taken only for a
               group without members). Such a commit then counts as a reset.
+              A metadata wipe is a reset (to what the newest snapshot held): a
+              commit or read in flight across it is judged against what it left.
+wipe_offsets  A metadata wipe sets a committed offset back only to none or to one
+              asked for before it (what the newest snapshot held); group_offsets
+              judges what comes after against it (sim.checkers.storage).
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
               (acks=1 losses excused as in acked_leader; compacted topics and
               transactions not known committed skipped under read_committed).
+
+`check_durable_log_start` (sim.checkers.storage) runs on the histories of runs with a
+metadata wipe (whose workloads delete no records): no final scan starts above an
+acks=all record acked before it (final_reads alone would take it for deleted).
+`check_pointers`, `check_deletes` and `check_orphans` (sim.checkers.storage) judge
+the storage, not the history: every segment row names a block of an object in the
+bucket holding exactly its offsets; no object is deleted while a row names it; past
+the reconciler's grace, every object is named by a row.
 
 `check_liveness` is separate: after healing, within a bound, some produce is
 acked and some fetch delivers records.
@@ -120,6 +133,13 @@ from sim.checkers.groups import check_group_offsets, check_group_owners
 from sim.checkers.index import LIVENESS, Violation
 from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
+from sim.checkers.storage import (
+    check_deletes,
+    check_durable_log_start,
+    check_orphans,
+    check_pointers,
+    check_wipe_offsets,
+)
 from sim.checkers.transactions import (
     check_exactly_once,
     check_fenced_zombies,
@@ -147,6 +167,7 @@ SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
     check_no_phantoms,
     check_group_owners,
     check_group_offsets,
+    check_wipe_offsets,
     check_final_reads,
 )
 
@@ -170,6 +191,8 @@ __all__ = [
     "check_acked_durable",
     "check_acked_leader",
     "check_all",
+    "check_deletes",
+    "check_durable_log_start",
     "check_exactly_once",
     "check_fenced_zombies",
     "check_final_reads",
@@ -182,8 +205,11 @@ __all__ = [
     "check_lost_committed",
     "check_no_phantoms",
     "check_one_value",
+    "check_orphans",
+    "check_pointers",
     "check_read_committed",
     "check_reader_offsets",
     "check_torn_transactions",
     "check_watermarks",
+    "check_wipe_offsets",
 ]

@@ -20,6 +20,7 @@ from sim.history import (
     ACKS_LEADER,
     FAULT_DISK_LOSS,
     FAULT_LEASE_FENCED,
+    FAULT_METADATA_WIPE,
     Event,
     FaultInjected,
     FetchObserved,
@@ -87,7 +88,8 @@ def _leader_loss_excuse(
     the ack's, so clients can detect it (`_undetectable`)."""
     epoch = index.ack_epochs.get(attempt.op)
     if not any(_causes(fault, attempt, ack, epoch, losses[0]) for fault in index.faults):
-        return f"no disk loss or fenced lease on {ack.agent or 'its agent'} explains it"
+        agent = ack.agent or "its agent"
+        return f"no disk loss or fenced lease on {agent} (nor a metadata wipe) explains it"
     return _undetectable(index, attempt, losses)
 
 
@@ -129,16 +131,18 @@ def _causes(
     epoch: int | None,
     loss: Loss,
 ) -> bool:
-    """Whether `fault` may have taken the acked record: a disk loss of the acking agent after
-    the attempt began, or a fenced lease of that agent of an epoch not below the ack's,
-    either before the loss was seen."""
-    if fault.kind not in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED) or fault.at_us > loss.at_us:
+    """Whether `fault` may have taken the acked record: a disk loss of the acking agent or a
+    metadata wipe (every agent's data not yet in an object) after the attempt began, or a
+    fenced lease of that agent of an epoch not below the ack's, either before the loss was
+    seen."""
+    kinds = (FAULT_DISK_LOSS, FAULT_LEASE_FENCED, FAULT_METADATA_WIPE)
+    if fault.kind not in kinds or fault.at_us > loss.at_us:
         return False
     if not fault_covers(fault, attempt.topic, attempt.partition):
         return False
-    if ack.agent is not None and fault.agent != ack.agent:
+    if ack.agent is not None and fault.agent not in (ack.agent, "*"):
         return False
-    if fault.kind == FAULT_DISK_LOSS:
+    if fault.kind in (FAULT_DISK_LOSS, FAULT_METADATA_WIPE):
         return fault.at_us >= attempt.at_us
     return fault.epoch is None or epoch is None or epoch <= fault.epoch
 
@@ -188,7 +192,10 @@ def unexcused(
     index: HistoryIndex, attempt: ProduceAttempt, ack: ProduceAcked, losses: list[Loss]
 ) -> str | None:
     """Why losing this acked record (`losses`: the evidence, in time order) breaks a
-    promise, or None if its ack mode allows it."""
+    promise, or None if its ack mode allows it, or the object holding it was damaged (by the
+    simulator, on purpose) before the loss was seen."""
+    if index.damage_at(attempt.topic, attempt.partition, ack.offset, losses[0].at_us):
+        return None
     if attempt.acks != ACKS_LEADER:
         return losses[0].why
     refusal = _leader_loss_excuse(index, attempt, ack, losses)

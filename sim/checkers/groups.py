@@ -8,6 +8,7 @@ import bisect
 from collections import defaultdict
 
 from sim.checkers.index import (
+    WIPE_CLIENT,
     HistoryIndex,
     Violation,
     index_history,
@@ -234,11 +235,14 @@ class _CommitTimeline:
         self.completed_us: list[int] = []
         self.floors: list[OffsetCommitted | OffsetReset] = []
         self.resets: list[bool] = []
+        self.wipes: list[int] = []  # indexes of the resets a metadata wipe made
 
     def add(self, event: OffsetCommitted | OffsetReset, *, reset: bool) -> None:
         floor = event
         if not reset and self.floors:
             floor = max(self.floors[-1], event, key=lambda known: known.offset)
+        if isinstance(event, OffsetReset) and event.client == WIPE_CLIENT:
+            self.wipes.append(len(self.floors))
         self.completed_us.append(event.at_us)
         self.floors.append(floor)
         self.resets.append(reset)
@@ -252,7 +256,15 @@ class _CommitTimeline:
         through = bisect.bisect_right(self.completed_us, event.requested_us)
         if any(self.resets[before:through]):
             before = through
-        return self.floors[before - 1] if before else None
+        floor = self.floors[before - 1] if before else None
+        # A request in flight across a metadata wipe may be answered by the rebuilt store:
+        # no lower than what the wipe left, but maybe lower than before it.
+        for wipe in self.wipes:
+            if before > wipe or self.completed_us[wipe] > event.at_us:
+                continue
+            if floor is None or self.floors[wipe].offset < floor.offset:
+                floor = self.floors[wipe]
+        return floor
 
     def judge(self, event: OffsetCommitted | CommittedOffsetRead) -> list[Violation]:
         """Compare with every commit completed before `event` was requested (since a reset)."""

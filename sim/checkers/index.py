@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from sim.history import (
     FAULT_DISK_LOSS,
     FAULT_LEASE_FENCED,
+    FAULT_METADATA_WIPE,
     Event,
     FaultInjected,
     FetchFailed,
     FetchObserved,
     History,
+    ObjectDamaged,
     ObservedRecord,
     ProduceAcked,
     ProduceAttempt,
@@ -27,6 +29,10 @@ from sim.history import (
 
 LIVENESS = "liveness"
 SHOW_BYTES_MAX = 24
+# who resets committed offsets when the metadata store is wiped (sim.disaster)
+WIPE_CLIENT = "metadata-wipe"
+# faults after which an offset may hold other data than before (unreplicated data lost)
+TRUNCATIONS = (FAULT_DISK_LOSS, FAULT_LEASE_FENCED, FAULT_METADATA_WIPE)
 
 TP = tuple[str, int]
 # What sits at an offset: (control kind or None, key, value).
@@ -68,6 +74,7 @@ class HistoryIndex:
         self.fetches: list[FetchObserved] = []
         self.answers_by_reader: dict[tuple[str, str, int], list[FetchObserved | FetchFailed]] = {}
         self.scans: list[ScanCompleted] = []
+        self.damaged: list[ObjectDamaged] = []
         self.sightings: dict[TP, dict[int, list[Sighting]]] = defaultdict(dict)
         for event in history:
             self._add(event)
@@ -84,7 +91,7 @@ class HistoryIndex:
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
         self.fault_times_us = sorted(fault.at_us for fault in self.faults)
         self.truncations = sorted(
-            (f for f in self.faults if f.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)),
+            (f for f in self.faults if f.kind in TRUNCATIONS),
             key=lambda fault: fault.at_us,
         )
         self.truncation_times_us = [fault.at_us for fault in self.truncations]
@@ -119,6 +126,8 @@ class HistoryIndex:
             self.compacted.add(event.topic)
         elif isinstance(event, FaultInjected):
             self.faults.append(event)
+        elif isinstance(event, ObjectDamaged):
+            self.damaged.append(event)
 
     def _sight(
         self,
@@ -237,11 +246,26 @@ class HistoryIndex:
             return None
         return self.by_content.get((topic, partition, record.key, record.value))
 
+    def damage_at(
+        self, topic: str, partition: int, offset: int, before_us: int
+    ) -> ObjectDamaged | None:
+        """The simulator's damage to an object holding `offset` of the partition, at or
+        before a time: reads there may fail from then on."""
+        for damage in self.damaged:
+            if damage.at_us <= before_us and any(
+                (span.topic, span.partition) == (topic, partition)
+                and span.first_offset <= offset <= span.last_offset
+                for span in damage.spans
+            ):
+                return damage
+        return None
+
     def truncation_fault(self, topic: str, partition: int, before_us: int) -> FaultInjected | None:
-        """A disk loss or fenced lease (on this partition, if narrowed) at or before a time."""
+        """A disk loss, fenced lease (on this partition, if narrowed) or metadata wipe at or
+        before a time."""
         for fault in self.faults:
             if (
-                fault.kind in (FAULT_DISK_LOSS, FAULT_LEASE_FENCED)
+                fault.kind in TRUNCATIONS
                 and fault.at_us <= before_us
                 and fault_covers(fault, topic, partition)
             ):
@@ -249,7 +273,8 @@ class HistoryIndex:
         return None
 
     def truncation_between(self, topic: str, partition: int, low_us: int, high_us: int) -> bool:
-        """Whether a disk loss or fenced lease (covering the partition) fell in [low, high]."""
+        """Whether a disk loss, fenced lease (covering the partition) or metadata wipe fell in
+        [low, high]."""
         first = bisect.bisect_left(self.truncation_times_us, low_us)
         last = bisect.bisect_right(self.truncation_times_us, high_us)
         return any(fault_covers(fault, topic, partition) for fault in self.truncations[first:last])

@@ -13,7 +13,7 @@ from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.waiting import any_done, sleep_or_until
-from streamhouse.errors import CorruptObject, ObjectNotFound, OffsetOutOfRange
+from streamhouse.errors import CorruptObject, DamagedData, ObjectNotFound, OffsetOutOfRange
 from streamhouse.kafka.batch_header import iter_batches, parse_header
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.varint import Buffer
@@ -190,7 +190,12 @@ class LogReader:
                 break
             if segment.last_offset < offset:
                 continue
-            block = await self._read_block(segment)
+            try:
+                block = await self._read_block(segment)
+            except DamagedData:
+                if found:
+                    break  # what comes before it is served; a read from its offsets fails
+                raise
             room = bytes_max - size_bytes
             views, full = block.read(offset, end_offset, room, first_always=not found)
             found += views

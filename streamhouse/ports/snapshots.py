@@ -26,7 +26,16 @@ from streamhouse.ports.leases import ObjectRecord, SegmentRecord
 # object. Each restarts this far above the highest value seen, so none is handed out twice.
 REBUILD_EPOCH_LEAP = 1_000
 REBUILD_PRODUCER_ID_LEAP = 1 << 20
-REBUILD_GENERATION_LEAP = 1_000
+# A coordinator reserves group generations 1000 at a time (engine/groups.py), once per group
+# it takes over: a thousand reservations' worth (Kafka's generations are int32: room for 2000
+# rebuilds). One reservation's worth was too little: a group that moved coordinator twice
+# after the snapshot, or a group unknown to it, got generations handed out before again.
+REBUILD_GENERATION_LEAP = 1_000_000
+# Node ids of agents that registered after the snapshot (all of them, without one) are unknown:
+# given to other agents, they would send clients that kept a connection per node id to the
+# wrong agent (aiokafka does: it asked a deposed leader again and again). Agents the snapshot
+# knows keep theirs; the others get new ones this far above.
+REBUILD_NODE_ID_LEAP = 1_000
 
 
 class StoreState(enum.Enum):

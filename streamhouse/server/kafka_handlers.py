@@ -186,7 +186,7 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     answers = await _read_all(ctx, wanted, epochs, max_bytes, committed)
     total_bytes = sum(a.records_bytes for a in answers.values())
     max_wait_ms = int(body.max_wait.total_seconds() * 1000)
-    if total_bytes == 0 and _has_storage_errors(answers):  # nothing but a lasting failure
+    if total_bytes == 0 and _has_lasting_errors(answers):  # nothing but a lasting failure
         await ctx.clock.sleep_ms(min(max_wait_ms, CLIENT_RETRY_BACKOFF_MS))
     if total_bytes < body.min_bytes and max_wait_ms > 0 and not _has_errors(answers):
         positions = {tp: offset for tp, offset, _ in wanted}
@@ -204,8 +204,14 @@ def _has_errors(answers: dict[TopicPartition, FetchedPartition]) -> bool:
     return any(a.error_code for a in answers.values())
 
 
-def _has_storage_errors(answers: dict[TopicPartition, FetchedPartition]) -> bool:
-    return any(a.error_code == ErrorCode.KAFKA_STORAGE_ERROR for a in answers.values())
+# Errors that asking again at once will not cure: the store down (KAFKA_STORAGE_ERROR), the
+# offsets' object missing or corrupt (CORRUPT_MESSAGE: aiokafka only logs it and fetches again
+# at once, for ever, found by the simulator's object nemesis).
+LASTING_FETCH_ERRORS = frozenset({ErrorCode.KAFKA_STORAGE_ERROR, ErrorCode.CORRUPT_MESSAGE})
+
+
+def _has_lasting_errors(answers: dict[TopicPartition, FetchedPartition]) -> bool:
+    return any(a.error_code in LASTING_FETCH_ERRORS for a in answers.values())
 
 
 async def _read_all(

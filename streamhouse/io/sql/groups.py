@@ -12,7 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from streamhouse.errors import MetadataUnavailable, NotCoordinator, UnknownTopicOrPartition
 from streamhouse.io.sql.rows import record_from_row
-from streamhouse.io.sql.schema import committed_offsets, group_generations, partitions
+from streamhouse.io.sql.schema import (
+    NEW_GROUP_GENERATION_FLOOR,
+    committed_offsets,
+    counter_value,
+    group_generations,
+    partitions,
+)
 from streamhouse.io.sql.transactions import SqlAdapter
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore
@@ -66,17 +72,17 @@ def _reserve_generations(conn: Connection, group_id: str, count: int) -> int:
     query = select(group_generations.c.next_generation).where(row).with_for_update()
     first = conn.execute(query).scalar_one_or_none()
     if first is None:
+        # a group new to the store; in one rebuilt from the bucket, maybe not new at all
+        first = counter_value(conn, NEW_GROUP_GENERATION_FLOOR, FIRST_GENERATION)
         try:
             conn.execute(
-                insert(group_generations).values(
-                    group_id=group_id, next_generation=FIRST_GENERATION + count
-                )
+                insert(group_generations).values(group_id=group_id, next_generation=first + count)
             )
         except IntegrityError as exc:  # reserved concurrently: the caller's retry reads it
             raise MetadataUnavailable(
                 f"group {group_id!r}: generations reserved concurrently"
             ) from exc
-        return FIRST_GENERATION
+        return int(first)
     conn.execute(update(group_generations).where(row).values(next_generation=first + count))
     return int(first)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Connection,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    select,
 )
 
 # Deterministic constraint names, so later migrations can refer to them.
@@ -104,6 +106,11 @@ counters = Table(
 )
 PRODUCER_ID_COUNTER = "producer_id"
 NODE_ID_COUNTER = "node_id"
+# Set by a rebuild from the bucket: the first leader epoch of a partition created after it and
+# the first generation of a group it does not know (the bucket cannot tell what a partition or
+# group missing from it used before the store was lost). No row: 0 and 1, as in a new store.
+NEW_PARTITION_EPOCH_FLOOR = "new_partition_epoch_floor"
+NEW_GROUP_GENERATION_FLOOR = "new_group_generation_floor"
 
 # Registered agents (cluster membership): a node id per agent id, kept across restarts, and
 # the heartbeat's expiry in the store's time.
@@ -236,3 +243,9 @@ job_claims = Table(
     Column("agent", String, nullable=False),
     Column("claimed_ms", BigInteger, nullable=False),
 )
+
+
+def counter_value(conn: Connection, name: str, default: int) -> int:
+    """The value of counter `name`, or `default` without its row."""
+    value = conn.execute(select(counters.c.next_value).where(counters.c.name == name)).scalar()
+    return default if value is None else int(value)

@@ -12,7 +12,11 @@ from streamhouse.errors import SnapshotIncompatible
 from streamhouse.io.sql.leases import append_segments, encode_partitions, insert_object
 from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
 from streamhouse.io.sql.schema import (
+    NEW_GROUP_GENERATION_FLOOR,
+    NEW_PARTITION_EPOCH_FLOOR,
+    NODE_ID_COUNTER,
     PRODUCER_ID_COUNTER,
+    counter_value,
     counters,
     flush_outcomes,
     group_generations,
@@ -31,6 +35,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.snapshots import (
     REBUILD_EPOCH_LEAP,
     REBUILD_GENERATION_LEAP,
+    REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
@@ -239,8 +244,9 @@ def _extend_partition(conn: Connection, rebuilt: RebuiltPartition, now_ms: int) 
 
 
 def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
-    """Epochs, producer ids, generations and snapshot numbers handed out after the snapshot
-    left no trace in the bucket unless something was written under them: start far above."""
+    """Epochs, producer ids, generations, node ids and snapshot numbers handed out after the
+    snapshot left no trace in the bucket unless something was written under them: start far
+    above."""
     conn.execute(
         update(partitions).values(
             leader_epoch=partitions.c.leader_epoch + REBUILD_EPOCH_LEAP,
@@ -265,6 +271,30 @@ def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
         leap=REBUILD_PRODUCER_ID_LEAP,
     )
     _raise_counter(conn, SNAPSHOT_SEQ_COUNTER, plan.snapshot_seq_seen + 1, leap=0)
+    _raise_counter(conn, NODE_ID_COUNTER, REBUILD_NODE_ID_LEAP, leap=REBUILD_NODE_ID_LEAP)
+    # A partition or group the bucket does not know may have existed before the store was
+    # lost, with any epoch or generation: those created from now on start above everything
+    # known, and a leap above the floor an earlier rebuild set.
+    epochs = [
+        conn.execute(select(func.max(partitions.c.leader_epoch))).scalar(),
+        conn.execute(select(func.max(retired_epochs.c.leader_epoch))).scalar(),
+    ]
+    epoch_floor = counter_value(conn, NEW_PARTITION_EPOCH_FLOOR, 0) + REBUILD_EPOCH_LEAP
+    epoch_floor = max([epoch_floor, *(int(e) + 1 for e in epochs if e is not None)])
+    _set_counter(conn, NEW_PARTITION_EPOCH_FLOOR, epoch_floor)
+    generations = conn.execute(select(func.max(group_generations.c.next_generation))).scalar()
+    generation_floor = counter_value(conn, NEW_GROUP_GENERATION_FLOOR, 1) + REBUILD_GENERATION_LEAP
+    if generations is not None:
+        generation_floor = max(generation_floor, int(generations))
+    _set_counter(conn, NEW_GROUP_GENERATION_FLOOR, generation_floor)
+
+
+def _set_counter(conn: Connection, name: str, value: int) -> None:
+    row = counters.c.name == name
+    if conn.execute(select(counters.c.next_value).where(row)).scalar() is None:
+        conn.execute(insert(counters).values(name=name, next_value=value))
+    else:
+        conn.execute(update(counters).where(row).values(next_value=value))
 
 
 def _raise_counter(conn: Connection, name: str, floor: int, *, leap: int) -> None:

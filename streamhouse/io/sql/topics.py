@@ -17,7 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from streamhouse.errors import InvalidPartitions, TopicAlreadyExists, UnknownTopicOrPartition
 from streamhouse.io.sql.rows import record_from_row
 from streamhouse.io.sql.schema import (
+    NEW_PARTITION_EPOCH_FLOOR,
     committed_offsets,
+    counter_value,
     partitions,
     producer_states,
     retired_epochs,
@@ -93,10 +95,13 @@ def insert_topic(conn: Connection, record: TopicRecord) -> TopicRecord:
 
 def _insert_partitions(conn: Connection, topic: str, indexes: range) -> None:
     """New partitions start at the epoch a deleted namesake ended at, so an agent still holding
-    a lease on the deleted topic can never match an epoch of the new one."""
+    a lease on the deleted topic can never match an epoch of the new one; in a store rebuilt
+    from the bucket, at least at the rebuild's floor (a namesake the bucket did not know may
+    have used any epoch below it)."""
     retired = select(retired_epochs).where(retired_epochs.c.topic == topic)
     floors = {row.partition: row.leader_epoch for row in conn.execute(retired)}
-    rows = [_new_partition_row(topic, index, floors.get(index, 0)) for index in indexes]
+    floor = counter_value(conn, NEW_PARTITION_EPOCH_FLOOR, 0)
+    rows = [_new_partition_row(topic, index, max(floors.get(index, 0), floor)) for index in indexes]
     conn.execute(insert(partitions), rows)
 
 

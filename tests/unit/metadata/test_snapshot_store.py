@@ -28,6 +28,8 @@ from streamhouse.ports.leases import ObjectRecord
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.snapshots import (
     REBUILD_EPOCH_LEAP,
+    REBUILD_GENERATION_LEAP,
+    REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
@@ -203,6 +205,59 @@ def test_offsets_and_groups_come_back(store: MetadataStore, blank: SqlMetadataSt
     assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
     assert run(blank.fetch_offsets("billing")) == {TP0: committed(5)}
     assert run(blank.reserve_group_generations("billing", 1)) >= first + 10 + 1
+
+
+def test_what_the_bucket_did_not_know_starts_above_the_rebuild(blank: SqlMetadataStore) -> None:
+    """A topic or group missing from the snapshot and footers may have existed before the
+    store was lost: created after a rebuild, it starts above every epoch and generation the
+    rebuild knew, so clients can tell its log and generations from the lost ones."""
+    assert run(blank.begin_rebuild(None, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    run(blank.create_topic("lost", 2, {}, T0_MS))
+    first = run(blank.get_partition(TopicPartition("lost", 1))).leader_epoch
+    assert first >= REBUILD_EPOCH_LEAP
+    assert run(blank.reserve_group_generations("lost-group", 1)) >= REBUILD_GENERATION_LEAP
+    # a second rebuild (the first one's store lost too) leaps above the first one's floor
+    dump = run(blank.dump_metadata())
+    again = SimMetadataStore()
+    assert run(again.begin_rebuild(dump, "agent-c")) is StoreState.BLANK
+    assert run(again.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    run(again.create_topic("lost-again", 1, {}, T0_MS))
+    later = run(again.get_partition(TopicPartition("lost-again", 0))).leader_epoch
+    assert later >= first + REBUILD_EPOCH_LEAP
+    assert run(again.reserve_group_generations("other", 1)) >= 2 * REBUILD_GENERATION_LEAP
+
+
+def test_a_store_never_rebuilt_starts_topics_and_groups_at_the_bottom(
+    store: MetadataStore,
+) -> None:
+    run(store.create_topic("fresh", 1, {}, T0_MS))
+    assert run(store.get_partition(TopicPartition("fresh", 0))).leader_epoch == 0
+    assert run(store.reserve_group_generations("fresh-group", 1)) == 1
+
+
+def test_agents_the_snapshot_did_not_know_get_node_ids_never_handed_out(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    """An agent registered after the snapshot had a node id the rebuilt store cannot know:
+    re-registering, it gets a new one above every id handed out, never another agent's; an
+    agent the snapshot knew keeps its own."""
+    _used_store(store)
+    known = run(store.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
+    dump = run(store.dump_metadata())
+    unknown = run(store.register_agent("agent-b", "host-b", 9092, T0_MS, TTL_MS))
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    again = run(blank.register_agent("agent-c", "host-c", 9092, T0_MS, TTL_MS))
+    assert again.node_id >= REBUILD_NODE_ID_LEAP > unknown.node_id
+    assert run(blank.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS)).node_id == (
+        known.node_id
+    )
+    lost = SimMetadataStore()  # no snapshot at all: every node id is new
+    assert run(lost.begin_rebuild(None, "agent-b")) is StoreState.BLANK
+    assert run(lost.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    first = run(lost.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
+    assert first.node_id >= REBUILD_NODE_ID_LEAP
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
