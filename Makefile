@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minutes
-	$(BIN)/pytest -q -m "not slow" tests/unit tests/sim
+	$(BIN)/pytest -q -m "not slow" -n 2 --dist loadfile tests/unit tests/sim
 
 system-packages:  ## what the suites need from the system: installed (root) or named, then stop
 	@tools/system-packages

@@ -13,20 +13,7 @@ from collections.abc import Mapping
 from sim.runner import RunOutcome
 
 # name (its note: tests/sim/known_failures/<name>.md) -> {seed: violations_signature}
-KNOWN_FAILURES: Mapping[str, Mapping[int, str]] = {
-    # dr seeds: the reconciler judges an orphan's age by its agent's clock, stepped ahead
-    "reconciler-clock-ahead": {
-        16: "6959de0d1692243b",
-        214: "f60b3de1be518240",
-        228: "2079f58e506578fa",
-        240: "f3d4612650f0a657",
-        272: "7066a4071e044415",
-        286: "8bf46cbd2b0da61e",
-    },
-    # dr seed 225: after a rebuild under metadata faults, a partition's lease stays live with
-    # an agent that does not lead it, and nobody else may take it
-    "lease-held-but-not-led-after-a-rebuild": {225: "c632c74d54e09866"},
-}
+KNOWN_FAILURES: Mapping[str, Mapping[int, str]] = {}
 
 
 def violations_signature(outcome: RunOutcome) -> str:

@@ -3,7 +3,7 @@ one seed replays byte for byte in a fresh process, and the faults really happen.
 
 Every run goes through `python -m sim` (which re-executes itself deterministic).
 `make test` sweeps SWEEP_SEEDS seeds; `make test-all` also runs the slow sweep of
-SWEEP_ALL_SEEDS more.
+SWEEP_ALL_SEEDS more and replays every recorded failure (tests/sim/regressions).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from sim.runner import run_seed
 
 REPO = Path(__file__).resolve().parents[2]
 REGRESSIONS = sorted((REPO / "tests" / "sim" / "regressions").glob("*.json"))
-# make test sweeps the first SWEEP_SEEDS (kept small: the regression replays grew with F8's
-# transactional seeds and make test must stay under 3 minutes); make test-all the rest of 1-500
+# make test sweeps the first SWEEP_SEEDS (kept small: make test must stay under 3 minutes); make test-all the rest of 1-500
 # and cluster seeds 1-200 (F9's disaster-recovery suite and sweep took the room of seeds
 # 501-1100 and 201-300, swept clean through F8 and, but for seed 693 (now a regression), F9;
 # `python -m sim sweep` runs any range)
@@ -80,7 +79,7 @@ def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Pa
 @pytest.fixture(scope="module")
 def replays(request: pytest.FixtureRequest) -> dict[Path, Future[subprocess.CompletedProcess[str]]]:
     """Every selected reproduction replayed, SWEEP_JOBS at a time (one process each), started
-    at the first test that asks: make test waits for one replay per core, not one by one."""
+    at the first test that asks: make test-all waits for one replay per core, not one by one."""
     selected = [
         item.callspec.params["reproduction"]
         for item in request.session.items
@@ -91,6 +90,8 @@ def replays(request: pytest.FixtureRequest) -> dict[Path, Future[subprocess.Comp
     return {path: pool.submit(_sim, "replay", str(path)) for path in selected}
 
 
+# Replayed by make test-all: with F9's dr seeds they took over a minute of make test's three
+@pytest.mark.slow
 @pytest.mark.parametrize("reproduction", REGRESSIONS, ids=[path.stem for path in REGRESSIONS])
 def test_a_recorded_failure_is_fixed(
     reproduction: Path, replays: dict[Path, Future[subprocess.CompletedProcess[str]]]

@@ -2,8 +2,8 @@
 default options, and snapshot intervals from none to short, while the other profiles' draws
 stay as they were; one seed's wipe really happens and the store is rebuilt from the bucket;
 and the dr sweep is clean: `make test-all` sweeps DR_SWEEP_SEEDS seeds (about a second and a
-half of wall time each at most, two at a time: some 90 seconds). `make test` replays the dr seeds
-that failed once (tests/sim/regressions, by test_cluster_sweep.py) and runs one seed.
+half of wall time each at most, two at a time: some 90 seconds) and replays the dr seeds that
+failed once (tests/sim/regressions, by test_cluster_sweep.py); `make test` runs one seed.
 """
 
 from __future__ import annotations
