@@ -35,9 +35,9 @@ from sim.runner import run_seed
 REPO = Path(__file__).resolve().parents[2]
 REGRESSIONS = sorted((REPO / "tests" / "sim" / "regressions").glob("*.json"))
 # make test sweeps the first SWEEP_SEEDS (kept small: make test must stay under 3 minutes);
-# make test-all the rest of 1-500 and cluster seeds 1-200 (F9's disaster-recovery suite and sweep took the room of seeds
-# 501-1100 and 201-300, swept clean through F8 and, but for seed 693 (now a regression), F9;
-# `python -m sim sweep` runs any range)
+# make test-all the rest of 1-500 and cluster seeds 1-200 (F9's disaster-recovery suite and
+# sweep took the room of seeds 501-1100 and 201-300, swept clean through F8 and, but for seed
+# 693 (now a regression), F9; `python -m sim sweep` runs any range)
 SWEEP_SEEDS = int(os.environ.get("SIM_SWEEP_SEEDS", "40"))
 SWEEP_ALL_SEEDS = int(os.environ.get("SIM_SWEEP_ALL_SEEDS", str(500 - SWEEP_SEEDS)))
 CLUSTER_SWEEP_SEEDS = int(os.environ.get("SIM_CLUSTER_SWEEP_SEEDS", "200"))
