@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -32,6 +33,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+MIGRATE_ATTEMPTS_MAX = 6
+MIGRATE_RETRY_WAIT_S = 0.25  # times the attempt: under 4 s in all
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 # Execution option marking a connection whose transaction writes: SQLite then
@@ -144,11 +147,25 @@ def open_transactions(
         run_blocking = run_inline
     sql = SqlTransactions(engine, run_blocking, hook, store_clock)
     try:
-        sql.migrate()
+        _migrate_retried(sql)
     except BaseException:
         engine.dispose()
         raise
     return sql
+
+
+def _migrate_retried(sql: SqlTransactions) -> None:
+    """Migrate, trying again a few times while the store is busy: agents that start together
+    on one new SQLite file (`--processes N`, a cluster rebuilt at once) find it locked by the
+    one migrating (its switch to WAL mode does not wait). Raises MetadataUnavailable."""
+    for attempt in range(1, MIGRATE_ATTEMPTS_MAX + 1):
+        try:
+            sql.migrate()
+            return
+        except MetadataUnavailable:
+            if attempt == MIGRATE_ATTEMPTS_MAX:
+                raise
+            time.sleep(MIGRATE_RETRY_WAIT_S * attempt)
 
 
 class SqlTransactions:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,20 @@ def test_an_in_memory_store_serves_overlapping_calls() -> None:
             await store.close()
 
     assert sorted(asyncio.run(overlapping())) == sorted(f"t{index}" for index in range(50))
+
+
+def test_an_agent_starting_while_another_holds_the_new_file_waits_for_it(tmp_path: Path) -> None:
+    """Agents starting together on one new SQLite file: the one finding it locked (the other
+    migrating) tries again rather than refusing to start."""
+    path = tmp_path / "shared.db"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    releaser = threading.Timer(0.6, holder.execute, args=("COMMIT",))
+    releaser.start()
+    try:
+        store = open_sql_metadata(f"sqlite:///{path}", busy_timeout_ms=50)
+    finally:
+        releaser.join()
+        holder.close()
+    asyncio.run(store.create_topic("t", 1, {}, T0_MS))
+    asyncio.run(store.close())
