@@ -56,6 +56,10 @@ FAULT_STORE_FAILOVER = "store_failover"  # the metadata store refuses every call
 # the metadata store lost whole (every agent crashed with it): what was not durable in an
 # object may be lost, on every partition (acks=1 only), as with a disk loss on every agent
 FAULT_METADATA_WIPE = "metadata_wipe"
+# faults only the chaos suite (real processes) injects; recorded for the story, excusing nothing
+FAULT_OBJECT_STORE_OUTAGE = "object_store_outage"  # the S3 endpoint unreachable a while
+FAULT_OBJECT_STORE_SLOW = "object_store_slow"  # every S3 answer delayed a while
+FAULT_DISK_FULL = "disk_full"  # the agent's WAL filesystem has no space left
 
 PHASE_SAFETY = "safety"
 PHASE_LIVENESS = "liveness"

@@ -421,7 +421,7 @@ async def _liveness(
     ]
     if unacked:
         violations.append(Violation(LIVENESS, f"liveness-phase produces not acked: ops {unacked}"))
-    if members and not _group_settled(history, group_from_us, workload.partitions):
+    if members and not group_settled(history, group_from_us, workload.partitions):
         violations.append(
             Violation(LIVENESS, "the group never settled with every partition assigned")
         )
@@ -449,13 +449,13 @@ async def _on_own_host(cluster: SimCluster, name: str, run: Coroutine[Any, Any, 
     return await cluster.spawn(name, run, name)
 
 
-def _group_settled(history: History, from_us: int, partitions: int) -> bool:
-    """Some generation after `from_us` assigned every partition to its members."""
+def group_settled(history: History, from_us: int, partitions: int, group: str = GROUP) -> bool:
+    """Some generation of `group` after `from_us` assigned every partition to its members."""
     owned: dict[int, set[int]] = {}
     for event in history.of_type(GroupGeneration):
-        if event.at_us >= from_us and event.group == GROUP:
+        if event.at_us >= from_us and event.group == group:
             owned.setdefault(event.generation, set()).update(p.partition for p in event.partitions)
     return any(len(assigned) == partitions for assigned in owned.values())
 
 
-__all__ = ["EXIT_CRASH", "RunOutcome", "run_seed"]
+__all__ = ["EXIT_CRASH", "RunOutcome", "group_settled", "run_seed"]

@@ -235,7 +235,8 @@ async def assemble_agent(
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
-    cluster.advertise(advertised_host(settings.kafka_host, settings.advertised_host), port)
+    host = advertised_host(settings.kafka_host, settings.advertised_host)
+    cluster.advertise(host, settings.advertised_port or port)
     membership = Membership(settings, clock, metadata, cluster)
     await membership.join()  # the node id comes before the first client
     membership.start(failure)

@@ -37,6 +37,9 @@ class Settings:
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092  # 0: any free port (tests)
     advertised_host: str = ""  # empty: kafka_host, or this machine's IPv4 when bound to 0.0.0.0
+    # The port clients are told to connect to (Kafka's advertised.listeners port): a proxy or
+    # NAT in front of the agent; 0: the port the listener bound
+    advertised_port: int = 0
     auto_create_topics: bool = True  # Kafka's auto.create.topics.enable (on Metadata requests)
     frame_bytes_max: int = 100 * MIB
     # Requests read from one connection and not yet answered, by count and by their frames'
@@ -183,6 +186,10 @@ class Settings:
             "processes must not be negative (0: one per core)": self.processes >= 0,
             "kafka_port + processes - 1 must be a port (process i listens on kafka_port + i)": (
                 self.kafka_port == 0 or 0 < self.kafka_port + max(self.processes, 1) - 1 <= PORT_MAX
+            ),
+            "advertised_port + processes - 1 must be a port (0: the Kafka port)": (
+                self.advertised_port == 0
+                or 0 < self.advertised_port + max(self.processes, 1) - 1 <= PORT_MAX
             ),
             "requests_in_flight_max and request_bytes_in_flight_max must be at least 1": (
                 self.requests_in_flight_max >= 1 and self.request_bytes_in_flight_max >= 1

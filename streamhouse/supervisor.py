@@ -66,6 +66,7 @@ def process_settings(settings: Settings, index: int) -> Settings:
         processes=1,
         process_index=index,
         kafka_port=settings.kafka_port + index if settings.kafka_port > 0 else 0,
+        advertised_port=settings.advertised_port + index if settings.advertised_port > 0 else 0,
         agent_id=agent_id,
         http_host=CHILD_HTTP_HOST,
         http_port=HTTP_DISABLED if settings.http_port == HTTP_DISABLED else 0,

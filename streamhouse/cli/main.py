@@ -168,6 +168,13 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
         advertised_host: Annotated[
             str, setting("advertised_host", "Host clients are told to connect to.")
         ] = Settings.advertised_host,
+        advertised_port: Annotated[
+            int,
+            setting(
+                "advertised_port",
+                "Port clients are told to connect to (a proxy in front); 0: the Kafka port.",
+            ),
+        ] = Settings.advertised_port,
         storage: Annotated[
             str,
             setting(
@@ -306,6 +313,21 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Orphan objects younger than this are kept: their upload may still be committed.",
             ),
         ] = Settings.reconcile_grace_ms,
+        lease_ttl_ms: Annotated[
+            int,
+            setting(
+                "lease_ttl_ms",
+                "How long a partition lease lasts unrenewed: another agent takes over a dead "
+                "agent's partitions after it (shorter: faster failover, more store writes).",
+            ),
+        ] = Settings.lease_ttl_ms,
+        agent_session_timeout_ms: Annotated[
+            int,
+            setting(
+                "agent_session_timeout_ms",
+                "An agent silent this long is no longer live (placement moves its share).",
+            ),
+        ] = Settings.agent_session_timeout_ms,
         snapshot_interval_ms: Annotated[
             int,
             setting(

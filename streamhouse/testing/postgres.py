@@ -65,6 +65,20 @@ class PostgresServer:
             statement = "DROP DATABASE IF EXISTS {} WITH (FORCE)"
             conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
 
+    def stop(self) -> None:
+        """Stop the server at once (as a crash would: no checkpoint); `start` brings it back."""
+        _stop(self)
+
+    def start(self) -> None:
+        """Start the stopped server again on its port and data (WAL recovery runs first)."""
+        log_path = self.base_dir / "server-restarted.log"
+        result = _run(
+            _pg_ctl_start(self.bin_dir, self.base_dir, log_path), self.run_as, self.base_dir
+        )
+        if result.returncode != 0:
+            log = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start again:\n{result.stderr}{log}")
+
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
         conninfo = f"host=127.0.0.1 port={self.port} user={_SUPERUSER} dbname=postgres"
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
@@ -75,16 +89,18 @@ class PostgresMissing(RuntimeError):
 
 
 @contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(durable: bool = False) -> Iterator[PostgresServer]:
     """A PostgreSQL server until the block ends; then stopped and its directory removed.
-    Raises PostgresMissing without the binaries, RuntimeError if it does not start."""
+    Raises PostgresMissing without the binaries, RuntimeError if it does not start.
+    `durable`: commits are fsynced before they answer, so they survive the server's crash (a
+    `stop` then `start`); else, for speed, a crash may lose the last commits."""
     bin_dir = _find_bin_dir()
     run_as = _unprivileged_user() if os.geteuid() == 0 else _RunAs()
     base_dir = Path(tempfile.mkdtemp(prefix="streamhouse-pg-"))
     try:
         _hand_over(base_dir, run_as)
         _initdb(bin_dir, base_dir, run_as)
-        server = _start_with_retries(bin_dir, base_dir, run_as)
+        server = _start_with_retries(bin_dir, base_dir, run_as, durable)
         try:
             yield server
         finally:
@@ -170,15 +186,16 @@ def _initdb(bin_dir: Path, base_dir: Path, run_as: _RunAs) -> None:
         raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
 
 
-def _configure(base_dir: Path, port: int) -> None:
+def _configure(base_dir: Path, port: int, durable: bool) -> None:
     # Appended lines win over earlier ones, so a retry just appends a new port.
+    safety = "on" if durable else "off"
     settings = {
         "listen_addresses": "'127.0.0.1'",
         "port": str(port),
         "unix_socket_directories": f"'{base_dir}'",
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
+        "fsync": safety,
+        "synchronous_commit": safety,
+        "full_page_writes": safety,
         "max_connections": "200",
     }
     lines = "".join(f"{name} = {value}\n" for name, value in settings.items())
@@ -186,30 +203,35 @@ def _configure(base_dir: Path, port: int) -> None:
         conf.write(lines)
 
 
-def _start_with_retries(bin_dir: Path, base_dir: Path, run_as: _RunAs) -> PostgresServer:
+def _start_with_retries(
+    bin_dir: Path, base_dir: Path, run_as: _RunAs, durable: bool
+) -> PostgresServer:
     # Retried because the free port can be taken between our probe and the server's bind.
     errors: list[str] = []
     for attempt in range(_START_ATTEMPTS_MAX):
         port = free_loopback_port()
-        _configure(base_dir, port)
+        _configure(base_dir, port, durable)
         log_path = base_dir / f"server-{attempt}.log"
-        command = [
-            str(bin_dir / "pg_ctl"),
-            "--pgdata",
-            str(base_dir / "data"),
-            "--log",
-            str(log_path),
-            "--wait",
-            "--timeout",
-            str(_START_TIMEOUT_S),
-            "start",
-        ]
-        result = _run(command, run_as, base_dir)
+        result = _run(_pg_ctl_start(bin_dir, base_dir, log_path), run_as, base_dir)
         if result.returncode == 0:
             return PostgresServer(bin_dir, base_dir, port, run_as)
         log = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         errors.append(f"port {port}: {result.stdout}{result.stderr}{log}")
     raise RuntimeError("PostgreSQL did not start:\n" + "\n".join(errors))
+
+
+def _pg_ctl_start(bin_dir: Path, base_dir: Path, log_path: Path) -> list[str]:
+    return [
+        str(bin_dir / "pg_ctl"),
+        "--pgdata",
+        str(base_dir / "data"),
+        "--log",
+        str(log_path),
+        "--wait",
+        "--timeout",
+        str(_START_TIMEOUT_S),
+        "start",
+    ]
 
 
 def _stop(server: PostgresServer) -> None:

@@ -1,0 +1,44 @@
+"""Chaos fixtures: the session's shared stores (containers or local binaries, named in the
+test header) and a fresh cluster world per test, stopped afterwards whatever the test did."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sim.history import History
+from tests.chaos.stores import ChaosStores, running_stores
+from tests.chaos.world import ChaosWorld
+
+MakeWorld = Callable[..., ChaosWorld]
+
+
+@pytest.fixture(scope="session")
+def chaos_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStores]:
+    with running_stores(tmp_path_factory.mktemp("chaos-stores")) as stores:
+        yield stores
+
+
+@pytest.fixture
+def make_world(tmp_path: Path, chaos_stores: ChaosStores) -> Iterator[MakeWorld]:
+    """make_world(agents=N, shared=True, extra_args=()): a world of N reserved agents (not
+    started) on a fresh database and bucket, or (shared=False) one agent on embedded SQLite."""
+    made: list[ChaosWorld] = []
+
+    def make(agents: int = 2, shared: bool = True, extra_args: tuple[str, ...] = ()) -> ChaosWorld:
+        world = ChaosWorld(None, tmp_path, History(), extra_args=extra_args)
+        if shared:
+            world.stores = chaos_stores
+            world.metadata_url = chaos_stores.new_database()
+            world.object_store_url = f"s3://chaos-{uuid.uuid4().hex[:12]}/cluster"
+        for _ in range(agents):
+            world.add_agent()
+        made.append(world)
+        return world
+
+    yield make
+    for world in made:
+        world.stop_all()

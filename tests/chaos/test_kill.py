@@ -1,0 +1,57 @@
+"""Chaos: agents SIGKILLed while clients produce. acks=all: no acknowledged record is lost
+across a failover to another agent and the killed agent's return. acks=1 on one agent whose
+disk survives: restarted on its WAL, it loses nothing either (the run records no disk loss or
+fenced lease, so the checkers excuse no loss)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sim.history import ACKS_ALL, ACKS_LEADER
+from tests.chaos.conftest import MakeWorld
+from tests.chaos.run import TOPIC, Plan, run_chaos
+from tests.chaos.world import LEASE_TTL_MS, ChaosWorld, in_thread
+
+DOWN_PAST_LEASE_S = LEASE_TTL_MS / 1000 * 2  # others take its partitions meanwhile
+WARM_UP_S = 3
+KILLS = 2
+
+
+async def _kill_the_busiest_twice(world: ChaosWorld) -> None:
+    for _ in range(KILLS):
+        await asyncio.sleep(WARM_UP_S)
+        victim = await in_thread(world.busiest, TOPIC)
+        await in_thread(world.fence_leases, victim)
+        world.kill(victim)
+        await asyncio.sleep(DOWN_PAST_LEASE_S)
+        await in_thread(world.restart, victim)
+
+
+def test_sigkill_during_acks_all_produce_loses_nothing_acknowledged(make_world: MakeWorld) -> None:
+    world = make_world(agents=2)
+    world.start_all()
+    plan = Plan(producers=((ACKS_ALL, True), (ACKS_ALL, False)), records_per_producer=400)
+    outcome = run_chaos(world, plan, _kill_the_busiest_twice)
+    assert not outcome.violations, outcome.text
+
+
+async def _kill_and_restart_at_once(world: ChaosWorld) -> None:
+    (agent,) = world.agents
+    for _ in range(KILLS):
+        await asyncio.sleep(WARM_UP_S)
+        world.kill(agent)
+        await in_thread(world.restart, agent)
+
+
+def test_sigkill_during_acks_1_produce_with_the_disk_surviving_loses_nothing(
+    make_world: MakeWorld,
+) -> None:
+    world = make_world(agents=1, shared=False)
+    world.start_all()
+    plan = Plan(
+        producers=((ACKS_LEADER, False), (ACKS_LEADER, False)),
+        records_per_producer=300,
+        liveness_acks=ACKS_LEADER,
+    )
+    outcome = run_chaos(world, plan, _kill_and_restart_at_once)
+    assert not outcome.violations, outcome.text
