@@ -6,8 +6,10 @@ fenced lease, so the checkers excuse no loss)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 
 from sim.history import ACKS_ALL, ACKS_LEADER
+from streamhouse.io.locations import WAL_DISK_DIRECTORY
 from tests.chaos.conftest import MakeWorld
 from tests.chaos.run import TOPIC, Plan, run_chaos
 from tests.chaos.world import LEASE_TTL_MS, ChaosWorld, in_thread
@@ -55,3 +57,27 @@ def test_sigkill_during_acks_1_produce_with_the_disk_surviving_loses_nothing(
     )
     outcome = run_chaos(world, plan, _kill_and_restart_at_once)
     assert not outcome.violations, outcome.text
+
+
+async def _lose_the_wal_unrecorded(world: ChaosWorld) -> None:
+    (agent,) = world.agents
+    await asyncio.sleep(WARM_UP_S)
+    world.kill(agent)
+    shutil.rmtree(agent.data_dir / WAL_DISK_DIRECTORY)  # a disk loss the history does not tell
+    await in_thread(world.restart, agent)
+
+
+def test_the_checkers_catch_a_disk_loss_the_run_did_not_record(make_world: MakeWorld) -> None:
+    """The control: the same run with the killed agent's WAL deleted and no disk loss
+    recorded must be judged as losing acknowledged acks=1 records (nothing is flushed)."""
+    world = make_world(agents=1, shared=False, extra_args=("--flush-interval-ms", "600000"))
+    world.start_all()
+    plan = Plan(
+        producers=((ACKS_LEADER, False),),
+        records_per_producer=100,
+        members=0,
+        liveness_acks=ACKS_LEADER,
+    )
+    outcome = run_chaos(world, plan, _lose_the_wal_unrecorded)
+    checkers = {violation.checker for violation in outcome.violations}
+    assert "acked_leader" in checkers, outcome.text
