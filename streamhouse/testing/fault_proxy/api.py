@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from streamhouse.testing.fault_proxy.proxies import ApiError, Registry
+from streamhouse.testing.fault_proxy.proxies import ApiError, Proxy, Registry
+from streamhouse.testing.fault_proxy.toxics import Toxic
 
 VERSION = "2.12.0-streamhouse"  # the toxiproxy API generation we follow, and who we are
 BODY_BYTES_MAX = 1024 * 1024
@@ -28,6 +30,18 @@ async def _body(request: Request) -> Any:
         return json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(f"bad request body: not JSON ({error})", 400) from error
+
+
+async def _apply(
+    registry: Registry,
+    request: Request,
+    operation: Callable[[Any], Awaitable[Proxy | Toxic]],
+    status: int = 200,
+) -> Response:
+    """Read the request's JSON body and answer with what `operation(body)` made or changed."""
+    body = await _body(request)
+    async with registry.lock:
+        return JSONResponse((await operation(body)).as_json(), status_code=status)
 
 
 def build_app(registry: Registry) -> FastAPI:
@@ -80,10 +94,7 @@ def _add_proxy_routes(app: FastAPI, registry: Registry) -> None:
 
     @app.post("/proxies")
     async def create_proxy(request: Request) -> Response:
-        body = await _body(request)
-        async with registry.lock:
-            proxy = await registry.create(body)
-            return JSONResponse(proxy.as_json(), status_code=201)
+        return await _apply(registry, request, registry.create, status=201)
 
     @app.get("/proxies/{proxy}")
     async def show_proxy(proxy: str) -> Response:
@@ -93,9 +104,7 @@ def _add_proxy_routes(app: FastAPI, registry: Registry) -> None:
     @app.post("/proxies/{proxy}")
     @app.patch("/proxies/{proxy}")
     async def update_proxy(proxy: str, request: Request) -> Response:
-        body = await _body(request)
-        async with registry.lock:
-            return JSONResponse((await registry.update(proxy, body)).as_json())
+        return await _apply(registry, request, lambda body: registry.update(proxy, body))
 
     @app.delete("/proxies/{proxy}")
     async def delete_proxy(proxy: str) -> Response:
@@ -113,9 +122,7 @@ def _add_toxic_routes(app: FastAPI, registry: Registry) -> None:
 
     @app.post("/proxies/{proxy}/toxics")
     async def create_toxic(proxy: str, request: Request) -> Response:
-        body = await _body(request)
-        async with registry.lock:
-            return JSONResponse((await registry.add_toxic(proxy, body)).as_json())
+        return await _apply(registry, request, lambda body: registry.add_toxic(proxy, body))
 
     @app.get("/proxies/{proxy}/toxics/{toxic}")
     async def show_toxic(proxy: str, toxic: str) -> Response:
@@ -125,9 +132,9 @@ def _add_toxic_routes(app: FastAPI, registry: Registry) -> None:
     @app.post("/proxies/{proxy}/toxics/{toxic}")
     @app.patch("/proxies/{proxy}/toxics/{toxic}")
     async def update_toxic(proxy: str, toxic: str, request: Request) -> Response:
-        body = await _body(request)
-        async with registry.lock:
-            return JSONResponse((await registry.update_toxic(proxy, toxic, body)).as_json())
+        return await _apply(
+            registry, request, lambda body: registry.update_toxic(proxy, toxic, body)
+        )
 
     @app.delete("/proxies/{proxy}/toxics/{toxic}")
     async def delete_toxic(proxy: str, toxic: str) -> Response:

@@ -143,56 +143,67 @@ async def _forever() -> None:
     await asyncio.get_running_loop().create_future()
 
 
-async def _noop(stage: Stage) -> None:
+async def _each_after(stage: Stage, wait_s: Callable[[Chunk], float]) -> None:
+    """Pass each chunk on after `wait_s(chunk)`; an end marker passed on ends the stage."""
     while True:
         chunk = await stage.take()
+        delay_s = wait_s(chunk)
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
         await stage.emit(chunk)
         if chunk.kind != DATA:
             return
+
+
+async def _noop(stage: Stage) -> None:
+    await _each_after(stage, lambda _chunk: 0.0)
 
 
 async def _latency(stage: Stage) -> None:
     latency_ms, jitter_ms = stage.attribute("latency"), stage.attribute("jitter")
-    while True:
-        chunk = await stage.take()
-        if chunk.kind == DATA:
-            # Counted from arrival, as toxiproxy does: a burst of chunks is delayed once, not
-            # once per chunk, so latency does not also cut throughput.
-            delay_ms = latency_ms + (stage.rng.uniform(-jitter_ms, jitter_ms) if jitter_ms else 0)
-            await asyncio.sleep(max(0.0, chunk.arrived_s + delay_ms / 1000 - _now_s()))
-        await stage.emit(chunk)
+
+    def wait_s(chunk: Chunk) -> float:
         if chunk.kind != DATA:
-            return
+            return 0.0
+        # Counted from arrival, as toxiproxy does: a burst of chunks is delayed once, not
+        # once per chunk, so latency does not also cut throughput.
+        delay_ms = latency_ms + (stage.rng.uniform(-jitter_ms, jitter_ms) if jitter_ms else 0)
+        return chunk.arrived_s + delay_ms / 1000 - _now_s()
+
+    await _each_after(stage, wait_s)
 
 
 async def _bandwidth(stage: Stage) -> None:
     rate_kb_per_s = stage.attribute("rate")
+    if rate_kb_per_s == 0:
+        await _noop(stage)
+        return
+    # Pieces of 100 ms worth, so a low rate trickles rather than stalls then bursts.
+    await _in_pieces(stage, lambda: rate_kb_per_s * 100, lambda size: size / (rate_kb_per_s * 1000))
+
+
+async def _in_pieces(
+    stage: Stage, next_size: Callable[[], int], wait_s: Callable[[int], float]
+) -> None:
+    """Pass data on in pieces of `next_size()` bytes, each after `wait_s(its size)`."""
     while True:
         chunk = await stage.take()
-        if chunk.kind != DATA or rate_kb_per_s == 0:
+        if chunk.kind != DATA:
             await stage.emit(chunk)
-            if chunk.kind != DATA:
-                return
-            continue
-        # Pieces of 100 ms worth, so a low rate trickles rather than stalls then bursts.
-        piece_bytes_max = rate_kb_per_s * 100
+            return
         data = chunk.data
         while data:
-            piece, data = data[:piece_bytes_max], data[piece_bytes_max:]
-            await asyncio.sleep(len(piece) / (rate_kb_per_s * 1000))
+            size = next_size()
+            piece, data = data[:size], data[size:]
+            await asyncio.sleep(wait_s(len(piece)))
             await stage.emit(
                 replace(chunk, data=piece), replace(chunk, data=data) if data else None
             )
 
 
 async def _slow_close(stage: Stage) -> None:
-    while True:
-        chunk = await stage.take()
-        if chunk.kind != DATA:
-            await asyncio.sleep(stage.attribute("delay") / 1000)
-        await stage.emit(chunk)
-        if chunk.kind != DATA:
-            return
+    delay_s = stage.attribute("delay") / 1000
+    await _each_after(stage, lambda chunk: delay_s if chunk.kind != DATA else 0.0)
 
 
 async def _timeout(stage: Stage) -> None:
@@ -235,23 +246,16 @@ async def _slicer(stage: Stage) -> None:
         stage.attribute("average_size"),
         stage.attribute("size_variation"),
     )
-    delay_us = stage.attribute("delay")
-    while True:
-        chunk = await stage.take()
-        if chunk.kind != DATA or size_average == 0:
-            await stage.emit(chunk)
-            if chunk.kind != DATA:
-                return
-            continue
-        data = chunk.data
-        while data:
-            variation = stage.rng.randint(-size_variation, size_variation) if size_variation else 0
-            size = max(1, size_average + variation)
-            piece, data = data[:size], data[size:]
-            await stage.emit(
-                replace(chunk, data=piece), replace(chunk, data=data) if data else None
-            )
-            await asyncio.sleep(delay_us / 1_000_000)
+    delay_s = stage.attribute("delay") / 1_000_000
+    if size_average == 0:
+        await _noop(stage)
+        return
+
+    def next_size() -> int:
+        variation = stage.rng.randint(-size_variation, size_variation) if size_variation else 0
+        return max(1, size_average + variation)
+
+    await _in_pieces(stage, next_size, lambda _size: delay_s)
 
 
 async def _limit_data(stage: Stage) -> None:
