@@ -64,8 +64,8 @@ class EchoServer:
 
 
 @pytest.fixture(scope="module")
-def fault() -> Iterator[FaultProxy]:
-    with running_fault_proxy() as fault_proxy:
+def fault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultProxy]:
+    with running_fault_proxy(tmp_path_factory.mktemp("fault-proxy")) as fault_proxy:
         yield fault_proxy
 
 

@@ -60,6 +60,8 @@ class Link:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._connection.closed:  # closed while its stages stopped: nothing to rebuild
+            return
         self._input.push_front(self._in_flight())
         self._build(toxics)
 

@@ -68,9 +68,11 @@ class Proxy:
             server = await asyncio.start_server(self._accept, host or None, port)
         except OSError as error:
             raise ApiError(f"cannot listen on {self.listen}: {error.strerror}", 409) from error
+        # The bound address, not the name asked for (as toxiproxy): "localhost:0" may resolve
+        # to several addresses, and a restart must bind exactly this one again.
         bound_host, bound_port = server.sockets[0].getsockname()[:2]
         self._server, self.enabled = server, True
-        self.listen = _join_address(host or bound_host, bound_port)
+        self.listen = _join_address(bound_host, bound_port)
 
     async def stop(self) -> None:
         """Stop listening (new connections are refused) and close every connection."""
