@@ -307,7 +307,16 @@ def _api(fault: FaultProxy, method: str, path: str, **kwargs: object) -> request
         ("POST", "/proxies/echo/toxics", {"type": "latency", "toxicity": 2}, 400),
         ("POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"lag": 1}}, 400),
         ("POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": -1}}, 400),
+        (
+            "POST",
+            "/proxies/echo/toxics",
+            {"type": "timeout", "attributes": {"timeout": 2**64}},
+            400,
+        ),
+        ("POST", "/proxies/echo/toxics", {"type": "slicer", "attributes": {"delay": "1"}}, 400),
+        ("POST", "/proxies/echo/toxics/latency_downstream", [], 404),
         ("POST", "/populate", {"name": "not a list"}, 400),
+        ("POST", "/populate", [{"name": "x", "upstream": "h:1"}, {"name": "y"}], 400),
     ],
 )
 def test_bad_requests_get_toxiproxys_statuses(

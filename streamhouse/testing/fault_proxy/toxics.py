@@ -22,6 +22,9 @@ ATTRIBUTE_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
+ATTRIBUTE_VALUE_MAX = 2**63 - 1  # toxiproxy's attributes are int64
+
+
 class BadInput(ValueError):
     """A request the API answers with 400 (toxiproxy's "bad request" family)."""
 
@@ -95,6 +98,8 @@ def _attributes(toxic_type: str, given: Any) -> dict[str, int]:
     for key, value in given.items():
         if key not in known:
             raise BadInput(f"{toxic_type} has no attribute {key!r}; it has {', '.join(known)}")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadInput(f"attribute {key!r} must be a non-negative integer, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"attribute {key!r} must be an integer, got {value!r}")
+        if not 0 <= value <= ATTRIBUTE_VALUE_MAX:
+            raise BadInput(f"attribute {key!r} must be from 0 to {ATTRIBUTE_VALUE_MAX}")
     return dict(given)
