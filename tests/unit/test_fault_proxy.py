@@ -350,8 +350,6 @@ def test_a_restarted_server_leaves_nothing_behind(fault: FaultProxy, echo: EchoS
     for gone_port in (port, int(second.url.rpartition(":")[2])):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", gone_port), SOCKET_TIMEOUT_S)
-    with running_fault_proxy() as third:
-        assert third.client.proxies() == {}
     assert "echo" not in fault.client.proxies()  # the module's server was left as it was
 
 
