@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sim.history import History
+from streamhouse.testing.fault_proxy import FaultProxy, running_fault_proxy
 from tests.chaos.stores import ChaosStores, running_stores
 from tests.chaos.world import ChaosWorld
 
@@ -20,6 +21,13 @@ MakeWorld = Callable[..., ChaosWorld]
 def chaos_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStores]:
     with running_stores(tmp_path_factory.mktemp("chaos-stores")) as stores:
         yield stores
+
+
+@pytest.fixture
+def fault_proxy(tmp_path: Path) -> Iterator[FaultProxy]:
+    """The toxiproxy API (ours, or a real one named by TOXIPROXY_URL) for one test."""
+    with running_fault_proxy(tmp_path) as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ class ChaosWorld:
     object_store_url: str = ""
     extra_args: tuple[str, ...] = ()
     agents: list[ChaosAgent] = field(default_factory=list)
+    s3_via: str = ""  # the S3 endpoint agents are given, when not the store's own (a proxy)
 
     # ------------------------------------------------------------ the cluster
 
@@ -122,7 +123,7 @@ class ChaosWorld:
     @property
     def s3_endpoint(self) -> str:
         assert self.stores is not None
-        return self.stores.s3_endpoint
+        return self.s3_via or self.stores.s3_endpoint
 
     def start_all(self) -> None:
         for agent in self.agents:
@@ -244,6 +245,6 @@ class ChaosWorld:
         return max(candidates, key=lambda agent: counts.get(agent.name, 0))
 
 
-async def in_thread(call: Any, *args: Any) -> Any:
+async def in_thread(call: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a blocking step (a process start, an admin call) off the event loop."""
-    return await asyncio.to_thread(call, *args)
+    return await asyncio.to_thread(call, *args, **kwargs)
