@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := streamhouse sim tests bench
 
-.PHONY: install system-packages run lint test test-all bench clean
+.PHONY: install system-packages run lint test test-all chaos bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ system-packages:  ## what the suites need from the system: installed (root) or n
 
 test-all: system-packages lint  ## every suite, as CI runs it
 	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
+
+chaos: system-packages install  ## the chaos suite alone: real agents under kills, pauses, outages, full disks
+	$(BIN)/pytest -q tests/chaos
 
 bench: install  ## benchmarks; prints one JSON document (BENCH_ARGS="--only table" for one section)
 	@$(BIN)/python -m bench $(BENCH_ARGS)

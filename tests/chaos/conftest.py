@@ -18,9 +18,24 @@ MakeWorld = Callable[..., ChaosWorld]
 
 
 @pytest.fixture(scope="session")
-def chaos_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosStores]:
+def chaos_stores(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[ChaosStores]:
+    """The session's stores; which kind ran is written to the terminal (also under -q)."""
     with running_stores(tmp_path_factory.mktemp("chaos-stores")) as stores:
+        _tell(pytestconfig, f"chaos stores: {stores.describe()}")
         yield stores
+
+
+def _tell(config: pytest.Config, line: str) -> None:
+    """Write a line to the terminal, past output capture."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if terminal is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        terminal.write_line("")
+        terminal.write_line(line)
 
 
 @pytest.fixture

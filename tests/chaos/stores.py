@@ -181,8 +181,8 @@ def running_stores(log_dir: Path) -> Iterator[ChaosStores]:
 
 @contextmanager
 def _containers() -> Iterator[ContainerStores]:
-    from testcontainers.minio import MinioContainer  # type: ignore[import-untyped]
-    from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+    from testcontainers.community.minio import MinioContainer  # type: ignore[import-untyped]
+    from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-untyped]
 
     postgres_port, minio_port = free_loopback_port(), free_loopback_port()
     postgres = PostgresContainer(
