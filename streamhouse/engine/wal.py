@@ -11,6 +11,7 @@ deleted front to back once every entry in them has been released.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from streamhouse.log.wal_format import EntryKind, decode_frames, frame_head
 from streamhouse.ports.buggify import WAL_SLOW_SYNC_CALLBACK, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk, DiskFile
+
+log = logging.getLogger("streamhouse.wal")
 
 WAL_DIRECTORY = "wal"
 SEGMENT_SUFFIX = ".wal"
@@ -119,6 +122,7 @@ class Wal:
         self._segment_bytes = 0
         self._group_timer: asyncio.Future[None] | None = None
         self._closing = False
+        self._failing = False  # the last group failed: logged once until one succeeds
         self.stats = WalStats()
 
     async def recover(self) -> list[RecoveredEntry]:
@@ -311,6 +315,9 @@ class Wal:
             self._fail(head.group, error)
             return
         group, segment = head.group, head.segment
+        if self._failing:
+            log.warning("WAL writes succeed again")
+            self._failing = False
         self._dequeued(head.group_bytes)
         self._live[segment] += len(group)
         self.stats.appended_bytes += head.group_bytes
@@ -334,6 +341,11 @@ class Wal:
         self._queued_bytes = 0
         self._room.set()
         self.stats.failed_groups += 1
+        if not self._failing:  # once per spell of failures, not once per group
+            log.warning(
+                "WAL write failed (%s); appends answer a storage error until one succeeds", exc
+            )
+            self._failing = True
         self._seal()
         if self._on_failure is not None:
             self._on_failure(failed, exc)

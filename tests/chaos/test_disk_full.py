@@ -129,3 +129,7 @@ def test_wal_disk_full(make_world: MakeWorld, small_filesystem: Path) -> None:
     full, freed = probes
     assert full is not None and full.code() == KafkaError.KAFKA_STORAGE_ERROR, full
     assert freed is None, f"produce still refused after space returned: {freed}"
+    assert agent.process is not None
+    log = agent.process.log_path.read_text(errors="replace")
+    assert "WAL write failed (disk full" in log, log[-3000:]
+    assert "WAL writes succeed again" in log, log[-3000:]
