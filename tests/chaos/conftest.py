@@ -15,6 +15,14 @@ from tests.chaos.stores import ChaosStores, running_stores
 from tests.chaos.world import ChaosWorld
 
 MakeWorld = Callable[..., ChaosWorld]
+# a chaos test's bound: its phases' own bounds (safety grace, liveness) and agent starts fit
+CHAOS_TEST_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/chaos/" in str(item.path) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(CHAOS_TEST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
