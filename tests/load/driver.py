@@ -66,7 +66,7 @@ class Settings:
     seconds: float
     partitions: int
     connections: int  # measured clients plus background connections
-    clients: int  # measured producer and consumer clients, half each
+    clients: int  # measured clients: a producer per ack mode, the rest consumers
     background_rate: float  # requests/s per background connection
     record_bytes: int
     report_dir: Path
@@ -102,7 +102,7 @@ class Settings:
 
     @property
     def producers(self) -> int:
-        return self.clients // 2
+        return len(ACK_MODES)  # one per ack mode: each producer writes half the partitions
 
     @property
     def consumers(self) -> int:
@@ -122,7 +122,10 @@ def parse(argv: list[str] | None) -> Settings:
         "--connections", type=int, default=200, help="Kafka connections in all (default 200)"
     )
     parser.add_argument(
-        "--clients", type=int, default=8, help="measured clients, half producers (default 8)"
+        "--clients",
+        type=int,
+        default=4,
+        help="measured clients: 2 producers, the rest consumers (default 4)",
     )
     parser.add_argument(
         "--background-rate",
