@@ -27,6 +27,7 @@ LATENCY_LOWEST_US = 1
 LATENCY_HIGHEST_US = 60_000_000  # 60 s; slower is recorded as 60 s
 LATENCY_DIGITS = 3
 NS_PER_US = 1_000
+NS_PER_S = 1_000_000_000
 US_PER_S = 1_000_000
 POLL_TIMEOUT_S = 0.1
 CONSUME_BATCH = 500
@@ -72,6 +73,7 @@ class Tally:
     anomalies: Counter[str] = field(default_factory=Counter)  # gaps, duplicates, reordering
     errors: Counter[str] = field(default_factory=Counter)
     warmup_consumed: list[bool] = field(init=False)
+    slowest_us_by_second: dict[int, int] = field(default_factory=dict)  # of intended send time
     _errors_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -80,6 +82,13 @@ class Tally:
         self.consumed = [0] * self.partitions
         self.next_expected = [0] * self.partitions
         self.warmup_consumed = [False] * self.partitions
+
+    def note_produce(self, intended_ns: int, latency_us: int) -> None:
+        """Keep the slowest produce latency of each second (a stall shows when it happened)."""
+        second = intended_ns // NS_PER_S
+        with self._errors_lock:
+            if latency_us > self.slowest_us_by_second.get(second, 0):
+                self.slowest_us_by_second[second] = latency_us
 
     def error(self, what: str) -> None:
         with self._errors_lock:
@@ -143,7 +152,9 @@ class LoadProducer:
         # late start (open-loop pacing: the wait before produce() counts) + librdkafka's own
         # produce() -> ack time, which does not include this thread's wait for the GIL
         late_us = (called_ns - intended_ns) // NS_PER_US
-        self._latency.record_us([late_us + int((message.latency() or 0.0) * US_PER_S)])
+        latency_us = late_us + int((message.latency() or 0.0) * US_PER_S)
+        self._latency.record_us([latency_us])
+        self._tally.note_produce(intended_ns, latency_us)
         self._tally.acked[message.partition() or 0] += 1
 
     def warm_up(self, topic: str, partitions: list[int], timeout_s: float) -> int:

@@ -41,7 +41,7 @@ from tests.load.clients import (
     encode,
 )
 from tests.load.report import write_report
-from tests.load.sampler import AgentSampler, kafka_connections
+from tests.load.sampler import PENDING_METRIC, AgentSampler, agent_metric, kafka_connections
 
 RATE_MAX = 100_000  # records/s
 SECONDS_MAX = 3_600
@@ -58,6 +58,8 @@ DRAIN_POLL_S = 0.1
 PACING_SLEEP_MIN_S = 0.0005
 AGENT_STOP_TIMEOUT_S = 120.0
 NS_PER_S = 1_000_000_000
+STALL_US = 1_000_000  # a second whose slowest produce took longer is listed as a stall
+US_PER_MS = 1_000
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,28 @@ def wait_for_consumers(load: Load) -> float:
     return time.monotonic() - started
 
 
+def wait_until_flushed(target: Target) -> float:
+    """Wait (at most WARMUP_TIMEOUT_S) until the agent has no bytes pending flush: the warm-up's
+    first flush, which commits a segment of every partition, is not load. Returns the seconds
+    waited (0 when the agent's /metrics cannot be read)."""
+    started = time.monotonic()
+    while time.monotonic() - started < WARMUP_TIMEOUT_S:
+        if not agent_metric(target.metrics_url, PENDING_METRIC):
+            break
+        time.sleep(DRAIN_POLL_S)
+    return time.monotonic() - started
+
+
+def stalls(tally: Tally, started_ns: int) -> list[dict[str, float]]:
+    """The seconds of the load (from its start) whose slowest produce took over STALL_US."""
+    first = started_ns // NS_PER_S
+    return [
+        {"second": second - first, "slowest_ms": slowest / US_PER_MS}
+        for second, slowest in sorted(tally.slowest_us_by_second.items())
+        if slowest > STALL_US
+    ]
+
+
 def pace(load: Load) -> tuple[int, float]:
     """Send records open-loop at the set rate for the set time: record i is due at start +
     i/rate and carries that time, so a late send counts in its latency (no coordinated
@@ -337,7 +361,9 @@ def run(settings: Settings) -> dict[str, Any]:
             load = open_clients(settings, target.bootstrap, topic)
             try:
                 warmup_s = wait_for_consumers(load)
+                flush_wait_s = wait_until_flushed(target)
                 background.start()
+                load_started_ns = time.monotonic_ns()
                 sent, produce_s = pace(load)
                 connected = kafka_connections(target.metrics_url)
                 drain_s = drain(load)
@@ -347,6 +373,8 @@ def run(settings: Settings) -> dict[str, Any]:
                 close(load)
         figures = summary(load, sent, produce_s, drain_s, connected, limits)
         figures["warmup_s"] = warmup_s
+        figures["warmup_flush_wait_s"] = flush_wait_s
+        figures["stalls"] = stalls(load.tally, load_started_ns)
         figures["background"] = background_report
         if background_report is not None and not background_report["complete"]:
             load.tally.error("background: requests failed or unanswered")

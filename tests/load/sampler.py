@@ -13,6 +13,7 @@ import psutil
 SAMPLE_INTERVAL_S = 0.5
 METRICS_TIMEOUT_S = 2.0
 CONNECTIONS_METRIC = "streamhouse_kafka_connections"
+PENDING_METRIC = "streamhouse_flush_pending_bytes"
 
 
 @dataclass
@@ -22,18 +23,23 @@ class AgentSample:
     kafka_connections: int | None  # None: no /metrics to read
 
 
-def kafka_connections(metrics_url: str | None) -> int | None:
-    """The agent's own count of open Kafka connections, or None if it cannot be read."""
+def agent_metric(metrics_url: str | None, name: str) -> int | None:
+    """One gauge from the agent's /metrics, or None if it cannot be read."""
     if metrics_url is None:
         return None
     try:
         with urllib.request.urlopen(metrics_url, timeout=METRICS_TIMEOUT_S) as page:
             for line in page.read().decode().splitlines():
-                if line.startswith(CONNECTIONS_METRIC + " "):
+                if line.startswith(name + " "):
                     return int(float(line.split()[1]))
     except (OSError, urllib.error.URLError, ValueError):
         return None
     return None
+
+
+def kafka_connections(metrics_url: str | None) -> int | None:
+    """The agent's own count of open Kafka connections, or None if it cannot be read."""
+    return agent_metric(metrics_url, CONNECTIONS_METRIC)
 
 
 def sample_once(pid: int | None, metrics_url: str | None) -> AgentSample | None:
