@@ -74,6 +74,7 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     warmup_consumed: list[bool] = field(init=False)
     slowest_us_by_second: dict[int, int] = field(default_factory=dict)  # of intended send time
+    measured_from_ns: int = 0  # records due earlier are checked, not put in the histograms
     _errors_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -153,7 +154,8 @@ class LoadProducer:
         # produce() -> ack time, which does not include this thread's wait for the GIL
         late_us = (called_ns - intended_ns) // NS_PER_US
         latency_us = late_us + int((message.latency() or 0.0) * US_PER_S)
-        self._latency.record_us([latency_us])
+        if intended_ns >= self._tally.measured_from_ns:
+            self._latency.record_us([latency_us])
         self._tally.note_produce(intended_ns, latency_us)
         self._tally.acked[message.partition() or 0] += 1
 
@@ -211,7 +213,7 @@ class LoadConsumer:
                     continue
                 sequence, intended_ns, _ = HEADER.unpack_from(message.value() or b"")
                 self._tally.check_arrival(message.partition() or 0, sequence)
-                if sequence == WARMUP_SEQUENCE:
+                if sequence == WARMUP_SEQUENCE or intended_ns < self._tally.measured_from_ns:
                     continue
                 latencies.append((received_ns - intended_ns) // NS_PER_US)
             if latencies:

@@ -65,7 +65,8 @@ US_PER_MS = 1_000
 @dataclass(frozen=True)
 class Settings:
     rate: float  # records/s, all producers together
-    seconds: float
+    seconds: float  # measured, after warmup_seconds of the same load
+    warmup_seconds: float
     partitions: int
     connections: int  # measured clients plus background connections
     clients: int  # measured clients: a producer per ack mode, the rest consumers
@@ -82,6 +83,9 @@ class Settings:
         bounds = {
             f"--rate must be in (0, {RATE_MAX}]": 0 < self.rate <= RATE_MAX,
             f"--seconds must be in (0, {SECONDS_MAX}]": 0 < self.seconds <= SECONDS_MAX,
+            f"--warmup-seconds must be in [0, {SECONDS_MAX}]": 0
+            <= self.warmup_seconds
+            <= SECONDS_MAX,
             f"--partitions must be in [1, {PARTITIONS_MAX}]": 1
             <= self.partitions
             <= PARTITIONS_MAX,
@@ -95,12 +99,16 @@ class Settings:
             f"--record-bytes must be in [{RECORD_BYTES_MIN}, {RECORD_BYTES_MAX}]": RECORD_BYTES_MIN
             <= self.record_bytes
             <= RECORD_BYTES_MAX,
-            f"--rate x --seconds must be at most {RECORDS_MAX} records": self.rate * self.seconds
-            <= RECORDS_MAX,
+            f"at most {RECORDS_MAX} records (rate x time)": self.records <= RECORDS_MAX,
             "--s3 starts its own agent: leave out --bootstrap": not (self.s3 and self.bootstrap),
         }
         refused = [message for message, ok in bounds.items() if not ok]
         return "; ".join(refused) or None
+
+    @property
+    def records(self) -> int:
+        """Records sent in all: the warm-up's load and the measured time's."""
+        return int(self.rate * (self.warmup_seconds + self.seconds))
 
     @property
     def producers(self) -> int:
@@ -118,7 +126,13 @@ class Settings:
 def parse(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__)
     parser.add_argument("--rate", type=float, default=2_000, help="records/s (default 2000)")
-    parser.add_argument("--seconds", type=float, default=60, help="load time (default 60)")
+    parser.add_argument("--seconds", type=float, default=60, help="measured time (default 60)")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=15,
+        help="load before the measured time: checked, not in the histograms (default 15)",
+    )
     parser.add_argument("--partitions", type=int, default=1_000, help="(default 1000)")
     parser.add_argument(
         "--connections", type=int, default=200, help="Kafka connections in all (default 200)"
@@ -145,6 +159,7 @@ def parse(argv: list[str] | None) -> Settings:
     settings = Settings(
         args.rate,
         args.seconds,
+        args.warmup_seconds,
         args.partitions,
         args.connections,
         args.clients,
@@ -267,7 +282,8 @@ def wait_until_flushed(target: Target) -> float:
 
 
 def stalls(tally: Tally, started_ns: int) -> list[dict[str, float]]:
-    """The seconds of the load (from its start) whose slowest produce took over STALL_US."""
+    """The seconds of the load (from its start, warm-up included) whose slowest produce took
+    over STALL_US."""
     first = started_ns // NS_PER_S
     return [
         {"second": second - first, "slowest_ms": slowest / US_PER_MS}
@@ -281,9 +297,10 @@ def pace(load: Load) -> tuple[int, float]:
     i/rate and carries that time, so a late send counts in its latency (no coordinated
     omission). Returns (records sent, seconds taken)."""
     settings = load.settings
-    total = int(settings.rate * settings.seconds)
+    total = settings.records
     interval_ns = NS_PER_S / settings.rate
     started_ns = time.monotonic_ns()
+    load.tally.measured_from_ns = started_ns + int(settings.warmup_seconds * NS_PER_S)
     sent = 0
     while sent < total:
         now_ns = time.monotonic_ns()
@@ -355,7 +372,7 @@ def run(settings: Settings) -> dict[str, Any]:
             topic + "-side",
             settings.background,
             settings.background_rate,
-            settings.seconds,
+            settings.warmup_seconds + settings.seconds,
         )
         with AgentSampler(target.pid, target.metrics_url) as sampler:
             load = open_clients(settings, target.bootstrap, topic)
