@@ -53,6 +53,9 @@ def verdict(figures: dict[str, Any], latencies: dict[str, Any]) -> list[str]:
     problems += [
         f"{name}: no latencies recorded" for name, f in latencies.items() if not f["count"]
     ]
+    background = figures.get("background")
+    if background is not None and background["unanswered"]:
+        problems.append(f"background: {background['unanswered']} requests unanswered")
     return problems
 
 

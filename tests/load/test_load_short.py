@@ -41,5 +41,6 @@ def test_short_load_consumes_every_acked_record_once_in_order(tmp_path: Path) ->
     agent = report["agent"]
     assert agent["samples"] > 0 and agent["rss_peak_bytes"] > 0 and agent["open_files_peak"] > 0
     assert agent["kafka_connections_peak"] >= CONNECTIONS, "the agent counted every connection"
-    assert report["background"]["complete"], report["background"]
+    background = report["background"]  # raw requests, never retried: errors are only noted
+    assert background["answered"] == background["sent"] > 0, background
     assert (tmp_path / "latency.png").read_bytes().startswith(PNG_SIGNATURE)
