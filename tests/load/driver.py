@@ -125,7 +125,7 @@ class Settings:
 
 def parse(argv: list[str] | None) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m tests.load", description=__doc__)
-    parser.add_argument("--rate", type=float, default=2_000, help="records/s (default 2000)")
+    parser.add_argument("--rate", type=float, default=10, help="records/s (default 10)")
     parser.add_argument("--seconds", type=float, default=60, help="measured time (default 60)")
     parser.add_argument(
         "--warmup-seconds",
