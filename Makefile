@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := streamhouse sim tests bench
 
-.PHONY: install system-packages run lint test test-all chaos bench clean
+.PHONY: install system-packages run lint test test-all chaos bench load clean
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ chaos: system-packages install  ## the chaos suite alone: real agents under kill
 
 bench: install  ## benchmarks; prints one JSON document (BENCH_ARGS="--only table" for one section)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
+
+LOAD_ARGS ?= --warmup-seconds 15 --seconds 60 --rate 10 --partitions 1000 --connections 200 --report load-report
+load: install  ## the long load run: prints the report (JSON on stdout, table), load-report/latency.png
+	@$(BIN)/python -m tests.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
