@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := streamhouse sim tests bench
 
-.PHONY: install system-packages run lint test test-all chaos bench load clean
+.PHONY: install system-packages run lint test test-all chaos sweep bench load clean
 
 install: $(STAMP)
 
@@ -31,6 +31,13 @@ system-packages:  ## what the suites need from the system: installed (root) or n
 
 test-all: system-packages lint  ## every suite, as CI runs it
 	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
+
+SWEEP := $(BIN)/python -m sim sweep --jobs 2 --failures-dir sim-failures
+sweep: install  ## the long simulation sweeps (some 40 minutes): every range swept clean so far
+	$(SWEEP) --seeds 1-1100
+	$(SWEEP) --seeds 1-300 --profile cluster
+	$(SWEEP) --seeds 1-120 --profile txn
+	$(SWEEP) --seeds 1-100 --profile dr
 
 chaos: system-packages install  ## the chaos suite alone: real agents under kills, pauses, outages, full disks
 	$(BIN)/pytest -q tests/chaos
