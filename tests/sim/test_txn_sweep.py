@@ -2,9 +2,9 @@
 and consume-transform-produce clients on 1 to 3 agents with a crash in every run, while the
 default and cluster draws stay as they were; and the transactional sweep is clean: `make
 test-all` sweeps TXN_SWEEP_SEEDS txn seeds (about a second and a half of wall time
-each, two at a time: some 80 seconds; `make sweep` sweeps 1-120). `make test` has no txn sweep of its own (it
-stays under 3 minutes): it replays the txn seeds that failed once, kept in
-tests/sim/regressions (by test_cluster_sweep.py).
+each, two at a time: some 80 seconds; `make sweep` sweeps 1-120). `make test` has no txn
+sweep of its own (it stays under 3 minutes): it replays the txn seeds that failed once, kept
+in tests/sim/regressions (by test_cluster_sweep.py).
 """
 
 from __future__ import annotations
