@@ -113,6 +113,13 @@ def run_chaos(world: ChaosWorld, plan: Plan, nemesis: Nemesis, seed: int = 1) ->
     return Outcome(violations, text)
 
 
+def run_clean(world: ChaosWorld, plan: Plan, nemesis: Nemesis) -> Outcome:
+    """`run_chaos`, failing the test with the report unless every checker passed."""
+    outcome = run_chaos(world, plan, nemesis)
+    assert not outcome.violations, outcome.text
+    return outcome
+
+
 async def _phases(world: ChaosWorld, plan: Plan, nemesis: Nemesis, seed: int) -> list[Violation]:
     history = world.history
     clients = RealClients(history, now_us, world.bootstrap, TOPIC, plan.partitions, world=world)

@@ -77,7 +77,7 @@ class ChaosStores(ABC):
     def _admin_execute(self, statement: str, name: str) -> None:
         conninfo = self.admin_conninfo()
         with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as conn:
-            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))  # type: ignore[arg-type]
+            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
 
 
 class LocalStores(ChaosStores):
@@ -181,8 +181,8 @@ def running_stores(log_dir: Path) -> Iterator[ChaosStores]:
 
 @contextmanager
 def _containers() -> Iterator[ContainerStores]:
-    from testcontainers.community.minio import MinioContainer  # type: ignore[import-untyped]
-    from testcontainers.community.postgres import PostgresContainer  # type: ignore[import-untyped]
+    from testcontainers.community.minio import MinioContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     postgres_port, minio_port = free_loopback_port(), free_loopback_port()
     postgres = PostgresContainer(

@@ -11,7 +11,7 @@ import shutil
 from sim.history import ACKS_ALL, ACKS_LEADER
 from streamhouse.io.locations import WAL_DISK_DIRECTORY
 from tests.chaos.conftest import MakeWorld
-from tests.chaos.run import TOPIC, Plan, run_chaos
+from tests.chaos.run import TOPIC, Plan, run_chaos, run_clean
 from tests.chaos.world import LEASE_TTL_MS, ChaosWorld, in_thread
 
 DOWN_PAST_LEASE_S = LEASE_TTL_MS / 1000 * 2  # others take its partitions meanwhile
@@ -23,18 +23,14 @@ async def _kill_the_busiest_twice(world: ChaosWorld) -> None:
     for _ in range(KILLS):
         await asyncio.sleep(WARM_UP_S)
         victim = await in_thread(world.busiest, TOPIC)
-        await in_thread(world.fence_leases, victim)
-        world.kill(victim)
-        await asyncio.sleep(DOWN_PAST_LEASE_S)
-        await in_thread(world.restart, victim)
+        await world.down_past_the_lease(victim, DOWN_PAST_LEASE_S)
 
 
 def test_sigkill_during_acks_all_produce_loses_nothing_acknowledged(make_world: MakeWorld) -> None:
     world = make_world(agents=2)
     world.start_all()
     plan = Plan(producers=((ACKS_ALL, True), (ACKS_ALL, False)), records_per_producer=400)
-    outcome = run_chaos(world, plan, _kill_the_busiest_twice)
-    assert not outcome.violations, outcome.text
+    run_clean(world, plan, _kill_the_busiest_twice)
 
 
 async def _kill_and_restart_at_once(world: ChaosWorld) -> None:
@@ -55,8 +51,7 @@ def test_sigkill_during_acks_1_produce_with_the_disk_surviving_loses_nothing(
         records_per_producer=300,
         liveness_acks=ACKS_LEADER,
     )
-    outcome = run_chaos(world, plan, _kill_and_restart_at_once)
-    assert not outcome.violations, outcome.text
+    run_clean(world, plan, _kill_and_restart_at_once)
 
 
 async def _lose_the_wal_unrecorded(world: ChaosWorld) -> None:

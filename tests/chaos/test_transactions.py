@@ -11,8 +11,8 @@ import asyncio
 from sim.history import ACKS_ALL
 from sim.options import TxnOptions
 from tests.chaos.conftest import MakeWorld
-from tests.chaos.run import Plan, run_chaos
-from tests.chaos.world import LEASE_TTL_MS, ChaosWorld, in_thread
+from tests.chaos.run import Plan, run_clean
+from tests.chaos.world import LEASE_TTL_MS, ChaosWorld
 
 WARM_UP_S = 3
 DOWN_S = LEASE_TTL_MS / 1000 * 2
@@ -22,15 +22,11 @@ TXNS = TxnOptions(producers=2, txns_per_producer=40, readers=1, reader_polls=60)
 async def _kill_each_agent_in_turn(world: ChaosWorld) -> None:
     for victim in list(world.agents):
         await asyncio.sleep(WARM_UP_S)
-        await in_thread(world.fence_leases, victim)
-        world.kill(victim)
-        await asyncio.sleep(DOWN_S)
-        await in_thread(world.restart, victim)
+        await world.down_past_the_lease(victim, DOWN_S)
 
 
 def test_transaction_coordinator_killed_mid_commit(make_world: MakeWorld) -> None:
     world = make_world(agents=2)
     world.start_all()
     plan = Plan(producers=((ACKS_ALL, True),), records_per_producer=300, members=1, txn=TXNS)
-    outcome = run_chaos(world, plan, _kill_each_agent_in_turn)
-    assert not outcome.violations, outcome.text
+    run_clean(world, plan, _kill_each_agent_in_turn)

@@ -206,6 +206,14 @@ class ChaosWorld:
         self.fault(FAULT_RESTART, agent.name)
         self.start(agent)
 
+    async def down_past_the_lease(self, agent: ChaosAgent, down_s: float) -> None:
+        """Kill `agent` (its leases recorded fenced: others take them), keep it down
+        `down_s`, and start it again on its disk."""
+        await in_thread(self.fence_leases, agent)
+        self.kill(agent)
+        await asyncio.sleep(down_s)
+        await in_thread(self.restart, agent)
+
     def pause(self, agent: ChaosAgent) -> None:
         assert agent.process is not None
         self.fault(FAULT_PAUSE, agent.name, "SIGSTOP")
