@@ -2,7 +2,7 @@
 default options, and snapshot intervals from none to short, while the other profiles' draws
 stay as they were; one seed's wipe really happens and the store is rebuilt from the bucket;
 and the dr sweep is clean: `make test-all` sweeps DR_SWEEP_SEEDS seeds (about a second and a
-half of wall time each at most, two at a time: some 45 seconds; `make sweep` sweeps 1-100)
+half of wall time each at most, two at a time: some 30 seconds; `make sweep` sweeps 1-100)
 and replays the dr seeds that
 failed once (tests/sim/regressions, by test_cluster_sweep.py); `make test` runs one seed.
 """
@@ -31,7 +31,7 @@ from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from tests.sim.test_cluster_sweep import SWEEP_TIMEOUT_S, _sweep
 
 PROFILE_SEEDS = range(1, 40)
-DR_SWEEP_SEEDS = int(os.environ.get("SIM_DR_SWEEP_SEEDS", "50"))
+DR_SWEEP_SEEDS = int(os.environ.get("SIM_DR_SWEEP_SEEDS", "30"))
 # two agents restarted 5 ms apart after a wipe with no snapshot (footers only): the first
 # rebuilds, and the group's generations must not be those handed out before (seed 61 reused
 # them once)
