@@ -15,7 +15,7 @@ import pytest
 
 PARTITIONS = 1_000
 CONNECTIONS = 200
-LOAD_SECONDS = 15
+LOAD_SECONDS = 10
 WARMUP_SECONDS = 5  # of load before the measured time; checked all the same
 RATE = 10  # records/s: the agent falls behind at 10 over 1,000 partitions already (see README)
 RUN_TIMEOUT_S = 100
