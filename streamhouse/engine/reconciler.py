@@ -8,13 +8,14 @@ memory is a page of each, never the bucket. Only keys under `orgs/` are the reco
 
 An object is an *orphan* when no segment row points into it: in the bucket without a row (a
 flush that crashed between its upload and its commit, or whose commit was fenced), or with
-a row that no segment row references any more (a deleted topic). It is deleted, from the
-bucket first and then its row, only when it is more than `reconcile_grace_ms` old: the bucket
-judges its last-modified time (each run first puts a clock probe and reads the bucket's "now"
-back, so an agent's clock that is off cannot age an object), the agent its row's creation
-time, and the younger of the two counts. A younger one may belong to an upload whose commit
-is still coming. A run is idempotent: a second run
-right after finds nothing more to do.
+a row that no segment row references any more (a deleted topic; rows below a raised log
+start; rows a rewrite swapped out). It is deleted, from the bucket first and then its row,
+only when it is more than `reconcile_grace_ms` old: the bucket judges its last-modified time
+(each run first puts a clock probe and reads the bucket's "now" back, so an agent's clock
+that is off cannot age an object), the agent its row's creation time, the store the time its
+last segment row went (a read that listed the rows just before may still be reading it), and
+the youngest of these counts. A younger one may belong to an upload whose commit is still
+coming. A run is idempotent: a second run right after finds nothing more to do.
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ class _Clocks:
         return self.bucket_now_ms - listed.modified_ms
 
     def row_age_ms(self, row: ObjectRef) -> int:
-        return self.agent_now_ms - row.created_ms
+        """Since the row was written, or since its last segment row went if that is later
+        (a read that listed the rows just before may still be reading it)."""
+        created_age_ms = self.agent_now_ms - row.created_ms
+        if row.released_age_ms is None:
+            return created_age_ms
+        return min(created_age_ms, row.released_age_ms)
 
 
 class _Run:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from streamhouse.log.partition_txns import TxnChange
 from streamhouse.log.producer_state import ProducerBatch
@@ -67,6 +68,9 @@ class ObjectRef:
     size_bytes: int
     created_ms: int
     segment_count: int
+    # How long ago, in the store's time, the object lost its last segment row (retention,
+    # DeleteRecords, a rewrite's swap); None when rows were never taken from it
+    released_age_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,37 @@ class FlushCommit:
     # Transactions that opened or ended in this flush, per partition in offset order; applied
     # to the stored open and aborted transactions of committed partitions only.
     txns: Mapping[TopicPartition, Sequence[TxnChange]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SegmentSwap:
+    """A rewrite of a run of one partition's segment rows: `old` (consecutive rows, exactly as
+    listed) give way to `new`, which point into the uploaded object `obj` and cover the same
+    offsets, first to last (a compacted block keeps its offsets and leaves gaps inside).
+
+    Fenced twice: by the lease epoch the rewriter holds, and by `old` still being the rows
+    there (a flush never touches them, but retention, DeleteRecords and another rewrite may).
+    """
+
+    obj: ObjectRecord
+    tp: TopicPartition
+    epoch: int
+    old: Sequence[SegmentRecord]
+    new: Sequence[SegmentRecord]
+
+    def __post_init__(self) -> None:
+        assert self.old and self.new, f"a swap of {self.tp} replaces rows with rows"
+        for rows in (self.old, self.new):
+            assert all(row.tp == self.tp for row in rows), f"a swap's rows are all of {self.tp}"
+            for before, after in pairwise(rows):
+                assert after.base_offset == before.last_offset + 1, (
+                    f"a swap's rows of {self.tp} are consecutive: {before} then {after}"
+                )
+        assert self.old[0].base_offset == self.new[0].base_offset, "a swap keeps its first offset"
+        assert self.old[-1].last_offset == self.new[-1].last_offset, "a swap keeps its last offset"
+        assert all(row.object_key == self.obj.key for row in self.new), (
+            f"a swap's new rows all point into {self.obj.key}"
+        )
 
 
 @dataclass(frozen=True)
@@ -163,4 +198,15 @@ class LeaseStore(ABC):
 
     @abstractmethod
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
-        """Move the log start forward (never back); returns the resulting log start."""
+        """Move the log start forward (never back); returns the resulting log start. Segment
+        rows wholly below it go in the same transaction, and objects left without rows are
+        stamped released (the reconciler deletes them a grace period later)."""
+
+    @abstractmethod
+    async def swap_segments(self, swap: SegmentSwap) -> bool:
+        """Replace a run of a partition's segment rows by rows in a newly uploaded object, in
+        one transaction: the object's row goes in, the old rows go, the new rows take their
+        place, and objects left without rows are stamped released. True when swapped (also
+        for a replay of a swap that committed); False, changing nothing, when the epoch moved
+        on or the old rows are not all there as listed (the new object is then an orphan the
+        reconciler deletes). Raises UnknownTopicOrPartition."""

@@ -266,7 +266,7 @@ class MetadataMachine(RuleBasedStateMachine):
                 continue
             committed.add(tp)
             rows = [row for row in commit.segments if row.tp == tp]
-            model.segments.extend(rows)
+            model.segments.extend(row for row in rows if row.last_offset >= model.log_start_offset)
             if rows:
                 model.durable_end_offset = rows[-1].last_offset + 1
         return FlushOutcome(frozenset(committed), frozenset(fenced))
@@ -290,6 +290,9 @@ class MetadataMachine(RuleBasedStateMachine):
                 run(self.store.set_log_start_offset(tp, offset))
             return
         model.log_start_offset = max(model.log_start_offset, offset)
+        # rows wholly below the log start go with it
+        kept = [row for row in model.segments if row.last_offset >= model.log_start_offset]
+        model.segments = kept
         assert run(self.store.set_log_start_offset(tp, offset)) == model.log_start_offset
 
     # committed group offsets

@@ -22,6 +22,7 @@ from streamhouse.engine.reconciler import JOB_NAME, ReconcileLoop, Reconciler, R
 from streamhouse.errors import ObjectStoreUnavailable
 from streamhouse.io.local_object_store import LocalObjectStore
 from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
+from streamhouse.io.sql.store_clock import host_clock
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.object_format import BlockSpec, encode_object
 from streamhouse.names import TopicPartition
@@ -62,7 +63,9 @@ class World:
         self.root = root / "objects"
         self.clock = VirtualClock(start_wall_ms=NOW_MS)
         self.objects = VirtualTimeBucket(str(self.root), self.clock)
-        self.metadata: SqlMetadataStore = open_sql_metadata(f"sqlite:///{root / 'meta.db'}")
+        self.metadata: SqlMetadataStore = open_sql_metadata(
+            f"sqlite:///{root / 'meta.db'}", store_clock=host_clock(self.clock.now_ms)
+        )
         self.settings = Settings(reconcile_grace_ms=GRACE_MS, reconcile_page_keys_max=page_keys_max)
         self.damaged = DamagedObjects()
         self.next_offset = {TP0: 0, TP1: 0}
@@ -215,6 +218,19 @@ def test_the_younger_of_upload_and_row_counts(world: World) -> None:
     world.clock.advance_ms(GRACE_MS + 1)
     assert _counts(world.reconcile())["orphans_deleted"] == 2
     assert world.bucket() == [] and world.rows() == []
+
+
+def test_an_object_whose_rows_went_is_deleted_a_grace_after_they_went(world: World) -> None:
+    old = world.flush("00-old", tps=(TP0,))  # created and uploaded past the grace already
+    kept = world.flush("01-kept", tps=(TP0,))
+    assert run(world.metadata.set_log_start_offset(TP0, 3)) == 3  # 00-old's rows go now
+    world.clock.advance_ms(GRACE_MS)
+    assert _counts(world.reconcile()) == {"listed": 2, "referenced": 1, "orphans_kept_in_grace": 1}
+    world.clock.advance_ms(1)
+    report = world.reconcile()
+    assert report.orphans_deleted == 1
+    assert world.bucket() == [kept] and world.rows() == [kept]
+    assert old not in world.bucket()
 
 
 def test_dry_run_deletes_nothing_and_a_second_run_changes_nothing(world: World) -> None:

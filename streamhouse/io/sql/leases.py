@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, select
+from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from streamhouse.io.sql.producers import apply_txn_changes, fold_producers
@@ -29,6 +30,7 @@ from streamhouse.ports.leases import (
     ObjectRecord,
     ObjectRef,
     SegmentRecord,
+    SegmentSwap,
 )
 from streamhouse.ports.topics import PartitionRecord
 
@@ -65,7 +67,10 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
 
     async def list_object_refs(self, after_key: str = "", limit: int = 1000) -> list[ObjectRef]:
         assert limit >= 0, f"a page holds at least 0 objects, got a limit of {limit}"
-        return await self._sql.read("list_object_refs", _select_object_refs, after_key, limit)
+        clock = self._sql.store_clock
+        return await self._sql.read(
+            "list_object_refs", _select_object_refs, clock, after_key, limit
+        )
 
     async def object_segments(self, key: str) -> list[SegmentRecord]:
         return await self._sql.read("object_segments", _select_object_segments, key)
@@ -76,6 +81,9 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
     async def set_log_start_offset(self, tp: TopicPartition, offset: int) -> int:
         clock = self._sql.store_clock
         return await self._sql.write("set_log_start_offset", _raise_log_start, clock, tp, offset)
+
+    async def swap_segments(self, swap: SegmentSwap) -> bool:
+        return await self._sql.write("swap_segments", _swap_segments, self._sql.store_clock, swap)
 
 
 # ---------------------------------------------------------------- lease statements
@@ -124,11 +132,55 @@ def _release_lease(conn: Connection, clock: StoreClock, tp: TopicPartition, agen
 
 
 def _raise_log_start(conn: Connection, clock: StoreClock, tp: TopicPartition, offset: int) -> int:
-    current = existing_partition(conn, tp, lock=True, now_ms=clock(conn))
+    now_ms = clock(conn)
+    current = existing_partition(conn, tp, lock=True, now_ms=now_ms)
     if offset <= current.log_start_offset:
         return current.log_start_offset
     update_partition(conn, tp, log_start_offset=offset)
+    below = _of_partition(tp), segments.c.last_offset < offset
+    keys = set(conn.execute(select(segments.c.object_key).where(*below)).scalars())
+    conn.execute(delete(segments).where(*below))
+    _release_objects(conn, now_ms, keys)
     return offset
+
+
+# ---------------------------------------------------------------- rewrite statements
+
+
+def _swap_segments(conn: Connection, clock: StoreClock, swap: SegmentSwap) -> bool:
+    now_ms = clock(conn)
+    current = existing_partition(conn, swap.tp, lock=True, now_ms=now_ms)
+    first, last = swap.old[0].base_offset, swap.old[-1].last_offset
+    in_range = _of_partition(swap.tp), segments.c.base_offset.between(first, last)
+    query = select(segments).where(*in_range).order_by(segments.c.base_offset)
+    stored = [record_from_row(SegmentRecord, row) for row in conn.execute(query)]
+    if stored == list(swap.new):
+        return True  # a replay of a swap that committed
+    if current.leader_epoch != swap.epoch or stored != list(swap.old):
+        return False
+    if not insert_object(conn, swap.obj):
+        return False  # the object of an earlier swap whose rows have moved on since
+    conn.execute(delete(segments).where(*in_range))
+    conn.execute(insert(segments), [asdict(row) for row in swap.new])
+    _release_objects(conn, now_ms, {row.object_key for row in swap.old})
+    return True
+
+
+def _of_partition(tp: TopicPartition) -> Any:
+    return (segments.c.topic == tp.topic) & (segments.c.partition == tp.partition)
+
+
+def _release_objects(conn: Connection, now_ms: int, keys: set[str]) -> None:
+    """Stamp the objects among `keys` that no segment row points into any more: the grace
+    before the reconciler deletes them starts now."""
+    if not keys:
+        return
+    referenced = exists().where(segments.c.object_key == objects.c.key)
+    conn.execute(
+        update(objects)
+        .where(objects.c.key.in_(sorted(keys)), objects.c.released_ms.is_(None), ~referenced)
+        .values(released_ms=now_ms)
+    )
 
 
 # ---------------------------------------------------------------- flush statements
@@ -223,10 +275,14 @@ def _segments_by_partition(
 def append_segments(
     conn: Connection, key: str, current: PartitionRecord, rows: list[SegmentRecord]
 ) -> None:
+    """The rows go in at the partition's durable end, which moves past them; rows wholly below
+    the log start (records deleted before they were flushed) are not kept."""
     if not rows:
         return
     _check_contiguous(key, current, rows)
-    conn.execute(insert(segments), [asdict(row) for row in rows])
+    kept = [asdict(row) for row in rows if row.last_offset >= current.log_start_offset]
+    if kept:
+        conn.execute(insert(segments), kept)
     update_partition(conn, current.tp, durable_end_offset=rows[-1].last_offset + 1)
 
 
@@ -292,8 +348,11 @@ def _select_objects(conn: Connection) -> list[ObjectRecord]:
     return [record_from_row(ObjectRecord, row) for row in conn.execute(query)]
 
 
-def _select_object_refs(conn: Connection, after_key: str, limit: int) -> list[ObjectRef]:
+def _select_object_refs(
+    conn: Connection, clock: StoreClock, after_key: str, limit: int
+) -> list[ObjectRef]:
     """A page of objects with their segment counts (the count walks ix_segments_object_key)."""
+    now_ms = clock(conn)
     count = (
         select(func.count())
         .select_from(segments)
@@ -302,13 +361,20 @@ def _select_object_refs(conn: Connection, after_key: str, limit: int) -> list[Ob
     )
     query = (
         select(objects.c.key, objects.c.size_bytes, objects.c.created_ms, count)
+        .add_columns(objects.c.released_ms)
         .where(objects.c.key > after_key)
         .order_by(objects.c.key)
         .limit(limit)
     )
     return [
-        ObjectRef(str(key), int(size_bytes), int(created_ms), int(segment_count))
-        for key, size_bytes, created_ms, segment_count in conn.execute(query)
+        ObjectRef(
+            str(key),
+            int(size_bytes),
+            int(created_ms),
+            int(segment_count),
+            None if released_ms is None else now_ms - int(released_ms),
+        )
+        for key, size_bytes, created_ms, segment_count, released_ms in conn.execute(query)
     ]
 
 

@@ -142,6 +142,8 @@ objects = Table(
     Column("org", String, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+    # The store's time when its last segment row went (None: never had rows taken away)
+    Column("released_ms", BigInteger, nullable=True),
 )
 
 segments = Table(

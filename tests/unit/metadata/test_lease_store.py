@@ -8,7 +8,14 @@ import pytest
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.names import TopicPartition
-from streamhouse.ports.leases import FlushOutcome, Lease, ObjectRecord, ObjectRef
+from streamhouse.ports.leases import (
+    FlushOutcome,
+    Lease,
+    ObjectRecord,
+    ObjectRef,
+    SegmentRecord,
+    SegmentSwap,
+)
 from streamhouse.ports.metadata import MetadataStore
 from tests.unit.metadata.builders import (
     T0_MS,
@@ -364,6 +371,87 @@ def test_set_log_start_offset_never_moves_back(store: MetadataStore) -> None:
     assert run(store.set_log_start_offset(TP0, 10)) == 10
     assert run(store.set_log_start_offset(TP0, 11)) == 11
     assert run(store.get_partition(TP0)).log_start_offset == 11
+
+
+def test_raising_the_log_start_drops_rows_below_and_releases_their_objects(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("a", {TP0: 1, TP1: 1}, [(TP0, 0, 4), (TP1, 0, 0)])))
+    run(store.commit_flush(flush("b", {TP0: 1}, [(TP0, 5, 9)])))
+    assert run(store.set_log_start_offset(TP0, 5)) == 5
+    assert run(store.list_segments(TP0)) == [segment(TP0, 5, 9, "b")]
+    refs = {ref.key: ref for ref in run(store.list_object_refs())}
+    assert refs["a"] == ObjectRef("a", 123, T0_MS, 1)  # TP1 still reads it: not released
+    assert run(store.set_log_start_offset(TP0, 7)) == 7  # a row that straddles it stays
+    assert run(store.list_segments(TP0)) == [segment(TP0, 5, 9, "b")]
+    assert run(store.set_log_start_offset(TP1, 1)) == 1
+    store_time.advance_ms(5_000)
+    released = {ref.key: ref for ref in run(store.list_object_refs())}["a"]
+    assert released.segment_count == 0
+    assert released.released_age_ms is not None
+    assert 5_000 <= released.released_age_ms < 5_000 + SLACK_MS
+    assert run(store.get_partition(TP0)).durable_end_offset == 10  # the durable end stays
+
+
+# ---------------------------------------------------------------- rewrites (swaps)
+
+
+def _swap(
+    key: str, old: list[SegmentRecord], ranges: list[tuple[int, int]], epoch: int = 1
+) -> SegmentSwap:
+    obj = ObjectRecord(key=key, agent="agent-a", org="org-1", size_bytes=50, created_ms=T0_MS)
+    return SegmentSwap(obj, TP0, epoch, old, [segment(TP0, b, last, key) for b, last in ranges])
+
+
+def _three_flushes(store: MetadataStore) -> list[SegmentRecord]:
+    orders_led_by_a(store)
+    run(store.commit_flush(flush("a", {TP0: 1, TP1: 1}, [(TP0, 0, 4), (TP1, 0, 0)])))
+    run(store.commit_flush(flush("b", {TP0: 1}, [(TP0, 5, 9)])))
+    run(store.commit_flush(flush("c", {TP0: 1}, [(TP0, 10, 12)])))
+    return run(store.list_segments(TP0))
+
+
+def test_a_swap_replaces_rows_and_releases_objects_left_without_rows(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    rows = _three_flushes(store)
+    swap = _swap("merged", rows[:2], [(0, 6), (7, 9)])
+    assert run(store.swap_segments(swap)) is True
+    expected = [*swap.new, segment(TP0, 10, 12, "c")]
+    assert run(store.list_segments(TP0)) == expected
+    assert run(store.swap_segments(swap)) is True  # a replay: nothing more changes
+    assert run(store.list_segments(TP0)) == expected
+    store_time.advance_ms(1_000)
+    refs = {ref.key: ref for ref in run(store.list_object_refs())}
+    assert refs["a"].segment_count == 1 and refs["a"].released_age_ms is None  # TP1's row
+    assert refs["b"].segment_count == 0 and refs["b"].released_age_ms is not None
+    assert refs["merged"].segment_count == 2 and refs["merged"].released_age_ms is None
+    assert run(store.get_partition(TP0)).durable_end_offset == 13
+    assert run(store.list_segments(TP1)) == [segment(TP1, 0, 0, "a")]
+
+
+def test_a_swap_is_fenced_by_the_epoch_and_by_the_rows_it_replaces(
+    store: MetadataStore,
+) -> None:
+    rows = _three_flushes(store)
+    assert run(store.swap_segments(_swap("stale", rows[:2], [(0, 9)], epoch=2))) is False
+    run(store.set_log_start_offset(TP0, 5))  # row 0-4 went
+    assert run(store.swap_segments(_swap("late", rows[:2], [(0, 9)]))) is False
+    assert run(store.swap_segments(_swap("first", rows[1:], [(5, 12)]))) is True
+    # the same rows swapped a second time, by a rewrite that listed them before the first
+    assert run(store.swap_segments(_swap("second", rows[1:], [(5, 12)]))) is False
+    assert run(store.list_segments(TP0)) == [segment(TP0, 5, 12, "first")]
+    keys = [ref.key for ref in run(store.list_object_refs())]
+    assert keys == ["a", "b", "c", "first"]  # refused swaps wrote no object row
+
+
+def test_a_swap_must_keep_its_offsets(store: MetadataStore) -> None:
+    rows = _three_flushes(store)
+    with pytest.raises(AssertionError, match="keeps its last offset"):
+        _swap("short", rows[:2], [(0, 8)])
+    with pytest.raises(AssertionError, match="consecutive"):
+        _swap("gap", rows[:2], [(0, 3), (5, 9)])
 
 
 # ---------------------------------------------------------------- unknown partitions
