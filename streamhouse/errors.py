@@ -98,6 +98,18 @@ class InvalidRecordBatch(StreamHouseError):
     blame = Blame.REMOTE
 
 
+class InvalidRecord(StreamHouseError):
+    """Records of a batch break a rule of their topic (Kafka's INVALID_RECORD); the batch is
+    not appended. `record_errors` name them: (index in the batch, message)."""
+
+    code = ErrorCode.INVALID_RECORD
+    blame = Blame.REMOTE
+
+    def __init__(self, message: str, record_errors: list[tuple[int, str]]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
+
 class MessageTooLarge(StreamHouseError):
     """A batch exceeds the configured maximum size."""
 

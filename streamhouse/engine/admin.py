@@ -49,17 +49,21 @@ from streamhouse.engine.cluster_shape import (
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import (
     ErrorCode,
     InvalidPartitions,
+    InvalidRecord,
     InvalidTopic,
     StorageError,
     StreamHouseError,
     TopicAlreadyExists,
     UnknownTopicOrPartition,
 )
+from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.consumer_protocol import subscribed_topics
+from streamhouse.log.compaction import is_compacted, keyless_records
 from streamhouse.log.group_state import GroupState
 from streamhouse.log.topic_configs import (
     ConfigEntry,
@@ -85,6 +89,12 @@ LeaderHint = tuple[AgentAddress, int] | None
 # that would win it back
 LEADER_HINT_MAX_AGE_MS = CLIENT_RETRY_BACKOFF_MS
 LEADER_HINTS_MAX = 10_000  # partitions remembered; past it the memo starts afresh
+# Whether a topic compacts is read from the store at most once per this many ms per topic
+# (the produce path asks on every batch); this agent's own config changes apply at once,
+# another agent's within this bound (Kafka's brokers also learn config changes later)
+CLEANUP_POLICY = "cleanup.policy"
+CLEANUP_POLICY_MAX_AGE_MS = 1_000
+CLEANUP_POLICIES_MAX = 10_000  # topics remembered; past it the memo starts afresh
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
@@ -199,6 +209,8 @@ class AdminService:
         self.cluster = cluster
         self._specs = topic_config_specs(settings.batch_bytes_max)
         self._leader_hints: dict[TopicPartition, tuple[int, asyncio.Future[LeaderHint]]] = {}
+        self._compacted: dict[str, tuple[int, bool]] = {}  # topic -> (read at, compacts)
+        self._decompress = decompressor(settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
 
     # --- topics: lookup -------------------------------------------------------------------
 
@@ -297,6 +309,39 @@ class AdminService:
             validate_topic_name(tp.topic)
         await self.check_partition(tp)
 
+    async def check_produce(self, tp: TopicPartition, batch: bytes) -> None:
+        """As `check_produce_partition`, then the topic's record rules: a compacted topic
+        refuses a batch holding a record without a key (InvalidRecord, as Kafka's
+        LogValidator). Only a compacted topic's batches are decoded."""
+        await self.check_produce_partition(tp)
+        if not await self._is_compacted(tp.topic):
+            return
+        keyless = keyless_records(batch, self._decompress)
+        if keyless:
+            message = f"Compacted topic cannot accept message without key in topic partition {tp}."
+            errors = [(index, message) for index in keyless]
+            shown = ", ".join(
+                f"RecordError(batchIndex={index}, message='{text}')" for index, text in errors[:3]
+            )
+            raise InvalidRecord(
+                f"One or more records have been rejected due to {len(errors)} record errors "
+                f"in total, and only showing the first three errors at most: [{shown}]",
+                errors,
+            )
+
+    async def _is_compacted(self, name: str) -> bool:
+        now_ms = self._clock.monotonic_ms()
+        memo = self._compacted.get(name)
+        if memo is not None and now_ms - memo[0] < CLEANUP_POLICY_MAX_AGE_MS:
+            return memo[1]
+        topic = await self.topic(name)
+        if len(self._compacted) >= CLEANUP_POLICIES_MAX:
+            self._compacted.clear()
+        policy = topic.configs.get(CLEANUP_POLICY, self._specs[CLEANUP_POLICY].default)
+        compacted = is_compacted(policy)
+        self._compacted[name] = (now_ms, compacted)
+        return compacted
+
     # --- topics: create, delete, partitions -------------------------------------------------
 
     def partition_count(self, requested: int) -> int:
@@ -326,6 +371,7 @@ class AdminService:
         return TopicRecord(name, count, overrides, self._clock.now_ms())
 
     async def _create(self, name: str, count: int, configs: Mapping[str, str]) -> TopicRecord:
+        self._compacted.pop(name, None)
         return await self._topics.create_topic(name, count, configs, self._clock.now_ms())
 
     async def delete_topic(self, name: str) -> TopicRecord:
@@ -334,6 +380,7 @@ class AdminService:
         refuse_internal(name, "delete")
         topic = await self.topic(name)
         await self._topics.delete_topic(name)
+        self._compacted.pop(name, None)
         self._log.forget_topic(name)
         return topic
 
@@ -371,6 +418,7 @@ class AdminService:
         check_topic_configs(configs, self._specs)
         if validate_only:
             return topic
+        self._compacted.pop(name, None)
         return await self._topics.set_topic_configs(name, configs, incremental=False)
 
     async def alter_configs(
@@ -384,6 +432,7 @@ class AdminService:
         check_topic_configs(values, self._specs)
         if validate_only:
             return topic
+        self._compacted.pop(name, None)
         return await self._topics.set_topic_configs(name, values, incremental=True)
 
     def _changed_value(self, topic: TopicRecord, change: ConfigChange) -> str | None:

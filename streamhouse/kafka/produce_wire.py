@@ -6,7 +6,8 @@ Produce v0..v12 requests share one shape (v3 adds the transactional id, v9 makes
 flexible), so one small reader decodes them all, as bounds-checked as codec's shape walk:
 every count and length must fit in the bytes that remain (MalformedBody otherwise).
 Responses are written by hand for what the produce handler answers; one carrying KIP-951's
-leader hints (tagged fields) returns None and goes through kio. The conformance test
+leader hints (tagged fields) or record errors (a refused batch's records, KIP-467) returns None
+and goes through kio. The conformance test
 checks both paths write the same bytes.
 """
 
@@ -157,7 +158,7 @@ def _partition(reader: _Reader) -> ProducePartitionData:
 
 def encode_produce_response(api_version: int, values: dict[str, Any]) -> bytes | None:
     """The response body for the produce handler's `values`, or None when they carry
-    KIP-951's leader hints (kio writes those tagged fields)."""
+    KIP-951's leader hints or record errors (kio writes those)."""
     assert 0 <= api_version <= PRODUCE_VERSION_MAX, api_version
     if values.get("node_endpoints"):
         return None
@@ -167,7 +168,7 @@ def encode_produce_response(api_version: int, values: dict[str, Any]) -> bytes |
         partitions = topic["partition_responses"]
         parts += [wire_string(topic["name"], flexible), array_count(len(partitions), flexible)]
         for partition in partitions:
-            if "current_leader" in partition:
+            if "current_leader" in partition or partition.get("record_errors"):
                 return None
             _partition_response(parts, api_version, flexible, partition)
         if flexible:

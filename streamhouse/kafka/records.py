@@ -19,6 +19,7 @@ from streamhouse.kafka.batch_header import (
     CONTROL_BIT,
     CRC_OFFSET,
     CURRENT_MAGIC,
+    DELETE_HORIZON_BIT,
     HEADER_SIZE,
     HEADER_STRUCT,
     LOG_OVERHEAD,
@@ -162,17 +163,21 @@ def encode_batch(
     compressor: Compressor | None = None,
     partition_leader_epoch: int = NO_LEADER_EPOCH,
     timestamp_type: int = TimestampType.CREATE_TIME,
+    has_delete_horizon: bool = False,
 ) -> bytes:
     """A batch of already-relative `records` (e.g. compaction's survivors, gaps allowed).
 
     max_timestamp defaults to the largest record timestamp, last_offset_delta to the last
-    record's offset delta (0 if empty).
+    record's offset delta (0 if empty). `has_delete_horizon` sets the attribute bit saying
+    base_timestamp is the delete horizon compaction stamped (KIP-534).
     """
     if max_timestamp is None:
         max_timestamp = base_timestamp + max((r.timestamp_delta for r in records), default=0)
     if last_offset_delta is None:
         last_offset_delta = records[-1].offset_delta if records else 0
     attributes = _attributes(compression, compressor, timestamp_type, is_transactional, is_control)
+    if has_delete_horizon:
+        attributes |= DELETE_HORIZON_BIT
     body = b"".join(encode_record(r) for r in records)
     if compressor is not None:
         body = compressor(body)

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from streamhouse.engine.log_store import AppendResult
-from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.errors import ErrorCode, InvalidRecord, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import NO_OFFSET
 from streamhouse.names import TopicPartition
@@ -52,7 +52,7 @@ async def _append(
     ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
 ) -> AppendResult | StreamHouseError:
     try:
-        await ctx.admin.check_produce_partition(tp)
+        await ctx.admin.check_produce(tp, records or b"")
         return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
     except StreamHouseError as error:
         return error
@@ -146,7 +146,13 @@ class _ProduceAnswer:
 
 
 def _refused(answer: Values, error: StreamHouseError) -> Values:
-    return {**answer, "error_code": error.code, "error_message": str(error)}
+    refused = {**answer, "error_code": error.code, "error_message": str(error)}
+    if isinstance(error, InvalidRecord):  # Produce v8+ names the records (KIP-467)
+        refused["record_errors"] = [
+            {"batch_index": index, "batch_index_error_message": message}
+            for index, message in error.record_errors
+        ]
+    return refused
 
 
 def _with_leader_hints(ctx: KafkaContext, answer: asyncio.Future[Values]) -> Completion:

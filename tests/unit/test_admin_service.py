@@ -31,7 +31,7 @@ from streamhouse.engine.coordinators import (
 )
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.engine.log_store import LogStore
-from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.errors import ErrorCode, InvalidRecord, StreamHouseError
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.log.topic_configs import ConfigSource, ConfigType
@@ -223,6 +223,40 @@ def test_a_create_lost_to_a_race_answers_the_winner() -> None:
 
 
 # --- the data path's checks ------------------------------------------------------------------
+
+
+def test_a_compacted_topic_refuses_records_without_a_key() -> None:
+    keyed = build_batch([SimpleRecord(b"k", b"v"), SimpleRecord(b"k2", None)])
+    keyless = build_batch([SimpleRecord(b"k", b"v"), SimpleRecord(None, b"x")] * 2)
+
+    async def scenario(world: World) -> None:
+        admin = world.admin
+        await admin.create_topic("table", 1, {"cleanup.policy": "compact,delete"})
+        await admin.create_topic("events", 1)
+        table, events = TopicPartition("table", 0), TopicPartition("events", 0)
+        await admin.check_produce(table, keyed)
+        error = await refused(admin.check_produce(table, keyless))
+        assert isinstance(error, InvalidRecord) and error.code == E.INVALID_RECORD
+        message = "Compacted topic cannot accept message without key in topic partition table-0."
+        assert error.record_errors == [(1, message), (3, message)]
+        shown = ", ".join(f"RecordError(batchIndex={i}, message='{message}')" for i in (1, 3))
+        assert str(error) == (
+            "One or more records have been rejected due to 2 record errors in total, and only "
+            f"showing the first three errors at most: [{shown}]"
+        )
+        # A topic that does not compact never decodes the batch: not even a corrupt one
+        await admin.check_produce(events, keyless)
+        await admin.check_produce(events, b"not a batch")
+        assert await code_of(admin.check_produce(table, b"not a batch")) == E.CORRUPT_MESSAGE
+        # This agent's own config change applies at once
+        await admin.alter_configs(
+            "events", [ConfigChange("cleanup.policy", ConfigOperation.SET, "compact")]
+        )
+        assert await code_of(admin.check_produce(events, keyless)) == E.INVALID_RECORD
+        await admin.replace_configs("table", {})
+        await admin.check_produce(table, keyless)
+
+    run(scenario)
 
 
 def test_produce_learns_an_illegal_name_other_paths_an_unknown_partition() -> None:

@@ -128,3 +128,14 @@ def test_leader_hints_are_left_to_kio() -> None:
     assert encode_produce_response(10, values) is None
     endpoints = {"node_id": 2, "host": "h", "port": 9092, "rack": None}
     assert encode_produce_response(10, {**values, "node_endpoints": [endpoints]}) is None
+
+
+def test_record_errors_are_left_to_kio() -> None:
+    refused = {"index": 0, "error_code": 87, "base_offset": -1, "error_message": "no key"}
+    refused["record_errors"] = [{"batch_index": 1, "batch_index_error_message": "no key"}]
+    values = {"responses": [{"name": "t", "partition_responses": [refused]}], "throttle_time": 0}
+    assert encode_produce_response(9, values) is None
+    schema = codec.response_schema(ApiKey.PRODUCE, 9)
+    assert (
+        build(schema, values).responses[0].partition_responses[0].record_errors[0].batch_index == 1
+    )
