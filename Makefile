@@ -29,8 +29,12 @@ test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minute
 system-packages:  ## what the suites need from the system: installed (root) or named, then stop
 	@tools/system-packages
 
+# Two workers for the suites whose tests wait more than they compute (each file on one worker);
+# the chaos and load suites alone afterwards, as their timings are part of what they test.
 test-all: system-packages lint  ## every suite, as CI runs it
-	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests
+	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q -n 2 --dist loadfile tests \
+		--ignore=tests/chaos --ignore=tests/load
+	$(BIN)/pytest -q tests/chaos tests/load
 
 SWEEP := $(BIN)/python -m sim sweep --jobs 2 --failures-dir sim-failures
 sweep: install  ## the long simulation sweeps (some 40 minutes): every range swept clean so far
