@@ -26,10 +26,12 @@ from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
+from streamhouse.engine.merger import Merger
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.rewrite import Rewriter
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -91,6 +93,7 @@ class Agent:
     ownership: Ownership
     snapshots: SnapshotWriter
     reconciler: Reconciler
+    merger: Merger
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
 
@@ -104,6 +107,7 @@ class Agent:
         the next owner takes it without waiting out the TTL), release connections."""
         if self.reconcile_loop is not None:
             await self.reconcile_loop.stop()
+        await self.merger.stop()
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
@@ -247,6 +251,10 @@ async def assemble_agent(
     if settings.reconcile_interval_ms != RECONCILE_OFF:  # one agent of the cluster per interval
         reconcile_loop = ReconcileLoop(settings, clock, reconciler, metadata, agent_id)
         reconcile_loop.start(failure)
+    rewriter = Rewriter(settings, clock, rng, objects, metadata, agent_id, buggify)
+    rewriter.on_swapped.append(snapshots.flushed)  # the bucket must describe the new rows
+    merger = Merger(settings, clock, log, metadata, rewriter, buggify)
+    merger.start(failure)  # the partitions this agent leads, every merge_interval_ms
     await kafka.serve()
     return Agent(
         settings,
@@ -262,6 +270,7 @@ async def assemble_agent(
         ownership,
         snapshots,
         reconciler,
+        merger,
         rebuilt,
         reconcile_loop,
     )
@@ -280,7 +289,13 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         )
 
     registry = agent_registry(
-        agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler, agent.snapshots
+        agent.log,
+        gauges,
+        kafka.stats,
+        transactions.stats,
+        agent.reconciler,
+        agent.snapshots,
+        agent.merger.stats,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 

@@ -9,6 +9,7 @@ KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
 RECONCILE_OFF = 0  # reconcile_interval_ms: no background reconciler on this agent
+MERGE_OFF = 0  # merge_interval_ms at or below it: no object merger on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
@@ -153,6 +154,22 @@ class Settings:
     reconcile_interval_ms: int = 600_000
     reconcile_page_keys_max: int = 1_000
 
+    # The object merger (engine/merger.py): every merge_interval_ms (MERGE_OFF or below:
+    # never) each agent rewrites, in the partitions it leads, runs of consecutive segment rows
+    # whose stored blocks are under merge_small_block_bytes into one object per run: a run
+    # holds at most merge_target_bytes of stored blocks and is merged once it has
+    # merge_run_rows_min rows or reaches that size; the new object's blocks hold at most
+    # merge_block_bytes_max raw bytes (a reader caches blocks up to a quarter of
+    # block_cache_bytes_max, so keep them well under it). Each cycle rewrites at most
+    # merge_cycle_bytes_max raw bytes, at most merge_bytes_per_s_max a second
+    merge_interval_ms: int = 60_000
+    merge_small_block_bytes: int = 1 * MIB
+    merge_target_bytes: int = 16 * MIB
+    merge_run_rows_min: int = 16
+    merge_block_bytes_max: int = 4 * MIB
+    merge_cycle_bytes_max: int = 256 * MIB
+    merge_bytes_per_s_max: int = 32 * MIB
+
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
     s3_region: str = "us-east-1"
@@ -239,6 +256,19 @@ class Settings:
                 self.reconcile_grace_ms >= 0
                 and self.reconcile_interval_ms >= 0
                 and self.reconcile_page_keys_max > 0
+            ),
+            "merge_small_block_bytes, merge_target_bytes, merge_block_bytes_max, "
+            "merge_cycle_bytes_max and merge_bytes_per_s_max must be positive, "
+            "merge_run_rows_min at least 2": (
+                min(
+                    self.merge_small_block_bytes,
+                    self.merge_target_bytes,
+                    self.merge_block_bytes_max,
+                    self.merge_cycle_bytes_max,
+                    self.merge_bytes_per_s_max,
+                )
+                > 0
+                and self.merge_run_rows_min >= 2
             ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0

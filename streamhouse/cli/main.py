@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamhouse import __version__
-from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
+from streamhouse.config import HTTP_DISABLED, MERGE_OFF, RECONCILE_OFF, Settings
 
 console = Console(stderr=True)
 EXIT_USAGE = 2  # as click exits on a bad option
@@ -313,6 +313,51 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Orphan objects younger than this are kept: their upload may still be committed.",
             ),
         ] = Settings.reconcile_grace_ms,
+        merge_interval_ms: Annotated[
+            int,
+            setting(
+                "merge_interval_ms",
+                "How often this agent merges runs of small blocks of the partitions it leads "
+                f"into larger objects (fewer GETs for cold reads). {MERGE_OFF} or below: never.",
+            ),
+        ] = Settings.merge_interval_ms,
+        merge_small_block_bytes: Annotated[
+            int,
+            setting(
+                "merge_small_block_bytes",
+                "A partition's blocks in one object under this many stored bytes are merged.",
+            ),
+        ] = Settings.merge_small_block_bytes,
+        merge_target_bytes: Annotated[
+            int,
+            setting(
+                "merge_target_bytes", "Stored bytes of small blocks one merge gathers at most."
+            ),
+        ] = Settings.merge_target_bytes,
+        merge_run_rows_min: Annotated[
+            int,
+            setting(
+                "merge_run_rows_min",
+                "Small pieces (blocks of one object) a run needs before it is merged, unless "
+                "it reaches merge_target_bytes first.",
+            ),
+        ] = Settings.merge_run_rows_min,
+        merge_block_bytes_max: Annotated[
+            int,
+            setting(
+                "merge_block_bytes_max",
+                "Raw bytes of one block of a merged object, at most (one batch alone may "
+                "exceed it).",
+            ),
+        ] = Settings.merge_block_bytes_max,
+        merge_cycle_bytes_max: Annotated[
+            int,
+            setting("merge_cycle_bytes_max", "Raw bytes one merge cycle rewrites, at most."),
+        ] = Settings.merge_cycle_bytes_max,
+        merge_bytes_per_s_max: Annotated[
+            int,
+            setting("merge_bytes_per_s_max", "Raw bytes the merger rewrites a second, at most."),
+        ] = Settings.merge_bytes_per_s_max,
         lease_ttl_ms: Annotated[
             int,
             setting(

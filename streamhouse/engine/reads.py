@@ -13,9 +13,16 @@ from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.waiting import any_done, sleep_or_until
-from streamhouse.errors import CorruptObject, DamagedData, ObjectNotFound, OffsetOutOfRange
+from streamhouse.errors import (
+    CorruptObject,
+    DamagedData,
+    ObjectNotFound,
+    OffsetOutOfRange,
+    StorageError,
+)
 from streamhouse.kafka.batch_header import iter_batches, parse_header
 from streamhouse.kafka.compression import decompressor
+from streamhouse.kafka.records import Decompressor
 from streamhouse.kafka.varint import Buffer
 from streamhouse.log.block_batches import BlockBatches
 from streamhouse.log.partition_txns import AbortedTxn
@@ -29,11 +36,18 @@ SEGMENT_ROWS_PER_READ = 16
 # Segment rows listed for a partition are reused by the reads that follow (a consumer moves
 # through them in order) instead of asking the metadata store at every fetch: kept for this
 # many partitions (least recently read forgotten first), each listing for at most this long.
-# Committed rows never change today; the age bound keeps it safe for a rewrite that swaps
-# rows, whose old objects live on for a grace period far longer than this
+# A rewrite (merger, compaction) swaps rows; the objects they named live on for the
+# reconciler's grace, far longer than this age bound, and a read that still finds one gone
+# lists the rows again before it calls the object damaged (at most this many times a read)
 SEGMENT_LISTINGS_MAX = 4096
 SEGMENT_LISTING_AGE_MS_MAX = 5_000
+STALE_LISTING_RETRIES_MAX = 3
 DECOMPRESSION_RATIO_MAX = 64  # bound on a batch's records section when inflated
+
+
+class StaleSegmentRow(StorageError):
+    """A segment row read was replaced meanwhile (a rewrite swapped it) and its object is
+    gone: the read lists the rows again (retriable if it escapes)."""
 
 
 class LedPartitions(Protocol):
@@ -163,24 +177,55 @@ class LogReader:
         state = plog.state
         decompress = decompressor(self._settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
         offset = state.log_start_offset
+        stale = 0
         while offset < plog.tail.start_offset:
             segments = await self._leases.list_segments(tp, offset, SEGMENT_ROWS_PER_READ)
             if not segments:
                 break
-            for segment in segments:
-                if segment.max_timestamp_ms >= timestamp_ms:
-                    raw = (await self._read_block(segment)).raw
-                    batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
-                    found = first_at_or_after(batches, timestamp_ms, offset, decompress)
-                    if found is not None:
-                        return found
+            try:
+                found = await self._first_in(segments, timestamp_ms, offset, decompress)
+            except StaleSegmentRow:
+                stale += 1
+                if stale > STALE_LISTING_RETRIES_MAX:
+                    raise
+                continue  # rewritten meanwhile: the same offsets listed again
+            if found is not None:
+                return found
             offset = segments[-1].last_offset + 1
         tail_from = max(offset, plog.tail.start_offset)
         in_tail = plog.tail.read(tail_from, state.high_watermark, plog.tail.byte_count)
         tail_batches = (batch.data for batch in in_tail)
         return first_at_or_after(tail_batches, timestamp_ms, state.log_start_offset, decompress)
 
+    async def _first_in(
+        self,
+        segments: list[SegmentRecord],
+        timestamp_ms: int,
+        offset: int,
+        decompress: Decompressor,
+    ) -> tuple[int, int] | None:
+        for segment in segments:
+            if segment.max_timestamp_ms >= timestamp_ms:
+                raw = (await self._read_block(segment)).raw
+                batches = [bytes(view) for _, view in iter_batches(raw, from_producer=False)]
+                found = first_at_or_after(batches, timestamp_ms, offset, decompress)
+                if found is not None:
+                    return found
+        return None
+
     async def _read_objects(
+        self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
+    ) -> list[memoryview]:
+        """Batches from the objects the rows name, listed again when a row turns out to
+        have been rewritten and its object deleted meanwhile."""
+        for _ in range(STALE_LISTING_RETRIES_MAX):
+            try:
+                return await self._read_listed(tp, offset, end_offset, bytes_max)
+            except StaleSegmentRow:
+                self._listings.pop(tp, None)
+        return await self._read_listed(tp, offset, end_offset, bytes_max)
+
+    async def _read_listed(
         self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
     ) -> list[memoryview]:
         found: list[memoryview] = []
@@ -192,7 +237,7 @@ class LogReader:
                 continue
             try:
                 block = await self._read_block(segment)
-            except DamagedData:
+            except (DamagedData, StaleSegmentRow):
                 if found:
                     break  # what comes before it is served; a read from its offsets fails
                 raise
@@ -206,11 +251,16 @@ class LogReader:
 
     async def _read_block(self, segment: SegmentRecord) -> BlockBatches:
         """The segment's block; DamagedData (remembered, logged with the object and offsets)
-        when its object is missing or corrupt. ObjectStoreUnavailable passes: a retry may
+        when its object is missing or corrupt and the row still names it (StaleSegmentRow when
+        a rewrite replaced the row meanwhile). ObjectStoreUnavailable passes: a retry may
         read it."""
         try:
             return await self.objects.read_block(segment)
         except (ObjectNotFound, CorruptObject) as error:
+            current = await self._leases.list_segments(segment.tp, segment.base_offset, 1)
+            if current[:1] != [segment]:
+                self._listings.pop(segment.tp, None)
+                raise StaleSegmentRow(f"{segment} was rewritten while it was read") from error
             raise self.damaged.found_by_read(segment, error) from error
 
     async def _segments(self, tp: TopicPartition, offset: int) -> list[SegmentRecord]:

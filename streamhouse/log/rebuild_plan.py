@@ -5,7 +5,11 @@ one offset: a flush fenced out after its upload, a leader that lost its lease wh
 one wrote the same offsets, an upload retried under a new key. The rule (DESIGN §2): the
 later leader epoch wins from the first offset it wrote. A block of epoch e is kept only if it
 ends before the first offset any later epoch wrote; the log then grows block by block from
-the durable end, and stops at the first gap (blocks beyond it are reported, not used).
+the durable end, and stops at the first gap (blocks beyond it are reported, not used). Where
+blocks covering the same offsets differently start at one offset (a merged object and,
+within the reconciler's grace, the small objects it replaced), the one from which the chain
+reaches furthest is taken: the log is never doubled, and a small object deleted already
+does not cut it short while the merged one covers its offsets.
 """
 
 from __future__ import annotations
@@ -70,27 +74,47 @@ def plan_chain(durable_end_offset: int | None, found: Iterable[FoundBlock]) -> P
         else:
             candidates.append(block)
     superseded_from = _superseded_from(candidates)
-    by_first: dict[int, FoundBlock] = {}
+    by_first: dict[int, list[FoundBlock]] = {}
     for block in candidates:
         limit = superseded_from.get(block.leader_epoch)
         if limit is not None and block.last_offset >= limit:
             why = f"a later leader epoch wrote from offset {limit}"
             skipped.append(SkippedBlock(block, why))
             continue
-        kept = by_first.get(block.first_offset)
-        if kept is not None:  # the same offsets uploaded twice (a retried flush): keep one
-            skipped.append(SkippedBlock(block, f"duplicates the block in {kept.key}"))
-            continue
-        by_first[block.first_offset] = block
+        by_first.setdefault(block.first_offset, []).append(block)
+    reach = _reach(by_first)
     chain: list[FoundBlock] = []
     end = start
     while end in by_first:
-        block = by_first.pop(end)
+        starting = by_first.pop(end)
+        block = max(starting, key=lambda b: reach[(b.key, b.first_offset)])  # first of equals
+        for other in starting:
+            if other is not block:  # the same offsets uploaded twice, or merged elsewhere
+                skipped.append(SkippedBlock(other, f"duplicates the block in {block.key}"))
         chain.append(block)
         end = block.last_offset + 1
-    for block in by_first.values():
-        skipped.append(SkippedBlock(block, f"beyond a gap: the log ends at offset {end}"))
+    for starting in by_first.values():
+        for block in starting:
+            if block.last_offset < end:
+                why = f"covered by the chain's blocks (the log ends at offset {end})"
+            else:
+                why = f"beyond a gap: the log ends at offset {end}"
+            skipped.append(SkippedBlock(block, why))
     return PartitionChain(start, end, tuple(chain), tuple(skipped))
+
+
+def _reach(by_first: dict[int, list[FoundBlock]]) -> dict[tuple[str, int], int]:
+    """Per block, how far a chain that takes it can go: blocks covering the same offsets
+    differently (a merged object and, within the grace, the small ones it replaced, some
+    perhaps deleted already) must not lead the chain into a gap another way avoids."""
+    reach: dict[tuple[str, int], int] = {}
+    best_from: dict[int, int] = {}
+    for first in sorted(by_first, reverse=True):
+        for block in by_first[first]:
+            after = block.last_offset + 1
+            reach[(block.key, first)] = best_from.get(after, after)
+        best_from[first] = max(reach[(b.key, first)] for b in by_first[first])
+    return reach
 
 
 def _order(block: FoundBlock) -> tuple[int, int, int, str]:

@@ -16,6 +16,14 @@ WAL_SLOW_SYNC_CALLBACK = "wal.slow_sync_callback"
 READER_CACHE_MISS = "reader.cache_miss"
 LEASE_RENEW_LATE = "lease.renew_late"
 SITES = (FLUSH_EARLY, WAL_SLOW_SYNC_CALLBACK, READER_CACHE_MISS, LEASE_RENEW_LATE)
+# The rewrite-and-swap step and the merger (drawn apart from SITES, so seeds drawn before
+# they existed keep their sites): a swap left late after its upload (a lease move or a crash
+# lands in between), a swap given up after its upload (an orphan, as a crash there leaves),
+# a merge of any two rows whatever their sizes
+REWRITE_SLOW_SWAP = "rewrite.slow_swap"
+REWRITE_GIVE_UP_AFTER_UPLOAD = "rewrite.give_up_after_upload"
+MERGE_ANY_RUN = "merge.any_run"
+MERGE_SITES = (REWRITE_SLOW_SWAP, REWRITE_GIVE_UP_AFTER_UPLOAD, MERGE_ANY_RUN)
 
 
 class Buggify:

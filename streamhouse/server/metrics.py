@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.merger import MergeStats
 from streamhouse.engine.reconciler import Reconciler
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
@@ -39,8 +40,10 @@ class AgentCollector(Collector):
         transactions: TransactionStats | None = None,
         reconciler: Reconciler | None = None,
         snapshots: SnapshotWriter | None = None,
+        merges: MergeStats | None = None,
     ) -> None:
         self._log = log
+        self._merges = merges
         self._snapshots = snapshots
         self._reconciler = reconciler
         self._gauges = gauges
@@ -62,6 +65,8 @@ class AgentCollector(Collector):
                 "(`streamctl admin reconcile` lists them).",
                 self._reconciler.damaged.count,
             )
+        if self._merges is not None:
+            yield from _counters("merge", asdict(self._merges))
         if self._snapshots is not None:
             yield from _counters("snapshots", asdict(self._snapshots.stats))
             yield _gauge(
@@ -118,8 +123,11 @@ def agent_registry(
     transactions: TransactionStats | None = None,
     reconciler: Reconciler | None = None,
     snapshots: SnapshotWriter | None = None,
+    merges: MergeStats | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots))
+    registry.register(
+        AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots, merges)
+    )
     return registry

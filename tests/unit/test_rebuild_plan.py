@@ -103,3 +103,22 @@ def test_the_chain_is_the_true_log_whatever_was_fenced(
     shuffler.shuffle(found)  # type: ignore[attr-defined]
     chain = plan_chain(0, found)
     assert keys(chain.blocks) == keys(tuple(true_log))
+
+
+def test_a_merged_object_beside_the_small_ones_it_replaced_is_never_doubled() -> None:
+    small = [block(f"s{i}", 1, 5 * i, 5 * i + 4) for i in range(4)]  # 0..19
+    merged = [block("m", 1, 0, 7), block("m", 1, 8, 19)]  # re-blocked at other boundaries
+    chain = plan_chain(None, [*small, *merged])
+    assert (chain.start_offset, chain.end_offset) == (0, 20)
+    covered = [o for b in chain.blocks for o in range(b.first_offset, b.last_offset + 1)]
+    assert covered == list(range(20))
+    assert len(chain.skipped) == len(small) + len(merged) - len(chain.blocks)
+
+
+def test_small_objects_deleted_first_do_not_cut_the_log_short() -> None:
+    # s0 is longer than the merged object's first block, so a greedy pick would take it; the
+    # small object after it is gone already, and only the merged blocks reach the end
+    gone_after = [block("s0", 1, 0, 9), block("s2", 1, 15, 19)]
+    merged = [block("m", 1, 0, 7), block("m", 1, 8, 19)]
+    chain = plan_chain(0, [*gone_after, *merged])
+    assert chain.end_offset == 20 and keys(chain.blocks) == ["m", "m"]
