@@ -10,6 +10,7 @@ MIB = 1024 * KIB
 HTTP_DISABLED = -1
 RECONCILE_OFF = 0  # reconcile_interval_ms: no background reconciler on this agent
 MERGE_OFF = 0  # merge_interval_ms at or below it: no object merger on this agent
+COMPACTION_OFF = 0  # compaction_interval_ms at or below it: no log compaction on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
@@ -169,6 +170,12 @@ class Settings:
     merge_block_bytes_max: int = 4 * MIB
     merge_cycle_bytes_max: int = 256 * MIB
     merge_bytes_per_s_max: int = 32 * MIB
+    # Log compaction (engine/compactor.py): every compaction_interval_ms (Kafka's
+    # log.cleaner.backoff.ms; COMPACTION_OFF or below: never) a cleaning round for each due
+    # compacted partition this agent leads, rewriting at most compaction_bytes_per_s_max a
+    # second
+    compaction_interval_ms: int = 15_000
+    compaction_bytes_per_s_max: int = 32 * MIB
 
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
@@ -270,6 +277,7 @@ class Settings:
                 > 0
                 and self.merge_run_rows_min >= 2
             ),
+            "compaction_bytes_per_s_max must be positive": self.compaction_bytes_per_s_max > 0,
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0
             ),

@@ -106,10 +106,12 @@ class Rewriter:
         rows: Sequence[SegmentRecord],
         transform: Transform = identity,
         block_bytes_max: int | None = None,
+        cleaned_end_offset: int | None = None,
     ) -> RewriteOutcome:
         """Rewrite `rows` (consecutive committed rows of `tp`, as just listed) under lease
         `epoch` into one new object of blocks of at most `block_bytes_max` raw bytes
-        (merge_block_bytes_max by default). Raises StorageError when reading the old blocks
+        (merge_block_bytes_max by default); a compaction round's last run passes where the
+        round ended, `cleaned_end_offset`, for the swap to move the checkpoint. Raises StorageError when reading the old blocks
         or uploading fails (nothing changed; an upload that half-happened is an orphan);
         a failed swap ends ABANDONED, a fenced one REFUSED."""
         assert rows, f"a rewrite of {tp} needs rows"
@@ -151,7 +153,12 @@ class Rewriter:
             for entry in footer.blocks
         ]
         swap = SegmentSwap(
-            ObjectRecord(key, self._agent_id, org, len(data), now_ms), tp, epoch, rows, new
+            ObjectRecord(key, self._agent_id, org, len(data), now_ms),
+            tp,
+            epoch,
+            rows,
+            new,
+            cleaned_end_offset,
         )
         swapped = await self._swap(swap, uploaded_ms)
         if swapped is Swapped.SWAPPED:

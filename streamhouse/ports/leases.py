@@ -109,6 +109,9 @@ class SegmentSwap:
     epoch: int
     old: Sequence[SegmentRecord]
     new: Sequence[SegmentRecord]
+    # A compaction round's swap moves the partition's checkpoint (its next first dirty
+    # offset) forward to this, and stamps the round's time; None for a merge
+    cleaned_end_offset: int | None = None
 
     def __post_init__(self) -> None:
         assert self.old and self.new, f"a swap of {self.tp} replaces rows with rows"

@@ -46,6 +46,10 @@ class PartitionRecord:
     log_start_offset: int
     lease_live: bool
     preferred_agent: str | None = None
+    # log compaction's checkpoint: the next round's first dirty offset, and the store's time
+    # of the last round that swapped (None: never compacted)
+    cleaned_end_offset: int = 0
+    compacted_ms: int | None = None
 
     @property
     def tp(self) -> TopicPartition:

@@ -202,6 +202,9 @@ def _swap_segments(conn: Connection, clock: StoreClock, swap: SegmentSwap) -> bo
     conn.execute(delete(segments).where(*in_range))
     conn.execute(insert(segments), [asdict(row) for row in swap.new])
     _release_objects(conn, now_ms, {row.object_key for row in swap.old})
+    if swap.cleaned_end_offset is not None:
+        cleaned_end_offset = max(current.cleaned_end_offset, swap.cleaned_end_offset)
+        update_partition(conn, swap.tp, cleaned_end_offset=cleaned_end_offset, compacted_ms=now_ms)
     return True
 
 

@@ -59,6 +59,10 @@ partitions = Table(
     Column("log_start_offset", BigInteger, nullable=False),
     # the agent a reassignment moved the partition to (None: wherever the balancer places it)
     Column("preferred_agent", String, nullable=True),
+    # log compaction's checkpoint: the cleaned part of the log ends here; the store's time
+    # of the last round that swapped (None: never compacted)
+    Column("cleaned_end_offset", BigInteger, nullable=False, server_default="0"),
+    Column("compacted_ms", BigInteger, nullable=True),
 )
 
 producer_states = Table(

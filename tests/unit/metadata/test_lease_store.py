@@ -3,6 +3,8 @@ flushes under them, alike."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
@@ -468,6 +470,27 @@ def test_a_swap_is_fenced_by_the_epoch_and_by_the_rows_it_replaces(
     assert run(store.list_segments(TP0)) == [segment(TP0, 5, 12, "first")]
     keys = [ref.key for ref in run(store.list_object_refs())]
     assert keys == ["a", "b", "c", "first"]  # refused swaps wrote no object row
+
+
+def test_a_compaction_swap_moves_the_checkpoint_forward_only(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    rows = _three_flushes(store)
+    assert run(store.get_partition(TP0)).cleaned_end_offset == 0
+    assert run(store.get_partition(TP0)).compacted_ms is None
+    cleaned = replace(_swap("cleaned", rows[:2], [(0, 9)]), cleaned_end_offset=10)
+    before_ms = store_time.now_ms(store)
+    assert run(store.swap_segments(cleaned)) is True
+    partition = run(store.get_partition(TP0))
+    assert partition.cleaned_end_offset == 10
+    assert partition.compacted_ms is not None and partition.compacted_ms >= before_ms
+    again = run(store.list_segments(TP0))[:1]
+    behind = replace(_swap("behind", again, [(0, 9)]), cleaned_end_offset=4)
+    assert run(store.swap_segments(behind)) is True
+    assert run(store.get_partition(TP0)).cleaned_end_offset == 10  # never back
+    merged = _swap("merged", run(store.list_segments(TP0)), [(0, 12)])
+    assert run(store.swap_segments(merged)) is True
+    assert run(store.get_partition(TP0)).cleaned_end_offset == 10  # a merge leaves it
 
 
 def test_a_swap_must_keep_its_offsets(store: MetadataStore) -> None:
