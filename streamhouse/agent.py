@@ -304,7 +304,12 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
 
     settings = agent.settings
     return await start_agent_http(
-        settings.http_host, settings.http_port, identity, readiness, registry
+        settings.http_host,
+        settings.http_port,
+        identity,
+        readiness,
+        registry,
+        agent.admin.describe_storage,
     )
 
 

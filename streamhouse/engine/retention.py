@@ -88,16 +88,11 @@ class _Pass:
         self.segments_deleted = 0
         self.bytes_deleted = 0
 
-    def moved(self, plog: PartitionLog, scan: RetentionScan, size_bytes: int) -> None:
-        """The partition's log start moved past the rows the scan let go."""
+    def moved(self, scan: RetentionScan) -> None:
+        """A partition's log start moved past the rows the scan let go."""
         self.log_starts_moved += 1
         self.segments_deleted += scan.rows_deleted
         self.bytes_deleted += scan.bytes_deleted
-        tp = plog.state.tp
-        sizes = self.sizes.get(tp.topic)
-        if sizes is not None and tp in sizes.log_starts:
-            sizes.by_partition[tp.partition] = size_bytes - scan.bytes_deleted
-            sizes.log_starts[tp] = plog.state.log_start_offset
 
     def report(self, complete: bool) -> RetentionPassReport:
         return RetentionPassReport(
@@ -234,7 +229,7 @@ class Retention:
             page_rows = min(2 * page_rows, RETENTION_PAGE_ROWS_MAX)
         if scan.log_start_offset > log_start:
             await self._log.raise_log_start(plog, scan.log_start_offset)
-            work.moved(plog, scan, size_bytes)
+            work.moved(scan)
             log.info(
                 "retention moved the log start of %s from %d to %d: %d segments, %d bytes",
                 tp,

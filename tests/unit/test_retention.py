@@ -274,3 +274,10 @@ def _age_bucket(root: Path, age_ms: int) -> None:
             path = os.path.join(folder, name)
             stamp_ns = os.stat(path).st_mtime_ns - age_ms * 1_000_000
             os.utime(path, ns=(stamp_ns, stamp_ns))
+
+
+def test_the_check_interval_is_positive_or_off() -> None:
+    for off in (0, -1):
+        assert Settings(retention_check_interval_ms=off).retention_check_interval_ms == off
+    with pytest.raises(ValueError, match="retention_check_interval_ms"):
+        Settings(retention_check_interval_ms=-2)
