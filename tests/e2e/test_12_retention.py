@@ -169,6 +169,14 @@ def _latest_reset_position(agent: Agent, topic: str) -> int:
     return int(position)
 
 
+def _metrics(agent: Agent) -> dict[str, float]:
+    """The agent's unlabelled samples by name."""
+    with urllib.request.urlopen(agent.http_base + "/metrics", timeout=TIMEOUT_S) as answer:
+        text = answer.read().decode()
+    samples = (line.split() for line in text.splitlines() if not line.startswith("#"))
+    return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
+
+
 def test_retention_by_time_moves_the_log_start_and_frees_the_bucket(
     retaining_agent: Agent,
 ) -> None:
@@ -207,6 +215,11 @@ def test_retention_by_time_moves_the_log_start_and_frees_the_bucket(
     assert _latest_reset_position(agent, topic) == end
     # the objects of the old batches go a grace after their rows went; the recent one stays
     within(TIMEOUT_S, lambda: _objects(data) == recent_objects, "released objects deleted")
+    metrics = _metrics(agent)
+    assert metrics["streamhouse_retention_segments_deleted_total"] == len(old_objects)
+    assert metrics["streamhouse_retention_bytes_deleted_total"] > 0
+    assert metrics["streamhouse_retention_passes_total"] >= 1
+    assert metrics["streamhouse_retention_passes_failed_total"] == 0
 
 
 def test_retention_by_bytes_keeps_the_newest_rows_within_the_limit(

@@ -19,6 +19,7 @@ from streamhouse.log.topic_configs import NO_LIMIT, topic_config_specs
 
 NOW_MS = 1_700_000_000_000
 SPECS = topic_config_specs(1 << 20)
+AGE_STEP_MS = 500
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def partitions(draw: st.DrawFn) -> tuple[list[Row], int]:
     rows = []
     for _ in range(draw(st.integers(0, 12))):
         count = draw(st.integers(1, 5))
-        age_ms = draw(st.integers(-1_000, 20_000))
+        age_ms = draw(st.integers(-2, 40)) * AGE_STEP_MS  # coarse: ties with retention.ms
         rows.append(Row(offset, offset + count - 1, NOW_MS - age_ms, draw(st.integers(1, 500))))
         offset += count
     if not rows:
@@ -47,7 +48,7 @@ def partitions(draw: st.DrawFn) -> tuple[list[Row], int]:
 
 policies = st.builds(
     RetentionPolicy,
-    st.one_of(st.just(NO_LIMIT), st.integers(0, 20_000)),
+    st.one_of(st.just(NO_LIMIT), st.integers(0, 40).map(lambda steps: steps * AGE_STEP_MS)),
     st.one_of(st.just(NO_LIMIT), st.integers(0, 3_000)),
 )
 
