@@ -45,7 +45,7 @@ chaos: system-packages install  ## the chaos suite alone: real agents under kill
 bench: install  ## benchmarks; prints one JSON document (BENCH_ARGS="--only table" for one section)
 	@$(BIN)/python -m bench $(BENCH_ARGS)
 
-LOAD_ARGS ?= --warmup-seconds 15 --seconds 60 --rate 10 --partitions 1000 --connections 200 --report load-report
+LOAD_ARGS ?= --warmup-seconds 15 --seconds 60 --rate 100 --partitions 1000 --connections 200 --report load-report
 load: install  ## the long load run: prints the report (JSON on stdout, table), load-report/latency.png
 	@$(BIN)/python -m tests.load $(LOAD_ARGS)
 

@@ -70,6 +70,9 @@ def check_group_offsets(history: History) -> list[Violation]:
                 truncated
                 or unowned_commit(assigned, event, floor)
                 or read_before_generation(index, starts, event, floor, own_highest.get(own))
+                or retried_into_a_later_generation(
+                    index, starts, event, timeline.latest(), own_highest.get(own)
+                )
             )
             found += [] if explained else timeline.judge(event)
             timeline.add(event, reset=explained)
@@ -158,6 +161,26 @@ def read_before_generation(
         and any(record.offset == last for record in answer.records)
     ]
     return bool(handed) and max(handed) < began_us
+
+
+def retried_into_a_later_generation(
+    index: HistoryIndex,
+    starts: dict[tuple[str, int, str], int],
+    commit: OffsetCommitted,
+    latest: OffsetCommitted | OffsetReset | None,
+    own_highest: int | None,
+) -> bool:
+    """Whether `commit`, asked before `latest` (the floor now, set by another client while the
+    commit was in flight) and below it, landed after it and is the client's regression as
+    `read_before_generation` says: it carried a generation its member learned only after
+    `latest` completed, so the coordinator cannot have taken it earlier (aiokafka retries a
+    commit with the generation it holds at the retry, here one it rejoined into)."""
+    if latest is None or commit.offset >= latest.offset:
+        return False
+    began_us = starts.get((commit.group, commit.generation, commit.member))
+    if began_us is None or began_us <= latest.at_us:
+        return False
+    return read_before_generation(index, starts, commit, latest, own_highest)
 
 
 def unowned_commit(
@@ -265,6 +288,10 @@ class _CommitTimeline:
             if floor is None or self.floors[wipe].offset < floor.offset:
                 floor = self.floors[wipe]
         return floor
+
+    def latest(self) -> OffsetCommitted | OffsetReset | None:
+        """The floor after every commit and reset completed so far."""
+        return self.floors[-1] if self.floors else None
 
     def judge(self, event: OffsetCommitted | CommittedOffsetRead) -> list[Violation]:
         """Compare with every commit completed before `event` was requested (since a reset)."""

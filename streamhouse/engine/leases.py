@@ -40,6 +40,7 @@ new leader is seen through leader epochs (DESIGN §6).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamhouse.config import Settings
@@ -74,3 +75,16 @@ class LeaseHolder:
         if lease is None:
             return None
         return HeldLease(lease.epoch, sent_ms + self._ttl_ms - self._margin_ms)
+
+    async def renew(
+        self, held: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, HeldLease | None]:
+        """Renew the leases held at these epochs (partition -> epoch) in one store call: None
+        where it moved on, no entry where the partition is gone. Raises StorageError."""
+        sent_ms = self._clock.monotonic_ms()
+        leases = await self._store.renew_leases(held, self._agent_id, self._ttl_ms)
+        deadline_ms = sent_ms + self._ttl_ms - self._margin_ms
+        return {
+            tp: None if lease is None else HeldLease(lease.epoch, deadline_ms)
+            for tp, lease in leases.items()
+        }

@@ -40,7 +40,8 @@ class RememberedTopics(TopicStore):
         self._topics: dict[str, TopicRecord | None] = {}
         self._listings: dict[str, list[TopicRecord]] = {}
         self._partitions: dict[TopicPartition, PartitionRecord] = {}
-        self._every_partition: dict[str, list[PartitionRecord]] = {}
+        # partition listings: every topic's under EVERY_TOPIC, one topic's under its name
+        self._partition_listings: dict[str, list[PartitionRecord]] = {}
 
     async def _read(self, read: Callable[[], Awaitable[V]], memory: dict[K, V], key: K) -> V:
         try:
@@ -67,9 +68,16 @@ class RememberedTopics(TopicStore):
         return await self._read(lambda: self._store.get_partition(tp), self._partitions, tp)
 
     async def list_partitions(self) -> list[PartitionRecord]:
-        every = await self._read(self._store.list_partitions, self._every_partition, EVERY_TOPIC)
+        every = await self._read(self._store.list_partitions, self._partition_listings, EVERY_TOPIC)
         self._partitions.update((record.tp, record) for record in every)
         return every
+
+    async def list_topic_partitions(self, name: str) -> list[PartitionRecord]:
+        listing = await self._read(
+            lambda: self._store.list_topic_partitions(name), self._partition_listings, name
+        )
+        self._partitions.update((record.tp, record) for record in listing)
+        return listing
 
     # --- writes: through, with this agent's own changes remembered -------------------------
 
@@ -101,16 +109,16 @@ class RememberedTopics(TopicStore):
     async def set_preferred_agent(self, tp: TopicPartition, agent: str | None) -> None:
         await self._store.set_preferred_agent(tp, agent)
         self._partitions.pop(tp, None)  # the next read comes from the store
-        self._every_partition.clear()
+        self._partition_listings.clear()
 
     def _remember(self, topic: TopicRecord) -> None:
         self._topics[topic.name] = topic
         self._listings.clear()  # the next listings come from the store
-        self._every_partition.clear()
+        self._partition_listings.clear()
 
     def _forget(self, name: str) -> None:
         self._topics[name] = None
         self._listings.clear()
-        self._every_partition.clear()
+        self._partition_listings.clear()
         for tp in [tp for tp in self._partitions if tp.topic == name]:
             del self._partitions[tp]

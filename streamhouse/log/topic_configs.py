@@ -30,6 +30,7 @@ class ConfigType(enum.IntEnum):
     STRING = 2
     INT = 3
     LONG = 5
+    DOUBLE = 6
     LIST = 7
 
 
@@ -48,7 +49,8 @@ class TopicConfigSpec:
     name: str
     type: ConfigType
     default: str
-    minimum: int | None = None  # for INT and LONG
+    minimum: int | None = None  # for INT, LONG and DOUBLE
+    maximum: int | None = None  # for INT, LONG and DOUBLE (None: the type's own bound)
     choices: frozenset[str] = frozenset()  # for LIST: the items it may hold
 
     def check(self, value: str) -> None:
@@ -60,13 +62,21 @@ class TopicConfigSpec:
                 raise InvalidConfig(f"{self.name} {value!r} is not {allowed}")
             return
         low, high = (INT32_MIN, INT32_MAX) if self.type is ConfigType.INT else (LONG_MIN, LONG_MAX)
-        try:
-            number = int(value)
-        except ValueError:
-            raise InvalidConfig(f"config {self.name!r} needs an integer, got {value!r}") from None
+        number = self._number(value)
         low = low if self.minimum is None else self.minimum
+        high = high if self.maximum is None else self.maximum
         if not low <= number <= high:
             raise InvalidConfig(f"config {self.name!r} must be in [{low}, {high}], got {value}")
+
+    def _number(self, value: str) -> float:
+        kind = "a number" if self.type is ConfigType.DOUBLE else "an integer"
+        try:
+            number = float(value) if self.type is ConfigType.DOUBLE else int(value)
+        except ValueError:
+            raise InvalidConfig(f"config {self.name!r} needs {kind}, got {value!r}") from None
+        if number != number:  # NaN compares with nothing
+            raise InvalidConfig(f"config {self.name!r} needs {kind}, got {value!r}")
+        return number
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,13 @@ def topic_config_specs(batch_bytes_max: int) -> dict[str, TopicConfigSpec]:
         ),
         TopicConfigSpec("segment.ms", ConfigType.LONG, str(7 * DAY_MS), minimum=1),
         TopicConfigSpec("max.message.bytes", ConfigType.INT, str(batch_bytes_max), minimum=0),
+        # log compaction (Kafka's names and defaults)
+        TopicConfigSpec("delete.retention.ms", ConfigType.LONG, str(DAY_MS), minimum=0),
+        TopicConfigSpec("min.compaction.lag.ms", ConfigType.LONG, "0", minimum=0),
+        TopicConfigSpec("max.compaction.lag.ms", ConfigType.LONG, str(LONG_MAX), minimum=1),
+        TopicConfigSpec(
+            "min.cleanable.dirty.ratio", ConfigType.DOUBLE, "0.5", minimum=0, maximum=1
+        ),
     )
     return {spec.name: spec for spec in specs}
 

@@ -148,6 +148,16 @@ class LeaseStore(ABC):
         """
 
     @abstractmethod
+    async def renew_leases(
+        self, held: Mapping[TopicPartition, int], agent: str, ttl_ms: int
+    ) -> dict[TopicPartition, Lease | None]:
+        """Renew, in one transaction, the lease of each partition in `held` (partition ->
+        epoch) that `agent` still holds at that epoch, expired or not, for `ttl_ms` of the
+        store's time (judged as `acquire_lease` judges it). Never takes a lease: where another
+        agent holds it or the epoch moved on, nothing changes and the answer is None. A
+        partition that no longer exists has no entry in the answer."""
+
+    @abstractmethod
     async def fence_own_leases(self, agent: str) -> int:
         """The agent lost its WAL (a new or wiped disk): every partition it holds, or held
         last, moves to a new epoch with an expired lease, so that records acknowledged from

@@ -107,6 +107,11 @@ class TopicStore(ABC):
         (the leases judged live at one store time)."""
 
     @abstractmethod
+    async def list_topic_partitions(self, name: str) -> list[PartitionRecord]:
+        """The topic's partitions by index, read in one transaction (the leases judged live
+        at one store time); empty when the topic does not exist."""
+
+    @abstractmethod
     async def set_preferred_agent(self, tp: TopicPartition, agent: str | None) -> None:
         """Record the agent a reassignment moves the partition to (None: no reassignment).
         Raises UnknownTopicOrPartition."""

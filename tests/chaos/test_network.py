@@ -8,6 +8,9 @@ nothing is read twice at one offset, and clients carry on once the partition hea
 from __future__ import annotations
 
 import asyncio
+import time
+
+from confluent_kafka.admin import AdminClient
 
 from sim.history import ACKS_ALL, ACKS_LEADER, FAULT_HEAL, FAULT_NETWORK_PARTITION
 from streamhouse.testing.fault_proxy import FaultProxy
@@ -18,6 +21,7 @@ from tests.chaos.world import ChaosWorld, in_thread
 WARM_UP_S = 3
 CUT_S = 6
 AFTER_S = 2
+METADATA_TRIES_MAX = 60
 BLACK_HOLE = ("upstream", "downstream")
 
 
@@ -29,6 +33,8 @@ def test_client_agent_partition(make_world: MakeWorld, fault_proxy: FaultProxy) 
         agent.advertised_port = fault_proxy.listen_port(proxy)
         proxies[agent.name] = proxy
     world.start_all()
+    proxy_ports = {fault_proxy.listen_port(proxy) for proxy in proxies.values()}
+    assert _advertised_ports(world.agents[0].kafka_port, len(proxies)) == proxy_ports
 
     async def cut_off(world: ChaosWorld) -> None:
         await asyncio.sleep(WARM_UP_S)
@@ -54,3 +60,16 @@ def test_client_agent_partition(make_world: MakeWorld, fault_proxy: FaultProxy) 
         producers=((ACKS_ALL, True), (ACKS_LEADER, False)), records_per_producer=500, members=2
     )
     run_clean(world, plan, cut_off)
+
+
+def _advertised_ports(kafka_port: int, agents: int) -> set[int]:
+    """The broker ports Metadata answers, asked of the agent at `kafka_port` (its own port,
+    not a proxy's) until it lists `agents` brokers (each registers as it starts)."""
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{kafka_port}"})
+    ports: set[int] = set()
+    for _ in range(METADATA_TRIES_MAX):
+        ports = {broker.port for broker in admin.list_topics(timeout=30).brokers.values()}
+        if len(ports) >= agents:
+            break
+        time.sleep(0.5)
+    return ports

@@ -1014,3 +1014,36 @@ def test_a_member_going_below_its_own_commit_after_rejoining_is_flagged() -> Non
     script.history.append(GroupGeneration(script.tick(), "c1", "g", 2, "c1", one))
     commit(script, 6, client="c1", generation=2)
     assert "group_offsets" in flagged(script)
+
+
+def commit_in_flight_across_a_rebalance(script: Script, *, rejoined_after_the_floor: bool) -> None:
+    """c1 reads offset 5 in generation 1 and asks to commit 6; before the answer, c2 commits 10
+    in generation 2; c1's commit lands and is read back. With `rejoined_after_the_floor`,
+    it carried generation 3, which c1 joined only after c2's commit (aiokafka retries with
+    the generation it holds at the retry); otherwise it carried generation 1."""
+    one = (TopicPartition("t", 0),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 1, "c1", one))
+    script.fetch(5, [(5, b"v5")], client="c1")
+    asked_us = script.tick()
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 2, "c2", one))
+    commit(script, 10, client="c2", generation=2)
+    generation = 3 if rejoined_after_the_floor else 1
+    if rejoined_after_the_floor:
+        script.history.append(GroupGeneration(script.tick(), "c1", "g", 3, "c1", one))
+    late = OffsetCommitted(script.tick(), asked_us, "c1", "g", generation, "c1", "t", 0, 6)
+    script.history.append(late)
+    read_committed_offset(script, 6)
+
+
+def test_a_commit_retried_into_a_generation_begun_after_a_higher_commit_sets_the_offset() -> None:
+    script = Script()
+    commit_in_flight_across_a_rebalance(script, rejoined_after_the_floor=True)
+    assert "group_offsets" not in flagged(script)
+
+
+def test_a_commit_in_flight_that_may_have_landed_first_does_not_lower_the_floor() -> None:
+    """Asked before c2's commit and carrying an older generation, it may have landed first:
+    a read of its lower offset after c2's commit completed is a regression."""
+    script = Script()
+    commit_in_flight_across_a_rebalance(script, rejoined_after_the_floor=False)
+    assert "group_offsets" in flagged(script)

@@ -56,6 +56,10 @@ DEFAULTS = {
     "retention.ms": "604800000",
     "segment.bytes": "1073741824",
     "segment.ms": "604800000",
+    "delete.retention.ms": "86400000",
+    "min.compaction.lag.ms": "0",
+    "max.compaction.lag.ms": "9223372036854775807",
+    "min.cleanable.dirty.ratio": "0.5",
 }
 
 
@@ -150,6 +154,10 @@ def test_create_checks_name_count_and_configs_then_creates() -> None:
         ({"segment.ms": "0"}, "must be in [1,"),
         ({"cleanup.policy": "archive"}, "cleanup.policy 'archive' is not compact and/or delete"),
         ({"cleanup.policy": ""}, "is not compact and/or delete"),
+        ({"min.cleanable.dirty.ratio": "1.5"}, "must be in [0, 1], got 1.5"),
+        ({"min.cleanable.dirty.ratio": "half"}, "needs a number"),
+        ({"min.cleanable.dirty.ratio": "nan"}, "needs a number"),
+        ({"max.compaction.lag.ms": "0"}, "must be in [1,"),
     ],
 )
 def test_configs_kafka_refuses_are_refused_at_create(configs: dict[str, str], message: str) -> None:
@@ -302,6 +310,7 @@ def test_described_configs_show_defaults_overrides_and_types() -> None:
         assert entries["cleanup.policy"].type is ConfigType.LIST
         assert entries["segment.bytes"].type is ConfigType.INT
         assert entries["retention.bytes"].type is ConfigType.LONG
+        assert entries["min.cleanable.dirty.ratio"].type is ConfigType.DOUBLE
         some = await admin.describe_configs("t", ["segment.ms", "no.such"])
         assert [entry.name for entry in some] == ["segment.ms"]
         assert await code_of(admin.describe_configs("none")) == E.UNKNOWN_TOPIC_OR_PARTITION

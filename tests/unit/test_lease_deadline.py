@@ -10,6 +10,7 @@ steps move nothing; acks=all still completes through the epoch-fenced flush.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from sim.clock import VirtualClock
 from sim.metadata import SimMetadataStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
+from streamhouse.engine import log_store
 from streamhouse.engine.log_store import LAPSED_WAIT_MS_MIN, LogStore
 from streamhouse.errors import ErrorCode, MetadataUnavailable, NotLeader
 from streamhouse.kafka.records import SimpleRecord, build_batch
@@ -35,8 +37,8 @@ HOUR_MS = 3_600_000
 
 
 class SlowLeases(SimMetadataStore):
-    """The sim store, whose acquire_lease answers only once `answer` is set (a slow store,
-    or a holder paused between sending and reading the answer)."""
+    """The sim store, whose acquire_lease and renew_leases answer only once `answer` is set (a
+    slow store, or a holder paused between sending and reading the answer)."""
 
     def __init__(self, clock: VirtualClock) -> None:
         super().__init__(SeededRng(5), clock=clock)
@@ -46,6 +48,12 @@ class SlowLeases(SimMetadataStore):
     async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
         await self.answer.wait()
         return await super().acquire_lease(tp, agent, ttl_ms)
+
+    async def renew_leases(
+        self, held: Mapping[TopicPartition, int], agent: str, ttl_ms: int
+    ) -> dict[TopicPartition, Lease | None]:
+        await self.answer.wait()
+        return await super().renew_leases(held, agent, ttl_ms)
 
 
 class World(LogWorld):
@@ -211,18 +219,23 @@ def test_a_margin_that_leaves_less_than_a_renewal_interval_is_refused(margin_ms:
 
 
 class FlakyLeases(SlowLeases):
-    """Fails the renewal of one partition (a store failing that one call)."""
+    """Fails the renewal call that holds one partition (a store failing that one call)."""
 
     failing: TopicPartition | None = None
 
-    async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
-        if tp == self.failing:
-            raise MetadataUnavailable(f"simulated: no answer for {tp}")
-        return await super().acquire_lease(tp, agent, ttl_ms)
+    async def renew_leases(
+        self, held: Mapping[TopicPartition, int], agent: str, ttl_ms: int
+    ) -> dict[TopicPartition, Lease | None]:
+        if self.failing in held:
+            raise MetadataUnavailable(f"simulated: no answer for {self.failing}")
+        return await super().renew_leases(held, agent, ttl_ms)
 
 
-def test_a_failed_renewal_leaves_the_others_renewed_and_a_deleted_topic_is_let_go() -> None:
+def test_a_failed_renewal_leaves_the_others_renewed_and_a_deleted_topic_is_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     other = TopicPartition("u", 0)
+    monkeypatch.setattr(log_store, "RENEWALS_PER_CALL_MAX", 1)  # a store call per partition
 
     async def main() -> None:
         world = World()

@@ -28,6 +28,14 @@ def test_process_i_takes_kafka_port_plus_i_its_own_id_and_a_loopback_http_door()
     assert wal_directory(second) == "/d/local-1"
 
 
+def test_process_i_advertises_the_advertised_port_plus_i() -> None:
+    settings = Settings(kafka_port=9092, advertised_port=19092)
+    first, second = (process_settings(settings, index) for index in (0, 1))
+    assert (first.advertised_port, second.advertised_port) == (19092, 19093)
+    unset = process_settings(Settings(kafka_port=9092), 1)
+    assert unset.advertised_port == 0  # each process advertises the port it listens on
+
+
 def test_any_free_port_and_no_http_stay_so_for_every_process() -> None:
     settings = Settings(kafka_port=0, http_port=HTTP_DISABLED)
     second = process_settings(settings, 1)

@@ -8,7 +8,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -41,6 +41,12 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
     async def acquire_lease(self, tp: TopicPartition, agent: str, ttl_ms: int) -> Lease | None:
         clock = self._sql.store_clock
         return await self._sql.write("acquire_lease", _acquire_lease, clock, tp, agent, ttl_ms)
+
+    async def renew_leases(
+        self, held: Mapping[TopicPartition, int], agent: str, ttl_ms: int
+    ) -> dict[TopicPartition, Lease | None]:
+        clock = self._sql.store_clock
+        return await self._sql.write("renew_leases", _renew_leases, clock, held, agent, ttl_ms)
 
     async def fence_own_leases(self, agent: str) -> int:
         return await self._sql.write("fence_own_leases", _fence_own_leases, agent)
@@ -111,6 +117,39 @@ def _acquire_lease(
     expires_ms = now_ms + ttl_ms
     update_partition(conn, tp, leader_agent=agent, leader_epoch=epoch, lease_expires_ms=expires_ms)
     return Lease(tp, agent, epoch, expires_ms)
+
+
+def _renew_leases(
+    conn: Connection,
+    clock: StoreClock,
+    held: Mapping[TopicPartition, int],
+    agent: str,
+    ttl_ms: int,
+) -> dict[TopicPartition, Lease | None]:
+    """One UPDATE per partition, in (topic, partition) order (the lock order of every writer
+    here), matching only the holder at its epoch; the store's time is read first, as in
+    `_acquire_lease`."""
+    assert ttl_ms > 0, f"lease ttl must be positive, got {ttl_ms} ms"
+    now_ms = clock(conn)
+    expires_ms = now_ms + ttl_ms
+    renewed: dict[TopicPartition, Lease | None] = {}
+    for tp in sorted(held):
+        epoch = held[tp]
+        changed = conn.execute(
+            update(partitions)
+            .where(
+                partitions.c.topic == tp.topic,
+                partitions.c.partition == tp.partition,
+                partitions.c.leader_agent == agent,
+                partitions.c.leader_epoch == epoch,
+            )
+            .values(lease_expires_ms=expires_ms)
+        )
+        if changed.rowcount == 1:
+            renewed[tp] = Lease(tp, agent, epoch, expires_ms)
+        elif find_partition(conn, tp, lock=False, now_ms=now_ms) is not None:
+            renewed[tp] = None  # another holder, or a newer epoch
+    return renewed
 
 
 def _fence_own_leases(conn: Connection, agent: str) -> int:

@@ -66,6 +66,10 @@ class SqlTopicStore(SqlAdapter, TopicStore):
     async def list_partitions(self) -> list[PartitionRecord]:
         return await self._sql.read("list_partitions", _select_partitions, self._sql.store_clock)
 
+    async def list_topic_partitions(self, name: str) -> list[PartitionRecord]:
+        clock = self._sql.store_clock
+        return await self._sql.read("list_topic_partitions", _select_topic_partitions, clock, name)
+
     async def set_preferred_agent(self, tp: TopicPartition, agent: str | None) -> None:
         await self._sql.write("set_preferred_agent", _set_preferred_agent, tp, agent)
 
@@ -216,6 +220,14 @@ def _get_partition(conn: Connection, clock: StoreClock, tp: TopicPartition) -> P
 def _select_partitions(conn: Connection, clock: StoreClock) -> list[PartitionRecord]:
     now_ms = clock(conn)
     query = select(partitions).order_by(partitions.c.topic, partitions.c.partition)
+    return [_partition_record(row, now_ms) for row in conn.execute(query)]
+
+
+def _select_topic_partitions(
+    conn: Connection, clock: StoreClock, name: str
+) -> list[PartitionRecord]:
+    now_ms = clock(conn)
+    query = select(partitions).where(partitions.c.topic == name).order_by(partitions.c.partition)
     return [_partition_record(row, now_ms) for row in conn.execute(query)]
 
 

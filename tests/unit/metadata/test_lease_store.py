@@ -69,6 +69,30 @@ def test_renewal_keeps_epoch_and_extends(store: MetadataStore, store_time: Store
     assert renewed.expires_ms >= first.expires_ms + 5_000
 
 
+def test_renew_leases_renews_only_the_holder_at_its_epoch_even_expired(
+    store: MetadataStore, store_time: StoreTime
+) -> None:
+    run(store.create_topic("orders", 3, {}, T0_MS))
+    tp2 = TopicPartition("orders", 2)
+    first = _acquire(store, store_time, "agent-a")
+    run(store.acquire_lease(TP1, "agent-b", TTL_MS))
+    run(store.acquire_lease(tp2, "agent-a", TTL_MS))
+    store_time.advance_ms(TTL_MS + SLACK_MS)  # every lease expired: nobody took them
+    held = {TP0: 1, TP1: 1, tp2: 2, TopicPartition("gone", 0): 1}
+    renewed = run(store.renew_leases(held, "agent-a", TTL_MS))
+    assert set(renewed) == {TP0, TP1, tp2}  # a partition that does not exist: no entry
+    assert renewed[TP1] is None  # agent-b's
+    assert renewed[tp2] is None  # held at epoch 1, not 2
+    lease = renewed[TP0]
+    assert lease is not None and (lease.agent, lease.epoch) == ("agent-a", 1)
+    assert lease.expires_ms >= first.expires_ms + TTL_MS
+    after = {p.tp: p for p in run(store.list_topic_partitions("orders"))}
+    assert (after[TP0].lease_live, after[TP0].lease_expires_ms) == (True, lease.expires_ms)
+    assert not after[TP1].lease_live and after[TP1].leader_agent == "agent-b"
+    assert not after[tp2].lease_live and after[tp2].leader_epoch == 1
+    assert run(store.renew_leases({}, "agent-a", TTL_MS)) == {}
+
+
 def test_other_agent_blocked_while_lease_unexpired(
     store: MetadataStore, store_time: StoreTime
 ) -> None:

@@ -183,6 +183,21 @@ def test_list_partitions_reads_every_partition_in_order_with_live_leases(
     assert [p.tp for p in run(store.list_partitions())] == [TP0, TP1]
 
 
+def test_list_topic_partitions_reads_one_topic_in_index_order_with_live_leases(
+    store: MetadataStore,
+) -> None:
+    run(store.create_topic("orders", 12, {}, T0_MS))  # 10 sorts before 2 as text, not as index
+    run(store.create_topic("audit", 1, {}, T0_MS))
+    run(store.acquire_lease(TP1, "agent-a", TTL_MS))
+    listed = run(store.list_topic_partitions("orders"))
+    assert [p.tp for p in listed] == [TopicPartition("orders", i) for i in range(12)]
+    assert listed == [run(store.get_partition(p.tp)) for p in listed]
+    assert (listed[1].leader_agent, listed[1].lease_live) == ("agent-a", True)
+    assert run(store.list_topic_partitions("nope")) == []
+    run(store.delete_topic("orders"))
+    assert run(store.list_topic_partitions("orders")) == []
+
+
 def test_preferred_agent_is_recorded_and_cleared(store: MetadataStore) -> None:
     run(store.create_topic("orders", 2, {}, T0_MS))
     run(store.set_preferred_agent(TP1, "agent-b"))
