@@ -124,20 +124,26 @@ def _confluent_reads(agent: Agent, topic: str, count: int) -> list[tuple[int, by
     return found
 
 
-def _kafka_python_reads(
-    agent: Agent, topic: str, count: int
-) -> list[tuple[int, bytes, bytes, int]]:
-    """What kafka-python reads after seeking to offset 0 (reset to earliest)."""
+def _kafka_python_at_zero(agent: Agent, topic: str, reset: str) -> KafkaConsumer:
+    """A kafka-python consumer assigned partition 0 and seeking offset 0."""
     tp = TopicPartition(topic, 0)
     consumer = KafkaConsumer(
         bootstrap_servers=agent.bootstrap,
         group_id=None,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        auto_offset_reset=reset,
         consumer_timeout_ms=TIMEOUT_S * 1000,
     )
     consumer.assign([tp])
     consumer.seek(tp, 0)
+    return consumer
+
+
+def _kafka_python_reads(
+    agent: Agent, topic: str, count: int
+) -> list[tuple[int, bytes, bytes, int]]:
+    """What kafka-python reads after seeking to offset 0 (reset to earliest)."""
+    consumer = _kafka_python_at_zero(agent, topic, "earliest")
     found = []
     for message in consumer:
         found.append((message.offset, message.key, message.value, message.timestamp))
@@ -151,14 +157,7 @@ def _latest_reset_position(agent: Agent, topic: str) -> int:
     """Where kafka-python with auto_offset_reset=latest is moved from offset 0 (below the log
     start): nothing is produced meanwhile, so it is the end, reached without a record."""
     tp = TopicPartition(topic, 0)
-    consumer = KafkaConsumer(
-        bootstrap_servers=agent.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-    )
-    consumer.assign([tp])
-    consumer.seek(tp, 0)
+    consumer = _kafka_python_at_zero(agent, topic, "latest")
     position = 0
     for _ in range(TIMEOUT_S * 5):
         assert consumer.poll(timeout_ms=200) == {}
