@@ -17,7 +17,7 @@ from typing import Any
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
-from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
+from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
@@ -30,6 +30,7 @@ from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.retention import Retention
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -93,6 +94,7 @@ class Agent:
     reconciler: Reconciler
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
+    retention: Retention | None = None  # None: RETENTION_OFF
 
     @property
     def kafka_address(self) -> str:
@@ -104,6 +106,8 @@ class Agent:
         the next owner takes it without waiting out the TTL), release connections."""
         if self.reconcile_loop is not None:
             await self.reconcile_loop.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
@@ -247,6 +251,10 @@ async def assemble_agent(
     if settings.reconcile_interval_ms != RECONCILE_OFF:  # one agent of the cluster per interval
         reconcile_loop = ReconcileLoop(settings, clock, reconciler, metadata, agent_id)
         reconcile_loop.start(failure)
+    retention = None
+    if settings.retention_check_interval_ms not in RETENTION_OFF:  # the partitions led here
+        retention = Retention(settings, clock, log, metadata, metadata)
+        retention.start(failure)
     await kafka.serve()
     return Agent(
         settings,
@@ -264,6 +272,7 @@ async def assemble_agent(
         reconciler,
         rebuilt,
         reconcile_loop,
+        retention,
     )
 
 
@@ -280,7 +289,13 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         )
 
     registry = agent_registry(
-        agent.log, gauges, kafka.stats, transactions.stats, agent.reconciler, agent.snapshots
+        agent.log,
+        gauges,
+        kafka.stats,
+        transactions.stats,
+        agent.reconciler,
+        agent.snapshots,
+        agent.retention.stats if agent.retention is not None else None,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
@@ -289,7 +304,12 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
 
     settings = agent.settings
     return await start_agent_http(
-        settings.http_host, settings.http_port, identity, readiness, registry
+        settings.http_host,
+        settings.http_port,
+        identity,
+        readiness,
+        registry,
+        agent.admin.describe_storage,
     )
 
 

@@ -9,6 +9,7 @@ KIB = 1024
 MIB = 1024 * KIB
 HTTP_DISABLED = -1
 RECONCILE_OFF = 0  # reconcile_interval_ms: no background reconciler on this agent
+RETENTION_OFF = (0, -1)  # retention_check_interval_ms: no retention on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
@@ -153,6 +154,12 @@ class Settings:
     reconcile_interval_ms: int = 600_000
     reconcile_page_keys_max: int = 1_000
 
+    # Retention (engine/retention.py): every interval each agent moves the log start of the
+    # partitions it leads past the committed rows their topic's retention.ms and
+    # retention.bytes let go (cleanup.policy with delete). Kafka's
+    # log.retention.check.interval.ms; 0 or -1 (RETENTION_OFF): never
+    retention_check_interval_ms: int = 300_000
+
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
     s3_region: str = "us-east-1"
@@ -239,6 +246,9 @@ class Settings:
                 self.reconcile_grace_ms >= 0
                 and self.reconcile_interval_ms >= 0
                 and self.reconcile_page_keys_max > 0
+            ),
+            "retention_check_interval_ms must be positive, or 0 or -1 (off)": (
+                self.retention_check_interval_ms >= -1
             ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0

@@ -313,6 +313,14 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Orphan objects younger than this are kept: their upload may still be committed.",
             ),
         ] = Settings.reconcile_grace_ms,
+        retention_check_interval_ms: Annotated[
+            int,
+            setting(
+                "retention_check_interval_ms",
+                "How often each agent applies retention.ms and retention.bytes to the partitions "
+                "it leads (Kafka's log.retention.check.interval.ms). 0 or -1: never.",
+            ),
+        ] = Settings.retention_check_interval_ms,
         lease_ttl_ms: Annotated[
             int,
             setting(

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reconciler import Reconciler
+from streamhouse.engine.retention import RetentionStats
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
@@ -39,8 +40,10 @@ class AgentCollector(Collector):
         transactions: TransactionStats | None = None,
         reconciler: Reconciler | None = None,
         snapshots: SnapshotWriter | None = None,
+        retention: RetentionStats | None = None,
     ) -> None:
         self._log = log
+        self._retention = retention
         self._snapshots = snapshots
         self._reconciler = reconciler
         self._gauges = gauges
@@ -62,6 +65,8 @@ class AgentCollector(Collector):
                 "(`streamctl admin reconcile` lists them).",
                 self._reconciler.damaged.count,
             )
+        if self._retention is not None:  # passes, segments and bytes let go by retention
+            yield from _counters("retention", asdict(self._retention))
         if self._snapshots is not None:
             yield from _counters("snapshots", asdict(self._snapshots.stats))
             yield _gauge(
@@ -118,8 +123,10 @@ def agent_registry(
     transactions: TransactionStats | None = None,
     reconciler: Reconciler | None = None,
     snapshots: SnapshotWriter | None = None,
+    retention: RetentionStats | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots))
+    collector = AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots, retention)
+    registry.register(collector)
     return registry
