@@ -17,20 +17,22 @@ from typing import Any
 
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
-from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, Settings
+from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
+from streamhouse.engine.compactor import CompactionStats, Compactor
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
-from streamhouse.engine.merger import Merger
+from streamhouse.engine.merger import Merger, MergeStats
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
+from streamhouse.engine.retention import Retention, RetentionStats
 from streamhouse.engine.rewrite import Rewriter
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
@@ -94,13 +96,25 @@ class Agent:
     snapshots: SnapshotWriter
     reconciler: Reconciler
     merger: Merger
+    compactor: Compactor
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
+    retention: Retention | None = None  # None: RETENTION_OFF
 
     @property
     def kafka_address(self) -> str:
         advertised = self.admin.cluster.advertised
         return f"{advertised.host}:{advertised.port}"
+
+    def background_stats(self) -> dict[str, MergeStats | RetentionStats | CompactionStats]:
+        """The background services' counters by metric component."""
+        stats: dict[str, MergeStats | RetentionStats | CompactionStats] = {
+            "merge": self.merger.stats,
+            "compaction": self.compactor.stats,
+        }
+        if self.retention is not None:
+            stats["retention"] = self.retention.stats
+        return stats
 
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, hand every lease over (released, so
@@ -108,6 +122,9 @@ class Agent:
         if self.reconcile_loop is not None:
             await self.reconcile_loop.stop()
         await self.merger.stop()
+        await self.compactor.stop()
+        if self.retention is not None:
+            await self.retention.stop()
         await self.ownership.stop()
         await self.kafka.close()
         await self.kafka.context.groups.close()
@@ -255,6 +272,12 @@ async def assemble_agent(
     rewriter.on_swapped.append(snapshots.flushed)  # the bucket must describe the new rows
     merger = Merger(settings, clock, log, metadata, rewriter, buggify)
     merger.start(failure)  # the partitions this agent leads, every merge_interval_ms
+    compactor = Compactor(settings, clock, log, metadata, metadata, metadata, objects, rewriter)
+    compactor.start(failure)  # compacted partitions led here, every compaction_interval_ms
+    retention = None
+    if settings.retention_check_interval_ms not in RETENTION_OFF:  # the partitions led here
+        retention = Retention(settings, clock, log, metadata, metadata)
+        retention.start(failure)
     await kafka.serve()
     return Agent(
         settings,
@@ -271,8 +294,10 @@ async def assemble_agent(
         snapshots,
         reconciler,
         merger,
+        compactor,
         rebuilt,
         reconcile_loop,
+        retention,
     )
 
 
@@ -295,7 +320,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         transactions.stats,
         agent.reconciler,
         agent.snapshots,
-        agent.merger.stats,
+        background=agent.background_stats(),
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
@@ -304,7 +329,12 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
 
     settings = agent.settings
     return await start_agent_http(
-        settings.http_host, settings.http_port, identity, readiness, registry
+        settings.http_host,
+        settings.http_port,
+        identity,
+        readiness,
+        registry,
+        agent.admin.describe_storage,
     )
 
 

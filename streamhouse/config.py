@@ -11,6 +11,7 @@ HTTP_DISABLED = -1
 RECONCILE_OFF = 0  # reconcile_interval_ms: no background reconciler on this agent
 MERGE_OFF = 0  # merge_interval_ms at or below it: no object merger on this agent
 COMPACTION_OFF = 0  # compaction_interval_ms at or below it: no log compaction on this agent
+RETENTION_OFF = (0, -1)  # retention_check_interval_ms: no retention on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
@@ -176,6 +177,11 @@ class Settings:
     # second
     compaction_interval_ms: int = 15_000
     compaction_bytes_per_s_max: int = 32 * MIB
+    # Retention (engine/retention.py): every interval each agent moves the log start of the
+    # partitions it leads past the committed rows their topic's retention.ms and
+    # retention.bytes let go (cleanup.policy with delete). Kafka's
+    # log.retention.check.interval.ms; 0 or -1 (RETENTION_OFF): never
+    retention_check_interval_ms: int = 300_000
 
     # Object store client (S3)
     s3_endpoint_url: str = ""  # empty: AWS; set for MinIO, moto, other S3-compatible stores
@@ -278,6 +284,9 @@ class Settings:
                 and self.merge_run_rows_min >= 2
             ),
             "compaction_bytes_per_s_max must be positive": self.compaction_bytes_per_s_max > 0,
+            "retention_check_interval_ms must be positive, or 0 or -1 (off)": (
+                self.retention_check_interval_ms >= -1
+            ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0
             ),

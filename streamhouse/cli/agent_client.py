@@ -11,6 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -42,6 +44,15 @@ Bootstrap = Annotated[
         "-b",
         envvar="STREAMHOUSE_BOOTSTRAP",
         help="host:port of a running agent's Kafka listener.",
+    ),
+]
+DEFAULT_HTTP = "http://127.0.0.1:8080"
+Http = Annotated[
+    str,
+    typer.Option(
+        "--http",
+        envvar="STREAMHOUSE_HTTP",
+        help="Base URL of a running agent's HTTP door (its /api/v1).",
     ),
 ]
 TimeoutS = Annotated[
@@ -209,6 +220,23 @@ def show_rows(
     for row in rows:
         table.add_row(*(cell(row[column]) for column in columns))
     console.print(table)
+
+
+def get_api_json(url: str, timeout_s: float) -> Any | None:
+    """The JSON an agent's HTTP API answers at `url`; None when nothing answers there. A
+    refusal (the agent's Kafka error name and message) is a CommandError."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        try:
+            refused = json.loads(error.read())
+            detail = f"{refused['error']}: {refused['message']}"
+        except (ValueError, KeyError, TypeError):
+            detail = f"HTTP {error.code}"
+        raise CommandError(f"{url} refused: {detail}") from error
+    except (OSError, ValueError):
+        return None
 
 
 def print_json(value: Any) -> None:

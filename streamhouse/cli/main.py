@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from streamhouse import __version__
-from streamhouse.config import HTTP_DISABLED, MERGE_OFF, RECONCILE_OFF, Settings
+from streamhouse.config import COMPACTION_OFF, HTTP_DISABLED, MERGE_OFF, RECONCILE_OFF, Settings
 
 console = Console(stderr=True)
 EXIT_USAGE = 2  # as click exits on a bad option
@@ -358,6 +358,28 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
             int,
             setting("merge_bytes_per_s_max", "Raw bytes the merger rewrites a second, at most."),
         ] = Settings.merge_bytes_per_s_max,
+        retention_check_interval_ms: Annotated[
+            int,
+            setting(
+                "retention_check_interval_ms",
+                "How often each agent applies retention.ms and retention.bytes to the partitions "
+                "it leads (Kafka's log.retention.check.interval.ms). 0 or -1: never.",
+            ),
+        ] = Settings.retention_check_interval_ms,
+        compaction_interval_ms: Annotated[
+            int,
+            setting(
+                "compaction_interval_ms",
+                "How often each agent runs a cleaning round on the due compacted partitions it "
+                f"leads (Kafka's log.cleaner.backoff.ms). {COMPACTION_OFF} or below: never.",
+            ),
+        ] = Settings.compaction_interval_ms,
+        compaction_bytes_per_s_max: Annotated[
+            int,
+            setting(
+                "compaction_bytes_per_s_max", "Raw bytes compaction rewrites a second, at most."
+            ),
+        ] = Settings.compaction_bytes_per_s_max,
         lease_ttl_ms: Annotated[
             int,
             setting(

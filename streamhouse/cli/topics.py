@@ -22,13 +22,17 @@ from confluent_kafka.cimpl import NewTopic
 
 from streamhouse.cli.agent_client import (
     DEFAULT_BOOTSTRAP,
+    DEFAULT_HTTP,
     DEFAULT_TIMEOUT_S,
     AgentAdmin,
     Bootstrap,
     CommandError,
+    Http,
     Output,
     OutputFormat,
     TimeoutS,
+    errors,
+    get_api_json,
     print_json,
     run_command,
     say,
@@ -159,14 +163,19 @@ def create_topic(
 def describe_topic(
     name: TopicName,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    http: Http = DEFAULT_HTTP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
     output: OutputFormat = Output.TABLE,
 ) -> None:
-    """Per partition: leader, leader epoch, log start and high watermark; then the configs."""
+    """Per partition: leader, leader epoch, log start, high watermark, and its bytes and
+    objects in the bucket (from the agent's HTTP API, --http); then the configs."""
 
     def work(admin: TopicAdmin) -> None:
         entries = admin.configs([name])[name]  # first: an unknown topic is refused here
         rows = _partition_rows(admin, name)
+        columns = ["partition", "leader", "leader epoch", "log start", "high watermark"]
+        if _add_storage(rows, http, name, timeout_s):
+            columns += ["bytes", "objects"]
         configs = [
             {"config": key, "value": entry.value, "source": ConfigSource(entry.source).name}
             for key, entry in sorted(entries.items())
@@ -174,11 +183,26 @@ def describe_topic(
         if output is Output.JSON:
             print_json({"topic": name, "partitions": rows, "configs": configs})
             return
-        columns = ("partition", "leader", "leader epoch", "log start", "high watermark")
         show_rows(rows, columns, output, title=name)
         show_rows(configs, ("config", "value", "source"), output)
 
     run_command(TopicAdmin, work, bootstrap, timeout_s)
+
+
+def _add_storage(rows: list[dict[str, Any]], http: str, name: str, timeout_s: float) -> bool:
+    """Each row's bytes in the bucket and objects, as the agent's HTTP API has them; False
+    (said on stderr) when no API answers at `http`."""
+    url = f"{http.rstrip('/')}/api/v1/topics/{name}/partitions"
+    answer = get_api_json(url, timeout_s)
+    if answer is None:
+        errors.print(f"bytes and objects not shown: no agent HTTP API answers at {http} (--http)")
+        return False
+    stored = {shown["partition"]: shown for shown in answer["partitions"]}
+    for row in rows:
+        shown = stored.get(row["partition"], {})
+        row["bytes"] = shown.get("size_bytes", 0)
+        row["objects"] = shown.get("object_count", 0)
+    return True
 
 
 def _partition_rows(admin: TopicAdmin, name: str) -> list[dict[str, Any]]:

@@ -129,6 +129,18 @@ class PartitionDescription:
 
 
 @dataclass(frozen=True)
+class PartitionStorage:
+    """Where one partition's committed log stands in the metadata store and the bucket: its
+    log start, durable end, the bytes of its segment rows and the objects they point into."""
+
+    partition: int
+    log_start_offset: int
+    durable_end_offset: int
+    size_bytes: int
+    object_count: int
+
+
+@dataclass(frozen=True)
 class TopicDescription:
     """A topic, its id and its partitions."""
 
@@ -278,6 +290,25 @@ class AdminService:
                 )
             )
         return TopicDescription(topic.name, topic_id(topic), tuple(partitions))
+
+    async def describe_storage(self, name: str) -> list[PartitionStorage]:
+        """Each partition's log start, durable end, bytes in the bucket and objects, as the
+        metadata store has them (any agent answers; no lease is taken). Raises
+        UnknownTopicOrPartition."""
+        topic = await self.topic(name)
+        sizes = await self._leases.partition_sizes(name)
+        objects = await self._leases.partition_objects(name)
+        description = await self.describe_topic(topic)
+        return [
+            PartitionStorage(
+                shown.partition,
+                shown.log_start_offset,
+                shown.durable_end_offset,
+                sizes.get(shown.partition, 0),
+                objects.get(shown.partition, 0),
+            )
+            for shown in description.partitions
+        ]
 
     async def current_leader(self, tp: TopicPartition) -> LeaderHint:
         """Where the partition's requests go now and its leader epoch as the store has it

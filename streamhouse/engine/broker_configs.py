@@ -149,6 +149,12 @@ _SETTINGS = (
         "How often expired committed offsets are looked for.",
     ),
     _Setting(
+        "log.retention.check.interval.ms",
+        ConfigType.LONG,
+        "retention_check_interval_ms",
+        "How often each agent applies retention to the partitions it leads (0 or -1: never).",
+    ),
+    _Setting(
         "offset.metadata.max.bytes",
         ConfigType.INT,
         "offset_metadata_max_bytes",

@@ -28,7 +28,6 @@ as in Kafka.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.merger import LedLogs
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
+from streamhouse.engine.periodic import Periodic
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
 from streamhouse.engine.rewrite import Rewriter, Swapped
 from streamhouse.errors import StreamHouseError
@@ -125,8 +125,7 @@ class Compactor:
         self._reader = ObjectReader(objects)  # its own, without a cache: read once a round
         self._specs = topic_config_specs(settings.batch_bytes_max)
         self._decompress = decompressor(settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._periodic: Periodic | None = None
         self.stats = CompactionStats()
 
     @property
@@ -134,21 +133,16 @@ class Compactor:
         return self._settings.compaction_interval_ms > COMPACTION_OFF
 
     def start(self, failure: AgentFailure) -> None:
+        """A pass every `compaction_interval_ms` until `stop` (none when it is off)."""
         if not self.enabled:
             return
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="compactor")
-        failure.watch(self._task, stopping=lambda: self._stopping)
+        interval_ms = self._settings.compaction_interval_ms
+        self._periodic = Periodic("compactor", self._clock, interval_ms, self.run_once, log)
+        self._periodic.start(failure)
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _loop(self) -> None:
-        while True:
-            await self._clock.sleep_ms(self._settings.compaction_interval_ms)
-            await self.run_once()
+        if self._periodic is not None:
+            await self._periodic.stop()
 
     async def run_once(self) -> dict[TopicPartition, RoundOutcome]:
         """One pass over the led partitions of compacted topics: a round for each that is
@@ -208,11 +202,10 @@ class Compactor:
             min_cleanable_dirty_ratio=config.min_cleanable_dirty_ratio,
             max_compaction_lag_ms=config.max_compaction_lag_ms,
         )
+        listed_end = rows[-1].last_offset + 1 if rows else record.log_start_offset
         uncleanable = first_uncleanable_offset(
-            durable_end_offset=min(record.durable_end_offset, rows[-1].last_offset + 1)
-            if rows
-            else record.durable_end_offset,
-            last_stable_offset=plog.last_stable_offset(),
+            durable_end_offset=min(record.durable_end_offset, listed_end),
+            last_stable_offset=plog.last_stable_offset,
             dirty_segments=[(row.base_offset, row.max_timestamp_ms) for row in dirty],
             now_ms=now_ms,
             min_compaction_lag_ms=config.min_compaction_lag_ms,

@@ -608,14 +608,24 @@ class LogStore:
         """Move the log start to `offset` (-1: the high watermark); returns the new log start.
         An offset below the current log start changes nothing, as in Kafka."""
         plog = await self.partition(tp)
-        high_watermark = plog.state.high_watermark
-        target = high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
-        if not 0 <= target <= high_watermark:
-            raise OffsetOutOfRange(
-                f"cannot delete {tp} up to {offset}: the log holds "
-                f"[{plog.state.log_start_offset}, {high_watermark}]"
-            )
-        log_start = await self._leases.set_log_start_offset(tp, target)
+        async with plog.log_start_moving:
+            high_watermark = plog.state.high_watermark
+            target = high_watermark if offset == DELETE_TO_HIGH_WATERMARK else offset
+            if not 0 <= target <= high_watermark:
+                raise OffsetOutOfRange(
+                    f"cannot delete {tp} up to {offset}: the log holds "
+                    f"[{plog.state.log_start_offset}, {high_watermark}]"
+                )
+            return await self.raise_log_start(plog, target)
+
+    async def raise_log_start(self, plog: PartitionLog, offset: int) -> int:
+        """The one way a led partition's log start moves (DeleteRecords, retention): first in
+        the metadata store, which drops the segment rows wholly below it, then in memory, so
+        reads and ListOffsets answer from it. Never moves back; returns the log start. The
+        caller holds `plog.log_start_moving`. Raises NotLeader, StorageError."""
+        assert plog.log_start_moving.locked(), "log start moves are taken one at a time"
+        self._check_leading(plog)
+        log_start = await self._leases.set_log_start_offset(plog.state.tp, offset)
         plog.state.advance_log_start(log_start)
         return plog.state.log_start_offset
 

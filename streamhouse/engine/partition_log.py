@@ -29,6 +29,9 @@ class PartitionLog:
     lease_deadline_ms: int = 0  # monotonic; past it this agent must not act as leader
     # held while a batch that would open a transaction here is verified and appended
     txn_opening: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # held while the log start is judged and moved (DeleteRecords, retention): one at a time,
+    # so retention's byte count is never read across another's move
+    log_start_moving: asyncio.Lock = field(default_factory=asyncio.Lock)
     _watermark_moved: asyncio.Future[None] | None = None
     _lease_decided: asyncio.Future[None] | None = None
 

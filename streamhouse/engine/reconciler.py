@@ -20,7 +20,6 @@ coming. A run is idempotent: a second run right after finds nothing more to do.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from streamhouse.engine.damaged_objects import (
 )
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.object_reader import ObjectReader
+from streamhouse.engine.periodic import Periodic
 from streamhouse.errors import CorruptObject, ObjectNotFound, ObjectStoreUnavailable, StorageError
 from streamhouse.log.ids import OBJECTS_PREFIX
 from streamhouse.ports.clock import Clock
@@ -332,35 +332,20 @@ class ReconcileLoop:
         claims: JobClaims,
         agent_id: str,
     ) -> None:
-        assert settings.reconcile_interval_ms > 0, "the reconciler is off"
         self._interval_ms = settings.reconcile_interval_ms
-        self._clock = clock
         self.reconciler = reconciler
         self._claims = claims
         self._agent_id = agent_id
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._periodic = Periodic("reconcile", clock, self._interval_ms, self.run_once, log)
 
     def start(self, failure: AgentFailure) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="reconciler")
-        failure.watch(self._task, stopping=lambda: self._stopping)
+        self._periodic.start(failure)
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._periodic.stop()
 
     async def run_once(self) -> ReconcileReport | None:
         """A pass if this agent claims the job now, else None. Raises StorageError."""
         if not await self._claims.claim_job(JOB_NAME, self._agent_id, self._interval_ms):
             return None
         return await self.reconciler.run()
-
-    async def _loop(self) -> None:
-        while True:
-            await self._clock.sleep_ms(self._interval_ms)
-            try:
-                await self.run_once()
-            except StorageError as error:  # retried at the next interval
-                log.warning("reconcile failed, retrying in %d ms: %s", self._interval_ms, error)

@@ -111,9 +111,10 @@ class Rewriter:
         """Rewrite `rows` (consecutive committed rows of `tp`, as just listed) under lease
         `epoch` into one new object of blocks of at most `block_bytes_max` raw bytes
         (merge_block_bytes_max by default); a compaction round's last run passes where the
-        round ended, `cleaned_end_offset`, for the swap to move the checkpoint. Raises StorageError when reading the old blocks
-        or uploading fails (nothing changed; an upload that half-happened is an orphan);
-        a failed swap ends ABANDONED, a fenced one REFUSED."""
+        round ended, `cleaned_end_offset`, for the swap to move the checkpoint. Raises
+        StorageError when reading the old blocks or uploading fails (nothing changed; an
+        upload that half-happened is an orphan); a failed swap ends ABANDONED, a fenced one
+        REFUSED."""
         assert rows, f"a rewrite of {tp} needs rows"
         before: list[StoredBatch] = []
         raw_bytes_read = 0

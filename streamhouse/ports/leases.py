@@ -191,6 +191,11 @@ class LeaseStore(ABC):
         a partition without rows, and a topic that does not exist, has no entry."""
 
     @abstractmethod
+    async def partition_objects(self, topic: str) -> dict[int, int]:
+        """How many objects the topic's committed segment rows point into, by partition; a
+        partition without rows, and a topic that does not exist, has no entry."""
+
+    @abstractmethod
     async def list_objects(self) -> list[ObjectRecord]:
         """Every committed object, sorted by key."""
 

@@ -4,6 +4,9 @@
 agent can take traffic (recovered, Kafka listener accepting, metadata store reachable, no
 background service failed, not shutting down) and 503 with the reasons otherwise, so load
 balancers and orchestrators route around it. `/metrics` is Prometheus' text format.
+`/api/v1/topics/{name}/partitions` answers each partition's storage as the admin service has
+it (log start, durable end, bytes in the bucket, objects); a refusal carries Kafka's error
+code and name (404 for an unknown topic, 503 when the metadata store fails).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import uvicorn
 from fastapi import FastAPI, Response
@@ -20,7 +23,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.engine.admin import PartitionStorage
+from streamhouse.errors import ErrorCode, StorageError, StreamHouseError, UnknownTopicOrPartition
 
 READINESS_PROBE_TIMEOUT_MS = 2_000
 HTTP_SHUTDOWN_TIMEOUT_MS = 5_000
@@ -41,9 +45,15 @@ class AgentIdentity:
 ReadinessProbe = Callable[[], Awaitable[list[str]]]
 """Returns why the agent cannot take traffic; an empty list means ready."""
 
+TopicStorage = Callable[[str], Awaitable[list[PartitionStorage]]]
+"""A topic's partitions as stored (the admin service's describe_storage)."""
+
 
 def build_app(
-    identity: AgentIdentity, readiness: ReadinessProbe, registry: CollectorRegistry
+    identity: AgentIdentity,
+    readiness: ReadinessProbe,
+    registry: CollectorRegistry,
+    topic_storage: TopicStorage | None = None,
 ) -> FastAPI:
     app = FastAPI(title="StreamHouse agent", version=identity.version, docs_url=None)
 
@@ -69,7 +79,30 @@ def build_app(
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    if topic_storage is not None:
+        storage = topic_storage
+
+        @app.get("/api/v1/topics/{name}/partitions")
+        async def topic_partitions(name: str) -> JSONResponse:
+            try:
+                partitions = await storage(name)
+            except StreamHouseError as error:
+                return _refusal(error)
+            body = {"topic": name, "partitions": [asdict(shown) for shown in partitions]}
+            return JSONResponse(body)
+
     return app
+
+
+def _refusal(error: StreamHouseError) -> JSONResponse:
+    """A refused API call: Kafka's error code and name, and an HTTP status to match."""
+    status = 400
+    if isinstance(error, UnknownTopicOrPartition):
+        status = 404
+    elif isinstance(error, StorageError):
+        status = 503
+    body = {"error_code": int(error.code), "error": error.code.name, "message": str(error)}
+    return JSONResponse(body, status_code=status)
 
 
 class HttpListenFailed(StreamHouseError):
@@ -152,8 +185,9 @@ async def start_agent_http(
     identity: AgentIdentity,
     readiness: ReadinessProbe,
     registry: CollectorRegistry,
+    topic_storage: TopicStorage | None = None,
 ) -> AgentHttp:
-    """Serve health, readiness and metrics on `host:port` (0: any free port)."""
-    listener = HttpListener(build_app(identity, readiness, registry))
+    """Serve health, readiness, metrics and the API on `host:port` (0: any free port)."""
+    listener = HttpListener(build_app(identity, readiness, registry, topic_storage))
     bound = await listener.start(host, port)
     return AgentHttp(listener, bound)

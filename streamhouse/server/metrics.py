@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from streamhouse.engine.compactor import CompactionStats
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.merger import MergeStats
 from streamhouse.engine.reconciler import Reconciler
+from streamhouse.engine.retention import RetentionStats
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
 
 PREFIX = "streamhouse"
+# A background service's counters, exported as streamhouse_<component>_<field>_total
+BackgroundStats = MergeStats | RetentionStats | CompactionStats
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,11 @@ class AgentCollector(Collector):
         transactions: TransactionStats | None = None,
         reconciler: Reconciler | None = None,
         snapshots: SnapshotWriter | None = None,
-        merges: MergeStats | None = None,
+        background: Mapping[str, BackgroundStats] | None = None,
     ) -> None:
         self._log = log
-        self._merges = merges
+        # counters of the background services by metric component (merge, retention, ...)
+        self._background = dict(background or {})
         self._snapshots = snapshots
         self._reconciler = reconciler
         self._gauges = gauges
@@ -65,8 +70,8 @@ class AgentCollector(Collector):
                 "(`streamctl admin reconcile` lists them).",
                 self._reconciler.damaged.count,
             )
-        if self._merges is not None:
-            yield from _counters("merge", asdict(self._merges))
+        for component, stats in sorted(self._background.items()):
+            yield from _counters(component, asdict(stats))
         if self._snapshots is not None:
             yield from _counters("snapshots", asdict(self._snapshots.stats))
             yield _gauge(
@@ -123,11 +128,10 @@ def agent_registry(
     transactions: TransactionStats | None = None,
     reconciler: Reconciler | None = None,
     snapshots: SnapshotWriter | None = None,
-    merges: MergeStats | None = None,
+    background: Mapping[str, BackgroundStats] | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(
-        AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots, merges)
-    )
+    collector = AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots, background)
+    registry.register(collector)
     return registry

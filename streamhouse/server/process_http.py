@@ -5,7 +5,9 @@ The supervisor serves them from what each process's own HTTP door (on a loopback
 address, whether it runs, how often it was restarted); `/ready` is 200 only when every process
 runs and its own /ready is 200, else 503 with each process's reasons; `/metrics` is every
 process's metrics, each sample labelled `process="<index>"`, plus the supervisor's own
-`streamhouse_process_up` and `streamhouse_process_restarts_total`.
+`streamhouse_process_up` and `streamhouse_process_restarts_total`. `/api/v1/...` is asked of
+the first process that runs (every process answers it alike, from the metadata store) and its
+answer passed on.
 """
 
 from __future__ import annotations
@@ -155,6 +157,15 @@ def build_processes_app(version: str, processes: ProcessesView) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(await _metrics_text(processes()), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/{path:path}")
+    async def api(path: str) -> Response:
+        served = [view for view in processes() if view.running and view.http is not None]
+        if not served:
+            body = {"error": "no agent process is running", "processes": len(processes())}
+            return JSONResponse(body, status_code=503)
+        status, text = await _ask(f"{served[0].http}/api/v1/{path}")
+        return Response(text, status_code=status, media_type="application/json")
 
     return app
 

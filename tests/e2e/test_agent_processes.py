@@ -4,6 +4,7 @@ acknowledged record when the number of processes changes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -101,6 +102,14 @@ def test_two_processes_lead_partitions_together_and_stop_on_sigterm(tmp_path: Pa
         _create_topic_led_by_both(agents.bootstrap, "spread")
         sent = _produce(agents.bootstrap, "spread", "all")
         assert sorted(_consume_all(agents.bootstrap, "spread", len(sent))) == sorted(sent)
+        # the supervisor's /api/v1 is a process's: every partition's rows, whoever leads it
+        url = agents.http_base + "/api/v1/topics/spread/partitions"
+        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as answer:
+            stored = json.loads(answer.read())["partitions"]
+        assert [shown["durable_end_offset"] for shown in stored] == [
+            RECORDS // PARTITIONS
+        ] * PARTITIONS
+        assert all(shown["object_count"] >= 1 for shown in stored)
         pids = _pids(agents)
         assert agents.stop() == 0
         assert all(_gone(pid) for pid in pids), pids

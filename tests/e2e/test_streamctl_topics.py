@@ -44,7 +44,7 @@ def topic_agent(tmp_path: Path) -> Iterator[Agent]:
 
 
 def streamctl(agent: Agent, *args: str, answer: str | None = None) -> Result:
-    env = {"STREAMHOUSE_BOOTSTRAP": agent.bootstrap}
+    env = {"STREAMHOUSE_BOOTSTRAP": agent.bootstrap, "STREAMHOUSE_HTTP": agent.http_base}
     return CliRunner().invoke(app, ["topics", *args], env=env, input=answer)
 
 
@@ -98,12 +98,20 @@ def test_topic_lifecycle_through_a_running_agent(topic_agent: Agent) -> None:
     assert partitions[0]["high watermark"] == partitions[0]["log start"] == 0
     assert all(row["leader epoch"] >= 1 for row in partitions.values())
     assert all(row["leader"].startswith("0 (127.0.0.1:") for row in partitions.values())
+    # acks=all: partition 1's records are in the bucket, the others have nothing there
+    assert partitions[1]["bytes"] > 0 and partitions[1]["objects"] >= 1
+    assert (partitions[0]["bytes"], partitions[0]["objects"]) == (0, 0)
     configs = {row["config"]: (row["value"], row["source"]) for row in shown["configs"]}
     assert configs["retention.ms"] == ("1000", "DYNAMIC_TOPIC_CONFIG")
     assert configs["cleanup.policy"] == ("delete", "DEFAULT_CONFIG")
     as_table = streamctl(topic_agent, "describe", "orders")
     assert as_table.exit_code == 0, as_table.output
     assert "high watermark" in as_table.output and "DYNAMIC_TOPIC_CONFIG" in as_table.output
+    assert "objects" in as_table.output
+    without_http = streamctl(topic_agent, "describe", "orders", "--http", "http://127.0.0.1:1")
+    assert without_http.exit_code == 0, without_http.output
+    assert "bytes and objects not shown" in without_http.output
+    assert "objects" not in without_http.stdout
 
     altered = streamctl(
         topic_agent,

@@ -68,6 +68,9 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
     async def partition_sizes(self, topic: str) -> dict[int, int]:
         return await self._sql.read("partition_sizes", _sum_segment_lengths, topic)
 
+    async def partition_objects(self, topic: str) -> dict[int, int]:
+        return await self._sql.read("partition_objects", _count_segment_objects, topic)
+
     async def list_objects(self) -> list[ObjectRecord]:
         return await self._sql.read("list_objects", _select_objects)
 
@@ -383,6 +386,15 @@ def _sum_segment_lengths(conn: Connection, topic: str) -> dict[int, int]:
         .group_by(segments.c.partition)
     )
     return {int(partition): int(size) for partition, size in conn.execute(query)}
+
+
+def _count_segment_objects(conn: Connection, topic: str) -> dict[int, int]:
+    query = (
+        select(segments.c.partition, func.count(segments.c.object_key.distinct()))
+        .where(segments.c.topic == topic)
+        .group_by(segments.c.partition)
+    )
+    return {int(partition): int(count) for partition, count in conn.execute(query)}
 
 
 def _select_objects(conn: Connection) -> list[ObjectRecord]:

@@ -370,7 +370,7 @@ def test_objects_of_a_deleted_topic_lose_their_segment_counts(store: MetadataSto
     assert run(store.list_object_refs()) == []
 
 
-def test_partition_sizes_sum_committed_rows_of_the_topic(store: MetadataStore) -> None:
+def test_partition_sizes_and_objects_of_the_topics_committed_rows(store: MetadataStore) -> None:
     orders_led_by_a(store)
     run(store.create_topic("orders-2", 1, {}, T0_MS))
     other = TopicPartition("orders-2", 0)
@@ -383,8 +383,12 @@ def test_partition_sizes_sum_committed_rows_of_the_topic(store: MetadataStore) -
     assert run(store.partition_sizes("orders")) == {0: 70, 1: 10}
     assert run(store.partition_sizes("orders-2")) == {0: 1000}
     assert run(store.partition_sizes("nope")) == {}
+    assert run(store.partition_objects("orders")) == {0: 2, 1: 1}
+    assert run(store.partition_objects("orders-2")) == {0: 1}
+    assert run(store.partition_objects("nope")) == {}
     run(store.delete_topic("orders"))
     assert run(store.partition_sizes("orders")) == {}
+    assert run(store.partition_objects("orders")) == {}
 
 
 # ---------------------------------------------------------------- log start
