@@ -269,7 +269,8 @@ async def assemble_agent(
         reconcile_loop = ReconcileLoop(settings, clock, reconciler, metadata, agent_id)
         reconcile_loop.start(failure)
     rewriter = Rewriter(settings, clock, rng, objects, metadata, agent_id, buggify)
-    rewriter.on_swapped.append(snapshots.flushed)  # the bucket must describe the new rows
+    rewriter.on_swapped.append(lambda _: snapshots.flushed())  # the bucket must describe them
+    rewriter.on_swapped.append(log.rows_swapped)  # reads must see them
     merger = Merger(settings, clock, log, metadata, rewriter, buggify)
     merger.start(failure)  # the partitions this agent leads, every merge_interval_ms
     compactor = Compactor(settings, clock, log, metadata, metadata, metadata, objects, rewriter)

@@ -7,6 +7,7 @@ refusal comes back with Kafka's error name.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -49,6 +50,9 @@ BROKER_DEFAULT_PARTITIONS = -1  # the agent's --num-partitions
 TopicName = Annotated[str, typer.Argument(metavar="TOPIC", help="The topic's name.")]
 KeyValues = list[str] | None
 PAIR = "KEY=VALUE"
+
+# What describe adds for a compacted topic
+COMPACTION_COLUMNS = ("cleaned to", "dirty ratio", "last compaction")
 
 
 class TopicAdmin(AgentAdmin):
@@ -168,7 +172,8 @@ def describe_topic(
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """Per partition: leader, leader epoch, log start, high watermark, and its bytes and
-    objects in the bucket (from the agent's HTTP API, --http); then the configs."""
+    objects in the bucket (from the agent's HTTP API, --http), for a compacted topic also
+    where cleaning got to, the dirty ratio and the last compaction; then the configs."""
 
     def work(admin: TopicAdmin) -> None:
         entries = admin.configs([name])[name]  # first: an unknown topic is refused here
@@ -176,6 +181,9 @@ def describe_topic(
         columns = ["partition", "leader", "leader epoch", "log start", "high watermark"]
         if _add_storage(rows, http, name, timeout_s):
             columns += ["bytes", "objects"]
+            policy = entries.get("cleanup.policy")
+            if policy is not None and "compact" in (policy.value or "").split(","):
+                columns += list(COMPACTION_COLUMNS)
         configs = [
             {"config": key, "value": entry.value, "source": ConfigSource(entry.source).name}
             for key, entry in sorted(entries.items())
@@ -202,7 +210,16 @@ def _add_storage(rows: list[dict[str, Any]], http: str, name: str, timeout_s: fl
         shown = stored.get(row["partition"], {})
         row["bytes"] = shown.get("size_bytes", 0)
         row["objects"] = shown.get("object_count", 0)
+        row["cleaned to"] = shown.get("cleaned_end_offset", 0)
+        row["dirty ratio"] = round(float(shown.get("dirty_ratio", 0.0)), 3)
+        compacted_ms = shown.get("compacted_ms")
+        row["last compaction"] = None if compacted_ms is None else _utc(compacted_ms)
     return True
+
+
+def _utc(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="seconds")
 
 
 def _partition_rows(admin: TopicAdmin, name: str) -> list[dict[str, Any]]:

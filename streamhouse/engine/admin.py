@@ -63,7 +63,7 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.consumer_protocol import subscribed_topics
-from streamhouse.log.compaction import is_compacted, keyless_records
+from streamhouse.log.compaction import dirty_ratio, is_compacted, keyless_records
 from streamhouse.log.group_state import GroupState
 from streamhouse.log.topic_configs import (
     ConfigEntry,
@@ -138,6 +138,11 @@ class PartitionStorage:
     durable_end_offset: int
     size_bytes: int
     object_count: int
+    # log compaction: the checkpoint (next first dirty offset), the share of the bytes past
+    # it, and the store's time of the last round that swapped (None: never)
+    cleaned_end_offset: int = 0
+    dirty_ratio: float = 0.0
+    compacted_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -297,17 +302,23 @@ class AdminService:
         UnknownTopicOrPartition."""
         topic = await self.topic(name)
         sizes = await self._leases.partition_sizes(name)
+        dirty = await self._leases.partition_dirty_sizes(name)
         objects = await self._leases.partition_objects(name)
-        description = await self.describe_topic(topic)
         return [
             PartitionStorage(
-                shown.partition,
-                shown.log_start_offset,
-                shown.durable_end_offset,
-                sizes.get(shown.partition, 0),
-                objects.get(shown.partition, 0),
+                record.partition,
+                record.log_start_offset,
+                record.durable_end_offset,
+                sizes.get(record.partition, 0),
+                objects.get(record.partition, 0),
+                record.cleaned_end_offset,
+                dirty_ratio(
+                    sizes.get(record.partition, 0) - dirty.get(record.partition, 0),
+                    dirty.get(record.partition, 0),
+                ),
+                record.compacted_ms,
             )
-            for shown in description.partitions
+            for record in await self._topics.list_topic_partitions(topic.name)
         ]
 
     async def current_leader(self, tp: TopicPartition) -> LeaderHint:

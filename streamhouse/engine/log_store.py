@@ -68,7 +68,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import LEASE_RENEW_LATE, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
-from streamhouse.ports.leases import LeaseStore
+from streamhouse.ports.leases import LeaseStore, SegmentSwap
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.rng import Rng
@@ -280,6 +280,15 @@ class LogStore:
 
     def led_partitions(self) -> list[TopicPartition]:
         return list(self._partitions)
+
+    def rows_swapped(self, swap: SegmentSwap) -> None:
+        """A rewrite swapped rows of a partition (merged or compacted): reads list its rows
+        afresh, and its tail lets go of the batches the new rows cover, so that what
+        compaction removed is not read from memory."""
+        self.reads.forget_listing(swap.tp)
+        plog = self._partitions.get(swap.tp)
+        if plog is not None:
+            plog.tail.evict_through(swap.new[-1].last_offset + 1)
 
     async def partition(self, tp: TopicPartition) -> PartitionLog:
         """The led partition, taking its lease first if needed and the partition is placed

@@ -213,6 +213,10 @@ class LogReader:
                     return found
         return None
 
+    def forget_listing(self, tp: TopicPartition) -> None:
+        """The partition's rows changed (a rewrite's swap): the next read lists them again."""
+        self._listings.pop(tp, None)
+
     async def _read_objects(
         self, tp: TopicPartition, offset: int, end_offset: int, bytes_max: int
     ) -> list[memoryview]:

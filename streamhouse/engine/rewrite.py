@@ -97,7 +97,7 @@ class Rewriter:
         # Its own reader, without a cache: a rewrite reads each block once
         self._reader = ObjectReader(objects)
         # Told after each swap that committed (the snapshot writer owes a snapshot)
-        self.on_swapped: list[Callable[[], None]] = []
+        self.on_swapped: list[Callable[[SegmentSwap], None]] = []
 
     async def rewrite(
         self,
@@ -164,7 +164,7 @@ class Rewriter:
         swapped = await self._swap(swap, uploaded_ms)
         if swapped is Swapped.SWAPPED:
             for listener in self.on_swapped:
-                listener()
+                listener(swap)
         raw_bytes_written = sum(len(spec.data) for spec in blocks)
         return RewriteOutcome(
             swapped, key, len(data), raw_bytes_read, raw_bytes_written, len(blocks)

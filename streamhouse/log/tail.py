@@ -145,6 +145,12 @@ class Tail:
         del self._batches[index:]
         del self._bases[index:]
 
+    def evict_through(self, end_offset: int) -> None:
+        """Drop the oldest batches while they end at or below `end_offset` (durable, and
+        rewritten in the objects: reads must go there)."""
+        while self.evict_oldest(end_offset):
+            pass
+
     def evict_oldest(self, durable_end_offset: int) -> bool:
         """Drop the oldest batch if it ends at or below `durable_end_offset`; whether one was."""
         if self._budget is None or self._head == len(self._batches):

@@ -196,6 +196,12 @@ class LeaseStore(ABC):
         partition without rows, and a topic that does not exist, has no entry."""
 
     @abstractmethod
+    async def partition_dirty_sizes(self, topic: str) -> dict[int, int]:
+        """Bytes of the topic's committed segment rows at or past each partition's compaction
+        checkpoint (`cleaned_end_offset`: rows a cleaning round has not covered), by
+        partition; a partition without such rows has no entry."""
+
+    @abstractmethod
     async def list_objects(self) -> list[ObjectRecord]:
         """Every committed object, sorted by key."""
 

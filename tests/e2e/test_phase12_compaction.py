@@ -6,14 +6,24 @@ partitions of the same request are."""
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KTopicPartition
 
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.records import SimpleRecord, build_batch
-from tests.e2e.conftest import Agent
+from tests.e2e.conftest import Agent, start_agent, within
 from tests.fixtures.kafka_wire import PRODUCE_TIMEOUT_MS, PRODUCE_VERSION, raw_call
 
 WAIT_S = 20
@@ -102,3 +112,144 @@ def test_the_other_partitions_of_the_request_are_appended(agent: Agent) -> None:
     assert (int(appended.error_code), appended.base_offset) == (0, 0)
     assert _read_all(agent, "p12-plain") == [(0, b"k", b"v"), (1, None, b"no key")]
     assert _read_all(agent, "p12-compacted") == []
+
+
+# --- the log-compaction test: many duplicate keys and some tombstones, compacted while
+# --- producers keep writing, checked as Kafka's own log-compaction tester checks a topic
+
+KEYS = 40
+ROUNDS = 25  # values per key
+DELETED = 5  # keys whose last record is a tombstone
+DELETE_RETENTION_MS = 2_000
+Produced = tuple[int, bytes, bytes | None]  # offset, key, value
+CLEANING_S = 60
+
+
+@pytest.fixture
+def compacting_agent(tmp_path: Path) -> Iterator[Agent]:
+    with start_agent(tmp_path / "data", "--compaction-interval-ms", "300") as running:
+        yield running
+        running.stop_cleanly()
+
+
+def _produce_keyed(
+    agent: Agent, topic: str, records: list[tuple[bytes, bytes | None]]
+) -> list[Produced]:
+    """The records, acks=all, each delivery's offset noted."""
+    producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all", "linger.ms": 20})
+    delivered: list[Produced] = []
+    failures: list[KafkaError] = []
+
+    def noted(error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            failures.append(error)
+        else:
+            delivered.append((message.offset(), message.key(), message.value()))
+
+    for key, value in records:
+        producer.produce(topic, value, key=key, partition=0, on_delivery=noted)
+        producer.poll(0)
+    assert producer.flush(WAIT_S) == 0
+    assert failures == []
+    return delivered
+
+
+def _storage(agent: Agent, topic: str) -> dict[str, Any]:
+    url = f"{agent.http_base}/api/v1/topics/{topic}/partitions"
+    with urllib.request.urlopen(url, timeout=WAIT_S) as answer:
+        partitions: list[dict[str, Any]] = json.loads(answer.read())["partitions"]
+    return partitions[0]
+
+
+def _cleaned_to(agent: Agent, topic: str, end: int) -> None:
+    """Wait until a round has cleaned the partition up to `end` (the checkpoint)."""
+    within(CLEANING_S, lambda: _storage(agent, topic)["cleaned_end_offset"] >= end, "cleaning")
+
+
+def _confluent_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
+    """What a confluent-kafka consumer reads from offset 0 until its position reaches `end`."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": agent.bootstrap,
+            "group.id": "p12-compacted",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    found: list[Produced] = []
+    deadline = time.monotonic() + WAIT_S
+    while consumer.position([TopicPartition(topic, 0)])[0].offset < end:
+        assert time.monotonic() < deadline, f"read {len(found)} records, not to offset {end}"
+        message = consumer.poll(0.5)
+        if message is not None:
+            assert message.error() is None, message.error()
+            found.append((message.offset(), message.key(), message.value()))
+    consumer.close()
+    return found
+
+
+def _kafka_python_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
+    """What kafka-python reads from offset 0 until its position reaches `end`."""
+    tp = KTopicPartition(topic, 0)
+    consumer = KafkaConsumer(bootstrap_servers=agent.bootstrap, enable_auto_commit=False)
+    consumer.assign([tp])
+    consumer.seek(tp, 0)
+    found: list[Produced] = []
+    deadline = time.monotonic() + WAIT_S
+    while consumer.position(tp) < end:
+        assert time.monotonic() < deadline, f"read {len(found)} records, not to offset {end}"
+        for messages in consumer.poll(timeout_ms=500).values():
+            found += [(m.offset, m.key, m.value) for m in messages]
+    consumer.close()
+    return found
+
+
+def _judge(produced: list[Produced], read: list[Produced], *, tombstones_gone: bool) -> None:
+    """Kafka's log-compaction tester: the last value of every key is what was produced last
+    (deleted keys absent once their tombstones may go), every record read is the one produced
+    at its offset, offsets strictly increase, no key is read twice."""
+    at = {offset: (key, value) for offset, key, value in produced}
+    last: dict[bytes, Produced] = {}
+    for record in sorted(produced):
+        last[record[1]] = record
+    offsets = [offset for offset, _, _ in read]
+    assert offsets == sorted(set(offsets)), "offsets strictly increase"
+    assert all(at[offset] == (key, value) for offset, key, value in read), "a record changed"
+    keys = [key for _, key, _ in read]
+    assert len(keys) == len(set(keys)), "a key read twice after cleaning"
+    expected = {
+        key: record for key, record in last.items() if not (tombstones_gone and record[2] is None)
+    }
+    assert {record[1]: record for record in read} == expected
+
+
+def test_a_compacted_topic_keeps_the_last_value_of_every_key(compacting_agent: Agent) -> None:
+    agent, topic = compacting_agent, "p12-compacted"
+    configs = {
+        "cleanup.policy": "compact",
+        "min.cleanable.dirty.ratio": "0.01",
+        "delete.retention.ms": str(DELETE_RETENTION_MS),
+    }
+    _create(agent, NewTopic(topic, 1, config=configs))
+    produced: list[Produced] = []
+    # written in waves while rounds run every 300 ms: each wave cleaned behind the producer
+    for wave in range(ROUNDS):
+        values = [(b"key-%02d" % k, b"wave-%02d-of-key-%02d" % (wave, k)) for k in range(KEYS)]
+        produced += _produce_keyed(agent, topic, values)
+    tombstones = [(b"key-%02d" % k, None) for k in range(DELETED)]
+    produced += _produce_keyed(agent, topic, tombstones)
+    end = max(offset for offset, _, _ in produced) + 1
+    _cleaned_to(agent, topic, end)
+    for reads in (_confluent_reads(agent, topic, end), _kafka_python_reads(agent, topic, end)):
+        _judge(produced, reads, tombstones_gone=False)
+    storage = _storage(agent, topic)
+    assert storage["compacted_ms"] is not None and storage["dirty_ratio"] == 0.0
+
+    # past the tombstones' horizon, a little more data makes the log dirty: they go
+    time.sleep(DELETE_RETENTION_MS / 1000 + 0.5)
+    produced += _produce_keyed(agent, topic, [(b"late", b"dirt")])
+    end = max(offset for offset, _, _ in produced) + 1
+    _cleaned_to(agent, topic, end)
+    for reads in (_confluent_reads(agent, topic, end), _kafka_python_reads(agent, topic, end)):
+        _judge(produced, reads, tombstones_gone=True)
+    assert len(reads) == KEYS - DELETED + 1 < len(produced)

@@ -124,7 +124,7 @@ def test_a_merge_keeps_every_offset_its_bytes_and_its_epoch(tmp_path: Path) -> N
         assert len(rows_before) == 12 and {r.leader_epoch for r in rows_before} == {1, 2}
         rewriter = world.rewriter("b")
         swaps: list[int] = []
-        rewriter.on_swapped.append(lambda: swaps.append(1))
+        rewriter.on_swapped.append(lambda _: swaps.append(1))
         cycle = await world.merger(store, rewriter).run_once()
         assert [run.swapped for run in cycle.runs] == [Swapped.SWAPPED]
         assert swaps == [1], "the snapshot writer is told of the swap"

@@ -71,6 +71,9 @@ class SqlLeaseStore(SqlAdapter, LeaseStore):
     async def partition_objects(self, topic: str) -> dict[int, int]:
         return await self._sql.read("partition_objects", _count_segment_objects, topic)
 
+    async def partition_dirty_sizes(self, topic: str) -> dict[int, int]:
+        return await self._sql.read("partition_dirty_sizes", _sum_dirty_lengths, topic)
+
     async def list_objects(self) -> list[ObjectRecord]:
         return await self._sql.read("list_objects", _select_objects)
 
@@ -395,6 +398,19 @@ def _count_segment_objects(conn: Connection, topic: str) -> dict[int, int]:
         .group_by(segments.c.partition)
     )
     return {int(partition): int(count) for partition, count in conn.execute(query)}
+
+
+def _sum_dirty_lengths(conn: Connection, topic: str) -> dict[int, int]:
+    checkpoint = (partitions.c.topic == segments.c.topic) & (
+        partitions.c.partition == segments.c.partition
+    )
+    query = (
+        select(segments.c.partition, func.sum(segments.c.length))
+        .join(partitions, checkpoint)
+        .where(segments.c.topic == topic, segments.c.last_offset >= partitions.c.cleaned_end_offset)
+        .group_by(segments.c.partition)
+    )
+    return {int(partition): int(size) for partition, size in conn.execute(query)}
 
 
 def _select_objects(conn: Connection) -> list[ObjectRecord]:
