@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamhouse.config import COMPACTION_OFF, Settings
+from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.merger import LedLogs
 from streamhouse.engine.object_reader import ObjectReader
@@ -151,7 +152,7 @@ class Compactor:
         self.stats.passes += 1
         outcomes: dict[TopicPartition, RoundOutcome] = {}
         configs: dict[str, CompactionConfig | None] = {}
-        for tp in sorted(self._logs.led_partitions()):
+        for tp in sorted(tp for tp in self._logs.led_partitions() if not is_internal(tp.topic)):
             try:
                 if tp.topic not in configs:
                     configs[tp.topic] = await self._config(tp.topic)
