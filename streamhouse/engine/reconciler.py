@@ -20,7 +20,6 @@ coming. A run is idempotent: a second run right after finds nothing more to do.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from streamhouse.engine.damaged_objects import (
     DamagedObjects,
     offset_ranges,
 )
-from streamhouse.engine.failure import AgentFailure
+from streamhouse.engine.failure import AgentFailure, BackgroundTask
 from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.errors import CorruptObject, ObjectNotFound, ObjectStoreUnavailable, StorageError
 from streamhouse.log.ids import OBJECTS_PREFIX
@@ -338,18 +337,13 @@ class ReconcileLoop:
         self.reconciler = reconciler
         self._claims = claims
         self._agent_id = agent_id
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._task = BackgroundTask("reconciler")
 
     def start(self, failure: AgentFailure) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="reconciler")
-        failure.watch(self._task, stopping=lambda: self._stopping)
+        self._task.start(failure, self._loop())
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._task.stop()
 
     async def run_once(self) -> ReconcileReport | None:
         """A pass if this agent claims the job now, else None. Raises StorageError."""
