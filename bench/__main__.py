@@ -15,6 +15,7 @@ from bench import (
     cluster,
     kafka,
     many,
+    merge,
     processes,
     reads,
     rebuild,
@@ -35,6 +36,7 @@ SECTIONS = (
     "transactions",
     "rebuild",
     "reconcile",
+    "merge",
 )
 
 
@@ -72,6 +74,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "transactions": transactions.run,
         "rebuild": rebuild.run,
         "reconcile": reconcile.run,
+        "merge": merge.run,
     }
 
 

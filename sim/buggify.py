@@ -25,6 +25,6 @@ class SimBuggify(Buggify):
         return True
 
 
-def draw_sites(rng: SeededRng) -> tuple[str, ...]:
-    """The call sites one seed activates (sorted; possibly none)."""
-    return tuple(sorted(site for site in SITES if rng.chance(SITE_CHANCE)))
+def draw_sites(rng: SeededRng, sites: tuple[str, ...] = SITES) -> tuple[str, ...]:
+    """The call sites among `sites` one seed activates (sorted; possibly none)."""
+    return tuple(sorted(site for site in sites if rng.chance(SITE_CHANCE)))

@@ -277,9 +277,24 @@ async def reconcile_at_the_end(cluster: SimCluster) -> list[Violation]:
         if key.startswith(OBJECTS_PREFIX)
     }
     referenced = {row.object_key for row in rows}
-    found = check_orphans(listed, created, referenced, now_ms, settings.reconcile_grace_ms)
+    released = await _released_ages_ms(cluster)
+    grace_ms = settings.reconcile_grace_ms
+    found = check_orphans(listed, created, referenced, now_ms, grace_ms, released)
     damaged = [e.key for e in cluster.history.of_type(ObjectDamaged) if e.key in referenced]
     return found + check_damage_reported(damaged, [d.key for d in report.damaged])
+
+
+async def _released_ages_ms(cluster: SimCluster) -> dict[str, int]:
+    """How long ago, by the store's clock, each object lost its last segment row (objects
+    that never did are left out)."""
+    released: dict[str, int] = {}
+    after = ""
+    while page := await cluster.metadata.unfaulted.list_object_refs(after, SEGMENT_PAGE_ROWS):
+        for ref in page:
+            if ref.released_age_ms is not None:
+                released[ref.key] = ref.released_age_ms
+        after = page[-1].key
+    return released
 
 
 def damage_objects(

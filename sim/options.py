@@ -20,7 +20,8 @@ from sim.metadata import MetadataFaults
 from sim.network import NetworkFaults
 from sim.object_store import ObjectStoreFaults
 from sim.rng import SeededRng
-from streamhouse.config import KIB, MIB, RECONCILE_OFF, Settings
+from streamhouse.config import COMPACTION_OFF, KIB, MERGE_OFF, MIB, RECONCILE_OFF, Settings
+from streamhouse.ports.buggify import MERGE_SITES
 
 P = TypeVar("P")
 
@@ -95,6 +96,23 @@ DR_ORPHANS_MAX = 3
 DAMAGE_OBJECT = "damage_object"
 DR_DAMAGE_RATE = 0.5
 PROFILES = (DEFAULT_PROFILE, CLUSTER_PROFILE, TXN_PROFILE, DR_PROFILE)
+# The object merger (engine/merger.py), drawn in every profile from a fork of its own (the
+# draws before it stay as they were): in some seeds it is off, in the others it merges often
+# (a short interval, tiny thresholds) beside the flushes, reads and lease moves; its buggify
+# sites are drawn apart from the others. Runs recorded before it existed keep it off. A
+# merging seed sometimes reconciles in the background with a grace the run outlives, so
+# the objects merges replaced are deleted while clients read (longer than any stall of the
+# run: a pause lasts up to two lease TTLs, a store failover as long)
+MERGE_RATE = 0.6
+MERGE_INTERVALS_MS = (50, 200, 1_000)
+MERGE_SMALL_BLOCKS_BYTES = (256, 4 * KIB, 1 * MIB)
+MERGE_TARGETS_BYTES = (1 * KIB, 16 * KIB, 16 * MIB)
+MERGE_RUN_ROWS_MIN = (2, 3, 8)
+MERGE_BLOCKS_BYTES_MAX = (200, 4 * KIB, 4 * MIB)
+MERGE_CYCLE_BYTES_MAX = (1 * KIB, 256 * MIB)
+MERGE_RATES_BYTES_PER_S = (16 * KIB, 32 * MIB)
+MERGE_RECONCILE_GRACES_MS = (30_000, Settings.reconcile_grace_ms)
+MERGE_RECONCILE_INTERVAL_MS = 1_000
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -174,6 +192,19 @@ class SimOptions:
                 "wal_group_bytes_max",
             )
         }
+        if settings.merge_interval_ms > MERGE_OFF:
+            for name in (
+                "merge_interval_ms",
+                "merge_small_block_bytes",
+                "merge_target_bytes",
+                "merge_run_rows_min",
+                "merge_block_bytes_max",
+                "merge_cycle_bytes_max",
+                "merge_bytes_per_s_max",
+                "reconcile_grace_ms",
+                "reconcile_interval_ms",
+            ):
+                knobs[name] = getattr(settings, name)
         if self.profile == DR_PROFILE:  # older runs and other profiles: the default
             knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
             if drew_reconcile(settings):
@@ -347,6 +378,7 @@ def _draw_default(seed: int) -> SimOptions:
         wal_group_bytes_max=_pick(rng, (4 * KIB, 4 * MIB)),
         group_initial_rebalance_delay_ms=_pick(rng, (0, 500, 3_000)),
         auto_create_topics=False,
+        compaction_interval_ms=COMPACTION_OFF,  # the workloads write no compacted topic yet
     )
     faulty = rng.chance(0.8)  # a fifth of the seeds run fault-free, as a baseline
     network = NetworkFaults(
@@ -382,10 +414,44 @@ def _draw_default(seed: int) -> SimOptions:
         rng.random() * FIRE_RATE_MAX if buggify_sites else 0.0,
         *_draw_store_clock(SeededRng(seed).fork("store-clock")),
     )
+    cluster = _merging(cluster, SeededRng(seed).fork("merger"))
     workload = _draw_workload(rng.fork("workload"))
     safety_ms = workload.records_per_producer * workload.send_interval_ms + 2_000
     nemeses = _draw_nemeses(rng.fork("nemesis"), faulty, agents, safety_ms, lease_ttl_ms)
     return SimOptions(seed, cluster, network, workload, nemeses, safety_ms, 60_000)
+
+
+def _merging(cluster: ClusterOptions, rng: SeededRng) -> ClusterOptions:
+    """`cluster` with the merger off, or merging often with its buggify sites drawn."""
+    if not rng.chance(MERGE_RATE):
+        return dataclasses.replace(
+            cluster, settings=cluster.settings.with_overrides(merge_interval_ms=MERGE_OFF)
+        )
+    grace_ms = _pick(rng, MERGE_RECONCILE_GRACES_MS)
+    settings = cluster.settings.with_overrides(
+        merge_interval_ms=_pick(rng, MERGE_INTERVALS_MS),
+        merge_small_block_bytes=_pick(rng, MERGE_SMALL_BLOCKS_BYTES),
+        merge_target_bytes=_pick(rng, MERGE_TARGETS_BYTES),
+        merge_run_rows_min=_pick(rng, MERGE_RUN_ROWS_MIN),
+        merge_block_bytes_max=_pick(rng, MERGE_BLOCKS_BYTES_MAX),
+        merge_cycle_bytes_max=_pick(rng, MERGE_CYCLE_BYTES_MAX),
+        merge_bytes_per_s_max=_pick(rng, MERGE_RATES_BYTES_PER_S),
+        reconcile_grace_ms=grace_ms,
+        reconcile_interval_ms=(
+            cluster.settings.reconcile_interval_ms
+            if grace_ms == Settings.reconcile_grace_ms
+            else MERGE_RECONCILE_INTERVAL_MS
+        ),
+    )
+    sites = draw_sites(rng.fork("buggify"), MERGE_SITES)
+    rate = rng.random() * FIRE_RATE_MAX
+    if sites and not cluster.buggify_sites:
+        cluster = dataclasses.replace(cluster, buggify_rate=rate)
+    return dataclasses.replace(
+        cluster,
+        settings=settings,
+        buggify_sites=tuple(sorted((*cluster.buggify_sites, *sites))),
+    )
 
 
 def _draw_store_clock(rng: SeededRng) -> tuple[int, int]:
@@ -468,9 +534,13 @@ def options_from_json(raw: dict[str, Any]) -> SimOptions:
             agents=int(cluster["agents"]),
             settings=Settings(
                 **{
-                    RENAMED_SETTINGS.get(k, k): v
-                    for k, v in cluster["settings"].items()
-                    if k not in REMOVED_SETTINGS
+                    "merge_interval_ms": MERGE_OFF,  # recorded before the merger existed
+                    "compaction_interval_ms": COMPACTION_OFF,  # and before compaction
+                    **{
+                        RENAMED_SETTINGS.get(k, k): v
+                        for k, v in cluster["settings"].items()
+                        if k not in REMOVED_SETTINGS
+                    },
                 }
             ),
             disk_faults=DiskFaults(**cluster["disk_faults"]),

@@ -163,10 +163,11 @@ class Settings:
     # merge_run_rows_min rows or reaches that size; the new object's blocks hold at most
     # merge_block_bytes_max raw bytes (a reader caches blocks up to a quarter of
     # block_cache_bytes_max, so keep them well under it). Each cycle rewrites at most
-    # merge_cycle_bytes_max raw bytes, at most merge_bytes_per_s_max a second
+    # merge_cycle_bytes_max raw bytes, at most merge_bytes_per_s_max a second. A run is
+    # compressed in one go on the event loop: merge_target_bytes bounds that pause too
     merge_interval_ms: int = 60_000
     merge_small_block_bytes: int = 1 * MIB
-    merge_target_bytes: int = 16 * MIB
+    merge_target_bytes: int = 8 * MIB
     merge_run_rows_min: int = 16
     merge_block_bytes_max: int = 4 * MIB
     merge_cycle_bytes_max: int = 256 * MIB

@@ -106,6 +106,10 @@ group_offsets A successful commit is never below a commit that completed before
 wipe_offsets  A metadata wipe sets a committed offset back only to none or to one
               asked for before it (what the newest snapshot held); group_offsets
               judges what comes after against it (sim.checkers.storage).
+deleted_reads No fetch is answered CORRUPT_MESSAGE (an object its rows named missing or
+              corrupt) unless the simulator damaged an object whose rows named that offset
+              before the answer: no read hits an object a rewrite released and the
+              reconciler deleted (sim.checkers.storage).
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
               (acks=1 losses excused as in acked_leader; compacted topics and
@@ -134,6 +138,7 @@ from sim.checkers.index import LIVENESS, Violation
 from sim.checkers.offsets import check_one_value, check_reader_offsets, check_watermarks
 from sim.checkers.producers import check_idempotence, check_no_phantoms, check_read_committed
 from sim.checkers.storage import (
+    check_deleted_reads,
     check_deletes,
     check_durable_log_start,
     check_orphans,
@@ -168,6 +173,7 @@ SAFETY_CHECKERS: tuple[Callable[[History], list[Violation]], ...] = (
     check_group_owners,
     check_group_offsets,
     check_wipe_offsets,
+    check_deleted_reads,
     check_final_reads,
 )
 
@@ -191,6 +197,7 @@ __all__ = [
     "check_acked_durable",
     "check_acked_leader",
     "check_all",
+    "check_deleted_reads",
     "check_deletes",
     "check_durable_log_start",
     "check_exactly_once",

@@ -5,11 +5,16 @@ pointers      Every segment row of the final metadata store (read without faults
               partition at exactly that byte position and length, holding exactly that
               row's offsets in that row's leader epoch; and the rows of one partition never
               overlap.
+deleted_reads No fetch is answered CORRUPT_MESSAGE (what a read of an object that is missing or
+              corrupt gets) unless the simulator damaged, before the answer, an object whose
+              rows named the fetch offset: no read ever hits an object deleted under it (a
+              merged or compacted row's old object lives on for the reconciler's grace).
 deletes       No object under orgs/ is deleted while a segment row of the store names it
               (checked at each delete, against the store read without faults), nor within
               the grace after it was written (by the bucket's clock).
 orphans       After the reconciler ran at the end, every object under orgs/ older than the
-              grace (it and its object row) is named by a segment row: orphans are
+              grace (it and its object row, and its release: the last segment row taken
+              from it by a rewrite or retention) is named by a segment row: orphans are
               eventually deleted.
 damage_reported Every object the simulator damaged that rows still name is reported by
               the verifying reconcile run at the end.
@@ -33,8 +38,16 @@ from dataclasses import dataclass
 
 from sim.checkers.acks import describe_ack
 from sim.checkers.index import WIPE_CLIENT, Violation, index_history, place_of
-from sim.history import ACKS_ALL, History, OffsetCommitAsked, OffsetCommitted, OffsetReset
-from streamhouse.errors import CorruptObject
+from sim.history import (
+    ACKS_ALL,
+    FetchFailed,
+    History,
+    ObjectDamaged,
+    OffsetCommitAsked,
+    OffsetCommitted,
+    OffsetReset,
+)
+from streamhouse.errors import CorruptObject, ErrorCode
 from streamhouse.log.object_format import BlockIndexEntry, footer_from_tail
 from streamhouse.ports.leases import SegmentRecord
 
@@ -112,6 +125,34 @@ def _show(entries: tuple[BlockIndexEntry, ...]) -> str:
     return "; ".join(shown) or "no blocks"
 
 
+def check_deleted_reads(history: History) -> list[Violation]:
+    """No fetch fails on a missing or corrupt object but where the simulator damaged one."""
+    damaged = list(history.of_type(ObjectDamaged))
+    found: list[Violation] = []
+    for failed in history.of_type(FetchFailed):
+        if failed.error_code != ErrorCode.CORRUPT_MESSAGE:
+            continue
+        where = (failed.topic, failed.partition)
+        if any(
+            damage.at_us <= failed.at_us
+            and any(
+                (span.topic, span.partition) == where
+                and span.first_offset <= failed.fetch_offset <= span.last_offset
+                for span in damage.spans
+            )
+            for damage in damaged
+        ):
+            continue
+        message = (
+            f"{failed.client}'s fetch of {place_of(failed.topic, failed.partition)} from "
+            f"offset {failed.fetch_offset} was answered CORRUPT_MESSAGE by {failed.agent} at "
+            f"{failed.at_us}us: an object its rows named was missing or corrupt, and the "
+            "simulator damaged none there"
+        )
+        found.append(Violation("deleted_reads", message, (failed,)))
+    return found
+
+
 def check_wipe_offsets(history: History) -> list[Violation]:
     """A wipe sets a committed offset back only to none or to one asked for before it."""
     asked: dict[tuple[str, str, int], list[tuple[int, int]]] = defaultdict(list)
@@ -176,13 +217,19 @@ def check_orphans(
     referenced: set[str],
     now_ms: int,
     grace_ms: int,
+    released_age_ms: Mapping[str, int] | None = None,
 ) -> list[Violation]:
     """After a reconcile run at `now_ms`, every object under orgs/ (`listed`: key -> when
     it was last written) is named by a segment row, unless it or its object row (`created`:
-    key -> when the row was made) is younger than the grace: orphans are eventually deleted."""
+    key -> when the row was made) is younger than the grace, or its last segment row went
+    less than the grace ago (`released_age_ms`: key -> how long ago by the store's clock, for
+    objects a rewrite or retention took rows from): orphans are eventually deleted."""
+    released = released_age_ms or {}
     found: list[Violation] = []
     for key, modified_ms in sorted(listed.items()):
         if not key.startswith(OBJECTS_PREFIX) or key in referenced:
+            continue
+        if key in released and released[key] <= grace_ms:
             continue
         youngest_ms = max(modified_ms, created.get(key, modified_ms))
         if now_ms - youngest_ms > grace_ms:

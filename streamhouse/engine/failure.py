@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger("streamhouse.agent")
 
@@ -72,3 +73,23 @@ class AgentFailure:
         await self._failed.wait()
         assert self.error is not None
         return self.error
+
+
+class BackgroundTask:
+    """The one task of a background service: started under the failure signal's watch (its
+    end fails the agent), stopped by cancelling it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self, failure: AgentFailure, run: Coroutine[Any, Any, None]) -> None:
+        self._task = asyncio.get_running_loop().create_task(run, name=self._name)
+        failure.watch(self._task, stopping=lambda: self._stopping)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

@@ -212,20 +212,7 @@ class Flusher:
         await self._retry(lambda: self._objects.put(key, data), "put_retries")
         self.stats.objects_put += 1
         self.stats.bytes_put += len(data)
-        segments = [
-            SegmentRecord(
-                b.topic,
-                b.partition,
-                b.first_offset,
-                b.last_offset,
-                b.leader_epoch,
-                b.max_timestamp_ms,
-                key,
-                b.position,
-                b.length,
-            )
-            for b in footer.blocks
-        ]
+        segments = [SegmentRecord.of_block(key, entry) for entry in footer.blocks]
         epochs = {tp: batches[0].leader_epoch for tp, batches in by_partition.items()}
         commit = FlushCommit(
             ObjectRecord(key, agent, org, len(data), now_ms),

@@ -22,14 +22,13 @@ A store that fails ends the cycle; it is logged and the next one tries again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from streamhouse.config import MERGE_OFF, Settings
-from streamhouse.engine.failure import AgentFailure
+from streamhouse.engine.failure import AgentFailure, BackgroundTask
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.rewrite import RewriteOutcome, Rewriter, Swapped
 from streamhouse.errors import StreamHouseError
@@ -60,7 +59,7 @@ class MergeStats:
     """Counters over every cycle of this agent's merger (exported as metrics)."""
 
     cycles: int = 0
-    cycles_failed: int = 0  # a store failed: the cycle ended early
+    cycles_failed: int = 0  # a store failed: some partition was left for the next cycle
     swaps: int = 0
     swaps_refused: int = 0  # fenced: the lease moved on or the rows changed
     swaps_abandoned: int = 0  # the store kept failing, or the upload grew too old
@@ -105,8 +104,10 @@ class Merger:
         self.rewriter = rewriter
         self._buggify = buggify or Buggify()
         self._resume_from: dict[TopicPartition, int] = {}  # where the last cycle stopped
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        # The durable end at which a look at the partition's rows found nothing to merge: it
+        # is not looked at again until a flush moves it (most partitions, most cycles)
+        self._idle_at: dict[TopicPartition, int] = {}
+        self._task = BackgroundTask("merger")
         self.stats = MergeStats()
 
     @property
@@ -114,16 +115,11 @@ class Merger:
         return self._settings.merge_interval_ms > MERGE_OFF
 
     def start(self, failure: AgentFailure) -> None:
-        if not self.enabled:
-            return
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="merger")
-        failure.watch(self._task, stopping=lambda: self._stopping)
+        if self.enabled:
+            self._task.start(failure, self._loop())
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:
@@ -131,22 +127,32 @@ class Merger:
             await self.run_once()
 
     async def run_once(self) -> MergeCycle:
-        """One cycle over the led partitions; a failing store ends it early (logged)."""
+        """One cycle over the led partitions; a failing store ends a partition's turn early
+        (logged; the next cycle tries again)."""
         cycle = MergeCycle()
         self.stats.cycles += 1
-        for tp in sorted(self._logs.led_partitions()):
+        led = sorted(self._logs.led_partitions())
+        for gone in set(self._idle_at).difference(led):
+            del self._idle_at[gone]
+        for tp in led:
             if cycle.raw_bytes >= self._settings.merge_cycle_bytes_max:
                 break
             try:
                 await self._merge_partition(tp, cycle)
             except StreamHouseError as error:  # a store failed, a block is damaged: next cycle
                 cycle.failed = True
-                self.stats.cycles_failed += 1
                 log.warning("merging %s stopped, retried next cycle: %s", tp, error)
+        self.stats.cycles_failed += cycle.failed
         return cycle
 
     async def _merge_partition(self, tp: TopicPartition, cycle: MergeCycle) -> None:
+        led = self._logs.led_partition(tp)
+        if led is None or self._idle_at.get(tp) == led.state.durable_end_offset:
+            return
+        durable_end = led.state.durable_end_offset
+        merged = False
         async for run in self._runs(tp):
+            merged = True
             plog = self._logs.led_partition(tp)
             if plog is None or not plog.leading(self._clock.monotonic_ms()):
                 self._resume_from.pop(tp, None)
@@ -161,11 +167,20 @@ class Merger:
             if cycle.raw_bytes >= self._settings.merge_cycle_bytes_max:
                 return
         self._resume_from.pop(tp, None)  # the end reached: the next cycle starts over
+        if not merged:
+            self._idle_at[tp] = durable_end
 
     def _count(self, outcome: RewriteOutcome, run: _Run) -> None:
         stats = self.stats
         stats.objects_written += 1
         stats.object_bytes_written += outcome.object_bytes
+        log.info(
+            "merge of %d rows of %s into %s: %s",
+            len(run.rows),
+            run.rows[0].tp,
+            outcome.key,
+            outcome.swapped.value,
+        )
         if outcome.swapped is Swapped.SWAPPED:
             stats.swaps += 1
             stats.bytes_rewritten += outcome.raw_bytes_read

@@ -4,11 +4,10 @@ other exception is our own bug and fails the agent."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from streamhouse.engine.failure import AgentFailure
+from streamhouse.engine.failure import AgentFailure, BackgroundTask
 from streamhouse.errors import StorageError
 from streamhouse.ports.clock import Clock
 
@@ -30,18 +29,13 @@ class Periodic:
         self._clock = clock
         self._step = step
         self._log = logger
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._task = BackgroundTask(name)
 
     def start(self, failure: AgentFailure) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.name)
-        failure.watch(self._task, stopping=lambda: self._stopping)
+        self._task.start(failure, self._loop())
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._task.stop()
 
     async def _loop(self) -> None:
         while True:

@@ -341,18 +341,9 @@ def _chains(
 
 
 def _segment(tp: TopicPartition, block: FoundBlock) -> SegmentRecord:
-    entry = block.entry
-    return SegmentRecord(
-        topic=tp.topic,
-        partition=tp.partition,
-        base_offset=entry.first_offset,
-        last_offset=entry.last_offset,
-        leader_epoch=entry.leader_epoch,
-        max_timestamp_ms=entry.max_timestamp_ms,
-        object_key=block.key,
-        position=entry.position,
-        length=entry.length,
-    )
+    segment = SegmentRecord.of_block(block.key, block.entry)
+    assert segment.tp == tp, (tp, segment)
+    return segment
 
 
 def _object_record(key: str, footer: ObjectFooter, size_bytes: int) -> ObjectRecord:

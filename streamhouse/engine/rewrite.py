@@ -139,20 +139,7 @@ class Rewriter:
         key = object_key(org, self._agent_id, now_ms, self._rng.randbytes(ULID_RANDOM_BYTES))
         uploaded_ms = self._clock.monotonic_ms()
         await self._objects.put(key, data)
-        new = [
-            SegmentRecord(
-                tp.topic,
-                tp.partition,
-                entry.first_offset,
-                entry.last_offset,
-                entry.leader_epoch,
-                entry.max_timestamp_ms,
-                key,
-                entry.position,
-                entry.length,
-            )
-            for entry in footer.blocks
-        ]
+        new = [SegmentRecord.of_block(key, entry) for entry in footer.blocks]
         swap = SegmentSwap(
             ObjectRecord(key, self._agent_id, org, len(data), now_ms),
             tp,

@@ -48,22 +48,24 @@ def check_transformed(
     if not after:
         return
     assert before, f"a transform of {tp} returned batches for none"
-    epochs = [(b.base_offset, b.last_offset, b.leader_epoch) for b in before]
     assert before[0].base_offset <= after[0].base_offset, (tp, before[0], after[0])
     assert after[-1].last_offset <= before[-1].last_offset, (tp, before[-1], after[-1])
     for earlier, later in itertools.pairwise(after):
         assert earlier.last_offset < later.base_offset, f"{tp}: {earlier} overlaps {later}"
+    index = 0  # both in offset order: one walk over the input
     for batch in after:
         assert batch.base_offset <= batch.last_offset, (tp, batch)
-        written_in = [
-            e
-            for first, last, e in epochs
-            if first <= batch.last_offset and last >= batch.base_offset
-        ]
-        assert written_in and all(e == batch.leader_epoch for e in written_in), (
-            f"{tp}: a batch at {batch.base_offset}..{batch.last_offset} moved to epoch "
-            f"{batch.leader_epoch} from {written_in}"
-        )
+        while before[index].last_offset < batch.base_offset:
+            index += 1
+        covering = index
+        while covering < len(before) and before[covering].base_offset <= batch.last_offset:
+            written = before[covering]
+            assert written.leader_epoch == batch.leader_epoch, (
+                f"{tp}: a batch at {batch.base_offset}..{batch.last_offset} moved to epoch "
+                f"{batch.leader_epoch} from {written.leader_epoch}"
+            )
+            covering += 1
+        assert covering > index, f"{tp}: a batch at {batch.base_offset} where none was"
 
 
 def reblock(

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from streamhouse.log.object_format import BlockIndexEntry
 from streamhouse.log.partition_txns import TxnChange
 from streamhouse.log.producer_state import ProducerBatch
 from streamhouse.names import TopicPartition
@@ -46,6 +47,21 @@ class SegmentRecord:
     @property
     def tp(self) -> TopicPartition:
         return TopicPartition(self.topic, self.partition)
+
+    @classmethod
+    def of_block(cls, key: str, entry: BlockIndexEntry) -> SegmentRecord:
+        """The row of a block its object's footer lists."""
+        return cls(
+            entry.topic,
+            entry.partition,
+            entry.first_offset,
+            entry.last_offset,
+            entry.leader_epoch,
+            entry.max_timestamp_ms,
+            key,
+            entry.position,
+            entry.length,
+        )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sim.history import (
     FAULT_METADATA_WIPE,
     CommittedOffsetRead,
     FaultInjected,
+    FetchFailed,
     ObjectDamaged,
     ObservedRecord,
     OffsetCommitAsked,
@@ -23,6 +24,7 @@ from sim.history import (
     OffsetSpan,
     ScanCompleted,
 )
+from streamhouse.errors import ErrorCode
 from streamhouse.log.object_format import TRAILER_BYTES, BlockSpec, encode_object
 from streamhouse.ports.leases import SegmentRecord
 from tests.sim.scripted import Script
@@ -306,3 +308,39 @@ def test_a_damaged_object_the_reconciler_did_not_report_is_flagged() -> None:
     assert check_damage_reported(["a.obj"], ["a.obj", "b.obj"]) == []
     [found] = check_damage_reported(["a.obj", "c.obj"], ["a.obj"])
     assert found.checker == "damage_reported" and "c.obj" in found.message
+
+
+# -- reads of objects gone from under their rows ----------------------------------------
+
+
+def _corrupt_answer(script: Script, offset: int) -> None:
+    script.history.append(
+        FetchFailed(script.tick(), script.tick(), "c1", "t", 0, offset, ErrorCode.CORRUPT_MESSAGE)
+    )
+
+
+def test_a_read_of_an_object_gone_from_under_its_rows_is_flagged() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    _corrupt_answer(script, 0)
+    assert "deleted_reads" in flagged(script)
+
+
+def test_a_read_of_an_object_the_simulator_damaged_there_passes() -> None:
+    script = Script()
+    script.produce(b"v0", 0)
+    span = OffsetSpan("t", 0, 0, 4)
+    script.history.append(ObjectDamaged(script.tick(), "orgs/x.obj", "deleted", (span,)))
+    _corrupt_answer(script, 3)
+    assert "deleted_reads" not in flagged(script)
+    _corrupt_answer(script, 5)  # beyond what the damaged object held
+    assert "deleted_reads" in flagged(script)
+
+
+def test_an_object_released_within_the_grace_is_no_orphan_yet() -> None:
+    listed = {"orgs/o/objects/merged-away.obj": 0}
+    released = {"orgs/o/objects/merged-away.obj": 900}  # its rows were swapped 900 ms ago
+    assert check_orphans(listed, {}, set(), 10_000, 1_000, released) == []
+    long_ago = {"orgs/o/objects/merged-away.obj": 1_001}
+    [found] = check_orphans(listed, {}, set(), 10_000, 1_000, long_ago)
+    assert found.checker == "orphans"
