@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import (
     cluster,
+    compaction,
     kafka,
     many,
     merge,
@@ -37,6 +38,7 @@ SECTIONS = (
     "rebuild",
     "reconcile",
     "merge",
+    "compaction",
 )
 
 
@@ -75,6 +77,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "rebuild": rebuild.run,
         "reconcile": reconcile.run,
         "merge": merge.run,
+        "compaction": compaction.run,
     }
 
 

@@ -61,9 +61,12 @@ class CountingBucket(LocalObjectStore):
         return await super().get_suffix(key, length)
 
 
-def _store(root: str, bucket: CountingBucket, metadata: SqlMetadataStore) -> LogStore:
+def new_store(
+    root: str, bucket: CountingBucket, metadata: SqlMetadataStore, settings: Settings = SETTINGS
+) -> LogStore:
+    """A log store of agent `bench` over the bucket and the metadata store."""
     return LogStore(
-        SETTINGS,
+        settings,
         SystemClock(),
         SystemRng(),
         LocalDisk(os.path.join(root, "wal")),
@@ -99,7 +102,7 @@ async def _cold_read(
     root: str, bucket: CountingBucket, metadata: SqlMetadataStore
 ) -> dict[str, Any]:
     """Read the whole partition with a fresh store; GETs per MiB of batches consumed."""
-    store = _store(root, bucket, metadata)
+    store = new_store(root, bucket, metadata)
     await store.open(run_background=False)
     gets_before = bucket.gets
     started = time.perf_counter()
@@ -132,13 +135,13 @@ async def _bench(root: str) -> dict[str, Any]:
     metadata = open_sql_metadata(f"sqlite:///{os.path.join(root, 'meta.db')}")
     try:
         await metadata.create_topic(TP.topic, 1, {}, 0)
-        store = _store(root, bucket, metadata)
+        store = new_store(root, bucket, metadata)
         await store.open(run_background=False)
         await store.partition(TP)
         flushes = await _write(store)
         await store.close()
         before = await _cold_read(root, bucket, metadata)
-        store = _store(root, bucket, metadata)
+        store = new_store(root, bucket, metadata)
         await store.open(run_background=False)
         await store.partition(TP)
         rewriter = Rewriter(SETTINGS, SystemClock(), SystemRng(), bucket, metadata, "bench")
