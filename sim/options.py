@@ -113,6 +113,13 @@ MERGE_CYCLE_BYTES_MAX = (1 * KIB, 256 * MIB)
 MERGE_RATES_BYTES_PER_S = (16 * KIB, 32 * MIB)
 MERGE_RECONCILE_GRACES_MS = (30_000, Settings.reconcile_grace_ms)
 MERGE_RECONCILE_INTERVAL_MS = 1_000
+# A compacted workload topic, drawn in the default and cluster profiles from a fork of its
+# own: keys repeat (records of one key supersede each other), and every agent cleans the
+# partitions it leads every few hundred ms (as soon as anything is dirty, or half is)
+COMPACTED_RATE = 0.35
+COMPACTED_KEYS = (2, 5, 20)
+COMPACTED_DIRTY_RATIOS = ("0", "0.5")
+COMPACTION_INTERVALS_MS = (50, 300, 1_000)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -146,6 +153,20 @@ class WorkloadOptions:
     group_members: int = 2
     member_polls: int = 20
     liveness_records: int = 3
+    # A compacted topic (cleanup.policy=compact): every record keyed by one of `keys` keys,
+    # cleaned with these configs while the clients run
+    compacted: bool = False
+    keys: int = 0
+    min_cleanable_dirty_ratio: str = "0.5"
+
+    def topic_configs(self) -> dict[str, str]:
+        """The workload topic's configs."""
+        if not self.compacted:
+            return {}
+        return {
+            "cleanup.policy": "compact",
+            "min.cleanable.dirty.ratio": self.min_cleanable_dirty_ratio,
+        }
 
 
 @dataclass(frozen=True)
@@ -205,6 +226,8 @@ class SimOptions:
                 "reconcile_interval_ms",
             ):
                 knobs[name] = getattr(settings, name)
+        if settings.compaction_interval_ms > COMPACTION_OFF:
+            knobs["compaction_interval_ms"] = settings.compaction_interval_ms
         if self.profile == DR_PROFILE:  # older runs and other profiles: the default
             knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
             if drew_reconcile(settings):
@@ -248,6 +271,8 @@ def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
     """The options of `seed` under `profile`; the same seed always gives the same options."""
     assert profile in PROFILES, f"unknown profile {profile!r}"
     options = _draw_default(seed)
+    if profile in (DEFAULT_PROFILE, CLUSTER_PROFILE):  # the txn clients write keyless records
+        options = _compacting(options, SeededRng(seed).fork("compaction"))
     if profile == CLUSTER_PROFILE:
         return _clustered(options, SeededRng(seed).fork("cluster-profile"))
     if profile == TXN_PROFILE:
@@ -419,6 +444,24 @@ def _draw_default(seed: int) -> SimOptions:
     safety_ms = workload.records_per_producer * workload.send_interval_ms + 2_000
     nemeses = _draw_nemeses(rng.fork("nemesis"), faulty, agents, safety_ms, lease_ttl_ms)
     return SimOptions(seed, cluster, network, workload, nemeses, safety_ms, 60_000)
+
+
+def _compacting(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """`options` as they are, or with a compacted workload topic whose keys repeat and the
+    agents cleaning it often (its own fork: the draws before it stay as they were)."""
+    if not rng.chance(COMPACTED_RATE):
+        return options
+    workload = dataclasses.replace(
+        options.workload,
+        compacted=True,
+        keys=_pick(rng, COMPACTED_KEYS),
+        min_cleanable_dirty_ratio=_pick(rng, COMPACTED_DIRTY_RATIOS),
+    )
+    settings = options.cluster.settings.with_overrides(
+        compaction_interval_ms=_pick(rng, COMPACTION_INTERVALS_MS)
+    )
+    cluster = dataclasses.replace(options.cluster, settings=settings)
+    return dataclasses.replace(options, cluster=cluster, workload=workload)
 
 
 def _merging(cluster: ClusterOptions, rng: SeededRng) -> ClusterOptions:

@@ -197,10 +197,14 @@ async def _phases(
     await cluster.start()
     first = cluster.agents[0]
     assert first.running is not None
-    await cluster.spawn(
-        first.host, first.running.admin.create_topic(workload.topic, workload.partitions), "topic"
+    creating = first.running.admin.create_topic(
+        workload.topic, workload.partitions, workload.topic_configs()
     )
-    history.append(TopicCreated(cluster.now_us(), "admin", workload.topic, workload.partitions))
+    await cluster.spawn(first.host, creating, "topic")
+    created = TopicCreated(
+        cluster.now_us(), "admin", workload.topic, workload.partitions, workload.compacted
+    )
+    history.append(created)
     if options.txn is not None and options.txn.transformers:
         output = options.txn.output_topic
         await cluster.spawn(
@@ -209,7 +213,9 @@ async def _phases(
         history.append(TopicCreated(cluster.now_us(), "admin", output, workload.partitions))
     cluster.arm_faults()
     bootstrap = ",".join(f"{agent.host}:{agent.settings.kafka_port}" for agent in cluster.agents)
-    clients = Clients(history, cluster.now_us, bootstrap, workload.topic, workload.partitions)
+    clients = Clients(
+        history, cluster.now_us, bootstrap, workload.topic, workload.partitions, workload.keys
+    )
     txns = None if options.txn is None else TxnClients(clients, options.txn)
     with pinned_aiokafka(LoopClock(loop), rng.fork("clients")), captured_aiokafka():
         history.append(PhaseStarted(cluster.now_us(), PHASE_SAFETY))

@@ -70,6 +70,7 @@ class Clients:
     bootstrap: str
     topic: str
     partitions: int
+    keys: int = 0  # records keyed by one of this many keys (a compacted topic); 0: no key
     killed: set[str] = field(default_factory=set)
 
     def record(self, client: str, event: Any) -> None:
@@ -149,7 +150,7 @@ class Clients:
             op,
             topic or self.topic,
             index % self.partitions if partition is None else partition,
-            None,
+            None if self.keys == 0 or txn is not None else b"key-%d" % (op % self.keys),
             b"%s-op-%d" % (name.encode(), op),  # unique: a read names its writer
             ACKS_LEADER if acks == 1 else ACKS_ALL,
             idempotent=idempotent,
@@ -158,7 +159,11 @@ class Clients:
         self.record(name, attempt)
         try:
             future: asyncio.Future[Any] = await producer.send(
-                attempt.topic, attempt.value, partition=attempt.partition, timestamp_ms=index
+                attempt.topic,
+                attempt.value,
+                key=attempt.key,
+                partition=attempt.partition,
+                timestamp_ms=index,
             )
         except KafkaError as error:  # never handed to the broker: certainly not written
             self.record(name, ProduceFailed(self.now_us(), name, op, _code(error), True))

@@ -35,7 +35,8 @@ one_value     No two different contents (key, value, or control kind) read at
 reader_offsets Within one fetch, delivered offsets rise strictly from the fetch
               offset (never backwards, never repeated). Every offset skipped
               between the fetch offset and the position after the fetch is
-              explained: below the log start, a compacted topic, a known control
+              explained: below the log start, in a compacted topic a record a
+              later one of its key superseded (or an offset nobody saw), a known control
               record, under read_committed a record of an aborted (or not known
               committed) transaction, or -- on a partition with transactional
               writes -- an offset nobody saw (a control record may sit there).
@@ -112,8 +113,11 @@ deleted_reads No fetch is answered CORRUPT_MESSAGE (an object its rows named mis
               reconciler deleted (sim.checkers.storage).
 final_reads   After the final scan of a partition, every acked record at or
               above the scan's start (log start) was read back at its offset
-              (acks=1 losses excused as in acked_leader; compacted topics and
-              transactions not known committed skipped under read_committed).
+              (acks=1 losses excused as in acked_leader; in a compacted topic a
+              record a later one of its key superseded, which compaction may have
+              removed; transactions not known committed skipped under
+              read_committed): the last record of every key of a compacted topic
+              stays.
 
 `check_durable_log_start` (sim.checkers.storage) runs on the histories of runs with a
 metadata wipe (whose workloads delete no records): no final scan starts above an

@@ -89,6 +89,15 @@ class HistoryIndex:
             for sightings in offsets.values():
                 sightings.sort(key=lambda sighting: sighting.at_us)
         self.known_offsets = {tp: sorted(found) for tp, found in self.sightings.items()}
+        # per partition, the highest offset each key was seen at (compaction's witness)
+        self.key_offsets_max: dict[TP, dict[bytes, int]] = defaultdict(dict)
+        for tp, offsets in self.sightings.items():
+            latest = self.key_offsets_max[tp]
+            for offset, sightings in offsets.items():
+                for sighting in sightings:
+                    key = sighting.content[1]
+                    if key is not None and offset > latest.get(key, -1):
+                        latest[key] = offset
         self.fault_times_us = sorted(fault.at_us for fault in self.faults)
         self.truncations = sorted(
             (f for f in self.faults if f.kind in TRUNCATIONS),
@@ -259,6 +268,13 @@ class HistoryIndex:
             ):
                 return damage
         return None
+
+    def superseded(self, topic: str, partition: int, offset: int, key: bytes | None) -> bool:
+        """Whether compaction may have removed the record of `key` at `offset` of a compacted
+        topic: a later record of the same key was seen (read or acked) in the partition."""
+        if topic not in self.compacted or key is None:
+            return False
+        return self.key_offsets_max[(topic, partition)].get(key, -1) > offset
 
     def truncation_fault(self, topic: str, partition: int, before_us: int) -> FaultInjected | None:
         """A disk loss, fenced lease (on this partition, if narrowed) or metadata wipe at or

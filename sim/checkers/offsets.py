@@ -103,8 +103,6 @@ def _fetch_order(fetch: FetchObserved) -> list[Violation]:
 
 
 def _fetch_gaps(index: HistoryIndex, fetch: FetchObserved) -> list[Violation]:
-    if fetch.topic in index.compacted:
-        return []
     tp = (fetch.topic, fetch.partition)
     read = [record.offset for record in fetch.records]
     end = read[-1] + 1 if read else fetch.fetch_offset
@@ -143,9 +141,9 @@ def _unexplained(
         if not contents:
             continue
         unknown -= 1
-        if not any(_skippable(index, tp, fetch, content) for content in contents):
+        if not any(_skippable(index, tp, fetch, offset, content) for content in contents):
             return f"offset {offset} holds {show(contents[0])}"
-    if unknown and tp not in index.transactional:
+    if unknown and tp not in index.transactional and fetch.topic not in index.compacted:
         return "no control record, compaction or log-start move explains it"
     return None
 
@@ -175,10 +173,13 @@ def _current_contents(
     return [] if truncated else current
 
 
-def _skippable(index: HistoryIndex, tp: TP, fetch: FetchObserved, content: Content) -> bool:
-    """A reader may skip a control record, and under read_committed uncommitted data."""
+def _skippable(
+    index: HistoryIndex, tp: TP, fetch: FetchObserved, offset: int, content: Content
+) -> bool:
+    """A reader may skip a control record, under read_committed uncommitted data, and in a
+    compacted topic a record a later one of its key superseded."""
     control, key, value = content
-    if control is not None:
+    if control is not None or index.superseded(*tp, offset, key):
         return True
     attempt = index.by_content.get((*tp, key, value))
     return fetch.read_committed and attempt is not None and index.txn_visible(attempt) is not True

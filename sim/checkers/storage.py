@@ -242,17 +242,15 @@ def check_orphans(
 
 
 def check_durable_log_start(history: History) -> list[Violation]:
-    """Nothing the workloads do deletes records (no DeleteRecords, no retention; compacted
-    topics aside), so no final scan starts above an acks=all record acked before it: a log
-    start moved there (say, by a rebuild that found a partition's first objects gone) loses
-    durable records, which `final_reads` would take for deleted ones."""
+    """Nothing the workloads do deletes records (no DeleteRecords, no retention; compaction
+    never moves a log start), so no final scan starts above an acks=all record acked before
+    it: a log start moved there (say, by a rebuild that found a partition's first objects
+    gone) loses durable records, which `final_reads` would take for deleted ones."""
     index = index_history(history)
     found: list[Violation] = []
     for op, ack in sorted(index.acks.items()):
         attempt = index.attempts.get(op)
         if attempt is None or attempt.acks != ACKS_ALL or ack.offset < 0:
-            continue
-        if attempt.topic in index.compacted:
             continue
         for scan in index.scans:
             where = (scan.topic, scan.partition) == (attempt.topic, attempt.partition)

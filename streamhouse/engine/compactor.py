@@ -330,6 +330,13 @@ class Compactor:
         done = swapped == len(runs)
         if done:
             self.stats.rounds += 1
+            log.info(
+                "compacted %s up to offset %d: %d of %d records kept",
+                tp,
+                cleaning.end_offset,
+                stats.records_kept,
+                stats.records_read,
+            )
         else:
             self.stats.rounds_failed += 1
         return RoundOutcome(
