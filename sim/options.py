@@ -267,6 +267,12 @@ def _nemesis(n: Nemesis) -> str:
     return f"{n.kind}@{n.at_ms}+{n.duration_ms}:agent-{n.agent}:{n.amount}"
 
 
+def draw_common_options(seed: int) -> SimOptions:
+    """The draws every profile starts from (the default profile then draws a compacted
+    topic, the others what they add)."""
+    return _draw_default(seed)
+
+
 def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
     """The options of `seed` under `profile`; the same seed always gives the same options."""
     assert profile in PROFILES, f"unknown profile {profile!r}"

@@ -246,10 +246,21 @@ def test_gaps_from_delete_records_and_compaction_pass() -> None:
     script.fetch(2, [(4, b"v4"), (5, b"v5")], high_watermark=6, log_start_offset=4)
     script.scan([(4, b"v4"), (5, b"v5")], start_offset=4, end_offset=6)
     script.history.append(TopicCreated(script.tick(), "admin", "c", 1, compacted=True))
-    for offset in range(3):
-        script.produce(b"k", offset, topic="c", key=b"c%d" % offset)
-    script.fetch(0, [ObservedRecord(2, b"c2", b"k", 1)], topic="c")
+    for offset in range(3):  # one key: compaction keeps the last record only
+        script.produce(b"c%d" % offset, offset, topic="c", key=b"k")
+    script.fetch(0, [ObservedRecord(2, b"k", b"c2", 1)], topic="c")
     assert check_all(script.history) == []
+
+
+def test_compaction_never_removes_the_last_record_of_a_key() -> None:
+    script = Script()
+    script.history.append(TopicCreated(script.tick(), "admin", "c", 1, compacted=True))
+    keys = (b"a", b"b", b"a")  # b's only record at offset 1 must stay
+    for offset, key in enumerate(keys):
+        script.produce(b"c%d" % offset, offset, topic="c", key=key)
+    script.fetch(0, [ObservedRecord(2, b"a", b"c2", 1)], topic="c")
+    flagged_by = {violation.checker for violation in check_all(script.history)}
+    assert "reader_offsets" in flagged_by
 
 
 def test_explicit_offset_reset_allows_a_lower_commit() -> None:

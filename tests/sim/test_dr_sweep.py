@@ -21,6 +21,7 @@ from sim.options import (
     DR_PROFILE,
     DR_SNAPSHOT_INTERVALS_MS,
     METADATA_WIPE,
+    draw_common_options,
     draw_options,
     options_from_json,
     options_to_json,
@@ -60,7 +61,7 @@ def test_dr_profile_seeds_draw_a_metadata_wipe_and_snapshot_intervals() -> None:
         assert f"'snapshot_interval_ms': {interval_ms}" in options.describe()
         assert options_from_json(options_to_json(options)) == options
         agents.add(options.cluster.agents)
-        default = draw_options(seed)  # the default draws stay as they were
+        default = draw_common_options(seed)  # the common draws stay as they were
         assert default.workload == options.workload
         assert default.cluster.agents == options.cluster.agents
         assert "snapshot_interval_ms" not in default.describe()

@@ -19,6 +19,7 @@ from sim.options import (
     CRASH,
     STORE_FAILOVER,
     TXN_PROFILE,
+    draw_common_options,
     draw_options,
     options_from_json,
     options_to_json,
@@ -45,7 +46,7 @@ def test_txn_profile_seeds_draw_transactional_clients_and_a_crash() -> None:
         agents.add(options.cluster.agents)
         transformers += txn.transformers
         readers += txn.readers
-        default = draw_options(seed)  # the other draws stay as they were, with no txn part
+        default = draw_common_options(seed)  # the common draws stay, with no txn part
         assert default.txn is None and "txn=" not in default.describe()
         assert default.cluster.settings == options.cluster.settings
         assert default.workload == options.workload
