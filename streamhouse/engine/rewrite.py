@@ -19,6 +19,7 @@ snapshot: the bucket alone must not describe the log by objects about to be dele
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ from streamhouse.log.ids import ULID_RANDOM_BYTES, object_key
 from streamhouse.log.object_format import encode_object
 from streamhouse.log.rewrite_blocks import StoredBatch, check_transformed, reblock, stored_batches
 from streamhouse.names import TopicPartition
-from streamhouse.ports.buggify import REWRITE_GIVE_UP_AFTER_UPLOAD, REWRITE_SLOW_SWAP, Buggify
+from streamhouse.ports.buggify import (
+    REWRITE_GIVE_UP_AFTER_UPLOAD,
+    REWRITE_SLOW_SWAP,
+    REWRITE_STALE_EPOCH,
+    Buggify,
+)
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.leases import LeaseStore, ObjectRecord, SegmentRecord, SegmentSwap
 from streamhouse.ports.object_store import ObjectStore
@@ -163,6 +169,8 @@ class Rewriter:
             await self._clock.sleep_ms(SLOW_SWAP_MS)
         if self._buggify.fires(REWRITE_GIVE_UP_AFTER_UPLOAD):  # as a crash right here would
             return Swapped.ABANDONED
+        if self._buggify.fires(REWRITE_STALE_EPOCH):  # as if the lease had moved on meanwhile
+            swap = dataclasses.replace(swap, epoch=swap.epoch - 1)
         deadline_ms = uploaded_ms + self._settings.reconcile_grace_ms // 2
         for attempt in range(1, SWAP_ATTEMPTS_MAX + 1):
             if self._clock.monotonic_ms() >= deadline_ms:

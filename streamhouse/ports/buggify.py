@@ -19,11 +19,18 @@ SITES = (FLUSH_EARLY, WAL_SLOW_SYNC_CALLBACK, READER_CACHE_MISS, LEASE_RENEW_LAT
 # The rewrite-and-swap step and the merger (drawn apart from SITES, so seeds drawn before
 # they existed keep their sites): a swap left late after its upload (a lease move or a crash
 # lands in between), a swap given up after its upload (an orphan, as a crash there leaves),
-# a merge of any two rows whatever their sizes
+# a swap asked under the epoch before the one held (as if the lease had moved on meanwhile:
+# the store refuses it), a merge of any two rows whatever their sizes
 REWRITE_SLOW_SWAP = "rewrite.slow_swap"
 REWRITE_GIVE_UP_AFTER_UPLOAD = "rewrite.give_up_after_upload"
+REWRITE_STALE_EPOCH = "rewrite.stale_epoch"
 MERGE_ANY_RUN = "merge.any_run"
-MERGE_SITES = (REWRITE_SLOW_SWAP, REWRITE_GIVE_UP_AFTER_UPLOAD, MERGE_ANY_RUN)
+MERGE_SITES = (
+    REWRITE_SLOW_SWAP,
+    REWRITE_GIVE_UP_AFTER_UPLOAD,
+    REWRITE_STALE_EPOCH,
+    MERGE_ANY_RUN,
+)
 
 
 class Buggify:

@@ -252,3 +252,50 @@ def test_settings_bound_the_merger() -> None:
         Settings(merge_run_rows_min=1)
     with pytest.raises(ValueError, match="merge_bytes_per_s_max"):
         Settings(merge_bytes_per_s_max=0)
+
+
+def test_a_cycle_stops_at_its_byte_bound_and_the_next_goes_on_from_there(tmp_path: Path) -> None:
+    async def main() -> None:
+        bounded = SETTINGS.with_overrides(
+            merge_run_rows_min=2, merge_target_bytes=250, merge_cycle_bytes_max=1
+        )
+        world = World(tmp_path, bounded)
+        store = await _two_epochs(world)
+        before = await _read_all(store, TP)
+        merger = world.merger(store, world.rewriter("b"))
+        first = await merger.run_once()
+        assert len(first.runs) == 1, "one run reaches the cycle's bound"
+        merged_to = max(
+            row.last_offset for row in await _rows(world) if row.object_key == first.runs[0].key
+        )
+        second = await merger.run_once()
+        assert len(second.runs) == 1
+        [row] = [r for r in await _rows(world) if r.object_key == second.runs[0].key][:1]
+        assert row.base_offset == merged_to + 1, "the next cycle goes on where the last stopped"
+        await store.close()
+        cold = await world.open(TP.topic, 2, "b")
+        assert await _read_all(cold, TP) == before
+        await cold.close()
+
+    asyncio.run(main())
+
+
+def test_rewriting_is_paced_to_its_bytes_per_second(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = World(tmp_path, SETTINGS.with_overrides(merge_bytes_per_s_max=100))
+        store = await _two_epochs(world)
+        cycle = asyncio.ensure_future(world.merger(store, world.rewriter("b")).run_once())
+        for _ in range(200):
+            await asyncio.sleep(0.01)  # the rewrite's store and bucket calls run in threads
+            if world.clock.next_deadline_ms() is not None:
+                break
+        assert not cycle.done()
+        due_ms = world.clock.next_deadline_ms()
+        assert due_ms is not None
+        wait_ms = due_ms - world.clock.monotonic_ms()
+        assert wait_ms > 1_000, wait_ms  # some hundred bytes at 100 a second
+        world.advance_ms(wait_ms)
+        assert len((await cycle).runs) == 1
+        await store.close()
+
+    asyncio.run(main())
