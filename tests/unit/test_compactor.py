@@ -13,6 +13,7 @@ from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reads import SEGMENT_LISTING_AGE_MS_MAX
 from streamhouse.kafka.batch_header import parse_header
 from streamhouse.kafka.compression import decompressor
+from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.kafka.records import SimpleRecord, build_batch, decode_records
 from streamhouse.log.topic_configs import DAY_MS
 from streamhouse.names import TopicPartition
@@ -74,9 +75,11 @@ async def _read_all(store: LogStore, world: World | None = None) -> list[Read]:
             return found
         for view in result.batches:
             header = parse_header(view)
+            offset = header.last_offset + 1
+            if header.is_control:
+                continue  # a transaction marker: no record a consumer gets
             for record in decode_records(view, decompress):
                 found.append((header.base_offset + record.offset_delta, record.key, record.value))
-            offset = header.last_offset + 1
 
 
 def _compactor(world: World, store: LogStore) -> Compactor:
@@ -224,5 +227,59 @@ def test_only_compacted_topics_led_here_are_cleaned(tmp_path: Path) -> None:
         await _flushed(store, [(b"a", b"1"), (b"a", b"2")])
         outcomes = await _compactor(world, store).run_once()
         assert set(outcomes) == {TP} and outcomes[TP].cleaned_end_offset == 2
+
+    asyncio.run(main())
+
+
+async def _batches(store: LogStore, world: World) -> list[tuple[int, int, bool]]:
+    """(first offset, last offset, is a control batch) of every batch from offset 0."""
+    world.advance_ms(SEGMENT_LISTING_AGE_MS_MAX + 1)
+    await store.renew_leases()
+    found: list[tuple[int, int, bool]] = []
+    offset = 0
+    while True:
+        result = await store.reads.read(TP, offset, 1 << 20)
+        if offset >= result.high_watermark:
+            return found
+        for view in result.batches:
+            header = parse_header(view)
+            found.append((header.base_offset, header.last_offset, header.is_control))
+            offset = header.last_offset + 1
+
+
+def test_aborted_data_goes_and_its_marker_after_its_horizon(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = World(tmp_path, SETTINGS)
+        store = await _compacted_log(world)
+        await _flushed(store, [(b"a", b"committed")])  # 0
+        aborted = build_batch(
+            [SimpleRecord(b"a", b"aborted", (), 7), SimpleRecord(b"b", b"aborted", (), 7)],
+            producer_id=42,
+            producer_epoch=0,
+            base_sequence=0,
+            is_transactional=True,
+        )
+        await (await store.append(TP, aborted, durable=False)).synced  # 1-2
+        await (await store.write_marker(TP, TxnMarker(42, 0, False, 3))).synced  # 3: ABORT
+        await store.flusher.flush_once()
+        await _flushed(store, [(b"c", b"after")])  # 4
+        quick = CompactionConfig(1_000, 0, 1 << 62, 0.0)
+        compactor = _compactor(world, store)
+        assert (await compactor.compact(TP, quick)).cleaned_end_offset == 5
+        # the aborted value did not hide the committed one before it; its marker stays
+        assert await _read_all(store, world) == [(0, b"a", b"committed"), (4, b"c", b"after")]
+        assert (3, 3, True) in await _batches(store, world)
+        for value in (b"dirt-1", b"dirt-2"):  # each round: new dirt, then past the horizon
+            await _flushed(store, [(b"d", value)])
+            assert (await compactor.compact(TP, quick)).due
+            await _later(world, store, 1_001)
+        await _flushed(store, [(b"d", b"dirt-3")])
+        assert (await compactor.compact(TP, quick)).due
+        assert not [batch for batch in await _batches(store, world) if batch[2]], "marker gone"
+        assert await _read_all(store, world) == [
+            (0, b"a", b"committed"),
+            (4, b"c", b"after"),
+            (7, b"d", b"dirt-3"),
+        ]
 
     asyncio.run(main())
