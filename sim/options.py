@@ -244,7 +244,7 @@ class SimOptions:
             f"disk={_short(self.cluster.disk_faults)}",
             f"objects={_short(self.cluster.object_faults)}",
             f"metadata={_short(self.cluster.metadata_faults)}",
-            f"workload={_short(self.workload)}",
+            f"workload={_short(self.workload, _uncompacted_fields(self.workload))}",
             "nemeses=[" + ", ".join(_nemesis(n) for n in self.nemeses) + "]",
         ]
         if self.txn is not None:  # older runs: none
@@ -258,9 +258,18 @@ class SimOptions:
         return " ".join(parts)
 
 
-def _short(value: object) -> str:
+def _short(value: object, left_out: frozenset[str] = frozenset()) -> str:
     fields = dataclasses.asdict(value)  # type: ignore[call-overload]
-    return "(" + ",".join(f"{k}={v}" for k, v in fields.items()) + ")"
+    return "(" + ",".join(f"{k}={v}" for k, v in fields.items() if k not in left_out) + ")"
+
+
+COMPACTED_FIELDS = frozenset({"compacted", "keys", "min_cleanable_dirty_ratio"})
+
+
+def _uncompacted_fields(workload: WorkloadOptions) -> frozenset[str]:
+    """A workload without a compacted topic is described as before there were any (a
+    recorded run's options must read the same)."""
+    return frozenset() if workload.compacted else COMPACTED_FIELDS
 
 
 def _nemesis(n: Nemesis) -> str:
