@@ -18,7 +18,9 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
+from typer.testing import CliRunner
 
+from streamhouse.cli.streamctl import app
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
@@ -244,6 +246,15 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(compacting_agent: A
         _judge(produced, reads, tombstones_gone=False)
     storage = _storage(agent, topic)
     assert storage["compacted_ms"] is not None and storage["dirty_ratio"] == 0.0
+    env = {"STREAMHOUSE_BOOTSTRAP": agent.bootstrap, "STREAMHOUSE_HTTP": agent.http_base}
+    described = CliRunner().invoke(app, ["topics", "describe", topic, "-o", "json"], env=env)
+    assert described.exit_code == 0, described.output
+    [shown] = json.loads(described.stdout)["partitions"]
+    assert (shown["cleaned to"], shown["dirty ratio"]) == (end, 0.0)
+    assert shown["last compaction"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
+    wide = {**env, "COLUMNS": "200"}  # the table's headers whole
+    table = CliRunner().invoke(app, ["topics", "describe", topic], env=wide)
+    assert "dirty ratio" in table.stdout and "last compaction" in table.stdout
 
     # past the tombstones' horizon, a little more data makes the log dirty: they go
     time.sleep(DELETE_RETENTION_MS / 1000 + 0.5)
