@@ -40,7 +40,7 @@ from streamhouse.engine.object_reader import ObjectReader
 from streamhouse.engine.partition_log import PartitionLog
 from streamhouse.engine.periodic import Periodic
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
-from streamhouse.engine.rewrite import Rewriter, Swapped
+from streamhouse.engine.rewrite import Rewriter, Swapped, pace
 from streamhouse.errors import StreamHouseError
 from streamhouse.kafka.compression import decompressor
 from streamhouse.log.compaction import (
@@ -318,7 +318,12 @@ class Compactor:
                 cleaned_end_offset=cleaning.end_offset if last else None,
             )
             self.stats.bytes_read += outcome.raw_bytes_read
-            await self._pace(outcome.raw_bytes_read, started_ms)
+            await pace(
+                self._clock,
+                outcome.raw_bytes_read,
+                started_ms,
+                self._settings.compaction_bytes_per_s_max,
+            )
             if outcome.swapped is not Swapped.SWAPPED:
                 log.info("compaction of %s ended at a %s swap", tp, outcome.swapped.value)
                 break
@@ -346,10 +351,3 @@ class Compactor:
             stats.records_read,
             stats.records_kept,
         )
-
-    async def _pace(self, raw_bytes: int, started_ms: int) -> None:
-        """Sleep so that rewriting stays within compaction_bytes_per_s_max."""
-        due_ms = raw_bytes * 1000 // self._settings.compaction_bytes_per_s_max
-        wait_ms = started_ms + due_ms - self._clock.monotonic_ms()
-        if wait_ms > 0:
-            await self._clock.sleep_ms(wait_ms)

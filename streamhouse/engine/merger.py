@@ -30,7 +30,7 @@ from typing import Protocol
 from streamhouse.config import MERGE_OFF, Settings
 from streamhouse.engine.failure import AgentFailure, BackgroundTask
 from streamhouse.engine.partition_log import PartitionLog
-from streamhouse.engine.rewrite import RewriteOutcome, Rewriter, Swapped
+from streamhouse.engine.rewrite import RewriteOutcome, Rewriter, Swapped, pace
 from streamhouse.errors import StreamHouseError
 from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import MERGE_ANY_RUN, Buggify
@@ -163,7 +163,12 @@ class Merger:
             cycle.runs.append(outcome)
             cycle.raw_bytes += outcome.raw_bytes_read
             self._resume_from[tp] = run.rows[-1].last_offset + 1
-            await self._pace(outcome.raw_bytes_read, started_ms)
+            await pace(
+                self._clock,
+                outcome.raw_bytes_read,
+                started_ms,
+                self._settings.merge_bytes_per_s_max,
+            )
             if cycle.raw_bytes >= self._settings.merge_cycle_bytes_max:
                 return
         self._resume_from.pop(tp, None)  # the end reached: the next cycle starts over
@@ -189,13 +194,6 @@ class Merger:
             stats.swaps_refused += 1
         else:
             stats.swaps_abandoned += 1
-
-    async def _pace(self, raw_bytes: int, started_ms: int) -> None:
-        """Sleep so that rewriting stays within merge_bytes_per_s_max."""
-        due_ms = raw_bytes * 1000 // self._settings.merge_bytes_per_s_max
-        wait_ms = started_ms + due_ms - self._clock.monotonic_ms()
-        if wait_ms > 0:
-            await self._clock.sleep_ms(wait_ms)
 
     async def _runs(self, tp: TopicPartition) -> AsyncIterator[_Run]:
         """The runs of `tp` worth merging, from where the last cycle stopped, listed afresh

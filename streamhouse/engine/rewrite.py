@@ -189,3 +189,12 @@ class Rewriter:
                 if attempt < SWAP_ATTEMPTS_MAX:
                     await self._clock.sleep_ms(SWAP_RETRY_BACKOFF_MS * attempt)
         return Swapped.ABANDONED
+
+
+async def pace(clock: Clock, raw_bytes: int, started_ms: int, bytes_per_s_max: int) -> None:
+    """Sleep until `raw_bytes` rewritten since `started_ms` (monotonic) keep to
+    `bytes_per_s_max`: the merger's and compaction's throttle."""
+    due_ms = raw_bytes * 1000 // bytes_per_s_max
+    wait_ms = started_ms + due_ms - clock.monotonic_ms()
+    if wait_ms > 0:
+        await clock.sleep_ms(wait_ms)
