@@ -20,6 +20,7 @@ from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 from typer.testing import CliRunner
 
+from streamhouse.cli import agent_client
 from streamhouse.cli.streamctl import app
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
@@ -225,7 +226,9 @@ def _judge(produced: list[Produced], read: list[Produced], *, tombstones_gone: b
     assert {record[1]: record for record in read} == expected
 
 
-def test_a_compacted_topic_keeps_the_last_value_of_every_key(compacting_agent: Agent) -> None:
+def test_a_compacted_topic_keeps_the_last_value_of_every_key(
+    compacting_agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
     agent, topic = compacting_agent, "p12-compacted"
     configs = {
         "cleanup.policy": "compact",
@@ -252,8 +255,9 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(compacting_agent: A
     [shown] = json.loads(described.stdout)["partitions"]
     assert (shown["cleaned to"], shown["dirty ratio"]) == (end, 0.0)
     assert shown["last compaction"].startswith(time.strftime("%Y-%m-%d", time.gmtime()))
-    wide = {**env, "COLUMNS": "200"}  # the table's headers whole
-    table = CliRunner().invoke(app, ["topics", "describe", topic], env=wide)
+    # the table's headers whole: the console's width was fixed at import (from COLUMNS, if set)
+    monkeypatch.setattr(agent_client.console, "width", 200)
+    table = CliRunner().invoke(app, ["topics", "describe", topic], env=env)
     assert "dirty ratio" in table.stdout and "last compaction" in table.stdout
 
     # past the tombstones' horizon, a little more data makes the log dirty: they go
