@@ -4,7 +4,7 @@ The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Only the composition root (`streamhouse/agent.py`), `streamctl` and the
 simulator hold the whole store; each engine service and door takes the
 aggregate ports it uses (topics, leases, producers, groups, membership,
-transactions, job claims, snapshots).
+transactions, job claims, snapshots, the schema registry's schemas).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from streamhouse.ports.jobs import JobClaims
 from streamhouse.ports.leases import LeaseStore
 from streamhouse.ports.membership import MembershipStore
 from streamhouse.ports.producers import ProducerStore
+from streamhouse.ports.schemas import SchemaStore
 from streamhouse.ports.snapshots import SnapshotStore
 from streamhouse.ports.topics import TopicStore
 from streamhouse.ports.transactions import TransactionStore
@@ -30,6 +31,7 @@ class MetadataStore(
     TransactionStore,
     JobClaims,
     SnapshotStore,
+    SchemaStore,
 ):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 

@@ -36,12 +36,16 @@ REBUILD_GENERATION_LEAP = 1_000_000
 # wrong agent (aiokafka does: it asked a deposed leader again and again). Agents the snapshot
 # knows keep theirs; the others get new ones this far above.
 REBUILD_NODE_ID_LEAP = 1_000
+# Schema ids registered after the snapshot are lost with the store, but records in the bucket
+# may carry them: handed out again for other schemas, those records would decode wrongly. Ids
+# are int32 on the wire: room for twenty thousand rebuilds.
+REBUILD_SCHEMA_ID_LEAP = 100_000
 
 
 class StoreState(enum.Enum):
     """Where the metadata store stands for a rebuild."""
 
-    BLANK = "blank"  # no topic, no object: a new cluster, or a lost store
+    BLANK = "blank"  # no topic, object or schema: a new cluster, or a lost store
     REBUILD_PENDING = "rebuild-pending"  # a snapshot restored, the footers not applied yet
     IN_USE = "in-use"
 

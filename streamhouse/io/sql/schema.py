@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Connection,
     ForeignKey,
@@ -115,6 +116,8 @@ NODE_ID_COUNTER = "node_id"
 # group missing from it used before the store was lost). No row: 0 and 1, as in a new store.
 NEW_PARTITION_EPOCH_FLOOR = "new_partition_epoch_floor"
 NEW_GROUP_GENERATION_FLOOR = "new_group_generation_floor"
+# One above the highest schema id ever used (imports included; a rebuild leaps it). No row: 1.
+SCHEMA_ID_COUNTER = "schema_id"
 
 # Registered agents (cluster membership): a node id per agent id, kept across restarts, and
 # the heartbeat's expiry in the store's time.
@@ -248,6 +251,64 @@ job_claims = Table(
     Column("name", String, primary_key=True),
     Column("agent", String, nullable=False),
     Column("claimed_ms", BigInteger, nullable=False),
+)
+
+
+# The schema registry (ports/schemas.py). A schema row is never deleted: its id stays its
+# content's for good, so the same content registered again gets it back.
+registry_schemas = Table(
+    "registry_schemas",
+    metadata,
+    Column("schema_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("schema_type", String, nullable=False),  # AVRO, JSON or PROTOBUF
+    Column("text", Text, nullable=False),
+    Column("metadata", Text, nullable=True),  # JSON text, kept as received
+    Column("rule_set", Text, nullable=True),  # JSON text, kept as received
+    Column("fingerprint", String, nullable=False),
+    UniqueConstraint("fingerprint"),
+)
+
+# A schema's references in its own order (`position`), indexed by what they name so a delete
+# finds who refers to a subject version.
+registry_references = Table(
+    "registry_references",
+    metadata,
+    Column(
+        "schema_id",
+        BigInteger,
+        ForeignKey("registry_schemas.schema_id"),
+        primary_key=True,
+    ),
+    Column("position", Integer, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("subject", String, nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_registry_references_subject", "subject", "version"),
+)
+
+registry_subject_versions = Table(
+    "registry_subject_versions",
+    metadata,
+    Column("subject", String, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("schema_id", BigInteger, ForeignKey("registry_schemas.schema_id"), nullable=False),
+    Column("deleted", Boolean, nullable=False),  # soft-deleted: hidden, number still taken
+    Index("ix_registry_subject_versions_schema_id", "schema_id"),
+)
+
+# Configs (JSON text) and modes per subject; GLOBAL ("") is the registry's own.
+registry_configs = Table(
+    "registry_configs",
+    metadata,
+    Column("subject", String, primary_key=True),
+    Column("config", Text, nullable=False),
+)
+
+registry_modes = Table(
+    "registry_modes",
+    metadata,
+    Column("subject", String, primary_key=True),
+    Column("mode", String, nullable=False),
 )
 
 

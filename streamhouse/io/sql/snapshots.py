@@ -16,6 +16,7 @@ from streamhouse.io.sql.schema import (
     NEW_PARTITION_EPOCH_FLOOR,
     NODE_ID_COUNTER,
     PRODUCER_ID_COUNTER,
+    SCHEMA_ID_COUNTER,
     counter_value,
     counters,
     flush_outcomes,
@@ -24,6 +25,7 @@ from streamhouse.io.sql.schema import (
     metadata,
     objects,
     partitions,
+    registry_schemas,
     retired_epochs,
     topics,
 )
@@ -37,6 +39,7 @@ from streamhouse.ports.snapshots import (
     REBUILD_GENERATION_LEAP,
     REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
+    REBUILD_SCHEMA_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
     SnapshotStore,
@@ -100,9 +103,14 @@ def _dump(conn: Connection) -> MetadataDump:
     for table in _dumped_tables():
         columns = tuple(column.name for column in table.columns)
         ordered = select(table).order_by(*table.primary_key.columns)
-        rows = tuple(tuple(row) for row in conn.execute(ordered))
+        rows = tuple(tuple(map(_value, row)) for row in conn.execute(ordered))
         tables[table.name] = TableDump(columns, rows)
     return MetadataDump(_schema_revision(conn), tables)
+
+
+def _value(value: Value) -> Value:
+    """A column's value as the format keeps it: booleans as the integers 0 and 1."""
+    return int(value) if isinstance(value, bool) else value
 
 
 def _schema_revision(conn: Connection) -> str:
@@ -146,7 +154,7 @@ def _begin_rebuild(
 
 def _store_state_beside_marker(conn: Connection) -> StoreState:
     """In use or blank, whatever the marker says."""
-    for table in (topics, objects):
+    for table in (topics, objects, registry_schemas):
         if conn.execute(select(func.count()).select_from(table)).scalar_one():
             return StoreState.IN_USE
     return StoreState.BLANK
@@ -244,9 +252,9 @@ def _extend_partition(conn: Connection, rebuilt: RebuiltPartition, now_ms: int) 
 
 
 def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
-    """Epochs, producer ids, generations, node ids and snapshot numbers handed out after the
-    snapshot left no trace in the bucket unless something was written under them: start far
-    above."""
+    """Epochs, producer ids, generations, node ids, schema ids and snapshot numbers handed out
+    after the snapshot left no trace in the bucket unless something was written under them:
+    start far above."""
     conn.execute(
         update(partitions).values(
             leader_epoch=partitions.c.leader_epoch + REBUILD_EPOCH_LEAP,
@@ -272,6 +280,7 @@ def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
     )
     _raise_counter(conn, SNAPSHOT_SEQ_COUNTER, plan.snapshot_seq_seen + 1, leap=0)
     _raise_counter(conn, NODE_ID_COUNTER, REBUILD_NODE_ID_LEAP, leap=REBUILD_NODE_ID_LEAP)
+    _leap_schema_ids(conn)
     # A partition or group the bucket does not know may have existed before the store was
     # lost, with any epoch or generation: those created from now on start above everything
     # known, and a leap above the floor an earlier rebuild set.
@@ -287,6 +296,14 @@ def _leap_past_the_unknown(conn: Connection, plan: RebuildPlan) -> None:
     if generations is not None:
         generation_floor = max(generation_floor, int(generations))
     _set_counter(conn, NEW_GROUP_GENERATION_FLOOR, generation_floor)
+
+
+def _leap_schema_ids(conn: Connection) -> None:
+    """Schema ids start far above every id the snapshot knew, whether it kept the counter
+    (a snapshot from before the registry did not) or only schemas."""
+    highest = conn.execute(select(func.max(registry_schemas.c.schema_id))).scalar()
+    floor = (0 if highest is None else int(highest)) + 1 + REBUILD_SCHEMA_ID_LEAP
+    _raise_counter(conn, SCHEMA_ID_COUNTER, floor, leap=REBUILD_SCHEMA_ID_LEAP)
 
 
 def _set_counter(conn: Connection, name: str, value: int) -> None:

@@ -11,6 +11,7 @@ from streamhouse.io.sql.jobs import SqlJobClaims
 from streamhouse.io.sql.leases import SqlLeaseStore
 from streamhouse.io.sql.membership import SqlMembershipStore
 from streamhouse.io.sql.producers import SqlProducerStore
+from streamhouse.io.sql.schemas import SqlSchemaStore
 from streamhouse.io.sql.snapshots import SqlSnapshotStore
 from streamhouse.io.sql.store_clock import StoreClock
 from streamhouse.io.sql.topics import SqlTopicStore
@@ -47,6 +48,7 @@ class SqlMetadataStore(
     SqlTransactionStore,
     SqlJobClaims,
     SqlSnapshotStore,
+    SqlSchemaStore,
     MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""
