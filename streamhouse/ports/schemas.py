@@ -57,8 +57,8 @@ class SubjectChanged(Exception):
 
 
 class SchemaIdTaken(Exception):
-    """An import asked for a schema id another content already has, or a version another schema
-    already holds."""
+    """An import asked for a schema id another content already has (or for content that already
+    has another id), or a version another schema already holds."""
 
 
 class SchemaStore(ABC):
@@ -105,7 +105,8 @@ class SchemaStore(ABC):
         `version` when given (IMPORT mode), else one past `latest_version`. Raises
         SubjectChanged when the subject's highest version, soft-deleted ones included (None
         when it has none), is no longer `latest_version`; SchemaIdTaken when `schema_id` belongs
-        to another content or `version` exists.
+        to another content, the content already has an id other than `schema_id` (one content,
+        one id), or `version` exists.
         """
 
     @abstractmethod

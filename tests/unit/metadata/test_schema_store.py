@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from sim.metadata import MetadataFaults, SimMetadataStore
+from sim.rng import SeededRng
+from streamhouse.errors import MetadataUnavailable, MetadataUnknownOutcome
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.schemas import (
@@ -235,6 +238,23 @@ def test_modes_are_kept_per_subject_and_globally(store: MetadataStore) -> None:
     assert (run(store.mode(GLOBAL)), run(store.mode("s"))) == ("READWRITE", "READONLY")
     run(store.set_mode(GLOBAL, None))
     assert (run(store.mode(GLOBAL)), run(store.mode("s"))) == (None, "READONLY")
+
+
+# ---------------------------------------------------------------- faults
+
+
+def test_the_simulator_faults_registry_calls_like_any_other() -> None:
+    store = SimMetadataStore(SeededRng(1), MetadataFaults(unavailable_rate=1.0))
+    with pytest.raises(MetadataUnavailable):
+        run(store.schema(1))
+    with pytest.raises(MetadataUnavailable):
+        run(store.set_mode(GLOBAL, "READONLY"))
+    store.faults = MetadataFaults(unknown_outcome_rate=1.0)
+    with pytest.raises(MetadataUnknownOutcome):  # applied, its outcome lost
+        run(store.register_version("s", content("A"), latest_version=None))
+    store.faults = MetadataFaults()
+    assert numbers(store, "s") == [1]
+    run(store.close())
 
 
 # ---------------------------------------------------------------- agents at once

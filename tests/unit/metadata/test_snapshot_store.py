@@ -26,11 +26,13 @@ from streamhouse.log.snapshot_format import (
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import ObjectRecord
 from streamhouse.ports.metadata import MetadataStore
+from streamhouse.ports.schemas import GLOBAL, SchemaContent, SchemaReference
 from streamhouse.ports.snapshots import (
     REBUILD_EPOCH_LEAP,
     REBUILD_GENERATION_LEAP,
     REBUILD_NODE_ID_LEAP,
     REBUILD_PRODUCER_ID_LEAP,
+    REBUILD_SCHEMA_ID_LEAP,
     RebuildPlan,
     RebuiltPartition,
     StoreState,
@@ -205,6 +207,82 @@ def test_offsets_and_groups_come_back(store: MetadataStore, blank: SqlMetadataSt
     assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
     assert run(blank.fetch_offsets("billing")) == {TP0: committed(5)}
     assert run(blank.reserve_group_generations("billing", 1)) >= first + 10 + 1
+
+
+def _registry_in_use(store: MetadataStore) -> None:
+    """Schemas on two subjects (one referring to the other), a version soft-deleted, one
+    removed, an imported id, and configs and modes globally and per subject."""
+    base = SchemaContent("AVRO", '"string"', (), None, None, "fp-base")
+    user = SchemaContent(
+        "JSON",
+        '{"$ref":"base.json"}',
+        (SchemaReference("base.json", "base-value", 1),),
+        '{"properties":{"owner":"a"}}',
+        '{"domainRules":[]}',
+        "fp-user",
+    )
+    run(store.register_version("base-value", base, latest_version=None))
+    run(store.register_version("user-value", user, latest_version=None))
+    other = SchemaContent("PROTOBUF", "message M {}", (), None, None, "fp-other")
+    run(store.register_version("user-value", other, latest_version=1, schema_id=77, version=2))
+    gone = SchemaContent("AVRO", '"int"', (), None, None, "fp-gone")
+    run(store.register_version("user-value", gone, latest_version=2))
+    run(store.soft_delete_versions("user-value", [2, 3]))
+    run(store.remove_versions("user-value", [3]))
+    run(store.set_config(GLOBAL, '{"compatibilityLevel":"FULL"}'))
+    run(store.set_config("user-value", '{"compatibilityLevel":"NONE"}'))
+    run(store.set_mode(GLOBAL, "READWRITE"))
+    run(store.set_mode("base-value", "READONLY"))
+
+
+async def _registry_seen(store: MetadataStore) -> tuple[object, ...]:
+    """Everything the registry's port can read back of `_registry_in_use`."""
+    subjects = await store.subjects(include_deleted=True)
+    versions = [await store.subject_versions(s, include_deleted=True) for s in subjects]
+    ids = sorted({v.schema_id for found in versions for v in found})
+    gone = await store.schema_with_fingerprint("fp-gone")
+    schemas = [await store.schema(i) for i in ids]
+    settings = [
+        (await store.config(s), await store.mode(s)) for s in (GLOBAL, "base-value", "user-value")
+    ]
+    referencing = await store.referencing_schema_ids("base-value", 1)
+    return subjects, versions, schemas, gone, settings, referencing
+
+
+def test_the_schema_registry_comes_back_as_it_was(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    _registry_in_use(store)
+    assert run(store.store_state()) is StoreState.IN_USE, "a store with schemas is in use"
+    dump = run(store.dump_metadata())
+    dump = decode_snapshot(encode_snapshot(Snapshot(4, "agent-a", T0_MS, dump))).dump
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert run(_registry_seen(blank)) == run(_registry_seen(store))
+    versions = run(blank.subject_versions("user-value", include_deleted=True))
+    assert [(v.version, v.deleted) for v in versions] == [(1, False), (2, True)]
+    # an id registered after the snapshot may be in the bucket's records: never handed out again
+    fresh = SchemaContent("AVRO", '"long"', (), None, None, "fp-fresh")
+    added = run(blank.register_version("base-value", fresh, latest_version=1))
+    assert added.schema_id > 77 + REBUILD_SCHEMA_ID_LEAP and added.version == 2
+    again = run(blank.register_version("user-value", run(_content(blank, 1)), latest_version=2))
+    assert again.schema_id == 1, "content the snapshot knew keeps its id"
+
+
+async def _content(store: MetadataStore, schema_id: int) -> SchemaContent:
+    stored = await store.schema(schema_id)
+    assert stored is not None
+    return stored.content
+
+
+def test_a_store_rebuilt_without_a_snapshot_starts_schema_ids_above_the_leap(
+    blank: SqlMetadataStore,
+) -> None:
+    assert run(blank.begin_rebuild(None, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    schema = SchemaContent("AVRO", '"string"', (), None, None, "fp")
+    added = run(blank.register_version("s", schema, latest_version=None))
+    assert added.schema_id > REBUILD_SCHEMA_ID_LEAP
 
 
 def test_what_the_bucket_did_not_know_starts_above_the_rebuild(blank: SqlMetadataStore) -> None:
