@@ -262,7 +262,8 @@ def _imported_id(conn: Connection, content: SchemaContent, schema_id: int) -> in
         )
         if conn.execute(holder).first() is not None:
             raise SchemaIdTaken(f"schema id {schema_id} belongs to another schema")
-        _insert_schema(conn, content, schema_id)
+        if _insert_schema(conn, content, schema_id) != schema_id:  # given another concurrently
+            raise SchemaIdTaken(f"this schema got another id than {schema_id} meanwhile")
     return schema_id
 
 
