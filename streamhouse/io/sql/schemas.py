@@ -148,22 +148,22 @@ def _stored_schema(conn: Connection, row: Row[Any]) -> StoredSchema:
 
 
 def _select_versions(conn: Connection, which: Any, include_deleted: bool) -> list[SubjectVersion]:
-    query = (
-        select(version_rows).where(which).order_by(version_rows.c.subject, version_rows.c.version)
-    )
+    query = select(version_rows).where(which)
     if not include_deleted:
         query = query.where(version_rows.c.deleted.is_(False))
-    return [
+    found = [
         SubjectVersion(row.subject, row.version, int(row.schema_id), bool(row.deleted))
         for row in conn.execute(query)
     ]
+    # sorted here, not by the database: PostgreSQL's collation may order names otherwise
+    return sorted(found, key=lambda v: (v.subject, v.version))
 
 
 def _select_subjects(conn: Connection, include_deleted: bool) -> list[str]:
-    query = select(version_rows.c.subject).distinct().order_by(version_rows.c.subject)
+    query = select(version_rows.c.subject).distinct()
     if not include_deleted:
         query = query.where(version_rows.c.deleted.is_(False))
-    return [str(subject) for subject in conn.execute(query).scalars()]
+    return sorted(str(subject) for subject in conn.execute(query).scalars())
 
 
 def _referencing(conn: Connection, subject: str, version: int) -> list[int]:

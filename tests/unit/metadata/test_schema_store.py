@@ -130,15 +130,15 @@ def test_soft_deleted_versions_are_hidden_but_keep_their_numbers(store: Metadata
 
 
 def test_subjects_are_listed_sorted_live_unless_asked(store: MetadataStore) -> None:
-    for subject in ("c", "a", "b"):
+    for subject in ("c", "a", "b", "B-value", "a_b", "a-c"):
         register(store, subject, content(subject.upper()))
     register(store, "a", content("A2"))
     run(store.soft_delete_versions("b", [1]))
     run(store.soft_delete_versions("a", [1]))
-    assert run(store.subjects(include_deleted=False)) == ["a", "c"]
-    assert run(store.subjects(include_deleted=True)) == ["a", "b", "c"]
+    assert run(store.subjects(include_deleted=False)) == ["B-value", "a", "a-c", "a_b", "c"]
+    assert run(store.subjects(include_deleted=True)) == ["B-value", "a", "a-c", "a_b", "b", "c"]
     run(store.remove_versions("b", [1]))
-    assert run(store.subjects(include_deleted=True)) == ["a", "c"]
+    assert run(store.subjects(include_deleted=True)) == ["B-value", "a", "a-c", "a_b", "c"]
 
 
 def test_removing_the_highest_version_frees_its_number(store: MetadataStore) -> None:

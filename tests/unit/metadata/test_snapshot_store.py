@@ -275,6 +275,25 @@ async def _content(store: MetadataStore, schema_id: int) -> SchemaContent:
     return stored.content
 
 
+def test_a_snapshot_from_before_the_registry_restores(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    """A snapshot taken at schema revision 0013 has no registry tables: it restores, and the
+    registry starts above the leap."""
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    older = MetadataDump(
+        "0013",
+        {name: rows for name, rows in dump.tables.items() if not name.startswith("registry_")},
+    )
+    assert run(blank.begin_rebuild(older, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert run(blank.subjects(include_deleted=True)) == []
+    schema = SchemaContent("AVRO", '"string"', (), None, None, "fp")
+    added = run(blank.register_version("s", schema, latest_version=None))
+    assert added.schema_id > REBUILD_SCHEMA_ID_LEAP
+
+
 def test_a_store_rebuilt_without_a_snapshot_starts_schema_ids_above_the_leap(
     blank: SqlMetadataStore,
 ) -> None:
