@@ -1,0 +1,3 @@
+from __future__ import annotations
+def parse_protobuf(text, dependencies, normalize):  # type: ignore
+    raise NotImplementedError
