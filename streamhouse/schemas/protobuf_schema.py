@@ -1,3 +1,5 @@
 from __future__ import annotations
+
+
 def parse_protobuf(text, dependencies, normalize):  # type: ignore
     raise NotImplementedError
