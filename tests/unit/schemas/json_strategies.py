@@ -21,7 +21,9 @@ def leaves(draw: st.DrawFn) -> dict[str, Any]:
     if choice == 1:
         return {"const": draw(st.sampled_from(SMALL_VALUES))}
     if choice == 2:
-        return {"type": draw(st.lists(st.sampled_from(TYPES[:5]), min_size=1, max_size=3, unique=True))}
+        return {
+            "type": draw(st.lists(st.sampled_from(TYPES[:5]), min_size=1, max_size=3, unique=True))
+        }
     if choice == 3:
         return _with_bounds(draw, {"type": draw(st.sampled_from(["integer", "number"]))})
     if choice == 4:
@@ -119,7 +121,9 @@ def _evolve_inside(draw: st.DrawFn, schema: dict[str, Any], depth: int) -> dict[
             if draw(st.booleans()):
                 changed[key] = changed[key] + [draw(schemas(0))]
     if schema.get("type") in ("integer", "number"):
-        changed = _with_bounds(draw, {**changed, "type": draw(st.sampled_from(["integer", "number"]))})
+        changed = _with_bounds(
+            draw, {**changed, "type": draw(st.sampled_from(["integer", "number"]))}
+        )
     if schema.get("type") == "string":
         changed = _with_string_limits(draw, {"type": "string"})
     if isinstance(schema.get("type"), str) and draw(st.integers(0, 3)) == 0:
@@ -131,7 +135,10 @@ def _evolve_inside(draw: st.DrawFn, schema: dict[str, Any], depth: int) -> dict[
 
 json_values = st.recursive(
     st.sampled_from(SMALL_VALUES) | st.integers(-5, 5) | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from([*NAMES, "z"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from([*NAMES, "z"]), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 

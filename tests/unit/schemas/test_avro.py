@@ -139,9 +139,7 @@ def test_enum_symbols_the_reader_lacks_need_a_reader_default() -> None:
 def test_named_types_match_by_unqualified_name_or_alias() -> None:
     writer = {"type": "fixed", "name": "a.Hash", "size": 4}
     assert _problems({"type": "fixed", "name": "b.Hash", "size": 4}, writer) == []
-    assert _problems({"type": "fixed", "name": "b.Digest", "size": 4}, writer) == [
-        "NAME_MISMATCH"
-    ]
+    assert _problems({"type": "fixed", "name": "b.Digest", "size": 4}, writer) == ["NAME_MISMATCH"]
     aliased = {"type": "fixed", "name": "b.Digest", "size": 4, "aliases": ["a.Hash"]}
     assert _problems(aliased, writer) == []
     assert _problems({"type": "fixed", "name": "a.Hash", "size": 8}, writer) == [

@@ -193,7 +193,9 @@ def test_combinators() -> None:
 
 def test_recursive_references_end() -> None:
     def tree(leaf: str) -> dict[str, Any]:
-        node = _object({"value": {"type": leaf}, "children": {"type": "array", "items": {"$ref": "#"}}})
+        node = _object(
+            {"value": {"type": leaf}, "children": {"type": "array", "items": {"$ref": "#"}}}
+        )
         return node
 
     assert _problems(tree("number"), tree("integer")) == []
