@@ -245,7 +245,12 @@ def _has_ref(schema: Any) -> bool:
 
 def _same(one: Any, other: Any) -> bool:
     """JSON-equal and free of references (whose targets could differ between the sides)."""
-    return bool(one == other) and not _has_ref(one)
+    return _json(one) == _json(other) and not _has_ref(one)
+
+
+def _json(value: Any) -> str:
+    """A value's JSON spelling: equal spellings are equal JSON (Python's == says True == 1)."""
+    return json.dumps(value, sort_keys=True)
 
 
 def _same_node(reader: _Node, writer: _Node) -> bool:

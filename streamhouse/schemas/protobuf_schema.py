@@ -264,10 +264,11 @@ def _file_problems(reader: Any, writer: Any) -> list[Problem]:
         )
     reader_messages, writer_messages = _messages(reader), _messages(writer)
     for name, writer_message in writer_messages.items():
+        if writer_message.options.map_entry:
+            continue  # compared through its map field, whatever the field is called now
         reader_message = reader_messages.get(name)
         if reader_message is None:
-            if not writer_message.options.map_entry:
-                problems.append(Problem("MESSAGE_REMOVED", f"/{name}", f"message {name} is gone"))
+            problems.append(Problem("MESSAGE_REMOVED", f"/{name}", f"message {name} is gone"))
             continue
         problems += _message_problems(
             reader_message, writer_message, name, reader_messages, writer_messages
