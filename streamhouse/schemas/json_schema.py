@@ -154,7 +154,7 @@ class _Node:
     """A subschema with the resolver its `$ref`s resolve through."""
 
     schema: Any
-    resolver: referencing.Resolver[Any]
+    resolver: Any  # referencing's Resolver (not exported under a public name)
     owner: JsonSchema
 
     def keyword(self, name: str, default: Any = None) -> Any:

@@ -385,7 +385,12 @@ def _named_type_problems(
         return []
     reader_entry = reader_messages.get(reader.type_name[1:])
     writer_entry = writer_messages.get(writer.type_name[1:])
-    if _is_map_entry(reader_entry) and _is_map_entry(writer_entry):
+    if (
+        reader_entry is not None
+        and writer_entry is not None
+        and _is_map_entry(reader_entry)
+        and _is_map_entry(writer_entry)
+    ):
         problems = []
         for reader_part, writer_part in zip(reader_entry.field, writer_entry.field, strict=True):
             problems += _field_problems(reader_part, writer_part, f"{where}/{reader_part.name}")

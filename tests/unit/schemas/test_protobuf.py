@@ -182,9 +182,8 @@ def proto_files(draw: st.DrawFn) -> str:
                 lines.append(f"  map<string, {value}> f{number} = {number};")
             elif kind == "oneof":
                 other = next(numbers)
-                lines.append(
-                    f"  oneof o{number} {{ {value} f{number} = {number}; int32 f{other} = {other}; }}"
-                )
+                members = f"{value} f{number} = {number}; int32 f{other} = {other};"
+                lines.append(f"  oneof o{number} {{ {members} }}")
             else:
                 label = "" if kind == "plain" else kind + " "
                 lines.append(f"  {label}{value} f{number} = {number};")
