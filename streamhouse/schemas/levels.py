@@ -5,6 +5,10 @@ BACKWARD: the new schema, as reader, reads data written with the latest earlier 
 FORWARD: the latest earlier version, as reader, reads data written with the new schema.
 FULL: both. The *_TRANSITIVE levels ask the same of every earlier version, not only the latest.
 NONE, or no earlier version: always compatible.
+
+Each message names Confluent's errorType, a path, what is wrong and which earlier version it
+concerns: "version N" when the caller passes the versions' numbers, else "earlier version #i",
+i being the index in `earlier` (0 = the oldest live version).
 """
 
 from __future__ import annotations
@@ -33,23 +37,30 @@ _TRANSITIVE = {
 
 
 def incompatibilities(
-    level: CompatibilityLevel, new: ParsedSchema, earlier: Sequence[ParsedSchema]
+    level: CompatibilityLevel,
+    new: ParsedSchema,
+    earlier: Sequence[ParsedSchema],
+    *,
+    versions: Sequence[int] | None = None,
 ) -> list[str]:
     """Human-readable reasons `new` may not follow `earlier` (the subject's live versions,
-    oldest first) under `level`; empty means compatible."""
+    oldest first) under `level`; empty means compatible. `versions`, if given, are the
+    version numbers of `earlier`, for the messages."""
     if level == CompatibilityLevel.NONE or not earlier:
         return []
+    if versions is not None and len(versions) != len(earlier):
+        raise ValueError("one version number per earlier schema")
     indexes = range(len(earlier)) if level in _TRANSITIVE else [len(earlier) - 1]
     messages: list[str] = []
     for index in indexes:
-        messages += _against(level, new, earlier[index], index)
+        old_name = f"version {versions[index]}" if versions else f"earlier version #{index}"
+        messages += _against(level, new, earlier[index], old_name)
     return messages
 
 
 def _against(
-    level: CompatibilityLevel, new: ParsedSchema, old: ParsedSchema, index: int
+    level: CompatibilityLevel, new: ParsedSchema, old: ParsedSchema, old_name: str
 ) -> list[str]:
-    old_name = f"earlier version #{index}"
     if new.schema_type != old.schema_type:
         return [
             f"TYPE_MISMATCH at /: the new schema is {new.schema_type}"

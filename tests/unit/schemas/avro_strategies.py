@@ -59,17 +59,24 @@ def _field(name: str, schema: Any, with_default: bool) -> dict[str, Any]:
 def enums(draw: st.DrawFn) -> dict[str, Any]:
     symbols = draw(st.lists(st.sampled_from(SYMBOLS), min_size=1, max_size=4, unique=True))
     schema: dict[str, Any] = {"type": "enum", "name": draw(st.sampled_from(TYPE_NAMES))}
+    schema.update(draw(namespaces()))
     schema["symbols"] = symbols
     if draw(st.booleans()):
         schema["default"] = draw(st.sampled_from(symbols))
     return schema
 
 
+def namespaces() -> st.SearchStrategy[dict[str, str]]:
+    """Mostly none: named types match by unqualified name, so a namespace should not matter."""
+    return st.sampled_from([{}, {}, {"namespace": "north"}, {"namespace": "south.pole"}])
+
+
 def fixeds() -> st.SearchStrategy[dict[str, Any]]:
     return st.builds(
-        lambda name, size: {"type": "fixed", "name": name, "size": size},
+        lambda name, size, namespace: {"type": "fixed", "name": name, "size": size, **namespace},
         st.sampled_from(TYPE_NAMES),
         st.integers(1, 3),
+        namespaces(),
     )
 
 
@@ -110,7 +117,8 @@ def types(depth: int) -> st.SearchStrategy[Any]:
 def records(draw: st.DrawFn, depth: int) -> dict[str, Any]:
     names = draw(st.lists(st.sampled_from(FIELD_NAMES), min_size=0, max_size=4, unique=True))
     fields = [_field(name, draw(types(depth)), draw(st.booleans())) for name in names]
-    return {"type": "record", "name": draw(st.sampled_from(TYPE_NAMES)), "fields": fields}
+    name = draw(st.sampled_from(TYPE_NAMES))
+    return {"type": "record", "name": name, **draw(namespaces()), "fields": fields}
 
 
 @st.composite
@@ -137,6 +145,8 @@ def _evolve_inside(draw: st.DrawFn, schema: Any, depth: int) -> Any:
         return schema
     if schema["type"] == "enum":
         return draw(enums().map(lambda other: {**other, "name": schema["name"]}))
+    if "name" in schema and draw(st.integers(0, 5)) == 0:
+        schema = {**schema, **draw(namespaces())}  # moved to another namespace
     if schema["type"] == "fixed":
         return {**schema, "size": draw(st.sampled_from([schema["size"], 4]))}
     if schema["type"] == "array":

@@ -79,6 +79,15 @@ def test_transitive_levels_check_every_version_the_others_only_the_latest() -> N
     assert len(incompatibilities(Level.FULL_TRANSITIVE, ONLY_B_REQUIRED, earlier)) == 3
 
 
+def test_messages_name_version_numbers_when_given() -> None:
+    problems = incompatibilities(
+        Level.BACKWARD_TRANSITIVE, ONLY_B_REQUIRED, [V1, V2], versions=[3, 5]
+    )
+    assert len(problems) == 1 and "version 3's schema" in problems[0]
+    with pytest.raises(ValueError):
+        incompatibilities(Level.BACKWARD, ONLY_B_REQUIRED, [V1, V2], versions=[3])
+
+
 def test_a_schema_of_another_type_is_incompatible() -> None:
     json_schema = parse_schema(SchemaType.JSON, '{"type": "object"}')
     problems = incompatibilities(Level.BACKWARD, json_schema, [V1])
