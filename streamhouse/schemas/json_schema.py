@@ -164,10 +164,15 @@ class _Node:
 
     def child(self, schema: Any) -> _Node:
         resolver = self.resolver
-        if isinstance(schema, dict) and ("$id" in schema or "id" in schema):
+        if isinstance(schema, dict) and self._identifies(schema):
             resource = _specification(self.owner.raw).create_resource(schema)
             resolver = resolver.in_subresource(resource)
         return _Node(schema, resolver, self.owner)
+
+    def _identifies(self, schema: dict[str, Any]) -> bool:
+        """Whether a subschema starts a resource of its own (draft 4 spells `$id` as `id`)."""
+        key = "id" if self.draft() == DRAFT4 else "$id"
+        return isinstance(schema.get(key), str)
 
     def with_schema(self, schema: Any) -> _Node:
         return _Node(schema, self.resolver, self.owner)
@@ -186,6 +191,7 @@ def parse_json_schema(text: str, dependencies: Sequence[Dependency], normalize: 
         contents = _load_checked(dependency.text, f"dependency {dependency.name!r}")
         resource = _specification(contents).create_resource(contents)
         registry = registry.with_resource(dependency.name, resource)
+    registry = registry.crawl()  # a dependency's own `$id`s and anchors resolve too
     raw = _load_checked(text, "schema")
     schema = JsonSchema(raw, registry, _validator_class(raw), normalize)
     _check_references(schema.root())

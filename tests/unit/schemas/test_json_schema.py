@@ -207,6 +207,48 @@ def test_unknown_keywords_may_not_change() -> None:
     assert _problems({"x-rule": 2}, {"x-rule": 1}) == ["UNKNOWN_KEYWORD_CHANGED"]
 
 
+def test_pattern_properties_and_dependencies() -> None:
+    patterned = _object({}, patternProperties={"^x_": STRING}, additionalProperties=False)
+    assert _problems(_object({}, patternProperties={"^x_": STRING}), patterned) == []
+    assert _problems(patterned, _object({})) != []
+    needs_b = _object({}, dependencies={"a": ["b"]})
+    assert _problems(_object({}), needs_b) == []
+    assert _problems(needs_b, _object({})) == ["DEPENDENCY_ADDED"]
+
+
+def test_conditionals_and_writer_parts() -> None:
+    conditional = {"if": INTEGER, "then": {"minimum": 0}}
+    assert _problems(conditional, conditional) == []
+    assert _problems(conditional, INTEGER) == ["COMBINED_TYPE_SUBSCHEMAS_CHANGED"]
+    assert _problems(STRING, {"allOf": [STRING, {"maxLength": 3}]}) == []
+
+
+def test_draft4_ids_and_a_property_called_id() -> None:
+    draft4 = "http://json-schema.org/draft-04/schema#"
+    schema = {"$schema": draft4, "type": "object", "properties": {"id": INTEGER}}
+    assert _problems(schema, schema) == []
+    wider = {**schema, "properties": {"id": {"type": "number"}}}
+    assert _problems(wider, schema) == []
+
+
+def test_depth_is_bounded() -> None:
+    def nested(depth: int, leaf: str) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": leaf}
+        for _ in range(depth):
+            schema = _object({"x": schema})
+        return schema
+
+    assert _problems(nested(10, "number"), nested(10, "integer")) == []
+    assert _problems(nested(80, "number"), nested(80, "integer")) == ["TOO_DEEP"]
+
+
+def test_a_dependency_is_found_by_its_own_id_too() -> None:
+    url = "https://example.com/schemas/address.json"
+    address = Dependency("address.json", SchemaType.JSON, json.dumps({"$id": url, **STRING}))
+    schema = {"$id": "https://example.com/schemas/customer.json", "$ref": "address.json"}
+    assert _parse(schema, address).reader_problems(_parse(schema, address)) == []
+
+
 # --- the soundness property
 
 
