@@ -4,9 +4,9 @@ Stable and declaration-order preserving (Confluent's message indexes count messa
 declaration order), with every type name fully qualified (`.pkg.Msg`) so the text means the
 same wherever it is read, and written so it parses back to the same descriptor. Per message:
 options, fields (oneof members inside their `oneof` block, placed at the first member; map
-fields as `map<K, V>`; groups as `group` blocks), nested messages, enums, extension ranges,
-reserved ranges and names, then extensions. `sort_fields` orders each message's fields by number
-(the normalized form: field order has no meaning on the wire).
+fields as `map<K, V>`; groups as `group` blocks) with nested messages among them where their
+order requires it, the other nested messages, enums, extension ranges, reserved ranges and
+names, then extensions.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ LABEL_WORDS = {FieldProto.LABEL_REPEATED: "repeated", FieldProto.LABEL_REQUIRED:
 INDENT = "  "
 
 
-def render_descriptor(descriptor: descriptor_pb2.FileDescriptorProto, sort_fields: bool) -> str:
+def render_descriptor(descriptor: descriptor_pb2.FileDescriptorProto) -> str:
     proto3 = descriptor.syntax == "proto3"
     lines = [f'syntax = "{descriptor.syntax or "proto2"}";']
     if descriptor.package:
@@ -37,7 +37,7 @@ def render_descriptor(descriptor: descriptor_pb2.FileDescriptorProto, sort_field
             modifier = "weak "
         lines.append(f"import {modifier}{_quoted(dependency)};")
     lines += _option_lines(descriptor.options, "")
-    renderer = _Renderer(proto3, sort_fields)
+    renderer = _Renderer(proto3)
     for message in descriptor.message_type:
         lines += renderer.message(message, "")
     for enum in descriptor.enum_type:
@@ -49,9 +49,8 @@ def render_descriptor(descriptor: descriptor_pb2.FileDescriptorProto, sort_field
 
 
 class _Renderer:
-    def __init__(self, proto3: bool, sort_fields: bool) -> None:
+    def __init__(self, proto3: bool) -> None:
         self._proto3 = proto3
-        self._sort_fields = sort_fields
 
     def message(self, message: Any, indent: str) -> list[str]:
         inner = indent + INDENT
@@ -61,47 +60,55 @@ class _Renderer:
 
     def _body(self, message: Any, inner: str) -> list[str]:
         lines = _option_lines(message.options, inner, skip=("map_entry",))
-        hidden = _hidden_nested(message)
-        lines += self._fields(message, inner)
-        for nested in message.nested_type:
-            if nested.name not in hidden:
-                lines += self.message(nested, inner)
+        lines += self._fields_and_nested(message, inner)
         for enum in message.enum_type:
             lines += self.enum(enum, inner)
         for extension_range in message.extension_range:
             span = _span(extension_range.start, extension_range.end - 1, FIELD_NUMBER_END - 1)
             lines.append(f"{inner}extensions {span};")
         for reserved in message.reserved_range:
-            lines.append(
-                f"{inner}reserved {_span(reserved.start, reserved.end - 1, FIELD_NUMBER_END - 1)};"
-            )
+            span = _span(reserved.start, reserved.end - 1, FIELD_NUMBER_END - 1)
+            lines.append(f"{inner}reserved {span};")
         for name in message.reserved_name:
             lines.append(f"{inner}reserved {_quoted(name)};")
         lines += self.extensions(message.extension, inner)
         return lines
 
-    def _fields(self, message: Any, inner: str) -> list[str]:
-        fields = list(message.field)
-        if self._sort_fields:
-            fields.sort(key=lambda item: item.number)
+    def _fields_and_nested(self, message: Any, inner: str) -> list[str]:
+        """Fields in their order, nested messages in theirs: a nested message is written before
+        the map or group field whose own nested type follows it, so reading the text back
+        gives both orders again (nested-message indexes are part of Confluent's wire format)."""
+        hidden = _hidden_nested(message)
+        order = [nested.name for nested in message.nested_type]
+        written: set[str] = set()
+
+        def nested_before(name: str | None) -> list[str]:
+            limit = order.index(name) if name in order else len(order)
+            lines: list[str] = []
+            for nested in message.nested_type[:limit]:
+                if nested.name not in hidden and nested.name not in written:
+                    written.add(nested.name)
+                    lines += self.message(nested, inner)
+            return lines
+
         lines: list[str] = []
-        done_oneofs: set[int] = set()
-        for item in fields:
-            if item.HasField("oneof_index") and not item.proto3_optional:
-                if item.oneof_index not in done_oneofs:
-                    done_oneofs.add(item.oneof_index)
-                    lines += self._oneof(message, item.oneof_index, fields, inner)
+        for oneof_index, members in _field_runs(message):
+            own_types = [_nested_name(member) for member in members]
+            tied = [name for name in own_types if name in hidden]
+            if tied:
+                lines += nested_before(tied[0])
+            if oneof_index is None:
+                lines += self._field(message, members[0], inner, in_oneof=False)
             else:
-                lines += self._field(message, item, inner, in_oneof=False)
-        return lines
+                lines += self._oneof(message, oneof_index, members, inner)
+        return lines + nested_before(None)
 
     def _oneof(self, message: Any, index: int, fields: list[Any], inner: str) -> list[str]:
         oneof = message.oneof_decl[index]
         lines = [f"{inner}oneof {oneof.name} {{"]
         lines += _option_lines(oneof.options, inner + INDENT)
         for item in fields:
-            if item.HasField("oneof_index") and item.oneof_index == index:
-                lines += self._field(message, item, inner + INDENT, in_oneof=True)
+            lines += self._field(message, item, inner + INDENT, in_oneof=True)
         return [*lines, f"{inner}}}"]
 
     def _field(self, message: Any, item: Any, inner: str, in_oneof: bool) -> list[str]:
@@ -161,6 +168,30 @@ def _service(service: Any) -> list[str]:
         options = _option_lines(method.options, INDENT * 2)
         lines += [f"{head} {{", *options, f"{INDENT}}}"] if options else [f"{head};"]
     return [*lines, "}"]
+
+
+def _field_runs(message: Any) -> list[tuple[int | None, list[Any]]]:
+    """The fields as written: one at a time, or a oneof's members together at the first."""
+    runs: list[tuple[int | None, list[Any]]] = []
+    seen: set[int] = set()
+    for item in message.field:
+        if not item.HasField("oneof_index") or item.proto3_optional:
+            runs.append((None, [item]))
+        elif item.oneof_index not in seen:
+            seen.add(item.oneof_index)
+            members = [
+                other
+                for other in message.field
+                if other.HasField("oneof_index")
+                and other.oneof_index == item.oneof_index
+                and not other.proto3_optional
+            ]
+            runs.append((item.oneof_index, members))
+    return runs
+
+
+def _nested_name(item: Any) -> str:
+    return str(item.type_name).rsplit(".", 1)[-1]
 
 
 def _hidden_nested(message: Any) -> set[str]:

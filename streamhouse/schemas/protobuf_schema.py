@@ -4,7 +4,10 @@ a DescriptorPool, served as canonical `.proto` text or (`?format=serialized`) as
 descriptor; and Confluent's Protobuf compatibility rules.
 
 Normalization: either input is rendered to text and read back, so text and base64 of one schema
-store the same descriptor and text; `normalize` also orders each message's fields by number.
+store the same descriptor and text. That text is already normal (types fully qualified, options
+in one order, one layout), so `normalize` changes nothing: messages, nested messages and fields
+keep their declaration order, because Confluent's message indexes count nested messages (map
+entries included) in declaration order, and reordering fields would reorder map entries.
 The registered file is called `schema.proto`; a dependency is called by its import path. The
 well-known `google/protobuf/*.proto` files and Confluent's `confluent/meta.proto` and
 `confluent/type/decimal.proto` are always available (clients never register them); other
@@ -195,22 +198,23 @@ def parse_protobuf(
     for dependency in dependencies:
         if dependency.name in names:
             continue
-        descriptor, _ = _normalized(dependency.text, dependency.name, visible, sort_fields=False)
+        descriptor, _ = _normalized(dependency.text, dependency.name, visible)
         _add(pool, descriptor, f"dependency {dependency.name!r}")
         visible.update(declared_symbols(descriptor))
-    descriptor, canonical = _normalized(text, MAIN_FILE, visible, sort_fields=normalize)
+    del normalize  # the canonical text is already the normal form (see the module docstring)
+    descriptor, canonical = _normalized(text, MAIN_FILE, visible)
     _add(pool, descriptor, "schema")
     return ProtobufSchema(descriptor, canonical)
 
 
 def _normalized(
-    text: str, name: str, visible: Mapping[str, str], sort_fields: bool
+    text: str, name: str, visible: Mapping[str, str]
 ) -> tuple[descriptor_pb2.FileDescriptorProto, str]:
     """The descriptor and canonical text of either input form, via the rendered text."""
     given = _from_base64(text, name)
     if given is None:
         given = text_to_descriptor(text, name, visible)
-    canonical = render_descriptor(given, sort_fields)
+    canonical = render_descriptor(given)
     descriptor = text_to_descriptor(canonical, name, visible)
     return descriptor, canonical
 

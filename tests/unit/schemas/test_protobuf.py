@@ -137,11 +137,29 @@ def test_dependencies_resolve_as_text_or_base64() -> None:
         _parse(order)
 
 
-def test_normalize_orders_fields_by_number() -> None:
-    one = 'syntax = "proto3"; message A { int32 b = 2; int32 a = 1; }'
-    two = 'syntax = "proto3"; message A { int32 a = 1; int32 b = 2; }'
-    assert _parse(one).canonical_text() != _parse(two).canonical_text()
-    assert _parse(one, normalize=True).canonical_text() == _parse(two).canonical_text()
+def test_normalize_keeps_declaration_order() -> None:
+    text = 'syntax = "proto3"; message A { int32 b = 2; int32 a = 1; }'
+    assert _parse(text, normalize=True).canonical_text() == _parse(text).canonical_text()
+
+
+def test_nested_message_order_survives_among_map_entries() -> None:
+    """Confluent's message indexes count nested types, map entries included, in order."""
+    text = """
+    syntax = "proto3";
+    message Outer {
+      message First { int32 x = 1; }
+      map<string, int32> counts = 1;
+      message Second { int32 y = 1; }
+      map<string, First> firsts = 2;
+      oneof choice { Second second = 3; string label = 4; }
+    }
+    """
+    schema = _parse(text)
+    expected = ["First", "CountsEntry", "Second", "FirstsEntry"]
+    assert [nested.name for nested in schema.descriptor.message_type[0].nested_type] == expected
+    again = _parse(schema.canonical_text())
+    assert again.descriptor == schema.descriptor
+    assert _parse(schema.render("serialized")).descriptor == schema.descriptor
 
 
 @pytest.mark.parametrize(
@@ -173,6 +191,9 @@ def proto_files(draw: st.DrawFn) -> str:
     lines = ['syntax = "proto3";', "package gen.v1;", "enum Color { RED = 0; BLUE = 1; }"]
     for name in names:
         lines.append(f"message {name} {{")
+        inner_first = draw(st.booleans())
+        if inner_first:
+            lines.append("  message Inner { string s = 1; }")
         numbers = iter(range(1, 100))
         for _ in range(draw(st.integers(0, 5))):
             kind = draw(st.sampled_from(["plain", "repeated", "optional", "map", "oneof"]))
@@ -187,7 +208,8 @@ def proto_files(draw: st.DrawFn) -> str:
             else:
                 label = "" if kind == "plain" else kind + " "
                 lines.append(f"  {label}{value} f{number} = {number};")
-        lines.append("  message Inner { string s = 1; }")
+        if not inner_first:
+            lines.append("  message Inner { string s = 1; }")
         lines.append("}")
     return "\n".join(lines)
 
