@@ -239,19 +239,25 @@ def _option_lines(options: Any, indent: str, skip: tuple[str, ...] = ()) -> list
 
 
 def _options(options: Any) -> Iterator[tuple[str, str]]:
-    """The options set on an options message, in field-number order, as literals; extensions
-    (custom options) are not part of the normalized form."""
+    """The options set on an options message, in field-number order, as literals (a repeated
+    option once per value); extensions (custom options) and message-valued options are not
+    part of the normalized form."""
     for descriptor, value in options.ListFields():
-        if descriptor.is_extension:
+        if descriptor.is_extension or descriptor.message_type is not None:
             continue
-        if descriptor.enum_type is not None:
-            yield descriptor.name, descriptor.enum_type.values_by_number[value].name
-        elif isinstance(value, bool):
-            yield descriptor.name, "true" if value else "false"
-        elif isinstance(value, str):
-            yield descriptor.name, _quoted(value)
-        elif isinstance(value, (int, float)):
-            yield descriptor.name, repr(value)
+        repeated = descriptor.is_repeated
+        for item in value if repeated else [value]:
+            yield descriptor.name, _literal(descriptor, item)
+
+
+def _literal(descriptor: Any, value: Any) -> str:
+    if descriptor.enum_type is not None:
+        return str(descriptor.enum_type.values_by_number[value].name)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return _quoted(value)
+    return repr(value)
 
 
 def _default_literal(item: Any) -> str:

@@ -353,24 +353,36 @@ def _default_text(value: Any) -> str:
 
 
 def _apply_option(options: Message, option: Any) -> None:
-    """Set an option the options message names; drop custom `(extension)` options."""
+    """Set an option the options message names (a repeated one once more); drop custom
+    `(extension)` options and message-valued ones such as `features`, which the normalized
+    form does not carry."""
     if option.name.startswith("("):
         return
     descriptor = options.DESCRIPTOR.fields_by_name.get(option.name)
     if descriptor is None:
         raise InvalidSchema(f"invalid Protobuf schema: unknown option {option.name!r}")
+    if descriptor.message_type is not None:
+        return
+    value = _option_value(descriptor, option)
+    try:
+        if descriptor.is_repeated:
+            getattr(options, option.name).append(value)
+        else:
+            setattr(options, option.name, value)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise InvalidSchema(
+            f"invalid Protobuf schema: bad value for option {option.name!r}: {error}"
+        ) from error
+
+
+def _option_value(descriptor: Any, option: Any) -> Any:
     value = option.value
     if descriptor.enum_type is not None:
         name = value.name if isinstance(value, ast.Identifier) else str(value)
         enum_value = descriptor.enum_type.values_by_name.get(name)
         if enum_value is None:
             raise InvalidSchema(f"invalid Protobuf schema: bad value for option {option.name!r}")
-        value = enum_value.number
-    elif isinstance(value, ast.Identifier):
-        value = {"true": True, "false": False}.get(value.name, value.name)
-    try:
-        setattr(options, option.name, value)
-    except (TypeError, ValueError, AttributeError) as error:
-        raise InvalidSchema(
-            f"invalid Protobuf schema: bad value for option {option.name!r}: {error}"
-        ) from error
+        return enum_value.number
+    if isinstance(value, ast.Identifier):
+        return {"true": True, "false": False}.get(value.name, value.name)
+    return value

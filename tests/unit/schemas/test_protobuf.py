@@ -5,6 +5,7 @@ confluent-kafka's client reads it, and each compatibility rule in both direction
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry.common.protobuf import _init_pool, _str_to_proto
@@ -100,6 +101,30 @@ def test_base64_and_text_of_one_schema_store_the_same_descriptor() -> None:
     # what confluent-kafka's serializer sends: the file descriptor's own serialized bytes
     sent = base64.b64encode(pool.FindFileByName("schema.proto").serialized_pb).decode()
     assert _parse(sent).canonical_text() == schema.canonical_text()
+
+
+def _nested_names(messages: Any) -> list[Any]:
+    return [(message.name, _nested_names(message.nested_type)) for message in messages]
+
+
+def test_a_large_real_proto2_file_survives() -> None:
+    """descriptor.proto (moved to another package so it does not clash with the preloaded
+    one): defaults, nested enums, extension ranges, reserved ranges, repeated options."""
+    original = descriptor_pb2.FileDescriptorProto.FromString(
+        descriptor_pb2.DESCRIPTOR.serialized_pb
+    )
+    original.package = "copy.protobuf"
+    _rename_types(original.message_type)
+    schema = _parse(base64.b64encode(original.SerializeToString()).decode())
+    assert _nested_names(schema.descriptor.message_type) == _nested_names(original.message_type)
+    assert _parse(schema.canonical_text()).descriptor == schema.descriptor
+
+
+def _rename_types(messages: Any) -> None:
+    for message in messages:
+        for item in message.field:
+            item.type_name = item.type_name.replace(".google.protobuf.", ".copy.protobuf.")
+        _rename_types(message.nested_type)
 
 
 def test_proto2_required_groups_defaults_and_extensions() -> None:
