@@ -10,8 +10,9 @@ proto2 groups, oneofs, enums and their values, reserved ranges and names, extens
 extensions, services and methods, `default` and `json_name`.
 
 Options named by a field of the descriptor's options message (java_package, optimize_for,
-deprecated, packed, allow_alias, ...) are kept; custom options, `(name)` in parentheses, are
-dropped from the normalized form, as their meaning lives in an extension this floor does not
+deprecated, packed, allow_alias, ...) are kept, a repeated one once per value; custom options,
+`(name)` in parentheses, and message-valued options (`features`) are dropped from the
+normalized form, as their meaning lives in extensions and editions this floor does not
 interpret. Editions (`edition = "2023"`) are refused.
 """
 

@@ -147,6 +147,10 @@ def _evolve_inside(draw: st.DrawFn, schema: Any, depth: int) -> Any:
         return draw(enums().map(lambda other: {**other, "name": schema["name"]}))
     if "name" in schema and draw(st.integers(0, 5)) == 0:
         schema = {**schema, **draw(namespaces())}  # moved to another namespace
+    if "namespace" in schema and draw(st.integers(0, 3)) == 0:
+        # renamed, the old full name kept as an alias (fully qualified: see test_avro)
+        old_name = f"{schema['namespace']}.{schema['name']}"
+        schema = {**schema, "name": f"{schema['name']}Renamed", "aliases": [old_name]}
     if schema["type"] == "fixed":
         return {**schema, "size": draw(st.sampled_from([schema["size"], 4]))}
     if schema["type"] == "array":
