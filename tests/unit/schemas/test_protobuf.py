@@ -162,6 +162,18 @@ def test_dependencies_resolve_as_text_or_base64() -> None:
         _parse(order)
 
 
+def test_google_type_files_come_as_base64_dependencies() -> None:
+    from google.type import date_pb2
+
+    date = base64.b64encode(date_pb2.DESCRIPTOR.serialized_pb).decode()
+    dependency = Dependency("google/type/date.proto", SchemaType.PROTOBUF, date)
+    text = (
+        'syntax = "proto3"; import "google/type/date.proto"; message A { google.type.Date d = 1; }'
+    )
+    parsed = _parse(text, dependency)
+    assert parsed.descriptor.message_type[0].field[0].type_name == ".google.type.Date"
+
+
 def test_normalize_keeps_declaration_order() -> None:
     text = 'syntax = "proto3"; message A { int32 b = 2; int32 a = 1; }'
     assert _parse(text, normalize=True).canonical_text() == _parse(text).canonical_text()
