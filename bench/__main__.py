@@ -21,6 +21,7 @@ from bench import (
     reads,
     rebuild,
     reconcile,
+    registry,
     storage,
     table,
     transactions,
@@ -39,6 +40,7 @@ SECTIONS = (
     "reconcile",
     "merge",
     "compaction",
+    "registry",
 )
 
 
@@ -78,6 +80,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "reconcile": reconcile.run,
         "merge": merge.run,
         "compaction": compaction.run,
+        "registry": registry.run,
     }
 
 

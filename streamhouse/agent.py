@@ -20,20 +20,22 @@ from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_sta
 from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.cluster import ClusterDirectory
-from streamhouse.engine.compactor import CompactionStats, Compactor
+from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
-from streamhouse.engine.merger import Merger, MergeStats
+from streamhouse.engine.merger import Merger
 from streamhouse.engine.ownership import Ownership
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
-from streamhouse.engine.retention import Retention, RetentionStats
+from streamhouse.engine.retention import Retention
 from streamhouse.engine.rewrite import Rewriter
+from streamhouse.engine.schema_registry import SchemaRegistry
+from streamhouse.engine.schema_validation import RecordSchemas
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -58,7 +60,8 @@ from streamhouse.ports.rng import Rng
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
-from streamhouse.server.metrics import AgentGauges, agent_registry
+from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_registry
+from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.supervisor import Supervisor, drain_surplus
 
 AGENT_ID_FILE = "agent-id"
@@ -97,6 +100,7 @@ class Agent:
     reconciler: Reconciler
     merger: Merger
     compactor: Compactor
+    schema_registry: SchemaRegistry
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
@@ -106,11 +110,12 @@ class Agent:
         advertised = self.admin.cluster.advertised
         return f"{advertised.host}:{advertised.port}"
 
-    def background_stats(self) -> dict[str, MergeStats | RetentionStats | CompactionStats]:
+    def background_stats(self) -> dict[str, BackgroundStats]:
         """The background services' counters by metric component."""
-        stats: dict[str, MergeStats | RetentionStats | CompactionStats] = {
+        stats: dict[str, BackgroundStats] = {
             "merge": self.merger.stats,
             "compaction": self.compactor.stats,
+            "schema_registry": self.schema_registry.stats,
         }
         if self.retention is not None:
             stats["retention"] = self.retention.stats
@@ -242,7 +247,19 @@ async def assemble_agent(
     )
     transactions.start(failure)
     topics = RememberedTopics(metadata, clock)  # Metadata answers through a store outage
-    admin = AdminService(settings, clock, topics, log, groups, cluster, leases=metadata)
+    schema_registry = SchemaRegistry(metadata)
+    schema_registry.on_changed.append(snapshots.flushed)  # the bucket must describe it too
+    record_schemas = RecordSchemas(schema_registry, clock)
+    admin = AdminService(
+        settings,
+        clock,
+        topics,
+        log,
+        groups,
+        cluster,
+        leases=metadata,
+        record_schemas=record_schemas,
+    )
     context = KafkaContext(
         settings=settings,
         clock=clock,
@@ -296,6 +313,7 @@ async def assemble_agent(
         reconciler,
         merger,
         compactor,
+        schema_registry,
         rebuilt,
         reconcile_loop,
         retention,
@@ -381,14 +399,21 @@ async def _serve_until_stopped(
 ) -> int:
     stopping = asyncio.Event()
     http: AgentHttp | None = None
-    if settings.http_port != HTTP_DISABLED:
-        try:
+    registry: RegistryDoor | None = None
+    try:
+        if settings.http_port != HTTP_DISABLED:
             http = await open_http(agent, stopping)
-        except StreamHouseError as error:
-            await agent.close()
-            print_status("cannot start", str(error))
-            return EXIT_CANNOT_START
-    announce(_banner(agent, http.port if http else None))
+        if settings.schema_registry_port != HTTP_DISABLED:
+            registry = await start_registry_door(
+                settings.schema_registry_host, settings.schema_registry_port, agent.schema_registry
+            )
+    except StreamHouseError as error:
+        if http:
+            await http.close()
+        await agent.close()
+        print_status("cannot start", str(error))
+        return EXIT_CANNOT_START
+    announce(_banner(agent, http.port if http else None, registry.port if registry else None))
     agent.failure.on_failure(lambda _: stop.set())
     if drain:
         stop.set()
@@ -398,6 +423,8 @@ async def _serve_until_stopped(
         return EXIT_INVARIANT_BROKEN
     print_status("stopping", f"{agent.agent_id} flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
+    if registry:
+        await registry.close()
     await agent.close()
     if http:
         await http.close()
@@ -417,7 +444,7 @@ def _stop_when_closed(
     loop.add_reader(supervisor.fileno(), closed)
 
 
-def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
+def _banner(agent: Agent, http_port: int | None, registry_port: int | None) -> AgentBanner:
     settings = agent.settings
     recovery = agent.log.recovery
     return AgentBanner(
@@ -434,6 +461,11 @@ def _banner(agent: Agent, http_port: int | None) -> AgentBanner:
         ),
         kafka=agent.kafka_address,
         http=None if http_port is None else f"http://{settings.http_host}:{http_port}",
+        schema_registry=(
+            None
+            if registry_port is None
+            else f"http://{settings.schema_registry_host}:{registry_port}"
+        ),
     )
 
 

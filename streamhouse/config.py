@@ -61,6 +61,10 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080  # 0: any free port (tests); HTTP_DISABLED: no HTTP listener
 
+    # the schema registry's REST door (Confluent's API and default port)
+    schema_registry_host: str = "127.0.0.1"
+    schema_registry_port: int = 8081  # 0: any free port (tests); HTTP_DISABLED: off
+
     # WAL
     wal_segment_bytes_max: int = 64 * MIB
     wal_group_bytes_max: int = 4 * MIB

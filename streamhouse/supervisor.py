@@ -70,6 +70,8 @@ def process_settings(settings: Settings, index: int) -> Settings:
         agent_id=agent_id,
         http_host=CHILD_HTTP_HOST,
         http_port=HTTP_DISABLED if settings.http_port == HTTP_DISABLED else 0,
+        # one registry door per host: process 0's (every process answers alike from the store)
+        schema_registry_port=settings.schema_registry_port if index == 0 else HTTP_DISABLED,
     )
 
 
@@ -126,7 +128,9 @@ async def drain_surplus(settings: Settings, count: int, body: ProcessBody) -> st
             style="yellow",
         )
         drainer = Child(index, process_settings(settings, index))
-        drainer.settings = drainer.settings.with_overrides(kafka_port=0, http_port=HTTP_DISABLED)
+        drainer.settings = drainer.settings.with_overrides(
+            kafka_port=0, http_port=HTTP_DISABLED, schema_registry_port=HTTP_DISABLED
+        )
         drainer.start(body, drain=True)
         code = await drainer.exited()
         if code != 0 or holds_wal_entries(directory):

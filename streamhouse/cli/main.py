@@ -35,6 +35,7 @@ class AgentBanner:
     recovered: str
     kafka: str
     http: str | None  # base URL, None when HTTP is off
+    schema_registry: str | None = None  # base URL, None when the registry door is off
 
 
 def _add_storage_rows(table: Table, banner: AgentBanner) -> None:
@@ -55,6 +56,8 @@ def print_banner(banner: AgentBanner) -> None:
     if banner.http is not None:
         base = banner.http
         table.add_row("http", f"{base}/health  {base}/ready  {base}/metrics")
+    if banner.schema_registry is not None:
+        table.add_row("schema registry", banner.schema_registry)
     console.print(table)
 
 
@@ -165,6 +168,16 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
         http_port: Annotated[
             int, setting("http_port", f"HTTP port; {HTTP_DISABLED} turns HTTP off.")
         ] = Settings.http_port,
+        schema_registry_host: Annotated[
+            str, setting("schema_registry_host", "Address the schema registry binds.")
+        ] = Settings.schema_registry_host,
+        schema_registry_port: Annotated[
+            int,
+            setting(
+                "schema_registry_port",
+                f"Schema registry port (Confluent's REST API); {HTTP_DISABLED} turns it off.",
+            ),
+        ] = Settings.schema_registry_port,
         advertised_host: Annotated[
             str, setting("advertised_host", "Host clients are told to connect to.")
         ] = Settings.advertised_host,

@@ -8,6 +8,7 @@ import typer
 from streamhouse.cli.admin import admin
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
+from streamhouse.cli.schemas import schemas
 from streamhouse.cli.topics import topics
 from streamhouse.cli.transactions import transactions
 
@@ -21,5 +22,6 @@ app = typer.Typer(
 app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
 app.add_typer(transactions, name="transactions")
+app.add_typer(schemas, name="schemas")
 app.add_typer(admin, name="admin")
 app.command("cluster")(show_cluster)

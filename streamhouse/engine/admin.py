@@ -50,6 +50,7 @@ from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
+from streamhouse.engine.schema_validation import RecordSchemas
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import (
     ErrorCode,
@@ -63,9 +64,12 @@ from streamhouse.errors import (
 )
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.consumer_protocol import subscribed_topics
-from streamhouse.log.compaction import dirty_ratio, is_compacted, keyless_records
+from streamhouse.kafka.records import decode_records
+from streamhouse.log.compaction import dirty_ratio, is_compacted
 from streamhouse.log.group_state import GroupState
 from streamhouse.log.topic_configs import (
+    KEY_SCHEMA_VALIDATION,
+    VALUE_SCHEMA_VALIDATION,
     ConfigEntry,
     ConfigType,
     changed_list,
@@ -89,12 +93,28 @@ LeaderHint = tuple[AgentAddress, int] | None
 # that would win it back
 LEADER_HINT_MAX_AGE_MS = CLIENT_RETRY_BACKOFF_MS
 LEADER_HINTS_MAX = 10_000  # partitions remembered; past it the memo starts afresh
-# Whether a topic compacts is read from the store at most once per this many ms per topic
-# (the produce path asks on every batch); this agent's own config changes apply at once,
-# another agent's within this bound (Kafka's brokers also learn config changes later)
+# What a topic asks of produced batches (compaction, schema validation) is read from the store
+# at most once per PRODUCE_RULES_MAX_AGE_MS per topic (the produce path asks on every batch);
+# this agent's own config changes apply at once, another agent's within this bound (Kafka's
+# brokers also learn config changes later)
 CLEANUP_POLICY = "cleanup.policy"
-CLEANUP_POLICY_MAX_AGE_MS = 1_000
-CLEANUP_POLICIES_MAX = 10_000  # topics remembered; past it the memo starts afresh
+PRODUCE_RULES_MAX_AGE_MS = 1_000  # a config change reaches the produce path within this
+PRODUCE_RULES_MAX = 10_000  # topics remembered; past it the memo starts afresh
+
+
+@dataclass(frozen=True)
+class ProduceRules:
+    """What a topic's configs ask of every batch produced to it."""
+
+    compacted: bool  # records need keys
+    validate_keys: bool  # keys carry a schema id registered under `<topic>-key`
+    validate_values: bool  # values carry a schema id registered under `<topic>-value`
+
+    @property
+    def decodes(self) -> bool:
+        return self.compacted or self.validate_keys or self.validate_values
+
+
 CONSUMER_PROTOCOL_TYPE = "consumer"
 
 
@@ -216,8 +236,10 @@ class AdminService:
         cluster: ClusterDirectory,
         *,
         leases: LeaseStore,
+        record_schemas: RecordSchemas | None = None,
     ) -> None:
         self._settings = settings
+        self._record_schemas = record_schemas
         self._clock = clock
         self._topics = topics
         self._leases = leases
@@ -226,7 +248,7 @@ class AdminService:
         self.cluster = cluster
         self._specs = topic_config_specs(settings.batch_bytes_max)
         self._leader_hints: dict[TopicPartition, tuple[int, asyncio.Future[LeaderHint]]] = {}
-        self._compacted: dict[str, tuple[int, bool]] = {}  # topic -> (read at, compacts)
+        self._produce_rules: dict[str, tuple[int, ProduceRules]] = {}  # topic -> (read at, rules)
         self._decompress = decompressor(settings.batch_bytes_max * DECOMPRESSION_RATIO_MAX)
 
     # --- topics: lookup -------------------------------------------------------------------
@@ -358,37 +380,52 @@ class AdminService:
         await self.check_partition(tp)
 
     async def check_produce(self, tp: TopicPartition, batch: bytes) -> None:
-        """As `check_produce_partition`, then the topic's record rules: a compacted topic
-        refuses a batch holding a record without a key (InvalidRecord, as Kafka's
-        LogValidator). Only a compacted topic's batches are decoded."""
+        """As `check_produce_partition`, then the topic's record rules (InvalidRecord naming
+        each record refused): a compacted topic refuses records without a key (as Kafka's
+        LogValidator); a topic validating schemas refuses keys or values that do not carry the
+        id of a schema registered under its subject. Only such topics' batches are decoded."""
         await self.check_produce_partition(tp)
-        if not await self._is_compacted(tp.topic):
+        rules = await self._rules(tp.topic)
+        if not rules.decodes:
             return
-        keyless = keyless_records(batch, self._decompress)
-        if keyless:
+        records = decode_records(batch, self._decompress)
+        errors: list[tuple[int, str]] = []
+        if rules.compacted:
             message = f"Compacted topic cannot accept message without key in topic partition {tp}."
-            errors = [(index, message) for index in keyless]
+            errors += [(index, message) for index, r in enumerate(records) if r.key is None]
+        if (rules.validate_keys or rules.validate_values) and self._record_schemas is not None:
+            errors += await self._record_schemas.refusals(
+                tp.topic, records, keys=rules.validate_keys, values=rules.validate_values
+            )
+        if errors:
             shown = ", ".join(
                 f"RecordError(batchIndex={index}, message='{text}')" for index, text in errors[:3]
             )
             raise InvalidRecord(
                 f"One or more records have been rejected due to {len(errors)} record errors "
                 f"in total, and only showing the first three errors at most: [{shown}]",
-                errors,
+                sorted(errors),
             )
 
-    async def _is_compacted(self, name: str) -> bool:
+    async def _rules(self, name: str) -> ProduceRules:
         now_ms = self._clock.monotonic_ms()
-        memo = self._compacted.get(name)
-        if memo is not None and now_ms - memo[0] < CLEANUP_POLICY_MAX_AGE_MS:
+        memo = self._produce_rules.get(name)
+        if memo is not None and now_ms - memo[0] < PRODUCE_RULES_MAX_AGE_MS:
             return memo[1]
         topic = await self.topic(name)
-        if len(self._compacted) >= CLEANUP_POLICIES_MAX:
-            self._compacted.clear()
-        policy = topic.configs.get(CLEANUP_POLICY, self._specs[CLEANUP_POLICY].default)
-        compacted = is_compacted(policy)
-        self._compacted[name] = (now_ms, compacted)
-        return compacted
+        if len(self._produce_rules) >= PRODUCE_RULES_MAX:
+            self._produce_rules.clear()
+
+        def value(config: str) -> str:
+            return topic.configs.get(config, self._specs[config].default)
+
+        rules = ProduceRules(
+            compacted=is_compacted(value(CLEANUP_POLICY)),
+            validate_keys=value(KEY_SCHEMA_VALIDATION).lower() == "true",
+            validate_values=value(VALUE_SCHEMA_VALIDATION).lower() == "true",
+        )
+        self._produce_rules[name] = (now_ms, rules)
+        return rules
 
     # --- topics: create, delete, partitions -------------------------------------------------
 
@@ -419,7 +456,7 @@ class AdminService:
         return TopicRecord(name, count, overrides, self._clock.now_ms())
 
     async def _create(self, name: str, count: int, configs: Mapping[str, str]) -> TopicRecord:
-        self._compacted.pop(name, None)
+        self._produce_rules.pop(name, None)
         return await self._topics.create_topic(name, count, configs, self._clock.now_ms())
 
     async def delete_topic(self, name: str) -> TopicRecord:
@@ -428,7 +465,7 @@ class AdminService:
         refuse_internal(name, "delete")
         topic = await self.topic(name)
         await self._topics.delete_topic(name)
-        self._compacted.pop(name, None)
+        self._produce_rules.pop(name, None)
         self._log.forget_topic(name)
         return topic
 
@@ -466,7 +503,7 @@ class AdminService:
         check_topic_configs(configs, self._specs)
         if validate_only:
             return topic
-        self._compacted.pop(name, None)
+        self._produce_rules.pop(name, None)
         return await self._topics.set_topic_configs(name, configs, incremental=False)
 
     async def alter_configs(
@@ -480,7 +517,7 @@ class AdminService:
         check_topic_configs(values, self._specs)
         if validate_only:
             return topic
-        self._compacted.pop(name, None)
+        self._produce_rules.pop(name, None)
         return await self._topics.set_topic_configs(name, values, incremental=True)
 
     def _changed_value(self, topic: TopicRecord, change: ConfigChange) -> str | None:

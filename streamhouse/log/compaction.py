@@ -56,7 +56,7 @@ from streamhouse.kafka.batch_rewrite import (
     stamp_delete_horizon,
 )
 from streamhouse.kafka.control_records import ABORT_TYPE, COMMIT_TYPE, CONTROL_KEY
-from streamhouse.kafka.records import Decompressor, decode_records
+from streamhouse.kafka.records import Decompressor
 from streamhouse.kafka.varint import Buffer
 from streamhouse.log.partition_txns import AbortedTxn
 
@@ -72,12 +72,6 @@ OFFSET_MAP_KEY_BYTES_MAX = 32 * 1024 * 1024
 def is_compacted(cleanup_policy: str) -> bool:
     """Whether a topic with this `cleanup.policy` (a list: delete, compact or both) compacts."""
     return "compact" in cleanup_policy.split(",")
-
-
-def keyless_records(batch: Buffer, decompress: Decompressor) -> list[int]:
-    """The indexes in `batch` of its records without a key (which a compacted topic refuses).
-    Raises InvalidRecordBatch if the batch is corrupt."""
-    return [i for i, record in enumerate(decode_records(batch, decompress)) if record.key is None]
 
 
 # --- when to clean ---------------------------------------------------------------------------

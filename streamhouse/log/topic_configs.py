@@ -20,6 +20,11 @@ RECORD_OVERHEAD_V0_BYTES = 14  # Kafka's floor for segment.bytes
 NO_LIMIT = -1
 DAY_MS = 24 * 3600 * 1000
 SEGMENT_BYTES_DEFAULT = 1 << 30
+KEY_SCHEMA_VALIDATION = "confluent.key.schema.validation"
+VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"
+KEY_SUBJECT_NAME_STRATEGY = "confluent.key.subject.name.strategy"
+VALUE_SUBJECT_NAME_STRATEGY = "confluent.value.subject.name.strategy"
+TOPIC_NAME_STRATEGY = "io.confluent.kafka.serializers.subject.TopicNameStrategy"
 
 
 class ConfigType(enum.IntEnum):
@@ -51,7 +56,7 @@ class TopicConfigSpec:
     default: str
     minimum: int | None = None  # for INT, LONG and DOUBLE
     maximum: int | None = None  # for INT, LONG and DOUBLE (None: the type's own bound)
-    choices: frozenset[str] = frozenset()  # for LIST: the items it may hold
+    choices: frozenset[str] = frozenset()  # for LIST: the items it may hold; STRING: its values
 
     def check(self, value: str) -> None:
         """Raise InvalidConfig unless `value` is legal for this config."""
@@ -60,6 +65,15 @@ class TopicConfigSpec:
             if not items or not set(items) <= self.choices:
                 allowed = " and/or ".join(sorted(self.choices))
                 raise InvalidConfig(f"{self.name} {value!r} is not {allowed}")
+            return
+        if self.type is ConfigType.BOOLEAN:
+            if value.lower() not in ("true", "false"):
+                raise InvalidConfig(f"config {self.name!r} must be true or false, got {value!r}")
+            return
+        if self.type is ConfigType.STRING:
+            if self.choices and value not in self.choices:
+                allowed = ", ".join(sorted(self.choices))
+                raise InvalidConfig(f"config {self.name!r} must be one of {allowed}, got {value!r}")
             return
         low, high = (INT32_MIN, INT32_MAX) if self.type is ConfigType.INT else (LONG_MIN, LONG_MAX)
         number = self._number(value)
@@ -128,6 +142,22 @@ def topic_config_specs(batch_bytes_max: int) -> dict[str, TopicConfigSpec]:
         TopicConfigSpec("max.compaction.lag.ms", ConfigType.LONG, str(LONG_MAX), minimum=1),
         TopicConfigSpec(
             "min.cleanable.dirty.ratio", ConfigType.DOUBLE, "0.5", minimum=0, maximum=1
+        ),
+        # broker-side schema validation (Confluent Server's names): records must carry the id
+        # of a schema registered under the topic's subject; subjects named by topic only
+        TopicConfigSpec(KEY_SCHEMA_VALIDATION, ConfigType.BOOLEAN, "false"),
+        TopicConfigSpec(VALUE_SCHEMA_VALIDATION, ConfigType.BOOLEAN, "false"),
+        TopicConfigSpec(
+            KEY_SUBJECT_NAME_STRATEGY,
+            ConfigType.STRING,
+            TOPIC_NAME_STRATEGY,
+            choices=frozenset({TOPIC_NAME_STRATEGY}),
+        ),
+        TopicConfigSpec(
+            VALUE_SUBJECT_NAME_STRATEGY,
+            ConfigType.STRING,
+            TOPIC_NAME_STRATEGY,
+            choices=frozenset({TOPIC_NAME_STRATEGY}),
         ),
     )
     return {spec.name: spec for spec in specs}

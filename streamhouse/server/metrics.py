@@ -14,13 +14,14 @@ from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.merger import MergeStats
 from streamhouse.engine.reconciler import Reconciler
 from streamhouse.engine.retention import RetentionStats
+from streamhouse.engine.schema_registry import RegistryStats
 from streamhouse.engine.snapshots import SnapshotWriter
 from streamhouse.engine.transactions import TransactionStats
 from streamhouse.server.kafka_listener import ListenerStats
 
 PREFIX = "streamhouse"
 # A background service's counters, exported as streamhouse_<component>_<field>_total
-BackgroundStats = MergeStats | RetentionStats | CompactionStats
+BackgroundStats = MergeStats | RetentionStats | CompactionStats | RegistryStats
 
 
 @dataclass(frozen=True)

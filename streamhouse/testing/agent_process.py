@@ -55,6 +55,11 @@ class AgentProcess:
     log_path: Path
     signalled: set[int] = field(default_factory=set)
     kafka_ports: list[int] = field(default_factory=list)  # every process's (--processes N)
+    registry_port: int = -1  # the schema registry's; -1 when off
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.registry_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -150,10 +155,14 @@ def start_agent_process(
     http_port = _named_port(extra_args, "--http-port") or free_loopback_port()
     command = [sys.executable, "-m", module, "agent", "--data-dir", str(data_dir)]
     command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
+    registry_port = _named_port(extra_args, "--schema-registry-port") or free_loopback_port()
+    if "--schema-registry-port" not in extra_args:
+        command += ["--schema-registry-port", str(registry_port)]
     if "--processes" not in extra_args:
         command += ["--processes", "1"]  # one process, whatever the machine's cores
     log_path = log_path or data_dir.parent / f"agent-{kafka_port}.log"
     agent = _popen(command + list(extra_args), log_path, env, cwd, kafka_port, http_port, data_dir)
+    agent.registry_port = registry_port
     _wait_until_listening(agent, timeout_s)
     return agent
 
@@ -174,8 +183,12 @@ def start_agent_processes(
     http_port = free_loopback_port()
     command = [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(data_dir)]
     command += ["--processes", str(count), "--kafka-port", "0", "--http-port", str(http_port)]
+    registry_port = _named_port(extra_args, "--schema-registry-port") or free_loopback_port()
+    if "--schema-registry-port" not in extra_args:
+        command += ["--schema-registry-port", str(registry_port)]
     log_path = log_path or data_dir.parent / f"agents-{http_port}.log"
     agent = _popen(command + list(extra_args), log_path, env, None, 0, http_port, data_dir)
+    agent.registry_port = registry_port
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         agent.check_alive()

@@ -49,6 +49,7 @@ NODE_ID = 2  # as the membership service would have registered it
 SETTLE_ROUNDS = 20
 JOIN_VERSION = 5
 SESSION_MS = 10_000
+TOPIC_NAME_STRATEGY = "io.confluent.kafka.serializers.subject.TopicNameStrategy"
 DEFAULTS = {
     "cleanup.policy": "delete",
     "max.message.bytes": str(BATCH_BYTES_MAX),
@@ -60,6 +61,10 @@ DEFAULTS = {
     "min.compaction.lag.ms": "0",
     "max.compaction.lag.ms": "9223372036854775807",
     "min.cleanable.dirty.ratio": "0.5",
+    "confluent.key.schema.validation": "false",
+    "confluent.value.schema.validation": "false",
+    "confluent.key.subject.name.strategy": TOPIC_NAME_STRATEGY,
+    "confluent.value.subject.name.strategy": TOPIC_NAME_STRATEGY,
 }
 
 
@@ -158,6 +163,8 @@ def test_create_checks_name_count_and_configs_then_creates() -> None:
         ({"min.cleanable.dirty.ratio": "half"}, "needs a number"),
         ({"min.cleanable.dirty.ratio": "nan"}, "needs a number"),
         ({"max.compaction.lag.ms": "0"}, "must be in [1,"),
+        ({"confluent.value.schema.validation": "yes"}, "must be true or false"),
+        ({"confluent.key.subject.name.strategy": "RecordNameStrategy"}, "must be one of"),
     ],
 )
 def test_configs_kafka_refuses_are_refused_at_create(configs: dict[str, str], message: str) -> None:
