@@ -29,12 +29,11 @@ test: lint  ## unit tests + the short seed sweep: the inner loop, under 3 minute
 system-packages:  ## what the suites need from the system: installed (root) or named, then stop
 	@tools/system-packages
 
-# Two workers for the suites whose tests wait more than they compute (each file on one worker);
-# the unit and simulation suites alone (their concurrency tests race real databases), then
-# the chaos and load suites alone, as their timings are part of what they test.
+# Two workers (each file on one worker) for the e2e, DR, unit and simulation suites, then the
+# chaos and load suites alone, as their timings are part of what they test.
 test-all: system-packages lint  ## every suite, as CI runs it
 	$(BIN)/pytest -q -n 2 --dist loadfile tests/e2e tests/dr
-	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q tests/unit tests/sim
+	STREAMHOUSE_PROPERTY_BUDGET=full $(BIN)/pytest -q -n 2 --dist loadfile tests/unit tests/sim
 	$(BIN)/pytest -q tests/chaos tests/load
 
 SWEEP := $(BIN)/python -m sim sweep --jobs 2 --failures-dir sim-failures

@@ -9,12 +9,10 @@ in one order, one layout), so `normalize` changes nothing: messages, nested mess
 keep their declaration order, because Confluent's message indexes count nested messages (map
 entries included) in declaration order, and reordering fields would reorder map entries.
 The registered file is called `schema.proto`; a dependency is called by its import path. The
-well-known `google/protobuf/*.proto` files and Confluent's `confluent/meta.proto` and
-`confluent/type/decimal.proto` are always available (clients never register them); other
-imports must be dependencies. confluent-kafka also treats `google/type/*.proto` and
-`confluent/type/variant.proto` as built in and never registers them; this floor may not import
-`google.type`, so whoever calls it passes those files as dependencies (their text may be the
-base64 of `google.type.*_pb2.DESCRIPTOR.serialized_pb`).
+well-known `google/protobuf/*.proto` files, the common `google/type/*.proto` ones and
+Confluent's `confluent/meta.proto` and `confluent/type/decimal.proto` are always available
+(clients never register them); other imports must be dependencies (confluent-kafka also treats
+`confluent/type/variant.proto` as built in: a schema importing it must name it as a reference).
 
 Compatibility: see protobuf_compatibility.
 """
@@ -44,6 +42,25 @@ from google.protobuf import (
     wrappers_pb2,
 )
 from google.protobuf.message import DecodeError
+from google.type import (
+    calendar_period_pb2,
+    color_pb2,
+    date_pb2,
+    datetime_pb2,
+    dayofweek_pb2,
+    decimal_pb2,
+    expr_pb2,
+    fraction_pb2,
+    interval_pb2,
+    latlng_pb2,
+    localized_text_pb2,
+    money_pb2,
+    month_pb2,
+    phone_number_pb2,
+    postal_address_pb2,
+    quaternion_pb2,
+    timeofday_pb2,
+)
 
 from streamhouse.schemas.model import Dependency, InvalidSchema, ParsedSchema, Problem, SchemaType
 from streamhouse.schemas.protobuf_compatibility import reader_problems
@@ -67,6 +84,24 @@ _WELL_KNOWN = (
     struct_pb2,
     timestamp_pb2,
     wrappers_pb2,
+    # google/type/*.proto, which confluent-kafka's serializer also never registers
+    calendar_period_pb2,
+    color_pb2,
+    date_pb2,
+    datetime_pb2,
+    dayofweek_pb2,
+    decimal_pb2,
+    expr_pb2,
+    fraction_pb2,
+    interval_pb2,
+    latlng_pb2,
+    localized_text_pb2,
+    money_pb2,
+    month_pb2,
+    phone_number_pb2,
+    postal_address_pb2,
+    quaternion_pb2,
+    timeofday_pb2,
 )
 _CONFLUENT_META = """
 syntax = "proto3";

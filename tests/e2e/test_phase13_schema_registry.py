@@ -320,6 +320,10 @@ def test_broker_side_validation_refuses_unframed_and_unregistered_values(agent: 
     # topics without the config take anything
     _create(agent, "p13-free")
     assert _produce(agent, "p13-free", [b"plain bytes"]) == [None]
+    with urllib.request.urlopen(agent.http_base + "/metrics", timeout=WAIT_S) as answer:
+        metrics = answer.read().decode()
+    assert "streamhouse_schema_registry_validation_refusals_total 2.0" in metrics
+    assert "streamhouse_schema_registry_registrations_total 2.0" in metrics
 
 
 def _http(agent: Agent, method: str, path: str, body: Any = None, raw: bytes | None = None) -> Any:

@@ -121,9 +121,13 @@ def _schema_revision(conn: Connection) -> str:
 
 
 def _store_state(conn: Connection) -> StoreState:
+    # The rows before the marker: under READ COMMITTED each statement sees the latest commits,
+    # and a rebuild commits its marker with its rows, so reading the marker first could miss it
+    # and then see the rows (IN_USE while the rebuild is still pending)
+    beside_marker = _store_state_beside_marker(conn)
     if conn.execute(select(job_claims).where(job_claims.c.name == REBUILD_MARKER)).first():
         return StoreState.REBUILD_PENDING
-    return _store_state_beside_marker(conn)
+    return beside_marker
 
 
 class _FoundInUse(Exception):

@@ -162,16 +162,14 @@ def test_dependencies_resolve_as_text_or_base64() -> None:
         _parse(order)
 
 
-def test_google_type_files_come_as_base64_dependencies() -> None:
-    from google.type import date_pb2
-
-    date = base64.b64encode(date_pb2.DESCRIPTOR.serialized_pb).decode()
-    dependency = Dependency("google/type/date.proto", SchemaType.PROTOBUF, date)
+def test_google_type_files_are_built_in_as_confluent_kafka_assumes() -> None:
     text = (
-        'syntax = "proto3"; import "google/type/date.proto"; message A { google.type.Date d = 1; }'
+        'syntax = "proto3"; import "google/type/date.proto"; import "google/type/money.proto";'
+        " message A { google.type.Date d = 1; google.type.Money m = 2; }"
     )
-    parsed = _parse(text, dependency)
-    assert parsed.descriptor.message_type[0].field[0].type_name == ".google.type.Date"
+    parsed = _parse(text)
+    fields = parsed.descriptor.message_type[0].field
+    assert [f.type_name for f in fields] == [".google.type.Date", ".google.type.Money"]
 
 
 def test_normalize_keeps_declaration_order() -> None:
