@@ -7,14 +7,28 @@ once."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+from streamhouse.ports.snapshots import REBUILD_SCHEMA_ID_LEAP
+from streamhouse.testing.agent_process import AgentProcess
 from tests.dr.world import DrWorld, consume, produce
 
 TOPIC = "dr-rebuild"
 GROUP = "dr-billing"
 INTERVAL_MS = "600000"  # snapshots only at the first flush and at clean shutdowns
 COMMITTED = 40
+SCHEMA = json.dumps({"type": "record", "name": "Bill", "fields": [{"name": "n", "type": "long"}]})
+LATER_SCHEMA = json.dumps({"type": "record", "name": "Note", "fields": []})
+
+
+def _registry(agent: AgentProcess, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(agent.registry_url + path, data=data)
+    request.add_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 def _history(world: DrWorld) -> tuple[list, list]:  # type: ignore[type-arg]
@@ -24,6 +38,7 @@ def _history(world: DrWorld) -> tuple[list, list]:  # type: ignore[type-arg]
         first = produce(agent.bootstrap, TOPIC, 90, "first")
         read = consume(agent.bootstrap, TOPIC, COMMITTED, group=GROUP, commit_after=COMMITTED)
         assert len(read) == COMMITTED
+        assert _registry(agent, "/subjects/dr-value/versions", {"schema": SCHEMA}) == {"id": 1}
         agent.stop_cleanly()
     with world.start_agent("--snapshot-interval-ms", INTERVAL_MS) as agent:
         second = produce(agent.bootstrap, TOPIC, 60, "second")
@@ -47,6 +62,11 @@ def test_a_lost_metadata_store_comes_back_from_the_bucket(world: DrWorld) -> Non
     assert again.returncode == 1 and "in use" in again.stderr
     with world.start_agent("--no-rebuild-on-blank-metadata") as agent:
         assert consume(agent.bootstrap, TOPIC, len(everything)) == everything
+        # the registry came back with the snapshot; ids given later leap past any lost ones
+        assert json.loads(_registry(agent, "/schemas/ids/1")["schema"]) == json.loads(SCHEMA)
+        assert _registry(agent, "/subjects") == ["dr-value"]
+        later = _registry(agent, "/subjects/dr-later/versions", {"schema": LATER_SCHEMA})
+        assert later["id"] > REBUILD_SCHEMA_ID_LEAP
         agent.stop_cleanly()
 
     world.lose_metadata()
