@@ -386,3 +386,27 @@ def test_streamctl_schemas(agent: Agent, tmp_path: Path) -> None:
     assert deleted.exit_code == 0 and "soft-deleted" in deleted.stdout
     gone = streamctl("get", "cli-value")
     assert gone.exit_code == 1 and "40401" in gone.output
+
+
+def test_the_remaining_endpoints_answer_as_confluent_s(agent: Agent) -> None:
+    client = _client(agent)
+    first = client.register_schema("rest-value", Schema(json.dumps(USER_V1), "AVRO"))
+    client.register_schema("rest-value", Schema(json.dumps(USER_V2), "AVRO"))
+    assert _http(agent, "GET", "/") == {}
+    assert _http(agent, "GET", f"/schemas/ids/{first}/schema") == USER_V1
+    assert _http(agent, "GET", "/subjects/rest-value/versions/1/schema") == USER_V1
+    listed = _http(agent, "GET", "/schemas?subjectPrefix=rest-&latestOnly=true")
+    assert [(s["subject"], s["version"]) for s in listed] == [("rest-value", 2)]
+    assert client.delete_version("rest-value", 2) == 2
+    assert client.get_versions("rest-value") == [1]
+    assert client.delete_version("rest-value", 2, permanent=True) == 2
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.get_version("rest-value", 2, deleted=True)
+    assert refused.value.error_code == 40402
+    client.set_compatibility("rest-value", "FULL")
+    assert client.delete_config("rest-value").compatibility_level == "FULL"
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.get_compatibility("rest-value")
+    assert refused.value.error_code == 40408
+    fallback = _http(agent, "GET", "/config/rest-value?defaultToGlobal=true")
+    assert fallback == {"compatibilityLevel": "BACKWARD"}  # the registry's again
