@@ -244,8 +244,8 @@ def _named_port(args: tuple[str, ...], flag: str) -> int | None:
 
 
 def _wait_until_listening(agent: AgentProcess, timeout_s: float) -> None:
-    # The HTTP door opens after the Kafka listener, so both answering means fully started.
-    ports = [port for port in (agent.port, agent.http_port) if port > 0]
+    # The HTTP and registry doors open after the Kafka listener: all answering means started.
+    ports = [port for port in (agent.port, agent.http_port, agent.registry_port) if port > 0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         agent.check_alive()
