@@ -5,8 +5,9 @@
 
 The document holds the schema revision the rows were read at, the snapshot's sequence number,
 the agent that wrote it and when, and each table as its column names and rows (JSON values:
-integers, strings, null). Snapshots live under `SNAPSHOT_PREFIX`, keyed by a zero-padded
-sequence number, so the newest sorts last and a key is never reused.
+integers, floats, strings, null; the store keeps bytes as base64 text). Snapshots live under
+`SNAPSHOT_PREFIX`, keyed by a zero-padded sequence number, so the newest sorts last and a key
+is never reused.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SNAPSHOT_SUFFIX = ".snap"
 SEQ_DIGITS = 16
 SNAPSHOT_RAW_BYTES_MAX = 4 * 1024 * 1024 * 1024  # what a decoder agrees to inflate
 
-Value = int | str | None
+Value = int | float | str | None  # floats: quotas (a JSON number keeps a double exactly)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,6 @@ def _snapshot_of(document: dict[str, Any]) -> Snapshot:
 
 
 def _value(value: Any) -> Value:
-    if value is None or isinstance(value, int | str):
+    if value is None or isinstance(value, int | float | str):
         return value
-    raise ValueError(f"snapshot value {value!r} is not an integer, a string or null")
+    raise ValueError(f"snapshot value {value!r} is not a number, a string or null")

@@ -4,7 +4,7 @@ The metadata store is the source of truth for what exists (DESIGN §2-§3).
 Only the composition root (`streamhouse/agent.py`), `streamctl` and the
 simulator hold the whole store; each engine service and door takes the
 aggregate ports it uses (topics, leases, producers, groups, membership,
-transactions, job claims, snapshots, the schema registry's schemas).
+transactions, job claims, snapshots, the schema registry's schemas, tenancy).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from streamhouse.ports.membership import MembershipStore
 from streamhouse.ports.producers import ProducerStore
 from streamhouse.ports.schemas import SchemaStore
 from streamhouse.ports.snapshots import SnapshotStore
+from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.ports.topics import TopicStore
 from streamhouse.ports.transactions import TransactionStore
 
@@ -32,6 +33,7 @@ class MetadataStore(
     JobClaims,
     SnapshotStore,
     SchemaStore,
+    TenancyStore,
 ):
     """SQLite, PostgreSQL, or the simulator's in-memory SQLite with faults."""
 

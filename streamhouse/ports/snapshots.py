@@ -45,7 +45,7 @@ REBUILD_SCHEMA_ID_LEAP = 100_000
 class StoreState(enum.Enum):
     """Where the metadata store stands for a rebuild."""
 
-    BLANK = "blank"  # no topic, object or schema: a new cluster, or a lost store
+    BLANK = "blank"  # no topic, object, schema or tenancy row past the seeded org: new or lost
     REBUILD_PENDING = "rebuild-pending"  # a snapshot restored, the footers not applied yet
     IN_USE = "in-use"
 

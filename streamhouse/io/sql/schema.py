@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -309,6 +310,65 @@ registry_modes = Table(
     metadata,
     Column("subject", String, primary_key=True),
     Column("mode", String, nullable=False),
+)
+
+
+# Tenancy (ports/tenancy.py): orgs and what belongs to their security, deleted with the org.
+# The migration seeds the embedded org `default`; alone, it leaves the store blank for a rebuild.
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String, primary_key=True),
+    Column("org", String, ForeignKey("orgs.name", ondelete="CASCADE"), nullable=False),
+    Column("role", String, nullable=False),
+    Column("secret_hash", String, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+    Index("ix_api_keys_org", "org"),
+)
+
+# Salt and keys as base64 text: a snapshot carries integers, strings and null, never bytes.
+scram_credentials = Table(
+    "scram_credentials",
+    metadata,
+    Column("user", String, primary_key=True),
+    Column("mechanism", String, primary_key=True),
+    Column("org", String, ForeignKey("orgs.name", ondelete="CASCADE"), nullable=False),
+    Column("salt", Text, nullable=False),
+    Column("iterations", Integer, nullable=False),
+    Column("stored_key", Text, nullable=False),
+    Column("server_key", Text, nullable=False),
+    Index("ix_scram_credentials_org", "org"),
+)
+
+# Every column is the key: a binding added twice (even by two agents at once) is kept once.
+acls = Table(
+    "acls",
+    metadata,
+    Column("org", String, ForeignKey("orgs.name", ondelete="CASCADE"), primary_key=True),
+    Column("resource_type", Integer, primary_key=True),
+    Column("resource_name", String, primary_key=True),
+    Column("pattern_type", Integer, primary_key=True),
+    Column("principal", String, primary_key=True),
+    Column("host", String, primary_key=True),
+    Column("operation", Integer, primary_key=True),
+    Column("permission", Integer, primary_key=True),
+)
+
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("org", String, ForeignKey("orgs.name", ondelete="CASCADE"), primary_key=True),
+    Column("entity", Text, primary_key=True),  # JSON [[type, name or null], ...] by type
+    Column("key", String, primary_key=True),
+    Column("value", Double, nullable=False),
 )
 
 

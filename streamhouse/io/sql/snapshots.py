@@ -17,6 +17,8 @@ from streamhouse.io.sql.schema import (
     NODE_ID_COUNTER,
     PRODUCER_ID_COUNTER,
     SCHEMA_ID_COUNTER,
+    acls,
+    api_keys,
     counter_value,
     counters,
     flush_outcomes,
@@ -24,9 +26,12 @@ from streamhouse.io.sql.schema import (
     job_claims,
     metadata,
     objects,
+    orgs,
     partitions,
+    quotas,
     registry_schemas,
     retired_epochs,
+    scram_credentials,
     topics,
 )
 from streamhouse.io.sql.store_clock import StoreClock
@@ -45,6 +50,7 @@ from streamhouse.ports.snapshots import (
     SnapshotStore,
     StoreState,
 )
+from streamhouse.ports.tenancy import DEFAULT_ORG
 from streamhouse.ports.topics import TopicRecord
 
 SNAPSHOT_SEQ_COUNTER = "snapshot_seq"
@@ -158,9 +164,13 @@ def _begin_rebuild(
 
 def _store_state_beside_marker(conn: Connection) -> StoreState:
     """In use or blank, whatever the marker says."""
-    for table in (topics, objects, registry_schemas):
+    for table in (topics, objects, registry_schemas, api_keys, scram_credentials, acls, quotas):
         if conn.execute(select(func.count()).select_from(table)).scalar_one():
             return StoreState.IN_USE
+    # the org `default` is seeded by the migrations: a store holding only it is still new
+    other_orgs = select(func.count()).select_from(orgs).where(orgs.c.name != DEFAULT_ORG)
+    if conn.execute(other_orgs).scalar_one():
+        return StoreState.IN_USE
     return StoreState.BLANK
 
 

@@ -14,6 +14,7 @@ from streamhouse.io.sql.producers import SqlProducerStore
 from streamhouse.io.sql.schemas import SqlSchemaStore
 from streamhouse.io.sql.snapshots import SqlSnapshotStore
 from streamhouse.io.sql.store_clock import StoreClock
+from streamhouse.io.sql.tenancy import SqlTenancyStore
 from streamhouse.io.sql.topics import SqlTopicStore
 from streamhouse.io.sql.transactions import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -49,6 +50,7 @@ class SqlMetadataStore(
     SqlJobClaims,
     SqlSnapshotStore,
     SqlSchemaStore,
+    SqlTenancyStore,
     MetadataStore,
 ):
     """SQLite or PostgreSQL as every metadata port."""

@@ -37,6 +37,13 @@ from streamhouse.ports.snapshots import (
     RebuiltPartition,
     StoreState,
 )
+from streamhouse.ports.tenancy import (
+    DEFAULT_ORG,
+    AclBinding,
+    ApiKey,
+    QuotaChange,
+    ScramCredential,
+)
 from tests.unit.metadata.builders import (
     T0_MS,
     TP0,
@@ -355,6 +362,88 @@ def test_agents_the_snapshot_did_not_know_get_node_ids_never_handed_out(
     assert run(lost.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
     first = run(lost.register_agent("agent-a", "host-a", 9092, T0_MS, TTL_MS))
     assert first.node_id >= REBUILD_NODE_ID_LEAP
+
+
+TENANCY_TABLES = ("orgs", "api_keys", "scram_credentials", "acls", "quotas")
+
+
+def _tenancy_in_use(store: MetadataStore) -> None:
+    """Two orgs besides `default`, keys (one revoked), SCRAM credentials of every byte, ACLs
+    and quotas whose values no decimal spells exactly."""
+    for org in ("acme", "globex"):
+        run(store.create_org(org, T0_MS))
+    run(store.add_key(ApiKey("SHK1", "acme", "admin", "hash-1", T0_MS)))
+    run(store.add_key(ApiKey("SHK2", "globex", "member", "hash-2", T0_MS + 1)))
+    run(store.add_key(ApiKey("SHK3", "acme", "member", "hash-3", T0_MS + 2)))
+    run(store.revoke_key("SHK3", T0_MS + 3))
+    for user, org in (("SHK1", "acme"), ("SHK2", "globex")):
+        for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            credential = ScramCredential(
+                user, org, mechanism, bytes(range(256)), 8192, bytes(32), bytes([255] * 64)
+            )
+            run(store.set_scram_credential(credential))
+    run(store.add_acls("acme", [AclBinding(2, "orders", 3, "User:SHK1", "*", 2, 3)]))
+    run(store.add_acls(DEFAULT_ORG, [AclBinding(3, "billing", 4, "User:*", "*", 3, 2)]))
+    changes = [
+        QuotaChange((), "producer_byte_rate", 0.1),
+        QuotaChange((("user", None),), "request_percentage", 1 / 3),
+        QuotaChange((("client-id", "app"), ("user", "SHK1")), "consumer_byte_rate", 1e300),
+    ]
+    run(store.alter_quotas("acme", changes))
+
+
+async def _tenancy_seen(store: MetadataStore) -> tuple[object, ...]:
+    """Everything the tenancy port can read back."""
+    orgs = await store.orgs()
+    acls = [await store.acls(org.name) for org in orgs]
+    quotas = [await store.quotas(org.name) for org in orgs]
+    return orgs, await store.keys(), await store.scram_credentials(), acls, quotas
+
+
+def test_tenancy_comes_back_as_it_was(store: MetadataStore, blank: SqlMetadataStore) -> None:
+    _tenancy_in_use(store)
+    assert run(store.store_state()) is StoreState.IN_USE, "orgs and keys alone: in use"
+    dump = run(store.dump_metadata())
+    assert all(dump.tables[name].rows for name in TENANCY_TABLES)
+    dump = decode_snapshot(encode_snapshot(Snapshot(4, "agent-a", T0_MS, dump))).dump
+    assert run(blank.begin_rebuild(dump, "agent-b")) is StoreState.BLANK, "over its seeded org"
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert run(_tenancy_seen(blank)) == run(_tenancy_seen(store))
+    assert run(blank.dump_metadata()).tables["quotas"] == dump.tables["quotas"], "exact floats"
+    assert run(blank.store_state()) is StoreState.IN_USE
+
+
+def test_a_snapshot_from_before_tenancy_restores_with_the_default_org(
+    store: MetadataStore, blank: SqlMetadataStore
+) -> None:
+    """A snapshot taken at schema revision 0014 has no tenancy tables: it restores, and the
+    rebuilt store has the migrations' org `default`, ready for tenancy."""
+    _used_store(store)
+    dump = run(store.dump_metadata())
+    older = MetadataDump(
+        "0014", {name: rows for name, rows in dump.tables.items() if name not in TENANCY_TABLES}
+    )
+    assert run(blank.begin_rebuild(older, "agent-b")) is StoreState.BLANK
+    assert run(blank.complete_rebuild(RebuildPlan(objects=[], partitions=[])))
+    assert [org.name for org in run(blank.orgs())] == [DEFAULT_ORG]
+    assert run(blank.keys()) == [] and run(blank.acls(DEFAULT_ORG)) == []
+    run(blank.add_key(ApiKey("SHK1", DEFAULT_ORG, "admin", "hash", T0_MS)))
+    assert [key.key_id for key in run(blank.keys())] == ["SHK1"]
+
+
+def test_the_seeded_default_org_alone_leaves_a_store_blank(store: MetadataStore) -> None:
+    assert [org.name for org in run(store.orgs())] == [DEFAULT_ORG]
+    assert run(store.store_state()) is StoreState.BLANK
+    assert run(store.create_org("acme", T0_MS))
+    assert run(store.store_state()) is StoreState.IN_USE
+    assert run(store.delete_org("acme"))
+    assert run(store.store_state()) is StoreState.BLANK
+    run(store.alter_quotas(DEFAULT_ORG, [QuotaChange((), "producer_byte_rate", 1.0)]))
+    assert run(store.store_state()) is StoreState.IN_USE, "the default org's settings count"
+    run(store.alter_quotas(DEFAULT_ORG, [QuotaChange((), "producer_byte_rate", None)]))
+    run(store.add_acls(DEFAULT_ORG, [AclBinding(2, "orders", 3, "User:*", "*", 2, 3)]))
+    assert run(store.store_state()) is StoreState.IN_USE
+    assert run(store.begin_rebuild(None, "agent-b")) is StoreState.IN_USE
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
