@@ -23,11 +23,12 @@ SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_DKLEN = 32
-# A stored hash is trusted data, but a corrupt one must not make a login allocate gigabytes:
-# parameters past these bounds read as a malformed hash.
-_SCRYPT_N_MAX = 2**20
-_SCRYPT_R_MAX = 32
+# A stored hash is trusted data, but a corrupt one must not make a login allocate gigabytes
+# or spin for minutes: parameters past these bounds read as a malformed hash. scrypt needs
+# 128 * N * r bytes; today's parameters need 16 MiB, the bound leaves room to raise them.
+_SCRYPT_MEMORY_MAX = 128 * 1024 * 1024
 _SCRYPT_P_MAX = 16
+_DKLEN_MAX = 64
 _HASH_FIELDS = 6
 
 
@@ -76,13 +77,13 @@ def _parse_hash(secret_hash: str) -> tuple[int, int, int, bytes, bytes]:
     if len(fields) != _HASH_FIELDS or fields[0] != HASH_ALGORITHM:
         raise ValueError("not an scrypt hash")
     n, r, p = (_decimal(field) for field in fields[1:4])
-    if not (1 < n <= _SCRYPT_N_MAX and n & (n - 1) == 0):
-        raise ValueError("scrypt's N must be a power of two within bounds")
-    if not (0 < r <= _SCRYPT_R_MAX and 0 < p <= _SCRYPT_P_MAX):
-        raise ValueError("scrypt's r or p out of bounds")
+    if not (n > 1 and n & (n - 1) == 0):
+        raise ValueError("scrypt's N must be a power of two")
+    if not (r > 0 and 0 < p <= _SCRYPT_P_MAX and _scrypt_memory(n, r) <= _SCRYPT_MEMORY_MAX):
+        raise ValueError("scrypt's parameters out of bounds")
     salt, expected = _unb64(fields[4]), _unb64(fields[5])
-    if not salt or not expected:
-        raise ValueError("empty salt or hash")
+    if not salt or not 0 < len(expected) <= _DKLEN_MAX:
+        raise ValueError("empty salt, or a hash of no or too many bytes")
     return n, r, p, salt, expected
 
 
@@ -94,12 +95,16 @@ def _decimal(field: str) -> int:
 
 
 def _scrypt(secret: str, salt: bytes, n: int, r: int, p: int, dklen: int) -> bytes:
-    # scrypt needs 128 * N * r bytes; hashlib's default ceiling (32 MiB) refuses larger
-    # parameters that a future hash may use, so the ceiling follows the parameters.
-    maxmem = 128 * n * r * (p + 1) + 1024 * 1024
+    # hashlib's default ceiling (32 MiB) would refuse the larger parameters a future hash
+    # may use, so the ceiling follows the parameters (with slack for OpenSSL's own count).
+    maxmem = 2 * _scrypt_memory(n, r) + 1024 * 1024
     return hashlib.scrypt(
         secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=dklen, maxmem=maxmem
     )
+
+
+def _scrypt_memory(n: int, r: int) -> int:
+    return 128 * n * r
 
 
 def _b64(data: bytes) -> str:

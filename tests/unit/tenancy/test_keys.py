@@ -99,6 +99,9 @@ def test_parameters_are_read_back_from_the_hash() -> None:
         "scrypt$1000$8$1$AAAA$AAAA",  # N not a power of two
         "scrypt$1$8$1$AAAA$AAAA",
         "scrypt$2147483648$8$1$AAAA$AAAA",  # would allocate terabytes
+        "scrypt$1048576$32$1$AAAA$AAAA",  # 4 GiB
+        "scrypt$16384$-8$1$AAAA$AAAA",
+        "scrypt$16384$8$1$AAAA$" + "A" * 88,  # a 66-byte hash
         "scrypt$16384$0$1$AAAA$AAAA",
         "scrypt$16384$8$99$AAAA$AAAA",
         "scrypt$+16384$8$1$AAAA$AAAA",
