@@ -1,0 +1,87 @@
+"""The tenancy service's rules over every metadata store: orgs, issued keys and their SCRAM
+credentials, revocation and the first admin."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from sim.clock import VirtualClock
+from sim.rng import SeededRng
+from streamhouse.engine.tenancy import ROLE_ADMIN, TenancyRefused, TenancyService
+from streamhouse.io.sql.store import SqlMetadataStore
+from streamhouse.ports.tenancy import DEFAULT_ORG
+from streamhouse.tenancy.keys import secret_matches
+from streamhouse.tenancy.scram import MECHANISMS, derive_scram
+from tests.unit.metadata.builders import run
+
+ITERATIONS = 4096
+
+
+async def _inline(work: Callable[[], str]) -> str:
+    return work()
+
+
+def _service(store: SqlMetadataStore, seed: int = 3) -> TenancyService:
+    return TenancyService(store, VirtualClock(), SeededRng(seed), _inline, ITERATIONS)
+
+
+def _refused(call: Awaitable[object]) -> str:
+    with pytest.raises(TenancyRefused) as refused:
+        run(call)
+    return str(refused.value)
+
+
+def test_orgs_are_created_once_and_the_default_one_stays(store: SqlMetadataStore) -> None:
+    tenancy = _service(store)
+    assert run(tenancy.create_org("acme")).name == "acme"
+    assert "exists already" in _refused(tenancy.create_org("acme"))
+    assert _refused(tenancy.create_org("Not An Org!"))
+    assert [org.name for org in run(tenancy.orgs())] == ["acme", DEFAULT_ORG]
+    assert "cannot be deleted" in _refused(tenancy.delete_org(DEFAULT_ORG))
+    run(tenancy.delete_org("acme"))
+    assert "no org" in _refused(tenancy.delete_org("acme"))
+
+
+def test_an_issued_key_authenticates_by_hash_and_by_every_scram_mechanism(
+    store: SqlMetadataStore,
+) -> None:
+    tenancy = _service(store)
+    run(tenancy.create_org("acme"))
+    issued = run(tenancy.issue_key("acme"))
+    [kept] = run(tenancy.keys("acme"))
+    assert (kept.key_id, kept.org, kept.role) == (issued.key_id, "acme", "member")
+    assert issued.secret not in kept.secret_hash
+    assert secret_matches(kept.secret_hash, issued.secret)
+    assert not secret_matches(kept.secret_hash, issued.secret + "x")
+    credentials = run(store.scram_credentials(issued.key_id))
+    assert sorted(c.mechanism for c in credentials) == sorted(MECHANISMS)
+    for credential in credentials:
+        derived = derive_scram(credential.mechanism, issued.secret, credential.salt, ITERATIONS)
+        assert derived == (credential.stored_key, credential.server_key)
+    other = run(tenancy.issue_key("acme", ROLE_ADMIN))
+    assert other.key_id != issued.key_id and other.secret != issued.secret
+
+
+def test_a_revoked_key_loses_its_scram_credentials(store: SqlMetadataStore) -> None:
+    tenancy = _service(store)
+    issued = run(tenancy.issue_key(DEFAULT_ORG))
+    run(tenancy.revoke_key(issued.key_id))
+    [kept] = run(tenancy.keys(DEFAULT_ORG))
+    assert kept.revoked_ms is not None
+    assert run(store.scram_credentials(issued.key_id)) == []
+    assert "no live key" in _refused(tenancy.revoke_key(issued.key_id))
+
+
+def test_keys_need_an_org_and_a_known_role(store: SqlMetadataStore) -> None:
+    tenancy = _service(store)
+    assert "create it first" in _refused(tenancy.issue_key("nowhere"))
+    assert "role" in _refused(tenancy.issue_key(DEFAULT_ORG, "owner"))
+
+
+def test_the_first_admin_is_issued_once(store: SqlMetadataStore) -> None:
+    tenancy = _service(store)
+    first = run(tenancy.first_admin())
+    assert first is not None and (first.org, first.role) == (DEFAULT_ORG, ROLE_ADMIN)
+    assert run(tenancy.first_admin()) is None
