@@ -59,6 +59,7 @@ READ_CHUNK_BYTES = 256 * 1024
 # small requests, and handling them all at once would hold up every other task meanwhile
 REQUESTS_PER_TURN_MAX = 64
 CLOSE_SETTLE_TURNS_MAX = 8  # loop turns a closing connection waits for earlier answers
+FAILED_AUTHENTICATION_CLOSE_DELAY_MS = 100  # Kafka's connection.failed.authentication.delay.ms
 REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
 
@@ -292,6 +293,10 @@ class _Session:
         self._write(self._encoded(request, answer.values))
         if answer.close:
             await self._flush_before_close()
+            # as Kafka's connection.failed.authentication.delay.ms: the client reads the
+            # answer before the close (kafka-python otherwise sees only the close), and a
+            # password guesser waits
+            await self._ctx.clock.sleep_ms(FAILED_AUTHENTICATION_CLOSE_DELAY_MS)
         return not answer.close
 
     async def _flush_before_close(self) -> None:
