@@ -60,7 +60,9 @@ class StoreAuthenticator(Authenticator):
 
     `secret_matches(secret_hash, secret)` is the tenancy floor's slow hash check (scrypt:
     tens of milliseconds of CPU), so it runs through `run_blocking`; the agent passes
-    `asyncio.to_thread` so other connections keep being served meanwhile.
+    `asyncio.to_thread` so other connections keep being served meanwhile. `decoy_hash`: a
+    hash of no one's secret, checked for an unknown or revoked key so that it takes as long
+    as a wrong secret (no user enumeration by timing); None skips that check.
     """
 
     def __init__(
@@ -68,18 +70,20 @@ class StoreAuthenticator(Authenticator):
         store: TenancyStore,
         secret_matches: Callable[[str, str], bool],
         run_blocking: BlockingRunner[bool] = _run_inline,
+        decoy_hash: str | None = None,
     ) -> None:
         self._store = store
         self._secret_matches = secret_matches
         self._run_blocking = run_blocking
+        self._decoy_hash = decoy_hash
 
     async def plain(self, user: str, password: str) -> Principal | None:
         key = await self._usable_key(user)
-        if key is None:
+        secret_hash = key.secret_hash if key is not None else self._decoy_hash
+        if secret_hash is None:
             return None
-        secret_hash = key.secret_hash
         matches = await self._run_blocking(lambda: self._secret_matches(secret_hash, password))
-        return _principal(key) if matches else None
+        return _principal(key) if matches and key is not None else None
 
     async def scram_credential(
         self, user: str, mechanism: str

@@ -49,6 +49,22 @@ def test_plain_gives_the_keys_principal_for_its_secret_only() -> None:
     assert ran == ["off the loop", "off the loop"]  # the hash is checked for live keys only
 
 
+def test_unknown_and_revoked_keys_check_the_decoy_hash_and_are_refused() -> None:
+    checked: list[str] = []
+
+    def recording(secret_hash: str, secret: str) -> bool:
+        checked.append(secret_hash)
+        return True  # even a decoy that matched lets no one in
+
+    async def main() -> None:
+        authenticator = StoreAuthenticator(store(), recording, decoy_hash="decoy")
+        assert await authenticator.plain("nobody", "s3cret") is None
+        assert await authenticator.plain("SHK2", "s3cret") is None
+
+    asyncio.run(main())
+    assert checked == ["decoy", "decoy"]
+
+
 def test_scram_credential_by_mechanism_for_live_keys() -> None:
     async def main() -> None:
         authenticator = StoreAuthenticator(store(), matches)

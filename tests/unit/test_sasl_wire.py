@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from kio.schema.metadata.v12.request import MetadataRequest
 from scramp import ScramClient
 
+from streamhouse.engine.authentication import Principal
 from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import SASL_HANDSHAKE_MIN_VERSION, ApiKey
+from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sasl import (
     MECHANISMS,
     PLAIN,
@@ -29,6 +31,8 @@ from streamhouse.kafka.sasl import (
     SCRAM_SHA_512,
     invalid_credentials,
 )
+from streamhouse.server import kafka_handlers
+from streamhouse.server.kafka_context import PRINCIPAL, Completion, KafkaContext
 from tests.fixtures.kafka_wire import (
     api_versions_request,
     decode_response,
@@ -36,7 +40,14 @@ from tests.fixtures.kafka_wire import (
     request_frame,
     split_response,
 )
-from tests.unit.sasl_world import SECRET, USER, AgentThread, InTestAuthenticator, agent_settings
+from tests.unit.sasl_world import (
+    ORG,
+    SECRET,
+    USER,
+    AgentThread,
+    InTestAuthenticator,
+    agent_settings,
+)
 
 OTHER_USER = "SHKTESTKEY2"
 OTHER_SECRET = "other-secret-9876543210"
@@ -228,6 +239,22 @@ def test_sasl_authenticate_after_success_gets_illegal_sasl_state(client: WireCli
     assert plain_login(client).error_code == 0
     assert client.call(authenticate(b"\0u\0p")).error_code == ErrorCode.ILLEGAL_SASL_STATE
     assert client.is_closed()
+
+
+def test_handlers_see_the_connections_principal(
+    client: WireClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Principal | None] = []
+    original = kafka_handlers.HANDLERS[ApiKey.METADATA]
+
+    async def recording(ctx: KafkaContext, request: Request) -> Completion:
+        seen.append(PRINCIPAL.get())
+        return await original(ctx, request)
+
+    monkeypatch.setitem(kafka_handlers.HANDLERS, ApiKey.METADATA, recording)
+    assert scram_login(client, SCRAM_SHA_512, OTHER_USER, OTHER_SECRET).error_code == 0
+    assert client.call(metadata()).brokers
+    assert seen == [Principal(ORG, OTHER_USER, "member")]
 
 
 # ------------------------------------------------------------------ re-authentication
