@@ -59,6 +59,9 @@ READ_CHUNK_BYTES = 256 * 1024
 # small requests, and handling them all at once would hold up every other task meanwhile
 REQUESTS_PER_TURN_MAX = 64
 CLOSE_SETTLE_TURNS_MAX = 8  # loop turns a closing connection waits for earlier answers
+# Largest frame read before a connection authenticated (Kafka's sasl.server.max.receive.size):
+# an unauthenticated peer cannot make the agent buffer frame_bytes_max
+UNAUTHENTICATED_FRAME_BYTES_MAX = 512 * 1024
 FAILED_AUTHENTICATION_CLOSE_DELAY_MS = 100  # Kafka's connection.failed.authentication.delay.ms
 REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
@@ -221,7 +224,10 @@ class _Session:
         self._failure = failure
         self._reader = reader
         self._writer = writer
-        self._connection = KafkaConnection(ctx.apis, ctx.settings.frame_bytes_max)
+        frame_bytes_max = ctx.settings.frame_bytes_max
+        if sasl is not None:
+            frame_bytes_max = min(frame_bytes_max, UNAUTHENTICATED_FRAME_BYTES_MAX)
+        self._connection = KafkaConnection(ctx.apis, frame_bytes_max)
         self._in_flight = InFlightBudget(
             ctx.settings.requests_in_flight_max, ctx.settings.request_bytes_in_flight_max
         )
@@ -290,6 +296,8 @@ class _Session:
         False when the connection closes after the answer."""
         answer = await sasl.answer(request)
         PRINCIPAL.set(sasl.principal)
+        if sasl.principal is not None:  # authenticated: full-size requests from now on
+            self._connection.frame_bytes_max = self._ctx.settings.frame_bytes_max
         self._write(self._encoded(request, answer.values))
         if answer.close:
             await self._flush_before_close()

@@ -256,6 +256,22 @@ def test_kafka_python_wrong_secret_or_unknown_user_is_refused(
     assert invalid_credentials(mechanism) in caplog.text
 
 
+def test_an_ssl_listener_serves_a_tls_client_without_sasl(tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    agent = AgentThread(agent_settings(tmp_path / "data", "SSL", (cert, key)), None).start()
+    try:
+        config = {
+            "bootstrap.servers": agent.bootstrap,
+            "security.protocol": "SSL",
+            "ssl.ca.location": cert,
+        }
+        producer = Producer(config)
+        producer.produce(topic_name(), VALUE)
+        assert producer.flush(CLIENT_TIMEOUT_S) == 0
+    finally:
+        agent.stop()
+
+
 def test_the_agent_refuses_to_start_a_sasl_listener_without_an_authenticator(
     tmp_path: Path,
 ) -> None:

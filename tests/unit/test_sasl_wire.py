@@ -33,6 +33,7 @@ from streamhouse.kafka.sasl import (
 )
 from streamhouse.server import kafka_handlers
 from streamhouse.server.kafka_context import PRINCIPAL, Completion, KafkaContext
+from streamhouse.server.kafka_listener import UNAUTHENTICATED_FRAME_BYTES_MAX
 from tests.fixtures.kafka_wire import (
     api_versions_request,
     decode_response,
@@ -165,6 +166,13 @@ def test_a_request_before_the_handshake_closes_the_connection_unanswered(
 ) -> None:
     with pytest.raises(Closed):
         client.call(metadata())
+
+
+def test_a_large_frame_before_authentication_closes_the_connection(
+    client: WireClient,
+) -> None:
+    client.send_raw(struct.pack(">i", UNAUTHENTICATED_FRAME_BYTES_MAX + 1))
+    assert client.is_closed()
 
 
 def test_an_unsupported_mechanism_is_answered_with_the_enabled_ones_then_closed(
