@@ -256,8 +256,10 @@ class SaslExchange:
             server = mechanism.make_server(lambda _user: credential, s_nonce=self._server_nonce)
             server.set_client_first(self._client_first)
             server_first: str = server.get_server_first()
-        except ScramException as error:
-            return self._fail(f"malformed SCRAM client-first message: {error}")
+        except ScramException:
+            # the probe accepted the message already, so the stored credential is unusable
+            # (too few iterations, too short a salt): no way in, told as any refusal is
+            return self._fail(invalid_credentials(self.mechanism))
         self._scram = server
         self._state = _State.FINAL_TOKEN
         return Challenge(server_first.encode())

@@ -131,6 +131,16 @@ def test_scram_wrong_password_and_unknown_user_fail_alike(mechanism: str) -> Non
     assert wrong == unknown == Failed(invalid_credentials(mechanism))
 
 
+def test_an_unusable_stored_credential_is_refused_as_invalid_credentials() -> None:
+    mechanism = SCRAM_MECHANISMS[0]
+    sasl = exchange(mechanism)
+    client = ScramClient([mechanism], USER, PASSWORD)
+    sasl.receive_token(client.get_client_first().encode())
+    salt, _, stored_key, server_key = stored(mechanism)
+    event = sasl.credential_found(salt, 1, stored_key, server_key)  # 1 iteration: too few
+    assert event == Failed(invalid_credentials(mechanism))
+
+
 def test_unknown_user_gets_the_same_salt_every_time() -> None:
     def server_first() -> str:
         sasl = exchange(SCRAM_MECHANISMS[0])
