@@ -159,6 +159,7 @@ class SaslDoor:
             log.info("SASL re-authentication as %s refused: the connection is %s", principal,
                      self.principal)  # fmt: skip
             return _failure("Re-authentication must prove the same principal")
+        reauthenticated = self.principal is not None
         self.principal = principal
         self.state = AuthState.AUTHENTICATED
         self._exchange = None
@@ -166,7 +167,8 @@ class SaslDoor:
         now_ms = self._options.clock.monotonic_ms()
         self._expires_ms = now_ms + lifetime_ms if lifetime_ms else None
         log.info(
-            "Kafka connection authenticated as %s of org %s (%s)",
+            "Kafka connection %s as %s of org %s (%s)",
+            "re-authenticated" if reauthenticated else "authenticated",
             principal.kafka_name,
             principal.org,
             self._mechanism,

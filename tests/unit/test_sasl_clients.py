@@ -5,6 +5,7 @@ produces and consumes; a wrong secret or an unknown user gets an authentication 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -254,6 +255,36 @@ def test_kafka_python_wrong_secret_or_unknown_user_is_refused(
         KafkaProducer(**config, max_block_ms=FAILURE_TIMEOUT_S * 1000).close()
     assert "SaslAuthenticationFailedError" in caplog.text
     assert invalid_credentials(mechanism) in caplog.text
+
+
+REAUTH_LIFETIME_MS = 1_500
+
+
+def test_clients_reauthenticate_before_their_session_expires(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """KIP-368: librdkafka and kafka-python re-authenticate on the connection they have."""
+    caplog.set_level(logging.INFO, logger="streamhouse.kafka.sasl")
+    settings = agent_settings(tmp_path / "data", "SASL_PLAINTEXT").with_overrides(
+        sasl_session_lifetime_ms=REAUTH_LIFETIME_MS
+    )
+    agent = AgentThread(settings, InTestAuthenticator({USER: SECRET})).start()
+    listener = (agent, "SASL_PLAINTEXT", "")
+    try:
+        confluent = Producer(confluent_config(listener, SCRAM_SHA_256, USER, SECRET))
+        kafka_python = KafkaProducer(**kafka_python_config(listener, SCRAM_SHA_512, USER, SECRET))
+        topic = topic_name()
+        deadline = time.monotonic() + REAUTH_LIFETIME_MS * 3 / 1000
+        while time.monotonic() < deadline:
+            confluent.produce(topic, VALUE)
+            assert confluent.flush(CLIENT_TIMEOUT_S) == 0
+            kafka_python.send(topic, VALUE).get(timeout=CLIENT_TIMEOUT_S)
+            time.sleep(0.2)
+        kafka_python.close()
+    finally:
+        agent.stop()
+    for mechanism in (SCRAM_SHA_256, SCRAM_SHA_512):
+        assert f"re-authenticated as User:{USER} of org acme ({mechanism})" in caplog.text
 
 
 def test_an_ssl_listener_serves_a_tls_client_without_sasl(tmp_path: Path) -> None:
