@@ -182,8 +182,8 @@ class KafkaListener:
         try:
             sasl = SaslDoor(self._sasl) if self._sasl is not None else None
             await _Session(self.context, self.failure, reader, writer, sasl).run()
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the peer went away, or the agent is shutting the connection down
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the peer went away or broke TLS, or the agent shuts the connection down
         except Exception as error:  # the listener's own bug: the agent stops
             self.failure.report(error, "the Kafka listener")
         finally:

@@ -156,8 +156,11 @@ class SaslDoor:
         principal = self._candidate
         assert principal is not None and principal.user == event.user, (principal, event.user)
         if self.principal is not None and principal != self.principal:
-            log.info("SASL re-authentication as %s refused: the connection is %s", principal,
-                     self.principal)  # fmt: skip
+            log.info(
+                "SASL re-authentication as %s refused: the connection is %s",
+                principal.kafka_name,
+                self.principal.kafka_name,
+            )
             return _failure("Re-authentication must prove the same principal")
         reauthenticated = self.principal is not None
         self.principal = principal

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -301,6 +304,23 @@ def test_an_ssl_listener_serves_a_tls_client_without_sasl(tmp_path: Path) -> Non
         assert producer.flush(CLIENT_TIMEOUT_S) == 0
     finally:
         agent.stop()
+
+
+def test_garbage_inside_a_tls_connection_closes_it_and_the_agent_serves_on(
+    listener: tuple[AgentThread, str, str],
+) -> None:
+    agent, protocol, cafile = listener
+    if protocol != "SASL_SSL":
+        pytest.skip("a TLS listener only")
+    context = ssl.create_default_context(cafile=cafile)
+    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=CLIENT_TIMEOUT_S)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        os.write(tls.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")  # beside TLS
+        assert tls.recv(1) == b""  # closed
+    assert agent.agent is not None and not agent.agent.failure.failed
+    producer = Producer(confluent_config(listener, PLAIN, USER, SECRET))
+    producer.produce(topic_name(), VALUE)
+    assert producer.flush(CLIENT_TIMEOUT_S) == 0
 
 
 def test_the_agent_refuses_to_start_a_sasl_listener_without_an_authenticator(
