@@ -19,6 +19,7 @@ from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
 from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
 from streamhouse.engine.admin import AdminService
+from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
@@ -59,7 +60,12 @@ from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.kafka_context import KafkaContext
-from streamhouse.server.kafka_listener import KafkaListener, advertised_apis, advertised_host
+from streamhouse.server.kafka_listener import (
+    KafkaListener,
+    advertised_apis,
+    advertised_host,
+    check_kafka_security,
+)
 from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_registry
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.supervisor import Supervisor, drain_surplus
@@ -164,10 +170,22 @@ async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, Metadata
     return disk, await open_object_store(settings), open_metadata_store(settings)
 
 
-async def open_agent(settings: Settings) -> Agent:
-    """Build every real adapter, recover the log and start the background services."""
+def agent_authenticator(settings: Settings) -> Authenticator | None:
+    """What checks Kafka clients' SASL credentials; None on a listener without SASL.
+
+    The tenancy store (F13) is not wired yet: a SASL listener gets no authenticator and the
+    agent refuses to start, saying so (`check_kafka_security`)."""
+    return None
+
+
+async def open_agent(settings: Settings, authenticator: Authenticator | None = None) -> Agent:
+    """Build every real adapter, recover the log and start the background services.
+    `authenticator`: checks SASL credentials (required when the Kafka listener is SASL)."""
+    check_kafka_security(settings, authenticator)
     disk, objects, metadata = await _open_storage(settings)
-    return await assemble_agent(settings, SystemClock(), SystemRng(), disk, objects, metadata)
+    return await assemble_agent(
+        settings, SystemClock(), SystemRng(), disk, objects, metadata, authenticator=authenticator
+    )
 
 
 async def assemble_agent(
@@ -179,6 +197,7 @@ async def assemble_agent(
     metadata: MetadataStore,
     buggify: Buggify | None = None,
     failure: AgentFailure | None = None,
+    authenticator: Authenticator | None = None,
 ) -> Agent:
     """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
     recover the log and start listening. `buggify`: the simulator's switch; production
@@ -265,11 +284,12 @@ async def assemble_agent(
         clock=clock,
         log=log,
         producers=metadata,
-        apis=advertised_apis(),
+        apis=advertised_apis(settings.kafka_sasl),
         groups=groups,
         admin=admin,
         transactions=transactions,
         markers=markers,
+        authenticator=authenticator,
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
@@ -382,8 +402,13 @@ async def serve(
         try:
             if settings.storage != "null":  # one process per WAL directory
                 held.enter_context(locked_directory(wal_directory(settings)))
-            agent = await open_agent(settings)
+            authenticator = agent_authenticator(settings)
+            check_kafka_security(settings, authenticator)
+            agent = await open_agent(settings, authenticator)
         except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
+            print_status("cannot start", str(error))
+            return EXIT_CANNOT_START
+        except ValueError as error:  # check_kafka_security: a certificate, an authenticator
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START
         gc.freeze()  # what starting built (modules, services) lives as long as the agent

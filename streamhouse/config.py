@@ -14,6 +14,11 @@ COMPACTION_OFF = 0  # compaction_interval_ms at or below it: no log compaction o
 RETENTION_OFF = (0, -1)  # retention_check_interval_ms: no retention on this agent
 PORT_MAX = 65_535
 EVENT_LOOPS = ("uvloop", "asyncio")
+# Kafka's security.protocol values for a listener; SASL_* authenticate, *SSL encrypt (TLS)
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+TLS_PROTOCOLS = ("SASL_SSL", "SSL")
+SASL_MECHANISMS_KNOWN = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # kafka/sasl.py's
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
 
@@ -56,6 +61,16 @@ class Settings:
     # client and broker, one more to the coordinator) and bounds the memory and file
     # descriptors a connection flood can take (the fd limit must allow it: ulimit -n)
     connections_max: int = 10_000
+    # Security of the Kafka listener (one of SECURITY_PROTOCOLS; PLAINTEXT: open, as before).
+    # SASL_*: a client must authenticate (SaslHandshake v1, SaslAuthenticate) with one of
+    # sasl_mechanisms (comma-separated) before any other request. *SSL: TLS with this PEM
+    # certificate chain and key. sasl_session_lifetime_ms: an authenticated connection must
+    # re-authenticate (KIP-368) within it, or is closed; 0: never required
+    kafka_security_protocol: str = "PLAINTEXT"
+    sasl_mechanisms: str = ",".join(SASL_MECHANISMS_KNOWN)
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    sasl_session_lifetime_ms: int = 0
 
     # HTTP (health, readiness, metrics)
     http_host: str = "127.0.0.1"
@@ -292,6 +307,19 @@ class Settings:
             "retention_check_interval_ms must be positive, or 0 or -1 (off)": (
                 self.retention_check_interval_ms >= -1
             ),
+            f"kafka_security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}": (
+                self.kafka_security_protocol in SECURITY_PROTOCOLS
+            ),
+            f"sasl_mechanisms must be a non-empty list of {', '.join(SASL_MECHANISMS_KNOWN)}": (
+                bool(self.sasl_mechanism_list)
+                and set(self.sasl_mechanism_list) <= set(SASL_MECHANISMS_KNOWN)
+            ),
+            "SSL and SASL_SSL need ssl_certfile and ssl_keyfile (PEM)": (
+                not self.kafka_tls or bool(self.ssl_certfile and self.ssl_keyfile)
+            ),
+            "sasl_session_lifetime_ms must not be negative (0: no re-authentication)": (
+                self.sasl_session_lifetime_ms >= 0
+            ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0
             ),
@@ -299,6 +327,21 @@ class Settings:
         broken = [rule for rule, holds in checks.items() if not holds]
         if broken:
             raise ValueError("invalid settings: " + "; ".join(broken))
+
+    @property
+    def kafka_sasl(self) -> bool:
+        """Kafka clients must authenticate with SASL."""
+        return self.kafka_security_protocol in SASL_PROTOCOLS
+
+    @property
+    def kafka_tls(self) -> bool:
+        """The Kafka listener speaks TLS."""
+        return self.kafka_security_protocol in TLS_PROTOCOLS
+
+    @property
+    def sasl_mechanism_list(self) -> tuple[str, ...]:
+        """The enabled SASL mechanisms, in the configured order."""
+        return tuple(name.strip() for name in self.sasl_mechanisms.split(",") if name.strip())
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given fields replaced."""

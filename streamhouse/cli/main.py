@@ -289,6 +289,32 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "Most Kafka connections served at once; one more is closed at once.",
             ),
         ] = Settings.connections_max,
+        kafka_security_protocol: Annotated[
+            str,
+            setting(
+                "kafka_security_protocol",
+                "PLAINTEXT (open), SASL_PLAINTEXT, SASL_SSL or SSL (Kafka's security.protocol).",
+            ),
+        ] = Settings.kafka_security_protocol,
+        sasl_mechanisms: Annotated[
+            str,
+            setting("sasl_mechanisms", "Comma-separated SASL mechanisms a SASL listener offers."),
+        ] = Settings.sasl_mechanisms,
+        ssl_certfile: Annotated[
+            str,
+            setting("ssl_certfile", "PEM certificate chain of the TLS listener (SSL, SASL_SSL)."),
+        ] = Settings.ssl_certfile,
+        ssl_keyfile: Annotated[
+            str, setting("ssl_keyfile", "PEM private key of the TLS listener (SSL, SASL_SSL).")
+        ] = Settings.ssl_keyfile,
+        sasl_session_lifetime_ms: Annotated[
+            int,
+            setting(
+                "sasl_session_lifetime_ms",
+                "An authenticated connection must re-authenticate (KIP-368) within it, or is "
+                "closed; 0: never required.",
+            ),
+        ] = Settings.sasl_session_lifetime_ms,
         requests_in_flight_max: Annotated[
             int,
             setting(

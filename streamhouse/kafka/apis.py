@@ -70,6 +70,9 @@ PRODUCE_ADVERTISED_MIN_VERSION = 0
 """librdkafka sends compressed batches only when Produce v0 is advertised (KAFKA-18659)."""
 PRODUCE_SERVED_MIN_VERSION = 3
 """Produce below v3 (MessageSet v0/v1, no transactional id) is answered UNSUPPORTED_VERSION."""
+SASL_HANDSHAKE_MIN_VERSION = 1
+"""SaslHandshake v0 would switch the connection to unframed SASL tokens: neither advertised
+nor served (clients take v1 and SaslAuthenticate when both are advertised)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ def _full_range(key: ApiKey) -> ApiRange:
         return ApiRange(
             key, PRODUCE_ADVERTISED_MIN_VERSION, high, max(low, PRODUCE_SERVED_MIN_VERSION)
         )
+    if key is ApiKey.SASL_HANDSHAKE:
+        return ApiRange(key, SASL_HANDSHAKE_MIN_VERSION, high, SASL_HANDSHAKE_MIN_VERSION)
     return ApiRange(key, low, high, low)
 
 

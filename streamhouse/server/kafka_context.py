@@ -4,12 +4,15 @@ their answers, `done` for an answer that needs no waiting and `chain` to pass on
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
 from streamhouse.engine.admin import AdminService
+from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.transactions import TransactionCoordinator
@@ -20,6 +23,11 @@ from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.fetch_sessions import FetchSessionCache
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.producers import ProducerStore
+
+SASL_FAKE_SALT_KEY_BYTES = 32
+PRINCIPAL: ContextVar[Principal | None] = ContextVar("principal", default=None)
+"""Who the connection a handler serves authenticated as (set by the listener in the
+connection's task; None on a PLAINTEXT or SSL listener). For ACLs and quotas to come."""
 
 Values = dict[str, Any]
 """A version-agnostic response body (`streamhouse.kafka.entities.build` makes the entity)."""
@@ -43,6 +51,13 @@ class KafkaContext:
     transactions: TransactionCoordinator
     markers: MarkerDelivery  # WriteTxnMarkers writes through it
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
+    # Checks SASL credentials; required when settings.kafka_sasl
+    authenticator: Authenticator | None = None
+    # The secret unknown SCRAM users' fake salts derive from (kafka/sasl.py). Random per
+    # process: stable for a user name while the agent runs
+    sasl_fake_salt_key: bytes = field(
+        default_factory=lambda: secrets.token_bytes(SASL_FAKE_SALT_KEY_BYTES)
+    )
 
 
 Handler = Callable[[KafkaContext, Request], Awaitable[Completion]]

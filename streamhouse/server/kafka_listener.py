@@ -8,6 +8,10 @@ beyond either (server/in_flight.py). Responses ready in one turn of the event lo
 leave in one write. At most `connections_max` connections are served;
 one more is closed at once (counted, and logged at most every few seconds).
 
+On a SASL listener each connection authenticates first (server/kafka_sasl.py decides what
+it may send meanwhile; the principal is then `PRINCIPAL` in the connection's task); a TLS
+listener wraps the streams with the standard `ssl` module.
+
 A `StreamHouseError` answers its request with its error code; a broken or hostile
 byte stream closes its connection. Anything else a handler or the building of a
 response raises is our own bug: it is reported to the agent's failure signal, and
@@ -21,12 +25,15 @@ import contextlib
 import functools
 import logging
 import socket
+import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamhouse.config import Settings
+from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.failure import AgentFailure
-from streamhouse.errors import StreamHouseError
+from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey, ApiTable, advertise, api_name
 from streamhouse.kafka.codec import response_schema
 from streamhouse.kafka.connection import (
@@ -40,21 +47,73 @@ from streamhouse.kafka.connection import (
 from streamhouse.kafka.encoded import EncodedBody
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
+from streamhouse.kafka.sasl_gate import Verdict
 from streamhouse.server.in_flight import InFlightBudget
-from streamhouse.server.kafka_context import KafkaContext, Values
+from streamhouse.server.kafka_context import PRINCIPAL, KafkaContext, Values
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
+from streamhouse.server.kafka_sasl import SaslDoor, SaslOptions
 
 READ_CHUNK_BYTES = 256 * 1024
 # Requests one connection dispatches before the loop turns: one read may hold a thousand
 # small requests, and handling them all at once would hold up every other task meanwhile
 REQUESTS_PER_TURN_MAX = 64
+CLOSE_SETTLE_TURNS_MAX = 8  # loop turns a closing connection waits for earlier answers
+# Largest frame read before a connection authenticated (Kafka's sasl.server.max.receive.size):
+# an unauthenticated peer cannot make the agent buffer frame_bytes_max
+UNAUTHENTICATED_FRAME_BYTES_MAX = 512 * 1024
+FAILED_AUTHENTICATION_CLOSE_DELAY_MS = 100  # Kafka's connection.failed.authentication.delay.ms
 REFUSALS_LOG_INTERVAL_MS = 10_000  # a flood of refused connections logs one line per interval
 log = logging.getLogger("streamhouse.kafka")
 
 
-def advertised_apis() -> ApiTable:
-    return advertise(HANDLERS, MAX_VERSIONS)
+SASL_APIS = (ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE)
+
+
+def advertised_apis(sasl: bool = False) -> ApiTable:
+    """The APIs the listener advertises; SaslHandshake and SaslAuthenticate on SASL only."""
+    return advertise([*HANDLERS, *(SASL_APIS if sasl else ())], MAX_VERSIONS)
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server TLS context with the certificate chain and key (PEM files); ValueError with
+    the reason when they cannot be loaded."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(
+            f"cannot load the TLS certificate {certfile!r} and key {keyfile!r}: {error}"
+        ) from error
+    return context
+
+
+def check_kafka_security(settings: Settings, authenticator: Authenticator | None) -> None:
+    """ValueError, with the reason, when the listener's security settings cannot be served:
+    a TLS certificate that does not load, a SASL listener with no authenticator."""
+    if settings.kafka_tls:
+        tls_context(settings.ssl_certfile, settings.ssl_keyfile)
+    if settings.kafka_sasl and authenticator is None:
+        raise ValueError(
+            f"kafka_security_protocol={settings.kafka_security_protocol} needs an "
+            "authenticator (credentials to check), and none was given"
+        )
+
+
+def sasl_options(ctx: KafkaContext) -> SaslOptions | None:
+    """What the connections' SASL doors share; None unless the listener is SASL."""
+    settings = ctx.settings
+    if not settings.kafka_sasl:
+        return None
+    check_kafka_security(settings, ctx.authenticator)
+    assert ctx.authenticator is not None
+    return SaslOptions(
+        mechanisms=settings.sasl_mechanism_list,
+        authenticator=ctx.authenticator,
+        clock=ctx.clock,
+        session_lifetime_ms=settings.sasl_session_lifetime_ms,
+        fake_salt_key=ctx.sasl_fake_salt_key,
+    )
 
 
 @dataclass
@@ -75,11 +134,20 @@ class KafkaListener:
     stats: ListenerStats = field(default_factory=ListenerStats)
     _refusals_logged: int = field(default=0, init=False, repr=False)
     _refusals_logged_ms: int | None = field(default=None, init=False, repr=False)
+    _sasl: SaslOptions | None = field(default=None, init=False, repr=False)
 
     async def bind(self, host: str, port: int) -> int:
         """Bind the listening socket without accepting yet (connections wait in the backlog
-        until `serve`); returns the bound port (useful when `port` is 0)."""
-        self.server = await asyncio.start_server(self._serve, host, port, start_serving=False)
+        until `serve`); returns the bound port (useful when `port` is 0). ValueError when
+        the security settings cannot be served (no certificate, no authenticator)."""
+        settings = self.context.settings
+        self._sasl = sasl_options(self.context)
+        tls = (
+            tls_context(settings.ssl_certfile, settings.ssl_keyfile) if settings.kafka_tls else None
+        )
+        self.server = await asyncio.start_server(
+            self._serve, host, port, ssl=tls, start_serving=False
+        )
         self.failure.on_failure(lambda _: self._stop_serving())
         bound: int = self.server.sockets[0].getsockname()[1]
         return bound
@@ -112,9 +180,10 @@ class KafkaListener:
         peer = writer.get_extra_info("peername")
         CLIENT_HOST.set(f"/{peer[0]}" if isinstance(peer, tuple) and peer else "")
         try:
-            await _Session(self.context, self.failure, reader, writer).run()
-        except (ConnectionError, asyncio.CancelledError):
-            pass  # the peer went away, or the agent is shutting the connection down
+            sasl = SaslDoor(self._sasl) if self._sasl is not None else None
+            await _Session(self.context, self.failure, reader, writer, sasl).run()
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
+            pass  # the peer went away or broke TLS, or the agent shuts the connection down
         except Exception as error:  # the listener's own bug: the agent stops
             self.failure.report(error, "the Kafka listener")
         finally:
@@ -148,12 +217,17 @@ class _Session:
         failure: AgentFailure,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        sasl: SaslDoor | None = None,
     ) -> None:
         self._ctx = ctx
+        self._sasl = sasl  # None: no authentication on this listener
         self._failure = failure
         self._reader = reader
         self._writer = writer
-        self._connection = KafkaConnection(ctx.apis, ctx.settings.frame_bytes_max)
+        frame_bytes_max = ctx.settings.frame_bytes_max
+        if sasl is not None:
+            frame_bytes_max = min(frame_bytes_max, UNAUTHENTICATED_FRAME_BYTES_MAX)
+        self._connection = KafkaConnection(ctx.apis, frame_bytes_max)
         self._in_flight = InFlightBudget(
             ctx.settings.requests_in_flight_max, ctx.settings.request_bytes_in_flight_max
         )
@@ -185,12 +259,62 @@ class _Session:
             if isinstance(event, ProtocolError):
                 log.info("closing Kafka connection: %s", event.message)
                 return False
+            if self._sasl is not None and not await self._passes_sasl(event):
+                return False
             if isinstance(event, Rejected):
                 self._write(self._connection.send_error(event.request, event.error))
+                continue
+            if self._sasl is not None and self._sasl.verdict(event.api_key) is Verdict.SASL:
+                if not await self._answer_sasl(self._sasl, event):
+                    return False
                 continue
             await self._dispatch(event)
             dispatched += 1
         return False
+
+    async def _passes_sasl(self, event: Request | Rejected) -> bool:
+        """Whether the request may go on, by its connection's authentication state; when it
+        may not, it is answered ILLEGAL_SASL_STATE or not at all, and the connection closes."""
+        assert self._sasl is not None
+        request = event.request if isinstance(event, Rejected) else event
+        verdict = self._sasl.verdict(request.api_key)
+        if verdict in (Verdict.SERVE, Verdict.SASL):
+            return True
+        log.info(
+            "closing Kafka connection: %s v%d %s",
+            api_name(request.api_key),
+            request.api_version,
+            f"while {self._sasl.state.value}",
+        )
+        if verdict is Verdict.REFUSE:
+            self._write(self._connection.send_error(request, ErrorCode.ILLEGAL_SASL_STATE))
+        await self._flush_before_close()
+        return False
+
+    async def _answer_sasl(self, sasl: SaslDoor, request: Request) -> bool:
+        """Answer a SASL request in turn (nothing else of the connection runs meanwhile);
+        False when the connection closes after the answer."""
+        answer = await sasl.answer(request)
+        PRINCIPAL.set(sasl.principal)
+        if sasl.principal is not None:  # authenticated: full-size requests from now on
+            self._connection.frame_bytes_max = self._ctx.settings.frame_bytes_max
+        self._write(self._encoded(request, answer.values))
+        if answer.close:
+            await self._flush_before_close()
+            # as Kafka's connection.failed.authentication.delay.ms: the client reads the
+            # answer before the close (kafka-python otherwise sees only the close), and a
+            # password guesser waits
+            await self._ctx.clock.sleep_ms(FAILED_AUTHENTICATION_CLOSE_DELAY_MS)
+        return not answer.close
+
+    async def _flush_before_close(self) -> None:
+        """Write what is answered before the connection closes: answers of earlier requests
+        (an ApiVersions) settle on the loop's next turns, and responses leave in order."""
+        for _ in range(CLOSE_SETTLE_TURNS_MAX):
+            if not self._connection.responses_pending:
+                break
+            await asyncio.sleep(0)
+        self._write_unwritten()
 
     async def _dispatch(self, request: Request) -> None:
         if not self._in_flight.take(request.size):
@@ -302,7 +426,7 @@ class _Session:
     def _write_unwritten(self) -> None:
         """One write (one system call, mostly) for every response that got ready this turn."""
         unwritten, self._unwritten = self._unwritten, []
-        if not self._failure.failed and not self._writer.is_closing():
+        if unwritten and not self._failure.failed and not self._writer.is_closing():
             self._writer.write(b"".join(unwritten))  # nothing leaves a failed agent
 
 

@@ -1,0 +1,157 @@
+"""What the SASL door's tests share: an in-test Authenticator holding real credentials (SCRAM
+keys derived by scramp's own helpers), an agent served from a thread of the test process (so
+blocking Kafka clients can talk to it), and a self-signed certificate made at test time."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hmac
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from scramp import ScramMechanism
+
+from streamhouse.agent import Agent, open_agent
+from streamhouse.config import HTTP_DISABLED, Settings
+from streamhouse.engine.authentication import Authenticator, Principal
+from streamhouse.kafka.sasl import SCRAM_MECHANISMS
+from streamhouse.ports.tenancy import ScramCredential
+
+ORG = "acme"
+USER = "SHKTESTKEY1"
+SECRET = "right-secret-0123456789"
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+CERT_DAYS = 1
+
+
+class InTestAuthenticator(Authenticator):
+    """Users and their secrets kept in memory, SCRAM credentials as a store would keep them."""
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._secrets = dict(users)
+        self._scram: dict[tuple[str, str], ScramCredential] = {}
+        for user, secret in users.items():
+            for mechanism in SCRAM_MECHANISMS:
+                salt, stored_key, server_key, iterations = ScramMechanism(mechanism).make_auth_info(
+                    secret
+                )
+                self._scram[user, mechanism] = ScramCredential(
+                    user, ORG, mechanism, salt, iterations, stored_key, server_key
+                )
+        self.plain_checks = 0
+
+    async def plain(self, user: str, password: str) -> Principal | None:
+        self.plain_checks += 1
+        secret = self._secrets.get(user)
+        if secret is None or not hmac.compare_digest(secret.encode(), password.encode()):
+            return None
+        return Principal(ORG, user, "member")
+
+    async def scram_credential(
+        self, user: str, mechanism: str
+    ) -> tuple[Principal, ScramCredential] | None:
+        credential = self._scram.get((user, mechanism))
+        return None if credential is None else (Principal(ORG, user, "member"), credential)
+
+
+@dataclass
+class AgentThread:
+    """An agent on a free loopback port, served by an event loop of its own thread."""
+
+    settings: Settings
+    authenticator: Authenticator | None
+    agent: Agent | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _error: BaseException | None = None
+    _thread: threading.Thread | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        assert self.agent is not None
+        return f"127.0.0.1:{self.agent.kafka_port}"
+
+    @property
+    def port(self) -> int:
+        assert self.agent is not None
+        return self.agent.kafka_port
+
+    def start(self) -> AgentThread:
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(START_TIMEOUT_S), "the agent did not start"
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+
+    async def _main(self) -> None:
+        try:
+            self.agent = await open_agent(self.settings, self.authenticator)
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+            return
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        await self.agent.close()
+
+
+def agent_settings(data_dir: Path, protocol: str, cert: tuple[str, str] = ("", "")) -> Settings:
+    return Settings(
+        data_dir=str(data_dir),
+        kafka_port=0,
+        http_port=HTTP_DISABLED,
+        schema_registry_port=HTTP_DISABLED,
+        flush_interval_ms=50,
+        group_initial_rebalance_delay_ms=0,
+        kafka_security_protocol=protocol,
+        ssl_certfile=cert[0],
+        ssl_keyfile=cert[1],
+    )
+
+
+def self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """(certificate, key) PEM files for 127.0.0.1 and localhost, valid for a day."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
