@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import json
 import logging
 import os
 import signal
@@ -19,7 +21,12 @@ from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
 from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
 from streamhouse.engine.admin import AdminService
-from streamhouse.engine.authentication import Authenticator
+from streamhouse.engine.authentication import (
+    Authenticator,
+    BlockingRunner,
+    StoreAuthenticator,
+    run_inline,
+)
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
@@ -38,6 +45,7 @@ from streamhouse.engine.rewrite import Rewriter
 from streamhouse.engine.schema_registry import SchemaRegistry
 from streamhouse.engine.schema_validation import RecordSchemas
 from streamhouse.engine.snapshots import SnapshotWriter
+from streamhouse.engine.tenancy import IssuedKey, TenancyService
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.engine.txn_verification import TxnVerification
@@ -58,6 +66,7 @@ from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
+from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import (
@@ -68,7 +77,9 @@ from streamhouse.server.kafka_listener import (
 )
 from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_registry
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
+from streamhouse.server.tenancy_api import install_tenancy_routes
 from streamhouse.supervisor import Supervisor, drain_surplus
+from streamhouse.tenancy.keys import SALT_BYTES, hash_secret, secret_matches
 
 AGENT_ID_FILE = "agent-id"
 EXIT_INVARIANT_BROKEN = 70  # EX_SOFTWARE: our own invariant failed; the WAL keeps the data
@@ -107,6 +118,8 @@ class Agent:
     merger: Merger
     compactor: Compactor
     schema_registry: SchemaRegistry
+    tenancy: TenancyService
+    authenticator: Authenticator | None  # None: clients are not asked who they are
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
@@ -170,22 +183,64 @@ async def _open_storage(settings: Settings) -> tuple[Disk, ObjectStore, Metadata
     return disk, await open_object_store(settings), open_metadata_store(settings)
 
 
-def agent_authenticator(settings: Settings) -> Authenticator | None:
-    """What checks Kafka clients' SASL credentials; None on a listener without SASL.
-
-    The tenancy store (F13) is not wired yet: a SASL listener gets no authenticator and the
-    agent refuses to start, saying so (`check_kafka_security`)."""
-    return None
-
-
 async def open_agent(settings: Settings, authenticator: Authenticator | None = None) -> Agent:
     """Build every real adapter, recover the log and start the background services.
-    `authenticator`: checks SASL credentials (required when the Kafka listener is SASL)."""
-    check_kafka_security(settings, authenticator)
+    `authenticator`: checks credentials; by default, with auth required, the metadata store's
+    API keys do. ValueError when the listener's security cannot be served."""
     disk, objects, metadata = await _open_storage(settings)
+    rng = SystemRng()
+    if authenticator is None and settings.auth_required:
+        authenticator = await store_authenticator(metadata, rng)
+    try:
+        check_kafka_security(settings, authenticator)  # a certificate that does not load
+    except ValueError:
+        await metadata.close()
+        raise
     return await assemble_agent(
-        settings, SystemClock(), SystemRng(), disk, objects, metadata, authenticator=authenticator
+        settings,
+        SystemClock(),
+        rng,
+        disk,
+        objects,
+        metadata,
+        authenticator=authenticator,
+        run_blocking=asyncio.to_thread,
     )
+
+
+async def store_authenticator(store: TenancyStore, rng: Rng) -> StoreAuthenticator:
+    """The metadata store's API keys, the slow hash checked on a thread. An unknown key is
+    checked against a decoy hash of a random secret, so its answer takes as long as a wrong
+    secret's."""
+    decoy = functools.partial(hash_secret, rng.randbytes(32).hex(), rng.randbytes(SALT_BYTES))
+    decoy_hash = await asyncio.to_thread(decoy)
+    return StoreAuthenticator(store, secret_matches, asyncio.to_thread, decoy_hash=decoy_hash)
+
+
+ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
+
+
+async def _first_admin(agent: Agent, settings: Settings) -> None:
+    """On the first start with auth required (no key anywhere yet), issue an admin key of the
+    default org and leave it in the data directory for the operator; log where, never what."""
+    issued = await agent.tenancy.first_admin()
+    if issued is None:
+        return
+    path = os.path.join(settings.data_dir, ADMIN_CREDENTIALS_FILE)
+    os.makedirs(settings.data_dir, exist_ok=True)
+    write_first_admin(path, issued)
+    logging.getLogger(__name__).warning(
+        "auth required and no API key existed: an admin key of org %r is in %s (mode 0600)",
+        issued.org,
+        path,
+    )
+
+
+def write_first_admin(path: str, issued: IssuedKey) -> None:
+    """The first admin key, readable by its owner only."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as credentials:
+        json.dump({"key": issued.key_id, "secret": issued.secret}, credentials)
 
 
 async def assemble_agent(
@@ -198,6 +253,7 @@ async def assemble_agent(
     buggify: Buggify | None = None,
     failure: AgentFailure | None = None,
     authenticator: Authenticator | None = None,
+    run_blocking: BlockingRunner[str] = run_inline,
 ) -> Agent:
     """Wire the engine and its front doors to the given ports (real ones, or the simulator's),
     recover the log and start listening. `buggify`: the simulator's switch; production
@@ -334,6 +390,8 @@ async def assemble_agent(
         merger,
         compactor,
         schema_registry,
+        TenancyService(metadata, clock, rng, run_blocking),
+        authenticator,
         rebuilt,
         reconcile_loop,
         retention,
@@ -374,6 +432,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         readiness,
         registry,
         agent.admin.describe_storage,
+        routes=[lambda app: install_tenancy_routes(app, agent.tenancy, agent.authenticator)],
     )
 
 
@@ -402,9 +461,9 @@ async def serve(
         try:
             if settings.storage != "null":  # one process per WAL directory
                 held.enter_context(locked_directory(wal_directory(settings)))
-            authenticator = agent_authenticator(settings)
-            check_kafka_security(settings, authenticator)
-            agent = await open_agent(settings, authenticator)
+            agent = await open_agent(settings)
+            if settings.auth_required and settings.process_index == 0:  # one per host
+                await _first_admin(agent, settings)
         except (OSError, StreamHouseError) as error:  # a taken port, an unreachable store
             print_status("cannot start", str(error))
             return EXIT_CANNOT_START

@@ -18,6 +18,8 @@ EVENT_LOOPS = ("uvloop", "asyncio")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 TLS_PROTOCOLS = ("SASL_SSL", "SSL")
+AUTH_REQUIRED = "required"
+AUTH_MODES = ("none", AUTH_REQUIRED)
 SASL_MECHANISMS_KNOWN = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")  # kafka/sasl.py's
 WAL_ENTRY_OVERHEAD_BYTES_MAX = 512  # frame (9) + topic (2 + up to 249) + partition and epoch (8)
 
@@ -71,6 +73,9 @@ class Settings:
     ssl_certfile: str = ""
     ssl_keyfile: str = ""
     sasl_session_lifetime_ms: int = 0
+    # "required": every door wants an API key (Kafka: SASL; the HTTP API: Basic), and the first
+    # start with no key writes an admin key to <data_dir>/admin-credentials.json; "none": open
+    auth: str = "none"
 
     # HTTP (health, readiness, metrics)
     http_host: str = "127.0.0.1"
@@ -317,6 +322,10 @@ class Settings:
             "SSL and SASL_SSL need ssl_certfile and ssl_keyfile (PEM)": (
                 not self.kafka_tls or bool(self.ssl_certfile and self.ssl_keyfile)
             ),
+            "auth must be none or required": self.auth in AUTH_MODES,
+            "auth=required needs kafka_security_protocol SASL_PLAINTEXT or SASL_SSL": (
+                self.auth != AUTH_REQUIRED or self.kafka_sasl
+            ),
             "sasl_session_lifetime_ms must not be negative (0: no re-authentication)": (
                 self.sasl_session_lifetime_ms >= 0
             ),
@@ -327,6 +336,11 @@ class Settings:
         broken = [rule for rule, holds in checks.items() if not holds]
         if broken:
             raise ValueError("invalid settings: " + "; ".join(broken))
+
+    @property
+    def auth_required(self) -> bool:
+        """Clients must present an API key (a SASL listener asks for one, too)."""
+        return self.auth == AUTH_REQUIRED or self.kafka_sasl
 
     @property
     def kafka_sasl(self) -> bool:

@@ -239,6 +239,32 @@ def get_api_json(url: str, timeout_s: float) -> Any | None:
         return None
 
 
+def call_json_api(
+    method: str,
+    url: str,
+    body: Any,
+    headers: Mapping[str, str],
+    timeout_s: float,
+    refusal: Callable[[dict[str, Any], int], str],
+    unreachable: str,
+) -> Any:
+    """The JSON an HTTP API answers; a refusal is a CommandError worded by `refusal(body,
+    status)`, no answer one saying `unreachable` and why."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            return json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        try:
+            detail = refusal(json.loads(error.read()), error.code)
+        except (ValueError, KeyError, TypeError):
+            detail = f"HTTP {error.code}"
+        raise CommandError(detail) from error
+    except (OSError, ValueError) as error:
+        raise CommandError(f"{unreachable} ({error})") from error
+
+
 def print_json(value: Any) -> None:
     """`value` as indented JSON on stdout, for scripts (no colours, no wrapping)."""
     typer.echo(json.dumps(value, indent=2))

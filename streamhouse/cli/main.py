@@ -12,7 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from streamhouse import __version__
-from streamhouse.config import COMPACTION_OFF, HTTP_DISABLED, MERGE_OFF, RECONCILE_OFF, Settings
+from streamhouse.config import (
+    AUTH_REQUIRED,
+    COMPACTION_OFF,
+    HTTP_DISABLED,
+    MERGE_OFF,
+    RECONCILE_OFF,
+    Settings,
+)
 
 console = Console(stderr=True)
 EXIT_USAGE = 2  # as click exits on a bad option
@@ -92,6 +99,15 @@ def redacted(url: str) -> str:
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
+
+
+def with_sasl_when_required(params: dict[str, Any]) -> dict[str, Any]:
+    """`--auth required` on an open listener means its SASL form (PLAINTEXT → SASL_PLAINTEXT,
+    SSL → SASL_SSL)."""
+    protocol = params.get("kafka_security_protocol")
+    if params.get("auth") == AUTH_REQUIRED and protocol in ("PLAINTEXT", "SSL"):
+        return {**params, "kafka_security_protocol": f"SASL_{protocol}"}
+    return params
 
 
 def setting(name: str, help: str, *flags: str, envvar: str = "") -> Any:
@@ -296,6 +312,14 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 "PLAINTEXT (open), SASL_PLAINTEXT, SASL_SSL or SSL (Kafka's security.protocol).",
             ),
         ] = Settings.kafka_security_protocol,
+        auth: Annotated[
+            str,
+            setting(
+                "auth",
+                "none (open) or required: API keys on every door; a PLAINTEXT (SSL) listener "
+                "becomes SASL_PLAINTEXT (SASL_SSL).",
+            ),
+        ] = Settings.auth,
         sasl_mechanisms: Annotated[
             str,
             setting("sasl_mechanisms", "Comma-separated SASL mechanisms a SASL listener offers."),
@@ -458,7 +482,7 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
         """Start an agent on embedded defaults (SQLite + local object store) until
         SIGTERM/SIGINT."""
         try:
-            settings = Settings(**options.params)
+            settings = Settings(**with_sasl_when_required(options.params))
         except ValueError as error:
             print_status("cannot start", str(error))
             raise typer.Exit(EXIT_USAGE) from error

@@ -23,6 +23,7 @@ from streamhouse.cli.agent_client import (
     Output,
     OutputFormat,
     TimeoutS,
+    call_json_api,
     errors,
     print_json,
     say,
@@ -77,28 +78,16 @@ class RegistryClient:
         params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
         encoded = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = self.base + path + ("?" + encoded if encoded else "")
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        request.add_header("Content-Type", CONTENT_TYPE)
-        request.add_header("Accept", CONTENT_TYPE)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as answer:
-                return json.loads(answer.read() or b"null")
-        except urllib.error.HTTPError as error:
-            raise CommandError(_refusal(error)) from error
-        except (OSError, ValueError) as error:
-            raise CommandError(
-                f"cannot reach a schema registry at {self.base} ({error}). Is `streamhouse "
-                "agent` running with its registry on? Set --registry or STREAMHOUSE_REGISTRY."
-            ) from error
+        headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+        unreachable = (
+            f"cannot reach a schema registry at {self.base}. Is `streamhouse agent` running "
+            "with its registry on? Set --registry or STREAMHOUSE_REGISTRY."
+        )
+        return call_json_api(method, url, body, headers, self.timeout_s, _refusal, unreachable)
 
 
-def _refusal(error: urllib.error.HTTPError) -> str:
-    try:
-        refused = json.loads(error.read())
-        return f"error {refused['error_code']}: {refused['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {error.code}"
+def _refusal(refused: dict[str, Any], _status: int) -> str:
+    return f"error {refused['error_code']}: {refused['message']}"
 
 
 def _quoted(subject: str) -> str:

@@ -9,6 +9,7 @@ from streamhouse.cli.admin import admin
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
 from streamhouse.cli.schemas import schemas
+from streamhouse.cli.tenancy import keys, orgs
 from streamhouse.cli.topics import topics
 from streamhouse.cli.transactions import transactions
 
@@ -23,5 +24,7 @@ app.add_typer(topics, name="topics")
 app.add_typer(groups, name="groups")
 app.add_typer(transactions, name="transactions")
 app.add_typer(schemas, name="schemas")
+app.add_typer(orgs, name="orgs")
+app.add_typer(keys, name="keys")
 app.add_typer(admin, name="admin")
 app.command("cluster")(show_cluster)

@@ -51,7 +51,7 @@ class Authenticator(ABC):
         there is no such usable user (the exchange then fakes one)."""
 
 
-async def _run_inline(fn: Callable[[], T]) -> T:
+async def run_inline(fn: Callable[[], T]) -> T:
     return fn()
 
 
@@ -69,7 +69,7 @@ class StoreAuthenticator(Authenticator):
         self,
         store: TenancyStore,
         secret_matches: Callable[[str, str], bool],
-        run_blocking: BlockingRunner[bool] = _run_inline,
+        run_blocking: BlockingRunner[bool] = run_inline,
         decoy_hash: str | None = None,
     ) -> None:
         self._store = store

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from streamhouse.engine.authentication import Principal
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.rng import Rng
@@ -40,6 +41,29 @@ class TenancyRefused(StreamHouseError):
     """A tenancy request that breaks a rule: the message says which."""
 
     code = ErrorCode.INVALID_REQUEST
+
+
+class NotPermitted(StreamHouseError):
+    """The acting principal may not manage what it asked to."""
+
+    code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+
+
+def may_manage(actor: Principal | None, org: str | None) -> bool:
+    """Whether `actor` manages `org` (None: every org, i.e. the orgs themselves): anyone when
+    authentication is off (no actor), the default org's admins everywhere, an org's admins in
+    their org."""
+    if actor is None:
+        return True
+    if actor.role != ROLE_ADMIN:
+        return False
+    return actor.org == DEFAULT_ORG or (org is not None and actor.org == org)
+
+
+def require_manager(actor: Principal | None, org: str | None) -> None:
+    if not may_manage(actor, org):
+        what = "orgs" if org is None else f"org {org!r}"
+        raise NotPermitted(f"{actor.kafka_name if actor else 'anonymous'} may not manage {what}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +95,8 @@ class TenancyService:
 
     # --- orgs -------------------------------------------------------------------------------
 
-    async def create_org(self, name: str) -> Org:
+    async def create_org(self, name: str, actor: Principal | None = None) -> Org:
+        require_manager(actor, None)
         try:
             validate_org_name(name)
         except ValueError as invalid:
@@ -81,10 +106,12 @@ class TenancyService:
             raise TenancyRefused(f"org {name!r} exists already")
         return Org(name, now_ms)
 
-    async def orgs(self) -> list[Org]:
-        return await self._store.orgs()
+    async def orgs(self, actor: Principal | None = None) -> list[Org]:
+        """The orgs `actor` manages (every org for the default org's admins)."""
+        return [org for org in await self._store.orgs() if may_manage(actor, org.name)]
 
-    async def delete_org(self, name: str) -> None:
+    async def delete_org(self, name: str, actor: Principal | None = None) -> None:
+        require_manager(actor, None)
         if name == DEFAULT_ORG:
             raise TenancyRefused(f"the built-in org {DEFAULT_ORG!r} cannot be deleted")
         if not await self._store.delete_org(name):
@@ -92,8 +119,11 @@ class TenancyService:
 
     # --- keys -------------------------------------------------------------------------------
 
-    async def issue_key(self, org: str, role: str = ROLE_MEMBER) -> IssuedKey:
+    async def issue_key(
+        self, org: str, role: str = ROLE_MEMBER, actor: Principal | None = None
+    ) -> IssuedKey:
         """A new key of `org`, with its secret (shown to the caller only now)."""
+        require_manager(actor, org)
         if role not in ROLES:
             raise TenancyRefused(f"role {role!r} is not one of {', '.join(ROLES)}")
         if org not in {known.name for known in await self._store.orgs()}:
@@ -127,10 +157,15 @@ class TenancyService:
                 )
             )
 
-    async def keys(self, org: str | None = None) -> list[ApiKey]:
-        return await self._store.keys(org)
+    async def keys(self, org: str | None = None, actor: Principal | None = None) -> list[ApiKey]:
+        """The keys of `org` (of every org `actor` manages when None)."""
+        if org is not None:
+            require_manager(actor, org)
+        return [key for key in await self._store.keys(org) if may_manage(actor, key.org)]
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str, actor: Principal | None = None) -> None:
+        key = await self._store.key(key_id)
+        require_manager(actor, key.org if key is not None else None)
         if not await self._store.revoke_key(key_id, self._clock.now_ms()):
             raise TenancyRefused(f"there is no live key {key_id!r}")
 

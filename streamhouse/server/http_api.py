@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import uvicorn
@@ -54,8 +54,12 @@ def build_app(
     readiness: ReadinessProbe,
     registry: CollectorRegistry,
     topic_storage: TopicStorage | None = None,
+    routes: Sequence[Callable[[FastAPI], None]] = (),
 ) -> FastAPI:
+    """The app; `routes` add more of /api/v1 (orgs and keys)."""
     app = FastAPI(title="StreamHouse agent", version=identity.version, docs_url=None)
+    for install in routes:
+        install(app)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -186,8 +190,9 @@ async def start_agent_http(
     readiness: ReadinessProbe,
     registry: CollectorRegistry,
     topic_storage: TopicStorage | None = None,
+    routes: Sequence[Callable[[FastAPI], None]] = (),
 ) -> AgentHttp:
     """Serve health, readiness, metrics and the API on `host:port` (0: any free port)."""
-    listener = HttpListener(build_app(identity, readiness, registry, topic_storage))
+    listener = HttpListener(build_app(identity, readiness, registry, topic_storage, routes))
     bound = await listener.start(host, port)
     return AgentHttp(listener, bound)

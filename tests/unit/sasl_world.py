@@ -5,17 +5,11 @@ blocking Kafka clients can talk to it), and a self-signed certificate made at te
 from __future__ import annotations
 
 import asyncio
-import datetime
 import hmac
-import ipaddress
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from scramp import ScramMechanism
 
 from streamhouse.agent import Agent, open_agent
@@ -29,7 +23,6 @@ USER = "SHKTESTKEY1"
 SECRET = "right-secret-0123456789"
 START_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
-CERT_DAYS = 1
 
 
 class InTestAuthenticator(Authenticator):
@@ -125,33 +118,3 @@ def agent_settings(data_dir: Path, protocol: str, cert: tuple[str, str] = ("", "
         ssl_certfile=cert[0],
         ssl_keyfile=cert[1],
     )
-
-
-def self_signed_certificate(directory: Path) -> tuple[str, str]:
-    """(certificate, key) PEM files for 127.0.0.1 and localhost, valid for a day."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
