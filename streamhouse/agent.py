@@ -335,6 +335,7 @@ async def assemble_agent(
         leases=metadata,
         record_schemas=record_schemas,
     )
+    tenancy = TenancyService(metadata, clock, rng, run_blocking)
     context = KafkaContext(
         settings=settings,
         clock=clock,
@@ -346,6 +347,7 @@ async def assemble_agent(
         transactions=transactions,
         markers=markers,
         authenticator=authenticator,
+        tenancy=tenancy,
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
@@ -390,7 +392,7 @@ async def assemble_agent(
         merger,
         compactor,
         schema_registry,
-        TenancyService(metadata, clock, rng, run_blocking),
+        tenancy,
         authenticator,
         rebuilt,
         reconcile_loop,

@@ -12,7 +12,8 @@ the slow hash runs through `run_blocking`, off the event loop.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from streamhouse.engine.authentication import Principal
@@ -29,7 +30,13 @@ from streamhouse.ports.tenancy import (
 )
 from streamhouse.tenancy.keys import KEY_RANDOM_BYTES, SALT_BYTES, hash_secret, new_key
 from streamhouse.tenancy.names import validate_org_name
-from streamhouse.tenancy.scram import MECHANISMS, SCRAM_ITERATIONS_DEFAULT, derive_scram
+from streamhouse.tenancy.scram import (
+    MECHANISMS,
+    SCRAM_ITERATIONS_DEFAULT,
+    check_iterations,
+    derive_scram,
+    keys_of_salted_password,
+)
 
 ROLE_ADMIN = "admin"  # manages its org: keys, ACLs, quotas
 ROLE_MEMBER = "member"
@@ -64,6 +71,26 @@ def require_manager(actor: Principal | None, org: str | None) -> None:
     if not may_manage(actor, org):
         what = "orgs" if org is None else f"org {org!r}"
         raise NotPermitted(f"{actor.kafka_name if actor else 'anonymous'} may not manage {what}")
+
+
+@dataclass(frozen=True)
+class UserScram:
+    """One user's answer to DescribeUserScramCredentials: its mechanisms and iterations, or why
+    there is none to show."""
+
+    user: str
+    error: ErrorCode = ErrorCode.NONE
+    message: str | None = None
+    credentials: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class ScramUpsertion:
+    user: str
+    mechanism: str
+    iterations: int
+    salt: bytes
+    salted_password: bytes
 
 
 @dataclass(frozen=True)
@@ -175,3 +202,104 @@ class TenancyService:
         if await self._store.keys():
             return None
         return await self.issue_key(DEFAULT_ORG, ROLE_ADMIN)
+
+    # --- SCRAM credentials (Kafka's Describe/AlterUserScramCredentials) ----------------------
+
+    async def describe_scram(
+        self, users: Sequence[str] | None, actor: Principal | None = None
+    ) -> list[UserScram]:
+        """The SCRAM credentials of `users` (every user `actor` manages when None or empty)."""
+        if not users:
+            keys = [k for k in await self._store.keys() if may_manage(actor, k.org)]
+            described = [await self._described(k.key_id) for k in keys if k.revoked_ms is None]
+            return [user for user in described if user.credentials]
+        counts = Counter(users)
+        answers = []
+        for user in dict.fromkeys(users):
+            if counts[user] > 1:
+                message = "Cannot describe SCRAM credentials for the same user twice in a request"
+                answers.append(UserScram(user, ErrorCode.DUPLICATE_RESOURCE, message))
+            elif await self._managed_key(user, actor) is None:
+                answers.append(_no_credential(user))
+            else:
+                found = await self._described(user)
+                answers.append(found if found.credentials else _no_credential(user))
+        return answers
+
+    async def _described(self, user: str) -> UserScram:
+        credentials = await self._store.scram_credentials(user)
+        return UserScram(user, credentials=tuple((c.mechanism, c.iterations) for c in credentials))
+
+    async def _managed_key(self, user: str, actor: Principal | None) -> ApiKey | None:
+        key = await self._store.key(user)
+        if key is None or key.revoked_ms is not None or not may_manage(actor, key.org):
+            return None
+        return key
+
+    async def alter_scram(
+        self,
+        deletions: Sequence[tuple[str, str]],
+        upsertions: Sequence[ScramUpsertion],
+        actor: Principal | None = None,
+    ) -> dict[str, tuple[ErrorCode, str | None]]:
+        """Apply each user's changes; (error, message) by user, ErrorCode.NONE when applied."""
+        touched = Counter(
+            [(user, mechanism) for user, mechanism in deletions]
+            + [(u.user, u.mechanism) for u in upsertions]
+        )
+        outcomes: dict[str, tuple[ErrorCode, str | None]] = {}
+        for (user, _), count in touched.items():
+            if count > 1:
+                message = "A user credential cannot be altered twice in the same request"
+                outcomes[user] = (ErrorCode.DUPLICATE_RESOURCE, message)
+        for user, mechanism in deletions:
+            if user not in outcomes:
+                outcomes[user] = await self._delete_scram(user, mechanism, actor)
+        for upsertion in upsertions:
+            if upsertion.user not in outcomes:
+                outcomes[upsertion.user] = await self._upsert_scram(upsertion, actor)
+        return outcomes
+
+    async def _delete_scram(
+        self, user: str, mechanism: str, actor: Principal | None
+    ) -> tuple[ErrorCode, str | None]:
+        missing = "Attempt to delete a user credential that does not exist"
+        if await self._managed_key(user, actor) is None:
+            return ErrorCode.RESOURCE_NOT_FOUND, missing
+        if not await self._store.delete_scram_credential(user, mechanism):
+            return ErrorCode.RESOURCE_NOT_FOUND, missing
+        return ErrorCode.NONE, None
+
+    async def _upsert_scram(
+        self, upsertion: ScramUpsertion, actor: Principal | None
+    ) -> tuple[ErrorCode, str | None]:
+        key = await self._managed_key(upsertion.user, actor)
+        if key is None:
+            return ErrorCode.RESOURCE_NOT_FOUND, (
+                f"no live API key {upsertion.user!r} you manage: SCRAM users are API keys"
+            )
+        try:
+            check_iterations(upsertion.mechanism, upsertion.iterations)
+        except ValueError as unacceptable:
+            return ErrorCode.UNACCEPTABLE_CREDENTIAL, str(unacceptable)
+        if not upsertion.salt or not upsertion.salted_password:
+            return ErrorCode.UNACCEPTABLE_CREDENTIAL, "the salt and salted password must be set"
+        stored_key, server_key = keys_of_salted_password(
+            upsertion.mechanism, upsertion.salted_password
+        )
+        credential = ScramCredential(
+            key.key_id,
+            key.org,
+            upsertion.mechanism,
+            upsertion.salt,
+            upsertion.iterations,
+            stored_key,
+            server_key,
+        )
+        await self._store.set_scram_credential(credential)
+        return ErrorCode.NONE, None
+
+
+def _no_credential(user: str) -> UserScram:
+    message = "Attempt to describe a user credential that does not exist"
+    return UserScram(user, ErrorCode.RESOURCE_NOT_FOUND, message)

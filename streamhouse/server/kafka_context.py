@@ -15,6 +15,7 @@ from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.tenancy import TenancyService
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.kafka.apis import ApiTable
@@ -53,6 +54,7 @@ class KafkaContext:
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
     # Checks SASL credentials; required when settings.kafka_sasl
     authenticator: Authenticator | None = None
+    tenancy: TenancyService | None = None  # SCRAM credentials through Kafka's admin APIs
     # The secret unknown SCRAM users' fake salts derive from (kafka/sasl.py). Random per
     # process: stable for a user name while the agent runs
     sasl_fake_salt_key: bytes = field(

@@ -72,6 +72,7 @@ from streamhouse.server.kafka_groups import (
 from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
 from streamhouse.server.kafka_produce import produce
 from streamhouse.server.kafka_producers import init_producer_id
+from streamhouse.server.kafka_scram import SCRAM_HANDLERS
 from streamhouse.server.kafka_transactions import TRANSACTION_HANDLERS, TRANSACTION_MAX_VERSIONS
 
 FETCH_PARTITION_BYTES_MIN = 1
@@ -375,6 +376,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.ALTER_PARTITION_REASSIGNMENTS: alter_partition_reassignments,
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
     **TRANSACTION_HANDLERS,
+    **SCRAM_HANDLERS,
 }
 MAX_VERSIONS = {  # later versions name topics by id
     ApiKey.PRODUCE: 12,

@@ -36,10 +36,23 @@ def derive_scram(
     if not salt:
         raise ValueError("a SCRAM salt must not be empty")
     salted_password = hashlib.pbkdf2_hmac(hash_name, password.encode("utf-8"), salt, iterations)
+    return keys_of_salted_password(mechanism, salted_password)
+
+
+def keys_of_salted_password(mechanism: str, salted_password: bytes) -> tuple[bytes, bytes]:
+    """(stored_key, server_key) from a SaltedPassword, which is what Kafka's
+    AlterUserScramCredentials carries (the client salts and iterates the password)."""
+    hash_name = _hash_name(mechanism)
     client_key = hmac.digest(salted_password, _CLIENT_KEY_LABEL, hash_name)
     stored_key = hashlib.new(hash_name, client_key).digest()
     server_key = hmac.digest(salted_password, _SERVER_KEY_LABEL, hash_name)
     return stored_key, server_key
+
+
+def check_iterations(mechanism: str, iterations: int) -> None:
+    """ValueError, in Kafka's words, when `iterations` is out of Kafka's bounds."""
+    _hash_name(mechanism)
+    _check_iterations(mechanism, iterations)
 
 
 def _hash_name(mechanism: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
@@ -196,3 +196,50 @@ def test_keys_manage_only_what_their_role_and_org_allow(secured: Secured) -> Non
     assert other.exit_code == 1 and "403" in other.output
     anonymous = {"STREAMHOUSE_HTTP": secured.agent.http_base}
     assert "401" in secured.streamctl("orgs", "list", env=anonymous).output
+
+
+def test_scram_credentials_are_managed_through_kafka_s_admin_apis(secured: Secured) -> None:
+    from confluent_kafka.admin import (
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    key, secret = secured.issue("acme")
+    admin_key, admin_secret = (
+        secured.admin_env["STREAMHOUSE_KEY"],
+        secured.admin_env["STREAMHOUSE_SECRET"],
+    )
+    admin = AdminClient(confluent_config(secured.listener, "PLAIN", admin_key, admin_secret))
+    described = admin.describe_user_scram_credentials([key])[key].result(CLIENT_TIMEOUT_S)
+    assert {(i.mechanism, i.iterations) for i in described.scram_credential_infos} == {
+        (ScramMechanism.SCRAM_SHA_256, 4096),
+        (ScramMechanism.SCRAM_SHA_512, 4096),
+    }
+    changes = [
+        UserScramCredentialUpsertion(
+            key, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), b"a-new-password"
+        ),
+    ]
+    for future in admin.alter_user_scram_credentials(changes).values():
+        future.result(CLIENT_TIMEOUT_S)
+    deletion = [UserScramCredentialDeletion(key, ScramMechanism.SCRAM_SHA_512)]
+    for future in admin.alter_user_scram_credentials(deletion).values():
+        future.result(CLIENT_TIMEOUT_S)
+    described = admin.describe_user_scram_credentials([key])[key].result(CLIENT_TIMEOUT_S)
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == [
+        (ScramMechanism.SCRAM_SHA_256, 8192)
+    ]
+    fresh = confluent_config(secured.listener, "SCRAM-SHA-256", key, "a-new-password")
+    producer = Producer(fresh)
+    producer.produce("p15-rotated", VALUE)
+    assert producer.flush(CLIENT_TIMEOUT_S) == 0  # the new SCRAM password works
+    gone = confluent_config(secured.listener, "SCRAM-SHA-512", key, secret)
+    assert confluent_fails_to_authenticate(gone)  # its SCRAM-SHA-512 credential went
+    member = AdminClient(confluent_config(secured.listener, "PLAIN", key, secret))
+    refused = member.describe_user_scram_credentials([admin_key])[admin_key]
+    with pytest.raises(KafkaException) as error:
+        refused.result(CLIENT_TIMEOUT_S)
+    assert error.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND

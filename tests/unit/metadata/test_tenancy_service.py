@@ -9,7 +9,8 @@ import pytest
 
 from sim.clock import VirtualClock
 from sim.rng import SeededRng
-from streamhouse.engine.tenancy import ROLE_ADMIN, TenancyRefused, TenancyService
+from streamhouse.engine.tenancy import ROLE_ADMIN, ScramUpsertion, TenancyRefused, TenancyService
+from streamhouse.errors import ErrorCode
 from streamhouse.io.sql.store import SqlMetadataStore
 from streamhouse.ports.tenancy import DEFAULT_ORG
 from streamhouse.tenancy.keys import secret_matches
@@ -85,3 +86,32 @@ def test_the_first_admin_is_issued_once(store: SqlMetadataStore) -> None:
     first = run(tenancy.first_admin())
     assert first is not None and (first.org, first.role) == (DEFAULT_ORG, ROLE_ADMIN)
     assert run(tenancy.first_admin()) is None
+
+
+def test_scram_credentials_follow_kafka_s_rules(store: SqlMetadataStore) -> None:
+    tenancy = _service(store)
+    issued = run(tenancy.issue_key(DEFAULT_ORG))
+    user = issued.key_id
+    [described] = run(tenancy.describe_scram([user]))
+    assert sorted(described.credentials) == [("SCRAM-SHA-256", 4096), ("SCRAM-SHA-512", 4096)]
+    twice = run(tenancy.describe_scram([user, user]))
+    assert [(d.user, d.error) for d in twice] == [(user, ErrorCode.DUPLICATE_RESOURCE)]
+    [unknown] = run(tenancy.describe_scram(["SHNOBODY"]))
+    assert unknown.error is ErrorCode.RESOURCE_NOT_FOUND
+    salted = b"\x01" * 32
+    few = ScramUpsertion(user, "SCRAM-SHA-256", 1024, b"salt" * 4, salted)
+    outcomes = run(tenancy.alter_scram([], [few]))
+    assert outcomes[user][0] is ErrorCode.UNACCEPTABLE_CREDENTIAL
+    assert "Too few iterations" in str(outcomes[user][1])
+    both = run(tenancy.alter_scram([(user, "SCRAM-SHA-256")], [few]))
+    assert both[user][0] is ErrorCode.DUPLICATE_RESOURCE
+    good = ScramUpsertion(user, "SCRAM-SHA-256", 8192, b"salt" * 4, salted)
+    assert run(tenancy.alter_scram([(user, "SCRAM-SHA-512")], [])) == {user: (ErrorCode.NONE, None)}
+    assert run(tenancy.alter_scram([], [good])) == {user: (ErrorCode.NONE, None)}
+    assert run(tenancy.describe_scram([user]))[0].credentials == (("SCRAM-SHA-256", 8192),)
+    again = run(tenancy.alter_scram([(user, "SCRAM-SHA-512")], []))
+    assert again[user][0] is ErrorCode.RESOURCE_NOT_FOUND
+    stranger = ScramUpsertion("SHNOBODY", "SCRAM-SHA-256", 8192, b"salt" * 4, salted)
+    assert run(tenancy.alter_scram([], [stranger]))["SHNOBODY"][0] is ErrorCode.RESOURCE_NOT_FOUND
+    [everyone] = run(tenancy.describe_scram(None))
+    assert everyone.user == user
