@@ -246,6 +246,7 @@ def test_kafka_python_right_secret_produces_and_consumes(
 
 # kafka-python retries its bootstrap for 30 s whatever it is told, so one case per protocol
 # (confluent-kafka and aiokafka above cover every mechanism against wrong secrets)
+@pytest.mark.slow  # 30 s each: part of make test-all, not of the inner loop
 @pytest.mark.parametrize(("mechanism", "user", "secret"), [(SCRAM_SHA_256, UNKNOWN, SECRET)])
 def test_kafka_python_wrong_secret_or_unknown_user_is_refused(
     listener: tuple[AgentThread, str, str],
