@@ -20,6 +20,7 @@ from typing import Any
 from streamhouse import __version__
 from streamhouse.cli.main import AgentBanner, build_app, print_banner, print_status
 from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Settings
+from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import (
     Authenticator,
@@ -348,6 +349,7 @@ async def assemble_agent(
         markers=markers,
         authenticator=authenticator,
         tenancy=tenancy,
+        acls=AclService(metadata),
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)

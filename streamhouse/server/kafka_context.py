@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
+from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.engine.groups import GroupCoordinator
@@ -55,6 +56,7 @@ class KafkaContext:
     # Checks SASL credentials; required when settings.kafka_sasl
     authenticator: Authenticator | None = None
     tenancy: TenancyService | None = None  # SCRAM credentials through Kafka's admin APIs
+    acls: AclService | None = None  # Create/Describe/DeleteAcls
     # The secret unknown SCRAM users' fake salts derive from (kafka/sasl.py). Random per
     # process: stable for a user name while the agent runs
     sasl_fake_salt_key: bytes = field(

@@ -35,6 +35,7 @@ from streamhouse.kafka.sentinels import (
 from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.topics import TopicRecord
+from streamhouse.server.kafka_acls import ACL_HANDLERS
 from streamhouse.server.kafka_admin import (
     alter_configs,
     create_partitions,
@@ -377,6 +378,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: describe_topic_partitions,
     **TRANSACTION_HANDLERS,
     **SCRAM_HANDLERS,
+    **ACL_HANDLERS,
 }
 MAX_VERSIONS = {  # later versions name topics by id
     ApiKey.PRODUCE: 12,

@@ -243,3 +243,77 @@ def test_scram_credentials_are_managed_through_kafka_s_admin_apis(secured: Secur
     with pytest.raises(KafkaException) as error:
         refused.result(CLIENT_TIMEOUT_S)
     assert error.value.args[0].code() == KafkaError.RESOURCE_NOT_FOUND
+
+
+def test_acls_are_kept_per_org_through_kafka_s_admin_apis(secured: Secured) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    def admin_of(key: str, secret: str) -> AdminClient:
+        return AdminClient(confluent_config(secured.listener, "PLAIN", key, secret))
+
+    org_admin, org_secret = secured.issue("acme", "admin")
+    acme = admin_of(org_admin, org_secret)
+    reader = AclBinding(
+        ResourceType.TOPIC,
+        "orders",
+        ResourcePatternType.LITERAL,
+        f"User:{secured.key}",
+        "*",
+        AclOperation.READ,
+        AclPermissionType.ALLOW,
+    )
+    writers = AclBinding(
+        ResourceType.TOPIC,
+        "orders-",
+        ResourcePatternType.PREFIXED,
+        "User:*",
+        "*",
+        AclOperation.WRITE,
+        AclPermissionType.DENY,
+    )
+    for future in acme.create_acls([reader, writers]).values():
+        future.result(CLIENT_TIMEOUT_S)
+    everything = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    assert sorted(map(str, acme.describe_acls(everything).result(CLIENT_TIMEOUT_S))) == sorted(
+        map(str, [reader, writers])
+    )
+    matching = AclBindingFilter(
+        ResourceType.TOPIC,
+        "orders-eu",
+        ResourcePatternType.MATCH,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    assert acme.describe_acls(matching).result(CLIENT_TIMEOUT_S) == [writers]
+    # the default org's admin sees its own org's ACLs, none of acme's
+    default = admin_of(
+        secured.admin_env["STREAMHOUSE_KEY"], secured.admin_env["STREAMHOUSE_SECRET"]
+    )
+    assert default.describe_acls(everything).result(CLIENT_TIMEOUT_S) == []
+    # a member manages no ACLs; an invalid binding is refused with Kafka's reason
+    member = admin_of(secured.key, secured.secret)
+    [refused] = member.create_acls([reader]).values()
+    with pytest.raises(KafkaException) as error:
+        refused.result(CLIENT_TIMEOUT_S)
+    assert error.value.args[0].code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    [deleted] = acme.delete_acls([matching]).values()
+    assert deleted.result(CLIENT_TIMEOUT_S) == [writers]
+    assert acme.describe_acls(everything).result(CLIENT_TIMEOUT_S) == [reader]

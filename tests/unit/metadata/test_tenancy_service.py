@@ -9,10 +9,13 @@ import pytest
 
 from sim.clock import VirtualClock
 from sim.rng import SeededRng
+from streamhouse.engine.acls import AclService
+from streamhouse.engine.authentication import Principal
 from streamhouse.engine.tenancy import ROLE_ADMIN, ScramUpsertion, TenancyRefused, TenancyService
 from streamhouse.errors import ErrorCode
 from streamhouse.io.sql.store import SqlMetadataStore
-from streamhouse.ports.tenancy import DEFAULT_ORG
+from streamhouse.ports.tenancy import DEFAULT_ORG, AclBinding
+from streamhouse.tenancy.acls import AclFilter
 from streamhouse.tenancy.keys import secret_matches
 from streamhouse.tenancy.scram import MECHANISMS, derive_scram
 from tests.unit.metadata.builders import run
@@ -115,3 +118,23 @@ def test_scram_credentials_follow_kafka_s_rules(store: SqlMetadataStore) -> None
     assert run(tenancy.alter_scram([], [stranger]))["SHNOBODY"][0] is ErrorCode.RESOURCE_NOT_FOUND
     [everyone] = run(tenancy.describe_scram(None))
     assert everyone.user == user
+
+
+def test_acls_are_checked_kept_per_org_and_deleted_once(store: SqlMetadataStore) -> None:
+    acls = AclService(store)
+    admin = Principal("acme", "SHADMIN", ROLE_ADMIN)
+    run(_service(store).create_org("acme"))
+    read = AclBinding(2, "orders", 3, "User:SHREADER", "*", 3, 3)
+    wildcard_prefix = AclBinding(2, "*", 4, "User:SHREADER", "*", 3, 3)
+    outcomes = run(acls.create([read, wildcard_prefix], admin))
+    assert outcomes[0] == (ErrorCode.NONE, None)
+    assert outcomes[1][0] is ErrorCode.INVALID_REQUEST
+    everything = AclFilter()
+    assert run(acls.describe(everything, admin)) == [read]
+    assert run(acls.describe(everything, None)) == []  # the default org's, not acme's
+    member = Principal("acme", "SHMEMBER", "member")
+    [(code, _)] = run(acls.create([read], member))
+    assert code is ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    twice = run(acls.delete([everything, AclFilter(resource_type=2)], admin))
+    assert [d.bindings for d in twice] == [(read,), ()]
+    assert run(acls.describe(everything, admin)) == []

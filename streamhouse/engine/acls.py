@@ -1,0 +1,107 @@
+"""ACL administration: create, describe and delete an org's ACLs (Kafka's CreateAcls,
+DescribeAcls, DeleteAcls), each binding checked by the tenancy floor's rules.
+
+A principal manages the ACLs of its own org when it is that org's admin (the default org's
+admins manage theirs); an open agent (no principal) manages the default org's. Bindings are
+stored per org, so one org never sees or deletes another's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from streamhouse.engine.authentication import Principal
+from streamhouse.engine.tenancy import NotPermitted, require_manager
+from streamhouse.errors import ErrorCode
+from streamhouse.ports.tenancy import DEFAULT_ORG, AclBinding, TenancyStore
+from streamhouse.tenancy.acls import AclFilter, InvalidAcl, check_binding, check_filter
+from streamhouse.tenancy.acls import matches_filter as binding_matches
+
+Outcome = tuple[ErrorCode, str | None]
+OK: Outcome = (ErrorCode.NONE, None)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """One DeleteAcls filter's answer: its error, or the bindings it removed."""
+
+    error: ErrorCode
+    message: str | None
+    bindings: tuple[AclBinding, ...] = ()
+
+
+class AclService:
+    """The ACLs of the acting principal's org."""
+
+    def __init__(self, store: TenancyStore) -> None:
+        self._store = store
+
+    async def create(
+        self, bindings: Sequence[AclBinding], actor: Principal | None
+    ) -> list[Outcome]:
+        """An outcome per binding, in order; the valid ones are kept."""
+        org = _org(actor)
+        try:
+            require_manager(actor, org)
+        except NotPermitted as refused:
+            return [(refused.code, str(refused))] * len(bindings)
+        outcomes: list[Outcome] = []
+        valid: list[AclBinding] = []
+        for binding in bindings:
+            try:
+                check_binding(binding)
+            except InvalidAcl as invalid:
+                outcomes.append((ErrorCode.INVALID_REQUEST, str(invalid)))
+                continue
+            valid.append(binding)
+            outcomes.append(OK)
+        if valid:
+            await self._store.add_acls(org, valid)
+        return outcomes
+
+    async def describe(self, acl_filter: AclFilter, actor: Principal | None) -> list[AclBinding]:
+        """The org's bindings the filter matches; NotPermitted or InvalidAcl when refused."""
+        org = _org(actor)
+        require_manager(actor, org)
+        check_filter(acl_filter)
+        return [b for b in await self._store.acls(org) if binding_matches(b, acl_filter)]
+
+    async def delete(self, filters: Sequence[AclFilter], actor: Principal | None) -> list[Deleted]:
+        """For each filter, the bindings it removed (a binding matched twice goes once)."""
+        org = _org(actor)
+        try:
+            require_manager(actor, org)
+        except NotPermitted as refused:
+            return [Deleted(refused.code, str(refused))] * len(filters)
+        kept = await self._store.acls(org)
+        removed: set[AclBinding] = set()
+        answers = []
+        for acl_filter in filters:
+            try:
+                check_filter(acl_filter)
+            except InvalidAcl as invalid:
+                answers.append(Deleted(ErrorCode.INVALID_REQUEST, str(invalid)))
+                continue
+            matched = [b for b in kept if binding_matches(b, acl_filter) and b not in removed]
+            removed.update(matched)
+            answers.append(Deleted(ErrorCode.NONE, None, tuple(matched)))
+        if removed:
+            await self._store.remove_acls(org, sorted(removed, key=_order))
+        return answers
+
+
+def _org(actor: Principal | None) -> str:
+    return DEFAULT_ORG if actor is None else actor.org
+
+
+def _order(binding: AclBinding) -> tuple[int, str, int, str, str, int, int]:
+    return (
+        binding.resource_type,
+        binding.resource_name,
+        binding.pattern_type,
+        binding.principal,
+        binding.host,
+        binding.operation,
+        binding.permission,
+    )
