@@ -145,7 +145,7 @@ def test_clean_close_and_close_inside_a_frame() -> None:
         (struct.pack(">ihhih", 12, 18, 0, 1, 5) + b"ab", "client id of 5 bytes"),
         (struct.pack(">ihhih", 12, 18, 0, 1, 2) + b"\xff\xfe", "not UTF-8"),
         (struct.pack(">ihhih", 10, 999, 0, 1, -1), "api key 999 (UNKNOWN) is not served"),
-        (struct.pack(">ihhih", 10, 29, 1, 1, -1), "DESCRIBE_ACLS) is not served"),
+        (struct.pack(">ihhih", 10, 38, 1, 1, -1), "CREATE_DELEGATION_TOKEN) is not served"),
         (struct.pack(">ihhih", 10, 3, 99, 1, -1), "version outside v0..v13"),
         (struct.pack(">ihhih", 10, 0, 99, 1, -1), "version outside v0..v13"),
     ],
