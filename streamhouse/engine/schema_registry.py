@@ -337,9 +337,7 @@ class SchemaRegistry:
         live: Sequence[SubjectVersion],
         level: CompatibilityLevel,
     ) -> None:
-        looked_at = live if level.value.endswith("_TRANSITIVE") else live[-1:]
-        earlier = [await self._parsed_by_id(v.schema_id) for v in looked_at]
-        problems = incompatibilities(level, parsed, earlier)
+        problems = await self._problems(level, parsed, live)
         if problems:
             self.stats.compatibility_refusals += 1
             raise RegistryError(
@@ -347,6 +345,15 @@ class SchemaRegistry:
                 f"Schema being registered is incompatible with an earlier schema for subject "
                 f'"{subject}", details: {problems}',
             )
+
+    async def _problems(
+        self, level: CompatibilityLevel, parsed: ParsedSchema, live: Sequence[SubjectVersion]
+    ) -> list[str]:
+        """Why `parsed` cannot follow `live` at `level` (only the versions it looks at are read:
+        the latest one unless the level is transitive)."""
+        looked_at = live if level.value.endswith("_TRANSITIVE") else live[-1:]
+        earlier = [await self._parsed_by_id(v.schema_id) for v in looked_at]
+        return incompatibilities(level, parsed, earlier, versions=[v.version for v in looked_at])
 
     async def lookup(
         self,
@@ -394,8 +401,7 @@ class SchemaRegistry:
         else:
             live = [await self._find_version(subject, spec, include_deleted=False)]
             level = _non_transitive(level)
-        earlier = [await self._parsed_by_id(v.schema_id) for v in live]
-        problems = incompatibilities(level, parsed, earlier)
+        problems = await self._problems(level, parsed, live)
         return Compatibility(not problems, tuple(problems))
 
     # --- deletes ----------------------------------------------------------------------------

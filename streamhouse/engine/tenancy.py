@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streamhouse.engine.authentication import Principal
+from streamhouse.engine.authentication import BlockingRunner, Principal
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.rng import Rng
@@ -111,7 +111,7 @@ class TenancyService:
         store: TenancyStore,
         clock: Clock,
         rng: Rng,
-        run_blocking: Callable[[Callable[[], str]], Awaitable[str]],
+        run_blocking: BlockingRunner[str],
         scram_iterations: int = SCRAM_ITERATIONS_DEFAULT,
     ) -> None:
         self._store = store

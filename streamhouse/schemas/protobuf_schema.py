@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import importlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,25 +43,6 @@ from google.protobuf import (
     wrappers_pb2,
 )
 from google.protobuf.message import DecodeError
-from google.type import (
-    calendar_period_pb2,
-    color_pb2,
-    date_pb2,
-    datetime_pb2,
-    dayofweek_pb2,
-    decimal_pb2,
-    expr_pb2,
-    fraction_pb2,
-    interval_pb2,
-    latlng_pb2,
-    localized_text_pb2,
-    money_pb2,
-    month_pb2,
-    phone_number_pb2,
-    postal_address_pb2,
-    quaternion_pb2,
-    timeofday_pb2,
-)
 
 from streamhouse.schemas.model import Dependency, InvalidSchema, ParsedSchema, Problem, SchemaType
 from streamhouse.schemas.protobuf_compatibility import reader_problems
@@ -85,23 +67,28 @@ _WELL_KNOWN = (
     timestamp_pb2,
     wrappers_pb2,
     # google/type/*.proto, which confluent-kafka's serializer also never registers
-    calendar_period_pb2,
-    color_pb2,
-    date_pb2,
-    datetime_pb2,
-    dayofweek_pb2,
-    decimal_pb2,
-    expr_pb2,
-    fraction_pb2,
-    interval_pb2,
-    latlng_pb2,
-    localized_text_pb2,
-    money_pb2,
-    month_pb2,
-    phone_number_pb2,
-    postal_address_pb2,
-    quaternion_pb2,
-    timeofday_pb2,
+    *(
+        importlib.import_module(f"google.type.{name}_pb2")
+        for name in (
+            "calendar_period",
+            "color",
+            "date",
+            "datetime",
+            "dayofweek",
+            "decimal",
+            "expr",
+            "fraction",
+            "interval",
+            "latlng",
+            "localized_text",
+            "money",
+            "month",
+            "phone_number",
+            "postal_address",
+            "quaternion",
+            "timeofday",
+        )
+    ),
 )
 _CONFLUENT_META = """
 syntax = "proto3";

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamhouse.engine.schema_registry import (
+    INVALID_SCHEMA,
     STORE_ERROR,
     RegistryError,
     SchemaRegistry,
@@ -101,7 +102,7 @@ async def _schema_request(request: Request) -> SchemaRequest:
         schema_type = SchemaType(type_name.upper())
     except ValueError:
         raise RegistryError(
-            42201, f"Invalid schema type {type_name}; valid types are AVRO, JSON, PROTOBUF"
+            INVALID_SCHEMA, f"Invalid schema type {type_name}; valid types are AVRO, JSON, PROTOBUF"
         ) from None
     return SchemaRequest(
         schema=_field(document, "schema", str, required=True),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient
@@ -124,9 +123,6 @@ def test_confluent_list_offsets(agent: Agent) -> None:
     consumer.close()
 
 
-@pytest.mark.skipif(
-    not hasattr(AdminClient, "delete_records"), reason="confluent-kafka without delete_records"
-)
 def test_delete_records_moves_log_start(agent: Agent) -> None:
     _create(agent, "phase7-del")
     _produce_kafka_python(agent, "phase7-del")

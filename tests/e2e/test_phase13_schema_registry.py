@@ -352,7 +352,7 @@ def test_malformed_requests_get_clear_errors_and_the_registry_keeps_serving(agen
     status, body = _refused(agent, "POST", versions, b'{"schema": "{}", "schemaType": "XML"}')
     assert (status, body["error_code"]) == (422, 42201)
     status, body = _refused(agent, "GET", "/subjects/p13-bad-value/versions/zero", b"")
-    assert body["error_code"] in (40401, 42202)
+    assert (status, body["error_code"]) == (422, 42202)
     status, body = _refused(agent, "GET", "/no/such/path", b"")
     assert (status, body["error_code"]) == (404, 404)
     assert _http(agent, "POST", versions, {"schema": '"string"'}) == {"id": 1}

@@ -309,20 +309,23 @@ def test_an_ssl_listener_serves_a_tls_client_without_sasl(tmp_path: Path) -> Non
 
 
 def test_garbage_inside_a_tls_connection_closes_it_and_the_agent_serves_on(
-    listener: tuple[AgentThread, str, str],
+    tmp_path: Path,
 ) -> None:
-    agent, protocol, cafile = listener
-    if protocol != "SASL_SSL":
-        pytest.skip("a TLS listener only")
-    context = ssl.create_default_context(cafile=cafile)
-    raw = socket.create_connection(("127.0.0.1", agent.port), timeout=CLIENT_TIMEOUT_S)
-    with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        os.write(tls.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")  # beside TLS
-        assert tls.recv(1) == b""  # closed
-    assert agent.agent is not None and not agent.agent.failure.failed
-    producer = Producer(confluent_config(listener, PLAIN, USER, SECRET))
-    producer.produce(topic_name(), VALUE)
-    assert producer.flush(CLIENT_TIMEOUT_S) == 0
+    cafile, key = self_signed_certificate(tmp_path)
+    settings = agent_settings(tmp_path / "data", "SASL_SSL", (cafile, key))
+    agent = AgentThread(settings, InTestAuthenticator({USER: SECRET})).start()
+    try:
+        context = ssl.create_default_context(cafile=cafile)
+        raw = socket.create_connection(("127.0.0.1", agent.port), timeout=CLIENT_TIMEOUT_S)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            os.write(tls.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")  # beside TLS
+            assert tls.recv(1) == b""  # closed
+        assert agent.agent is not None and not agent.agent.failure.failed
+        producer = Producer(confluent_config((agent, "SASL_SSL", cafile), PLAIN, USER, SECRET))
+        producer.produce(topic_name(), VALUE)
+        assert producer.flush(CLIENT_TIMEOUT_S) == 0
+    finally:
+        agent.stop()
 
 
 def test_a_sasl_listener_is_never_served_without_an_authenticator(tmp_path: Path) -> None:

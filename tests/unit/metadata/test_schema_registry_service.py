@@ -128,6 +128,7 @@ def test_levels_and_the_version_a_check_looks_at(store: SqlMetadataStore) -> Non
     assert registry.stats.compatibility_refusals == 1
     verdict = run(registry.check("s", None, BREAKING))
     assert not verdict.is_compatible and verdict.messages
+    assert all("version 1" in message for message in verdict.messages), verdict.messages
     assert run(registry.check("s", None, V2)).is_compatible
     assert run(registry.set_config("s", {"compatibility": "none"})) == {"compatibility": "NONE"}
     assert run(registry.config("s")) == {"compatibilityLevel": "NONE"}
