@@ -6,13 +6,19 @@ from __future__ import annotations
 import re
 
 from streamhouse.errors import InvalidPartitions, InvalidTopic
+from streamhouse.tenancy.names import org_of, unscoped
 
 TOPIC_NAME_CHARS_MAX = 249
 _LEGAL = re.compile(r"[a-zA-Z0-9._-]+")
 
 
-def validate_topic_name(name: str) -> None:
-    """Raise InvalidTopic unless `name` is a legal Kafka topic name."""
+def validate_topic_name(internal: str) -> None:
+    """Raise InvalidTopic unless `internal` is an org's legal Kafka topic name (`org:name` for
+    an org other than the default, tenancy/names.py): Kafka's rules hold for the part the org's
+    clients name."""
+    org = org_of(internal)
+    name = unscoped(org, internal)
+    assert name is not None, internal
     if not name:
         raise InvalidTopic("topic name is empty")
     if name in (".", ".."):

@@ -15,12 +15,13 @@ from typing import Any
 
 from streamhouse.engine.admin import ConfigChange, ConfigOperation, topic_id
 from streamhouse.engine.broker_configs import REPLICATION_FACTOR
-from streamhouse.errors import ErrorCode, StreamHouseError
+from streamhouse.errors import ErrorCode, StreamHouseError, UnknownTopicOrPartition
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import AUTHORIZED_OPERATIONS_OMITTED
 from streamhouse.log.topic_configs import ConfigEntry
 from streamhouse.server.kafka_cluster import broker
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
+from streamhouse.server.kafka_orgs import is_visible
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -77,6 +78,8 @@ async def _delete_topic(ctx: KafkaContext, name: str | None, named_id: uuid.UUID
     try:
         if name is None:
             name = (await ctx.admin.topic_by_id(named_id or NO_TOPIC_ID)).name
+            if not is_visible(name):  # another org's topic: as unknown as any other id
+                raise UnknownTopicOrPartition(f"no topic has id {named_id}")
             answer["name"] = name
         answer["topic_id"] = topic_id(await ctx.admin.delete_topic(name))
     except StreamHouseError as error:

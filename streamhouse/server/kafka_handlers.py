@@ -71,6 +71,7 @@ from streamhouse.server.kafka_groups import (
     sync_group,
 )
 from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_epoch
+from streamhouse.server.kafka_orgs import answer_topic, is_visible
 from streamhouse.server.kafka_produce import produce
 from streamhouse.server.kafka_producers import init_producer_id
 from streamhouse.server.kafka_scram import SCRAM_HANDLERS
@@ -182,6 +183,13 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
     resolved = ctx.fetch_sessions.resolve(session_id, epoch, requested, forgotten)
     if resolved.error:
         return _ready(encode_fetch_response(request.api_version, [], error_code=resolved.error))
+    if not all(is_visible(tp.topic) for tp, _, _ in resolved.wanted):
+        # a session id another org's consumer made: as unknown to this one as to a stranger
+        return _ready(
+            encode_fetch_response(
+                request.api_version, [], error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+            )
+        )
     wanted = resolved.wanted
     max_bytes = min(body.max_bytes, ctx.settings.fetch_bytes_max)
     committed = getattr(body, "isolation_level", READ_UNCOMMITTED) == READ_COMMITTED
@@ -285,7 +293,9 @@ def _fetch_response(
         session.served_last([tp for tp in shown if answers[tp].records])
     by_topic: dict[str, list[FetchedPartition]] = {}
     for tp in shown:
-        by_topic.setdefault(tp.topic, []).append(answers[tp])
+        name = answer_topic(tp.topic)
+        assert name is not None, f"{tp} was checked visible"
+        by_topic.setdefault(name, []).append(answers[tp])
     session_id = session.session_id if session is not None else NO_SESSION
     return encode_fetch_response(version, list(by_topic.items()), session_id=session_id)
 

@@ -52,6 +52,12 @@ from streamhouse.server.in_flight import InFlightBudget
 from streamhouse.server.kafka_context import PRINCIPAL, KafkaContext, Values
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
+from streamhouse.server.kafka_orgs import (
+    checked_open_request,
+    principal_org,
+    scoped_request,
+    unscoped_answer,
+)
 from streamhouse.server.kafka_sasl import SaslDoor, SaslOptions
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -319,8 +325,10 @@ class _Session:
     async def _dispatch(self, request: Request) -> None:
         if not self._in_flight.take(request.size):
             await self._in_flight.acquire(request.size)
+        org = principal_org()
         try:
-            completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, request)
+            scoped = checked_open_request(request) if org is None else scoped_request(request, org)
+            completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, scoped)
         except StreamHouseError as error:
             self._in_flight.release(request.size)
             self._write(self._connection.send_error(request, error.code))
@@ -330,7 +338,7 @@ class _Session:
             self._our_bug(request, error)
             return
         answer = completion if isinstance(completion, asyncio.Future) else self._run(completion)
-        answer.add_done_callback(functools.partial(self._answered, request))
+        answer.add_done_callback(functools.partial(self._answered, request, org))
 
     def _run(self, completion: Coroutine[Any, Any, Values | EncodedBody]) -> asyncio.Task[Any]:
         """A handler's coroutine as a task (the hot paths hand a future, and take none)."""
@@ -346,9 +354,11 @@ class _Session:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _answered(self, request: Request, completion: asyncio.Future[Values | EncodedBody]) -> None:
-        """A handler's answer settled: write it now (cancelled: the connection or the agent is
-        closing), then count the request out of the budget."""
+    def _answered(
+        self, request: Request, org: str | None, completion: asyncio.Future[Values | EncodedBody]
+    ) -> None:
+        """A handler's answer settled: write it now, its names as `org` knows them (cancelled:
+        the connection or the agent is closing), then count the request out of the budget."""
         try:
             if completion.cancelled():
                 pass
@@ -359,7 +369,10 @@ class _Session:
             elif not request.expects_response:
                 self._unanswered(request, completion.result())
             else:
-                self._write(self._encoded(request, completion.result()))
+                values = completion.result()
+                if org is not None and isinstance(values, dict):
+                    values = unscoped_answer(request.api_key, values, org)
+                self._write(self._encoded(request, values))
         except Exception as error:
             self._our_bug(request, error)
         self._release_when_drained(request.size)

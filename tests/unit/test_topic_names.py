@@ -24,7 +24,19 @@ def test_legal_names_pass(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", ".", "..", "a" * (TOPIC_NAME_CHARS_MAX + 1), "has space", "slash/y", "ünï", "a:b"]
+    "name",
+    [
+        "",
+        ".",
+        "..",
+        "a" * (TOPIC_NAME_CHARS_MAX + 1),
+        "has space",
+        "slash/y",
+        "ünï",
+        "A:b",
+        "a:b:c",
+        "a:",
+    ],
 )
 def test_illegal_names_are_refused_with_kafkas_code(name: str) -> None:
     with pytest.raises(InvalidTopic) as raised:
