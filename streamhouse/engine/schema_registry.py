@@ -12,6 +12,11 @@ version can be removed for good; neither is allowed while another schema referen
 
 Every refusal is a RegistryError carrying Confluent's error code (its first three digits are the
 HTTP status) and a message a user can act on.
+
+Subjects here are internal names (`tenancy.names.scoped`), so each belongs to one org; the
+registry-wide config and mode are kept per org (`_global_of`), and messages name subjects as
+their org knows them. The doors reach this service through `engine.org_registry`, which maps an
+org's names and keeps what other orgs have out of its sight.
 """
 
 from __future__ import annotations
