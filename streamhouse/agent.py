@@ -23,6 +23,7 @@ from streamhouse.config import HTTP_DISABLED, RECONCILE_OFF, RETENTION_OFF, Sett
 from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import (
+    DIGEST_SALT_BYTES,
     Authenticator,
     BlockingRunner,
     StoreAuthenticator,
@@ -69,6 +70,7 @@ from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
+from streamhouse.server.http_auth import HttpAuth
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import (
     KafkaListener,
@@ -212,10 +214,16 @@ async def open_agent(settings: Settings, authenticator: Authenticator | None = N
 async def store_authenticator(store: TenancyStore, rng: Rng) -> StoreAuthenticator:
     """The metadata store's API keys, the slow hash checked on a thread. An unknown key is
     checked against a decoy hash of a random secret, so its answer takes as long as a wrong
-    secret's."""
+    secret's. Successful checks are remembered under digests salted for this process only."""
     decoy = functools.partial(hash_secret, rng.randbytes(32).hex(), rng.randbytes(SALT_BYTES))
     decoy_hash = await asyncio.to_thread(decoy)
-    return StoreAuthenticator(store, secret_matches, asyncio.to_thread, decoy_hash=decoy_hash)
+    return StoreAuthenticator(
+        store,
+        secret_matches,
+        asyncio.to_thread,
+        decoy_hash=decoy_hash,
+        digest_salt=rng.randbytes(DIGEST_SALT_BYTES),
+    )
 
 
 ADMIN_CREDENTIALS_FILE = "admin-credentials.json"
@@ -437,6 +445,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         registry,
         agent.admin.describe_storage,
         routes=[lambda app: install_tenancy_routes(app, agent.tenancy, agent.authenticator)],
+        auth=HttpAuth(agent.authenticator),
     )
 
 
@@ -493,7 +502,10 @@ async def _serve_until_stopped(
             http = await open_http(agent, stopping)
         if settings.schema_registry_port != HTTP_DISABLED:
             registry = await start_registry_door(
-                settings.schema_registry_host, settings.schema_registry_port, agent.schema_registry
+                settings.schema_registry_host,
+                settings.schema_registry_port,
+                agent.schema_registry,
+                HttpAuth(agent.authenticator),  # the same keys as every door
             )
     except StreamHouseError as error:
         if http:

@@ -4,11 +4,16 @@
 `StoreAuthenticator` answers from the tenancy store: a key that exists and is not revoked,
 its secret checked against the slow salted hash (PLAIN), or its stored SCRAM credential
 handed to the exchange (SCRAM, which proves the password without the agent seeing it).
+HTTP doors check PLAIN on every request, so successful slow checks are remembered (bounded,
+LRU) by a fast salted digest of the secret; the key row is still read on every call, so a
+revoked key is refused at once, and a wrong secret is always checked the slow way.
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -16,6 +21,8 @@ from typing import TypeVar
 from streamhouse.ports.tenancy import ApiKey, ScramCredential, TenancyStore
 
 T = TypeVar("T")
+CHECKED_SECRETS_MAX = 4_096  # successful slow secret checks remembered (key id, digest)
+DIGEST_SALT_BYTES = 32
 BlockingRunner = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs a blocking function off the event loop and awaits it (`asyncio.to_thread` in the
 agent; a direct call under simulation, where the engine has no threads)."""
@@ -63,6 +70,9 @@ class StoreAuthenticator(Authenticator):
     `asyncio.to_thread` so other connections keep being served meanwhile. `decoy_hash`: a
     hash of no one's secret, checked for an unknown or revoked key so that it takes as long
     as a wrong secret (no user enumeration by timing); None skips that check.
+    `digest_salt`: random bytes of this process (from the Rng port), salting the fast digests
+    of secrets that passed the slow check, so the memory holds nothing a fast guess could test
+    against another process's or a leaked table.
     """
 
     def __init__(
@@ -71,19 +81,41 @@ class StoreAuthenticator(Authenticator):
         secret_matches: Callable[[str, str], bool],
         run_blocking: BlockingRunner[bool] = run_inline,
         decoy_hash: str | None = None,
+        digest_salt: bytes = b"",
+        checked_secrets_max: int = CHECKED_SECRETS_MAX,
     ) -> None:
         self._store = store
         self._secret_matches = secret_matches
         self._run_blocking = run_blocking
         self._decoy_hash = decoy_hash
+        self._digest_salt = digest_salt
+        self._checked_secrets_max = checked_secrets_max
+        # (key id, digest of the secret) -> the stored hash it was checked against
+        self._checked: OrderedDict[tuple[str, bytes], str] = OrderedDict()
 
     async def plain(self, user: str, password: str) -> Principal | None:
-        key = await self._usable_key(user)
+        key = await self._usable_key(user)  # read every time: a revocation counts at once
         secret_hash = key.secret_hash if key is not None else self._decoy_hash
         if secret_hash is None:
             return None
+        remembered = (user, self._digest(password))
+        if key is not None and self._checked.get(remembered) == secret_hash:
+            self._checked.move_to_end(remembered)
+            return _principal(key)
         matches = await self._run_blocking(lambda: self._secret_matches(secret_hash, password))
-        return _principal(key) if matches and key is not None else None
+        if not matches or key is None:
+            return None
+        self._remember(remembered, secret_hash)
+        return _principal(key)
+
+    def _digest(self, password: str) -> bytes:
+        return hashlib.sha256(self._digest_salt + password.encode()).digest()
+
+    def _remember(self, remembered: tuple[str, bytes], secret_hash: str) -> None:
+        self._checked[remembered] = secret_hash
+        self._checked.move_to_end(remembered)
+        if len(self._checked) > self._checked_secrets_max:
+            self._checked.popitem(last=False)
 
     async def scram_credential(
         self, user: str, mechanism: str

@@ -12,6 +12,11 @@ version can be removed for good; neither is allowed while another schema referen
 
 Every refusal is a RegistryError carrying Confluent's error code (its first three digits are the
 HTTP status) and a message a user can act on.
+
+Subjects here are internal names (`tenancy.names.scoped`), so each belongs to one org; the
+registry-wide config and mode are kept per org (`_global_of`), and messages name subjects as
+their org knows them. The doors reach this service through `engine.org_registry`, which maps an
+org's names and keeps what other orgs have out of its sight.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from streamhouse.schemas import (
     incompatibilities,
     parse_schema,
 )
+from streamhouse.tenancy.names import DEFAULT_ORG, org_of, scoped, unscoped
 
 SCHEMA_BYTES_MAX = 1024 * 1024
 REFERENCES_MAX = 100  # a schema's direct references
@@ -79,6 +85,7 @@ INVALID_COMPATIBILITY_LEVEL = 42203
 INVALID_MODE = 42204
 OPERATION_NOT_PERMITTED = 42205
 REFERENCE_EXISTS = 42206
+INVALID_SUBJECT = 42208
 STORE_ERROR = 50001
 TIMEOUT = 50002
 
@@ -208,7 +215,7 @@ class SchemaRegistry:
     async def schema_by_id(self, schema_id: int) -> StoredSchema:
         stored = await self._store.schema(schema_id)
         if stored is None:
-            raise RegistryError(SCHEMA_NOT_FOUND, f"Schema {schema_id} not found")
+            raise schema_not_found(schema_id)
         return stored
 
     async def render(self, stored: StoredSchema, fmt: str | None) -> str:
@@ -222,12 +229,12 @@ class SchemaRegistry:
         return await self._store.schema_versions(schema_id, include_deleted=deleted)
 
     async def schemas(
-        self, *, prefix: str, deleted: bool, latest_only: bool
+        self, *, prefix: str, deleted: bool, latest_only: bool, org: str = DEFAULT_ORG
     ) -> list[SubjectSchema]:
+        """The versions of `org`'s subjects whose names (as the org knows them) start with
+        `prefix`."""
         found: list[SubjectSchema] = []
-        for subject in await self._store.subjects(include_deleted=deleted):
-            if not subject.startswith(prefix):
-                continue
+        for subject in await self._org_subjects(org, deleted, prefix):
             versions = await self._store.subject_versions(subject, include_deleted=deleted)
             for version in versions[-1:] if latest_only else versions:
                 found.append(await self._subject_schema(version))
@@ -235,8 +242,12 @@ class SchemaRegistry:
 
     # --- subjects ---------------------------------------------------------------------------
 
-    async def subjects(self, *, prefix: str = "", deleted: bool, deleted_only: bool) -> list[str]:
-        every = await self._store.subjects(include_deleted=deleted or deleted_only)
+    async def subjects(
+        self, *, prefix: str = "", deleted: bool, deleted_only: bool, org: str = DEFAULT_ORG
+    ) -> list[str]:
+        """`org`'s subjects (internal names) whose names as the org knows them start with
+        `prefix`."""
+        every = await self._org_subjects(org, deleted or deleted_only, prefix)
         if deleted_only:
             live = set(await self._store.subjects(include_deleted=False))
             with_deleted = []
@@ -245,7 +256,14 @@ class SchemaRegistry:
                 if any(v.deleted for v in versions) or subject not in live:
                     with_deleted.append(subject)
             every = with_deleted
-        return [subject for subject in every if subject.startswith(prefix)]
+        return every
+
+    async def _org_subjects(self, org: str, include_deleted: bool, prefix: str = "") -> list[str]:
+        return [
+            subject
+            for subject in await self._store.subjects(include_deleted=include_deleted)
+            if org_of(subject) == org and local_subject(subject).startswith(prefix)
+        ]
 
     async def versions(self, subject: str, *, deleted: bool, deleted_only: bool) -> list[int]:
         versions = await self._store.subject_versions(
@@ -283,8 +301,8 @@ class SchemaRegistry:
         if (request.schema_id is not None or request.version is not None) and mode != Mode.IMPORT:
             raise RegistryError(
                 OPERATION_NOT_PERMITTED,
-                f"Subject {subject} is not in import mode: an id or version may be given only "
-                "in IMPORT mode",
+                f"Subject {local_subject(subject)} is not in import mode: an id or version may be "
+                "given only in IMPORT mode",
             )
         normalize = normalize or await self._normalizes(subject)
         parsed, content = await self._prepare(request, normalize=normalize)
@@ -294,7 +312,7 @@ class SchemaRegistry:
             except SubjectChanged:
                 continue
         raise RegistryError(
-            TIMEOUT, f"Subject {subject} kept changing while registering; try again"
+            TIMEOUT, f"Subject {local_subject(subject)} kept changing while registering; try again"
         )
 
     async def _register_once(
@@ -343,7 +361,7 @@ class SchemaRegistry:
             raise RegistryError(
                 INCOMPATIBLE_SCHEMA,
                 f"Schema being registered is incompatible with an earlier schema for subject "
-                f'"{subject}", details: {problems}',
+                f'"{local_subject(subject)}", details: {problems}',
             )
 
     async def _problems(
@@ -415,15 +433,15 @@ class SchemaRegistry:
             if found.deleted:
                 raise RegistryError(
                     VERSION_SOFT_DELETED,
-                    f"Subject '{subject}' Version {found.version} was soft deleted. Set "
-                    "permanent=true to delete permanently",
+                    f"Subject '{local_subject(subject)}' Version {found.version} was soft "
+                    "deleted. Set permanent=true to delete permanently",
                 )
             await self._store.soft_delete_versions(subject, [found.version])
         elif not found.deleted:
             raise RegistryError(
                 VERSION_NOT_SOFT_DELETED,
-                f"Subject '{subject}' Version {found.version} was not deleted first before "
-                "being permanently deleted",
+                f"Subject '{local_subject(subject)}' Version {found.version} was not deleted "
+                "first before being permanently deleted",
             )
         else:
             await self._store.remove_versions(subject, [found.version])
@@ -439,12 +457,14 @@ class SchemaRegistry:
         if permanent and live:
             raise RegistryError(
                 SUBJECT_NOT_SOFT_DELETED,
-                f"Subject '{subject}' was not deleted first before being permanently deleted",
+                f"Subject '{local_subject(subject)}' was not deleted first before being "
+                "permanently deleted",
             )
         if not permanent and not live:
             raise RegistryError(
                 SUBJECT_SOFT_DELETED,
-                f"Subject '{subject}' was soft deleted.Set permanent=true to delete permanently",
+                f"Subject '{local_subject(subject)}' was soft deleted.Set permanent=true to delete "
+                "permanently",
             )
         targets = live or [v.version for v in versions]
         for version in targets:
@@ -462,7 +482,7 @@ class SchemaRegistry:
         if await self._referrers(subject, version):
             raise RegistryError(
                 REFERENCE_EXISTS,
-                f"One or more references exist to the schema {{subject={subject}, "
+                f"One or more references exist to the schema {{subject={local_subject(subject)}, "
                 f"version={version}}}",
             )
 
@@ -473,13 +493,14 @@ class SchemaRegistry:
     ) -> dict[str, Any]:
         """The config as GET answers it (`compatibilityLevel`, and whatever else was set)."""
         kept = await self._config_document(subject)
-        if kept is None and subject != GLOBAL:
+        if kept is None and subject != _global_of(subject):
             if not default_to_global:
                 raise RegistryError(
                     SUBJECT_LEVEL_COMPATIBILITY_NOT_CONFIGURED,
-                    f"Subject '{subject}' does not have subject-level compatibility configured",
+                    f"Subject '{local_subject(subject)}' does not have subject-level compatibility "
+                    "configured",
                 )
-            kept = await self._config_document(GLOBAL)
+            kept = await self._config_document(_global_of(subject))
         kept = dict(kept or {})
         level = kept.pop("compatibility", None) or DEFAULT_LEVEL.value
         return {"compatibilityLevel": level, **kept}
@@ -494,20 +515,20 @@ class SchemaRegistry:
         return kept
 
     async def delete_config(self, subject: str) -> dict[str, Any]:
-        previous = await self.config(subject, default_to_global=subject == GLOBAL)
+        previous = await self.config(subject, default_to_global=subject == _global_of(subject))
         await self._store.set_config(subject, None)
         self._changed()
         return previous
 
     async def effective_level(self, subject: str) -> CompatibilityLevel:
-        for scope in (subject, GLOBAL):
+        for scope in (subject, _global_of(subject)):
             kept = await self._config_document(scope)
             if kept and kept.get("compatibility"):
                 return parse_level(str(kept["compatibility"]))
         return DEFAULT_LEVEL
 
     async def _normalizes(self, subject: str) -> bool:
-        for scope in (subject, GLOBAL):
+        for scope in (subject, _global_of(subject)):
             kept = await self._config_document(scope)
             if kept and kept.get("normalize") is not None:
                 return bool(kept["normalize"])
@@ -521,12 +542,12 @@ class SchemaRegistry:
         kept = await self._store.mode(subject)
         if kept is not None:
             return kept
-        if subject != GLOBAL and not default_to_global:
+        if subject != _global_of(subject) and not default_to_global:
             raise RegistryError(
                 SUBJECT_LEVEL_MODE_NOT_CONFIGURED,
-                f"Subject '{subject}' does not have subject-level mode configured",
+                f"Subject '{local_subject(subject)}' does not have subject-level mode configured",
             )
-        return await self._store.mode(GLOBAL) or Mode.READWRITE
+        return await self._store.mode(_global_of(subject)) or Mode.READWRITE
 
     async def effective_mode(self, subject: str) -> str:
         return await self.mode(subject, default_to_global=True)
@@ -534,8 +555,8 @@ class SchemaRegistry:
     async def set_mode(self, subject: str, mode: str, *, force: bool = False) -> str:
         mode = parse_mode(mode)
         if mode == Mode.IMPORT and not force:
-            if subject == GLOBAL:
-                has_schemas = bool(await self._store.subjects(include_deleted=False))
+            if subject == _global_of(subject):
+                has_schemas = bool(await self._org_subjects(org_of(subject), False))
             else:
                 has_schemas = bool(
                     await self._store.subject_versions(subject, include_deleted=False)
@@ -551,7 +572,7 @@ class SchemaRegistry:
         return mode
 
     async def delete_mode(self, subject: str) -> str:
-        previous = await self.mode(subject, default_to_global=subject == GLOBAL)
+        previous = await self.mode(subject, default_to_global=subject == _global_of(subject))
         await self._store.set_mode(subject, None)
         self._changed()
         return previous
@@ -640,7 +661,8 @@ class SchemaRegistry:
         raise RegistryError(
             INVALID_SCHEMA,
             f"Invalid schema: reference '{reference.name}' names subject "
-            f"'{reference.subject}' version {reference.version}, which does not exist",
+            f"'{local_subject(reference.subject)}' version {reference.version}, which does not "
+            "exist",
         )
 
     async def _parsed_by_id(self, schema_id: int) -> ParsedSchema:
@@ -692,13 +714,32 @@ class SchemaRegistry:
         )
 
 
+def schema_not_found(schema_id: int) -> RegistryError:
+    return RegistryError(SCHEMA_NOT_FOUND, f"Schema {schema_id} not found")
+
+
+def local_subject(internal: str) -> str:
+    """A subject as its org knows it: what messages name (the org's prefix never shows)."""
+    local = unscoped(org_of(internal), internal)
+    assert local is not None  # an internal name always belongs to the org it names
+    return local
+
+
+def _global_of(internal: str) -> str:
+    """The key of the registry-wide config and mode of the subject's org (GLOBAL for the
+    default org, `org:` for another: no subject has an empty name, so none collides)."""
+    return scoped(org_of(internal), GLOBAL)
+
+
 def _subject_not_found(subject: str) -> RegistryError:
-    return RegistryError(SUBJECT_NOT_FOUND, f"Subject '{subject}' not found.")
+    return RegistryError(SUBJECT_NOT_FOUND, f"Subject '{local_subject(subject)}' not found.")
 
 
 def _check_writable(subject: str, mode: str) -> None:
     if mode in (Mode.READONLY, Mode.READONLY_OVERRIDE):
-        raise RegistryError(OPERATION_NOT_PERMITTED, f"Subject {subject} is in read-only mode")
+        raise RegistryError(
+            OPERATION_NOT_PERMITTED, f"Subject {local_subject(subject)} is in read-only mode"
+        )
 
 
 def _check_import_id(request: SchemaRequest, schema_id: int) -> None:

@@ -3,7 +3,9 @@
 A topic with `confluent.value.schema.validation=true` (or the key form) accepts a record only if
 its value (key) is null or starts with Confluent's wire framing, magic byte 0 and a 4-byte
 big-endian schema id, and that id is a live version of the topic's subject, `<topic>-value`
-(`<topic>-key`; TopicNameStrategy). Ids found valid are remembered for a short while, so a busy
+(`<topic>-key`; TopicNameStrategy). `topic` is the internal name, so the subject is the topic's
+org's (`acme:orders` → `acme:orders-value`, org acme's `orders-value`); refusals name it as
+the org knows it. Ids found valid are remembered for a short while, so a busy
 topic asks the store once per id, not once per record; a refusal is always decided afresh.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from streamhouse.engine.schema_registry import SchemaRegistry
+from streamhouse.engine.schema_registry import SchemaRegistry, local_subject
 from streamhouse.kafka.records import Record
 from streamhouse.ports.clock import Clock
 
@@ -50,16 +52,17 @@ class RecordSchemas:
         if data is None:
             return []
         subject = f"{topic}-{part}"
+        shown = local_subject(subject)
         if len(data) < WIRE_HEADER_BYTES or data[0] != WIRE_MAGIC:
             return [
                 f"its {part} carries no schema id (it must start with magic byte 0 and the "
-                f"4-byte id of a schema registered under subject '{subject}')"
+                f"4-byte id of a schema registered under subject '{shown}')"
             ]
         (schema_id,) = struct.unpack_from(">i", data, 1)
         if not await self._is_valid(subject, schema_id):
             return [
                 f"its {part} carries schema id {schema_id}, which is not registered under "
-                f"subject '{subject}'"
+                f"subject '{shown}'"
             ]
         return []
 

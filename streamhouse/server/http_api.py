@@ -5,8 +5,11 @@ agent can take traffic (recovered, Kafka listener accepting, metadata store reac
 background service failed, not shutting down) and 503 with the reasons otherwise, so load
 balancers and orchestrators route around it. `/metrics` is Prometheus' text format.
 `/api/v1/topics/{name}/partitions` answers each partition's storage as the admin service has
-it (log start, durable end, bytes in the bucket, objects); a refusal carries Kafka's error
-code and name (404 for an unknown topic, 503 when the metadata store fails).
+it (log start, durable end, bytes in the bucket, objects) for the caller's org's topic `name`
+(another org's topic is as unknown as a missing one); a refusal carries Kafka's error code and
+name (404 for an unknown topic, 503 when the metadata store fails). With authentication
+required, /api/v1 asks for an API key as HTTP Basic credentials (http_auth) and answers 401
+without one; /health, /ready and /metrics stay open for probes and scrapers.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from streamhouse.engine.admin import PartitionStorage
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError, UnknownTopicOrPartition
+from streamhouse.server.http_auth import CHALLENGE_HEADERS, HttpAuth, Unauthenticated
+from streamhouse.tenancy.names import scoped
 
 READINESS_PROBE_TIMEOUT_MS = 2_000
 HTTP_SHUTDOWN_TIMEOUT_MS = 5_000
@@ -55,11 +60,18 @@ def build_app(
     registry: CollectorRegistry,
     topic_storage: TopicStorage | None = None,
     routes: Sequence[Callable[[FastAPI], None]] = (),
+    auth: HttpAuth | None = None,
 ) -> FastAPI:
-    """The app; `routes` add more of /api/v1 (orgs and keys)."""
+    """The app; `routes` add more of /api/v1 (orgs and keys); `auth`: who calls /api/v1 (None:
+    authentication is off)."""
     app = FastAPI(title="StreamHouse agent", version=identity.version, docs_url=None)
     for install in routes:
         install(app)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:
+        body = {"error": "UNAUTHENTICATED", "message": str(error)}
+        return JSONResponse(body, status_code=401, headers=CHALLENGE_HEADERS)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -84,18 +96,31 @@ def build_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if topic_storage is not None:
-        storage = topic_storage
-
-        @app.get("/api/v1/topics/{name}/partitions")
-        async def topic_partitions(name: str) -> JSONResponse:
-            try:
-                partitions = await storage(name)
-            except StreamHouseError as error:
-                return _refusal(error)
-            body = {"topic": name, "partitions": [asdict(shown) for shown in partitions]}
-            return JSONResponse(body)
-
+        _topic_routes(app, topic_storage, auth or HttpAuth(None))
     return app
+
+
+def _topic_routes(app: FastAPI, storage: TopicStorage, auth: HttpAuth) -> None:
+    @app.get("/api/v1/topics/{name}/partitions")
+    async def topic_partitions(name: str, request: Request) -> JSONResponse:
+        org = await auth.org(request)
+        try:
+            partitions = await storage(_internal_topic(org, name))
+        except UnknownTopicOrPartition:  # named as the caller knows it, not as kept inside
+            return _refusal(UnknownTopicOrPartition(f"topic {name!r} does not exist"))
+        except StreamHouseError as error:
+            return _refusal(error)
+        body = {"topic": name, "partitions": [asdict(shown) for shown in partitions]}
+        return JSONResponse(body)
+
+
+def _internal_topic(org: str, name: str) -> str:
+    """The org's topic `name` as the engine keeps it; a default-org name that would read as
+    another org's names no topic of the caller's, so it is as unknown as a missing one."""
+    try:
+        return scoped(org, name)
+    except ValueError:
+        raise UnknownTopicOrPartition(name) from None
 
 
 def _refusal(error: StreamHouseError) -> JSONResponse:
@@ -191,8 +216,10 @@ async def start_agent_http(
     registry: CollectorRegistry,
     topic_storage: TopicStorage | None = None,
     routes: Sequence[Callable[[FastAPI], None]] = (),
+    auth: HttpAuth | None = None,
 ) -> AgentHttp:
     """Serve health, readiness, metrics and the API on `host:port` (0: any free port)."""
-    listener = HttpListener(build_app(identity, readiness, registry, topic_storage, routes))
+    app = build_app(identity, readiness, registry, topic_storage, routes, auth)
+    listener = HttpListener(app)
     bound = await listener.start(host, port)
     return AgentHttp(listener, bound)

@@ -5,19 +5,24 @@ SchemaRegistryClient and serializers, the Java client, curl scripts) work unchan
 only translates: every rule is in `engine.schema_registry`. A refusal answers
 `{"error_code": <Confluent code>, "message": ...}` with the code's first three digits as the HTTP
 status; a malformed body is a 400 or 422 with a message, never a 500.
+
+Each request acts in its caller's org (http_auth: with authentication required, an API key as
+HTTP Basic credentials, which Confluent's clients send from `basic.auth.user.info`; without
+it, 401 / 40101), through `engine.org_registry`, which keeps orgs' subjects and ids apart.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from streamhouse.engine.org_registry import OrgRegistry
 from streamhouse.engine.schema_registry import (
     INVALID_SCHEMA,
     STORE_ERROR,
@@ -28,14 +33,16 @@ from streamhouse.engine.schema_registry import (
     canonical_json,
 )
 from streamhouse.errors import StreamHouseError
-from streamhouse.ports.schemas import GLOBAL, SchemaContent, SchemaReference
+from streamhouse.ports.schemas import GLOBAL, SchemaContent, SchemaReference, StoredSchema
 from streamhouse.schemas import SchemaType
 from streamhouse.server.http_api import HttpListener
+from streamhouse.server.http_auth import CHALLENGE_HEADERS, HttpAuth, Unauthenticated
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 REQUEST_BYTES_MAX = 8 * 1024 * 1024
 MALFORMED_BODY = 400
 UNPROCESSABLE_BODY = 422
+UNAUTHENTICATED = 40101  # Confluent's code for a request without usable credentials
 
 
 class _Body(Exception):
@@ -133,10 +140,24 @@ def _content_fields(content: SchemaContent, schema_text: str) -> dict[str, Any]:
     return body
 
 
+async def _authenticate(request: Request) -> None:
+    """Every route's first step: the caller's org, kept for `_org_registry`."""
+    auth: HttpAuth = request.app.state.auth
+    request.state.org = await auth.org(request)
+
+
+def _org_registry(request: Request) -> OrgRegistry:
+    return OrgRegistry(request.app.state.registry, request.state.org)
+
+
+Registry = Annotated[OrgRegistry, Depends(_org_registry)]
+"""The registry as the caller's org sees it (a route parameter)."""
+
+
 async def _subject_schema_body(
-    registry: SchemaRegistry, found: SubjectSchema, fmt: str | None
+    registry: OrgRegistry, found: SubjectSchema, fmt: str | None
 ) -> dict[str, Any]:
-    text = await registry.render(await registry.schema_by_id(found.schema_id), fmt)
+    text = await registry.render(StoredSchema(found.schema_id, found.content), fmt)
     return {
         "subject": found.subject,
         "version": found.version,
@@ -145,14 +166,22 @@ async def _subject_schema_body(
     }
 
 
-def build_registry_app(registry: SchemaRegistry) -> FastAPI:
-    app = FastAPI(title="StreamHouse schema registry", docs_url=None, redoc_url=None)
+def build_registry_app(registry: SchemaRegistry, auth: HttpAuth | None = None) -> FastAPI:
+    """The registry's app; `auth`: who calls it (None: authentication is off)."""
+    app = FastAPI(
+        title="StreamHouse schema registry",
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(_authenticate)],
+    )
+    app.state.registry = registry
+    app.state.auth = auth or HttpAuth(None)
     _install_error_answers(app)
-    _schema_routes(app, registry)
-    _subject_routes(app, registry)
-    _compatibility_routes(app, registry)
-    _config_routes(app, registry)
-    _mode_routes(app, registry)
+    _schema_routes(app)
+    _subject_routes(app)
+    _compatibility_routes(app)
+    _config_routes(app)
+    _mode_routes(app)
     return app
 
 
@@ -160,6 +189,11 @@ def _install_error_answers(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def refused(_: Request, error: RegistryError) -> JSONResponse:
         return _refusal(error.error_code, error.status, error.message)
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, error: Unauthenticated) -> JSONResponse:
+        body = {"error_code": UNAUTHENTICATED, "message": str(error)}
+        return JSONResponse(body, 401, headers=CHALLENGE_HEADERS, media_type=CONTENT_TYPE)
 
     @app.exception_handler(_Body)
     async def unreadable(_: Request, error: _Body) -> JSONResponse:
@@ -181,7 +215,7 @@ def _install_error_answers(app: FastAPI) -> None:
         return _refusal(UNPROCESSABLE_BODY, UNPROCESSABLE_BODY, problems)
 
 
-def _schema_routes(app: FastAPI, registry: SchemaRegistry) -> None:
+def _schema_routes(app: FastAPI) -> None:
     @app.get("/")
     async def root() -> JSONResponse:
         return _answer({})
@@ -197,27 +231,36 @@ def _schema_routes(app: FastAPI, registry: SchemaRegistry) -> None:
         return _answer(["."])
 
     @app.get("/schemas/ids/{schema_id}")
-    async def schema_by_id(schema_id: int, format: str | None = None) -> JSONResponse:
+    async def schema_by_id(
+        registry: Registry, schema_id: int, format: str | None = None
+    ) -> JSONResponse:
         stored = await registry.schema_by_id(schema_id)
         return _answer(_content_fields(stored.content, await registry.render(stored, format)))
 
     @app.get("/schemas/ids/{schema_id}/schema")
-    async def raw_schema_by_id(schema_id: int, format: str | None = None) -> Response:
+    async def raw_schema_by_id(
+        registry: Registry, schema_id: int, format: str | None = None
+    ) -> Response:
         stored = await registry.schema_by_id(schema_id)
         return Response(await registry.render(stored, format), media_type=CONTENT_TYPE)
 
     @app.get("/schemas/ids/{schema_id}/subjects")
-    async def subjects_of_schema(schema_id: int, deleted: bool = False) -> JSONResponse:
+    async def subjects_of_schema(
+        registry: Registry, schema_id: int, deleted: bool = False
+    ) -> JSONResponse:
         versions = await registry.schema_versions(schema_id, deleted=deleted)
         return _answer(sorted({version.subject for version in versions}))
 
     @app.get("/schemas/ids/{schema_id}/versions")
-    async def versions_of_schema(schema_id: int, deleted: bool = False) -> JSONResponse:
+    async def versions_of_schema(
+        registry: Registry, schema_id: int, deleted: bool = False
+    ) -> JSONResponse:
         versions = await registry.schema_versions(schema_id, deleted=deleted)
         return _answer([{"subject": v.subject, "version": v.version} for v in versions])
 
     @app.get("/schemas")
     async def schemas(
+        registry: Registry,
         subjectPrefix: str = "",
         deleted: bool = False,
         latestOnly: bool = False,
@@ -231,9 +274,10 @@ def _schema_routes(app: FastAPI, registry: SchemaRegistry) -> None:
         return _answer([await _subject_schema_body(registry, item, None) for item in page])
 
 
-def _subject_routes(app: FastAPI, registry: SchemaRegistry) -> None:
+def _subject_routes(app: FastAPI) -> None:
     @app.get("/subjects")
     async def subjects(
+        registry: Registry,
         subjectPrefix: str = "",
         deleted: bool = False,
         deletedOnly: bool = False,
@@ -245,6 +289,7 @@ def _subject_routes(app: FastAPI, registry: SchemaRegistry) -> None:
 
     @app.get("/subjects/{subject:path}/versions")
     async def versions(
+        registry: Registry,
         subject: str,
         deleted: bool = False,
         deletedOnly: bool = False,
@@ -252,14 +297,20 @@ def _subject_routes(app: FastAPI, registry: SchemaRegistry) -> None:
         return _answer(await registry.versions(subject, deleted=deleted, deleted_only=deletedOnly))
 
     @app.post("/subjects/{subject:path}/versions")
-    async def register(subject: str, request: Request, normalize: bool = False) -> JSONResponse:
+    async def register(
+        registry: Registry, subject: str, request: Request, normalize: bool = False
+    ) -> JSONResponse:
         asked = await _schema_request(request)
         added = await registry.register(subject, asked, normalize=normalize)
         return _answer({"id": added.schema_id})
 
     @app.post("/subjects/{subject:path}")
     async def lookup(
-        subject: str, request: Request, normalize: bool = False, deleted: bool = False
+        registry: Registry,
+        subject: str,
+        request: Request,
+        normalize: bool = False,
+        deleted: bool = False,
     ) -> JSONResponse:
         asked = await _schema_request(request)
         found = await registry.lookup(subject, asked, normalize=normalize, deleted=deleted)
@@ -267,35 +318,52 @@ def _subject_routes(app: FastAPI, registry: SchemaRegistry) -> None:
 
     @app.get("/subjects/{subject:path}/versions/{version}")
     async def version(
-        subject: str, version: str, deleted: bool = False, format: str | None = None
+        registry: Registry,
+        subject: str,
+        version: str,
+        deleted: bool = False,
+        format: str | None = None,
     ) -> JSONResponse:
         found = await registry.version(subject, version, deleted=deleted)
         return _answer(await _subject_schema_body(registry, found, format))
 
     @app.get("/subjects/{subject:path}/versions/{version}/schema")
     async def raw_version(
-        subject: str, version: str, deleted: bool = False, format: str | None = None
+        registry: Registry,
+        subject: str,
+        version: str,
+        deleted: bool = False,
+        format: str | None = None,
     ) -> Response:
         found = await registry.version(subject, version, deleted=deleted)
         text = await registry.render(await registry.schema_by_id(found.schema_id), format)
         return Response(text, media_type=CONTENT_TYPE)
 
     @app.get("/subjects/{subject:path}/versions/{version}/referencedby")
-    async def referenced_by(subject: str, version: str) -> JSONResponse:
+    async def referenced_by(registry: Registry, subject: str, version: str) -> JSONResponse:
         return _answer(await registry.referenced_by(subject, version))
 
     @app.delete("/subjects/{subject:path}/versions/{version}")
-    async def delete_version(subject: str, version: str, permanent: bool = False) -> JSONResponse:
+    async def delete_version(
+        registry: Registry, subject: str, version: str, permanent: bool = False
+    ) -> JSONResponse:
         return _answer(await registry.delete_version(subject, version, permanent=permanent))
 
     @app.delete("/subjects/{subject:path}")
-    async def delete_subject(subject: str, permanent: bool = False) -> JSONResponse:
+    async def delete_subject(
+        registry: Registry, subject: str, permanent: bool = False
+    ) -> JSONResponse:
         return _answer(await registry.delete_subject(subject, permanent=permanent))
 
 
-def _compatibility_routes(app: FastAPI, registry: SchemaRegistry) -> None:
+def _compatibility_routes(app: FastAPI) -> None:
     async def check(
-        subject: str, version: str | None, request: Request, verbose: bool, normalize: bool
+        registry: Registry,
+        subject: str,
+        version: str | None,
+        request: Request,
+        verbose: bool,
+        normalize: bool,
     ) -> JSONResponse:
         asked = await _schema_request(request)
         verdict = await registry.check(subject, version, asked, normalize=normalize)
@@ -306,15 +374,24 @@ def _compatibility_routes(app: FastAPI, registry: SchemaRegistry) -> None:
 
     @app.post("/compatibility/subjects/{subject:path}/versions/{version}")
     async def check_version(
-        subject: str, version: str, request: Request, verbose: bool = False, normalize: bool = False
+        registry: Registry,
+        subject: str,
+        version: str,
+        request: Request,
+        verbose: bool = False,
+        normalize: bool = False,
     ) -> JSONResponse:
-        return await check(subject, version, request, verbose, normalize)
+        return await check(registry, subject, version, request, verbose, normalize)
 
     @app.post("/compatibility/subjects/{subject:path}/versions")
     async def check_subject(
-        subject: str, request: Request, verbose: bool = False, normalize: bool = False
+        registry: Registry,
+        subject: str,
+        request: Request,
+        verbose: bool = False,
+        normalize: bool = False,
     ) -> JSONResponse:
-        return await check(subject, None, request, verbose, normalize)
+        return await check(registry, subject, None, request, verbose, normalize)
 
 
 _CONFIG_FIELDS = {
@@ -340,29 +417,37 @@ async def _config_update(request: Request) -> dict[str, Any]:
     return update
 
 
-def _config_routes(app: FastAPI, registry: SchemaRegistry) -> None:
+def _config_routes(app: FastAPI) -> None:
     @app.get("/config")
-    async def global_config() -> JSONResponse:
+    async def global_config(
+        registry: Registry,
+    ) -> JSONResponse:
         return _answer(await registry.config(GLOBAL))
 
     @app.put("/config")
-    async def set_global_config(request: Request) -> JSONResponse:
+    async def set_global_config(registry: Registry, request: Request) -> JSONResponse:
         return _answer(await registry.set_config(GLOBAL, await _config_update(request)))
 
     @app.delete("/config")
-    async def delete_global_config() -> JSONResponse:
+    async def delete_global_config(
+        registry: Registry,
+    ) -> JSONResponse:
         return _answer(await registry.delete_config(GLOBAL))
 
     @app.get("/config/{subject:path}")
-    async def subject_config(subject: str, defaultToGlobal: bool = False) -> JSONResponse:
+    async def subject_config(
+        registry: Registry, subject: str, defaultToGlobal: bool = False
+    ) -> JSONResponse:
         return _answer(await registry.config(subject, default_to_global=defaultToGlobal))
 
     @app.put("/config/{subject:path}")
-    async def set_subject_config(subject: str, request: Request) -> JSONResponse:
+    async def set_subject_config(
+        registry: Registry, subject: str, request: Request
+    ) -> JSONResponse:
         return _answer(await registry.set_config(subject, await _config_update(request)))
 
     @app.delete("/config/{subject:path}")
-    async def delete_subject_config(subject: str) -> JSONResponse:
+    async def delete_subject_config(registry: Registry, subject: str) -> JSONResponse:
         return _answer(await registry.delete_config(subject))
 
 
@@ -372,31 +457,41 @@ async def _mode_body(request: Request) -> str:
     return mode
 
 
-def _mode_routes(app: FastAPI, registry: SchemaRegistry) -> None:
+def _mode_routes(app: FastAPI) -> None:
     @app.get("/mode")
-    async def global_mode() -> JSONResponse:
+    async def global_mode(
+        registry: Registry,
+    ) -> JSONResponse:
         return _answer({"mode": await registry.mode(GLOBAL)})
 
     @app.put("/mode")
-    async def set_global_mode(request: Request, force: bool = False) -> JSONResponse:
+    async def set_global_mode(
+        registry: Registry, request: Request, force: bool = False
+    ) -> JSONResponse:
         mode = await registry.set_mode(GLOBAL, await _mode_body(request), force=force)
         return _answer({"mode": mode})
 
     @app.delete("/mode")
-    async def delete_global_mode() -> JSONResponse:
+    async def delete_global_mode(
+        registry: Registry,
+    ) -> JSONResponse:
         return _answer({"mode": await registry.delete_mode(GLOBAL)})
 
     @app.get("/mode/{subject:path}")
-    async def subject_mode(subject: str, defaultToGlobal: bool = False) -> JSONResponse:
+    async def subject_mode(
+        registry: Registry, subject: str, defaultToGlobal: bool = False
+    ) -> JSONResponse:
         return _answer({"mode": await registry.mode(subject, default_to_global=defaultToGlobal)})
 
     @app.put("/mode/{subject:path}")
-    async def set_subject_mode(subject: str, request: Request, force: bool = False) -> JSONResponse:
+    async def set_subject_mode(
+        registry: Registry, subject: str, request: Request, force: bool = False
+    ) -> JSONResponse:
         mode = await registry.set_mode(subject, await _mode_body(request), force=force)
         return _answer({"mode": mode})
 
     @app.delete("/mode/{subject:path}")
-    async def delete_subject_mode(subject: str) -> JSONResponse:
+    async def delete_subject_mode(registry: Registry, subject: str) -> JSONResponse:
         return _answer({"mode": await registry.delete_mode(subject)})
 
 
@@ -411,8 +506,10 @@ class RegistryDoor:
         await self.listener.close()
 
 
-async def start_registry_door(host: str, port: int, registry: SchemaRegistry) -> RegistryDoor:
+async def start_registry_door(
+    host: str, port: int, registry: SchemaRegistry, auth: HttpAuth | None = None
+) -> RegistryDoor:
     """Serve the registry on `host:port` (0: any free port)."""
-    listener = HttpListener(build_registry_app(registry))
+    listener = HttpListener(build_registry_app(registry, auth))
     bound = await listener.start(host, port)
     return RegistryDoor(listener, bound)

@@ -8,46 +8,24 @@ off (the embedded default) the routes are open, as the rest of the HTTP door is.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from streamhouse.engine.authentication import Authenticator, Principal
+from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.tenancy import NotPermitted, TenancyRefused, TenancyService
 from streamhouse.ports.tenancy import ApiKey
-
-BASIC = "basic "
-
-
-class _Unauthenticated(Exception):
-    """No usable credentials came with a request that needs them."""
+from streamhouse.server.http_auth import HttpAuth
 
 
 def install_tenancy_routes(
     app: FastAPI, tenancy: TenancyService, authenticator: Authenticator | None
 ) -> None:
-    """Add the routes; `authenticator` None means authentication is off."""
-
-    async def actor(request: Request) -> Principal | None:
-        if authenticator is None:
-            return None
-        user, secret = _basic_credentials(request.headers.get("authorization", ""))
-        principal = await authenticator.plain(user, secret)
-        if principal is None:
-            raise _Unauthenticated("the key or its secret is wrong, or the key was revoked")
-        return principal
-
-    @app.exception_handler(_Unauthenticated)
-    async def unauthenticated(_: Request, error: _Unauthenticated) -> JSONResponse:
-        return JSONResponse(
-            {"error": "UNAUTHENTICATED", "message": str(error)},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Basic realm="streamhouse"'},
-        )
+    """Add the routes; `authenticator` None means authentication is off (the app answers
+    http_auth's Unauthenticated: build_app installs that answer)."""
+    actor = HttpAuth(authenticator).principal
 
     @app.exception_handler(NotPermitted)
     async def not_permitted(_: Request, error: NotPermitted) -> JSONResponse:
@@ -85,19 +63,6 @@ def install_tenancy_routes(
     async def revoke_key(key_id: str, request: Request) -> dict[str, str]:
         await tenancy.revoke_key(key_id, await actor(request))
         return {"revoked": key_id}
-
-
-def _basic_credentials(header: str) -> tuple[str, str]:
-    if not header.lower().startswith(BASIC):
-        raise _Unauthenticated("this agent requires an API key: HTTP Basic, key id and secret")
-    try:
-        decoded = base64.b64decode(header[len(BASIC) :], validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise _Unauthenticated("the Basic credentials are not base64 of key:secret") from None
-    user, separator, secret = decoded.partition(":")
-    if not separator:
-        raise _Unauthenticated("the Basic credentials are not key:secret")
-    return user, secret
 
 
 async def _body(request: Request) -> dict[str, Any]:
