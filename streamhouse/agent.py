@@ -357,7 +357,7 @@ async def assemble_agent(
         markers=markers,
         authenticator=authenticator,
         tenancy=tenancy,
-        acls=AclService(metadata),
+        acls=AclService(metadata, clock),
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)

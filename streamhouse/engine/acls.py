@@ -12,10 +12,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamhouse.engine.authentication import Principal
-from streamhouse.engine.tenancy import NotPermitted, require_manager
+from streamhouse.engine.tenancy import ROLE_ADMIN, NotPermitted, require_manager
 from streamhouse.errors import ErrorCode
+from streamhouse.ports.clock import Clock
 from streamhouse.ports.tenancy import DEFAULT_ORG, AclBinding, TenancyStore
-from streamhouse.tenancy.acls import AclFilter, InvalidAcl, check_binding, check_filter
+from streamhouse.tenancy.acls import (
+    CLUSTER_RESOURCE_NAME,
+    AclFilter,
+    AclOperation,
+    InvalidAcl,
+    ResourceType,
+    authorize,
+    check_binding,
+    check_filter,
+    may_write_idempotently,
+)
 from streamhouse.tenancy.acls import matches_filter as binding_matches
 
 Outcome = tuple[ErrorCode, str | None]
@@ -31,11 +42,58 @@ class Deleted:
     bindings: tuple[AclBinding, ...] = ()
 
 
-class AclService:
-    """The ACLs of the acting principal's org."""
+# Another agent's ACL change applies here within this (this agent's own at once)
+ACL_CACHE_MS = 1_000
 
-    def __init__(self, store: TenancyStore) -> None:
+
+@dataclass(frozen=True)
+class Grant:
+    """What one connection's principal may do: its org's bindings as they apply to its name
+    and host (`everything`: an org admin, or no authentication)."""
+
+    bindings: tuple[AclBinding, ...] = ()
+    principal: str = ""
+    host: str = ""
+    everything: bool = False
+
+    def allows(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
+        if self.everything:
+            return True
+        return authorize(self.bindings, self.principal, self.host, operation, resource_type, name)
+
+    def allows_on_cluster(self, operation: AclOperation) -> bool:
+        return self.allows(operation, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
+
+    def may_write_idempotently(self) -> bool:
+        return self.everything or may_write_idempotently(self.bindings, self.principal, self.host)
+
+
+EVERYTHING = Grant(everything=True)
+
+
+class AclService:
+    """The ACLs of the acting principal's org, and what they grant."""
+
+    def __init__(self, store: TenancyStore, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
+        self._cached: dict[str, tuple[int, tuple[AclBinding, ...]]] = {}  # org: (loaded, ...)
+
+    async def grant(self, actor: Principal | None, host: str) -> Grant:
+        """What `actor`, connected from `host`, may do: everything for its org's admins (and
+        with authentication off); what its org's bindings allow for a member."""
+        if actor is None or actor.role == ROLE_ADMIN:
+            return EVERYTHING
+        return Grant(await self._bindings(actor.org), actor.kafka_name, host)
+
+    async def _bindings(self, org: str) -> tuple[AclBinding, ...]:
+        now_ms = self._clock.monotonic_ms()
+        cached = self._cached.get(org)
+        if cached is not None and now_ms - cached[0] < ACL_CACHE_MS:
+            return cached[1]
+        bindings = tuple(await self._store.acls(org))
+        self._cached[org] = (now_ms, bindings)
+        return bindings
 
     async def create(
         self, bindings: Sequence[AclBinding], actor: Principal | None
@@ -58,6 +116,7 @@ class AclService:
             outcomes.append(OK)
         if valid:
             await self._store.add_acls(org, valid)
+            self._cached.pop(org, None)
         return outcomes
 
     async def describe(self, acl_filter: AclFilter, actor: Principal | None) -> list[AclBinding]:
@@ -88,6 +147,7 @@ class AclService:
             answers.append(Deleted(ErrorCode.NONE, None, tuple(matched)))
         if removed:
             await self._store.remove_acls(org, sorted(removed, key=_order))
+            self._cached.pop(org, None)
         return answers
 
 

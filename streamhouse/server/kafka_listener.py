@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamhouse.config import Settings
-from streamhouse.engine.authentication import Authenticator
+from streamhouse.engine.acls import EVERYTHING, Grant
+from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.apis import ApiKey, ApiTable, advertise, api_name
@@ -49,15 +50,16 @@ from streamhouse.kafka.entities import build
 from streamhouse.kafka.produce_wire import ProduceRequestBody, encode_produce_response
 from streamhouse.kafka.sasl_gate import Verdict
 from streamhouse.server.in_flight import InFlightBudget
+from streamhouse.server.kafka_acl_checks import (
+    check_request,
+    filtered_answer,
+    refused_metadata_topics,
+    with_refused_topics,
+)
 from streamhouse.server.kafka_context import PRINCIPAL, KafkaContext, Values
 from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
-from streamhouse.server.kafka_orgs import (
-    checked_open_request,
-    principal_org,
-    scoped_request,
-    unscoped_answer,
-)
+from streamhouse.server.kafka_orgs import checked_open_request, scoped_request, unscoped_answer
 from streamhouse.server.kafka_sasl import SaslDoor, SaslOptions
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -325,9 +327,10 @@ class _Session:
     async def _dispatch(self, request: Request) -> None:
         if not self._in_flight.take(request.size):
             await self._in_flight.acquire(request.size)
-        org = principal_org()
+        principal = PRINCIPAL.get()
         try:
-            scoped = checked_open_request(request) if org is None else scoped_request(request, org)
+            admission = _Admission(principal, await self._grant(principal))
+            scoped = admission.admitted(request)
             completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, scoped)
         except StreamHouseError as error:
             self._in_flight.release(request.size)
@@ -338,7 +341,13 @@ class _Session:
             self._our_bug(request, error)
             return
         answer = completion if isinstance(completion, asyncio.Future) else self._run(completion)
-        answer.add_done_callback(functools.partial(self._answered, request, org))
+        answer.add_done_callback(functools.partial(self._answered, request, admission))
+
+    async def _grant(self, principal: Principal | None) -> Grant:
+        """What the connection's principal may do by its org's ACLs."""
+        if principal is None or self._ctx.acls is None:
+            return EVERYTHING
+        return await self._ctx.acls.grant(principal, CLIENT_HOST.get().lstrip("/"))
 
     def _run(self, completion: Coroutine[Any, Any, Values | EncodedBody]) -> asyncio.Task[Any]:
         """A handler's coroutine as a task (the hot paths hand a future, and take none)."""
@@ -355,9 +364,12 @@ class _Session:
         return task
 
     def _answered(
-        self, request: Request, org: str | None, completion: asyncio.Future[Values | EncodedBody]
+        self,
+        request: Request,
+        admission: _Admission,
+        completion: asyncio.Future[Values | EncodedBody],
     ) -> None:
-        """A handler's answer settled: write it now, its names as `org` knows them (cancelled:
+        """A handler's answer settled: write it now as the principal may see it (cancelled:
         the connection or the agent is closing), then count the request out of the budget."""
         try:
             if completion.cancelled():
@@ -369,10 +381,7 @@ class _Session:
             elif not request.expects_response:
                 self._unanswered(request, completion.result())
             else:
-                values = completion.result()
-                if org is not None and isinstance(values, dict):
-                    values = unscoped_answer(request.api_key, values, org)
-                self._write(self._encoded(request, values))
+                self._write(self._encoded(request, admission.seen(request, completion.result())))
         except Exception as error:
             self._our_bug(request, error)
         self._release_when_drained(request.size)
@@ -441,6 +450,32 @@ class _Session:
         unwritten, self._unwritten = self._unwritten, []
         if unwritten and not self._failure.failed and not self._writer.is_closing():
             self._writer.write(b"".join(unwritten))  # nothing leaves a failed agent
+
+
+@dataclass
+class _Admission:
+    """One request's passage through the principal's org and ACLs: the request as handlers
+    see it (`admitted`), and the answer as the principal may see it (`seen`)."""
+
+    principal: Principal | None
+    grant: Grant
+    refused_topics: list[tuple[str, ErrorCode]] = field(default_factory=list)
+
+    def admitted(self, request: Request) -> Request:
+        if self.principal is None:
+            return checked_open_request(request)
+        request, self.refused_topics = refused_metadata_topics(
+            request, self.grant, self.principal.org
+        )
+        check_request(request, self.grant)
+        return scoped_request(request, self.principal.org)
+
+    def seen(self, request: Request, values: Values | EncodedBody) -> Values | EncodedBody:
+        if self.principal is None or not isinstance(values, dict):
+            return values
+        values = unscoped_answer(request.api_key, values, self.principal.org)
+        values = filtered_answer(request.api_key, values, self.grant)
+        return with_refused_topics(values, self.refused_topics)
 
 
 def advertised_host(bind_host: str, configured: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,6 @@ class Kind(enum.Enum):
 # DescribeConfigs and (Incremental)AlterConfigs name topics and groups beside brokers.
 CONFIG_RESOURCE_TOPIC = 2
 CONFIG_RESOURCE_GROUP = 32
-CONFIG_RESOURCES_NAMED = frozenset({CONFIG_RESOURCE_TOPIC, CONFIG_RESOURCE_GROUP})
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,15 @@ def _transactional_ids(*dotted: str) -> tuple[NamePath, ...]:
     return tuple(NamePath(tuple(d.split(".")), Kind.TRANSACTIONAL_ID) for d in dotted)
 
 
-_CONFIG_RESOURCE = NamePath(
-    ("resources", "resource_name"), only_when=("resource_type", CONFIG_RESOURCES_NAMED)
-)
+def _config_resources(field: str) -> tuple[NamePath, ...]:
+    """The topics and groups among config resources (brokers are the cluster's)."""
+    path = (field, "resource_name")
+    return (
+        NamePath(path, Kind.TOPIC, ("resource_type", frozenset({CONFIG_RESOURCE_TOPIC}))),
+        NamePath(path, Kind.GROUP, ("resource_type", frozenset({CONFIG_RESOURCE_GROUP}))),
+    )
+
+
 # FindCoordinator's keys are groups or transactional ids: both scoped alike, refused alike.
 _COORDINATOR_KEYS = _groups("key", "coordinator_keys")
 
@@ -80,9 +85,9 @@ REQUEST_NAMES: Mapping[ApiKey, tuple[NamePath, ...]] = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: _topics("topics.topic"),
     ApiKey.DELETE_RECORDS: _topics("topics.name"),
     ApiKey.DELETE_TOPICS: _topics("topics.name", "topic_names"),
-    ApiKey.DESCRIBE_CONFIGS: (_CONFIG_RESOURCE,),
-    ApiKey.ALTER_CONFIGS: (_CONFIG_RESOURCE,),
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: (_CONFIG_RESOURCE,),
+    ApiKey.DESCRIBE_CONFIGS: _config_resources("resources"),
+    ApiKey.ALTER_CONFIGS: _config_resources("resources"),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: _config_resources("resources"),
     ApiKey.CREATE_PARTITIONS: _topics("topics.name"),
     ApiKey.FIND_COORDINATOR: _COORDINATOR_KEYS,
     ApiKey.JOIN_GROUP: _groups("group_id"),
@@ -124,15 +129,9 @@ ANSWER_NAMES: Mapping[ApiKey, tuple[NamePath, ...]] = {
     ApiKey.OFFSET_FOR_LEADER_EPOCH: _topics("topics.topic"),
     ApiKey.DELETE_RECORDS: _topics("topics.name"),
     ApiKey.DELETE_TOPICS: _topics("responses.name"),
-    ApiKey.DESCRIBE_CONFIGS: (
-        NamePath(("results", "resource_name"), only_when=_CONFIG_RESOURCE.only_when),
-    ),
-    ApiKey.ALTER_CONFIGS: (
-        NamePath(("responses", "resource_name"), only_when=_CONFIG_RESOURCE.only_when),
-    ),
-    ApiKey.INCREMENTAL_ALTER_CONFIGS: (
-        NamePath(("responses", "resource_name"), only_when=_CONFIG_RESOURCE.only_when),
-    ),
+    ApiKey.DESCRIBE_CONFIGS: _config_resources("results"),
+    ApiKey.ALTER_CONFIGS: _config_resources("responses"),
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: _config_resources("responses"),
     ApiKey.CREATE_PARTITIONS: _topics("results.name"),
     ApiKey.FIND_COORDINATOR: _groups("coordinators.key"),
     ApiKey.OFFSET_COMMIT: _topics("topics.name"),
@@ -234,6 +233,37 @@ def answer_topic(internal: str) -> str | None:
 def is_visible(internal: str) -> bool:
     """Whether the connection's principal may know of the resource at all."""
     return answer_topic(internal) is not None
+
+
+def request_names(request: Request) -> Iterator[tuple[str, Kind]]:
+    """Every resource name the request gives, with its kind, as the client gave it."""
+    for name_path in REQUEST_NAMES.get(ApiKey(request.api_key), ()):
+        for name in _names(request.body, name_path.path, name_path):
+            yield name, name_path.kind
+
+
+def _names(node: Any, path: tuple[str, ...], name_path: NamePath) -> Iterator[str]:
+    if isinstance(node, (tuple, list)):
+        for item in node:
+            yield from _names(item, path, name_path)
+        return
+    if not path:
+        if isinstance(node, str):
+            yield node
+        return
+    value = _field(node, path[0])
+    if value is not None and (len(path) > 1 or _applies(node, name_path)):
+        yield from _names(value, path[1:], name_path)
+
+
+def kept_answer(api_key: int, values: Values, keep: Callable[[str, Kind], bool]) -> Values:
+    """The answer without the items whose names `keep` refuses."""
+    kept: Values = _renamed(
+        values,
+        ANSWER_NAMES.get(ApiKey(api_key), ()),
+        lambda name, kind: name if keep(name, kind) else None,
+    )
+    return kept
 
 
 def _renamed(root: Any, paths: tuple[NamePath, ...], rename: Rename) -> Any:

@@ -53,7 +53,7 @@ class Secured:
             "STREAMHOUSE_KEY": admin["key"],
             "STREAMHOUSE_SECRET": admin["secret"],
         }
-        self.key, self.secret = self.issue("acme")
+        self.key, self.secret = self.issue("acme", "admin")  # ACLs aside
 
     def streamctl(self, *args: str, env: dict[str, str] | None = None) -> Any:
         return CliRunner().invoke(app, list(args), env=env or self.admin_env)
@@ -309,7 +309,7 @@ def test_acls_are_kept_per_org_through_kafka_s_admin_apis(secured: Secured) -> N
     )
     assert default.describe_acls(everything).result(CLIENT_TIMEOUT_S) == []
     # a member manages no ACLs; an invalid binding is refused with Kafka's reason
-    member = admin_of(secured.key, secured.secret)
+    member = admin_of(*secured.issue("acme"))
     [refused] = member.create_acls([reader]).values()
     with pytest.raises(KafkaException) as error:
         refused.result(CLIENT_TIMEOUT_S)

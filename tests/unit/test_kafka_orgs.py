@@ -15,6 +15,7 @@ from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.codec import request_schema
 from streamhouse.kafka.connection import Request
 from streamhouse.log.topics import validate_topic_name
+from streamhouse.server.kafka_acl_checks import NEEDS
 from streamhouse.server.kafka_handlers import HANDLERS
 from streamhouse.server.kafka_orgs import (
     ANSWER_NAMES,
@@ -187,3 +188,16 @@ def test_an_open_door_refuses_creating_a_topic_named_like_an_orgs() -> None:
     assert refused.value.code == ErrorCode.INVALID_TOPIC_EXCEPTION
     fine = _request(ApiKey.CREATE_TOPICS, _CreateTopics((_Topic("ok"),)))
     assert checked_open_request(fine) is fine
+
+
+# FindCoordinator only locates the coordinator (this agent); Kafka asks DESCRIBE there
+NEEDS_NOTHING = {ApiKey.FIND_COORDINATOR}
+
+
+def test_every_api_naming_resources_says_what_its_acls_must_allow() -> None:
+    for api_key, paths in REQUEST_NAMES.items():
+        if api_key in NEEDS_NOTHING:
+            continue
+        needs = NEEDS[api_key]
+        for name_path in paths:
+            assert needs.cluster or needs.on(name_path.kind), (api_key.name, name_path)

@@ -13,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import (
+    AclBinding,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+)
 
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.ports.tenancy import ScramCredential
@@ -26,15 +34,18 @@ SECRET = "org-isolation-secret-0123"
 # user → org; each an org admin (ACLs do not stand between them and their own org)
 USERS = {"SHKACME": "acme", "SHKGLOBEX": "globex", "SHKDEFAULT": DEFAULT_ORG}
 ACME, GLOBEX, DEFAULT = USERS
+MEMBER = "SHKACMEMEMBER"  # a member of acme: what it may do is what acme's ACLs allow
 
 
 class OrgAuthenticator(Authenticator):
     """PLAIN users of several orgs, kept in memory."""
 
     async def plain(self, user: str, password: str) -> Principal | None:
-        if user not in USERS or not hmac.compare_digest(password.encode(), SECRET.encode()):
+        if not hmac.compare_digest(password.encode(), SECRET.encode()):
             return None
-        return Principal(USERS[user], user, "admin")
+        if user == MEMBER:
+            return Principal("acme", user, "member")
+        return Principal(USERS[user], user, "admin") if user in USERS else None
 
     async def scram_credential(
         self, user: str, mechanism: str
@@ -47,6 +58,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
     directory: Path = tmp_path_factory.mktemp("orgs")
     settings = agent_settings(directory / "data", "SASL_PLAINTEXT")
     running = AgentThread(settings, OrgAuthenticator()).start()
+    assert running.agent is not None and running._loop is not None
+    for org in ("acme", "globex"):  # ACLs are kept per org: the orgs exist
+        created = running.agent.tenancy.create_org(org)
+        asyncio.run_coroutine_threadsafe(created, running._loop).result(CLIENT_TIMEOUT_S)
     yield running
     running.stop()
 
@@ -141,9 +156,10 @@ def test_default_org_cannot_name_another_orgs_topic(agent: AgentThread) -> None:
     )
     producer.flush(CLIENT_TIMEOUT_S)
     assert failures and failures[0] is not None
-    with pytest.raises(KafkaException) as refused:  # the whole request
-        AdminClient(config(agent, DEFAULT)).list_topics(f"acme:{topic}", timeout=CLIENT_TIMEOUT_S)
-    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    metadata = AdminClient(config(agent, DEFAULT)).list_topics(
+        f"acme:{topic}", timeout=CLIENT_TIMEOUT_S
+    )
+    assert metadata.topics[f"acme:{topic}"].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     assert consume_all(agent, ACME, topic, unique("g")) == [b"secret"]
 
 
@@ -219,3 +235,47 @@ def test_transactional_ids_of_one_name_do_not_fence_each_other(agent: AgentThrea
         producer.commit_transaction(CLIENT_TIMEOUT_S)
     assert consume_all(agent, ACME, topic, unique("g")) == [ACME.encode()]
     assert consume_all(agent, GLOBEX, topic, unique("g")) == [GLOBEX.encode()]
+
+
+def allow(
+    agent: AgentThread,
+    *bindings: tuple[ResourceType, str, ResourcePatternType, AclOperation, AclPermissionType],
+) -> None:
+    admin = AdminClient(config(agent, ACME))
+    acls = [
+        AclBinding(kind, name, pattern, f"User:{MEMBER}", "*", operation, permission)
+        for kind, name, pattern, operation, permission in bindings
+    ]
+    for future in admin.create_acls(acls).values():
+        future.result(CLIENT_TIMEOUT_S)
+
+
+def delivery_errors(agent: AgentThread, user: str, topic: str) -> list[int]:
+    producer = Producer({**config(agent, user), "message.timeout.ms": 5000})
+    outcomes: list[int] = []
+    producer.produce(
+        topic, b"v", on_delivery=lambda error, _: outcomes.append(error.code() if error else 0)
+    )
+    producer.flush(CLIENT_TIMEOUT_S)
+    return outcomes
+
+
+def test_a_member_may_do_what_its_orgs_acls_allow(agent: AgentThread) -> None:
+    ALLOW, DENY = AclPermissionType.ALLOW, AclPermissionType.DENY
+    prefix = unique("pub")
+    open_topic, denied_topic, closed_topic = f"{prefix}-open", f"{prefix}-denied", unique("closed")
+    for topic in (open_topic, denied_topic, closed_topic):
+        create_topic(agent, ACME, topic)
+    assert delivery_errors(agent, MEMBER, open_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert topics_seen(agent, MEMBER) == set()  # nothing it may DESCRIBE
+    allow(
+        agent,
+        (ResourceType.TOPIC, prefix, ResourcePatternType.PREFIXED, AclOperation.ALL, ALLOW),
+        (ResourceType.TOPIC, denied_topic, ResourcePatternType.LITERAL, AclOperation.WRITE, DENY),
+        (ResourceType.GROUP, "readers", ResourcePatternType.LITERAL, AclOperation.READ, ALLOW),
+    )
+    assert delivery_errors(agent, MEMBER, open_topic) == [0]
+    assert delivery_errors(agent, MEMBER, denied_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert delivery_errors(agent, MEMBER, closed_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    assert topics_seen(agent, MEMBER) == {open_topic, denied_topic}
+    assert consume_all(agent, MEMBER, open_topic, "readers") == [b"v"]

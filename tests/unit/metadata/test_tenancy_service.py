@@ -121,7 +121,7 @@ def test_scram_credentials_follow_kafka_s_rules(store: SqlMetadataStore) -> None
 
 
 def test_acls_are_checked_kept_per_org_and_deleted_once(store: SqlMetadataStore) -> None:
-    acls = AclService(store)
+    acls = AclService(store, VirtualClock())
     admin = Principal("acme", "SHADMIN", ROLE_ADMIN)
     run(_service(store).create_org("acme"))
     read = AclBinding(2, "orders", 3, "User:SHREADER", "*", 3, 3)
