@@ -344,7 +344,7 @@ async def assemble_agent(
         leases=metadata,
         record_schemas=record_schemas,
     )
-    tenancy = TenancyService(metadata, clock, rng, run_blocking)
+    tenancy = TenancyService(metadata, clock, rng, run_blocking, topics=metadata)
     context = KafkaContext(
         settings=settings,
         clock=clock,

@@ -28,8 +28,9 @@ from streamhouse.ports.tenancy import (
     ScramCredential,
     TenancyStore,
 )
+from streamhouse.ports.topics import TopicStore
 from streamhouse.tenancy.keys import KEY_RANDOM_BYTES, SALT_BYTES, hash_secret, new_key
-from streamhouse.tenancy.names import validate_org_name
+from streamhouse.tenancy.names import org_of, unscoped, validate_org_name
 from streamhouse.tenancy.scram import (
     MECHANISMS,
     SCRAM_ITERATIONS_DEFAULT,
@@ -41,6 +42,7 @@ from streamhouse.tenancy.scram import (
 ROLE_ADMIN = "admin"  # manages its org: keys, ACLs, quotas
 ROLE_MEMBER = "member"
 ROLES = (ROLE_ADMIN, ROLE_MEMBER)
+ORG_TOPICS_SHOWN_MAX = 5  # named in the refusal to delete an org still holding topics
 ISSUE_ATTEMPTS_MAX = 4  # a key id taken twice in a row means a broken random source
 
 
@@ -113,8 +115,10 @@ class TenancyService:
         rng: Rng,
         run_blocking: BlockingRunner[str],
         scram_iterations: int = SCRAM_ITERATIONS_DEFAULT,
+        topics: TopicStore | None = None,  # None: orgs are deleted whatever they hold
     ) -> None:
         self._store = store
+        self._topics = topics
         self._clock = clock
         self._rng = rng
         self._run_blocking = run_blocking
@@ -141,8 +145,26 @@ class TenancyService:
         require_manager(actor, None)
         if name == DEFAULT_ORG:
             raise TenancyRefused(f"the built-in org {DEFAULT_ORG!r} cannot be deleted")
+        await self._refuse_while_holding_topics(name)
         if not await self._store.delete_org(name):
             raise TenancyRefused(f"there is no org {name!r}")
+
+    async def _refuse_while_holding_topics(self, org: str) -> None:
+        """An org's topics outlive no org: its data would be nobody's to read or delete."""
+        if self._topics is None:
+            return
+        held = sorted(
+            unscoped(org, t.name) or t.name
+            for t in await self._topics.list_topics()
+            if org_of(t.name) == org
+        )
+        if held:
+            shown = ", ".join(held[:ORG_TOPICS_SHOWN_MAX])
+            hidden = len(held) - ORG_TOPICS_SHOWN_MAX
+            more = f" and {hidden} more" if hidden > 0 else ""
+            raise TenancyRefused(
+                f"org {org!r} still has {len(held)} topic(s) ({shown}{more}): delete them first"
+            )
 
     # --- keys -------------------------------------------------------------------------------
 

@@ -147,9 +147,18 @@ def refused_metadata_topics(
             kept.append(topic)
         else:
             refused.append((topic.name, code))
-    if not refused:
+    changes: dict[str, Any] = {"topics": tuple(kept)} if refused else {}
+    if getattr(body, "allow_auto_topic_creation", False) and not _may_create(grant, kept):
+        changes["allow_auto_topic_creation"] = False  # Kafka creates only with CREATE
+    if not changes:
         return request, []
-    return dataclasses.replace(request, body=dataclasses.replace(body, topics=tuple(kept))), refused
+    return dataclasses.replace(request, body=dataclasses.replace(body, **changes)), refused
+
+
+def _may_create(grant: Grant, topics: list[Any]) -> bool:
+    return grant.allows_on_cluster(Op.CREATE) or all(
+        grant.allows(Op.CREATE, ResourceType.TOPIC, t.name) for t in topics if t.name
+    )
 
 
 def _metadata_refusal(name: str | None, grant: Grant, org: str) -> ErrorCode | None:

@@ -264,6 +264,7 @@ def test_a_member_may_do_what_its_orgs_acls_allow(agent: AgentThread) -> None:
     ALLOW, DENY = AclPermissionType.ALLOW, AclPermissionType.DENY
     prefix = unique("pub")
     open_topic, denied_topic, closed_topic = f"{prefix}-open", f"{prefix}-denied", unique("closed")
+    writable = unique("writable")  # WRITE (so DESCRIBE) but not CREATE
     for topic in (open_topic, denied_topic, closed_topic):
         create_topic(agent, ACME, topic)
     assert delivery_errors(agent, MEMBER, open_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
@@ -273,9 +274,15 @@ def test_a_member_may_do_what_its_orgs_acls_allow(agent: AgentThread) -> None:
         (ResourceType.TOPIC, prefix, ResourcePatternType.PREFIXED, AclOperation.ALL, ALLOW),
         (ResourceType.TOPIC, denied_topic, ResourcePatternType.LITERAL, AclOperation.WRITE, DENY),
         (ResourceType.GROUP, "readers", ResourcePatternType.LITERAL, AclOperation.READ, ALLOW),
+        (ResourceType.TOPIC, writable, ResourcePatternType.LITERAL, AclOperation.WRITE, ALLOW),
     )
     assert delivery_errors(agent, MEMBER, open_topic) == [0]
     assert delivery_errors(agent, MEMBER, denied_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
     assert delivery_errors(agent, MEMBER, closed_topic) == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
     assert topics_seen(agent, MEMBER) == {open_topic, denied_topic}
     assert consume_all(agent, MEMBER, open_topic, "readers") == [b"v"]
+    # auto-creation needs CREATE: ALL on the prefix grants it, nothing grants it elsewhere
+    assert delivery_errors(agent, MEMBER, f"{prefix}-auto") == [0]
+    assert delivery_errors(agent, MEMBER, writable) != [0]
+    assert f"acme:{prefix}-auto" in internal_topics(agent)
+    assert f"acme:{writable}" not in internal_topics(agent)

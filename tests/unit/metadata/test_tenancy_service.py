@@ -48,6 +48,18 @@ def test_orgs_are_created_once_and_the_default_one_stays(store: SqlMetadataStore
     assert "no org" in _refused(tenancy.delete_org("acme"))
 
 
+def test_an_org_holding_topics_is_not_deleted(store: SqlMetadataStore) -> None:
+    tenancy = TenancyService(store, VirtualClock(), SeededRng(3), _inline, ITERATIONS, store)
+    run(tenancy.create_org("acme"))
+    run(store.create_topic("acme:orders", 1, {}, 0))
+    run(store.create_topic("orders", 1, {}, 0))  # the default org's: not acme's
+    assert "still has 1 topic(s) (orders): delete them first" in _refused(
+        tenancy.delete_org("acme")
+    )
+    run(store.delete_topic("acme:orders"))
+    run(tenancy.delete_org("acme"))
+
+
 def test_an_issued_key_authenticates_by_hash_and_by_every_scram_mechanism(
     store: SqlMetadataStore,
 ) -> None:
