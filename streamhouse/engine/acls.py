@@ -55,6 +55,8 @@ class Grant:
     principal: str = ""
     host: str = ""
     everything: bool = False
+    # A tenant's (an org other than the default) principal: the cluster is not its to change
+    tenant: bool = False
 
     def allows(self, operation: AclOperation, resource_type: ResourceType, name: str) -> bool:
         if self.everything:
@@ -62,6 +64,10 @@ class Grant:
         return authorize(self.bindings, self.principal, self.host, operation, resource_type, name)
 
     def allows_on_cluster(self, operation: AclOperation) -> bool:
+        """Whether the principal may do `operation` on the cluster: never, for a tenant, one
+        that acts on every org's partitions or on the agents' own configs."""
+        if self.tenant and operation in OPERATOR_ONLY:
+            return False
         return self.allows(operation, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
 
     def may_write_idempotently(self) -> bool:
@@ -69,6 +75,10 @@ class Grant:
 
 
 EVERYTHING = Grant(everything=True)
+# Cluster operations only the default org's principals (the operators) may be granted
+OPERATOR_ONLY = frozenset(
+    {AclOperation.ALTER, AclOperation.ALTER_CONFIGS, AclOperation.CLUSTER_ACTION}
+)
 
 
 class AclService:
@@ -81,10 +91,14 @@ class AclService:
 
     async def grant(self, actor: Principal | None, host: str) -> Grant:
         """What `actor`, connected from `host`, may do: everything for its org's admins (and
-        with authentication off); what its org's bindings allow for a member."""
-        if actor is None or actor.role == ROLE_ADMIN:
+        with authentication off), but a tenant's never the operators' cluster operations; what
+        its org's bindings allow for a member."""
+        if actor is None:
             return EVERYTHING
-        return Grant(await self._bindings(actor.org), actor.kafka_name, host)
+        tenant = actor.org != DEFAULT_ORG
+        if actor.role == ROLE_ADMIN:
+            return Grant(everything=True, tenant=tenant)
+        return Grant(await self._bindings(actor.org), actor.kafka_name, host, tenant=tenant)
 
     async def _bindings(self, org: str) -> tuple[AclBinding, ...]:
         now_ms = self._clock.monotonic_ms()

@@ -7,7 +7,9 @@ resource kind's AUTHORIZATION_FAILED code (Kafka splits such answers per item; a
 whole request changes nothing either). Listings (Metadata for every topic, ListGroups,
 ListTransactions, OffsetFetch of every topic) leave out what the principal may not DESCRIBE.
 Org admins and unauthenticated connections (authentication off) are granted everything
-(engine/acls.py `Grant`). The names checked are the org's own: bindings are kept per org.
+(engine/acls.py `Grant`), except that no principal of an org but the default one (the
+operators') may alter the cluster: elect leaders, reassign partitions, write transaction
+markers, alter the agents' configs. The names checked are the org's own: bindings are kept per org.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ CONFIG_APIS = {
 def check_request(request: Request, grant: Grant) -> None:
     """Raise StreamHouseError (the kind's AUTHORIZATION_FAILED) unless `grant` allows all the
     request asks; `request` as its client sent it (the org's own names)."""
-    if grant.everything:
+    if grant.everything and not grant.tenant:
         return
     api_key = ApiKey(request.api_key)
     needs = NEEDS.get(api_key)
@@ -116,6 +118,8 @@ def check_request(request: Request, grant: Grant) -> None:
     cluster_operation = needs.cluster or _broker_configs_operation(api_key, body)
     if cluster_operation is not None and not grant.allows_on_cluster(cluster_operation):
         raise _refused(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, cluster_operation, "the cluster")
+    if grant.everything:
+        return
     if api_key == ApiKey.INIT_PRODUCER_ID and body.transactional_id is None:
         if not grant.may_write_idempotently():  # Kafka's rule for idempotent producers
             raise _refused(ErrorCode.CLUSTER_AUTHORIZATION_FAILED, Op.IDEMPOTENT_WRITE, "topics")

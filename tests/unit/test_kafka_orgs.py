@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from kio.index import load_response_schema
 
+from streamhouse.engine.acls import EVERYTHING, Grant
 from streamhouse.errors import ErrorCode, InvalidTopic, StreamHouseError
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.codec import request_schema
 from streamhouse.kafka.connection import Request
 from streamhouse.log.topics import validate_topic_name
-from streamhouse.server.kafka_acl_checks import NEEDS
+from streamhouse.server.kafka_acl_checks import NEEDS, check_request
 from streamhouse.server.kafka_handlers import HANDLERS
 from streamhouse.server.kafka_orgs import (
     ANSWER_NAMES,
@@ -25,6 +26,7 @@ from streamhouse.server.kafka_orgs import (
     scoped_request,
     unscoped_answer,
 )
+from streamhouse.tenancy.acls import AclOperation
 
 VERSIONS_MAX = 20
 # Request fields that name something other than an org's topic, group or transactional id
@@ -201,3 +203,21 @@ def test_every_api_naming_resources_says_what_its_acls_must_allow() -> None:
         needs = NEEDS[api_key]
         for name_path in paths:
             assert needs.cluster or needs.on(name_path.kind), (api_key.name, name_path)
+
+
+def test_a_tenant_is_never_granted_the_operators_cluster_operations() -> None:
+    tenant_admin = Grant(everything=True, tenant=True)
+    assert not tenant_admin.allows_on_cluster(AclOperation.ALTER)
+    assert not tenant_admin.allows_on_cluster(AclOperation.CLUSTER_ACTION)
+    assert tenant_admin.allows_on_cluster(AclOperation.DESCRIBE)
+    assert EVERYTHING.allows_on_cluster(AclOperation.ALTER)
+    request = _request(ApiKey.ELECT_LEADERS, _ElectLeaders(None))
+    with pytest.raises(StreamHouseError) as refused:
+        check_request(request, tenant_admin)
+    assert refused.value.code == ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    check_request(request, EVERYTHING)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ElectLeaders:
+    topic_partitions: tuple[Any, ...] | None
