@@ -37,7 +37,9 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.merger import Merger
+from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
@@ -326,6 +328,7 @@ async def assemble_agent(
     schema_registry = SchemaRegistry(metadata)
     schema_registry.on_changed.append(snapshots.flushed)  # the bucket must describe it too
     record_schemas = RecordSchemas(schema_registry, clock)
+    quotas = QuotaService(metadata, clock)
     admin = AdminService(
         settings,
         clock,
@@ -335,6 +338,7 @@ async def assemble_agent(
         cluster,
         leases=metadata,
         record_schemas=record_schemas,
+        limits=OrgLimits(quotas, clock, metadata, metadata),
     )
     tenancy = TenancyService(metadata, clock, rng, run_blocking)
     context = KafkaContext(
@@ -350,6 +354,7 @@ async def assemble_agent(
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata),
+        quotas=quotas,
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
@@ -422,6 +427,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         agent.reconciler,
         agent.snapshots,
         background=agent.background_stats(),
+        traffic=kafka.context.quotas.traffic if kafka.context.quotas is not None else None,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
@@ -436,7 +442,11 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         readiness,
         registry,
         agent.admin.describe_storage,
-        routes=[lambda app: install_tenancy_routes(app, agent.tenancy, agent.authenticator)],
+        routes=[
+            lambda app: install_tenancy_routes(
+                app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
+            )
+        ],
     )
 
 
