@@ -59,13 +59,13 @@ def _alter(agent: AgentThread, entity: list[tuple[str, str | None]], **ops: floa
     return _call(agent, ApiKey.ALTER_CLIENT_QUOTAS, {"entries": [entry], "validate_only": False})
 
 
-def _produce(agent: AgentThread, client_id: str, topic: str) -> tuple[float, int]:
-    """(seconds to send SENT_BYTES, the largest throttle time the client was told)."""
+def produce_timed(config: dict[str, Any], topic: str) -> tuple[float, int]:
+    """(seconds a producer of `config` takes to send SENT_BYTES, the largest throttle time it
+    was told)."""
     throttles = [0]
     producer = Producer(
         {
-            "bootstrap.servers": agent.bootstrap,
-            "client.id": client_id,
+            **config,
             "linger.ms": 5,
             # requests of 10 KB: a throttle holds back the next request, so one request of
             # everything would pass whole
@@ -86,10 +86,11 @@ def test_a_producer_over_its_quota_is_throttled_and_another_is_not(agent: AgentT
     answer = _alter(agent, [(CLIENT_ID, "throttled")], producer_byte_rate=QUOTA_BYTES_PER_S)
     assert [entry.error_code for entry in answer.entries] == [ErrorCode.NONE]
     topic = "quota-" + uuid.uuid4().hex[:8]
-    elapsed_s, throttle_ms = _produce(agent, "throttled", topic)
+    config = {"bootstrap.servers": agent.bootstrap}
+    elapsed_s, throttle_ms = produce_timed({**config, "client.id": "throttled"}, topic)
     assert throttle_ms > 0
     assert (SENT_BYTES - BURST_BYTES) / elapsed_s < TAIL_THROUGHPUT_MAX_BYTES_PER_S, elapsed_s
-    _, free_throttle_ms = _produce(agent, "free", topic)
+    _, free_throttle_ms = produce_timed({**config, "client.id": "free"}, topic)
     assert free_throttle_ms == 0
 
 
