@@ -384,7 +384,8 @@ class AdminService:
         await self.check_partition(tp)
 
     async def check_produce(self, tp: TopicPartition, batch: bytes) -> None:
-        """As `check_produce_partition`, then the topic's record rules (InvalidRecord naming
+        """As `check_produce_partition`, then the org's storage limit (OrgLimitExceeded), then
+        the topic's record rules (InvalidRecord naming
         each record refused): a compacted topic refuses records without a key (as Kafka's
         LogValidator); a topic validating schemas refuses keys or values that do not carry the
         id of a schema registered under its subject. Only such topics' batches are decoded."""
