@@ -18,6 +18,7 @@ from bench import (
     many,
     merge,
     processes,
+    quotas,
     reads,
     rebuild,
     reconcile,
@@ -41,6 +42,7 @@ SECTIONS = (
     "merge",
     "compaction",
     "registry",
+    "quotas",
 )
 
 
@@ -81,6 +83,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "merge": merge.run,
         "compaction": compaction.run,
         "registry": registry.run,
+        "quotas": quotas.run,
     }
 
 

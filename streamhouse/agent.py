@@ -38,7 +38,9 @@ from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
 from streamhouse.engine.merger import Merger
+from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
 from streamhouse.engine.remembered_topics import RememberedTopics
@@ -334,6 +336,7 @@ async def assemble_agent(
     schema_registry = SchemaRegistry(metadata)
     schema_registry.on_changed.append(snapshots.flushed)  # the bucket must describe it too
     record_schemas = RecordSchemas(schema_registry, clock)
+    quotas = QuotaService(metadata, clock)
     admin = AdminService(
         settings,
         clock,
@@ -343,6 +346,7 @@ async def assemble_agent(
         cluster,
         leases=metadata,
         record_schemas=record_schemas,
+        limits=OrgLimits(quotas, clock, metadata, metadata),
     )
     tenancy = TenancyService(metadata, clock, rng, run_blocking, topics=metadata)
     context = KafkaContext(
@@ -358,6 +362,7 @@ async def assemble_agent(
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata, clock),
+        quotas=quotas,
     )
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
@@ -430,6 +435,7 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         agent.reconciler,
         agent.snapshots,
         background=agent.background_stats(),
+        traffic=kafka.context.quotas.traffic if kafka.context.quotas is not None else None,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
 
@@ -444,7 +450,11 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         readiness,
         registry,
         agent.admin.describe_storage,
-        routes=[lambda app: install_tenancy_routes(app, agent.tenancy, agent.authenticator)],
+        routes=[
+            lambda app: install_tenancy_routes(
+                app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
+            )
+        ],
         auth=HttpAuth(agent.authenticator),
     )
 

@@ -8,6 +8,7 @@ import typer
 from streamhouse.cli.admin import admin
 from streamhouse.cli.cluster import show_cluster
 from streamhouse.cli.groups import groups
+from streamhouse.cli.quotas import quotas
 from streamhouse.cli.schemas import schemas
 from streamhouse.cli.tenancy import keys, orgs
 from streamhouse.cli.topics import topics
@@ -26,5 +27,6 @@ app.add_typer(transactions, name="transactions")
 app.add_typer(schemas, name="schemas")
 app.add_typer(orgs, name="orgs")
 app.add_typer(keys, name="keys")
+app.add_typer(quotas, name="quotas")
 app.add_typer(admin, name="admin")
 app.command("cluster")(show_cluster)

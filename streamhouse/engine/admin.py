@@ -49,6 +49,7 @@ from streamhouse.engine.cluster_shape import (
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.groups import GroupCoordinator, GroupSummary
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
 from streamhouse.engine.schema_validation import RecordSchemas
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
@@ -237,8 +238,10 @@ class AdminService:
         *,
         leases: LeaseStore,
         record_schemas: RecordSchemas | None = None,
+        limits: OrgLimits | None = None,
     ) -> None:
         self._settings = settings
+        self._limits = limits  # None: no org has limits (tests of the admin rules alone)
         self._record_schemas = record_schemas
         self._clock = clock
         self._topics = topics
@@ -282,6 +285,7 @@ class AdminService:
         validate_topic_name(name)
         if not (auto_create and self._settings.auto_create_topics):
             raise UnknownTopicOrPartition(f"topic {name!r} does not exist")
+        await self._check_partitions(name, self._settings.num_partitions)
         try:
             return await self._create(name, self._settings.num_partitions, {})
         except (TopicAlreadyExists, StorageError) as error:  # raced, or the outcome was lost
@@ -380,11 +384,14 @@ class AdminService:
         await self.check_partition(tp)
 
     async def check_produce(self, tp: TopicPartition, batch: bytes) -> None:
-        """As `check_produce_partition`, then the topic's record rules (InvalidRecord naming
+        """As `check_produce_partition`, then the org's storage limit (OrgLimitExceeded), then
+        the topic's record rules (InvalidRecord naming
         each record refused): a compacted topic refuses records without a key (as Kafka's
         LogValidator); a topic validating schemas refuses keys or values that do not carry the
         id of a schema registered under its subject. Only such topics' batches are decoded."""
         await self.check_produce_partition(tp)
+        if self._limits is not None:
+            await self._limits.check_storage(tp.topic, len(batch))
         rules = await self._rules(tp.topic)
         if not rules.decodes:
             return
@@ -449,11 +456,17 @@ class AdminService:
         validate_partition_count(count, self._settings.topic_partitions_max)
         overrides = dict(configs or {})
         check_topic_configs(overrides, self._specs)
+        await self._check_partitions(name, count)
         if not validate_only:
             return await self._create(name, count, overrides)
         if await self._topics.get_topic(name) is not None:
             raise TopicAlreadyExists(f"topic {name!r} already exists")
         return TopicRecord(name, count, overrides, self._clock.now_ms())
+
+    async def _check_partitions(self, name: str, added: int) -> None:
+        """OrgLimitExceeded when `added` partitions would pass the org's partition limit."""
+        if self._limits is not None:
+            await self._limits.check_partitions(name, added)
 
     async def _create(self, name: str, count: int, configs: Mapping[str, str]) -> TopicRecord:
         self._produce_rules.pop(name, None)
@@ -481,6 +494,7 @@ class AdminService:
                 "which is not more (partitions can be added, never removed)"
             )
         validate_partition_count(total, self._settings.topic_partitions_max)
+        await self._check_partitions(name, total - topic.partition_count)
         if validate_only:
             return replace(topic, partition_count=total)
         return await self._topics.add_partitions(name, total)

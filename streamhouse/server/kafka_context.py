@@ -16,6 +16,7 @@ from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.tenancy import TenancyService
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -57,6 +58,7 @@ class KafkaContext:
     authenticator: Authenticator | None = None
     tenancy: TenancyService | None = None  # SCRAM credentials through Kafka's admin APIs
     acls: AclService | None = None  # Create/Describe/DeleteAcls
+    quotas: QuotaService | None = None  # client quotas: throttling, Describe/AlterClientQuotas
     # The secret unknown SCRAM users' fake salts derive from (kafka/sasl.py). Random per
     # process: stable for a user name while the agent runs
     sasl_fake_salt_key: bytes = field(

@@ -74,8 +74,11 @@ from streamhouse.server.kafka_offsets import delete_records, offset_for_leader_e
 from streamhouse.server.kafka_orgs import answer_topic, is_visible
 from streamhouse.server.kafka_produce import produce
 from streamhouse.server.kafka_producers import init_producer_id
+from streamhouse.server.kafka_quotas import QUOTA_HANDLERS
 from streamhouse.server.kafka_scram import SCRAM_HANDLERS
+from streamhouse.server.kafka_throttle import throttle_of
 from streamhouse.server.kafka_transactions import TRANSACTION_HANDLERS, TRANSACTION_MAX_VERSIONS
+from streamhouse.tenancy.quotas import CONSUMER_BYTE_RATE
 
 FETCH_PARTITION_BYTES_MIN = 1
 
@@ -202,7 +205,11 @@ async def fetch(ctx: KafkaContext, request: Request) -> Completion:
         positions = {tp: offset for tp, offset, _ in wanted}
         if await ctx.log.reads.wait_for_data(positions, max_wait_ms, read_committed=committed):
             answers = await _read_all(ctx, wanted, epochs, max_bytes, committed)
-    return _ready(_fetch_response(request.api_version, resolved, answers))
+    fetched_bytes = sum(a.records_bytes for a in answers.values())
+    # Kafka answers a throttled Fetch with no records; this one carries what it read (the
+    # mute keeps the rate within the quota all the same, and nothing is read twice)
+    throttle_ms = await throttle_of(ctx, request, CONSUMER_BYTE_RATE, fetched_bytes)
+    return _ready(_fetch_response(request.api_version, resolved, answers, throttle_ms))
 
 
 async def _ready(body: EncodedBody) -> EncodedBody:
@@ -281,7 +288,10 @@ async def _read_partition(
 
 
 def _fetch_response(
-    version: int, resolved: Resolved, answers: dict[TopicPartition, FetchedPartition]
+    version: int,
+    resolved: Resolved,
+    answers: dict[TopicPartition, FetchedPartition],
+    throttle_ms: int,
 ) -> EncodedBody:
     session = resolved.session
     shown = [
@@ -297,7 +307,9 @@ def _fetch_response(
         assert name is not None, f"{tp} was checked visible"
         by_topic.setdefault(name, []).append(answers[tp])
     session_id = session.session_id if session is not None else NO_SESSION
-    return encode_fetch_response(version, list(by_topic.items()), session_id=session_id)
+    return encode_fetch_response(
+        version, list(by_topic.items()), session_id=session_id, throttle_time_ms=throttle_ms
+    )
 
 
 # --- ListOffsets -----------------------------------------------------------------------------
@@ -389,6 +401,7 @@ HANDLERS: dict[ApiKey, Handler] = {
     **TRANSACTION_HANDLERS,
     **SCRAM_HANDLERS,
     **ACL_HANDLERS,
+    **QUOTA_HANDLERS,
 }
 MAX_VERSIONS = {  # later versions name topics by id
     ApiKey.PRODUCE: 12,

@@ -61,6 +61,7 @@ from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 from streamhouse.server.kafka_orgs import checked_open_request, scoped_request, unscoped_answer
 from streamhouse.server.kafka_sasl import SaslDoor, SaslOptions
+from streamhouse.server.kafka_throttle import MUTE, ConnectionMute
 
 READ_CHUNK_BYTES = 256 * 1024
 # Requests one connection dispatches before the loop turns: one read may hold a thousand
@@ -241,10 +242,13 @@ class _Session:
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self._unwritten: list[bytes] = []  # responses ready this loop turn, written at its end
+        self._mute = ConnectionMute()  # a throttled client's quiet time (KIP-219)
 
     async def run(self) -> None:
+        MUTE.set(self._mute)
         try:
             while True:
+                await self._mute.sit_out(self._ctx.clock)
                 data = await self._reader.read(READ_CHUNK_BYTES)
                 self._connection.receive_data(data)
                 if not await self._drain_events():
@@ -259,6 +263,7 @@ class _Session:
             if dispatched == REQUESTS_PER_TURN_MAX:
                 dispatched = 0
                 await asyncio.sleep(0)  # let the rest of the agent run (lease renewals)
+            await self._mute.sit_out(self._ctx.clock)  # requests read already wait too
             event = self._connection.next_event()
             if isinstance(event, NeedData):
                 return True

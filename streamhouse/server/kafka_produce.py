@@ -21,6 +21,8 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Timer
 from streamhouse.server.kafka_cluster import broker
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, chain
+from streamhouse.server.kafka_throttle import throttle_of
+from streamhouse.tenancy.quotas import PRODUCER_BYTE_RATE
 
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
 CURRENT_LEADER_PRODUCE_VERSION_MIN = 10  # KIP-951's CurrentLeader and NodeEndpoints
@@ -36,13 +38,16 @@ async def produce(ctx: KafkaContext, request: Request) -> Completion:
             f"acks must be 0, 1 or -1 (all), not {acks}", ErrorCode.INVALID_REQUIRED_ACKS
         )
     appended: list[Appended] = []
+    produced_bytes = 0
     for topic in body.topic_data:
         for partition in topic.partition_data:
+            produced_bytes += len(partition.records or b"")
             tp = TopicPartition(topic.name, partition.index)
             appended.append(
                 (topic.name, partition.index, await _append(ctx, tp, partition.records, acks))
             )
-    answer = _ProduceAnswer(ctx, appended, acks, int(body.timeout_ms)).future
+    throttle_ms = await throttle_of(ctx, request, PRODUCER_BYTE_RATE, produced_bytes)
+    answer = _ProduceAnswer(ctx, appended, acks, int(body.timeout_ms), throttle_ms).future
     if request.api_version < CURRENT_LEADER_PRODUCE_VERSION_MIN:
         return answer
     return _with_leader_hints(ctx, answer)
@@ -62,10 +67,16 @@ class _ProduceAnswer:
     """The answer to one Produce request, set once every partition's ack wait is over."""
 
     def __init__(
-        self, ctx: KafkaContext, appended: list[Appended], acks: int, timeout_ms: int
+        self,
+        ctx: KafkaContext,
+        appended: list[Appended],
+        acks: int,
+        timeout_ms: int,
+        throttle_ms: int = 0,
     ) -> None:
         self.future: asyncio.Future[Values] = asyncio.get_running_loop().create_future()
         self._ctx = ctx
+        self._throttle_ms = throttle_ms
         self._appended = appended
         self._acks = acks
         self._timeout_ms = timeout_ms
@@ -115,7 +126,7 @@ class _ProduceAnswer:
         for name, index, outcome in self._appended:
             by_topic.setdefault(name, []).append(self._partition_answer(index, outcome))
         responses = [{"name": name, "partition_responses": p} for name, p in by_topic.items()]
-        return {"responses": responses, "throttle_time": 0}
+        return {"responses": responses, "throttle_time": self._throttle_ms}
 
     def _partition_answer(self, index: int, outcome: AppendResult | StreamHouseError) -> Values:
         answer: Values = {"index": index, "base_offset": NO_OFFSET, "log_start_offset": NO_OFFSET}

@@ -12,6 +12,7 @@ from streamhouse.engine.compactor import CompactionStats
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.merger import MergeStats
+from streamhouse.engine.quotas import OrgTraffic
 from streamhouse.engine.reconciler import Reconciler
 from streamhouse.engine.retention import RetentionStats
 from streamhouse.engine.schema_registry import RegistryStats
@@ -46,8 +47,10 @@ class AgentCollector(Collector):
         reconciler: Reconciler | None = None,
         snapshots: SnapshotWriter | None = None,
         background: Mapping[str, BackgroundStats] | None = None,
+        traffic: Mapping[str, OrgTraffic] | None = None,
     ) -> None:
         self._log = log
+        self._traffic = traffic if traffic is not None else {}  # by org, kept by the quotas
         # counters of the background services by metric component (merge, retention, ...)
         self._background = dict(background or {})
         self._snapshots = snapshots
@@ -80,6 +83,7 @@ class AgentCollector(Collector):
                 "Number of the last metadata snapshot this agent wrote to the bucket (-1: none).",
                 self._snapshots.last_seq,
             )
+        yield from _org_counters(self._traffic)
         led = self._log.led_partitions()
         slots = sum(1 for tp in led if is_internal(tp.topic))
         yield _gauge(
@@ -118,6 +122,21 @@ def _counters(component: str, values: dict[str, int]) -> Iterator[Metric]:
         )
 
 
+ORG_COUNTERS = {
+    "produced_bytes": "Bytes of record batches produced, by org.",
+    "fetched_bytes": "Bytes of record batches fetched, by org.",
+    "throttle_ms": "Milliseconds clients were throttled for going over a quota, by org.",
+}
+
+
+def _org_counters(traffic: Mapping[str, OrgTraffic]) -> Iterator[Metric]:
+    for field, documentation in ORG_COUNTERS.items():
+        family = CounterMetricFamily(f"{PREFIX}_org_{field}", documentation, labels=["org"])
+        for org, counters in sorted(traffic.items()):
+            family.add_metric([org], getattr(counters, field))
+        yield family
+
+
 def _gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
 
@@ -130,9 +149,12 @@ def agent_registry(
     reconciler: Reconciler | None = None,
     snapshots: SnapshotWriter | None = None,
     background: Mapping[str, BackgroundStats] | None = None,
+    traffic: Mapping[str, OrgTraffic] | None = None,
 ) -> CollectorRegistry:
     """A registry holding only this agent's metrics (tests run several agents per process)."""
     registry = CollectorRegistry(auto_describe=True)
-    collector = AgentCollector(log, gauges, kafka, transactions, reconciler, snapshots, background)
+    collector = AgentCollector(
+        log, gauges, kafka, transactions, reconciler, snapshots, background, traffic
+    )
     registry.register(collector)
     return registry

@@ -36,12 +36,13 @@ NOT_RESOURCES = {
     "protocol_name", "protocol_type", "member_id", "reason", "committed_metadata",
     "cluster_id", "rack_id", "dirs.path",
 }  # fmt: skip
-# APIs whose names are not an org's resources: users, ACL bindings, the cluster's own quorum
+# APIs whose names are not an org's resources: users, ACL bindings, quota entities (kept per
+# org by their services), the cluster's own quorum
 UNMAPPED = {
     ApiKey.API_VERSIONS, ApiKey.DESCRIBE_CLUSTER, ApiKey.DESCRIBE_QUORUM,
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS, ApiKey.ALTER_USER_SCRAM_CREDENTIALS,
     ApiKey.CREATE_ACLS, ApiKey.DESCRIBE_ACLS, ApiKey.DELETE_ACLS, ApiKey.LIST_GROUPS,
-    ApiKey.LIST_TRANSACTIONS,
+    ApiKey.LIST_TRANSACTIONS, ApiKey.DESCRIBE_CLIENT_QUOTAS, ApiKey.ALTER_CLIENT_QUOTAS,
 }  # fmt: skip
 
 
