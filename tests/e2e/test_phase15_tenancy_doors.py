@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email.message import Message
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from tests.e2e.conftest import start_agent
-from tests.e2e.test_phase15_tenancy import Secured
+from tests.e2e.secured_agent import Secured, secured_agent
 from tests.unit.test_sasl_clients import CLIENT_TIMEOUT_S, confluent_config
 
 SUBJECT = "orders-value"
@@ -50,7 +48,7 @@ class Tenants:
         self.secured = secured
         self.acme = secured.key, secured.secret
         self.globex = secured.issue("globex")
-        self.admin = secured.admin_env["STREAMHOUSE_KEY"], secured.admin_env["STREAMHOUSE_SECRET"]
+        self.admin = secured.admin
 
     def registry(self, key: str, secret: str) -> SchemaRegistryClient:
         return SchemaRegistryClient(
@@ -63,10 +61,8 @@ class Tenants:
 
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
-    directory: Path = tmp_path_factory.mktemp("doors")
-    with start_agent(directory / "data", "--auth", "required") as agent:
-        yield Tenants(Secured(agent, "SASL_PLAINTEXT", ""))
-        agent.stop_cleanly()
+    with secured_agent(tmp_path_factory.mktemp("doors")) as secured:
+        yield Tenants(secured)
 
 
 def _get(url: str, credentials: tuple[str, str] | None) -> tuple[int, Message, Any]:
