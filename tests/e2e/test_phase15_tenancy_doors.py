@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from email.message import Message
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +152,28 @@ def test_the_topic_route_names_the_caller_s_org_s_topic(tenants: Tenants) -> Non
     assert "acme" not in body["message"]
     status, headers, _ = _get(url, None)
     assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Basic")
+
+
+def test_streamctl_schemas_takes_a_key_and_says_when_one_is_needed(
+    tenants: Tenants, tmp_path: Path
+) -> None:
+    schema = tmp_path / "shipment.avsc"
+    schema.write_text(_record("Shipment", "carrier").schema_str)
+    url = tenants.secured.agent.registry_url
+    key, secret = tenants.acme
+    acme = {"STREAMHOUSE_REGISTRY": url, "STREAMHOUSE_KEY": key, "STREAMHOUSE_SECRET": secret}
+    streamctl = tenants.secured.streamctl
+    registered = streamctl("schemas", "register", "shipments-value", str(schema), env=acme)
+    assert registered.exit_code == 0, registered.output
+    listed = streamctl("schemas", "list", "-o", "json", env=acme)
+    assert "shipments-value" in [row["subject"] for row in json.loads(listed.stdout)]
+    globex_key, globex_secret = tenants.globex  # by flags, and another org's subjects
+    by_flags = ("--key", globex_key, "--secret", globex_secret, "-o", "json")
+    listed = streamctl("schemas", "list", *by_flags, env={"STREAMHOUSE_REGISTRY": url})
+    assert listed.exit_code == 0, listed.output
+    assert "shipments-value" not in [row["subject"] for row in json.loads(listed.stdout)]
+    for command in (["list"], ["register", "shipments-value", str(schema)]):
+        refused = streamctl("schemas", *command, env={"STREAMHOUSE_REGISTRY": url})
+        said = " ".join(refused.output.split())
+        assert refused.exit_code == 1 and "40101" in said, said
+        assert "give an API key with --key and --secret" in said
