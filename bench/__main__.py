@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    auth,
     cluster,
     compaction,
     kafka,
@@ -41,6 +42,7 @@ SECTIONS = (
     "merge",
     "compaction",
     "registry",
+    "auth",
 )
 
 
@@ -81,6 +83,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "merge": merge.run,
         "compaction": compaction.run,
         "registry": registry.run,
+        "auth": auth.run,
     }
 
 
