@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import (
+    auth,
     cluster,
     compaction,
     kafka,
@@ -43,6 +44,7 @@ SECTIONS = (
     "compaction",
     "registry",
     "quotas",
+    "auth",
 )
 
 
@@ -84,6 +86,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "compaction": compaction.run,
         "registry": registry.run,
         "quotas": quotas.run,
+        "auth": auth.run,
     }
 
 

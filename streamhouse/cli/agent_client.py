@@ -8,6 +8,7 @@ whatever the operator asks, as it does for any Kafka client.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import enum
 import json
@@ -75,6 +76,35 @@ OutputFormat = Annotated[
 
 class CommandError(Exception):
     """A failure said to the operator as one message, with exit code 1."""
+
+
+# An agent started with `--auth required` asks every HTTP door (its API, its schema registry)
+# for an API key as HTTP Basic credentials: these options give it, and `key_headers` sends it.
+Key = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="STREAMHOUSE_KEY",
+        help="Your API key id, when the agent requires keys (--auth required).",
+    ),
+]
+Secret = Annotated[
+    str | None,
+    typer.Option("--secret", envvar="STREAMHOUSE_SECRET", help="Your API key's secret."),
+]
+HTTP_UNAUTHORIZED = 401
+NEEDS_A_KEY = "give an API key with --key and --secret, or STREAMHOUSE_KEY and STREAMHOUSE_SECRET"
+
+
+def key_headers(key: str | None, secret: str | None) -> dict[str, str]:
+    """The Authorization header carrying an API key as HTTP Basic credentials; none without a
+    key. A key without its secret is a CommandError (it could only be refused)."""
+    if key is None:
+        return {}
+    if secret is None:
+        raise CommandError("--key needs --secret (or STREAMHOUSE_SECRET)")
+    token = base64.b64encode(f"{key}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def reason(exc: KafkaException) -> str:
@@ -249,7 +279,8 @@ def call_json_api(
     unreachable: str,
 ) -> Any:
     """The JSON an HTTP API answers; a refusal is a CommandError worded by `refusal(body,
-    status)`, no answer one saying `unreachable` and why."""
+    status)` (a 401 to a call without a key also says how to give one), no answer one saying
+    `unreachable` and why."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
     try:
@@ -260,6 +291,8 @@ def call_json_api(
             detail = refusal(json.loads(error.read()), error.code)
         except (ValueError, KeyError, TypeError):
             detail = f"HTTP {error.code}"
+        if error.code == HTTP_UNAUTHORIZED and "Authorization" not in headers:
+            detail += f" ({NEEDS_A_KEY})"
         raise CommandError(detail) from error
     except (OSError, ValueError) as error:
         raise CommandError(f"{unreachable} ({error})") from error

@@ -16,14 +16,16 @@ from streamhouse.cli.agent_client import (
     DEFAULT_TIMEOUT_S,
     CommandError,
     Http,
+    Key,
     Output,
     OutputFormat,
+    Secret,
     TimeoutS,
     print_json,
     say,
     show_rows,
 )
-from streamhouse.cli.tenancy import Key, Secret, TenancyClient
+from streamhouse.cli.tenancy import TenancyClient
 from streamhouse.cli.tenancy import _run as run_with_client
 from streamhouse.ports.tenancy import DEFAULT_ORG
 from streamhouse.tenancy.quotas import CLIENT_ID, QUOTA_KEYS, USER

@@ -2,7 +2,8 @@
 
 These talk to a running agent's schema registry door over Confluent's REST API (the same calls
 Confluent's clients make), so they work against any agent of the cluster, and against any
-Confluent-compatible registry.
+Confluent-compatible registry. An agent requiring keys is given one as HTTP Basic credentials
+(`--key/--secret`, or `STREAMHOUSE_KEY`/`STREAMHOUSE_SECRET`): the subjects are that key's org's.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from streamhouse.cli.agent_client import (
     DEFAULT_TIMEOUT_S,
     EXIT_FAILED,
     CommandError,
+    Key,
     Output,
     OutputFormat,
+    Secret,
     TimeoutS,
     call_json_api,
     errors,
+    key_headers,
     print_json,
     say,
     show_rows,
@@ -70,15 +74,16 @@ Version = Annotated[str, typer.Option("--version", "-v", help="A version number 
 class RegistryClient:
     """JSON calls to one registry; a refusal or no answer is a CommandError."""
 
-    def __init__(self, base: str, timeout_s: float) -> None:
+    def __init__(self, base: str, key: str | None, secret: str | None, timeout_s: float) -> None:
         self.base = base.rstrip("/")
         self.timeout_s = timeout_s
+        self.credentials = key_headers(key, secret)
 
     def call(self, method: str, path: str, body: Any = None, **query: str | bool | None) -> Any:
         params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
         encoded = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = self.base + path + ("?" + encoded if encoded else "")
-        headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+        headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE, **self.credentials}
         unreachable = (
             f"cannot reach a schema registry at {self.base}. Is `streamhouse agent` running "
             "with its registry on? Set --registry or STREAMHOUSE_REGISTRY."
@@ -94,9 +99,9 @@ def _quoted(subject: str) -> str:
     return urllib.parse.quote(subject, safe="")
 
 
-def _run(registry: str, timeout_s: float, work: Any) -> None:
+def _run(client_args: tuple[str, str | None, str | None, float], work: Any) -> None:
     try:
-        work(RegistryClient(registry, timeout_s))
+        work(RegistryClient(*client_args))
     except CommandError as exc:
         errors.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_FAILED) from exc
@@ -129,6 +134,8 @@ def list_subjects(
     prefix: Annotated[str, typer.Option("--prefix", help="Only subjects starting so.")] = "",
     deleted: Annotated[bool, typer.Option("--deleted", help="Soft-deleted ones too.")] = False,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -151,7 +158,7 @@ def list_subjects(
             )
         show_rows(rows, ["subject", "versions", "latest version", "id", "type"], output)
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)
 
 
 @schemas.command("get")
@@ -160,6 +167,8 @@ def get_schema(
     version: Version = "latest",
     schema_id: Annotated[int | None, typer.Option("--id", help="A global schema id.")] = None,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -181,7 +190,7 @@ def get_schema(
         say(f"[bold]{heading}[/bold] ({found.get('schemaType', 'AVRO')})")
         say(_pretty(found["schema"]))
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)
 
 
 def _pretty(text: str) -> str:
@@ -198,6 +207,8 @@ def register(
     schema_type: SchemaTypeOption = "",
     reference: References = None,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -213,7 +224,7 @@ def register(
         else:
             say(f"registered {subject} version {answer['version']} as schema id {answer['id']}")
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)
 
 
 @schemas.command("check")
@@ -226,6 +237,8 @@ def check(
         str | None, typer.Option("--version", "-v", help="Only against this version.")
     ] = None,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -247,7 +260,7 @@ def check(
         if not verdict["is_compatible"]:
             raise typer.Exit(EXIT_FAILED)
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)
 
 
 @schemas.command("delete")
@@ -260,6 +273,8 @@ def delete(
         bool, typer.Option("--permanent", help="Remove for good (after a soft delete).")
     ] = False,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -276,7 +291,7 @@ def delete(
             how = "permanently deleted" if permanent else "soft-deleted"
             say(f"{how} {subject} version(s) {', '.join(map(str, versions))}")
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)
 
 
 @schemas.command("config")
@@ -293,6 +308,8 @@ def config(
         str | None, typer.Option("--mode", help="Set READWRITE, READONLY or IMPORT.")
     ] = None,
     registry: Registry = DEFAULT_REGISTRY,
+    key: Key = None,
+    secret: Secret = None,
     output: OutputFormat = Output.TABLE,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
@@ -314,4 +331,4 @@ def config(
         }
         show_rows([row], ["scope", "compatibility", "mode"], output)
 
-    _run(registry, timeout_s, work)
+    _run((registry, key, secret, timeout_s), work)

@@ -5,7 +5,6 @@ API keys. They call a running agent's HTTP API with an admin key (`--key/--secre
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,11 +16,14 @@ from streamhouse.cli.agent_client import (
     EXIT_FAILED,
     CommandError,
     Http,
+    Key,
     Output,
     OutputFormat,
+    Secret,
     TimeoutS,
     call_json_api,
     errors,
+    key_headers,
     print_json,
     say,
     show_rows,
@@ -30,15 +32,6 @@ from streamhouse.cli.agent_client import (
 orgs = typer.Typer(help="Manage orgs (tenants) on a running agent.", no_args_is_help=True)
 keys = typer.Typer(help="Issue, list and revoke API keys on a running agent.", no_args_is_help=True)
 
-Key = Annotated[
-    str | None,
-    typer.Option("--key", envvar="STREAMHOUSE_KEY", help="Your API key id (an admin's)."),
-]
-Secret = Annotated[
-    str | None,
-    typer.Option("--secret", envvar="STREAMHOUSE_SECRET", help="Your API key's secret."),
-]
-
 
 class TenancyClient:
     """JSON calls to the agent's /api/v1; a refusal or no answer is a CommandError."""
@@ -46,17 +39,10 @@ class TenancyClient:
     def __init__(self, base: str, key: str | None, secret: str | None, timeout_s: float) -> None:
         self.base = base.rstrip("/")
         self.timeout_s = timeout_s
-        self.authorization = None
-        if key is not None:
-            if secret is None:
-                raise CommandError("--key needs --secret (or STREAMHOUSE_SECRET)")
-            token = base64.b64encode(f"{key}:{secret}".encode()).decode()
-            self.authorization = f"Basic {token}"
+        self.credentials = key_headers(key, secret)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Content-Type": "application/json"}
-        if self.authorization:
-            headers["Authorization"] = self.authorization
+        headers = {"Content-Type": "application/json", **self.credentials}
         unreachable = (
             f"cannot reach an agent's HTTP API at {self.base}. Set --http or STREAMHOUSE_HTTP."
         )

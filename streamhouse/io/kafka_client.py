@@ -3,14 +3,20 @@ sides speak (asked with ApiVersions first), requests built from version-agnostic
 
 For the requests `streamctl` sends that librdkafka's admin client does not expose
 (DescribeLogDirs, ListOffsets of the durable end); every failure is one `KafkaCallFailed`.
+Given credentials, the connection first authenticates (SaslHandshake, then SaslAuthenticate
+with PLAIN or SCRAM-SHA-256/512, the SCRAM exchange by the maintained `scramp` library), as a
+SASL_PLAINTEXT listener requires.
 """
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+from scramp import ScramClient, ScramException
 
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
@@ -30,14 +36,29 @@ RESPONSE_BYTES_MAX = 100 * 1024 * 1024  # the agent's own frame bound (frame_byt
 RECV_CHUNK_BYTES = 64 * 1024
 
 
+SASL_HANDSHAKE_VERSION = 1  # v1: the tokens travel in SaslAuthenticate requests
+PLAIN = "PLAIN"
+
+
 class KafkaCallFailed(Exception):
     """The agent could not be reached, did not answer in time, or does not serve the API."""
+
+
+@dataclass(frozen=True)
+class SaslCredentials:
+    """Who the connection says it is: an API key id and its secret, by `mechanism`."""
+
+    mechanism: str  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    user: str
+    secret: str
 
 
 class KafkaClient:
     """One connection to the agent at host:port; every wait bounded by `timeout_s`."""
 
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+    def __init__(
+        self, host: str, port: int, timeout_s: float, credentials: SaslCredentials | None = None
+    ) -> None:
         self.address = f"{host}:{port}"
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout_s)
@@ -46,13 +67,15 @@ class KafkaClient:
         self._correlation_id = 0
         try:
             answer = self._exchange(ApiKey.API_VERSIONS, API_VERSIONS_VERSION, {})
+            self._advertised = {
+                int(api.api_key): (int(api.min_version), int(api.max_version))
+                for api in answer.api_keys
+            }
+            if credentials is not None:
+                self._authenticate(credentials)
         except KafkaCallFailed:
             self.close()
             raise
-        self._advertised = {
-            int(api.api_key): (int(api.min_version), int(api.max_version))
-            for api in answer.api_keys
-        }
 
     def __enter__(self) -> KafkaClient:
         return self
@@ -74,6 +97,38 @@ class KafkaClient:
         if version is None:
             raise KafkaCallFailed(f"the agent at {self.address} does not serve {api_key.name}")
         return self._exchange(api_key, version, values)
+
+    def _authenticate(self, credentials: SaslCredentials) -> None:
+        handshake = self._exchange(
+            ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_VERSION, {"mechanism": credentials.mechanism}
+        )
+        if handshake.error_code != 0:
+            offered = ", ".join(handshake.mechanisms)
+            raise KafkaCallFailed(
+                f"the agent at {self.address} does not take SASL {credentials.mechanism} "
+                f"(it offers: {offered or 'none'})"
+            )
+        if credentials.mechanism == PLAIN:
+            self._sasl_token(f"\0{credentials.user}\0{credentials.secret}".encode())
+            return
+        try:
+            scram = ScramClient([credentials.mechanism], credentials.user, credentials.secret)
+            scram.set_server_first(self._sasl_token(scram.get_client_first().encode()).decode())
+            scram.set_server_final(self._sasl_token(scram.get_client_final().encode()).decode())
+        except ScramException as error:
+            raise KafkaCallFailed(
+                f"SASL {credentials.mechanism} with the agent at {self.address} failed: {error}"
+            ) from error
+
+    def _sasl_token(self, token: bytes) -> bytes:
+        """The agent's answer to one SaslAuthenticate token; a refusal is KafkaCallFailed."""
+        answer = self.call(ApiKey.SASL_AUTHENTICATE, {"auth_bytes": token})
+        if answer.error_code != 0:
+            raise KafkaCallFailed(
+                f"the agent at {self.address} refused the credentials "
+                f"(SASL_AUTHENTICATION_FAILED): {answer.error_message}"
+            )
+        return bytes(answer.auth_bytes)
 
     def _exchange(self, api_key: ApiKey, version: int, values: Mapping[str, Any]) -> Any:
         self._correlation_id += 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, Producer
 
 from streamhouse.testing.agent_process import AgentProcess, start_agent_process
 
@@ -23,6 +25,20 @@ def within(timeout_s: float, holds: Callable[[], bool], what: str) -> float:
             raise AssertionError(f"{what} not within {timeout_s} s")
         time.sleep(WITHIN_POLL_S)
     return time.monotonic() - started
+
+
+def produce_each(
+    config: dict[str, Any], topic: str, values: list[bytes], timeout_s: float
+) -> list[KafkaError | None]:
+    """Each value's delivery error (None: written), sent one after another by a producer of
+    `config`, so one refusal leaves the next value's fate its own."""
+    producer = Producer(config)
+    outcomes: list[KafkaError | None] = []
+    for value in values:
+        producer.produce(topic, value, on_delivery=lambda error, _: outcomes.append(error))
+        producer.flush(timeout_s)
+    assert len(outcomes) == len(values)
+    return outcomes
 
 
 def start_agent(data_dir: Path, *extra: str) -> AgentProcess:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import (
     Schema,
@@ -32,7 +32,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
-from tests.e2e.conftest import Agent
+from tests.e2e.conftest import Agent, produce_each
 
 WAIT_S = 20
 ADMIN_TIMEOUT_S = 15
@@ -64,13 +64,8 @@ def _create(agent: Agent, topic: str, config: dict[str, str] | None = None) -> N
 
 
 def _produce(agent: Agent, topic: str, values: list[bytes]) -> list[KafkaError | None]:
-    producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all", "retries": 0})
-    outcomes: list[KafkaError | None] = []
-    for value in values:
-        producer.produce(topic, value, on_delivery=lambda error, _: outcomes.append(error))
-        producer.flush(WAIT_S)
-    assert len(outcomes) == len(values)
-    return outcomes
+    config = {"bootstrap.servers": agent.bootstrap, "acks": "all", "retries": 0}
+    return produce_each(config, topic, values, WAIT_S)
 
 
 def _consume(agent: Agent, topic: str, count: int) -> list[bytes]:

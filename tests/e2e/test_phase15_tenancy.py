@@ -14,18 +14,13 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from typer.testing import CliRunner
 
-from streamhouse.cli.streamctl import app
-from streamhouse.testing.agent_process import AgentProcess
-from tests.e2e.conftest import start_agent
-from tests.fixtures.tls import self_signed_certificate
+from tests.e2e.secured_agent import Secured, secured_agent
 from tests.unit.test_sasl_clients import (
     CLIENT_TIMEOUT_S,
     FAILURE_TIMEOUT_S,
@@ -40,53 +35,13 @@ PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 VALUE = b"hello from a tenant"
 
 
-class Secured:
-    """A running agent requiring keys, its protocol and CA file, and an issued member key."""
-
-    def __init__(self, agent: AgentProcess, protocol: str, cafile: str) -> None:
-        self.agent = agent
-        self.protocol = protocol
-        self.cafile = cafile
-        admin = json.loads((agent.data_dir / "admin-credentials.json").read_text())
-        self.admin_env = {
-            "STREAMHOUSE_HTTP": agent.http_base,
-            "STREAMHOUSE_KEY": admin["key"],
-            "STREAMHOUSE_SECRET": admin["secret"],
-        }
-        self.key, self.secret = self.issue("acme", "admin")  # ACLs aside
-
-    def streamctl(self, *args: str, env: dict[str, str] | None = None) -> Any:
-        return CliRunner().invoke(app, list(args), env=env or self.admin_env)
-
-    def issue(self, org: str, role: str = "member") -> tuple[str, str]:
-        if org != "default" and org not in self.streamctl("orgs", "list").stdout:
-            created = self.streamctl("orgs", "create", org)
-            assert created.exit_code == 0, created.output
-        issued = self.streamctl("keys", "create", "--org", org, "--role", role, "-o", "json")
-        assert issued.exit_code == 0, issued.output
-        document = json.loads(issued.stdout)
-        return document["key"], document["secret"]
-
-    @property
-    def listener(self) -> tuple[AgentProcess, str, str]:
-        return (self.agent, self.protocol, self.cafile)
-
-
 @pytest.fixture(scope="module", params=PROTOCOLS)
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Secured]:
     protocol: str = request.param
-    directory = tmp_path_factory.mktemp(protocol.lower())
-    args = ["--auth", "required"]
-    cafile = ""
-    if protocol == "SASL_SSL":
-        cafile, keyfile = self_signed_certificate(directory)
-        args += ["--kafka-security-protocol", protocol, "--ssl-certfile", cafile]
-        args += ["--ssl-keyfile", keyfile]
-    with start_agent(directory / "data", *args) as agent:
-        yield Secured(agent, protocol, cafile)
-        agent.stop_cleanly()
+    with secured_agent(tmp_path_factory.mktemp(protocol.lower()), protocol) as running:
+        yield running
 
 
 def test_the_first_start_leaves_an_admin_key_for_the_operator_only(secured: Secured) -> None:
@@ -208,10 +163,7 @@ def test_scram_credentials_are_managed_through_kafka_s_admin_apis(secured: Secur
     )
 
     key, secret = secured.issue("acme")
-    admin_key, admin_secret = (
-        secured.admin_env["STREAMHOUSE_KEY"],
-        secured.admin_env["STREAMHOUSE_SECRET"],
-    )
+    admin_key, admin_secret = secured.admin
     admin = AdminClient(confluent_config(secured.listener, "PLAIN", admin_key, admin_secret))
     described = admin.describe_user_scram_credentials([key])[key].result(CLIENT_TIMEOUT_S)
     assert {(i.mechanism, i.iterations) for i in described.scram_credential_infos} == {
@@ -304,9 +256,7 @@ def test_acls_are_kept_per_org_through_kafka_s_admin_apis(secured: Secured) -> N
     )
     assert acme.describe_acls(matching).result(CLIENT_TIMEOUT_S) == [writers]
     # the default org's admin sees its own org's ACLs, none of acme's
-    default = admin_of(
-        secured.admin_env["STREAMHOUSE_KEY"], secured.admin_env["STREAMHOUSE_SECRET"]
-    )
+    default = admin_of(*secured.admin)
     assert default.describe_acls(everything).result(CLIENT_TIMEOUT_S) == []
     # a member manages no ACLs; an invalid binding is refused with Kafka's reason
     member = admin_of(*secured.issue("acme"))

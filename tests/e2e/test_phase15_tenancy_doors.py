@@ -25,8 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from tests.e2e.conftest import start_agent
-from tests.e2e.test_phase15_tenancy import Secured
+from tests.e2e.secured_agent import Secured, secured_agent
 from tests.unit.test_sasl_clients import CLIENT_TIMEOUT_S, confluent_config
 
 SUBJECT = "orders-value"
@@ -50,7 +49,7 @@ class Tenants:
         self.secured = secured
         self.acme = secured.key, secured.secret
         self.globex = secured.issue("globex")
-        self.admin = secured.admin_env["STREAMHOUSE_KEY"], secured.admin_env["STREAMHOUSE_SECRET"]
+        self.admin = secured.admin
 
     def registry(self, key: str, secret: str) -> SchemaRegistryClient:
         return SchemaRegistryClient(
@@ -63,10 +62,8 @@ class Tenants:
 
 @pytest.fixture(scope="module")
 def tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
-    directory: Path = tmp_path_factory.mktemp("doors")
-    with start_agent(directory / "data", "--auth", "required") as agent:
-        yield Tenants(Secured(agent, "SASL_PLAINTEXT", ""))
-        agent.stop_cleanly()
+    with secured_agent(tmp_path_factory.mktemp("doors")) as secured:
+        yield Tenants(secured)
 
 
 def _get(url: str, credentials: tuple[str, str] | None) -> tuple[int, Message, Any]:
@@ -155,3 +152,28 @@ def test_the_topic_route_names_the_caller_s_org_s_topic(tenants: Tenants) -> Non
     assert "acme" not in body["message"]
     status, headers, _ = _get(url, None)
     assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Basic")
+
+
+def test_streamctl_schemas_takes_a_key_and_says_when_one_is_needed(
+    tenants: Tenants, tmp_path: Path
+) -> None:
+    schema = tmp_path / "shipment.avsc"
+    schema.write_text(_record("Shipment", "carrier").schema_str)
+    url = tenants.secured.agent.registry_url
+    key, secret = tenants.acme
+    acme = {"STREAMHOUSE_REGISTRY": url, "STREAMHOUSE_KEY": key, "STREAMHOUSE_SECRET": secret}
+    streamctl = tenants.secured.streamctl
+    registered = streamctl("schemas", "register", "shipments-value", str(schema), env=acme)
+    assert registered.exit_code == 0, registered.output
+    listed = streamctl("schemas", "list", "-o", "json", env=acme)
+    assert "shipments-value" in [row["subject"] for row in json.loads(listed.stdout)]
+    globex_key, globex_secret = tenants.globex  # by flags, and another org's subjects
+    by_flags = ("--key", globex_key, "--secret", globex_secret, "-o", "json")
+    listed = streamctl("schemas", "list", *by_flags, env={"STREAMHOUSE_REGISTRY": url})
+    assert listed.exit_code == 0, listed.output
+    assert "shipments-value" not in [row["subject"] for row in json.loads(listed.stdout)]
+    for command in (["list"], ["register", "shipments-value", str(schema)]):
+        refused = streamctl("schemas", *command, env={"STREAMHOUSE_REGISTRY": url})
+        said = " ".join(refused.output.split())
+        assert refused.exit_code == 1 and "40101" in said, said
+        assert "give an API key with --key and --secret" in said
