@@ -6,10 +6,8 @@ the wire, so a 20-byte frame claiming 2**32 elements aborts the whole process (R
 kio 0.6.5). The walk rejects any count or length larger than the bytes that remain, and
 any tagged field whose content does not fill its declared size exactly.
 
-`error_body` builds the response Kafka would send for a request failed as a whole:
-every error code field set, everything else empty or zero; Produce mirrors the request's
-partitions. Produce v0..v2 (below kio's schemas) are decoded as v3 with a null
-transactional id and answered by a small hand-written encoder.
+`default_entity` builds any entity with Kafka's empty values (error codes as given).
+Produce v0..v2 (below kio's schemas) are decoded as v3 with a null transactional id.
 """
 
 from __future__ import annotations
@@ -31,9 +29,7 @@ from kio.serial import entity_reader, entity_writer
 from kio.serial.errors import SerialError
 from kio.static.protocol import Entity, RequestPayload, ResponsePayload
 
-from streamhouse.errors import ErrorCode
 from streamhouse.kafka.apis import ApiKey
-from streamhouse.kafka.sentinels import NO_OFFSET
 from streamhouse.kafka.varint import UVARINT_BYTES_MAX, decode_unsigned
 
 PRODUCE_LEGACY_VERSIONS = range(0, 3)
@@ -248,65 +244,6 @@ def encode_body(body: Entity) -> bytes:
 @cache
 def response_schema(api_key: int, api_version: int) -> type[ResponsePayload]:
     return load_response_schema(api_key, api_version)
-
-
-def error_body(
-    api_key: int, api_version: int, request: Any, code: ErrorCode
-) -> ResponsePayload | bytes:
-    """The response to `request` failed as a whole with `code` (bytes for Produce v0..v2)."""
-    error = KioErrorCode(int(code))
-    if api_key == ApiKey.PRODUCE and api_version in PRODUCE_LEGACY_VERSIONS:
-        return legacy_produce_error(request, code, api_version)
-    schema = response_schema(api_key, api_version)
-    if api_key == ApiKey.PRODUCE:
-        return cast(ResponsePayload, _produce_error(schema, request, error))
-    return cast(ResponsePayload, default_entity(schema, error, {}))
-
-
-def _item_type(entity: type[Any], name: str) -> type[Any]:
-    """The element class of the array field `name` of `entity`."""
-    field = next(field for field in fields(entity) if field.name == name)
-    return cast(type[Any], get_args(is_optional(field.type)[1])[0])
-
-
-def _produce_error(schema: type[Any], request: Any, error: KioErrorCode) -> Any:
-    """Every partition of the produce request answered with `error`."""
-    topic_type = _item_type(schema, "responses")
-    partition_type = _item_type(topic_type, "partition_responses")
-    topics = tuple(
-        default_entity(
-            topic_type,
-            error,
-            _topic_identity(topic),
-            partition_responses=tuple(
-                default_entity(
-                    partition_type, error, {"index": partition.index, "base_offset": NO_OFFSET}
-                )
-                for partition in topic.partition_data
-            ),
-        )
-        for topic in request.topic_data
-    )
-    return default_entity(schema, error, {"responses": topics})
-
-
-def _topic_identity(topic: Any) -> dict[str, Any]:
-    return {name: getattr(topic, name) for name in ("name", "topic_id") if hasattr(topic, name)}
-
-
-def legacy_produce_error(request: Any, code: ErrorCode, api_version: int) -> bytes:
-    """Produce v0..v2 response bytes: every partition gets `code` (kio has no such schema)."""
-    parts = [_INT32.pack(len(request.topic_data))]
-    for topic in request.topic_data:
-        name = topic.name.encode()
-        parts += [_INT16.pack(len(name)), name, _INT32.pack(len(topic.partition_data))]
-        for partition in topic.partition_data:
-            parts.append(struct.pack(">ihq", partition.index, int(code), NO_OFFSET))
-            if api_version >= 2:
-                parts.append(struct.pack(">q", -1))  # log_append_time
-    if api_version >= 1:
-        parts.append(_INT32.pack(0))  # throttle_time_ms
-    return b"".join(parts)
 
 
 _ZERO_BY_KAFKA_TYPE: dict[str, object] = {

@@ -32,6 +32,7 @@ from streamhouse.errors import ErrorCode
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey, ApiTable, api_name
 from streamhouse.kafka.encoded import EncodedBody
+from streamhouse.kafka.error_bodies import error_body
 from streamhouse.kafka.produce_wire import (
     PRODUCE_VERSION_MAX,
     ProduceRequestBody,
@@ -259,14 +260,14 @@ class KafkaConnection:
     def send_error(self, request: Request, error: ErrorCode) -> bytes:
         """Complete `request` with the response Kafka sends when it fails with `error`.
 
-        Every error code field is set (Produce: each requested partition); ApiVersions at
+        Each item the request names is answered with `error` (kafka/error_bodies.py); ApiVersions at
         a version we do not serve is answered in v0 with the whole table, as Kafka does.
         """
         if request.api_key == ApiKey.API_VERSIONS and (
             error == ErrorCode.UNSUPPORTED_VERSION or not self._serves(request)
         ):
             return self._complete(request, codec.encode_body(self._versions_v0(error)), False)
-        body = codec.error_body(request.api_key, request.api_version, request.body, error)
+        body = error_body(request.api_key, request.api_version, request.body, error)
         if isinstance(body, bytes):  # Produce v0..v2, never flexible
             return self._complete(request, body, False)
         return self._complete(request, codec.encode_body(body), type(body).__flexible__)
