@@ -61,6 +61,7 @@ from streamhouse.log.ids import object_key
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot, seq_of_key
 from streamhouse.names import TopicPartition
 from streamhouse.ports.leases import SegmentRecord
+from streamhouse.tenancy.names import DEFAULT_ORG
 
 SEGMENT_PAGE_ROWS = 1_000
 RUNBOOK_RETRY_MS = 100
@@ -69,6 +70,7 @@ BUCKET_WAIT_MS = 50
 END_MARGIN_MS = 1_000  # past the grace, at the end, before the operator's reconcile
 COMMITTED_OFFSETS_TABLE = "committed_offsets"
 GroupPartition = tuple[str, str, int]  # (group, topic, partition)
+JUNK_ORGS = (DEFAULT_ORG, "junk")  # planted orphans alternate between these orgs' prefixes
 
 
 async def wipe_metadata(cluster: SimCluster, nemesis: Nemesis) -> None:
@@ -249,10 +251,12 @@ class DeleteWatch:
 def plant_orphan(cluster: SimCluster, nemesis: Nemesis) -> None:
     """Junk shaped like a flushed object (its key, not its bytes) appears in the bucket,
     looking `nemesis.amount` ms old: the rebuild must pass over it, the reconciler delete it
-    once past the grace, and never before."""
+    once past the grace, and never before. Every other one is under an org of its own: both
+    walk every org's prefix."""
     now_ms = cluster.clock.now_ms()
     number = len([k for k in cluster.objects.stored_keys() if "/junk-" in k])
-    key = object_key(cluster.options.settings.org, "junk", now_ms, number.to_bytes(10, "big"))
+    org = JUNK_ORGS[number % len(JUNK_ORGS)]
+    key = object_key(org, "junk", now_ms, number.to_bytes(10, "big"))
     cluster.objects.plant(key, b"not an object of ours " * (number + 1), now_ms - nemesis.amount)
     cluster.record_trace("object.planted", key, nemesis.amount)
 

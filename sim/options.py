@@ -38,8 +38,9 @@ RENAMED_SETTINGS = {
     "offset_metadata_bytes_max": "offset_metadata_max_bytes",
     "group_members_max": "group_max_size",
 }
-# Settings removed since: the static cluster directory (agents now register in the store).
-REMOVED_SETTINGS = frozenset({"node_id", "cluster_agents"})
+# Settings removed since: the static cluster directory (agents now register in the store);
+# the one org every object was keyed under (an object now goes under its topic's org).
+REMOVED_SETTINGS = frozenset({"node_id", "cluster_agents", "org"})
 
 CRASH = "crash"  # crash, stay down a while, restart (sometimes with a wiped disk)
 PAUSE = "pause"

@@ -284,7 +284,7 @@ async def assemble_agent(
             producers=metadata,
         )
         rebuilt = await rebuilder.rebuild_if_needed()
-    cluster = ClusterDirectory(settings.org, agent_id)
+    cluster = ClusterDirectory(agent_id)
     damaged = DamagedObjects()  # what reconcile runs and reads found
     log = LogStore(
         settings,

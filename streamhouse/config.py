@@ -31,7 +31,6 @@ class Settings:
     data_dir: str = "./data"
     metadata_url: str = ""  # empty: sqlite file under data_dir
     object_store_url: str = ""  # empty: local directory under data_dir
-    org: str = "default"
     storage: str = "real"  # "null": discard every write (benchmark baseline only)
     # "uvloop": libuv's event loop, a third less CPU per small request than asyncio's own;
     # "asyncio": the standard library's (the simulator runs the engine on a loop of its own)

@@ -8,8 +8,9 @@ ownership service (engine/ownership.py). A partition's requests go to the agent 
 its lease while the lease is live by the store's clock; without a live lease (or with a
 holder not listed), to its target, which takes the lease when the client comes; with no
 target known either, to this agent. A group's or transactional id's coordinator is
-the holder of its coordinator slot's lease, found the same way. The cluster id is the
-org's, and each agent names itself controller (there is no election).
+the holder of its coordinator slot's lease, found the same way. The cluster id is one for
+the whole cluster, whichever orgs it serves (the one clients saw before there were orgs), and
+each agent names itself controller (there is no election).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.membership import NO_NODE_ID
 from streamhouse.ports.topics import PartitionRecord
 
-CLUSTER_ID_PREFIX = "streamhouse-"
+CLUSTER_ID = "streamhouse-default"
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ class ClusterDescription:
 class ClusterDirectory:
     """The agents of this cluster, this one included, and request placement among them."""
 
-    def __init__(self, org: str, agent_id: str) -> None:
+    def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
-        self.cluster_id = CLUSTER_ID_PREFIX + org
+        self.cluster_id = CLUSTER_ID
         self._advertised = AgentAddress(agent_id, NO_NODE_ID, "", 0)
         self._others: tuple[AgentAddress, ...] = ()
         self._targets: Mapping[TopicPartition, str] = {}

@@ -1,4 +1,4 @@
-"""The flush service: one object for everything pending on the agent, then one metadata commit.
+"""The flush service: one object per org for everything pending on the agent, each committed.
 
 A flush runs when synced pending bytes reach `flush_bytes_max` or the oldest
 synced pending batch is `flush_interval_ms` old. It takes every batch whose
@@ -7,6 +7,13 @@ and commits all its segment rows in one transaction fenced by each
 partition's lease epoch. Upload and commit are retried with capped,
 jittered backoff (the commit is idempotent by object key). Only one flush is
 in flight, so durable offsets of a partition advance in order.
+
+Every object belongs to one org (its key is under `orgs/<org>/`), so when the
+batches taken belong to several orgs (their topics' orgs) the flush writes and
+commits one object per org, one after the other, and forgets each org's batches
+(releasing their WAL entries) as soon as its commit is in. A partition belongs
+to one org, so each partition's batches still go into one object in order; a
+flush that gives up part-way leaves the orgs not yet committed pending, whole.
 """
 
 from __future__ import annotations
@@ -181,31 +188,52 @@ class Flusher:
         self._stopping = True
         self._wake.set()
 
-    async def flush_once(self) -> FlushReport | None:
-        """Flush every synced pending batch now (no-op when there is none)."""
+    async def flush_once(self) -> list[FlushReport]:
+        """Flush every synced pending batch now: the reports of the objects written, one per
+        org that had a live batch (none when nothing was pending)."""
         async with self._flush_lock:
-            # Taken batches stay pending until committed: if the flush gives up, the WAL
-            # still holds them and nothing is released.
+            # Taken batches stay pending until their org's object is committed: if the flush
+            # gives up, the WAL still holds them and nothing of theirs is released.
             taken = list(itertools.islice(self._pending, self._synced_count))
-            report = await self._flush(taken)
-            for pending in taken:
-                assert self._pending.popleft() is pending
-                assert pending.segment is not None
-                self._release_wal(pending.segment)
-                self.pending_bytes -= len(pending.batch.data)
-                self._synced_bytes -= len(pending.batch.data)
-            self._synced_count -= len(taken)
-            self._wake_room()
-            return report
+            by_org = _split_by_org(taken)
+            reports = []
+            for org, batches in by_org.items():
+                report = await self._flush(org, batches)
+                if report is not None:
+                    reports.append(report)
+                self._forget(batches, whole_prefix=len(by_org) == 1)
+            return reports
 
-    async def _flush(self, taken: list[PendingBatch]) -> FlushReport | None:
+    def _forget(self, done: list[PendingBatch], *, whole_prefix: bool) -> None:
+        """Take flushed (or dropped) batches out of the pending ones and release their WAL
+        entries. `whole_prefix`: they are the first len(done) pending, in order (one org's
+        flush, the common case, pops them); else they are picked out, the others kept in
+        order (every synced batch still before every unsynced one)."""
+        if whole_prefix:
+            for pending in done:
+                assert self._pending.popleft() is pending
+        else:
+            flushed = {id(pending) for pending in done}
+            kept = deque(p for p in self._pending if id(p) not in flushed)
+            assert len(kept) == len(self._pending) - len(done), "flushed batches not pending"
+            self._pending = kept
+        for pending in done:
+            assert pending.segment is not None
+            self._release_wal(pending.segment)
+            self.pending_bytes -= len(pending.batch.data)
+            self._synced_bytes -= len(pending.batch.data)
+        self._synced_count -= len(done)
+        self._wake_room()
+
+    async def _flush(self, org: str, taken: list[PendingBatch]) -> FlushReport | None:
+        """One object under `org`'s prefix for the live ones of `taken` (all of that org)."""
         live = [p for p in taken if not p.plog.fenced]
         self.stats.batches_dropped += len(taken) - len(live)
         if not live:
             return None
         by_partition = _group_by_partition(live)
         now_ms = self._clock.now_ms()
-        org, agent = self._settings.org, self._agent_id
+        agent = self._agent_id
         blocks = [_block_spec(tp, batches) for tp, batches in sorted(by_partition.items())]
         data, footer = encode_object(blocks, org, agent, now_ms, self._settings.zstd_level)
         key = object_key(org, agent, now_ms, self._rng.randbytes(ULID_RANDOM_BYTES))
@@ -257,6 +285,19 @@ class Flusher:
                 setattr(self.stats, counter, getattr(self.stats, counter) + 1)
                 await self._clock.sleep_ms(backoff_ms // 2 + self._rng.randint(0, backoff_ms // 2))
                 backoff_ms = min(backoff_ms * 2, self._settings.flush_retry_backoff_ms_max)
+
+
+def _split_by_org(taken: list[PendingBatch]) -> dict[str, list[PendingBatch]]:
+    """The batches of each org, in their order; one org (the common case) costs one pass."""
+    if not taken:
+        return {}
+    first = taken[0].plog.org
+    if all(pending.plog.org == first for pending in taken):
+        return {first: taken}
+    by_org: dict[str, list[PendingBatch]] = {}
+    for pending in taken:
+        by_org.setdefault(pending.plog.org, []).append(pending)
+    return by_org
 
 
 def _group_by_partition(batches: list[PendingBatch]) -> dict[TopicPartition, list[PendingBatch]]:

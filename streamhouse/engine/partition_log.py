@@ -11,6 +11,7 @@ from streamhouse.log.partition import PartitionState
 from streamhouse.log.partition_txns import PartitionTxns
 from streamhouse.log.producer_state import ProducerStates
 from streamhouse.log.tail import Tail, TailBatch, TailBudget
+from streamhouse.tenancy.names import org_of
 
 
 @dataclass
@@ -34,6 +35,10 @@ class PartitionLog:
     log_start_moving: asyncio.Lock = field(default_factory=asyncio.Lock)
     _watermark_moved: asyncio.Future[None] | None = None
     _lease_decided: asyncio.Future[None] | None = None
+    org: str = field(init=False)  # the org its topic belongs to: its objects are under its prefix
+
+    def __post_init__(self) -> None:
+        self.org = org_of(self.state.tp.topic)
 
     @classmethod
     def opened(

@@ -4,9 +4,9 @@ Shared by the merger (identity transform) and log compaction (a transform that r
 drops batches, never moving an offset). For a partition this agent leads, under the lease
 epoch it holds: read the run's blocks, hand their batches in offset order to the transform,
 lay what comes back out as blocks of one leader epoch and at most a named size
-(log/rewrite_blocks.py), encode one object (the flush's format, footer and key scheme),
-upload it, then swap the rows in one metadata transaction fenced by that epoch and by the
-old rows being exactly as read (`LeaseStore.swap_segments`).
+(log/rewrite_blocks.py), encode one object (the flush's format, footer and key scheme, under
+the partition's org), upload it, then swap the rows in one metadata transaction fenced by
+that epoch and by the old rows being exactly as read (`LeaseStore.swap_segments`).
 
 Crash-safe by construction: before the swap commits nothing points at the new object (a
 crash, a refused swap or a swap given up leaves an orphan the reconciler deletes after its
@@ -42,6 +42,7 @@ from streamhouse.ports.clock import Clock
 from streamhouse.ports.leases import LeaseStore, ObjectRecord, SegmentRecord, SegmentSwap
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
+from streamhouse.tenancy.names import org_of
 
 log = logging.getLogger("streamhouse.rewrite")
 
@@ -140,7 +141,7 @@ class Rewriter:
             rows[0].leader_epoch,
         )
         now_ms = self._clock.now_ms()
-        org = self._settings.org
+        org = org_of(tp.topic)  # every object belongs to one org: the partition's
         data, footer = encode_object(blocks, org, self._agent_id, now_ms, self._settings.zstd_level)
         key = object_key(org, self._agent_id, now_ms, self._rng.randbytes(ULID_RANDOM_BYTES))
         uploaded_ms = self._clock.monotonic_ms()

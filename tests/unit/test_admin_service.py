@@ -89,7 +89,7 @@ class World:
         self.groups = GroupCoordinator(
             settings, self.clock, rng.fork("groups"), topics=self.metadata, groups=self.metadata
         )
-        self.cluster = ClusterDirectory(settings.org, AGENT)
+        self.cluster = ClusterDirectory(AGENT)
         self.cluster.advertise("10.0.0.1", 9092, NODE_ID)
         self.joins: list[asyncio.Future[JoinResponse]] = []  # joins waiting for a rebalance
         self.admin = AdminService(

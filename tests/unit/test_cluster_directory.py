@@ -16,7 +16,7 @@ C = AgentAddress("c", 2, "h2", 9092)
 
 
 def _directory(agent: AgentAddress, live: tuple[AgentAddress, ...]) -> ClusterDirectory:
-    directory = ClusterDirectory("default", agent.agent_id)
+    directory = ClusterDirectory(agent.agent_id)
     directory.advertise(agent.host, agent.port, agent.node_id)
     directory.update(live)
     return directory
@@ -32,10 +32,10 @@ def test_an_agent_is_a_broker() -> None:
 
 
 def test_alone_the_agent_is_at_its_advertised_address_and_node() -> None:
-    directory = ClusterDirectory("acme", "solo")
+    directory = ClusterDirectory("solo")
     directory.advertise("10.0.0.9", 19092, 4)
     alone = AgentAddress("solo", 4, "10.0.0.9", 19092)
-    assert directory.describe() == ClusterDescription("streamhouse-acme", 4, (alone,))
+    assert directory.describe() == ClusterDescription("streamhouse-default", 4, (alone,))
     assert directory.coordinator(slot_of("any-group")) == alone
 
 

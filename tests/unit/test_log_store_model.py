@@ -1,8 +1,9 @@
 """The partition log against a list model through append, flush, crash, recover and lost leases.
 
 Real engine code (LogStore, WAL, flusher, object format) on the sim disk, sim
-object store and sim metadata store. The model keeps, per partition, the
-values appended in offset order and how far each is promised:
+object store and sim metadata store, over partitions of two orgs' topics (a flush writes
+an object for each org). The model keeps, per partition, the values appended in offset
+order and how far each is promised:
 
 - acked (acks=1, WAL fsynced): survives a crash unless the lease moved on;
 - durable (flushed and committed): survives everything;
@@ -30,7 +31,10 @@ from streamhouse.names import TopicPartition
 from tests.property_budget import examples
 
 TOPIC = "events"
-PARTITIONS = 2
+OTHER_ORG_TOPIC = "acme:events"  # org acme's topic `events`: its objects are under its prefix
+# The model's partitions: two of the default org's topic and one of acme's
+PLACES = (TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1), TopicPartition(OTHER_ORG_TOPIC, 0))
+PARTITIONS = len(PLACES)
 AGENT = "agent-a"
 LEASE_TTL_MS = 1000
 STORE_SETTINGS = Settings(
@@ -71,7 +75,8 @@ class LogStoreMachine(RuleBasedStateMachine):
         self.objects = SimObjectStore(None, rng.fork("objects"))
         self.store_clock = VirtualClock()  # the metadata store's own clock: judges expiry
         self.metadata = SimMetadataStore(rng.fork("metadata"), clock=self.store_clock)
-        self.run(self.metadata.create_topic(TOPIC, PARTITIONS, {}, self.clock.now_ms()))
+        self.run(self.metadata.create_topic(TOPIC, 2, {}, self.clock.now_ms()))
+        self.run(self.metadata.create_topic(OTHER_ORG_TOPIC, 1, {}, self.clock.now_ms()))
         self._open()
 
     def _open(self) -> None:
@@ -109,9 +114,7 @@ class LogStoreMachine(RuleBasedStateMachine):
         assert self.store is not None
         try:
             result = self.run(
-                self.store.append(
-                    TopicPartition(TOPIC, partition), batch, durable=wait == "durable"
-                )
+                self.store.append(PLACES[partition], batch, durable=wait == "durable")
             )
         except NotLeader:
             return
@@ -149,7 +152,7 @@ class LogStoreMachine(RuleBasedStateMachine):
     def _all_synced_are_durable(self) -> None:
         assert self.store is not None
         for partition in range(PARTITIONS):
-            plog = self.store.led_partition(TopicPartition(TOPIC, partition))
+            plog = self.store.led_partition(PLACES[partition])
             if plog is not None:
                 self.durable[partition] = plog.state.durable_end_offset
 
@@ -161,7 +164,7 @@ class LogStoreMachine(RuleBasedStateMachine):
         self.run(self.store.flusher.flush_once())
         self._all_synced_are_durable()
         for partition in range(PARTITIONS):
-            plog = self.store.led_partition(TopicPartition(TOPIC, partition))
+            plog = self.store.led_partition(PLACES[partition])
             if plog is not None:
                 assert plog.state.durable_end_offset == plog.state.high_watermark
 
@@ -188,7 +191,7 @@ class LogStoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.store is not None)
     def lose_lease(self, partition: int) -> None:
         """Another agent takes the lease after expiry, then gives it up: our epoch moved on."""
-        tp = TopicPartition(TOPIC, partition)
+        tp = PLACES[partition]
         self.clock.advance_ms(LEASE_TTL_MS + 1)
         self.store_clock.advance_ms(LEASE_TTL_MS + 1)
         lease = self.run(self.metadata.acquire_lease(tp, "thief", 1))
@@ -224,7 +227,7 @@ class LogStoreMachine(RuleBasedStateMachine):
 
     def _read_all(self, partition: int) -> list[bytes]:
         assert self.store is not None
-        tp = TopicPartition(TOPIC, partition)
+        tp = PLACES[partition]
         values: list[bytes] = []
         offset = 0
         while True:
@@ -254,7 +257,7 @@ class LogStoreMachine(RuleBasedStateMachine):
         if self.store is None:
             return
         for partition in range(PARTITIONS):
-            plog = self.store.led_partition(TopicPartition(TOPIC, partition))
+            plog = self.store.led_partition(PLACES[partition])
             if plog is None:
                 continue
             plog.state.check()

@@ -34,7 +34,7 @@ class World:
         self, agent_id: str, port: int, *, beating: bool = True
     ) -> tuple[Membership, ClusterDirectory]:
         """An agent that joins, and heartbeats unless it is killed right after (`beating`)."""
-        directory = ClusterDirectory("default", agent_id)
+        directory = ClusterDirectory(agent_id)
         directory.advertise(f"host-{agent_id}", port)
         membership = Membership(SETTINGS, self.clock, self.store, directory)
         await membership.join()

@@ -58,7 +58,7 @@ class World:
     async def join(self, agent_id: str) -> Node:
         if await self.metadata.get_topic(TOPIC) is None:
             await self.metadata.create_topic(TOPIC, PARTITIONS, {}, self.clock.now_ms())
-        directory = ClusterDirectory("default", agent_id)
+        directory = ClusterDirectory(agent_id)
         directory.advertise(f"host-{agent_id}", 9092)
         log = one_store_log(
             SETTINGS,

@@ -97,7 +97,7 @@ class World:
         )
         await log.open(run_background=False)
         slots = CoordinatorSlots(log, self.clock)
-        cluster = ClusterDirectory("org", agent_id)
+        cluster = ClusterDirectory(agent_id)
         delivery = MarkerDelivery(
             SETTINGS,
             self.clock,

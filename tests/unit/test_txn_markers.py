@@ -50,7 +50,7 @@ async def _world(peer: FlakyPeer) -> tuple[MarkerDelivery, RecordingMarkers, Vir
     await metadata.create_topic("orders", 3, {}, clock.now_ms())
     for tp in (TP0, TP1):
         assert await metadata.acquire_lease(tp, PEER.agent_id, TTL_MS) is not None
-    cluster = ClusterDirectory("org", "agent-a")
+    cluster = ClusterDirectory("agent-a")
     cluster.advertise("10.0.0.1", 9092, 1)
     cluster.update([PEER])
     here = RecordingMarkers()
