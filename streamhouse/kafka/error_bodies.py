@@ -90,6 +90,7 @@ ECHOES: Mapping[ApiKey, Mapping[str, Echo]] = MappingProxyType(
         ApiKey.WRITE_TXN_MARKERS: {"partitions": _PARTITION_INDEXES},
         ApiKey.CREATE_ACLS: {"results": Echo(("creations",))},
         ApiKey.DELETE_ACLS: {"filter_results": Echo(("filters",))},
+        ApiKey.ALTER_CLIENT_QUOTAS: {"entries": Echo(("entries",)), "entity": Echo(("entity",))},
         ApiKey.DESCRIBE_CONFIGS: {"results": Echo(("resources",))},
         ApiKey.ALTER_CONFIGS: {"responses": Echo(("resources",))},
         ApiKey.ALTER_REPLICA_LOG_DIRS: {

@@ -26,7 +26,8 @@ STOP_TIMEOUT_S = 30
 
 
 class InTestAuthenticator(Authenticator):
-    """Users and their secrets kept in memory, SCRAM credentials as a store would keep them."""
+    """Users and their secrets kept in memory, SCRAM credentials as a store would keep them;
+    each user is its org's admin (ACLs aside: the tests using it are about authentication)."""
 
     def __init__(self, users: dict[str, str]) -> None:
         self._secrets = dict(users)
@@ -46,13 +47,13 @@ class InTestAuthenticator(Authenticator):
         secret = self._secrets.get(user)
         if secret is None or not hmac.compare_digest(secret.encode(), password.encode()):
             return None
-        return Principal(ORG, user, "member")
+        return Principal(ORG, user, "admin")
 
     async def scram_credential(
         self, user: str, mechanism: str
     ) -> tuple[Principal, ScramCredential] | None:
         credential = self._scram.get((user, mechanism))
-        return None if credential is None else (Principal(ORG, user, "member"), credential)
+        return None if credential is None else (Principal(ORG, user, "admin"), credential)
 
 
 @dataclass

@@ -53,6 +53,8 @@ NOT_ANSWERED_PER_ITEM: dict[ApiKey, frozenset[str]] = {
     # answered with the top-level code only, as Kafka does: the answer lists log dirs
     ApiKey.DESCRIBE_LOG_DIRS: frozenset({"topics", "topics.partitions"}),
     ApiKey.LIST_TRANSACTIONS: frozenset({"state_filters", "producer_id_filters"}),
+    ApiKey.DESCRIBE_CLIENT_QUOTAS: frozenset({"components"}),  # a filter: answered with none
+    ApiKey.ALTER_CLIENT_QUOTAS: frozenset({"entries.ops"}),  # the changes asked, not items
 }
 COUNTED = {
     ApiKey.CREATE_ACLS: ("results", "creations"),

@@ -30,13 +30,13 @@ MEMBER = "SHKACMEMEMBER"  # no ACLs: may create nothing
 
 
 class AdminAndMember(InTestAuthenticator):
-    """acme's admin and one member, by PLAIN (InTestAuthenticator makes every user a member)."""
+    """acme's admin and one member, by PLAIN (InTestAuthenticator makes every user an admin)."""
 
     async def plain(self, user: str, password: str) -> Principal | None:
         principal = await super().plain(user, password)
-        if principal is None or user != ADMIN:
+        if principal is None or user != MEMBER:
             return principal
-        return dataclasses.replace(principal, role="admin")
+        return dataclasses.replace(principal, role="member")
 
 
 @pytest.fixture(scope="module")

@@ -262,7 +262,7 @@ def test_handlers_see_the_connections_principal(
     monkeypatch.setitem(kafka_handlers.HANDLERS, ApiKey.METADATA, recording)
     assert scram_login(client, SCRAM_SHA_512, OTHER_USER, OTHER_SECRET).error_code == 0
     assert client.call(metadata()).brokers
-    assert seen == [Principal(ORG, OTHER_USER, "member")]
+    assert seen == [Principal(ORG, OTHER_USER, "admin")]
 
 
 # ------------------------------------------------------------------ re-authentication
