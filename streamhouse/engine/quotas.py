@@ -131,6 +131,10 @@ class QuotaService:
     async def configured(self, org: str) -> OrgQuotas:
         """The org's quotas as read at most `refresh_interval_ms` ago (one read shared by every
         caller meanwhile); a failed read keeps the quotas read before."""
+        return await asyncio.shield(self._read_lately(org))  # a waiter cancelled: others wait
+
+    def _read_lately(self, org: str) -> asyncio.Future[OrgQuotas]:
+        """The org's quotas read at most `refresh_interval_ms` ago, or their read started now."""
         now_ms = self._clock.monotonic_ms()
         memo = self._configured.get(org)
         if memo is None or now_ms - memo[0] >= self._refresh_interval_ms:
@@ -139,7 +143,16 @@ class QuotaService:
             before = memo[1] if memo is not None and memo[1].done() else None
             memo = (now_ms, asyncio.ensure_future(self._read(org, before)))
             self._configured[org] = memo
-        return await asyncio.shield(memo[1])  # one waiter cancelled leaves the read to others
+        return memo[1]
+
+    def limits_known(self, org: str, key: str) -> bool:
+        """Whether the org's quotas as last read set a quota of `key`, without waiting: what
+        lets the door skip measuring what no quota limits. Quotas not read yet, or older
+        than the refresh interval, are read meanwhile, for the next request to know."""
+        read = self._read_lately(org)
+        if not read.done() or read.exception() is not None:
+            return False
+        return bool(read.result().get(key))
 
     async def _read(self, org: str, before: asyncio.Future[OrgQuotas] | None) -> OrgQuotas:
         try:

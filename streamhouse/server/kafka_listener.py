@@ -61,7 +61,13 @@ from streamhouse.server.kafka_groups import CLIENT_HOST
 from streamhouse.server.kafka_handlers import HANDLERS, MAX_VERSIONS
 from streamhouse.server.kafka_orgs import checked_open_request, scoped_request, unscoped_answer
 from streamhouse.server.kafka_sasl import SaslDoor, SaslOptions
-from streamhouse.server.kafka_throttle import MUTE, ConnectionMute
+from streamhouse.server.kafka_throttle import (
+    MUTE,
+    BusyTime,
+    ConnectionMute,
+    charge_request_time,
+    request_time_limited,
+)
 
 READ_CHUNK_BYTES = 256 * 1024
 # Requests one connection dispatches before the loop turns: one read may hold a thousand
@@ -333,10 +339,12 @@ class _Session:
         if not self._in_flight.take(request.size):
             await self._in_flight.acquire(request.size)
         principal = PRINCIPAL.get()
+        busy = BusyTime() if request_time_limited(self._ctx) else None
         try:
             admission = _Admission(principal, await self._grant(principal))
             scoped = admission.admitted(request)
-            completion = await HANDLERS[ApiKey(request.api_key)](self._ctx, scoped)
+            handled = HANDLERS[ApiKey(request.api_key)](self._ctx, scoped)
+            completion = await (handled if busy is None else busy.timed(handled))
         except StreamHouseError as error:
             self._in_flight.release(request.size)
             self._write(self._connection.send_error(request, error.code))
@@ -345,8 +353,21 @@ class _Session:
             self._in_flight.release(request.size)
             self._our_bug(request, error)
             return
-        answer = completion if isinstance(completion, asyncio.Future) else self._run(completion)
+        if isinstance(completion, asyncio.Future):
+            answer: asyncio.Future[Any] = completion
+        else:
+            timed = completion if busy is None else busy.timed(completion)
+            answer = self._run(timed)
+            if timed is not completion:  # a task cancelled unstarted never ran it: closed
+                answer.add_done_callback(lambda _: completion.close())
         answer.add_done_callback(functools.partial(self._answered, request, admission))
+        if busy is not None:
+            answer.add_done_callback(lambda _: self._charge(request, busy))
+
+    def _charge(self, request: Request, busy: BusyTime) -> None:
+        """Count the handler's time against the client's request-time quota (its throttle
+        mutes the connection from its next request on)."""
+        self._track(asyncio.ensure_future(charge_request_time(self._ctx, request, busy)))
 
     async def _grant(self, principal: Principal | None) -> Grant:
         """What the connection's principal may do by its org's ACLs."""

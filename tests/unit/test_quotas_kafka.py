@@ -149,3 +149,22 @@ def test_the_orgs_partition_limit_refuses_a_create_topics(agent: AgentThread) ->
         future.result(CLIENT_TIMEOUT_S)
     finally:
         _alter(agent, [], org_partitions=None)
+
+
+def test_a_client_over_its_request_time_share_is_muted(agent: AgentThread) -> None:
+    """A share no request fits in (a millionth of a thread): every request of that client id
+    is over it, so the agent counts throttle time for it; another client id is not measured."""
+    assert agent.agent is not None
+    quotas = agent.agent.kafka.context.quotas
+    assert quotas is not None
+    answer = _alter(agent, [(CLIENT_ID, "busy")], request_percentage=0.0001)
+    assert [entry.error_code for entry in answer.entries] == [ErrorCode.NONE]
+    before_ms = quotas.traffic["default"].throttle_ms if "default" in quotas.traffic else 0
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap, "client.id": "busy"})
+    for _ in range(3):
+        admin.list_topics(timeout=CLIENT_TIMEOUT_S)
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while quotas.traffic["default"].throttle_ms == before_ms and time.monotonic() < deadline:
+        time.sleep(0.05)  # the charge follows the answer
+    assert quotas.traffic["default"].throttle_ms > before_ms
+    _alter(agent, [(CLIENT_ID, "busy")], request_percentage=None)
