@@ -1,6 +1,7 @@
-"""streamctl's line to a running agent: librdkafka's admin client with every call bounded by a
-timeout and every failure turned into one `CommandError` (exit 1, Kafka's error name in the
-message), plus the options and output helpers the `topics` and `groups` commands share.
+"""streamctl's line to a running agent: how to reach its Kafka listener (`Connection`: where,
+within what time, as which API key, over TLS or not), librdkafka's admin client with every call
+bounded by a timeout and every failure turned into one `CommandError` (exit 1, Kafka's error
+name in the message), plus the options and output helpers the commands share.
 
 streamctl never opens the metadata store: the agent applies its rules (engine.admin) to
 whatever the operator asks, as it does for any Kafka client.
@@ -15,6 +16,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -24,6 +26,15 @@ from confluent_kafka.admin._listoffsets import ListOffsetsResultInfo, OffsetSpec
 from confluent_kafka.admin._metadata import ClusterMetadata
 from rich.console import Console, RenderableType
 from rich.table import Table
+
+from streamhouse.io.kafka_client import (
+    AuthenticationFailed,
+    KafkaCallFailed,
+    KafkaClient,
+    SaslCredentials,
+    SaslUnavailable,
+)
+from streamhouse.kafka.apis import ApiKey
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_TIMEOUT_S = 10.0
@@ -78,14 +89,16 @@ class CommandError(Exception):
     """A failure said to the operator as one message, with exit code 1."""
 
 
-# An agent started with `--auth required` asks every HTTP door (its API, its schema registry)
-# for an API key as HTTP Basic credentials: these options give it, and `key_headers` sends it.
+# An agent started with `--auth required` asks every door for an API key: its HTTP doors (its
+# API, its schema registry) as HTTP Basic credentials (`key_headers`), its Kafka listener by
+# SASL (`Connection`). These options give it, to every command.
 Key = Annotated[
     str | None,
     typer.Option(
         "--key",
         envvar="STREAMHOUSE_KEY",
-        help="Your API key id, when the agent requires keys (--auth required).",
+        help="Your API key id, when the agent requires keys (--auth required); "
+        "what you see and change is your key's org's.",
     ),
 ]
 Secret = Annotated[
@@ -94,6 +107,34 @@ Secret = Annotated[
 ]
 HTTP_UNAUTHORIZED = 401
 NEEDS_A_KEY = "give an API key with --key and --secret, or STREAMHOUSE_KEY and STREAMHOUSE_SECRET"
+
+
+class SaslMechanism(enum.StrEnum):
+    """How an API key authenticates at the Kafka listener."""
+
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    PLAIN = "PLAIN"
+
+
+Mechanism = Annotated[
+    SaslMechanism,
+    typer.Option(
+        "--sasl-mechanism",
+        envvar="STREAMHOUSE_SASL_MECHANISM",
+        help="SASL mechanism of the key at the Kafka listener. SCRAM proves the secret without "
+        "sending it; PLAIN sends it (use it only with --ca-file).",
+    ),
+]
+CaFile = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-file",
+        envvar="STREAMHOUSE_CA_FILE",
+        help="PEM file of the CA that signed the agent's certificate: speak TLS to its Kafka "
+        "listener (SASL_SSL with a key), as --kafka-security-protocol SASL_SSL requires.",
+    ),
+]
 
 
 def key_headers(key: str | None, secret: str | None) -> dict[str, str]:
@@ -120,19 +161,114 @@ def error_code(exc: KafkaException) -> int | None:
     return error.code() if isinstance(error, KafkaError) else None
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How every Kafka-speaking command reaches the agent at `bootstrap`: the one place that
+    turns the options into librdkafka's settings and into our own client's."""
+
+    bootstrap: str
+    timeout_s: float
+    key: str | None = None
+    secret: str | None = None
+    mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    ca_file: str | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        return ("SASL_" if self.key is not None else "") + ("SSL" if self.ca_file else "PLAINTEXT")
+
+    def credentials(self) -> SaslCredentials | None:
+        """The key as SASL credentials; none without a key, a CommandError without its secret."""
+        if self.key is None:
+            return None
+        if self.secret is None:
+            raise CommandError("--key needs --secret (or STREAMHOUSE_SECRET)")
+        return SaslCredentials(str(self.mechanism), self.key, self.secret)
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka's settings for this connection."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "log_level": 0,  # failures are reported once, by streamctl, not by librdkafka's logger
+            "socket.timeout.ms": int(self.timeout_s * 1000),
+            "security.protocol": self.security_protocol,
+        }
+        credentials = self.credentials()
+        if credentials is not None:
+            config["sasl.mechanisms"] = credentials.mechanism
+            config["sasl.username"] = credentials.user
+            config["sasl.password"] = credentials.secret
+        if self.ca_file:
+            config["ssl.ca.location"] = self.ca_file
+        return config
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Each host:port of --bootstrap, which may list several, comma-separated (as
+        librdkafka takes it)."""
+        found = []
+        for entry in self.bootstrap.split(","):
+            host, _, port = entry.strip().rpartition(":")
+            if not (host and port.isdigit()):
+                raise CommandError(
+                    f"--bootstrap must be host:port, not {entry!r} (several: host:port,host:port)"
+                )
+            found.append((host, int(port)))
+        return found
+
+    def client(self, host: str, port: int) -> KafkaClient:
+        """Our own Kafka client of the agent at host:port, authenticated as this connection."""
+        return KafkaClient(host, port, self.timeout_s, self.credentials(), self.ca_file or None)
+
+    def check(self) -> tuple[str, int]:
+        """The first agent of --bootstrap that answers, reached once and authenticated when a
+        key is given, so that a refused key or a missing one is said plainly and at once
+        (librdkafka would retry until the timeout and report a transport failure)."""
+        failures = []
+        for host, port in self.addresses():
+            try:
+                with self.client(host, port) as client:
+                    self._require_a_key_if_asked(client)
+                return host, port
+            except AuthenticationFailed as exc:
+                raise CommandError(
+                    f"{exc}. Check the key and its secret (--key/--secret or STREAMHOUSE_KEY/"
+                    "STREAMHOUSE_SECRET), that the key is not revoked, and --sasl-mechanism "
+                    f"({self.mechanism})"
+                ) from exc
+            except SaslUnavailable as exc:
+                raise CommandError(f"UNSUPPORTED_SASL_MECHANISM: {exc}") from exc
+            except KafkaCallFailed as exc:
+                failures.append(str(exc))
+        raise CommandError(self.unreachable("; ".join(failures)))
+
+    def _require_a_key_if_asked(self, client: KafkaClient) -> None:
+        """A listener that advertises SaslHandshake authenticates every client: without a key,
+        say so now rather than as the disconnect that would follow."""
+        if self.key is None and client.serves(ApiKey.SASL_HANDSHAKE):
+            raise CommandError(f"the agent at {client.address} requires an API key: {NEEDS_A_KEY}")
+
+    def unreachable(self, why: str) -> str:
+        """What to say when the bootstrap agent does not answer."""
+        told = (
+            f"cannot reach an agent at {self.bootstrap} within {self.timeout_s:g} s ({why}). "
+            "Is `streamhouse agent` running there? Set --bootstrap or STREAMHOUSE_BOOTSTRAP."
+        )
+        if self.key is None:
+            told += f" If the agent requires API keys (--auth required), {NEEDS_A_KEY}."
+        if not self.ca_file:
+            told += " If its listener speaks TLS, give its CA with --ca-file."
+        return told
+
+
 class AgentAdmin:
     """An admin client connected to one agent; each call bounded by `timeout_s`."""
 
-    def __init__(self, bootstrap: str, timeout_s: float) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        self.admin = AdminClient(
-            {
-                "bootstrap.servers": bootstrap,
-                "log_level": 0,  # failures are reported once, here, not by librdkafka's logger
-                "socket.timeout.ms": int(timeout_s * 1000),
-            }
-        )
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.bootstrap = connection.bootstrap
+        self.timeout_s = connection.timeout_s
+        connection.check()
+        self.admin = AdminClient(connection.client_config())
         self.cluster()  # fails early, and clearly, when no agent answers
 
     def cluster(self) -> ClusterMetadata:
@@ -141,11 +277,7 @@ class AgentAdmin:
         try:
             return self.admin.list_topics(timeout=self.timeout_s)
         except KafkaException as exc:
-            raise CommandError(
-                f"cannot reach an agent at {self.bootstrap} within {self.timeout_s:g} s "
-                f"({reason(exc)}). Is `streamhouse agent` running there? "
-                "Set --bootstrap or STREAMHOUSE_BOOTSTRAP."
-            ) from exc
+            raise CommandError(self.connection.unreachable(reason(exc))) from exc
 
     def wait(self, future: concurrent.futures.Future[Any], what: str) -> Any:
         """The future's result; a refusal or no answer in time is a CommandError about `what`."""
@@ -212,16 +344,14 @@ Admin = TypeVar("Admin")  # what `connect` makes: an AgentAdmin, or what a comma
 
 
 def run_command(
-    connect: Callable[[str, float], Admin],
-    work: Callable[[Admin], None],
-    bootstrap: str,
-    timeout_s: float,
+    connect: Callable[[Connection], Admin], work: Callable[[Admin], None], connection: Connection
 ) -> None:
     """Connect, do the work; a CommandError is printed on stderr and exits 1."""
     try:
-        work(connect(bootstrap, timeout_s))
+        work(connect(connection))
     except CommandError as exc:
-        errors.print(f"[red]error:[/red] {exc}")
+        # soft_wrap: one line however narrow the terminal, for a script to grep
+        errors.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from exc
 
 
@@ -252,11 +382,12 @@ def show_rows(
     console.print(table)
 
 
-def get_api_json(url: str, timeout_s: float) -> Any | None:
+def get_api_json(url: str, headers: Mapping[str, str], timeout_s: float) -> Any | None:
     """The JSON an agent's HTTP API answers at `url`; None when nothing answers there. A
     refusal (the agent's Kafka error name and message) is a CommandError."""
+    request = urllib.request.Request(url, headers=dict(headers))
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             return json.loads(answer.read())
     except urllib.error.HTTPError as error:
         try:

@@ -23,9 +23,15 @@ from streamhouse.cli.agent_client import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_TIMEOUT_S,
     Bootstrap,
+    CaFile,
     CommandError,
+    Connection,
+    Key,
+    Mechanism,
     Output,
     OutputFormat,
+    SaslMechanism,
+    Secret,
     TimeoutS,
     print_json,
     run_command,
@@ -96,28 +102,21 @@ class LeaderMoved(Exception):
 class ClusterProbe:
     """What streamctl learns of the cluster through the agent at `bootstrap`."""
 
-    def __init__(self, bootstrap: str, timeout_s: float) -> None:
-        self.bootstrap = bootstrap
-        self.timeout_s = timeout_s
-        host, _, port = bootstrap.rpartition(":")
-        if not (host and port.isdigit()):
-            raise CommandError(f"--bootstrap must be host:port, not {bootstrap!r}")
-        self._bootstrap = Broker(-1, host, int(port))
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.timeout_s = connection.timeout_s
+        self._bootstrap = Broker(-1, *connection.check())
         with self._client(self._bootstrap, "the agent named by --bootstrap") as client:
             self.metadata = client.call(ApiKey.METADATA, _METADATA_OF_EVERY_TOPIC)
 
     @contextmanager
     def _client(self, broker: Broker, who: str) -> Iterator[KafkaClient]:
         try:
-            with KafkaClient(broker.host, broker.port, self.timeout_s) as client:
+            with self.connection.client(broker.host, broker.port) as client:
                 yield client
         except KafkaCallFailed as exc:
             if broker is self._bootstrap:
-                raise CommandError(
-                    f"cannot reach an agent at {self.bootstrap} within {self.timeout_s:g} s "
-                    f"({exc}). Is `streamhouse agent` running there? "
-                    "Set --bootstrap or STREAMHOUSE_BOOTSTRAP."
-                ) from exc
+                raise CommandError(self.connection.unreachable(str(exc))) from exc
             raise CommandError(
                 f"{who} ({broker.address}) did not answer: {exc}. If it just left the "
                 "cluster, run this again."
@@ -239,14 +238,14 @@ class ClusterView:
     partitions: list[PartitionRow]
 
 
-def cluster_view(bootstrap: str, timeout_s: float) -> ClusterView:
+def cluster_view(connection: Connection) -> ClusterView:
     """The cluster as the agents answer now; asked again, once, if a leader moves meanwhile."""
     try:
-        return _view(ClusterProbe(bootstrap, timeout_s))
+        return _view(ClusterProbe(connection))
     except LeaderMoved:
         pass
     try:
-        return _view(ClusterProbe(bootstrap, timeout_s))
+        return _view(ClusterProbe(connection))
     except LeaderMoved as moved:
         raise CommandError(
             f"the leader of {moved} kept moving while its offsets were asked for; run again"
@@ -313,6 +312,10 @@ def _agent_row(
 def show_cluster(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """The agents (node id, agent id, address) and the partitions each leads, with every
@@ -329,14 +332,16 @@ def show_cluster(
         cells = [_partition_cells(row) for row in view.partitions]
         show_rows(cells, PARTITION_COLUMNS, output, "partitions")
 
-    run_command(ClusterViewer, work, bootstrap, timeout_s)
+    run_command(
+        ClusterViewer, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file)
+    )
 
 
 class ClusterViewer:
     """`cluster_view` in the shape `run_command` connects with."""
 
-    def __init__(self, bootstrap: str, timeout_s: float) -> None:
-        self.view = cluster_view(bootstrap, timeout_s)
+    def __init__(self, connection: Connection) -> None:
+        self.view = cluster_view(connection)
 
 
 def _agent_cells(row: AgentRow) -> dict[str, Any]:

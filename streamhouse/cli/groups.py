@@ -30,9 +30,15 @@ from streamhouse.cli.agent_client import (
     DEFAULT_TIMEOUT_S,
     AgentAdmin,
     Bootstrap,
+    CaFile,
     CommandError,
+    Connection,
+    Key,
+    Mechanism,
     Output,
     OutputFormat,
+    SaslMechanism,
+    Secret,
     TimeoutS,
     error_code,
     reason,
@@ -155,6 +161,10 @@ def _owners(description: ConsumerGroupDescription) -> dict[tuple[str, int], str]
 def list_groups(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """List the consumer groups the agent knows, with their states."""
@@ -170,7 +180,7 @@ def list_groups(
         ]
         show_rows(rows, ("group", "state", "simple"), output)
 
-    run_command(GroupAdmin, work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 @groups.command("describe")
@@ -178,6 +188,10 @@ def describe_group(
     group_id: GroupId,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Show a group's state, assignor, coordinator and members with their partitions."""
 
@@ -202,7 +216,7 @@ def describe_group(
             )
         say(table)
 
-    run_command(GroupAdmin, work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 @groups.command("lag")
@@ -213,6 +227,10 @@ def group_lag(
     ] = None,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Per partition: committed offset, log end, lag and owning member; then totals."""
 
@@ -229,7 +247,7 @@ def group_lag(
         ]
         say(_lag_table(group_id, rows))
 
-    run_command(GroupAdmin, work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 def _lag_table(group_id: str, rows: list[PartitionLag]) -> Table:
@@ -285,6 +303,10 @@ def reset_offsets(
     ] = False,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Move a group's committed offsets of a topic; only while the group has no members.
 
@@ -326,7 +348,7 @@ def reset_offsets(
         admin.alter(group_id, targets)
         say(f"reset {len(targets)} partition(s) of group [bold]{group_id}[/bold]")
 
-    run_command(GroupAdmin, work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 def _parse_datetime_ms(text: str) -> int:
@@ -370,6 +392,10 @@ def delete_group(
     group_id: GroupId,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Delete a group without members, and its committed offsets."""
 
@@ -377,4 +403,4 @@ def delete_group(
         admin.delete(group_id)
         say(f"deleted group [bold]{group_id}[/bold]")
 
-    run_command(GroupAdmin, work, bootstrap, timeout_s)
+    run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))

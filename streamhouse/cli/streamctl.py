@@ -17,7 +17,9 @@ from streamhouse.cli.transactions import transactions
 app = typer.Typer(
     help=(
         "Operate StreamHouse through a running agent: topics, consumer groups, transactions, "
-        "the cluster; and its stores directly: admin."
+        "the cluster; and its stores directly: admin. With an agent requiring API keys "
+        "(--auth required), give every command --key/--secret (or STREAMHOUSE_KEY and "
+        "STREAMHOUSE_SECRET)."
     ),
     no_args_is_help=True,
 )

@@ -27,13 +27,20 @@ from streamhouse.cli.agent_client import (
     DEFAULT_TIMEOUT_S,
     AgentAdmin,
     Bootstrap,
+    CaFile,
     CommandError,
+    Connection,
     Http,
+    Key,
+    Mechanism,
     Output,
     OutputFormat,
+    SaslMechanism,
+    Secret,
     TimeoutS,
     errors,
     get_api_json,
+    key_headers,
     print_json,
     run_command,
     say,
@@ -117,6 +124,10 @@ def _pairs(items: list[str] | None, option: str) -> list[tuple[str, str]]:
 def list_topics(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """List topics with their partition counts and the configs set on them."""
@@ -134,7 +145,7 @@ def list_topics(
         ]
         show_rows(rows, ("topic", "partitions", "configs"), output)
 
-    run_command(TopicAdmin, work, bootstrap, timeout_s)
+    run_command(TopicAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 @topics.command("create")
@@ -151,6 +162,10 @@ def create_topic(
     ] = None,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Create a topic; the agent checks its name, partition count and configs."""
     configs = dict(_pairs(config, "--config"))
@@ -160,7 +175,7 @@ def create_topic(
         count = len(admin.partitions(name))
         say(f"created topic [bold]{name}[/bold] with {count} partition(s)")
 
-    run_command(TopicAdmin, work, bootstrap, timeout_s)
+    run_command(TopicAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 @topics.command("describe")
@@ -169,6 +184,10 @@ def describe_topic(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     http: Http = DEFAULT_HTTP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """Per partition: leader, leader epoch, log start, high watermark, and its bytes and
@@ -179,7 +198,7 @@ def describe_topic(
         entries = admin.configs([name])[name]  # first: an unknown topic is refused here
         rows = _partition_rows(admin, name)
         columns = ["partition", "leader", "leader epoch", "log start", "high watermark"]
-        if _add_storage(rows, http, name, timeout_s):
+        if _add_storage(rows, http, name, admin.connection):
             columns += ["bytes", "objects"]
             policy = entries.get("cleanup.policy")
             if policy is not None and "compact" in (policy.value or "").split(","):
@@ -194,14 +213,15 @@ def describe_topic(
         show_rows(rows, columns, output, title=name)
         show_rows(configs, ("config", "value", "source"), output)
 
-    run_command(TopicAdmin, work, bootstrap, timeout_s)
+    run_command(TopicAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
-def _add_storage(rows: list[dict[str, Any]], http: str, name: str, timeout_s: float) -> bool:
-    """Each row's bytes in the bucket and objects, as the agent's HTTP API has them; False
-    (said on stderr) when no API answers at `http`."""
+def _add_storage(rows: list[dict[str, Any]], http: str, name: str, connection: Connection) -> bool:
+    """Each row's bytes in the bucket and objects, as the agent's HTTP API has them (asked with
+    the same API key); False (said on stderr) when no API answers at `http`."""
     url = f"{http.rstrip('/')}/api/v1/topics/{name}/partitions"
-    answer = get_api_json(url, timeout_s)
+    headers = key_headers(connection.key, connection.secret)
+    answer = get_api_json(url, headers, connection.timeout_s)
     if answer is None:
         errors.print(f"bytes and objects not shown: no agent HTTP API answers at {http} (--http)")
         return False
@@ -263,6 +283,10 @@ def alter_config(
     ] = None,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Change some of a topic's configs (the others stay); shows the configs set after."""
     changes = [
@@ -287,7 +311,7 @@ def alter_config(
         rows = [{"config": key, "value": value} for key, value in sorted(overrides.items())]
         show_rows(rows, ("config", "value"), Output.TABLE, title=f"{name}: configs set")
 
-    run_command(TopicAdmin, work, bootstrap, timeout_s)
+    run_command(TopicAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
 
 
 @topics.command("delete")
@@ -296,6 +320,10 @@ def delete_topic(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Delete a topic and every record in it (asks first unless --yes)."""
 
@@ -307,4 +335,4 @@ def delete_topic(
         admin.delete(name)
         say(f"deleted topic [bold]{name}[/bold]")
 
-    run_command(TopicAdmin, work, bootstrap, timeout_s)
+    run_command(TopicAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))

@@ -18,9 +18,15 @@ from streamhouse.cli.agent_client import (
     DEFAULT_BOOTSTRAP,
     DEFAULT_TIMEOUT_S,
     Bootstrap,
+    CaFile,
     CommandError,
+    Connection,
+    Key,
+    Mechanism,
     Output,
     OutputFormat,
+    SaslMechanism,
+    Secret,
     TimeoutS,
     print_json,
     run_command,
@@ -196,6 +202,10 @@ def list_transactions(
     ] = None,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """List every transactional id of the cluster with its producer id, state and coordinator."""
@@ -203,7 +213,9 @@ def list_transactions(
     def work(probe: TransactionProbe) -> None:
         show_rows(probe.list_all(state or [], producer_id or []), LIST_COLUMNS, output)
 
-    run_command(TransactionProbe, work, bootstrap, timeout_s)
+    run_command(
+        TransactionProbe, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file)
+    )
 
 
 @transactions.command("describe")
@@ -211,6 +223,10 @@ def describe_transaction(
     transactional_id: TransactionalId,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
     output: OutputFormat = Output.TABLE,
 ) -> None:
     """Show a transaction's state, producer id and epoch, timeout, start and partitions."""
@@ -223,7 +239,9 @@ def describe_transaction(
         rows = [{"field": key, "value": value} for key, value in described.items()]
         show_rows(rows, DESCRIBE_COLUMNS, output, f"transaction {transactional_id}")
 
-    run_command(TransactionProbe, work, bootstrap, timeout_s)
+    run_command(
+        TransactionProbe, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file)
+    )
 
 
 @transactions.command("abort")
@@ -249,6 +267,10 @@ def abort_transaction(
     ] = 0,
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
+    key: Key = None,
+    secret: Secret = None,
+    mechanism: Mechanism = SaslMechanism.SCRAM_SHA_512,
+    ca_file: CaFile = None,
 ) -> None:
     """Abort a hanging transaction in one partition, as kafka-transactions.sh does: write an
     ABORT marker for its producer there (the leader refuses an epoch older than the
@@ -269,4 +291,6 @@ def abort_transaction(
             f"in {topic}-{partition}"
         )
 
-    run_command(TransactionProbe, work, bootstrap, timeout_s)
+    run_command(
+        TransactionProbe, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file)
+    )

@@ -5,12 +5,13 @@ For the requests `streamctl` sends that librdkafka's admin client does not expos
 (DescribeLogDirs, ListOffsets of the durable end); every failure is one `KafkaCallFailed`.
 Given credentials, the connection first authenticates (SaslHandshake, then SaslAuthenticate
 with PLAIN or SCRAM-SHA-256/512, the SCRAM exchange by the maintained `scramp` library), as a
-SASL_PLAINTEXT listener requires.
+SASL_PLAINTEXT listener requires; given a CA file, it speaks TLS first (SSL, SASL_SSL).
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -44,6 +45,14 @@ class KafkaCallFailed(Exception):
     """The agent could not be reached, did not answer in time, or does not serve the API."""
 
 
+class AuthenticationFailed(KafkaCallFailed):
+    """The agent refused the credentials (SASL_AUTHENTICATION_FAILED)."""
+
+
+class SaslUnavailable(KafkaCallFailed):
+    """The agent takes no SASL, or not by this mechanism (UNSUPPORTED_SASL_MECHANISM)."""
+
+
 @dataclass(frozen=True)
 class SaslCredentials:
     """Who the connection says it is: an API key id and its secret, by `mechanism`."""
@@ -57,13 +66,15 @@ class KafkaClient:
     """One connection to the agent at host:port; every wait bounded by `timeout_s`."""
 
     def __init__(
-        self, host: str, port: int, timeout_s: float, credentials: SaslCredentials | None = None
+        self,
+        host: str,
+        port: int,
+        timeout_s: float,
+        credentials: SaslCredentials | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.address = f"{host}:{port}"
-        try:
-            self._sock = socket.create_connection((host, port), timeout=timeout_s)
-        except OSError as error:
-            raise KafkaCallFailed(f"cannot connect to {self.address}: {error}") from error
+        self._sock = _connect(host, port, timeout_s, ca_file)
         self._correlation_id = 0
         try:
             answer = self._exchange(ApiKey.API_VERSIONS, API_VERSIONS_VERSION, {})
@@ -91,6 +102,10 @@ class KafkaClient:
     def close(self) -> None:
         self._sock.close()
 
+    def serves(self, api_key: ApiKey) -> bool:
+        """Whether the agent advertised `api_key` (SaslHandshake: its listener authenticates)."""
+        return int(api_key) in self._advertised
+
     def call(self, api_key: ApiKey, values: Mapping[str, Any]) -> Any:
         """The response to the request `values` describe, at the highest shared version."""
         version = shared_version(api_key, self._advertised)
@@ -99,12 +114,17 @@ class KafkaClient:
         return self._exchange(api_key, version, values)
 
     def _authenticate(self, credentials: SaslCredentials) -> None:
+        if not self.serves(ApiKey.SASL_HANDSHAKE):
+            raise SaslUnavailable(
+                f"the agent at {self.address} does not authenticate clients (its listener "
+                "takes no SASL): connect without credentials (no API key)"
+            )
         handshake = self._exchange(
             ApiKey.SASL_HANDSHAKE, SASL_HANDSHAKE_VERSION, {"mechanism": credentials.mechanism}
         )
         if handshake.error_code != 0:
             offered = ", ".join(handshake.mechanisms)
-            raise KafkaCallFailed(
+            raise SaslUnavailable(
                 f"the agent at {self.address} does not take SASL {credentials.mechanism} "
                 f"(it offers: {offered or 'none'})"
             )
@@ -116,15 +136,16 @@ class KafkaClient:
             scram.set_server_first(self._sasl_token(scram.get_client_first().encode()).decode())
             scram.set_server_final(self._sasl_token(scram.get_client_final().encode()).decode())
         except ScramException as error:
-            raise KafkaCallFailed(
-                f"SASL {credentials.mechanism} with the agent at {self.address} failed: {error}"
+            raise AuthenticationFailed(
+                f"SASL {credentials.mechanism} with the agent at {self.address} failed "
+                f"(SASL_AUTHENTICATION_FAILED): {error}"
             ) from error
 
     def _sasl_token(self, token: bytes) -> bytes:
         """The agent's answer to one SaslAuthenticate token; a refusal is KafkaCallFailed."""
         answer = self.call(ApiKey.SASL_AUTHENTICATE, {"auth_bytes": token})
         if answer.error_code != 0:
-            raise KafkaCallFailed(
+            raise AuthenticationFailed(
                 f"the agent at {self.address} refused the credentials "
                 f"(SASL_AUTHENTICATION_FAILED): {answer.error_message}"
             )
@@ -158,3 +179,19 @@ class KafkaClient:
             chunks.append(chunk)
             missing -= len(chunk)
         return b"".join(chunks)
+
+
+def _connect(host: str, port: int, timeout_s: float, ca_file: str | None) -> socket.socket:
+    """A connection to host:port, over TLS checked against `ca_file` when one is given."""
+    address = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError as error:
+        raise KafkaCallFailed(f"cannot connect to {address}: {error}") from error
+    if ca_file is None:
+        return sock
+    try:
+        return ssl.create_default_context(cafile=ca_file).wrap_socket(sock, server_hostname=host)
+    except OSError as error:  # ssl.SSLError included; a missing CA file too
+        sock.close()
+        raise KafkaCallFailed(f"TLS with {address} (CA file {ca_file}) failed: {error}") from error
