@@ -25,8 +25,7 @@ from streamhouse.cli.agent_client import (
     say,
     show_rows,
 )
-from streamhouse.cli.tenancy import TenancyClient
-from streamhouse.cli.tenancy import _run as run_with_client
+from streamhouse.cli.tenancy import TenancyClient, run_with_client
 from streamhouse.ports.tenancy import DEFAULT_ORG
 from streamhouse.tenancy.quotas import CLIENT_ID, QUOTA_KEYS, USER
 
@@ -131,13 +130,9 @@ def set_quotas(
 ) -> None:
     """Set quotas of an entity (no entity option: of the org itself)."""
 
-    def work(client: TenancyClient) -> None:
-        entity = _entity(user, client_id, default_user, default_client_id)
-        body = {"entity": entity, "set": _settings(settings)}
-        client.call("PUT", f"/api/v1/orgs/{org}/quotas", body)
-        say(f"set {', '.join(settings)} for {_shown_entity(entity)} of org {org}")
-
-    run_with_client((http, key, secret, timeout_s), work)
+    entity = _entity(user, client_id, default_user, default_client_id)
+    _alter(org, {"entity": entity, "set": _settings(settings)}, (http, key, secret, timeout_s))
+    say(f"set {', '.join(settings)} for {_shown_entity(entity)} of org {org}")
 
 
 @quotas.command("remove")
@@ -155,10 +150,15 @@ def remove_quotas(
 ) -> None:
     """Remove quotas of an entity (no entity option: of the org itself)."""
 
-    def work(client: TenancyClient) -> None:
-        entity = _entity(user, client_id, default_user, default_client_id)
-        body: dict[str, Any] = {"entity": entity, "remove": names}
-        client.call("PUT", f"/api/v1/orgs/{org}/quotas", body)
-        say(f"removed {', '.join(names)} of {_shown_entity(entity)} of org {org}")
+    entity = _entity(user, client_id, default_user, default_client_id)
+    _alter(org, {"entity": entity, "remove": names}, (http, key, secret, timeout_s))
+    say(f"removed {', '.join(names)} of {_shown_entity(entity)} of org {org}")
 
-    run_with_client((http, key, secret, timeout_s), work)
+
+def _alter(
+    org: str, body: dict[str, Any], client_args: tuple[str, str | None, str | None, float]
+) -> None:
+    """One PUT of the org's quotas: what `set` and `remove` send."""
+    run_with_client(
+        client_args, lambda client: client.call("PUT", f"/api/v1/orgs/{org}/quotas", body)
+    )

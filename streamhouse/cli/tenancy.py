@@ -55,7 +55,8 @@ def _refusal(refused: dict[str, Any], status: int) -> str:
     return f"{refused['error']} (HTTP {status}): {refused['message']}"
 
 
-def _run(client_args: tuple[str, str | None, str | None, float], work: Any) -> None:
+def run_with_client(client_args: tuple[str, str | None, str | None, float], work: Any) -> None:
+    """Run `work` with a client of the agent's HTTP API; a refusal is one line and exit 1."""
     try:
         work(TenancyClient(*client_args))
     except CommandError as exc:
@@ -78,7 +79,7 @@ def create_org(
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Create an org."""
-    _run(
+    run_with_client(
         (http, key, secret, timeout_s),
         lambda client: say(
             f"created org {client.call('POST', '/api/v1/orgs', {'name': name})['name']}"
@@ -103,7 +104,7 @@ def list_orgs(
         ]
         show_rows(rows, ["org", "created"], output)
 
-    _run((http, key, secret, timeout_s), work)
+    run_with_client((http, key, secret, timeout_s), work)
 
 
 @orgs.command("delete")
@@ -118,7 +119,7 @@ def delete_org(
     """Delete an org (not `default`)."""
     if not yes:
         typer.confirm(f"Delete org {name!r} with its keys, ACLs and quotas?", abort=True)
-    _run(
+    run_with_client(
         (http, key, secret, timeout_s),
         lambda client: say(
             f"deleted org {client.call('DELETE', f'/api/v1/orgs/{name}')['deleted']}"
@@ -146,7 +147,7 @@ def create_key(
         say(f"key    {issued['key']}\nsecret {issued['secret']}")
         say("[yellow]Keep the secret now: it is not shown again.[/yellow]")
 
-    _run((http, key, secret, timeout_s), work)
+    run_with_client((http, key, secret, timeout_s), work)
 
 
 @keys.command("list")
@@ -172,7 +173,7 @@ def list_keys(
         ]
         show_rows(rows, ["key", "role", "created", "revoked"], output)
 
-    _run((http, key, secret, timeout_s), work)
+    run_with_client((http, key, secret, timeout_s), work)
 
 
 @keys.command("revoke")
@@ -184,7 +185,7 @@ def revoke_key(
     timeout_s: TimeoutS = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Revoke a key: it authenticates no more, on any door."""
-    _run(
+    run_with_client(
         (http, key, secret, timeout_s),
         lambda client: say(f"revoked {client.call('DELETE', f'/api/v1/keys/{key_id}')['revoked']}"),
     )
