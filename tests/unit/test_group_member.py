@@ -6,6 +6,7 @@ where the other starts."""
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 import uuid
@@ -50,6 +51,10 @@ class KafkaMember:
         self.assigned: set[TopicPartition] = set()
         self.first_offsets: dict[TopicPartition, int] = {}
         self._stop = threading.Event()
+        self._closed = False
+        self._commits: queue.Queue[tuple[dict[TopicPartition, int], threading.Event]] = (
+            queue.Queue()
+        )
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -80,19 +85,34 @@ class KafkaMember:
     def _poll(self) -> None:
         deadline = time.monotonic() + 4 * WAIT_S
         while not self._stop.is_set() and time.monotonic() < deadline:
+            self._commit_queued()
             message = self._consumer.poll(POLL_S)
             if message is not None and message.error() is None:
                 tp = TopicPartition(message.topic(), message.partition())
                 self.first_offsets.setdefault(tp, message.offset())
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit from the polling thread's consumer (librdkafka allows any thread)."""
-        wanted = [KafkaPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()]
-        self._consumer.commit(offsets=wanted, asynchronous=False)
+        """Commit on the polling thread (a synchronous commit waits for an answer that a poll
+        on another thread would take) and wait until it is done."""
+        done = threading.Event()
+        self._commits.put((offsets, done))
+        assert done.wait(WAIT_S), "the commit did not finish"
+
+    def _commit_queued(self) -> None:
+        while not self._commits.empty():
+            offsets, done = self._commits.get()
+            wanted = [KafkaPartition(tp.topic, tp.partition, at) for tp, at in offsets.items()]
+            self._consumer.commit(offsets=wanted, asynchronous=False)
+            done.set()
 
     def stop(self) -> None:
+        """Stop polling and close the consumer (it leaves the group); again: nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
-        self._thread.join(WAIT_S)
+        if self._thread.is_alive():
+            self._thread.join(WAIT_S)
         self._consumer.close()
 
 
@@ -185,12 +205,9 @@ async def split_the_topic(agent: Agent, member_first: bool) -> None:
         await eventually(lambda: ours.assignment() == every_partition(topic), "the member has all")
     finally:
         await ours.close()
-        if kafka._thread.is_alive():
-            await asyncio.to_thread(kafka.stop)
-    assert (
-        agent.kafka.context.groups.group(group) is None
-        or not agent.kafka.context.groups.group(group).members
-    )  # type: ignore[union-attr]
+        await asyncio.to_thread(kafka.stop)
+    left = agent.kafka.context.groups.group(group)
+    assert left is None or not left.members  # the member left on close
 
 
 def test_member_commits_are_where_a_kafka_consumer_starts(tmp_path: Path) -> None:
