@@ -67,6 +67,9 @@ class MemberTimeouts:
         assert self.rebalance_timeout_ms > 0, self
 
 
+DEFAULT_TIMEOUTS = MemberTimeouts()
+
+
 class _Step(enum.Enum):
     """What the member loop does after an answer."""
 
@@ -93,7 +96,7 @@ class GroupMember:
         *,
         client_id: str = "streamhouse",
         client_host: str = "",
-        timeouts: MemberTimeouts = MemberTimeouts(),
+        timeouts: MemberTimeouts = DEFAULT_TIMEOUTS,
         on_revoke: Revoke | None = None,
     ) -> None:
         self._coordinator = coordinator
@@ -113,7 +116,8 @@ class GroupMember:
         self._rejoin = asyncio.Event()  # the subscription changed: join again now
         self._failure: StreamHouseError | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self._closing = False  # close() has begun
+        self._closed = False  # the member has left: calls are refused
 
     # --- public --------------------------------------------------------------------------
 
@@ -174,14 +178,16 @@ class GroupMember:
 
     async def close(self) -> None:
         """Give the assignment up (the revoke callback runs) and leave the group."""
-        if self._closed:
+        if self._closing:
             return
-        self._closed = True
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._revoke()
+        if self._failure is None:
+            await self._revoke()  # still a member: the callback may commit
+        self._closed = True
         if self.member_id:
             self._coordinator.leave(self.group_id, [(self.member_id, None)])
         self.member_id = ""
