@@ -31,6 +31,7 @@ from streamhouse.engine.authentication import (
 )
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
+from streamhouse.engine.consume import FetchService
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
@@ -40,6 +41,7 @@ from streamhouse.engine.membership import Membership
 from streamhouse.engine.merger import Merger
 from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.produce import ProduceService
 from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
@@ -128,6 +130,16 @@ class Agent:
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
+
+    @property
+    def produce(self) -> ProduceService:
+        """The produce rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.produce
+
+    @property
+    def fetch(self) -> FetchService:
+        """The read rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.fetch
 
     @property
     def kafka_address(self) -> str:
@@ -359,6 +371,8 @@ async def assemble_agent(
         admin=admin,
         transactions=transactions,
         markers=markers,
+        produce=ProduceService(clock, log, admin),
+        fetch=FetchService(settings, log, admin),
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata, clock),
