@@ -26,8 +26,8 @@ from streamhouse.server.grpc.status import CallRefused, code_message, error_mess
 from streamhouse.tenancy.acls import AclOperation, ResourceType
 
 Op = AclOperation
-# Records of one Produce request; more: RESOURCE_EXHAUSTED (send them in several requests)
-PRODUCE_RECORDS_MAX = 10_000
+# Records of one Produce request: the engine's RECORDS_PER_CALL_MAX (more: RECORD_LIST_TOO_LARGE,
+# answered RESOURCE_EXHAUSTED)
 # Records, and requests, of one ProduceStream; more: RESOURCE_EXHAUSTED (open another stream)
 PRODUCE_STREAM_RECORDS_MAX = 100_000
 PRODUCE_STREAM_REQUESTS_MAX = 10_000
@@ -71,12 +71,6 @@ class RecordsServicer:
     async def produce(
         self, request: pb.ProduceRequest, caller: Caller, context: Context
     ) -> pb.ProduceResponse:
-        if len(request.records) > PRODUCE_RECORDS_MAX:
-            raise CallRefused(
-                StatusCode.RESOURCE_EXHAUSTED,
-                f"{len(request.records)} records in one request; send at most "
-                f"{PRODUCE_RECORDS_MAX} per request",
-            )
         return await self._produced(request, caller, context)
 
     async def produce_stream(
