@@ -62,7 +62,7 @@ class GrpcAgentThread(AgentThread):
 
 
 def start_agent(tmp_path: Path, protocol: str = "PLAINTEXT", **overrides: Any) -> GrpcAgentThread:
-    settings = agent_settings(tmp_path, protocol).with_overrides(grpc_port=0, **overrides)
+    settings = agent_settings(tmp_path, protocol).with_overrides(**{"grpc_port": 0, **overrides})
     return GrpcAgentThread(settings, None).start()  # type: ignore[return-value]
 
 

@@ -100,7 +100,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GrpcAgentThread]
 
 async def _unary(world: GrpcAgentThread, method: str, payload: bytes) -> grpc.StatusCode:
     async with channel(world) as ch:
-        call = ch.unary_unary(f"/streamhouse.v1.{method}")
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(
+            f"/streamhouse.v1.{method}"
+        )
         try:
             await call(payload, timeout=CALL_TIMEOUT_S)
         except grpc.aio.AioRpcError as error:
@@ -110,7 +112,10 @@ async def _unary(world: GrpcAgentThread, method: str, payload: bytes) -> grpc.St
 
 async def _consume(world: GrpcAgentThread, payload: bytes) -> grpc.StatusCode:
     async with channel(world) as ch:
-        call = ch.unary_stream("/streamhouse.v1.Records/Consume")(payload, timeout=CALL_TIMEOUT_S)
+        consume: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = ch.unary_stream(
+            "/streamhouse.v1.Records/Consume"
+        )
+        call = consume(payload, timeout=CALL_TIMEOUT_S)
         try:
             async for _ in call:
                 break

@@ -33,7 +33,7 @@ class _AckEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ack.ValueType], _
     ACK_UNSPECIFIED: _Ack.ValueType  # 0
     """durable"""
     ACK_NONE: _Ack.ValueType  # 1
-    """answered at once: results carry no offsets (-1)"""
+    """once appended in memory, before the write-ahead log is fsynced"""
     ACK_LEADER: _Ack.ValueType  # 2
     """once the agent's write-ahead log holds the records (fsynced)"""
     ACK_DURABLE: _Ack.ValueType  # 3
@@ -45,7 +45,7 @@ class Ack(_Ack, metaclass=_AckEnumTypeWrapper):
 ACK_UNSPECIFIED: Ack.ValueType  # 0
 """durable"""
 ACK_NONE: Ack.ValueType  # 1
-"""answered at once: results carry no offsets (-1)"""
+"""once appended in memory, before the write-ahead log is fsynced"""
 ACK_LEADER: Ack.ValueType  # 2
 """once the agent's write-ahead log holds the records (fsynced)"""
 ACK_DURABLE: Ack.ValueType  # 3
@@ -218,7 +218,7 @@ class RecordResult(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     partition: _builtins.int
     offset: _builtins.int
-    """-1 when refused, or with ACK_NONE"""
+    """-1 when refused"""
     timestamp_ms: _builtins.int
     @_builtins.property
     def error(self) -> Global___Error:
