@@ -14,6 +14,7 @@ import base64
 import enum
 import json
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,7 +48,6 @@ from streamhouse.cli.agent_client import (
     SaslMechanism,
     Secret,
     TimeoutS,
-    console,
     errors,
     parse_datetime_ms,
     reason,
@@ -165,8 +165,8 @@ class RecordPrinter:
         if self.output is Output.JSON:
             typer.echo(json.dumps(record, ensure_ascii=False))
         elif self.follow:
-            console.print(Text("  ").join(_cells(record, bool(record["headers"]))))
-            console.file.flush()
+            say(Text("  ").join(_cells(record, bool(record["headers"]))))
+            sys.stdout.flush()  # seen at once through a pipe too
         else:
             self.rows.append(record)
             if len(self.rows) >= TABLE_ROWS_MAX:

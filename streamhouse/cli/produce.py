@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from rich.table import Table
 
 from streamhouse.cli.agent_client import (
@@ -73,6 +73,14 @@ class Delivery:
     offset: int = UNKNOWN_OFFSET
     error: KafkaError | None = None
     answered: bool = False
+
+    def refused(self, exc: KafkaException) -> None:
+        """librdkafka refused the record before sending it."""
+        self.answered = True
+        error = exc.args[0] if exc.args else None
+        self.error = (
+            error if isinstance(error, KafkaError) else KafkaError(KafkaError._FAIL, str(exc))
+        )
 
     def report(self, error: KafkaError | None, message: Message) -> None:
         """librdkafka's delivery report of this record."""
@@ -141,6 +149,9 @@ class RecordProducer:
                 break
             except BufferError:  # librdkafka's queue is full: let deliveries drain it
                 self.producer.poll(QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:  # refused before sending (too large, …)
+                delivery.refused(exc)
+                break
         self.deliveries.append(delivery)
         self.producer.poll(0)
 
@@ -211,6 +222,7 @@ def produce(
         typer.Option(
             "--value",
             "-v",
+            metavar="TEXT",
             help="A record to write (repeatable) instead of reading lines from stdin.",
         ),
     ] = None,
@@ -218,7 +230,6 @@ def produce(
         Path | None,
         typer.Option(
             "--file",
-            "-f",
             dir_okay=False,
             help="Read the records from this file, one a line, instead of stdin.",
         ),
@@ -228,8 +239,9 @@ def produce(
         typer.Option(
             "--key-separator",
             "-K",
-            help="Split each line at the first SEP into key and value (kcat's -K); "
-            "a line without SEP has no key.",
+            metavar="SEP",
+            help="Split each line at the first SEP into the record's key and value (kcat's "
+            "-K); a line without SEP has no key. (--key is your API key, not a record's.)",
         ),
     ] = None,
     partition: Annotated[
