@@ -31,6 +31,7 @@ from streamhouse.engine.authentication import (
 )
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
+from streamhouse.engine.consume import FetchService
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
@@ -40,6 +41,7 @@ from streamhouse.engine.membership import Membership
 from streamhouse.engine.merger import Merger
 from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.produce import ProduceService
 from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
@@ -71,6 +73,7 @@ from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.tenancy import TenancyStore
+from streamhouse.server.grpc_door import GrpcDoor, GrpcEngine, start_grpc_door
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.http_auth import HttpAuth
 from streamhouse.server.kafka_context import KafkaContext
@@ -128,6 +131,16 @@ class Agent:
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
+
+    @property
+    def produce(self) -> ProduceService:
+        """The produce rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.produce
+
+    @property
+    def fetch(self) -> FetchService:
+        """The read rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.fetch
 
     @property
     def kafka_address(self) -> str:
@@ -359,6 +372,8 @@ async def assemble_agent(
         admin=admin,
         transactions=transactions,
         markers=markers,
+        produce=ProduceService(clock, log, admin),
+        fetch=FetchService(settings, log, admin),
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata, clock),
@@ -507,6 +522,7 @@ async def _serve_until_stopped(
     stopping = asyncio.Event()
     http: AgentHttp | None = None
     registry: RegistryDoor | None = None
+    grpc_door: GrpcDoor | None = None
     try:
         if settings.http_port != HTTP_DISABLED:
             http = await open_http(agent, stopping)
@@ -517,13 +533,24 @@ async def _serve_until_stopped(
                 agent.schema_registry,
                 HttpAuth(agent.authenticator),  # the same keys as every door
             )
+        if settings.grpc_port != HTTP_DISABLED:
+            grpc_door = await open_grpc(agent)
     except StreamHouseError as error:
+        if registry:
+            await registry.close()
         if http:
             await http.close()
         await agent.close()
         print_status("cannot start", str(error))
         return EXIT_CANNOT_START
-    announce(_banner(agent, http.port if http else None, registry.port if registry else None))
+    announce(
+        _banner(
+            agent,
+            http.port if http else None,
+            registry.port if registry else None,
+            grpc_door.port if grpc_door else None,
+        )
+    )
     agent.failure.on_failure(lambda _: stop.set())
     if drain:
         stop.set()
@@ -535,6 +562,8 @@ async def _serve_until_stopped(
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
     if registry:
         await registry.close()
+    if grpc_door:
+        await grpc_door.close()
     await agent.close()
     if http:
         await http.close()
@@ -554,7 +583,25 @@ def _stop_when_closed(
     loop.add_reader(supervisor.fileno(), closed)
 
 
-def _banner(agent: Agent, http_port: int | None, registry_port: int | None) -> AgentBanner:
+async def open_grpc(agent: Agent) -> GrpcDoor:
+    """The agent's gRPC door on its settings' address, over the agent's engine services."""
+    context = agent.kafka.context
+    assert context.acls is not None, "the agent always wires its ACLs"
+    engine = GrpcEngine(
+        admin=agent.admin,
+        produce=agent.produce,
+        fetch=agent.fetch,
+        groups=context.groups,
+        acls=context.acls,
+        authenticator=agent.authenticator if agent.settings.auth_required else None,
+        failure=agent.failure,
+    )
+    return await start_grpc_door(agent.settings.grpc_host, agent.settings.grpc_port, engine)
+
+
+def _banner(
+    agent: Agent, http_port: int | None, registry_port: int | None, grpc_port: int | None = None
+) -> AgentBanner:
     settings = agent.settings
     recovery = agent.log.recovery
     return AgentBanner(
@@ -576,6 +623,7 @@ def _banner(agent: Agent, http_port: int | None, registry_port: int | None) -> A
             if registry_port is None
             else f"http://{settings.schema_registry_host}:{registry_port}"
         ),
+        grpc=None if grpc_port is None else f"{settings.grpc_host}:{grpc_port}",
     )
 
 

@@ -43,6 +43,7 @@ class AgentBanner:
     kafka: str
     http: str | None  # base URL, None when HTTP is off
     schema_registry: str | None = None  # base URL, None when the registry door is off
+    grpc: str | None = None  # host:port, None when the gRPC door is off
 
 
 def _add_storage_rows(table: Table, banner: AgentBanner) -> None:
@@ -65,6 +66,8 @@ def print_banner(banner: AgentBanner) -> None:
         table.add_row("http", f"{base}/health  {base}/ready  {base}/metrics")
     if banner.schema_registry is not None:
         table.add_row("schema registry", banner.schema_registry)
+    if banner.grpc is not None:
+        table.add_row("grpc", banner.grpc)
     console.print(table)
 
 
@@ -194,6 +197,13 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 f"Schema registry port (Confluent's REST API); {HTTP_DISABLED} turns it off.",
             ),
         ] = Settings.schema_registry_port,
+        grpc_host: Annotated[
+            str, setting("grpc_host", "Address the gRPC door binds.")
+        ] = Settings.grpc_host,
+        grpc_port: Annotated[
+            int,
+            setting("grpc_port", f"gRPC port (streamhouse.v1); {HTTP_DISABLED} turns it off."),
+        ] = Settings.grpc_port,
         advertised_host: Annotated[
             str, setting("advertised_host", "Host clients are told to connect to.")
         ] = Settings.advertised_host,
