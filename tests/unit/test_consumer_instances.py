@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streamhouse.agent import Agent, open_agent
-from streamhouse.engine.consume import ConsumedRecord, FetchService
+from streamhouse.engine.consume import ConsumedRecord
 from streamhouse.engine.consumer_instances import (
     ConsumerInstance,
     ConsumerInstanceExists,
@@ -57,11 +57,10 @@ def run(
     async def main() -> None:
         agent = await open_agent(agent_settings(tmp_path, "PLAINTEXT"))
         context = agent.kafka.context
-        fetch = FetchService(agent.settings, agent.log, agent.admin)
         instances = ConsumerInstances(
             context.groups,
             agent.admin,
-            fetch,
+            agent.fetch,
             context.clock,
             SystemRng(),
             member_timeouts=FAST,
