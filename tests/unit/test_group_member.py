@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
@@ -310,3 +311,67 @@ async def a_closed_member_refuses_calls(agent: Agent) -> None:
     with pytest.raises(StreamHouseError) as closed:
         await ours.commit({TopicPartition(topic, 0): 1})
     assert closed.value.code is ErrorCode.UNKNOWN_MEMBER_ID
+
+
+def test_member_and_aiokafka_consumer_split_the_topic_by_roundrobin(tmp_path: Path) -> None:
+    run(tmp_path, split_with_aiokafka)
+
+
+async def split_with_aiokafka(agent: Agent) -> None:
+    """aiokafka offers only "roundrobin" and leads (it joins first): the member reads the
+    assignment an aiokafka leader writes, and the group uses the one protocol both offer."""
+    topic = await topic_with_records(agent)
+    group = unique("group")
+    kafka = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap(agent),
+        group_id=group,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=200,
+        enable_auto_commit=False,
+    )
+    await kafka.start()
+    ours = member(agent, group)
+    try:
+        await eventually(lambda: len(kafka.assignment()) == PARTITIONS, "aiokafka has all")
+        ours.subscribe([topic])
+
+        def theirs() -> set[TopicPartition]:
+            return {TopicPartition(tp.topic, tp.partition) for tp in kafka.assignment()}
+
+        await eventually(
+            lambda: (
+                len(ours.assignment()) == len(theirs()) == PARTITIONS // 2
+                and set(ours.assignment()) | theirs() == every_partition(topic)
+            ),
+            "the two share the partitions",
+        )
+        state = agent.kafka.context.groups.group(group)
+        assert state is not None and state.protocol_name == "roundrobin"
+        assert state.leader != ours.member_id
+        await kafka.stop()
+        await eventually(lambda: ours.assignment() == every_partition(topic), "the member has all")
+    finally:
+        await ours.close()
+        await kafka.stop()
+
+
+def test_a_new_subscription_rejoins_with_it(tmp_path: Path) -> None:
+    run(tmp_path, resubscribe)
+
+
+async def resubscribe(agent: Agent) -> None:
+    first, second = await topic_with_records(agent), await topic_with_records(agent)
+    ours = member(agent, unique("group"))
+    try:
+        ours.subscribe([first])
+        assert await ours.wait_assigned(WAIT_S * 1000)
+        assert ours.assignment() == every_partition(first)
+        ours.subscribe([first, second])
+        await eventually(
+            lambda: ours.assignment() == every_partition(first) | every_partition(second),
+            "the member has both topics",
+        )
+        assert ours.subscription() == {first, second}
+    finally:
+        await ours.close()
