@@ -179,6 +179,7 @@ class ConsumerInstance:
     _manual: frozenset[TopicPartition] = frozenset()
     _positions: dict[TopicPartition, int] = field(default_factory=dict)
     _last_auto_commit_ms: int = 0
+    _reads: int = 0  # `records` calls so far
     _closed: bool = False
     _busy: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -271,6 +272,7 @@ class ConsumerInstance:
             wait_ms = self.config.request_timeout_ms if timeout_ms is None else timeout_ms
             deadline_ms = clock.monotonic_ms() + min(max(wait_ms, 0), RECORDS_WAIT_MAX_MS)
             budget = min(max(max_bytes, 1), RECORDS_BYTES_MAX)
+            self._reads += 1
             await self._auto_commit(due_only=True)
             if self._mode is _Mode.SUBSCRIBED:
                 assert self._member is not None
@@ -284,6 +286,9 @@ class ConsumerInstance:
         for _ in range(READ_ROUNDS_MAX):
             partitions = sorted(self._assigned())
             self._keep_positions(frozenset(partitions))
+            if partitions:  # each call starts one partition further: none is starved
+                turn = self._reads % len(partitions)
+                partitions = partitions[turn:] + partitions[:turn]
             for tp in partitions:
                 if size >= budget:
                     break

@@ -318,3 +318,28 @@ def test_config_uses_confluent_names() -> None:
         with pytest.raises(ConsumerStateConflict) as refused:
             InstanceConfig.parse(bad)
         assert refused.value.code is ErrorCode.INVALID_CONFIG
+
+
+def test_max_bytes_cuts_a_read_and_every_partition_gets_its_turn(tmp_path: Path) -> None:
+    async def scenario(agent: Agent, instances: ConsumerInstances) -> None:
+        topic = unique("budget")
+        await agent.admin.create_topic(topic, 2)
+        sent = await produce(
+            agent, topic, [(p, None, bytes([i]) * 100, []) for p in (0, 1) for i in range(5)]
+        )
+        instance = instances.create(unique("group"), config=EARLIEST)
+        await instance.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+        read: list[tuple[str, ConsumedRecord]] = []
+        partitions_first: list[int] = []
+        for _ in range(READS_MAX):
+            answered = await instance.records(0, max_bytes=250)
+            assert 1 <= len(answered) <= 2 or (not answered and len(read) == len(sent))
+            if not answered:
+                break
+            partitions_first.append(answered[0][1].partition)
+            read += answered
+        assert sorted(seen(topic, read)) == sorted(sent)  # each once, nothing skipped
+        # neither partition waits for the other to be read to its end
+        assert partitions_first[0] != partitions_first[1]
+
+    run(tmp_path, scenario)
