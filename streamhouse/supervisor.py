@@ -130,7 +130,10 @@ async def drain_surplus(settings: Settings, count: int, body: ProcessBody) -> st
         )
         drainer = Child(index, process_settings(settings, index))
         drainer.settings = drainer.settings.with_overrides(
-            kafka_port=0, http_port=HTTP_DISABLED, schema_registry_port=HTTP_DISABLED
+            kafka_port=0,
+            http_port=HTTP_DISABLED,
+            schema_registry_port=HTTP_DISABLED,
+            grpc_port=HTTP_DISABLED,
         )
         drainer.start(body, drain=True)
         code = await drainer.exited()
