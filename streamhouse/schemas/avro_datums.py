@@ -10,8 +10,7 @@ Writing walks the schema and the JSON value together, so a mismatch names the fi
 (`address.city`); a record field left out takes its default, one the schema lacks is refused.
 The walk hands fastavro a datum with every union branch named (its tuple notation), so the branch
 written is the one asked for even where another would accept the value (a long in [int, long]).
-Reading decodes with fastavro and renders with its JSON writer (which names a union branch by
-the first one that fits the value).
+Reading is avro_json_reader's.
 """
 
 from __future__ import annotations
@@ -25,8 +24,9 @@ from typing import Any, NoReturn
 import fastavro
 import fastavro.schema
 
-from streamhouse.schemas.avro_schema import NAMED, PRIMITIVES, AvroSchema
-from streamhouse.schemas.model import DatumMismatch, UndecodableDatum
+from streamhouse.schemas.avro_json_reader import branch_name, read_avro_json
+from streamhouse.schemas.avro_schema import PRIMITIVES, AvroSchema
+from streamhouse.schemas.model import DatumMismatch
 
 INT_RANGE = (-(2**31), 2**31 - 1)
 LONG_RANGE = (-(2**63), 2**63 - 1)
@@ -52,20 +52,7 @@ class AvroDatums:
         return out.getvalue()
 
     def decode(self, data: bytes) -> Any:
-        source = io.BytesIO(data)
-        try:
-            datum = fastavro.schemaless_reader(source, self._writer, None)
-        except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as error:
-            raise UndecodableDatum(
-                f"the bytes are not a datum of the Avro schema: {error}"
-            ) from None
-        if source.tell() != len(data):
-            raise UndecodableDatum(
-                f"the Avro datum ends at byte {source.tell()} of {len(data)}: bytes left over"
-            )
-        rendered = io.StringIO()
-        fastavro.json_writer(rendered, self._writer, [datum])
-        return json.loads(rendered.getvalue())
+        return read_avro_json(self._writer, self._named, data)
 
     # --- JSON encoding to fastavro's datum --------------------------------------------------
 
@@ -120,7 +107,7 @@ class AvroDatums:
         return datum
 
     def _union(self, branches: list[Any], value: Any, path: str) -> Any:
-        names = [_branch_name(branch) for branch in branches]
+        names = [branch_name(branch) for branch in branches]
         if value is None:
             if "null" not in names:
                 _refuse(path, f"one of the union branches {names}", value)
@@ -131,14 +118,6 @@ class AvroDatums:
         if name not in names or name == "null":
             _refuse(path, f"one of the union branches {names}", name)
         return (name, self._datum(branches[names.index(name)], inner, path))
-
-
-def _branch_name(branch: Any) -> str:
-    if isinstance(branch, str):
-        return branch
-    if isinstance(branch, dict) and branch["type"] in NAMED:
-        return str(branch["name"])  # fastavro's parsed form holds full names
-    return str(branch["type"])
 
 
 def _primitive(kind: str, value: Any, path: str) -> Any:
