@@ -178,6 +178,8 @@ class EmbeddedFormats:
             return EncodedPart(self._bounded(part, _base64_bytes(part, data)), None)
         if fmt == EmbeddedFormat.JSON:
             return EncodedPart(self._bounded(part, _json_bytes(data)), None)
+        if message_name is not None and fmt != EmbeddedFormat.PROTOBUF:
+            raise EmbeddedRequestInvalid(f"Only protobuf names a message; {fmt.value} does not")
         registry = OrgRegistry(self._registry, org)
         chosen = await self._schema_id(
             registry, fmt, subject or f"{topic}-{part}", schema, schema_id, schema_version

@@ -403,6 +403,8 @@ def test_an_invalid_schema_or_one_of_another_type_is_refused(world: World) -> No
 def test_a_schema_and_a_schema_id_together_are_refused(world: World) -> None:
     with pytest.raises(EmbeddedRequestInvalid, match="schema and schema_id"):
         world.encode(world.topic(), AVRO, {}, schema=USER_AVRO, schema_id=1)
+    with pytest.raises(EmbeddedRequestInvalid, match="Only protobuf"):
+        world.encode(world.topic(), AVRO, {}, schema=USER_AVRO, message_name="shop.User")
 
 
 def test_records_not_in_the_wire_format_are_undecodable(world: World) -> None:
