@@ -81,6 +81,8 @@ from streamhouse.server.kafka_listener import (
     check_kafka_security,
 )
 from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_registry
+from streamhouse.server.rest_app import RestDoor, start_rest_door
+from streamhouse.server.rest_common import RestServices
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.server.tenancy_api import install_tenancy_routes
 from streamhouse.supervisor import Supervisor, drain_surplus
@@ -459,6 +461,20 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
+async def open_rest_proxy(agent: Agent) -> RestDoor:
+    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
+    context = agent.kafka.context
+    assert context.acls is not None, "the composition root always builds the ACL service"
+    services = RestServices(
+        admin=agent.admin,
+        groups=context.groups,
+        acls=context.acls,
+        auth=HttpAuth(agent.authenticator),  # the same keys as every door
+    )
+    settings = agent.settings
+    return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
+
+
 async def serve(
     settings: Settings,
     announce: Callable[[AgentBanner], None] = print_banner,
@@ -507,6 +523,7 @@ async def _serve_until_stopped(
     stopping = asyncio.Event()
     http: AgentHttp | None = None
     registry: RegistryDoor | None = None
+    rest: RestDoor | None = None
     try:
         if settings.http_port != HTTP_DISABLED:
             http = await open_http(agent, stopping)
@@ -517,13 +534,24 @@ async def _serve_until_stopped(
                 agent.schema_registry,
                 HttpAuth(agent.authenticator),  # the same keys as every door
             )
+        if settings.rest_proxy_port != HTTP_DISABLED:
+            rest = await open_rest_proxy(agent)
     except StreamHouseError as error:
+        if registry:
+            await registry.close()
         if http:
             await http.close()
         await agent.close()
         print_status("cannot start", str(error))
         return EXIT_CANNOT_START
-    announce(_banner(agent, http.port if http else None, registry.port if registry else None))
+    announce(
+        _banner(
+            agent,
+            http.port if http else None,
+            registry.port if registry else None,
+            rest.port if rest else None,
+        )
+    )
     agent.failure.on_failure(lambda _: stop.set())
     if drain:
         stop.set()
@@ -533,6 +561,8 @@ async def _serve_until_stopped(
         return EXIT_INVARIANT_BROKEN
     print_status("stopping", f"{agent.agent_id} flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
+    if rest:
+        await rest.close()
     if registry:
         await registry.close()
     await agent.close()
@@ -554,7 +584,9 @@ def _stop_when_closed(
     loop.add_reader(supervisor.fileno(), closed)
 
 
-def _banner(agent: Agent, http_port: int | None, registry_port: int | None) -> AgentBanner:
+def _banner(
+    agent: Agent, http_port: int | None, registry_port: int | None, rest_port: int | None = None
+) -> AgentBanner:
     settings = agent.settings
     recovery = agent.log.recovery
     return AgentBanner(
@@ -575,6 +607,9 @@ def _banner(agent: Agent, http_port: int | None, registry_port: int | None) -> A
             None
             if registry_port is None
             else f"http://{settings.schema_registry_host}:{registry_port}"
+        ),
+        rest_proxy=(
+            None if rest_port is None else f"http://{settings.rest_proxy_host}:{rest_port}"
         ),
     )
 
