@@ -467,6 +467,8 @@ async def open_rest_proxy(agent: Agent) -> RestDoor:
     assert context.acls is not None, "the composition root always builds the ACL service"
     services = RestServices(
         admin=agent.admin,
+        produce=agent.produce,
+        fetch=agent.fetch,
         groups=context.groups,
         acls=context.acls,
         auth=HttpAuth(agent.authenticator),  # the same keys as every door

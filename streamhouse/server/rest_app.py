@@ -27,7 +27,10 @@ from streamhouse.server.rest_common import (
     RestError,
     RestServices,
 )
+from streamhouse.server.rest_v2 import install_v2
 from streamhouse.server.rest_v3 import install_v3
+from streamhouse.server.rest_v3_groups import install_v3_groups
+from streamhouse.server.rest_v3_records import install_v3_records
 
 REST_DESCRIPTION = """Confluent REST Proxy API v2 and v3 over StreamHouse.
 
@@ -73,7 +76,10 @@ def build_rest_app(services: RestServices) -> FastAPI:
         dependencies=[Depends(services.authenticate)],
     )
     _install_error_answers(app)
+    install_v2(app, services)
     install_v3(app, services)
+    install_v3_groups(app, services)
+    install_v3_records(app, services)
     app.add_middleware(TrailingSlashes)
     return app
 

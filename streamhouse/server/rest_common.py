@@ -20,7 +20,9 @@ from fastapi import Request
 
 from streamhouse.engine.acls import EVERYTHING, AclService, Grant
 from streamhouse.engine.admin import AdminService
+from streamhouse.engine.consume import FetchService
 from streamhouse.engine.groups import GroupCoordinator
+from streamhouse.engine.produce import ProduceService
 from streamhouse.errors import (
     ErrorCode,
     InvalidConfig,
@@ -138,6 +140,8 @@ class RestServices:
     """The engine services the door translates to, and who may call it."""
 
     admin: AdminService
+    produce: ProduceService
+    fetch: FetchService
     groups: GroupCoordinator
     acls: AclService
     auth: HttpAuth
