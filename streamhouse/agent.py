@@ -31,6 +31,7 @@ from streamhouse.engine.authentication import (
 )
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
+from streamhouse.engine.consume import FetchService
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.failure import AgentFailure
@@ -40,6 +41,7 @@ from streamhouse.engine.membership import Membership
 from streamhouse.engine.merger import Merger
 from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.ownership import Ownership
+from streamhouse.engine.produce import ProduceService
 from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.rebuild import Rebuilder, RebuildReport
 from streamhouse.engine.reconciler import ReconcileLoop, Reconciler
@@ -71,6 +73,7 @@ from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.tenancy import TenancyStore
+from streamhouse.server.grpc_door import GrpcDoor, GrpcEngine, start_grpc_door
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.http_auth import HttpAuth
 from streamhouse.server.kafka_context import KafkaContext
@@ -130,6 +133,16 @@ class Agent:
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
+
+    @property
+    def produce(self) -> ProduceService:
+        """The produce rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.produce
+
+    @property
+    def fetch(self) -> FetchService:
+        """The read rule every door shares (the Kafka door's, too)."""
+        return self.kafka.context.fetch
 
     @property
     def kafka_address(self) -> str:
@@ -361,6 +374,8 @@ async def assemble_agent(
         admin=admin,
         transactions=transactions,
         markers=markers,
+        produce=ProduceService(clock, log, admin),
+        fetch=FetchService(settings, log, admin),
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata, clock),
@@ -525,6 +540,7 @@ async def _serve_until_stopped(
     stopping = asyncio.Event()
     http: AgentHttp | None = None
     registry: RegistryDoor | None = None
+    grpc_door: GrpcDoor | None = None
     rest: RestDoor | None = None
     try:
         if settings.http_port != HTTP_DISABLED:
@@ -536,9 +552,13 @@ async def _serve_until_stopped(
                 agent.schema_registry,
                 HttpAuth(agent.authenticator),  # the same keys as every door
             )
+        if settings.grpc_port != HTTP_DISABLED:
+            grpc_door = await open_grpc(agent)
         if settings.rest_proxy_port != HTTP_DISABLED:
             rest = await open_rest_proxy(agent)
     except StreamHouseError as error:
+        if grpc_door:
+            await grpc_door.close()
         if registry:
             await registry.close()
         if http:
@@ -551,6 +571,7 @@ async def _serve_until_stopped(
             agent,
             http.port if http else None,
             registry.port if registry else None,
+            grpc_door.port if grpc_door else None,
             rest.port if rest else None,
         )
     )
@@ -567,6 +588,8 @@ async def _serve_until_stopped(
         await rest.close()
     if registry:
         await registry.close()
+    if grpc_door:
+        await grpc_door.close()
     await agent.close()
     if http:
         await http.close()
@@ -586,8 +609,28 @@ def _stop_when_closed(
     loop.add_reader(supervisor.fileno(), closed)
 
 
+async def open_grpc(agent: Agent) -> GrpcDoor:
+    """The agent's gRPC door on its settings' address, over the agent's engine services."""
+    context = agent.kafka.context
+    assert context.acls is not None, "the agent always wires its ACLs"
+    engine = GrpcEngine(
+        admin=agent.admin,
+        produce=agent.produce,
+        fetch=agent.fetch,
+        groups=context.groups,
+        acls=context.acls,
+        authenticator=agent.authenticator if agent.settings.auth_required else None,
+        failure=agent.failure,
+    )
+    return await start_grpc_door(agent.settings.grpc_host, agent.settings.grpc_port, engine)
+
+
 def _banner(
-    agent: Agent, http_port: int | None, registry_port: int | None, rest_port: int | None = None
+    agent: Agent,
+    http_port: int | None,
+    registry_port: int | None,
+    grpc_port: int | None = None,
+    rest_port: int | None = None,
 ) -> AgentBanner:
     settings = agent.settings
     recovery = agent.log.recovery
@@ -610,6 +653,7 @@ def _banner(
             if registry_port is None
             else f"http://{settings.schema_registry_host}:{registry_port}"
         ),
+        grpc=None if grpc_port is None else f"{settings.grpc_host}:{grpc_port}",
         rest_proxy=(
             None if rest_port is None else f"http://{settings.rest_proxy_host}:{rest_port}"
         ),

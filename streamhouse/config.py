@@ -88,6 +88,10 @@ class Settings:
     rest_proxy_host: str = "127.0.0.1"
     rest_proxy_port: int = 8082  # 0: any free port (tests); HTTP_DISABLED: off
 
+    # the gRPC door (streamhouse.v1 Records and Admin, health, reflection)
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051  # 0: any free port (tests); HTTP_DISABLED: off
+
     # WAL
     wal_segment_bytes_max: int = 64 * MIB
     wal_group_bytes_max: int = 4 * MIB

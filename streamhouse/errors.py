@@ -128,6 +128,14 @@ class MessageTooLarge(StreamHouseError):
     blame = Blame.REMOTE
 
 
+class RequestTimedOut(StreamHouseError):
+    """An acknowledgement did not come within the request's timeout (the records may still
+    be written: a producer that retries may duplicate them, as with Kafka)."""
+
+    code = ErrorCode.REQUEST_TIMED_OUT
+    blame = Blame.LOCAL
+
+
 class UnknownTopicOrPartition(StreamHouseError):
     """The topic or partition does not exist."""
 

@@ -73,6 +73,7 @@ def process_settings(settings: Settings, index: int) -> Settings:
         # one registry door per host: process 0's (every process answers alike from the store)
         schema_registry_port=settings.schema_registry_port if index == 0 else HTTP_DISABLED,
         rest_proxy_port=settings.rest_proxy_port if index == 0 else HTTP_DISABLED,
+        grpc_port=settings.grpc_port if index == 0 else HTTP_DISABLED,  # one per host, too
     )
 
 

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -135,6 +136,31 @@ CaFile = Annotated[
         "listener (SASL_SSL with a key), as --kafka-security-protocol SASL_SSL requires.",
     ),
 ]
+
+
+def pairs(items: list[str] | None, option: str) -> list[tuple[str, str]]:
+    """KEY=VALUE option values as pairs; a usage error (exit 2) otherwise."""
+    found = []
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not (key and equals):
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        found.append((key, value))
+    return found
+
+
+def parse_datetime_ms(text: str, option: str) -> int:
+    """An ISO 8601 time (UTC unless it says) as epoch milliseconds; a usage error otherwise."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00 or ...+02:00)",
+            param_hint=option,
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def key_headers(key: str | None, secret: str | None) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -41,6 +40,7 @@ from streamhouse.cli.agent_client import (
     Secret,
     TimeoutS,
     error_code,
+    parse_datetime_ms,
     reason,
     run_command,
     say,
@@ -318,7 +318,7 @@ def reset_offsets(
         raise typer.BadParameter(
             "give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime"
         )
-    at_ms = None if to_datetime is None else _parse_datetime_ms(to_datetime)
+    at_ms = None if to_datetime is None else parse_datetime_ms(to_datetime, "--to-datetime")
 
     def work(admin: GroupAdmin) -> None:
         description = admin.describe(group_id)
@@ -349,19 +349,6 @@ def reset_offsets(
         say(f"reset {len(targets)} partition(s) of group [bold]{group_id}[/bold]")
 
     run_command(GroupAdmin, work, Connection(bootstrap, timeout_s, key, secret, mechanism, ca_file))
-
-
-def _parse_datetime_ms(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise typer.BadParameter(
-            f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00 or ...+02:00)",
-            param_hint="--to-datetime",
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def _targets(

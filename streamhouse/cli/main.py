@@ -44,6 +44,7 @@ class AgentBanner:
     http: str | None  # base URL, None when HTTP is off
     schema_registry: str | None = None  # base URL, None when the registry door is off
     rest_proxy: str | None = None  # base URL, None when the REST proxy door is off
+    grpc: str | None = None  # host:port, None when the gRPC door is off
 
 
 def _add_storage_rows(table: Table, banner: AgentBanner) -> None:
@@ -68,6 +69,8 @@ def print_banner(banner: AgentBanner) -> None:
         table.add_row("schema registry", banner.schema_registry)
     if banner.rest_proxy is not None:
         table.add_row("rest proxy", f"{banner.rest_proxy}  {banner.rest_proxy}/docs")
+    if banner.grpc is not None:
+        table.add_row("grpc", banner.grpc)
     console.print(table)
 
 
@@ -207,6 +210,13 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 f"REST proxy port (Confluent REST Proxy API v2, v3); {HTTP_DISABLED}: off.",
             ),
         ] = Settings.rest_proxy_port,
+        grpc_host: Annotated[
+            str, setting("grpc_host", "Address the gRPC door binds.")
+        ] = Settings.grpc_host,
+        grpc_port: Annotated[
+            int,
+            setting("grpc_port", f"gRPC port (streamhouse.v1); {HTTP_DISABLED} turns it off."),
+        ] = Settings.grpc_port,
         advertised_host: Annotated[
             str, setting("advertised_host", "Host clients are told to connect to.")
         ] = Settings.advertised_host,

@@ -41,6 +41,7 @@ from streamhouse.cli.agent_client import (
     errors,
     get_api_json,
     key_headers,
+    pairs,
     print_json,
     run_command,
     say,
@@ -106,17 +107,6 @@ class TopicAdmin(AgentAdmin):
         self.wait(futures[name], f"deleting topic {name!r}")
 
 
-def _pairs(items: list[str] | None, option: str) -> list[tuple[str, str]]:
-    """KEY=VALUE option values as pairs; a usage error (exit 2) otherwise."""
-    pairs = []
-    for item in items or []:
-        key, equals, value = item.partition("=")
-        if not (key and equals):
-            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
-        pairs.append((key, value))
-    return pairs
-
-
 # ---------------------------------------------------------------- commands
 
 
@@ -168,7 +158,7 @@ def create_topic(
     ca_file: CaFile = None,
 ) -> None:
     """Create a topic; the agent checks its name, partition count and configs."""
-    configs = dict(_pairs(config, "--config"))
+    configs = dict(pairs(config, "--config"))
 
     def work(admin: TopicAdmin) -> None:
         admin.create(name, partitions, configs)
@@ -296,7 +286,7 @@ def alter_config(
             (append, "--append", AlterConfigOpType.APPEND),
             (subtract, "--subtract", AlterConfigOpType.SUBTRACT),
         )
-        for key, value in _pairs(items, option)
+        for key, value in pairs(items, option)
     ]
     changes += [
         ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE)

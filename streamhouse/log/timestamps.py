@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from streamhouse.kafka.batch_header import BatchHeader, TimestampType, parse_header
-from streamhouse.kafka.records import Decompressor, decode_records
+from streamhouse.kafka.records import Decompressor, Record, decode_records
+
+
+def record_timestamp(header: BatchHeader, record: Record) -> int:
+    """A record's timestamp: its own (CreateTime), or the batch's (LogAppendTime)."""
+    if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
+        return header.max_timestamp
+    return header.base_timestamp + record.timestamp_delta
 
 
 def first_at_or_after(
@@ -31,14 +38,9 @@ def _first_in_batch(
     log_start_offset: int,
     decompress: Decompressor,
 ) -> tuple[int, int] | None:
-    log_append_time = header.timestamp_type == TimestampType.LOG_APPEND_TIME
     for record in decode_records(batch, decompress):
         offset = header.base_offset + record.offset_delta
-        stamp = (
-            header.max_timestamp
-            if log_append_time
-            else (header.base_timestamp + record.timestamp_delta)
-        )
+        stamp = record_timestamp(header, record)
         if offset >= log_start_offset and stamp >= timestamp_ms:
             return offset, stamp
     return None

@@ -14,8 +14,10 @@ from streamhouse.config import Settings
 from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator, Principal
+from streamhouse.engine.consume import FetchService
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
+from streamhouse.engine.produce import ProduceService
 from streamhouse.engine.quotas import QuotaService
 from streamhouse.engine.tenancy import TenancyService
 from streamhouse.engine.transactions import TransactionCoordinator
@@ -53,6 +55,8 @@ class KafkaContext:
     admin: AdminService
     transactions: TransactionCoordinator
     markers: MarkerDelivery  # WriteTxnMarkers writes through it
+    produce: ProduceService  # the produce rule every door shares
+    fetch: FetchService  # the read rule every door shares
     fetch_sessions: FetchSessionCache = field(default_factory=FetchSessionCache)
     # Checks SASL credentials; required when settings.kafka_sasl
     authenticator: Authenticator | None = None

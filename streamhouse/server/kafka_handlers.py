@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamhouse.engine.consume import check_leader_epoch
 from streamhouse.engine.coordinators import is_internal
 from streamhouse.engine.waiting import (
     CLIENT_RETRY_BACKOFF_MS,
@@ -32,7 +33,6 @@ from streamhouse.kafka.sentinels import (
     READ_COMMITTED,
     READ_UNCOMMITTED,
 )
-from streamhouse.log.partition import PartitionState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.topics import TopicRecord
 from streamhouse.server.kafka_acls import ACL_HANDLERS
@@ -86,16 +86,6 @@ FETCH_PARTITION_BYTES_MIN = 1
 def _named_epoch(partition: Any) -> int:
     """The leader epoch a request names for a partition (older versions name none)."""
     return int(getattr(partition, "current_leader_epoch", NO_LEADER_EPOCH))
-
-
-def _check_leader_epoch(state: PartitionState, current_leader_epoch: int) -> None:
-    code = state.epoch_error(current_leader_epoch)
-    if code is not None:
-        raise StreamHouseError(
-            f"{state.tp}: the client knows leader epoch {current_leader_epoch}, "
-            f"this leader is at {state.leader_epoch}; refresh metadata",
-            code,
-        )
 
 
 # --- ApiVersions ---------------------------------------------------------------------------
@@ -263,9 +253,13 @@ async def _read_partition(
     read_committed: bool,
 ) -> FetchedPartition:
     try:
-        await ctx.admin.check_partition(tp)
-        _check_leader_epoch((await ctx.log.partition(tp)).state, current_leader_epoch)
-        result = await ctx.log.reads.read(tp, offset, bytes_max, read_committed=read_committed)
+        result = await ctx.fetch.read_batches(
+            tp,
+            offset,
+            bytes_max,
+            read_committed=read_committed,
+            current_leader_epoch=current_leader_epoch,
+        )
     except StreamHouseError as error:
         # Empty records, not null: librdkafka cannot parse a null records field (size -1).
         plog = ctx.log.led_partition(tp)
@@ -346,7 +340,7 @@ async def _list_offset(
         await ctx.admin.check_partition(tp)
         plog = await ctx.log.partition(tp)
         state = plog.state
-        _check_leader_epoch(state, current_leader_epoch)
+        check_leader_epoch(state, current_leader_epoch)
         answer["leader_epoch"] = state.leader_epoch
         if timestamp_ms == EARLIEST_TIMESTAMP:
             return {**answer, "error_code": 0, "offset": state.log_start_offset}

@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 from streamhouse.engine.log_store import AppendResult
+from streamhouse.engine.produce import Ack, ack_wait
 from streamhouse.errors import ErrorCode, InvalidRecord, StreamHouseError
 from streamhouse.kafka.connection import Request
 from streamhouse.kafka.sentinels import NO_OFFSET
@@ -25,6 +26,7 @@ from streamhouse.server.kafka_throttle import throttle_of
 from streamhouse.tenancy.quotas import PRODUCER_BYTE_RATE
 
 ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
+ACK_MODES = {ACKS_NONE: Ack.NONE, ACKS_LEADER: Ack.LEADER, ACKS_ALL: Ack.DURABLE}
 CURRENT_LEADER_PRODUCE_VERSION_MIN = 10  # KIP-951's CurrentLeader and NodeEndpoints
 
 Appended = tuple[str, int, AppendResult | StreamHouseError]  # topic, partition, outcome
@@ -33,34 +35,24 @@ Appended = tuple[str, int, AppendResult | StreamHouseError]  # topic, partition,
 async def produce(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
     acks = int(body.acks)
-    if acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
+    if acks not in ACK_MODES:
         raise StreamHouseError(
             f"acks must be 0, 1 or -1 (all), not {acks}", ErrorCode.INVALID_REQUIRED_ACKS
         )
+    ack = ACK_MODES[acks]
     appended: list[Appended] = []
     produced_bytes = 0
     for topic in body.topic_data:
         for partition in topic.partition_data:
             produced_bytes += len(partition.records or b"")
             tp = TopicPartition(topic.name, partition.index)
-            appended.append(
-                (topic.name, partition.index, await _append(ctx, tp, partition.records, acks))
-            )
+            outcome = await ctx.produce.append(tp, partition.records or b"", ack)
+            appended.append((topic.name, partition.index, outcome))
     throttle_ms = await throttle_of(ctx, request, PRODUCER_BYTE_RATE, produced_bytes)
-    answer = _ProduceAnswer(ctx, appended, acks, int(body.timeout_ms), throttle_ms).future
+    answer = _ProduceAnswer(ctx, appended, ack, int(body.timeout_ms), throttle_ms).future
     if request.api_version < CURRENT_LEADER_PRODUCE_VERSION_MIN:
         return answer
     return _with_leader_hints(ctx, answer)
-
-
-async def _append(
-    ctx: KafkaContext, tp: TopicPartition, records: bytes | None, acks: int
-) -> AppendResult | StreamHouseError:
-    try:
-        await ctx.admin.check_produce(tp, records or b"")
-        return await ctx.log.append(tp, records or b"", durable=acks == ACKS_ALL)
-    except StreamHouseError as error:
-        return error
 
 
 class _ProduceAnswer:
@@ -70,7 +62,7 @@ class _ProduceAnswer:
         self,
         ctx: KafkaContext,
         appended: list[Appended],
-        acks: int,
+        ack: Ack,
         timeout_ms: int,
         throttle_ms: int = 0,
     ) -> None:
@@ -78,7 +70,7 @@ class _ProduceAnswer:
         self._ctx = ctx
         self._throttle_ms = throttle_ms
         self._appended = appended
-        self._acks = acks
+        self._ack = ack
         self._timeout_ms = timeout_ms
         self._waits = [
             wait
@@ -95,11 +87,9 @@ class _ProduceAnswer:
         self._timer = ctx.clock.call_later_ms(max(timeout_ms, 1), self._finish)
 
     def _wait_of(self, outcome: AppendResult | StreamHouseError) -> asyncio.Future[Any] | None:
-        if isinstance(outcome, StreamHouseError) or self._acks == ACKS_NONE:
+        if isinstance(outcome, StreamHouseError):
             return None
-        wait = outcome.durable if self._acks == ACKS_ALL else outcome.synced
-        assert wait is not None, outcome
-        return wait
+        return ack_wait(outcome, self._ack)
 
     def _one_done(self, _: object) -> None:
         self._pending -= 1
@@ -132,7 +122,7 @@ class _ProduceAnswer:
         answer: Values = {"index": index, "base_offset": NO_OFFSET, "log_start_offset": NO_OFFSET}
         if isinstance(outcome, StreamHouseError):
             return _refused(answer, outcome)
-        if self._acks == ACKS_NONE:
+        if self._ack is Ack.NONE:
             return {**answer, "error_code": 0, "base_offset": outcome.base_offset}
         wait = self._wait_of(outcome)
         assert wait is not None
@@ -142,11 +132,8 @@ class _ProduceAnswer:
                 "error_code": ErrorCode.REQUEST_TIMED_OUT,
                 "error_message": f"not acknowledged within {self._timeout_ms} ms",
             }
-        try:
-            wait.result()  # raises what the engine failed the ack with
-            if self._acks == ACKS_LEADER:
-                self._ctx.log.confirm_leader_ack(outcome)
-        except StreamHouseError as error:
+        error = self._ctx.produce.acknowledged(outcome, self._ack)
+        if error is not None:
             return _refused(answer, error)
         return {
             **answer,

@@ -14,57 +14,17 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from streamhouse.kafka.partitioner import partition_of_key
 from tests.e2e.conftest import Agent
 
 PARTITIONS = 6
 RECORDS = 300
 KEYS = 40
 TIMEOUT_S = 15
-MASK32 = 0xFFFFFFFF
-SEED = 0x9747B28C
-M = 0x5BD1E995
-R = 24
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), as an unsigned 32-bit int."""
-    length = len(data)
-    h = (SEED ^ length) & MASK32
-    for start in range(0, length - length % 4, 4):
-        k = int.from_bytes(data[start : start + 4], "little")
-        k = (k * M) & MASK32
-        k ^= k >> R
-        k = (k * M) & MASK32
-        h = (h * M) & MASK32
-        h ^= k
-    tail = data[length - length % 4 :]
-    if len(tail) >= 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
-    if tail:
-        h ^= tail[0]
-        h = (h * M) & MASK32
-    h ^= h >> 13
-    h = (h * M) & MASK32
-    h ^= h >> 15
-    return h
 
 
 def java_partition(key: bytes, partitions: int) -> int:
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def test_murmur2_known_values() -> None:
-    # values from Kafka's UtilsTest.testMurmur2 (as signed ints there)
-    assert murmur2(b"21") & MASK32 == -973932308 & MASK32
-    assert murmur2(b"foobar") & MASK32 == -790332482 & MASK32
-    assert murmur2(b"a-little-bit-long-string") & MASK32 == -985981536 & MASK32
-    assert murmur2(b"a-little-bit-longer-string") & MASK32 == -1486304829 & MASK32
-    assert murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") & MASK32 == (
-        -58897971 & MASK32
-    )
-    assert murmur2(b"abc") & MASK32 == 479470107
+    return partition_of_key(key, partitions)
 
 
 def _key(index: int) -> bytes:

@@ -26,6 +26,8 @@ COMMANDS = [
     ("groups", "reset-offsets"),
     ("groups", "delete"),
     ("cluster",),
+    ("produce",),
+    ("consume",),
 ]
 
 

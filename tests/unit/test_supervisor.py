@@ -28,6 +28,7 @@ def test_process_i_takes_kafka_port_plus_i_its_own_id_and_a_loopback_http_door()
     assert wal_directory(second) == "/d/local-1"
     # one schema registry door per host: process 0 serves it, on the port the operator chose
     assert (first.schema_registry_port, second.schema_registry_port) == (8081, HTTP_DISABLED)
+    assert (first.grpc_port, second.grpc_port) == (50051, HTTP_DISABLED)  # one gRPC door too
 
 
 def test_process_i_advertises_the_advertised_port_plus_i() -> None:
