@@ -49,6 +49,10 @@ def test_cluster_and_brokers(agent: AgentThread) -> None:
     (broker,) = brokers.json["data"]
     assert broker["port"] == agent.port
     assert call(port, "GET", "/v3/clusters/other").status == 404
+    assert call(port, "GET", "/docs").status == 200
+    described = call(port, "GET", "/openapi.json").json
+    assert "ack=none|leader|durable" in described["info"]["description"]
+    assert "/topics/{topic}" in described["paths"]
 
 
 def test_topic_create_configs_delete_round_trip(agent: AgentThread) -> None:
