@@ -57,10 +57,15 @@ class AgentProcess:
     kafka_ports: list[int] = field(default_factory=list)  # every process's (--processes N)
     registry_port: int = -1  # the schema registry's; -1 when off
     grpc_port: int = -1  # the gRPC door's; -1 when off
+    rest_port: int = -1  # the REST proxy's; -1 when off
 
     @property
     def registry_url(self) -> str:
         return f"http://{LOOPBACK}:{self.registry_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -237,8 +242,12 @@ def _ready(agent: AgentProcess) -> bool:
 
 
 # The doors beside Kafka and HTTP: each on a free port of its own unless the test names one
-# (their defaults, 8081 and 50051, would collide between agents run side by side)
-DOOR_FLAGS = {"--schema-registry-port": "registry_port", "--grpc-port": "grpc_port"}
+# (their defaults, 8081, 50051 and 8082, would collide between agents run side by side)
+DOOR_FLAGS = {
+    "--schema-registry-port": "registry_port",
+    "--grpc-port": "grpc_port",
+    "--rest-proxy-port": "rest_port",
+}
 
 
 def _door_ports(args: tuple[str, ...]) -> dict[str, int]:
