@@ -84,6 +84,8 @@ from streamhouse.server.kafka_listener import (
     check_kafka_security,
 )
 from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_registry
+from streamhouse.server.rest_app import RestDoor, start_rest_door
+from streamhouse.server.rest_common import RestServices
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.server.tenancy_api import install_tenancy_routes
 from streamhouse.supervisor import Supervisor, drain_surplus
@@ -474,6 +476,22 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
+async def open_rest_proxy(agent: Agent) -> RestDoor:
+    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
+    context = agent.kafka.context
+    assert context.acls is not None, "the composition root always builds the ACL service"
+    services = RestServices(
+        admin=agent.admin,
+        produce=agent.produce,
+        fetch=agent.fetch,
+        groups=context.groups,
+        acls=context.acls,
+        auth=HttpAuth(agent.authenticator),  # the same keys as every door
+    )
+    settings = agent.settings
+    return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
+
+
 async def serve(
     settings: Settings,
     announce: Callable[[AgentBanner], None] = print_banner,
@@ -523,6 +541,7 @@ async def _serve_until_stopped(
     http: AgentHttp | None = None
     registry: RegistryDoor | None = None
     grpc_door: GrpcDoor | None = None
+    rest: RestDoor | None = None
     try:
         if settings.http_port != HTTP_DISABLED:
             http = await open_http(agent, stopping)
@@ -535,7 +554,11 @@ async def _serve_until_stopped(
             )
         if settings.grpc_port != HTTP_DISABLED:
             grpc_door = await open_grpc(agent)
+        if settings.rest_proxy_port != HTTP_DISABLED:
+            rest = await open_rest_proxy(agent)
     except StreamHouseError as error:
+        if grpc_door:
+            await grpc_door.close()
         if registry:
             await registry.close()
         if http:
@@ -549,6 +572,7 @@ async def _serve_until_stopped(
             http.port if http else None,
             registry.port if registry else None,
             grpc_door.port if grpc_door else None,
+            rest.port if rest else None,
         )
     )
     agent.failure.on_failure(lambda _: stop.set())
@@ -560,6 +584,8 @@ async def _serve_until_stopped(
         return EXIT_INVARIANT_BROKEN
     print_status("stopping", f"{agent.agent_id} flushing pending data…", style="yellow")
     stopping.set()  # /ready turns 503 before the agent drains, so traffic moves elsewhere first
+    if rest:
+        await rest.close()
     if registry:
         await registry.close()
     if grpc_door:
@@ -600,7 +626,11 @@ async def open_grpc(agent: Agent) -> GrpcDoor:
 
 
 def _banner(
-    agent: Agent, http_port: int | None, registry_port: int | None, grpc_port: int | None = None
+    agent: Agent,
+    http_port: int | None,
+    registry_port: int | None,
+    grpc_port: int | None = None,
+    rest_port: int | None = None,
 ) -> AgentBanner:
     settings = agent.settings
     recovery = agent.log.recovery
@@ -624,6 +654,9 @@ def _banner(
             else f"http://{settings.schema_registry_host}:{registry_port}"
         ),
         grpc=None if grpc_port is None else f"{settings.grpc_host}:{grpc_port}",
+        rest_proxy=(
+            None if rest_port is None else f"http://{settings.rest_proxy_host}:{rest_port}"
+        ),
     )
 
 

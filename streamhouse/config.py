@@ -84,6 +84,10 @@ class Settings:
     schema_registry_host: str = "127.0.0.1"
     schema_registry_port: int = 8081  # 0: any free port (tests); HTTP_DISABLED: off
 
+    # the REST proxy door (Confluent REST Proxy's API v2 and v3, and its default port)
+    rest_proxy_host: str = "127.0.0.1"
+    rest_proxy_port: int = 8082  # 0: any free port (tests); HTTP_DISABLED: off
+
     # the gRPC door (streamhouse.v1 Records and Admin, health, reflection)
     grpc_host: str = "127.0.0.1"
     grpc_port: int = 50051  # 0: any free port (tests); HTTP_DISABLED: off

@@ -72,6 +72,7 @@ def process_settings(settings: Settings, index: int) -> Settings:
         http_port=HTTP_DISABLED if settings.http_port == HTTP_DISABLED else 0,
         # one registry door per host: process 0's (every process answers alike from the store)
         schema_registry_port=settings.schema_registry_port if index == 0 else HTTP_DISABLED,
+        rest_proxy_port=settings.rest_proxy_port if index == 0 else HTTP_DISABLED,
         grpc_port=settings.grpc_port if index == 0 else HTTP_DISABLED,  # one per host, too
     )
 
@@ -130,7 +131,11 @@ async def drain_surplus(settings: Settings, count: int, body: ProcessBody) -> st
         )
         drainer = Child(index, process_settings(settings, index))
         drainer.settings = drainer.settings.with_overrides(
-            kafka_port=0, http_port=HTTP_DISABLED, schema_registry_port=HTTP_DISABLED
+            kafka_port=0,
+            http_port=HTTP_DISABLED,
+            schema_registry_port=HTTP_DISABLED,
+            grpc_port=HTTP_DISABLED,
+            rest_proxy_port=HTTP_DISABLED,
         )
         drainer.start(body, drain=True)
         code = await drainer.exited()

@@ -43,6 +43,7 @@ class AgentBanner:
     kafka: str
     http: str | None  # base URL, None when HTTP is off
     schema_registry: str | None = None  # base URL, None when the registry door is off
+    rest_proxy: str | None = None  # base URL, None when the REST proxy door is off
     grpc: str | None = None  # host:port, None when the gRPC door is off
 
 
@@ -66,6 +67,8 @@ def print_banner(banner: AgentBanner) -> None:
         table.add_row("http", f"{base}/health  {base}/ready  {base}/metrics")
     if banner.schema_registry is not None:
         table.add_row("schema registry", banner.schema_registry)
+    if banner.rest_proxy is not None:
+        table.add_row("rest proxy", f"{banner.rest_proxy}  {banner.rest_proxy}/docs")
     if banner.grpc is not None:
         table.add_row("grpc", banner.grpc)
     console.print(table)
@@ -197,6 +200,16 @@ def build_app(run_agent: AgentRunner) -> typer.Typer:
                 f"Schema registry port (Confluent's REST API); {HTTP_DISABLED} turns it off.",
             ),
         ] = Settings.schema_registry_port,
+        rest_proxy_host: Annotated[
+            str, setting("rest_proxy_host", "Address the REST proxy binds.")
+        ] = Settings.rest_proxy_host,
+        rest_proxy_port: Annotated[
+            int,
+            setting(
+                "rest_proxy_port",
+                f"REST proxy port (Confluent REST Proxy API v2, v3); {HTTP_DISABLED}: off.",
+            ),
+        ] = Settings.rest_proxy_port,
         grpc_host: Annotated[
             str, setting("grpc_host", "Address the gRPC door binds.")
         ] = Settings.grpc_host,

@@ -26,6 +26,7 @@ from streamhouse.engine.schema_registry import (
     schema_not_found,
 )
 from streamhouse.ports.schemas import GLOBAL, SchemaContent, StoredSchema, SubjectVersion
+from streamhouse.schemas import ParsedSchema
 from streamhouse.tenancy.names import org_of, scoped
 
 
@@ -42,6 +43,11 @@ class OrgRegistry:
         await self._check_visible(schema_id)
         stored = await self._registry.schema_by_id(schema_id)
         return replace(stored, content=_local_content(stored.content))
+
+    async def parsed_schema(self, schema_id: int) -> ParsedSchema:
+        """The schema of `schema_id` parsed with its references, for reading and writing data."""
+        await self._check_visible(schema_id)
+        return await self._registry.parsed_by_id(schema_id)
 
     async def render(self, stored: StoredSchema, fmt: str | None) -> str:
         """The text served for `?format=` of a schema this view answered."""

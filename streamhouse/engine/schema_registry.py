@@ -370,7 +370,7 @@ class SchemaRegistry:
         """Why `parsed` cannot follow `live` at `level` (only the versions it looks at are read:
         the latest one unless the level is transitive)."""
         looked_at = live if level.value.endswith("_TRANSITIVE") else live[-1:]
-        earlier = [await self._parsed_by_id(v.schema_id) for v in looked_at]
+        earlier = [await self.parsed_by_id(v.schema_id) for v in looked_at]
         return incompatibilities(level, parsed, earlier, versions=[v.version for v in looked_at])
 
     async def lookup(
@@ -665,7 +665,8 @@ class SchemaRegistry:
             "exist",
         )
 
-    async def _parsed_by_id(self, schema_id: int) -> ParsedSchema:
+    async def parsed_by_id(self, schema_id: int) -> ParsedSchema:
+        """The schema of `schema_id`, parsed with its references (kept, bounded, by id)."""
         if schema_id in self._parsed:
             self._parsed.move_to_end(schema_id)
             return self._parsed[schema_id]

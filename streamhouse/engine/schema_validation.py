@@ -11,15 +11,13 @@ topic asks the store once per id, not once per record; a refusal is always decid
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 
 from streamhouse.engine.schema_registry import SchemaRegistry, local_subject
 from streamhouse.kafka.records import Record
 from streamhouse.ports.clock import Clock
+from streamhouse.schemas.wire_format import schema_id_of
 
-WIRE_MAGIC = 0
-WIRE_HEADER_BYTES = 5  # magic byte, then the schema id
 VALID_IDS_MAX = 4_096  # (subject, id) pairs remembered as valid
 VALID_ID_MAX_AGE_MS = 10_000  # a deleted version stops validating within this
 
@@ -53,12 +51,12 @@ class RecordSchemas:
             return []
         subject = f"{topic}-{part}"
         shown = local_subject(subject)
-        if len(data) < WIRE_HEADER_BYTES or data[0] != WIRE_MAGIC:
+        schema_id = schema_id_of(data)
+        if schema_id is None:
             return [
                 f"its {part} carries no schema id (it must start with magic byte 0 and the "
                 f"4-byte id of a schema registered under subject '{shown}')"
             ]
-        (schema_id,) = struct.unpack_from(">i", data, 1)
         if not await self._is_valid(subject, schema_id):
             return [
                 f"its {part} carries schema id {schema_id}, which is not registered under "

@@ -1,5 +1,6 @@
 """The registry's vocabulary for schemas: their types, compatibility levels, dependencies, the
-parsed-schema interface every format implements, and the one error a bad schema raises."""
+parsed-schema interface every format implements, the one error a bad schema raises and the two
+a datum raises (one that does not fit its schema, bytes that cannot be read with theirs)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ class CompatibilityLevel(StrEnum):
 
 class InvalidSchema(ValueError):
     """The text is not a valid schema of its type; str(e) says why, for a user."""
+
+
+class DatumMismatch(ValueError):
+    """A value does not fit its schema; str(e) names the field and says why, for a user."""
+
+
+class UndecodableDatum(ValueError):
+    """Bytes cannot be read as a datum of their schema; str(e) says why."""
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,8 @@ message Decimal {
 class ProtobufSchema(ParsedSchema):
     descriptor: descriptor_pb2.FileDescriptorProto
     text: str
+    # the built file with its imports: message classes for the schema's data come from it
+    pool: descriptor_pool.DescriptorPool
     schema_type: SchemaType = field(default=SchemaType.PROTOBUF, init=False)
 
     def canonical_text(self) -> str:
@@ -191,7 +193,7 @@ def parse_protobuf(
     del normalize  # the canonical text is already the normal form (see the module docstring)
     descriptor, canonical = _normalized(text, MAIN_FILE, visible)
     _add(pool, descriptor, "schema")
-    return ProtobufSchema(descriptor, canonical)
+    return ProtobufSchema(descriptor, canonical, pool)
 
 
 def _normalized(

@@ -56,10 +56,20 @@ class AgentProcess:
     signalled: set[int] = field(default_factory=set)
     kafka_ports: list[int] = field(default_factory=list)  # every process's (--processes N)
     registry_port: int = -1  # the schema registry's; -1 when off
+    grpc_port: int = -1  # the gRPC door's; -1 when off
+    rest_port: int = -1  # the REST proxy's; -1 when off
 
     @property
     def registry_url(self) -> str:
         return f"http://{LOOPBACK}:{self.registry_port}"
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
 
     @property
     def bootstrap(self) -> str:
@@ -155,14 +165,13 @@ def start_agent_process(
     http_port = _named_port(extra_args, "--http-port") or free_loopback_port()
     command = [sys.executable, "-m", module, "agent", "--data-dir", str(data_dir)]
     command += ["--kafka-port", str(kafka_port), "--http-port", str(http_port)]
-    registry_port = _named_port(extra_args, "--schema-registry-port") or free_loopback_port()
-    if "--schema-registry-port" not in extra_args:
-        command += ["--schema-registry-port", str(registry_port)]
+    doors = _door_ports(extra_args)
+    command += _door_arguments(doors, extra_args)
     if "--processes" not in extra_args:
         command += ["--processes", "1"]  # one process, whatever the machine's cores
     log_path = log_path or data_dir.parent / f"agent-{kafka_port}.log"
     agent = _popen(command + list(extra_args), log_path, env, cwd, kafka_port, http_port, data_dir)
-    agent.registry_port = registry_port
+    _set_door_ports(agent, doors)
     _wait_until_listening(agent, timeout_s)
     return agent
 
@@ -183,12 +192,11 @@ def start_agent_processes(
     http_port = free_loopback_port()
     command = [sys.executable, "-m", "streamhouse", "agent", "--data-dir", str(data_dir)]
     command += ["--processes", str(count), "--kafka-port", "0", "--http-port", str(http_port)]
-    registry_port = _named_port(extra_args, "--schema-registry-port") or free_loopback_port()
-    if "--schema-registry-port" not in extra_args:
-        command += ["--schema-registry-port", str(registry_port)]
+    doors = _door_ports(extra_args)
+    command += _door_arguments(doors, extra_args)
     log_path = log_path or data_dir.parent / f"agents-{http_port}.log"
     agent = _popen(command + list(extra_args), log_path, env, None, 0, http_port, data_dir)
-    agent.registry_port = registry_port
+    _set_door_ports(agent, doors)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         agent.check_alive()
@@ -231,6 +239,28 @@ def _ready(agent: AgentProcess) -> bool:
             return True
     except (OSError, urllib.error.HTTPError):
         return False
+
+
+# The doors beside Kafka and HTTP: each on a free port of its own unless the test names one
+# (their defaults, 8081, 50051 and 8082, would collide between agents run side by side)
+DOOR_FLAGS = {
+    "--schema-registry-port": "registry_port",
+    "--grpc-port": "grpc_port",
+    "--rest-proxy-port": "rest_port",
+}
+
+
+def _door_ports(args: tuple[str, ...]) -> dict[str, int]:
+    return {flag: _named_port(args, flag) or free_loopback_port() for flag in DOOR_FLAGS}
+
+
+def _door_arguments(doors: dict[str, int], args: tuple[str, ...]) -> list[str]:
+    return [part for flag, port in doors.items() if flag not in args for part in (flag, str(port))]
+
+
+def _set_door_ports(agent: AgentProcess, doors: dict[str, int]) -> None:
+    for flag, attribute in DOOR_FLAGS.items():
+        setattr(agent, attribute, doors[flag])
 
 
 def _named_port(args: tuple[str, ...], flag: str) -> int | None:

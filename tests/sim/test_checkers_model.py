@@ -440,10 +440,13 @@ def lost_durable(model: Model) -> None:
 def two_values(model: Model) -> None:
     entries = live_entries(model)
     intruder = model.script.attempt(model.value())
-    offset, epoch = (entries[0][0], entries[0][1].epoch) if entries else (0, model.epoch)
+    # With no live record, the two values go past every offset the log has used: an offset
+    # below the log start, or one a reader saw skipped, would break other promises too
+    fresh = len(model.log)
+    offset, epoch = (entries[0][0], entries[0][1].epoch) if entries else (fresh, model.epoch)
     if not entries:
         first = model.script.attempt(model.value()).value
-        spy(model, 0, [ObservedRecord(0, None, first, epoch)])
+        spy(model, offset, [ObservedRecord(offset, None, first, epoch)])
     spy(model, offset, [ObservedRecord(offset, None, intruder.value, epoch)])
 
 

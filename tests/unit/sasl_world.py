@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from scramp import ScramMechanism
 
@@ -17,6 +19,11 @@ from streamhouse.config import HTTP_DISABLED, Settings
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.kafka.sasl import SCRAM_MECHANISMS
 from streamhouse.ports.tenancy import ScramCredential
+
+
+class Closeable(Protocol):
+    async def close(self) -> None: ...
+
 
 ORG = "acme"
 USER = "SHKTESTKEY1"
@@ -68,6 +75,9 @@ class AgentThread:
     _ready: threading.Event = field(default_factory=threading.Event)
     _error: BaseException | None = None
     _thread: threading.Thread | None = None
+    # doors opened once the agent is, each closed before it (the REST door's tests)
+    door_openers: tuple[Callable[[Agent], Awaitable[Closeable]], ...] = ()
+    doors: list[Closeable] = field(default_factory=list)
 
     @property
     def bootstrap(self) -> str:
@@ -100,10 +110,18 @@ class AgentThread:
             self._error = error
             self._ready.set()
             return
+        try:
+            for open_door in self.door_openers:
+                self.doors.append(await open_door(self.agent))
+        except BaseException as error:
+            self._error = error
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._ready.set()
-        await self._stop.wait()
+        if self._error is None:
+            await self._stop.wait()
+        for door in reversed(self.doors):
+            await door.close()
         await self.agent.close()
 
 
