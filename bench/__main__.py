@@ -15,6 +15,7 @@ from bench import (
     auth,
     cluster,
     compaction,
+    doors,
     kafka,
     many,
     merge,
@@ -45,6 +46,7 @@ SECTIONS = (
     "registry",
     "quotas",
     "auth",
+    "doors",
 )
 
 
@@ -87,6 +89,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "registry": registry.run,
         "quotas": quotas.run,
         "auth": auth.run,
+        "doors": doors.run,
     }
 
 
