@@ -34,6 +34,7 @@ from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.consume import FetchService
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
+from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
@@ -487,6 +488,7 @@ async def open_rest_proxy(agent: Agent) -> RestDoor:
         groups=context.groups,
         acls=context.acls,
         auth=HttpAuth(agent.authenticator),  # the same keys as every door
+        formats=EmbeddedFormats(agent.schema_registry),
     )
     settings = agent.settings
     return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
