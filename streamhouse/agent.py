@@ -477,11 +477,11 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
-async def open_rest_proxy(agent: Agent) -> RestDoor:
-    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
+def rest_services(agent: Agent) -> RestServices:
+    """The engine services the REST proxy door translates to."""
     context = agent.kafka.context
     assert context.acls is not None, "the composition root always builds the ACL service"
-    services = RestServices(
+    return RestServices(
         admin=agent.admin,
         produce=agent.produce,
         fetch=agent.fetch,
@@ -490,8 +490,14 @@ async def open_rest_proxy(agent: Agent) -> RestDoor:
         auth=HttpAuth(agent.authenticator),  # the same keys as every door
         formats=EmbeddedFormats(agent.schema_registry),
     )
+
+
+async def open_rest_proxy(agent: Agent) -> RestDoor:
+    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
     settings = agent.settings
-    return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
+    return await start_rest_door(
+        settings.rest_proxy_host, settings.rest_proxy_port, rest_services(agent)
+    )
 
 
 async def serve(
