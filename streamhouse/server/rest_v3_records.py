@@ -249,13 +249,13 @@ async def _part(
         fmt = await schema_format(services, caller.org, topic, part, **options)
     else:
         fmt = EmbeddedFormat.JSON
-    if fmt in SCHEMA_FORMATS:
-        try:  # nothing registered for a topic the caller cannot write
+    if fmt not in SCHEMA_FORMATS:
+        options = {}  # as Confluent's: the schemaless formats take no schema
+    elif "schema" in options:
+        try:  # an inline schema is registered: not for a topic the caller cannot write
             await writable(services, caller, topic)
         except RestError as refused:
             raise v3_refusal(refused.status, refused.message) from None
-    else:
-        options = {}  # as Confluent's: the schemaless formats take no schema
     encoded = await encode(services, caller.org, topic, fmt, part, written.get("data"), **options)
     subject = options.get("subject") or f"{topic}-{part}"
     return encoded.data, WrittenPart(fmt.name, encoded.schema_id, subject)
