@@ -34,6 +34,7 @@ from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.consume import FetchService
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
+from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
@@ -476,20 +477,27 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
-async def open_rest_proxy(agent: Agent) -> RestDoor:
-    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
+def rest_services(agent: Agent) -> RestServices:
+    """The engine services the REST proxy door translates to."""
     context = agent.kafka.context
     assert context.acls is not None, "the composition root always builds the ACL service"
-    services = RestServices(
+    return RestServices(
         admin=agent.admin,
         produce=agent.produce,
         fetch=agent.fetch,
         groups=context.groups,
         acls=context.acls,
         auth=HttpAuth(agent.authenticator),  # the same keys as every door
+        formats=EmbeddedFormats(agent.schema_registry),
     )
+
+
+async def open_rest_proxy(agent: Agent) -> RestDoor:
+    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
     settings = agent.settings
-    return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
+    return await start_rest_door(
+        settings.rest_proxy_host, settings.rest_proxy_port, rest_services(agent)
+    )
 
 
 async def serve(
