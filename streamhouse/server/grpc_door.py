@@ -23,6 +23,7 @@ from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.consume import FetchService
+from streamhouse.engine.consumer_instances import ConsumerInstances
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.produce import ProduceService
@@ -63,6 +64,7 @@ class GrpcEngine:
     acls: AclService
     authenticator: Authenticator | None  # None: callers are not asked who they are
     failure: AgentFailure
+    consumers: ConsumerInstances  # Consume with a group runs one for the stream
 
 
 @dataclass
