@@ -117,7 +117,9 @@ def _handlers(engine: GrpcEngine) -> tuple[grpc.GenericRpcHandler, ...]:
         except StreamHouseError:  # not led here, or gone: the lag is left unknown
             return None
 
-    records = RecordsServicer(engine.admin, engine.produce, engine.fetch, engine.groups)
+    records = RecordsServicer(
+        engine.admin, engine.produce, engine.fetch, engine.groups, engine.consumers
+    )
     admin = AdminServicer(engine.admin, engine.groups, high_watermark)
     records_methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Produce": methods.unary(records.produce, pb.ProduceRequest),
