@@ -23,6 +23,7 @@ RECORD_BYTES_MAX) ends the stream with one last report naming the problem.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections.abc import AsyncIterator
@@ -31,6 +32,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from streamhouse.engine.cluster import CLUSTER_ID
 from streamhouse.engine.embedded_formats import EmbeddedFormat, Part
@@ -106,7 +109,20 @@ def install_v3_records(app: FastAPI, services: RestServices) -> None:
         # of the whole stream still has its own HTTP status
         await _produce(services, caller, topic_name, [], ack)
         reports = _reports(services, caller, topic_name, ack, first, stream)
-        return StreamingResponse(reports, media_type=V3_CONTENT_TYPE)
+        return _ReportStream(reports, media_type=V3_CONTENT_TYPE)
+
+
+class _ReportStream(StreamingResponse):
+    """Delivery reports streamed while the request body is still being read. Starlette's
+    StreamingResponse (below ASGI 2.4, as uvicorn serves) also listens for the client going
+    away by reading the request's messages, and so takes body chunks `request.stream()` is
+    waiting for: the stream then hangs with records unread. This one only sends; a client
+    that goes away ends the body (ClientDisconnect) or the sending (OSError), and with it the
+    answer."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with contextlib.suppress(ClientDisconnect, OSError):
+            await self.stream_response(send)
 
 
 async def _single(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,6 +172,38 @@ def test_streamed_records_get_one_report_each_in_order(agent: AgentThread) -> No
     assert reports[20]["error_code"] == 42202
     found = read_back(agent.bootstrap, topic, 0, 20)
     assert [json.loads(m.value()) for m in found] == [{"n": index} for index in range(20)]
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_stream_keeps_reading_records_sent_after_its_first_report(agent: AgentThread) -> None:
+    """The client waits for the first delivery report before it sends the second record: the
+    answer has started by then, and the second record must still be read (not taken by a
+    listener for the client going away)."""
+    port = rest_port(agent)
+    topic = create(agent)
+    first, second = (
+        json.dumps({"value": {"type": "JSON", "data": {"n": n}}}).encode() for n in (1, 2)
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_TIMEOUT_S) as connection:
+        head = (
+            f"POST {CLUSTER}/topics/{topic}/records HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        connection.sendall(head.encode() + _chunk(first))
+        received = b""
+        while b'"offset"' not in received:
+            data = connection.recv(65536)
+            assert data, f"closed before the first report: {received!r}"
+            received += data
+        connection.sendall(_chunk(second) + b"0\r\n\r\n")
+        while not received.endswith(b"0\r\n\r\n"):
+            data = connection.recv(65536)
+            assert data, f"closed before the answer ended: {received!r}"
+            received += data
+    assert received.count(b'"error_code":200') + received.count(b'"error_code": 200') == 2
 
 
 def test_group_lag_after_a_kafka_consumer_commits(agent: AgentThread) -> None:
