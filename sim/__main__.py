@@ -2,15 +2,16 @@
 
     python -m sim run --seed N [--trace] [--failures-dir DIR]
     python -m sim sweep --seeds A-B [--jobs 2] [--failures-dir DIR]
-    python -m sim replay FILE
+    python -m sim replay FILE [FILE ...] [--jobs 2]
     python -m sim smoke --seed N [--trace] [--faulty-network]
 
 `run` prints the seed and every option first, then (with --trace) the trace
 as it happens, then the verdict; a failing seed writes a reproduction file.
 `sweep` runs each seed in its own process and prints a summary table with
-the failing seeds. `replay` runs a reproduction file's seed again and exits
-with today's verdict. Exit codes: 0 passed, 127 the simulation crashed, 128
-liveness, 129 correctness (`sim.verdict`).
+the failing seeds. `replay` runs each reproduction file's seed again (several
+files: each in its own process, forked as a sweep forks) and exits with the
+worst of today's verdicts. Exit codes: 0 passed, 127 the simulation crashed,
+128 liveness, 129 correctness (`sim.verdict`).
 
 String hashing and object addresses must not vary between runs of one seed,
 so the runner re-executes itself with PYTHONHASHSEED fixed and, on Linux,
@@ -27,7 +28,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sim.loop import hash_seed_fixed
 
@@ -60,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--jobs", type=int, default=2)
     sweep.add_argument("--failures-dir", type=Path, default=DEFAULT_FAILURES_DIR)
     sweep.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE, help=PROFILE_HELP)
-    again = commands.add_parser("replay", help="run a reproduction file's seed again")
-    again.add_argument("file", type=Path)
+    again = commands.add_parser("replay", help="run reproduction files' seeds again")
+    again.add_argument("files", type=Path, nargs="+")
+    again.add_argument("--jobs", type=int, default=2, help="replays at once (several files)")
     smoke = commands.add_parser("smoke", help="one agent, one client: the smoke run")
     smoke.add_argument("--seed", type=int, required=True)
     smoke.add_argument("--trace", action="store_true", help="print every trace line")
@@ -76,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sweep":
         return _sweep(args.seeds, args.jobs, args.failures_dir, args.profile)
     if args.command == "replay":
-        return _replay(args.file)
+        return _replay(args.files, args.jobs)
     return _smoke(args.seed, args.trace, args.faulty_network, args.records)
 
 
@@ -152,20 +156,39 @@ def _sweep(seeds: range, jobs: int, failures_dir: Path, profile: str) -> int:
     return max((result.exit_code for result in failed), default=0)
 
 
-def _replay(path: Path) -> int:
-    from sim.sweep import replay
+def _replay(paths: list[Path], jobs: int) -> int:
+    """Each file's block as its replay ends: the recorded and replayed exits, whether the
+    options, history and trace are the same, the violations and the verdict."""
+    from sim.sweep import REPLAY_WALL_S_MAX, in_children, replay
 
-    done = replay(path)
-    outcome = done.outcome
-    print(f"sim replay {path}: recorded exit {done.recorded_exit_code}")
-    print(
-        f"same options={done.same_options} same history={done.same_history} "
-        f"same trace={done.same_trace}"
-    )
-    for violation in outcome.violations:
-        print(f"VIOLATION {violation}")
-    print(f"verdict {outcome.summary()}", flush=True)
-    return outcome.exit_code
+    def run(path: Path) -> dict[str, Any]:
+        done = replay(path)
+        outcome = done.outcome
+        lines = [
+            f"sim replay {path}: recorded exit {done.recorded_exit_code}, "
+            f"replayed exit {outcome.exit_code}",
+            f"same options={done.same_options} same history={done.same_history} "
+            f"same trace={done.same_trace}",
+            *(f"VIOLATION {violation}" for violation in outcome.violations),
+            f"verdict {outcome.summary()}",
+        ]
+        return {"exit_code": outcome.exit_code, "text": "\n".join(lines)}
+
+    answers: Iterator[tuple[Path, dict[str, Any] | None, str]]
+    if len(paths) == 1:  # in this process (a debugger's way in)
+        answers = iter([(paths[0], run(paths[0]), "")])
+    else:
+        answers = in_children(paths, run, jobs, REPLAY_WALL_S_MAX)
+    worst = 0
+    for path, answer, problem in answers:
+        if answer is None:
+            answer = {
+                "exit_code": EXIT_CRASH,
+                "text": f"sim replay {path}: replayed exit {EXIT_CRASH}\nCRASH {problem}",
+            }
+        print(answer["text"], flush=True)
+        worst = max(worst, answer["exit_code"])
+    return worst
 
 
 def _smoke(seed: int, trace: bool, faulty_network: bool, records: int | None) -> int:

@@ -6,7 +6,8 @@ child that outlives `run_wall_s_max` is killed and counted as a crash. A
 failing seed writes a reproduction file (`write_reproduction`): JSON with the
 seed, its options, the verdict, the violations, the trace and history
 digests, the history itself and the agents' log lines (`sim.logs`).
-`replay(path)` runs the seed again and compares.
+`replay(path)` runs the seed again and compares (`in_children` runs any work
+the way a sweep runs seeds: `python -m sim replay` replays many files so).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from sim.known import known_failure
 from sim.options import DEFAULT_PROFILE, draw_options, options_from_json
@@ -26,8 +28,10 @@ from sim.runner import RunOutcome, run_seed
 from sim.verdict import EXIT_CRASH
 
 RUN_WALL_S_MAX = 30.0
+REPLAY_WALL_S_MAX = 120.0  # a replay's own bound, as each ran in a process of its own before
 READ_BYTES = 1 << 16
 POLL_S = 0.05
+K = TypeVar("K")
 
 
 @dataclass
@@ -48,8 +52,8 @@ class SeedResult:
 
 
 @dataclass
-class _Child:
-    seed: int
+class _Child(Generic[K]):
+    key: K
     pid: int
     fd: int
     started_s: float
@@ -65,13 +69,40 @@ def sweep(
     profile: str = DEFAULT_PROFILE,
 ) -> list[SeedResult]:
     """Run every seed in a forked child, `jobs` at a time; failing seeds get a file."""
-    queue = list(seeds)
-    queue.reverse()
-    running: dict[int, _Child] = {}
+
+    def run(seed: int) -> dict[str, Any]:
+        outcome = run_seed(seed, options=draw_options(seed, profile))
+        result = SeedResult(
+            seed, outcome.exit_code, outcome.virtual_ms, outcome.wall_s, outcome.violations
+        )
+        result.known = known_failure(outcome)
+        if result.new_failure:
+            result.reproduction = str(write_reproduction(outcome, failures_dir))
+        return asdict(result)
+
     results: list[SeedResult] = []
+    for seed, payload, problem in in_children(seeds, run, jobs, run_wall_s_max):
+        results.append(SeedResult(seed, EXIT_CRASH, violations=[problem]))
+        if payload is not None:
+            results[-1] = SeedResult(**payload)
+        if on_result is not None:
+            on_result(results[-1])
+    return sorted(results, key=lambda result: result.seed)
+
+
+def in_children(
+    keys: Sequence[K], work: Callable[[K], dict[str, Any]], jobs: int, run_wall_s_max: float
+) -> Iterator[tuple[K, dict[str, Any] | None, str]]:
+    """`work(key)` for every key, each in a child forked from this (already deterministic,
+    already imported) process, `jobs` at a time; yields (key, what work returned, "") as each
+    child ends, or (key, None, the problem) for a child that died without an answer or
+    outlived `run_wall_s_max` (killed)."""
+    queue = list(keys)
+    queue.reverse()
+    running: dict[int, _Child[K]] = {}
     while queue or running:
         while queue and len(running) < jobs:
-            child = _fork(queue.pop(), failures_dir, profile)
+            child = _fork(queue.pop(), work)
             running[child.fd] = child
         readable, _, _ = select.select(list(running), [], [], POLL_S)
         for fd in readable:
@@ -81,37 +112,28 @@ def sweep(
                 child.data += chunk
                 continue
             del running[fd]
-            results.append(_reap(child))
-            if on_result is not None:
-                on_result(results[-1])
+            _reap(child)
+            if child.data:
+                yield child.key, json.loads(child.data), ""
+            else:
+                yield child.key, None, "the run died without a verdict"
         now_s = time.monotonic()
         for fd, child in list(running.items()):
             if now_s - child.started_s > run_wall_s_max:
                 os.kill(child.pid, signal.SIGKILL)
                 del running[fd]
                 _reap(child)
-                hung = SeedResult(child.seed, EXIT_CRASH, violations=["hung: killed"])
-                results.append(hung)
-                if on_result is not None:
-                    on_result(hung)
-    return sorted(results, key=lambda result: result.seed)
+                yield child.key, None, "hung: killed"
 
 
-def _fork(seed: int, failures_dir: Path, profile: str) -> _Child:
+def _fork(key: K, work: Callable[[K], dict[str, Any]]) -> _Child[K]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: run one seed, report, and leave without cleanup
+    if pid == 0:  # the child: do the work, report, and leave without cleanup
         os.close(read_fd)
         code = 0
         try:
-            outcome = run_seed(seed, options=draw_options(seed, profile))
-            result = SeedResult(
-                seed, outcome.exit_code, outcome.virtual_ms, outcome.wall_s, outcome.violations
-            )
-            result.known = known_failure(outcome)
-            if result.new_failure:
-                result.reproduction = str(write_reproduction(outcome, failures_dir))
-            payload = json.dumps(asdict(result)).encode()
+            payload = json.dumps(work(key)).encode()
             while payload:
                 payload = payload[os.write(write_fd, payload) :]
         except BaseException:
@@ -119,15 +141,12 @@ def _fork(seed: int, failures_dir: Path, profile: str) -> _Child:
         finally:
             os._exit(code)
     os.close(write_fd)
-    return _Child(seed, pid, read_fd, time.monotonic())
+    return _Child(key, pid, read_fd, time.monotonic())
 
 
-def _reap(child: _Child) -> SeedResult:
+def _reap(child: _Child[K]) -> None:
     os.close(child.fd)
     os.waitpid(child.pid, 0)
-    if not child.data:
-        return SeedResult(child.seed, EXIT_CRASH, violations=["the run died without a verdict"])
-    return SeedResult(**json.loads(child.data))
 
 
 def write_reproduction(outcome: RunOutcome, failures_dir: Path) -> Path:

@@ -32,8 +32,10 @@ from streamhouse.engine.authentication import (
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.compactor import Compactor
 from streamhouse.engine.consume import FetchService
+from streamhouse.engine.consumer_instances import ConsumerInstances
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots
 from streamhouse.engine.damaged_objects import DamagedObjects
+from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.forwarding import Forwarding, forwarding_refused
 from streamhouse.engine.groups import GroupCoordinator
@@ -131,6 +133,7 @@ class Agent:
     schema_registry: SchemaRegistry
     tenancy: TenancyService
     authenticator: Authenticator | None  # None: clients are not asked who they are
+    consumers: ConsumerInstances  # the REST and gRPC doors' consumer instances
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
@@ -164,6 +167,7 @@ class Agent:
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, hand every lease over (released, so
         the next owner takes it without waiting out the TTL), release connections."""
+        await self.consumers.close()  # they leave their groups and auto commit: coordinator up
         if self.reconcile_loop is not None:
             await self.reconcile_loop.stop()
         await self.merger.stop()
@@ -385,6 +389,8 @@ async def assemble_agent(
         acls=AclService(metadata, clock),
         quotas=quotas,
     )
+    consumers = ConsumerInstances(context.groups, admin, context.fetch, clock, rng)
+    consumers.start(failure)
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)
     host = advertised_host(settings.kafka_host, settings.advertised_host)
@@ -430,6 +436,7 @@ async def assemble_agent(
         schema_registry,
         tenancy,
         authenticator,
+        consumers,
         rebuilt,
         reconcile_loop,
         retention,
@@ -480,20 +487,28 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
     )
 
 
-async def open_rest_proxy(agent: Agent) -> RestDoor:
-    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
+def rest_services(agent: Agent) -> RestServices:
+    """The engine services the REST proxy door translates to."""
     context = agent.kafka.context
     assert context.acls is not None, "the composition root always builds the ACL service"
-    services = RestServices(
+    return RestServices(
         admin=agent.admin,
         produce=agent.produce,
         fetch=agent.fetch,
         groups=context.groups,
         acls=context.acls,
         auth=HttpAuth(agent.authenticator),  # the same keys as every door
+        formats=EmbeddedFormats(agent.schema_registry),
+        consumers=agent.consumers,
     )
+
+
+async def open_rest_proxy(agent: Agent) -> RestDoor:
+    """The agent's REST proxy door (Confluent's API v2 and v3) over its engine services."""
     settings = agent.settings
-    return await start_rest_door(settings.rest_proxy_host, settings.rest_proxy_port, services)
+    return await start_rest_door(
+        settings.rest_proxy_host, settings.rest_proxy_port, rest_services(agent)
+    )
 
 
 async def serve(
@@ -625,6 +640,7 @@ async def open_grpc(agent: Agent) -> GrpcDoor:
         acls=context.acls,
         authenticator=agent.authenticator if agent.settings.auth_required else None,
         failure=agent.failure,
+        consumers=agent.consumers,
     )
     return await start_grpc_door(agent.settings.grpc_host, agent.settings.grpc_port, engine)
 

@@ -100,6 +100,8 @@ class InstanceConfig:
     fetch_min_bytes: int = 1  # a read answers once this much is gathered, else at its timeout
     request_timeout_ms: int = REQUEST_TIMEOUT_MS  # a read's wait when the call names none
     read_committed: bool = False  # the Java consumer's isolation.level default
+    # the embedded format the door answers records in (Confluent's "format"); kept, not used
+    embedded_format: str = "binary"
 
     @classmethod
     def parse(cls, values: Mapping[str, str | int | bool | None]) -> InstanceConfig:

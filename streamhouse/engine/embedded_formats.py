@@ -2,7 +2,8 @@
 avro, protobuf, jsonschema) to the bytes a Kafka client would have produced, and back for
 consumers. The REST and gRPC doors both call this service.
 
-binary is base64 text of the bytes; json is any JSON value, written as JSON text. The three
+binary is base64 text of the bytes; json is any JSON value, written as JSON text; string (REST
+v3's STRING) is text, written as UTF-8. The three
 schema formats resolve a schema in the caller's org (engine.org_registry), as REST Proxy v2/v3
 do, under the subject TopicNameStrategy names (`<topic>-key` / `<topic>-value`, the topic as the
 org names it) unless one is named:
@@ -16,7 +17,8 @@ the schema id, for Protobuf the message indexes, then the datum), so Confluent's
 deserializers read it. A null value is a null record part for every format.
 
 Parsed schemas are kept per id (their content never changes), bounded; the registry is still
-asked per request whether the org may see the id.
+asked per request whether the org may see the id, or once per `VisibleSchemas` a caller keeps
+for the records of one request (a consumer's batch).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from streamhouse.schemas.wire_format import WireFormatError, frame, unframe
 
 ENCODED_PART_BYTES_MAX = 1024 * 1024  # a key or value as written (Kafka's default record bound)
 CODECS_MAX = 256  # schemas kept parsed, by id
+VISIBLE_SCHEMAS_MAX = 64  # ids one VisibleSchemas remembers
 LATEST = "latest"
 
 Part = Literal["key", "value"]
@@ -56,6 +59,7 @@ Part = Literal["key", "value"]
 class EmbeddedFormat(enum.Enum):
     BINARY = "binary"
     JSON = "json"
+    STRING = "string"
     AVRO = "avro"
     PROTOBUF = "protobuf"
     JSONSCHEMA = "jsonschema"
@@ -138,6 +142,25 @@ class SchemaRegistryRefused(EmbeddedFormatError):
     the registry's own code and message."""
 
 
+class VisibleSchemas:
+    """The schema ids one org was found to see, kept by a caller for the records of one request
+    so that decoding them asks the registry once per id (at most VISIBLE_SCHEMAS_MAX ids; the
+    oldest is forgotten and asked again)."""
+
+    def __init__(self, org: str) -> None:
+        self.org = org
+        self._ids: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, schema_id: object) -> bool:
+        return schema_id in self._ids
+
+    def add(self, schema_id: int) -> None:
+        self._ids[schema_id] = None
+        self._ids.move_to_end(schema_id)
+        if len(self._ids) > VISIBLE_SCHEMAS_MAX:
+            self._ids.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class EncodedPart:
     """A key or value as written to the topic, and the id of the schema it was written with."""
@@ -178,6 +201,8 @@ class EmbeddedFormats:
             return EncodedPart(self._bounded(part, _base64_bytes(part, data)), None)
         if fmt == EmbeddedFormat.JSON:
             return EncodedPart(self._bounded(part, _json_bytes(data)), None)
+        if fmt == EmbeddedFormat.STRING:
+            return EncodedPart(self._bounded(part, _text_bytes(part, data)), None)
         if message_name is not None and fmt != EmbeddedFormat.PROTOBUF:
             raise EmbeddedRequestInvalid(f"Only protobuf names a message; {fmt.value} does not")
         registry = OrgRegistry(self._registry, org)
@@ -191,8 +216,15 @@ class EmbeddedFormats:
             raise RecordMismatch(f"The {part} does not match schema {chosen}: {mismatch}") from None
         return EncodedPart(self._bounded(part, frame(chosen, body)), chosen)
 
-    async def decode(self, org: str, fmt: EmbeddedFormat, data: bytes | None) -> Any:
-        """A stored key or value as the JSON value a REST consumer of `fmt` receives."""
+    async def decode(
+        self,
+        org: str,
+        fmt: EmbeddedFormat,
+        data: bytes | None,
+        visible: VisibleSchemas | None = None,
+    ) -> Any:
+        """A stored key or value as the JSON value a REST consumer of `fmt` receives.
+        `visible`: the ids `org` was already found to see in this request (kept up to date)."""
         if data is None:
             return None
         if fmt == EmbeddedFormat.BINARY:
@@ -202,22 +234,52 @@ class EmbeddedFormats:
                 return json.loads(data)
             except ValueError as error:
                 raise UndecodableRecord(f"The record is not JSON text: {error}") from None
+        if fmt == EmbeddedFormat.STRING:
+            try:
+                return data.decode()
+            except UnicodeDecodeError as error:
+                raise UndecodableRecord(f"The record is not UTF-8 text: {error}") from None
         try:
             schema_id, body = unframe(data)
         except WireFormatError as error:
             raise UndecodableRecord(f"The record is not in {fmt.value} format: {error}") from None
-        codec = await self._codec(OrgRegistry(self._registry, org), fmt, schema_id)
+        if visible is not None and visible.org != org:
+            raise ValueError(f"the ids seen by org {visible.org} were offered for org {org}")
+        codec = await self._codec(OrgRegistry(self._registry, org), fmt, schema_id, visible)
         try:
             return codec.decode(body)
         except UndecodableDatum as error:
             raise UndecodableRecord(f"The record of schema {schema_id}: {error}") from None
+
+    async def schema_format(
+        self,
+        org: str,
+        topic: str,
+        part: Part,
+        *,
+        schema_id: int | None = None,
+        schema_version: int | None = None,
+        subject: str | None = None,
+    ) -> EmbeddedFormat:
+        """The schema format of the schema these options choose (as `encode` would), for a
+        caller that names a schema but no format (REST v3 does)."""
+        registry = OrgRegistry(self._registry, org)
+        chosen = await self._schema_id(
+            registry, None, subject or f"{topic}-{part}", None, schema_id, schema_version
+        )
+        with _registry_refusals():
+            parsed = await registry.parsed_schema(chosen)
+        for fmt, schema_type in _SCHEMA_TYPES.items():
+            if schema_type == parsed.schema_type:
+                return fmt
+        raise SchemaInvalid(f"Schema {chosen} is a {parsed.schema_type} schema, of no format")
 
     # --- which schema ---------------------------------------------------------------------
 
     async def _schema_id(
         self,
         registry: OrgRegistry,
-        fmt: EmbeddedFormat,
+        fmt: EmbeddedFormat | None,
         subject: str,
         schema: str | None,
         schema_id: int | None,
@@ -234,27 +296,35 @@ class EmbeddedFormats:
             if schema_id is not None:
                 return schema_id  # visibility and type are checked with the codec
             if schema is not None:
+                assert fmt is not None, "an inline schema comes with its format"
                 return await _registered(registry, subject, fmt, schema)
             version = await registry.version(subject, schema_version or LATEST, deleted=False)
             return version.schema_id
 
     async def _codec(
-        self, registry: OrgRegistry, fmt: EmbeddedFormat, schema_id: int
+        self,
+        registry: OrgRegistry,
+        fmt: EmbeddedFormat,
+        schema_id: int,
+        visible: VisibleSchemas | None = None,
     ) -> DatumCodec:
-        with _registry_refusals():
-            parsed = await registry.parsed_schema(schema_id)  # also: may the org see it
-        if parsed.schema_type != fmt.schema_type:
+        codec = self._codecs.get(schema_id)
+        if codec is None or visible is None or schema_id not in visible:
+            with _registry_refusals():
+                parsed = await registry.parsed_schema(schema_id)  # also: may the org see it
+            if visible is not None:
+                visible.add(schema_id)
+            if codec is None:
+                codec = DatumCodec(parsed)
+                self._codecs[schema_id] = codec
+                if len(self._codecs) > CODECS_MAX:
+                    self._codecs.popitem(last=False)
+        self._codecs.move_to_end(schema_id)
+        if codec.schema_type != fmt.schema_type:
             raise SchemaInvalid(
-                f"Schema {schema_id} is a {parsed.schema_type} schema; the {fmt.value} format "
+                f"Schema {schema_id} is a {codec.schema_type} schema; the {fmt.value} format "
                 f"needs a schema of type {fmt.schema_type}"
             )
-        codec = self._codecs.get(schema_id)
-        if codec is None:
-            codec = DatumCodec(parsed)
-            self._codecs[schema_id] = codec
-            if len(self._codecs) > CODECS_MAX:
-                self._codecs.popitem(last=False)
-        self._codecs.move_to_end(schema_id)
         return codec
 
     def _bounded(self, part: Part, encoded: bytes) -> bytes:
@@ -300,5 +370,17 @@ def _base64_bytes(part: Part, data: Any) -> bytes:
         raise RecordMismatch(f"The binary {part} is not base64: {error}") from None
 
 
+def _text_bytes(part: Part, data: Any) -> bytes:
+    if not isinstance(data, str):
+        raise RecordMismatch(f"A string {part} is JSON text, not {type(data).__name__}")
+    try:
+        return data.encode()
+    except UnicodeEncodeError as error:  # a lone surrogate escaped in the JSON text
+        raise RecordMismatch(f"The string {part} is not Unicode text: {error}") from None
+
+
 def _json_bytes(data: Any) -> bytes:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError as error:  # a lone surrogate escaped in the JSON text
+        raise RecordMismatch(f"The JSON holds text that is not Unicode: {error}") from None

@@ -23,6 +23,7 @@ from streamhouse.engine.acls import AclService
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.consume import FetchService
+from streamhouse.engine.consumer_instances import ConsumerInstances
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.produce import ProduceService
@@ -63,6 +64,7 @@ class GrpcEngine:
     acls: AclService
     authenticator: Authenticator | None  # None: callers are not asked who they are
     failure: AgentFailure
+    consumers: ConsumerInstances  # Consume with a group runs one for the stream
 
 
 @dataclass
@@ -115,7 +117,9 @@ def _handlers(engine: GrpcEngine) -> tuple[grpc.GenericRpcHandler, ...]:
         except StreamHouseError:  # not led here, or gone: the lag is left unknown
             return None
 
-    records = RecordsServicer(engine.admin, engine.produce, engine.fetch, engine.groups)
+    records = RecordsServicer(
+        engine.admin, engine.produce, engine.fetch, engine.groups, engine.consumers
+    )
     admin = AdminServicer(engine.admin, engine.groups, high_watermark)
     records_methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Produce": methods.unary(records.produce, pb.ProduceRequest),

@@ -28,6 +28,7 @@ from streamhouse.server.rest_common import (
     RestServices,
 )
 from streamhouse.server.rest_v2 import install_v2
+from streamhouse.server.rest_v2_consumers import install_v2_consumers
 from streamhouse.server.rest_v3 import install_v3
 from streamhouse.server.rest_v3_groups import install_v3_groups
 from streamhouse.server.rest_v3_records import install_v3_records
@@ -77,6 +78,7 @@ def build_rest_app(services: RestServices) -> FastAPI:
     )
     _install_error_answers(app)
     install_v2(app, services)
+    install_v2_consumers(app, services)
     install_v3(app, services)
     install_v3_groups(app, services)
     install_v3_records(app, services)

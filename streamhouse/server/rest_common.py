@@ -21,6 +21,8 @@ from fastapi import Request
 from streamhouse.engine.acls import EVERYTHING, AclService, Grant
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.consume import FetchService
+from streamhouse.engine.consumer_instances import ConsumerInstances
+from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.produce import ProduceService
 from streamhouse.errors import (
@@ -145,6 +147,8 @@ class RestServices:
     groups: GroupCoordinator
     acls: AclService
     auth: HttpAuth
+    formats: EmbeddedFormats  # keys and values in the embedded formats, through the registry
+    consumers: ConsumerInstances  # v2 consumer instances (rest_v2_consumers)
 
     async def authenticate(self, request: Request) -> None:
         """Every route's first step (the app's dependency): who calls, kept for `caller_in`."""

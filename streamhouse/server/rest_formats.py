@@ -1,40 +1,39 @@
-"""The REST proxy's embedded formats: how a key or value written inside a JSON request becomes
-the bytes of a record (binary: base64 text; json: the value as compact UTF-8 JSON; string:
-the text as UTF-8).
+"""The REST proxy's embedded formats: which format a request names (v2 by Content-Type, v3 by a
+key's or value's `type`), and the translation of a key or value to and from the engine's
+EmbeddedFormats service (engine/embedded_formats.py), which holds every rule: binary (base64
+text), json, string (v3 only) and the schema formats avro, protobuf and jsonschema through the
+caller's org's schema registry. Its refusals are answered in Confluent's shape with the code
+and status they carry (40403 schema not found, 42201 schema invalid, 42202 a record that does
+not match, ...).
 
-Stop-gap: the schema formats (avro, protobuf, jsonschema) go through the registry's
-EmbeddedFormats service (engine/embedded_formats.py) once it lands; `encode` is the one place
-to swap. Until then they are refused with 415 naming the formats served.
+The formats are the engine's enum: STRING lives there too (a text part written as UTF-8), so
+that the gRPC door and the consumers decode it by the same rule.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import enum
-import json
+from collections.abc import Sequence
 from typing import Any
 
-from streamhouse.server.rest_common import UNPROCESSABLE, UNSUPPORTED_MEDIA_TYPE, RestError
+from streamhouse.engine.embedded_formats import (
+    EmbeddedFormat,
+    EmbeddedFormatError,
+    EncodedPart,
+    Part,
+    VisibleSchemas,
+)
+from streamhouse.server.rest_common import UNSUPPORTED_MEDIA_TYPE, RestError, RestServices
 
-INVALID_DATA = 42202  # Confluent: a key or value the embedded format cannot take
 V2_PRODUCE_TYPE_PREFIX = "application/vnd.kafka."
 V2_PRODUCE_TYPE_SUFFIX = ".v2+json"
-
-
-class EmbeddedFormat(enum.Enum):
-    """Confluent's embedded formats (v2 names; v3 writes them upper case)."""
-
-    BINARY = "binary"
-    JSON = "json"
-    STRING = "string"  # v3 only
-    AVRO = "avro"
-    PROTOBUF = "protobuf"
-    JSONSCHEMA = "jsonschema"
-
-
-SERVED = (EmbeddedFormat.BINARY, EmbeddedFormat.JSON, EmbeddedFormat.STRING)
-V2_FORMATS = (EmbeddedFormat.BINARY, EmbeddedFormat.JSON)
+V2_FORMATS = (
+    EmbeddedFormat.BINARY,
+    EmbeddedFormat.JSON,
+    EmbeddedFormat.AVRO,
+    EmbeddedFormat.PROTOBUF,
+    EmbeddedFormat.JSONSCHEMA,
+)
+SCHEMA_FORMATS = (EmbeddedFormat.AVRO, EmbeddedFormat.PROTOBUF, EmbeddedFormat.JSONSCHEMA)
 
 
 def v2_format(content_type: str) -> EmbeddedFormat:
@@ -45,17 +44,15 @@ def v2_format(content_type: str) -> EmbeddedFormat:
         V2_PRODUCE_TYPE_SUFFIX
     ):
         name = content_type[len(V2_PRODUCE_TYPE_PREFIX) : -len(V2_PRODUCE_TYPE_SUFFIX)]
-    try:
-        found = EmbeddedFormat(name)
-    except ValueError:
-        found = None
-    if found is None or found is EmbeddedFormat.STRING:
-        raise unsupported(f"Content-Type {content_type or '(none)'!r}")
-    return found
+    for fmt in V2_FORMATS:
+        if fmt.value == name:
+            return fmt
+    raise unsupported(f"Content-Type {content_type or '(none)'!r}")
 
 
 def v3_format(type_name: Any) -> EmbeddedFormat:
-    """The format a v3 record's key or value names in its `type` (BINARY, JSON, STRING, …)."""
+    """The format a v3 record's key or value names in its `type` (BINARY, JSON, STRING, AVRO,
+    PROTOBUF, JSONSCHEMA)."""
     if not isinstance(type_name, str):
         raise RestError(400, 400, "a key's or value's 'type' must be a string such as BINARY")
     try:
@@ -73,25 +70,64 @@ def unsupported(what: str) -> RestError:
     )
 
 
-def encode(fmt: EmbeddedFormat, part: str, data: Any) -> bytes | None:
-    """The record bytes of a key or value (`part`) written as `data` in `fmt`; None for null."""
-    if data is None:
-        return None
-    if fmt is EmbeddedFormat.BINARY:
-        if not isinstance(data, str):
-            raise _invalid(part, "binary data must be a base64 string")
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            raise _invalid(part, "binary data is not valid base64") from None
-    if fmt is EmbeddedFormat.JSON:
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    if fmt is EmbeddedFormat.STRING:
-        if not isinstance(data, str):
-            raise _invalid(part, "string data must be a JSON string")
-        return data.encode()
-    raise unsupported(f"the {fmt.value} format")
+def refusal(error: EmbeddedFormatError) -> RestError:
+    """The REST answer of the engine's refusal: its Confluent code and the status it names."""
+    return RestError(error.status, error.error_code, error.message)
 
 
-def _invalid(part: str, why: str) -> RestError:
-    return RestError(UNPROCESSABLE, INVALID_DATA, f"invalid {part}: {why}")
+async def encode(
+    services: RestServices,
+    org: str,
+    topic: str,
+    fmt: EmbeddedFormat,
+    part: Part,
+    data: Any,
+    **options: Any,
+) -> EncodedPart:
+    """The record bytes of a key or value (`part`) written as `data` in `fmt` (None for null),
+    and the id of the schema used; `options` as EmbeddedFormats.encode takes them (schema,
+    schema_id, schema_version, subject). `topic`: as the caller's org names it."""
+    try:
+        return await services.formats.encode(org, topic, fmt, part, data, **options)
+    except EmbeddedFormatError as error:
+        raise refusal(error) from None
+
+
+async def schema_format(
+    services: RestServices, org: str, topic: str, part: Part, **options: Any
+) -> EmbeddedFormat:
+    """The format of the schema a v3 key or value names without a `type` (schema_id,
+    schema_version, subject: as EmbeddedFormats.schema_format takes them)."""
+    try:
+        return await services.formats.schema_format(org, topic, part, **options)
+    except EmbeddedFormatError as error:
+        raise refusal(error) from None
+
+
+async def decode(
+    services: RestServices,
+    org: str,
+    fmt: EmbeddedFormat,
+    data: bytes | None,
+    visible: VisibleSchemas | None = None,
+) -> Any:
+    """A stored key or value as the JSON a REST consumer of `fmt` receives (None for null);
+    `visible`: kept across the records of one request (see `decode_all`), so that each schema
+    id's visibility is asked once. A record that cannot be read so is refused (42203)."""
+    try:
+        return await services.formats.decode(org, fmt, data, visible)
+    except EmbeddedFormatError as error:
+        raise refusal(error) from None
+
+
+async def decode_all(
+    services: RestServices, org: str, fmt: EmbeddedFormat, parts: Sequence[bytes | None]
+) -> list[Any]:
+    """The keys or values of one consumer answer, decoded with one `VisibleSchemas`."""
+    visible = VisibleSchemas(org)
+    return [await decode(services, org, fmt, data, visible) for data in parts]
+
+
+def visible_schemas(org: str) -> VisibleSchemas:
+    """A fresh per-request memory of the schema ids `org` may see, for `decode`."""
+    return VisibleSchemas(org)

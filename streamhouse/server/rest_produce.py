@@ -71,20 +71,26 @@ def record_headers(items: Any, status: int = BAD_REQUEST) -> tuple[tuple[str, by
     return tuple(found)
 
 
+async def writable(services: RestServices, caller: Caller, topic: str) -> int:
+    """The partition count of the caller's `topic` it may write: 403 without WRITE, 404
+    (40401) for a topic it does not have. Checked before a schema is registered for it."""
+    caller.require(AclOperation.WRITE, ResourceType.TOPIC, topic)
+    try:
+        return (await services.admin.topic(caller.internal(topic))).partition_count
+    except UnknownTopicOrPartition:
+        raise topic_not_found(topic) from None
+    except StreamHouseError as error:
+        raise engine_refusal(error, topic) from None
+
+
 async def produce(
     services: RestServices, caller: Caller, topic: str, records: Sequence[NewRecord], ack: Ack
 ) -> list[RecordProduced]:
     """Produce `records` to the caller's `topic`: 403 without WRITE, 404 (40401) for a topic
     it does not have, 404 (40402) for a partition the topic does not have; refusals of a
     partition's records come back per record."""
-    caller.require(AclOperation.WRITE, ResourceType.TOPIC, topic)
+    count = await writable(services, caller, topic)
     internal = caller.internal(topic)
-    try:
-        count = (await services.admin.topic(internal)).partition_count
-    except UnknownTopicOrPartition:
-        raise topic_not_found(topic) from None
-    except StreamHouseError as error:
-        raise engine_refusal(error, topic) from None
     for record in records:
         if record.partition is not None and not 0 <= record.partition < count:
             raise partition_not_found(topic, record.partition)

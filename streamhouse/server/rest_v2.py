@@ -1,22 +1,27 @@
 """Confluent REST Proxy API v2: topic and partition metadata, partition offsets, brokers, and
 producing records in an embedded format chosen by Content-Type
-(application/vnd.kafka.binary.v2+json, application/vnd.kafka.json.v2+json, …).
+(application/vnd.kafka.binary.v2+json, .json, .avro, .protobuf, .jsonschema).
 
 A produce body is `{"records": [{"key", "value", "partition", "headers"}], "key_schema",
 "key_schema_id", "value_schema", "value_schema_id"}`; the answer lists each record's
-partition and offset (or its error) in the records' order. Topics are the caller's org's:
-another org's topic is 40401 like a missing one; listings leave out what the caller may not
-DESCRIBE.
+partition and offset (or its error) in the records' order, and the key and value schema ids
+used. In a schema format, keys (values) need `key_schema` or `key_schema_id` (42201; 42202
+for values), as Confluent's v2 asks; an inline schema is registered under `<topic>-key`
+(`-value`) if it is not there yet (engine/embedded_formats.py holds the rules). Topics are
+the caller's org's: another org's topic is 40401 like a missing one; listings leave out what
+the caller may not DESCRIBE.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from streamhouse.engine.admin import TopicDescription
+from streamhouse.engine.embedded_formats import EmbeddedFormat, Part
 from streamhouse.engine.produce import NewRecord
 from streamhouse.errors import StreamHouseError, UnknownTopicOrPartition
 from streamhouse.names import TopicPartition
@@ -35,16 +40,26 @@ from streamhouse.server.rest_common import (
     partition_not_found,
     topic_not_found,
 )
-from streamhouse.server.rest_formats import EmbeddedFormat, encode, v2_format
-from streamhouse.server.rest_produce import ack_of, produce, record_error_code, record_headers
+from streamhouse.server.rest_formats import SCHEMA_FORMATS, encode, v2_format
+from streamhouse.server.rest_produce import (
+    ack_of,
+    produce,
+    record_error_code,
+    record_headers,
+    writable,
+)
 from streamhouse.tenancy.acls import AclOperation, ResourceType
 
 Op = AclOperation
+PARTS: tuple[Part, ...] = ("key", "value")
 TOPIC = ResourceType.TOPIC
 PRODUCE_DESCRIPTION = (
     "Body: `records` [{key, value, partition?, headers? [{name, value: base64}]}] in the "
-    "embedded format of the Content-Type (binary: base64; json: any JSON). Query parameter "
-    "`ack=none|leader|durable` (or header `X-Streamhouse-Ack`; default durable)."
+    "embedded format of the Content-Type (binary: base64; json: any JSON; avro, protobuf, "
+    "jsonschema: JSON of the schema named by `key_schema`/`value_schema` (inline, registered "
+    "under <topic>-key/-value) or `key_schema_id`/`value_schema_id`; the answer carries the "
+    "ids used). Query parameter `ack=none|leader|durable` (or header `X-Streamhouse-Ack`; "
+    "default durable)."
 )
 
 
@@ -141,26 +156,94 @@ def _metadata_routes(app: FastAPI, services: RestServices) -> None:
         return _answer({"brokers": [agent.node_id for agent in agents]})
 
 
-def _new_records(
-    document: dict[str, Any], fmt: EmbeddedFormat, partition: int | None
-) -> list[NewRecord]:
+KEY_SCHEMA_MISSING = 42201  # Confluent v2: keys in a schema format, no key_schema(_id)
+VALUE_SCHEMA_MISSING = 42202
+
+
+@dataclass
+class _PartSchema:
+    """The schema a v2 body names for its keys or its values: inline text or an id; once a
+    record has been written with it, the id it got (the rest of the records use that)."""
+
+    part: Part
+    text: str | None
+    schema_id: int | None
+
+    @staticmethod
+    def of(document: dict[str, Any], part: Part) -> _PartSchema:
+        text = field(document, f"{part}_schema", str)
+        written_id = field(document, f"{part}_schema_id", (int, str))
+        if isinstance(written_id, str):  # Confluent takes the id as a JSON string too
+            if not written_id.isdigit():
+                raise RestError(
+                    UNPROCESSABLE, UNPROCESSABLE, f"'{part}_schema_id' must be a schema id"
+                )
+            written_id = int(written_id)
+        return _PartSchema(part, text, written_id)
+
+    @property
+    def named(self) -> bool:
+        return self.text is not None or self.schema_id is not None
+
+    def options(self) -> dict[str, Any]:
+        """The EmbeddedFormats.encode options of the next record."""
+        if self.text is not None and self.schema_id is None:
+            return {"schema": self.text}
+        return {"schema_id": self.schema_id, "schema": self.text}
+
+    def used(self, schema_id: int | None) -> None:
+        if schema_id is not None and self.text is not None:
+            self.schema_id, self.text = schema_id, None
+
+
+async def _new_records(
+    services: RestServices,
+    caller: Caller,
+    topic: str,
+    document: dict[str, Any],
+    fmt: EmbeddedFormat,
+    partition: int | None,
+) -> tuple[list[NewRecord], int | None, int | None]:
+    """The body's records as the engine takes them, and the key and value schema ids used."""
     items = field(document, "records", list)
     if not items:
         raise RestError(UNPROCESSABLE, UNPROCESSABLE, "the body needs a non-empty 'records' list")
+    schemas = {part: _PartSchema.of(document, part) for part in PARTS}
+    if fmt in SCHEMA_FORMATS and any(schema.text is not None for schema in schemas.values()):
+        await writable(services, caller, topic)  # nothing registered for a topic it cannot write
     records = []
     for item in items:
         if not isinstance(item, dict):
             raise RestError(UNPROCESSABLE, UNPROCESSABLE, "each record must be a JSON object")
         chosen = field(item, "partition", int)
+        parts: dict[str, bytes | None] = {}
+        for part, schema in schemas.items():
+            data = item.get(part)
+            options: dict[str, Any] = {}
+            if fmt in SCHEMA_FORMATS:
+                if data is not None and not schema.named:
+                    code = KEY_SCHEMA_MISSING if part == "key" else VALUE_SCHEMA_MISSING
+                    raise RestError(
+                        UNPROCESSABLE,
+                        code,
+                        f"Request includes {part}s but does not include {part}_schema or "
+                        f"{part}_schema_id",
+                    )
+                options = schema.options()
+            encoded = await encode(services, caller.org, topic, fmt, part, data, **options)
+            schema.used(encoded.schema_id)
+            parts[part] = encoded.data
         records.append(
             NewRecord(
-                key=encode(fmt, "key", item.get("key")),
-                value=encode(fmt, "value", item.get("value")),
+                key=parts["key"],
+                value=parts["value"],
                 headers=record_headers(item.get("headers"), UNPROCESSABLE),
                 partition=partition if partition is not None else chosen,
             )
         )
-    return records
+    if fmt not in SCHEMA_FORMATS:
+        return records, None, None
+    return records, schemas["key"].schema_id, schemas["value"].schema_id
 
 
 def _produce_routes(app: FastAPI, services: RestServices) -> None:
@@ -168,8 +251,11 @@ def _produce_routes(app: FastAPI, services: RestServices) -> None:
         fmt = v2_format(content_type(request))
         ack = ack_of(request)
         document = json_object(await body_bytes(request))
-        records = _new_records(document, fmt, partition)
-        produced = await produce(services, caller_in(request), topic, records, ack)
+        caller = caller_in(request)
+        records, key_id, value_id = await _new_records(
+            services, caller, topic, document, fmt, partition
+        )
+        produced = await produce(services, caller, topic, records, ack)
         offsets = [
             {
                 "partition": p.partition,
@@ -179,7 +265,7 @@ def _produce_routes(app: FastAPI, services: RestServices) -> None:
             }
             for p in produced
         ]
-        return _answer({"key_schema_id": None, "value_schema_id": None, "offsets": offsets})
+        return _answer({"key_schema_id": key_id, "value_schema_id": value_id, "offsets": offsets})
 
     @app.post(
         "/topics/{topic}",

@@ -1,10 +1,17 @@
 """Confluent REST Proxy API v3: POST /v3/clusters/{cluster_id}/topics/{topic}/records.
 
 The body is one record, `{"partition_id", "headers": [{name, value: base64}], "key": {"type":
-"BINARY"|"JSON"|"STRING", "data"}, "value": {...}, "timestamp": ISO-8601}` (a key or value
-without a type is JSON), answered with its delivery report
-`{"error_code": 200, "cluster_id", "topic_name", "partition_id", "offset", "timestamp",
-"key": {"type", "size"}, "value": {...}}`, or a refusal with its HTTP status.
+"BINARY"|"JSON"|"STRING"|"AVRO"|"PROTOBUF"|"JSONSCHEMA", "data", "schema_id"?,
+"schema_version"?, "subject"?, "schema"?}, "value": {...}, "timestamp": ISO-8601}`, answered
+with its delivery report `{"error_code": 200, "cluster_id", "topic_name", "partition_id",
+"offset", "timestamp", "key": {"type", "size", "subject"?, "schema_id"?}, "value": {...}}`, or
+a refusal with its HTTP status (the engine's Confluent code for a key or value refused: 40403,
+42201, 42202, ...).
+
+The schema formats name their schema as Confluent's v3 does: `schema_id`, `schema_version` of
+`subject` (default `<topic>-key` / `<topic>-value`), an inline `schema` (registered under the
+subject if absent), or none: the subject's latest. Without a `type`, a key or value that names
+a schema is in that schema's format, one that names none is JSON.
 
 Streaming mode (Confluent's): a body of concatenated JSON records, typically sent with
 `Transfer-Encoding: chunked` over a connection kept open, is answered 200 with a stream of
@@ -26,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from streamhouse.engine.cluster import CLUSTER_ID
+from streamhouse.engine.embedded_formats import EmbeddedFormat, Part
 from streamhouse.engine.produce import Ack, NewRecord, RecordProduced
 from streamhouse.server.rest_common import (
     REQUEST_BYTES_MAX,
@@ -35,8 +43,19 @@ from streamhouse.server.rest_common import (
     RestServices,
     caller_in,
 )
-from streamhouse.server.rest_formats import EmbeddedFormat, encode, v3_format
-from streamhouse.server.rest_produce import ack_of, produce, record_error_code, record_headers
+from streamhouse.server.rest_formats import (
+    SCHEMA_FORMATS,
+    encode,
+    schema_format,
+    v3_format,
+)
+from streamhouse.server.rest_produce import (
+    ack_of,
+    produce,
+    record_error_code,
+    record_headers,
+    writable,
+)
 from streamhouse.server.rest_v3 import V3_PREFIX, check_cluster, v3_refusal
 
 RECORD_BYTES_MAX = REQUEST_BYTES_MAX  # one record of a stream; a bigger one ends the stream
@@ -46,12 +65,22 @@ OK = 200
 
 
 @dataclass(frozen=True)
+class WrittenPart:
+    """How a record's key or value was written: its type name, and the schema (id, subject)
+    of a schema format."""
+
+    type_name: str
+    schema_id: int | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
 class ReadRecord:
     """One record of the body: what to produce, or why it cannot be."""
 
     record: NewRecord | None
-    key_type: str | None
-    value_type: str | None
+    key: WrittenPart | None
+    value: WrittenPart | None
     refusal: RestError | None = None
 
 
@@ -83,7 +112,7 @@ def install_v3_records(app: FastAPI, services: RestServices) -> None:
 async def _single(
     services: RestServices, caller: Caller, topic: str, document: Any, ack: Ack
 ) -> JSONResponse:
-    read = _read_record(document)
+    read = await _read_record(services, caller, topic, document)
     if read.refusal is not None:
         raise read.refusal
     assert read.record is not None
@@ -106,7 +135,7 @@ async def _reports(
     batch: list[Any] | None = first
     produced_count = 0
     while batch:
-        reads = [_read_record(document) for document in batch]
+        reads = [await _read_record(services, caller, topic, document) for document in batch]
         wanted = [read.record for read in reads if read.record is not None]
         try:
             results = iter(await _produce(services, caller, topic, wanted, ack) if wanted else [])
@@ -155,15 +184,18 @@ def _report(topic: str, read: ReadRecord, produced: RecordProduced) -> dict[str,
         "partition_id": produced.partition,
         "offset": produced.offset,
         "timestamp": _iso(produced.timestamp_ms),
-        "key": _size(read.key_type, read.record.key),
-        "value": _size(read.value_type, read.record.value),
+        "key": _size(read.key, read.record.key),
+        "value": _size(read.value, read.record.value),
     }
 
 
-def _size(type_name: str | None, data: bytes | None) -> dict[str, Any] | None:
-    if type_name is None:
+def _size(written: WrittenPart | None, data: bytes | None) -> dict[str, Any] | None:
+    if written is None:
         return None
-    return {"type": type_name, "size": 0 if data is None else len(data)}
+    found: dict[str, Any] = {"type": written.type_name, "size": 0 if data is None else len(data)}
+    if written.schema_id is not None:
+        found.update(subject=written.subject, schema_id=written.schema_id)
+    return found
 
 
 def _iso(timestamp_ms: int) -> str:
@@ -171,8 +203,10 @@ def _iso(timestamp_ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _read_record(document: Any) -> ReadRecord:
-    """One record of the body as the engine takes it; a refusal (400/422) otherwise."""
+async def _read_record(
+    services: RestServices, caller: Caller, topic: str, document: Any
+) -> ReadRecord:
+    """One record of the body as the engine takes it; a refusal (400/404/422) otherwise."""
     try:
         if not isinstance(document, dict):
             raise v3_refusal(400, "a record must be a JSON object")
@@ -181,28 +215,79 @@ def _read_record(document: Any) -> ReadRecord:
             not isinstance(partition, int) or isinstance(partition, bool)
         ):
             raise v3_refusal(400, "'partition_id' must be an integer")
-        key, key_type = _part(document.get("key"), "key")
-        value, value_type = _part(document.get("value"), "value")
+        headers = record_headers(document.get("headers"))
+        timestamp_ms = _timestamp_ms(document.get("timestamp"))
+        key, key_written = await _part(services, caller, topic, document.get("key"), "key")
+        value, value_written = await _part(services, caller, topic, document.get("value"), "value")
         record = NewRecord(
-            key=key,
-            value=value,
-            headers=record_headers(document.get("headers")),
-            partition=partition,
-            timestamp_ms=_timestamp_ms(document.get("timestamp")),
+            key=key, value=value, headers=headers, partition=partition, timestamp_ms=timestamp_ms
         )
     except RestError as refused:
         return ReadRecord(None, None, None, refused)
-    return ReadRecord(record, key_type, value_type)
+    return ReadRecord(record, key_written, value_written)
 
 
-def _part(written: Any, part: str) -> tuple[bytes | None, str | None]:
-    """A key's or value's bytes and its type name (None, None when it is absent)."""
+async def _part(
+    services: RestServices, caller: Caller, topic: str, written: Any, part: Part
+) -> tuple[bytes | None, WrittenPart | None]:
+    """A key's or value's bytes and how it was written (None, None when it is absent).
+
+    As Confluent's v3: a schema by `schema_id`, by `schema_version` (of `subject`, else
+    `<topic>-<part>`), inline (`schema`, with its `type`), else the subject's latest; without
+    a `type` the format is the named schema's, or JSON when none is named."""
     if written is None:
         return None, None
     if not isinstance(written, dict):
         raise v3_refusal(400, f"'{part}' must be an object with 'type' and 'data'")
-    fmt = v3_format(written.get("type", EmbeddedFormat.JSON.value.upper()))
-    return encode(fmt, part, written.get("data")), fmt.value.upper()
+    options = _schema_options(written, part)
+    type_name = written.get("type")
+    if type_name is not None:
+        fmt = v3_format(type_name)
+    elif "schema" in options:
+        raise v3_refusal(400, f"the {part}'s inline 'schema' needs its 'type'")
+    elif options:
+        fmt = await schema_format(services, caller.org, topic, part, **options)
+    else:
+        fmt = EmbeddedFormat.JSON
+    if fmt not in SCHEMA_FORMATS:
+        options = {}  # as Confluent's: the schemaless formats take no schema
+    elif "schema" in options:
+        try:  # an inline schema is registered: not for a topic the caller cannot write
+            await writable(services, caller, topic)
+        except RestError as refused:
+            raise v3_refusal(refused.status, refused.message) from None
+    encoded = await encode(services, caller.org, topic, fmt, part, written.get("data"), **options)
+    subject = options.get("subject") or f"{topic}-{part}"
+    return encoded.data, WrittenPart(fmt.name, encoded.schema_id, subject)
+
+
+SCHEMA_OPTIONS: dict[str, type] = {
+    "schema": str,
+    "schema_id": int,
+    "schema_version": int,
+    "subject": str,
+}
+SUBJECT_NAME_STRATEGIES = ("TOPIC_NAME",)  # the record-name strategies are not served
+
+
+def _schema_options(written: dict[str, Any], part: Part) -> dict[str, Any]:
+    """The schema a key or value names, as EmbeddedFormats takes it (400 for a wrong type)."""
+    options: dict[str, Any] = {}
+    for name, kind in SCHEMA_OPTIONS.items():
+        value = written.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise v3_refusal(400, f"the {part}'s '{name}' must be {kind.__name__}")
+        options[name] = value
+    strategy = written.get("subject_name_strategy")
+    if strategy is not None and strategy not in SUBJECT_NAME_STRATEGIES:
+        raise v3_refusal(
+            400,
+            f"subject_name_strategy {strategy!r} is not served; name the 'subject' or use "
+            + " or ".join(SUBJECT_NAME_STRATEGIES),
+        )
+    return options
 
 
 def _timestamp_ms(written: Any) -> int | None:

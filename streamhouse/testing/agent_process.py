@@ -274,8 +274,9 @@ def _named_port(args: tuple[str, ...], flag: str) -> int | None:
 
 
 def _wait_until_listening(agent: AgentProcess, timeout_s: float) -> None:
-    # The HTTP and registry doors open after the Kafka listener: all answering means started.
-    ports = [port for port in (agent.port, agent.http_port, agent.registry_port) if port > 0]
+    # The other doors open after the Kafka listener: all answering means started.
+    doors = (agent.port, agent.http_port, agent.registry_port, agent.grpc_port, agent.rest_port)
+    ports = [port for port in doors if port > 0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         agent.check_alive()

@@ -4,6 +4,7 @@ verbatim and read back byte-exact by another client."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -12,11 +13,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer
 from confluent_kafka import TopicPartition as ConfluentPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from tests.e2e.conftest import Agent
+from tests.e2e.conftest import Agent, start_agent
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 RECORDS = 200
 WAIT_S = 20
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
+    """One agent for the module: every test writes and reads a topic of its own (client and
+    codec in its name), so none sees another's records; it stops cleanly after them all."""
+    with start_agent(tmp_path_factory.mktemp("compression") / "data") as running:
+        yield running
+        running.stop_cleanly()
 
 
 def _values(codec: str) -> list[bytes]:

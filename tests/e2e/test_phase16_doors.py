@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,11 +19,16 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamhouse.server.grpc import streamhouse_pb2 as pb
 from streamhouse.server.grpc import streamhouse_pb2_grpc as rpc
 from tests.e2e.conftest import Agent, start_agent
-from tests.unit.rest_world import V2_BINARY, call, concatenated_json
+from tests.unit.rest_world import V2_BINARY, V2_JSON, Answer, call, concatenated_json
+
+V2_AVRO = "application/vnd.kafka.avro.v2+json"
 
 TIMEOUT_S = 20
 POLLS_MAX = 80
@@ -37,7 +43,8 @@ Row = tuple[int, int, bytes | None, bytes | None, tuple[tuple[str, bytes | None]
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
-    with start_agent(tmp_path_factory.mktemp("phase16") / "data") as running:
+    data_dir = tmp_path_factory.mktemp("phase16") / "data"
+    with start_agent(data_dir, "--group-initial-rebalance-delay-ms", "300") as running:
         yield running
         running.stop_cleanly()
 
@@ -223,3 +230,162 @@ def test_every_door_reads_what_every_door_wrote(agent: Agent) -> None:
     assert [row[1] for row in told] == list(range(len(told))), "offsets told are not 0..n-1"
     assert read_kafka(agent, topic, len(told)) == told
     assert read_grpc(agent, topic) == told
+
+
+# --- a REST consumer instance and a Kafka consumer in one group -------------------------------
+
+
+class RestMember:
+    """A REST v2 consumer instance of a group, by its path on the agent's REST door."""
+
+    def __init__(self, agent: Agent, group: str, **config: Any) -> None:
+        self.port = agent.rest_port
+        name = f"rest-{uuid.uuid4().hex[:6]}"
+        body = {"name": name, "auto.offset.reset": "earliest", **config}
+        created = call(self.port, "POST", f"/consumers/{group}", body, V2_JSON)
+        assert created.status == 200, created.raw
+        self.path = f"/consumers/{group}/instances/{name}"
+
+    def send(self, method: str, path: str, body: Any = None) -> Answer:
+        return call(self.port, method, self.path + path, body, V2_JSON)
+
+    def assigned(self) -> set[int]:
+        answer = self.send("GET", "/assignments")
+        assert answer.status == 200, answer.raw
+        return {p["partition"] for p in answer.json["partitions"]}
+
+    def records(self, accept: str = V2_BINARY) -> list[Any]:
+        path = f"{self.path}/records?timeout=200"
+        answer = call(self.port, "GET", path, headers={"Accept": accept})
+        assert answer.status == 200, answer.raw
+        return list(answer.json)
+
+
+def test_a_rest_instance_and_a_kafka_consumer_share_a_group(agent: Agent) -> None:
+    topic = create_topic(agent, partitions=2)
+    group = f"shared-{uuid.uuid4().hex[:6]}"
+    rest = RestMember(agent, group, **{"auto.commit.enable": "false"})
+    assert rest.send("POST", "/subscription", {"topics": [topic]}).status == 204
+    kafka = Consumer(
+        {
+            "bootstrap.servers": agent.bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    kafka.subscribe([topic])
+    try:
+        for _ in range(POLLS_MAX):  # until each member holds one of the two partitions
+            kafka.poll(POLL_S)
+            mine = {tp.partition for tp in kafka.assignment()}
+            if len(mine) == 1 and rest.assigned() == {0, 1} - mine:
+                break
+        else:
+            raise AssertionError(f"no split: kafka {kafka.assignment()}, rest {rest.assigned()}")
+        produced = produce_keyed(agent, topic, 20)
+        read: dict[tuple[int, int], bytes] = {}
+        for _ in range(POLLS_MAX):
+            if len(read) >= len(produced):
+                break
+            message = kafka.poll(POLL_S)
+            if message is not None and message.error() is None:
+                read[(message.partition(), message.offset())] = message.value()
+            for record in rest.records():
+                where = (record["partition"], record["offset"])
+                assert where not in read, f"{where} read by both members"
+                read[where] = base64.b64decode(record["value"])
+        assert read == produced
+        kafka.commit(asynchronous=False)
+        assert rest.send("POST", "/offsets").status == 204  # everything it consumed
+    finally:
+        kafka.close()
+        rest.send("DELETE", "")
+    fresh = Consumer({"bootstrap.servers": agent.bootstrap, "group.id": group})
+    try:
+        committed = fresh.committed([KafkaPartition(topic, p) for p in (0, 1)], TIMEOUT_S)
+    finally:
+        fresh.close()
+    ends = {p: 1 + max(o for q, o in produced if q == p) for p in (0, 1)}
+    assert {tp.partition: tp.offset for tp in committed} == ends
+
+
+def produce_keyed(agent: Agent, topic: str, count: int) -> dict[tuple[int, int], bytes]:
+    """`count` records over the topic's partitions by key; where each landed and its value."""
+    producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all"})
+    landed: dict[tuple[int, int], bytes] = {}
+
+    def delivered(error: Any, message: Any) -> None:
+        assert error is None, error
+        landed[(message.partition(), message.offset())] = message.value()
+
+    for index in range(count):
+        producer.produce(topic, f"v{index}".encode(), f"k{index}".encode(), on_delivery=delivered)
+    assert producer.flush(TIMEOUT_S) == 0
+    assert {p for p, _ in landed} == {0, 1}, "the keys did not spread over both partitions"
+    return landed
+
+
+# --- Avro through REST and the registry -----------------------------------------------------
+
+USER_SCHEMA = {
+    "type": "record",
+    "name": "User",
+    "fields": [
+        {"name": "name", "type": "string"},
+        {"name": "age", "type": ["null", "int"], "default": None},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+    ],
+}
+USERS = [
+    {"name": "ada", "age": {"int": 36}, "tags": ["math"]},
+    {"name": "grace", "age": None, "tags": []},
+]
+PLAIN_USERS = [
+    {"name": "ada", "age": 36, "tags": ["math"]},
+    {"name": "grace", "age": None, "tags": []},
+]  # as a deserializer gives them: unions resolved
+
+
+def test_avro_through_rest_is_read_by_confluents_deserializer(agent: Agent) -> None:
+    topic = create_topic(agent)
+    body = {"value_schema": json.dumps(USER_SCHEMA), "records": [{"value": u} for u in USERS]}
+    answer = call(agent.rest_port, "POST", f"/topics/{topic}", body, V2_AVRO)
+    assert answer.status == 200, answer.raw
+    schema_id = answer.json["value_schema_id"]
+    assert isinstance(schema_id, int)
+    assert [o["offset"] for o in answer.json["offsets"]] == [0, 1]
+    registry = SchemaRegistryClient({"url": agent.registry_url})
+    assert registry.get_latest_version(f"{topic}-value").schema_id == schema_id
+    deserialize = AvroDeserializer(registry)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": agent.bootstrap,
+            "group.id": "avro-reader",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([KafkaPartition(topic, 0, 0)])
+    values: list[Any] = []
+    try:
+        for _ in range(POLLS_MAX):
+            if len(values) >= len(USERS):
+                break
+            message = consumer.poll(POLL_S)
+            if message is not None and message.error() is None:
+                where = SerializationContext(topic, MessageField.VALUE)
+                values.append(deserialize(message.value(), where))
+    finally:
+        consumer.close()
+    assert values == PLAIN_USERS
+    rest = RestMember(agent, f"avro-{uuid.uuid4().hex[:6]}", format="avro")
+    try:
+        assert rest.send("POST", "/subscription", {"topics": [topic]}).status == 204
+        read: list[Any] = []
+        for _ in range(POLLS_MAX):
+            if len(read) >= len(USERS):
+                break
+            read += rest.records("application/vnd.kafka.avro.v2+json")
+    finally:
+        rest.send("DELETE", "")
+    assert [r["value"] for r in read] == USERS

@@ -3,6 +3,7 @@ differs) and kcat produces and consumes with default settings."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -73,3 +74,37 @@ def test_kcat_produces_and_consumes(agent: Agent) -> None:
         timeout=COMMAND_TIMEOUT_S,
     )
     assert listing.returncode == 0 and "1 partitions" in listing.stdout, listing.stdout
+
+
+README_REST = "127.0.0.1:8082"
+
+
+def _readme_rest_commands() -> str:
+    """The shell block of the README's REST and gRPC section."""
+    section = README.read_text().split("## REST and gRPC", 1)[1]
+    found = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    assert found is not None, "the REST section has no shell block"
+    return found.group(1)
+
+
+def test_readme_rest_commands_run_unchanged(agent: Agent) -> None:
+    """Each curl of the README answers without an error (only the port differs)."""
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed: apt-get install curl")
+    script = _readme_rest_commands().replace(README_REST, f"127.0.0.1:{agent.rest_port}")
+    ran = subprocess.run(
+        ["bash", "-eu", "-c", script.replace("curl -s", "curl -s -S -w '\\n'")],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    answers = [json.loads(line) for line in ran.stdout.splitlines() if line.strip()]
+    assert len(answers) == 6, ran.stdout  # two topics, two produces, a record, partitions
+    for answer in answers:
+        code = answer.get("error_code") if isinstance(answer, dict) else None
+        assert code in (None, 200), answer  # v3's delivery report says 200
+    produced = answers[2]["offsets"]
+    assert [o["error_code"] for o in produced] == [None, None], produced
+    assert answers[3]["value_schema_id"] is not None, answers[3]

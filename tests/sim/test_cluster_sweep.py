@@ -8,11 +8,14 @@ SWEEP_ALL_SEEDS more and replays every recorded failure (tests/sim/regressions).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +35,8 @@ from sim.options import (
 )
 from sim.runner import run_seed
 
+Replays = dict[Path, Future[str]]  # each reproduction's block of `python -m sim replay`
+
 REPO = Path(__file__).resolve().parents[2]
 REGRESSIONS = sorted((REPO / "tests" / "sim" / "regressions").glob("*.json"))
 # make test sweeps the first SWEEP_SEEDS (kept small: make test must stay under 3 minutes);
@@ -45,6 +50,8 @@ SWEEP_ALL_SEEDS = int(os.environ.get("SIM_SWEEP_ALL_SEEDS", str(70 - SWEEP_SEEDS
 CLUSTER_SWEEP_SEEDS = int(os.environ.get("SIM_CLUSTER_SWEEP_SEEDS", "30"))
 CLUSTER_PROFILE_SEED = 1  # 3 agents: a pause past the lease, a clock step, a store failover
 SWEEP_JOBS = 2
+REPLAY_HEADER = re.compile(r"sim replay (.+?): (recorded|replayed) exit ")
+REPLAY_WAIT_S = 100  # for one file's block, within pytest's 120 s bound on the test
 DETERMINISM_SEED = 193  # 3 agents, a crash and restart, a pause, 3 group members, buggify
 RUN_TIMEOUT_S = 120
 SWEEP_TIMEOUT_S = 900
@@ -79,30 +86,71 @@ def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Pa
 
 
 @pytest.fixture(scope="module")
-def replays(request: pytest.FixtureRequest) -> dict[Path, Future[subprocess.CompletedProcess[str]]]:
-    """Every selected reproduction replayed, SWEEP_JOBS at a time (one process each), started
-    at the first test that asks: make test-all waits for one replay per core, not one by one."""
+def replays(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Replays:
+    """Every selected reproduction replayed by one `python -m sim replay` started at the first
+    test that asks: it imports once and forks each replay (as a sweep forks each seed),
+    SWEEP_JOBS at a time; each file's block is handed to its test as the replay ends. (A
+    process per replay spent some 4 s of CPU starting and importing around a 1 s replay.)"""
     selected = [
         item.callspec.params["reproduction"]
         for item in request.session.items
         if getattr(item, "originalname", "") == "test_a_recorded_failure_is_fixed"
     ]
-    pool = ThreadPoolExecutor(SWEEP_JOBS)
-    request.addfinalizer(lambda: pool.shutdown(cancel_futures=True))
-    return {path: pool.submit(_sim, "replay", str(path)) for path in selected}
+    blocks: Replays = {path: Future() for path in selected}
+    stderr = (tmp_path_factory.mktemp("replays") / "stderr").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sim", "replay", "--jobs", str(SWEEP_JOBS), *map(str, selected)],
+        cwd=REPO,
+        env={key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"},
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        start_new_session=True,
+    )
+
+    def hand_over(path: Path | None, lines: list[str]) -> None:
+        if path in blocks and not blocks[path].done():
+            blocks[path].set_result("".join(lines))
+
+    def read_blocks() -> None:
+        assert process.stdout is not None
+        path, lines = None, []
+        for line in process.stdout:
+            header = REPLAY_HEADER.match(line)
+            if header is not None:
+                hand_over(path, lines)
+                path, lines = Path(header.group(1)), []
+            lines.append(line)
+        hand_over(path, lines)
+        process.wait()
+        stderr.seek(0)
+        left = f"no block (sim replay exited {process.returncode}): {stderr.read()[-3000:]}"
+        for block in blocks.values():
+            if not block.done():
+                block.set_result(left)
+
+    reader = threading.Thread(target=read_blocks, daemon=True)
+    reader.start()
+
+    def stop() -> None:  # the replays left, if the tests stopped early: forked ones too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        reader.join()
+        stderr.close()
+
+    request.addfinalizer(stop)
+    return blocks
 
 
 # Replayed by make test-all: with F9's dr seeds they took over a minute of make test's three
 @pytest.mark.slow
 @pytest.mark.parametrize("reproduction", REGRESSIONS, ids=[path.stem for path in REGRESSIONS])
-def test_a_recorded_failure_is_fixed(
-    reproduction: Path, replays: dict[Path, Future[subprocess.CompletedProcess[str]]]
-) -> None:
+def test_a_recorded_failure_is_fixed(reproduction: Path, replays: Replays) -> None:
     recorded = json.loads(reproduction.read_text())
     assert recorded["exit_code"] != 0, "a regression file records a failure"
-    replayed = replays[reproduction].result()
-    assert "same options=True" in replayed.stdout
-    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    replayed = replays[reproduction].result(timeout=REPLAY_WAIT_S)
+    assert f"recorded exit {recorded['exit_code']}, replayed exit 0\n" in replayed, replayed
+    assert "same options=True" in replayed, replayed
 
 
 def test_the_faults_and_buggify_of_a_seed_really_happen() -> None:

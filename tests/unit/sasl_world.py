@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from scramp import ScramMechanism
 
@@ -28,7 +28,9 @@ class Closeable(Protocol):
 ORG = "acme"
 USER = "SHKTESTKEY1"
 SECRET = "right-secret-0123456789"
+T = TypeVar("T")
 START_TIMEOUT_S = 60
+CALL_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 30
 
 
@@ -96,6 +98,11 @@ class AgentThread:
         if self._error is not None:
             raise self._error
         return self
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the agent's loop (its services live there) and wait for it."""
+        assert self._loop is not None, "the agent is not running"
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(CALL_TIMEOUT_S)
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:

@@ -35,6 +35,7 @@ from streamhouse.engine.embedded_formats import (
     SchemaInvalid,
     SchemaNotFound,
     UndecodableRecord,
+    VisibleSchemas,
 )
 from streamhouse.engine.schema_registry import SchemaRegistry
 from streamhouse.io.sql.store import SqlMetadataStore, open_sql_metadata
@@ -428,6 +429,65 @@ def test_binary_and_json_round_trip_without_a_schema(world: World) -> None:
     assert world.decode(EmbeddedFormat.JSON, as_json.data) == {"a": [1, "é", None]}
     with pytest.raises(RecordMismatch, match="not base64"):
         world.encode("t", EmbeddedFormat.BINARY, "not base64!")
+
+
+def test_string_is_utf8_text(world: World) -> None:
+    written = world.encode("t", EmbeddedFormat.STRING, "é\u0000x")
+    assert (written.data, written.schema_id) == ("é\u0000x".encode(), None)
+    assert world.decode(EmbeddedFormat.STRING, written.data) == "é\u0000x"
+    with pytest.raises(RecordMismatch, match="JSON text, not int"):
+        world.encode("t", EmbeddedFormat.STRING, 5)
+    with pytest.raises(RecordMismatch, match="not Unicode"):
+        world.encode("t", EmbeddedFormat.STRING, "\ud800")
+    with pytest.raises(RecordMismatch, match="not Unicode"):
+        world.encode("t", EmbeddedFormat.JSON, ["\ud800"])
+    with pytest.raises(UndecodableRecord, match="not UTF-8"):
+        world.decode(EmbeddedFormat.STRING, b"\xff")
+
+
+def test_the_format_of_a_named_schema(world: World) -> None:
+    topic = world.topic()
+    avro = world.encode(topic, AVRO, USER_AVRO_JSON, schema=USER_AVRO)
+    proto = world.encode(topic, PROTOBUF, USER_PROTO_JSON, schema=USER_PROTO, part="key")
+
+    def format_of(**options: Any) -> EmbeddedFormat:
+        part = options.pop("part", "value")
+        return world.call(world.formats.schema_format(DEFAULT_ORG, topic, part, **options))
+
+    assert format_of(schema_id=avro.schema_id) == AVRO
+    assert format_of(schema_id=proto.schema_id) == PROTOBUF
+    assert format_of(part="key") == PROTOBUF  # the subject's latest
+    assert format_of(schema_version=1, subject=f"{topic}-value") == AVRO
+    with pytest.raises(SchemaNotFound):
+        world.call(world.formats.schema_format("nosy", topic, "value", schema_id=avro.schema_id))
+
+
+def test_visible_schemas_ask_the_registry_once_per_id(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = world.encode(world.topic(), AVRO, USER_AVRO_JSON, schema=USER_AVRO)
+    asked: list[int] = []
+    versions = world.registry.schema_versions
+
+    async def counted(schema_id: int, **options: Any) -> Any:
+        asked.append(schema_id)
+        return await versions(schema_id, **options)
+
+    monkeypatch.setattr(world.registry, "schema_versions", counted)
+    visible = VisibleSchemas(DEFAULT_ORG)
+    for _ in range(5):
+        assert world.call(world.formats.decode(DEFAULT_ORG, AVRO, written.data, visible)) == (
+            USER_AVRO_JSON
+        )
+    assert asked == [written.schema_id]
+    world.decode(AVRO, written.data)  # without one: asked each time
+    assert asked == [written.schema_id] * 2
+    with pytest.raises(ValueError, match="org acme"):
+        world.call(world.formats.decode(DEFAULT_ORG, AVRO, written.data, VisibleSchemas("acme")))
+    nosy = VisibleSchemas("nosy")  # an org that never wrote this schema
+    with pytest.raises(SchemaNotFound):
+        world.call(world.formats.decode("nosy", AVRO, written.data, nosy))
+    assert written.schema_id not in nosy
 
 
 @pytest.mark.parametrize("fmt", list(EmbeddedFormat))

@@ -353,8 +353,12 @@ def test_refusals_answer_their_status_and_the_agent_keeps_serving(
                 "past the end": await _code_of(
                     _first(records.Consume(pb.ConsumeRequest(topic="refusals", offset=1000)))
                 ),
-                "no group yet": await _code_of(
-                    _first(records.Consume(pb.ConsumeRequest(topic="refusals", group="g")))
+                "group and partitions": await _code_of(
+                    _first(
+                        records.Consume(
+                            pb.ConsumeRequest(topic="refusals", group="g", partitions=[0])
+                        )
+                    )
                 ),
                 "missing group": await _code_of(
                     admin.DescribeGroup(pb.DescribeGroupRequest(group_id="no-such-group"))
@@ -375,7 +379,7 @@ def test_refusals_answer_their_status_and_the_agent_keeps_serving(
         "oversized": S.RESOURCE_EXHAUSTED,
         "unknown ack": S.INVALID_ARGUMENT,
         "past the end": S.OUT_OF_RANGE,
-        "no group yet": S.UNIMPLEMENTED,
+        "group and partitions": S.INVALID_ARGUMENT,
         "missing group": S.NOT_FOUND,
     }
     assert world.agent is not None and world.agent.failure.error is None

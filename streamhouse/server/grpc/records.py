@@ -9,12 +9,19 @@ deadline passed (a Consume stream ends there too).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 
 from grpc import StatusCode
 
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.consume import ConsumedRecord, FetchService
+from streamhouse.engine.consumer_instances import (
+    ConsumerInstanceNotFound,
+    ConsumerInstances,
+    InstanceConfig,
+    OffsetReset,
+)
 from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.engine.produce import PRODUCE_TIMEOUT_MS, Ack, NewRecord, ProduceService
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
@@ -60,11 +67,13 @@ class RecordsServicer:
         produce: ProduceService,
         fetch: FetchService,
         groups: GroupCoordinator,
+        consumers: ConsumerInstances,
     ) -> None:
         self._admin = admin
         self._produce = produce
         self._fetch = fetch
         self._groups = groups
+        self._consumers = consumers
 
     # --- produce ---------------------------------------------------------------------------
 
@@ -126,11 +135,9 @@ class RecordsServicer:
         self, request: pb.ConsumeRequest, caller: Caller, context: Context
     ) -> AsyncIterator[pb.ConsumeResponse]:
         if request.group:
-            raise CallRefused(
-                StatusCode.UNIMPLEMENTED,
-                "consuming as a member of a group is not served by this agent yet: name the "
-                "partitions (and where to start) and Commit the group's offsets yourself",
-            )
+            async for message in self._consume_in_group(request, caller):
+                yield message
+            return
         internal = caller.internal(request.topic)
         caller.require(Op.READ, ResourceType.TOPIC, request.topic)
         max_bytes = _message_bytes(request.max_bytes)
@@ -139,22 +146,58 @@ class RecordsServicer:
         read_committed = not request.read_uncommitted
         partitions = await self._partitions(internal, request.partitions)
         positions = {tp: await self._start(tp, request, read_committed) for tp in partitions}
-        loop = asyncio.get_running_loop()
-        idle_since = loop.time()
+        idle = _Idle(request.max_idle_ms)
         while True:
             records = await self._read(positions, max_bytes, read_committed)
             if records:
                 for message in _messages(request.topic, records, max_bytes):
                     yield message
-                idle_since = loop.time()
+                idle.restart()
                 continue
-            idle_ms = (loop.time() - idle_since) * 1000
-            if request.max_idle_ms and idle_ms >= request.max_idle_ms:
+            wait_ms = idle.wait_ms()
+            if wait_ms is None:
                 return
-            wait_ms = CONSUME_WAIT_MS
-            if request.max_idle_ms:
-                wait_ms = min(wait_ms, max(1, int(request.max_idle_ms - idle_ms)))
             await self._fetch.wait_for_data(positions, wait_ms, read_committed=read_committed)
+
+    async def _consume_in_group(
+        self, request: pb.ConsumeRequest, caller: Caller
+    ) -> AsyncIterator[pb.ConsumeResponse]:
+        """A stream of one member of `request.group` (a consumer instance of the engine's,
+        subscribed to the topic), which leaves the group when the stream ends."""
+        group = caller.internal(request.group, "group")
+        caller.require(Op.READ, ResourceType.GROUP, request.group)
+        internal = caller.internal(request.topic)
+        caller.require(Op.READ, ResourceType.TOPIC, request.topic)
+        max_bytes = _message_bytes(request.max_bytes)
+        if request.max_idle_ms < 0:
+            raise CallRefused(StatusCode.INVALID_ARGUMENT, "max_idle_ms must not be negative")
+        if request.partitions or request.WhichOneof("start") == "offset":
+            raise CallRefused(
+                StatusCode.INVALID_ARGUMENT,
+                "with a group, the group assigns the partitions and each starts at its committed "
+                "offset: name no partitions and no offset (a position says where a partition "
+                "without a committed offset starts)",
+            )
+        config = InstanceConfig(
+            auto_offset_reset=_offset_reset(request),
+            auto_commit_enable=request.auto_commit,
+            read_committed=not request.read_uncommitted,
+        )
+        await self._admin.topic(internal)  # an unknown topic is NOT_FOUND, not an empty stream
+        instance = self._consumers.create(group, None, config)
+        try:
+            await instance.subscribe([internal])
+            yield pb.ConsumeResponse(member=instance.name)
+            idle = _Idle(request.max_idle_ms)
+            while (wait_ms := idle.wait_ms()) is not None:
+                records = await instance.records(wait_ms, max_bytes)
+                if records:
+                    for message in _messages(request.topic, [r for _, r in records], max_bytes):
+                        yield message
+                    idle.restart()
+        finally:
+            with contextlib.suppress(ConsumerInstanceNotFound):  # swept while idle
+                await asyncio.shield(self._consumers.delete(group, instance.name))
 
     async def _partitions(self, topic: str, wanted: Sequence[int]) -> list[TopicPartition]:
         count = (await self._admin.topic(topic)).partition_count
@@ -223,13 +266,48 @@ class RecordsServicer:
             wanted[TopicPartition(internal, item.partition)] = OffsetToCommit(
                 item.offset, -1, metadata
             )
-        answers = await self._groups.commit_offsets(group, STANDALONE_GENERATION, "", None, wanted)
         response = pb.CommitResponse()
+        if request.member:  # a Consume stream's member: its generation, refused whole if fenced
+            instance = self._consumers.get(group, request.member)
+            await instance.commit({tp: wanted[tp].offset for tp in wanted})
+            for tp in wanted:
+                response.results.add(topic=names[tp.topic], partition=tp.partition)
+            return response
+        answers = await self._groups.commit_offsets(group, STANDALONE_GENERATION, "", None, wanted)
         for tp, code in answers.items():
             result = response.results.add(topic=names[tp.topic], partition=tp.partition)
             if code is not ErrorCode.NONE:
                 result.error.CopyFrom(code_message(code, _commit_refusal(code, request.group)))
         return response
+
+
+class _Idle:
+    """A Consume stream's idle bound: how long the next wait for records may last; None once
+    max_idle_ms passed without records (0: never)."""
+
+    def __init__(self, max_idle_ms: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._max_idle_ms = max_idle_ms
+        self.restart()
+
+    def restart(self) -> None:
+        self._since = self._loop.time()
+
+    def wait_ms(self) -> int | None:
+        if not self._max_idle_ms:
+            return CONSUME_WAIT_MS
+        idle_ms = (self._loop.time() - self._since) * 1000
+        if idle_ms >= self._max_idle_ms:
+            return None
+        return min(CONSUME_WAIT_MS, max(1, int(self._max_idle_ms - idle_ms)))
+
+
+def _offset_reset(request: pb.ConsumeRequest) -> OffsetReset:
+    if request.position == pb.START_EARLIEST:
+        return OffsetReset.EARLIEST
+    if request.position not in (pb.START_UNSPECIFIED, pb.START_LATEST):
+        raise CallRefused(StatusCode.INVALID_ARGUMENT, f"unknown position {request.position}")
+    return OffsetReset.LATEST
 
 
 def _new_record(record: pb.Record) -> NewRecord:

@@ -305,12 +305,14 @@ class ConsumeRequest(_message.Message):
     MAX_BYTES_FIELD_NUMBER: _builtins.int
     READ_UNCOMMITTED_FIELD_NUMBER: _builtins.int
     MAX_IDLE_MS_FIELD_NUMBER: _builtins.int
+    AUTO_COMMIT_FIELD_NUMBER: _builtins.int
     topic: _builtins.str
     offset: _builtins.int
     position: Global___StartPosition.ValueType
     group: _builtins.str
     """Consume as a member of this consumer group (partitions assigned by the group, starting
-    from its committed offsets) instead of the named partitions.
+    from its committed offsets) instead of the named partitions. The stream's first message
+    carries no records, only `member`; the member leaves the group when the stream ends.
     """
     max_bytes: _builtins.int
     """record bytes per response message; 0: the agent's default"""
@@ -319,6 +321,10 @@ class ConsumeRequest(_message.Message):
     max_idle_ms: _builtins.int
     """End the stream (OK) after this long without new records; 0: follow new records until the
     client cancels or its deadline passes.
+    """
+    auto_commit: _builtins.bool
+    """With `group`: commit the positions read every 5 s and when the stream ends (Kafka's
+    enable.auto.commit); without it, Commit naming the stream's `member`.
     """
     @_builtins.property
     def partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
@@ -335,10 +341,11 @@ class ConsumeRequest(_message.Message):
         max_bytes: _builtins.int = ...,
         read_uncommitted: _builtins.bool = ...,
         max_idle_ms: _builtins.int = ...,
+        auto_commit: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "position", b"position", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "max_bytes", b"max_bytes", "max_idle_ms", b"max_idle_ms", "offset", b"offset", "partitions", b"partitions", "position", b"position", "read_uncommitted", b"read_uncommitted", "start", b"start", "topic", b"topic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_commit", b"auto_commit", "group", b"group", "max_bytes", b"max_bytes", "max_idle_ms", b"max_idle_ms", "offset", b"offset", "partitions", b"partitions", "position", b"position", "read_uncommitted", b"read_uncommitted", "start", b"start", "topic", b"topic"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_start: _TypeAlias = _typing.Literal["offset", "position"]  # noqa: Y015
     _WhichOneofArgType_start: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
@@ -396,16 +403,20 @@ class ConsumeResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDS_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
+    member: _builtins.str
+    """With `group`: the stream's member of the group, to name in CommitRequest.member."""
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConsumedRecord]: ...
     def __init__(
         self,
         *,
         records: _abc.Iterable[Global___ConsumedRecord] | None = ...,
+        member: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["member", b"member", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -448,7 +459,14 @@ class CommitRequest(_message.Message):
 
     GROUP_FIELD_NUMBER: _builtins.int
     OFFSETS_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     group: _builtins.str
+    member: _builtins.str
+    """A member a Consume stream of this agent runs in `group` (ConsumeResponse.member): the
+    offsets are committed with its generation (metadata is not kept), refused whole
+    (FAILED_PRECONDITION) when the group has moved on. Empty: a commit outside any
+    generation, for consumers that name their partitions.
+    """
     @_builtins.property
     def offsets(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionOffset]: ...
     def __init__(
@@ -456,10 +474,11 @@ class CommitRequest(_message.Message):
         *,
         group: _builtins.str = ...,
         offsets: _abc.Iterable[Global___PartitionOffset] | None = ...,
+        member: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "offsets", b"offsets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "member", b"member", "offsets", b"offsets"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
