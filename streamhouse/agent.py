@@ -37,6 +37,7 @@ from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator
 from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.failure import AgentFailure
+from streamhouse.engine.forwarding import Forwarding, forwarding_refused
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
@@ -59,7 +60,7 @@ from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.engine.txn_verification import TxnVerification
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
-from streamhouse.io.kafka_peer import StreamsMarkerSender
+from streamhouse.io.kafka_peer import StreamsMarkerSender, StreamsPeerRequests
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
@@ -368,6 +369,9 @@ async def assemble_agent(
         limits=OrgLimits(quotas, clock, metadata, metadata),
     )
     tenancy = TenancyService(metadata, clock, rng, run_blocking, topics=metadata)
+    refused = forwarding_refused(settings)  # REST and gRPC serve partitions led elsewhere
+    peers = None if refused else StreamsPeerRequests(settings.frame_bytes_max)
+    forwarding = Forwarding(admin, log, peers, refused or "")
     context = KafkaContext(
         settings=settings,
         clock=clock,
@@ -378,8 +382,8 @@ async def assemble_agent(
         admin=admin,
         transactions=transactions,
         markers=markers,
-        produce=ProduceService(clock, log, admin),
-        fetch=FetchService(settings, log, admin),
+        produce=ProduceService(clock, log, admin, forwarding),
+        fetch=FetchService(settings, log, admin, forwarding),
         authenticator=authenticator,
         tenancy=tenancy,
         acls=AclService(metadata, clock),

@@ -347,13 +347,13 @@ class AdminService:
             for record in await self._topics.list_topic_partitions(topic.name)
         ]
 
-    async def current_leader(self, tp: TopicPartition) -> LeaderHint:
+    async def current_leader(self, tp: TopicPartition, *, fresh: bool = False) -> LeaderHint:
         """Where the partition's requests go now and its leader epoch as the store has it
-        (KIP-951's hints), read at most LEADER_HINT_MAX_AGE_MS ago; None when the partition
-        cannot be read."""
+        (KIP-951's hints), read at most LEADER_HINT_MAX_AGE_MS ago (`fresh`: read now, as
+        after a leader refused); None when the partition cannot be read."""
         now_ms = self._clock.monotonic_ms()
         memo = self._leader_hints.get(tp)
-        if memo is None or now_ms - memo[0] >= LEADER_HINT_MAX_AGE_MS:
+        if fresh or memo is None or now_ms - memo[0] >= LEADER_HINT_MAX_AGE_MS:
             if len(self._leader_hints) >= LEADER_HINTS_MAX:
                 self._leader_hints.clear()
             memo = (now_ms, asyncio.ensure_future(self._read_current_leader(tp)))

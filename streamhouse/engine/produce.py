@@ -6,6 +6,12 @@ murmur2 of the key, else spread round-robin), built into one batch per partition
 the same way. Either way one rule holds: `check_produce` (names, limits, compaction and schema
 rules) then the log's append, and the answer waits for the ack mode's future (`leader`: the WAL
 entry is fsynced; `durable`: the object holding it is committed; `none`: nothing).
+
+REST and gRPC produce to every partition of the cluster: a partition's batch for a partition
+another agent leads goes to that agent as a Kafka Produce (engine/forwarding.py), its records
+answered from the leader's answer. With `none` the leader is asked for acks=1: Kafka does not
+answer acks=0, and the door's client is told each record's offset (or refusal) all the same.
+The Kafka door's `append` never forwards: Kafka clients find the leader themselves.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamhouse.engine.admin import AdminService
+from streamhouse.engine.cluster import AgentAddress
+from streamhouse.engine.forwarding import Forwarding, peer_error
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.waiting import sleep_or_until
 from streamhouse.errors import ErrorCode, RequestTimedOut, StreamHouseError, UnknownTopicOrPartition
@@ -26,9 +34,12 @@ from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.kafka.sentinels import NO_OFFSET
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
+from streamhouse.ports.peers import PeerRequests
 
 PRODUCE_TIMEOUT_MS = 30_000  # Kafka's request.timeout.ms default: the longest an ack is awaited
 RECORDS_PER_CALL_MAX = 10_000  # records in one produce call (REST/gRPC bodies are bounded too)
+ACKS_ALL = -1
+ACKS_LEADER = 1
 
 
 class Ack(enum.Enum):
@@ -48,6 +59,18 @@ class Ack(enum.Enum):
             raise StreamHouseError(
                 f"ack must be one of {choices}, not {text!r}", ErrorCode.INVALID_REQUIRED_ACKS
             ) from None
+
+
+# The Kafka acks a partition's leader is asked for, by mode (`none`: acks=1, as Kafka answers
+# no acks=0 Produce)
+KAFKA_ACKS = {Ack.NONE: ACKS_LEADER, Ack.LEADER: ACKS_LEADER, Ack.DURABLE: ACKS_ALL}
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """A partition's batch appended and acknowledged by its leader, another agent."""
+
+    base_offset: int
 
 
 @dataclass(frozen=True)
@@ -74,10 +97,13 @@ class RecordProduced:
 class ProduceService:
     """The produce rule every door calls."""
 
-    def __init__(self, clock: Clock, log: LogStore, admin: AdminService) -> None:
+    def __init__(
+        self, clock: Clock, log: LogStore, admin: AdminService, forwarding: Forwarding
+    ) -> None:
         self._clock = clock
         self._log = log
         self._admin = admin
+        self._forwarding = forwarding
         self._spread = itertools.count()  # keyless records go round the partitions
 
     async def append(
@@ -122,22 +148,38 @@ class ProduceService:
             )
         count = (await self._admin.topic(topic)).partition_count
         now_ms = self._clock.now_ms()
+        started_ms = self._clock.monotonic_ms()
         placed: dict[int, list[int]] = {}
         for index, record in enumerate(records):
             placed.setdefault(self._partition(topic, record, count), []).append(index)
         stamps = [_stamp(record, now_ms) for record in records]
+        outcomes = await asyncio.gather(
+            *(
+                self._place(
+                    TopicPartition(topic, partition),
+                    _batch([records[i] for i in indexes], [stamps[i] for i in indexes]),
+                    ack,
+                    timeout_ms,
+                )
+                for partition, indexes in placed.items()
+            )
+        )
         answers: dict[int, RecordProduced] = {}
         appended: list[tuple[int, list[int], AppendResult]] = []
-        for partition, indexes in placed.items():
-            batch = _batch([records[i] for i in indexes], [stamps[i] for i in indexes])
-            outcome = await self.append(TopicPartition(topic, partition), batch, ack)
+        for (partition, indexes), outcome in zip(placed.items(), outcomes, strict=True):
             if isinstance(outcome, StreamHouseError):
                 answers |= {
                     i: RecordProduced(partition, NO_OFFSET, stamps[i], outcome) for i in indexes
                 }
+            elif isinstance(outcome, Forwarded):
+                answers |= {
+                    i: RecordProduced(partition, outcome.base_offset + position, stamps[i])
+                    for position, i in enumerate(indexes)
+                }
             else:
                 appended.append((partition, indexes, outcome))
-        await self._await_acks([outcome for _, _, outcome in appended], ack, timeout_ms)
+        left_ms = timeout_ms - (self._clock.monotonic_ms() - started_ms)
+        await self._await_acks([outcome for _, _, outcome in appended], ack, left_ms)
         for partition, indexes, outcome in appended:
             error = self._settled(outcome, ack, timeout_ms)
             for position, i in enumerate(indexes):
@@ -145,6 +187,31 @@ class ProduceService:
                 answers[i] = RecordProduced(partition, offset, stamps[i], error)
         assert len(answers) == len(records)
         return [answers[i] for i in range(len(records))]
+
+    async def _place(
+        self, tp: TopicPartition, batch: bytes, ack: Ack, timeout_ms: int
+    ) -> AppendResult | Forwarded | StreamHouseError:
+        """Append a partition's batch here, or have its leader append it; the refusal
+        otherwise."""
+
+        async def here() -> AppendResult | Forwarded:
+            outcome = await self.append(tp, batch, ack)
+            if isinstance(outcome, StreamHouseError):
+                raise outcome
+            return outcome
+
+        async def there(peers: PeerRequests, leader: AgentAddress) -> AppendResult | Forwarded:
+            answer = await peers.produce(
+                leader.host, leader.port, tp, batch, KAFKA_ACKS[ack], timeout_ms
+            )
+            if answer.error_code:
+                raise peer_error(tp, leader, answer.error_code, answer.error_message)
+            return Forwarded(answer.base_offset)
+
+        try:
+            return await self._forwarding.serve(tp, here, there)
+        except StreamHouseError as error:
+            return error
 
     def _partition(self, topic: str, record: NewRecord, count: int) -> int:
         if record.partition is not None:

@@ -1,8 +1,16 @@
-"""The marker sender over asyncio streams: WriteTxnMarkers to another agent's Kafka listener.
+"""Kafka requests to another agent's listener over asyncio streams: WriteTxnMarkers for the
+transaction coordinator, and Produce, Fetch and ListOffsets for the REST and gRPC doors serving
+a partition another agent leads.
 
-One connection per request, closed after the answer, every wait bounded by the request
-timeout. Only asyncio streams (asyncio.open_connection): the simulator runs agents on a
-simulated network behind the event loop's create_connection.
+One connection per call, closed after the answers (a call's requests are written at once and
+answered in order), every wait bounded. Only asyncio streams (asyncio.open_connection): the
+simulator runs agents on a simulated network behind the event loop's create_connection. The
+connection is plain and unauthenticated: agents hold no credentials of their own, so a
+listener requiring SASL or TLS refuses them (engine/forwarding.py does not try).
+
+Per call rather than pooled: calls are rare next to a Kafka client's (a door's client asked
+for a partition led elsewhere), a fresh connection cannot carry a stale answer or a broken
+stream from an earlier call, and nothing needs bounding or closing when an agent goes away.
 """
 
 from __future__ import annotations
@@ -10,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from streamhouse.errors import PeerUnreachable
 from streamhouse.kafka import codec
@@ -24,28 +34,105 @@ from streamhouse.kafka.client_frames import (
 )
 from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.kafka.entities import build
+from streamhouse.kafka.sentinels import NO_LEADER_EPOCH, READ_COMMITTED, READ_UNCOMMITTED
 from streamhouse.names import TopicPartition
+from streamhouse.ports.peers import (
+    OffsetQuery,
+    PeerFetched,
+    PeerOffset,
+    PeerProduced,
+    PeerRequests,
+)
 from streamhouse.ports.txn_markers import MarkerSender
 
 WRITE_TXN_MARKERS_VERSION = 1  # every agent serves v1 (the first version kio knows)
-RESPONSE_BYTES_MAX = 1024 * 1024  # one code per partition: far below this
-CLIENT_ID = "streamhouse-txn-coordinator"
+# Versions every agent serves that name topics by name and carry what forwarding needs: Produce
+# v8 (record errors and a message), Fetch v11 (isolation, log start, aborted transactions),
+# ListOffsets v4 (isolation, leader epochs)
+PRODUCE_VERSION = 8
+FETCH_VERSION = 11
+LIST_OFFSETS_VERSION = 4
+MARKERS_RESPONSE_BYTES_MAX = 1024 * 1024  # one code per partition: far below this
+MARKERS_CLIENT_ID = "streamhouse-txn-coordinator"
+DOORS_CLIENT_ID = "streamhouse-door-forward"
+# The longest a peer takes to answer, on top of the wait the request itself asks for (a
+# Produce's ack timeout, a Fetch's max wait)
+PEER_REQUEST_TIMEOUT_MS = 10_000
+CONSUMER_REPLICA_ID = -1  # a Fetch or ListOffsets from a client, not a follower
+NO_SESSION = 0  # a Fetch outside any fetch session (with the final epoch)
+SESSIONLESS_EPOCH = -1
+MIN_BYTES_TO_WAIT = 1  # a waiting Fetch is answered by the first byte
+
+
+@dataclass(frozen=True)
+class KafkaCall:
+    """One request of a call: the API, its version and its values (kio field names)."""
+
+    api_key: ApiKey
+    version: int
+    values: Mapping[str, Any]
+
+
+_correlation_ids = itertools.count(1)
+
+
+async def call_agent(
+    host: str,
+    port: int,
+    calls: Sequence[KafkaCall],
+    *,
+    client_id: str,
+    timeout_ms: int,
+    response_bytes_max: int,
+) -> list[Any]:
+    """The answers (kio response entities) of the agent at host:port to `calls`, sent over one
+    fresh connection within `timeout_ms` in all. Raises PeerUnreachable."""
+    sent = [(call, next(_correlation_ids)) for call in calls]
+    frames = [
+        request_frame(build(codec.request_schema(c.api_key, c.version), c.values), cid, client_id)
+        for c, cid in sent
+    ]
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            payloads = await _exchange(host, port, frames, response_bytes_max)
+        return [
+            response_body(payload, c.api_key, c.version, cid)
+            for payload, (c, cid) in zip(payloads, sent, strict=True)
+        ]
+    except (OSError, EOFError, TimeoutError, UnexpectedResponse) as error:
+        names = "+".join(sorted({c.api_key.name for c in calls}))
+        raise PeerUnreachable(f"{names} to the agent at {host}:{port} failed: {error!r}") from error
+
+
+async def _exchange(
+    host: str, port: int, frames: Sequence[bytes], response_bytes_max: int
+) -> list[bytes]:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(b"".join(frames))
+        await writer.drain()
+        payloads = []
+        for _ in frames:
+            (size,) = SIZE.unpack(await reader.readexactly(SIZE_PREFIX_BYTES))
+            if not 0 < size <= response_bytes_max:
+                raise UnexpectedResponse(f"a response frame of {size} bytes")
+            payloads.append(await reader.readexactly(size))
+        return payloads
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 class StreamsMarkerSender(MarkerSender):
     """WriteTxnMarkers over a fresh asyncio connection per request."""
 
     def __init__(self, timeout_ms: int) -> None:
-        self._timeout_s = timeout_ms / 1000
-        self._correlation_ids = itertools.count(1)
+        self._timeout_ms = timeout_ms
 
     async def send_markers(
         self, host: str, port: int, marker: TxnMarker, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
-        correlation_id = next(self._correlation_ids)
-        by_topic: dict[str, list[int]] = {}
-        for tp in partitions:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
         values = {
             "markers": [
                 {
@@ -55,25 +142,19 @@ class StreamsMarkerSender(MarkerSender):
                     "coordinator_epoch": marker.coordinator_epoch,
                     "topics": [
                         {"name": name, "partition_indexes": indexes}
-                        for name, indexes in by_topic.items()
+                        for name, indexes in _by_topic(partitions).items()
                     ],
                 }
             ]
         }
-        request = build(
-            codec.request_schema(ApiKey.WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION), values
+        (body,) = await call_agent(
+            host,
+            port,
+            [KafkaCall(ApiKey.WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION, values)],
+            client_id=MARKERS_CLIENT_ID,
+            timeout_ms=self._timeout_ms,
+            response_bytes_max=MARKERS_RESPONSE_BYTES_MAX,
         )
-        frame = request_frame(request, correlation_id, CLIENT_ID)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                payload = await _exchange(host, port, frame)
-            body = response_body(
-                payload, ApiKey.WRITE_TXN_MARKERS, WRITE_TXN_MARKERS_VERSION, correlation_id
-            )
-        except (OSError, EOFError, TimeoutError, UnexpectedResponse) as error:
-            raise PeerUnreachable(
-                f"WriteTxnMarkers to the agent at {host}:{port} failed: {error!r}"
-            ) from error
         return {
             TopicPartition(topic.name, part.partition_index): int(part.error_code)
             for answer in body.markers
@@ -82,16 +163,143 @@ class StreamsMarkerSender(MarkerSender):
         }
 
 
-async def _exchange(host: str, port: int, frame: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(frame)
-        await writer.drain()
-        (size,) = SIZE.unpack(await reader.readexactly(SIZE_PREFIX_BYTES))
-        if not 0 < size <= RESPONSE_BYTES_MAX:
-            raise UnexpectedResponse(f"a response frame of {size} bytes")
-        return await reader.readexactly(size)
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+class StreamsPeerRequests(PeerRequests):
+    """Produce, Fetch and ListOffsets over a fresh asyncio connection per call; answers up to
+    `response_bytes_max` (the agent's own frame bound) each."""
+
+    def __init__(self, response_bytes_max: int) -> None:
+        self._response_bytes_max = response_bytes_max
+
+    async def produce(
+        self, host: str, port: int, tp: TopicPartition, batch: bytes, acks: int, timeout_ms: int
+    ) -> PeerProduced:
+        assert acks != 0, "an acks=0 Produce is not answered: nothing to tell the door's client"
+        values = {
+            "acks": acks,
+            "timeout": timeout_ms,
+            "topic_data": [
+                {"name": tp.topic, "partition_data": [{"index": tp.partition, "records": batch}]}
+            ],
+        }
+        (body,) = await self._call(
+            host, port, [KafkaCall(ApiKey.PRODUCE, PRODUCE_VERSION, values)], timeout_ms
+        )
+        for topic in body.responses:
+            for part in topic.partition_responses:
+                if (topic.name, part.index) == (tp.topic, tp.partition):
+                    message = part.error_message or "; ".join(
+                        f"record {e.batch_index}: {e.batch_index_error_message}"
+                        for e in part.record_errors
+                    )
+                    return PeerProduced(int(part.error_code), int(part.base_offset), message)
+        raise PeerUnreachable(f"Produce to the agent at {host}:{port} did not answer for {tp}")
+
+    async def fetch(
+        self,
+        host: str,
+        port: int,
+        positions: Sequence[tuple[TopicPartition, int]],
+        max_bytes: int,
+        *,
+        read_committed: bool,
+        max_wait_ms: int,
+    ) -> dict[TopicPartition, PeerFetched]:
+        by_topic: dict[str, list[dict[str, int]]] = {}
+        for tp, offset in positions:
+            by_topic.setdefault(tp.topic, []).append(
+                {
+                    "partition": tp.partition,
+                    "current_leader_epoch": NO_LEADER_EPOCH,
+                    "fetch_offset": offset,
+                    "log_start_offset": -1,
+                    "partition_max_bytes": max_bytes,
+                }
+            )
+        values = {
+            "replica_id": CONSUMER_REPLICA_ID,
+            "max_wait": max_wait_ms,
+            "min_bytes": MIN_BYTES_TO_WAIT,
+            "max_bytes": max_bytes,
+            "isolation_level": READ_COMMITTED if read_committed else READ_UNCOMMITTED,
+            "session_id": NO_SESSION,
+            "session_epoch": SESSIONLESS_EPOCH,
+            "topics": [{"topic": name, "partitions": parts} for name, parts in by_topic.items()],
+        }
+        (body,) = await self._call(
+            host, port, [KafkaCall(ApiKey.FETCH, FETCH_VERSION, values)], max_wait_ms
+        )
+        if body.error_code:
+            raise PeerUnreachable(
+                f"Fetch to the agent at {host}:{port} refused: {int(body.error_code)}"
+            )
+        return {
+            TopicPartition(topic.topic, part.partition_index): PeerFetched(
+                int(part.error_code),
+                int(part.high_watermark),
+                int(part.last_stable_offset),
+                int(part.log_start_offset),
+                bytes(part.records or b""),
+                None
+                if part.aborted_transactions is None
+                else tuple(
+                    (int(a.producer_id), int(a.first_offset)) for a in part.aborted_transactions
+                ),
+            )
+            for topic in body.responses
+            for part in topic.partitions
+        }
+
+    async def list_offsets(
+        self, host: str, port: int, tp: TopicPartition, queries: Sequence[OffsetQuery]
+    ) -> list[PeerOffset]:
+        calls = [
+            KafkaCall(
+                ApiKey.LIST_OFFSETS,
+                LIST_OFFSETS_VERSION,
+                {
+                    "replica_id": CONSUMER_REPLICA_ID,
+                    "isolation_level": READ_COMMITTED if q.read_committed else READ_UNCOMMITTED,
+                    "topics": [
+                        {
+                            "name": tp.topic,
+                            "partitions": [
+                                {
+                                    "partition_index": tp.partition,
+                                    "current_leader_epoch": NO_LEADER_EPOCH,
+                                    "timestamp": q.timestamp,
+                                }
+                            ],
+                        }
+                    ],
+                },
+            )
+            for q in queries
+        ]
+        answers = []
+        for body in await self._call(host, port, calls, 0):
+            parts = [p for t in body.topics for p in t.partitions]
+            if len(parts) != 1:
+                raise PeerUnreachable(
+                    f"ListOffsets to the agent at {host}:{port}: {len(parts)} answers for {tp}"
+                )
+            answers.append(PeerOffset(int(parts[0].error_code), int(parts[0].offset)))
+        return answers
+
+    async def _call(
+        self, host: str, port: int, calls: Sequence[KafkaCall], asked_wait_ms: int
+    ) -> list[Any]:
+        return await call_agent(
+            host,
+            port,
+            calls,
+            client_id=DOORS_CLIENT_ID,
+            timeout_ms=asked_wait_ms + PEER_REQUEST_TIMEOUT_MS,
+            response_bytes_max=self._response_bytes_max,
+        )
+
+
+def _by_topic(partitions: Sequence[TopicPartition]) -> dict[str, list[int]]:
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return by_topic

@@ -1,0 +1,157 @@
+"""Phase 16 with `streamhouse agent --processes 2`: only process 0 opens the REST and gRPC doors,
+and they serve every partition, the ones process 1 leads too (forwarded to it over its Kafka
+listener). Records produced through REST v2 and gRPC to each partition of a topic both
+processes lead are read back by a Kafka consumer at the offsets each producer was told, and by
+gRPC Consume of every partition."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as KafkaPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streamhouse.server.grpc import streamhouse_pb2 as pb
+from streamhouse.server.grpc import streamhouse_pb2_grpc as rpc
+from streamhouse.testing.agent_process import AgentProcess, start_agent_processes
+from streamhouse.testing.cluster import NO_LEADER, partition_leaders
+from streamhouse.testing.network import LOOPBACK
+from tests.e2e.conftest import E2E_FLUSH_INTERVAL_MS, within
+from tests.e2e.test_phase16_doors import (
+    POLL_S,
+    POLLS_MAX,
+    TIMEOUT_S,
+    Row,
+    door_record,
+    read_grpc,
+)
+from tests.unit.rest_world import V2_BINARY, call
+
+PARTITIONS = 4
+PER_PARTITION = 2  # records per partition through each door
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("phase16-processes") / "data"
+    with start_agent_processes(
+        data_dir, 2, "--flush-interval-ms", E2E_FLUSH_INTERVAL_MS
+    ) as running:
+        within(TIMEOUT_S, lambda: _listening(running.rest_port), "the REST door listening")
+        within(TIMEOUT_S, lambda: _listening(running.grpc_port), "the gRPC door listening")
+        yield running
+        running.stop_cleanly()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=POLL_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _topic_led_by_both(agents: AgentProcess) -> str:
+    name = f"procs-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": agents.bootstrap})
+    admin.create_topics([NewTopic(name, PARTITIONS)])[name].result(TIMEOUT_S)
+    within(
+        TIMEOUT_S,
+        lambda: len(set(partition_leaders(agents.bootstrap, name).values()) - {NO_LEADER}) == 2,
+        "partitions led by both processes",
+    )
+    return name
+
+
+def _produce_rest_v2(agents: AgentProcess, topic: str, partition: int) -> list[Row]:
+    told: list[Row] = []
+    for index in range(PER_PARTITION):
+        _, value, _ = door_record(index, f"rest-v2-{partition}")
+        body = {"records": [{"value": base64.b64encode(value).decode()}]}
+        answer = call(
+            agents.rest_port, "POST", f"/topics/{topic}/partitions/{partition}", body, V2_BINARY
+        )
+        assert answer.status == 200, answer.raw
+        (offset,) = answer.json["offsets"]
+        assert offset["error_code"] is None, offset
+        assert offset["partition"] == partition
+        told.append((partition, offset["offset"], None, value, ()))
+    return told
+
+
+def _produce_grpc(agents: AgentProcess, topic: str) -> list[Row]:
+    made = [
+        (partition, *door_record(index, f"grpc-{partition}"))
+        for partition in range(PARTITIONS)
+        for index in range(PER_PARTITION)
+    ]
+    records = [
+        pb.Record(
+            key=key,
+            value=value,
+            partition=partition,
+            headers=[
+                pb.Header(key=name) if data is None else pb.Header(key=name, value=data)
+                for name, data in headers
+            ],
+        )
+        for partition, key, value, headers in made
+    ]
+
+    async def scenario() -> list[pb.ProduceResult]:
+        async with grpc.aio.insecure_channel(agents.grpc_target) as channel:
+            request = pb.ProduceRequest(topic=topic, records=records, ack=pb.ACK_DURABLE)
+            answer = await rpc.RecordsStub(channel).Produce(request, timeout=TIMEOUT_S)
+            return list(answer.results)
+
+    results = asyncio.run(scenario())
+    for result in results:
+        assert not result.HasField("error"), result.error
+    return [
+        (result.partition, result.offset, key, value, headers)
+        for result, (_, key, value, headers) in zip(results, made, strict=True)
+    ]
+
+
+def _read_kafka(agents: AgentProcess, topic: str, count: int) -> list[Row]:
+    consumer = Consumer(
+        {"bootstrap.servers": agents.bootstrap, "group.id": "unused", "enable.auto.commit": False}
+    )
+    consumer.assign([KafkaPartition(topic, p, 0) for p in range(PARTITIONS)])
+    found: list[Row] = []
+    try:
+        for _ in range(POLLS_MAX):
+            if len(found) >= count:
+                break
+            message = consumer.poll(POLL_S)
+            if message is None or message.error() is not None:
+                continue
+            headers = tuple(message.headers() or ())
+            found.append(
+                (message.partition(), message.offset(), message.key(), message.value(), headers)
+            )
+    finally:
+        consumer.close()
+    return found
+
+
+def test_rest_and_grpc_of_process_0_serve_every_partition(agents: AgentProcess) -> None:
+    topic = _topic_led_by_both(agents)
+    told: list[Row] = []
+    for partition in range(PARTITIONS):
+        told += _produce_rest_v2(agents, topic, partition)
+    told += _produce_grpc(agents, topic)
+    told.sort(key=lambda row: (row[0], row[1]))
+    assert [(row[0], row[1]) for row in told] == [
+        (p, offset) for p in range(PARTITIONS) for offset in range(2 * PER_PARTITION)
+    ], "each partition's offsets told are 0..n-1"
+    assert sorted(_read_kafka(agents, topic, len(told)), key=lambda r: (r[0], r[1])) == told
+    assert sorted(read_grpc(agents, topic), key=lambda r: (r[0], r[1])) == told  # type: ignore[arg-type]
