@@ -38,6 +38,7 @@ from streamhouse.engine.damaged_objects import DamagedObjects
 from streamhouse.engine.embedded_formats import EmbeddedFormats
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.forwarding import Forwarding, forwarding_refused
+from streamhouse.engine.group_calls import LocalGroupCalls, RoutedGroupCalls
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.membership import Membership
@@ -60,7 +61,11 @@ from streamhouse.engine.txn_markers import MarkerDelivery
 from streamhouse.engine.txn_verification import TxnVerification
 from streamhouse.errors import StreamHouseError
 from streamhouse.io.directory_lock import locked_directory
-from streamhouse.io.kafka_peer import StreamsMarkerSender, StreamsPeerRequests
+from streamhouse.io.kafka_peer import (
+    StreamsMarkerSender,
+    StreamsPeerGroups,
+    StreamsPeerRequests,
+)
 from streamhouse.io.local_disk import LocalDisk
 from streamhouse.io.locations import metadata_url, object_store_location, wal_directory
 from streamhouse.io.null_storage import NullDisk, NullObjectStore
@@ -389,7 +394,10 @@ async def assemble_agent(
         acls=AclService(metadata, clock),
         quotas=quotas,
     )
-    consumers = ConsumerInstances(context.groups, admin, context.fetch, clock, rng)
+    # the REST and gRPC doors' consumers reach any group's coordinator (the same rule)
+    group_peers = None if refused else StreamsPeerGroups(settings.frame_bytes_max)
+    group_calls = RoutedGroupCalls(LocalGroupCalls(groups), admin, group_peers, refused or "")
+    consumers = ConsumerInstances(group_calls, admin, context.fetch, clock, rng)
     consumers.start(failure)
     kafka = KafkaListener(context, failure)
     port = await kafka.bind(settings.kafka_host, settings.kafka_port)

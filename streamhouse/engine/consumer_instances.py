@@ -32,12 +32,12 @@ from streamhouse.engine.group_member import (
     commit_offsets,
     committed_offsets,
 )
-from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.periodic import Periodic
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import Blame, ErrorCode, OffsetOutOfRange, StreamHouseError
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
+from streamhouse.ports.peers import GroupCalls
 from streamhouse.ports.rng import Rng
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class _Mode(enum.Enum):
 
 @dataclass
 class _Services:
-    coordinator: GroupCoordinator
+    coordinator: GroupCalls
     admin: AdminService
     fetch: FetchService
     clock: Clock
@@ -495,7 +495,7 @@ class ConsumerInstances:
 
     def __init__(
         self,
-        coordinator: GroupCoordinator,
+        coordinator: GroupCalls,
         admin: AdminService,
         fetch: FetchService,
         clock: Clock,
@@ -513,6 +513,12 @@ class ConsumerInstances:
         self._instances: dict[tuple[str, str], ConsumerInstance] = {}
         sweep_ms = max(min(instance_idle_ms // 2, SWEEP_INTERVAL_MAX_MS), 1)
         self._sweeper = Periodic("consumer-instance-sweep", clock, sweep_ms, self.sweep, log)
+
+    @property
+    def groups(self) -> GroupCalls:
+        """The coordinator of any group, as the instances call it (for the doors' commits
+        outside an instance)."""
+        return self._services.coordinator
 
     def start(self, failure: AgentFailure) -> None:
         """Start the idle sweep."""

@@ -1,5 +1,7 @@
-"""One consumer group member driven in-process against the group coordinator, for doors whose
+"""One consumer group member driven in-process against the group's coordinator, for doors whose
 clients keep no Kafka session (Confluent REST v2 consumer instances, gRPC consume-from-group).
+The coordinator is this agent's or another's (`GroupCalls`, engine/group_calls.py): the member
+does not care which.
 
 It is a member as a Kafka consumer is one: its JoinGroup metadata is a consumer protocol
 Subscription offering "range" and "roundrobin", so a Kafka client leader can assign to it;
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from streamhouse.engine.admin import AdminService
-from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
+from streamhouse.engine.group_calls import CoordinatedElsewhere
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS, sleep_or_until
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError, UnknownTopicOrPartition
 from streamhouse.kafka.consumer_protocol import (
@@ -37,9 +39,11 @@ from streamhouse.kafka.consumer_protocol import (
 )
 from streamhouse.kafka.sentinels import NO_GENERATION, NO_LEADER_EPOCH
 from streamhouse.log.assignors import ASSIGNORS, RANGE, ROUNDROBIN, AssignorMember
-from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
+from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncRequest, SyncResponse
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
+from streamhouse.ports.groups import OffsetToCommit
+from streamhouse.ports.peers import GroupCalls
 from streamhouse.tenancy.names import org_of, scoped, unscoped
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,6 @@ CONSUMER_PROTOCOL_TYPE = "consumer"
 OFFERED_ASSIGNORS = (RANGE, ROUNDROBIN)  # in order of preference, as Kafka clients offer them
 JOIN_GROUP_VERSION = 5  # a first join is sent back for a member id (KIP-394), as clients do
 ANSWER_WAIT_MARGIN_MS = 5_000  # beyond the rebalance timeout, before a join or sync is given up
-NOT_COORDINATOR_RETRIES_MAX = 5  # then the group is another agent's: the member stops
 Answer = TypeVar("Answer")
 Revoke = Callable[[frozenset[TopicPartition]], Awaitable[None]]
 
@@ -89,7 +92,7 @@ class GroupMember:
 
     def __init__(
         self,
-        coordinator: GroupCoordinator,
+        coordinator: GroupCalls,
         admin: AdminService,
         clock: Clock,
         group_id: str,
@@ -189,7 +192,15 @@ class GroupMember:
             await self._revoke()  # still a member: the callback may commit
         self._closed = True
         if self.member_id:
-            self._coordinator.leave(self.group_id, [(self.member_id, None)])
+            try:
+                await self._coordinator.leave(self.group_id, [(self.member_id, None)])
+            except StreamHouseError as error:  # the group expires the member after its session
+                log.warning(
+                    "member %s of group %r left without a word: %s",
+                    self.member_id,
+                    self.group_id,
+                    error,
+                )
         self.member_id = ""
         self.generation = NO_GENERATION
 
@@ -207,18 +218,25 @@ class GroupMember:
             )
 
     async def _run(self) -> None:
-        not_coordinator = 0
+        no_coordinator_since_ms: int | None = None  # NOT_COORDINATOR answered since, unbroken
         while True:
             try:
                 step = await self._join_and_sync()
                 if step is None:
                     step = await self._heartbeat_until_rebalance()
+            except CoordinatedElsewhere as error:  # no asking the agent that coordinates it
+                self._stop(error)
+                return
             except StreamHouseError as error:
                 if error.code is not ErrorCode.NOT_COORDINATOR:
                     self._stop(error)
                     return
-                not_coordinator += 1
-                if not_coordinator > NOT_COORDINATOR_RETRIES_MAX:
+                # a slot between two holders; past a session timeout the member would be gone
+                # from the group anyway: it stops and says so
+                now_ms = self._clock.monotonic_ms()
+                if no_coordinator_since_ms is None:
+                    no_coordinator_since_ms = now_ms
+                if now_ms - no_coordinator_since_ms >= self._timeouts.session_timeout_ms:
                     self._stop(error)
                     return
                 step = _Step.BACK_OFF
@@ -226,7 +244,7 @@ class GroupMember:
                 self._stop(stopped.error)
                 return
             else:
-                not_coordinator = 0
+                no_coordinator_since_ms = None
             await self._revoke()
             if step is _Step.REJOIN_FRESH:
                 self.member_id = ""
@@ -267,12 +285,15 @@ class GroupMember:
         synced = await self._bounded(
             self._coordinator.sync(
                 self.group_id,
-                self.member_id,
-                None,
-                self.generation,
-                CONSUMER_PROTOCOL_TYPE,
-                joined.protocol_name,
-                assignments,
+                SyncRequest(
+                    self.member_id,
+                    None,
+                    self.generation,
+                    CONSUMER_PROTOCOL_TYPE,
+                    joined.protocol_name,
+                    assignments,
+                ),
+                rebalance_timeout_ms=self._timeouts.rebalance_timeout_ms,
             )
         )
         if synced is None:
@@ -291,7 +312,7 @@ class GroupMember:
             )
             if changed:
                 return _Step.REJOIN
-            error = self._coordinator.heartbeat(
+            error = await self._coordinator.heartbeat(
                 self.group_id, self.member_id, None, self.generation
             )
             step = _step_after(error, self.group_id, "Heartbeat")
@@ -390,8 +411,8 @@ def _step_after(error: ErrorCode, group_id: str, request: str) -> _Step | None:
         return _Step.BACK_OFF
     if error is ErrorCode.NOT_COORDINATOR:
         raise StreamHouseError(
-            f"group {group_id!r} is coordinated by another agent; this door serves only the "
-            "groups this agent coordinates (connect to the group's coordinator)",
+            f"group {group_id!r}: no agent answered its {request} as the group's coordinator "
+            "(its coordinator slot is moving between agents, or none holds it)",
             ErrorCode.NOT_COORDINATOR,
         )
     raise StopMember(
@@ -403,7 +424,7 @@ def _step_after(error: ErrorCode, group_id: str, request: str) -> _Step | None:
 
 
 async def commit_offsets(
-    coordinator: GroupCoordinator,
+    coordinator: GroupCalls,
     group_id: str,
     offsets: Mapping[TopicPartition, int],
     generation: int = NO_GENERATION,
@@ -434,8 +455,7 @@ def _commit_advice(code: ErrorCode) -> str:
 
 
 async def committed_offsets(
-    coordinator: GroupCoordinator, group_id: str, partitions: Collection[TopicPartition]
+    coordinator: GroupCalls, group_id: str, partitions: Collection[TopicPartition]
 ) -> dict[TopicPartition, int]:
     """The group's committed offsets of `partitions`, for those that have one."""
-    found = await coordinator.fetch_offsets(group_id, sorted(partitions))
-    return {tp: committed.offset for tp, committed in found.items() if committed.offset >= 0}
+    return await coordinator.fetch_offsets(group_id, sorted(partitions))

@@ -33,7 +33,7 @@ from streamhouse.log.group_state import (
 )
 from streamhouse.names import TopicPartition
 from streamhouse.ports.clock import Clock
-from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, GroupStore, OffsetToCommit
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.topics import TopicStore
 from streamhouse.ports.transactions import TransactionStore
@@ -66,15 +66,6 @@ class GroupSummary:
     protocol_type: str
     protocol_name: str
     members: tuple[MemberSummary, ...] = ()
-
-
-@dataclass(frozen=True)
-class OffsetToCommit:
-    """One partition's position in an OffsetCommit."""
-
-    offset: int
-    leader_epoch: int
-    metadata: str | None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Kafka requests to another agent's listener over asyncio streams: WriteTxnMarkers for the
-transaction coordinator, and Produce, Fetch and ListOffsets for the REST and gRPC doors serving
-a partition another agent leads.
+transaction coordinator, Produce, Fetch and ListOffsets for the REST and gRPC doors serving a
+partition another agent leads, and the consumer group requests for their consumers in a group
+another agent coordinates.
 
 One connection per call, closed after the answers (a call's requests are written at once and
 answered in order), every wait bounded. Only asyncio streams (asyncio.open_connection): the
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streamhouse.errors import PeerUnreachable
+from streamhouse.errors import ErrorCode, NotCoordinator, PeerUnreachable, StreamHouseError
 from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.client_frames import (
@@ -35,10 +36,21 @@ from streamhouse.kafka.client_frames import (
 from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.sentinels import NO_LEADER_EPOCH, READ_COMMITTED, READ_UNCOMMITTED
+from streamhouse.log.group_state import (
+    JoinedMember,
+    JoinRequest,
+    JoinResponse,
+    MemberLeave,
+    SyncRequest,
+    SyncResponse,
+)
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
 from streamhouse.ports.peers import (
+    GroupCalls,
     OffsetQuery,
     PeerFetched,
+    PeerGroups,
     PeerOffset,
     PeerProduced,
     PeerRequests,
@@ -62,6 +74,17 @@ CONSUMER_REPLICA_ID = -1  # a Fetch or ListOffsets from a client, not a follower
 NO_SESSION = 0  # a Fetch outside any fetch session (with the final epoch)
 SESSIONLESS_EPOCH = -1
 MIN_BYTES_TO_WAIT = 1  # a waiting Fetch is answered by the first byte
+# Group request versions every agent serves (server/kafka_handlers.py) and kio has, with what
+# the group coordinator takes: JoinGroup v5 (instance ids; a first join is sent back for a
+# member id, KIP-394), SyncGroup v5 (protocol type and name), Heartbeat and LeaveGroup v4
+# (instance ids, members in a batch), OffsetCommit v8 (instance ids), OffsetFetch v7 (one group)
+JOIN_GROUP_VERSION = 5
+SYNC_GROUP_VERSION = 5
+HEARTBEAT_VERSION = 4
+LEAVE_GROUP_VERSION = 4
+OFFSET_COMMIT_VERSION = 8
+OFFSET_FETCH_VERSION = 7
+GROUPS_CLIENT_ID = "streamhouse-door-group"
 
 
 @dataclass(frozen=True)
@@ -296,6 +319,191 @@ class StreamsPeerRequests(PeerRequests):
             timeout_ms=asked_wait_ms + PEER_REQUEST_TIMEOUT_MS,
             response_bytes_max=self._response_bytes_max,
         )
+
+
+class StreamsPeerGroups(PeerGroups):
+    """Group requests over a fresh asyncio connection per call; answers up to
+    `response_bytes_max` (the agent's own frame bound) each."""
+
+    def __init__(self, response_bytes_max: int) -> None:
+        self._response_bytes_max = response_bytes_max
+
+    def at(self, host: str, port: int) -> GroupCalls:
+        return StreamsGroupCalls(host, port, self._response_bytes_max)
+
+
+class StreamsGroupCalls(GroupCalls):
+    """The group coordinator of the agent at host:port. A join or sync waits up to the
+    rebalance timeout for its answer, every call PEER_REQUEST_TIMEOUT_MS beyond; an agent that
+    cannot be reached (or answers what does not decode) is answered COORDINATOR_NOT_AVAILABLE,
+    as a Kafka client takes it, and an offsets fetch raises PeerUnreachable."""
+
+    def __init__(self, host: str, port: int, response_bytes_max: int) -> None:
+        self._host = host
+        self._port = port
+        self._response_bytes_max = response_bytes_max
+
+    async def join(self, group_id: str, request: JoinRequest) -> JoinResponse:
+        values = {
+            "group_id": group_id,
+            "session_timeout": request.session_timeout_ms,
+            "rebalance_timeout": request.rebalance_timeout_ms,
+            "member_id": request.member_id,
+            "group_instance_id": request.instance_id,
+            "protocol_type": request.protocol_type,
+            "protocols": [{"name": name, "metadata": data} for name, data in request.protocols],
+        }
+        call = KafkaCall(ApiKey.JOIN_GROUP, JOIN_GROUP_VERSION, values)
+        try:
+            body = await self._call(call, request.rebalance_timeout_ms, request.client_id)
+        except PeerUnreachable:
+            return JoinResponse(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=request.member_id)
+        return JoinResponse(
+            _code(body.error_code),
+            member_id=body.member_id,
+            generation=int(body.generation_id),
+            protocol_type=request.protocol_type,  # v5 answers only the protocol name
+            protocol_name=body.protocol_name or None,
+            leader=body.leader,
+            members=tuple(
+                JoinedMember(m.member_id, m.group_instance_id, bytes(m.metadata))
+                for m in body.members
+            ),
+        )
+
+    async def sync(
+        self, group_id: str, request: SyncRequest, *, rebalance_timeout_ms: int
+    ) -> SyncResponse:
+        values = {
+            "group_id": group_id,
+            "generation_id": request.generation,
+            "member_id": request.member_id,
+            "group_instance_id": request.instance_id,
+            "protocol_type": request.protocol_type,
+            "protocol_name": request.protocol_name,
+            "assignments": [
+                {"member_id": member, "assignment": data}
+                for member, data in request.assignments.items()
+            ],
+        }
+        call = KafkaCall(ApiKey.SYNC_GROUP, SYNC_GROUP_VERSION, values)
+        try:
+            body = await self._call(call, rebalance_timeout_ms)
+        except PeerUnreachable:
+            return SyncResponse(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return SyncResponse(
+            _code(body.error_code), body.protocol_type, body.protocol_name, bytes(body.assignment)
+        )
+
+    async def heartbeat(
+        self, group_id: str, member_id: str, instance_id: str | None, generation: int
+    ) -> ErrorCode:
+        values = {
+            "group_id": group_id,
+            "generation_id": generation,
+            "member_id": member_id,
+            "group_instance_id": instance_id,
+        }
+        try:
+            body = await self._call(KafkaCall(ApiKey.HEARTBEAT, HEARTBEAT_VERSION, values))
+        except PeerUnreachable:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE
+        return _code(body.error_code)
+
+    async def leave(
+        self, group_id: str, leaving: Sequence[tuple[str, str | None]]
+    ) -> list[MemberLeave]:
+        members = [{"member_id": m, "group_instance_id": i} for m, i in leaving]
+        values = {"group_id": group_id, "members": members}
+        try:
+            body = await self._call(KafkaCall(ApiKey.LEAVE_GROUP, LEAVE_GROUP_VERSION, values))
+        except PeerUnreachable:
+            return [MemberLeave(m, i, ErrorCode.COORDINATOR_NOT_AVAILABLE) for m, i in leaving]
+        if body.error_code:  # the whole request refused (NOT_COORDINATOR, …)
+            return [MemberLeave(m, i, _code(body.error_code)) for m, i in leaving]
+        return [
+            MemberLeave(m.member_id, m.group_instance_id, _code(m.error_code)) for m in body.members
+        ]
+
+    async def commit_offsets(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        by_topic: dict[str, list[dict[str, Any]]] = {}
+        for tp, wanted in offsets.items():
+            by_topic.setdefault(tp.topic, []).append(
+                {
+                    "partition_index": tp.partition,
+                    "committed_offset": wanted.offset,
+                    "committed_leader_epoch": wanted.leader_epoch,
+                    "committed_metadata": wanted.metadata,
+                }
+            )
+        values = {
+            "group_id": group_id,
+            "generation_id_or_member_epoch": generation,
+            "member_id": member_id,
+            "group_instance_id": instance_id,
+            "topics": [{"name": name, "partitions": parts} for name, parts in by_topic.items()],
+        }
+        try:
+            body = await self._call(KafkaCall(ApiKey.OFFSET_COMMIT, OFFSET_COMMIT_VERSION, values))
+        except PeerUnreachable:
+            return dict.fromkeys(offsets, ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        answers = {
+            TopicPartition(topic.name, part.partition_index): _code(part.error_code)
+            for topic in body.topics
+            for part in topic.partitions
+        }
+        # a partition left unanswered is not taken for committed
+        return {tp: answers.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR) for tp in offsets}
+
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        topics = [{"name": t, "partition_indexes": i} for t, i in _by_topic(partitions).items()]
+        values = {"group_id": group_id, "topics": topics, "require_stable": False}
+        body = await self._call(KafkaCall(ApiKey.OFFSET_FETCH, OFFSET_FETCH_VERSION, values))
+        where = f"group {group_id!r} at its coordinator, the agent at {self._host}:{self._port}"
+        errors = [_code(body.error_code)] + [
+            _code(part.error_code) for topic in body.topics for part in topic.partitions
+        ]
+        refused = next((code for code in errors if code is not ErrorCode.NONE), None)
+        if refused is ErrorCode.NOT_COORDINATOR:
+            raise NotCoordinator(f"{where}: NOT_COORDINATOR")
+        if refused is not None:
+            raise StreamHouseError(f"{where}: {refused.name}", refused)
+        return {
+            TopicPartition(topic.name, part.partition_index): int(part.committed_offset)
+            for topic in body.topics
+            for part in topic.partitions
+            if part.committed_offset >= 0
+        }
+
+    async def _call(
+        self, call: KafkaCall, asked_wait_ms: int = 0, client_id: str = GROUPS_CLIENT_ID
+    ) -> Any:
+        (body,) = await call_agent(
+            self._host,
+            self._port,
+            [call],
+            client_id=client_id or GROUPS_CLIENT_ID,
+            timeout_ms=asked_wait_ms + PEER_REQUEST_TIMEOUT_MS,
+            response_bytes_max=self._response_bytes_max,
+        )
+        return body
+
+
+def _code(value: Any) -> ErrorCode:
+    """An answer's error code as the engine knows it (one it does not: UNKNOWN_SERVER_ERROR)."""
+    try:
+        return ErrorCode(int(value))
+    except ValueError:
+        return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
 def _by_topic(partitions: Sequence[TopicPartition]) -> dict[str, list[int]]:

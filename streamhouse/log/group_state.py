@@ -105,6 +105,19 @@ class JoinRequest:
 
 
 @dataclass(frozen=True)
+class SyncRequest:
+    """A SyncGroup request's content: the leader's assignments by member id (none from a
+    follower); protocol type and name None when the request does not give them."""
+
+    member_id: str
+    instance_id: str | None
+    generation: int
+    protocol_type: str | None
+    protocol_name: str | None
+    assignments: dict[str, bytes]
+
+
+@dataclass(frozen=True)
 class JoinedMember:
     """One member as the leader's JoinGroup response lists it."""
 

@@ -26,6 +26,15 @@ class CommittedOffset:
 
 
 @dataclass(frozen=True)
+class OffsetToCommit:
+    """One partition's position in an OffsetCommit."""
+
+    offset: int
+    leader_epoch: int
+    metadata: str | None
+
+
+@dataclass(frozen=True)
 class CoordinatorFence:
     """The coordinator slot whose lease epoch an offset commit is fenced by (DESIGN §3): the
     commit lands only while the slot's partition row is still at `epoch`."""

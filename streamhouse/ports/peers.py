@@ -1,17 +1,29 @@
-"""Peer requests port: Produce, Fetch and ListOffsets to the agent leading a partition.
+"""Peer requests ports: Produce, Fetch and ListOffsets to the agent leading a partition, and
+the consumer group requests to the agent coordinating a group.
 
-The REST and gRPC doors serve every partition of the cluster; a partition another agent leads
-is served by asking that agent over its Kafka listener, as a Kafka client would
-(engine/forwarding.py). Kafka clients follow leadership themselves and never come this way.
+The REST and gRPC doors serve every partition and every group of the cluster; a partition
+another agent leads is served by asking that agent over its Kafka listener, as a Kafka client
+would (engine/forwarding.py), and a group another agent coordinates likewise
+(engine/group_calls.py). Kafka clients find leaders and coordinators themselves and never
+come this way.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from streamhouse.errors import ErrorCode
+from streamhouse.log.group_state import (
+    JoinRequest,
+    JoinResponse,
+    MemberLeave,
+    SyncRequest,
+    SyncResponse,
+)
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
 
 
 @dataclass(frozen=True)
@@ -85,3 +97,64 @@ class PeerRequests(ABC):
         self, host: str, port: int, tp: TopicPartition, queries: Sequence[OffsetQuery]
     ) -> list[PeerOffset]:
         """One ListOffsets per query, in order, over one connection."""
+
+
+class GroupCalls(ABC):
+    """The group coordinator of a group, as a door's consumer calls it (engine/group_calls.py:
+    this agent's, another agent's, or whichever coordinates the group). Answers carry the
+    coordinator's Kafka error codes: NOT_COORDINATOR, it does not coordinate the group;
+    COORDINATOR_NOT_AVAILABLE, it could not answer (or be reached)."""
+
+    @abstractmethod
+    async def join(self, group_id: str, request: JoinRequest) -> JoinResponse:
+        """JoinGroup; answered once the rebalance completes (the request's rebalance timeout
+        bounds the wait)."""
+
+    @abstractmethod
+    async def sync(
+        self, group_id: str, request: SyncRequest, *, rebalance_timeout_ms: int
+    ) -> SyncResponse:
+        """SyncGroup; a follower's waits for the leader's assignments (at most the member's
+        `rebalance_timeout_ms`)."""
+
+    @abstractmethod
+    async def heartbeat(
+        self, group_id: str, member_id: str, instance_id: str | None, generation: int
+    ) -> ErrorCode:
+        """Heartbeat."""
+
+    @abstractmethod
+    async def leave(
+        self, group_id: str, leaving: Sequence[tuple[str, str | None]]
+    ) -> list[MemberLeave]:
+        """LeaveGroup of (member id, instance id) pairs, one answer each."""
+
+    @abstractmethod
+    async def commit_offsets(
+        self,
+        group_id: str,
+        generation: int,
+        member_id: str,
+        instance_id: str | None,
+        offsets: Mapping[TopicPartition, OffsetToCommit],
+    ) -> dict[TopicPartition, ErrorCode]:
+        """OffsetCommit (generation -1 and no member id: a simple consumer's); the answer for
+        each partition."""
+
+    @abstractmethod
+    async def fetch_offsets(
+        self, group_id: str, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The group's committed offsets of `partitions`, for those that have one. Raises
+        NotCoordinator, or StreamHouseError with the coordinator's code (PeerUnreachable
+        when it could not be reached)."""
+
+
+class PeerGroups(ABC):
+    """The group coordinators of other agents, over their Kafka listeners (JoinGroup,
+    SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch), each request bounded in time
+    by the adapter: a join or sync by the wait it asks for and a margin."""
+
+    @abstractmethod
+    def at(self, host: str, port: int) -> GroupCalls:
+        """The coordinator of the agent whose Kafka listener is host:port."""

@@ -117,8 +117,8 @@ def _handlers(engine: GrpcEngine) -> tuple[grpc.GenericRpcHandler, ...]:
         except StreamHouseError:  # not led here, or gone: the lag is left unknown
             return None
 
-    records = RecordsServicer(
-        engine.admin, engine.produce, engine.fetch, engine.groups, engine.consumers
+    records = RecordsServicer(  # commits reach any group's coordinator, as instances do
+        engine.admin, engine.produce, engine.fetch, engine.consumers.groups, engine.consumers
     )
     admin = AdminServicer(engine.admin, engine.groups, high_watermark)
     records_methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from streamhouse.engine.coordinators import slot_of
-from streamhouse.engine.groups import GroupSummary, OffsetToCommit
+from streamhouse.engine.groups import GroupSummary
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
@@ -27,7 +27,7 @@ from streamhouse.kafka.sentinels import (
 )
 from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.groups import CommittedOffset
+from streamhouse.ports.groups import CommittedOffset, OffsetToCommit
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
 
 KEY_TYPE_GROUP = 0

@@ -29,13 +29,14 @@ from streamhouse.engine.coordinators import (
     COORDINATOR_TOPIC,
     ensure_coordinator_slots,
 )
-from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import ErrorCode, InvalidRecord, StreamHouseError
 from streamhouse.kafka.records import SimpleRecord, build_batch
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.log.topic_configs import ConfigSource, ConfigType
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
 
 E = ErrorCode
 AGENT = "agent-a"

@@ -58,7 +58,7 @@ def run(
         agent = await open_agent(agent_settings(tmp_path, "PLAINTEXT"))
         context = agent.kafka.context
         instances = ConsumerInstances(
-            context.groups,
+            agent.consumers.groups,
             agent.admin,
             agent.fetch,
             context.clock,

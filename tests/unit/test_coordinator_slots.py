@@ -21,11 +21,12 @@ from streamhouse.engine.coordinators import (
     ensure_coordinator_slots,
     slot_of,
 )
-from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.errors import ErrorCode, NotCoordinator
 from streamhouse.log.group_state import JoinRequest
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
 from tests.unit.log_world import one_store_log
 
 GROUP = "billing"

@@ -16,11 +16,11 @@ from sim.clock import VirtualClock
 from sim.metadata import MetadataFaults, SimMetadataStore
 from sim.rng import SeededRng
 from streamhouse.config import Settings
-from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import GroupState, JoinRequest, JoinResponse
 from streamhouse.names import TopicPartition
-from streamhouse.ports.groups import CommittedOffset, CoordinatorFence
+from streamhouse.ports.groups import CommittedOffset, CoordinatorFence, OffsetToCommit
 
 T = TypeVar("T")
 SESSION_MS = 10_000

@@ -133,7 +133,7 @@ def run(tmp_path: Path, scenario: Callable[[Agent], Awaitable[None]]) -> None:
 
 def member(agent: Agent, group: str) -> GroupMember:
     context = agent.kafka.context
-    return GroupMember(context.groups, agent.admin, context.clock, group, timeouts=FAST)
+    return GroupMember(agent.consumers.groups, agent.admin, context.clock, group, timeouts=FAST)
 
 
 def bootstrap(agent: Agent) -> str:
@@ -167,6 +167,17 @@ def every_partition(topic: str) -> set[TopicPartition]:
     return {TopicPartition(topic, p) for p in range(PARTITIONS)}
 
 
+def shared(ours: GroupMember, kafka: KafkaMember, topic: str) -> bool:
+    """Whether the member and the Kafka consumer hold disjoint parts of the whole topic."""
+    mine, theirs = set(ours.assignment()), kafka.assigned
+    return (
+        bool(mine)
+        and bool(theirs)
+        and not mine & theirs
+        and mine | theirs == every_partition(topic)
+    )
+
+
 @pytest.mark.parametrize("member_first", [True, False], ids=["member-leads", "kafka-leads"])
 def test_member_and_kafka_consumer_split_the_topic(tmp_path: Path, member_first: bool) -> None:
     run(tmp_path, lambda agent: split_the_topic(agent, member_first))
@@ -188,16 +199,7 @@ async def split_the_topic(agent: Agent, member_first: bool) -> None:
             await eventually(lambda: kafka.assigned == every_partition(topic), "kafka has all")
             ours.subscribe([topic])
 
-        def split() -> bool:
-            mine, theirs = set(ours.assignment()), kafka.assigned
-            return (
-                bool(mine)
-                and bool(theirs)
-                and not mine & theirs
-                and mine | theirs == every_partition(topic)
-            )
-
-        await eventually(split, "the two share the partitions")
+        await eventually(lambda: shared(ours, kafka, topic), "the two share the partitions")
         state = agent.kafka.context.groups.group(group)
         assert state is not None and (state.leader == ours.member_id) == member_first
         for metadata in agent.kafka.context.groups.subscriptions(group):  # librdkafka's bytes too
@@ -265,7 +267,7 @@ def test_a_commit_of_an_old_generation_is_fenced(tmp_path: Path) -> None:
 async def a_commit_of_an_old_generation_is_fenced(agent: Agent) -> None:
     topic = await topic_with_records(agent)
     group = unique("group")
-    coordinator = agent.kafka.context.groups
+    coordinator = agent.consumers.groups
     first, second = member(agent, group), member(agent, group)
     try:
         first.subscribe([topic])

@@ -19,7 +19,7 @@ from sim.rng import SeededRng
 from streamhouse.config import Settings
 from streamhouse.engine.cluster import ClusterDirectory
 from streamhouse.engine.coordinators import CoordinatorSlots, ensure_coordinator_slots, slot_of
-from streamhouse.engine.groups import Committer, GroupCoordinator, OffsetToCommit
+from streamhouse.engine.groups import Committer, GroupCoordinator
 from streamhouse.engine.log_store import AppendResult, LogStore
 from streamhouse.engine.transactions import TransactionCoordinator
 from streamhouse.engine.txn_markers import MarkerDelivery
@@ -27,6 +27,7 @@ from streamhouse.errors import ErrorCode, NotLeader
 from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.log.txn_state import TxnState
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
 from streamhouse.ports.txn_markers import MarkerSender
 from tests.unit.log_world import one_store_log
 

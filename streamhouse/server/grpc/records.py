@@ -22,10 +22,11 @@ from streamhouse.engine.consumer_instances import (
     InstanceConfig,
     OffsetReset,
 )
-from streamhouse.engine.groups import GroupCoordinator, OffsetToCommit
 from streamhouse.engine.produce import PRODUCE_TIMEOUT_MS, Ack, NewRecord, ProduceService
 from streamhouse.errors import ErrorCode, UnknownTopicOrPartition
 from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
+from streamhouse.ports.peers import GroupCalls
 from streamhouse.server.grpc import streamhouse_pb2 as pb
 from streamhouse.server.grpc.caller import Caller
 from streamhouse.server.grpc.methods import Context
@@ -66,7 +67,7 @@ class RecordsServicer:
         admin: AdminService,
         produce: ProduceService,
         fetch: FetchService,
-        groups: GroupCoordinator,
+        groups: GroupCalls,
         consumers: ConsumerInstances,
     ) -> None:
         self._admin = admin

@@ -1,0 +1,199 @@
+"""A door's consumer in a group another agent coordinates: two agents share one store (processes
+0 and 1 of one data directory), and a GroupMember on agent A in a group agent B coordinates
+joins through B's Kafka listener beside a confluent-kafka consumer of the same group. They
+split the topic, the group lives on B only, and offsets committed by either are where the other
+starts. Manual commits and fetches on A of a group B coordinates land at B. On a SASL listener
+there is no forwarding: the member stops naming B and the reason."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from streamhouse.engine.coordinators import COORDINATOR_SLOTS, COORDINATOR_TOPIC, slot_of
+from streamhouse.engine.group_calls import CoordinatedElsewhere
+from streamhouse.engine.group_member import GroupMember, commit_offsets, committed_offsets
+from streamhouse.errors import ErrorCode
+from streamhouse.names import TopicPartition
+from streamhouse.ports.groups import OffsetToCommit
+from tests.unit.sasl_world import AgentThread
+from tests.unit.test_forwarding import PLACED_TIMEOUT_S, _pair, _within
+from tests.unit.test_group_member import (
+    FAST,
+    PARTITIONS,
+    WAIT_S,
+    KafkaMember,
+    every_partition,
+    shared,
+)
+from tests.unit.test_produce_fetch_services import CLIENT_TIMEOUT_S, call, engine
+
+GROUP_IDS_TRIED_MAX = 10_000  # random group ids until one hashes to a wanted slot
+RECORDS_PER_PARTITION = 6
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentThread, AgentThread]]:
+    a, b = _pair(tmp_path_factory.mktemp("pair"))
+    a.start()
+    try:
+        b.start()
+        try:
+            yield a, b
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def group_coordinated_by(a: AgentThread, owner: AgentThread) -> str:
+    """A fresh group id whose coordinator slot `owner` leads, as A's metadata store says, once
+    the slots are placed on both agents."""
+    slots: list[int] = []
+
+    def placed() -> bool:
+        leaders = []
+        for partition in range(COORDINATOR_SLOTS):
+            slot = TopicPartition(COORDINATOR_TOPIC, partition)
+            hint = call(a, engine(a).admin.current_leader(slot, fresh=True))
+            leaders.append(hint[0].agent_id if hint else "")
+        slots[:] = [p for p, agent in enumerate(leaders) if agent == engine(owner).agent_id]
+        return 0 < len(slots) < COORDINATOR_SLOTS and "" not in leaders
+
+    _within(PLACED_TIMEOUT_S, placed, "the coordinator slots placed on both agents")
+    for _ in range(GROUP_IDS_TRIED_MAX):
+        group = f"routed-{uuid.uuid4().hex[:8]}"
+        if slot_of(group).partition in slots:
+            return group
+    raise AssertionError(f"no group id of {GROUP_IDS_TRIED_MAX} hashes to slots {slots}")
+
+
+def topic_with_records(a: AgentThread) -> str:
+    topic = f"routed-{uuid.uuid4().hex[:8]}"
+    call(a, engine(a).admin.create_topic(topic, PARTITIONS))
+    producer = Producer({"bootstrap.servers": a.bootstrap, "acks": "all"})
+    for partition in range(PARTITIONS):
+        for index in range(RECORDS_PER_PARTITION):
+            producer.produce(topic, f"{partition}-{index}".encode(), partition=partition)
+    assert producer.flush(CLIENT_TIMEOUT_S) == 0
+    return topic
+
+
+def member_on(a: AgentThread, group: str, topic: str) -> GroupMember:
+    """A member on A's loop, subscribed to `topic`, through A's routed group calls."""
+
+    async def subscribed() -> GroupMember:
+        agent = engine(a)
+        member = GroupMember(
+            agent.consumers.groups, agent.admin, agent.kafka.context.clock, group, timeouts=FAST
+        )
+        member.subscribe([topic])
+        return member
+
+    return call(a, subscribed())
+
+
+def members_at(agent: AgentThread, group: str) -> int | None:
+    """How many members the agent's own coordinator holds for the group (None: no state)."""
+
+    async def count() -> int | None:
+        state = engine(agent).kafka.context.groups.group(group)
+        return None if state is None else len(state.members)
+
+    return call(agent, count())
+
+
+def test_a_member_on_a_and_a_kafka_consumer_share_a_group_b_coordinates(
+    agents: tuple[AgentThread, AgentThread],
+) -> None:
+    a, b = agents
+    group = group_coordinated_by(a, b)
+    topic = topic_with_records(a)
+    ours = member_on(a, group, topic)
+    kafka = KafkaMember(a.bootstrap, group, topic)
+    try:
+        assert call(a, ours.wait_assigned(WAIT_S * 1000))
+        assert ours.assignment() == every_partition(topic)
+        kafka.start()
+
+        _within(WAIT_S, lambda: shared(ours, kafka, topic), "the two share the partitions")
+        assert members_at(b, group) == 2
+        assert members_at(a, group) is None  # A never held the group: B did all of it
+        mine, theirs = set(ours.assignment()), set(kafka.assigned)
+        _within(WAIT_S, lambda: set(kafka.first_offsets) == theirs, "kafka read its partitions")
+        kafka.commit({tp: 3 for tp in theirs})
+        wanted = {tp: 4 for tp in mine}
+        call(a, ours.commit(wanted))
+        assert call(a, ours.committed(every_partition(topic))) == {
+            **wanted,
+            **{tp: 3 for tp in theirs},
+        }
+        call(a, ours.close())
+        _within(WAIT_S, lambda: kafka.assigned == every_partition(topic), "kafka takes all")
+        _within(WAIT_S, lambda: set(kafka.first_offsets) >= mine, "kafka read the member's")
+        assert {tp: kafka.first_offsets[tp] for tp in mine} == wanted  # the member's commits
+    finally:
+        call(a, ours.close())
+        kafka.stop()
+    _within(WAIT_S, lambda: not members_at(b, group), "both left the group")
+
+
+def test_manual_commits_on_a_land_at_the_coordinator_b(
+    agents: tuple[AgentThread, AgentThread],
+) -> None:
+    a, b = agents
+    group = group_coordinated_by(a, b)
+    topic = topic_with_records(a)
+    local = engine(a).kafka.context.groups
+    refused = call(
+        a,
+        local.commit_offsets(
+            group, -1, "", None, {TopicPartition(topic, 0): OffsetToCommit(1, -1, None)}
+        ),
+    )
+    assert refused == {TopicPartition(topic, 0): ErrorCode.NOT_COORDINATOR}  # A alone cannot
+    routed = engine(a).consumers.groups
+    wanted = {TopicPartition(topic, p): 2 + p for p in range(PARTITIONS)}
+    call(a, commit_offsets(routed, group, wanted))
+    assert call(a, committed_offsets(routed, group, every_partition(topic))) == wanted
+    consumer = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group})
+    try:
+        seen = consumer.committed(
+            [KafkaPartition(topic, p) for p in range(PARTITIONS)], CLIENT_TIMEOUT_S
+        )
+    finally:
+        consumer.close()
+    assert {TopicPartition(tp.topic, tp.partition): tp.offset for tp in seen} == wanted
+
+
+def test_a_sasl_listener_refuses_group_forwarding_naming_the_coordinator(tmp_path: Path) -> None:
+    a, b = _pair(tmp_path / "sasl", "SASL_PLAINTEXT")
+    a.start()
+    try:
+        b.start()
+        try:
+            group = group_coordinated_by(a, b)
+            topic = f"routed-{uuid.uuid4().hex[:8]}"
+            call(a, engine(a).admin.create_topic(topic, PARTITIONS))
+            ours = member_on(a, group, topic)
+            with pytest.raises(CoordinatedElsewhere) as stopped:
+                call(a, ours.wait_assigned(WAIT_S * 1000))
+            assert engine(b).agent_id in str(stopped.value)
+            assert "SASL_PLAINTEXT" in str(stopped.value)
+            with pytest.raises(CoordinatedElsewhere):
+                call(
+                    a,
+                    commit_offsets(
+                        engine(a).consumers.groups, group, {TopicPartition(topic, 0): 1}
+                    ),
+                )
+            call(a, ours.close())
+        finally:
+            b.stop()
+    finally:
+        a.stop()
