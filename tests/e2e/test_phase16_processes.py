@@ -1,8 +1,10 @@
 """Phase 16 with `streamhouse agent --processes 2`: only process 0 opens the REST and gRPC doors,
 and they serve every partition, the ones process 1 leads too (forwarded to it over its Kafka
-listener). Records produced through REST v2 and gRPC to each partition of a topic both
-processes lead are read back by a Kafka consumer at the offsets each producer was told, and by
-gRPC Consume of every partition."""
+listener), and every consumer group, the ones process 1 coordinates too. Records produced
+through REST v2 and gRPC to each partition of a topic both processes lead are read back by a
+Kafka consumer at the offsets each producer was told, and by gRPC Consume of every partition.
+A REST v2 consumer instance in a group process 1 coordinates reads every record and commits,
+and a gRPC Commit to such a group lands: Kafka clients see the member and the offsets there."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,6 +22,8 @@ from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streamhouse.io.kafka_peer import KafkaCall, call_agent
+from streamhouse.kafka.apis import ApiKey
 from streamhouse.server.grpc import streamhouse_pb2 as pb
 from streamhouse.server.grpc import streamhouse_pb2_grpc as rpc
 from streamhouse.testing.agent_process import AgentProcess, start_agent_processes
@@ -29,6 +34,7 @@ from tests.e2e.test_phase16_doors import (
     POLL_S,
     POLLS_MAX,
     TIMEOUT_S,
+    RestMember,
     Row,
     door_record,
     read_grpc,
@@ -37,6 +43,10 @@ from tests.unit.rest_world import V2_BINARY, call
 
 PARTITIONS = 4
 PER_PARTITION = 2  # records per partition through each door
+FIND_COORDINATOR_VERSION = 3  # one key, answered at the top level
+DESCRIBE_GROUPS_VERSION = 0
+GROUP_IDS_PER_LOOK_MAX = 64  # group ids asked about per look, until one is process 1's
+RESPONSE_BYTES_MAX = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +165,97 @@ def test_rest_and_grpc_of_process_0_serve_every_partition(agents: AgentProcess) 
     ], "each partition's offsets told are 0..n-1"
     assert sorted(_read_kafka(agents, topic, len(told)), key=lambda r: (r[0], r[1])) == told
     assert sorted(read_grpc(agents, topic), key=lambda r: (r[0], r[1])) == told  # type: ignore[arg-type]
+
+
+def _coordinator_port(agents: AgentProcess, group: str) -> int:
+    """The Kafka port of the process coordinating `group`, as FindCoordinator answers."""
+    values = {"key": group, "key_type": 0}
+    body = _ask(agents.port, KafkaCall(ApiKey.FIND_COORDINATOR, FIND_COORDINATOR_VERSION, values))
+    assert not body.error_code, body
+    return int(body.port)
+
+
+def _ask(port: int, request: KafkaCall) -> Any:
+    """The answer of the process listening on `port` to one Kafka request."""
+    (body,) = asyncio.run(
+        call_agent(
+            LOOPBACK,
+            port,
+            [request],
+            client_id="phase16-processes",
+            timeout_ms=int(TIMEOUT_S * 1000),
+            response_bytes_max=RESPONSE_BYTES_MAX,
+        )
+    )
+    return body
+
+
+def _group_of_process_1(agents: AgentProcess) -> str:
+    """A fresh group id that process 1 coordinates (once it holds coordinator slots)."""
+    found: list[str] = []
+
+    def look() -> bool:
+        for _ in range(GROUP_IDS_PER_LOOK_MAX):
+            group = f"procs-{uuid.uuid4().hex[:8]}"
+            if _coordinator_port(agents, group) == agents.kafka_ports[1]:
+                found.append(group)
+                return True
+        return False
+
+    within(TIMEOUT_S, look, "a group coordinated by process 1")
+    return found[0]
+
+
+def _committed(agents: AgentProcess, group: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": agents.bootstrap, "group.id": group})
+    try:
+        found = consumer.committed([KafkaPartition(topic, p) for p in range(PARTITIONS)], TIMEOUT_S)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in found}
+
+
+def test_rest_consumer_of_process_0_in_a_group_process_1_coordinates(
+    agents: AgentProcess,
+) -> None:
+    topic = _topic_led_by_both(agents)
+    told: list[Row] = []
+    for partition in range(PARTITIONS):
+        told += _produce_rest_v2(agents, topic, partition)
+    group = _group_of_process_1(agents)
+    rest = RestMember(agents, group, **{"auto.commit.enable": "false"})  # type: ignore[arg-type]
+    try:
+        assert rest.send("POST", "/subscription", {"topics": [topic]}).status == 204
+        read: dict[tuple[int, int], bytes] = {}
+        for _ in range(POLLS_MAX):
+            if len(read) >= len(told):
+                break
+            for record in rest.records():
+                read[(record["partition"], record["offset"])] = base64.b64decode(record["value"])
+        assert read == {(row[0], row[1]): row[3] for row in told}
+        describe = KafkaCall(ApiKey.DESCRIBE_GROUPS, DESCRIBE_GROUPS_VERSION, {"groups": [group]})
+        (described,) = _ask(agents.kafka_ports[1], describe).groups
+        assert (described.group_state, len(described.members)) == ("Stable", 1)  # the instance
+        assert rest.send("POST", "/offsets").status == 204  # everything it read
+    finally:
+        rest.send("DELETE", "")
+    assert _committed(agents, group, topic) == dict.fromkeys(range(PARTITIONS), PER_PARTITION)
+
+
+def test_grpc_commit_to_a_group_process_1_coordinates(agents: AgentProcess) -> None:
+    topic = f"procs-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": agents.bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS)])[topic].result(TIMEOUT_S)
+    group = _group_of_process_1(agents)
+    offsets = [
+        pb.PartitionOffset(topic=topic, partition=p, offset=p + 1) for p in range(PARTITIONS)
+    ]
+
+    async def commit() -> pb.CommitResponse:
+        async with grpc.aio.insecure_channel(agents.grpc_target) as channel:
+            request = pb.CommitRequest(group=group, offsets=offsets)
+            return await rpc.RecordsStub(channel).Commit(request, timeout=TIMEOUT_S)
+
+    answer = asyncio.run(commit())
+    assert [r.HasField("error") for r in answer.results] == [False] * PARTITIONS, answer
+    assert _committed(agents, group, topic) == {p: p + 1 for p in range(PARTITIONS)}
