@@ -52,6 +52,7 @@ CONSUMER_PROTOCOL_TYPE = "consumer"
 OFFERED_ASSIGNORS = (RANGE, ROUNDROBIN)  # in order of preference, as Kafka clients offer them
 JOIN_GROUP_VERSION = 5  # a first join is sent back for a member id (KIP-394), as clients do
 ANSWER_WAIT_MARGIN_MS = 5_000  # beyond the rebalance timeout, before a join or sync is given up
+LEAVE_WAIT_MS = 5_000  # for a LeaveGroup's answer on close (the coordinator may be another agent)
 Answer = TypeVar("Answer")
 Revoke = Callable[[frozenset[TopicPartition]], Awaitable[None]]
 
@@ -192,17 +193,26 @@ class GroupMember:
             await self._revoke()  # still a member: the callback may commit
         self._closed = True
         if self.member_id:
-            try:
-                await self._coordinator.leave(self.group_id, [(self.member_id, None)])
-            except StreamHouseError as error:  # the group expires the member after its session
-                log.warning(
-                    "member %s of group %r left without a word: %s",
-                    self.member_id,
-                    self.group_id,
-                    error,
-                )
+            await self._leave()
         self.member_id = ""
         self.generation = NO_GENERATION
+
+    async def _leave(self) -> None:
+        """LeaveGroup, waited for at most LEAVE_WAIT_MS: unanswered or refused, the group
+        expires the member after its session timeout."""
+        leaving = [(self.member_id, None)]
+        try:
+            left = await self._bounded(
+                self._coordinator.leave(self.group_id, leaving), LEAVE_WAIT_MS
+            )
+        except StreamHouseError as error:
+            left, why = None, str(error)
+        else:
+            why = f"no answer within {LEAVE_WAIT_MS} ms"
+        if left is None:
+            log.warning(
+                "member %s of group %r left unanswered: %s", self.member_id, self.group_id, why
+            )
 
     # --- the member loop -----------------------------------------------------------------
 
@@ -319,11 +329,15 @@ class GroupMember:
             if step is not None:
                 return step
 
-    async def _bounded(self, answer: Awaitable[Answer]) -> Answer | None:
-        """The coordinator's answer, or None if it did not come within the rebalance timeout
-        or the coordinator closed (its waiting answers are cancelled)."""
+    async def _bounded(
+        self, answer: Awaitable[Answer], bound_ms: int | None = None
+    ) -> Answer | None:
+        """The coordinator's answer, or None if it did not come within `bound_ms` (None: the
+        rebalance timeout and a margin) or the coordinator closed (its waiting answers are
+        cancelled)."""
         task = asyncio.ensure_future(answer)
-        bound_ms = self._timeouts.rebalance_timeout_ms + ANSWER_WAIT_MARGIN_MS
+        if bound_ms is None:
+            bound_ms = self._timeouts.rebalance_timeout_ms + ANSWER_WAIT_MARGIN_MS
         try:
             answered = await sleep_or_until(self._clock, bound_ms, task)
         finally:
