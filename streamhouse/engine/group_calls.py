@@ -5,8 +5,8 @@ gRPC's Consume and Commit (engine/group_member.py): the calls a door's consumer 
 
 Two implementations: this agent's GroupCoordinator (`LocalGroupCalls`) and another agent's,
 asked over its Kafka listener as a Kafka client would ask it (the PeerGroups port, whose
-adapter is io/kafka_peer.py). `RoutedGroupCalls` picks one per call: the agent holding the group's
-coordinator slot (engine/coordinators.py) as FindCoordinator names it (the ownership
+adapter is io/kafka_peer.py). `RoutedGroupCalls` picks one per call: the agent holding the
+group's coordinator slot (engine/coordinators.py) as FindCoordinator names it (the ownership
 service's last view), and after a refusal (NOT_COORDINATOR, or the agent unreachable) the
 slot's leader as the metadata store names it now, tried once more: a slot moving meanwhile
 costs one more request, never a loop; a refusal then is answered as it came (the member
