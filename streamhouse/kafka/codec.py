@@ -278,6 +278,6 @@ def _default_value(field: Field[Any], error: KioErrorCode) -> object:
     kafka_type = field.metadata["kafka_type"]
     if kafka_type == "error_code":
         return error
-    if nullable:
-        return None
+    if nullable and kafka_type != "records":  # Kafka answers no records empty, never null
+        return None  # (librdkafka refuses a null one: "invalid MessageSetSize -1")
     return _ZERO_BY_KAFKA_TYPE.get(kafka_type, 0)

@@ -9,9 +9,11 @@ while assigned, seeking a partition not assigned, no offset with auto.offset.res
 a `topic_pattern` subscription (not served: list the topics) 409/40903; a config value that
 does not fit 422/42204; records asked in an embedded format other than the instance's (the
 Accept header) 406/40601; an agent already holding its most instances 429/42901 (Confluent
-has no code for it). Groups and topics are the caller's org's; the ACLs asked are the Kafka
-door's: READ on the group to be a member or commit, READ on each topic to subscribe, assign,
-read or commit it, DESCRIBE on the group and topics to fetch committed offsets.
+has no code for it). Groups and topics are the caller's org's: another org's instance (or a
+group name reading as another org's) is 40403 like a missing one, a topic the caller's org
+does not have 40401 when subscribed to or assigned. The ACLs asked are the Kafka door's: READ
+on the group to be a member or commit, READ on each topic to subscribe, assign, read or
+commit it, DESCRIBE on the group and topics to fetch committed offsets.
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ def _target(
     """The caller and its instance (READ on its group, as a member is asked)."""
     caller = caller_in(request)
     caller.require(Op.READ, GROUP, group)
+    try:
+        internal = caller.internal_group(group)
+    except RestError:  # a name reading as another org's group: none of the caller's instances
+        raise _refusal(ConsumerInstanceNotFound(group)) from None
     with _refused():
-        return caller, services.consumers.get(caller.internal_group(group), name)
+        return caller, services.consumers.get(internal, name)
 
 
 async def _document(request: Request, required: bool = True) -> dict[str, Any]:
@@ -171,9 +177,9 @@ def _lifecycle_routes(app: FastAPI, services: RestServices) -> None:
 
     @app.delete(INSTANCE_PATH, tags=["v2 consumers"], summary="Delete a consumer instance")
     async def delete(request: Request, group: str, instance: str) -> Response:
-        caller, _ = _target(services, request, group, instance)
+        _, found = _target(services, request, group, instance)
         with _refused():
-            await services.consumers.delete(caller.internal_group(group), instance)
+            await services.consumers.delete(found.group_id, instance)
         return _no_content()
 
 
@@ -213,8 +219,11 @@ def _subscription_routes(app: FastAPI, services: RestServices) -> None:
             )
         for topic in topics:
             caller.require(Op.READ, TOPIC, topic)
+        internal = [caller.internal(topic) for topic in topics]
+        for name in internal:  # an unknown topic (or another org's) is 40401, not no records
+            await _partition_count(services, caller, name)
         with _refused():
-            await found.subscribe([caller.internal(topic) for topic in topics])
+            await found.subscribe(internal)
         return _no_content()
 
     @app.get(INSTANCE_PATH + "/subscription", tags=["v2 consumers"], summary="Subscribed topics")
@@ -291,16 +300,21 @@ async def _check_partitions(
     """40401 / 40402 for a topic or partition the caller's org does not have."""
     counts: dict[str, int] = {}
     for tp, _ in partitions:
-        shown = caller.shown(tp.topic) or tp.topic
         if tp.topic not in counts:
-            try:
-                counts[tp.topic] = (await services.admin.topic(tp.topic)).partition_count
-            except UnknownTopicOrPartition:
-                raise topic_not_found(shown) from None
-            except StreamHouseError as error:
-                raise engine_refusal(error, shown) from None
+            counts[tp.topic] = await _partition_count(services, caller, tp.topic)
         if not 0 <= tp.partition < counts[tp.topic]:
-            raise partition_not_found(shown, tp.partition)
+            raise partition_not_found(caller.shown(tp.topic) or tp.topic, tp.partition)
+
+
+async def _partition_count(services: RestServices, caller: Caller, internal: str) -> int:
+    """The partitions of the caller's topic `internal`; 40401 when its org has no such topic."""
+    shown = caller.shown(internal) or internal
+    try:
+        return (await services.admin.topic(internal)).partition_count
+    except UnknownTopicOrPartition:
+        raise topic_not_found(shown) from None
+    except StreamHouseError as error:
+        raise engine_refusal(error, shown) from None
 
 
 def _position_routes(app: FastAPI, services: RestServices) -> None:
@@ -333,9 +347,11 @@ def _seek_to_route(app: FastAPI, services: RestServices, where: str) -> None:
 
 
 def _require_assigned_topics(caller: Caller, instance: ConsumerInstance) -> None:
-    """READ on every topic the instance reads now (ACLs may have changed since it joined)."""
+    """READ on every topic the instance reads now or may be assigned while a read waits (ACLs
+    may have changed since it joined): Kafka's Fetch asks READ on each topic it reads."""
     with _refused():
-        for topic in {tp.topic for tp in instance.assignments()}:
+        topics = {tp.topic for tp in instance.assignments()} | instance.subscription()
+        for topic in topics:
             caller.require(Op.READ, TOPIC, caller.shown(topic) or topic)
 
 

@@ -144,3 +144,14 @@ def agent_settings(data_dir: Path, protocol: str, cert: tuple[str, str] = ("", "
         ssl_certfile=cert[0],
         ssl_keyfile=cert[1],
     )
+
+
+def sasl_plain(bootstrap: str, user: str, secret: str) -> dict[str, Any]:
+    """A confluent-kafka client's config signing in with SASL PLAIN over plaintext."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "PLAIN",
+        "sasl.username": user,
+        "sasl.password": secret,
+    }

@@ -198,3 +198,11 @@ def test_a_null_array_asking_for_everything_is_answered_empty() -> None:
     request = codec.default_entity(schema, KioErrorCode.none, {"group_id": "g", "topics": None})
     response: Any = error_body(ApiKey.OFFSET_FETCH, 7, request, CODE)
     assert response.topics == () and response.error_code == KioErrorCode(int(CODE))
+
+
+def test_a_refused_fetch_answers_each_partition_with_empty_records_not_null() -> None:
+    for version in (v for k, v in served() if k == ApiKey.FETCH):
+        request = two_of_everything(codec.request_schema(ApiKey.FETCH, version), itertools.count(1))
+        response: Any = error_body(ApiKey.FETCH, version, request, CODE)
+        partitions = [p for topic in response.responses for p in topic.partitions]
+        assert partitions and all(p.records == b"" for p in partitions), version

@@ -27,7 +27,7 @@ from confluent_kafka.admin import (
 from streamhouse.engine.authentication import Authenticator, Principal
 from streamhouse.ports.tenancy import ScramCredential
 from streamhouse.tenancy.names import DEFAULT_ORG
-from tests.unit.sasl_world import AgentThread, agent_settings
+from tests.unit.sasl_world import AgentThread, agent_settings, sasl_plain
 
 CLIENT_TIMEOUT_S = 20
 SECRET = "org-isolation-secret-0123"
@@ -67,13 +67,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
 
 
 def config(agent: AgentThread, user: str) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": agent.bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanisms": "PLAIN",
-        "sasl.username": user,
-        "sasl.password": SECRET,
-    }
+    return sasl_plain(agent.bootstrap, user, SECRET)
 
 
 def unique(prefix: str) -> str:

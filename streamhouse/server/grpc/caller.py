@@ -43,13 +43,14 @@ class Caller:
     grant: Grant
 
     def internal(self, name: str, what: str = "topic") -> str:
-        """The internal name of the org's resource `name`; INVALID_ARGUMENT if it has none."""
+        """The internal name of the org's resource `name`; INVALID_ARGUMENT when empty, and
+        NOT_FOUND when it reads as another org's (unknown to the caller, as a missing one)."""
         if not name:
             raise CallRefused(StatusCode.INVALID_ARGUMENT, f"the {what} name is empty")
         try:
             return scoped(self.org, name)
-        except ValueError as error:
-            raise CallRefused(StatusCode.INVALID_ARGUMENT, f"{what} name: {error}") from None
+        except ValueError:
+            raise CallRefused(StatusCode.NOT_FOUND, f"no {what} {name!r}") from None
 
     def shown(self, internal: str) -> str | None:
         """The org's name of an internal name; None when another org's."""

@@ -269,7 +269,15 @@ class RecordsServicer:
             )
         response = pb.CommitResponse()
         if request.member:  # a Consume stream's member: its generation, refused whole if fenced
-            instance = self._consumers.get(group, request.member)
+            try:  # another org's member is in another group: not found, as a missing one
+                instance = self._consumers.get(group, request.member)
+            except ConsumerInstanceNotFound:
+                raise CallRefused(
+                    StatusCode.NOT_FOUND,
+                    f"group {request.group!r} has no member {request.member!r} of a Consume "
+                    "stream (it ended, or never was); commit without a member, or from the "
+                    "stream's own",
+                ) from None
             await instance.commit({tp: wanted[tp].offset for tp in wanted})
             for tp in wanted:
                 response.results.add(topic=names[tp.topic], partition=tp.partition)
