@@ -144,6 +144,7 @@ class _Transactions:
         self._pending = [(a.first_offset, a.producer_id, a.last_offset) for a in aborted]
         heapq.heapify(self._pending)
         self._aborted_seen: dict[int, bool] = {}  # producer id -> a batch of it seen
+        self._aborted_end: dict[int, int] = {}  # producer id -> its ABORT marker's offset
         self._committed: set[int] = set()  # producer ids with a non-aborted batch seen
 
     def _begin_up_to(self, header: BatchHeader) -> None:
@@ -154,12 +155,23 @@ class _Transactions:
             _, producer_id, marker_offset = heapq.heappop(self._pending)
             if marker_offset >= header.base_offset:
                 self._aborted_seen.setdefault(producer_id, False)
+                self._aborted_end[producer_id] = marker_offset
+
+    def _end_passed(self, header: BatchHeader) -> None:
+        """A batch of a producer past its aborted transaction's marker offset: that
+        transaction is over even though its marker was not read (cleaned away once its
+        data had gone), so the producer's later batches are not taken for aborted ones."""
+        end = self._aborted_end.get(header.producer_id)
+        if end is not None and header.base_offset > end:
+            del self._aborted_end[header.producer_id]
+            self._aborted_seen.pop(header.producer_id, None)
 
     def data_batch(self, header: BatchHeader) -> bool:
         """A data batch was read: whether it belongs to an aborted transaction."""
         self._begin_up_to(header)
         if not header.is_transactional:
             return False
+        self._end_passed(header)
         if header.producer_id in self._aborted_seen:
             self._aborted_seen[header.producer_id] = True
             return True
@@ -170,7 +182,9 @@ class _Transactions:
         """A control batch was read: whether no batch of its transaction was seen this pass
         (the marker may go once its horizon passes)."""
         self._begin_up_to(header)
+        self._end_passed(header)
         if control_type == ABORT_TYPE:
+            self._aborted_end.pop(header.producer_id, None)
             return not self._aborted_seen.pop(header.producer_id, False)
         if control_type == COMMIT_TYPE:
             if header.producer_id in self._committed:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from streamhouse.kafka.batch_header import Compression, parse_header, validate_batch
@@ -310,6 +310,159 @@ def _stable_end(log: ModelLog) -> int:
     dirty_starts=st.lists(st.integers(0, 60), min_size=5, max_size=5),
     entries_max=st.sampled_from([1, 2, 3, UNBOUNDED]),
     log_start=st.sampled_from([0, 4, 12]),
+)
+# Found by CI (2026-12-01): once the ABORT marker at 7 was cleaned away, the cleaner took the
+# producer's later committed batch (8) for part of that aborted transaction and dropped it
+@example(
+    log=ModelLog(
+        batches=[
+            ModelBatch(
+                base=0,
+                last=2,
+                records=[(0, b"a", None, 50000), (1, b"a", None, 50000), (2, b"a", None, 50000)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=3,
+                last=5,
+                records=[(3, b"a", None, 50003), (4, b"a", None, 50003), (5, b"a", None, 50003)],
+                producer_id=1,
+                transactional=True,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=6,
+                last=6,
+                records=[(6, b"a", b"v", 50006)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=7,
+                last=7,
+                records=[(7, b"\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\x01", 50007)],
+                producer_id=1,
+                transactional=True,
+                marker=False,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=8,
+                last=8,
+                records=[(8, b"a", b"v", 50008)],
+                producer_id=1,
+                transactional=True,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=9,
+                last=11,
+                records=[(9, b"a", None, 50009), (10, b"a", None, 50009), (11, b"a", None, 50009)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=12,
+                last=12,
+                records=[(12, b"\x00\x00\x00\x01", b"\x00\x00\x00\x00\x00\x01", 50012)],
+                producer_id=1,
+                transactional=True,
+                marker=True,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=13,
+                last=13,
+                records=[(13, b"a", None, 50013)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=14,
+                last=14,
+                records=[(14, b"a", None, 50014)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=15,
+                last=15,
+                records=[(15, b"a", None, 50015)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=16,
+                last=16,
+                records=[(16, b"a", None, 50016)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=17,
+                last=17,
+                records=[(17, b"a", None, 50017)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=18,
+                last=18,
+                records=[(18, b"a", None, 50018)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+            ModelBatch(
+                base=19,
+                last=19,
+                records=[(19, b"a", None, 50019)],
+                producer_id=-1,
+                transactional=False,
+                marker=None,
+                horizon=None,
+                codec=Compression.NONE,
+            ),
+        ],
+        aborted=[AbortedTxn(producer_id=1, first_offset=3, last_offset=7)],
+    ),
+    cut=9,
+    dirty_starts=[9, 9, 9, 9, 0],
+    entries_max=1,
+    log_start=0,
 )
 def test_rounds_match_the_reference_model(
     log: ModelLog, cut: int, dirty_starts: list[int], entries_max: int, log_start: int
