@@ -503,7 +503,6 @@ def rest_services(agent: Agent) -> RestServices:
         admin=agent.admin,
         produce=agent.produce,
         fetch=agent.fetch,
-        groups=context.groups,
         acls=context.acls,
         auth=HttpAuth(agent.authenticator),  # the same keys as every door
         formats=EmbeddedFormats(agent.schema_registry),
@@ -644,7 +643,6 @@ async def open_grpc(agent: Agent) -> GrpcDoor:
         admin=agent.admin,
         produce=agent.produce,
         fetch=agent.fetch,
-        groups=context.groups,
         acls=context.acls,
         authenticator=agent.authenticator if agent.settings.auth_required else None,
         failure=agent.failure,

@@ -47,7 +47,7 @@ from streamhouse.engine.cluster_shape import (
     reassignment_of,
 )
 from streamhouse.engine.coordinators import is_internal
-from streamhouse.engine.groups import GroupCoordinator, GroupSummary
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.org_limits import OrgLimits
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX
@@ -67,7 +67,7 @@ from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.consumer_protocol import subscribed_topics
 from streamhouse.kafka.records import decode_records
 from streamhouse.log.compaction import dirty_ratio, is_compacted
-from streamhouse.log.group_state import GroupState
+from streamhouse.log.group_state import GroupState, GroupSummary
 from streamhouse.log.topic_configs import (
     KEY_SCHEMA_VALIDATION,
     VALUE_SCHEMA_VALIDATION,
@@ -569,7 +569,9 @@ class AdminService:
 
     async def describe_group(self, group_id: str) -> GroupSummary:
         """The group's state, protocol and members (Dead when it has neither members nor
-        committed offsets)."""
+        committed offsets), as this agent's coordinator knows them: Kafka's DescribeGroups.
+        Raises NotCoordinator for a group another agent coordinates; the REST and gRPC doors
+        ask the group's coordinator wherever it runs (`ConsumerInstances.groups`)."""
         return await self._groups.describe(group_id)
 
     async def delete_group(self, group_id: str) -> None:

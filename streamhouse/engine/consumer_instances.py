@@ -517,7 +517,7 @@ class ConsumerInstances:
     @property
     def groups(self) -> GroupCalls:
         """The coordinator of any group, as the instances call it (for the doors' commits
-        outside an instance)."""
+        outside an instance, and their group descriptions and lags)."""
         return self._services.coordinator
 
     def start(self, failure: AgentFailure) -> None:

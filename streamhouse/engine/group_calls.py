@@ -1,6 +1,7 @@
 """The group coordinator of a group, wherever it runs, for the REST v2 consumer instances and
-gRPC's Consume and Commit (engine/group_member.py): the calls a door's consumer makes of it
-(join, sync, heartbeat, leave, commit and fetch offsets) are one small interface, `GroupCalls`
+gRPC's Consume and Commit (engine/group_member.py), and for the doors describing a group
+(REST v3's groups and lags, gRPC's DescribeGroup): the calls they make of it (join, sync,
+heartbeat, leave, commit and fetch offsets, describe) are one small interface, `GroupCalls`
 (ports/peers.py).
 
 Two implementations: this agent's GroupCoordinator (`LocalGroupCalls`) and another agent's,
@@ -30,6 +31,7 @@ from streamhouse.engine.forwarding import describe
 from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.errors import ErrorCode, NotCoordinator, PeerUnreachable, StreamHouseError
 from streamhouse.log.group_state import (
+    GroupSummary,
     JoinRequest,
     JoinResponse,
     MemberLeave,
@@ -38,7 +40,7 @@ from streamhouse.log.group_state import (
 )
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
-from streamhouse.ports.peers import GroupCalls, PeerGroups
+from streamhouse.ports.peers import GroupCalls, GroupOffset, PeerGroups
 
 T = TypeVar("T")
 # The coordinator as last seen, then once more as the metadata store names it after a refusal
@@ -97,10 +99,18 @@ class LocalGroupCalls(GroupCalls):
         )
 
     async def fetch_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        found = await self._coordinator.fetch_offsets(group_id, list(partitions))
-        return {tp: committed.offset for tp, committed in found.items() if committed.offset >= 0}
+        self, group_id: str, partitions: Sequence[TopicPartition] | None
+    ) -> dict[TopicPartition, GroupOffset]:
+        wanted = None if partitions is None else list(partitions)
+        found = await self._coordinator.fetch_offsets(group_id, wanted)
+        return {
+            tp: GroupOffset(committed.offset, committed.leader_epoch, committed.metadata)
+            for tp, committed in found.items()
+            if committed.offset >= 0
+        }
+
+    async def describe(self, group_id: str) -> GroupSummary:
+        return await self._coordinator.describe(group_id)
 
 
 class RoutedGroupCalls(GroupCalls):
@@ -168,16 +178,30 @@ class RoutedGroupCalls(GroupCalls):
         )
 
     async def fetch_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        async def fetch(calls: GroupCalls) -> dict[TopicPartition, int] | StreamHouseError:
+        self, group_id: str, partitions: Sequence[TopicPartition] | None
+    ) -> dict[TopicPartition, GroupOffset]:
+        return await self._routed_raising(
+            group_id, lambda calls: calls.fetch_offsets(group_id, partitions)
+        )
+
+    async def describe(self, group_id: str) -> GroupSummary:
+        return await self._routed_raising(group_id, lambda calls: calls.describe(group_id))
+
+    async def _routed_raising(self, group_id: str, call: Callable[[GroupCalls], Awaitable[T]]) -> T:
+        """`call`, which raises its refusals, routed as `_routed`; the last refusal raised."""
+
+        async def caught(calls: GroupCalls) -> T | StreamHouseError:
             try:
-                return await calls.fetch_offsets(group_id, partitions)
+                return await call(calls)
             except (NotCoordinator, PeerUnreachable) as refused:
+                return refused
+            except StreamHouseError as refused:
+                if refused.code not in _REFIND:
+                    raise
                 return refused
 
         answer = await self._routed(
-            group_id, fetch, lambda found: isinstance(found, StreamHouseError)
+            group_id, caught, lambda found: isinstance(found, StreamHouseError)
         )
         if isinstance(answer, StreamHouseError):
             raise answer

@@ -472,4 +472,5 @@ async def committed_offsets(
     coordinator: GroupCalls, group_id: str, partitions: Collection[TopicPartition]
 ) -> dict[TopicPartition, int]:
     """The group's committed offsets of `partitions`, for those that have one."""
-    return await coordinator.fetch_offsets(group_id, sorted(partitions))
+    found = await coordinator.fetch_offsets(group_id, sorted(partitions))
+    return {tp: committed.offset for tp, committed in found.items()}

@@ -26,9 +26,11 @@ from streamhouse.log.group_state import (
     Group,
     GroupLimits,
     GroupState,
+    GroupSummary,
     JoinRequest,
     JoinResponse,
     MemberLeave,
+    MemberSummary,
     SyncResponse,
 )
 from streamhouse.names import TopicPartition
@@ -43,29 +45,6 @@ TIMER_IDLE_MS = 60_000  # how long the timer task sleeps when no group has a dea
 GENERATIONS_PER_RESERVATION = 1_000  # generation numbers reserved in the metadata store at once
 GENERATIONS_LEFT_MIN = 100  # reserve more before a join when fewer than this are left
 Answer = TypeVar("Answer", JoinResponse, SyncResponse)
-
-
-@dataclass(frozen=True)
-class MemberSummary:
-    """One member as DescribeGroups shows it."""
-
-    member_id: str
-    instance_id: str | None
-    client_id: str
-    client_host: str
-    metadata: bytes
-    assignment: bytes
-
-
-@dataclass(frozen=True)
-class GroupSummary:
-    """A group as DescribeGroups and ListGroups show it."""
-
-    group_id: str
-    state: GroupState
-    protocol_type: str
-    protocol_name: str
-    members: tuple[MemberSummary, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -570,6 +549,11 @@ class GroupCoordinator:
     # --- inspection and deletion ---------------------------------------------------------
 
     async def describe(self, group_id: str) -> GroupSummary:
+        """The group's state, protocol and members (Dead when it has neither members nor
+        committed offsets). Raises NotCoordinator when another agent coordinates the group:
+        only its coordinator knows its members."""
+        await self._take(group_id)
+        self._fence(group_id)
         group = self._groups.get(group_id)
         if group is None or group.state is GroupState.DEAD:
             has_offsets = bool(await self._group_store.fetch_offsets(group_id))

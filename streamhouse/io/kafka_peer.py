@@ -1,7 +1,7 @@
 """Kafka requests to another agent's listener over asyncio streams: WriteTxnMarkers for the
 transaction coordinator, Produce, Fetch and ListOffsets for the REST and gRPC doors serving a
 partition another agent leads, and the consumer group requests for their consumers in a group
-another agent coordinates.
+another agent coordinates (and for describing such a group).
 
 One connection per call, closed after the answers (a call's requests are written at once and
 answered in order), every wait bounded. Only asyncio streams (asyncio.open_connection): the
@@ -37,10 +37,13 @@ from streamhouse.kafka.control_records import TxnMarker
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.sentinels import NO_LEADER_EPOCH, READ_COMMITTED, READ_UNCOMMITTED
 from streamhouse.log.group_state import (
+    GroupState,
+    GroupSummary,
     JoinedMember,
     JoinRequest,
     JoinResponse,
     MemberLeave,
+    MemberSummary,
     SyncRequest,
     SyncResponse,
 )
@@ -48,6 +51,7 @@ from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
 from streamhouse.ports.peers import (
     GroupCalls,
+    GroupOffset,
     OffsetQuery,
     PeerFetched,
     PeerGroups,
@@ -77,13 +81,15 @@ MIN_BYTES_TO_WAIT = 1  # a waiting Fetch is answered by the first byte
 # Group request versions every agent serves (server/kafka_handlers.py) and kio has, with what
 # the group coordinator takes: JoinGroup v5 (instance ids; a first join is sent back for a
 # member id, KIP-394), SyncGroup v5 (protocol type and name), Heartbeat and LeaveGroup v4
-# (instance ids, members in a batch), OffsetCommit v8 (instance ids), OffsetFetch v7 (one group)
+# (instance ids, members in a batch), OffsetCommit v8 (instance ids), OffsetFetch v7 (one group;
+# null topics: every partition), DescribeGroups v5 (instance ids)
 JOIN_GROUP_VERSION = 5
 SYNC_GROUP_VERSION = 5
 HEARTBEAT_VERSION = 4
 LEAVE_GROUP_VERSION = 4
 OFFSET_COMMIT_VERSION = 8
 OFFSET_FETCH_VERSION = 7
+DESCRIBE_GROUPS_VERSION = 5
 GROUPS_CLIENT_ID = "streamhouse-door-group"
 
 
@@ -336,7 +342,7 @@ class StreamsGroupCalls(GroupCalls):
     """The group coordinator of the agent at host:port. A join or sync waits up to the
     rebalance timeout for its answer, every call PEER_REQUEST_TIMEOUT_MS beyond; an agent that
     cannot be reached (or answers what does not decode) is answered COORDINATOR_NOT_AVAILABLE,
-    as a Kafka client takes it, and an offsets fetch raises PeerUnreachable."""
+    as a Kafka client takes it, and an offsets fetch or a describe raises PeerUnreachable."""
 
     def __init__(self, host: str, port: int, response_bytes_max: int) -> None:
         self._host = host
@@ -463,26 +469,70 @@ class StreamsGroupCalls(GroupCalls):
         return {tp: answers.get(tp, ErrorCode.UNKNOWN_SERVER_ERROR) for tp in offsets}
 
     async def fetch_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        topics = [{"name": t, "partition_indexes": i} for t, i in _by_topic(partitions).items()]
+        self, group_id: str, partitions: Sequence[TopicPartition] | None
+    ) -> dict[TopicPartition, GroupOffset]:
+        topics = None
+        if partitions is not None:
+            topics = [{"name": t, "partition_indexes": i} for t, i in _by_topic(partitions).items()]
         values = {"group_id": group_id, "topics": topics, "require_stable": False}
         body = await self._call(KafkaCall(ApiKey.OFFSET_FETCH, OFFSET_FETCH_VERSION, values))
-        where = f"group {group_id!r} at its coordinator, the agent at {self._host}:{self._port}"
-        errors = [_code(body.error_code)] + [
-            _code(part.error_code) for topic in body.topics for part in topic.partitions
-        ]
-        refused = next((code for code in errors if code is not ErrorCode.NONE), None)
-        if refused is ErrorCode.NOT_COORDINATOR:
-            raise NotCoordinator(f"{where}: NOT_COORDINATOR")
-        if refused is not None:
-            raise StreamHouseError(f"{where}: {refused.name}", refused)
+        self._check(
+            group_id,
+            [_code(body.error_code)]
+            + [_code(part.error_code) for topic in body.topics for part in topic.partitions],
+        )
         return {
-            TopicPartition(topic.name, part.partition_index): int(part.committed_offset)
+            TopicPartition(topic.name, part.partition_index): GroupOffset(
+                int(part.committed_offset), int(part.committed_leader_epoch), part.metadata
+            )
             for topic in body.topics
             for part in topic.partitions
             if part.committed_offset >= 0
         }
+
+    async def describe(self, group_id: str) -> GroupSummary:
+        values = {"groups": [group_id], "include_authorized_operations": False}
+        body = await self._call(KafkaCall(ApiKey.DESCRIBE_GROUPS, DESCRIBE_GROUPS_VERSION, values))
+        described = next((g for g in body.groups if g.group_id == group_id), None)
+        if described is None:
+            raise PeerUnreachable(f"{self._where(group_id)}: DescribeGroups did not answer it")
+        self._check(group_id, [_code(described.error_code)])
+        try:
+            state = GroupState(described.group_state)
+        except ValueError:
+            raise StreamHouseError(
+                f"{self._where(group_id)}: an unknown group state {described.group_state!r}",
+                ErrorCode.UNKNOWN_SERVER_ERROR,
+            ) from None
+        return GroupSummary(
+            group_id,
+            state,
+            described.protocol_type,
+            described.protocol_data,
+            tuple(
+                MemberSummary(
+                    m.member_id,
+                    m.group_instance_id,
+                    m.client_id,
+                    m.client_host,
+                    bytes(m.member_metadata),
+                    bytes(m.member_assignment),
+                )
+                for m in described.members
+            ),
+        )
+
+    def _where(self, group_id: str) -> str:
+        return f"group {group_id!r} at its coordinator, the agent at {self._host}:{self._port}"
+
+    def _check(self, group_id: str, errors: Sequence[ErrorCode]) -> None:
+        """Raise the first refusal among an answer's error codes (NotCoordinator for
+        NOT_COORDINATOR)."""
+        refused = next((code for code in errors if code is not ErrorCode.NONE), None)
+        if refused is ErrorCode.NOT_COORDINATOR:
+            raise NotCoordinator(f"{self._where(group_id)}: NOT_COORDINATOR")
+        if refused is not None:
+            raise StreamHouseError(f"{self._where(group_id)}: {refused.name}", refused)
 
     async def _call(
         self, call: KafkaCall, asked_wait_ms: int = 0, client_id: str = GROUPS_CLIENT_ID

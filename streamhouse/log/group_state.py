@@ -209,6 +209,29 @@ class MemberLeave:
     error: ErrorCode = ErrorCode.NONE
 
 
+@dataclass(frozen=True)
+class MemberSummary:
+    """One member as DescribeGroups shows it."""
+
+    member_id: str
+    instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """A group as DescribeGroups and ListGroups show it."""
+
+    group_id: str
+    state: GroupState
+    protocol_type: str
+    protocol_name: str
+    members: tuple[MemberSummary, ...] = ()
+
+
 @dataclass
 class Group:
     """A consumer group's membership state."""

@@ -1,5 +1,5 @@
 """Peer requests ports: Produce, Fetch and ListOffsets to the agent leading a partition, and
-the consumer group requests to the agent coordinating a group.
+the consumer group requests (and their inspection) to the agent coordinating a group.
 
 The REST and gRPC doors serve every partition and every group of the cluster; a partition
 another agent leads is served by asking that agent over its Kafka listener, as a Kafka client
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from streamhouse.errors import ErrorCode
 from streamhouse.log.group_state import (
+    GroupSummary,
     JoinRequest,
     JoinResponse,
     MemberLeave,
@@ -60,6 +61,15 @@ class PeerOffset:
 
 
 @dataclass(frozen=True)
+class GroupOffset:
+    """A group's committed position in one partition, as OffsetFetch answers it."""
+
+    offset: int
+    leader_epoch: int  # -1 when unknown
+    metadata: str | None
+
+
+@dataclass(frozen=True)
 class OffsetQuery:
     """One ListOffsets question: the offset for `timestamp` (EARLIEST_TIMESTAMP, …)."""
 
@@ -100,7 +110,8 @@ class PeerRequests(ABC):
 
 
 class GroupCalls(ABC):
-    """The group coordinator of a group, as a door's consumer calls it (engine/group_calls.py:
+    """The group coordinator of a group, as a door's consumer (or a door describing the group)
+    calls it (engine/group_calls.py:
     this agent's, another agent's, or whichever coordinates the group). Answers carry the
     coordinator's Kafka error codes: NOT_COORDINATOR, it does not coordinate the group;
     COORDINATOR_NOT_AVAILABLE, it could not answer (or be reached)."""
@@ -143,17 +154,22 @@ class GroupCalls(ABC):
 
     @abstractmethod
     async def fetch_offsets(
-        self, group_id: str, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        """The group's committed offsets of `partitions`, for those that have one. Raises
-        NotCoordinator, or StreamHouseError with the coordinator's code (PeerUnreachable
-        when it could not be reached)."""
+        self, group_id: str, partitions: Sequence[TopicPartition] | None
+    ) -> dict[TopicPartition, GroupOffset]:
+        """The group's committed offsets of `partitions` (None: every partition it has one
+        in), for those that have one. Raises NotCoordinator, or StreamHouseError with the
+        coordinator's code (PeerUnreachable when it could not be reached)."""
+
+    @abstractmethod
+    async def describe(self, group_id: str) -> GroupSummary:
+        """DescribeGroups: the group's state, protocol and members (Dead when it has neither
+        members nor committed offsets). Raises as `fetch_offsets` does."""
 
 
 class PeerGroups(ABC):
     """The group coordinators of other agents, over their Kafka listeners (JoinGroup,
-    SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch), each request bounded in time
-    by the adapter: a join or sync by the wait it asks for and a margin."""
+    SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, DescribeGroups), each request
+    bounded in time by the adapter: a join or sync by the wait it asks for and a margin."""
 
     @abstractmethod
     def at(self, host: str, port: int) -> GroupCalls:

@@ -25,7 +25,6 @@ from streamhouse.engine.authentication import Authenticator
 from streamhouse.engine.consume import FetchService
 from streamhouse.engine.consumer_instances import ConsumerInstances
 from streamhouse.engine.failure import AgentFailure
-from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.engine.produce import ProduceService
 from streamhouse.errors import StreamHouseError
 from streamhouse.names import TopicPartition
@@ -60,7 +59,6 @@ class GrpcEngine:
     admin: AdminService
     produce: ProduceService
     fetch: FetchService
-    groups: GroupCoordinator
     acls: AclService
     authenticator: Authenticator | None  # None: callers are not asked who they are
     failure: AgentFailure
@@ -120,7 +118,7 @@ def _handlers(engine: GrpcEngine) -> tuple[grpc.GenericRpcHandler, ...]:
     records = RecordsServicer(  # commits reach any group's coordinator, as instances do
         engine.admin, engine.produce, engine.fetch, engine.consumers.groups, engine.consumers
     )
-    admin = AdminServicer(engine.admin, engine.groups, high_watermark)
+    admin = AdminServicer(engine.admin, engine.consumers.groups, high_watermark)
     records_methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Produce": methods.unary(records.produce, pb.ProduceRequest),
         "ProduceStream": methods.client_stream(records.produce_stream, pb.ProduceRequest),

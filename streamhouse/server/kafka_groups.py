@@ -14,7 +14,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from streamhouse.engine.coordinators import slot_of
-from streamhouse.engine.groups import GroupSummary
 from streamhouse.engine.waiting import CLIENT_RETRY_BACKOFF_MS
 from streamhouse.errors import ErrorCode, StorageError, StreamHouseError
 from streamhouse.kafka.connection import Request
@@ -25,7 +24,13 @@ from streamhouse.kafka.sentinels import (
     NO_OFFSET,
     NO_PORT,
 )
-from streamhouse.log.group_state import JoinRequest, JoinResponse, SyncResponse
+from streamhouse.log.group_state import (
+    GroupState,
+    GroupSummary,
+    JoinRequest,
+    JoinResponse,
+    SyncResponse,
+)
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import CommittedOffset, OffsetToCommit
 from streamhouse.server.kafka_context import Completion, KafkaContext, Values, done
@@ -314,8 +319,22 @@ def _fetched(
 
 async def describe_groups(ctx: KafkaContext, request: Request) -> Completion:
     body: Any = request.body
-    described = [_described(await ctx.admin.describe_group(group_id)) for group_id in body.groups]
+    described = []
+    for group_id in body.groups:
+        try:
+            described.append(_described(await ctx.admin.describe_group(group_id)))
+        except StreamHouseError as error:  # NOT_COORDINATOR: the client finds it again
+            described.append(_refused_describe(group_id, retriable_code(error), str(error)))
+    await pace(ctx, *(int(group["error_code"]) for group in described))
     return done({"throttle_time": 0, "groups": described})
+
+
+def _refused_describe(group_id: str, code: ErrorCode, message: str) -> Values:
+    return {
+        **_described(GroupSummary(group_id, GroupState.DEAD, "", "")),
+        "error_code": code,
+        "error_message": message,
+    }
 
 
 def _described(summary: GroupSummary) -> Values:

@@ -23,7 +23,7 @@ from streamhouse.engine.admin import AdminService
 from streamhouse.engine.consume import FetchService
 from streamhouse.engine.consumer_instances import ConsumerInstances
 from streamhouse.engine.embedded_formats import EmbeddedFormats
-from streamhouse.engine.groups import GroupCoordinator
+from streamhouse.engine.group_calls import CoordinatedElsewhere
 from streamhouse.engine.produce import ProduceService
 from streamhouse.errors import (
     ErrorCode,
@@ -51,6 +51,15 @@ UNAUTHENTICATED = 40101
 NOT_AUTHORIZED = 40301
 KAFKA_ERROR = 50002
 KAFKA_RETRIABLE_ERROR = 50003
+# A group's coordinator moving or out of reach for a moment: retriable (503)
+COORDINATOR_MOVING = frozenset(
+    {
+        ErrorCode.NOT_COORDINATOR,
+        ErrorCode.COORDINATOR_NOT_AVAILABLE,
+        ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
+        ErrorCode.NETWORK_EXCEPTION,
+    }
+)
 BAD_REQUEST = 400
 UNPROCESSABLE = 422
 PAYLOAD_TOO_LARGE = 413
@@ -95,6 +104,8 @@ def engine_refusal(error: StreamHouseError, topic: str | None = None) -> RestErr
         return RestError(404, 404, str(error))
     if isinstance(error, StorageError):
         return RestError(503, KAFKA_RETRIABLE_ERROR, f"the store failed, retry: {error}")
+    if error.code in COORDINATOR_MOVING and not isinstance(error, CoordinatedElsewhere):
+        return RestError(503, KAFKA_RETRIABLE_ERROR, f"{error.code.name}, retry: {error}")
     return RestError(500, KAFKA_ERROR, f"{error.code.name}: {error}")
 
 
@@ -144,11 +155,11 @@ class RestServices:
     admin: AdminService
     produce: ProduceService
     fetch: FetchService
-    groups: GroupCoordinator
     acls: AclService
     auth: HttpAuth
     formats: EmbeddedFormats  # keys and values in the embedded formats, through the registry
-    consumers: ConsumerInstances  # v2 consumer instances (rest_v2_consumers)
+    # v2 consumer instances (rest_v2_consumers); `consumers.groups`: any group's coordinator
+    consumers: ConsumerInstances
 
     async def authenticate(self, request: Request) -> None:
         """Every route's first step (the app's dependency): who calls, kept for `caller_in`."""

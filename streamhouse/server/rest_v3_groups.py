@@ -1,6 +1,7 @@
 """Confluent REST Proxy API v3: consumer groups, their consumers and their lag, under
-/v3/clusters/{cluster_id}/consumer-groups, over the admin service (groups), the group
-coordinator (committed offsets) and the fetch service (log end offsets).
+/v3/clusters/{cluster_id}/consumer-groups, over the admin service (the listing), the group's
+coordinator wherever it runs (its members and committed offsets, engine/group_calls.py) and the
+fetch service (log end offsets).
 
 A group's lag in a partition is its log end offset (high watermark) minus the group's
 committed offset there, never below 0; the lags listed are those of the partitions the group
@@ -17,9 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from streamhouse.engine.cluster import CLUSTER_ID
-from streamhouse.engine.groups import GroupSummary, MemberSummary
+from streamhouse.engine.coordinators import slot_of
 from streamhouse.errors import StreamHouseError
-from streamhouse.log.group_state import GroupState
+from streamhouse.log.group_state import GroupState, GroupSummary, MemberSummary
 from streamhouse.names import TopicPartition
 from streamhouse.server.rest_common import Caller, RestServices, caller_in, engine_refusal
 from streamhouse.server.rest_v3 import (
@@ -60,7 +61,9 @@ def install_v3_groups(app: FastAPI, services: RestServices) -> None:
     _lag_routes(app, services)
 
 
-def _group_body(request: Request, name: str, summary: GroupSummary, coordinator: int) -> Any:
+def _group_body(request: Request, name: str, summary: GroupSummary, services: RestServices) -> Any:
+    # the broker coordinating the group, as FindCoordinator names it
+    coordinator = services.admin.cluster.coordinator(slot_of(summary.group_id)).node_id
     base = cluster_path("consumer-groups", name)
     return resource(
         request,
@@ -102,13 +105,18 @@ def _consumer_body(request: Request, group: str, member: MemberSummary) -> Any:
 async def _group(services: RestServices, caller: Caller, name: str) -> GroupSummary:
     """The caller's group: 403 unless it may DESCRIBE it, 404 when there is none."""
     caller.require(Op.DESCRIBE, GROUP, name)
-    try:
-        summary = await services.admin.describe_group(caller.internal_group(name))
-    except StreamHouseError as error:
-        raise engine_refusal(error) from None
+    summary = await _described(services, caller.internal_group(name))
     if summary.state is GroupState.DEAD:
         raise v3_refusal(404, f"Consumer group {name} cannot be found.")
     return summary
+
+
+async def _described(services: RestServices, internal: str) -> GroupSummary:
+    """The group as its coordinator describes it, wherever it runs."""
+    try:
+        return await services.consumers.groups.describe(internal)
+    except StreamHouseError as error:
+        raise engine_refusal(error) from None
 
 
 def _group_routes(app: FastAPI, services: RestServices) -> None:
@@ -116,22 +124,20 @@ def _group_routes(app: FastAPI, services: RestServices) -> None:
     async def groups(request: Request, cluster_id: str) -> JSONResponse:
         check_cluster(cluster_id)
         caller = caller_in(request)
-        coordinator = services.admin.describe_cluster().controller_id
         data = []
         for listed in await services.admin.list_groups():
             name = caller.shown(listed.group_id)
             if name is None or not caller.may(Op.DESCRIBE, GROUP, name):
                 continue
-            summary = await services.admin.describe_group(listed.group_id)
-            data.append(_group_body(request, name, summary, coordinator))
+            summary = await _described(services, listed.group_id)
+            data.append(_group_body(request, name, summary, services))
         return answer(listing(request, "KafkaConsumerGroupList", data))
 
     @app.get(GROUPS_PATH + "/{group_id}", tags=["v3"], summary="One consumer group")
     async def group(request: Request, cluster_id: str, group_id: str) -> JSONResponse:
         check_cluster(cluster_id)
         summary = await _group(services, caller_in(request), group_id)
-        coordinator = services.admin.describe_cluster().controller_id
-        return answer(_group_body(request, group_id, summary, coordinator))
+        return answer(_group_body(request, group_id, summary, services))
 
     @app.get(GROUPS_PATH + "/{group_id}/consumers", tags=["v3"], summary="A group's consumers")
     async def consumers(request: Request, cluster_id: str, group_id: str) -> JSONResponse:
@@ -157,7 +163,9 @@ async def group_lags(services: RestServices, caller: Caller, group: str) -> list
     DESCRIBE, in its org), by topic and partition."""
     await _group(services, caller, group)
     try:
-        committed = await services.groups.fetch_offsets(caller.internal_group(group), None)
+        committed = await services.consumers.groups.fetch_offsets(
+            caller.internal_group(group), None
+        )
     except StreamHouseError as error:
         raise engine_refusal(error) from None
     lags = []

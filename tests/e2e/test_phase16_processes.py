@@ -4,7 +4,8 @@ listener), and every consumer group, the ones process 1 coordinates too. Records
 through REST v2 and gRPC to each partition of a topic both processes lead are read back by a
 Kafka consumer at the offsets each producer was told, and by gRPC Consume of every partition.
 A REST v2 consumer instance in a group process 1 coordinates reads every record and commits,
-and a gRPC Commit to such a group lands: Kafka clients see the member and the offsets there."""
+and a gRPC Commit to such a group lands: Kafka clients see the member and the offsets there,
+and REST v3's lags and gRPC's DescribeGroup on process 0 tell the group's lag."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ FIND_COORDINATOR_VERSION = 3  # one key, answered at the top level
 DESCRIBE_GROUPS_VERSION = 0
 GROUP_IDS_PER_LOOK_MAX = 64  # group ids asked about per look, until one is process 1's
 RESPONSE_BYTES_MAX = 1024 * 1024
+CLUSTER = "/v3/clusters/streamhouse-default"
 
 
 @pytest.fixture(scope="module")
@@ -250,20 +252,33 @@ def test_rest_consumer_of_process_0_in_a_group_process_1_coordinates(
     assert _committed(agents, group, topic) == dict.fromkeys(range(PARTITIONS), PER_PARTITION)
 
 
-def test_grpc_commit_to_a_group_process_1_coordinates(agents: AgentProcess) -> None:
-    topic = f"procs-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": agents.bootstrap})
-    admin.create_topics([NewTopic(topic, PARTITIONS)])[topic].result(TIMEOUT_S)
+def test_grpc_commit_and_lag_of_a_group_process_1_coordinates(agents: AgentProcess) -> None:
+    topic = _topic_led_by_both(agents)
+    for partition in range(PARTITIONS):
+        _produce_rest_v2(agents, topic, partition)
     group = _group_of_process_1(agents)
-    offsets = [
-        pb.PartitionOffset(topic=topic, partition=p, offset=p + 1) for p in range(PARTITIONS)
-    ]
+    offsets = [pb.PartitionOffset(topic=topic, partition=p, offset=p) for p in range(PARTITIONS)]
 
-    async def commit() -> pb.CommitResponse:
+    async def commit_and_describe() -> tuple[pb.CommitResponse, pb.DescribeGroupResponse]:
         async with grpc.aio.insecure_channel(agents.grpc_target) as channel:
             request = pb.CommitRequest(group=group, offsets=offsets)
-            return await rpc.RecordsStub(channel).Commit(request, timeout=TIMEOUT_S)
+            committed = await rpc.RecordsStub(channel).Commit(request, timeout=TIMEOUT_S)
+            describe = pb.DescribeGroupRequest(group_id=group)
+            return committed, await rpc.AdminStub(channel).DescribeGroup(
+                describe, timeout=TIMEOUT_S
+            )
 
-    answer = asyncio.run(commit())
+    answer, described = asyncio.run(commit_and_describe())
     assert [r.HasField("error") for r in answer.results] == [False] * PARTITIONS, answer
-    assert _committed(agents, group, topic) == {p: p + 1 for p in range(PARTITIONS)}
+    assert _committed(agents, group, topic) == {p: p for p in range(PARTITIONS)}
+    lag = {p: max(0, PER_PARTITION - p) for p in range(PARTITIONS)}  # 2, 1, 0, 0
+    assert {o.partition: (o.offset, o.lag) for o in described.offsets} == {
+        p: (p, lag[p]) for p in range(PARTITIONS)
+    }
+    lags = call(agents.rest_port, "GET", CLUSTER + f"/consumer-groups/{group}/lags")
+    assert lags.status == 200, lags.raw
+    assert {row["partition_id"]: row["lag"] for row in lags.json["data"]} == lag
+    summary = call(agents.rest_port, "GET", CLUSTER + f"/consumer-groups/{group}/lag-summary")
+    assert summary.status == 200, summary.raw
+    found = summary.json
+    assert (found["total_lag"], found["max_lag"], found["max_lag_partition_id"]) == (3, 2, 0)

@@ -2,8 +2,9 @@
 0 and 1 of one data directory), and a GroupMember on agent A in a group agent B coordinates
 joins through B's Kafka listener beside a confluent-kafka consumer of the same group. They
 split the topic, the group lives on B only, and offsets committed by either are where the other
-starts. Manual commits and fetches on A of a group B coordinates land at B. On a SASL listener
-there is no forwarding: the member stops naming B and the reason."""
+starts. Manual commits and fetches on A of a group B coordinates land at B, and A describes
+such a group and fetches all its offsets as a Kafka AdminClient sees them at B. On a SASL
+listener there is no forwarding: the member stops naming B and the reason."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
+from confluent_kafka.admin import AdminClient
 
 from streamhouse.engine.coordinators import COORDINATOR_SLOTS, COORDINATOR_TOPIC, slot_of
 from streamhouse.engine.group_calls import CoordinatedElsewhere
 from streamhouse.engine.group_member import GroupMember, commit_offsets, committed_offsets
-from streamhouse.errors import ErrorCode
+from streamhouse.errors import ErrorCode, NotCoordinator
+from streamhouse.io.kafka_peer import StreamsGroupCalls
+from streamhouse.kafka.consumer_protocol import decode_assignment
+from streamhouse.log.group_state import GroupState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
 from tests.unit.sasl_world import AgentThread
@@ -35,6 +40,7 @@ from tests.unit.test_produce_fetch_services import CLIENT_TIMEOUT_S, call, engin
 
 GROUP_IDS_TRIED_MAX = 10_000  # random group ids until one hashes to a wanted slot
 RECORDS_PER_PARTITION = 6
+RESPONSE_BYTES_MAX = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +175,63 @@ def test_manual_commits_on_a_land_at_the_coordinator_b(
     finally:
         consumer.close()
     assert {TopicPartition(tp.topic, tp.partition): tp.offset for tp in seen} == wanted
+
+
+def test_a_describes_a_group_b_coordinates_and_fetches_all_its_offsets(
+    agents: tuple[AgentThread, AgentThread],
+) -> None:
+    a, b = agents
+    group = group_coordinated_by(a, b)
+    topic = topic_with_records(a)
+    kafka = KafkaMember(a.bootstrap, group, topic).start()
+    try:
+        _within(WAIT_S, lambda: kafka.assigned == every_partition(topic), "kafka is assigned")
+        kafka.commit({TopicPartition(topic, p): 1 + p for p in range(PARTITIONS)})
+        with pytest.raises(NotCoordinator):  # A's own coordinator does not know the group
+            call(a, engine(a).kafka.context.groups.describe(group))
+        host, port = a.bootstrap.rsplit(":", 1)
+        with pytest.raises(NotCoordinator):  # nor does A's Kafka door (DescribeGroups)
+            call(a, StreamsGroupCalls(host, int(port), RESPONSE_BYTES_MAX).describe(group))
+        routed = engine(a).consumers.groups
+        ours = call(a, routed.describe(group))
+        offsets = call(a, routed.fetch_offsets(group, None))
+        admin = AdminClient({"bootstrap.servers": a.bootstrap})
+        theirs = admin.describe_consumer_groups([group])[group].result(CLIENT_TIMEOUT_S)
+        request = [ConsumerGroupTopicPartitions(group)]  # no partitions: every one
+        listed = admin.list_consumer_group_offsets(request)[group].result(CLIENT_TIMEOUT_S)
+    finally:
+        kafka.stop()
+    assert (ours.state, theirs.state.name) == (GroupState.STABLE, "STABLE")
+    assert (ours.protocol_type, ours.protocol_name) == ("consumer", theirs.partition_assignor)
+    assert [
+        (m.member_id, m.client_id, m.client_host, m.instance_id, _assigned(m.assignment))
+        for m in ours.members
+    ] == [
+        (
+            m.member_id,
+            m.client_id,
+            m.host,
+            m.group_instance_id,
+            {TopicPartition(tp.topic, tp.partition) for tp in m.assignment.topic_partitions},
+        )
+        for m in theirs.members
+    ]
+    assert _assigned(ours.members[0].assignment) == every_partition(topic)
+    assert {tp: (o.offset, o.leader_epoch, o.metadata or "") for tp, o in offsets.items()} == {
+        TopicPartition(tp.topic, tp.partition): (
+            tp.offset,
+            -1 if tp.leader_epoch is None else tp.leader_epoch,
+            tp.metadata or "",
+        )
+        for tp in listed.topic_partitions
+    }
+    assert {tp: found.offset for tp, found in offsets.items()} == {
+        TopicPartition(topic, p): 1 + p for p in range(PARTITIONS)
+    }
+
+
+def _assigned(assignment: bytes) -> set[TopicPartition]:
+    return set(decode_assignment(assignment).partitions)
 
 
 def test_a_sasl_listener_refuses_group_forwarding_naming_the_coordinator(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The gRPC Admin service: topics and consumer groups of the caller's org, through the engine's
-AdminService and group coordinator (the rules every door shares). Listings leave out what the
-caller may not DESCRIBE; a single resource it may not use is PERMISSION_DENIED."""
+AdminService and the group's coordinator wherever it runs (the rules every door shares).
+Listings leave out what the caller may not DESCRIBE; a single resource it may not use is
+PERMISSION_DENIED."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from grpc import StatusCode
 
 from streamhouse.engine.admin import BROKER_DEFAULT_PARTITIONS, AdminService
-from streamhouse.engine.groups import GroupCoordinator, GroupSummary
-from streamhouse.log.group_state import GroupState
+from streamhouse.log.group_state import GroupState, GroupSummary
 from streamhouse.names import TopicPartition
+from streamhouse.ports.peers import GroupCalls
 from streamhouse.server.grpc import streamhouse_pb2 as pb
 from streamhouse.server.grpc.caller import Caller
 from streamhouse.server.grpc.methods import Context
@@ -24,10 +25,11 @@ HighWatermark = Callable[[TopicPartition], Awaitable[int | None]]
 
 
 class AdminServicer:
-    """streamhouse.v1.Admin over the engine's admin rules."""
+    """streamhouse.v1.Admin over the engine's admin rules; `groups`: any group's coordinator
+    (engine/group_calls.py)."""
 
     def __init__(
-        self, admin: AdminService, groups: GroupCoordinator, high_watermark: HighWatermark
+        self, admin: AdminService, groups: GroupCalls, high_watermark: HighWatermark
     ) -> None:
         self._admin = admin
         self._groups = groups
@@ -102,7 +104,7 @@ class AdminServicer:
     ) -> pb.DescribeGroupResponse:
         internal = caller.internal(request.group_id, "group")
         caller.require(Op.DESCRIBE, ResourceType.GROUP, request.group_id)
-        summary = await self._admin.describe_group(internal)
+        summary = await self._groups.describe(internal)
         if summary.state is GroupState.DEAD:
             raise CallRefused(
                 StatusCode.NOT_FOUND,
