@@ -27,7 +27,7 @@ from streamhouse.log.group_state import GroupState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
 from tests.unit.sasl_world import AgentThread
-from tests.unit.test_forwarding import PLACED_TIMEOUT_S, _pair, _within
+from tests.unit.test_forwarding import _pair, _within
 from tests.unit.test_group_member import (
     FAST,
     PARTITIONS,
@@ -37,6 +37,8 @@ from tests.unit.test_group_member import (
     shared,
 )
 from tests.unit.test_produce_fetch_services import CLIENT_TIMEOUT_S, call, engine
+
+PLACED_TIMEOUT_S = 30  # for the coordinator slots to be placed on both agents
 
 GROUP_IDS_TRIED_MAX = 10_000  # random group ids until one hashes to a wanted slot
 RECORDS_PER_PARTITION = 6
