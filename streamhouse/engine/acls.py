@@ -70,6 +70,13 @@ class Grant:
             return False
         return self.allows(operation, ResourceType.CLUSTER, CLUSTER_RESOURCE_NAME)
 
+    def may_create_topic(self, name: str) -> bool:
+        """Kafka's CreateTopics rule: CREATE on the cluster grants it for every topic, else
+        CREATE on the topic itself."""
+        return self.allows_on_cluster(AclOperation.CREATE) or self.allows(
+            AclOperation.CREATE, ResourceType.TOPIC, name
+        )
+
     def may_write_idempotently(self) -> bool:
         return self.everything or may_write_idempotently(self.bindings, self.principal, self.host)
 

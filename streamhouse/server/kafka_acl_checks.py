@@ -160,9 +160,7 @@ def refused_metadata_topics(
 
 
 def _may_create(grant: Grant, topics: list[Any]) -> bool:
-    return grant.allows_on_cluster(Op.CREATE) or all(
-        grant.allows(Op.CREATE, ResourceType.TOPIC, t.name) for t in topics if t.name
-    )
+    return all(grant.may_create_topic(t.name) for t in topics if t.name)
 
 
 def _metadata_refusal(name: str | None, grant: Grant, org: str) -> ErrorCode | None:

@@ -227,8 +227,8 @@ def _topic_routes(app: FastAPI, services: RestServices) -> None:
         count = field(document, "partitions_count", int, BAD_REQUEST)
         configs = _config_pairs(field(document, "configs", list, BAD_REQUEST) or [])
         validate_only = bool(field(document, "validate_only", bool, BAD_REQUEST))
-        if not caller.grant.allows_on_cluster(Op.CREATE):
-            caller.require(Op.CREATE, TOPIC, name)
+        if not caller.grant.may_create_topic(name):
+            caller.require(Op.CREATE, TOPIC, name)  # refused in the caller's terms
         try:
             created = await services.admin.create_topic(
                 caller.internal(name),

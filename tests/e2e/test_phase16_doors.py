@@ -171,7 +171,9 @@ def produce_grpc(agent: Agent, topic: str, count: int, *, streaming: bool) -> li
 # --- reading through each door ---------------------------------------------------------------
 
 
-def read_kafka(agent: Agent, topic: str, count: int) -> list[Row]:
+def read_kafka(agent: Agent, topic: str, count: int, partitions: int = 1) -> list[Row]:
+    """The first `count` records of the topic's first `partitions` partitions, as a Kafka
+    consumer reads them from offset 0."""
     consumer = Consumer(
         {
             "bootstrap.servers": agent.bootstrap,
@@ -179,7 +181,7 @@ def read_kafka(agent: Agent, topic: str, count: int) -> list[Row]:
             "enable.auto.commit": False,
         }
     )
-    consumer.assign([KafkaPartition(topic, 0, 0)])
+    consumer.assign([KafkaPartition(topic, p, 0) for p in range(partitions)])
     found: list[Row] = []
     try:
         for _ in range(POLLS_MAX):

@@ -40,6 +40,7 @@ from tests.e2e.test_phase16_doors import (
     Row,
     door_record,
     read_grpc,
+    read_kafka,
 )
 from tests.unit.rest_world import V2_BINARY, call
 
@@ -141,28 +142,6 @@ def _produce_grpc(agents: AgentProcess, topic: str) -> list[Row]:
     ]
 
 
-def _read_kafka(agents: AgentProcess, topic: str, count: int) -> list[Row]:
-    consumer = Consumer(
-        {"bootstrap.servers": agents.bootstrap, "group.id": "unused", "enable.auto.commit": False}
-    )
-    consumer.assign([KafkaPartition(topic, p, 0) for p in range(PARTITIONS)])
-    found: list[Row] = []
-    try:
-        for _ in range(POLLS_MAX):
-            if len(found) >= count:
-                break
-            message = consumer.poll(POLL_S)
-            if message is None or message.error() is not None:
-                continue
-            headers = tuple(message.headers() or ())
-            found.append(
-                (message.partition(), message.offset(), message.key(), message.value(), headers)
-            )
-    finally:
-        consumer.close()
-    return found
-
-
 def test_rest_and_grpc_of_process_0_serve_every_partition(agents: AgentProcess) -> None:
     topic = _topic_led_by_both(agents)
     told: list[Row] = []
@@ -173,7 +152,8 @@ def test_rest_and_grpc_of_process_0_serve_every_partition(agents: AgentProcess) 
     assert [(row[0], row[1]) for row in told] == [
         (p, offset) for p in range(PARTITIONS) for offset in range(2 * PER_PARTITION)
     ], "each partition's offsets told are 0..n-1"
-    assert sorted(_read_kafka(agents, topic, len(told)), key=lambda r: (r[0], r[1])) == told
+    read = read_kafka(agents, topic, len(told), PARTITIONS)
+    assert sorted(read, key=lambda r: (r[0], r[1])) == told
     assert sorted(read_grpc(agents, topic), key=lambda r: (r[0], r[1])) == told  # type: ignore[arg-type]
 
 

@@ -7,6 +7,7 @@ a partition led elsewhere is refused naming its leader."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -46,9 +47,10 @@ def _pair(data_dir: Path, protocol: str = "PLAINTEXT") -> tuple[AgentThread, Age
     )
 
 
-@pytest.fixture(scope="module")
-def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentThread, AgentThread]]:
-    a, b = _pair(tmp_path_factory.mktemp("pair"))
+@contextlib.contextmanager
+def running_pair(data_dir: Path) -> Iterator[tuple[AgentThread, AgentThread]]:
+    """Processes 0 and 1 of `data_dir`, started in turn and stopped in reverse."""
+    a, b = _pair(data_dir)
     a.start()
     try:
         b.start()
@@ -58,6 +60,12 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentThre
             b.stop()
     finally:
         a.stop()
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentThread, AgentThread]]:
+    with running_pair(tmp_path_factory.mktemp("pair")) as pair:
+        yield pair
 
 
 def _within(timeout_s: float, holds: Callable[[], bool], what: str) -> None:

@@ -27,7 +27,7 @@ from streamhouse.log.group_state import GroupState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
 from tests.unit.sasl_world import AgentThread
-from tests.unit.test_forwarding import _pair, _within
+from tests.unit.test_forwarding import _pair, _within, running_pair
 from tests.unit.test_group_member import (
     FAST,
     PARTITIONS,
@@ -47,16 +47,8 @@ RESPONSE_BYTES_MAX = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AgentThread, AgentThread]]:
-    a, b = _pair(tmp_path_factory.mktemp("pair"))
-    a.start()
-    try:
-        b.start()
-        try:
-            yield a, b
-        finally:
-            b.stop()
-    finally:
-        a.stop()
+    with running_pair(tmp_path_factory.mktemp("pair")) as pair:
+        yield pair
 
 
 def group_coordinated_by(a: AgentThread, owner: AgentThread) -> str:

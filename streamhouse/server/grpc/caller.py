@@ -71,8 +71,8 @@ class Caller:
 
     def require_create_topic(self, name: str) -> None:
         """CREATE on the cluster grants it for every topic (Kafka's CreateTopics rule)."""
-        if not self.grant.allows_on_cluster(AclOperation.CREATE):
-            self.require(AclOperation.CREATE, ResourceType.TOPIC, name)
+        if not self.grant.may_create_topic(name):
+            self.require(AclOperation.CREATE, ResourceType.TOPIC, name)  # refused as a call
 
 
 OPEN_CALLER = Caller(DEFAULT_ORG, EVERYTHING)
