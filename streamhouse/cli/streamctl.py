@@ -13,6 +13,7 @@ from streamhouse.cli.groups import groups
 from streamhouse.cli.produce import produce
 from streamhouse.cli.quotas import quotas
 from streamhouse.cli.schemas import schemas
+from streamhouse.cli.sql import sql
 from streamhouse.cli.tenancy import keys, orgs
 from streamhouse.cli.topics import topics
 from streamhouse.cli.transactions import transactions
@@ -37,3 +38,4 @@ app.add_typer(admin, name="admin")
 app.command("cluster")(show_cluster)
 app.command("produce")(produce)
 app.command("consume")(consume)
+app.add_typer(sql, name="sql")
