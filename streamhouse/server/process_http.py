@@ -187,10 +187,10 @@ def build_processes_app(version: str, processes: ProcessesView) -> FastAPI:
         headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
         url = f"{served[0].http}/api/v1/sql"
         try:
-            body = await body_bytes(request, SQL_BODY_BYTES_MAX)
+            sent = await body_bytes(request, SQL_BODY_BYTES_MAX)
         except RestError as error:
             return JSONResponse(error.body(), status_code=error.status)
-        status, raw, media = await asyncio.to_thread(_post, url, body, headers)
+        status, raw, media = await asyncio.to_thread(_post, url, sent, headers)
         return Response(raw, status_code=status, media_type=media or None)
 
     @app.get("/api/v1/{path:path}")
