@@ -84,6 +84,7 @@ from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.server.grpc_door import GrpcDoor, GrpcEngine, start_grpc_door
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.http_auth import HttpAuth
+from streamhouse.server.http_sql import install_sql_route
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import (
     KafkaListener,
@@ -96,6 +97,7 @@ from streamhouse.server.rest_app import RestDoor, start_rest_door
 from streamhouse.server.rest_common import RestServices
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.server.tenancy_api import install_tenancy_routes
+from streamhouse.sql.service import SqlService
 from streamhouse.supervisor import Supervisor, drain_surplus
 from streamhouse.tenancy.keys import SALT_BYTES, hash_secret, secret_matches
 
@@ -152,6 +154,14 @@ class Agent:
     def fetch(self) -> FetchService:
         """The read rule every door shares (the Kafka door's, too)."""
         return self.kafka.context.fetch
+
+    @functools.cached_property
+    def sql(self) -> SqlService:
+        """SQL over the agent's topics (POST /api/v1/sql, streamctl sql): one per agent, so
+        its bound on queries at once holds for the agent."""
+        return SqlService(
+            self.settings, self.admin, self.fetch, self.schema_registry, self.metadata
+        )
 
     @property
     def kafka_address(self) -> str:
@@ -479,6 +489,8 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         return await agent.readiness(stopping.is_set())
 
     settings = agent.settings
+    acls = kafka.context.acls
+    assert acls is not None, "the composition root always builds the ACL service"
     return await start_agent_http(
         settings.http_host,
         settings.http_port,
@@ -489,7 +501,8 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         routes=[
             lambda app: install_tenancy_routes(
                 app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
-            )
+            ),
+            lambda app: install_sql_route(app, agent.sql, HttpAuth(agent.authenticator), acls),
         ],
         auth=HttpAuth(agent.authenticator),
     )
