@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from streamhouse.sql.windows import install_window_functions
+
 RESULT_BATCH_ROWS = 10_000
 
 
@@ -52,7 +54,7 @@ class QueryRun:
         )
         for name, table in tables.items():
             self._connection.register(name, table)
-        _install_windows(self._connection)
+        install_window_functions(self._connection)
         self._connection.execute("SET enable_external_access = false")
         self._connection.execute("SET lock_configuration = true")
 
@@ -78,13 +80,3 @@ class QueryRun:
     def interrupt(self) -> None:
         with contextlib.suppress(duckdb.Error):  # it finished and closed meanwhile
             self._connection.interrupt()
-
-
-def _install_windows(connection: duckdb.DuckDBPyConnection) -> None:
-    """tumble / hop / session as table macros (helper f15-windows' module).
-    MERGE: once streamhouse.sql.windows is on main, import it at the top and call it here."""
-    try:
-        from streamhouse.sql import windows  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
-    windows.install_window_functions(connection)

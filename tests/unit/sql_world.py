@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -100,3 +102,13 @@ def consumed(agent: AgentThread, topic: str, partitions: int) -> set[tuple[int, 
     finally:
         consumer.close()
     return found
+
+
+def running_sql_agent(
+    factory: pytest.TempPathFactory, name: str, authenticator: Authenticator | None = None
+) -> Iterator[AgentThread]:
+    """A module fixture's agent (`yield from` it): started in a fresh directory, stopped after."""
+    protocol = "PLAINTEXT" if authenticator is None else "SASL_PLAINTEXT"
+    running = start_sql_agent(factory.mktemp(name) / "data", authenticator, protocol)
+    yield running
+    running.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -21,7 +20,7 @@ from streamhouse.engine.produce import Ack, NewRecord
 from streamhouse.sql.decoding import TopicDecoder
 from streamhouse.tenancy.names import DEFAULT_ORG
 from tests.unit.sasl_world import AgentThread
-from tests.unit.sql_world import flush, new_topic, produce, query, start_sql_agent
+from tests.unit.sql_world import flush, new_topic, produce, query, running_sql_agent
 
 AVRO = json.dumps(
     {
@@ -58,10 +57,7 @@ message Sale { int64 id = 1; string sku = 2; double amount = 3; bytes blob = 4;
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
-    directory: Path = tmp_path_factory.mktemp("sql-decoding")
-    running = start_sql_agent(directory / "data")
-    yield running
-    running.stop()
+    yield from running_sql_agent(tmp_path_factory, "sql-decoding")
 
 
 def produce_encoded(

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from streamhouse.engine.acls import Grant
 from streamhouse.sql.service import SqlError, SqlService
 from tests.unit.sasl_world import AgentThread
-from tests.unit.sql_world import consumed, flush, new_topic, produce, query, start_sql_agent
+from tests.unit.sql_world import consumed, flush, new_topic, produce, query, running_sql_agent
 
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
-    directory: Path = tmp_path_factory.mktemp("sql-service")
-    running = start_sql_agent(directory / "data")
-    yield running
-    running.stop()
+    yield from running_sql_agent(tmp_path_factory, "sql-service")
 
 
 @pytest.fixture(scope="module")
