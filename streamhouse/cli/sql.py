@@ -91,7 +91,7 @@ sql = typer.Typer(
         "Examples:\n\n"
         '  streamctl sql "SELECT count(*) FROM orders"\n\n'
         '  streamctl sql -o json "SELECT window_start, count(*) AS n FROM '
-        'tumble(orders, _timestamp, INTERVAL 1 MINUTE) GROUP BY window_start"\n\n'
+        "tumble(orders, _timestamp, INTERVAL '1 minute') GROUP BY window_start\"\n\n"
         "  streamctl sql --file report.sql -o csv > report.csv\n\n"
         "  streamctl sql views list"
     ),
@@ -270,7 +270,7 @@ def run_query(
 
       streamctl sql - -o json < hourly.sql
 
-      streamctl sql -o csv "SELECT * FROM session(clicks, _timestamp, INTERVAL 30 MINUTES, user)"
+      streamctl sql -o csv "SELECT * FROM session(clicks, _timestamp, INTERVAL '30 minutes', who)"
     """
     text = query_text(query, file)
 
