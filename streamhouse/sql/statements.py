@@ -21,9 +21,21 @@ from dataclasses import dataclass
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError, TokenError
 
-DIALECT = "duckdb"
+
+class WindowedDuckDB(DuckDB):
+    """DuckDB's dialect, where `session` is a name (our session window table function), as
+    DuckDB itself reads it, not the SESSION keyword sqlglot takes it for."""
+
+    class Tokenizer(DuckDB.Tokenizer):
+        KEYWORDS = {
+            word: kind for word, kind in DuckDB.Tokenizer.KEYWORDS.items() if word != "SESSION"
+        }
+
+
+DIALECT = WindowedDuckDB
 SQL_TEXT_CHARS_MAX = 100_000
 WINDOW_FUNCTIONS = frozenset({"tumble", "hop", "session"})
 TABLE_FUNCTIONS_ALLOWED = WINDOW_FUNCTIONS | {"range", "generate_series", "unnest"}

@@ -211,14 +211,6 @@ ORDERS_RAW_ROWS = [
     (1, 1, at("02:00"), "bob", 40),
 ]
 
-# sqlglot (30.30.0, DuckDB dialect) reads SESSION as a keyword: `session(t, ts, INTERVAL '…')`
-# does not parse (statements.py answers 400 before DuckDB sees the query) and
-# `session(t, ts, '1 minute')` parses as a table named session (404). Strict: these fail
-# (and this mark must go) once statements.py reads session() as the window function.
-SESSION_PARSE_BUG = pytest.mark.xfail(
-    strict=True, reason="statements.py: sqlglot does not parse session(..., INTERVAL '...')"
-)
-SESSION_QUERIES = {"clicks session", "clicks session by customer", "orders session by customer"}
 
 QUERIES = {
     "clicks tumble": (CLICKS_TUMBLE, CLICKS_TUMBLE_ROWS),
@@ -393,7 +385,7 @@ DOORS = {
 
 @pytest.mark.parametrize(
     "query",
-    [pytest.param(q, marks=SESSION_PARSE_BUG) if q in SESSION_QUERIES else q for q in QUERIES],
+    list(QUERIES),
 )
 @pytest.mark.parametrize("door", DOORS)
 def test_windows_answer_the_hand_computed_rows(agent: Agent, door: str, query: str) -> None:
