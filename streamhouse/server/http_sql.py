@@ -110,7 +110,11 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value).replace("inf", "Infinity").replace("nan", "NaN")
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        # DuckDB sums integers as HUGEINT, which Arrow hands over as decimal(38, 0): a whole
+        # number is a JSON number; a fraction stays text, so no digit is lost to a float
+        return (
+            int(value) if value.is_finite() and value == value.to_integral_value() else str(value)
+        )
     if isinstance(value, dict):
         return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

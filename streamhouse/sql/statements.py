@@ -18,11 +18,13 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 
 class WindowedDuckDB(DuckDB):
@@ -30,7 +32,7 @@ class WindowedDuckDB(DuckDB):
     DuckDB itself reads it, not the SESSION keyword sqlglot takes it for."""
 
     class Tokenizer(DuckDB.Tokenizer):
-        KEYWORDS = {
+        KEYWORDS: ClassVar[dict[str, TokenType]] = {
             word: kind for word, kind in DuckDB.Tokenizer.KEYWORDS.items() if word != "SESSION"
         }
 

@@ -65,6 +65,13 @@ def test_json_answer(agent: AgentThread) -> None:
     assert [row[3] for row in body["rows"]] == [1, 2]
     assert base64.b64decode(body["rows"][1][2]) == b"k1"
     datetime.datetime.fromisoformat(body["rows"][0][1])
+    sums = call(
+        http_port(agent),
+        "POST",
+        "/api/v1/sql",
+        {"sql": f"SELECT sum(n) AS whole, 0.375::DECIMAL(4, 3) AS part FROM {topic}"},
+    ).json
+    assert sums["rows"] == [[3, "0.375"]]  # HUGEINT a number, a fraction text
 
 
 def test_arrow_stream_answer(agent: AgentThread) -> None:
