@@ -169,3 +169,17 @@ def test_bad_sql_is_400_never_500(agent: AgentThread, half_flushed: str) -> None
         "SELECT * FROM tumble(1, 2, 3)",
     ):
         assert refusal(agent, text).http_status == 400
+
+
+def test_every_window_function_reads_a_topic(agent: AgentThread, half_flushed: str) -> None:
+    """tumble, hop and session (both arities) are found as topic readers, session included
+    (sqlglot's SESSION keyword): each row of the 70 lands in its windows."""
+    counts = {
+        f"tumble({half_flushed}, _timestamp, INTERVAL '1 day')": 70,
+        f"hop({half_flushed}, _timestamp, INTERVAL '12 hours', INTERVAL '1 day')": 140,
+        f"session({half_flushed}, _timestamp, INTERVAL '1 day')": 70,
+        f"session({half_flushed}, _timestamp, INTERVAL '1 day', _partition)": 70,
+    }
+    for source, rows in counts.items():
+        found = query(agent, f"SELECT count(*) AS n, min(window_start) AS s FROM {source}")
+        assert found.table.column("n").to_pylist() == [rows], source
