@@ -19,6 +19,8 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from streamhouse.server.sql_views_api import HttpRefusal
+
 VIEW_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,199}")
 CREATE_VIEW = re.compile(
     r"^\s*CREATE\s+MATERIALIZED\s+VIEW\s+(?P<name>\"[^\"]+\"|[^\s(]+)\s*"
@@ -43,14 +45,9 @@ DEFAULT_LATENESS_MS = 0
 MS_PER_SECOND = 1000
 
 
-class ViewRefused(Exception):
+class ViewRefused(HttpRefusal):
     """A view statement that cannot be served; `http_status` says why (400 bad statement,
     404 unknown view or topic, 409 name taken, 403 not allowed)."""
-
-    def __init__(self, http_status: int, message: str) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -180,7 +177,9 @@ def _definition(
         size_ms=size_ms,
         slide_ms=slide_ms,
         allowed_lateness_ms=(
-            DEFAULT_LATENESS_MS if lateness is None else interval_ms_of(lateness, "allowed_lateness")
+            DEFAULT_LATENESS_MS
+            if lateness is None
+            else interval_ms_of(lateness, "allowed_lateness")
         ),
         output_topic=options.get("output_topic", name),
         key_columns=tuple(column for column in group if column in _output_names(select)),

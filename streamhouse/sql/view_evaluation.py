@@ -41,9 +41,7 @@ def _connection(definition: ViewDefinition, records: Sequence[ConsumedRecord]) -
     return connection
 
 
-def event_times(
-    definition: ViewDefinition, records: Sequence[ConsumedRecord]
-) -> list[int | None]:
+def event_times(definition: ViewDefinition, records: Sequence[ConsumedRecord]) -> list[int | None]:
     """Each record's event time in ms (None when its time column is missing or unreadable)."""
     if not records:
         return []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from streamhouse.engine.consume import ConsumedRecord
 from streamhouse.sql.view_definition import ViewDefinition
@@ -76,7 +77,13 @@ class ViewProgress:
         )
 
 
-def _parsed(raw: str | None) -> dict[str, object] | None:
+def owned_by(view_id: str, metadata: str | None) -> bool:
+    """Whether a committed offset's metadata is progress of view incarnation `view_id`."""
+    parsed = _parsed(metadata)
+    return parsed is not None and parsed.get("view") == view_id
+
+
+def _parsed(raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
