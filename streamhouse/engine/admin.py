@@ -58,6 +58,7 @@ from streamhouse.errors import (
     InvalidPartitions,
     InvalidRecord,
     InvalidTopic,
+    MessageTooLarge,
     StorageError,
     StreamHouseError,
     TopicAlreadyExists,
@@ -70,6 +71,7 @@ from streamhouse.log.compaction import dirty_ratio, is_compacted
 from streamhouse.log.group_state import GroupState, GroupSummary
 from streamhouse.log.topic_configs import (
     KEY_SCHEMA_VALIDATION,
+    MAX_MESSAGE_BYTES,
     VALUE_SCHEMA_VALIDATION,
     ConfigEntry,
     ConfigType,
@@ -110,6 +112,7 @@ class ProduceRules:
     compacted: bool  # records need keys
     validate_keys: bool  # keys carry a schema id registered under `<topic>-key`
     validate_values: bool  # values carry a schema id registered under `<topic>-value`
+    max_message_bytes: int  # the largest batch (as stored) the topic takes
 
     @property
     def decodes(self) -> bool:
@@ -385,7 +388,8 @@ class AdminService:
 
     async def check_produce(self, tp: TopicPartition, batch: bytes) -> None:
         """As `check_produce_partition`, then the org's storage limit (OrgLimitExceeded), then
-        the topic's record rules (InvalidRecord naming
+        the topic's `max.message.bytes` (MessageTooLarge, as Kafka's LogValidator checks a
+        batch's size), then the topic's record rules (InvalidRecord naming
         each record refused): a compacted topic refuses records without a key (as Kafka's
         LogValidator); a topic validating schemas refuses keys or values that do not carry the
         id of a schema registered under its subject. Only such topics' batches are decoded."""
@@ -393,6 +397,11 @@ class AdminService:
         if self._limits is not None:
             await self._limits.check_storage(tp.topic, len(batch))
         rules = await self._rules(tp.topic)
+        if len(batch) > rules.max_message_bytes:
+            raise MessageTooLarge(
+                f"the batch of {len(batch)} bytes is larger than topic {tp.topic}'s "
+                f"max.message.bytes {rules.max_message_bytes}; send smaller batches or raise it"
+            )
         if not rules.decodes:
             return
         records = decode_records(batch, self._decompress)
@@ -430,6 +439,7 @@ class AdminService:
             compacted=is_compacted(value(CLEANUP_POLICY)),
             validate_keys=value(KEY_SCHEMA_VALIDATION).lower() == "true",
             validate_values=value(VALUE_SCHEMA_VALIDATION).lower() == "true",
+            max_message_bytes=int(value(MAX_MESSAGE_BYTES)),
         )
         self._produce_rules[name] = (now_ms, rules)
         return rules

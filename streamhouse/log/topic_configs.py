@@ -22,6 +22,7 @@ DAY_MS = 24 * 3600 * 1000
 SEGMENT_BYTES_DEFAULT = 1 << 30
 KEY_SCHEMA_VALIDATION = "confluent.key.schema.validation"
 VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"
+MAX_MESSAGE_BYTES = "max.message.bytes"
 KEY_SUBJECT_NAME_STRATEGY = "confluent.key.subject.name.strategy"
 VALUE_SUBJECT_NAME_STRATEGY = "confluent.value.subject.name.strategy"
 TOPIC_NAME_STRATEGY = "io.confluent.kafka.serializers.subject.TopicNameStrategy"
@@ -135,7 +136,7 @@ def topic_config_specs(batch_bytes_max: int) -> dict[str, TopicConfigSpec]:
             minimum=RECORD_OVERHEAD_V0_BYTES,
         ),
         TopicConfigSpec("segment.ms", ConfigType.LONG, str(7 * DAY_MS), minimum=1),
-        TopicConfigSpec("max.message.bytes", ConfigType.INT, str(batch_bytes_max), minimum=0),
+        TopicConfigSpec(MAX_MESSAGE_BYTES, ConfigType.INT, str(batch_bytes_max), minimum=0),
         # log compaction (Kafka's names and defaults)
         TopicConfigSpec("delete.retention.ms", ConfigType.LONG, str(DAY_MS), minimum=0),
         TopicConfigSpec("min.compaction.lag.ms", ConfigType.LONG, "0", minimum=0),

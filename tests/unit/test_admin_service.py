@@ -275,6 +275,25 @@ def test_a_compacted_topic_refuses_records_without_a_key() -> None:
     run(scenario)
 
 
+def test_a_batch_larger_than_the_topics_max_message_bytes_is_refused() -> None:
+    batch = build_batch([SimpleRecord(b"k", b"v" * 300)])
+
+    async def scenario(world: World) -> None:
+        admin = world.admin
+        await admin.create_topic("small", 1, {"max.message.bytes": str(len(batch) - 1)})
+        await admin.create_topic("exact", 1, {"max.message.bytes": str(len(batch))})
+        error = await refused(admin.check_produce(TopicPartition("small", 0), batch))
+        assert error.code == E.MESSAGE_TOO_LARGE
+        assert f"max.message.bytes {len(batch) - 1}" in str(error)
+        await admin.check_produce(TopicPartition("exact", 0), batch)
+        await admin.alter_configs(
+            "small", [ConfigChange("max.message.bytes", ConfigOperation.DELETE, None)]
+        )
+        await admin.check_produce(TopicPartition("small", 0), batch)  # back to the default
+
+    run(scenario)
+
+
 def test_produce_learns_an_illegal_name_other_paths_an_unknown_partition() -> None:
     async def scenario(world: World) -> None:
         admin = world.admin
