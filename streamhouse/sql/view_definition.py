@@ -160,8 +160,8 @@ def _definition(
         raise ViewRefused(400, f"the first argument of {kind} must name a topic")
     size_ms = interval_ms(arguments[-1], "size")
     slide_ms = interval_ms(arguments[2], "slide") if kind == "hop" else size_ms
-    if kind == "hop" and size_ms % slide_ms != 0:
-        raise ViewRefused(400, "hop: size must be a whole multiple of slide")
+    if slide_ms > size_ms:
+        raise ViewRefused(400, "hop: slide must not be greater than size")
     group = _grouped_columns(select)
     _complete_window_columns(select, group)
     lateness = options.get("allowed_lateness")

@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from streamhouse.engine.consume import ConsumedRecord
 from streamhouse.sql.view_definition import ViewDefinition
-from streamhouse.sql.view_interim import install_window_functions, records_to_batch
+from streamhouse.sql.view_interim import records_to_batch
+from streamhouse.sql.windows import install_window_functions
 
 NO_LOWER_BOUND_MS = -(2**62)
 EVENT_TIME = "__event_ms"
@@ -48,10 +49,9 @@ def event_times(definition: ViewDefinition, records: Sequence[ConsumedRecord]) -
     connection = _connection(definition, records)
     try:
         found = connection.execute(
-            f"SELECT epoch_ms(TRY_CAST(({definition.time_column}) AS TIMESTAMP)) "
-            f"FROM {_quoted(definition.input_topic)}"
+            f"SELECT epoch_ms(({definition.time_column})) FROM {_quoted(definition.input_topic)}"
         ).fetchall()
-    except duckdb.BinderException:  # the column is not in these rows at all
+    except (duckdb.BinderException, duckdb.ConversionException):  # missing, or not a time
         return [None] * len(records)
     finally:
         connection.close()

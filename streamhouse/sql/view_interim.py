@@ -1,6 +1,5 @@
-"""Stand-ins, until the batch query pieces land, for what continuous views borrow from them:
-the window table macros (windows.py) and the decoding of a topic's records to Arrow
-(JSON values only). Replaced by those modules once merged."""
+"""A stand-in, until the batch query scan lands, for the decoding of a topic's records to Arrow
+(JSON object values only): replaced by the scan's decoder once merged."""
 
 from __future__ import annotations
 
@@ -8,32 +7,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from streamhouse.engine.consume import ConsumedRecord
-
-EPOCH = "TIMESTAMP '1970-01-01'"
-TUMBLE_MACRO = f"""
-CREATE OR REPLACE MACRO tumble(t, ts, size) AS TABLE
-SELECT *, time_bucket(size, CAST(ts AS TIMESTAMP), {EPOCH}) AS window_start,
-       time_bucket(size, CAST(ts AS TIMESTAMP), {EPOCH}) + size AS window_end
-FROM query_table(t)
-"""
-HOP_MACRO = f"""
-CREATE OR REPLACE MACRO hop(t, ts, slide, size) AS TABLE
-SELECT * EXCLUDE (__window), __window AS window_start, __window + size AS window_end FROM (
-  SELECT *, unnest(generate_series(
-      time_bucket(slide, CAST(ts AS TIMESTAMP), {EPOCH}) - size + slide,
-      time_bucket(slide, CAST(ts AS TIMESTAMP), {EPOCH}), slide)) AS __window
-  FROM query_table(t))
-"""
-
-
-def install_window_functions(connection: duckdb.DuckDBPyConnection) -> None:
-    connection.execute("SET TimeZone = 'UTC'")
-    connection.execute(TUMBLE_MACRO)
-    connection.execute(HOP_MACRO)
 
 
 def records_to_batch(records: Sequence[ConsumedRecord]) -> pa.RecordBatch:

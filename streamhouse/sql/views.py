@@ -99,6 +99,7 @@ class ViewService:
         self.runners: dict[str, ViewRunner] = {}
         self._catalog_lock = asyncio.Lock()
         self._reader: Any = None
+        self._catalog_next = 0  # past the last catalog record read
         self._writer: Any = None
         self._checks = Periodic("views", clock, check_interval_ms, self.check, log)
 
@@ -117,8 +118,9 @@ class ViewService:
         if reader is not None:
             with contextlib.suppress(KafkaException, RuntimeError):
                 await asyncio.to_thread(reader.close)
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.flush, self._timeout_s)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.flush, self._timeout_s)
 
     @property
     def _timeout_s(self) -> float:
@@ -128,7 +130,7 @@ class ViewService:
         """Read the catalog to its end; run the views led here, stop the others."""
         try:
             await self._read_catalog()
-        except KafkaException as error:  # the catalog's leader moving: the next check retries
+        except (KafkaException, ViewRefused) as error:  # its leader moving: the next check retries
             log.warning("views: cannot read the catalog: %s", error)
             return
         for key, definition in self.definitions.items():
@@ -174,18 +176,33 @@ class ViewService:
         self._reader = reader
 
     async def _read_catalog(self) -> None:
-        """Apply the catalog's records up to its end as of now."""
+        """Apply the catalog's records up to its end as of now (ViewRefused(503) when that
+        takes longer than the Kafka timeout)."""
         async with self._catalog_lock:
             await self._ensure_catalog()
             reader = self._reader
             tp = TopicPartition(CATALOG_TOPIC, 0)
             _, end = await asyncio.to_thread(reader.get_watermark_offsets, tp, self._timeout_s)
-            while (await asyncio.to_thread(reader.position, [tp]))[0].offset < end:
+            deadline_ms = self._clock.monotonic_ms() + self._limits.kafka_timeout_ms
+            while await self._catalog_position(tp) < end:
+                if self._clock.monotonic_ms() > deadline_ms:
+                    raise ViewRefused(
+                        503,
+                        f"the views catalog was not read to its end within "
+                        f"{self._limits.kafka_timeout_ms} ms (kafka_timeout_ms); retry",
+                    )
                 for message in await asyncio.to_thread(
                     reader.consume, CATALOG_READ_MAX, self._limits.poll_wait_ms / MS_PER_S
                 ):
                     if message.error() is None:
+                        self._catalog_next = message.offset() + 1
                         self._apply(message.key(), message.value())
+
+    async def _catalog_position(self, tp: TopicPartition) -> int:
+        """Where the catalog reader is: its fetch position (past records compaction removed)
+        once it has one, else past the last record it read."""
+        position = (await asyncio.to_thread(self._reader.position, [tp]))[0].offset
+        return max(position, self._catalog_next)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
