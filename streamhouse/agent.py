@@ -85,6 +85,7 @@ from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.server.grpc_door import GrpcDoor, GrpcEngine, start_grpc_door
 from streamhouse.server.http_api import AgentHttp, AgentIdentity, start_agent_http
 from streamhouse.server.http_auth import HttpAuth
+from streamhouse.server.http_sql import install_sql_route
 from streamhouse.server.kafka_context import KafkaContext
 from streamhouse.server.kafka_listener import (
     KafkaListener,
@@ -98,6 +99,7 @@ from streamhouse.server.rest_common import RestServices
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from streamhouse.server.sql_views_api import ViewsCollector, install_view_routes
 from streamhouse.server.tenancy_api import install_tenancy_routes
+from streamhouse.sql.service import SqlService
 from streamhouse.sql.views import ViewService
 from streamhouse.supervisor import Supervisor, drain_surplus
 from streamhouse.tenancy.keys import SALT_BYTES, hash_secret, secret_matches
@@ -157,6 +159,14 @@ class Agent:
     def fetch(self) -> FetchService:
         """The read rule every door shares (the Kafka door's, too)."""
         return self.kafka.context.fetch
+
+    @functools.cached_property
+    def sql(self) -> SqlService:
+        """SQL over the agent's topics (POST /api/v1/sql, streamctl sql): one per agent, so
+        its bound on queries at once holds for the agent."""
+        return SqlService(
+            self.settings, self.admin, self.fetch, self.schema_registry, self.metadata
+        )
 
     @property
     def kafka_address(self) -> str:
@@ -482,15 +492,17 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         traffic=kafka.context.quotas.traffic if kafka.context.quotas is not None else None,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
+    acls = kafka.context.acls
+    assert acls is not None, "the composition root always builds the ACL service"
+    auth = HttpAuth(agent.authenticator)
     routes = [
         lambda app: install_tenancy_routes(
             app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
-        )
+        ),
+        lambda app: install_sql_route(app, agent.sql, auth, acls),
     ]
-    acls = agent.kafka.context.acls
-    if agent.views is not None and acls is not None:
+    if agent.views is not None:  # CREATE / DROP come through POST /api/v1/sql (agent.sql)
         views = agent.views
-        auth = HttpAuth(agent.authenticator)
         routes.append(lambda app: install_view_routes(app, views, auth, acls))
         registry.register(ViewsCollector(views))
 
@@ -521,10 +533,12 @@ def open_views(agent: Agent) -> ViewService:
         SystemRng(),
         agent.group_calls,
         agent.kafka_address,
+        agent.schema_registry,
         refused=forwarding_refused(agent.settings),
     )
     views.start(agent.failure)
     agent.views = views
+    agent.sql.views = views  # CREATE / DROP MATERIALIZED VIEW statements go there
     return views
 
 

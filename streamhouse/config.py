@@ -231,6 +231,17 @@ class Settings:
     rebuild_on_blank_metadata: bool = True
     s3_attempts_max: int = 5
 
+    # SQL over topics (streamhouse/sql, POST /api/v1/sql): per query, the records its scans
+    # may read (count, and bytes of keys, values and headers), the rows of its answer and its
+    # time; the queries one agent runs at once; DuckDB's threads and memory per query
+    sql_scan_rows_max: int = 1_000_000
+    sql_scan_bytes_max: int = 256 * MIB
+    sql_result_rows_max: int = 100_000
+    sql_query_timeout_ms: int = 30_000
+    sql_queries_in_flight_max: int = 4
+    sql_threads: int = 2
+    sql_memory_bytes_max: int = 512 * MIB
+
     def __post_init__(self) -> None:
         """Bounds that must hold together; a breach is a configuration error, said at start."""
         checks = {
@@ -335,6 +346,18 @@ class Settings:
             ),
             "sasl_session_lifetime_ms must not be negative (0: no re-authentication)": (
                 self.sasl_session_lifetime_ms >= 0
+            ),
+            "the sql_ bounds must be positive": (
+                min(
+                    self.sql_scan_rows_max,
+                    self.sql_scan_bytes_max,
+                    self.sql_result_rows_max,
+                    self.sql_query_timeout_ms,
+                    self.sql_queries_in_flight_max,
+                    self.sql_threads,
+                    self.sql_memory_bytes_max,
+                )
+                > 0
             ),
             "group_max_size and group_initial_rebalance_delay_ms must not be negative": (
                 self.group_max_size >= 0 and self.group_initial_rebalance_delay_ms >= 0

@@ -7,7 +7,8 @@ runs and its own /ready is 200, else 503 with each process's reasons; `/metrics`
 process's metrics, each sample labelled `process="<index>"`, plus the supervisor's own
 `streamhouse_process_up` and `streamhouse_process_restarts_total`. `/api/v1/...` is asked of
 the first process that runs (every process answers it alike, from the metadata store) and its
-answer passed on.
+answer passed on; so is `POST /api/v1/sql` (its body, credentials and Accept header too: any
+process reads every partition, forwarding to the leader, so any one answers the query).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +29,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
 from streamhouse.server.http_api import AgentHttp, HttpListener
+from streamhouse.server.http_sql import SQL_BODY_BYTES_MAX
+from streamhouse.server.rest_common import RestError, body_bytes
 
 PROCESS_PROBE_TIMEOUT_MS = 2_000
 PROCESS_LABEL = "process"
@@ -62,6 +65,23 @@ def _get(url: str) -> tuple[int, str]:
 
 async def _ask(url: str) -> tuple[int, str]:
     return await asyncio.to_thread(_get, url)
+
+
+PASSED_HEADERS = ("authorization", "accept", "content-type")
+SQL_FORWARD_TIMEOUT_MS = 120_000  # above any sql_query_timeout_ms a process is likely to have
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    """Status, body and content type of a POST (blocking); 503 when it cannot be asked."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=SQL_FORWARD_TIMEOUT_MS / 1000) as answer:
+            return answer.status, answer.read(), answer.headers.get("content-type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), error.headers.get("content-type", "")
+    except OSError as error:
+        text = json.dumps({"error_code": 503, "message": f"{url} did not answer: {error}"})
+        return 503, text.encode(), "application/json"
 
 
 async def _process_problems(view: ProcessView) -> list[str]:
@@ -157,6 +177,21 @@ def build_processes_app(version: str, processes: ProcessesView) -> FastAPI:
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(await _metrics_text(processes()), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/api/v1/sql")
+    async def sql(request: Request) -> Response:
+        served = [view for view in processes() if view.running and view.http is not None]
+        if not served:
+            body = {"error_code": 503, "message": "no agent process is running"}
+            return JSONResponse(body, status_code=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower() in PASSED_HEADERS}
+        url = f"{served[0].http}/api/v1/sql"
+        try:
+            sent = await body_bytes(request, SQL_BODY_BYTES_MAX)
+        except RestError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+        status, raw, media = await asyncio.to_thread(_post, url, sent, headers)
+        return Response(raw, status_code=status, media_type=media or None)
 
     @app.get("/api/v1/{path:path}")
     async def api(path: str) -> Response:

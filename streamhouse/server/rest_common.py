@@ -187,27 +187,27 @@ def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def body_bytes(request: Request) -> bytes:
-    """The body, refused with 413 past REQUEST_BYTES_MAX: a declared length is checked before
+async def body_bytes(request: Request, bytes_max: int = REQUEST_BYTES_MAX) -> bytes:
+    """The body, refused with 413 past `bytes_max`: a declared length is checked before
     anything is read, and the stream is cut as soon as it passes the bound."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > REQUEST_BYTES_MAX:
-        raise _too_large()
+    if declared.isdigit() and int(declared) > bytes_max:
+        raise _too_large(bytes_max)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > REQUEST_BYTES_MAX:
-            raise _too_large()
+        if size > bytes_max:
+            raise _too_large(bytes_max)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _too_large() -> RestError:
+def _too_large(bytes_max: int) -> RestError:
     return RestError(
         PAYLOAD_TOO_LARGE,
         PAYLOAD_TOO_LARGE,
-        f"the request body is larger than {REQUEST_BYTES_MAX} bytes",
+        f"the request body is larger than {bytes_max} bytes",
     )
 
 

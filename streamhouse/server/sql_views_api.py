@@ -2,8 +2,8 @@
 
 `GET /api/v1/sql/views` lists the caller's org's views with their progress;
 `DELETE /api/v1/sql/views/{name}` drops one (204; 404 when unknown). `CREATE MATERIALIZED
-VIEW` and `DROP MATERIALIZED VIEW` statements come through `POST /api/v1/sql` and are handed
-to the same service (`view_statement`). Each call acts in its caller's org with its ACL grant
+VIEW` and `DROP MATERIALIZED VIEW` statements come through `POST /api/v1/sql` (http_sql), whose
+service hands them to the same views service. Each call acts in its caller's org with its ACL grant
 (as the REST door's). The views service lives in sql/, above this floor: it is reached
 through the ContinuousViews protocol, wired by the composition root. A refusal answers its
 status with `{"error_code": <status>, "message": ...}`. /metrics gets each view's late records.
@@ -22,25 +22,14 @@ from prometheus_client.registry import Collector
 
 from streamhouse.engine.acls import AclService, Grant
 from streamhouse.server.http_auth import HttpAuth
+from streamhouse.server.http_sql import SqlRefused
 from streamhouse.server.rest_common import caller_of
 
-SQL_PATH = "/api/v1/sql"
-VIEWS_PATH = SQL_PATH + "/views"
-
-
-class HttpRefusal(Exception):
-    """A call refused with `http_status` and a message the caller can act on."""
-
-    def __init__(self, http_status: int, message: str) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.message = message
+VIEWS_PATH = "/api/v1/sql/views"
 
 
 class ContinuousViews(Protocol):
     """The views service as the door calls it (sql/views.py ViewService)."""
-
-    async def execute(self, text: str, org: str, grant: Grant) -> dict[str, Any]: ...
 
     async def views(self, org: str) -> Sequence[Any]: ...  # dataclasses, shown as objects
 
@@ -49,38 +38,23 @@ class ContinuousViews(Protocol):
     def late_records(self) -> dict[str, int]: ...
 
 
-def refusal_answer(error: HttpRefusal) -> JSONResponse:
+def refusal_answer(error: SqlRefused) -> JSONResponse:
     return JSONResponse(
         {"error_code": error.http_status, "message": error.message}, status_code=error.http_status
     )
 
 
 def install_view_routes(
-    app: FastAPI,
-    views: ContinuousViews,
-    auth: HttpAuth,
-    acls: AclService,
-    *,
-    serve_statements: bool = True,
+    app: FastAPI, views: ContinuousViews, auth: HttpAuth, acls: AclService
 ) -> None:
-    """Add the view routes to the agent's app; `serve_statements`: POST /api/v1/sql too, for
-    view statements only (until the batch query door takes that route and hands them here)."""
-    if serve_statements:
-
-        @app.post(SQL_PATH)
-        async def statement(request: Request) -> Response:
-            body = await request.json()
-            text = body.get("sql") if isinstance(body, dict) else None
-            if not isinstance(text, str):
-                return refusal_answer(HttpRefusal(400, 'the body is {"sql": "..."}'))
-            return await view_statement(views, text, request, auth, acls)
+    """Add the view routes to the agent's app."""
 
     @app.get(VIEWS_PATH)
     async def list_views(request: Request) -> Response:
         caller = await caller_of(request, auth, acls)
         try:
             shown = await views.views(caller.org)
-        except HttpRefusal as error:
+        except SqlRefused as error:
             return refusal_answer(error)
         return JSONResponse({"views": [asdict(view) for view in shown]})
 
@@ -89,22 +63,9 @@ def install_view_routes(
         caller = await caller_of(request, auth, acls)
         try:
             await views.drop(caller.org, name, caller.grant)
-        except HttpRefusal as error:
+        except SqlRefused as error:
             return refusal_answer(error)
         return Response(status_code=204)
-
-
-async def view_statement(
-    views: ContinuousViews, text: str, request: Request, auth: HttpAuth, acls: AclService
-) -> JSONResponse:
-    """A CREATE / DROP MATERIALIZED VIEW statement's answer, in POST /api/v1/sql's shape."""
-    caller = await caller_of(request, auth, acls)
-    try:
-        done = await views.execute(text, caller.org, caller.grant)
-    except HttpRefusal as error:
-        return refusal_answer(error)
-    columns = [{"name": name, "type": type(value).__name__} for name, value in done.items()]
-    return JSONResponse({"columns": columns, "rows": [list(done.values())]})
 
 
 class ViewsCollector(Collector):

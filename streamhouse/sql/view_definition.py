@@ -19,7 +19,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from streamhouse.server.sql_views_api import HttpRefusal
+from streamhouse.server.http_sql import SqlRefused
 
 VIEW_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,199}")
 CREATE_VIEW = re.compile(
@@ -45,7 +45,7 @@ DEFAULT_LATENESS_MS = 0
 MS_PER_SECOND = 1000
 
 
-class ViewRefused(HttpRefusal):
+class ViewRefused(SqlRefused):
     """A view statement that cannot be served; `http_status` says why (400 bad statement,
     404 unknown view or topic, 409 name taken, 403 not allowed)."""
 

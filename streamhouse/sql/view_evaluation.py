@@ -1,7 +1,8 @@
 """A continuous view's SELECT evaluated with DuckDB over the rows it holds: the event time of
 each newly read row, and the windows due (ending after what was emitted, at or before the
 watermark) as output records (key: the grouped columns as JSON; value: the row as a JSON
-object; timestamp: the window's end). Rows are decoded exactly as batch queries decode them."""
+object; timestamp: the window's end). The rows come decoded by the batch queries' decoder
+(decoding.py), so a view sees the table a query sees."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ import base64
 import datetime
 import decimal
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from streamhouse.engine.consume import ConsumedRecord
 from streamhouse.sql.view_definition import ViewDefinition
-from streamhouse.sql.view_interim import records_to_batch
 from streamhouse.sql.windows import install_window_functions
 
 NO_LOWER_BOUND_MS = -(2**62)
@@ -34,41 +32,38 @@ class OutputRecord:
     timestamp_ms: int
 
 
-def _connection(definition: ViewDefinition, records: Sequence[ConsumedRecord]) -> Any:
+def _connection(definition: ViewDefinition, rows: pa.RecordBatch) -> Any:
     connection = duckdb.connect()
     install_window_functions(connection)
-    table = pa.Table.from_batches([records_to_batch(records)])
-    connection.register(definition.input_topic, table)
+    connection.register(definition.input_topic, pa.Table.from_batches([rows]))
     return connection
 
 
-def event_times(definition: ViewDefinition, records: Sequence[ConsumedRecord]) -> list[int | None]:
-    """Each record's event time in ms (None when its time column is missing or unreadable)."""
-    if not records:
+def event_times(definition: ViewDefinition, rows: pa.RecordBatch) -> list[int | None]:
+    """Each decoded row's event time in ms (None when its time column is missing or is no
+    time)."""
+    if rows.num_rows == 0:
         return []
-    connection = _connection(definition, records)
+    connection = _connection(definition, rows)
     try:
         found = connection.execute(
             f"SELECT epoch_ms(({definition.time_column})) FROM {_quoted(definition.input_topic)}"
         ).fetchall()
     except (duckdb.BinderException, duckdb.ConversionException):  # missing, or not a time
-        return [None] * len(records)
+        return [None] * rows.num_rows
     finally:
         connection.close()
     return [row[0] for row in found]
 
 
 def due_windows(
-    definition: ViewDefinition,
-    records: Sequence[ConsumedRecord],
-    after_ms: int | None,
-    through_ms: int,
+    definition: ViewDefinition, rows: pa.RecordBatch, after_ms: int | None, through_ms: int
 ) -> list[OutputRecord]:
-    """The view's rows of the windows ending in (after_ms, through_ms], ordered by window end
-    then key, as output records."""
-    if not records:
+    """The view's rows of the windows ending in (after_ms, through_ms] over the decoded
+    `rows`, ordered by window end then key, as output records."""
+    if rows.num_rows == 0:
         return []
-    connection = _connection(definition, records)
+    connection = _connection(definition, rows)
     keys = ", ".join(_quoted(column) for column in definition.key_columns)
     lower = NO_LOWER_BOUND_MS if after_ms is None else after_ms
     try:

@@ -8,7 +8,8 @@ offset. Each cycle reads at most `records_per_cycle_max` records, and commits in
 transaction the windows due (output records) with, per input partition, the first offset an
 open window still needs and the view's progress as offset metadata (view_state). Any Kafka
 failure drops the clients and starts again from what was committed, so a window is neither
-lost nor emitted twice. confluent-kafka blocks: each call runs on a worker thread.
+lost nor emitted twice. Records are decoded by the batch queries' decoder (decoding.py).
+confluent-kafka blocks: each call runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from streamhouse.engine.consume import ConsumedRecord
+from streamhouse.engine.schema_registry import SchemaRegistry
+from streamhouse.sql.decoding import TopicDecoder, topic_decoder
 from streamhouse.sql.view_definition import ViewDefinition
 from streamhouse.sql.view_evaluation import OutputRecord, due_windows, event_times
 from streamhouse.sql.view_state import BufferFull, ViewProgress, ViewState, owned_by
@@ -71,6 +74,7 @@ class ViewRunner:
         definition: ViewDefinition,
         bootstrap: str,
         limits: ViewLimits,
+        registry: SchemaRegistry,
         *,
         input_topic: str,
         output_topic: str,
@@ -78,6 +82,8 @@ class ViewRunner:
         self.definition = definition
         self._bootstrap = bootstrap
         self._limits = limits
+        self._registry = registry
+        self._decoder: TopicDecoder | None = None
         self._input = input_topic  # the engine's names (org-scoped)
         self._output = output_topic
         self._stop = asyncio.Event()
@@ -146,6 +152,8 @@ class ViewRunner:
                 "auto.offset.reset": "earliest",
             }
         )
+        definition = self.definition
+        self._decoder = await topic_decoder(self._registry, definition.org, definition.input_topic)
         await _blocking(self._producer.init_transactions, timeout_s)
         partitions = await self._partitions(timeout_s)
         wanted = [TopicPartition(self._input, partition) for partition in partitions]
@@ -183,16 +191,20 @@ class ViewRunner:
     async def _cycle(self) -> None:
         state = self._state
         assert state is not None
+        decoder = self._decoder
+        assert decoder is not None
         records = await self._read()
         if records:
-            times = await _blocking(event_times, self.definition, records)
+            await decoder.load_codecs(records)
+            decoded = await _blocking(decoder.decode_loaded, records)
+            times = await _blocking(event_times, self.definition, decoded)
             state.admit(zip(records, times, strict=True))
         due = state.due()
         if not records and due is None:
             return
         outputs: list[OutputRecord] = []
         if due is not None:
-            open_rows = [record for record, _ in state.rows]
+            open_rows = await _blocking(decoder.decode_loaded, [record for record, _ in state.rows])
             outputs = await _blocking(due_windows, self.definition, open_rows, *due)
             state.emitted(due[1], len(outputs))
         await _blocking(self._commit, outputs, state.offsets_to_commit(), state.progress)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from streamhouse.engine.acls import Grant
@@ -31,6 +32,7 @@ from streamhouse.engine.admin import AdminService
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.periodic import Periodic
+from streamhouse.engine.schema_registry import SchemaRegistry
 from streamhouse.errors import StorageError, TopicAlreadyExists, UnknownTopicOrPartition
 from streamhouse.names import TopicPartition as EnginePartition
 from streamhouse.ports.clock import Clock
@@ -82,6 +84,7 @@ class ViewService:
         rng: Rng,
         group_calls: GroupCalls,
         bootstrap: str,
+        registry: SchemaRegistry,
         *,
         refused: str | None = None,
         limits: ViewLimits | None = None,
@@ -93,6 +96,7 @@ class ViewService:
         self._rng = rng
         self._groups = group_calls
         self._bootstrap = bootstrap
+        self._registry = registry
         self._refused = refused
         self._limits = limits or ViewLimits()
         self.definitions: dict[str, ViewDefinition] = {}  # by org-scoped name
@@ -154,6 +158,7 @@ class ViewService:
             definition,
             self._bootstrap,
             self._limits,
+            self._registry,
             input_topic=scoped(definition.org, definition.input_topic),
             output_topic=scoped(definition.org, definition.output_topic),
         )
@@ -201,7 +206,7 @@ class ViewService:
     async def _catalog_position(self, tp: TopicPartition) -> int:
         """Where the catalog reader is: its fetch position (past records compaction removed)
         once it has one, else past the last record it read."""
-        position = (await asyncio.to_thread(self._reader.position, [tp]))[0].offset
+        position: int = (await asyncio.to_thread(self._reader.position, [tp]))[0].offset
         return max(position, self._catalog_next)
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
@@ -227,8 +232,12 @@ class ViewService:
 
     # --- statements ------------------------------------------------------------------------
 
-    async def execute(self, text: str, org: str, grant: Grant) -> dict[str, Any]:
-        """Run a CREATE or DROP MATERIALIZED VIEW statement; what it did, as one row."""
+    async def execute(self, text: str, grant: Grant, org: str) -> pa.Table:
+        """Run a CREATE or DROP MATERIALIZED VIEW statement (the SqlService's hook); what it
+        did, as one row."""
+        return pa.Table.from_pylist([await self._execute(text, grant, org)])
+
+    async def _execute(self, text: str, grant: Grant, org: str) -> dict[str, Any]:
         if self._refused is not None:
             raise ViewRefused(400, f"continuous views cannot run on this agent: {self._refused}")
         view_id = self._rng.randbytes(VIEW_ID_BYTES).hex()
