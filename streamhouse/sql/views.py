@@ -1,9 +1,9 @@
 """Continuous views of the cluster: their definitions, which agent runs each, and the
 statements and status calls that the HTTP door hands here.
 
-Definitions live in the compacted topic `__streamhouse_views` (key: the view's org-scoped
-name, value: its JSON definition, a tombstone on drop), like ksqlDB's command topic: every
-agent sharing the metadata store and bucket reads the same definitions, they survive
+Definitions live in the compacted topic `__streamhouse_views` (made by the first CREATE;
+key: the view's org-scoped name, value: its JSON definition, a tombstone on drop), like
+ksqlDB's command topic: every agent sharing the metadata store and bucket reads the same definitions, they survive
 restarts as any topic does, and no schema change of the metadata store is needed. Every
 `check_interval_ms` each agent reads the topic to its end and runs the views whose output
 topic's partition 0 it leads (the lease decides: exactly one agent), stopping those it no
@@ -131,7 +131,10 @@ class ViewService:
         return self._limits.kafka_timeout_ms / MS_PER_S
 
     async def check(self) -> None:
-        """Read the catalog to its end; run the views led here, stop the others."""
+        """Read the catalog to its end; run the views led here, stop the others. Until the
+        first view is created anywhere there is no catalog, and nothing to do."""
+        if self._reader is None and not await self._catalog_exists():
+            return
         try:
             await self._read_catalog()
         except (KafkaException, ViewRefused) as error:  # its leader moving: the next check retries
@@ -166,6 +169,13 @@ class ViewService:
         runner.start()
 
     # --- the catalog -----------------------------------------------------------------------
+
+    async def _catalog_exists(self) -> bool:
+        try:
+            await self._admin.topic(CATALOG_TOPIC)
+        except UnknownTopicOrPartition:
+            return False
+        return True
 
     async def _ensure_catalog(self) -> None:
         if self._reader is not None:
