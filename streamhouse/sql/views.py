@@ -1,15 +1,15 @@
 """Continuous views of the cluster: their definitions, which agent runs each, and the
 statements and status calls that the HTTP door hands here.
 
-Definitions live in the compacted topic `__streamhouse_views` (made by the first CREATE;
-key: the view's org-scoped name, value: its JSON definition, a tombstone on drop), like
-ksqlDB's command topic: every agent sharing the metadata store and bucket reads the same
-definitions, they survive restarts as any topic does, and no schema change of the metadata
-store is needed. Every `check_interval_ms` each agent reads the topic to its end and runs the
-views whose output topic's partition 0 it leads (the lease decides: exactly one agent),
-stopping those it no longer leads or that were dropped. Runners talk to the cluster as Kafka clients through the
-agent's own listener, which needs no credentials only on a PLAINTEXT listener: on SASL or
-TLS agents views are refused with a message saying so.
+Definitions live in the compacted topic `__streamhouse_views` (made by the first CREATE; key:
+the view's org-scoped name, value: its JSON definition, a tombstone on drop), like ksqlDB's
+command topic: every agent sharing the metadata store and bucket reads the same definitions,
+they survive restarts as any topic does, and no schema change of the metadata store is needed.
+Every `check_interval_ms` each agent reads the topic to its end and runs the views whose output
+topic's partition 0 it leads (the lease decides: exactly one agent), stopping those it no
+longer leads or that were dropped. Runners talk to the cluster as Kafka clients through the
+agent's own listener, which needs no credentials only on a PLAINTEXT listener: on SASL or TLS
+agents views are refused with a message saying so.
 
 Two agents creating the same name at the same moment both pass the 409 check and the later
 definition wins (the catalog is a topic, not a compare-and-set store).
