@@ -79,6 +79,7 @@ from streamhouse.ports.clock import Clock
 from streamhouse.ports.disk import Disk
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
+from streamhouse.ports.peers import GroupCalls
 from streamhouse.ports.rng import Rng
 from streamhouse.ports.tenancy import TenancyStore
 from streamhouse.server.grpc_door import GrpcDoor, GrpcEngine, start_grpc_door
@@ -96,8 +97,10 @@ from streamhouse.server.metrics import AgentGauges, BackgroundStats, agent_regis
 from streamhouse.server.rest_app import RestDoor, start_rest_door
 from streamhouse.server.rest_common import RestServices
 from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
+from streamhouse.server.sql_views_api import ViewsCollector, install_view_routes
 from streamhouse.server.tenancy_api import install_tenancy_routes
 from streamhouse.sql.service import SqlService
+from streamhouse.sql.views import ViewService
 from streamhouse.supervisor import Supervisor, drain_surplus
 from streamhouse.tenancy.keys import SALT_BYTES, hash_secret, secret_matches
 
@@ -144,6 +147,8 @@ class Agent:
     rebuilt: RebuildReport | None = None  # what a rebuild from the bucket at start did
     reconcile_loop: ReconcileLoop | None = None  # None: RECONCILE_OFF
     retention: Retention | None = None  # None: RETENTION_OFF
+    group_calls: GroupCalls | None = None  # any group's coordinator, this agent's or another's
+    views: ViewService | None = None  # continuous views, once open_views ran
 
     @property
     def produce(self) -> ProduceService:
@@ -182,6 +187,8 @@ class Agent:
     async def close(self) -> None:
         """Stop accepting requests, flush what is pending, hand every lease over (released, so
         the next owner takes it without waiting out the TTL), release connections."""
+        if self.views is not None:  # its runners are clients of this agent's listener
+            await self.views.close()
         await self.consumers.close()  # they leave their groups and auto commit: coordinator up
         if self.reconcile_loop is not None:
             await self.reconcile_loop.stop()
@@ -458,6 +465,7 @@ async def assemble_agent(
         rebuilt,
         reconcile_loop,
         retention,
+        group_calls,
     )
 
 
@@ -484,13 +492,24 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         traffic=kafka.context.quotas.traffic if kafka.context.quotas is not None else None,
     )
     identity = AgentIdentity(agent.agent_id, __version__, agent.kafka_address)
+    acls = kafka.context.acls
+    assert acls is not None, "the composition root always builds the ACL service"
+    auth = HttpAuth(agent.authenticator)
+    routes = [
+        lambda app: install_tenancy_routes(
+            app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
+        ),
+        lambda app: install_sql_route(app, agent.sql, auth, acls),
+    ]
+    if agent.views is not None:  # CREATE / DROP come through POST /api/v1/sql (agent.sql)
+        views = agent.views
+        routes.append(lambda app: install_view_routes(app, views, auth, acls))
+        registry.register(ViewsCollector(views))
 
     async def readiness() -> list[str]:
         return await agent.readiness(stopping.is_set())
 
     settings = agent.settings
-    acls = kafka.context.acls
-    assert acls is not None, "the composition root always builds the ACL service"
     return await start_agent_http(
         settings.http_host,
         settings.http_port,
@@ -498,14 +517,29 @@ async def open_http(agent: Agent, stopping: asyncio.Event) -> AgentHttp:
         readiness,
         registry,
         agent.admin.describe_storage,
-        routes=[
-            lambda app: install_tenancy_routes(
-                app, agent.tenancy, agent.authenticator, agent.kafka.context.quotas
-            ),
-            lambda app: install_sql_route(app, agent.sql, HttpAuth(agent.authenticator), acls),
-        ],
+        routes=routes,
         auth=HttpAuth(agent.authenticator),
     )
+
+
+def open_views(agent: Agent) -> ViewService:
+    """Start the agent's continuous views service (kept as `agent.views`); its runners reach
+    the cluster through this agent's Kafka listener."""
+    assert agent.group_calls is not None, "assemble_agent always wires the group calls"
+    views = ViewService(
+        agent.admin,
+        agent.log,
+        SystemClock(),
+        SystemRng(),
+        agent.group_calls,
+        agent.kafka_address,
+        agent.schema_registry,
+        refused=forwarding_refused(agent.settings),
+    )
+    views.start(agent.failure)
+    agent.views = views
+    agent.sql.views = views  # CREATE / DROP MATERIALIZED VIEW statements go there
+    return views
 
 
 def rest_services(agent: Agent) -> RestServices:
@@ -582,6 +616,7 @@ async def _serve_until_stopped(
     grpc_door: GrpcDoor | None = None
     rest: RestDoor | None = None
     try:
+        open_views(agent)
         if settings.http_port != HTTP_DISABLED:
             http = await open_http(agent, stopping)
         if settings.schema_registry_port != HTTP_DISABLED:
