@@ -22,7 +22,7 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.group_calls import CoordinatedElsewhere
@@ -120,6 +120,7 @@ class GroupMember:
         self._rejoin = asyncio.Event()  # the subscription changed: join again now
         self._failure: StreamHouseError | None = None
         self._task: asyncio.Task[None] | None = None
+        self._call_in_flight: asyncio.Future[Any] | None = None  # the coordinator call
         self._closing = False  # close() has begun
         self._closed = False  # the member has left: calls are refused
 
@@ -189,6 +190,7 @@ class GroupMember:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._learn_member_id()
         if self._failure is None:
             await self._revoke()  # still a member: the callback may commit
         self._closed = True
@@ -196,6 +198,23 @@ class GroupMember:
             await self._leave()
         self.member_id = ""
         self.generation = NO_GENERATION
+
+    async def _learn_member_id(self) -> None:
+        """A first JoinGroup the coordinator took while this member closed made it a pending
+        member, which would hold the group's next rebalance until its session expired: wait
+        (LEAVE_WAIT_MS at most) for the member id it was given, so the leave removes it."""
+        in_flight, self._call_in_flight = self._call_in_flight, None
+        if in_flight is None or self.member_id:
+            if in_flight is not None:
+                in_flight.cancel()
+            return
+        if not in_flight.done():
+            await sleep_or_until(self._clock, LEAVE_WAIT_MS, in_flight)
+        if in_flight.cancelled() or in_flight.exception() is not None:
+            return
+        answer = in_flight.result()
+        if isinstance(answer, JoinResponse) and answer.member_id:
+            self.member_id = answer.member_id
 
     async def _leave(self) -> None:
         """LeaveGroup, waited for at most LEAVE_WAIT_MS: unanswered or refused, the group
@@ -336,12 +355,14 @@ class GroupMember:
         rebalance timeout and a margin) or the coordinator closed (its waiting answers are
         cancelled)."""
         task = asyncio.ensure_future(answer)
+        self._call_in_flight = task
         if bound_ms is None:
             bound_ms = self._timeouts.rebalance_timeout_ms + ANSWER_WAIT_MARGIN_MS
         try:
             answered = await sleep_or_until(self._clock, bound_ms, task)
         finally:
-            task.cancel()
+            if not self._closing:  # closing: close() reads what the coordinator answered
+                task.cancel()
         if not answered or task.cancelled():
             return None
         return task.result()

@@ -20,14 +20,17 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from streamhouse.agent import Agent, open_agent
+from streamhouse.engine.group_calls import LocalGroupCalls
 from streamhouse.engine.group_member import (
     GroupMember,
     MemberTimeouts,
     commit_offsets,
     committed_offsets,
 )
+from streamhouse.engine.groups import GroupCoordinator
 from streamhouse.errors import ErrorCode, StreamHouseError
 from streamhouse.kafka.consumer_protocol import decode_subscription
+from streamhouse.log.group_state import JoinRequest, JoinResponse
 from streamhouse.names import TopicPartition
 from tests.unit.sasl_world import agent_settings
 
@@ -377,3 +380,46 @@ async def resubscribe(agent: Agent) -> None:
         assert ours.subscription() == {first, second}
     finally:
         await ours.close()
+
+
+class FirstJoinAnswerHeld(LocalGroupCalls):
+    """The agent's own coordinator, but the answer to a member's first JoinGroup (the member
+    id the coordinator assigns) is held on its way back until released: a member closed in
+    that moment has joined as far as the coordinator knows."""
+
+    def __init__(self, coordinator: GroupCoordinator) -> None:
+        super().__init__(coordinator)
+        self.answered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def join(self, group_id: str, request: JoinRequest) -> JoinResponse:
+        answer = await super().join(group_id, request)
+        if not request.member_id and not self.answered.is_set():
+            self.answered.set()
+            await self.release.wait()
+        return answer
+
+
+def test_a_member_closed_while_its_id_is_on_the_way_leaves_the_group(tmp_path: Path) -> None:
+    run(tmp_path, closed_while_its_id_is_on_the_way)
+
+
+async def closed_while_its_id_is_on_the_way(agent: Agent) -> None:
+    """Its pending member would hold the group's next rebalance until its session expired."""
+    topic = await topic_with_records(agent)
+    group = unique("group")
+    held = FirstJoinAnswerHeld(agent.kafka.context.groups)
+    clock = agent.kafka.context.clock
+    first = GroupMember(held, agent.admin, clock, group, timeouts=FAST)
+    first.subscribe([topic])
+    await asyncio.wait_for(held.answered.wait(), WAIT_S)
+    closing = asyncio.ensure_future(first.close())
+    await asyncio.sleep(POLL_S)
+    held.release.set()
+    await asyncio.wait_for(closing, WAIT_S)
+    second = member(agent, group)
+    second.subscribe([topic])
+    # well inside the session timeout a left-behind pending member would hold the rebalance for
+    assert await second.wait_assigned(FAST.session_timeout_ms // 2)
+    assert second.assignment() == every_partition(topic)
+    await second.close()
