@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,12 +45,21 @@ def sql(port: int, text: str) -> Answer:
     return http_call(port, "POST", "/api/v1/sql", {"sql": text})
 
 
-def view_sql(name: str, topic: str) -> str:
+def view_sql(
+    name: str, topic: str, *, time_column: str = "_timestamp", slide_ms: int | None = None
+) -> str:
+    """A view of count and sum of `amount` per `user_id` in windows of SIZE_MS: tumbling, or
+    hopping by `slide_ms`."""
+    size = f"INTERVAL '{SIZE_MS} milliseconds'"
+    window = (
+        f'tumble("{topic}", {time_column}, {size})'
+        if slide_ms is None
+        else f"hop(\"{topic}\", {time_column}, INTERVAL '{slide_ms} milliseconds', {size})"
+    )
     return (
         f"CREATE MATERIALIZED VIEW {name} WITH (allowed_lateness = '{LATENESS}') AS "
         "SELECT window_start, user_id, count(*) AS n, sum(amount) AS total "
-        f"FROM tumble(\"{topic}\", _timestamp, INTERVAL '10 seconds') "
-        "GROUP BY window_start, user_id"
+        f"FROM {window} GROUP BY window_start, user_id"
     )
 
 
@@ -63,24 +73,46 @@ def shown_view(port: int, name: str) -> dict[str, Any] | None:
 Event = tuple[int, int, str, int]  # partition, ms after BASE_MS, user, amount
 
 
-def produce(bootstrap: str, topic: str, events: list[Event]) -> None:
+def json_value(user: str, amount: int, _event_ms: int) -> bytes:
+    return json.dumps({"user_id": user, "amount": amount}).encode()
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    events: list[Event],
+    encode: Callable[[str, int, int], bytes] = json_value,
+    record_time_shift_ms: int = 0,
+) -> None:
+    """Each event as a record of its partition, its value `encode(user, amount, event ms)`,
+    its timestamp the event's time plus `record_time_shift_ms`."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0})
     for partition, offset_ms, user, amount in events:
-        value = json.dumps({"user_id": user, "amount": amount}).encode()
+        event_ms = BASE_MS + offset_ms
         producer.produce(
-            topic, value, user.encode(), partition=partition, timestamp=BASE_MS + offset_ms
+            topic,
+            encode(user, amount, event_ms),
+            user.encode(),
+            partition=partition,
+            timestamp=event_ms + record_time_shift_ms,
         )
     assert producer.flush(HTTP_TIMEOUT_S) == 0
 
 
-def expected_windows(events: list[Event], through_ms: int) -> list[tuple[int, str, int, int]]:
-    """(window start after BASE_MS, user, count, total) of the tumble windows ending at or
-    before `through_ms` (after BASE_MS), sorted: the plain-Python reference."""
+def expected_windows(
+    events: list[Event], through_ms: int, *, after_ms: int | None = None, slide_ms: int = SIZE_MS
+) -> list[tuple[int, str, int, int]]:
+    """(window start after BASE_MS, user, count, total) of the windows of SIZE_MS, starting
+    every `slide_ms`, that end after `after_ms` and at or before `through_ms` (both after
+    BASE_MS), sorted: the plain-Python reference."""
     windows: dict[tuple[int, str], list[int]] = {}
     for _, offset_ms, user, amount in events:
-        start = offset_ms // SIZE_MS * SIZE_MS
-        if start + SIZE_MS <= through_ms:
-            windows.setdefault((start, user), []).append(amount)
+        start = offset_ms // slide_ms * slide_ms
+        while start + SIZE_MS > offset_ms:  # every window holding the event
+            end = start + SIZE_MS
+            if end <= through_ms and (after_ms is None or end > after_ms):
+                windows.setdefault((start, user), []).append(amount)
+            start -= slide_ms
     return sorted((start, user, len(a), sum(a)) for (start, user), a in windows.items())
 
 

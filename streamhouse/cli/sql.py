@@ -56,6 +56,7 @@ VIEW_COLUMNS = (
     "watermark",
     "windows_emitted",
     "late_records",
+    "invalid_records",
     "agent",
     "sql",
 )

@@ -64,6 +64,11 @@ class TopicDecoder:
             self._fix(columns)
 
     @property
+    def registered(self) -> bool:
+        """Whether the columns come from a registered schema (else: inferred from JSON)."""
+        return self._registered
+
+    @property
     def schema(self) -> pa.Schema | None:
         """The batches' schema; None until the columns are fixed (the first decode)."""
         if self._columns is None:
@@ -145,6 +150,11 @@ async def topic_decoder(registry: SchemaRegistry, org: str, topic: str) -> Topic
     except RegistryError:
         return TopicDecoder(scoped_registry, None)
     return TopicDecoder(scoped_registry, schema_columns(parsed))
+
+
+def is_framed(value: bytes | None) -> bool:
+    """Whether `value` is in Confluent's wire format (a JSON text never is)."""
+    return value is not None and schema_id_of(value) is not None
 
 
 def _json_value(data: bytes | None) -> Any:

@@ -26,7 +26,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from streamhouse.engine.consume import ConsumedRecord
 from streamhouse.engine.schema_registry import SchemaRegistry
-from streamhouse.sql.decoding import TopicDecoder, topic_decoder
+from streamhouse.ports.clock import Clock
+from streamhouse.sql.decoding import TopicDecoder, is_framed, topic_decoder
 from streamhouse.sql.view_definition import ViewDefinition
 from streamhouse.sql.view_evaluation import OutputRecord, due_windows, event_times
 from streamhouse.sql.view_state import BufferFull, ViewProgress, ViewState, owned_by
@@ -46,6 +47,7 @@ class ViewLimits:
     poll_wait_ms: int = 100
     kafka_timeout_ms: int = 15_000
     retry_backoff_ms: int = 1_000
+    partitions_check_interval_ms: int = 1_000  # how often partitions added to the input are sought
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class ViewRunner:
         bootstrap: str,
         limits: ViewLimits,
         registry: SchemaRegistry,
+        clock: Clock,
         *,
         input_topic: str,
         output_topic: str,
@@ -83,6 +86,9 @@ class ViewRunner:
         self._bootstrap = bootstrap
         self._limits = limits
         self._registry = registry
+        self._clock = clock
+        self._assigned: set[int] = set()  # the input partitions read
+        self._partitions_checked_ms = 0  # monotonic
         self._decoder: TopicDecoder | None = None
         self._input = input_topic  # the engine's names (org-scoped)
         self._output = output_topic
@@ -173,6 +179,24 @@ class ViewRunner:
             for tp in committed
         ]
         self._consumer.assign(starts)
+        self._assigned = set(partitions)
+        self._partitions_checked_ms = self._clock.monotonic_ms()
+
+    async def _read_added_partitions(self) -> None:
+        """Every `partitions_check_interval_ms`, start reading the partitions added to the
+        input since the runner started, from their beginning (this view committed nothing
+        there)."""
+        now_ms = self._clock.monotonic_ms()
+        if now_ms - self._partitions_checked_ms < self._limits.partitions_check_interval_ms:
+            return
+        self._partitions_checked_ms = now_ms
+        found = await self._partitions(self._limits.kafka_timeout_ms / MS_PER_S)
+        added = [partition for partition in found if partition not in self._assigned]
+        if added:
+            log.info("view %s reads added partitions %s", self.definition.name, added)
+            starts = [TopicPartition(self._input, p, OFFSET_BEGINNING) for p in added]
+            await _blocking(self._consumer.incremental_assign, starts)
+            self._assigned.update(added)
 
     async def _partitions(self, timeout_s: float) -> list[int]:
         found = await _blocking(self._consumer.list_topics, self._input, timeout_s)
@@ -191,9 +215,9 @@ class ViewRunner:
     async def _cycle(self) -> None:
         state = self._state
         assert state is not None
-        decoder = self._decoder
-        assert decoder is not None
+        await self._read_added_partitions()
         records = await self._read()
+        decoder = await self._current_decoder(records)
         if records:
             await decoder.load_codecs(records)
             decoded = await _blocking(decoder.decode_loaded, records)
@@ -208,6 +232,23 @@ class ViewRunner:
             outputs = await _blocking(due_windows, self.definition, open_rows, *due)
             state.emitted(due[1], len(outputs))
         await _blocking(self._commit, outputs, state.offsets_to_commit(), state.progress)
+
+    async def _current_decoder(self, records: Sequence[ConsumedRecord]) -> TopicDecoder:
+        """The decoder; built again when it reads plain JSON and values in Confluent's wire
+        format come (the topic's schema was registered after the runner started, as a
+        serializer does on its first record), with the schemas of the rows kept loaded."""
+        decoder = self._decoder
+        state = self._state
+        assert decoder is not None and state is not None
+        if decoder.registered or not any(is_framed(record.value) for record in records):
+            return decoder
+        definition = self.definition
+        fresh = await topic_decoder(self._registry, definition.org, definition.input_topic)
+        if not fresh.registered:  # framed values, but no subject <topic>-value: as before
+            return decoder
+        await fresh.load_codecs([record for record, _ in state.rows])
+        self._decoder = fresh
+        return fresh
 
     async def _read(self) -> list[ConsumedRecord]:
         messages = await _blocking(

@@ -70,6 +70,7 @@ class ViewShown:
     watermark: int | None  # ms since the epoch
     windows_emitted: int
     late_records: int
+    invalid_records: int  # records without a usable event time (dropped)
     agent: str | None
 
 
@@ -162,6 +163,7 @@ class ViewService:
             self._bootstrap,
             self._limits,
             self._registry,
+            self._clock,
             input_topic=scoped(definition.org, definition.input_topic),
             output_topic=scoped(definition.org, definition.output_topic),
         )
@@ -350,6 +352,7 @@ class ViewService:
             watermark=watermark,
             windows_emitted=progress.windows_emitted,
             late_records=progress.late_records,
+            invalid_records=progress.invalid_records,
             agent=agent,
         )
 

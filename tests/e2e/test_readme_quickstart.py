@@ -20,8 +20,19 @@ README_REGISTRY = "http://127.0.0.1:8081"
 COMMAND_TIMEOUT_S = 60
 
 
+def readme_section(title: str) -> str:
+    """The README's text under `## title`, up to the next section."""
+    return README.read_text().split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
 def _readme_python_snippets() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    """The Python of the quick start (producing, consuming, registering a schema)."""
+    sections = ("Produce and consume", "Schemas")
+    return [block for title in sections for block in code_blocks(readme_section(title), "python")]
 
 
 def _kcat() -> str:
@@ -81,10 +92,9 @@ README_REST = "127.0.0.1:8082"
 
 def _readme_rest_commands() -> str:
     """The shell block of the README's REST and gRPC section."""
-    section = README.read_text().split("## REST and gRPC", 1)[1]
-    found = re.search(r"```sh\n(.*?)```", section, flags=re.DOTALL)
-    assert found is not None, "the REST section has no shell block"
-    return found.group(1)
+    blocks = code_blocks(readme_section("REST and gRPC"), "sh")
+    assert blocks, "the REST section has no shell block"
+    return blocks[0]
 
 
 def test_readme_rest_commands_run_unchanged(agent: Agent) -> None:

@@ -8,18 +8,25 @@ that closes windows to their rows being readable."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from streamhouse.agent import Agent, AgentHttp, open_http, open_views
+from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
 from tests.unit.sasl_world import AgentThread, agent_settings
 from tests.views_world import (
+    BASE_MS,
     Event,
     await_windows,
     expected_windows,
@@ -40,15 +47,19 @@ STATUS_WAIT_S = 10
 @dataclass
 class ViewsDoor:
     http: AgentHttp
+    registry: RegistryDoor
     agent: Agent
 
     async def close(self) -> None:
+        await self.registry.close()
         await self.http.close()
 
 
 async def open_views_door(agent: Agent) -> ViewsDoor:
     open_views(agent)  # closed with the agent
-    return ViewsDoor(await open_http(agent, asyncio.Event()), agent)
+    http = await open_http(agent, asyncio.Event())
+    registry = await start_registry_door("127.0.0.1", 0, agent.schema_registry)
+    return ViewsDoor(http, registry, agent)
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +71,14 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
     running.stop()
 
 
-def http_port(agent: AgentThread) -> int:
+def views_door(agent: AgentThread) -> ViewsDoor:
     door = agent.doors[0]
     assert isinstance(door, ViewsDoor)
-    return door.http.port
+    return door
+
+
+def http_port(agent: AgentThread) -> int:
+    return views_door(agent).http.port
 
 
 def new_topic(agent: AgentThread, partitions: int) -> str:
@@ -90,7 +105,7 @@ LATE: list[Event] = [(0, 15_000, "a", 512)]  # its window was emitted
 LAST: list[Event] = [(1, 60_000, "d", 1)]  # watermark 58 s: the 40 s window is due
 
 
-def wait_for_status(port: int, name: str, field: str, wanted: int) -> dict[str, object]:
+def wait_for_status(port: int, name: str, field: str, wanted: object) -> dict[str, object]:
     deadline = time.monotonic() + STATUS_WAIT_S
     while True:
         shown = shown_view(port, name)
@@ -167,3 +182,107 @@ def test_refusals(agent: AgentThread) -> None:
     unknown = sql(port, view_sql("nowhere", "no-such-topic"))
     assert unknown.status == 404 and "no-such-topic" in unknown.body["message"]
     assert shown_view(port, "nowhere") is None
+
+
+# A hop of 10 s every 5 s: each event lands in two windows
+HOP_SLIDE_MS = 5_000
+HOP_FIRST: list[Event] = [
+    (0, 0, "a", 1),  # [-5 s, 5 s) and [0 s, 10 s)
+    (1, 4_999, "a", 2),
+    (0, 5_000, "b", 4),  # on a boundary: [0 s, 10 s) and [5 s, 15 s)
+    (1, 10_000, "a", 8),
+    (0, 14_999, "b", 16),
+    (1, 17_000, "a", 32),  # watermark 15 s: the windows ending by 15 s
+]
+HOP_SECOND: list[Event] = [
+    (0, 12_000, "a", 64),  # [5 s, 15 s) went out: it counts in [10 s, 20 s) only, not late
+    (1, 3_000, "c", 128),  # both its windows went out: late
+    (0, 30_000, "d", 1),  # watermark 28 s: the windows ending by 25 s
+]
+
+
+def test_hop_view_emits_each_window_once(agent: AgentThread) -> None:
+    port = http_port(agent)
+    topic = new_topic(agent, 2)
+    name = f"hopping_{uuid.uuid4().hex[:6]}"
+    assert sql(port, view_sql(name, topic, slide_ms=HOP_SLIDE_MS)).status == 200
+    reader = output_reader(agent.bootstrap, name)
+    produce(agent.bootstrap, topic, HOP_FIRST)
+    first = expected_windows(HOP_FIRST, 15_000, slide_ms=HOP_SLIDE_MS)
+    assert [start for start, *_ in first] == [-5_000, 0, 0, 5_000, 5_000]  # by hand
+    assert read_windows(reader, len(first)) == first
+    produce(agent.bootstrap, topic, HOP_SECOND)
+    second = expected_windows(
+        HOP_FIRST + HOP_SECOND, 28_000, after_ms=15_000, slide_ms=HOP_SLIDE_MS
+    )
+    assert second == [(10_000, "a", 3, 8 + 32 + 64), (10_000, "b", 1, 16), (15_000, "a", 1, 32)]
+    assert read_windows(reader, len(second)) == second
+    reader.close()
+    shown = wait_for_status(port, name, "late_records", 1)
+    assert shown["late_records"] == 1 and shown["windows_emitted"] == len(first) + len(second)
+
+
+ORDER_SCHEMA = {
+    "type": "record",
+    "name": "Click",
+    "fields": [
+        {"name": "user_id", "type": "string"},
+        {"name": "amount", "type": "long"},
+        {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
+    ],
+}
+HOUR_MS = 3_600_000
+
+
+def avro_encoder(agent: AgentThread, topic: str) -> Callable[[str, int, int], bytes]:
+    """Values in Confluent's wire format, by confluent-kafka's AvroSerializer against the
+    agent's registry; the event time in field `at` (none for user "nobody")."""
+    registry = SchemaRegistryClient({"url": f"http://127.0.0.1:{views_door(agent).registry.port}"})
+    serializer = AvroSerializer(registry, json.dumps(ORDER_SCHEMA))
+    context = SerializationContext(topic, MessageField.VALUE)
+
+    def encode(user: str, amount: int, event_ms: int) -> bytes:
+        at = None if user == "nobody" else datetime.fromtimestamp(event_ms / 1000, UTC)
+        encoded = serializer({"user_id": user, "amount": amount, "at": at}, context)
+        assert encoded is not None
+        return encoded
+
+    return encode
+
+
+def test_view_over_an_avro_topic_takes_event_time_from_a_field(agent: AgentThread) -> None:
+    port = http_port(agent)
+    topic = new_topic(agent, 3)
+    name = f"avro_{uuid.uuid4().hex[:6]}"
+    # made before the topic's schema is registered (the first produce registers it)
+    assert sql(port, view_sql(name, topic, time_column="at")).status == 200
+    assert wait_for_status(port, name, "state", "running")["state"] == "running"
+    reader = output_reader(agent.bootstrap, name)
+    encode = avro_encoder(agent, topic)
+    timeless: list[Event] = [(1, 1_000, "nobody", 7)]
+    # record timestamps an hour early: windows by _timestamp would all be long closed
+    produce(agent.bootstrap, topic, FIRST + timeless + CLOSING, encode, -HOUR_MS)
+    expected = expected_windows(FIRST + CLOSING, 38_000)
+    assert read_windows(reader, len(expected)) == expected
+    reader.close()
+    shown = wait_for_status(port, name, "invalid_records", 1)
+    assert shown["invalid_records"] == 1 and shown["late_records"] == 0
+    assert shown["watermark"] == BASE_MS + 38_000
+
+
+def test_view_reads_partitions_added_to_its_input(agent: AgentThread) -> None:
+    port = http_port(agent)
+    topic = new_topic(agent, 1)
+    name = f"grown_{uuid.uuid4().hex[:6]}"
+    assert sql(port, view_sql(name, topic)).status == 200
+    reader = output_reader(agent.bootstrap, name)
+    produce(agent.bootstrap, topic, [(0, 0, "a", 1)])
+    wait_for_status(port, name, "watermark", BASE_MS - 2_000)  # the runner read partition 0
+    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
+    admin.create_partitions([NewPartitions(topic, 2)])[topic].result(CLIENT_TIMEOUT_S)
+    added: list[Event] = [(1, 5_000, "b", 2), (1, 20_000, "c", 4)]  # watermark 18 s
+    produce(agent.bootstrap, topic, added)
+    expected = expected_windows([(0, 0, "a", 1), *added], 18_000)
+    assert expected == [(0, "a", 1, 1), (0, "b", 1, 2)]
+    assert read_windows(reader, len(expected)) == expected
+    reader.close()
