@@ -2,7 +2,11 @@
 
 from tests.chaos.stores import describe_stores
 
-pytest_plugins: list[str] = ["tests.fixtures.moto_server", "tests.fixtures.postgres"]
+pytest_plugins: list[str] = [
+    "tests.fixtures.moto_server",
+    "tests.fixtures.postgres",
+    "tests.fixtures.views_agent",
+]
 
 
 def pytest_report_header() -> str:

@@ -8,7 +8,10 @@ offset. Each cycle reads at most `records_per_cycle_max` records, and commits in
 transaction the windows due (output records) with, per input partition, the first offset an
 open window still needs and the view's progress as offset metadata (view_state). Any Kafka
 failure drops the clients and starts again from what was committed, so a window is neither
-lost nor emitted twice. Records are decoded by the batch queries' decoder (decoding.py).
+lost nor emitted twice. Partitions added to the input are sought every
+`partitions_check_interval_ms` and read from their start. Records are decoded by the batch
+queries' decoder (decoding.py), built again when the topic's schema is registered after the
+runner started.
 confluent-kafka blocks: each call runs on a worker thread.
 """
 

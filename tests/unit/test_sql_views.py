@@ -7,26 +7,12 @@ that closes windows to their rows being readable."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
-import pytest
-from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
-from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
-
-from streamhouse.agent import Agent, AgentHttp, open_http, open_views
-from streamhouse.server.schema_registry import RegistryDoor, start_registry_door
-from tests.unit.sasl_world import AgentThread, agent_settings
+from tests.fixtures.views_agent import http_port, new_topic, wait_for_status
+from tests.unit.sasl_world import AgentThread
 from tests.views_world import (
-    BASE_MS,
     Event,
     await_windows,
     expected_windows,
@@ -39,54 +25,6 @@ from tests.views_world import (
     sql,
     view_sql,
 )
-
-CLIENT_TIMEOUT_S = 20
-STATUS_WAIT_S = 10
-
-
-@dataclass
-class ViewsDoor:
-    http: AgentHttp
-    registry: RegistryDoor
-    agent: Agent
-
-    async def close(self) -> None:
-        await self.registry.close()
-        await self.http.close()
-
-
-async def open_views_door(agent: Agent) -> ViewsDoor:
-    open_views(agent)  # closed with the agent
-    http = await open_http(agent, asyncio.Event())
-    registry = await start_registry_door("127.0.0.1", 0, agent.schema_registry)
-    return ViewsDoor(http, registry, agent)
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentThread]:
-    directory: Path = tmp_path_factory.mktemp("views")
-    settings = agent_settings(directory / "data", "PLAINTEXT").with_overrides(http_port=0)
-    running = AgentThread(settings, None, door_openers=(open_views_door,)).start()
-    yield running
-    running.stop()
-
-
-def views_door(agent: AgentThread) -> ViewsDoor:
-    door = agent.doors[0]
-    assert isinstance(door, ViewsDoor)
-    return door
-
-
-def http_port(agent: AgentThread) -> int:
-    return views_door(agent).http.port
-
-
-def new_topic(agent: AgentThread, partitions: int) -> str:
-    name = f"events-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
-    admin.create_topics([NewTopic(name, partitions)])[name].result(CLIENT_TIMEOUT_S)
-    return name
-
 
 # (partition, ms after BASE_MS, user, amount): out of order, on window boundaries
 FIRST: list[Event] = [
@@ -105,34 +43,24 @@ LATE: list[Event] = [(0, 15_000, "a", 512)]  # its window was emitted
 LAST: list[Event] = [(1, 60_000, "d", 1)]  # watermark 58 s: the 40 s window is due
 
 
-def wait_for_status(port: int, name: str, field: str, wanted: object) -> dict[str, object]:
-    deadline = time.monotonic() + STATUS_WAIT_S
-    while True:
-        shown = shown_view(port, name)
-        assert shown is not None
-        if shown[field] == wanted or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.2)
-
-
-def test_tumble_view_emits_each_window_once(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 3)
+def test_tumble_view_emits_each_window_once(views_agent: AgentThread) -> None:
+    port = http_port(views_agent)
+    topic = new_topic(views_agent, 3)
     name = f"per_user_{uuid.uuid4().hex[:6]}"
     created = sql(port, view_sql(name, topic))
     assert created.status == 200, created
-    reader = output_reader(agent.bootstrap, name)
-    produce(agent.bootstrap, topic, FIRST)  # watermark 27 s: the windows ending by 20 s
+    reader = output_reader(views_agent.bootstrap, name)
+    produce(views_agent.bootstrap, topic, FIRST)  # watermark 27 s: the windows ending by 20 s
     emitted = read_windows(reader, len(expected_windows(FIRST, 27_000)))
     assert emitted == expected_windows(FIRST, 27_000)  # and not the 30 s one, still open
     started = time.monotonic()
-    produce(agent.bootstrap, topic, CLOSING)
+    produce(views_agent.bootstrap, topic, CLOSING)
     due = expected_windows(FIRST + CLOSING, 38_000)
     emitted += await_windows(reader, len(due) - len(emitted))
     print(f"latency event -> window emitted: {(time.monotonic() - started) * 1000:.0f} ms")
     emitted += more_windows(reader)
     assert emitted == due
-    produce(agent.bootstrap, topic, LATE + LAST)
+    produce(views_agent.bootstrap, topic, LATE + LAST)
     everything = FIRST + CLOSING + LAST  # the late record is in no emitted window
     assert emitted + read_windows(reader, 1) == expected_windows(everything, 58_000)
     shown = wait_for_status(port, name, "late_records", 1)
@@ -143,9 +71,9 @@ def test_tumble_view_emits_each_window_once(agent: AgentThread) -> None:
     reader.close()
 
 
-def test_drop_stops_the_view_and_forgets_it(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 1)
+def test_drop_stops_the_view_and_forgets_it(views_agent: AgentThread) -> None:
+    port = http_port(views_agent)
+    topic = new_topic(views_agent, 1)
     name = f"dropped_{uuid.uuid4().hex[:6]}"
     assert sql(port, view_sql(name, topic)).status == 200
     assert shown_view(port, name) is not None
@@ -153,16 +81,16 @@ def test_drop_stops_the_view_and_forgets_it(agent: AgentThread) -> None:
     assert shown_view(port, name) is None
     assert http_call(port, "DELETE", f"/api/v1/sql/views/{name}").status == 404
     assert sql(port, f"DROP MATERIALIZED VIEW IF EXISTS {name}").status == 200
-    reader = output_reader(agent.bootstrap, name)
-    produce(agent.bootstrap, topic, [(0, 0, "a", 1), (0, 50_000, "a", 1)])
+    reader = output_reader(views_agent.bootstrap, name)
+    produce(views_agent.bootstrap, topic, [(0, 0, "a", 1), (0, 50_000, "a", 1)])
     assert read_windows(reader, 0) == []  # it no longer runs
     reader.close()
     assert sql(port, view_sql(name, topic)).status == 200  # the name is free again
 
 
-def test_refusals(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 1)
+def test_refusals(views_agent: AgentThread) -> None:
+    port = http_port(views_agent)
+    topic = new_topic(views_agent, 1)
     session = sql(
         port,
         f"CREATE MATERIALIZED VIEW s1 AS SELECT window_start, count(*) FROM "
@@ -182,107 +110,3 @@ def test_refusals(agent: AgentThread) -> None:
     unknown = sql(port, view_sql("nowhere", "no-such-topic"))
     assert unknown.status == 404 and "no-such-topic" in unknown.body["message"]
     assert shown_view(port, "nowhere") is None
-
-
-# A hop of 10 s every 5 s: each event lands in two windows
-HOP_SLIDE_MS = 5_000
-HOP_FIRST: list[Event] = [
-    (0, 0, "a", 1),  # [-5 s, 5 s) and [0 s, 10 s)
-    (1, 4_999, "a", 2),
-    (0, 5_000, "b", 4),  # on a boundary: [0 s, 10 s) and [5 s, 15 s)
-    (1, 10_000, "a", 8),
-    (0, 14_999, "b", 16),
-    (1, 17_000, "a", 32),  # watermark 15 s: the windows ending by 15 s
-]
-HOP_SECOND: list[Event] = [
-    (0, 12_000, "a", 64),  # [5 s, 15 s) went out: it counts in [10 s, 20 s) only, not late
-    (1, 3_000, "c", 128),  # both its windows went out: late
-    (0, 30_000, "d", 1),  # watermark 28 s: the windows ending by 25 s
-]
-
-
-def test_hop_view_emits_each_window_once(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 2)
-    name = f"hopping_{uuid.uuid4().hex[:6]}"
-    assert sql(port, view_sql(name, topic, slide_ms=HOP_SLIDE_MS)).status == 200
-    reader = output_reader(agent.bootstrap, name)
-    produce(agent.bootstrap, topic, HOP_FIRST)
-    first = expected_windows(HOP_FIRST, 15_000, slide_ms=HOP_SLIDE_MS)
-    assert [start for start, *_ in first] == [-5_000, 0, 0, 5_000, 5_000]  # by hand
-    assert read_windows(reader, len(first)) == first
-    produce(agent.bootstrap, topic, HOP_SECOND)
-    second = expected_windows(
-        HOP_FIRST + HOP_SECOND, 28_000, after_ms=15_000, slide_ms=HOP_SLIDE_MS
-    )
-    assert second == [(10_000, "a", 3, 8 + 32 + 64), (10_000, "b", 1, 16), (15_000, "a", 1, 32)]
-    assert read_windows(reader, len(second)) == second
-    reader.close()
-    shown = wait_for_status(port, name, "late_records", 1)
-    assert shown["late_records"] == 1 and shown["windows_emitted"] == len(first) + len(second)
-
-
-ORDER_SCHEMA = {
-    "type": "record",
-    "name": "Click",
-    "fields": [
-        {"name": "user_id", "type": "string"},
-        {"name": "amount", "type": "long"},
-        {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]},
-    ],
-}
-HOUR_MS = 3_600_000
-
-
-def avro_encoder(agent: AgentThread, topic: str) -> Callable[[str, int, int], bytes]:
-    """Values in Confluent's wire format, by confluent-kafka's AvroSerializer against the
-    agent's registry; the event time in field `at` (none for user "nobody")."""
-    registry = SchemaRegistryClient({"url": f"http://127.0.0.1:{views_door(agent).registry.port}"})
-    serializer = AvroSerializer(registry, json.dumps(ORDER_SCHEMA))
-    context = SerializationContext(topic, MessageField.VALUE)
-
-    def encode(user: str, amount: int, event_ms: int) -> bytes:
-        at = None if user == "nobody" else datetime.fromtimestamp(event_ms / 1000, UTC)
-        encoded = serializer({"user_id": user, "amount": amount, "at": at}, context)
-        assert encoded is not None
-        return encoded
-
-    return encode
-
-
-def test_view_over_an_avro_topic_takes_event_time_from_a_field(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 3)
-    name = f"avro_{uuid.uuid4().hex[:6]}"
-    # made before the topic's schema is registered (the first produce registers it)
-    assert sql(port, view_sql(name, topic, time_column="at")).status == 200
-    assert wait_for_status(port, name, "state", "running")["state"] == "running"
-    reader = output_reader(agent.bootstrap, name)
-    encode = avro_encoder(agent, topic)
-    timeless: list[Event] = [(1, 1_000, "nobody", 7)]
-    # record timestamps an hour early: windows by _timestamp would all be long closed
-    produce(agent.bootstrap, topic, FIRST + timeless + CLOSING, encode, -HOUR_MS)
-    expected = expected_windows(FIRST + CLOSING, 38_000)
-    assert read_windows(reader, len(expected)) == expected
-    reader.close()
-    shown = wait_for_status(port, name, "invalid_records", 1)
-    assert shown["invalid_records"] == 1 and shown["late_records"] == 0
-    assert shown["watermark"] == BASE_MS + 38_000
-
-
-def test_view_reads_partitions_added_to_its_input(agent: AgentThread) -> None:
-    port = http_port(agent)
-    topic = new_topic(agent, 1)
-    name = f"grown_{uuid.uuid4().hex[:6]}"
-    assert sql(port, view_sql(name, topic)).status == 200
-    reader = output_reader(agent.bootstrap, name)
-    produce(agent.bootstrap, topic, [(0, 0, "a", 1)])
-    wait_for_status(port, name, "watermark", BASE_MS - 2_000)  # the runner read partition 0
-    admin = AdminClient({"bootstrap.servers": agent.bootstrap})
-    admin.create_partitions([NewPartitions(topic, 2)])[topic].result(CLIENT_TIMEOUT_S)
-    added: list[Event] = [(1, 5_000, "b", 2), (1, 20_000, "c", 4)]  # watermark 18 s
-    produce(agent.bootstrap, topic, added)
-    expected = expected_windows([(0, 0, "a", 1), *added], 18_000)
-    assert expected == [(0, "a", 1, 1), (0, "b", 1, 2)]
-    assert read_windows(reader, len(expected)) == expected
-    reader.close()
