@@ -91,8 +91,8 @@ class TopicDecoder:
         values = [self._value(record.value) for record in records]
         arrays = _meta_arrays(records)
         for column in self._columns:
-            found = [None if v is None else column.convert(v.get(column.name)) for v in values]
-            arrays.append(pa.array(found, column.arrow_type))
+            name = column.name
+            arrays.append(column.array([None if v is None else v.get(name) for v in values]))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     async def load_codecs(self, records: Sequence[ConsumedRecord]) -> None:
@@ -151,18 +151,28 @@ def _json_value(data: bytes | None) -> Any:
     if data is None:
         return None
     try:
+        if data[:1] == b"{" and data[1:2] != b"\x00":
+            # what json.loads(bytes) finds for an object in UTF-8, without its detection
+            return json.loads(data.decode("utf-8", "surrogatepass"))
         return json.loads(data)
     except (ValueError, RecursionError):
         return None
 
 
 def _meta_arrays(records: Sequence[ConsumedRecord]) -> list[pa.Array]:
-    headers = [[{"key": key, "value": value} for key, value in r.headers] for r in records]
     return [
         pa.array([r.partition for r in records], pa.int32()),
         pa.array([r.offset for r in records], pa.int64()),
         pa.array([r.timestamp_ms * MICROS_PER_MILLI for r in records], TIMESTAMP),
         pa.array([r.key for r in records], pa.binary()),
         pa.array([r.value for r in records], pa.binary()),
-        pa.array(headers, HEADER_TYPE),
+        _headers_array(records),
     ]
+
+
+def _headers_array(records: Sequence[ConsumedRecord]) -> pa.Array:
+    if not any(r.headers for r in records):  # the usual case: an empty list each, built at once
+        empty = pa.array([], HEADER_TYPE.value_type)
+        return pa.ListArray.from_arrays(pa.array([0] * (len(records) + 1), pa.int32()), empty)
+    headers = [[{"key": key, "value": value} for key, value in r.headers] for r in records]
+    return pa.array(headers, HEADER_TYPE)
