@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json.scanner
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -47,6 +48,10 @@ META_FIELDS = (
 )
 META_COLUMNS = frozenset(field.name for field in META_FIELDS)
 MICROS_PER_MILLI = 1000
+# the scanner json.loads uses (typeshed names make_scanner's argument wrongly)
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())
+)
 
 
 class TopicDecoder:
@@ -152,11 +157,21 @@ def _json_value(data: bytes | None) -> Any:
         return None
     try:
         if data[:1] == b"{" and data[1:2] != b"\x00":
-            # what json.loads(bytes) finds for an object in UTF-8, without its detection
-            return json.loads(data.decode("utf-8", "surrogatepass"))
+            return _json_object(data.decode("utf-8", "surrogatepass"))
         return json.loads(data)
     except (ValueError, RecursionError):
         return None
+
+
+def _json_object(text: str) -> Any:
+    """json.loads(text) for a text in UTF-8 starting with `{`, by the scanner json.loads ends
+    in, without its encoding detection and whitespace matching when nothing follows the
+    object (anything else, a failure too, goes through json.loads for its answer)."""
+    try:
+        found, end = _SCAN_ONCE(text, 0)
+    except StopIteration:
+        end = -1
+    return found if end == len(text) else json.loads(text)
 
 
 def _meta_arrays(records: Sequence[ConsumedRecord]) -> list[pa.Array]:

@@ -1,7 +1,8 @@
 """The shortcuts of SQL decoding answer what the plain rules answer: a column built from a
 whole list of JSON values equals the one built value by value through its conversion (types
 it keeps, types it refuses, integers past INT64 or past a double's exact range, NULLs), and a
-value read as JSON without encoding detection equals json.loads of its bytes."""
+value read as JSON without encoding detection equals json.loads of its bytes (whole, cut
+short or followed by more)."""
 
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ documents = st.recursive(
 encodings = st.sampled_from(("utf-8", "utf-16-le", "utf-16-be", "utf-32"))
 
 
-@given(documents, encodings, st.sampled_from(("", " ", "x", "\x00")))
+@given(documents, encodings, st.sampled_from(("", " ", "x", "\x00", "}")), st.booleans())
 def test_json_values_read_as_json_loads_reads_them(
-    document: Any, encoding: str, trailer: str
+    document: Any, encoding: str, trailer: str, cut: bool
 ) -> None:
-    data = (json.dumps(document) + trailer).encode(encoding)
+    text = json.dumps(document) + trailer
+    data = (text[: len(text) // 2] if cut else text).encode(encoding)
     try:
         expected = json.loads(data)
     except (ValueError, RecursionError):
