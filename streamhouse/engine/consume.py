@@ -50,7 +50,7 @@ OFFSET_QUERIES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a scan holds many of them
 class ConsumedRecord:
     """One record as a door hands it out."""
 
