@@ -100,6 +100,7 @@ def wait_for_status(port: int, name: str, field: str, wanted: int) -> dict[str, 
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # some 9 s each: part of make test-all, not of the inner loop
 def test_tumble_view_emits_each_window_once(agent: AgentThread) -> None:
     port = http_port(agent)
     topic = new_topic(agent, 3)
@@ -128,6 +129,7 @@ def test_tumble_view_emits_each_window_once(agent: AgentThread) -> None:
     reader.close()
 
 
+@pytest.mark.slow  # some 9 s each: part of make test-all, not of the inner loop
 def test_drop_stops_the_view_and_forgets_it(agent: AgentThread) -> None:
     port = http_port(agent)
     topic = new_topic(agent, 1)
