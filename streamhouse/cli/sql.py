@@ -11,6 +11,7 @@ a first argument that names no subcommand is taken as the query.
 from __future__ import annotations
 
 import csv
+import datetime
 import enum
 import json
 import sys
@@ -47,6 +48,7 @@ NULL = "NULL"
 # it, so streamctl waits longer than that by default rather than give up first.
 DEFAULT_SQL_TIMEOUT_S = 120.0
 SQL_PATH = "/api/v1/sql"
+MS_PER_S = 1000
 VIEWS_PATH = "/api/v1/sql/views"
 VIEW_COLUMNS = (
     "name",
@@ -57,8 +59,7 @@ VIEW_COLUMNS = (
     "windows_emitted",
     "late_records",
     "agent",
-    "sql",
-)
+)  # and `sql`, in JSON: too wide for a table
 
 SqlTimeoutS = Annotated[
     float,
@@ -300,9 +301,24 @@ def list_views(
 
     def work(api: SqlApi) -> None:
         listed: Sequence[dict[str, Any]] = api.call("GET", VIEWS_PATH)["views"]
-        show_rows(listed, VIEW_COLUMNS, output)
+        if output is Output.JSON:
+            show_rows(listed, (*VIEW_COLUMNS, "sql"), output)
+            return
+        show_rows(
+            [{**view, "watermark": _event_time(view["watermark"])} for view in listed],
+            VIEW_COLUMNS,
+            output,
+        )
 
     run_api((http, key, secret, timeout_s), work)
+
+
+def _event_time(epoch_ms: int | None) -> str | None:
+    """A watermark (ms since the epoch) as ISO 8601 UTC, for people."""
+    if epoch_ms is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch_ms / MS_PER_S, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @views.command("drop")
