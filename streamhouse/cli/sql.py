@@ -10,6 +10,8 @@ a first argument that names no subcommand is taken as the query.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import datetime
 import enum
@@ -202,12 +204,28 @@ def as_text(value: Any) -> str:
 
 
 def print_table(answer: dict[str, Any]) -> None:
+    """Bytes (base64 in the answer) are shown as text when they are UTF-8, as a person reads
+    keys and values; JSON and CSV keep them base64."""
+    binary = [str(column["type"]).endswith("binary") for column in answer["columns"]]
     table = Table(*column_names(answer))
     for row in answer["rows"]:
-        table.add_row(*(Text(NULL, style="dim") if v is None else Text(as_text(v)) for v in row))
+        table.add_row(
+            *(_cell(value, is_bytes) for value, is_bytes in zip(row, binary, strict=True))
+        )
     console.print(table)
     count = len(answer["rows"])
     errors.print(f"({count} row{'' if count == 1 else 's'})", highlight=False)
+
+
+def _cell(value: Any, is_bytes: bool) -> Text:
+    if value is None:
+        return Text(NULL, style="dim")
+    if is_bytes and isinstance(value, str):
+        try:
+            return Text(base64.b64decode(value, validate=True).decode("utf-8"))
+        except (binascii.Error, UnicodeDecodeError):
+            return Text(value, style="italic")  # not text: base64, as the JSON answer has it
+    return Text(as_text(value))
 
 
 def print_json_rows(answer: dict[str, Any]) -> None:

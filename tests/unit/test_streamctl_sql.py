@@ -6,6 +6,7 @@ and raises with the status and message; `views list` and `views drop` call their
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -144,6 +145,15 @@ def test_table_output_shows_columns_rows_and_null(agent: AgentProcess) -> None:
     (null_row,) = [line for line in lines if " b " in line]
     assert "NULL" in null_row and "5" in null_row
     assert "(3 rows)" in result.stderr
+
+
+def test_the_table_shows_text_bytes_as_text_and_others_as_base64(agent: AgentProcess) -> None:
+    text = "SELECT _value, '\\xff\\x00'::BLOB AS raw FROM readings WHERE level = 3"
+    shown = streamctl(agent, text).stdout
+    assert '{"sensor": "a", "level": 3, "note": "first"}' in shown
+    assert "/wA=" in shown  # 0xff 0x00 is no UTF-8
+    as_json = json.loads(streamctl(agent, "-o", "json", text).stdout)
+    assert as_json[0]["raw"] == "/wA=" and base64.b64decode(as_json[0]["_value"]) == READINGS[0][2]
 
 
 def test_a_refusal_prints_the_agents_message_and_exits_1(agent: AgentProcess) -> None:
