@@ -25,6 +25,7 @@ from bench import (
     rebuild,
     reconcile,
     registry,
+    sql,
     storage,
     table,
     transactions,
@@ -47,6 +48,7 @@ SECTIONS = (
     "quotas",
     "auth",
     "doors",
+    "sql",
 )
 
 
@@ -90,6 +92,7 @@ def _sections(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         "quotas": quotas.run,
         "auth": auth.run,
         "doors": doors.run,
+        "sql": sql.run,
     }
 
 

@@ -10,7 +10,10 @@ a first argument that names no subcommand is taken as the query.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
+import datetime
 import enum
 import json
 import sys
@@ -47,6 +50,7 @@ NULL = "NULL"
 # it, so streamctl waits longer than that by default rather than give up first.
 DEFAULT_SQL_TIMEOUT_S = 120.0
 SQL_PATH = "/api/v1/sql"
+MS_PER_S = 1000
 VIEWS_PATH = "/api/v1/sql/views"
 VIEW_COLUMNS = (
     "name",
@@ -58,8 +62,7 @@ VIEW_COLUMNS = (
     "late_records",
     "invalid_records",
     "agent",
-    "sql",
-)
+)  # and `sql`, in JSON: too wide for a table
 
 SqlTimeoutS = Annotated[
     float,
@@ -202,12 +205,28 @@ def as_text(value: Any) -> str:
 
 
 def print_table(answer: dict[str, Any]) -> None:
+    """Bytes (base64 in the answer) are shown as text when they are UTF-8, as a person reads
+    keys and values; JSON and CSV keep them base64."""
+    binary = [str(column["type"]).endswith("binary") for column in answer["columns"]]
     table = Table(*column_names(answer))
     for row in answer["rows"]:
-        table.add_row(*(Text(NULL, style="dim") if v is None else Text(as_text(v)) for v in row))
+        table.add_row(
+            *(_cell(value, is_bytes) for value, is_bytes in zip(row, binary, strict=True))
+        )
     console.print(table)
     count = len(answer["rows"])
     errors.print(f"({count} row{'' if count == 1 else 's'})", highlight=False)
+
+
+def _cell(value: Any, is_bytes: bool) -> Text:
+    if value is None:
+        return Text(NULL, style="dim")
+    if is_bytes and isinstance(value, str):
+        try:
+            return Text(base64.b64decode(value, validate=True).decode("utf-8"))
+        except (binascii.Error, UnicodeDecodeError):
+            return Text(value, style="italic")  # not text: base64, as the JSON answer has it
+    return Text(as_text(value))
 
 
 def print_json_rows(answer: dict[str, Any]) -> None:
@@ -301,9 +320,24 @@ def list_views(
 
     def work(api: SqlApi) -> None:
         listed: Sequence[dict[str, Any]] = api.call("GET", VIEWS_PATH)["views"]
-        show_rows(listed, VIEW_COLUMNS, output)
+        if output is Output.JSON:
+            show_rows(listed, (*VIEW_COLUMNS, "sql"), output)
+            return
+        show_rows(
+            [{**view, "watermark": _event_time(view["watermark"])} for view in listed],
+            VIEW_COLUMNS,
+            output,
+        )
 
     run_api((http, key, secret, timeout_s), work)
+
+
+def _event_time(epoch_ms: int | None) -> str | None:
+    """A watermark (ms since the epoch) as ISO 8601 UTC, for people."""
+    if epoch_ms is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(epoch_ms / MS_PER_S, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @views.command("drop")

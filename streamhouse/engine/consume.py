@@ -24,18 +24,19 @@ from streamhouse.engine.forwarding import Forwarding, peer_error
 from streamhouse.engine.log_store import LogStore
 from streamhouse.engine.reads import DECOMPRESSION_RATIO_MAX, ReadResult
 from streamhouse.errors import PeerUnreachable, StreamHouseError
-from streamhouse.kafka.batch_header import parse_header, split_batches
+from streamhouse.kafka.batch_header import BatchHeader, parse_header, split_batches
 from streamhouse.kafka.compression import decompressor
-from streamhouse.kafka.records import decode_records
+from streamhouse.kafka.records import Decompressor, decode_records
 from streamhouse.kafka.sentinels import (
     EARLIEST_TIMESTAMP,
     LATEST_TIMESTAMP,
     NO_LEADER_EPOCH,
     NO_OFFSET,
 )
+from streamhouse.kafka.varint import Buffer
 from streamhouse.log.partition import PartitionState
 from streamhouse.log.partition_txns import AbortedTxn
-from streamhouse.log.timestamps import record_timestamp
+from streamhouse.log.timestamps import record_timestamps
 from streamhouse.names import TopicPartition
 from streamhouse.ports.peers import OffsetQuery, PeerFetched, PeerRequests
 
@@ -49,7 +50,7 @@ OFFSET_QUERIES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a scan holds many of them
 class ConsumedRecord:
     """One record as a door hands it out."""
 
@@ -135,20 +136,7 @@ class FetchService:
             next_offset = max(next_offset, header.next_offset)
             if header.is_control or aborted.covers(header.producer_id, header.base_offset):
                 continue
-            for record in decode_records(batch, self._decompress):
-                at = header.base_offset + record.offset_delta
-                if at < offset:
-                    continue  # the batch holding `offset` begins before it
-                records.append(
-                    ConsumedRecord(
-                        tp.partition,
-                        at,
-                        record_timestamp(header, record),
-                        record.key,
-                        record.value,
-                        record.headers,
-                    )
-                )
+            records += _consumed(tp.partition, header, batch, offset, self._decompress)
         return PartitionRead(records, next_offset, result.high_watermark, result.log_start_offset)
 
     async def wait_for_data(
@@ -304,6 +292,27 @@ async def _first_true(waits: Sequence[Awaitable[bool]]) -> bool:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _consumed(
+    partition: int, header: BatchHeader, batch: Buffer, offset: int, decompress: Decompressor
+) -> list[ConsumedRecord]:
+    """The batch's records at `offset` and after (the batch holding `offset` may begin
+    before it)."""
+    base = header.base_offset
+    timestamp = record_timestamps(header)
+    return [
+        ConsumedRecord(
+            partition,
+            base + record.offset_delta,
+            timestamp(record),
+            record.key,
+            record.value,
+            record.headers,
+        )
+        for record in decode_records(batch, decompress)
+        if base + record.offset_delta >= offset
+    ]
 
 
 class _AbortedRanges:

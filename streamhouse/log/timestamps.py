@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from streamhouse.kafka.batch_header import BatchHeader, TimestampType, parse_header
 from streamhouse.kafka.records import Decompressor, Record, decode_records
@@ -10,9 +10,16 @@ from streamhouse.kafka.records import Decompressor, Record, decode_records
 
 def record_timestamp(header: BatchHeader, record: Record) -> int:
     """A record's timestamp: its own (CreateTime), or the batch's (LogAppendTime)."""
+    return record_timestamps(header)(record)
+
+
+def record_timestamps(header: BatchHeader) -> Callable[[Record], int]:
+    """`record_timestamp` for the records of one batch, the batch's type looked at once."""
     if header.timestamp_type == TimestampType.LOG_APPEND_TIME:
-        return header.max_timestamp
-    return header.base_timestamp + record.timestamp_delta
+        appended = header.max_timestamp
+        return lambda _: appended
+    base = header.base_timestamp
+    return lambda record: base + record.timestamp_delta
 
 
 def first_at_or_after(

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any
+import json.scanner
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -47,6 +48,10 @@ META_FIELDS = (
 )
 META_COLUMNS = frozenset(field.name for field in META_FIELDS)
 MICROS_PER_MILLI = 1000
+# the scanner json.loads uses (typeshed names make_scanner's argument wrongly)
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())
+)
 
 
 class TopicDecoder:
@@ -96,8 +101,8 @@ class TopicDecoder:
         values = [self._value(record.value) for record in records]
         arrays = _meta_arrays(records)
         for column in self._columns:
-            found = [None if v is None else column.convert(v.get(column.name)) for v in values]
-            arrays.append(pa.array(found, column.arrow_type))
+            name = column.name
+            arrays.append(column.array([None if v is None else v.get(name) for v in values]))
         return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     async def load_codecs(self, records: Sequence[ConsumedRecord]) -> None:
@@ -161,18 +166,38 @@ def _json_value(data: bytes | None) -> Any:
     if data is None:
         return None
     try:
+        if data[:1] == b"{" and data[1:2] != b"\x00":
+            return _json_object(data.decode("utf-8", "surrogatepass"))
         return json.loads(data)
     except (ValueError, RecursionError):
         return None
 
 
+def _json_object(text: str) -> Any:
+    """json.loads(text) for a text in UTF-8 starting with `{`, by the scanner json.loads ends
+    in, without its encoding detection and whitespace matching when nothing follows the
+    object (anything else, a failure too, goes through json.loads for its answer)."""
+    try:
+        found, end = _SCAN_ONCE(text, 0)
+    except StopIteration:
+        end = -1
+    return found if end == len(text) else json.loads(text)
+
+
 def _meta_arrays(records: Sequence[ConsumedRecord]) -> list[pa.Array]:
-    headers = [[{"key": key, "value": value} for key, value in r.headers] for r in records]
     return [
         pa.array([r.partition for r in records], pa.int32()),
         pa.array([r.offset for r in records], pa.int64()),
         pa.array([r.timestamp_ms * MICROS_PER_MILLI for r in records], TIMESTAMP),
         pa.array([r.key for r in records], pa.binary()),
         pa.array([r.value for r in records], pa.binary()),
-        pa.array(headers, HEADER_TYPE),
+        _headers_array(records),
     ]
+
+
+def _headers_array(records: Sequence[ConsumedRecord]) -> pa.Array:
+    if not any(r.headers for r in records):  # the usual case: an empty list each, built at once
+        empty = pa.array([], HEADER_TYPE.value_type)
+        return pa.ListArray.from_arrays(pa.array([0] * (len(records) + 1), pa.int32()), empty)
+    headers = [[{"key": key, "value": value} for key, value in r.headers] for r in records]
+    return pa.array(headers, HEADER_TYPE)

@@ -1,8 +1,9 @@
 """The part of a query's WHERE clause the scan can use to read less of a topic.
 
-Only when the query is one SELECT reading its single topic directly in FROM (no join, no set
-operation, no window function around it: a session window's bounds depend on the rows before a
-filter) and only from the top-level AND conjuncts that compare a meta column with a literal:
+Only when the query is one SELECT reading its single topic in FROM, directly or through
+tumble() or hop() (which pass every row's columns through and place it by its own time alone;
+not session(), whose bounds depend on the rows a filter would drop), with no join or set
+operation, and only from the top-level AND conjuncts that compare a meta column with a literal:
 `_partition` =, IN, BETWEEN; `_offset` =, >=, >, <=, <, BETWEEN; `_timestamp` =, >=, > (a
 timestamp without a zone or in UTC: record timestamps do not follow offsets, so only a start
 is used). DuckDB still evaluates the whole WHERE: the range only narrows what is read, so an
@@ -16,9 +17,10 @@ from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
-from streamhouse.sql.statements import occurrences
+from streamhouse.sql.statements import function_name, occurrences, window_topic
 
 OFFSET_END = 2**63 - 1
+PER_ROW_WINDOWS = frozenset({"tumble", "hop"})
 MICROS_PER_MILLI = 1000
 
 
@@ -53,9 +55,9 @@ def scan_range(tree: exp.Query, topic: str) -> ScanRange:
         return EVERYTHING
     source = tree.args.get("from_")
     table = source.this if isinstance(source, exp.From) else None
-    if not (isinstance(table, exp.Table) and isinstance(table.this, exp.Identifier)):
+    if not isinstance(table, exp.Table) or _read_topic(table) != topic:
         return EVERYTHING
-    if table.name != topic or occurrences(tree, topic) != 1:
+    if occurrences(tree, topic) != 1:
         return EVERYTHING
     where = tree.args.get("where")
     if not isinstance(where, exp.Where):
@@ -68,6 +70,15 @@ def scan_range(tree: exp.Query, topic: str) -> ScanRange:
         assert isinstance(conjunct, exp.Expression)
         found = _narrowed(found, conjunct, names)
     return found
+
+
+def _read_topic(table: exp.Table) -> str | None:
+    """The topic a FROM item reads row by row: named, or through tumble() or hop()."""
+    if isinstance(table.this, exp.Identifier):
+        return str(table.name)
+    if isinstance(table.this, exp.Anonymous) and function_name(table.this) in PER_ROW_WINDOWS:
+        return window_topic(table.this)
+    return None
 
 
 def _narrowed(found: ScanRange, node: exp.Expression, names: set[str]) -> ScanRange:

@@ -50,7 +50,7 @@ class ScanBounds:
     def count(self, records: list[ConsumedRecord]) -> None:
         self.stats.fetches += 1
         self.stats.rows_read += len(records)
-        self.stats.bytes_read += sum(record_bytes(record) for record in records)
+        self.stats.bytes_read += sum(map(record_bytes, records))
         if self.stats.rows_read > self.rows_max:
             raise ScanLimit("sql_scan_rows_max", self.rows_max)
         if self.stats.bytes_read > self.bytes_max:
@@ -58,8 +58,10 @@ class ScanBounds:
 
 
 def record_bytes(record: ConsumedRecord) -> int:
-    headers = sum(len(key) + len(value or b"") for key, value in record.headers)
-    return len(record.key or b"") + len(record.value or b"") + headers
+    size = len(record.key or b"") + len(record.value or b"")
+    if record.headers:  # most records have none: no generator for them
+        size += sum(len(key) + len(value or b"") for key, value in record.headers)
+    return size
 
 
 async def partitions_of(admin: AdminService, topic: str, wanted: ScanRange) -> list[int]:

@@ -149,13 +149,14 @@ def topics_named(tree: exp.Query) -> tuple[str, ...]:
             if node.name not in ctes:
                 found[node.name] = None
         elif isinstance(node, exp.Func) and function_name(node) in WINDOW_FUNCTIONS:
-            topic = _window_topic(node)
+            topic = window_topic(node)
             if topic not in ctes:
                 found[topic] = None
     return tuple(found)
 
 
-def _window_topic(node: exp.Func) -> str:
+def window_topic(node: exp.Func) -> str:
+    """The topic a window function's first argument names."""
     arguments = node.expressions if isinstance(node, exp.Anonymous) else []
     first = arguments[0] if arguments else None
     if isinstance(first, exp.Column) and not first.table:
@@ -174,5 +175,5 @@ def occurrences(tree: exp.Query, topic: str) -> int:
         if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
             count += node.name == topic
         elif isinstance(node, exp.Func) and function_name(node) in WINDOW_FUNCTIONS:
-            count += _window_topic(node) == topic
+            count += window_topic(node) == topic
     return count

@@ -55,6 +55,19 @@ class ValueColumn:
     arrow_type: pa.DataType
     convert: Convert
 
+    def array(self, items: list[Any]) -> pa.Array:
+        """The column of the fields' JSON values `items` (None: a missing field or value).
+        When every item is of a type the conversion keeps as it is, pyarrow takes the list
+        whole (one call, not one per item); one it cannot hold (an integer past INT64, one a
+        double would round) sends the list through the conversion, which makes it NULL."""
+        kept = _KEPT_AS_THEY_ARE.get(self.convert)
+        if kept is not None and {type(item) for item in items} <= kept:
+            try:
+                return pa.array(items, self.arrow_type)
+            except (pa.ArrowInvalid, OverflowError):
+                pass
+        return pa.array([self.convert(item) for item in items], self.arrow_type)
+
 
 def schema_columns(schema: ParsedSchema) -> list[ValueColumn]:
     """The columns of a registered value schema."""
@@ -185,6 +198,14 @@ def _date(item: Any) -> Any:
     except OverflowError:
         return None
 
+
+# The exact types each conversion answers unchanged (bool is not int here), with NoneType.
+_KEPT_AS_THEY_ARE: dict[Convert, frozenset[type]] = {
+    _text: frozenset((str, type(None))),
+    _boolean: frozenset((bool, type(None))),
+    _integer: frozenset((int, type(None))),
+    _double: frozenset((float, int, type(None))),
+}
 
 _JSON_KINDS: dict[str, tuple[pa.DataType, Convert]] = {
     "boolean": (pa.bool_(), _boolean),

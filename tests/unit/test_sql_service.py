@@ -183,3 +183,21 @@ def test_every_window_function_reads_a_topic(agent: AgentThread, half_flushed: s
     for source, rows in counts.items():
         found = query(agent, f"SELECT count(*) AS n, min(window_start) AS s FROM {source}")
         assert found.table.column("n").to_pylist() == [rows], source
+
+
+def test_pushdown_passes_through_tumble_and_hop_not_session(
+    agent: AgentThread, half_flushed: str
+) -> None:
+    where = "WHERE _partition = 1 AND _offset >= 25"
+    for window, pushes in (
+        ("tumble({}, _timestamp, INTERVAL '1 minute')", True),
+        ("hop({}, _timestamp, INTERVAL '1 minute', INTERVAL '2 minutes')", True),
+        ("session({}, _timestamp, INTERVAL '1 minute')", False),
+    ):
+        text = "SELECT _offset, window_start, window_end FROM {} " + where
+        pushed = query(agent, text.format(window.format(half_flushed)))
+        cte = f"WITH whole AS (SELECT * FROM {half_flushed}) "
+        whole = query(agent, cte + text.format(window.format("whole")))
+        order = [("_offset", "ascending"), ("window_start", "ascending")]
+        assert pushed.table.sort_by(order).equals(whole.table.sort_by(order)), window
+        assert pushed.stats.rows_read == (10 if pushes else 70), window

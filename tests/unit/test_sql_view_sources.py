@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka.admin import AdminClient, NewPartitions
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
@@ -45,6 +46,7 @@ HOP_SECOND: list[Event] = [
 ]
 
 
+@pytest.mark.slow  # some 7 s each: part of make test-all, not of the inner loop
 def test_hop_view_emits_each_window_once(views_agent: AgentThread) -> None:
     port = http_port(views_agent)
     topic = new_topic(views_agent, 2)
@@ -96,6 +98,7 @@ def avro_encoder(views_agent: AgentThread, topic: str) -> Callable[[str, int, in
     return encode
 
 
+@pytest.mark.slow  # some 7 s each: part of make test-all, not of the inner loop
 def test_view_over_an_avro_topic_takes_event_time_from_a_field(views_agent: AgentThread) -> None:
     port = http_port(views_agent)
     topic = new_topic(views_agent, 3)
@@ -116,6 +119,7 @@ def test_view_over_an_avro_topic_takes_event_time_from_a_field(views_agent: Agen
     assert shown["watermark"] == world.BASE_MS + 38_000
 
 
+@pytest.mark.slow  # some 7 s each: part of make test-all, not of the inner loop
 def test_view_reads_partitions_added_to_its_input(views_agent: AgentThread) -> None:
     port = http_port(views_agent)
     topic = new_topic(views_agent, 1)

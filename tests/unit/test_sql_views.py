@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 import uuid
 
+import pytest
+
 from tests.fixtures.views_agent import http_port, new_topic, wait_for_status
 from tests.unit.sasl_world import AgentThread
 from tests.views_world import (
@@ -43,6 +45,7 @@ LATE: list[Event] = [(0, 15_000, "a", 512)]  # its window was emitted
 LAST: list[Event] = [(1, 60_000, "d", 1)]  # watermark 58 s: the 40 s window is due
 
 
+@pytest.mark.slow  # some 9 s each: part of make test-all, not of the inner loop
 def test_tumble_view_emits_each_window_once(views_agent: AgentThread) -> None:
     port = http_port(views_agent)
     topic = new_topic(views_agent, 3)
@@ -71,6 +74,7 @@ def test_tumble_view_emits_each_window_once(views_agent: AgentThread) -> None:
     reader.close()
 
 
+@pytest.mark.slow  # some 9 s each: part of make test-all, not of the inner loop
 def test_drop_stops_the_view_and_forgets_it(views_agent: AgentThread) -> None:
     port = http_port(views_agent)
     topic = new_topic(views_agent, 1)

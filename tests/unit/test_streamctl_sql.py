@@ -6,9 +6,11 @@ and raises with the status and message; `views list` and `views drop` call their
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+import streamhouse.cli.agent_client as agent_client
 import streamhouse.cli.sql as sql_cli
 from streamhouse.cli.streamctl import app
 from streamhouse.sql import client as sql_client
@@ -56,6 +59,7 @@ def wide_output(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables at full width, so cells are not cut in the captured output."""
     monkeypatch.setattr(sql_cli, "console", Console(width=250))
     monkeypatch.setattr(sql_cli, "errors", Console(width=250, stderr=True))
+    monkeypatch.setattr(agent_client, "console", Console(width=250))  # listings'
 
 
 def streamctl(agent: AgentProcess, *args: str, stdin: str | None = None) -> Result:
@@ -143,6 +147,15 @@ def test_table_output_shows_columns_rows_and_null(agent: AgentProcess) -> None:
     assert "(3 rows)" in result.stderr
 
 
+def test_the_table_shows_text_bytes_as_text_and_others_as_base64(agent: AgentProcess) -> None:
+    text = "SELECT _value, '\\xff\\x00'::BLOB AS raw FROM readings WHERE level = 3"
+    shown = streamctl(agent, text).stdout
+    assert '{"sensor": "a", "level": 3, "note": "first"}' in shown
+    assert "/wA=" in shown  # 0xff 0x00 is no UTF-8
+    as_json = json.loads(streamctl(agent, "-o", "json", text).stdout)
+    assert as_json[0]["raw"] == "/wA=" and base64.b64decode(as_json[0]["_value"]) == READINGS[0][2]
+
+
 def test_a_refusal_prints_the_agents_message_and_exits_1(agent: AgentProcess) -> None:
     result = streamctl(agent, "SELECT * FROM no_such_topic")
     assert result.exit_code == 1
@@ -159,6 +172,8 @@ def test_no_agent_is_one_clear_error() -> None:
 
 # ---------------------------------------------------------------- views
 
+VIEW_WAIT_S = 20
+
 
 def test_views_list_and_drop_call_the_views_routes(agent: AgentProcess) -> None:
     listed = streamctl(agent, "views", "list", "-o", "json")
@@ -167,6 +182,28 @@ def test_views_list_and_drop_call_the_views_routes(agent: AgentProcess) -> None:
     dropped = streamctl(agent, "views", "drop", "no_such_view")
     assert dropped.exit_code == 1
     assert "no_such_view" in dropped.stderr and "HTTP 404" in dropped.stderr
+
+
+def test_views_list_shows_a_running_views_watermark_as_a_time(agent: AgentProcess) -> None:
+    select = (
+        "SELECT window_start, count(*) AS n FROM tumble(readings, _timestamp, "
+        "INTERVAL '1 minute') GROUP BY window_start"
+    )
+    created = streamctl(agent, f"CREATE MATERIALIZED VIEW per_minute AS {select}")
+    assert created.exit_code == 0, created.output
+    try:
+        deadline = time.monotonic() + VIEW_WAIT_S
+        while True:
+            (view,) = json.loads(streamctl(agent, "views", "list", "-o", "json").stdout)
+            if view["watermark"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert view["name"] == "per_minute" and "tumble(readings" in view["sql"]
+        assert view["watermark"] is not None, view
+        shown = streamctl(agent, "views", "list").stdout
+        assert "per_minute" in shown and "2026-01-01T" in shown and "tumble" not in shown
+    finally:
+        assert streamctl(agent, "views", "drop", "per_minute").exit_code == 0
 
 
 # ---------------------------------------------------------------- the notebook client
