@@ -24,7 +24,6 @@ for the records of one request (a consumer's batch).
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import enum
 import json
@@ -366,7 +365,7 @@ def _base64_bytes(part: Part, data: Any) -> bytes:
         raise RecordMismatch(f"A binary {part} is base64 text, not {type(data).__name__}")
     try:
         return base64.b64decode(data, validate=True)
-    except binascii.Error as error:
+    except ValueError as error:  # binascii.Error, or text that is not ASCII at all
         raise RecordMismatch(f"The binary {part} is not base64: {error}") from None
 
 

@@ -11,7 +11,6 @@ which each door answers as a 401 in its own error shape with CHALLENGE_HEADERS.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import Request
 
@@ -54,7 +53,7 @@ def basic_credentials(header: str) -> tuple[str, str]:
         raise Unauthenticated("this agent requires an API key: HTTP Basic, key id and secret")
     try:
         decoded = base64.b64decode(header[len(BASIC_SCHEME) :], validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         raise Unauthenticated("the Basic credentials are not base64 of key:secret") from None
     user, separator, secret = decoded.partition(":")
     if not separator:

@@ -24,7 +24,6 @@ its column's type is NULL. The rules:
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -177,7 +176,7 @@ def _latin1_bytes(item: Any) -> Any:
 def _base64_bytes(item: Any) -> Any:
     try:
         return base64.b64decode(item, validate=True) if isinstance(item, str) else None
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text that is not ASCII at all
         return None
 
 

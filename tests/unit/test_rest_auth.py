@@ -46,6 +46,8 @@ def test_no_key_is_401_with_a_challenge(agent: AgentThread) -> None:
         assert refused.headers["www-authenticate"].startswith("Basic")
     wrong = call(port, "GET", "/topics", headers=basic(ACME, "wrong-secret"))
     assert wrong.status == 401
+    for garbled in ("Basic é==", "Basic " + base64.b64encode(b"\xff:\xfe").decode()):
+        assert call(port, "GET", "/topics", headers={"Authorization": garbled}).status == 401
 
 
 def test_two_orgs_cannot_see_each_others_topics(agent: AgentThread) -> None:

@@ -130,6 +130,8 @@ def test_refusals_in_confluent_shape(agent: AgentThread) -> None:
     assert malformed.status == 400 and malformed.json["message"]
     not_base64 = call(port, "POST", f"/topics/{topic}", {"records": [{"value": "@@"}]}, V2_BINARY)
     assert not_base64.status == 422 and not_base64.json["error_code"] == 42202
+    not_ascii = call(port, "POST", f"/topics/{topic}", {"records": [{"value": "é"}]}, V2_BINARY)
+    assert not_ascii.status == 422 and not_ascii.json["error_code"] == 42202  # found by the fuzz
     wrong_type = call(port, "POST", f"/topics/{topic}", record, "text/plain")
     assert (wrong_type.status, wrong_type.json["error_code"]) == (415, 415)
     bad_ack = call(port, "POST", f"/topics/{topic}?ack=sometimes", record, V2_BINARY)
