@@ -270,6 +270,7 @@ class SimCluster:
         self._tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
         self._created = 0
         self._client_hosts: list[str] = []
+        self._dead_clients: set[str] = set()  # killed client processes: never run again
         self._leases: dict[TopicPartition, tuple[str | None, int]] = {}
         self._failed: asyncio.Future[None] = loop.create_future()
         loop.set_task_factory(self._task_factory)  # type: ignore[arg-type]
@@ -285,6 +286,8 @@ class SimCluster:
     ) -> asyncio.Task[Any]:
         task = asyncio.Task(coroutine, loop=loop, context=context)
         host = context.run(current_host) if context is not None else current_host()
+        if host in self._dead_clients:
+            task.cancel()  # a dead process's last `finally` starts nothing that runs on
         self._tasks.setdefault(host, {})[task] = None
         self._created += 1
         if self._created % TASKS_PRUNE_EVERY == 0:
@@ -297,12 +300,20 @@ class SimCluster:
         return await spawn_on_host(host, coroutine, name)
 
     def kill_host(self, host: str) -> None:
-        """Cancel every task of `host` and drop its listeners and connections."""
+        """Cancel every task of `host` and drop its listeners and connections; a client host
+        (never restarted) starts no task again."""
+        if host in self._client_hosts:
+            self._dead_clients.add(host)
         tasks = [task for task in self._tasks.pop(host, {}) if not task.done()]
         for task in tasks:
             task.cancel()
         self.network.crash_host(host)
         self.record_trace("host.killed", host, len(tasks))
+
+    def exit_when_done(self, host: str, main: asyncio.Task[Any]) -> None:
+        """The client process on `host` exits when its main task ends: background tasks its
+        library left running (a metadata refresh, a heartbeat) stop with it."""
+        main.add_done_callback(lambda _: self.kill_host(host))
 
     def add_client_host(self, host: str) -> None:
         if host not in self._client_hosts:
@@ -406,6 +417,11 @@ class SimCluster:
         return result
 
     async def close(self) -> None:
+        """Stop every client process still running (a killed one may have left tasks behind
+        that keep reconnecting), then every agent. The caller's own host stays: it is closing."""
+        for host in self._client_hosts:
+            if host != current_host():
+                self.kill_host(host)
         for agent in self.agents:
             if agent.running is not None and agent.state != DOWN:
                 running, agent.running = agent.running, None

@@ -309,7 +309,9 @@ def _client_task(
 ) -> asyncio.Task[Any]:
     """A client process on its own host (named as the client)."""
     cluster.add_client_host(name)
-    return spawn_on_host(name, run, name)
+    task = spawn_on_host(name, run, name)
+    cluster.exit_when_done(name, task)
+    return task
 
 
 def _raise_client_bugs(tasks: list[asyncio.Task[Any]]) -> None:
@@ -451,8 +453,7 @@ async def _liveness(
 
 
 async def _on_own_host(cluster: SimCluster, name: str, run: Coroutine[Any, Any, Any]) -> Any:
-    cluster.add_client_host(name)
-    return await cluster.spawn(name, run, name)
+    return await _client_task(cluster, name, run)
 
 
 def group_settled(history: History, from_us: int, partitions: int, group: str = GROUP) -> bool:

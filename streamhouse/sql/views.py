@@ -194,7 +194,16 @@ class ViewService:
 
     async def _read_catalog(self) -> None:
         """Apply the catalog's records up to its end as of now (ViewRefused(503) when that
-        takes longer than the Kafka timeout)."""
+        takes longer than the Kafka timeout or the catalog cannot be read, as while its
+        partition's leader moves)."""
+        try:
+            await self._read_catalog_to_end()
+        except KafkaException as error:
+            raise ViewRefused(
+                503, f"the views catalog could not be read ({error.args[0].str()}); retry"
+            ) from None
+
+    async def _read_catalog_to_end(self) -> None:
         async with self._catalog_lock:
             await self._ensure_catalog()
             reader = self._reader
@@ -325,7 +334,10 @@ class ViewService:
         runner last committed it)."""
         if self._refused is not None:
             return []
-        await self._read_catalog()
+        try:
+            await self._read_catalog()
+        except ViewRefused as refused:  # a status: show the views known, as last read
+            log.warning("views listed as last read: %s", refused.message)
         shown = []
         for key, definition in sorted(self.definitions.items()):
             if definition.org == org:
