@@ -34,6 +34,7 @@ from sim.options import (
     draw_options,
 )
 from sim.runner import run_seed
+from tests.sim.processes import run_sim
 
 Replays = dict[Path, Future[str]]  # each reproduction's block of `python -m sim replay`
 
@@ -57,25 +58,13 @@ RUN_TIMEOUT_S = 120
 SWEEP_TIMEOUT_S = 900
 
 
-def _sim(*args: str, timeout_s: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        cwd=REPO,
-        env={key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"},
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
 def test_one_seed_gives_byte_identical_traces_in_separate_processes(tmp_path: Path) -> None:
     options = draw_options(DETERMINISM_SEED)
     assert options.cluster.agents == 3
     assert any(nemesis.kind == CRASH for nemesis in options.nemeses)
     with ThreadPoolExecutor(SWEEP_JOBS) as pool:  # the two runs side by side, one per core
         args = ("run", "--seed", str(DETERMINISM_SEED), "--trace", "--failures-dir", str(tmp_path))
-        runs = list(pool.map(lambda _: _sim(*args), range(2)))
+        runs = list(pool.map(lambda _: run_sim(*args), range(2)))
     first, second = (re.sub(r"wall_s=\S+", "", run.stdout) for run in runs)  # wall time varies
     assert runs[0].returncode == 0, first[-3000:] + runs[0].stderr[-3000:]
     assert first.startswith(f"sim run seed={DETERMINISM_SEED} ")
@@ -163,7 +152,7 @@ def test_the_faults_and_buggify_of_a_seed_really_happen() -> None:
 
 
 def _sweep(first: int, last: int, failures_dir: Path, profile: str = DEFAULT_PROFILE) -> None:
-    done = _sim(
+    done = run_sim(
         "sweep",
         "--seeds",
         f"{first}-{last}",

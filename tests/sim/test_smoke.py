@@ -3,11 +3,7 @@ aiokafka client, all on the simulated loop and network; byte-exact and reproduci
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import aiokafka.conn  # type: ignore[import-untyped]
 
@@ -16,8 +12,8 @@ from sim.loop import SimLoop, run_simulation
 from sim.pins import pinned_aiokafka
 from sim.rng import SeededRng
 from sim.smoke import SmokeOptions, run_smoke
+from tests.sim.processes import run_sim
 
-REPO = Path(__file__).resolve().parents[2]
 FAULTY_SEEDS = range(1, 9)
 RUN_TIMEOUT_S = 60
 
@@ -45,14 +41,8 @@ def test_clients_retry_through_delays_resets_clogs_and_a_partition() -> None:
 
 
 def _run_in_new_process(seed: int) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", "smoke", "--seed", str(seed), "--trace", "--faulty-network"],
-        cwd=REPO,
-        env={key: value for key, value in os.environ.items() if key != "PYTHONHASHSEED"},
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        check=False,
+    done = run_sim(
+        "smoke", "--seed", str(seed), "--trace", "--faulty-network", timeout_s=RUN_TIMEOUT_S
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
