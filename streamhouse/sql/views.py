@@ -192,16 +192,23 @@ class ViewService:
         self._writer = Producer({**common, "acks": "all", "enable.idempotence": True})
         self._reader = reader
 
-    async def _read_catalog(self) -> None:
+    async def _read_catalog(self, *, patient: bool = True) -> None:
         """Apply the catalog's records up to its end as of now (ViewRefused(503) when that
         takes longer than the Kafka timeout or the catalog cannot be read, as while its
-        partition's leader moves)."""
-        try:
-            await self._read_catalog_to_end()
-        except KafkaException as error:
-            raise ViewRefused(
-                503, f"the views catalog could not be read ({error.args[0].str()}); retry"
-            ) from None
+        partition's leader moves). A Kafka error is retried, every retry_backoff_ms, for
+        kafka_timeout_ms: a catalog just created, or whose leader just died, has none yet
+        (not `patient`: tried once)."""
+        deadline_ms = self._clock.monotonic_ms() + (self._limits.kafka_timeout_ms if patient else 0)
+        while True:
+            try:
+                await self._read_catalog_to_end()
+                return
+            except KafkaException as error:
+                if self._clock.monotonic_ms() >= deadline_ms:
+                    raise ViewRefused(
+                        503, f"the views catalog could not be read ({error.args[0].str()}); retry"
+                    ) from None
+            await self._clock.sleep_ms(self._limits.retry_backoff_ms)
 
     async def _read_catalog_to_end(self) -> None:
         async with self._catalog_lock:
@@ -335,7 +342,7 @@ class ViewService:
         if self._refused is not None:
             return []
         try:
-            await self._read_catalog()
+            await self._read_catalog(patient=False)
         except ViewRefused as refused:  # a status: show the views known, as last read
             log.warning("views listed as last read: %s", refused.message)
         shown = []
