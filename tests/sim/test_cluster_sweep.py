@@ -54,7 +54,6 @@ SWEEP_JOBS = 2
 REPLAY_HEADER = re.compile(r"sim replay (.+?): (recorded|replayed) exit ")
 REPLAY_WAIT_S = 100  # for one file's block, within pytest's 120 s bound on the test
 DETERMINISM_SEED = 193  # 3 agents, a crash and restart, a pause, 3 group members, buggify
-RUN_TIMEOUT_S = 120
 SWEEP_TIMEOUT_S = 900
 
 

@@ -20,6 +20,7 @@ def _trace_digest(seed: str, profile: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # four sim processes: part of make test-all, not of the inner loop
 @pytest.mark.parametrize(("seed", "profile"), ONCE_DIFFERED)
 def test_a_seed_gives_one_trace_digest_in_separate_processes(seed: str, profile: str) -> None:
     assert _trace_digest(seed, profile) == _trace_digest(seed, profile)
