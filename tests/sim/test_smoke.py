@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import aiokafka.conn  # type: ignore[import-untyped]
+import pytest
 
 from sim.clock import LoopClock
 from sim.loop import SimLoop, run_simulation
@@ -48,6 +49,7 @@ def _run_in_new_process(seed: int) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_one_seed_gives_byte_identical_traces_in_separate_processes() -> None:
     first, second = _run_in_new_process(7), _run_in_new_process(7)
     assert first.startswith("sim run seed=7 ")

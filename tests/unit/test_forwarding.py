@@ -30,9 +30,9 @@ from tests.unit.sasl_world import (
 )
 from tests.unit.test_produce_fetch_services import CLIENT_TIMEOUT_S, call, engine
 
-PARTITIONS = 4
+PARTITIONS = 8  # a new topic lands all on one agent about 1 time in 128 (4: 1 in 8, a 10 s wait)
 SPLIT_WAIT_S = 10  # for a new topic's partitions to be led by both agents
-SPLIT_TOPIC_TRIES = 6  # topics tried: each lands all on one agent with odds about 1 in 8
+SPLIT_TOPIC_TRIES = 6  # topics tried: each lands all on one agent with odds about 1 in 128
 POLL_S = 0.2
 
 

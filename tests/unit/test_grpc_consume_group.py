@@ -39,6 +39,7 @@ def produce(world: GrpcAgentThread, topic: str, sent: set[tuple[int, bytes]]) ->
     assert producer.flush(CLIENT_TIMEOUT_S) == 0
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_a_grpc_member_and_a_kafka_consumer_split_a_topic_and_commit(
     world: GrpcAgentThread,
 ) -> None:

@@ -119,6 +119,7 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_rest_instance_and_kafka_consumer_split_partitions_and_read_each_record_once(
     agent: AgentThread,
 ) -> None:

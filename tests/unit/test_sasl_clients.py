@@ -265,6 +265,7 @@ def test_kafka_python_wrong_secret_or_unknown_user_is_refused(
 REAUTH_LIFETIME_MS = 1_500
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_clients_reauthenticate_before_their_session_expires(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -184,6 +184,7 @@ def test_views_list_and_drop_call_the_views_routes(agent: AgentProcess) -> None:
     assert "no_such_view" in dropped.stderr and "HTTP 404" in dropped.stderr
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_views_list_shows_a_running_views_watermark_as_a_time(agent: AgentProcess) -> None:
     select = (
         "SELECT window_start, count(*) AS n FROM tumble(readings, _timestamp, "
