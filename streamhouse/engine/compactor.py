@@ -195,14 +195,6 @@ class Compactor:
         cleaned_end = max(record.cleaned_end_offset, record.log_start_offset)
         dirty = [row for row in rows if row.last_offset >= cleaned_end]
         now_ms = self._clock.now_ms()
-        due = should_clean(
-            clean_bytes=sum(row.length for row in rows if row.last_offset < cleaned_end),
-            dirty_bytes=sum(row.length for row in dirty),
-            oldest_dirty_timestamp_ms=dirty[0].max_timestamp_ms if dirty else -1,
-            now_ms=now_ms,
-            min_cleanable_dirty_ratio=config.min_cleanable_dirty_ratio,
-            max_compaction_lag_ms=config.max_compaction_lag_ms,
-        )
         listed_end = rows[-1].last_offset + 1 if rows else record.log_start_offset
         uncleanable = first_uncleanable_offset(
             durable_end_offset=min(record.durable_end_offset, listed_end),
@@ -211,7 +203,18 @@ class Compactor:
             now_ms=now_ms,
             min_compaction_lag_ms=config.min_compaction_lag_ms,
         )
-        if not due or not dirty or uncleanable <= cleaned_end:
+        # As Kafka's LogCleanerManager: the ratio weighs only the dirty bytes a round may
+        # clean now (rows starting before the first uncleanable offset), not young ones
+        cleanable = [row for row in dirty if row.base_offset < uncleanable]
+        due = should_clean(
+            clean_bytes=sum(row.length for row in rows if row.last_offset < cleaned_end),
+            dirty_bytes=sum(row.length for row in cleanable),
+            oldest_dirty_timestamp_ms=cleanable[0].max_timestamp_ms if cleanable else -1,
+            now_ms=now_ms,
+            min_cleanable_dirty_ratio=config.min_cleanable_dirty_ratio,
+            max_compaction_lag_ms=config.max_compaction_lag_ms,
+        )
+        if not due or uncleanable <= cleaned_end:
             return RoundOutcome(due=False)
         aborted = await self._aborted(plog, record.log_start_offset, uncleanable)
         offset_map = await self._offset_map(dirty, cleaned_end, uncleanable, aborted)

@@ -193,6 +193,29 @@ def test_a_round_waits_for_the_dirty_ratio_or_the_max_lag(tmp_path: Path) -> Non
     asyncio.run(main())
 
 
+def test_the_dirty_ratio_weighs_only_what_a_round_may_clean_now(tmp_path: Path) -> None:
+    async def main() -> None:
+        world = World(tmp_path, SETTINGS)
+        store = await _compacted_log(world)
+        await _flushed(store, [(b"k%d" % i, b"v") for i in range(4)], world.clock.now_ms())
+        lagging = CompactionConfig(DAY_MS, 5_000, 1 << 62, 0.5)
+        await _later(world, store, 10_000)
+        compactor = _compactor(world, store)
+        assert (await compactor.compact(TP, lagging)).cleaned_end_offset == 4
+        await _flushed(store, [(b"k0", b"w")], world.clock.now_ms())
+        await _later(world, store, 10_000)
+        young = [(b"k%d" % i, b"w") for i in range(1, 7)]
+        await _flushed(store, young, world.clock.now_ms())
+        # dirty past the checkpoint: 7 rows of 11, but only 1 is older than the lag (1 of 5)
+        assert not (await compactor.compact(TP, lagging)).due, "young dirty bytes do not count"
+        await _later(world, store, 10_000)
+        outcome = await compactor.compact(TP, lagging)
+        assert outcome.due, "7 of 11 are cleanable once the young ones aged"
+        assert outcome.cleaned_end_offset == 11
+
+    asyncio.run(main())
+
+
 def test_a_round_whose_swap_is_fenced_keeps_the_log_and_the_checkpoint(tmp_path: Path) -> None:
     async def main() -> None:
         world = World(tmp_path, SETTINGS)
