@@ -7,8 +7,8 @@ partitions of the same request are."""
 from __future__ import annotations
 
 import json
+import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from streamhouse.kafka import codec
 from streamhouse.kafka.apis import ApiKey
 from streamhouse.kafka.entities import build
 from streamhouse.kafka.records import SimpleRecord, build_batch
+from tests.e2e.agent_storage import agent_metrics, partition_storage
 from tests.e2e.conftest import Agent, start_agent, within
 from tests.fixtures.kafka_wire import PRODUCE_TIMEOUT_MS, PRODUCE_VERSION, raw_call
 
@@ -126,6 +127,8 @@ DELETED = 5  # keys whose last record is a tombstone
 DELETE_RETENTION_MS = 2_000
 Produced = tuple[int, bytes, bytes | None]  # offset, key, value
 CLEANING_S = 60
+TAILING_S = 60  # the tailing reader's bound: the whole test
+COMPACTION_COUNTERS = ("rounds", "bytes_read", "bytes_written", "records_removed")
 
 
 @pytest.fixture
@@ -158,10 +161,7 @@ def _produce_keyed(
 
 
 def _storage(agent: Agent, topic: str) -> dict[str, Any]:
-    url = f"{agent.http_base}/api/v1/topics/{topic}/partitions"
-    with urllib.request.urlopen(url, timeout=WAIT_S) as answer:
-        partitions: list[dict[str, Any]] = json.loads(answer.read())["partitions"]
-    return partitions[0]
+    return partition_storage(agent, topic)[0]
 
 
 def _cleaned_to(agent: Agent, topic: str, end: int) -> None:
@@ -207,6 +207,70 @@ def _kafka_python_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
     return found
 
 
+class _TailingReader:
+    """A confluent-kafka consumer reading partition 0 from offset 0 in a thread of its own
+    while producers write and rounds run, until told where the log ends (bounded in time)."""
+
+    def __init__(self, agent: Agent, topic: str) -> None:
+        self.read: list[Produced] = []
+        self._end: int | None = None
+        self._failures: list[object] = []
+        self._thread = threading.Thread(target=self._tail, args=(agent, topic), daemon=True)
+        self._thread.start()
+
+    def _tail(self, agent: Agent, topic: str) -> None:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": agent.bootstrap,
+                "group.id": "p12-tail",
+                "enable.auto.commit": False,
+            }
+        )
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + TAILING_S
+        try:
+            while time.monotonic() < deadline:
+                end = self._end
+                if (
+                    end is not None
+                    and consumer.position([TopicPartition(topic, 0)])[0].offset >= end
+                ):
+                    return
+                message = consumer.poll(0.2)
+                if message is None:
+                    continue
+                if message.error() is not None:
+                    self._failures.append(message.error())
+                    return
+                self.read.append((message.offset(), message.key(), message.value()))
+        except Exception as error:  # reported by finish(), on the test's thread
+            self._failures.append(error)
+        finally:
+            consumer.close()
+
+    def finish(self, end: int) -> list[Produced]:
+        """Everything read once the position reached `end`."""
+        self._end = end
+        self._thread.join(TAILING_S)
+        assert not self._thread.is_alive(), f"the tailing reader did not reach offset {end}"
+        assert self._failures == []
+        assert self.read and self.read[-1][0] == end - 1, self.read[-1:]
+        return self.read
+
+
+def _judge_tailing(produced: list[Produced], read: list[Produced]) -> None:
+    """What a consumer read while the log was written and cleaned: offsets strictly
+    increase, and the record at each offset is the one produced there (cleaning removes
+    records, never changes one)."""
+    at = {offset: (key, value) for offset, key, value in produced}
+    offsets = [offset for offset, _, _ in read]
+    assert offsets == sorted(set(offsets)), "offsets strictly increase"
+    changed = [
+        (offset, key, value) for offset, key, value in read if at.get(offset) != (key, value)
+    ]
+    assert changed == [], "a record read is not the one produced at its offset"
+
+
 def _judge(produced: list[Produced], read: list[Produced], *, tombstones_gone: bool) -> None:
     """Kafka's log-compaction tester: the last value of every key is what was produced last
     (deleted keys absent once their tombstones may go), every record read is the one produced
@@ -226,6 +290,11 @@ def _judge(produced: list[Produced], read: list[Produced], *, tombstones_gone: b
     assert {record[1]: record for record in read} == expected
 
 
+def _compaction_counters(agent: Agent) -> dict[str, float]:
+    metrics = agent_metrics(agent)
+    return {name: metrics[f"streamhouse_compaction_{name}_total"] for name in COMPACTION_COUNTERS}
+
+
 def test_a_compacted_topic_keeps_the_last_value_of_every_key(
     compacting_agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,17 +305,26 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(
         "delete.retention.ms": str(DELETE_RETENTION_MS),
     }
     _create(agent, NewTopic(topic, 1, config=configs))
+    assert _compaction_counters(agent) == dict.fromkeys(COMPACTION_COUNTERS, 0)
+    tailing = _TailingReader(agent, topic)
     produced: list[Produced] = []
-    # written in waves while rounds run every 300 ms: each wave cleaned behind the producer
+    # written in waves while rounds run every 300 ms: each wave cleaned behind the producer,
+    # and read by the tailing reader as it comes (it has read the first before the rest go)
     for wave in range(ROUNDS):
         values = [(b"key-%02d" % k, b"wave-%02d-of-key-%02d" % (wave, k)) for k in range(KEYS)]
         produced += _produce_keyed(agent, topic, values)
+        if wave == 0:
+            within(WAIT_S, lambda: len(tailing.read) > 0, "the tailing reader reading")
     tombstones = [(b"key-%02d" % k, None) for k in range(DELETED)]
     produced += _produce_keyed(agent, topic, tombstones)
     end = max(offset for offset, _, _ in produced) + 1
     _cleaned_to(agent, topic, end)
     for reads in (_confluent_reads(agent, topic, end), _kafka_python_reads(agent, topic, end)):
         _judge(produced, reads, tombstones_gone=False)
+    cleaned = _compaction_counters(agent)
+    assert cleaned["rounds"] >= 1 and 0 < cleaned["bytes_written"] < cleaned["bytes_read"]
+    # every record but the last of each key (the tombstones stay, for now) went
+    assert cleaned["records_removed"] >= len(produced) - KEYS, cleaned
     storage = _storage(agent, topic)
     assert storage["compacted_ms"] is not None and storage["dirty_ratio"] == 0.0
     env = {"STREAMHOUSE_BOOTSTRAP": agent.bootstrap, "STREAMHOUSE_HTTP": agent.http_base}
@@ -268,3 +346,10 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(
     for reads in (_confluent_reads(agent, topic, end), _kafka_python_reads(agent, topic, end)):
         _judge(produced, reads, tombstones_gone=True)
     assert len(reads) == KEYS - DELETED + 1 < len(produced)
+    tailed = tailing.finish(end)
+    _judge_tailing(produced, tailed)
+    assert set(tailed) - set(reads), "the tailing reader read records a round removed later"
+    final = _compaction_counters(agent)
+    assert final["rounds"] > cleaned["rounds"] and final["bytes_read"] > cleaned["bytes_read"]
+    assert final["bytes_written"] > cleaned["bytes_written"]
+    assert final["records_removed"] >= cleaned["records_removed"] + DELETED, (cleaned, final)
