@@ -139,9 +139,10 @@ def compacting_agent(tmp_path: Path) -> Iterator[Agent]:
 
 
 def _produce_keyed(
-    agent: Agent, topic: str, records: list[tuple[bytes, bytes | None]]
+    agent: Agent, topic: str, records: list[tuple[bytes, bytes | None]], timestamp_ms: int = 0
 ) -> list[Produced]:
-    """The records, acks=all, each delivery's offset noted."""
+    """The records, acks=all, each delivery's offset noted; CreateTime `timestamp_ms` (0:
+    the producer's now)."""
     producer = Producer({"bootstrap.servers": agent.bootstrap, "acks": "all", "linger.ms": 20})
     delivered: list[Produced] = []
     failures: list[KafkaError] = []
@@ -153,7 +154,9 @@ def _produce_keyed(
             delivered.append((message.offset(), message.key(), message.value()))
 
     for key, value in records:
-        producer.produce(topic, value, key=key, partition=0, on_delivery=noted)
+        producer.produce(
+            topic, value, key=key, partition=0, timestamp=timestamp_ms, on_delivery=noted
+        )
         producer.poll(0)
     assert producer.flush(WAIT_S) == 0
     assert failures == []
@@ -170,12 +173,14 @@ def _cleaned_to(agent: Agent, topic: str, end: int) -> None:
 
 
 def _confluent_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
-    """What a confluent-kafka consumer reads from offset 0 until its position reaches `end`."""
+    """What a confluent-kafka consumer reads from offset 0 (reset to the log start when below
+    it) until its position reaches `end`."""
     consumer = Consumer(
         {
             "bootstrap.servers": agent.bootstrap,
             "group.id": "p12-compacted",
             "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
         }
     )
     consumer.assign([TopicPartition(topic, 0, 0)])
@@ -192,9 +197,12 @@ def _confluent_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
 
 
 def _kafka_python_reads(agent: Agent, topic: str, end: int) -> list[Produced]:
-    """What kafka-python reads from offset 0 until its position reaches `end`."""
+    """What kafka-python reads from offset 0 (reset to the log start when below it) until its
+    position reaches `end`."""
     tp = KTopicPartition(topic, 0)
-    consumer = KafkaConsumer(bootstrap_servers=agent.bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=agent.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     consumer.assign([tp])
     consumer.seek(tp, 0)
     found: list[Produced] = []
@@ -290,6 +298,14 @@ def _judge(produced: list[Produced], read: list[Produced], *, tombstones_gone: b
     assert {record[1]: record for record in read} == expected
 
 
+def _create_eagerly_cleaned(agent: Agent, topic: str, policy: str, **configs: int) -> None:
+    """A one-partition topic of `policy` that a round cleans as soon as any record is dirty,
+    with `configs` named in Python (retention_ms: retention.ms)."""
+    named = {name.replace("_", "."): str(value) for name, value in configs.items()}
+    named |= {"cleanup.policy": policy, "min.cleanable.dirty.ratio": "0.01"}
+    _create(agent, NewTopic(topic, 1, config=named))
+
+
 def _compaction_counters(agent: Agent) -> dict[str, float]:
     metrics = agent_metrics(agent)
     return {name: metrics[f"streamhouse_compaction_{name}_total"] for name in COMPACTION_COUNTERS}
@@ -299,12 +315,7 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(
     compacting_agent: Agent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent, topic = compacting_agent, "p12-compacted"
-    configs = {
-        "cleanup.policy": "compact",
-        "min.cleanable.dirty.ratio": "0.01",
-        "delete.retention.ms": str(DELETE_RETENTION_MS),
-    }
-    _create(agent, NewTopic(topic, 1, config=configs))
+    _create_eagerly_cleaned(agent, topic, "compact", delete_retention_ms=DELETE_RETENTION_MS)
     assert _compaction_counters(agent) == dict.fromkeys(COMPACTION_COUNTERS, 0)
     tailing = _TailingReader(agent, topic)
     produced: list[Produced] = []
@@ -353,3 +364,87 @@ def test_a_compacted_topic_keeps_the_last_value_of_every_key(
     assert final["rounds"] > cleaned["rounds"] and final["bytes_read"] > cleaned["bytes_read"]
     assert final["bytes_written"] > cleaned["bytes_written"]
     assert final["records_removed"] >= cleaned["records_removed"] + DELETED, (cleaned, final)
+
+
+# --- cleanup.policy=compact,delete: cleaned, and its log start moved by retention.ms
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+OLD_WAVES = 3
+KEYS_EACH = 5
+
+
+@pytest.fixture
+def compacting_and_retaining_agent(tmp_path: Path) -> Iterator[Agent]:
+    """Rounds every 300 ms, retention every 200 ms, and a rewrite's blocks one batch each, so
+    a cleaned row never holds an old batch beside a recent one: retention judges a row by its
+    newest record, and rows of old batches only must stay old whichever service comes first."""
+    with start_agent(
+        tmp_path / "data",
+        "--compaction-interval-ms",
+        "300",
+        "--retention-check-interval-ms",
+        "200",
+        "--merge-interval-ms",
+        "0",
+        "--merge-block-bytes-max",
+        "1",
+    ) as running:
+        yield running
+        running.stop_cleanly()
+
+
+def test_a_compact_delete_topic_is_cleaned_and_its_old_records_expire(
+    compacting_and_retaining_agent: Agent,
+) -> None:
+    agent, topic = compacting_and_retaining_agent, "p12-compact-delete"
+    _create_eagerly_cleaned(agent, topic, "compact,delete", retention_ms=HOUR_MS)
+    before = _compaction_counters(agent)
+    # two days old: keys old-* (last values among them: compaction alone keeps those) and
+    # both-* (written again below), each acknowledged before the next wave
+    old_ms = int(time.time() * 1000) - 2 * DAY_MS  # the agent's wall clock: on this host
+    produced: list[Produced] = []
+    for wave in range(OLD_WAVES):
+        records = [
+            (b"%s-%d" % (kind, k), b"%s-%d-old-%d" % (kind, k, wave))
+            for kind in (b"old", b"both")
+            for k in range(KEYS_EACH)
+        ]
+        produced += _produce_keyed(agent, topic, records, old_ms + wave)
+    first_recent = len(produced)
+    # recent: a key written once first (its batch is where the log starts once the old ones
+    # go), then both-* again and new-*, with duplicates
+    produced += _produce_keyed(agent, topic, [(b"recent-first", b"stays")])
+    for wave in range(OLD_WAVES):
+        records = [
+            (b"%s-%d" % (kind, k), b"%s-%d-new-%d" % (kind, k, wave))
+            for kind in (b"both", b"new")
+            for k in range(KEYS_EACH)
+        ]
+        produced += _produce_keyed(agent, topic, records)
+    end = len(produced)
+    assert [offset for offset, _, _ in produced] == list(range(end))
+
+    _cleaned_to(agent, topic, end)
+    within(WAIT_S, lambda: _storage(agent, topic)["log_start_offset"] == first_recent, "log start")
+    probe = Consumer({"bootstrap.servers": agent.bootstrap, "group.id": "p12-compact-delete"})
+    assert probe.get_watermark_offsets(TopicPartition(topic, 0), timeout=WAIT_S) == (
+        first_recent,
+        end,
+    )
+    probe.close()
+    tp = KTopicPartition(topic, 0)
+    listing = KafkaConsumer(bootstrap_servers=agent.bootstrap)
+    assert listing.beginning_offsets([tp]) == {tp: first_recent}
+    listing.close()
+    recent = [record for record in produced if record[0] >= first_recent]
+    for reads in (_confluent_reads(agent, topic, end), _kafka_python_reads(agent, topic, end)):
+        # the last value of each key of the records retention kept, and no old-* key at all
+        _judge(recent, reads, tombstones_gone=False)
+        assert len(reads) == 1 + 2 * KEYS_EACH < len(recent)
+    after = _compaction_counters(agent)
+    assert after["rounds"] > before["rounds"]
+    assert after["records_removed"] >= len(recent) - len(reads)
+    retention = agent_metrics(agent)
+    assert retention["streamhouse_retention_segments_deleted_total"] >= 1
+    assert retention["streamhouse_retention_bytes_deleted_total"] > 0
