@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from streamhouse.testing.agent_process import AgentProcess, start_agent_process
 
@@ -39,6 +39,21 @@ def produce_each(
         producer.flush(timeout_s)
     assert len(outcomes) == len(values)
     return outcomes
+
+
+def poll_messages(consumer: Consumer, count: int, timeout_s: float) -> list[Message]:
+    """The next `count` messages `consumer` polls, each poll waiting a tenth of `timeout_s`
+    and at most 10 * `count` polls; fails on a message that is an error."""
+    found: list[Message] = []
+    for _ in range(count * 10):
+        if len(found) == count:
+            break
+        message = consumer.poll(timeout_s / 10)
+        if message is None:
+            continue
+        assert message.error() is None, message.error()
+        found.append(message)
+    return found
 
 
 def start_agent(data_dir: Path, *extra: str) -> AgentProcess:

@@ -29,7 +29,8 @@ from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
 from streamhouse.cli.streamctl import app
-from tests.e2e.conftest import Agent, start_agent, within
+from tests.e2e.agent_storage import agent_metrics, bucket_objects
+from tests.e2e.conftest import Agent, poll_messages, start_agent, within
 
 TIMEOUT_S = 20
 HOUR_MS = 3_600_000
@@ -85,12 +86,6 @@ def _produce(agent: Agent, topic: str, batches: list[list[tuple[bytes, bytes, in
     assert failures == []
 
 
-def _objects(agent_data: Path) -> set[str]:
-    """The flushed objects in the bucket (local storage)."""
-    root = agent_data / "objects" / "orgs"
-    return {os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names}
-
-
 def _watermarks(consumer: Any, topic: str) -> tuple[int, int]:
     low, high = consumer.get_watermark_offsets(CTopicPartition(topic, 0), timeout=TIMEOUT_S)
     return int(low), int(high)
@@ -111,15 +106,10 @@ def _confluent_reads(agent: Agent, topic: str, count: int) -> list[tuple[int, by
     """What a confluent-kafka consumer assigned at offset 0 reads (reset to earliest)."""
     consumer = _confluent(agent, "earliest")
     consumer.assign([CTopicPartition(topic, 0, 0)])
-    found = []
-    for _ in range(count * 10):
-        if len(found) == count:
-            break
-        message = consumer.poll(TIMEOUT_S / 10)
-        if message is None:
-            continue
-        assert message.error() is None, message.error()
-        found.append((message.offset(), message.key(), message.value(), message.timestamp()[1]))
+    found = [
+        (message.offset(), message.key(), message.value(), message.timestamp()[1])
+        for message in poll_messages(consumer, count, TIMEOUT_S)
+    ]
     consumer.close()
     return found
 
@@ -168,14 +158,6 @@ def _latest_reset_position(agent: Agent, topic: str) -> int:
     return int(position)
 
 
-def _metrics(agent: Agent) -> dict[str, float]:
-    """The agent's unlabelled samples by name."""
-    with urllib.request.urlopen(agent.http_base + "/metrics", timeout=TIMEOUT_S) as answer:
-        text = answer.read().decode()
-    samples = (line.split() for line in text.splitlines() if not line.startswith("#"))
-    return {fields[0]: float(fields[1]) for fields in samples if len(fields) == 2}
-
-
 def test_retention_by_time_moves_the_log_start_and_frees_the_bucket(
     retaining_agent: Agent,
 ) -> None:
@@ -189,9 +171,9 @@ def test_retention_by_time_moves_the_log_start_and_frees_the_bucket(
     recent = [(b"k%d" % i, b"recent-%d" % i, now_ms - 1_000 + i) for i in range(RECENT)]
     data = agent.data_dir
     _produce(agent, topic, old)
-    old_objects = _objects(data)
+    old_objects = bucket_objects(data)
     _produce(agent, topic, [recent])
-    recent_objects = _objects(data) - old_objects
+    recent_objects = bucket_objects(data) - old_objects
     assert len(old_objects) >= OLD_BATCHES and recent_objects
     first_kept = 2 * OLD_BATCHES
     end = first_kept + RECENT
@@ -213,8 +195,8 @@ def test_retention_by_time_moves_the_log_start_and_frees_the_bucket(
     assert _kafka_python_reads(agent, topic, RECENT) == expected
     assert _latest_reset_position(agent, topic) == end
     # the objects of the old batches go a grace after their rows went; the recent one stays
-    within(TIMEOUT_S, lambda: _objects(data) == recent_objects, "released objects deleted")
-    metrics = _metrics(agent)
+    within(TIMEOUT_S, lambda: bucket_objects(data) == recent_objects, "released objects deleted")
+    metrics = agent_metrics(agent)
     assert metrics["streamhouse_retention_segments_deleted_total"] == len(old_objects)
     assert metrics["streamhouse_retention_bytes_deleted_total"] > 0
     assert metrics["streamhouse_retention_passes_total"] >= 1
@@ -230,7 +212,7 @@ def test_retention_by_bytes_keeps_the_newest_rows_within_the_limit(
     batches = [[(b"k%d" % i, os.urandom(VALUE_BYTES), now_ms + i)] for i in range(8)]
     _produce(agent, topic, batches)
     data = agent.data_dir
-    assert len(_objects(data)) == len(batches)
+    assert len(bucket_objects(data)) == len(batches)
 
     # rows of about 1 KB: at least 3.5 KB stays, and no row more than needed: the newest four
     _set_config(admin, topic, "retention.bytes", str(7 * VALUE_BYTES // 2))
@@ -245,7 +227,7 @@ def test_retention_by_bytes_keeps_the_newest_rows_within_the_limit(
     ]
     assert _kafka_python_reads(agent, topic, 4) == expected
     assert _confluent_reads(agent, topic, 4) == expected
-    within(TIMEOUT_S, lambda: len(_objects(data)) == 4, "released objects deleted")
+    within(TIMEOUT_S, lambda: len(bucket_objects(data)) == 4, "released objects deleted")
 
     # streamctl topics describe shows where the partition stands now
     env = {"STREAMHOUSE_BOOTSTRAP": agent.bootstrap, "STREAMHOUSE_HTTP": agent.http_base}
