@@ -1,6 +1,10 @@
-"""The simulator's buggify switch: the call sites a seed chose misbehave, at a seeded rate."""
+"""The simulator's buggify switch: the call sites a seed chose misbehave, at a seeded rate;
+a crash point the engine reaches is handed to `on_reached` (the agent's crash-at-step
+nemesis, which may kill the process there)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from sim.rng import SeededRng
 from streamhouse.ports.buggify import SITES, Buggify
@@ -17,12 +21,17 @@ class SimBuggify(Buggify):
         self.sites = sites
         self.fire_rate = fire_rate
         self.fired: dict[str, int] = {}
+        self.on_reached: Callable[[str], None] | None = None
 
     def fires(self, site: str) -> bool:
         if site not in self.sites or not self._rng.chance(self.fire_rate):
             return False
         self.fired[site] = self.fired.get(site, 0) + 1
         return True
+
+    def reached(self, point: str) -> None:
+        if self.on_reached is not None:
+            self.on_reached(point)
 
 
 def draw_sites(rng: SeededRng, sites: tuple[str, ...] = SITES) -> tuple[str, ...]:

@@ -59,6 +59,7 @@ from streamhouse.config import Settings
 from streamhouse.engine.failure import AgentFailure
 from streamhouse.errors import StorageError
 from streamhouse.names import TopicPartition
+from streamhouse.ports.buggify import COMPACTION_BETWEEN_RUNS, REWRITE_BEFORE_LISTENERS
 from streamhouse.ports.metadata import MetadataStore
 from streamhouse.ports.object_store import ObjectStore
 
@@ -66,6 +67,10 @@ T = TypeVar("T")
 KAFKA_PORT = 9092
 TASKS_PRUNE_EVERY = 512  # forget finished tasks of a host after this many new ones
 LEASE_CALLS = frozenset({"acquire_lease", "release_lease"})
+TRACED_POINTS = {
+    REWRITE_BEFORE_LISTENERS: "rewrite.swapped",
+    COMPACTION_BETWEEN_RUNS: "compaction.next_run",
+}
 
 UP = "up"
 DOWN = "down"
@@ -167,10 +172,14 @@ class SimAgent:
         self.settings = cluster.options.settings.with_overrides(
             kafka_host=self.host, kafka_port=KAFKA_PORT, agent_id=self.host
         )
+        self.buggify.on_reached = self._at_crash_point
         self.state = DOWN
         self.incarnation = 0
         self.running: Agent | None = None
         self.restarts = 0
+        # crash points armed by a crash-at-step nemesis: the first time one is reached (in
+        # any incarnation) the process dies there, and the future is told
+        self._armed: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> bool:
         """Start (or restart) the agent; False if recovery failed on a storage fault."""
@@ -202,10 +211,39 @@ class SimAgent:
         self.cluster.record_trace("agent.up", self.host, self.incarnation)
         return True
 
-    def crash(self, record: bool = True) -> None:
-        """The process dies where it stands."""
+    async def crash_at(self, point: str, armed_ms: int) -> bool:
+        """Arm crash point `point` (engine/rewrite.py's steps) for `armed_ms`: the first
+        time this agent's engine reaches it, the process dies right there. True if it did."""
+        reached: asyncio.Future[None] = self.cluster.loop.create_future()
+        self._armed[point] = reached
+        try:
+            await asyncio.wait_for(asyncio.shield(reached), armed_ms / 1000)
+        except TimeoutError:
+            return False
+        finally:
+            if self._armed.get(point) is reached:
+                del self._armed[point]
+        return True
+
+    def _at_crash_point(self, point: str) -> None:
+        """The engine reached `point`: if it is armed, the process dies here (the engine's
+        call does not return: its task ends cancelled, as the crash cancels the others).
+        A swap that committed, and a compaction round going on to its next run, are traced."""
+        if point in TRACED_POINTS:
+            self.cluster.record_trace(TRACED_POINTS[point], self.host)
+        reached = self._armed.get(point)
+        if reached is None or self.state == DOWN or current_host() != self.host:
+            return
+        del self._armed[point]
+        self.crash(detail=point)
+        reached.set_result(None)
+        raise asyncio.CancelledError(f"{self.host} crashed at {point}")
+
+    def crash(self, record: bool = True, detail: str | None = None) -> None:
+        """The process dies where it stands (`detail`: at which crash point)."""
         if record:
-            self.cluster.fault(FAULT_CRASH, self.host)
+            fields = {} if detail is None else {"detail": detail}
+            self.cluster.fault(FAULT_CRASH, self.host, **fields)
         self.state = DOWN
         self.running = None
         self.gate.open()

@@ -56,6 +56,7 @@ from sim.options import Nemesis
 from streamhouse.engine.admin import AdminService
 from streamhouse.engine.reconciler import Reconciler
 from streamhouse.errors import CorruptObject, StreamHouseError, UnknownTopicOrPartition
+from streamhouse.io.sql.schema import objects as object_rows
 from streamhouse.io.sql.schema import segments
 from streamhouse.log.ids import object_key
 from streamhouse.log.snapshot_format import SNAPSHOT_PREFIX, decode_snapshot, seq_of_key
@@ -239,12 +240,19 @@ class DeleteWatch:
         naming = select(segments).where(segments.c.object_key == key)
         with self._cluster.metadata.unfaulted.engine.connect() as conn:
             rows = conn.execute(naming).all()
+            released_ms = conn.execute(
+                select(object_rows.c.released_ms).where(object_rows.c.key == key)
+            ).scalar()
         named_by = tuple(
             f"{place_of(row.topic, row.partition)} {row.base_offset}..{row.last_offset}"
             for row in rows
         )
         age_ms = self._cluster.clock.now_ms() - modified_ms  # the bucket's clock
-        self.deletes.append(ObjectDeleted(self._cluster.now_us(), key, age_ms, named_by))
+        released_age_ms = None  # by the store's clock, as the reconciler judges it
+        if released_ms is not None:
+            released_age_ms = self._cluster.metadata.clock.now_ms() - int(released_ms)
+        deleted = ObjectDeleted(self._cluster.now_us(), key, age_ms, named_by, released_age_ms)
+        self.deletes.append(deleted)
         self._cluster.record_trace("object.deleted", key, len(named_by))
 
 

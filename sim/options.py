@@ -21,7 +21,7 @@ from sim.network import NetworkFaults
 from sim.object_store import ObjectStoreFaults
 from sim.rng import SeededRng
 from streamhouse.config import COMPACTION_OFF, KIB, MERGE_OFF, MIB, RECONCILE_OFF, Settings
-from streamhouse.ports.buggify import MERGE_SITES
+from streamhouse.ports.buggify import CRASH_POINTS, MERGE_ANY_RUN, MERGE_SITES
 
 P = TypeVar("P")
 
@@ -50,6 +50,9 @@ CLOCK_STEP = "clock_step"
 CLOCK_DRIFT = "clock_drift"
 MEMBER_CRASH = "member_crash"  # a group member's process dies (no LeaveGroup)
 NEMESIS_KINDS = (CRASH, PAUSE, PARTITION, CLOG, CLOCK_STEP, CLOCK_DRIFT, MEMBER_CRASH)
+# the agent crashes the first time its engine reaches crash point CRASH_POINTS[amount] (a step
+# of the rewrite-and-swap) after `at_ms`, while the safety phase lasts; down `duration_ms`
+CRASH_AT = "crash_at"
 # the metadata store refuses every call for a while, then a new primary serves with its clock
 # stepped (`amount` ms); the cluster profile's own kind, so the default draws stay as they were
 STORE_FAILOVER = "store_failover"
@@ -121,6 +124,19 @@ COMPACTED_RATE = 0.35
 COMPACTED_KEYS = (2, 5, 20)
 COMPACTED_DIRTY_RATIOS = ("0", "0.5")
 COMPACTION_INTERVALS_MS = (50, 300, 1_000)
+# Drawn in every profile from forks of their own, for seeds whose agents rewrite (merge or
+# compact): the crash-at-step nemeses (1 or 2, armed in the safety phase's first half); for
+# compacting seeds without the merger, the rewrite step's buggify sites; a compaction round's
+# run bound (small ones make rounds of several swaps); and sometimes a reconcile grace the run
+# outlives, so released objects are deleted while clients read: longer than any stall of the
+# run (a pause lasts up to two lease TTLs, a store failover as long), by a margin
+CRASH_AT_NEMESES_MAX = 2
+CRASH_AT_DOWN_MS_MAX = 3_000
+REWRITE_SITES = tuple(site for site in MERGE_SITES if site != MERGE_ANY_RUN)
+COMPACTION_RUN_ROWS = (1, 2, 3, Settings.compaction_run_rows_max)
+SHORT_GRACE_RATE = 0.7
+SHORT_GRACE_STALL_TTLS = 2
+SHORT_GRACE_MARGINS_MS = (1_000, 3_000)
 CLUSTER_AGENTS_MIN = 2
 CLUSTER_EXTRA_NEMESES_MAX = 2
 # A promoted replica's clock is within NTP error of the old primary's; a forward step
@@ -229,6 +245,14 @@ class SimOptions:
                 knobs[name] = getattr(settings, name)
         if settings.compaction_interval_ms > COMPACTION_OFF:
             knobs["compaction_interval_ms"] = settings.compaction_interval_ms
+            # older runs: the defaults, not shown
+            if settings.compaction_run_rows_max != Settings.compaction_run_rows_max:
+                knobs["compaction_run_rows_max"] = settings.compaction_run_rows_max
+            if settings.merge_interval_ms <= MERGE_OFF and (
+                settings.reconcile_grace_ms != Settings.reconcile_grace_ms
+            ):
+                knobs["reconcile_grace_ms"] = settings.reconcile_grace_ms
+                knobs["reconcile_interval_ms"] = settings.reconcile_interval_ms
         if self.profile == DR_PROFILE:  # older runs and other profiles: the default
             knobs["snapshot_interval_ms"] = settings.snapshot_interval_ms
             if drew_reconcile(settings):
@@ -289,13 +313,66 @@ def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:
     options = _draw_default(seed)
     if profile in (DEFAULT_PROFILE, CLUSTER_PROFILE):  # the txn clients write keyless records
         options = _compacting(options, SeededRng(seed).fork("compaction"))
+    options = _rewriting(options, SeededRng(seed).fork("rewrite"))
     if profile == CLUSTER_PROFILE:
-        return _clustered(options, SeededRng(seed).fork("cluster-profile"))
-    if profile == TXN_PROFILE:
-        return _transactional(options, SeededRng(seed).fork("txn-profile"))
-    if profile == DR_PROFILE:
-        return _disastrous(options, SeededRng(seed).fork("dr-profile"))
-    return options
+        options = _clustered(options, SeededRng(seed).fork("cluster-profile"))
+    elif profile == TXN_PROFILE:
+        options = _transactional(options, SeededRng(seed).fork("txn-profile"))
+    elif profile == DR_PROFILE:  # it draws a reconcile grace of its own
+        options = _disastrous(options, SeededRng(seed).fork("dr-profile"))
+    return _crashing_at_steps(options, SeededRng(seed).fork("crash-points"))
+
+
+def _rewrites(settings: Settings) -> bool:
+    """Whether the agents rewrite objects (merge or compact)."""
+    return (
+        settings.merge_interval_ms > MERGE_OFF or settings.compaction_interval_ms > COMPACTION_OFF
+    )
+
+
+def _rewriting(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """For a seed whose agents rewrite: a compaction-only seed's rewrite buggify sites, a
+    compaction round's run bound, and sometimes a reconcile grace the run outlives."""
+    cluster = options.cluster
+    settings = cluster.settings
+    if not _rewrites(settings):
+        return options
+    if settings.merge_interval_ms <= MERGE_OFF:  # `_merging` drew none
+        sites = draw_sites(rng.fork("buggify"), REWRITE_SITES)
+        rate = rng.random() * FIRE_RATE_MAX
+        if sites and not cluster.buggify_sites:
+            cluster = dataclasses.replace(cluster, buggify_rate=rate)
+        cluster = dataclasses.replace(
+            cluster, buggify_sites=tuple(sorted((*cluster.buggify_sites, *sites)))
+        )
+    if settings.compaction_interval_ms > COMPACTION_OFF:
+        settings = settings.with_overrides(compaction_run_rows_max=_pick(rng, COMPACTION_RUN_ROWS))
+    if rng.chance(SHORT_GRACE_RATE):
+        stall_ms = SHORT_GRACE_STALL_TTLS * settings.lease_ttl_ms
+        settings = settings.with_overrides(
+            reconcile_grace_ms=stall_ms + _pick(rng, SHORT_GRACE_MARGINS_MS),
+            reconcile_interval_ms=MERGE_RECONCILE_INTERVAL_MS,
+        )
+    cluster = dataclasses.replace(cluster, settings=settings)
+    return dataclasses.replace(options, cluster=cluster)
+
+
+def _crashing_at_steps(options: SimOptions, rng: SeededRng) -> SimOptions:
+    """For a seed whose agents rewrite, 1 or 2 crashes at steps of the rewrite-and-swap."""
+    if not _rewrites(options.cluster.settings):
+        return options
+    drawn = [
+        Nemesis(
+            CRASH_AT,
+            rng.randint(0, options.safety_ms // 2),
+            rng.randint(0, CRASH_AT_DOWN_MS_MAX),
+            rng.randint(1, options.cluster.agents),
+            rng.randint(0, len(CRASH_POINTS) - 1),
+        )
+        for _ in range(rng.randint(1, CRASH_AT_NEMESES_MAX))
+    ]
+    nemeses = tuple(sorted((*options.nemeses, *drawn), key=lambda n: (n.at_ms, n.kind)))
+    return dataclasses.replace(options, nemeses=nemeses)
 
 
 def _disastrous(options: SimOptions, rng: SeededRng) -> SimOptions:

@@ -74,6 +74,7 @@ from sim.options import (
     CLOCK_STEP,
     CLOG,
     CRASH,
+    CRASH_AT,
     DAMAGE_OBJECT,
     DR_PROFILE,
     MEMBER_CRASH,
@@ -94,6 +95,7 @@ from sim.trace import Trace
 from sim.txn_workload import TxnClients
 from sim.verdict import EXIT_CRASH, exit_code
 from sim.workload import Clients
+from streamhouse.ports.buggify import CRASH_POINTS
 
 GROUP = "sim-group"
 SAFETY_GRACE_MS = 120_000  # after the nemesis, clients still running are stopped
@@ -334,7 +336,8 @@ async def _nemesis(
             wait_ms = start_ms + nemesis.at_ms - cluster.clock.monotonic_ms()
             if wait_ms > 0:
                 await cluster.clock.sleep_ms(wait_ms)
-            running.append(asyncio.ensure_future(_inject(cluster, clients, nemesis, members)))
+            injected = _inject(cluster, clients, nemesis, members, options.safety_ms)
+            running.append(asyncio.ensure_future(injected))
         await asyncio.gather(*running)
     finally:
         for task in running:
@@ -342,7 +345,7 @@ async def _nemesis(
 
 
 async def _inject(
-    cluster: SimCluster, clients: Clients, nemesis: Nemesis, members: list[str]
+    cluster: SimCluster, clients: Clients, nemesis: Nemesis, members: list[str], safety_ms: int
 ) -> None:
     agent = cluster.agents[nemesis.agent - 1]
     kind, duration_ms = nemesis.kind, nemesis.duration_ms
@@ -351,6 +354,10 @@ async def _inject(
         agent.crash()
         await cluster.clock.sleep_ms(duration_ms)
         await _restart(cluster, agent, wipe=bool(nemesis.amount))
+    elif kind == CRASH_AT:  # armed until the safety phase's schedule ends
+        if await agent.crash_at(CRASH_POINTS[nemesis.amount], safety_ms - nemesis.at_ms):
+            await cluster.clock.sleep_ms(duration_ms)
+            await _restart(cluster, agent, wipe=False)
     elif kind == PAUSE and agent.state == UP:
         agent.pause(duration_ms)
         await cluster.clock.sleep_ms(duration_ms)

@@ -435,7 +435,9 @@ async def assemble_agent(
     rewriter.on_swapped.append(log.rows_swapped)  # reads must see them
     merger = Merger(settings, clock, log, metadata, rewriter, buggify)
     merger.start(failure)  # the partitions this agent leads, every merge_interval_ms
-    compactor = Compactor(settings, clock, log, metadata, metadata, metadata, objects, rewriter)
+    compactor = Compactor(
+        settings, clock, log, metadata, metadata, metadata, objects, rewriter, buggify
+    )
     compactor.start(failure)  # compacted partitions led here, every compaction_interval_ms
     retention = None
     if settings.retention_check_interval_ms not in RETENTION_OFF:  # the partitions led here

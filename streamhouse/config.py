@@ -206,9 +206,11 @@ class Settings:
     # Log compaction (engine/compactor.py): every compaction_interval_ms (Kafka's
     # log.cleaner.backoff.ms; COMPACTION_OFF or below: never) a cleaning round for each due
     # compacted partition this agent leads, rewriting at most compaction_bytes_per_s_max a
-    # second
+    # second; a round swaps its rows in runs of at most compaction_run_rows_max rows (one
+    # metadata transaction each)
     compaction_interval_ms: int = 15_000
     compaction_bytes_per_s_max: int = 32 * MIB
+    compaction_run_rows_max: int = 4_096
     # Retention (engine/retention.py): every interval each agent moves the log start of the
     # partitions it leads past the committed rows their topic's retention.ms and
     # retention.bytes let go (cleanup.policy with delete). Kafka's
@@ -327,6 +329,7 @@ class Settings:
                 and self.merge_run_rows_min >= 2
             ),
             "compaction_bytes_per_s_max must be positive": self.compaction_bytes_per_s_max > 0,
+            "compaction_run_rows_max must be positive": self.compaction_run_rows_max > 0,
             "retention_check_interval_ms must be positive, or 0 or -1 (off)": (
                 self.retention_check_interval_ms >= -1
             ),

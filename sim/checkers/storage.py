@@ -11,7 +11,10 @@ deleted_reads No fetch is answered CORRUPT_MESSAGE (what a read of an object tha
               merged or compacted row's old object lives on for the reconciler's grace).
 deletes       No object under orgs/ is deleted while a segment row of the store names it
               (checked at each delete, against the store read without faults), nor within
-              the grace after it was written (by the bucket's clock).
+              the grace after it was written (by the bucket's clock), nor within the grace
+              after it was released (its last segment row taken by a rewrite or retention,
+              by the store's clock): a reader that listed its rows just before still finds
+              it, whether or not any read comes.
 orphans       After the reconciler ran at the end, every object under orgs/ older than the
               grace (it and its object row, and its release: the last segment row taken
               from it by a rewrite or retention) is named by a segment row: orphans are
@@ -183,17 +186,20 @@ def check_wipe_offsets(history: History) -> list[Violation]:
 class ObjectDeleted:
     """An object under orgs/ left the bucket at `at_us`, `age_ms` after it was last written
     (both by the bucket's clock); `named_by`: the segment rows of the metadata store that
-    named it at that moment (read without faults)."""
+    named it at that moment (read without faults); `released_age_ms`: how long before, by
+    the store's clock, its object row was released (None: never, or no row)."""
 
     at_us: int
     key: str
     age_ms: int
     named_by: tuple[str, ...]
+    released_age_ms: int | None = None
 
 
 def check_deletes(deletes: list[ObjectDeleted], grace_ms: int) -> list[Violation]:
     """No object is deleted while a segment row names it, nor younger than the grace (its
-    upload's commit may still be coming)."""
+    upload's commit may still be coming), nor within the grace after its release (a reader
+    may have listed its rows just before)."""
     found: list[Violation] = []
     for deleted in deletes:
         if deleted.named_by:
@@ -206,6 +212,12 @@ def check_deletes(deletes: list[ObjectDeleted], grace_ms: int) -> list[Violation
             message = (
                 f"{deleted.key} was deleted at {deleted.at_us}us, {deleted.age_ms} ms after it "
                 f"was written: within the grace of {grace_ms} ms"
+            )
+            found.append(Violation("deletes", message))
+        elif deleted.released_age_ms is not None and deleted.released_age_ms < grace_ms:
+            message = (
+                f"{deleted.key} was deleted at {deleted.at_us}us, {deleted.released_age_ms} ms "
+                f"after its last segment row went: within the grace of {grace_ms} ms"
             )
             found.append(Violation("deletes", message))
     return found

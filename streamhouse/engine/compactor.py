@@ -15,7 +15,7 @@ A round, for one partition:
 3. The offset map is built from the dirty rows up to it (it may fill first: the round then
    ends where it filled and the rest stays dirty).
 4. Every batch from the log start to the map's end goes through the round in offset order,
-   in runs of at most COMPACTION_RUN_ROWS_MAX rows, each run rewritten into one object and
+   in runs of at most `compaction_run_rows_max` rows, each run rewritten into one object and
    swapped under the lease epoch this agent holds; the last run's swap moves the checkpoint.
    A run whose swap is refused or fails ends the round and the checkpoint stays, so the
    next round covers it all again (what was swapped before is a cleaned prefix).
@@ -54,6 +54,7 @@ from streamhouse.log.partition_txns import AbortedTxn
 from streamhouse.log.rewrite_blocks import StoredBatch, stored_batches
 from streamhouse.log.topic_configs import topic_config_specs
 from streamhouse.names import TopicPartition
+from streamhouse.ports.buggify import COMPACTION_BETWEEN_RUNS, Buggify
 from streamhouse.ports.clock import Clock
 from streamhouse.ports.leases import LeaseStore, SegmentRecord
 from streamhouse.ports.object_store import ObjectStore
@@ -64,7 +65,6 @@ log = logging.getLogger("streamhouse.compactor")
 
 COMPACTION_ROWS_MAX = 100_000  # segment rows one round looks at, from the log start
 COMPACTION_ROWS_PER_LISTING = 1_000
-COMPACTION_RUN_ROWS_MAX = 4_096  # rows one swap replaces at most (one metadata transaction)
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,10 @@ class Compactor:
         producers: ProducerStore,
         objects: ObjectStore,
         rewriter: Rewriter,
+        buggify: Buggify | None = None,
     ) -> None:
         self._settings = settings
+        self._buggify = buggify or Buggify()
         self._clock = clock
         self._logs = logs
         self._topics = topics
@@ -303,13 +305,15 @@ class Compactor:
                     )
             return kept
 
+        run_rows_max = self._settings.compaction_run_rows_max
         runs = [
-            covered[start : start + COMPACTION_RUN_ROWS_MAX]
-            for start in range(0, len(covered), COMPACTION_RUN_ROWS_MAX)
+            covered[start : start + run_rows_max] for start in range(0, len(covered), run_rows_max)
         ]
         swapped = 0
         for index, run in enumerate(runs):
             last = index == len(runs) - 1
+            if index:
+                self._buggify.reached(COMPACTION_BETWEEN_RUNS)
             if self._led(tp) is not plog:
                 break
             started_ms = self._clock.monotonic_ms()
@@ -331,6 +335,14 @@ class Compactor:
                 log.info("compaction of %s ended at a %s swap", tp, outcome.swapped.value)
                 break
             swapped += 1
+            log.info(
+                "compaction of %s: run %d of %d (%d rows) swapped into %s",
+                tp,
+                index + 1,
+                len(runs),
+                len(run),
+                outcome.key,
+            )
             self.stats.swaps += 1
             self.stats.bytes_written += outcome.raw_bytes_written
         stats = cleaning.stats

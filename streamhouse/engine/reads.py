@@ -128,7 +128,11 @@ class LogReader:
         if offset >= plog.tail.start_offset:
             return [b.data for b in plog.tail.read(offset, end_offset, bytes_max)]
         until = min(end_offset, plog.tail.start_offset)
-        return await self._read_objects(plog.state.tp, offset, until, bytes_max)
+        found = await self._read_objects(plog.state.tp, offset, until, bytes_max)
+        if found or until >= end_offset:
+            return found
+        # no batch from `offset` to the tail (compaction emptied those rows): the tail's first
+        return [b.data for b in plog.tail.read(until, end_offset, bytes_max)]
 
     async def _aborted_among(
         self, plog: PartitionLog, offset: int, batches: Sequence[Buffer]
@@ -234,24 +238,31 @@ class LogReader:
     ) -> list[memoryview]:
         found: list[memoryview] = []
         size_bytes = 0
-        for segment in await self._segments(tp, offset):
-            if segment.base_offset >= end_offset or size_bytes >= bytes_max:
-                break
-            if segment.last_offset < offset:
-                continue
-            try:
-                block = await self._read_block(segment)
-            except (DamagedData, StaleSegmentRow):
-                if found:
-                    break  # what comes before it is served; a read from its offsets fails
-                raise
-            room = bytes_max - size_bytes
-            views, full = block.read(offset, end_offset, room, first_always=not found)
-            found += views
-            size_bytes += sum(len(view) for view in views)
-            if full:
-                break  # the block's next batch does not fit: nothing after it may come
-        return found
+        listed_from = offset
+        while True:
+            segments = await self._segments(tp, listed_from)
+            for segment in segments:
+                if segment.base_offset >= end_offset or size_bytes >= bytes_max:
+                    return found
+                if segment.last_offset < offset:
+                    continue
+                try:
+                    block = await self._read_block(segment)
+                except (DamagedData, StaleSegmentRow):
+                    if found:
+                        return found  # what comes before is served; a read from there fails
+                    raise
+                room = bytes_max - size_bytes
+                views, full = block.read(offset, end_offset, room, first_always=not found)
+                found += views
+                size_bytes += sum(len(view) for view in views)
+                if full:
+                    return found  # the block's next batch does not fit: nothing after it may
+            # Every row listed held no batch from `offset` on (compaction emptied them): the
+            # read goes on to the next rows, as a fetch in a gap gets the batch after it
+            if found or not segments or segments[-1].last_offset + 1 >= end_offset:
+                return found
+            listed_from = segments[-1].last_offset + 1
 
     async def _read_block(self, segment: SegmentRecord) -> BlockBatches:
         """The segment's block; DamagedData (remembered, logged with the object and offsets)

@@ -33,6 +33,10 @@ from streamhouse.log.object_format import encode_object
 from streamhouse.log.rewrite_blocks import StoredBatch, check_transformed, reblock, stored_batches
 from streamhouse.names import TopicPartition
 from streamhouse.ports.buggify import (
+    REWRITE_AFTER_LISTENERS,
+    REWRITE_BEFORE_LISTENERS,
+    REWRITE_BEFORE_SWAP,
+    REWRITE_BEFORE_UPLOAD,
     REWRITE_GIVE_UP_AFTER_UPLOAD,
     REWRITE_SLOW_SWAP,
     REWRITE_STALE_EPOCH,
@@ -145,7 +149,9 @@ class Rewriter:
         data, footer = encode_object(blocks, org, self._agent_id, now_ms, self._settings.zstd_level)
         key = object_key(org, self._agent_id, now_ms, self._rng.randbytes(ULID_RANDOM_BYTES))
         uploaded_ms = self._clock.monotonic_ms()
+        self._buggify.reached(REWRITE_BEFORE_UPLOAD)
         await self._objects.put(key, data)
+        self._buggify.reached(REWRITE_BEFORE_SWAP)
         new = [SegmentRecord.of_block(key, entry) for entry in footer.blocks]
         swap = SegmentSwap(
             ObjectRecord(key, self._agent_id, org, len(data), now_ms),
@@ -157,8 +163,10 @@ class Rewriter:
         )
         swapped = await self._swap(swap, uploaded_ms)
         if swapped is Swapped.SWAPPED:
+            self._buggify.reached(REWRITE_BEFORE_LISTENERS)
             for listener in self.on_swapped:
                 listener(swap)
+            self._buggify.reached(REWRITE_AFTER_LISTENERS)
         raw_bytes_written = sum(len(spec.data) for spec in blocks)
         return RewriteOutcome(
             swapped, key, len(data), raw_bytes_read, raw_bytes_written, len(blocks)

@@ -31,6 +31,22 @@ MERGE_SITES = (
     REWRITE_STALE_EPOCH,
     MERGE_ANY_RUN,
 )
+# Crash points of the rewrite-and-swap step, where a simulation kills the process (its
+# crash-at-step nemesis): before the upload; after it, before the swap; after the swap
+# committed, before its listeners are told; after them (the released objects wait for the
+# reconciler's grace); and in a compaction round, between one run's swap and the next run's
+REWRITE_BEFORE_UPLOAD = "rewrite.before_upload"
+REWRITE_BEFORE_SWAP = "rewrite.before_swap"
+REWRITE_BEFORE_LISTENERS = "rewrite.before_listeners"
+REWRITE_AFTER_LISTENERS = "rewrite.after_listeners"
+COMPACTION_BETWEEN_RUNS = "compaction.between_runs"
+CRASH_POINTS = (
+    REWRITE_BEFORE_UPLOAD,
+    REWRITE_BEFORE_SWAP,
+    REWRITE_BEFORE_LISTENERS,
+    REWRITE_AFTER_LISTENERS,
+    COMPACTION_BETWEEN_RUNS,
+)
 
 
 class Buggify:
@@ -39,3 +55,7 @@ class Buggify:
     def fires(self, site: str) -> bool:
         """Whether the call site `site` should misbehave this time."""
         return False
+
+    def reached(self, point: str) -> None:
+        """The engine is at crash point `point` (one of CRASH_POINTS): a simulation may kill
+        the process right here, and then the call does not return. Here: nothing."""

@@ -230,6 +230,11 @@ def test_deleting_an_object_a_row_names_or_within_the_grace_is_flagged() -> None
     assert [v.checker for v in found] == ["deletes", "deletes"]
     assert "y.obj" in found[0].message and "t/0 0..4" in found[0].message
     assert "z.obj" in found[1].message and "within the grace" in found[1].message
+    released_late = ObjectDeleted(40, "orgs/o/objects/r.obj", 5_000, (), released_age_ms=1_500)
+    released_early = ObjectDeleted(50, "orgs/o/objects/w.obj", 5_000, (), released_age_ms=999)
+    assert check_deletes([released_late], grace_ms=1_000) == []
+    [early] = check_deletes([released_late, released_early], grace_ms=1_000)
+    assert "w.obj" in early.message and "after its last segment row went" in early.message
 
 
 def test_an_old_object_no_row_names_left_after_a_reconcile_is_flagged() -> None:

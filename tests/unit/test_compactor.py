@@ -10,7 +10,7 @@ from pathlib import Path
 from streamhouse.config import Settings
 from streamhouse.engine.compactor import CompactionConfig, Compactor
 from streamhouse.engine.log_store import LogStore
-from streamhouse.engine.reads import SEGMENT_LISTING_AGE_MS_MAX
+from streamhouse.engine.reads import SEGMENT_LISTING_AGE_MS_MAX, SEGMENT_ROWS_PER_READ
 from streamhouse.kafka.batch_header import parse_header
 from streamhouse.kafka.compression import decompressor
 from streamhouse.kafka.control_records import TxnMarker
@@ -304,5 +304,31 @@ def test_aborted_data_goes_and_its_marker_after_its_horizon(tmp_path: Path) -> N
             (4, b"c", b"after"),
             (7, b"d", b"dirt-3"),
         ]
+
+    asyncio.run(main())
+
+
+def test_a_read_among_rows_compaction_emptied_gets_the_batch_after_them(tmp_path: Path) -> None:
+    """Rounds of one row a swap empty every row but the last: a read from the log start gets
+    the batch after the gap, however many rows it spans (more than one listing's worth)."""
+
+    async def main() -> None:
+        settings = SETTINGS.with_overrides(compaction_run_rows_max=1)
+        world = World(tmp_path, settings)
+        store = await _compacted_log(world)
+        records = [(b"k", b"v%d" % i) for i in range(2 * SEGMENT_ROWS_PER_READ + 3)]
+        await _flushed(store, records)
+        sql = world.sql
+        compactor = Compactor(
+            settings, world.clock, store, sql, sql, sql, world.bucket, world.rewriter("a")
+        )
+        outcome = await compactor.compact(TP, EAGER)
+        assert outcome.runs_swapped == len(records)
+        last = len(records) - 1
+        assert await _read_all(store, world) == [(last, b"k", b"v%d" % last)]
+        world.advance_ms(SEGMENT_LISTING_AGE_MS_MAX + 1)
+        await store.renew_leases()
+        first = await store.reads.read(TP, 0, 1 << 20)
+        assert [parse_header(view).base_offset for view in first.batches] == [last]
 
     asyncio.run(main())
