@@ -302,9 +302,10 @@ def _nemesis(n: Nemesis) -> str:
 
 
 def draw_common_options(seed: int) -> SimOptions:
-    """The draws every profile starts from (the default profile then draws a compacted
-    topic, the others what they add)."""
-    return _draw_default(seed)
+    """The draws every profile without a compacted topic starts from (txn, dr): the defaults
+    and what agents that rewrite add (the default and cluster profiles draw a compacted
+    topic first, which the rewrite draws then see)."""
+    return _rewriting(_draw_default(seed), SeededRng(seed).fork("rewrite"))
 
 
 def draw_options(seed: int, profile: str = DEFAULT_PROFILE) -> SimOptions:

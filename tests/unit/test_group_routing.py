@@ -108,6 +108,7 @@ def members_at(agent: AgentThread, group: str) -> int | None:
     return call(agent, count())
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_a_member_on_a_and_a_kafka_consumer_share_a_group_b_coordinates(
     agents: tuple[AgentThread, AgentThread],
 ) -> None:

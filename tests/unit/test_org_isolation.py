@@ -254,6 +254,7 @@ def delivery_errors(agent: AgentThread, user: str, topic: str) -> list[int]:
     return outcomes
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_a_member_may_do_what_its_orgs_acls_allow(agent: AgentThread) -> None:
     ALLOW, DENY = AclPermissionType.ALLOW, AclPermissionType.DENY
     prefix = unique("pub")

@@ -82,6 +82,7 @@ def produce_timed(config: dict[str, Any], topic: str) -> tuple[float, int]:
     return time.monotonic() - started, max(throttles)
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_a_producer_over_its_quota_is_throttled_and_another_is_not(agent: AgentThread) -> None:
     answer = _alter(agent, [(CLIENT_ID, "throttled")], producer_byte_rate=QUOTA_BYTES_PER_S)
     assert [entry.error_code for entry in answer.entries] == [ErrorCode.NONE]
@@ -151,6 +152,7 @@ def test_the_orgs_partition_limit_refuses_a_create_topics(agent: AgentThread) ->
         _alter(agent, [], org_partitions=None)
 
 
+@pytest.mark.slow  # in make test-all: make test stays under 3 minutes
 def test_a_client_over_its_request_time_share_is_muted(agent: AgentThread) -> None:
     """A share no request fits in (a millionth of a thread): every request of that client id
     is over it, so the agent counts throttle time for it; another client id is not measured."""
