@@ -14,7 +14,8 @@ every Produce answer is remembered as the agent and log start of the records
 it acknowledged (`Watcher.acked_by`), and every OffsetCommit the coordinator
 accepted as the generation and member id that attempt carried
 (`Watcher.commit_accepted_as`): aiokafka rebuilds a retried commit with the
-generation it holds at the retry, not the one the application committed in.
+generation it holds at the retry, not the one the application committed in,
+which it holds from its JoinGroup answer on (each one a `GenerationJoined`).
 The wrapper awaits the original call
 and only reads its answer, so the clients behave, and are timed, exactly as
 without it. The installed package is not modified.
@@ -32,6 +33,7 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient  # type: ignore[import-untyped]
 from aiokafka.protocol.commit import OffsetCommitRequest  # type: ignore[import-untyped]
 from aiokafka.protocol.fetch import FetchRequest  # type: ignore[import-untyped]
+from aiokafka.protocol.group import JoinGroupRequest  # type: ignore[import-untyped]
 from aiokafka.protocol.produce import ProduceRequest  # type: ignore[import-untyped]
 from aiokafka.record.default_records import DefaultRecordBatch  # type: ignore[import-untyped]
 
@@ -41,6 +43,7 @@ from sim.history import (
     Event,
     FetchFailed,
     FetchObserved,
+    GenerationJoined,
     ObservedRecord,
 )
 
@@ -76,6 +79,9 @@ class Watcher:
                         self._acks[(topic, partition)] = (offset, node_id)
         elif isinstance(request, OffsetCommitRequest) and response is not None:
             self._commit_answered(request, response)
+        elif isinstance(request, JoinGroupRequest) and _succeeded(response):
+            joined = (request._group, response.generation_id, response.member_id)
+            self.record(GenerationJoined(self.now_us(), self.name, *joined))
 
     def acked_by(self, topic: str, partition: int, offset: int) -> int | None:
         """The node id whose Produce answer acknowledged `offset` (the latest answer for the
@@ -240,6 +246,11 @@ def agents_of(client: Any) -> Callable[[int], str | None]:
         return None if broker is None else str(broker.host)
 
     return agent_of
+
+
+def _succeeded(response: Any) -> bool:
+    """Whether a single-error answer (JoinGroup's) is there and took the request."""
+    return response is not None and response.error_code == 0
 
 
 @contextmanager

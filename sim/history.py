@@ -270,6 +270,19 @@ class GroupGeneration:
 
 
 @dataclass(frozen=True)
+class GenerationJoined:
+    """`member` of `group` was told generation `generation` by its JoinGroup answer, before
+    it learned its assignment (`GroupGeneration`, after SyncGroup): aiokafka sends every
+    OffsetCommit from then on, retries of earlier ones too, with this generation and id."""
+
+    at_us: int
+    client: str
+    group: str
+    generation: int
+    member: str
+
+
+@dataclass(frozen=True)
 class OffsetCommitted:
     """A successful offset commit: `generation` and `member` are those the accepted attempt
     carried (a client's retry may carry a newer generation than the first attempt), -1 for
@@ -394,6 +407,7 @@ Event = (
     | TxnProducerStarted
     | TxnRead
     | GroupGeneration
+    | GenerationJoined
     | OffsetCommitted
     | OffsetCommitAsked
     | OffsetReset
@@ -417,6 +431,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         TxnProducerStarted,
         TxnRead,
         GroupGeneration,
+        GenerationJoined,
         OffsetCommitted,
         OffsetCommitAsked,
         OffsetReset,

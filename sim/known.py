@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from sim.runner import RunOutcome
 
 # name (its note: tests/sim/known_failures/<name>.md) -> {seed: violations_signature}
-KNOWN_FAILURES: Mapping[str, Mapping[int, str]] = {
-    "commit-retried-by-a-rejoined-member": {105: "e74350ad7ebdec1c"},
-}
+KNOWN_FAILURES: Mapping[str, Mapping[int, str]] = {}
 
 
 def violations_signature(outcome: RunOutcome) -> str:

@@ -19,6 +19,7 @@ from sim.history import (
     CommittedOffsetRead,
     FetchFailed,
     FetchObserved,
+    GenerationJoined,
     GroupGeneration,
     History,
     OffsetCommitted,
@@ -122,11 +123,19 @@ def _assignments(history: History) -> _Assignments:
 
 
 def _generation_starts(history: History) -> dict[tuple[str, int, str], int]:
-    """(group, generation, member id) -> when the member learned its assignment in it."""
-    return {
+    """(group, generation, member id) -> when the member learned its assignment in it, or,
+    for a generation whose assignment never reached it (its SyncGroup failed, or a commit
+    was retried first), when its JoinGroup answer told it the generation, from which on
+    aiokafka sends its commits with that generation."""
+    joined = {
+        (event.group, event.generation, event.member): event.at_us
+        for event in history.of_type(GenerationJoined)
+    }
+    assigned = {
         (event.group, event.generation, event.member): event.at_us
         for event in history.of_type(GroupGeneration)
     }
+    return joined | assigned
 
 
 def read_before_generation(
@@ -173,12 +182,18 @@ def retried_into_a_later_generation(
     """Whether `commit`, asked before `latest` (the floor now, set by another client while the
     commit was in flight) and below it, landed after it and is the client's regression as
     `read_before_generation` says: it carried a generation its member learned only after
-    `latest` completed, so the coordinator cannot have taken it earlier (aiokafka retries a
-    commit with the generation it holds at the retry, here one it rejoined into)."""
+    `latest` completed, or one newer than the generation `latest` was taken under (a group's
+    generations only grow, and a coordinator takes a commit of its current one only), so
+    the coordinator cannot have taken it earlier (aiokafka retries a commit with the
+    generation it holds at the retry, here one it rejoined into). The second covers a join
+    answered in the same instant as `latest` (no network delay)."""
     if latest is None or commit.offset >= latest.offset:
         return False
     began_us = starts.get((commit.group, commit.generation, commit.member))
-    if began_us is None or began_us <= latest.at_us:
+    if began_us is None:
+        return False
+    newer = isinstance(latest, OffsetCommitted) and 0 <= latest.generation < commit.generation
+    if began_us <= latest.at_us and not newer:
         return False
     return read_before_generation(index, starts, commit, latest, own_highest)
 

@@ -30,6 +30,7 @@ from sim.history import (
     Event,
     FaultInjected,
     FetchFailed,
+    GenerationJoined,
     GroupGeneration,
     History,
     ObservedRecord,
@@ -1057,4 +1058,37 @@ def test_a_commit_in_flight_that_may_have_landed_first_does_not_lower_the_floor(
     a read of its lower offset after c2's commit completed is a regression."""
     script = Script()
     commit_in_flight_across_a_rebalance(script, rejoined_after_the_floor=False)
+    assert "group_offsets" in flagged(script)
+
+
+def commit_retried_by_a_member_that_only_joined(script: Script, *, generation: int) -> None:
+    """As default seed 105: c1 reads offset 5 in generation 2 and asks to commit 6; c2
+    commits 10 in generation 2; in that same instant (no network delay) c1's JoinGroup
+    answer tells it `generation`, and its SyncGroup never completes (no assignment is
+    recorded); c1's commit, retried with `generation`, lands and is read back."""
+    one = (TopicPartition("t", 0),)
+    script.history.append(GroupGeneration(script.tick(), "c1", "g", 2, "c1", one))
+    script.fetch(5, [(5, b"v5")], client="c1")
+    asked_us = script.tick()
+    script.history.append(GroupGeneration(script.tick(), "c2", "g", 2, "c2", one))
+    commit(script, 10, client="c2", generation=2)
+    same_instant_us = script.now_us
+    script.history.append(GenerationJoined(same_instant_us, "c1", "g", generation, "c1"))
+    late = OffsetCommitted(script.tick(), asked_us, "c1", "g", generation, "c1", "t", 0, 6)
+    script.history.append(late)
+    read_committed_offset(script, 6)
+
+
+def test_a_commit_retried_with_a_newer_generation_only_joined_sets_the_offset() -> None:
+    """The generation it carried (3) is newer than the floor's (2): the coordinator took it
+    after the floor, and c1 learned it (its JoinGroup answer) after its read of offset 5."""
+    script = Script()
+    commit_retried_by_a_member_that_only_joined(script, generation=3)
+    assert "group_offsets" not in flagged(script)
+
+
+def test_a_commit_retried_in_the_floors_generation_in_the_same_instant_is_flagged() -> None:
+    """Carrying the floor's own generation, in the same instant, it may have landed first."""
+    script = Script()
+    commit_retried_by_a_member_that_only_joined(script, generation=2)
     assert "group_offsets" in flagged(script)
