@@ -8,12 +8,19 @@ listener there is no forwarding: the member stops naming B and the reason."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Producer,
+)
 from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient
 
@@ -27,7 +34,7 @@ from streamhouse.log.group_state import GroupState
 from streamhouse.names import TopicPartition
 from streamhouse.ports.groups import OffsetToCommit
 from tests.unit.sasl_world import AgentThread
-from tests.unit.test_forwarding import _pair, _within, running_pair
+from tests.unit.test_forwarding import POLL_S, _pair, _within, running_pair
 from tests.unit.test_group_member import (
     FAST,
     PARTITIONS,
@@ -164,12 +171,27 @@ def test_manual_commits_on_a_land_at_the_coordinator_b(
     assert call(a, committed_offsets(routed, group, every_partition(topic))) == wanted
     consumer = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group})
     try:
-        seen = consumer.committed(
-            [KafkaPartition(topic, p) for p in range(PARTITIONS)], CLIENT_TIMEOUT_S
-        )
+        seen = _committed_once_found(consumer, topic)
     finally:
         consumer.close()
     assert {TopicPartition(tp.topic, tp.partition): tp.offset for tp in seen} == wanted
+
+
+def _committed_once_found(consumer: Consumer, topic: str) -> list[KafkaPartition]:
+    """librdkafka's committed offsets of `topic`, asked again while the group's coordinator
+    answers NOT_COORDINATOR (the agents just started: the offsets partitions' leases may
+    still move between them as they balance), as an application would."""
+    deadline = time.monotonic() + CLIENT_TIMEOUT_S
+    while True:
+        try:
+            return consumer.committed(  # type: ignore[no-any-return]
+                [KafkaPartition(topic, p) for p in range(PARTITIONS)], CLIENT_TIMEOUT_S
+            )
+        except KafkaException as error:
+            moving = error.args[0].code() == KafkaError.NOT_COORDINATOR
+            if not moving or time.monotonic() >= deadline:
+                raise
+            time.sleep(POLL_S)
 
 
 def test_a_describes_a_group_b_coordinates_and_fetches_all_its_offsets(
