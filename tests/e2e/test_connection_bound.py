@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 from pathlib import Path
 
-from tests.e2e.conftest import Agent, start_agent
+from tests.e2e.agent_storage import agent_metrics
+from tests.e2e.conftest import start_agent
 from tests.fixtures.kafka_wire import api_versions_request, raw_call, request_frame
 
 CONNECTIONS_MAX = 2
@@ -37,14 +37,6 @@ def _closed_unanswered(port: int) -> bool:
             return True
 
 
-def _metric(agent: Agent, name: str) -> float:
-    with urllib.request.urlopen(f"{agent.http_base}/metrics", timeout=SOCKET_TIMEOUT_S) as page:
-        for line in page.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} is not on /metrics")
-
-
 def _eventually_served(port: int) -> None:
     deadline = time.monotonic() + SOCKET_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -63,8 +55,9 @@ def test_connections_beyond_the_bound_are_closed_counted_and_logged_once(tmp_pat
         started_s = time.monotonic()
         assert all(_closed_unanswered(agent.port) for _ in range(FLOOD))
         flood_s = time.monotonic() - started_s
-        assert _metric(agent, REFUSED_TOTAL) == FLOOD
-        assert _metric(agent, OPEN) == CONNECTIONS_MAX
+        metrics = agent_metrics(agent)
+        assert metrics[REFUSED_TOTAL] == FLOOD
+        assert metrics[OPEN] == CONNECTIONS_MAX
         held.pop().close()
         _eventually_served(agent.port)
         for sock in held:
